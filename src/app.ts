@@ -1,0 +1,156 @@
+import { DataSource } from 'typeorm';
+import { Server } from '@grpc/grpc-js';
+import { Config } from './config/config';
+import { KeyManager } from './crypto/key-manager';
+import { loadRootKeys } from './crypto/root-key-provider';
+import { Clock, systemClock } from './domain/clock';
+import { ConsentChecker } from './domain/consent-checker';
+import { ConsentHistory } from './domain/consent-history';
+import { ConsentRecorder } from './domain/consent-recorder';
+import { DEVELOPMENT_PRINCIPAL } from './domain/principal';
+import { PurposeService } from './domain/purpose-service';
+import { SubjectDirectory } from './domain/subject-directory';
+import { TenantService } from './domain/tenant-service';
+import { createLogger, Logger } from './logging/logger';
+import { createDataSource } from './storage/data-source';
+import { TypeormConsentRepository } from './storage/repositories/consent-repository';
+import { TypeormKeyStore } from './storage/repositories/key-store';
+import { TypeormPurposeRepository } from './storage/repositories/purpose-repository';
+import { TypeormSubjectRepository } from './storage/repositories/subject-repository';
+import { TypeormTenantRepository } from './storage/repositories/tenant-repository';
+import { TypeormTransactionRunner } from './storage/transaction-runner';
+import { CallPipeline } from './transport/call-pipeline';
+import { consentHandlers } from './transport/handlers/consent-handlers';
+import { purposeHandlers } from './transport/handlers/purpose-handlers';
+import { tenantHandlers } from './transport/handlers/tenant-handlers';
+import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
+
+export interface AppOptions {
+  logger?: Logger;
+  clock?: Clock;
+}
+
+/** A started service: its bound port, and how to stop it. */
+export interface RunningApp {
+  port: number;
+  server: Server;
+  dataSource: DataSource;
+  logger: Logger;
+  stop(): Promise<void>;
+}
+
+const HEALTH_PROBE_MS = 5000;
+
+/** Connects the database, runs migrations (unless disabled), loads keys, wires and starts the server. */
+export async function startApp(config: Config, options: AppOptions = {}): Promise<RunningApp> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+
+  const { provider: rootKeys, generatedFile } = await loadRootKeys(config.rootKeys);
+  if (generatedFile) {
+    logger.warn(
+      'DEVELOPMENT ROOT KEY GENERATED: no ROOT_KEYS_FILE or ROOT_KEYS_JSON was configured, so a new root key was written ' +
+        'to the data folder. Anyone who can read that file can decrypt this database. Never run production like this ' +
+        '(docs/keys.md).',
+      { file: generatedFile },
+    );
+  } else if (config.rootKeys.kind === 'generated-dev') {
+    logger.warn('using the development root key from the data folder; configure ROOT_KEYS_FILE for production', {
+      file: config.rootKeys.file,
+    });
+  }
+
+  const dataSource = await openDatabase(config, logger);
+  const tx = new TypeormTransactionRunner(dataSource);
+  const keys = new KeyManager(rootKeys, new TypeormKeyStore(dataSource), config.limits);
+  const subjects = new TypeormSubjectRepository();
+  const consent = new TypeormConsentRepository();
+  const tenants = new TenantService(tx, new TypeormTenantRepository(), keys, clock);
+  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, clock, config.limits);
+  const recorder = new ConsentRecorder(
+    tx,
+    consent,
+    new SubjectDirectory(subjects, keys),
+    tenants,
+    purposes,
+    keys,
+    clock,
+    config.limits.maxEventTimeSkewMs,
+  );
+  const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
+  const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
+
+  const pipeline = new CallPipeline(logger, () => DEVELOPMENT_PRINCIPAL);
+  const { server, health } = createGrpcServer({
+    tenant: tenantHandlers(pipeline, tenants),
+    purpose: purposeHandlers(pipeline, purposes),
+    consent: consentHandlers(pipeline, recorder, checker, history, config.limits),
+  });
+  const port = await bind(server, config.bindAddress, config.port);
+
+  // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.
+  let healthy = true;
+  const probe = setInterval(() => {
+    dataSource.query('SELECT 1').then(
+      () => setHealth(true),
+      () => setHealth(false),
+    );
+  }, HEALTH_PROBE_MS);
+  probe.unref();
+  const setHealth = (ok: boolean) => {
+    if (ok === healthy) return;
+    healthy = ok;
+    for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
+    logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
+  };
+
+  logger.info('consent ledger listening', {
+    address: config.bindAddress,
+    port,
+    database: config.database.kind,
+    auth_mode: config.authMode,
+  });
+  if (config.authMode === 'development') {
+    logger.warn('AUTH_MODE=development: every call runs as the fixed principal "dev-admin"; do not expose this port');
+  }
+
+  return {
+    port,
+    server,
+    dataSource,
+    logger,
+    async stop() {
+      clearInterval(probe);
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      if (dataSource.isInitialized) await dataSource.destroy();
+    },
+  };
+}
+
+/** Opens the database and brings its schema up to date (or checks that it is). */
+export async function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
+  const dataSource = createDataSource(config.database);
+  try {
+    await dataSource.initialize();
+  } catch (err) {
+    const where = config.database.kind === 'sqlite' ? config.database.file : 'DATABASE_URL';
+    throw new Error(`cannot open the ${config.database.kind} database (${where}): ${(err as Error).message}`);
+  }
+  if (config.runMigrations) {
+    const applied = await dataSource.runMigrations({ transaction: 'each' });
+    for (const m of applied) logger.info('migration applied', { migration: m.name });
+  } else if (await dataSource.showMigrations()) {
+    await dataSource.destroy();
+    throw new Error('the database schema is behind this version; run `npm run migrate` (or start with RUN_MIGRATIONS=true)');
+  }
+  return dataSource;
+}

@@ -1,0 +1,172 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** How the database is reached. SQLite is the zero-config default; MySQL/MariaDB is production. */
+export type DatabaseConfig =
+  | { kind: 'sqlite'; file: string }
+  | { kind: 'mysql'; url: string; poolSize: number };
+
+/** Where the root key set comes from (see docs/keys.md). */
+export type RootKeySource =
+  | { kind: 'env'; json: string }
+  | { kind: 'file'; file: string }
+  | { kind: 'generated-dev'; file: string };
+
+/** Every tunable of the service, with defaults; built once at start by loadConfig. */
+export interface Config {
+  port: number;
+  bindAddress: string;
+  dataDir: string;
+  database: DatabaseConfig;
+  runMigrations: boolean;
+  rootKeys: RootKeySource;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Until real authentication exists, 'development' supplies a fixed principal for every call. */
+  authMode: 'development';
+  limits: Limits;
+}
+
+/** Request-size and cache limits. Documented in docs/configuration.md. */
+export interface Limits {
+  defaultPageSize: number;
+  maxPageSize: number;
+  maxBatchChecks: number;
+  /** Queries a stream decides together; also the most answers buffered per stream. */
+  streamChunkSize: number;
+  subjectKeyCacheSize: number;
+  subjectKeyCacheTtlMs: number;
+  maxEventTimeSkewMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+
+/**
+ * Reads configuration from environment variables, over an optional JSON file named by
+ * CONFIG_FILE (same keys as the variables). Collects every problem before failing, so an
+ * operator fixes a broken deployment in one round.
+ */
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const problems: string[] = [];
+  const source = { ...readConfigFile(env.CONFIG_FILE, cwd, problems), ...definedOnly(env) };
+
+  const int = (key: string, fallback: number, min: number, max: number): number => {
+    const raw = source[key];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${key} must be an integer from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const raw = source[key];
+    if (raw === undefined || raw === '') return fallback;
+    if (/^(1|true|yes)$/i.test(raw)) return true;
+    if (/^(0|false|no)$/i.test(raw)) return false;
+    problems.push(`${key} must be true or false (got "${raw}")`);
+    return fallback;
+  };
+
+  const dataDir = path.resolve(cwd, source.DATA_DIR || 'data');
+  const port = int('PORT', 50051, 0, 65535);
+  const bindAddress = source.BIND_ADDRESS || '127.0.0.1';
+
+  const poolSize = int('DATABASE_POOL_SIZE', 10, 1, 500);
+  const database = parseDatabaseUrl(source.DATABASE_URL, dataDir, poolSize, cwd, problems);
+
+  let rootKeys: RootKeySource;
+  if (source.ROOT_KEYS_JSON && source.ROOT_KEYS_FILE) {
+    problems.push('set ROOT_KEYS_JSON or ROOT_KEYS_FILE, not both');
+  }
+  if (source.ROOT_KEYS_JSON) rootKeys = { kind: 'env', json: source.ROOT_KEYS_JSON };
+  else if (source.ROOT_KEYS_FILE) rootKeys = { kind: 'file', file: path.resolve(cwd, source.ROOT_KEYS_FILE) };
+  else rootKeys = { kind: 'generated-dev', file: path.join(dataDir, 'root-keys.dev.json') };
+
+  const logLevel = (source.LOG_LEVEL || 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+
+  const authMode = source.AUTH_MODE || 'development';
+  if (authMode !== 'development') problems.push(`AUTH_MODE must be "development" (the only mode until authentication exists; got "${authMode}")`);
+
+  const limits: Limits = {
+    defaultPageSize: int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
+    maxPageSize: int('MAX_PAGE_SIZE', 500, 1, 1000),
+    maxBatchChecks: int('MAX_BATCH_CHECKS', 1000, 1, 10000),
+    streamChunkSize: int('STREAM_CHUNK_SIZE', 256, 1, 4096),
+    subjectKeyCacheSize: int('SUBJECT_KEY_CACHE_SIZE', 10000, 0, 10_000_000),
+    subjectKeyCacheTtlMs: int('SUBJECT_KEY_CACHE_TTL_MS', 60_000, 0, 3_600_000),
+    maxEventTimeSkewMs: 5 * 60 * 1000,
+  };
+  if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    port,
+    bindAddress,
+    dataDir,
+    database,
+    runMigrations: bool('RUN_MIGRATIONS', true),
+    rootKeys,
+    logLevel,
+    authMode: 'development',
+    limits,
+  };
+}
+
+function parseDatabaseUrl(
+  raw: string | undefined,
+  dataDir: string,
+  poolSize: number,
+  cwd: string,
+  problems: string[],
+): DatabaseConfig {
+  if (!raw) return { kind: 'sqlite', file: path.join(dataDir, 'consent-ledger.sqlite') };
+  if (raw.startsWith('sqlite:')) {
+    const file = raw.slice('sqlite:'.length).replace(/^\/\//, '');
+    if (!file) problems.push('DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/ledger.sqlite');
+    return { kind: 'sqlite', file: file === ':memory:' ? file : path.resolve(cwd, file) };
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    problems.push('DATABASE_URL is not a URL (expected mysql://user:password@host:3306/database or sqlite:path)');
+    return { kind: 'sqlite', file: '' };
+  }
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+    problems.push(`DATABASE_URL scheme must be mysql:, mariadb: or sqlite: (got "${url.protocol}")`);
+  }
+  if (url.pathname.replace(/^\//, '') === '') problems.push('DATABASE_URL must name a database, e.g. mysql://root@127.0.0.1:3306/consent');
+  return { kind: 'mysql', url: raw.replace(/^mariadb:/, 'mysql:'), poolSize };
+}
+
+function readConfigFile(file: string | undefined, cwd: string, problems: string[]): Record<string, string> {
+  if (!file) return {};
+  const resolved = path.resolve(cwd, file);
+  if (!existsSync(resolved)) {
+    problems.push(`CONFIG_FILE ${resolved} does not exist`);
+    return {};
+  }
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(resolved, 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
+  } catch (err) {
+    problems.push(`CONFIG_FILE ${resolved} is not a JSON object of settings (${(err as Error).message})`);
+    return {};
+  }
+}
+
+function definedOnly(env: Env): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}

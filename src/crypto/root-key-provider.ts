@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import jose from 'node-jose';
+import { RootKeySource } from '../config/config';
+import { unwrapKey, wrapKey } from './jose';
+
+/**
+ * The top of the key hierarchy: wraps and unwraps tenant keys. The built-in provider holds a
+ * JWK set; an external KMS (Vault Transit, AWS KMS) implements the same interface
+ * (docs/keys.md). Implementations never expose root key material.
+ */
+export interface RootKeyProvider {
+  /** The key id new tenant keys are wrapped with. */
+  readonly activeKeyId: string;
+  /** Every root key id this provider can unwrap with. */
+  keyIds(): string[];
+  wrap(tenantKeyMaterial: Buffer, bind: { tenant: string; epoch: number }): Promise<string>;
+  unwrap(wrapped: string, bind: { tenant: string; epoch: number }): Promise<Buffer>;
+}
+
+interface JwkSetFile {
+  keys: Array<{ kty: string; kid?: string; k?: string; alg?: string }>;
+  /** Which key wraps new tenant keys; default: the first. */
+  active?: string;
+}
+
+/** Root keys from a JWK set of 256-bit symmetric keys (kty "oct", alg "A256KW"). */
+export class JwkSetRootKeyProvider implements RootKeyProvider {
+  private constructor(
+    private readonly store: jose.JWK.KeyStore,
+    readonly activeKeyId: string,
+  ) {}
+
+  static async fromJson(json: string, origin: string): Promise<JwkSetRootKeyProvider> {
+    let parsed: JwkSetFile;
+    try {
+      parsed = JSON.parse(json) as JwkSetFile;
+    } catch {
+      throw new Error(`root key set from ${origin} is not valid JSON`);
+    }
+    if (!parsed || !Array.isArray(parsed.keys) || parsed.keys.length === 0) {
+      throw new Error(`root key set from ${origin} must be a JWK set {"keys":[...]} with at least one key`);
+    }
+    const store = jose.JWK.createKeyStore();
+    for (const [i, jwk] of parsed.keys.entries()) {
+      if (jwk.kty !== 'oct' || !jwk.kid || !jwk.k || Buffer.from(jwk.k, 'base64url').length !== 32) {
+        throw new Error(`root key ${i} from ${origin} must be {"kty":"oct","kid":...,"k":<256-bit base64url>}`);
+      }
+      await store.add({ ...jwk, alg: 'A256KW', use: 'enc' });
+    }
+    const active = parsed.active ?? parsed.keys[0].kid!;
+    if (!store.get(active)) throw new Error(`root key set from ${origin}: active key "${active}" is not in the set`);
+    return new JwkSetRootKeyProvider(store, active);
+  }
+
+  keyIds(): string[] {
+    return this.store.all().map((k) => k.kid);
+  }
+
+  wrap(material: Buffer, bind: { tenant: string; epoch: number }): Promise<string> {
+    return wrapKey(this.store.get(this.activeKeyId), material, bind);
+  }
+
+  unwrap(wrapped: string, bind: { tenant: string; epoch: number }): Promise<Buffer> {
+    return unwrapKey(this.store, wrapped, bind);
+  }
+}
+
+export interface RootKeyLoadResult {
+  provider: RootKeyProvider;
+  /** Set when a development key was generated: the caller logs it loudly. */
+  generatedFile?: string;
+}
+
+/** Loads the configured root key set; on a first development start, generates one. */
+export async function loadRootKeys(source: RootKeySource): Promise<RootKeyLoadResult> {
+  switch (source.kind) {
+    case 'env':
+      return { provider: await JwkSetRootKeyProvider.fromJson(source.json, 'ROOT_KEYS_JSON') };
+    case 'file':
+      if (!existsSync(source.file)) throw new Error(`ROOT_KEYS_FILE ${source.file} does not exist`);
+      return { provider: await JwkSetRootKeyProvider.fromJson(readFileSync(source.file, 'utf8'), source.file) };
+    case 'generated-dev': {
+      if (existsSync(source.file)) {
+        return { provider: await JwkSetRootKeyProvider.fromJson(readFileSync(source.file, 'utf8'), source.file) };
+      }
+      mkdirSync(path.dirname(source.file), { recursive: true });
+      const kid = `root-dev-${new Date().toISOString().slice(0, 10)}`;
+      const jwks: JwkSetFile = { keys: [{ kty: 'oct', kid, alg: 'A256KW', k: randomBytes(32).toString('base64url') }] };
+      writeFileSync(source.file, JSON.stringify(jwks, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+      chmodSync(source.file, 0o600);
+      return { provider: await JwkSetRootKeyProvider.fromJson(JSON.stringify(jwks), source.file), generatedFile: source.file };
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { KeyManager, TenantKeyring } from '../crypto/key-manager';
+import { authorizeTenant } from './authorization';
+import { CheckTarget, decide, Decision, foldEvents, SubjectFacts } from './consent-rules';
+import { Clock } from './clock';
+import { DomainError, FieldViolation, invalidArgument } from './errors';
+import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { PurposeCategory, SendChannel, Tenant } from './model';
+import { ConsentRepository, IdentifierIndex, SubjectRef, SubjectRepository, TransactionRunner, TxContext } from './ports';
+import { Principal } from './principal';
+import { PurposeService } from './purpose-service';
+import { TenantService } from './tenant-service';
+
+/** One question, as the transport hands it over (already shape-checked). */
+export interface CheckQuery {
+  identifier: RawIdentifier | undefined;
+  /** A purpose id, or null for a category-only check. */
+  purposeId: string | null;
+  category: PurposeCategory | null;
+  channel: SendChannel | null;
+  at?: number;
+  /** Shape violations the transport found; the query is answered with INVALID_ARGUMENT. */
+  violations: FieldViolation[];
+  /** Path of the query in its request ("query", "queries[3]"), for field violations. */
+  fieldPrefix: string;
+}
+
+/** Each query's own outcome: a decision, or the error that prevented one. */
+export type CheckOutcome = { decision: Decision } | { error: DomainError };
+
+interface PreparedQuery {
+  position: number;
+  index: IdentifierIndex;
+  target: CheckTarget;
+  at: number;
+  live: boolean;
+}
+
+/**
+ * Answers "may I send this now?" for one query or many. Queries of a batch are answered
+ * independently: a malformed one gets its own INVALID_ARGUMENT, the others their decisions.
+ * When the state cannot be read the whole call fails with UNAVAILABLE: never a guessed ALLOW.
+ */
+export class ConsentChecker {
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly subjects: SubjectRepository,
+    private readonly consent: ConsentRepository,
+    private readonly tenants: TenantService,
+    private readonly purposes: PurposeService,
+    private readonly keys: KeyManager,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Decides a single query; its errors are thrown. */
+  async checkOne(principal: Principal, tenantId: string, query: CheckQuery): Promise<Decision> {
+    const [outcome] = await this.checkMany(principal, tenantId, [query]);
+    if ('error' in outcome) throw outcome.error;
+    return outcome.decision;
+  }
+
+  /** Decides each query independently, answers in order. */
+  async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[]): Promise<CheckOutcome[]> {
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    return this.tx.read(async (tx) => {
+      const tenant = await this.tenants.require(tx, tenantId, true);
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const outcomes: CheckOutcome[] = new Array(queries.length);
+      const prepared: PreparedQuery[] = [];
+      for (const [position, query] of queries.entries()) {
+        try {
+          prepared.push(await this.prepare(tx, tenant, keyring, query, position, now));
+        } catch (err) {
+          if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
+          outcomes[position] = { error: err };
+        }
+      }
+      const found = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
+      const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index))?.subjectId).filter(isString);
+      const state = await this.consent.loadState(tx, tenantId, liveSubjects);
+      for (const query of prepared) {
+        const subject = found.get(key(query.index));
+        const facts = subject ? await this.facts(tx, tenantId, subject, query, state) : null;
+        outcomes[query.position] = { decision: decide(facts, query.target, query.at, tenant.settings.serviceWindowMs) };
+      }
+      return outcomes;
+    });
+  }
+
+  private async prepare(
+    tx: TxContext,
+    tenant: Tenant,
+    keyring: TenantKeyring,
+    query: CheckQuery,
+    position: number,
+    now: number,
+  ): Promise<PreparedQuery> {
+    const violations = [...query.violations];
+    const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
+    if (isViolation(identifier)) violations.push(identifier);
+    if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
+    const category = query.purposeId ? (await this.purposes.requirePurpose(tx, tenant.id, query.purposeId)).category : query.category!;
+    const at = query.at ?? now;
+    return {
+      position,
+      index: { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) },
+      target: { purposeId: query.purposeId, category, channel: query.channel! },
+      at,
+      // A past `at` must not see events recorded after it: replay the log up to `at`.
+      live: at >= now,
+    };
+  }
+
+  private async facts(
+    tx: TxContext,
+    tenantId: string,
+    subject: SubjectRef,
+    query: PreparedQuery,
+    state: Awaited<ReturnType<ConsentRepository['loadState']>>,
+  ): Promise<SubjectFacts | null> {
+    if (!query.live) {
+      const events = await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, query.at);
+      // Nothing recorded yet at `at`: the service did not know the person then.
+      if (events.length === 0) return null;
+      return { ...foldEvents(subject.subjectId, events), erased: subject.erased };
+    }
+    const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
+    return { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
+  }
+}
+
+function key(index: IdentifierIndex): string {
+  return `${index.kind}:${index.blindIndex}`;
+}
+
+function isString(value: string | undefined): value is string {
+  return value !== undefined;
+}

@@ -1,0 +1,189 @@
+import { ALL_PURPOSES, Channel, ConsentKind, EventKind, OptInKind, PurposeCategory, SendChannel } from './model';
+
+/**
+ * The consent check's rules (docs/consent-rules.md, from the design brief's domain.md).
+ * Pure functions over a subject's folded state, so the live path (a current-state table) and
+ * the time-travel path (events replayed up to T) decide with exactly the same code.
+ */
+
+/** The latest opt-in-type and the latest opt-out event of one (purpose or all, channel or ANY) scope. */
+export interface ScopeState {
+  purposeId: string;
+  channel: Channel;
+  optIn?: { eventId: string; kind: OptInKind; eventTime: number; expireTime?: number };
+  optOut?: { eventId: string; eventTime: number };
+}
+
+export interface WindowState {
+  channel: Channel;
+  eventId: string;
+  lastInboundTime: number;
+}
+
+/** Everything the rules need to know about one subject. */
+export interface SubjectFacts {
+  subjectId: string;
+  erased: boolean;
+  suppressed: boolean;
+  scopes: ScopeState[];
+  windows: WindowState[];
+}
+
+export type DecisionReason =
+  | 'SUBJECT_ERASED'
+  | 'SUPPRESSED'
+  | 'OPTED_OUT'
+  | 'SERVICE_WINDOW_OPEN'
+  | 'SERVICE_WINDOW_CLOSED'
+  | 'OPTED_IN'
+  | 'CONFIRMATION_PENDING'
+  | 'CONSENT_EXPIRED'
+  | 'NO_CONSENT'
+  | 'UNKNOWN_SUBJECT';
+
+export interface Decision {
+  allow: boolean;
+  /** The subject the decision is about; unset for an unknown person. */
+  subjectId?: string;
+  reason: DecisionReason;
+  /** The event that decided, if one did. */
+  decidingEventId?: string;
+  /** Until when the answer holds if nothing new is recorded. */
+  validUntil?: number;
+}
+
+/** What is being asked: a purpose (whose category is known) or a bare category. */
+export interface CheckTarget {
+  /** null for a category-only check: then only all-purpose opt-outs and service windows apply. */
+  purposeId: string | null;
+  category: PurposeCategory;
+  channel: SendChannel;
+}
+
+/** Folds one event into a scope's state; the current-state table and replays both use it. */
+export function applyToScope(
+  scope: ScopeState,
+  event: { id: string; kind: ConsentKind; eventTime: number; expireTime?: number },
+): ScopeState {
+  if (event.kind === 'OPT_OUT') {
+    // Ordered by the person's action time; on a tie the later-recorded opt-out wins too.
+    if (!scope.optOut || event.eventTime >= scope.optOut.eventTime) {
+      return { ...scope, optOut: { eventId: event.id, eventTime: event.eventTime } };
+    }
+    return scope;
+  }
+  if (!scope.optIn || event.eventTime >= scope.optIn.eventTime) {
+    return {
+      ...scope,
+      optIn: { eventId: event.id, kind: event.kind, eventTime: event.eventTime, expireTime: event.expireTime },
+    };
+  }
+  return scope;
+}
+
+/** Folds an inbound message into the channel's window state. */
+export function applyToWindow(window: WindowState | undefined, channel: Channel, eventId: string, eventTime: number): WindowState {
+  if (window && window.lastInboundTime > eventTime) return window;
+  return { channel, eventId, lastInboundTime: eventTime };
+}
+
+/** Applies the rules of domain.md in order; the first that applies decides. */
+export function decide(facts: SubjectFacts | null, target: CheckTarget, at: number, serviceWindowMs: number): Decision {
+  const decision = decideRules(facts, target, at, serviceWindowMs);
+  return facts ? { ...decision, subjectId: facts.subjectId } : decision;
+}
+
+function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number, serviceWindowMs: number): Decision {
+  // Rule 6b: a person never recorded is denied, not an error: senders check strangers.
+  if (!facts) return deny('UNKNOWN_SUBJECT');
+  // Rule 1.
+  if (facts.erased) return deny('SUBJECT_ERASED');
+  if (facts.suppressed) return deny('SUPPRESSED');
+
+  const covering = facts.scopes.filter(
+    (s) =>
+      (s.purposeId === ALL_PURPOSES || s.purposeId === target.purposeId) &&
+      (s.channel === 'ANY' || s.channel === target.channel),
+  );
+  const specific = covering.filter((s) => s.purposeId !== ALL_PURPOSES);
+  const general = covering.filter((s) => s.purposeId === ALL_PURPOSES);
+
+  // Rule 2: opt-out wins when it is not older than the opt-ins that can lift it. A purpose's own
+  // opt-in lifts any opt-out; an all-purpose opt-in (keyword START) lifts only all-purpose
+  // opt-outs (keyword STOP), so a keyword never revives a withdrawal made for one purpose.
+  const specificIn = latest(specific.map((s) => s.optIn));
+  const generalIn = latest(general.map((s) => s.optIn));
+  const specificOut = latest(specific.map((s) => s.optOut));
+  const generalOut = latest(general.map((s) => s.optOut));
+  if (specificOut && (!specificIn || specificOut.eventTime >= specificIn.eventTime)) {
+    return deny('OPTED_OUT', specificOut.eventId);
+  }
+  const liftingIn = latest([specificIn, generalIn]);
+  if (generalOut && (!liftingIn || generalOut.eventTime >= liftingIn.eventTime)) {
+    return deny('OPTED_OUT', generalOut.eventId);
+  }
+
+  const window = facts.windows.find((w) => w.channel === target.channel);
+  const windowEnd = window ? window.lastInboundTime + serviceWindowMs : undefined;
+  const windowOpen = window !== undefined && windowEnd !== undefined && at < windowEnd;
+
+  // Rule 3.
+  if (target.category === 'SERVICE') {
+    return windowOpen
+      ? { allow: true, reason: 'SERVICE_WINDOW_OPEN', decidingEventId: window.eventId, validUntil: windowEnd }
+      : deny('SERVICE_WINDOW_CLOSED', window?.eventId);
+  }
+  // Rule 4.
+  if (target.category === 'UTILITY' && windowOpen) {
+    return { allow: true, reason: 'SERVICE_WINDOW_OPEN', decidingEventId: window.eventId, validUntil: windowEnd };
+  }
+  // Rules 4 and 5: a consent to this very purpose; an all-purpose keyword opt-in is no consent
+  // to any particular purpose (Art. 4(11): specific and informed).
+  if (specificIn) {
+    if (specificIn.kind === 'OPT_IN_PENDING') return deny('CONFIRMATION_PENDING', specificIn.eventId);
+    if (specificIn.expireTime !== undefined && specificIn.expireTime <= at) {
+      return deny('CONSENT_EXPIRED', specificIn.eventId);
+    }
+    return { allow: true, reason: 'OPTED_IN', decidingEventId: specificIn.eventId, validUntil: specificIn.expireTime };
+  }
+  // Rule 6.
+  return deny('NO_CONSENT');
+}
+
+/** The status shown by GetConsentState for one scope at `at`. */
+export function scopeStatus(scope: ScopeState, at: number): 'OPTED_IN' | 'OPTED_OUT' | 'PENDING_CONFIRMATION' | 'EXPIRED' {
+  if (scope.optOut && (!scope.optIn || scope.optOut.eventTime >= scope.optIn.eventTime)) return 'OPTED_OUT';
+  const optIn = scope.optIn!;
+  if (optIn.kind === 'OPT_IN_PENDING') return 'PENDING_CONFIRMATION';
+  if (optIn.expireTime !== undefined && optIn.expireTime <= at) return 'EXPIRED';
+  return 'OPTED_IN';
+}
+
+/** Replays events (already filtered to those recorded at or before T) into facts. */
+export function foldEvents(
+  subjectId: string,
+  events: Iterable<{ id: string; kind: EventKind; purposeId: string; channel: Channel; eventTime: number; expireTime?: number }>,
+): SubjectFacts {
+  const scopes = new Map<string, ScopeState>();
+  const windows = new Map<Channel, WindowState>();
+  for (const event of events) {
+    if (event.kind === 'INBOUND_MESSAGE') {
+      windows.set(event.channel, applyToWindow(windows.get(event.channel), event.channel, event.id, event.eventTime));
+      continue;
+    }
+    const key = `${event.purposeId}\u0000${event.channel}`;
+    const scope = scopes.get(key) ?? { purposeId: event.purposeId, channel: event.channel };
+    scopes.set(key, applyToScope(scope, { ...event, kind: event.kind }));
+  }
+  return { subjectId, erased: false, suppressed: false, scopes: [...scopes.values()], windows: [...windows.values()] };
+}
+
+function deny(reason: DecisionReason, decidingEventId?: string): Decision {
+  return { allow: false, reason, decidingEventId };
+}
+
+function latest<T extends { eventTime: number }>(items: Array<T | undefined>): T | undefined {
+  let best: T | undefined;
+  for (const item of items) if (item && (!best || item.eventTime > best.eventTime)) best = item;
+  return best;
+}

@@ -1,0 +1,66 @@
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import { FieldViolation } from './errors';
+import { IdentifierRef } from './model';
+
+/** What the transport hands over: at most one of the identifier kinds, as the caller wrote it. */
+export interface RawIdentifier {
+  phoneNumber?: string;
+  email?: string;
+  customerId?: string;
+  defaultRegion?: string;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const MAX_IDENTIFIER_LENGTH = 320;
+
+/**
+ * Normalises an identifier so that every spelling of the same person finds the same subject:
+ * phone numbers to E.164 (libphonenumber's full metadata, so only numbers that can exist pass),
+ * e-mail addresses trimmed and lower-cased, customer ids trimmed.
+ * Violations name the field, never the value: the value is personal data.
+ */
+export function normaliseIdentifier(raw: RawIdentifier | undefined, field: string): IdentifierRef | FieldViolation {
+  const violation = (sub: string, reason: string, description: string): FieldViolation => ({
+    field: sub ? `${field}.${sub}` : field,
+    reason,
+    description,
+  });
+  if (!raw) return violation('', 'REQUIRED', 'a subject identifier is required');
+  if (raw.phoneNumber !== undefined) {
+    const region = raw.defaultRegion?.trim().toUpperCase();
+    if (region && !/^[A-Z]{2}$/.test(region)) {
+      return violation('default_region', 'INVALID_REGION', 'must be an ISO 3166-1 alpha-2 code such as "DE"');
+    }
+    const parsed =
+      raw.phoneNumber.length <= 64 ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined) : undefined;
+    if (!parsed || !parsed.isValid()) {
+      return violation(
+        'phone_number',
+        'INVALID_PHONE_NUMBER',
+        region || raw.phoneNumber.trim().startsWith('+')
+          ? 'is not a valid phone number'
+          : 'is not a valid phone number in international format (+country code); set default_region for national numbers',
+      );
+    }
+    return { kind: 'PHONE', value: parsed.number };
+  }
+  if (raw.email !== undefined) {
+    const value = raw.email.trim().toLowerCase();
+    if (value.length > MAX_IDENTIFIER_LENGTH || !EMAIL.test(value)) {
+      return violation('email', 'INVALID_EMAIL', 'is not an e-mail address');
+    }
+    return { kind: 'EMAIL', value };
+  }
+  if (raw.customerId !== undefined) {
+    const value = raw.customerId.trim();
+    if (value.length === 0 || value.length > 128) {
+      return violation('customer_id', 'INVALID_CUSTOMER_ID', 'must be 1 to 128 characters');
+    }
+    return { kind: 'CUSTOMER_ID', value };
+  }
+  return violation('', 'REQUIRED', 'set one of phone_number, email, customer_id');
+}
+
+export function isViolation(value: IdentifierRef | FieldViolation): value is FieldViolation {
+  return (value as FieldViolation).field !== undefined;
+}

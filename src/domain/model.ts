@@ -1,0 +1,127 @@
+/**
+ * The domain's vocabulary. Values are the enum names of consent.v1 without their prefix,
+ * and the same strings are stored in the database, so a row reads the way the API speaks.
+ */
+export const CHANNELS = ['WHATSAPP', 'SMS', 'EMAIL', 'PUSH', 'VOICE', 'ANY'] as const;
+export type Channel = (typeof CHANNELS)[number];
+/** A channel a message is actually sent on. */
+export type SendChannel = Exclude<Channel, 'ANY'>;
+
+export const PURPOSE_CATEGORIES = ['MARKETING', 'UTILITY', 'AUTHENTICATION', 'SERVICE'] as const;
+export type PurposeCategory = (typeof PURPOSE_CATEGORIES)[number];
+
+export const CONSENT_KINDS = ['OPT_IN', 'OPT_OUT', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED'] as const;
+export type ConsentKind = (typeof CONSENT_KINDS)[number];
+export type EventKind = ConsentKind | 'INBOUND_MESSAGE';
+/** Kinds that express (or start) consent, as opposed to withdrawing it. */
+export type OptInKind = Exclude<ConsentKind, 'OPT_OUT'>;
+
+export const COLLECTION_METHODS = [
+  'WEB_FORM',
+  'CHAT_MESSAGE',
+  'KEYWORD',
+  'CHECKBOX_IN_APP',
+  'PAPER',
+  'VERBAL',
+  'API',
+  'IMPORT',
+] as const;
+export type CollectionMethod = (typeof COLLECTION_METHODS)[number];
+
+export const LAWFUL_BASES = [
+  'CONSENT',
+  'CONTRACT',
+  'LEGAL_OBLIGATION',
+  'VITAL_INTERESTS',
+  'PUBLIC_TASK',
+  'LEGITIMATE_INTERESTS',
+] as const;
+export type LawfulBasis = (typeof LAWFUL_BASES)[number];
+
+export type IdentifierKind = 'PHONE' | 'EMAIL' | 'CUSTOMER_ID';
+
+/** The purpose id that stands for "all purposes" (AIP-159 wildcard). */
+export const ALL_PURPOSES = '-';
+
+export interface TenantSettings {
+  serviceWindowMs: number;
+  optOutKeywords: string[];
+  optInKeywords: string[];
+  /** 0: opt-ins do not expire unless the event says so. */
+  defaultConsentValidityMs: number;
+  purposeConsentValidityMs: Record<string, number>;
+}
+
+export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
+  serviceWindowMs: 24 * 60 * 60 * 1000,
+  optOutKeywords: ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'REVOKE', 'OPTOUT', 'STOPP', 'ABMELDEN'],
+  optInKeywords: ['START', 'YES', 'UNSTOP'],
+  defaultConsentValidityMs: 0,
+  purposeConsentValidityMs: {},
+});
+
+export interface Tenant {
+  id: string;
+  displayName: string;
+  createdAt: number;
+  updatedAt: number;
+  settings: TenantSettings;
+}
+
+export interface Purpose {
+  tenantId: string;
+  id: string;
+  displayName: string;
+  category: PurposeCategory;
+  description: string;
+  createdAt: number;
+}
+
+export interface Notice {
+  tenantId: string;
+  purposeId: string;
+  version: number;
+  language: string;
+  text: string;
+  textSha256: string;
+  createdAt: number;
+}
+
+/** Provenance that is personal data: stored only encrypted under the subject's key. */
+export interface Evidence {
+  sourceIp?: string;
+  userAgent?: string;
+  pageUrl?: string;
+  inboundMessageId?: string;
+  freeText?: string;
+  collectedBy?: string;
+}
+
+/** One immutable consent-history entry, decrypted. */
+export interface ConsentEvent {
+  id: string;
+  tenantId: string;
+  subjectId: string;
+  kind: EventKind;
+  /** A purpose id, or ALL_PURPOSES. */
+  purposeId: string;
+  channel: Channel;
+  eventTime: number;
+  recordTime: number;
+  method: CollectionMethod;
+  notice?: { purposeId: string; version: number; textSha256: string; language: string };
+  principal: string;
+  evidence: Evidence;
+  /** Art. 6(1) basis of an opt-in; null for withdrawals and inbound messages, which need none. */
+  lawfulBasis: LawfulBasis | null;
+  jurisdiction: string;
+  expireTime?: number;
+  requestId: string;
+}
+
+/** A normalised identifier and the blind index it is looked up by. */
+export interface IdentifierRef {
+  kind: IdentifierKind;
+  /** Normalised plaintext: E.164 phone, lower-cased e-mail, trimmed customer id. Personal data. */
+  value: string;
+}

@@ -1,0 +1,121 @@
+import { ScopeState, WindowState } from './consent-rules';
+import { Channel, ConsentEvent, IdentifierKind, Notice, Purpose, TenantSettings } from './model';
+
+/**
+ * An open unit of work, opaque to the domain: storage knows what it is (a TypeORM
+ * EntityManager); domain code only passes it along, so it never touches the ORM.
+ */
+export interface TxContext {
+  readonly __unitOfWork: unique symbol;
+}
+
+/** Runs domain work inside a database transaction (writes) or a consistent read. */
+export interface TransactionRunner {
+  /** Runs `work` in a transaction; commits when it resolves, rolls back when it throws. */
+  write<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
+  /** Runs read-only `work`; reads see committed data only. */
+  read<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
+}
+
+/** A subject found by its blind index. */
+export interface SubjectRef {
+  subjectId: string;
+  erased: boolean;
+}
+
+/** Key of one identifier row: the blind index, never the plaintext. */
+export interface IdentifierIndex {
+  kind: IdentifierKind;
+  blindIndex: string;
+}
+
+/* ---- Repositories: what the domain needs persisted. Implemented in src/storage/repositories. ---- */
+
+export interface TenantRecord {
+  id: string;
+  displayName: string;
+  settings: TenantSettings;
+  createRequestId: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface TenantRepository {
+  insert(tx: TxContext, tenant: TenantRecord): Promise<void>;
+  find(tx: TxContext, id: string): Promise<TenantRecord | null>;
+  updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void>;
+}
+
+export interface PurposeRecord extends Purpose {
+  createRequestId: string | null;
+}
+
+export interface NoticeRecord extends Notice {
+  requestId: string;
+}
+
+export interface PurposeRepository {
+  insert(tx: TxContext, purpose: PurposeRecord): Promise<void>;
+  find(tx: TxContext, tenantId: string, id: string): Promise<PurposeRecord | null>;
+  /** Purposes ordered by id, after `afterId` (exclusive). */
+  list(tx: TxContext, tenantId: string, afterId: string | null, limit: number): Promise<PurposeRecord[]>;
+  insertNotice(tx: TxContext, notice: NoticeRecord): Promise<void>;
+  latestNoticeVersion(tx: TxContext, tenantId: string, purposeId: string): Promise<number>;
+  findNotice(tx: TxContext, tenantId: string, purposeId: string, version: number): Promise<NoticeRecord | null>;
+  findNoticeByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<NoticeRecord | null>;
+  /** Notice versions newest first, below `beforeVersion` (exclusive) when given. */
+  listNotices(tx: TxContext, tenantId: string, purposeId: string, beforeVersion: number | null, limit: number): Promise<NoticeRecord[]>;
+}
+
+export interface SubjectRepository {
+  findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null>;
+  /** Batch lookup; the map is keyed by `${kind}:${blindIndex}`. */
+  findByIdentifiers(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, SubjectRef>>;
+  insert(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number }): Promise<void>;
+  insertIdentifier(
+    tx: TxContext,
+    identifier: IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number },
+  ): Promise<void>;
+  /** Serialises writers of one subject until the transaction ends. */
+  lock(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
+}
+
+/** A consent event as stored: provenance only as ciphertext. */
+export interface StoredConsentEvent extends Omit<ConsentEvent, 'evidence'> {
+  requestFingerprint: string;
+  evidenceCiphertext: string | null;
+}
+
+export interface ConsentEventFilter {
+  subjectId?: string;
+  purposeId?: string;
+  channel?: Channel;
+  startTime?: number;
+  endTime?: number;
+}
+
+/** The folded state of one subject, as the rules read it. */
+export interface SubjectStateRows {
+  scopes: ScopeState[];
+  windows: WindowState[];
+}
+
+export interface ConsentRepository {
+  findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<StoredConsentEvent | null>;
+  insertEvent(tx: TxContext, event: StoredConsentEvent): Promise<void>;
+  /** Current-state rows of these subjects; subjects without any are absent from the map. */
+  loadState(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectStateRows>>;
+  /** Inserts or replaces one scope's current state. */
+  saveScope(tx: TxContext, tenantId: string, subjectId: string, scope: ScopeState, exists: boolean): Promise<void>;
+  saveWindow(tx: TxContext, tenantId: string, subjectId: string, window: WindowState, exists: boolean): Promise<void>;
+  /** The events of a subject recorded at or before `recordedBy`, in recording order, for replay. */
+  eventsRecordedBy(tx: TxContext, tenantId: string, subjectId: string, recordedBy: number): Promise<StoredConsentEvent[]>;
+  /** Events in recording order after `afterSeq` (exclusive); each paired with its cursor. */
+  list(
+    tx: TxContext,
+    tenantId: string,
+    filter: ConsentEventFilter,
+    afterSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; event: StoredConsentEvent }>>;
+}

@@ -1,0 +1,148 @@
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { authorizeTenant } from './authorization';
+import { Clock } from './clock';
+import { alreadyExists, FieldViolation, invalidArgument, notFound, Violations } from './errors';
+import { Notice, Purpose, PURPOSE_CATEGORIES, PurposeCategory } from './model';
+import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
+import { NoticeRecord, PurposeRecord, PurposeRepository, TransactionRunner, TxContext } from './ports';
+import { Principal } from './principal';
+import { names, PURPOSE_ID } from './resource-names';
+import { TenantService } from './tenant-service';
+
+const MAX_NOTICE_BYTES = 65_536;
+const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/;
+
+export interface Page<T> {
+  items: T[];
+  nextPageToken: string;
+}
+
+/** Purposes (immutable category) and their versioned notices. */
+export class PurposeService {
+  /** Purposes never change or disappear once created, so a cached copy is always right. */
+  private readonly cache = new LRUCache<string, Purpose>({ max: 100_000 });
+
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly purposes: PurposeRepository,
+    private readonly tenants: TenantService,
+    private readonly clock: Clock,
+    private readonly pages: PageLimits,
+  ) {}
+
+  async create(
+    principal: Principal,
+    tenantId: string,
+    input: { purposeId: string; displayName: string; category: PurposeCategory | null; description: string; requestId: string },
+  ): Promise<Purpose> {
+    const v = new Violations();
+    v.check(PURPOSE_ID.test(input.purposeId), 'purpose_id', 'INVALID_ID', '1-63 characters: lower-case letters, digits and "-", starting with a letter');
+    v.check(input.category !== null && PURPOSE_CATEGORIES.includes(input.category), 'purpose.category', 'REQUIRED', 'one of MARKETING, UTILITY, AUTHENTICATION, SERVICE');
+    v.check(input.displayName.length <= 200, 'purpose.display_name', 'TOO_LONG', 'at most 200 characters');
+    v.check(input.description.length <= 4000, 'purpose.description', 'TOO_LONG', 'at most 4,000 characters');
+    v.check(input.requestId.length <= 128, 'request_id', 'TOO_LONG', 'at most 128 characters');
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    return this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const existing = await this.purposes.find(tx, tenantId, input.purposeId);
+      if (existing) {
+        if (input.requestId && existing.createRequestId === input.requestId) return existing;
+        throw alreadyExists('PURPOSE', names.purpose(tenantId, input.purposeId));
+      }
+      const record: PurposeRecord = {
+        tenantId,
+        id: input.purposeId,
+        displayName: input.displayName || input.purposeId,
+        category: input.category!,
+        description: input.description,
+        createRequestId: input.requestId || null,
+        createdAt: this.clock.now(),
+      };
+      await this.purposes.insert(tx, record);
+      return record;
+    });
+  }
+
+  async list(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<Page<Purpose>> {
+    const v = new Violations();
+    const size = resolvePageSize(pageSize, this.pages, v);
+    const after = decodePageToken<string>(pageToken, { tenantId, list: 'purposes' }, 'string', v);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const rows = await this.purposes.list(tx, tenantId, after, size + 1);
+      const items = rows.slice(0, size);
+      const next = rows.length > size ? encodePageToken(items[items.length - 1].id, { tenantId, list: 'purposes' }) : '';
+      return { items, nextPageToken: next };
+    });
+  }
+
+  async publishNotice(
+    principal: Principal,
+    tenantId: string,
+    purposeId: string,
+    input: { language: string; text: string; requestId: string },
+  ): Promise<Notice> {
+    const violations: FieldViolation[] = [];
+    if (!LANGUAGE_TAG.test(input.language)) violations.push({ field: 'language', reason: 'INVALID_LANGUAGE', description: 'must be a BCP 47 tag such as "de" or "en-GB"' });
+    const bytes = Buffer.byteLength(input.text, 'utf8');
+    if (bytes === 0 || bytes > MAX_NOTICE_BYTES) violations.push({ field: 'text', reason: 'INVALID_LENGTH', description: `must be 1 to ${MAX_NOTICE_BYTES} bytes` });
+    if (!input.requestId || input.requestId.length > 128) violations.push({ field: 'request_id', reason: 'REQUIRED', description: 'an idempotency key of 1-128 characters is required' });
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+    return this.tx.write(async (tx) => {
+      await this.requirePurpose(tx, tenantId, purposeId);
+      const replay = await this.purposes.findNoticeByRequest(tx, tenantId, input.requestId);
+      if (replay) return replay;
+      const notice: NoticeRecord = {
+        tenantId,
+        purposeId,
+        version: (await this.purposes.latestNoticeVersion(tx, tenantId, purposeId)) + 1,
+        language: input.language,
+        text: input.text,
+        textSha256: createHash('sha256').update(input.text, 'utf8').digest('hex'),
+        requestId: input.requestId,
+        createdAt: this.clock.now(),
+      };
+      await this.purposes.insertNotice(tx, notice);
+      return notice;
+    });
+  }
+
+  async listNotices(principal: Principal, tenantId: string, purposeId: string, pageSize: number, pageToken: string): Promise<Page<Notice>> {
+    const v = new Violations();
+    const size = resolvePageSize(pageSize, this.pages, v);
+    const scope = { tenantId, purposeId, list: 'notices' };
+    const before = decodePageToken<number>(pageToken, scope, 'number', v);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    return this.tx.read(async (tx) => {
+      await this.requirePurpose(tx, tenantId, purposeId);
+      const rows = await this.purposes.listNotices(tx, tenantId, purposeId, before, size + 1);
+      const items = rows.slice(0, size);
+      return { items, nextPageToken: rows.length > size ? encodePageToken(items[items.length - 1].version, scope) : '' };
+    });
+  }
+
+  /** The purpose, or NOT_FOUND (also when the tenant does not exist). */
+  async requirePurpose(tx: TxContext, tenantId: string, purposeId: string): Promise<Purpose> {
+    const key = `${tenantId}/${purposeId}`;
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    await this.tenants.require(tx, tenantId, true);
+    const purpose = await this.purposes.find(tx, tenantId, purposeId);
+    if (!purpose) throw notFound('PURPOSE', names.purpose(tenantId, purposeId));
+    this.cache.set(key, purpose);
+    return purpose;
+  }
+
+  /** The notice version, or NOT_FOUND. */
+  async requireNotice(tx: TxContext, tenantId: string, purposeId: string, version: number): Promise<Notice> {
+    const notice = await this.purposes.findNotice(tx, tenantId, purposeId, version);
+    if (!notice) throw notFound('NOTICE', names.notice(tenantId, purposeId, version));
+    return notice;
+  }
+}

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import { encryptField } from '../crypto/field-cipher';
+import { KeyManager, SubjectKey, TenantKeyring } from '../crypto/key-manager';
+import { IdentifierRef } from './model';
+import { IdentifierIndex, SubjectRepository, TxContext } from './ports';
+
+/** Finds data subjects by identifier (blind index) and creates them with their own key. */
+export class SubjectDirectory {
+  constructor(
+    private readonly subjects: SubjectRepository,
+    private readonly keys: KeyManager,
+  ) {}
+
+  index(keyring: TenantKeyring, identifier: IdentifierRef): IdentifierIndex {
+    return { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+  }
+
+  /**
+   * The subject with this identifier, created (with a fresh subject key and the identifier
+   * stored encrypted) if there is none. Two racing creators collide on the identifier's key;
+   * the transaction runner runs the loser again, which then finds the winner's subject.
+   */
+  async findOrCreate(
+    tx: TxContext,
+    keyring: TenantKeyring,
+    identifier: IdentifierRef,
+    now: number,
+  ): Promise<{ subjectId: string; key: SubjectKey; created: boolean }> {
+    const tenantId = keyring.tenantId;
+    const index = this.index(keyring, identifier);
+    const found = await this.subjects.findByIdentifier(tx, tenantId, index);
+    if (found) {
+      await this.subjects.lock(tx, tenantId, found.subjectId);
+      return { subjectId: found.subjectId, key: await this.keys.subjectKey(tenantId, found.subjectId, tx), created: false };
+    }
+    const subjectId = randomBytes(16).toString('hex');
+    await this.subjects.insert(tx, { id: subjectId, tenantId, createdAt: now });
+    const key = await this.keys.createSubjectKey(tx, tenantId, subjectId, now);
+    const valueCiphertext = encryptField(
+      key.key,
+      key.kid,
+      { tenant: tenantId, subject: subjectId, table: 'subject_identifiers', column: 'value_ciphertext', row: `${index.kind}:${index.blindIndex}` },
+      identifier.value,
+    );
+    await this.subjects.insertIdentifier(tx, { ...index, tenantId, subjectId, valueCiphertext, createdAt: now });
+    return { subjectId, key, created: true };
+  }
+}

@@ -1,0 +1,170 @@
+import { LRUCache } from 'lru-cache';
+import { KeyManager } from '../crypto/key-manager';
+import { authorizeTenant } from './authorization';
+import { Clock } from './clock';
+import { alreadyExists, FieldViolation, invalidArgument, notFound } from './errors';
+import { DEFAULT_TENANT_SETTINGS, Tenant, TenantSettings } from './model';
+import { TenantRecord, TenantRepository, TransactionRunner, TxContext } from './ports';
+import { Principal } from './principal';
+import { names, PURPOSE_ID, TENANT_ID } from './resource-names';
+import { normaliseKeyword } from './keywords';
+
+export const SETTINGS_FIELDS = [
+  'serviceWindowMs',
+  'optOutKeywords',
+  'optInKeywords',
+  'defaultConsentValidityMs',
+  'purposeConsentValidityMs',
+] as const;
+export type SettingsField = (typeof SETTINGS_FIELDS)[number];
+
+/** Wire names of the settings fields, for field violations and update masks. */
+export const SETTINGS_WIRE_NAMES: Record<SettingsField, string> = {
+  serviceWindowMs: 'service_window',
+  optOutKeywords: 'opt_out_keywords',
+  optInKeywords: 'opt_in_keywords',
+  defaultConsentValidityMs: 'default_consent_validity',
+  purposeConsentValidityMs: 'purpose_consent_validity',
+};
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+const MAX_VALIDITY = 10 * 366 * DAY;
+/** How long a process trusts its cached copy of a tenant; updates through this process evict at once. */
+const TENANT_CACHE_TTL_MS = 1000;
+
+/** Creates tenants (with their key), reads them, and changes their settings. */
+export class TenantService {
+  private readonly cache = new LRUCache<string, Tenant>({ max: 10_000, ttl: TENANT_CACHE_TTL_MS });
+
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly tenants: TenantRepository,
+    private readonly keys: KeyManager,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(
+    principal: Principal,
+    input: { tenantId: string; displayName: string; settings: Partial<TenantSettings>; requestId: string },
+  ): Promise<Tenant> {
+    const violations: FieldViolation[] = [];
+    if (!TENANT_ID.test(input.tenantId)) {
+      violations.push({
+        field: 'tenant_id',
+        reason: 'INVALID_ID',
+        description: '3-63 characters: lower-case letters, digits and "-", starting with a letter',
+      });
+    }
+    if (input.displayName.length > 200) violations.push({ field: 'display_name', reason: 'TOO_LONG', description: 'at most 200 characters' });
+    if (input.requestId.length > 128) violations.push({ field: 'request_id', reason: 'TOO_LONG', description: 'at most 128 characters' });
+    const settings = validateSettings({ ...DEFAULT_TENANT_SETTINGS, ...input.settings }, 'settings', violations);
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, input.tenantId);
+
+    const now = this.clock.now();
+    return this.tx.write(async (tx) => {
+      const existing = await this.tenants.find(tx, input.tenantId);
+      if (existing) {
+        if (input.requestId && existing.createRequestId === input.requestId) return toTenant(existing);
+        throw alreadyExists('TENANT', names.tenant(input.tenantId));
+      }
+      const record: TenantRecord = {
+        id: input.tenantId,
+        displayName: input.displayName || input.tenantId,
+        settings,
+        createRequestId: input.requestId || null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await this.tenants.insert(tx, record);
+      await this.keys.createTenantKey(tx, input.tenantId, now);
+      return toTenant(record);
+    });
+  }
+
+  async get(principal: Principal, tenantId: string): Promise<Tenant> {
+    authorizeTenant(principal, tenantId);
+    return this.tx.read((tx) => this.require(tx, tenantId, false));
+  }
+
+  async updateSettings(principal: Principal, tenantId: string, patch: Partial<TenantSettings>, fields: SettingsField[]): Promise<Tenant> {
+    authorizeTenant(principal, tenantId);
+    const updated = await this.tx.write(async (tx) => {
+      const current = await this.require(tx, tenantId, false);
+      const merged: TenantSettings = { ...current.settings };
+      for (const field of fields) (merged as unknown as Record<string, unknown>)[field] = patch[field] ?? DEFAULT_TENANT_SETTINGS[field];
+      const violations: FieldViolation[] = [];
+      const settings = validateSettings(merged, 'settings', violations);
+      if (violations.length > 0) throw invalidArgument(violations);
+      const now = this.clock.now();
+      await this.tenants.updateSettings(tx, tenantId, settings, now);
+      return { ...current, settings, updatedAt: now };
+    });
+    this.cache.delete(tenantId);
+    return updated;
+  }
+
+  /**
+   * The tenant, or NOT_FOUND. Hot paths (checks) pass `cached` and accept a copy up to
+   * TENANT_CACHE_TTL_MS old; writes that depend on settings read the row in their transaction.
+   */
+  async require(tx: TxContext, tenantId: string, cached: boolean): Promise<Tenant> {
+    if (cached) {
+      const hit = this.cache.get(tenantId);
+      if (hit) return hit;
+    }
+    const record = await this.tenants.find(tx, tenantId);
+    if (!record) throw notFound('TENANT', names.tenant(tenantId));
+    const tenant = toTenant(record);
+    this.cache.set(tenantId, tenant);
+    return tenant;
+  }
+}
+
+/** Checks settings and returns them normalised (keywords trimmed and upper-cased, duplicates dropped). */
+export function validateSettings(settings: TenantSettings, prefix: string, violations: FieldViolation[]): TenantSettings {
+  const at = (field: SettingsField) => `${prefix}.${SETTINGS_WIRE_NAMES[field]}`;
+  if (!Number.isFinite(settings.serviceWindowMs) || settings.serviceWindowMs < MINUTE || settings.serviceWindowMs > 7 * DAY) {
+    violations.push({ field: at('serviceWindowMs'), reason: 'OUT_OF_RANGE', description: 'must be between 1 minute and 7 days' });
+  }
+  const keywords = (field: 'optOutKeywords' | 'optInKeywords') => {
+    const list = [...new Set(settings[field].map(normaliseKeyword))];
+    if (list.length > 50) violations.push({ field: at(field), reason: 'TOO_MANY', description: 'at most 50 keywords' });
+    if (list.some((k) => k.length === 0 || k.length > 32 || /\s/.test(k))) {
+      violations.push({ field: at(field), reason: 'INVALID_KEYWORD', description: 'keywords are single words of 1-32 characters' });
+    }
+    return list;
+  };
+  const optOutKeywords = keywords('optOutKeywords');
+  const optInKeywords = keywords('optInKeywords');
+  const overlap = optInKeywords.filter((k) => optOutKeywords.includes(k));
+  if (overlap.length > 0) {
+    violations.push({ field: at('optInKeywords'), reason: 'KEYWORD_ON_BOTH_LISTS', description: `also an opt-out keyword: ${overlap.join(', ')}` });
+  }
+  const validity = (value: number) => Number.isFinite(value) && value >= 0 && value <= MAX_VALIDITY;
+  if (!validity(settings.defaultConsentValidityMs)) {
+    violations.push({ field: at('defaultConsentValidityMs'), reason: 'OUT_OF_RANGE', description: 'must be between 0 and 10 years' });
+  }
+  for (const [purposeId, ms] of Object.entries(settings.purposeConsentValidityMs)) {
+    if (!PURPOSE_ID.test(purposeId) || !validity(ms)) {
+      violations.push({
+        field: `${at('purposeConsentValidityMs')}[${JSON.stringify(purposeId)}]`,
+        reason: 'INVALID_VALIDITY',
+        description: 'keys are purpose ids; values between 0 and 10 years',
+      });
+    }
+  }
+  return { ...settings, optOutKeywords, optInKeywords };
+}
+
+function toTenant(record: TenantRecord): Tenant {
+  return {
+    id: record.id,
+    displayName: record.displayName,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    settings: record.settings,
+  };
+}
+

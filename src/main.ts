@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { ConfigError, loadConfig } from './config/config';
+import { openDatabase, startApp } from './app';
+import { createLogger } from './logging/logger';
+
+/**
+ * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
+ * exits. Configuration comes from the environment (docs/configuration.md).
+ */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`consent-ledger: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const command = process.argv[2] ?? 'serve';
+
+  if (command === 'migrate') {
+    const dataSource = await openDatabase({ ...config, runMigrations: true }, logger);
+    await dataSource.destroy();
+    logger.info('migrations complete');
+    return;
+  }
+  if (command !== 'serve') {
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate)\n`);
+    process.exit(2);
+  }
+
+  const app = await startApp(config, { logger });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    app.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`consent-ledger: ${err.message}\n`);
+  process.exit(1);
+});

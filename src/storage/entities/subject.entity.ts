@@ -1,0 +1,19 @@
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { epochMs } from './columns';
+
+/** A data subject, by opaque random id. Holds no personal data itself. */
+@Entity({ name: 'subjects' })
+@Index('ix_subjects_tenant', ['tenantId'])
+export class SubjectEntity {
+  @PrimaryColumn({ type: 'varchar', length: 32 })
+  id!: string;
+
+  @Column({ name: 'tenant_id', type: 'varchar', length: 63 })
+  tenantId!: string;
+
+  @Column({ name: 'created_at', type: 'bigint', transformer: epochMs })
+  createdAt!: number;
+
+  @Column({ name: 'erased_at', type: 'bigint', nullable: true, transformer: epochMs })
+  erasedAt!: number | null;
+}

@@ -1,0 +1,189 @@
+import { ScopeState, WindowState } from '../../domain/consent-rules';
+import {
+  ConsentEventFilter,
+  ConsentRepository,
+  StoredConsentEvent,
+  SubjectStateRows,
+  TxContext,
+} from '../../domain/ports';
+import { Channel, CollectionMethod, EventKind, LawfulBasis, OptInKind } from '../../domain/model';
+import { ConsentEventEntity, ConsentStateEntity, ServiceWindowEntity } from '../entities';
+import { managerOf } from '../transaction-runner';
+import { num, optNum, placeholders } from './sql-dialect';
+
+const EVENT_COLUMNS = `seq, id, tenant_id, subject_id, kind, purpose_id, channel, event_time, record_time, method,
+  notice_purpose_id, notice_version, notice_sha256, notice_language, principal, lawful_basis, jurisdiction,
+  expire_time, request_id, request_fingerprint, evidence_ciphertext`;
+
+type EventRow = Record<string, unknown>;
+
+/**
+ * The append-only event log and the current-state tables. The check path uses raw SQL with
+ * explicit columns: entity hydration is the expensive part of an ORM read.
+ */
+export class TypeormConsentRepository implements ConsentRepository {
+  async findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<StoredConsentEvent | null> {
+    const rows: EventRow[] = await managerOf(tx).query(
+      `SELECT ${EVENT_COLUMNS} FROM consent_events WHERE tenant_id = ? AND request_id = ?`,
+      [tenantId, requestId],
+    );
+    return rows.length === 0 ? null : toEvent(rows[0]);
+  }
+
+  async insertEvent(tx: TxContext, e: StoredConsentEvent): Promise<void> {
+    await managerOf(tx).insert(ConsentEventEntity, {
+      id: e.id,
+      tenantId: e.tenantId,
+      subjectId: e.subjectId,
+      kind: e.kind,
+      purposeId: e.purposeId,
+      channel: e.channel,
+      eventTime: e.eventTime,
+      recordTime: e.recordTime,
+      method: e.method,
+      noticePurposeId: e.notice?.purposeId ?? null,
+      noticeVersion: e.notice?.version ?? null,
+      noticeSha256: e.notice?.textSha256 ?? null,
+      noticeLanguage: e.notice?.language ?? null,
+      principal: e.principal,
+      lawfulBasis: e.lawfulBasis,
+      jurisdiction: e.jurisdiction,
+      expireTime: e.expireTime ?? null,
+      requestId: e.requestId,
+      requestFingerprint: e.requestFingerprint,
+      evidenceCiphertext: e.evidenceCiphertext,
+    });
+  }
+
+  async loadState(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectStateRows>> {
+    const result = new Map<string, SubjectStateRows>();
+    if (subjectIds.length === 0) return result;
+    const manager = managerOf(tx);
+    const ids = [...new Set(subjectIds)];
+    const entry = (subjectId: string): SubjectStateRows => {
+      let rows = result.get(subjectId);
+      if (!rows) result.set(subjectId, (rows = { scopes: [], windows: [] }));
+      return rows;
+    };
+    const scopes: EventRow[] = await manager.query(
+      `SELECT subject_id, purpose_id, channel, opt_in_event_id, opt_in_kind, opt_in_time, opt_in_expire_time,
+              opt_out_event_id, opt_out_time
+         FROM consent_state WHERE tenant_id = ? AND subject_id IN (${placeholders(ids.length)})`,
+      [tenantId, ...ids],
+    );
+    for (const row of scopes) {
+      const scope: ScopeState = { purposeId: String(row.purpose_id), channel: row.channel as Channel };
+      if (row.opt_in_event_id !== null) {
+        scope.optIn = {
+          eventId: String(row.opt_in_event_id),
+          kind: row.opt_in_kind as OptInKind,
+          eventTime: num(row.opt_in_time),
+          expireTime: optNum(row.opt_in_expire_time),
+        };
+      }
+      if (row.opt_out_event_id !== null) {
+        scope.optOut = { eventId: String(row.opt_out_event_id), eventTime: num(row.opt_out_time) };
+      }
+      entry(String(row.subject_id)).scopes.push(scope);
+    }
+    const windows: EventRow[] = await manager.query(
+      `SELECT subject_id, channel, event_id, last_inbound_time
+         FROM service_windows WHERE tenant_id = ? AND subject_id IN (${placeholders(ids.length)})`,
+      [tenantId, ...ids],
+    );
+    for (const row of windows) {
+      entry(String(row.subject_id)).windows.push({
+        channel: row.channel as Channel,
+        eventId: String(row.event_id),
+        lastInboundTime: num(row.last_inbound_time),
+      });
+    }
+    return result;
+  }
+
+  async saveScope(tx: TxContext, tenantId: string, subjectId: string, scope: ScopeState, exists: boolean): Promise<void> {
+    const values = {
+      optInEventId: scope.optIn?.eventId ?? null,
+      optInKind: scope.optIn?.kind ?? null,
+      optInTime: scope.optIn?.eventTime ?? null,
+      optInExpireTime: scope.optIn?.expireTime ?? null,
+      optOutEventId: scope.optOut?.eventId ?? null,
+      optOutTime: scope.optOut?.eventTime ?? null,
+    };
+    const key = { tenantId, subjectId, purposeId: scope.purposeId, channel: scope.channel };
+    if (exists) await managerOf(tx).update(ConsentStateEntity, key, values);
+    else await managerOf(tx).insert(ConsentStateEntity, { ...key, ...values });
+  }
+
+  async saveWindow(tx: TxContext, tenantId: string, subjectId: string, window: WindowState, exists: boolean): Promise<void> {
+    const key = { tenantId, subjectId, channel: window.channel };
+    const values = { eventId: window.eventId, lastInboundTime: window.lastInboundTime };
+    if (exists) await managerOf(tx).update(ServiceWindowEntity, key, values);
+    else await managerOf(tx).insert(ServiceWindowEntity, { ...key, ...values });
+  }
+
+  async eventsRecordedBy(tx: TxContext, tenantId: string, subjectId: string, recordedBy: number): Promise<StoredConsentEvent[]> {
+    const rows: EventRow[] = await managerOf(tx).query(
+      `SELECT ${EVENT_COLUMNS} FROM consent_events
+        WHERE tenant_id = ? AND subject_id = ? AND record_time <= ? ORDER BY seq`,
+      [tenantId, subjectId, recordedBy],
+    );
+    return rows.map(toEvent);
+  }
+
+  async list(
+    tx: TxContext,
+    tenantId: string,
+    filter: ConsentEventFilter,
+    afterSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; event: StoredConsentEvent }>> {
+    const where = ['tenant_id = ?', 'seq > ?'];
+    const params: unknown[] = [tenantId, afterSeq];
+    const add = (clause: string, value: unknown) => {
+      where.push(clause);
+      params.push(value);
+    };
+    if (filter.subjectId !== undefined) add('subject_id = ?', filter.subjectId);
+    if (filter.purposeId !== undefined) add('purpose_id = ?', filter.purposeId);
+    if (filter.channel !== undefined) add('channel = ?', filter.channel);
+    if (filter.startTime !== undefined) add('event_time >= ?', filter.startTime);
+    if (filter.endTime !== undefined) add('event_time < ?', filter.endTime);
+    const rows: EventRow[] = await managerOf(tx).query(
+      `SELECT ${EVENT_COLUMNS} FROM consent_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${Math.floor(limit)}`,
+      params,
+    );
+    return rows.map((row) => ({ seq: num(row.seq), event: toEvent(row) }));
+  }
+}
+
+function toEvent(row: EventRow): StoredConsentEvent {
+  const noticeVersion = optNum(row.notice_version);
+  return {
+    id: String(row.id),
+    tenantId: String(row.tenant_id),
+    subjectId: String(row.subject_id),
+    kind: row.kind as EventKind,
+    purposeId: String(row.purpose_id),
+    channel: row.channel as Channel,
+    eventTime: num(row.event_time),
+    recordTime: num(row.record_time),
+    method: row.method as CollectionMethod,
+    notice:
+      noticeVersion === undefined
+        ? undefined
+        : {
+            purposeId: String(row.notice_purpose_id),
+            version: noticeVersion,
+            textSha256: String(row.notice_sha256),
+            language: String(row.notice_language),
+          },
+    principal: String(row.principal),
+    lawfulBasis: (row.lawful_basis ?? null) as LawfulBasis | null,
+    jurisdiction: String(row.jurisdiction),
+    expireTime: optNum(row.expire_time),
+    requestId: String(row.request_id),
+    requestFingerprint: String(row.request_fingerprint),
+    evidenceCiphertext: row.evidence_ciphertext === null ? null : String(row.evidence_ciphertext),
+  };
+}

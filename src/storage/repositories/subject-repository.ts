@@ -1,0 +1,48 @@
+import { IdentifierIndex, SubjectRef, SubjectRepository, TxContext } from '../../domain/ports';
+import { SubjectEntity, SubjectIdentifierEntity } from '../entities';
+import { managerOf } from '../transaction-runner';
+import { forUpdate, placeholders } from './sql-dialect';
+
+export class TypeormSubjectRepository implements SubjectRepository {
+  async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
+    const rows: Array<{ subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
+      `SELECT i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+        WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index = ?`,
+      [tenantId, index.kind, index.blindIndex],
+    );
+    return rows.length === 0 ? null : { subjectId: rows[0].subject_id, erased: rows[0].erased_at !== null };
+  }
+
+  async findByIdentifiers(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, SubjectRef>> {
+    const found = new Map<string, SubjectRef>();
+    if (indexes.length === 0) return found;
+    // Blind indexes are unique across kinds in practice (HMAC over kind and value); the kind is
+    // checked on the way back.
+    const blind = [...new Set(indexes.map((i) => i.blindIndex))];
+    const rows: Array<{ kind: string; blind_index: string; subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
+      `SELECT i.kind, i.blind_index, i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+        WHERE i.tenant_id = ? AND i.blind_index IN (${placeholders(blind.length)})`,
+      [tenantId, ...blind],
+    );
+    for (const row of rows) {
+      found.set(`${row.kind}:${row.blind_index}`, { subjectId: row.subject_id, erased: row.erased_at !== null });
+    }
+    return found;
+  }
+
+  async insert(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number }): Promise<void> {
+    await managerOf(tx).insert(SubjectEntity, { ...subject, erasedAt: null });
+  }
+
+  async insertIdentifier(
+    tx: TxContext,
+    identifier: IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number },
+  ): Promise<void> {
+    await managerOf(tx).insert(SubjectIdentifierEntity, { ...identifier });
+  }
+
+  async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<void> {
+    const manager = managerOf(tx);
+    await manager.query(`SELECT id FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`, [tenantId, subjectId]);
+  }
+}

@@ -1,0 +1,68 @@
+import { Metadata, status } from '@grpc/grpc-js';
+import { DomainError, ErrorKind } from '../domain/errors';
+import { Any } from '../gen/google/protobuf/any';
+import { BadRequest, ErrorInfo } from '../gen/google/rpc/error_details';
+import { Status } from '../gen/google/rpc/status';
+
+/** google.rpc.ErrorInfo.domain of every error this service sends. */
+export const ERROR_DOMAIN = 'consent-ledger';
+
+const CODES: Record<ErrorKind, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  ABORTED: status.ABORTED,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+};
+
+/** The gRPC error a call ends with: code, message and the AIP-193 details trailer. */
+export interface GrpcError {
+  code: status;
+  details: string;
+  metadata: Metadata;
+  /** ErrorInfo.reason, for the access log. */
+  reason: string;
+}
+
+/**
+ * The one place that turns errors into gRPC statuses. Domain errors keep their code, reason and
+ * field violations; anything else is INTERNAL with a generic message (the caller logs the cause).
+ */
+export function toGrpcError(err: unknown): GrpcError {
+  const domain = err instanceof DomainError ? err : null;
+  const statusMessage = domain ? toStatus(domain) : internalStatus();
+  const metadata = new Metadata();
+  metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(statusMessage).finish()));
+  return {
+    code: statusMessage.code,
+    details: statusMessage.message,
+    metadata,
+    reason: domain?.reason ?? 'INTERNAL',
+  };
+}
+
+/** The google.rpc.Status of a domain error; also used for per-item errors of batch checks. */
+export function toStatus(err: DomainError): Status {
+  const details: Any[] = [
+    pack('google.rpc.ErrorInfo', ErrorInfo.encode({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }).finish()),
+  ];
+  if (err.violations.length > 0) {
+    details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: err.violations }).finish()));
+  }
+  return { code: CODES[err.kind], message: err.message, details };
+}
+
+function internalStatus(): Status {
+  return {
+    code: status.INTERNAL,
+    message: 'internal error',
+    details: [pack('google.rpc.ErrorInfo', ErrorInfo.encode({ reason: 'INTERNAL', domain: ERROR_DOMAIN, metadata: {} }).finish())],
+  };
+}
+
+function pack(typeName: string, value: Uint8Array): Any {
+  return { typeUrl: `type.googleapis.com/${typeName}`, value: Buffer.from(value) };
+}

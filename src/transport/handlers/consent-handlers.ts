@@ -1,0 +1,343 @@
+import { once } from 'node:events';
+import { ServerDuplexStream } from '@grpc/grpc-js';
+import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
+import { ConsentHistory } from '../../domain/consent-history';
+import { ConsentRecorder } from '../../domain/consent-recorder';
+import { DomainError, FieldViolation, invalidArgument } from '../../domain/errors';
+import { ALL_PURPOSES, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
+import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
+import {
+  CheckConsentBatchRequest,
+  CheckConsentBatchResponse,
+  CheckConsentRequest,
+  CheckConsentResponse,
+  ConsentCheckResult,
+  ConsentQuery,
+  ConsentServiceServer,
+  ConsentStatus,
+  GetConsentStateRequest,
+  GetConsentStateResponse,
+  ListConsentEventsRequest,
+  ListConsentEventsResponse,
+  RecordConsentRequest,
+  RecordConsentResponse,
+  RecordInboundMessageRequest,
+  RecordInboundMessageResponse,
+  StreamCheckConsentRequest,
+  StreamCheckConsentResponse,
+} from '../../gen/consent/v1/consent';
+import { CallContext, CallPipeline } from '../call-pipeline';
+import { toStatus } from '../error-mapper';
+import {
+  categories,
+  channels,
+  dateToMs,
+  decisionToProto,
+  eventKinds,
+  eventToProto,
+  lawfulBases,
+  methods,
+  msToDate,
+  purposeIdOf,
+  toRawIdentifier,
+} from '../mappers';
+import { parentTenant } from './purpose-handlers';
+
+export interface ConsentHandlerLimits {
+  maxBatchChecks: number;
+  streamChunkSize: number;
+}
+
+/** consent.v1.ConsentService: translate, call the recorder, checker or history, map back. */
+export function consentHandlers(
+  pipeline: CallPipeline,
+  recorder: ConsentRecorder,
+  checker: ConsentChecker,
+  history: ConsentHistory,
+  limits: ConsentHandlerLimits,
+): ConsentServiceServer {
+  return {
+    recordConsent: pipeline.unary('RecordConsent', async (req: RecordConsentRequest, ctx: CallContext): Promise<RecordConsentResponse> => {
+      const tenantId = parentTenant(req.parent);
+      const v: FieldViolation[] = [];
+      const purposeId = purposeIdOf(req.purpose, tenantId, 'purpose', v, true);
+      const kind = eventKinds.toDomain(req.kind);
+      if (!kind || !(CONSENT_KINDS as readonly string[]).includes(kind)) {
+        v.push({ field: 'kind', reason: 'REQUIRED', description: 'one of OPT_IN, OPT_OUT, OPT_IN_PENDING, OPT_IN_CONFIRMED' });
+      }
+      const channel = channels.toDomain(req.channel);
+      if (!channel) v.push({ field: 'channel', reason: 'REQUIRED', description: 'a channel, or CHANNEL_ANY' });
+      const method = methods.toDomain(req.method);
+      if (!method) v.push({ field: 'method', reason: 'REQUIRED', description: 'how the consent was collected' });
+      let notice: { purposeId: string; version: number } | undefined;
+      if (req.notice) {
+        const parsed = parseNoticeName(req.notice);
+        if (!parsed || parsed.tenantId !== tenantId) {
+          v.push({ field: 'notice', reason: 'INVALID_NAME', description: `must be tenants/${tenantId}/purposes/{purpose}/notices/{version}` });
+        } else {
+          notice = parsed;
+        }
+      }
+      if (v.length > 0 || !purposeId || !kind || !channel || !method) throw invalidArgument(v);
+      const event = await recorder.record(ctx.principal, {
+        tenantId,
+        identifier: toRawIdentifier(req.subjectIdentifier),
+        purposeId,
+        channel,
+        kind: kind as ConsentKind,
+        eventTime: dateToMs(req.eventTime),
+        method,
+        notice,
+        evidence: { ...evidenceFromProto(req), collectedBy: req.collectedBy || undefined },
+        lawfulBasis: lawfulBases.toDomain(req.lawfulBasis) ?? undefined,
+        jurisdiction: req.jurisdiction,
+        expireTime: dateToMs(req.expireTime),
+        requestId: req.requestId,
+        fingerprintSource: JSON.stringify(RecordConsentRequest.toJSON(req)),
+      });
+      return { event: eventToProto(event) };
+    }),
+
+    recordInboundMessage: pipeline.unary(
+      'RecordInboundMessage',
+      async (req: RecordInboundMessageRequest, ctx: CallContext): Promise<RecordInboundMessageResponse> => {
+        const tenantId = parentTenant(req.parent);
+        const channel = sendChannel(req.channel, 'channel');
+        const result = await recorder.recordInbound(ctx.principal, {
+          tenantId,
+          identifier: toRawIdentifier(req.subjectIdentifier),
+          channel,
+          eventTime: dateToMs(req.eventTime),
+          text: req.text,
+          messageId: req.messageId,
+          requestId: req.requestId,
+          fingerprintSource: JSON.stringify(RecordInboundMessageRequest.toJSON(req)),
+        });
+        return {
+          inboundEvent: eventToProto(result.inbound),
+          keywordEvent: result.keyword ? eventToProto(result.keyword) : undefined,
+          serviceWindowExpireTime: msToDate(result.windowExpireTime),
+        };
+      },
+    ),
+
+    checkConsent: pipeline.unary('CheckConsent', async (req: CheckConsentRequest, ctx: CallContext): Promise<CheckConsentResponse> => {
+      const tenantId = parentTenant(req.parent);
+      const decision = await checker.checkOne(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'));
+      return { decision: decisionToProto(tenantId, decision) };
+    }),
+
+    checkConsentBatch: pipeline.unary(
+      'CheckConsentBatch',
+      async (req: CheckConsentBatchRequest, ctx: CallContext): Promise<CheckConsentBatchResponse> => {
+        const tenantId = parentTenant(req.parent);
+        if (req.queries.length === 0 || req.queries.length > limits.maxBatchChecks) {
+          throw invalidArgument([{ field: 'queries', reason: 'BATCH_SIZE', description: `must hold 1 to ${limits.maxBatchChecks} queries` }]);
+        }
+        const queries = req.queries.map((q, i) => queryFromProto(q, tenantId, `queries[${i}]`));
+        const outcomes = await checker.checkMany(ctx.principal, tenantId, queries);
+        return { results: outcomes.map((o) => resultToProto(tenantId, o)) };
+      },
+    ),
+
+    streamCheckConsent: pipeline.bidi('StreamCheckConsent', (call, ctx) => runCheckStream(call, ctx, checker, limits.streamChunkSize)),
+
+    getConsentState: pipeline.unary('GetConsentState', async (req: GetConsentStateRequest, ctx: CallContext): Promise<GetConsentStateResponse> => {
+      const tenantId = parentTenant(req.parent);
+      const state = await history.state(ctx.principal, tenantId, toRawIdentifier(req.subjectIdentifier));
+      return {
+        subject: names.subject(tenantId, state.subjectId),
+        entries: state.scopes.map((s) => ({
+          purpose: names.purpose(tenantId, s.purposeId),
+          channel: channels.toProto(s.channel),
+          status: ConsentStatus[`CONSENT_STATUS_${s.status}`],
+          latestOptInEvent: s.optIn ? names.consentEvent(tenantId, state.subjectId, s.optIn.eventId) : '',
+          latestOptInTime: msToDate(s.optIn?.eventTime),
+          latestOptOutEvent: s.optOut ? names.consentEvent(tenantId, state.subjectId, s.optOut.eventId) : '',
+          latestOptOutTime: msToDate(s.optOut?.eventTime),
+          expireTime: msToDate(s.optIn?.expireTime),
+        })),
+        serviceWindows: state.windows.map((w) => ({
+          channel: channels.toProto(w.channel),
+          lastInboundTime: msToDate(w.lastInboundTime),
+          expireTime: msToDate(w.expireTime),
+          open: w.open,
+        })),
+      };
+    }),
+
+    listConsentEvents: pipeline.unary(
+      'ListConsentEvents',
+      async (req: ListConsentEventsRequest, ctx: CallContext): Promise<ListConsentEventsResponse> => {
+        const tenantId = parentTenant(req.parent);
+        const v: FieldViolation[] = [];
+        const purposeId = req.purpose ? purposeIdOf(req.purpose, tenantId, 'purpose', v, true) : undefined;
+        if (v.length > 0) throw invalidArgument(v);
+        const page = await history.list(ctx.principal, tenantId, {
+          identifier: req.subjectIdentifier ? toRawIdentifier(req.subjectIdentifier) : undefined,
+          purposeId: purposeId ?? undefined,
+          channel: channels.toDomain(req.channel) ?? undefined,
+          startTime: dateToMs(req.startTime),
+          endTime: dateToMs(req.endTime),
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        });
+        return { consentEvents: page.items.map(eventToProto), nextPageToken: page.nextPageToken };
+      },
+    ),
+  };
+}
+
+/**
+ * Streams decisions in order with bounded memory: at most `chunk` queries are read ahead (the
+ * stream is paused beyond that) and after each chunk's answers the server waits for the
+ * client to drain them before it reads on. A slow reader therefore slows the stream instead of
+ * growing the server's buffers.
+ */
+async function runCheckStream(
+  call: ServerDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse>,
+  ctx: CallContext,
+  checker: ConsentChecker,
+  chunk: number,
+): Promise<void> {
+  const queue: StreamCheckConsentRequest[] = [];
+  let ended = false;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  call.on('data', (req: StreamCheckConsentRequest) => {
+    queue.push(req);
+    if (queue.length >= chunk) call.pause();
+    notify();
+  });
+  call.on('end', () => {
+    ended = true;
+    notify();
+  });
+  call.on('cancelled', () => {
+    ended = true;
+    queue.length = 0;
+    notify();
+  });
+  call.on('error', (err) => {
+    failure = err;
+    ended = true;
+    notify();
+  });
+  const cancelled = once(call, 'cancelled');
+
+  for (;;) {
+    if (failure) throw failure;
+    if (queue.length === 0) {
+      if (ended) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+      continue;
+    }
+    const batch = queue.splice(0, chunk);
+    const responses = await decideStreamBatch(batch, ctx, checker);
+    let writable = true;
+    for (const response of responses) writable = call.write(response) && writable;
+    if (!writable && !call.cancelled) await Promise.race([once(call, 'drain'), cancelled]);
+    if (call.cancelled) return;
+    if (queue.length < chunk) call.resume();
+  }
+}
+
+/** Decides a chunk of stream queries, consecutive queries of one tenant in one call. */
+async function decideStreamBatch(
+  batch: StreamCheckConsentRequest[],
+  ctx: CallContext,
+  checker: ConsentChecker,
+): Promise<StreamCheckConsentResponse[]> {
+  const responses: StreamCheckConsentResponse[] = [];
+  let start = 0;
+  while (start < batch.length) {
+    const parent = batch[start].parent;
+    let end = start + 1;
+    while (end < batch.length && batch[end].parent === parent) end++;
+    const group = batch.slice(start, end);
+    const tenantId = parseTenantName(parent);
+    let outcomes: CheckOutcome[];
+    if (!tenantId) {
+      const error = invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
+      outcomes = group.map(() => ({ error }));
+    } else {
+      try {
+        outcomes = await checker.checkMany(ctx.principal, tenantId, group.map((r) => queryFromProto(r.query, tenantId, 'query')));
+      } catch (err) {
+        // A tenant that does not exist (or may not be read) fails its own queries, not the stream.
+        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE' || err.kind === 'ABORTED') throw err;
+        outcomes = group.map(() => ({ error: err }));
+      }
+    }
+    group.forEach((req, i) => responses.push({ correlationId: req.correlationId, result: resultToProto(tenantId ?? '', outcomes[i]) }));
+    start = end;
+  }
+  return responses;
+}
+
+/** Shape checks of one query; violations travel with the query so batches answer per item. */
+function queryFromProto(q: ConsentQuery | undefined, tenantId: string, prefix: string): CheckQuery {
+  const violations: FieldViolation[] = [];
+  if (!q) {
+    violations.push({ field: prefix, reason: 'REQUIRED', description: 'a query is required' });
+    return { identifier: undefined, purposeId: null, category: null, channel: null, violations, fieldPrefix: prefix };
+  }
+  let purposeId: string | null = null;
+  const category = categories.toDomain(q.category);
+  if (q.purpose) {
+    purposeId = purposeIdOf(q.purpose, tenantId, `${prefix}.purpose`, violations);
+    if (category) violations.push({ field: `${prefix}.category`, reason: 'PURPOSE_OR_CATEGORY', description: 'give either purpose or category, not both' });
+  } else if (category !== 'SERVICE' && category !== 'UTILITY') {
+    violations.push({
+      field: `${prefix}.purpose`,
+      reason: 'REQUIRED',
+      description: 'a purpose is required (a bare category is allowed only for SERVICE and UTILITY messages)',
+    });
+  }
+  let channel: SendChannel | null = null;
+  try {
+    channel = sendChannel(q.channel, `${prefix}.channel`);
+  } catch (err) {
+    violations.push(...(err as DomainError).violations);
+  }
+  if (purposeId === ALL_PURPOSES) purposeId = null;
+  return {
+    identifier: toRawIdentifier(q.subjectIdentifier) ?? undefined,
+    purposeId,
+    category: purposeId ? null : category,
+    channel,
+    at: dateToMs(q.at),
+    violations,
+    fieldPrefix: prefix,
+  };
+}
+
+function sendChannel(value: number, field: string): SendChannel {
+  const channel = channels.toDomain(value);
+  if (!channel || channel === 'ANY') {
+    throw invalidArgument([{ field, reason: 'INVALID_CHANNEL', description: 'a concrete channel (CHANNEL_ANY is not a channel a message is sent on)' }]);
+  }
+  return channel;
+}
+
+function resultToProto(tenantId: string, outcome: CheckOutcome): ConsentCheckResult {
+  return 'error' in outcome
+    ? { decision: undefined, error: toStatus(outcome.error) }
+    : { decision: decisionToProto(tenantId, outcome.decision), error: undefined };
+}
+
+function evidenceFromProto(req: RecordConsentRequest) {
+  const e = req.evidence;
+  return {
+    sourceIp: e?.sourceIp || undefined,
+    userAgent: e?.userAgent || undefined,
+    pageUrl: e?.pageUrl || undefined,
+    inboundMessageId: e?.inboundMessageId || undefined,
+    freeText: e?.freeText || undefined,
+  };
+}

@@ -1,0 +1,122 @@
+import { invalidArgument, Violations } from '../../domain/errors';
+import { Tenant, TenantSettings } from '../../domain/model';
+import { names, parseSettingsName, parseTenantName } from '../../domain/resource-names';
+import { SETTINGS_FIELDS, SETTINGS_WIRE_NAMES, SettingsField, TenantService } from '../../domain/tenant-service';
+import {
+  CreateTenantRequest,
+  CreateTenantResponse,
+  GetTenantRequest,
+  GetTenantResponse,
+  Tenant as PbTenant,
+  TenantSettings as PbSettings,
+  TenantServiceServer,
+  UpdateTenantSettingsRequest,
+  UpdateTenantSettingsResponse,
+} from '../../gen/consent/v1/tenant';
+import { CallContext, CallPipeline } from '../call-pipeline';
+import { durationToMs, msToDate, msToDuration } from '../mappers';
+
+/** consent.v1.TenantService: translate, call TenantService, map back. */
+export function tenantHandlers(pipeline: CallPipeline, tenants: TenantService): TenantServiceServer {
+  return {
+    createTenant: pipeline.unary('CreateTenant', async (req: CreateTenantRequest, ctx: CallContext): Promise<CreateTenantResponse> => {
+      const tenant = await tenants.create(ctx.principal, {
+        tenantId: req.tenantId,
+        displayName: req.displayName,
+        settings: settingsFromProto(req.settings, populatedFields(req.settings)),
+        requestId: req.requestId,
+      });
+      return { tenant: tenantToProto(tenant) };
+    }),
+
+    getTenant: pipeline.unary('GetTenant', async (req: GetTenantRequest, ctx: CallContext): Promise<GetTenantResponse> => {
+      const tenantId = requireName(parseTenantName(req.name), 'name', 'tenants/{tenant}');
+      return { tenant: tenantToProto(await tenants.get(ctx.principal, tenantId)) };
+    }),
+
+    updateTenantSettings: pipeline.unary(
+      'UpdateTenantSettings',
+      async (req: UpdateTenantSettingsRequest, ctx: CallContext): Promise<UpdateTenantSettingsResponse> => {
+        const tenantId = requireName(parseSettingsName(req.settings?.name ?? ''), 'settings.name', 'tenants/{tenant}/settings');
+        const fields = maskFields(req.updateMask, req.settings);
+        const tenant = await tenants.updateSettings(ctx.principal, tenantId, settingsFromProto(req.settings, fields), fields);
+        return { settings: settingsToProto(tenant) };
+      },
+    ),
+  };
+}
+
+function requireName<T>(parsed: T | null, field: string, pattern: string): T {
+  if (parsed === null) throw invalidArgument([{ field, reason: 'INVALID_NAME', description: `must be ${pattern}` }]);
+  return parsed;
+}
+
+/** AIP-134: an empty mask means every field that is populated in the request. */
+function maskFields(mask: string[] | undefined, settings: PbSettings | undefined): SettingsField[] {
+  if (!mask || mask.length === 0) return populatedFields(settings);
+  const byWire = new Map(SETTINGS_FIELDS.map((f) => [SETTINGS_WIRE_NAMES[f], f]));
+  const v = new Violations();
+  const fields: SettingsField[] = [];
+  for (const path of mask) {
+    const field = byWire.get(path);
+    if (field) fields.push(field);
+    else v.add('update_mask', 'UNKNOWN_FIELD', `"${path}" is not an updatable field (${[...byWire.keys()].join(', ')})`);
+  }
+  v.throwIfAny();
+  return fields;
+}
+
+function populatedFields(s: PbSettings | undefined): SettingsField[] {
+  if (!s) return [];
+  const fields: SettingsField[] = [];
+  if (s.serviceWindow) fields.push('serviceWindowMs');
+  if (s.optOutKeywords.length > 0) fields.push('optOutKeywords');
+  if (s.optInKeywords.length > 0) fields.push('optInKeywords');
+  if (s.defaultConsentValidity) fields.push('defaultConsentValidityMs');
+  if (Object.keys(s.purposeConsentValidity).length > 0) fields.push('purposeConsentValidityMs');
+  return fields;
+}
+
+function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): Partial<TenantSettings> {
+  const out: Partial<TenantSettings> = {};
+  if (!s) return out;
+  for (const field of fields) {
+    switch (field) {
+      case 'serviceWindowMs':
+        out.serviceWindowMs = durationToMs(s.serviceWindow) ?? 0;
+        break;
+      case 'optOutKeywords':
+        out.optOutKeywords = s.optOutKeywords;
+        break;
+      case 'optInKeywords':
+        out.optInKeywords = s.optInKeywords;
+        break;
+      case 'defaultConsentValidityMs':
+        out.defaultConsentValidityMs = durationToMs(s.defaultConsentValidity) ?? 0;
+        break;
+      case 'purposeConsentValidityMs':
+        out.purposeConsentValidityMs = Object.fromEntries(
+          Object.entries(s.purposeConsentValidity).map(([k, d]) => [k, durationToMs(d) ?? 0]),
+        );
+        break;
+    }
+  }
+  return out;
+}
+
+function settingsToProto(t: Tenant): PbSettings {
+  const s = t.settings;
+  return {
+    name: names.settings(t.id),
+    serviceWindow: msToDuration(s.serviceWindowMs),
+    optOutKeywords: s.optOutKeywords,
+    optInKeywords: s.optInKeywords,
+    defaultConsentValidity: msToDuration(s.defaultConsentValidityMs),
+    purposeConsentValidity: Object.fromEntries(Object.entries(s.purposeConsentValidityMs).map(([k, ms]) => [k, msToDuration(ms)])),
+    updateTime: msToDate(t.updatedAt),
+  };
+}
+
+function tenantToProto(t: Tenant): PbTenant {
+  return { name: names.tenant(t.id), displayName: t.displayName, createTime: msToDate(t.createdAt), settings: settingsToProto(t) };
+}

@@ -1,0 +1,129 @@
+import { Channel as PbChannel, PurposeCategory as PbCategory, SubjectIdentifier } from '../gen/consent/v1/common';
+import {
+  CollectionMethod as PbMethod,
+  ConsentEvent as PbEvent,
+  ConsentEventKind as PbKind,
+  DecisionReason as PbReason,
+  LawfulBasis as PbBasis,
+  Verdict,
+  ConsentDecision as PbDecision,
+} from '../gen/consent/v1/consent';
+import { Duration } from '../gen/google/protobuf/duration';
+import { Decision } from '../domain/consent-rules';
+import { FieldViolation } from '../domain/errors';
+import { RawIdentifier } from '../domain/identifiers';
+import { Channel, CollectionMethod, ConsentEvent, EventKind, LawfulBasis, PurposeCategory } from '../domain/model';
+import { names, parsePurposeName } from '../domain/resource-names';
+
+/**
+ * Proto <-> domain conversions. Proto enums are `PREFIX_NAME`; domain values are `NAME`, so the
+ * mapping is the enum's name without its prefix, and UNSPECIFIED maps to null.
+ */
+function enumMapper<E extends Record<string, string | number>, D extends string>(pbEnum: E, prefix: string) {
+  return {
+    toDomain(value: number): D | null {
+      const name = pbEnum[value as unknown as keyof E] as unknown as string | undefined;
+      if (!name || name.endsWith('_UNSPECIFIED') || name === 'UNRECOGNIZED') return null;
+      return name.slice(prefix.length) as D;
+    },
+    toProto(value: D): E[keyof E] {
+      return pbEnum[(prefix + value) as keyof E];
+    },
+  };
+}
+
+export const channels = enumMapper<typeof PbChannel, Channel>(PbChannel, 'CHANNEL_');
+export const categories = enumMapper<typeof PbCategory, PurposeCategory>(PbCategory, 'PURPOSE_CATEGORY_');
+export const eventKinds = enumMapper<typeof PbKind, EventKind>(PbKind, 'CONSENT_EVENT_KIND_');
+export const methods = enumMapper<typeof PbMethod, CollectionMethod>(PbMethod, 'COLLECTION_METHOD_');
+export const lawfulBases = enumMapper<typeof PbBasis, LawfulBasis>(PbBasis, 'LAWFUL_BASIS_');
+export const reasons = enumMapper<typeof PbReason, Decision['reason']>(PbReason, 'DECISION_REASON_');
+
+export function durationToMs(d: Duration | undefined): number | undefined {
+  return d === undefined ? undefined : d.seconds * 1000 + Math.trunc(d.nanos / 1e6);
+}
+
+export function msToDuration(ms: number): Duration {
+  return { seconds: Math.trunc(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+export function dateToMs(d: Date | undefined): number | undefined {
+  if (d === undefined) return undefined;
+  const ms = d.getTime();
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export function msToDate(ms: number | undefined): Date | undefined {
+  return ms === undefined ? undefined : new Date(ms);
+}
+
+export function toRawIdentifier(id: SubjectIdentifier | undefined): RawIdentifier | undefined {
+  if (!id || !id.kind) return id ? {} : undefined;
+  const region = id.defaultRegion || undefined;
+  switch (id.kind.$case) {
+    case 'phoneNumber':
+      return { phoneNumber: id.kind.value, defaultRegion: region };
+    case 'email':
+      return { email: id.kind.value };
+    case 'customerId':
+      return { customerId: id.kind.value };
+  }
+}
+
+/** Parses a purpose name of `tenantId`; pushes a violation and returns null if it is not one. */
+export function purposeIdOf(
+  name: string,
+  tenantId: string,
+  field: string,
+  violations: FieldViolation[],
+  allowAll = false,
+): string | null {
+  const parsed = parsePurposeName(name, allowAll);
+  if (!parsed || parsed.tenantId !== tenantId) {
+    violations.push({
+      field,
+      reason: 'INVALID_PURPOSE_NAME',
+      description: `must be tenants/${tenantId}/purposes/{purpose}${allowAll ? ' (or .../purposes/- for all purposes)' : ''}`,
+    });
+    return null;
+  }
+  return parsed.purposeId;
+}
+
+export function eventToProto(e: ConsentEvent): PbEvent {
+  return {
+    name: names.consentEvent(e.tenantId, e.subjectId, e.id),
+    subject: names.subject(e.tenantId, e.subjectId),
+    kind: eventKinds.toProto(e.kind),
+    purpose: names.purpose(e.tenantId, e.purposeId),
+    channel: channels.toProto(e.channel),
+    eventTime: msToDate(e.eventTime),
+    recordTime: msToDate(e.recordTime),
+    method: methods.toProto(e.method),
+    notice: e.notice ? names.notice(e.tenantId, e.notice.purposeId, e.notice.version) : '',
+    noticeTextSha256: e.notice?.textSha256 ?? '',
+    noticeLanguage: e.notice?.language ?? '',
+    principal: e.principal,
+    collectedBy: e.evidence.collectedBy ?? '',
+    evidence: {
+      sourceIp: e.evidence.sourceIp ?? '',
+      userAgent: e.evidence.userAgent ?? '',
+      pageUrl: e.evidence.pageUrl ?? '',
+      inboundMessageId: e.evidence.inboundMessageId ?? '',
+      freeText: e.evidence.freeText ?? '',
+    },
+    lawfulBasis: e.lawfulBasis ? lawfulBases.toProto(e.lawfulBasis) : PbBasis.LAWFUL_BASIS_UNSPECIFIED,
+    jurisdiction: e.jurisdiction,
+    expireTime: msToDate(e.expireTime),
+    requestId: e.requestId,
+  };
+}
+
+export function decisionToProto(tenantId: string, d: Decision): PbDecision {
+  return {
+    verdict: d.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
+    reason: reasons.toProto(d.reason),
+    decidingEvent: d.decidingEventId && d.subjectId ? names.consentEvent(tenantId, d.subjectId, d.decidingEventId) : '',
+    validUntil: msToDate(d.validUntil),
+  };
+}

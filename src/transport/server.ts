@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
+import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
+import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
+import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
+
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService'] as const;
+
+export interface ServiceImplementations {
+  tenant: TenantServiceServer;
+  purpose: PurposeServiceServer;
+  consent: ConsentServiceServer;
+}
+
+/**
+ * The gRPC server with our services, grpc.health.v1 and server reflection. Reflection is fed the
+ * descriptor set `buf build` wrote (src/gen/descriptor-set.binpb), which keeps the imports of
+ * google/protobuf/*.proto, so tools without our protos (buf curl, grpcurl) can call every method.
+ */
+export function createGrpcServer(services: ServiceImplementations): { server: Server; health: HealthImplementation } {
+  const server = new Server({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(TenantServiceService, services.tenant);
+  server.addService(PurposeServiceService, services.purpose);
+  server.addService(ConsentServiceService, services.consent);
+
+  const statuses: ServingStatusMap = { '': 'SERVING' };
+  for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';
+  const health = new HealthImplementation(statuses);
+  health.addToServer(server);
+
+  new ReflectionService(reflectionDescriptors()).addToServer(server);
+  return { server, health };
+}
+
+/**
+ * The FileDescriptorProtos exactly as buf wrote them, in the shape @grpc/reflection reads.
+ * proto-loader's loadFileDescriptorSetFromBuffer re-serialises files through protobufjs and
+ * drops their `dependency` lists; reflection clients then fail to resolve our services.
+ */
+function reflectionDescriptors(): PackageDefinition {
+  const set = readFileSync(path.join(__dirname, '..', 'gen', 'descriptor-set.binpb'));
+  const files = splitFileDescriptorSet(set);
+  return { 'consent.v1': { fileDescriptorProtos: files } } as unknown as PackageDefinition;
+}
+
+/** A FileDescriptorSet is `repeated FileDescriptorProto file = 1`: split it into the raw files. */
+function splitFileDescriptorSet(set: Buffer): Buffer[] {
+  const reader = new BinaryReader(set);
+  const files: Buffer[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) files.push(Buffer.from(reader.bytes()));
+    else reader.skip(wireType);
+  }
+  return files;
+}
+
+/** Binds and resolves with the bound port (0 asks the OS for a free one). */
+export function bind(server: Server, address: string, port: number): Promise<number> {
+  const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+}
