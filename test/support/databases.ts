@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+import { DatabaseConfig } from '../../src/config/config';
+
+/** A database a suite runs against; `drop` removes it afterwards. */
+export interface TestDatabase {
+  label: 'sqlite' | 'mariadb';
+  config: DatabaseConfig;
+  dataDir: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * Which databases the storage-backed suites run on: CONSENT_TEST_DATABASES=sqlite,mariadb
+ * (the default, what CI runs). MariaDB is reached at MARIADB_URL (default root@127.0.0.1:3306).
+ */
+export function testDatabaseKinds(): Array<'sqlite' | 'mariadb'> {
+  const raw = process.env.CONSENT_TEST_DATABASES ?? 'sqlite,mariadb';
+  const kinds = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const kind of kinds) if (kind !== 'sqlite' && kind !== 'mariadb') throw new Error(`unknown test database "${kind}"`);
+  return kinds as Array<'sqlite' | 'mariadb'>;
+}
+
+export const MARIADB_SERVER_URL = process.env.MARIADB_URL ?? 'mysql://root@127.0.0.1:3306';
+
+/** A fresh, empty database of the given kind. */
+export async function createTestDatabase(kind: 'sqlite' | 'mariadb'): Promise<TestDatabase> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'consent-test-'));
+  if (kind === 'sqlite') {
+    return {
+      label: 'sqlite',
+      config: { kind: 'sqlite', file: path.join(dataDir, 'ledger.sqlite') },
+      dataDir,
+      drop: async () => rmSync(dataDir, { recursive: true, force: true }),
+    };
+  }
+  const name = `consent_test_${randomBytes(6).toString('hex')}`;
+  const admin = await mysql.createConnection(MARIADB_SERVER_URL);
+  try {
+    await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    label: 'mariadb',
+    config: { kind: 'mysql', url: `${MARIADB_SERVER_URL}/${name}`, poolSize: 10 },
+    dataDir,
+    drop: async () => {
+      const conn = await mysql.createConnection(MARIADB_SERVER_URL);
+      try {
+        await conn.query(`DROP DATABASE IF EXISTS ${name}`);
+      } finally {
+        await conn.end();
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `define` once per configured database, inside a describe block named after it. */
+export function forEachDatabase(title: string, define: (db: () => TestDatabase, kind: 'sqlite' | 'mariadb') => void): void {
+  for (const kind of testDatabaseKinds()) {
+    describe(`${title} [${kind}]`, function () {
+      let db: TestDatabase;
+      before(async function () {
+        db = await createTestDatabase(kind);
+      });
+      after(async function () {
+        await db?.drop();
+      });
+      define(() => db, kind);
+    });
+  }
+}
