@@ -1,0 +1,77 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { credentials } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
+import { createTestDatabase, TestDatabase } from '../support/databases';
+import { seedTenant } from '../support/fixtures';
+import { call, startTestServer, TestServer } from '../support/test-server';
+
+const run = promisify(execFile);
+const BUF = path.join(__dirname, '..', '..', 'node_modules', '.bin', 'buf');
+
+/** buf curl with server reflection only: it has none of our protos. */
+async function bufCurl(address: string, method: string, body: object): Promise<string> {
+  try {
+    const { stdout } = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '-d', JSON.stringify(body), `http://${address}/${method}`], {
+      timeout: 20_000,
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return `${e.stdout ?? ''}${e.stderr ?? ''}`;
+  }
+}
+
+describe('health and reflection', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let s: TestServer;
+  before(async function () {
+    db = await createTestDatabase('sqlite');
+    s = await startTestServer(db);
+    await seedTenant(s, 'ops');
+  });
+  after(async function () {
+    await s?.stop();
+    await db?.drop();
+  });
+
+  it('serves grpc.health.v1 for the server and each service', async function () {
+    const health = new HealthClient(s.address, credentials.createInsecure());
+    try {
+      for (const service of ['', 'consent.v1.ConsentService', 'consent.v1.TenantService', 'consent.v1.PurposeService']) {
+        const res = await call(health, health.check, { service });
+        expect(res.status, service || 'server').to.equal(HealthCheckResponse_ServingStatus.SERVING);
+      }
+    } finally {
+      health.close();
+    }
+  });
+
+  it('lets buf curl list and call every method through reflection alone', async function () {
+    const { stdout } = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-methods', `http://${s.address}`]);
+    const methods = stdout.trim().split('\n').filter((m) => m.startsWith('consent.v1.'));
+    expect(methods).to.have.length(14);
+    const bodies: Record<string, object> = {
+      'consent.v1.TenantService/GetTenant': { name: 'tenants/ops' },
+      'consent.v1.ConsentService/CheckConsent': {
+        parent: 'tenants/ops',
+        query: { subject_identifier: { phone_number: '+4915112345678' }, purpose: 'tenants/ops/purposes/newsletter', channel: 'CHANNEL_WHATSAPP' },
+      },
+      'consent.v1.PurposeService/ListPurposes': { parent: 'tenants/ops' },
+    };
+    for (const method of methods) {
+      const out = await bufCurl(s.address, method.replace(/\.([A-Za-z]+)$/, '/$1'), bodies[method.replace(/\.([A-Za-z]+)$/, '/$1')] ?? {});
+      // Reflection worked when the call reached our server: a JSON answer or one of our statuses.
+      expect(out, method).to.not.match(/failed to find|could not resolve|unknown (method|service)|unimplemented/i);
+      expect(out, method).to.match(/^\{|"code"|invalid_argument|not_found|failed_precondition/i);
+    }
+    const check = JSON.parse(await bufCurl(s.address, 'consent.v1.ConsentService/CheckConsent', bodies['consent.v1.ConsentService/CheckConsent']));
+    expect(check.decision.verdict).to.equal('VERDICT_DENY');
+    expect(check.decision.reason).to.equal('DECISION_REASON_UNKNOWN_SUBJECT');
+    const health = JSON.parse(await bufCurl(s.address, 'grpc.health.v1.Health/Check', {}));
+    expect(health.status).to.equal('SERVING');
+  });
+});
