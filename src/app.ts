@@ -138,8 +138,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
 /** Opens the database and brings its schema up to date (or checks that it is). */
 export async function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
-  const dataSource = createDataSource(config.database);
+  let dataSource: DataSource;
   try {
+    dataSource = await createDataSource(config.database);
     await dataSource.initialize();
   } catch (err) {
     const where = config.database.kind === 'sqlite' ? config.database.file : 'DATABASE_URL';

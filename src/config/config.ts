@@ -4,7 +4,7 @@ import path from 'node:path';
 /** How the database is reached. SQLite is the zero-config default; MySQL/MariaDB is production. */
 export type DatabaseConfig =
   | { kind: 'sqlite'; file: string }
-  | { kind: 'mysql'; url: string; poolSize: number };
+  | { kind: 'mysql'; url: string; poolSize: number; flavor?: 'mysql' | 'mariadb' };
 
 /** Where the root key set comes from (see docs/keys.md). */
 export type RootKeySource =
@@ -147,7 +147,8 @@ function parseDatabaseUrl(
     problems.push(`DATABASE_URL scheme must be mysql:, mariadb: or sqlite: (got "${url.protocol}")`);
   }
   if (url.pathname.replace(/^\//, '') === '') problems.push('DATABASE_URL must name a database, e.g. mysql://root@127.0.0.1:3306/consent');
-  return { kind: 'mysql', url: raw.replace(/^mariadb:/, 'mysql:'), poolSize };
+  // mariadb:// says which server it is; for mysql:// the server is asked at start.
+  return { kind: 'mysql', url: raw.replace(/^mariadb:/, 'mysql:'), poolSize, flavor: url.protocol === 'mariadb:' ? 'mariadb' : undefined };
 }
 
 function readConfigFile(file: string | undefined, cwd: string, problems: string[]): Record<string, string> {

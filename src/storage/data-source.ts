@@ -1,13 +1,33 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import mysql from 'mysql2/promise';
 import { DataSource, DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
 import { DatabaseConfig } from '../config/config';
 import { ENTITIES } from './entities';
 
-/** Builds (does not connect) the TypeORM data source for the configured database. */
-export function createDataSource(config: DatabaseConfig): DataSource {
+/**
+ * Builds (does not connect) the TypeORM data source for the configured database. For MySQL
+ * URLs it first asks the server whether it is MariaDB: TypeORM reads MariaDB's information
+ * schema differently (column defaults) and only does so when told the type is "mariadb".
+ */
+export async function createDataSource(config: DatabaseConfig): Promise<DataSource> {
+  if (config.kind === 'mysql' && !config.flavor) config = { ...config, flavor: await detectFlavor(config.url) };
+  return buildDataSource(config);
+}
+
+async function detectFlavor(url: string): Promise<'mysql' | 'mariadb'> {
+  const connection = await mysql.createConnection({ uri: url, connectTimeout: 5000 });
+  try {
+    const [rows] = await connection.query('SELECT VERSION() AS v');
+    return /mariadb/i.test(String((rows as Array<{ v: string }>)[0].v)) ? 'mariadb' : 'mysql';
+  } finally {
+    await connection.end();
+  }
+}
+
+function buildDataSource(config: DatabaseConfig): DataSource {
   const common = { entities: ENTITIES, migrations: MIGRATIONS, migrationsTableName: 'schema_migrations', logging: false } as const;
   let options: DataSourceOptions;
   if (config.kind === 'sqlite') {
@@ -27,7 +47,7 @@ export function createDataSource(config: DatabaseConfig): DataSource {
   } else {
     options = {
       ...common,
-      type: 'mysql',
+      type: config.flavor ?? 'mysql',
       url: config.url,
       poolSize: config.poolSize,
       charset: 'utf8mb4_bin',
