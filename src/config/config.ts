@@ -109,13 +109,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   };
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
 
+  const runMigrations = bool('RUN_MIGRATIONS', true);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port,
     bindAddress,
     dataDir,
     database,
-    runMigrations: bool('RUN_MIGRATIONS', true),
+    runMigrations,
     rootKeys,
     logLevel,
     authMode: 'development',
@@ -168,6 +170,7 @@ function readConfigFile(file: string | undefined, cwd: string, problems: string[
   }
 }
 
+/** An empty variable counts as unset, so `FOO=` does not mask the config file's value. */
 function definedOnly(env: Env): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
 }

@@ -11,6 +11,7 @@ export interface RawIdentifier {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const PHONE_CHARACTERS = /^\s*\+?[0-9\s().\/-]+\s*$/;
 const MAX_IDENTIFIER_LENGTH = 320;
 
 /**
@@ -31,8 +32,13 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
     if (region && !/^[A-Z]{2}$/.test(region)) {
       return violation('default_region', 'INVALID_REGION', 'must be an ISO 3166-1 alpha-2 code such as "DE"');
     }
+    // libphonenumber extracts a number from surrounding text ("call me at +49 ..."); an
+    // identifier must be a number and nothing else, so anything but digits and the usual
+    // separators is refused before parsing.
     const parsed =
-      raw.phoneNumber.length <= 64 ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined) : undefined;
+      raw.phoneNumber.length <= 64 && PHONE_CHARACTERS.test(raw.phoneNumber)
+        ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined)
+        : undefined;
     if (!parsed || !parsed.isValid()) {
       return violation(
         'phone_number',
