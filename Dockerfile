@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# Consent Ledger: multi-stage build. The runtime image holds production dependencies and the
+# compiled service only, runs as the unprivileged `node` user, applies pending migrations at
+# start (RUN_MIGRATIONS=true by default) and then serves gRPC on port 50051.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# better-sqlite3 compiles its native addon from source when no prebuilt binary can be fetched.
+FROM ${NODE_IMAGE} AS toolchain
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+
+FROM toolchain AS build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json buf.yaml buf.gen.yaml ./
+COPY protos ./protos
+COPY src ./src
+COPY migrations ./migrations
+RUN npm run build
+
+FROM toolchain AS prod-deps
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    PORT=50051 \
+    BIND_ADDRESS=0.0.0.0 \
+    DATA_DIR=/app/data
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+RUN mkdir -p /app/data && chown node:node /app/data
+USER node
+VOLUME ["/app/data"]
+EXPOSE 50051
+# Configure DATABASE_URL (mysql://...) and ROOT_KEYS_FILE (a mounted secret) for production;
+# without them the service uses SQLite and a generated development root key in /app/data.
+CMD ["node", "dist/src/main.js"]
