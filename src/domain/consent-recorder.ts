@@ -103,6 +103,9 @@ export class ConsentRecorder {
     if (input.expireTime !== undefined && (!optIn || input.expireTime <= eventTime)) {
       violations.push({ field: 'expire_time', reason: 'INVALID_EXPIRY', description: optIn ? 'must be after event_time' : 'only opt-ins expire' });
     }
+    if (input.lawfulBasis !== undefined && !optIn) {
+      violations.push({ field: 'lawful_basis', reason: 'NOT_AN_OPT_IN', description: 'only opt-ins have a lawful basis; a withdrawal needs none' });
+    }
     if (input.jurisdiction.length > 16) violations.push({ field: 'jurisdiction', reason: 'TOO_LONG', description: 'at most 16 characters' });
     this.checkRequestId(input.requestId, violations);
     const evidence = prepareEvidence(input.evidence, 'evidence', violations);

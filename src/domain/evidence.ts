@@ -46,8 +46,12 @@ export function prepareEvidence(evidence: Evidence, field: string, violations: F
 /** "203.0.113.77" -> "203.0.113.0"; "2001:db8:1:2::1" -> "2001:db8:1::"; null when not an address. */
 export function truncateIp(raw: string): string | null {
   const value = raw.trim();
-  if (!ipaddr.isValid(value)) return null;
-  let address = ipaddr.parse(value);
+  // Only the canonical forms: ipaddr.js also reads "127.1", "0x7f.0.0.1" and bare integers as
+  // IPv4, which no client reports as a source address and which would hide typos.
+  let address: ipaddr.IPv4 | ipaddr.IPv6;
+  if (ipaddr.IPv4.isValidFourPartDecimal(value)) address = ipaddr.IPv4.parse(value);
+  else if (ipaddr.IPv6.isValid(value)) address = ipaddr.IPv6.parse(value);
+  else return null;
   if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
     address = (address as ipaddr.IPv6).toIPv4Address();
   }

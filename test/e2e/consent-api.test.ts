@@ -123,6 +123,7 @@ forEachDatabase('ConsentService over gRPC', (db) => {
       ['unknown notice version', { notice: 'tenants/shop/purposes/newsletter/notices/9' }, status.NOT_FOUND, 'NOTICE_NOT_FOUND', []],
       ['unknown tenant', { parent: 'tenants/nobody', purpose: 'tenants/nobody/purposes/newsletter', notice: 'tenants/nobody/purposes/newsletter/notices/1' }, status.NOT_FOUND, 'TENANT_NOT_FOUND', []],
       ['confirmation without pending opt-in', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED }, status.FAILED_PRECONDITION, 'NO_PENDING_OPT_IN', []],
+      ['lawful basis on an opt-out', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '', lawfulBasis: LawfulBasis.LAWFUL_BASIS_CONTRACT }, status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', ['lawful_basis']],
       ['expiry on an opt-out', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '', expireTime: new Date(Date.UTC(2030, 0, 1)) }, status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', ['expire_time']],
     ];
     for (const [name, overrides, code, reason, fields] of cases) {
