@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { Evidence } from './model';
 import { FieldViolation } from './errors';
@@ -49,8 +50,9 @@ export function truncateIp(raw: string): string | null {
   // Only the canonical forms: ipaddr.js also reads "127.1", "0x7f.0.0.1" and bare integers as
   // IPv4, which no client reports as a source address and which would hide typos.
   let address: ipaddr.IPv4 | ipaddr.IPv6;
-  if (ipaddr.IPv4.isValidFourPartDecimal(value)) address = ipaddr.IPv4.parse(value);
-  else if (ipaddr.IPv6.isValid(value)) address = ipaddr.IPv6.parse(value);
+  // node:net is strict about the IPv4 inside IPv4-mapped IPv6 too ("::ffff:0x7f.0.0.1").
+  if (isIPv4(value) && ipaddr.IPv4.isValidFourPartDecimal(value)) address = ipaddr.IPv4.parse(value);
+  else if (isIPv6(value) && ipaddr.IPv6.isValid(value)) address = ipaddr.IPv6.parse(value);
   else return null;
   if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
     address = (address as ipaddr.IPv6).toIPv4Address();

@@ -114,16 +114,17 @@ describe('loadConfig', () => {
       for (const v of ['0', 'false', 'NO', 'False']) expect(loadConfig({ RUN_MIGRATIONS: v }, cwd).runMigrations, v).to.equal(false);
     });
 
-    // BUG: src/config/config.ts line 118 evaluates bool('RUN_MIGRATIONS') only after the
-    // `if (problems.length > 0) throw` on line 112, so its problem is pushed into an array nobody
-    // reads: RUN_MIGRATIONS=maybe silently becomes `true` instead of being reported.
+    // Regression (was BUG, fixed in 53f4069): src/config/config.ts evaluated
+    // bool('RUN_MIGRATIONS') only after the `if (problems.length > 0) throw`, so its problem was
+    // pushed into an array nobody read: RUN_MIGRATIONS=maybe silently became `true`.
     it('reports an invalid RUN_MIGRATIONS', () => {
       const err = configError(() => loadConfig({ RUN_MIGRATIONS: 'maybe' }, cwd));
       expect(err.problems).to.have.length(1);
       expect(err.problems[0]).to.contain('RUN_MIGRATIONS');
     });
 
-    // BUG: same cause as above: when other problems exist the RUN_MIGRATIONS one is missing.
+    // Regression (was BUG, fixed in 53f4069): same cause; with other problems present the
+    // RUN_MIGRATIONS one was missing from the list.
     it('reports an invalid RUN_MIGRATIONS together with other problems', () => {
       const err = configError(() => loadConfig({ RUN_MIGRATIONS: 'maybe', PORT: 'x' }, cwd));
       expect(err.problems.some((p) => p.includes('RUN_MIGRATIONS'))).to.equal(true, err.message);
@@ -143,15 +144,27 @@ describe('loadConfig', () => {
   });
 
   describe('DATABASE_URL', () => {
-    it('mysql:// gives a MySQL config with the URL unchanged and the pool size', () => {
+    /** The MySQL config, failing the test if the database is not MySQL. */
+    const mysqlOf = (c: ReturnType<typeof loadConfig>) => {
+      if (c.database.kind !== 'mysql') expect.fail(`expected a mysql database, got ${JSON.stringify(c.database)}`);
+      return c.database;
+    };
+
+    it('mysql:// gives a MySQL config with the URL unchanged, the pool size and no flavor (detected at start)', () => {
       const url = 'mysql://app:secret@db.internal:3306/consent';
-      const c = loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '25' }, cwd);
-      expect(c.database).to.deep.equal({ kind: 'mysql', url, poolSize: 25 });
+      const db = mysqlOf(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '25' }, cwd));
+      expect(db).to.deep.include({ kind: 'mysql', url, poolSize: 25 });
+      expect(db.flavor).to.equal(undefined);
     });
 
-    it('mariadb:// is normalised to mysql://', () => {
-      const c = loadConfig({ DATABASE_URL: 'mariadb://app:secret@db.internal:3306/consent' }, cwd);
-      expect(c.database).to.deep.equal({ kind: 'mysql', url: 'mysql://app:secret@db.internal:3306/consent', poolSize: 10 });
+    it('mariadb:// is normalised to mysql:// and remembers the MariaDB flavor', () => {
+      const db = mysqlOf(loadConfig({ DATABASE_URL: 'mariadb://app:secret@db.internal:3306/consent' }, cwd));
+      expect(db).to.deep.include({ kind: 'mysql', url: 'mysql://app:secret@db.internal:3306/consent', poolSize: 10, flavor: 'mariadb' });
+    });
+
+    it('only the scheme is rewritten, not "mariadb:" elsewhere in the URL', () => {
+      const db = mysqlOf(loadConfig({ DATABASE_URL: 'mariadb://mariadb:mariadb:@db/mariadb:x' }, cwd));
+      expect(db.url).to.equal('mysql://mariadb:mariadb:@db/mariadb:x');
     });
 
     it('sqlite:relative resolves against cwd', () => {
@@ -295,7 +308,7 @@ describe('loadConfig', () => {
       expect(c.port).to.equal(7000);
       expect(c.logLevel).to.equal('warn');
       expect(c.runMigrations).to.equal(false);
-      expect(c.database).to.deep.equal({ kind: 'mysql', url: 'mysql://root@db/consent', poolSize: 10 });
+      expect(c.database).to.deep.include({ kind: 'mysql', url: 'mysql://root@db/consent', poolSize: 10 });
     });
 
     it('is merged under the environment: the environment wins', () => {
@@ -311,10 +324,9 @@ describe('loadConfig', () => {
       expect(loadConfig({ CONFIG_FILE: file, PORT: undefined }, cwd).port).to.equal(7000);
     });
 
-    // BUG (inconsistency): src/config/config.ts line 59 (definedOnly) lets an empty variable
-    // override the file, while int()/bool()/`||` treat '' as "unset" and fall back to the
-    // built-in default. PORT= (empty, as docker-compose produces for `PORT=${PORT}`) thus
-    // silently replaces the file's 7000 with 50051. An empty variable should not mask the file.
+    // Regression (was BUG, fixed in 53f4069): definedOnly() let an empty variable override the
+    // file while int()/bool()/`||` treat '' as "unset" and fall back to the built-in default, so
+    // PORT= (as docker-compose produces for `PORT=${PORT}`) replaced the file's 7000 with 50051.
     it('an empty environment variable does not mask the file value', () => {
       const file = write('empty.json', JSON.stringify({ PORT: 7000, LOG_LEVEL: 'warn' }));
       const c = loadConfig({ CONFIG_FILE: file, PORT: '', LOG_LEVEL: '' }, cwd);
