@@ -153,7 +153,9 @@ function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number
 /** The status shown by GetConsentState for one scope at `at`. */
 export function scopeStatus(scope: ScopeState, at: number): 'OPTED_IN' | 'OPTED_OUT' | 'PENDING_CONFIRMATION' | 'EXPIRED' {
   if (scope.optOut && (!scope.optIn || scope.optOut.eventTime >= scope.optIn.eventTime)) return 'OPTED_OUT';
-  const optIn = scope.optIn!;
+  const optIn = scope.optIn;
+  // A scope exists only once an event was folded into it; without an opt-in it is an opt-out.
+  if (!optIn) return 'OPTED_OUT';
   if (optIn.kind === 'OPT_IN_PENDING') return 'PENDING_CONFIRMATION';
   if (optIn.expireTime !== undefined && optIn.expireTime <= at) return 'EXPIRED';
   return 'OPTED_IN';
