@@ -21,6 +21,7 @@ import {
 import { ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
+import { checkRequestId } from './request-id';
 import { SubjectDirectory } from './subject-directory';
 import { TenantService } from './tenant-service';
 
@@ -107,7 +108,7 @@ export class ConsentRecorder {
       violations.push({ field: 'lawful_basis', reason: 'NOT_AN_OPT_IN', description: 'only opt-ins have a lawful basis; a withdrawal needs none' });
     }
     if (input.jurisdiction.length > 16) violations.push({ field: 'jurisdiction', reason: 'TOO_LONG', description: 'at most 16 characters' });
-    this.checkRequestId(input.requestId, violations);
+    checkRequestId(input.requestId, true, violations);
     const evidence = prepareEvidence(input.evidence, 'evidence', violations);
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
@@ -127,8 +128,14 @@ export class ConsentRecorder {
       const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now);
       const state = await this.loadScopes(tx, tenant.id, subject.subjectId);
       const scopeKey = `${input.purposeId}\u0000${input.channel}`;
-      if (input.kind === 'OPT_IN_CONFIRMED' && state.get(scopeKey)?.optIn?.kind !== 'OPT_IN_PENDING') {
-        throw failedPrecondition('NO_PENDING_OPT_IN', 'there is no pending double opt-in to confirm for this purpose and channel');
+      const pending = state.get(scopeKey)?.optIn;
+      if (input.kind === 'OPT_IN_CONFIRMED') {
+        if (pending?.kind !== 'OPT_IN_PENDING') {
+          throw failedPrecondition('NO_PENDING_OPT_IN', 'there is no pending double opt-in to confirm for this purpose and channel');
+        }
+        if (eventTime < pending.eventTime) {
+          throw invalidArgument([{ field: 'event_time', reason: 'BEFORE_PENDING_OPT_IN', description: 'a confirmation cannot precede the opt-in it confirms' }]);
+        }
       }
 
       const event: ConsentEvent = {
@@ -161,9 +168,10 @@ export class ConsentRecorder {
     if (isViolation(identifier)) violations.push(identifier);
     const eventTime = input.eventTime ?? now;
     this.checkEventTime(eventTime, now, violations);
-    this.checkRequestId(input.requestId, violations);
+    checkRequestId(input.requestId, true, violations);
     if (Buffer.byteLength(input.text, 'utf8') > 4096) violations.push({ field: 'text', reason: 'TOO_LONG', description: 'at most 4,096 bytes' });
-    const evidence = prepareEvidence({ inboundMessageId: input.messageId }, 'message_id', violations);
+    if (Buffer.byteLength(input.messageId, 'utf8') > 256) violations.push({ field: 'message_id', reason: 'TOO_LONG', description: 'at most 256 bytes' });
+    const evidence: Evidence = input.messageId ? { inboundMessageId: input.messageId } : {};
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
@@ -271,11 +279,6 @@ export class ConsentRecorder {
     }
   }
 
-  private checkRequestId(requestId: string, violations: FieldViolation[]): void {
-    if (!requestId || requestId.length > 128 || !/^[A-Za-z0-9._:-]+$/.test(requestId)) {
-      violations.push({ field: 'request_id', reason: 'REQUIRED', description: '1-128 characters of A-Z a-z 0-9 . _ : - (a UUID is typical)' });
-    }
-  }
 }
 
 function defaultExpiry(tenant: Tenant, purposeId: string, eventTime: number): number | undefined {

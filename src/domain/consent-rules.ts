@@ -108,20 +108,15 @@ function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number
   const specific = covering.filter((s) => s.purposeId !== ALL_PURPOSES);
   const general = covering.filter((s) => s.purposeId === ALL_PURPOSES);
 
-  // Rule 2: opt-out wins when it is not older than the opt-ins that can lift it. A purpose's own
-  // opt-in lifts any opt-out; an all-purpose opt-in (keyword START) lifts only all-purpose
-  // opt-outs (keyword STOP), so a keyword never revives a withdrawal made for one purpose.
+  // Rule 2: an opt-out stands unless a later opt-in lifts it; opt-out wins ties. A purpose's own
+  // opt-in lifts any opt-out that covers it. An all-purpose opt-in (keyword START) lifts only the
+  // all-purpose opt-out of its very own scope (STOP on that channel): a keyword never revives a
+  // withdrawal made for one purpose, nor one made for every channel at once.
   const specificIn = latest(specific.map((s) => s.optIn));
-  const generalIn = latest(general.map((s) => s.optIn));
   const specificOut = latest(specific.map((s) => s.optOut));
-  const generalOut = latest(general.map((s) => s.optOut));
-  if (specificOut && (!specificIn || specificOut.eventTime >= specificIn.eventTime)) {
-    return deny('OPTED_OUT', specificOut.eventId);
-  }
-  const liftingIn = latest([specificIn, generalIn]);
-  if (generalOut && (!liftingIn || generalOut.eventTime >= liftingIn.eventTime)) {
-    return deny('OPTED_OUT', generalOut.eventId);
-  }
+  if (specificOut && !lifts(specificIn, specificOut)) return deny('OPTED_OUT', specificOut.eventId);
+  const generalOut = latest(general.map((s) => (s.optOut && !lifts(specificIn, s.optOut) && !lifts(s.optIn, s.optOut) ? s.optOut : undefined)));
+  if (generalOut) return deny('OPTED_OUT', generalOut.eventId);
 
   const window = facts.windows.find((w) => w.channel === target.channel);
   const windowEnd = window ? window.lastInboundTime + serviceWindowMs : undefined;
@@ -178,6 +173,11 @@ export function foldEvents(
     scopes.set(key, applyToScope(scope, { ...event, kind: event.kind }));
   }
   return { subjectId, erased: false, suppressed: false, scopes: [...scopes.values()], windows: [...windows.values()] };
+}
+
+/** Whether `optIn` is later than `optOut` (on a tie the opt-out stands). */
+function lifts(optIn: { eventTime: number } | undefined, optOut: { eventTime: number }): boolean {
+  return optIn !== undefined && optIn.eventTime > optOut.eventTime;
 }
 
 function deny(reason: DecisionReason, decidingEventId?: string): Decision {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { alreadyExists, FieldViolation, invalidArgument, notFound, Violations } from './errors';
+import { alreadyExists, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from './errors';
+import { checkRequestId } from './request-id';
 import { Notice, Purpose, PURPOSE_CATEGORIES, PurposeCategory } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { NoticeRecord, PurposeRecord, PurposeRepository, TransactionRunner, TxContext } from './ports';
@@ -41,8 +42,10 @@ export class PurposeService {
     v.check(input.category !== null && PURPOSE_CATEGORIES.includes(input.category), 'purpose.category', 'REQUIRED', 'one of MARKETING, UTILITY, AUTHENTICATION, SERVICE');
     v.check(input.displayName.length <= 200, 'purpose.display_name', 'TOO_LONG', 'at most 200 characters');
     v.check(input.description.length <= 4000, 'purpose.description', 'TOO_LONG', 'at most 4,000 characters');
-    v.check(input.requestId.length <= 128, 'request_id', 'TOO_LONG', 'at most 128 characters');
     v.throwIfAny();
+    const ids: FieldViolation[] = [];
+    checkRequestId(input.requestId, false, ids);
+    if (ids.length > 0) throw invalidArgument(ids);
     authorizeTenant(principal, tenantId);
     return this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
@@ -90,13 +93,18 @@ export class PurposeService {
     if (!LANGUAGE_TAG.test(input.language)) violations.push({ field: 'language', reason: 'INVALID_LANGUAGE', description: 'must be a BCP 47 tag such as "de" or "en-GB"' });
     const bytes = Buffer.byteLength(input.text, 'utf8');
     if (bytes === 0 || bytes > MAX_NOTICE_BYTES) violations.push({ field: 'text', reason: 'INVALID_LENGTH', description: `must be 1 to ${MAX_NOTICE_BYTES} bytes` });
-    if (!input.requestId || input.requestId.length > 128) violations.push({ field: 'request_id', reason: 'REQUIRED', description: 'an idempotency key of 1-128 characters is required' });
+    checkRequestId(input.requestId, true, violations);
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
     return this.tx.write(async (tx) => {
       await this.requirePurpose(tx, tenantId, purposeId);
       const replay = await this.purposes.findNoticeByRequest(tx, tenantId, input.requestId);
-      if (replay) return replay;
+      if (replay) {
+        if (replay.purposeId !== purposeId || replay.language !== input.language || replay.text !== input.text) {
+          throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
+        }
+        return replay;
+      }
       const notice: NoticeRecord = {
         tenantId,
         purposeId,

@@ -8,6 +8,7 @@ import { TenantRecord, TenantRepository, TransactionRunner, TxContext } from './
 import { Principal } from './principal';
 import { names, PURPOSE_ID, TENANT_ID } from './resource-names';
 import { normaliseKeyword } from './keywords';
+import { checkRequestId } from './request-id';
 
 export const SETTINGS_FIELDS = [
   'serviceWindowMs',
@@ -57,7 +58,7 @@ export class TenantService {
       });
     }
     if (input.displayName.length > 200) violations.push({ field: 'display_name', reason: 'TOO_LONG', description: 'at most 200 characters' });
-    if (input.requestId.length > 128) violations.push({ field: 'request_id', reason: 'TOO_LONG', description: 'at most 128 characters' });
+    checkRequestId(input.requestId, false, violations);
     const settings = validateSettings({ ...DEFAULT_TENANT_SETTINGS, ...input.settings }, 'settings', violations);
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
@@ -137,6 +138,10 @@ export function validateSettings(settings: TenantSettings, prefix: string, viola
     return list;
   };
   const optOutKeywords = keywords('optOutKeywords');
+  // Withdrawal must stay as easy as consent (Art. 7(3)); messaging platforms require STOP handling.
+  if (optOutKeywords.length === 0) {
+    violations.push({ field: at('optOutKeywords'), reason: 'REQUIRED', description: 'at least one opt-out keyword is required' });
+  }
   const optInKeywords = keywords('optInKeywords');
   const overlap = optInKeywords.filter((k) => optOutKeywords.includes(k));
   if (overlap.length > 0) {

@@ -172,6 +172,23 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     expect(await eventCount(person)).to.equal(2);
   });
 
+  it('a confirmation dated before its pending opt-in is refused', async function () {
+    const person = email('doi-early@example.com');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING }));
+    const err = await expectGrpcError(
+      call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED, eventTime: new Date(s.clock.now() - 60_000) })),
+      status.INVALID_ARGUMENT,
+    );
+    expect(err.fields).to.deep.equal(['event_time']);
+  });
+
+  it('RecordInboundMessage names the message_id field when it is too long', async function () {
+    const err = await expectGrpcError(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
+      parent: `tenants/${T}`, subjectIdentifier: phone('+4915199990009'), channel: Channel.CHANNEL_SMS, text: 'hi', messageId: 'm'.repeat(300), requestId: 'in-long',
+    })), status.INVALID_ARGUMENT);
+    expect(err.fields).to.deep.equal(['message_id']);
+  });
+
   it('RecordInboundMessage refuses CHANNEL_ANY', async function () {
     const err = await expectGrpcError(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
       parent: `tenants/${T}`, subjectIdentifier: phone('+4915199990001'), channel: Channel.CHANNEL_ANY, text: 'hi', requestId: 'in-any',

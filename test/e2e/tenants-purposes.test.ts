@@ -57,12 +57,18 @@ forEachDatabase('TenantService and PurposeService over gRPC', (db) => {
   it('UpdateTenantSettings changes only the masked fields', async function () {
     await createTenant({ tenantId: 'delta' });
     const { settings } = await call(s.tenants, s.tenants.updateTenantSettings, {
-      settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings', serviceWindow: { seconds: 3600, nanos: 0 }, optOutKeywords: [] }),
-      updateMask: ['service_window', 'opt_out_keywords'],
+      settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings', serviceWindow: { seconds: 3600, nanos: 0 }, optInKeywords: [] }),
+      updateMask: ['service_window', 'opt_in_keywords'],
     });
     expect(settings!.serviceWindow).to.deep.equal({ seconds: 3600, nanos: 0 });
-    expect(settings!.optOutKeywords, 'an empty list in the mask clears it').to.deep.equal([]);
-    expect(settings!.optInKeywords).to.have.members(['START', 'YES', 'UNSTOP']);
+    expect(settings!.optInKeywords, 'an empty list in the mask clears it').to.deep.equal([]);
+    expect(settings!.optOutKeywords).to.include('STOP');
+
+    const noStop = await expectGrpcError(
+      call(s.tenants, s.tenants.updateTenantSettings, { settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings' }), updateMask: ['opt_out_keywords'] }),
+      status.INVALID_ARGUMENT,
+    );
+    expect(noStop.fields, 'withdrawal by keyword cannot be switched off').to.deep.equal(['settings.opt_out_keywords']);
 
     const implicit = await call(s.tenants, s.tenants.updateTenantSettings, {
       settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings', optOutKeywords: [' halt ', 'Stop'], purposeConsentValidity: { newsletter: { seconds: 730 * 86400, nanos: 0 } } }),
@@ -79,6 +85,9 @@ forEachDatabase('TenantService and PurposeService over gRPC', (db) => {
     expect(bad.fields).to.deep.equal(['update_mask']);
     const after = await call(s.tenants, s.tenants.getTenant, { name: 'tenants/delta' });
     expect(after.tenant!.settings!.optOutKeywords).to.deep.equal(['HALT', 'STOP']);
+
+    const reset = await call(s.tenants, s.tenants.updateTenantSettings, { settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings' }), updateMask: ['service_window'] });
+    expect(reset.settings!.serviceWindow, 'a masked field without a value goes back to its default').to.deep.equal({ seconds: 86400, nanos: 0 });
   });
 
   it('creates purposes, refuses duplicates and missing categories, lists them in pages', async function () {
@@ -113,6 +122,7 @@ forEachDatabase('TenantService and PurposeService over gRPC', (db) => {
     const v2 = await publish('Version zwei', 'n2', 'en-GB');
     expect(v2.notice!.version).to.equal(2);
     expect(await publish('Version zwei', 'n2', 'en-GB'), 'a retry returns the same version').to.deep.equal(v2);
+    expect((await expectGrpcError(publish('Version drei', 'n2', 'en-GB'), status.FAILED_PRECONDITION)).reason, 'a reused request_id').to.equal('REQUEST_ID_REUSED');
     const list = await call(s.purposes, s.purposes.listNotices, { parent: 'tenants/zeta/purposes/news', pageSize: 0, pageToken: '' });
     expect(list.notices.map((n) => n.version)).to.deep.equal([2, 1]);
     expect((await expectGrpcError(publish('', 'n3'), status.INVALID_ARGUMENT)).fields).to.deep.equal(['text']);

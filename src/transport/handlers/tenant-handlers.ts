@@ -83,7 +83,8 @@ function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): 
   for (const field of fields) {
     switch (field) {
       case 'serviceWindowMs':
-        out.serviceWindowMs = durationToMs(s.serviceWindow) ?? 0;
+        // Unset in a mask means "back to the default" (the domain fills it in).
+        out.serviceWindowMs = durationToMs(s.serviceWindow);
         break;
       case 'optOutKeywords':
         out.optOutKeywords = s.optOutKeywords;
@@ -92,7 +93,7 @@ function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): 
         out.optInKeywords = s.optInKeywords;
         break;
       case 'defaultConsentValidityMs':
-        out.defaultConsentValidityMs = durationToMs(s.defaultConsentValidity) ?? 0;
+        out.defaultConsentValidityMs = durationToMs(s.defaultConsentValidity);
         break;
       case 'purposeConsentValidityMs':
         out.purposeConsentValidityMs = Object.fromEntries(
