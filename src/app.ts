@@ -66,7 +66,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const subjects = new TypeormSubjectRepository();
   const consent = new TypeormConsentRepository();
   const tenants = new TenantService(tx, new TypeormTenantRepository(), keys, clock);
-  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, clock, config.limits);
+  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits);
   const recorder = new ConsentRecorder(
     tx,
     consent,

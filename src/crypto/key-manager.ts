@@ -4,6 +4,8 @@ import { LRUCache } from 'lru-cache';
 import { DomainError } from '../domain/errors';
 import { TxContext } from '../domain/ports';
 import { IdentifierRef } from '../domain/model';
+import { TokenSealer } from '../domain/pagination';
+import { decryptField, encryptField, FieldContext } from './field-cipher';
 import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
 import { KeyStore } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
@@ -18,6 +20,8 @@ export interface TenantKeyring {
   indexKey: Buffer;
   /** HMAC key of request fingerprints (idempotency), separate from the index key. */
   requestKey: Buffer;
+  /** AES-256-GCM key of page tokens. */
+  pageTokenKey: Buffer;
 }
 
 /** A subject's data key, ready for field encryption. */
@@ -76,6 +80,7 @@ export class KeyManager {
       wrappingKey: await aesKeyWrapKey(material, `tenants/${tenantId}/keys/${stored.epoch}`),
       indexKey: derive(material, 'consent-ledger/blind-index/v1'),
       requestKey: derive(material, 'consent-ledger/request-fingerprint/v1'),
+      pageTokenKey: derive(material, 'consent-ledger/page-token/v1'),
     };
     this.tenantCache.set(tenantId, keyring);
     return keyring;
@@ -117,6 +122,22 @@ export class KeyManager {
   /** Keyed fingerprint of a request (may contain personal data, so never a plain hash). */
   requestFingerprint(keyring: TenantKeyring, canonicalRequest: string): string {
     return createHmac('sha256', keyring.requestKey).update(canonicalRequest).digest('hex');
+  }
+
+  /** Seals page tokens of one listing under the tenant's page-token key. */
+  pageTokenSealer(keyring: TenantKeyring, listing: string): TokenSealer {
+    const context: FieldContext = { tenant: keyring.tenantId, subject: '-', table: 'page_token', column: listing, row: '-' };
+    const kid = `tenants/${keyring.tenantId}/keys/${keyring.epoch}/page-token`;
+    return {
+      seal: (plaintext) => encryptField(keyring.pageTokenKey, kid, context, plaintext),
+      open: (token) => {
+        try {
+          return decryptField(keyring.pageTokenKey, context, token);
+        } catch {
+          return null;
+        }
+      },
+    };
   }
 
   /** Drops a subject's cached key (erasure will call this). */

@@ -75,14 +75,16 @@ export class ConsentHistory {
     if (query.startTime !== undefined && query.endTime !== undefined) {
       v.check(query.startTime < query.endTime, 'end_time', 'INVALID_RANGE', 'must be after start_time');
     }
-    // The token's scope includes the filters, so a token cannot continue a different listing.
-    const scope = { tenantId, list: 'events', ...query, pageSize: undefined, pageToken: undefined };
-    const afterSeq = decodePageToken<number>(query.pageToken, scope, 'number', v) ?? 0;
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
+    // The token's scope includes the filters, so a token cannot continue a different listing.
+    const scope = { ...query, pageSize: undefined, pageToken: undefined };
 
     return this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
+      const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'consent_events');
+      const afterSeq = decodePageToken<number>(query.pageToken, scope, 'number', sealer, v) ?? 0;
+      v.throwIfAny();
       if (query.purposeId && query.purposeId !== '-') await this.purposes.requirePurpose(tx, tenantId, query.purposeId);
       let subjectId: string | undefined;
       if (identifier && !isViolation(identifier)) {
@@ -104,7 +106,7 @@ export class ConsentHistory {
         const key = event.evidenceCiphertext === null ? null : await this.keys.subjectKey(tenantId, event.subjectId);
         items.push(openEvent(event, key));
       }
-      return { items, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1].seq, scope) : '' };
+      return { items, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1].seq, scope, sealer) : '' };
     });
   }
 }

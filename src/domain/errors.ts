@@ -11,7 +11,8 @@ export type ErrorKind =
   | 'PERMISSION_DENIED'
   | 'UNAVAILABLE'
   | 'ABORTED'
-  | 'RESOURCE_EXHAUSTED';
+  | 'RESOURCE_EXHAUSTED'
+  | 'DATA_LOSS';
 
 export interface FieldViolation {
   /** Path of the field in the request, e.g. "query.subject_identifier.phone_number". */

@@ -1,4 +1,5 @@
-import { decryptField, encryptField, FieldContext } from '../crypto/field-cipher';
+import { decryptField, encryptField, FieldContext, FieldDecryptionError } from '../crypto/field-cipher';
+import { DomainError } from './errors';
 import { SubjectKey } from '../crypto/key-manager';
 import { ConsentEvent, Evidence } from './model';
 import { StoredConsentEvent } from './ports';
@@ -22,9 +23,17 @@ export function sealEvent(event: ConsentEvent, key: SubjectKey, requestFingerpri
 /** Decrypts a stored event's evidence. Throws FieldDecryptionError if it does not belong there. */
 export function openEvent(stored: StoredConsentEvent, key: SubjectKey | null): ConsentEvent {
   const { requestFingerprint: _fingerprint, evidenceCiphertext, ...rest } = stored;
-  const evidence: Evidence =
-    evidenceCiphertext === null || key === null
-      ? {}
-      : (JSON.parse(decryptField(key.key, evidenceContext(stored), evidenceCiphertext)) as Evidence);
+  let evidence: Evidence = {};
+  if (evidenceCiphertext !== null && key !== null) {
+    try {
+      evidence = JSON.parse(decryptField(key.key, evidenceContext(stored), evidenceCiphertext)) as Evidence;
+    } catch (err) {
+      if (!(err instanceof FieldDecryptionError)) throw err;
+      // Authenticated encryption failed: the row was altered or moved. Never return partial data.
+      throw new DomainError('DATA_LOSS', 'CIPHERTEXT_INVALID', 'stored evidence of an event failed authentication', {
+        event: stored.id,
+      });
+    }
+  }
   return { ...rest, evidence };
 }

@@ -7,6 +7,13 @@ export interface PageLimits {
   maxPageSize: number;
 }
 
+/** Encrypts and authenticates page tokens under a tenant key (see KeyManager.pageTokenSealer). */
+export interface TokenSealer {
+  seal(plaintext: string): string;
+  /** The plaintext, or null if the token was not sealed by this sealer. */
+  open(token: string): string | null;
+}
+
 /** 0 -> the default; above the maximum -> the maximum; negative -> INVALID_ARGUMENT. */
 export function resolvePageSize(requested: number, limits: PageLimits, violations: Violations): number {
   violations.check(requested >= 0, 'page_size', 'NEGATIVE_PAGE_SIZE', 'must not be negative');
@@ -15,12 +22,13 @@ export function resolvePageSize(requested: number, limits: PageLimits, violation
 }
 
 /**
- * Page tokens are opaque (base64url JSON) and carry a digest of the list's scope and filters:
- * a token only continues the listing it came from, and it grants nothing, since every call is
- * authorised on its own. The cursor is a position, never data.
+ * Page tokens are opaque: the cursor and a digest of the listing's scope and filters, encrypted
+ * and authenticated under the tenant's key. A token only continues the listing it came from,
+ * reveals nothing (filters may hold a phone number; cursors reveal volumes), and grants nothing:
+ * every call is authorised on its own.
  */
-export function encodePageToken(cursor: string | number, scope: unknown): string {
-  return Buffer.from(JSON.stringify({ c: cursor, s: digest(scope) })).toString('base64url');
+export function encodePageToken(cursor: string | number, scope: unknown, sealer: TokenSealer): string {
+  return sealer.seal(JSON.stringify({ c: cursor, s: digest(scope) }));
 }
 
 /** The cursor of a token from encodePageToken with the same scope; null for an empty token. */
@@ -28,19 +36,23 @@ export function decodePageToken<T extends string | number>(
   token: string,
   scope: unknown,
   kind: 'string' | 'number',
+  sealer: TokenSealer,
   violations: Violations,
 ): T | null {
   if (!token) return null;
-  try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { c?: unknown; s?: unknown };
-    if (typeof parsed.c === kind && parsed.s === digest(scope)) return parsed.c as T;
-  } catch {
-    // fall through to the violation
+  const plaintext = token.length <= 2048 ? sealer.open(token) : null;
+  if (plaintext !== null) {
+    try {
+      const parsed = JSON.parse(plaintext) as { c?: unknown; s?: unknown };
+      if (typeof parsed.c === kind && parsed.s === digest(scope)) return parsed.c as T;
+    } catch {
+      // fall through to the violation
+    }
   }
   violations.add('page_token', 'INVALID_PAGE_TOKEN', 'is not a token from a previous call with the same parent and filters');
   return null;
 }
 
 function digest(scope: unknown): string {
-  return createHash('sha256').update(JSON.stringify(scope)).digest('base64url').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify(scope)).digest('base64url');
 }

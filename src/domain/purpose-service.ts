@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { alreadyExists, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from './errors';
@@ -28,6 +29,7 @@ export class PurposeService {
     private readonly tx: TransactionRunner,
     private readonly purposes: PurposeRepository,
     private readonly tenants: TenantService,
+    private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly pages: PageLimits,
   ) {}
@@ -71,14 +73,16 @@ export class PurposeService {
   async list(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<Page<Purpose>> {
     const v = new Violations();
     const size = resolvePageSize(pageSize, this.pages, v);
-    const after = decodePageToken<string>(pageToken, { tenantId, list: 'purposes' }, 'string', v);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     return this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
+      const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'purposes');
+      const after = decodePageToken<string>(pageToken, {}, 'string', sealer, v);
+      v.throwIfAny();
       const rows = await this.purposes.list(tx, tenantId, after, size + 1);
       const items = rows.slice(0, size);
-      const next = rows.length > size ? encodePageToken(items[items.length - 1].id, { tenantId, list: 'purposes' }) : '';
+      const next = rows.length > size ? encodePageToken(items[items.length - 1].id, {}, sealer) : '';
       return { items, nextPageToken: next };
     });
   }
@@ -123,15 +127,17 @@ export class PurposeService {
   async listNotices(principal: Principal, tenantId: string, purposeId: string, pageSize: number, pageToken: string): Promise<Page<Notice>> {
     const v = new Violations();
     const size = resolvePageSize(pageSize, this.pages, v);
-    const scope = { tenantId, purposeId, list: 'notices' };
-    const before = decodePageToken<number>(pageToken, scope, 'number', v);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
+    const scope = { purposeId };
     return this.tx.read(async (tx) => {
       await this.requirePurpose(tx, tenantId, purposeId);
+      const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'notices');
+      const before = decodePageToken<number>(pageToken, scope, 'number', sealer, v);
+      v.throwIfAny();
       const rows = await this.purposes.listNotices(tx, tenantId, purposeId, before, size + 1);
       const items = rows.slice(0, size);
-      return { items, nextPageToken: rows.length > size ? encodePageToken(items[items.length - 1].version, scope) : '' };
+      return { items, nextPageToken: rows.length > size ? encodePageToken(items[items.length - 1].version, scope, sealer) : '' };
     });
   }
 

@@ -16,6 +16,7 @@ const CODES: Record<ErrorKind, status> = {
   UNAVAILABLE: status.UNAVAILABLE,
   ABORTED: status.ABORTED,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  DATA_LOSS: status.DATA_LOSS,
 };
 
 /** The gRPC error a call ends with: code, message and the AIP-193 details trailer. */

@@ -279,6 +279,19 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     expect(err.fields).to.deep.equal(['queries']);
   });
 
+  it('evidence ciphertext copied to another event is refused with DATA_LOSS, never returned', async function () {
+    const person = email('copied@example.com');
+    const evidence = { sourceIp: '192.0.2.1', userAgent: 'UA', pageUrl: '', inboundMessageId: '', freeText: '' };
+    const a = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, evidence }));
+    const b = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, evidence: { ...evidence, userAgent: 'Other' } }));
+    const id = (name: string) => name.split('/').pop();
+    const ds = s.app.dataSource;
+    const [row] = await ds.query('SELECT evidence_ciphertext FROM consent_events WHERE id = ?', [id(a.event!.name)]);
+    await ds.query('UPDATE consent_events SET evidence_ciphertext = ? WHERE id = ?', [row.evidence_ciphertext, id(b.event!.name)]);
+    const err = await expectGrpcError(call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person })), status.DATA_LOSS);
+    expect(err.reason).to.equal('CIPHERTEXT_INVALID');
+  });
+
   it('CheckConsent on an unknown tenant is NOT_FOUND', async function () {
     const err = await expectGrpcError(call(s.consent, s.consent.checkConsent, { parent: 'tenants/ghost', query: query('ghost') }), status.NOT_FOUND);
     expect(err.reason).to.equal('TENANT_NOT_FOUND');

@@ -286,7 +286,10 @@ export function verdictToJSON(object: Verdict): string {
   }
 }
 
-/** Why. Rules are applied in this order; the first that applies decides. */
+/**
+ * Why. An unknown person is denied first; otherwise the rules of docs/consent-rules.md are
+ * applied in order (erased, opted out, service window, opt-in) and the first that applies decides.
+ */
 export enum DecisionReason {
   DECISION_REASON_UNSPECIFIED = 0,
   /** DECISION_REASON_SUBJECT_ERASED - DENY: the person was erased. */
@@ -3800,7 +3803,7 @@ export const ConsentServiceService = {
       Buffer.from(GetConsentStateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetConsentStateResponse => GetConsentStateResponse.decode(value),
   },
-  /** Consent history, oldest first, filtered; paginated. */
+  /** Consent history in recording order, filtered; paginated. */
   listConsentEvents: {
     path: "/consent.v1.ConsentService/ListConsentEvents" as const,
     requestStream: false as const,
@@ -3840,7 +3843,7 @@ export interface ConsentServiceServer extends UntypedServiceImplementation {
   streamCheckConsent: handleBidiStreamingCall<StreamCheckConsentRequest, StreamCheckConsentResponse>;
   /** A person's current consent state per purpose and channel, and their service windows. */
   getConsentState: handleUnaryCall<GetConsentStateRequest, GetConsentStateResponse>;
-  /** Consent history, oldest first, filtered; paginated. */
+  /** Consent history in recording order, filtered; paginated. */
   listConsentEvents: handleUnaryCall<ListConsentEventsRequest, ListConsentEventsResponse>;
 }
 
@@ -3947,7 +3950,7 @@ export interface ConsentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetConsentStateResponse) => void,
   ): ClientUnaryCall;
-  /** Consent history, oldest first, filtered; paginated. */
+  /** Consent history in recording order, filtered; paginated. */
   listConsentEvents(
     request: ListConsentEventsRequest,
     callback: (error: ServiceError | null, response: ListConsentEventsResponse) => void,

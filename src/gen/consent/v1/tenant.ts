@@ -54,10 +54,13 @@ export interface TenantSettings {
   /**
    * Inbound texts that, trimmed and case-insensitively, record an opt-out for all purposes
    * on the message's channel. Default: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE,
-   * OPTOUT, STOPP, ABMELDEN.
+   * OPTOUT, STOPP, ABMELDEN. At least one.
    */
   optOutKeywords: string[];
-  /** Inbound texts that lift a keyword opt-out on the message's channel. Default: START, YES, UNSTOP. */
+  /**
+   * Inbound texts that lift the all-purpose opt-out of the message's channel (a keyword STOP sent
+   * there); they are no consent to any purpose. Default: START, YES, UNSTOP.
+   */
   optInKeywords: string[];
   /**
    * How long an opt-in stays valid when the event names no expire_time, for purposes
@@ -117,7 +120,7 @@ export interface UpdateTenantSettingsRequest {
     | undefined;
   /**
    * Fields to change: service_window, opt_out_keywords, opt_in_keywords,
-   * default_consent_validity, purpose_consent_validity. Empty: all of them.
+   * default_consent_validity, purpose_consent_validity. Empty: the fields set in `settings`.
    */
   updateMask?: string[] | undefined;
 }
@@ -1111,7 +1114,10 @@ export const TenantServiceService = {
     responseSerialize: (value: GetTenantResponse): Buffer => Buffer.from(GetTenantResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetTenantResponse => GetTenantResponse.decode(value),
   },
-  /** Updates the tenant settings named by `update_mask` (all of them when the mask is empty). */
+  /**
+   * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
+   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   */
   updateTenantSettings: {
     path: "/consent.v1.TenantService/UpdateTenantSettings" as const,
     requestStream: false as const,
@@ -1133,7 +1139,10 @@ export interface TenantServiceServer extends UntypedServiceImplementation {
   createTenant: handleUnaryCall<CreateTenantRequest, CreateTenantResponse>;
   /** Returns a tenant and its settings. */
   getTenant: handleUnaryCall<GetTenantRequest, GetTenantResponse>;
-  /** Updates the tenant settings named by `update_mask` (all of them when the mask is empty). */
+  /**
+   * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
+   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   */
   updateTenantSettings: handleUnaryCall<UpdateTenantSettingsRequest, UpdateTenantSettingsResponse>;
 }
 
@@ -1173,7 +1182,10 @@ export interface TenantServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetTenantResponse) => void,
   ): ClientUnaryCall;
-  /** Updates the tenant settings named by `update_mask` (all of them when the mask is empty). */
+  /**
+   * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
+   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   */
   updateTenantSettings(
     request: UpdateTenantSettingsRequest,
     callback: (error: ServiceError | null, response: UpdateTenantSettingsResponse) => void,

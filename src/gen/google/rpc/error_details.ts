@@ -20,7 +20,7 @@ export const protobufFileName = "google/rpc/error_details.proto";
 export interface ErrorInfo {
   /** UPPER_SNAKE_CASE reason, unique within the domain. */
   reason: string;
-  /** The logical grouping the reason belongs to (here "consentledger.dev"). */
+  /** The logical grouping the reason belongs to (here "consent-ledger"). */
   domain: string;
   /** Additional structured details; never personal data. */
   metadata: { [key: string]: string };
