@@ -105,6 +105,8 @@ export class CallPipeline {
   }
 
   private log(method: string, ctx: CallContext, started: bigint, code: status, reason: string): void {
+    // winston formats a message before its transports filter by level: skip the work when off.
+    if (!this.logger.isInfoEnabled()) return;
     this.logger.info('rpc', {
       method,
       code: status[code],

@@ -15,17 +15,22 @@ export class TypeormSubjectRepository implements SubjectRepository {
 
   async findByIdentifiers(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, SubjectRef>> {
     const found = new Map<string, SubjectRef>();
-    if (indexes.length === 0) return found;
-    // Blind indexes are unique across kinds in practice (HMAC over kind and value); the kind is
-    // checked on the way back.
-    const blind = [...new Set(indexes.map((i) => i.blindIndex))];
-    const rows: Array<{ kind: string; blind_index: string; subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
-      `SELECT i.kind, i.blind_index, i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
-        WHERE i.tenant_id = ? AND i.blind_index IN (${placeholders(blind.length)})`,
-      [tenantId, ...blind],
-    );
-    for (const row of rows) {
-      found.set(`${row.kind}:${row.blind_index}`, { subjectId: row.subject_id, erased: row.erased_at !== null });
+    // One query per identifier kind (a batch rarely mixes them), so that every lookup uses the
+    // whole primary key (tenant_id, kind, blind_index) rather than a scan of the tenant.
+    const byKind = new Map<string, Set<string>>();
+    for (const index of indexes) {
+      let set = byKind.get(index.kind);
+      if (!set) byKind.set(index.kind, (set = new Set()));
+      set.add(index.blindIndex);
+    }
+    for (const [kind, set] of byKind) {
+      const blind = [...set];
+      const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
+        `SELECT i.blind_index, i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+          WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blind.length)})`,
+        [tenantId, kind, ...blind],
+      );
+      for (const row of rows) found.set(`${kind}:${row.blind_index}`, { subjectId: row.subject_id, erased: row.erased_at !== null });
     }
     return found;
   }
