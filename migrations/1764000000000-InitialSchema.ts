@@ -1,8 +1,9 @@
 import { MigrationInterface, QueryRunner, Table, TableColumnOptions, TableIndex } from 'typeorm';
 
 /**
- * The first schema: tenants, keys, purposes, notices, subjects, identifiers, the append-only
- * event log, and the current-state tables that serve checks. Written with the Table API so the
+ * The first schema of the data database: tenants, purposes, notices, subjects, identifiers, the
+ * append-only event log, and the current-state tables that serve checks. Keys live elsewhere
+ * (migrations/keystore). Written with the Table API so the
  * same migration runs on SQLite and MySQL/MariaDB; times are BIGINT epoch milliseconds.
  */
 export class InitialSchema1764000000000 implements MigrationInterface {
@@ -31,12 +32,6 @@ export class InitialSchema1764000000000 implements MigrationInterface {
           bigint('created_at'),
           bigint('updated_at'),
         ],
-      }),
-    );
-    await queryRunner.createTable(
-      new Table({
-        name: 'tenant_keys',
-        columns: [tenantPk, int('epoch', { isPrimary: true }), text('wrapped_key'), varchar('root_key_id', 128), bigint('created_at')],
       }),
     );
     await queryRunner.createTable(
@@ -74,12 +69,6 @@ export class InitialSchema1764000000000 implements MigrationInterface {
         name: 'subjects',
         columns: [varchar('id', 32, { isPrimary: true }), varchar('tenant_id', 63), bigint('created_at'), bigint('erased_at', true)],
         indices: [new TableIndex({ name: 'ix_subjects_tenant', columnNames: ['tenant_id'] })],
-      }),
-    );
-    await queryRunner.createTable(
-      new Table({
-        name: 'subject_keys',
-        columns: [tenantPk, varchar('subject_id', 32, { isPrimary: true }), int('epoch'), text('wrapped_key'), bigint('created_at')],
       }),
     );
     await queryRunner.createTable(
@@ -167,11 +156,9 @@ export class InitialSchema1764000000000 implements MigrationInterface {
       'consent_state',
       'consent_events',
       'subject_identifiers',
-      'subject_keys',
       'subjects',
       'notices',
       'purposes',
-      'tenant_keys',
       'tenants',
     ]) {
       await queryRunner.dropTable(table);

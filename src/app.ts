@@ -12,9 +12,9 @@ import { PurposeService } from './domain/purpose-service';
 import { SubjectDirectory } from './domain/subject-directory';
 import { TenantService } from './domain/tenant-service';
 import { createLogger, Logger } from './logging/logger';
-import { createDataSource } from './storage/data-source';
+import { createDataSource, ensureMysqlDatabase } from './storage/data-source';
 import { TypeormConsentRepository } from './storage/repositories/consent-repository';
-import { TypeormKeyStore } from './storage/repositories/key-store';
+import { TypeormKeyStore } from './storage/keystore/typeorm-key-store';
 import { TypeormPurposeRepository } from './storage/repositories/purpose-repository';
 import { TypeormSubjectRepository } from './storage/repositories/subject-repository';
 import { TypeormTenantRepository } from './storage/repositories/tenant-repository';
@@ -35,6 +35,7 @@ export interface RunningApp {
   port: number;
   server: Server;
   dataSource: DataSource;
+  keyDataSource: DataSource;
   logger: Logger;
   stop(): Promise<void>;
 }
@@ -61,8 +62,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   const dataSource = await openDatabase(config, logger);
+  const keyDataSource = await openKeyStore(config, logger).catch(async (err: unknown) => {
+    await dataSource.destroy();
+    throw err;
+  });
   const tx = new TypeormTransactionRunner(dataSource);
-  const keys = new KeyManager(rootKeys, new TypeormKeyStore(dataSource), config.limits);
+  const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
   const subjects = new TypeormSubjectRepository();
   const consent = new TypeormConsentRepository();
   const tenants = new TenantService(tx, new TypeormTenantRepository(), keys, clock);
@@ -118,6 +123,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     port,
     server,
     dataSource,
+    keyDataSource,
     logger,
     async stop() {
       clearInterval(probe);
@@ -132,23 +138,36 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         });
       });
       if (dataSource.isInitialized) await dataSource.destroy();
+      if (keyDataSource.isInitialized) await keyDataSource.destroy();
     },
   };
 }
 
-/** Opens the database and brings its schema up to date (or checks that it is). */
-export async function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
+/** Opens the data database and brings its schema up to date (or checks that it is). */
+export function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
+  return openStore(config, logger, 'data');
+}
+
+/** Opens the key store (its own database) and brings its schema up to date. */
+export function openKeyStore(config: Config, logger: Logger): Promise<DataSource> {
+  return openStore(config, logger, 'keys');
+}
+
+async function openStore(config: Config, logger: Logger, store: 'data' | 'keys'): Promise<DataSource> {
+  const db = store === 'data' ? config.database : config.keyStore;
+  const name = store === 'data' ? 'DATABASE_URL' : 'KEYSTORE_URL';
   let dataSource: DataSource;
   try {
-    dataSource = await createDataSource(config.database);
+    if (store === 'keys' && db.kind === 'mysql') await ensureMysqlDatabase(db.url);
+    dataSource = await createDataSource(db, store);
     await dataSource.initialize();
   } catch (err) {
-    const where = config.database.kind === 'sqlite' ? config.database.file : 'DATABASE_URL';
-    throw new Error(`cannot open the ${config.database.kind} database (${where}): ${(err as Error).message}`);
+    const where = db.kind === 'sqlite' ? db.file : name;
+    throw new Error(`cannot open the ${store === 'data' ? 'data database' : 'key store'} (${db.kind}, ${where}): ${(err as Error).message}`);
   }
   if (config.runMigrations) {
     const applied = await dataSource.runMigrations({ transaction: 'each' });
-    for (const m of applied) logger.info('migration applied', { migration: m.name });
+    for (const m of applied) logger.info('migration applied', { store, migration: m.name });
   } else if (await dataSource.showMigrations()) {
     await dataSource.destroy();
     throw new Error('the database schema is behind this version; run `npm run migrate` (or start with RUN_MIGRATIONS=true)');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from './config/config';
-import { openDatabase, startApp } from './app';
+import { openDatabase, openKeyStore, startApp } from './app';
 import { createLogger } from './logging/logger';
 
 /**
@@ -22,8 +22,9 @@ async function main(): Promise<void> {
   const command = process.argv[2] ?? 'serve';
 
   if (command === 'migrate') {
-    const dataSource = await openDatabase({ ...config, runMigrations: true }, logger);
-    await dataSource.destroy();
+    const migrating = { ...config, runMigrations: true };
+    await (await openDatabase(migrating, logger)).destroy();
+    await (await openKeyStore(migrating, logger)).destroy();
     logger.info('migrations complete');
     return;
   }

@@ -18,6 +18,8 @@ export interface Config {
   bindAddress: string;
   dataDir: string;
   database: DatabaseConfig;
+  /** Where wrapped keys live: always apart from `database` (docs/keys.md). */
+  keyStore: DatabaseConfig;
   runMigrations: boolean;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
@@ -35,6 +37,8 @@ export interface Limits {
   streamChunkSize: number;
   subjectKeyCacheSize: number;
   subjectKeyCacheTtlMs: number;
+  /** AES-GCM encryptions allowed per subject key; NIST SP 800-38D caps random-IV GCM at 2^32. */
+  maxEncryptionsPerKey: number;
   maxEventTimeSkewMs: number;
 }
 
@@ -83,6 +87,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
 
   const poolSize = int('DATABASE_POOL_SIZE', 10, 1, 500);
   const database = parseDatabaseUrl(source.DATABASE_URL, dataDir, poolSize, cwd, problems);
+  const keyStore = source.KEYSTORE_URL
+    ? parseDatabaseUrl(source.KEYSTORE_URL, dataDir, poolSize, cwd, problems, 'KEYSTORE_URL')
+    : defaultKeyStore(database);
+  if (sameDatabase(database, keyStore)) {
+    problems.push('KEYSTORE_URL must name a different database (or SQLite file) than DATABASE_URL: keys never live with the data');
+  }
 
   let rootKeys: RootKeySource;
   if (source.ROOT_KEYS_JSON && source.ROOT_KEYS_FILE) {
@@ -105,6 +115,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     streamChunkSize: int('STREAM_CHUNK_SIZE', 256, 1, 4096),
     subjectKeyCacheSize: int('SUBJECT_KEY_CACHE_SIZE', 10000, 0, 10_000_000),
     subjectKeyCacheTtlMs: int('SUBJECT_KEY_CACHE_TTL_MS', 60_000, 0, 3_600_000),
+    maxEncryptionsPerKey: int('KEY_MAX_ENCRYPTIONS', 2 ** 32, 1, 2 ** 32),
     maxEventTimeSkewMs: 5 * 60 * 1000,
   };
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
@@ -117,6 +128,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     bindAddress,
     dataDir,
     database,
+    keyStore,
     runMigrations,
     rootKeys,
     logLevel,
@@ -125,30 +137,54 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   };
 }
 
+/**
+ * The key store next to the data: a second SQLite file in the same folder, or a second database
+ * `<name>_keys` on the same MySQL server (created at start when missing).
+ */
+function defaultKeyStore(database: DatabaseConfig): DatabaseConfig {
+  if (database.kind === 'sqlite') {
+    return { kind: 'sqlite', file: database.file === ':memory:' || !database.file ? ':memory:' : path.join(path.dirname(database.file), 'consent-keys.sqlite') };
+  }
+  const url = new URL(database.url);
+  url.pathname = `/${url.pathname.replace(/^\//, '')}_keys`;
+  return { ...database, url: url.toString() };
+}
+
+function sameDatabase(a: DatabaseConfig, b: DatabaseConfig): boolean {
+  if (a.kind === 'sqlite' && b.kind === 'sqlite') return a.file !== ':memory:' && a.file === b.file;
+  if (a.kind === 'mysql' && b.kind === 'mysql') {
+    const x = new URL(a.url);
+    const y = new URL(b.url);
+    return x.host === y.host && x.pathname === y.pathname;
+  }
+  return false;
+}
+
 function parseDatabaseUrl(
   raw: string | undefined,
   dataDir: string,
   poolSize: number,
   cwd: string,
   problems: string[],
+  name = 'DATABASE_URL',
 ): DatabaseConfig {
   if (!raw) return { kind: 'sqlite', file: path.join(dataDir, 'consent-ledger.sqlite') };
   if (raw.startsWith('sqlite:')) {
     const file = raw.slice('sqlite:'.length).replace(/^\/\//, '');
-    if (!file) problems.push('DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/ledger.sqlite');
+    if (!file) problems.push(`${name} sqlite: needs a file path, e.g. sqlite:./data/ledger.sqlite`);
     return { kind: 'sqlite', file: file === ':memory:' ? file : path.resolve(cwd, file) };
   }
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    problems.push('DATABASE_URL is not a URL (expected mysql://user:password@host:3306/database or sqlite:path)');
+    problems.push(`${name} is not a URL (expected mysql://user:password@host:3306/database or sqlite:path)`);
     return { kind: 'sqlite', file: '' };
   }
   if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
-    problems.push(`DATABASE_URL scheme must be mysql:, mariadb: or sqlite: (got "${url.protocol}")`);
+    problems.push(`${name} scheme must be mysql:, mariadb: or sqlite: (got "${url.protocol}")`);
   }
-  if (url.pathname.replace(/^\//, '') === '') problems.push('DATABASE_URL must name a database, e.g. mysql://root@127.0.0.1:3306/consent');
+  if (url.pathname.replace(/^\//, '') === '') problems.push(`${name} must name a database, e.g. mysql://root@127.0.0.1:3306/consent`);
   // mariadb:// says which server it is; for mysql:// the server is asked at start.
   return { kind: 'mysql', url: raw.replace(/^mariadb:/, 'mysql:'), poolSize, flavor: url.protocol === 'mariadb:' ? 'mariadb' : undefined };
 }

@@ -1,21 +1,21 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
-import { DomainError } from '../domain/errors';
-import { TxContext } from '../domain/ports';
+import { DomainError, failedPrecondition } from '../domain/errors';
 import { IdentifierRef } from '../domain/model';
 import { TokenSealer } from '../domain/pagination';
 import { decryptField, encryptField, FieldContext } from './field-cipher';
 import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
-import { KeyStore } from './key-store';
+import { KeyStore, StoredTenantKey } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
 
-/** A tenant's unwrapped key of one epoch and the keys derived from it. Never leaves this process. */
+/** A tenant's unwrapped keys and the keys derived from them. Never leaves this process. */
 export interface TenantKeyring {
   tenantId: string;
+  /** The active epoch: new subject keys are wrapped under it. */
   epoch: number;
-  /** Wraps subject keys (A256KW). */
-  wrappingKey: jose.JWK.Key;
+  /** Subject-key wrapping keys (A256KW) of every readable epoch (active and retiring). */
+  wrappingKeys: ReadonlyMap<number, jose.JWK.Key>;
   /** HMAC key of the identifier blind index. */
   indexKey: Buffer;
   /** HMAC key of request fingerprints (idempotency), separate from the index key. */
@@ -30,17 +30,27 @@ export interface SubjectKey {
   key: Buffer;
 }
 
-export interface KeyCacheLimits {
+export interface KeyManagerLimits {
   subjectKeyCacheSize: number;
   subjectKeyCacheTtlMs: number;
+  /** AES-GCM encryptions allowed per subject key (NIST SP 800-38D 8.3: at most 2^32 with random IVs). */
+  maxEncryptionsPerKey: number;
+}
+
+/** Progress of re-wrapping subject keys under a new epoch. */
+export interface RewrapProgress {
+  total: number;
+  done: number;
 }
 
 const KEY_BYTES = 32;
 
 /**
- * Holds the key hierarchy root -> tenant (per epoch) -> subject, and derives the blind-index
- * and request-fingerprint keys from the tenant key with HKDF. Unwrapped keys are cached in
- * bounded LRU caches (size and age), so an erased key cannot linger in memory for long.
+ * Holds the key hierarchy root -> tenant (per epoch) -> subject. A tenant key epoch wraps 64
+ * bytes: the epoch's key-encryption key, and a tenant secret carried from epoch to epoch, from
+ * which the blind-index, request-fingerprint and page-token keys are derived with HKDF (so a
+ * rotation does not change blind indexes; destroying every epoch destroys the secret too).
+ * Unwrapped keys are cached in bounded LRU caches (size and age).
  */
 export class KeyManager {
   private readonly tenantCache: LRUCache<string, TenantKeyring>;
@@ -49,69 +59,210 @@ export class KeyManager {
   constructor(
     private readonly root: RootKeyProvider,
     private readonly store: KeyStore,
-    limits: KeyCacheLimits,
+    private readonly limits: KeyManagerLimits,
   ) {
     const ttl = Math.max(limits.subjectKeyCacheTtlMs, 1);
     this.tenantCache = new LRUCache({ max: 1000, ttl });
     this.subjectCache =
-      limits.subjectKeyCacheSize > 0 && limits.subjectKeyCacheTtlMs > 0
-        ? new LRUCache({ max: limits.subjectKeyCacheSize, ttl })
-        : null;
+      limits.subjectKeyCacheSize > 0 && limits.subjectKeyCacheTtlMs > 0 ? new LRUCache({ max: limits.subjectKeyCacheSize, ttl }) : null;
   }
 
-  /** Creates epoch 1 of a new tenant's key inside the tenant-creating transaction. */
-  async createTenantKey(tx: TxContext, tenantId: string, now: number): Promise<void> {
-    const material = randomBytes(KEY_BYTES);
-    const epoch = 1;
-    const wrappedKey = await this.root.wrap(material, { tenant: tenantId, epoch });
-    await this.store.insertTenantKey(tx, { tenantId, epoch, wrappedKey, rootKeyId: this.root.activeKeyId, createdAt: now });
+  /**
+   * Creates epoch 1 of a new tenant's key. Called before the tenant row is written: a crash in
+   * between leaves an unused key, which the next create of that tenant id reuses.
+   */
+  async createTenantKey(tenantId: string, now: number): Promise<void> {
+    const existing = await this.store.tenantKeys(tenantId);
+    if (existing.some((k) => k.state !== 'DESTROYED')) return;
+    if (existing.length > 0) throw tenantErased(tenantId);
+    const material = Buffer.concat([randomBytes(KEY_BYTES), randomBytes(KEY_BYTES)]);
+    await this.store.insertTenantKey({
+      tenantId,
+      epoch: 1,
+      state: 'ACTIVE',
+      wrappedKey: await this.root.wrap(material, { tenant: tenantId, epoch: 1 }),
+      rootKeyId: this.root.activeKeyId,
+      createdAt: now,
+      destroyedAt: null,
+    });
   }
 
-  /** The tenant's current keyring; UNAVAILABLE if its key cannot be read (fail closed). */
+  /** The tenant's keyring; FAILED_PRECONDITION once shredded, UNAVAILABLE if unreadable (fail closed). */
   async tenantKeyring(tenantId: string): Promise<TenantKeyring> {
     const cached = this.tenantCache.get(tenantId);
     if (cached) return cached;
-    const stored = await this.store.activeTenantKey(tenantId);
-    if (!stored) throw new DomainError('UNAVAILABLE', 'TENANT_KEY_UNAVAILABLE', 'the tenant key is unavailable');
-    const material = await this.unwrapOrUnavailable(() => this.root.unwrap(stored.wrappedKey, { tenant: tenantId, epoch: stored.epoch }));
+    const epochs = await this.store.tenantKeys(tenantId);
+    const readable = epochs.filter((k) => k.state !== 'DESTROYED' && k.wrappedKey !== null);
+    if (epochs.length > 0 && readable.length === 0) throw tenantErased(tenantId);
+    const active = readable.filter((k) => k.state === 'ACTIVE').pop();
+    if (!active) throw new DomainError('UNAVAILABLE', 'TENANT_KEY_UNAVAILABLE', 'the tenant key is unavailable');
+    const wrappingKeys = new Map<number, jose.JWK.Key>();
+    let secret: Buffer | null = null;
+    for (const key of readable) {
+      const material = await this.unwrapTenantKey(key);
+      wrappingKeys.set(key.epoch, await aesKeyWrapKey(material.subarray(0, KEY_BYTES), `tenants/${tenantId}/keys/${key.epoch}`));
+      if (key.epoch === active.epoch) secret = material.subarray(KEY_BYTES);
+    }
     const keyring: TenantKeyring = {
       tenantId,
-      epoch: stored.epoch,
-      wrappingKey: await aesKeyWrapKey(material, `tenants/${tenantId}/keys/${stored.epoch}`),
-      indexKey: derive(material, 'consent-ledger/blind-index/v1'),
-      requestKey: derive(material, 'consent-ledger/request-fingerprint/v1'),
-      pageTokenKey: derive(material, 'consent-ledger/page-token/v1'),
+      epoch: active.epoch,
+      wrappingKeys,
+      indexKey: derive(secret!, 'consent-ledger/blind-index/v1'),
+      requestKey: derive(secret!, 'consent-ledger/request-fingerprint/v1'),
+      pageTokenKey: derive(secret!, 'consent-ledger/page-token/v1'),
     };
     this.tenantCache.set(tenantId, keyring);
     return keyring;
   }
 
-  /** Creates and stores a new subject's key in `tx`. */
-  async createSubjectKey(tx: TxContext, tenantId: string, subjectId: string, now: number): Promise<SubjectKey> {
+  /**
+   * Creates and stores a new subject's key, counting the `encryptions` the caller is about to
+   * make. Called before the subject's rows are written (the key store is another database).
+   */
+  async createSubjectKey(tenantId: string, subjectId: string, now: number, encryptions: number): Promise<SubjectKey> {
     const keyring = await this.tenantKeyring(tenantId);
     const key = randomBytes(KEY_BYTES);
-    const wrappedKey = await wrapKey(keyring.wrappingKey, key, bindSubject(tenantId, subjectId, keyring.epoch));
-    await this.store.insertSubjectKey(tx, { tenantId, subjectId, epoch: keyring.epoch, wrappedKey, createdAt: now });
+    const wrappedKey = await wrapKey(keyring.wrappingKeys.get(keyring.epoch)!, key, bindSubject(tenantId, subjectId, keyring.epoch));
+    await this.store.insertSubjectKey({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey, encryptions, createdAt: now });
     return { kid: subjectKid(tenantId, subjectId), key };
   }
 
   /** The subject's key; UNAVAILABLE when it cannot be read (fail closed, never plaintext). */
-  async subjectKey(tenantId: string, subjectId: string, tx?: TxContext): Promise<SubjectKey> {
+  async subjectKey(tenantId: string, subjectId: string): Promise<SubjectKey> {
     const cacheKey = `${tenantId}/${subjectId}`;
     const cached = this.subjectCache?.get(cacheKey);
     if (cached) return cached;
-    const stored = await this.store.subjectKey(tenantId, subjectId, tx);
+    const stored = await this.store.subjectKey(tenantId, subjectId);
     if (!stored) throw new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is unavailable');
-    const keyring = await this.tenantKeyring(tenantId);
-    if (stored.epoch !== keyring.epoch) {
-      throw new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is wrapped under an unknown epoch');
+    let keyring = await this.tenantKeyring(tenantId);
+    if (!keyring.wrappingKeys.has(stored.epoch)) {
+      // Rotated since the keyring was cached: read the epochs again once.
+      this.tenantCache.delete(tenantId);
+      keyring = await this.tenantKeyring(tenantId);
     }
-    const key = await this.unwrapOrUnavailable(() =>
-      unwrapKey(keyring.wrappingKey, stored.wrappedKey, bindSubject(tenantId, subjectId, stored.epoch)),
-    );
+    const wrapping = keyring.wrappingKeys.get(stored.epoch);
+    if (!wrapping) throw new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is wrapped under an unknown epoch');
+    const key = await unwrapOrUnavailable(() => unwrapKey(wrapping, stored.wrappedKey, bindSubject(tenantId, subjectId, stored.epoch)));
     const subjectKey = { kid: subjectKid(tenantId, subjectId), key };
     this.subjectCache?.set(cacheKey, subjectKey);
     return subjectKey;
+  }
+
+  /**
+   * Counts `count` encryptions against the subject key before they are made; refuses past the
+   * configured limit (FAILED_PRECONDITION KEY_USAGE_LIMIT_REACHED) and when the key is gone.
+   */
+  async reserveEncryptions(tenantId: string, subjectId: string, count: number): Promise<void> {
+    if (await this.store.reserveEncryptions(tenantId, subjectId, count, this.limits.maxEncryptionsPerKey)) return;
+    if (!(await this.store.subjectKey(tenantId, subjectId))) {
+      throw new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is unavailable');
+    }
+    throw failedPrecondition('KEY_USAGE_LIMIT_REACHED', 'the subject key has reached its encryption limit', {
+      limit: String(this.limits.maxEncryptionsPerKey),
+    });
+  }
+
+  /** Destroys a subject's key in the key store and in this process's cache. */
+  async destroySubjectKey(tenantId: string, subjectId: string): Promise<boolean> {
+    this.forgetSubject(tenantId, subjectId);
+    const deleted = await this.store.deleteSubjectKey(tenantId, subjectId);
+    this.forgetSubject(tenantId, subjectId);
+    return deleted;
+  }
+
+  /** Destroys every epoch of a tenant's key: all of its personal data is unreadable from now on. */
+  async destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
+    const epochs = await this.store.destroyTenantKeys(tenantId, at);
+    this.forgetTenant(tenantId);
+    return epochs;
+  }
+
+  /**
+   * Opens a new epoch: a new key-encryption key, the tenant secret carried over. The previous
+   * active epoch becomes RETIRING until rewrapSubjectKeys has moved every subject key off it.
+   */
+  async openEpoch(tenantId: string, now: number): Promise<{ from: number; to: number }> {
+    const epochs = await this.store.tenantKeys(tenantId);
+    const active = epochs.filter((k) => k.state === 'ACTIVE').pop();
+    if (!active) {
+      if (epochs.length > 0 && epochs.every((k) => k.state === 'DESTROYED')) throw tenantErased(tenantId);
+      throw new DomainError('UNAVAILABLE', 'TENANT_KEY_UNAVAILABLE', 'the tenant key is unavailable');
+    }
+    const secret = (await this.unwrapTenantKey(active)).subarray(KEY_BYTES);
+    const to = Math.max(...epochs.map((k) => k.epoch)) + 1;
+    const material = Buffer.concat([randomBytes(KEY_BYTES), secret]);
+    await this.store.insertTenantKey({
+      tenantId,
+      epoch: to,
+      state: 'ACTIVE',
+      wrappedKey: await this.root.wrap(material, { tenant: tenantId, epoch: to }),
+      rootKeyId: this.root.activeKeyId,
+      createdAt: now,
+      destroyedAt: null,
+    });
+    await this.store.updateTenantKey(tenantId, active.epoch, { state: 'RETIRING' });
+    this.forgetTenant(tenantId);
+    return { from: active.epoch, to };
+  }
+
+  /**
+   * Re-wraps every subject key of the retiring epochs under the active one, in batches, then
+   * destroys the retiring epochs. Reads and writes go on meanwhile: a subject key is readable
+   * under either epoch until its row is switched, and new subject keys use the new epoch.
+   */
+  async rewrapSubjectKeys(tenantId: string, now: () => number, onProgress: (p: RewrapProgress) => Promise<void> | void): Promise<number[]> {
+    this.forgetTenant(tenantId);
+    const keyring = await this.tenantKeyring(tenantId);
+    const epochs = await this.store.tenantKeys(tenantId);
+    const retiring = epochs.filter((k) => k.state === 'RETIRING').map((k) => k.epoch);
+    let total = 0;
+    for (const epoch of retiring) total += await this.store.countSubjectKeys(tenantId, epoch);
+    const progress = { total, done: 0 };
+    await onProgress(progress);
+    const target = keyring.wrappingKeys.get(keyring.epoch)!;
+    for (const epoch of retiring) {
+      const source = keyring.wrappingKeys.get(epoch);
+      if (!source) throw new DomainError('UNAVAILABLE', 'TENANT_KEY_UNAVAILABLE', 'a retiring tenant key epoch is unavailable');
+      for (;;) {
+        const batch = await this.store.subjectKeysOfEpoch(tenantId, epoch, 200);
+        if (batch.length === 0) break;
+        for (const stored of batch) {
+          const key = await unwrapOrUnavailable(() => unwrapKey(source, stored.wrappedKey, bindSubject(tenantId, stored.subjectId, epoch)));
+          const wrapped = await wrapKey(target, key, bindSubject(tenantId, stored.subjectId, keyring.epoch));
+          // A key erased meanwhile stays erased: the update only matches a row still under `epoch`.
+          await this.store.rewrapSubjectKey(tenantId, stored.subjectId, epoch, keyring.epoch, wrapped);
+          progress.done++;
+        }
+        await onProgress(progress);
+      }
+      await this.store.updateTenantKey(tenantId, epoch, { state: 'DESTROYED', wrappedKey: null, destroyedAt: now() });
+    }
+    this.forgetTenant(tenantId);
+    return retiring;
+  }
+
+  /** Re-wraps a tenant's live epochs under the active root key (after a root-key rotation). */
+  async rewrapUnderActiveRoot(tenantId: string): Promise<number> {
+    let changed = 0;
+    for (const key of await this.store.tenantKeys(tenantId)) {
+      if (key.wrappedKey === null || key.rootKeyId === this.root.activeKeyId) continue;
+      const material = await this.unwrapTenantKey(key);
+      const wrappedKey = await this.root.wrap(material, { tenant: tenantId, epoch: key.epoch });
+      await this.store.updateTenantKey(tenantId, key.epoch, { wrappedKey, rootKeyId: this.root.activeKeyId });
+      changed++;
+    }
+    return changed;
+  }
+
+  /** The key epochs of a tenant as stored (no key material). */
+  async tenantKeyInfo(tenantId: string): Promise<Array<Omit<StoredTenantKey, 'wrappedKey'> & { subjectKeys: number }>> {
+    const epochs = await this.store.tenantKeys(tenantId);
+    return Promise.all(
+      epochs.map(async ({ wrappedKey: _material, ...info }) => ({
+        ...info,
+        subjectKeys: info.state === 'DESTROYED' ? 0 : await this.store.countSubjectKeys(tenantId, info.epoch),
+      })),
+    );
   }
 
   /** HMAC-SHA256 blind index of a normalised identifier: equal identifiers, equal index; not reversible without the tenant key. */
@@ -127,7 +278,7 @@ export class KeyManager {
   /** Seals page tokens of one listing under the tenant's page-token key. */
   pageTokenSealer(keyring: TenantKeyring, listing: string): TokenSealer {
     const context: FieldContext = { tenant: keyring.tenantId, subject: '-', table: 'page_token', column: listing, row: '-' };
-    const kid = `tenants/${keyring.tenantId}/keys/${keyring.epoch}/page-token`;
+    const kid = `tenants/${keyring.tenantId}/keys/page-token`;
     return {
       seal: (plaintext) => encryptField(keyring.pageTokenKey, kid, context, plaintext),
       open: (token) => {
@@ -140,19 +291,32 @@ export class KeyManager {
     };
   }
 
-  /** Drops a subject's cached key (erasure will call this). */
   forgetSubject(tenantId: string, subjectId: string): void {
     this.subjectCache?.delete(`${tenantId}/${subjectId}`);
   }
 
-  private async unwrapOrUnavailable(unwrap: () => Promise<Buffer>): Promise<Buffer> {
-    try {
-      return await unwrap();
-    } catch {
-      // The cause may describe key material; it is deliberately not passed on.
-      throw new DomainError('UNAVAILABLE', 'KEY_UNWRAP_FAILED', 'a key could not be unwrapped');
-    }
+  forgetTenant(tenantId: string): void {
+    this.tenantCache.delete(tenantId);
+    if (!this.subjectCache) return;
+    for (const key of this.subjectCache.keys()) if (key.startsWith(`${tenantId}/`)) this.subjectCache.delete(key);
   }
+
+  private unwrapTenantKey(key: StoredTenantKey): Promise<Buffer> {
+    return unwrapOrUnavailable(() => this.root.unwrap(key.wrappedKey!, { tenant: key.tenantId, epoch: key.epoch }));
+  }
+}
+
+async function unwrapOrUnavailable(unwrap: () => Promise<Buffer>): Promise<Buffer> {
+  try {
+    return await unwrap();
+  } catch {
+    // The cause may describe key material; it is deliberately not passed on.
+    throw new DomainError('UNAVAILABLE', 'KEY_UNWRAP_FAILED', 'a key could not be unwrapped');
+  }
+}
+
+function tenantErased(tenantId: string): DomainError {
+  return failedPrecondition('TENANT_ERASED', `tenants/${tenantId} was erased`, { tenant: `tenants/${tenantId}` });
 }
 
 function derive(material: Buffer, info: string): Buffer {

@@ -1,12 +1,15 @@
-import { TxContext } from '../domain/ports';
+/** Lifecycle of a tenant key epoch. */
+export type TenantKeyState = 'ACTIVE' | 'RETIRING' | 'DESTROYED';
 
-/** A tenant key (KEK) of one epoch, as stored: only wrapped by a root key. */
+/** A tenant key (KEK) of one epoch, as stored: only wrapped by a root key; null once destroyed. */
 export interface StoredTenantKey {
   tenantId: string;
   epoch: number;
-  wrappedKey: string;
+  state: TenantKeyState;
+  wrappedKey: string | null;
   rootKeyId: string;
   createdAt: number;
+  destroyedAt: number | null;
 }
 
 /** A subject key (DEK), as stored: only wrapped by its tenant's key of `epoch`. */
@@ -15,18 +18,34 @@ export interface StoredSubjectKey {
   subjectId: string;
   epoch: number;
   wrappedKey: string;
+  /** AES-GCM encryptions made with the key so far. */
+  encryptions: number;
   createdAt: number;
 }
 
 /**
- * Persists wrapped keys. Kept behind its own interface so that it can move to a store separate
- * from the data database (the key-lifecycle work) without touching the domain.
+ * The key store: wrapped keys, kept in a database of their own (KEYSTORE_URL), never in the data
+ * database. Each call is its own transaction; callers order their writes so that a crash leaves
+ * at worst an unused key behind, never data without a key or a key for erased data.
  */
 export interface KeyStore {
-  insertTenantKey(tx: TxContext, key: StoredTenantKey): Promise<void>;
-  /** The newest epoch of a tenant's key, or null if the tenant has none. */
-  activeTenantKey(tenantId: string): Promise<StoredTenantKey | null>;
-  insertSubjectKey(tx: TxContext, key: StoredSubjectKey): Promise<void>;
-  /** Reads inside `tx` when given, so a key created earlier in the same transaction is found. */
-  subjectKey(tenantId: string, subjectId: string, tx?: TxContext): Promise<StoredSubjectKey | null>;
+  insertTenantKey(key: StoredTenantKey): Promise<void>;
+  /** Every epoch of a tenant's key, oldest first (destroyed ones too, without key material). */
+  tenantKeys(tenantId: string): Promise<StoredTenantKey[]>;
+  updateTenantKey(tenantId: string, epoch: number, change: Partial<Pick<StoredTenantKey, 'state' | 'wrappedKey' | 'rootKeyId' | 'destroyedAt'>>): Promise<void>;
+  /** Destroys every epoch of a tenant's key at once; returns the epochs destroyed now. */
+  destroyTenantKeys(tenantId: string, at: number): Promise<number[]>;
+  insertSubjectKey(key: StoredSubjectKey): Promise<void>;
+  subjectKey(tenantId: string, subjectId: string): Promise<StoredSubjectKey | null>;
+  /** Deletes a subject's key; false if there was none. */
+  deleteSubjectKey(tenantId: string, subjectId: string): Promise<boolean>;
+  /** Adds `count` to the key's encryptions unless that passes `limit`; false when refused or gone. */
+  reserveEncryptions(tenantId: string, subjectId: string, count: number, limit: number): Promise<boolean>;
+  /** Subject keys still wrapped under `epoch`, up to `limit` (for re-wrapping). */
+  subjectKeysOfEpoch(tenantId: string, epoch: number, limit: number): Promise<StoredSubjectKey[]>;
+  /** Replaces a subject key's wrapping if it is still under `fromEpoch`; false if it changed meanwhile. */
+  rewrapSubjectKey(tenantId: string, subjectId: string, fromEpoch: number, toEpoch: number, wrappedKey: string): Promise<boolean>;
+  countSubjectKeys(tenantId: string, epoch?: number): Promise<number>;
+  /** Deletes up to `limit` subject keys of a tenant (purge after a tenant shred); returns how many. */
+  purgeSubjectKeys(tenantId: string, limit: number): Promise<number>;
 }

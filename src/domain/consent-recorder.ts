@@ -4,7 +4,7 @@ import { authorizeTenant } from './authorization';
 import { applyToScope, applyToWindow, ScopeState } from './consent-rules';
 import { Clock } from './clock';
 import { failedPrecondition, FieldViolation, invalidArgument } from './errors';
-import { openEvent, sealEvent } from './event-codec';
+import { hasEvidence, openEvent, sealEvent } from './event-codec';
 import { prepareEvidence } from './evidence';
 import { normaliseIdentifier, isViolation, RawIdentifier } from './identifiers';
 import { matchKeyword } from './keywords';
@@ -134,7 +134,7 @@ export class ConsentRecorder {
           throw failedPrecondition('NO_PENDING_OPT_IN', 'there is no pending double opt-in to confirm for this purpose and channel');
         }
         if (eventTime < pending.eventTime) {
-          throw invalidArgument([{ field: 'event_time', reason: 'BEFORE_PENDING_OPT_IN', description: 'a confirmation cannot precede the opt-in it confirms' }]);
+          throw failedPrecondition('BEFORE_PENDING_OPT_IN', 'a confirmation cannot precede the pending opt-in it confirms');
         }
       }
 
@@ -217,7 +217,7 @@ export class ConsentRecorder {
     if (existing.requestFingerprint !== fingerprint) {
       throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: requestId });
     }
-    return this.open(tx, existing);
+    return this.open(existing);
   }
 
   private async replayInbound(tx: TxContext, tenant: Tenant, inbound: ConsentEvent, requestId: string): Promise<InboundResult> {
@@ -227,13 +227,13 @@ export class ConsentRecorder {
     const last = Math.max(window?.lastInboundTime ?? inbound.eventTime, inbound.eventTime);
     return {
       inbound,
-      keyword: keywordRow ? await this.open(tx, keywordRow) : undefined,
+      keyword: keywordRow ? await this.open(keywordRow) : undefined,
       windowExpireTime: last + tenant.settings.serviceWindowMs,
     };
   }
 
-  private async open(tx: TxContext, stored: StoredConsentEvent): Promise<ConsentEvent> {
-    const key = stored.evidenceCiphertext === null ? null : await this.keys.subjectKey(stored.tenantId, stored.subjectId, tx);
+  private async open(stored: StoredConsentEvent): Promise<ConsentEvent> {
+    const key = stored.evidenceCiphertext === null ? null : await this.keys.subjectKey(stored.tenantId, stored.subjectId);
     return openEvent(stored, key);
   }
 
@@ -250,6 +250,8 @@ export class ConsentRecorder {
     fingerprint: string,
     scopes: Map<string, ScopeState>,
   ): Promise<void> {
+    // Counted before the encryption is made (AES-GCM's limit per key).
+    if (hasEvidence(event.evidence)) await this.keys.reserveEncryptions(event.tenantId, event.subjectId, 1);
     await this.consent.insertEvent(tx, sealEvent(event, key, fingerprint));
     if (event.kind === 'INBOUND_MESSAGE') return;
     const scopeKey = `${event.purposeId}\u0000${event.channel}`;

@@ -9,14 +9,18 @@ function evidenceContext(event: { tenantId: string; subjectId: string; id: strin
   return { tenant: event.tenantId, subject: event.subjectId, table: 'consent_events', column: 'evidence_ciphertext', row: event.id };
 }
 
+/** Whether sealing the event encrypts anything. */
+export function hasEvidence(evidence: Evidence): boolean {
+  return Object.values(evidence).some((v) => v !== undefined && v !== '');
+}
+
 /** Encrypts an event's evidence under the subject key for storage. */
 export function sealEvent(event: ConsentEvent, key: SubjectKey, requestFingerprint: string): StoredConsentEvent {
   const { evidence, ...rest } = event;
-  const hasEvidence = Object.values(evidence).some((v) => v !== undefined && v !== '');
   return {
     ...rest,
     requestFingerprint,
-    evidenceCiphertext: hasEvidence ? encryptField(key.key, key.kid, evidenceContext(event), JSON.stringify(evidence)) : null,
+    evidenceCiphertext: hasEvidence(evidence) ? encryptField(key.key, key.kid, evidenceContext(event), JSON.stringify(evidence)) : null,
   };
 }
 

@@ -76,8 +76,11 @@ export interface SubjectRepository {
     tx: TxContext,
     identifier: IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number },
   ): Promise<void>;
-  /** Serialises writers of one subject until the transaction ends. */
-  lock(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
+  /**
+   * Serialises writers of one subject until the transaction ends, and reads the subject as it
+   * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
+   */
+  lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
 }
 
 /** A consent event as stored: provenance only as ciphertext. */

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { encryptField } from '../crypto/field-cipher';
 import { KeyManager, SubjectKey, TenantKeyring } from '../crypto/key-manager';
+import { failedPrecondition } from './errors';
 import { IdentifierRef } from './model';
 import { IdentifierIndex, SubjectRepository, TxContext } from './ports';
 
@@ -30,12 +31,19 @@ export class SubjectDirectory {
     const index = this.index(keyring, identifier);
     const found = await this.subjects.findByIdentifier(tx, tenantId, index);
     if (found) {
-      await this.subjects.lock(tx, tenantId, found.subjectId);
-      return { subjectId: found.subjectId, key: await this.keys.subjectKey(tenantId, found.subjectId, tx), created: false };
+      // The erasure takes the same lock: a write that waited for it sees the subject erased and
+      // stops here, so it never encrypts new data for an erased person.
+      const locked = await this.subjects.lock(tx, tenantId, found.subjectId);
+      if (!locked || locked.erased) {
+        throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: `tenants/${tenantId}/subjects/${found.subjectId}` });
+      }
+      return { subjectId: found.subjectId, key: await this.keys.subjectKey(tenantId, found.subjectId), created: false };
     }
     const subjectId = randomBytes(16).toString('hex');
+    // The key store is another database: the key is written first, so a crash before the data
+    // commits leaves an unused key, never data without a key. It counts the identifier's encryption.
+    const key = await this.keys.createSubjectKey(tenantId, subjectId, now, 1);
     await this.subjects.insert(tx, { id: subjectId, tenantId, createdAt: now });
-    const key = await this.keys.createSubjectKey(tx, tenantId, subjectId, now);
     const valueCiphertext = encryptField(
       key.key,
       key.kid,

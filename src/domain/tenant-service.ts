@@ -78,8 +78,9 @@ export class TenantService {
         createdAt: now,
         updatedAt: now,
       };
+      // Key first (another database): a crash in between leaves a key the next create reuses.
+      await this.keys.createTenantKey(input.tenantId, now);
       await this.tenants.insert(tx, record);
-      await this.keys.createTenantKey(tx, input.tenantId, now);
       return toTenant(record);
     });
   }

@@ -4,6 +4,8 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { DataSource, DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
+import { KEYSTORE_MIGRATIONS } from '../../migrations/keystore';
+import { KEYSTORE_ENTITIES } from './keystore/entities';
 import { DatabaseConfig } from '../config/config';
 import { ENTITIES } from './entities';
 
@@ -12,9 +14,23 @@ import { ENTITIES } from './entities';
  * URLs it first asks the server whether it is MariaDB: TypeORM reads MariaDB's information
  * schema differently (column defaults) and only does so when told the type is "mariadb".
  */
-export async function createDataSource(config: DatabaseConfig): Promise<DataSource> {
+export async function createDataSource(config: DatabaseConfig, store: 'data' | 'keys' = 'data'): Promise<DataSource> {
   if (config.kind === 'mysql' && !config.flavor) config = { ...config, flavor: await detectFlavor(config.url) };
-  return buildDataSource(config);
+  return buildDataSource(config, store);
+}
+
+/** Creates the MySQL database a URL names if it does not exist (the key store's default). */
+export async function ensureMysqlDatabase(url: string): Promise<void> {
+  const parsed = new URL(url);
+  const name = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) throw new Error('the database name may hold only letters, digits, _ and $');
+  parsed.pathname = '/';
+  const connection = await mysql.createConnection({ uri: parsed.toString(), connectTimeout: 5000 });
+  try {
+    await connection.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  } finally {
+    await connection.end();
+  }
 }
 
 async function detectFlavor(url: string): Promise<'mysql' | 'mariadb'> {
@@ -27,8 +43,13 @@ async function detectFlavor(url: string): Promise<'mysql' | 'mariadb'> {
   }
 }
 
-function buildDataSource(config: DatabaseConfig): DataSource {
-  const common = { entities: ENTITIES, migrations: MIGRATIONS, migrationsTableName: 'schema_migrations', logging: false } as const;
+function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys'): DataSource {
+  const common = {
+    entities: store === 'data' ? ENTITIES : KEYSTORE_ENTITIES,
+    migrations: store === 'data' ? MIGRATIONS : KEYSTORE_MIGRATIONS,
+    migrationsTableName: 'schema_migrations',
+    logging: false,
+  } as const;
   let options: DataSourceOptions;
   if (config.kind === 'sqlite') {
     if (config.file !== ':memory:') mkdirSync(path.dirname(config.file), { recursive: true });

@@ -177,9 +177,9 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING }));
     const err = await expectGrpcError(
       call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED, eventTime: new Date(s.clock.now() - 60_000) })),
-      status.INVALID_ARGUMENT,
+      status.FAILED_PRECONDITION,
     );
-    expect(err.fields).to.deep.equal(['event_time']);
+    expect(err.reason).to.equal('BEFORE_PENDING_OPT_IN');
   });
 
   it('RecordInboundMessage names the message_id field when it is too long', async function () {

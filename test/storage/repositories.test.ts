@@ -1,12 +1,11 @@
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { DEFAULT_TENANT_SETTINGS } from '../../src/domain/model';
-import { StoredConsentEvent, TxContext } from '../../src/domain/ports';
+import { StoredConsentEvent } from '../../src/domain/ports';
 import { DomainError } from '../../src/domain/errors';
 import { createDataSource } from '../../src/storage/data-source';
 import { classifyDbError } from '../../src/storage/db-errors';
 import { TypeormConsentRepository } from '../../src/storage/repositories/consent-repository';
-import { TypeormKeyStore } from '../../src/storage/repositories/key-store';
 import { TypeormPurposeRepository } from '../../src/storage/repositories/purpose-repository';
 import { TypeormSubjectRepository } from '../../src/storage/repositories/subject-repository';
 import { TypeormTenantRepository } from '../../src/storage/repositories/tenant-repository';
@@ -193,23 +192,6 @@ forEachDatabase('storage', (db) => {
       ]);
       expect(state.get('x2')!.windows).to.deep.equal([{ channel: 'WHATSAPP', eventId: 'w2', lastInboundTime: 9 }]);
       expect((await tx.read((t) => consent.loadState(t, 'other', ['x1']))).size, 'never across tenants').to.equal(0);
-    });
-  });
-
-  describe(TypeormKeyStore.name, function () {
-    it('returns the newest tenant epoch and finds subject keys inside a transaction', async function () {
-      const keys = new TypeormKeyStore(ds);
-      await tx.write(async (t) => {
-        await keys.insertTenantKey(t, { tenantId: 'k', epoch: 1, wrappedKey: 'w1', rootKeyId: 'r', createdAt: 1 });
-        await keys.insertTenantKey(t, { tenantId: 'k', epoch: 2, wrappedKey: 'w2', rootKeyId: 'r', createdAt: 2 });
-      });
-      expect((await keys.activeTenantKey('k'))!.epoch).to.equal(2);
-      expect(await keys.activeTenantKey('none')).to.equal(null);
-      await tx.write(async (t: TxContext) => {
-        await keys.insertSubjectKey(t, { tenantId: 'k', subjectId: 's', epoch: 2, wrappedKey: 'sw', createdAt: 3 });
-        expect((await keys.subjectKey('k', 's', t))!.wrappedKey).to.equal('sw');
-      });
-      expect(await keys.subjectKey('k', 'nobody')).to.equal(null);
     });
   });
 

@@ -9,6 +9,8 @@ import { DatabaseConfig } from '../../src/config/config';
 export interface TestDatabase {
   label: 'sqlite' | 'mariadb';
   config: DatabaseConfig;
+  /** The key store that goes with it: another SQLite file, or another MariaDB database. */
+  keyStore: DatabaseConfig;
   dataDir: string;
   drop(): Promise<void>;
 }
@@ -33,6 +35,7 @@ export async function createTestDatabase(kind: 'sqlite' | 'mariadb'): Promise<Te
     return {
       label: 'sqlite',
       config: { kind: 'sqlite', file: path.join(dataDir, 'ledger.sqlite') },
+      keyStore: { kind: 'sqlite', file: path.join(dataDir, 'keys.sqlite') },
       dataDir,
       drop: async () => rmSync(dataDir, { recursive: true, force: true }),
     };
@@ -41,17 +44,20 @@ export async function createTestDatabase(kind: 'sqlite' | 'mariadb'): Promise<Te
   const admin = await mysql.createConnection(MARIADB_SERVER_URL);
   try {
     await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+    await admin.query(`CREATE DATABASE ${name}_keys CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
   } finally {
     await admin.end();
   }
   return {
     label: 'mariadb',
     config: { kind: 'mysql', url: `${MARIADB_SERVER_URL}/${name}`, poolSize: 10 },
+    keyStore: { kind: 'mysql', url: `${MARIADB_SERVER_URL}/${name}_keys`, poolSize: 4 },
     dataDir,
     drop: async () => {
       const conn = await mysql.createConnection(MARIADB_SERVER_URL);
       try {
         await conn.query(`DROP DATABASE IF EXISTS ${name}`);
+        await conn.query(`DROP DATABASE IF EXISTS ${name}_keys`);
       } finally {
         await conn.end();
       }

@@ -53,8 +53,23 @@ describe('loadConfig', () => {
         streamChunkSize: 256,
         subjectKeyCacheSize: 10000,
         subjectKeyCacheTtlMs: 60_000,
+        maxEncryptionsPerKey: 2 ** 32,
         maxEventTimeSkewMs: 5 * 60 * 1000,
       });
+    });
+
+    it('puts the key store beside the data, never in the same database', () => {
+      expect(config.keyStore).to.deep.equal({ kind: 'sqlite', file: path.join(cwd, 'data', 'consent-keys.sqlite') });
+      const mysql = loadConfig({ DATABASE_URL: 'mysql://root@127.0.0.1:3306/consent' }, cwd);
+      expect(mysql.keyStore).to.deep.include({ kind: 'mysql', url: 'mysql://root@127.0.0.1:3306/consent_keys' });
+      const explicit = loadConfig({ DATABASE_URL: 'mysql://root@db/consent', KEYSTORE_URL: 'mysql://root@keys/vault' }, cwd);
+      expect(explicit.keyStore).to.deep.include({ url: 'mysql://root@keys/vault' });
+      for (const env of [
+        { DATABASE_URL: 'mysql://root@db/consent', KEYSTORE_URL: 'mysql://root@db/consent' },
+        { DATABASE_URL: 'sqlite:./x.sqlite', KEYSTORE_URL: 'sqlite:./x.sqlite' },
+      ]) {
+        expect(() => loadConfig(env, cwd)).to.throw(ConfigError, /KEYSTORE_URL must name a different database/);
+      }
     });
 
     it('uses pool size 10 for MySQL when DATABASE_POOL_SIZE is unset', () => {

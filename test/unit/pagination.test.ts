@@ -60,7 +60,7 @@ describe('pagination', () => {
 
   describe('page tokens', () => {
     const SCOPE = { purposeId: 'news', channel: 'SMS' };
-    const keys = new KeyManager({} as RootKeyProvider, {} as KeyStore, { subjectKeyCacheSize: 0, subjectKeyCacheTtlMs: 0 });
+    const keys = new KeyManager({} as RootKeyProvider, {} as KeyStore, { subjectKeyCacheSize: 0, subjectKeyCacheTtlMs: 0, maxEncryptionsPerKey: 2 ** 32 });
     const keyring = (tenantId: string, key = randomBytes(32)) => ({ tenantId, epoch: 1, pageTokenKey: key }) as unknown as TenantKeyring;
     const acme = keyring('acme');
     const sealer = keys.pageTokenSealer(acme, 'consent_events');

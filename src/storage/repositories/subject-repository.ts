@@ -46,8 +46,12 @@ export class TypeormSubjectRepository implements SubjectRepository {
     await managerOf(tx).insert(SubjectIdentifierEntity, { ...identifier });
   }
 
-  async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<void> {
+  async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
     const manager = managerOf(tx);
-    await manager.query(`SELECT id FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`, [tenantId, subjectId]);
+    const rows: Array<{ erased_at: unknown }> = await manager.query(
+      `SELECT erased_at FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`,
+      [tenantId, subjectId],
+    );
+    return rows.length === 0 ? null : { subjectId, erased: rows[0].erased_at !== null };
   }
 }

@@ -1,0 +1,4 @@
+import { KeyStoreSchema1764000000001 } from './1764000000001-KeyStoreSchema';
+
+/** Key-store migrations, in order (a separate history from the data database's). */
+export const KEYSTORE_MIGRATIONS = [KeyStoreSchema1764000000001];

@@ -1,0 +1,109 @@
+import { DataSource } from 'typeorm';
+import { KeyStore, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
+import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
+import { num } from '../repositories/sql-dialect';
+import { SubjectKeyEntity, TenantKeyEntity } from './entities';
+
+/** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
+export class TypeormKeyStore implements KeyStore {
+  private readonly tx: TypeormTransactionRunner;
+
+  constructor(dataSource: DataSource) {
+    this.tx = new TypeormTransactionRunner(dataSource);
+  }
+
+  insertTenantKey(key: StoredTenantKey): Promise<void> {
+    return this.tx.write(async (t) => {
+      await managerOf(t).insert(TenantKeyEntity, { ...key });
+    });
+  }
+
+  tenantKeys(tenantId: string): Promise<StoredTenantKey[]> {
+    return this.tx.read(async (t) => {
+      const rows = await managerOf(t).find(TenantKeyEntity, { where: { tenantId }, order: { epoch: 'ASC' } });
+      return rows.map((r) => ({ ...r, state: r.state as TenantKeyState }));
+    });
+  }
+
+  updateTenantKey(
+    tenantId: string,
+    epoch: number,
+    change: Partial<Pick<StoredTenantKey, 'state' | 'wrappedKey' | 'rootKeyId' | 'destroyedAt'>>,
+  ): Promise<void> {
+    return this.tx.write(async (t) => {
+      await managerOf(t).update(TenantKeyEntity, { tenantId, epoch }, change);
+    });
+  }
+
+  destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
+    return this.tx.write(async (t) => {
+      const m = managerOf(t);
+      const live = await m.find(TenantKeyEntity, { select: { epoch: true, state: true }, where: { tenantId } });
+      const epochs = live.filter((k) => k.state !== 'DESTROYED').map((k) => k.epoch);
+      if (epochs.length > 0) {
+        await m.query(`UPDATE tenant_keys SET state = 'DESTROYED', wrapped_key = NULL, destroyed_at = ? WHERE tenant_id = ? AND state <> 'DESTROYED'`, [at, tenantId]);
+      }
+      return epochs;
+    });
+  }
+
+  insertSubjectKey(key: StoredSubjectKey): Promise<void> {
+    return this.tx.write(async (t) => {
+      await managerOf(t).insert(SubjectKeyEntity, { ...key });
+    });
+  }
+
+  subjectKey(tenantId: string, subjectId: string): Promise<StoredSubjectKey | null> {
+    return this.tx.read((t) => managerOf(t).findOneBy(SubjectKeyEntity, { tenantId, subjectId }));
+  }
+
+  deleteSubjectKey(tenantId: string, subjectId: string): Promise<boolean> {
+    return this.tx.write(async (t) => {
+      const result = await managerOf(t).delete(SubjectKeyEntity, { tenantId, subjectId });
+      return (result.affected ?? 0) > 0;
+    });
+  }
+
+  reserveEncryptions(tenantId: string, subjectId: string, count: number, limit: number): Promise<boolean> {
+    return this.tx.write(async (t) => {
+      const result = await managerOf(t)
+        .createQueryBuilder()
+        .update(SubjectKeyEntity)
+        .set({ encryptions: () => `encryptions + ${Math.floor(count)}` })
+        .where('tenant_id = :tenantId AND subject_id = :subjectId AND encryptions + :count <= :limit', { tenantId, subjectId, count, limit })
+        .execute();
+      return (result.affected ?? 0) > 0;
+    });
+  }
+
+  subjectKeysOfEpoch(tenantId: string, epoch: number, limit: number): Promise<StoredSubjectKey[]> {
+    return this.tx.read((t) => managerOf(t).find(SubjectKeyEntity, { where: { tenantId, epoch }, order: { subjectId: 'ASC' }, take: limit }));
+  }
+
+  rewrapSubjectKey(tenantId: string, subjectId: string, fromEpoch: number, toEpoch: number, wrappedKey: string): Promise<boolean> {
+    return this.tx.write(async (t) => {
+      const result = await managerOf(t).update(SubjectKeyEntity, { tenantId, subjectId, epoch: fromEpoch }, { epoch: toEpoch, wrappedKey });
+      return (result.affected ?? 0) > 0;
+    });
+  }
+
+  countSubjectKeys(tenantId: string, epoch?: number): Promise<number> {
+    return this.tx.read(async (t) => {
+      const rows = await managerOf(t).query(
+        `SELECT COUNT(*) AS n FROM subject_keys WHERE tenant_id = ?${epoch === undefined ? '' : ' AND epoch = ?'}`,
+        epoch === undefined ? [tenantId] : [tenantId, epoch],
+      );
+      return num(rows[0].n);
+    });
+  }
+
+  purgeSubjectKeys(tenantId: string, limit: number): Promise<number> {
+    return this.tx.write(async (t) => {
+      const m = managerOf(t);
+      const rows = await m.find(SubjectKeyEntity, { select: { subjectId: true }, where: { tenantId }, take: limit });
+      if (rows.length === 0) return 0;
+      await m.delete(SubjectKeyEntity, rows.map((r) => ({ tenantId, subjectId: r.subjectId })));
+      return rows.length;
+    });
+  }
+}
