@@ -114,8 +114,8 @@ function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number
   // withdrawal made for one purpose, nor one made for every channel at once.
   const specificIn = latest(specific.map((s) => s.optIn));
   const specificOut = latest(specific.map((s) => s.optOut));
-  if (specificOut && !lifts(specificIn, specificOut)) return deny('OPTED_OUT', specificOut.eventId);
-  const generalOut = latest(general.map((s) => (s.optOut && !lifts(specificIn, s.optOut) && !lifts(s.optIn, s.optOut) ? s.optOut : undefined)));
+  if (specificOut && !lifts(specificIn, specificOut, at)) return deny('OPTED_OUT', specificOut.eventId);
+  const generalOut = latest(general.map((s) => (s.optOut && !lifts(specificIn, s.optOut, at) && !lifts(s.optIn, s.optOut, at) ? s.optOut : undefined)));
   if (generalOut) return deny('OPTED_OUT', generalOut.eventId);
 
   const window = facts.windows.find((w) => w.channel === target.channel);
@@ -175,9 +175,14 @@ export function foldEvents(
   return { subjectId, erased: false, suppressed: false, scopes: [...scopes.values()], windows: [...windows.values()] };
 }
 
-/** Whether `optIn` is later than `optOut` (on a tie the opt-out stands). */
-function lifts(optIn: { eventTime: number } | undefined, optOut: { eventTime: number }): boolean {
-  return optIn !== undefined && optIn.eventTime > optOut.eventTime;
+/**
+ * Whether `optIn` lifts `optOut`: it is later (on a tie the opt-out stands) and it is a consent
+ * in force at `at`. A pending double opt-in or an expired one does not undo a withdrawal.
+ */
+function lifts(optIn: ScopeState['optIn'], optOut: { eventTime: number }, at: number): boolean {
+  if (!optIn || optIn.eventTime <= optOut.eventTime) return false;
+  if (optIn.kind === 'OPT_IN_PENDING') return false;
+  return optIn.expireTime === undefined || optIn.expireTime > at;
 }
 
 function deny(reason: DecisionReason, decidingEventId?: string): Decision {

@@ -44,10 +44,10 @@ export class PurposeService {
     v.check(input.category !== null && PURPOSE_CATEGORIES.includes(input.category), 'purpose.category', 'REQUIRED', 'one of MARKETING, UTILITY, AUTHENTICATION, SERVICE');
     v.check(input.displayName.length <= 200, 'purpose.display_name', 'TOO_LONG', 'at most 200 characters');
     v.check(input.description.length <= 4000, 'purpose.description', 'TOO_LONG', 'at most 4,000 characters');
-    v.throwIfAny();
     const ids: FieldViolation[] = [];
     checkRequestId(input.requestId, false, ids);
-    if (ids.length > 0) throw invalidArgument(ids);
+    for (const id of ids) v.add(id.field, id.reason, id.description);
+    v.throwIfAny();
     authorizeTenant(principal, tenantId);
     return this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);

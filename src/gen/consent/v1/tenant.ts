@@ -1116,7 +1116,8 @@ export const TenantServiceService = {
   },
   /**
    * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
-   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   * set in the request (AIP-134). A masked duration without a value goes back to its default;
+   * a masked list or map without values becomes empty (the opt-out keyword list may not).
    */
   updateTenantSettings: {
     path: "/consent.v1.TenantService/UpdateTenantSettings" as const,
@@ -1141,7 +1142,8 @@ export interface TenantServiceServer extends UntypedServiceImplementation {
   getTenant: handleUnaryCall<GetTenantRequest, GetTenantResponse>;
   /**
    * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
-   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   * set in the request (AIP-134). A masked duration without a value goes back to its default;
+   * a masked list or map without values becomes empty (the opt-out keyword list may not).
    */
   updateTenantSettings: handleUnaryCall<UpdateTenantSettingsRequest, UpdateTenantSettingsResponse>;
 }
@@ -1184,7 +1186,8 @@ export interface TenantServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Updates the tenant settings named by `update_mask`; with an empty mask, the fields that are
-   * set in the request (AIP-134). A masked field without a value goes back to its default.
+   * set in the request (AIP-134). A masked duration without a value goes back to its default;
+   * a masked list or map without values becomes empty (the opt-out keyword list may not).
    */
   updateTenantSettings(
     request: UpdateTenantSettingsRequest,
