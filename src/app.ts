@@ -23,6 +23,10 @@ import { CallPipeline } from './transport/call-pipeline';
 import { consentHandlers } from './transport/handlers/consent-handlers';
 import { purposeHandlers } from './transport/handlers/purpose-handlers';
 import { tenantHandlers } from './transport/handlers/tenant-handlers';
+import { keyHandlers } from './transport/handlers/key-handlers';
+import { KeyAdministration } from './domain/key-administration';
+import { BackgroundJobs } from './jobs/background-jobs';
+import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
 
 export interface AppOptions {
@@ -70,7 +74,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
   const subjects = new TypeormSubjectRepository();
   const consent = new TypeormConsentRepository();
-  const tenants = new TenantService(tx, new TypeormTenantRepository(), keys, clock);
+  const tenantRows = new TypeormTenantRepository();
+  const tenants = new TenantService(tx, tenantRows, keys, clock);
   const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits);
   const recorder = new ConsentRecorder(
     tx,
@@ -82,6 +87,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     clock,
     config.limits.maxEventTimeSkewMs,
   );
+  const jobs = new BackgroundJobs(logger);
+  const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
   const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
 
@@ -90,7 +97,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     tenant: tenantHandlers(pipeline, tenants),
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, config.limits),
+    key: keyHandlers(pipeline, keyAdmin),
   });
+  await keyAdmin.resume();
   const port = await bind(server, config.bindAddress, config.port);
 
   // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.
@@ -127,6 +136,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger,
     async stop() {
       clearInterval(probe);
+      await jobs.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();

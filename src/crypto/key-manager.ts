@@ -291,6 +291,11 @@ export class KeyManager {
     };
   }
 
+  /** Deletes up to `limit` subject keys of a shredded tenant (unreadable already: this is tidying). */
+  purgeSubjectKeys(tenantId: string, limit: number): Promise<number> {
+    return this.store.purgeSubjectKeys(tenantId, limit);
+  }
+
   forgetSubject(tenantId: string, subjectId: string): void {
     this.subjectCache?.delete(`${tenantId}/${subjectId}`);
   }

@@ -66,6 +66,8 @@ export interface Tenant {
   createdAt: number;
   updatedAt: number;
   settings: TenantSettings;
+  /** Set once the tenant's keys were destroyed (ShredTenant). */
+  erasedAt: number | null;
 }
 
 export interface Purpose {

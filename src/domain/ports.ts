@@ -38,12 +38,45 @@ export interface TenantRecord {
   createRequestId: string | null;
   createdAt: number;
   updatedAt: number;
+  erasedAt: number | null;
 }
 
 export interface TenantRepository {
   insert(tx: TxContext, tenant: TenantRecord): Promise<void>;
   find(tx: TxContext, id: string): Promise<TenantRecord | null>;
   updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void>;
+  markErased(tx: TxContext, id: string, at: number): Promise<void>;
+  /** Erased tenants whose rows have not been purged yet. */
+  listUnpurged(tx: TxContext): Promise<string[]>;
+  /**
+   * Deletes up to `limit` of an erased tenant's event rows, or, when none are left, its other
+   * rows (keeping the tenant row as the record of the erasure). Returns true once all are gone.
+   */
+  purgeBatch(tx: TxContext, id: string, limit: number, at: number): Promise<boolean>;
+}
+
+export interface KeyRotationRecord {
+  id: string;
+  tenantId: string;
+  requestId: string;
+  state: 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+  fromEpoch: number;
+  toEpoch: number;
+  total: number;
+  done: number;
+  error: string | null;
+  principal: string;
+  createdAt: number;
+  endedAt: number | null;
+}
+
+export interface KeyRotationRepository {
+  insert(tx: TxContext, rotation: KeyRotationRecord): Promise<void>;
+  find(tx: TxContext, tenantId: string, id: string): Promise<KeyRotationRecord | null>;
+  findByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<KeyRotationRecord | null>;
+  /** RUNNING rotations, of one tenant or of all. */
+  running(tx: TxContext, tenantId?: string): Promise<KeyRotationRecord[]>;
+  update(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<void>;
 }
 
 export interface PurposeRecord extends Purpose {

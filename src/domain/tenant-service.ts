@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { alreadyExists, FieldViolation, invalidArgument, notFound } from './errors';
+import { alreadyExists, DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound } from './errors';
 import { DEFAULT_TENANT_SETTINGS, Tenant, TenantSettings } from './model';
 import { TenantRecord, TenantRepository, TransactionRunner, TxContext } from './ports';
 import { Principal } from './principal';
@@ -67,6 +67,7 @@ export class TenantService {
     return this.tx.write(async (tx) => {
       const existing = await this.tenants.find(tx, input.tenantId);
       if (existing) {
+        if (existing.erasedAt !== null) throw tenantErasedError(input.tenantId);
         if (input.requestId && existing.createRequestId === input.requestId) return toTenant(existing);
         throw alreadyExists('TENANT', names.tenant(input.tenantId));
       }
@@ -77,6 +78,7 @@ export class TenantService {
         createRequestId: input.requestId || null,
         createdAt: now,
         updatedAt: now,
+        erasedAt: null,
       };
       // Key first (another database): a crash in between leaves a key the next create reuses.
       await this.keys.createTenantKey(input.tenantId, now);
@@ -107,19 +109,26 @@ export class TenantService {
     return updated;
   }
 
+  /** Forgets the cached copy (after a change made outside this service). */
+  evict(tenantId: string): void {
+    this.cache.delete(tenantId);
+  }
+
   /**
-   * The tenant, or NOT_FOUND. Hot paths (checks) pass `cached` and accept a copy up to
+   * The tenant, or NOT_FOUND; FAILED_PRECONDITION TENANT_ERASED once it was shredded. Hot paths (checks) pass `cached` and accept a copy up to
    * TENANT_CACHE_TTL_MS old; writes that depend on settings read the row in their transaction.
    */
   async require(tx: TxContext, tenantId: string, cached: boolean): Promise<Tenant> {
     if (cached) {
       const hit = this.cache.get(tenantId);
+      if (hit && hit.erasedAt !== null) throw tenantErasedError(tenantId);
       if (hit) return hit;
     }
     const record = await this.tenants.find(tx, tenantId);
     if (!record) throw notFound('TENANT', names.tenant(tenantId));
     const tenant = toTenant(record);
     this.cache.set(tenantId, tenant);
+    if (tenant.erasedAt !== null) throw tenantErasedError(tenantId);
     return tenant;
   }
 }
@@ -171,6 +180,12 @@ function toTenant(record: TenantRecord): Tenant {
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
     settings: record.settings,
+    erasedAt: record.erasedAt,
   };
+}
+
+/** The error every call for a shredded tenant gets. */
+export function tenantErasedError(tenantId: string): DomainError {
+  return failedPrecondition('TENANT_ERASED', `tenants/${tenantId} was erased`, { tenant: `tenants/${tenantId}` });
 }
 

@@ -6,15 +6,17 @@ import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
 import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
+import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 
-export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService'] as const;
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService'] as const;
 
 export interface ServiceImplementations {
   tenant: TenantServiceServer;
   purpose: PurposeServiceServer;
   consent: ConsentServiceServer;
+  key: KeyServiceServer;
 }
 
 /**
@@ -30,6 +32,7 @@ export function createGrpcServer(services: ServiceImplementations): { server: Se
   server.addService(TenantServiceService, services.tenant);
   server.addService(PurposeServiceService, services.purpose);
   server.addService(ConsentServiceService, services.consent);
+  server.addService(KeyServiceService, services.key);
 
   const statuses: ServingStatusMap = { '': 'SERVING' };
   for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';

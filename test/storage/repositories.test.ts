@@ -27,7 +27,7 @@ forEachDatabase('storage', (db) => {
     await ds.initialize();
     await ds.runMigrations();
     tx = new TypeormTransactionRunner(ds);
-    await tx.write((t) => tenants.insert(t, { id: T, displayName: 'ACME', settings: DEFAULT_TENANT_SETTINGS, createRequestId: null, createdAt: 1, updatedAt: 1 }));
+    await tx.write((t) => tenants.insert(t, { id: T, displayName: 'ACME', settings: DEFAULT_TENANT_SETTINGS, createRequestId: null, createdAt: 1, updatedAt: 1, erasedAt: null }));
   });
   after(async () => {
     if (ds?.isInitialized) await ds.destroy();
@@ -43,7 +43,8 @@ forEachDatabase('storage', (db) => {
       const probe = await createDataSource(db().config);
       await probe.initialize();
       try {
-        await probe.undoLastMigration();
+        for (let i = 0; i < probe.migrations.length; i++) await probe.undoLastMigration();
+        expect(await probe.query('SELECT COUNT(*) AS n FROM schema_migrations').then((r: Array<{ n: unknown }>) => Number(r[0].n))).to.equal(0);
         expect(await probe.showMigrations()).to.equal(true);
         await probe.runMigrations();
         expect(await probe.showMigrations()).to.equal(false);
@@ -51,16 +52,16 @@ forEachDatabase('storage', (db) => {
         await probe.destroy();
       }
       // Re-seed what the revert dropped.
-      await tx.write((t) => tenants.insert(t, { id: T, displayName: 'ACME', settings: DEFAULT_TENANT_SETTINGS, createRequestId: null, createdAt: 1, updatedAt: 1 }));
+      await tx.write((t) => tenants.insert(t, { id: T, displayName: 'ACME', settings: DEFAULT_TENANT_SETTINGS, createRequestId: null, createdAt: 1, updatedAt: 1, erasedAt: null }));
     });
   });
 
   describe(TypeormTenantRepository.name, function () {
     it('round-trips a tenant and updates its settings', async function () {
       const settings = { ...DEFAULT_TENANT_SETTINGS, serviceWindowMs: 3_600_000, purposeConsentValidityMs: { news: 1000 } };
-      await tx.write((t) => tenants.insert(t, { id: 'roundtrip', displayName: 'R', settings, createRequestId: 'req', createdAt: 10, updatedAt: 10 }));
+      await tx.write((t) => tenants.insert(t, { id: 'roundtrip', displayName: 'R', settings, createRequestId: 'req', createdAt: 10, updatedAt: 10, erasedAt: null }));
       const found = await tx.read((t) => tenants.find(t, 'roundtrip'));
-      expect(found).to.deep.equal({ id: 'roundtrip', displayName: 'R', settings, createRequestId: 'req', createdAt: 10, updatedAt: 10 });
+      expect(found).to.deep.equal({ id: 'roundtrip', displayName: 'R', settings, createRequestId: 'req', createdAt: 10, updatedAt: 10, erasedAt: null });
       await tx.write((t) => tenants.updateSettings(t, 'roundtrip', { ...settings, optInKeywords: [] }, 20));
       const updated = await tx.read((t) => tenants.find(t, 'roundtrip'));
       expect(updated!.settings.optInKeywords).to.deep.equal([]);

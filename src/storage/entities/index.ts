@@ -1,5 +1,6 @@
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
+import { KeyRotationEntity } from './key-rotation.entity';
 import { NoticeEntity } from './notice.entity';
 import { PurposeEntity } from './purpose.entity';
 import { ServiceWindowEntity } from './service-window.entity';
@@ -10,6 +11,7 @@ import { TenantEntity } from './tenant.entity';
 export {
   ConsentEventEntity,
   ConsentStateEntity,
+  KeyRotationEntity,
   NoticeEntity,
   PurposeEntity,
   ServiceWindowEntity,
@@ -27,4 +29,5 @@ export const ENTITIES = [
   ConsentEventEntity,
   ConsentStateEntity,
   ServiceWindowEntity,
+  KeyRotationEntity,
 ];

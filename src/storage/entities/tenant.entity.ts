@@ -21,4 +21,12 @@ export class TenantEntity {
 
   @Column({ name: 'updated_at', type: 'bigint', transformer: epochMs })
   updatedAt!: number;
+
+  /** When the tenant's keys were destroyed (ShredTenant); its data is unreadable from then on. */
+  @Column({ name: 'erased_at', type: 'bigint', nullable: true, transformer: epochMs })
+  erasedAt!: number | null;
+
+  /** When the background purge removed the erased tenant's rows. */
+  @Column({ name: 'purged_at', type: 'bigint', nullable: true, transformer: epochMs })
+  purgedAt!: number | null;
 }

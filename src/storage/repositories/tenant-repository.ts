@@ -2,6 +2,7 @@ import { TenantRecord, TenantRepository, TxContext } from '../../domain/ports';
 import { DEFAULT_TENANT_SETTINGS, TenantSettings } from '../../domain/model';
 import { TenantEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
+import { placeholders } from './sql-dialect';
 
 export class TypeormTenantRepository implements TenantRepository {
   async insert(tx: TxContext, tenant: TenantRecord): Promise<void> {
@@ -12,6 +13,8 @@ export class TypeormTenantRepository implements TenantRepository {
       createRequestId: tenant.createRequestId,
       createdAt: tenant.createdAt,
       updatedAt: tenant.updatedAt,
+      erasedAt: tenant.erasedAt,
+      purgedAt: null,
     });
   }
 
@@ -26,10 +29,34 @@ export class TypeormTenantRepository implements TenantRepository {
       createRequestId: row.createRequestId,
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
+      erasedAt: row.erasedAt,
     };
   }
 
   async updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void> {
     await managerOf(tx).update(TenantEntity, { id }, { settingsJson: JSON.stringify(settings), updatedAt });
+  }
+
+  async markErased(tx: TxContext, id: string, at: number): Promise<void> {
+    await managerOf(tx).query('UPDATE tenants SET erased_at = ? WHERE id = ? AND erased_at IS NULL', [at, id]);
+  }
+
+  async listUnpurged(tx: TxContext): Promise<string[]> {
+    const rows: Array<{ id: string }> = await managerOf(tx).query('SELECT id FROM tenants WHERE erased_at IS NOT NULL AND purged_at IS NULL');
+    return rows.map((r) => r.id);
+  }
+
+  async purgeBatch(tx: TxContext, id: string, limit: number, at: number): Promise<boolean> {
+    const m = managerOf(tx);
+    const events: Array<{ seq: unknown }> = await m.query(`SELECT seq FROM consent_events WHERE tenant_id = ? LIMIT ${Math.floor(limit)}`, [id]);
+    if (events.length > 0) {
+      await m.query(`DELETE FROM consent_events WHERE seq IN (${placeholders(events.length)})`, events.map((e) => e.seq));
+      return false;
+    }
+    for (const table of ['consent_state', 'service_windows', 'subject_identifiers', 'subjects', 'notices', 'purposes', 'key_rotations']) {
+      await m.query(`DELETE FROM ${table} WHERE tenant_id = ?`, [id]);
+    }
+    await m.query('UPDATE tenants SET purged_at = ? WHERE id = ?', [at, id]);
+    return true;
   }
 }

@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import { KeyManager } from '../crypto/key-manager';
+import { BackgroundJobs } from '../jobs/background-jobs';
+import { authorizeTenant } from './authorization';
+import { Clock } from './clock';
+import { failedPrecondition, FieldViolation, invalidArgument, notFound } from './errors';
+import { KeyRotationRecord, KeyRotationRepository, TenantRepository, TransactionRunner } from './ports';
+import { Principal } from './principal';
+import { checkRequestId } from './request-id';
+import { names } from './resource-names';
+import { TenantService } from './tenant-service';
+
+/** What ShredTenant did. */
+export interface TenantShred {
+  shredTime: number;
+  destroyedEpochs: number[];
+}
+
+/** Rows deleted per purge transaction: small enough not to hold locks for long. */
+const PURGE_BATCH = 1000;
+
+/**
+ * Tenant key lifecycle: rotation (new epoch, subject keys re-wrapped in the background, old epoch
+ * destroyed), inspection, and tenant erasure by destroying every epoch (crypto-shredding).
+ */
+export class KeyAdministration {
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly tenantRows: TenantRepository,
+    private readonly tenants: TenantService,
+    private readonly rotations: KeyRotationRepository,
+    private readonly keys: KeyManager,
+    private readonly jobs: BackgroundJobs,
+    private readonly clock: Clock,
+  ) {}
+
+  /**
+   * Destroys every epoch of the tenant's key. The tenant is marked erased first (every call for it
+   * fails from that commit on), then the keys are destroyed; a repeat finishes a half-done shred.
+   * Cost is independent of the tenant's size; its rows are purged afterwards in the background.
+   */
+  async shredTenant(principal: Principal, tenantId: string, confirmTenantId: string, requestId: string): Promise<TenantShred> {
+    const violations: FieldViolation[] = [];
+    if (confirmTenantId !== tenantId) {
+      violations.push({ field: 'confirm_tenant_id', reason: 'CONFIRMATION_MISMATCH', description: 'must repeat the tenant id of `name`' });
+    }
+    checkRequestId(requestId, false, violations);
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    const shredTime = await this.tx.write(async (tx) => {
+      const tenant = await this.tenantRows.find(tx, tenantId);
+      if (!tenant) throw notFound('TENANT', names.tenant(tenantId));
+      if (tenant.erasedAt !== null) return tenant.erasedAt;
+      await this.tenantRows.markErased(tx, tenantId, now);
+      return now;
+    });
+    this.tenants.evict(tenantId);
+    const destroyedEpochs = await this.keys.destroyTenantKeys(tenantId, now);
+    this.jobs.start(`purge tenants/${tenantId}`, () => this.purge(tenantId));
+    return { shredTime, destroyedEpochs };
+  }
+
+  /** Opens a new epoch and starts re-wrapping subject keys under it. Idempotent by request_id. */
+  async rotate(principal: Principal, tenantId: string, requestId: string): Promise<KeyRotationRecord> {
+    const violations: FieldViolation[] = [];
+    checkRequestId(requestId, true, violations);
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+    const rotation = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const replay = await this.rotations.findByRequest(tx, tenantId, requestId);
+      if (replay) return replay;
+      if ((await this.rotations.running(tx, tenantId)).length > 0) {
+        throw failedPrecondition('ROTATION_IN_PROGRESS', 'a key rotation of this tenant is still running');
+      }
+      const now = this.clock.now();
+      const { from, to } = await this.keys.openEpoch(tenantId, now);
+      const record: KeyRotationRecord = {
+        id: randomBytes(16).toString('hex'),
+        tenantId,
+        requestId,
+        state: 'RUNNING',
+        fromEpoch: from,
+        toEpoch: to,
+        total: 0,
+        done: 0,
+        error: null,
+        principal: principal.id,
+        createdAt: now,
+        endedAt: null,
+      };
+      await this.rotations.insert(tx, record);
+      return record;
+    });
+    if (rotation.state === 'RUNNING') this.jobs.start(`rotate tenants/${tenantId}`, () => this.rewrap(rotation));
+    return rotation;
+  }
+
+  async getRotation(principal: Principal, tenantId: string, rotationId: string): Promise<KeyRotationRecord> {
+    authorizeTenant(principal, tenantId);
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const rotation = await this.rotations.find(tx, tenantId, rotationId);
+      if (!rotation) throw notFound('KEY_ROTATION', `tenants/${tenantId}/keyRotations/${rotationId}`);
+      return rotation;
+    });
+  }
+
+  async keyInfo(principal: Principal, tenantId: string): ReturnType<KeyManager['tenantKeyInfo']> {
+    authorizeTenant(principal, tenantId);
+    await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
+    return this.keys.tenantKeyInfo(tenantId);
+  }
+
+  /** Resumes what a stopped process left: running rotations and purges of erased tenants. */
+  async resume(): Promise<void> {
+    const [running, unpurged] = await this.tx.read(async (tx) => [await this.rotations.running(tx), await this.tenantRows.listUnpurged(tx)] as const);
+    for (const rotation of running) this.jobs.start(`rotate tenants/${rotation.tenantId}`, () => this.rewrap(rotation));
+    for (const tenantId of unpurged) {
+      // A shred that stopped between marking and destroying: finish destroying first.
+      await this.keys.destroyTenantKeys(tenantId, this.clock.now());
+      this.jobs.start(`purge tenants/${tenantId}`, () => this.purge(tenantId));
+    }
+  }
+
+  private async rewrap(rotation: KeyRotationRecord): Promise<void> {
+    try {
+      await this.keys.rewrapSubjectKeys(rotation.tenantId, () => this.clock.now(), async (p) => {
+        if (this.jobs.shuttingDown) throw new Error('stopped for shutdown; resumed at the next start');
+        await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { total: p.total, done: p.done }));
+      });
+      await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() }));
+    } catch (err) {
+      if (this.jobs.shuttingDown) return; // stays RUNNING; resume() picks it up
+      const reason = (err as { reason?: string }).reason ?? 'INTERNAL';
+      await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { state: 'FAILED', error: reason, endedAt: this.clock.now() }));
+      throw err;
+    }
+  }
+
+  private async purge(tenantId: string): Promise<void> {
+    while (!this.jobs.shuttingDown) {
+      const done = await this.tx.write((tx) => this.tenantRows.purgeBatch(tx, tenantId, PURGE_BATCH, this.clock.now()));
+      if (done) break;
+    }
+    while (!this.jobs.shuttingDown && (await this.keys.purgeSubjectKeys(tenantId, PURGE_BATCH)) > 0) {
+      // batches until none are left
+    }
+  }
+}
+

@@ -1,0 +1,30 @@
+import { KeyRotationRecord, KeyRotationRepository, TxContext } from '../../domain/ports';
+import { KeyRotationEntity } from '../entities';
+import { managerOf } from '../transaction-runner';
+
+export class TypeormKeyRotationRepository implements KeyRotationRepository {
+  async insert(tx: TxContext, rotation: KeyRotationRecord): Promise<void> {
+    await managerOf(tx).insert(KeyRotationEntity, { ...rotation });
+  }
+
+  async find(tx: TxContext, tenantId: string, id: string): Promise<KeyRotationRecord | null> {
+    return toRecord(await managerOf(tx).findOneBy(KeyRotationEntity, { tenantId, id }));
+  }
+
+  async findByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<KeyRotationRecord | null> {
+    return toRecord(await managerOf(tx).findOneBy(KeyRotationEntity, { tenantId, requestId }));
+  }
+
+  async running(tx: TxContext, tenantId?: string): Promise<KeyRotationRecord[]> {
+    const rows = await managerOf(tx).findBy(KeyRotationEntity, tenantId ? { tenantId, state: 'RUNNING' } : { state: 'RUNNING' });
+    return rows.map((r) => toRecord(r)!);
+  }
+
+  async update(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<void> {
+    await managerOf(tx).update(KeyRotationEntity, { id }, change);
+  }
+}
+
+function toRecord(row: KeyRotationEntity | null): KeyRotationRecord | null {
+  return row ? { ...row, state: row.state as KeyRotationRecord['state'] } : null;
+}

@@ -1,0 +1,79 @@
+import { KeyAdministration } from '../../domain/key-administration';
+import { invalidArgument } from '../../domain/errors';
+import { KeyRotationRecord } from '../../domain/ports';
+import { names, parseTenantName } from '../../domain/resource-names';
+import {
+  GetKeyRotationRequest,
+  GetKeyRotationResponse,
+  GetTenantKeyInfoRequest,
+  GetTenantKeyInfoResponse,
+  JobState,
+  KeyEpochState,
+  KeyRotation,
+  KeyServiceServer,
+  RotateTenantKeyRequest,
+  RotateTenantKeyResponse,
+  ShredTenantRequest,
+  ShredTenantResponse,
+} from '../../gen/consent/v1/key';
+import { CallContext, CallPipeline } from '../call-pipeline';
+import { msToDate } from '../mappers';
+
+/** consent.v1.KeyService: translate, call KeyAdministration, map back. */
+export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): KeyServiceServer {
+  return {
+    rotateTenantKey: pipeline.unary('RotateTenantKey', async (req: RotateTenantKeyRequest, ctx: CallContext): Promise<RotateTenantKeyResponse> => {
+      const tenantId = tenantOf(req.name);
+      return { rotation: rotationToProto(await admin.rotate(ctx.principal, tenantId, req.requestId)) };
+    }),
+
+    getKeyRotation: pipeline.unary('GetKeyRotation', async (req: GetKeyRotationRequest, ctx: CallContext): Promise<GetKeyRotationResponse> => {
+      const m = /^tenants\/([^/]+)\/keyRotations\/([0-9a-f]{32})$/.exec(req.name);
+      const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
+      if (!m || !tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}/keyRotations/{rotation}' }]);
+      return { rotation: rotationToProto(await admin.getRotation(ctx.principal, tenantId, m[2])) };
+    }),
+
+    getTenantKeyInfo: pipeline.unary('GetTenantKeyInfo', async (req: GetTenantKeyInfoRequest, ctx: CallContext): Promise<GetTenantKeyInfoResponse> => {
+      const tenantId = tenantOf(req.name);
+      const epochs = await admin.keyInfo(ctx.principal, tenantId);
+      return {
+        tenant: names.tenant(tenantId),
+        epochs: epochs.map((e) => ({
+          epoch: e.epoch,
+          state: KeyEpochState[`KEY_EPOCH_STATE_${e.state}`],
+          rootKeyId: e.rootKeyId,
+          createTime: msToDate(e.createdAt),
+          destroyTime: msToDate(e.destroyedAt ?? undefined),
+          subjectKeys: e.subjectKeys,
+        })),
+      };
+    }),
+
+    shredTenant: pipeline.unary('ShredTenant', async (req: ShredTenantRequest, ctx: CallContext): Promise<ShredTenantResponse> => {
+      const tenantId = tenantOf(req.name);
+      const shred = await admin.shredTenant(ctx.principal, tenantId, req.confirmTenantId, req.requestId);
+      return { tenant: names.tenant(tenantId), shredTime: msToDate(shred.shredTime), destroyedEpochs: shred.destroyedEpochs };
+    }),
+  };
+}
+
+function tenantOf(name: string): string {
+  const tenantId = parseTenantName(name);
+  if (!tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
+  return tenantId;
+}
+
+function rotationToProto(r: KeyRotationRecord): KeyRotation {
+  return {
+    name: `tenants/${r.tenantId}/keyRotations/${r.id}`,
+    state: JobState[`JOB_STATE_${r.state}`],
+    fromEpoch: r.fromEpoch,
+    toEpoch: r.toEpoch,
+    subjectKeysTotal: r.total,
+    subjectKeysDone: r.done,
+    createTime: msToDate(r.createdAt),
+    endTime: msToDate(r.endedAt ?? undefined),
+    error: r.error ?? '',
+  };
+}

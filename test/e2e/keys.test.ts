@@ -1,0 +1,146 @@
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { credentials } from '@grpc/grpc-js';
+import { Channel } from '../../src/gen/consent/v1/common';
+import { ListConsentEventsRequest, RecordInboundMessageRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { JobState, KeyEpochState, KeyRotation, KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { forEachDatabase } from '../support/databases';
+import { dropRestored, dumpDatabase } from '../support/dumps';
+import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+
+const evidence = { sourceIp: '198.51.100.7', userAgent: 'KeyTest/1.0', pageUrl: '', inboundMessageId: '', freeText: '' };
+const person = (i: number) => phone(`+4915130${String(i).padStart(6, '0')}`);
+
+forEachDatabase('KeyService', (db) => {
+  let s: TestServer;
+  let keys: KeyServiceClient;
+  before(async function () {
+    s = await startTestServer(db());
+    keys = new KeyServiceClient(s.address, credentials.createInsecure());
+  });
+  after(async () => {
+    keys?.close();
+    await s?.stop();
+  });
+
+  async function waitForRotation(rotation: KeyRotation): Promise<KeyRotation> {
+    for (let i = 0; i < 200; i++) {
+      const { rotation: r } = await call(keys, keys.getKeyRotation, { name: rotation.name });
+      if (r!.state !== JobState.JOB_STATE_RUNNING) return r!;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    throw new Error('rotation did not finish');
+  }
+
+  it('rotates the tenant key while reads and writes go on; nothing becomes unreadable', async function () {
+    this.timeout(60_000);
+    const T = 'rot';
+    await seedTenant(s, T);
+    for (let i = 0; i < 25; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence, requestId: `rot-${i}` }));
+    const before = await call(keys, keys.getTenantKeyInfo, { name: `tenants/${T}` });
+    expect(before.epochs.map((e) => [e.epoch, e.state, e.subjectKeys])).to.deep.equal([[1, KeyEpochState.KEY_EPOCH_STATE_ACTIVE, 25]]);
+
+    const { rotation } = await call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: 'rotate-1' });
+    expect(rotation!.fromEpoch).to.equal(1);
+    expect(rotation!.toEpoch).to.equal(2);
+    // Writes and reads during the rotation.
+    const during = await Promise.all([
+      call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(100), evidence, requestId: 'rot-during' })),
+      call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(3) }) }),
+      call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(4) })),
+    ]);
+    expect(during[1].decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect(during[2].consentEvents[0].evidence!.userAgent).to.equal('KeyTest/1.0');
+
+    const done = await waitForRotation(rotation!);
+    expect(done.state).to.equal(JobState.JOB_STATE_SUCCEEDED);
+    expect(done.subjectKeysDone).to.equal(done.subjectKeysTotal);
+    const again = await call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: 'rotate-1' });
+    expect(again.rotation!.name, 'a retry returns the same rotation').to.equal(rotation!.name);
+
+    const info = await call(keys, keys.getTenantKeyInfo, { name: `tenants/${T}` });
+    expect(info.epochs.map((e) => [e.epoch, e.state, e.subjectKeys])).to.deep.equal([
+      [1, KeyEpochState.KEY_EPOCH_STATE_DESTROYED, 0],
+      [2, KeyEpochState.KEY_EPOCH_STATE_ACTIVE, 26],
+    ]);
+    expect(info.epochs[0].destroyTime).to.be.instanceOf(Date);
+    // Everything still decrypts, blind indexes still find people, retries still match.
+    for (const i of [0, 12, 24]) {
+      const list = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(i) }));
+      expect(list.consentEvents[0].evidence!.sourceIp).to.equal('198.51.100.0');
+      const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(i) }) });
+      expect(check.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    }
+    const replay = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(0), evidence, requestId: 'rot-0' }));
+    expect(replay.event!.evidence!.userAgent).to.equal('KeyTest/1.0');
+  });
+
+  it('ShredTenant needs the tenant id repeated, and is idempotent', async function () {
+    await seedTenant(s, 'shred-a');
+    const wrong = await expectGrpcError(call(keys, keys.shredTenant, { name: 'tenants/shred-a', confirmTenantId: 'other', requestId: '' }), status.INVALID_ARGUMENT);
+    expect(wrong.fields).to.deep.equal(['confirm_tenant_id']);
+    const first = await call(keys, keys.shredTenant, { name: 'tenants/shred-a', confirmTenantId: 'shred-a', requestId: '' });
+    expect(first.destroyedEpochs).to.deep.equal([1]);
+    s.clock.advance(1000);
+    const second = await call(keys, keys.shredTenant, { name: 'tenants/shred-a', confirmTenantId: 'shred-a', requestId: '' });
+    expect(second.destroyedEpochs).to.deep.equal([]);
+    expect(second.shredTime).to.deep.equal(first.shredTime);
+    await expectGrpcError(call(keys, keys.shredTenant, { name: 'tenants/nobody', confirmTenantId: 'nobody', requestId: '' }), status.NOT_FOUND);
+  });
+
+  it('after ShredTenant every call for the tenant fails cleanly, other tenants are untouched, and a dump taken before reveals nothing', async function () {
+    this.timeout(60_000);
+    const T = 'shred-b';
+    const OTHER = 'keep';
+    await seedTenant(s, T);
+    await seedTenant(s, OTHER);
+    for (const tenant of [T, OTHER]) {
+      await call(s.consent, s.consent.recordConsent, consentRequest(tenant, { subjectIdentifier: person(1), evidence, requestId: `${tenant}-1` }));
+    }
+    const backup = await dumpDatabase(db().config, s.app.dataSource, 'before_shred');
+
+    await call(keys, keys.shredTenant, { name: `tenants/${T}`, confirmTenantId: T, requestId: 'shred-b' });
+    const erased = async (p: Promise<unknown>) => expect((await expectGrpcError(p, status.FAILED_PRECONDITION)).reason).to.equal('TENANT_ERASED');
+    await erased(call(s.tenants, s.tenants.getTenant, { name: `tenants/${T}` }));
+    await erased(call(s.tenants, s.tenants.createTenant, { tenantId: T, displayName: '', requestId: '', settings: undefined }));
+    await erased(call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(1) }) }));
+    await erased(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(2) })));
+    await erased(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(1), channel: Channel.CHANNEL_SMS, text: 'hi', requestId: 'x' })));
+    await erased(call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}` })));
+    await erased(call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(1) }));
+    await erased(call(s.purposes, s.purposes.listPurposes, { parent: `tenants/${T}`, pageSize: 0, pageToken: '' }));
+    await erased(call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: 'r' }));
+    await erased(call(keys, keys.getTenantKeyInfo, { name: `tenants/${T}` }));
+
+    const kept = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${OTHER}`, subjectIdentifier: person(1) }));
+    expect(kept.consentEvents[0].evidence!.userAgent).to.equal('KeyTest/1.0');
+
+    // The rows are purged in the background.
+    let left = 1;
+    for (let i = 0; i < 100 && left > 0; i++) {
+      const rows = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id = ?', [T]);
+      left = Number(rows[0].n);
+      if (left > 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(left, 'purged').to.equal(0);
+
+    // A backup of the data taken before the shred, restored next to today's key store: nothing of
+    // the shredded tenant can be read, the other tenant still can.
+    const restored = await backup.restore();
+    const fromBackup = await startTestServer({ ...db(), config: restored });
+    try {
+      const err = await expectGrpcError(
+        call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(1) })),
+        status.FAILED_PRECONDITION,
+      );
+      expect(err.reason).to.equal('TENANT_ERASED');
+      await expectGrpcError(call(fromBackup.consent, fromBackup.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(1) }) }), status.FAILED_PRECONDITION);
+      const other = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${OTHER}`, subjectIdentifier: person(1) }));
+      expect(other.consentEvents[0].evidence!.userAgent).to.equal('KeyTest/1.0');
+    } finally {
+      await fromBackup.stop();
+      await dropRestored(restored);
+    }
+  });
+});
