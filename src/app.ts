@@ -25,6 +25,7 @@ import { purposeHandlers } from './transport/handlers/purpose-handlers';
 import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
+import { SubjectEraser } from './domain/subject-eraser';
 import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
@@ -41,6 +42,8 @@ export interface RunningApp {
   dataSource: DataSource;
   keyDataSource: DataSource;
   logger: Logger;
+  /** Domain operations without an RPC of their own yet (the data-subject-request work adds them). */
+  services: { subjectEraser: SubjectEraser };
   stop(): Promise<void>;
 }
 
@@ -88,6 +91,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     config.limits.maxEventTimeSkewMs,
   );
   const jobs = new BackgroundJobs(logger);
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
   const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
@@ -134,6 +138,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     dataSource,
     keyDataSource,
     logger,
+    services: { subjectEraser },
     async stop() {
       clearInterval(probe);
       await jobs.stop();

@@ -2,7 +2,8 @@ import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { scopeStatus, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
-import { DomainError, invalidArgument, Violations } from './errors';
+import { DomainError, failedPrecondition, invalidArgument, Violations } from './errors';
+import { names } from './resource-names';
 import { openEvent } from './event-codec';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { Channel, ConsentEvent } from './model';
@@ -53,6 +54,7 @@ export class ConsentHistory {
       const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
       // The message names no identifier: it is personal data.
       if (!subject) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
+      if (subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: names.subject(tenantId, subject.subjectId) });
       const rows = (await this.consent.loadState(tx, tenantId, [subject.subjectId])).get(subject.subjectId) ?? { scopes: [], windows: [] };
       return {
         subjectId: subject.subjectId,
@@ -102,8 +104,9 @@ export class ConsentHistory {
       );
       const page = rows.slice(0, size);
       const items: ConsentEvent[] = [];
-      for (const { event } of page) {
-        const key = event.evidenceCiphertext === null ? null : await this.keys.subjectKey(tenantId, event.subjectId);
+      for (const { event, subjectErased } of page) {
+        // An erased subject's events stay listed (opaque id, kinds, times), without their evidence.
+        const key = event.evidenceCiphertext === null || subjectErased ? null : await this.keys.subjectKey(tenantId, event.subjectId);
         items.push(openEvent(event, key));
       }
       return { items, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1].seq, scope, sealer) : '' };

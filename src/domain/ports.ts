@@ -110,6 +110,12 @@ export interface SubjectRepository {
     identifier: IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number },
   ): Promise<void>;
   /**
+   * Marks a subject erased and destroys the ciphertext of its identifiers, keeping their blind
+   * indexes (keyed hashes, no personal data) so the person is recognised as erased. Rows are few;
+   * the cost does not depend on how many events the subject has.
+   */
+  markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void>;
+  /**
    * Serialises writers of one subject until the transaction ends, and reads the subject as it
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
    */
@@ -153,5 +159,5 @@ export interface ConsentRepository {
     filter: ConsentEventFilter,
     afterSeq: number,
     limit: number,
-  ): Promise<Array<{ seq: number; event: StoredConsentEvent }>>;
+  ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>>;
 }

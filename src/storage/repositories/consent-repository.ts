@@ -137,7 +137,7 @@ export class TypeormConsentRepository implements ConsentRepository {
     filter: ConsentEventFilter,
     afterSeq: number,
     limit: number,
-  ): Promise<Array<{ seq: number; event: StoredConsentEvent }>> {
+  ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>> {
     const where = ['tenant_id = ?', 'seq > ?'];
     const params: unknown[] = [tenantId, afterSeq];
     const add = (clause: string, value: unknown) => {
@@ -149,11 +149,15 @@ export class TypeormConsentRepository implements ConsentRepository {
     if (filter.channel !== undefined) add('channel = ?', filter.channel);
     if (filter.startTime !== undefined) add('event_time >= ?', filter.startTime);
     if (filter.endTime !== undefined) add('event_time < ?', filter.endTime);
+    const columns = EVENT_COLUMNS.split(',').map((c) => `e.${c.trim()}`).join(', ');
+    // The subject's erasure flag comes with each row, read in the same statement: a process that
+    // still caches the key of a subject erased elsewhere sees the flag and does not decrypt.
     const rows: EventRow[] = await managerOf(tx).query(
-      `SELECT ${EVENT_COLUMNS} FROM consent_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${Math.floor(limit)}`,
+      `SELECT ${columns}, s.erased_at AS subject_erased_at FROM consent_events e LEFT JOIN subjects s ON s.id = e.subject_id
+        WHERE ${where.map((w) => `e.${w}`).join(' AND ')} ORDER BY e.seq LIMIT ${Math.floor(limit)}`,
       params,
     );
-    return rows.map((row) => ({ seq: num(row.seq), event: toEvent(row) }));
+    return rows.map((row) => ({ seq: num(row.seq), event: toEvent(row), subjectErased: row.subject_erased_at !== null }));
   }
 }
 

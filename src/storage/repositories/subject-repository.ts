@@ -46,6 +46,12 @@ export class TypeormSubjectRepository implements SubjectRepository {
     await managerOf(tx).insert(SubjectIdentifierEntity, { ...identifier });
   }
 
+  async markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void> {
+    const m = managerOf(tx);
+    await m.query('UPDATE subjects SET erased_at = ? WHERE tenant_id = ? AND id = ? AND erased_at IS NULL', [at, tenantId, subjectId]);
+    await m.query("UPDATE subject_identifiers SET value_ciphertext = '' WHERE tenant_id = ? AND subject_id = ?", [tenantId, subjectId]);
+  }
+
   async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
     const manager = managerOf(tx);
     const rows: Array<{ erased_at: unknown }> = await manager.query(

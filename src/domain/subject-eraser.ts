@@ -1,0 +1,43 @@
+import { KeyManager } from '../crypto/key-manager';
+import { Clock } from './clock';
+import { notFound } from './errors';
+import { SubjectRepository, TransactionRunner } from './ports';
+import { names } from './resource-names';
+
+/** What an erasure did. */
+export interface SubjectErasure {
+  erasedAt: number;
+  /** False when a repeat found the key already gone. */
+  keyDestroyed: boolean;
+  alreadyErased: boolean;
+}
+
+/**
+ * The subject-shredding primitive (crypto-shredding). Under the subject's row lock it marks the
+ * subject erased and clears its identifier ciphertext (every check answers SUBJECT_ERASED and no
+ * writer encrypts anything for it from that commit on), then destroys the subject key in the key
+ * store, after which no copy of its data, backups included, can be decrypted. Idempotent: a
+ * repeat (or a restart after a crash between the two steps) finishes the key destruction.
+ * Its cost is a handful of rows, whatever the number of the subject's events.
+ */
+export class SubjectEraser {
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly subjects: SubjectRepository,
+    private readonly keys: KeyManager,
+    private readonly clock: Clock,
+  ) {}
+
+  async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
+    const now = this.clock.now();
+    const { erasedAt, alreadyErased } = await this.tx.write(async (tx) => {
+      const locked = await this.subjects.lock(tx, tenantId, subjectId);
+      if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
+      if (locked.erased) return { erasedAt: now, alreadyErased: true };
+      await this.subjects.markErased(tx, tenantId, subjectId, now);
+      return { erasedAt: now, alreadyErased: false };
+    });
+    const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId);
+    return { erasedAt, keyDestroyed, alreadyErased };
+  }
+}

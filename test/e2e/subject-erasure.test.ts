@@ -1,0 +1,99 @@
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { forEachDatabase } from '../support/databases';
+import { dropRestored, dumpDatabase } from '../support/dumps';
+import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+
+const evidence = { sourceIp: '198.51.100.9', userAgent: 'EraseTest/2.0', pageUrl: 'https://x.example/', inboundMessageId: '', freeText: 'planted note' };
+const person = (i: number) => phone(`+4915140${String(i).padStart(6, '0')}`);
+
+/** The subject-shredding primitive (used by erasure requests), driven in-process against a real server. */
+forEachDatabase('subject erasure by key destruction', (db) => {
+  let s: TestServer;
+  const T = 'erase';
+  before(async function () {
+    s = await startTestServer(db());
+    await seedTenant(s, T);
+  });
+  after(async () => s?.stop());
+
+  const subjectIdOf = async (i: number) => {
+    const state = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(i) });
+    return state.subject.split('/').pop()!;
+  };
+
+  it('erased: checks deny SUBJECT_ERASED, writes are refused, history stays without evidence, others untouched', async function () {
+    for (const i of [1, 2]) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence }));
+    const subjectId = await subjectIdOf(1);
+    const first = await s.app.services.subjectEraser.erase(T, subjectId);
+    expect(first).to.include({ keyDestroyed: true, alreadyErased: false });
+    const again = await s.app.services.subjectEraser.erase(T, subjectId);
+    expect(again, 'idempotent').to.include({ keyDestroyed: false, alreadyErased: true });
+
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(1) }) });
+    expect(check.decision!.verdict).to.equal(Verdict.VERDICT_DENY);
+    expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    expect((await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1), evidence })), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
+    expect((await expectGrpcError(call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(1) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
+    const history = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(1) }));
+    expect(history.consentEvents).to.have.length(1);
+    expect(history.consentEvents[0].evidence, 'no evidence after erasure').to.deep.include({ userAgent: '', freeText: '' });
+    const stored = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [subjectId]);
+    expect(Number(stored[0].n), 'the key is gone from the key store').to.equal(0);
+
+    const other = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(2) }));
+    expect(other.consentEvents[0].evidence!.userAgent).to.equal('EraseTest/2.0');
+  });
+
+  it('a dump taken before the erasure, restored next to the current key store, decrypts nothing of the erased subject', async function () {
+    this.timeout(60_000);
+    for (const i of [10, 11]) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence }));
+    const erasedId = await subjectIdOf(10);
+    const backup = await dumpDatabase(db().config, s.app.dataSource, 'before_erasure');
+    await s.app.services.subjectEraser.erase(T, erasedId);
+
+    const restored = await backup.restore();
+    const fromBackup = await startTestServer({ ...db(), config: restored });
+    try {
+      // The restored data still holds the ciphertext and knows nothing of the erasure...
+      const rows = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
+      expect(rows[0].value_ciphertext).to.match(/^ey/);
+      // ...but its key is gone: nothing decrypts, and the service fails closed.
+      const err = await expectGrpcError(
+        call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(10) })),
+        status.UNAVAILABLE,
+      );
+      expect(err.reason).to.equal('SUBJECT_KEY_UNAVAILABLE');
+      const kept = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(11) }));
+      expect(kept.consentEvents[0].evidence!.freeText).to.equal('planted note');
+    } finally {
+      await fromBackup.stop();
+      await dropRestored(restored);
+    }
+  });
+
+  it('a write racing an erasure never recreates the key or stores data for the erased subject', async function () {
+    this.timeout(60_000);
+    for (let round = 0; round < 5; round++) {
+      const i = 100 + round;
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence }));
+      const subjectId = await subjectIdOf(i);
+      const writes = Array.from({ length: 4 }, () =>
+        call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence })).then(
+          () => 'written',
+          (err: { code: number }) => err.code,
+        ),
+      );
+      const [, ...outcomes] = await Promise.all([s.app.services.subjectEraser.erase(T, subjectId), ...writes]);
+      for (const outcome of outcomes) expect(['written', status.FAILED_PRECONDITION]).to.include(outcome);
+      const keys = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [subjectId]);
+      expect(Number(keys[0].n), 'no key after the erasure').to.equal(0);
+      const events = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE subject_id = ?', [subjectId]);
+      expect(Number(events[0].n), 'exactly the writes that won the race are stored').to.equal(1 + outcomes.filter((o) => o === 'written').length);
+      // After the erasure no write gets through.
+      expect((await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence })), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
+    }
+  });
+});
