@@ -41,6 +41,7 @@ export interface RunningApp {
   server: Server;
   dataSource: DataSource;
   keyDataSource: DataSource;
+  config: Config;
   logger: Logger;
   /** Domain operations without an RPC of their own yet (the data-subject-request work adds them). */
   services: { subjectEraser: SubjectEraser };
@@ -137,6 +138,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     server,
     dataSource,
     keyDataSource,
+    config,
     logger,
     services: { subjectEraser },
     async stop() {

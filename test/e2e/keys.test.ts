@@ -76,6 +76,25 @@ forEachDatabase('KeyService', (db) => {
     expect(replay.event!.evidence!.userAgent).to.equal('KeyTest/1.0');
   });
 
+  it('counts AES-GCM encryptions per subject key and refuses past the configured limit', async function () {
+    const limited = await startTestServer(db(), { limits: { ...s.app.config.limits, maxEncryptionsPerKey: 3 } });
+    try {
+      const T = 'limits';
+      await seedTenant(limited, T);
+      // The identifier is one encryption, each event's evidence one more.
+      await call(limited.consent, limited.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(7), evidence }));
+      await call(limited.consent, limited.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(7), evidence }));
+      const err = await expectGrpcError(call(limited.consent, limited.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(7), evidence })), status.FAILED_PRECONDITION);
+      expect(err.reason).to.equal('KEY_USAGE_LIMIT_REACHED');
+      const events = await call(limited.consent, limited.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(7) }));
+      expect(events.consentEvents, 'the refused write stored nothing').to.have.length(2);
+      // Events without evidence need no encryption and still go through.
+      await call(limited.consent, limited.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(7) }));
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('ShredTenant needs the tenant id repeated, and is idempotent', async function () {
     await seedTenant(s, 'shred-a');
     const wrong = await expectGrpcError(call(keys, keys.shredTenant, { name: 'tenants/shred-a', confirmTenantId: 'other', requestId: '' }), status.INVALID_ARGUMENT);
