@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { GCM_IV_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from './primitives';
 
 /**
  * Where a ciphertext belongs. Bound into the JWE protected header, which AES-GCM authenticates,
@@ -13,8 +14,6 @@ export interface FieldContext {
 }
 
 const HEADER_FIELDS = ['tenant', 'subject', 'table', 'column', 'row'] as const;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 /** A field value that cannot be decrypted where it was found. Carries no plaintext or key. */
 export class FieldDecryptionError extends Error {
@@ -32,12 +31,11 @@ export class FieldDecryptionError extends Error {
  */
 export function encryptField(key: Buffer, kid: string, context: FieldContext, plaintext: string): string {
   const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid, ...pick(context) })).toString('base64url');
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  if (key.length !== 32) throw new FieldDecryptionError('field keys are 256 bits');
+  const iv = randomBytes(GCM_IV_BYTES);
   // JWE: the additional authenticated data is the ASCII of the encoded protected header.
-  cipher.setAAD(Buffer.from(header, 'ascii'));
-  const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-  return `${header}..${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}`;
+  const { ciphertext, tag } = gcmSeal(key, iv, Buffer.from(header, 'ascii'), Buffer.from(plaintext, 'utf8'));
+  return `${header}..${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${tag.toString('base64url')}`;
 }
 
 /** Decrypts a value made by encryptField after checking it belongs to `context`. */
@@ -60,13 +58,11 @@ export function decryptField(key: Buffer, context: FieldContext, jwe: string): s
   const iv = Buffer.from(encodedIv, 'base64url');
   const tag = Buffer.from(encodedTag, 'base64url');
   // Only 96-bit nonces: other lengths go through GHASH and weaken GCM's guarantees.
-  if (iv.length !== IV_BYTES) throw new FieldDecryptionError('nonce must be 96 bits');
-  if (tag.length !== TAG_BYTES) throw new FieldDecryptionError('tag must be 128 bits');
+  if (iv.length !== GCM_IV_BYTES) throw new FieldDecryptionError('nonce must be 96 bits');
+  if (tag.length !== GCM_TAG_BYTES) throw new FieldDecryptionError('tag must be 128 bits');
+  if (key.length !== 32) throw new FieldDecryptionError('field keys are 256 bits');
   try {
-    const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
-    decipher.setAAD(Buffer.from(encodedHeader, 'ascii'));
-    decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(Buffer.from(encodedCiphertext, 'base64url')), decipher.final()]).toString('utf8');
+    return gcmOpen(key, iv, Buffer.from(encodedHeader, 'ascii'), Buffer.from(encodedCiphertext, 'base64url'), tag).toString('utf8');
   } catch {
     throw new FieldDecryptionError('authentication failed');
   }

@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hkdfSha256, hmacSha256 } from './primitives';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../domain/errors';
@@ -267,12 +268,12 @@ export class KeyManager {
 
   /** HMAC-SHA256 blind index of a normalised identifier: equal identifiers, equal index; not reversible without the tenant key. */
   blindIndex(keyring: TenantKeyring, identifier: IdentifierRef): string {
-    return createHmac('sha256', keyring.indexKey).update(`${identifier.kind}\u0000${identifier.value}`).digest('hex');
+    return hmacSha256(keyring.indexKey, `${identifier.kind}\u0000${identifier.value}`).toString('hex');
   }
 
   /** Keyed fingerprint of a request (may contain personal data, so never a plain hash). */
   requestFingerprint(keyring: TenantKeyring, canonicalRequest: string): string {
-    return createHmac('sha256', keyring.requestKey).update(canonicalRequest).digest('hex');
+    return hmacSha256(keyring.requestKey, canonicalRequest).toString('hex');
   }
 
   /** Seals page tokens of one listing under the tenant's page-token key. */
@@ -325,7 +326,7 @@ function tenantErased(tenantId: string): DomainError {
 }
 
 function derive(material: Buffer, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', material, Buffer.alloc(0), info, 32));
+  return hkdfSha256(material, Buffer.alloc(0), info, 32);
 }
 
 function bindSubject(tenantId: string, subjectId: string, epoch: number): Record<string, string | number> {
