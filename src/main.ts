@@ -2,12 +2,17 @@
 import { ConfigError, loadConfig } from './config/config';
 import { openDatabase, openKeyStore, startApp } from './app';
 import { createLogger } from './logging/logger';
+import { verifyReceiptCommand } from './cli/verify-receipt';
 
 /**
  * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
- * exits. Configuration comes from the environment (docs/configuration.md).
+ * exits; `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline. Configuration comes from the environment (docs/configuration.md).
  */
 async function main(): Promise<void> {
+  // Offline tools first: they need no configuration, database or keys.
+  if (process.argv[2] === 'verify-receipt') {
+    process.exit(await verifyReceiptCommand(process.argv.slice(3), process.stdout, process.stderr));
+  }
   let config;
   try {
     config = loadConfig();
@@ -29,7 +34,7 @@ async function main(): Promise<void> {
     return;
   }
   if (command !== 'serve') {
-    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate)\n`);
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | verify-receipt)\n`);
     process.exit(2);
   }
 

@@ -56,6 +56,7 @@ const KEY_BYTES = 32;
 export class KeyManager {
   private readonly tenantCache: LRUCache<string, TenantKeyring>;
   private readonly subjectCache: LRUCache<string, SubjectKey> | null;
+  private readonly signerCache: LRUCache<string, jose.JWK.Key>;
 
   constructor(
     private readonly root: RootKeyProvider,
@@ -64,6 +65,7 @@ export class KeyManager {
   ) {
     const ttl = Math.max(limits.subjectKeyCacheTtlMs, 1);
     this.tenantCache = new LRUCache({ max: 1000, ttl });
+    this.signerCache = new LRUCache({ max: 1000, ttl });
     this.subjectCache =
       limits.subjectKeyCacheSize > 0 && limits.subjectKeyCacheTtlMs > 0 ? new LRUCache({ max: limits.subjectKeyCacheSize, ttl }) : null;
   }
@@ -174,8 +176,53 @@ export class KeyManager {
   /** Destroys every epoch of a tenant's key: all of its personal data is unreadable from now on. */
   async destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
     const epochs = await this.store.destroyTenantKeys(tenantId, at);
+    await this.store.retireSigningKeys(tenantId, 'all');
     this.forgetTenant(tenantId);
     return epochs;
+  }
+
+  /**
+   * Signs `payload` as a compact JWS (ES256) with the tenant's signing key of the active epoch,
+   * creating that key on first use. The header names the key by `kid` only: verifiers take the
+   * key from the published JWKS (GetPublicKeys), never from the token.
+   */
+  async sign(tenantId: string, payload: object, typ: string, now: number): Promise<string> {
+    const key = await this.activeSigningKey(tenantId, now);
+    const jws = await jose.JWS.createSign({ format: 'compact', fields: { typ, kid: key.kid } }, { key, reference: false } as unknown as jose.JWK.Key).update(JSON.stringify(payload)).final();
+    return jws as unknown as string;
+  }
+
+  /** The tenant's public signing keys (active and retired) as a JWK set. */
+  async publicKeys(tenantId: string): Promise<{ keys: object[] }> {
+    const keys = await this.store.signingKeys(tenantId);
+    return { keys: keys.filter((k) => k.state !== 'DESTROYED').map((k) => JSON.parse(k.publicJwk) as object) };
+  }
+
+  private async activeSigningKey(tenantId: string, now: number): Promise<jose.JWK.Key> {
+    const cached = this.signerCache.get(tenantId);
+    if (cached) return cached;
+    const keyring = await this.tenantKeyring(tenantId);
+    const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
+    const bind = { tenant: tenantId, epoch: keyring.epoch, use: 'signing' };
+    const stored = (await this.store.signingKeys(tenantId)).filter((k) => k.state === 'ACTIVE' && k.epoch === keyring.epoch).pop();
+    let key: jose.JWK.Key;
+    if (stored?.wrappedPrivateKey) {
+      const jwk = await unwrapOrUnavailable(() => unwrapKey(wrapping, stored.wrappedPrivateKey!, bind));
+      key = await jose.JWK.asKey(JSON.parse(jwk.toString('utf8')) as object);
+    } else {
+      key = await jose.JWK.createKeyStore().generate('EC', 'P-256', { alg: 'ES256', use: 'sig' });
+      await this.store.insertSigningKey({
+        tenantId,
+        kid: key.kid,
+        epoch: keyring.epoch,
+        state: 'ACTIVE',
+        wrappedPrivateKey: await wrapKey(wrapping, Buffer.from(JSON.stringify(key.toJSON(true))), bind),
+        publicJwk: JSON.stringify(key.toJSON()),
+        createdAt: now,
+      });
+    }
+    this.signerCache.set(tenantId, key);
+    return key;
   }
 
   /**
@@ -237,6 +284,8 @@ export class KeyManager {
         await onProgress(progress);
       }
       await this.store.updateTenantKey(tenantId, epoch, { state: 'DESTROYED', wrappedKey: null, destroyedAt: now() });
+      // Its signing key can no longer sign; its public half stays published for old receipts.
+      await this.store.retireSigningKeys(tenantId, [epoch]);
     }
     this.forgetTenant(tenantId);
     return retiring;
@@ -303,6 +352,7 @@ export class KeyManager {
 
   forgetTenant(tenantId: string): void {
     this.tenantCache.delete(tenantId);
+    this.signerCache.delete(tenantId);
     if (!this.subjectCache) return;
     for (const key of this.subjectCache.keys()) if (key.startsWith(`${tenantId}/`)) this.subjectCache.delete(key);
   }

@@ -23,6 +23,17 @@ export interface StoredSubjectKey {
   createdAt: number;
 }
 
+/** A tenant signing key: the private JWK wrapped by the tenant key of `epoch`, the public JWK in clear. */
+export interface StoredSigningKey {
+  tenantId: string;
+  kid: string;
+  epoch: number;
+  state: 'ACTIVE' | 'RETIRED' | 'DESTROYED';
+  wrappedPrivateKey: string | null;
+  publicJwk: string;
+  createdAt: number;
+}
+
 /**
  * The key store: wrapped keys, kept in a database of their own (KEYSTORE_URL), never in the data
  * database. Each call is its own transaction; callers order their writes so that a crash leaves
@@ -48,4 +59,8 @@ export interface KeyStore {
   countSubjectKeys(tenantId: string, epoch?: number): Promise<number>;
   /** Deletes up to `limit` subject keys of a tenant (purge after a tenant shred); returns how many. */
   purgeSubjectKeys(tenantId: string, limit: number): Promise<number>;
+  insertSigningKey(key: StoredSigningKey): Promise<void>;
+  signingKeys(tenantId: string): Promise<StoredSigningKey[]>;
+  /** Retires signing keys of `epochs` (private part deleted, public part kept), or destroys all when `epochs` is 'all'. */
+  retireSigningKeys(tenantId: string, epochs: number[] | 'all'): Promise<void>;
 }

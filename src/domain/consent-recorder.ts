@@ -5,6 +5,7 @@ import { applyToScope, applyToWindow, ScopeState } from './consent-rules';
 import { Clock } from './clock';
 import { failedPrecondition, FieldViolation, invalidArgument } from './errors';
 import { hasEvidence, openEvent, sealEvent } from './event-codec';
+import { consentReceipt } from './consent-receipt';
 import { prepareEvidence } from './evidence';
 import { normaliseIdentifier, isViolation, RawIdentifier } from './identifiers';
 import { matchKeyword } from './keywords';
@@ -42,6 +43,8 @@ export interface RecordConsentInput {
   requestId: string;
   /** The request as received, canonically serialised: tells a retry from a reused request_id. */
   fingerprintSource: string;
+  /** Return a signed consent receipt (opt-in kinds only). */
+  issueReceipt?: boolean;
 }
 
 export interface RecordInboundInput {
@@ -81,7 +84,7 @@ export class ConsentRecorder {
     private readonly maxEventTimeSkewMs: number,
   ) {}
 
-  async record(principal: Principal, input: RecordConsentInput): Promise<ConsentEvent> {
+  async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
@@ -104,6 +107,9 @@ export class ConsentRecorder {
     if (input.expireTime !== undefined && (!optIn || input.expireTime <= eventTime)) {
       violations.push({ field: 'expire_time', reason: 'INVALID_EXPIRY', description: optIn ? 'must be after event_time' : 'only opt-ins expire' });
     }
+    if (input.issueReceipt && !optIn) {
+      violations.push({ field: 'issue_receipt', reason: 'NOT_AN_OPT_IN', description: 'receipts are issued for opt-ins' });
+    }
     if (input.lawfulBasis !== undefined && !optIn) {
       violations.push({ field: 'lawful_basis', reason: 'NOT_AN_OPT_IN', description: 'only opt-ins have a lawful basis; a withdrawal needs none' });
     }
@@ -113,7 +119,7 @@ export class ConsentRecorder {
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
-    return this.tx.write(async (tx) => {
+    const event = await this.tx.write(async (tx) => {
       const tenant = await this.tenants.require(tx, input.tenantId, false);
       const keyring = await this.keys.tenantKeyring(tenant.id);
       const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
@@ -159,6 +165,15 @@ export class ConsentRecorder {
       await this.append(tx, event, subject.key, fingerprint, state);
       return event;
     });
+    if (!input.issueReceipt) return { event };
+    // Signed after the commit: a receipt is never issued for a consent that was not recorded.
+    const { tenant, purpose } = await this.tx.read(async (tx) => ({
+      tenant: await this.tenants.require(tx, event.tenantId, true),
+      purpose: await this.purposes.requirePurpose(tx, event.tenantId, event.purposeId),
+    }));
+    const issuedAt = this.clock.now();
+    const receipt = await this.keys.sign(event.tenantId, consentReceipt(event, tenant, purpose, issuedAt), 'consent-receipt+jwt', issuedAt);
+    return { event, receipt };
   }
 
   async recordInbound(principal: Principal, input: RecordInboundInput): Promise<InboundResult> {

@@ -107,6 +107,13 @@ export class KeyAdministration {
     });
   }
 
+  /** The tenant's public signing keys as a JWK set. */
+  async publicKeys(principal: Principal, tenantId: string): Promise<{ keys: object[] }> {
+    authorizeTenant(principal, tenantId);
+    await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
+    return this.keys.publicKeys(tenantId);
+  }
+
   async keyInfo(principal: Principal, tenantId: string): ReturnType<KeyManager['tenantKeyInfo']> {
     authorizeTenant(principal, tenantId);
     await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));

@@ -1,8 +1,8 @@
 import { DataSource } from 'typeorm';
-import { KeyStore, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
+import { KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
 import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
 import { num } from '../repositories/sql-dialect';
-import { SubjectKeyEntity, TenantKeyEntity } from './entities';
+import { SigningKeyEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
 
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
 export class TypeormKeyStore implements KeyStore {
@@ -94,6 +94,33 @@ export class TypeormKeyStore implements KeyStore {
         epoch === undefined ? [tenantId] : [tenantId, epoch],
       );
       return num(rows[0].n);
+    });
+  }
+
+  insertSigningKey(key: StoredSigningKey): Promise<void> {
+    return this.tx.write(async (t) => {
+      await managerOf(t).insert(SigningKeyEntity, { ...key });
+    });
+  }
+
+  signingKeys(tenantId: string): Promise<StoredSigningKey[]> {
+    return this.tx.read(async (t) => {
+      const rows = await managerOf(t).find(SigningKeyEntity, { where: { tenantId }, order: { createdAt: 'ASC', kid: 'ASC' } });
+      return rows.map((r) => ({ ...r, state: r.state as StoredSigningKey['state'] }));
+    });
+  }
+
+  retireSigningKeys(tenantId: string, epochs: number[] | 'all'): Promise<void> {
+    return this.tx.write(async (t) => {
+      const m = managerOf(t);
+      if (epochs === 'all') {
+        await m.query(`UPDATE tenant_signing_keys SET state = 'DESTROYED', wrapped_private_key = NULL WHERE tenant_id = ?`, [tenantId]);
+      } else if (epochs.length > 0) {
+        await m.query(
+          `UPDATE tenant_signing_keys SET state = 'RETIRED', wrapped_private_key = NULL WHERE tenant_id = ? AND state = 'ACTIVE' AND epoch IN (${epochs.map(() => '?').join(', ')})`,
+          [tenantId, ...epochs],
+        );
+      }
     });
   }
 

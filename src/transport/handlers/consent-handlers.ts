@@ -79,7 +79,7 @@ export function consentHandlers(
         }
       }
       if (v.length > 0 || !purposeId || !kind || !channel || !method) throw invalidArgument(v);
-      const event = await recorder.record(ctx.principal, {
+      const { event, receipt } = await recorder.record(ctx.principal, {
         tenantId,
         identifier: toRawIdentifier(req.subjectIdentifier),
         purposeId,
@@ -94,8 +94,9 @@ export function consentHandlers(
         expireTime: dateToMs(req.expireTime),
         requestId: req.requestId,
         fingerprintSource: JSON.stringify(RecordConsentRequest.toJSON(req)),
+        issueReceipt: req.issueReceipt,
       });
-      return { event: eventToProto(event) };
+      return { event: eventToProto(event), receipt: receipt ?? '' };
     }),
 
     recordInboundMessage: pipeline.unary(

@@ -4,6 +4,8 @@ import { KeyRotationRecord } from '../../domain/ports';
 import { names, parseTenantName } from '../../domain/resource-names';
 import {
   GetKeyRotationRequest,
+  GetPublicKeysRequest,
+  GetPublicKeysResponse,
   GetKeyRotationResponse,
   GetTenantKeyInfoRequest,
   GetTenantKeyInfoResponse,
@@ -48,6 +50,10 @@ export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): K
           subjectKeys: e.subjectKeys,
         })),
       };
+    }),
+
+    getPublicKeys: pipeline.unary('GetPublicKeys', async (req: GetPublicKeysRequest, ctx: CallContext): Promise<GetPublicKeysResponse> => {
+      return { jwks: JSON.stringify(await admin.publicKeys(ctx.principal, tenantOf(req.name))) };
     }),
 
     shredTenant: pipeline.unary('ShredTenant', async (req: ShredTenantRequest, ctx: CallContext): Promise<ShredTenantResponse> => {

@@ -545,12 +545,23 @@ export interface RecordConsentRequest {
     | undefined;
   /** Required idempotency key (up to 128 characters; a UUID is typical). */
   requestId: string;
+  /** Also return a consent receipt signed by the tenant (opt-in kinds only). */
+  issueReceipt: boolean;
 }
 
 /** Response of ConsentService.RecordConsent. */
 export interface RecordConsentResponse {
   /** The recorded event (the first one, on a retry). */
-  event?: ConsentEvent | undefined;
+  event?:
+    | ConsentEvent
+    | undefined;
+  /**
+   * When requested: a consent receipt, a compact JWS (ES256, `typ` "consent-receipt+jwt") whose
+   * payload follows the Kantara Consent Receipt v1.1 / ISO/IEC TS 27560 core fields. Verify it with
+   * the keys of KeyService.GetPublicKeys (`consent-ledger verify-receipt`). It names the person by
+   * opaque subject id only, so the tenant may hand it to the person or keep it as proof.
+   */
+  receipt: string;
 }
 
 /** Request of ConsentService.RecordInboundMessage. */
@@ -1333,6 +1344,7 @@ function createBaseRecordConsentRequest(): RecordConsentRequest {
     jurisdiction: "",
     expireTime: undefined,
     requestId: "",
+    issueReceipt: false,
   };
 }
 
@@ -1379,6 +1391,9 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(114).string(message.requestId);
+    }
+    if (message.issueReceipt !== false) {
+      writer.uint32(120).bool(message.issueReceipt);
     }
     return writer;
   },
@@ -1508,6 +1523,14 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.issueReceipt = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1560,6 +1583,11 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      issueReceipt: isSet(object.issueReceipt)
+        ? globalThis.Boolean(object.issueReceipt)
+        : isSet(object.issue_receipt)
+        ? globalThis.Boolean(object.issue_receipt)
+        : false,
     };
   },
 
@@ -1607,6 +1635,9 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.issueReceipt !== false) {
+      obj.issueReceipt = message.issueReceipt;
+    }
     return obj;
   },
 
@@ -1633,18 +1664,22 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
     message.jurisdiction = object.jurisdiction ?? "";
     message.expireTime = object.expireTime ?? undefined;
     message.requestId = object.requestId ?? "";
+    message.issueReceipt = object.issueReceipt ?? false;
     return message;
   },
 };
 
 function createBaseRecordConsentResponse(): RecordConsentResponse {
-  return { event: undefined };
+  return { event: undefined, receipt: "" };
 }
 
 export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
   encode(message: RecordConsentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.event !== undefined) {
       ConsentEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    if (message.receipt !== "") {
+      writer.uint32(18).string(message.receipt);
     }
     return writer;
   },
@@ -1670,6 +1705,14 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
             message.event = ConsentEvent.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.receipt = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1683,13 +1726,19 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
   },
 
   fromJSON(object: any): RecordConsentResponse {
-    return { event: isSet(object.event) ? ConsentEvent.fromJSON(object.event) : undefined };
+    return {
+      event: isSet(object.event) ? ConsentEvent.fromJSON(object.event) : undefined,
+      receipt: isSet(object.receipt) ? globalThis.String(object.receipt) : "",
+    };
   },
 
   toJSON(message: RecordConsentResponse): unknown {
     const obj: any = {};
     if (message.event !== undefined) {
       obj.event = ConsentEvent.toJSON(message.event);
+    }
+    if (message.receipt !== "") {
+      obj.receipt = message.receipt;
     }
     return obj;
   },
@@ -1702,6 +1751,7 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
     message.event = (object.event !== undefined && object.event !== null)
       ? ConsentEvent.fromPartial(object.event)
       : undefined;
+    message.receipt = object.receipt ?? "";
     return message;
   },
 };

@@ -119,6 +119,18 @@ export function jobStateToJSON(object: JobState): string {
   }
 }
 
+/** Request of KeyService.GetPublicKeys. */
+export interface GetPublicKeysRequest {
+  /** "tenants/{tenant}". */
+  name: string;
+}
+
+/** Response of KeyService.GetPublicKeys. */
+export interface GetPublicKeysResponse {
+  /** The JWK set, as JSON ({"keys":[...]}); public keys only. */
+  jwks: string;
+}
+
 /** One epoch of a tenant key. */
 export interface KeyEpoch {
   /** 1, 2, 3, ... */
@@ -226,6 +238,140 @@ export interface ShredTenantResponse {
   /** The epochs whose key material was destroyed by this call (empty on a repeat). */
   destroyedEpochs: number[];
 }
+
+function createBaseGetPublicKeysRequest(): GetPublicKeysRequest {
+  return { name: "" };
+}
+
+export const GetPublicKeysRequest: MessageFns<GetPublicKeysRequest> = {
+  encode(message: GetPublicKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPublicKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPublicKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPublicKeysRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetPublicKeysRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPublicKeysRequest>, I>>(base?: I): GetPublicKeysRequest {
+    return GetPublicKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPublicKeysRequest>, I>>(object: I): GetPublicKeysRequest {
+    const message = createBaseGetPublicKeysRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseGetPublicKeysResponse(): GetPublicKeysResponse {
+  return { jwks: "" };
+}
+
+export const GetPublicKeysResponse: MessageFns<GetPublicKeysResponse> = {
+  encode(message: GetPublicKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jwks !== "") {
+      writer.uint32(10).string(message.jwks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPublicKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPublicKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jwks = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPublicKeysResponse {
+    return { jwks: isSet(object.jwks) ? globalThis.String(object.jwks) : "" };
+  },
+
+  toJSON(message: GetPublicKeysResponse): unknown {
+    const obj: any = {};
+    if (message.jwks !== "") {
+      obj.jwks = message.jwks;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPublicKeysResponse>, I>>(base?: I): GetPublicKeysResponse {
+    return GetPublicKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPublicKeysResponse>, I>>(object: I): GetPublicKeysResponse {
+    const message = createBaseGetPublicKeysResponse();
+    message.jwks = object.jwks ?? "";
+    return message;
+  },
+};
 
 function createBaseKeyEpoch(): KeyEpoch {
   return { epoch: 0, state: 0, rootKeyId: "", createTime: undefined, destroyTime: undefined, subjectKeys: 0 };
@@ -1357,6 +1503,20 @@ export const KeyServiceService = {
     responseSerialize: (value: ShredTenantResponse): Buffer => Buffer.from(ShredTenantResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShredTenantResponse => ShredTenantResponse.decode(value),
   },
+  /**
+   * The tenant's public signing keys as a JWK set (RFC 7517), to verify its consent receipts.
+   * Keys of retired epochs stay listed so that older receipts still verify.
+   */
+  getPublicKeys: {
+    path: "/consent.v1.KeyService/GetPublicKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPublicKeysRequest): Buffer => Buffer.from(GetPublicKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPublicKeysRequest => GetPublicKeysRequest.decode(value),
+    responseSerialize: (value: GetPublicKeysResponse): Buffer =>
+      Buffer.from(GetPublicKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPublicKeysResponse => GetPublicKeysResponse.decode(value),
+  },
 } as const;
 
 export interface KeyServiceServer extends UntypedServiceImplementation {
@@ -1375,6 +1535,11 @@ export interface KeyServiceServer extends UntypedServiceImplementation {
    * included. Rows are purged afterwards in the background. Idempotent.
    */
   shredTenant: handleUnaryCall<ShredTenantRequest, ShredTenantResponse>;
+  /**
+   * The tenant's public signing keys as a JWK set (RFC 7517), to verify its consent receipts.
+   * Keys of retired epochs stay listed so that older receipts still verify.
+   */
+  getPublicKeys: handleUnaryCall<GetPublicKeysRequest, GetPublicKeysResponse>;
 }
 
 export interface KeyServiceClient extends Client {
@@ -1448,6 +1613,25 @@ export interface KeyServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShredTenantResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The tenant's public signing keys as a JWK set (RFC 7517), to verify its consent receipts.
+   * Keys of retired epochs stay listed so that older receipts still verify.
+   */
+  getPublicKeys(
+    request: GetPublicKeysRequest,
+    callback: (error: ServiceError | null, response: GetPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  getPublicKeys(
+    request: GetPublicKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPublicKeysResponse) => void,
+  ): ClientUnaryCall;
+  getPublicKeys(
+    request: GetPublicKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPublicKeysResponse) => void,
   ): ClientUnaryCall;
 }
 
