@@ -105,6 +105,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     key: keyHandlers(pipeline, keyAdmin),
   });
   await keyAdmin.resume();
+  const replayed = await subjectEraser.replayLedger();
+  if (replayed > 0) logger.warn('erasures replayed onto the data (restored from a backup?)', { subjects: replayed });
   const port = await bind(server, config.bindAddress, config.port);
 
   // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.

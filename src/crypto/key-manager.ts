@@ -165,12 +165,20 @@ export class KeyManager {
     });
   }
 
-  /** Destroys a subject's key in the key store and in this process's cache. */
-  async destroySubjectKey(tenantId: string, subjectId: string): Promise<boolean> {
+  /**
+   * Destroys a subject's key and records the erasure in the key store's ledger (one key-store
+   * transaction), and drops the key from this process's cache.
+   */
+  async destroySubjectKey(tenantId: string, subjectId: string, at: number): Promise<boolean> {
     this.forgetSubject(tenantId, subjectId);
-    const deleted = await this.store.deleteSubjectKey(tenantId, subjectId);
+    const deleted = await this.store.eraseSubject(tenantId, subjectId, at);
     this.forgetSubject(tenantId, subjectId);
     return deleted;
+  }
+
+  /** The erasure ledger, to replay onto data restored from a backup. */
+  subjectErasures(): Promise<Array<{ tenantId: string; subjectId: string; erasedAt: number }>> {
+    return this.store.subjectErasures();
   }
 
   /** Destroys every epoch of a tenant's key: all of its personal data is unreadable from now on. */

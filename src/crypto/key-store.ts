@@ -59,6 +59,10 @@ export interface KeyStore {
   countSubjectKeys(tenantId: string, epoch?: number): Promise<number>;
   /** Deletes up to `limit` subject keys of a tenant (purge after a tenant shred); returns how many. */
   purgeSubjectKeys(tenantId: string, limit: number): Promise<number>;
+  /** Records a subject erasure (idempotent) and deletes the subject key, in one key-store transaction. */
+  eraseSubject(tenantId: string, subjectId: string, at: number): Promise<boolean>;
+  /** Every recorded subject erasure, oldest first. */
+  subjectErasures(): Promise<Array<{ tenantId: string; subjectId: string; erasedAt: number }>>;
   insertSigningKey(key: StoredSigningKey): Promise<void>;
   signingKeys(tenantId: string): Promise<StoredSigningKey[]>;
   /** Retires signing keys of `epochs` (private part deleted, public part kept), or destroys all when `epochs` is 'all'. */

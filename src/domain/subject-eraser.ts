@@ -37,7 +37,26 @@ export class SubjectEraser {
       await this.subjects.markErased(tx, tenantId, subjectId, now);
       return { erasedAt: now, alreadyErased: false };
     });
-    const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId);
+    const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
     return { erasedAt, keyDestroyed, alreadyErased };
+  }
+
+  /**
+   * Replays the key store's erasure ledger onto the data before serving: a data backup restored
+   * after an erasure would otherwise answer checks for the erased person. Returns how many
+   * subjects had to be marked again.
+   */
+  async replayLedger(): Promise<number> {
+    let replayed = 0;
+    for (const entry of await this.keys.subjectErasures()) {
+      const changed = await this.tx.write(async (tx) => {
+        const locked = await this.subjects.lock(tx, entry.tenantId, entry.subjectId);
+        if (!locked || locked.erased) return false;
+        await this.subjects.markErased(tx, entry.tenantId, entry.subjectId, entry.erasedAt);
+        return true;
+      });
+      if (changed) replayed++;
+    }
+    return replayed;
   }
 }

@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { createDataSource } from '../../src/storage/data-source';
 import { forEachDatabase } from '../support/databases';
 import { dropRestored, dumpDatabase } from '../support/dumps';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
@@ -55,17 +56,26 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     await s.app.services.subjectEraser.erase(T, erasedId);
 
     const restored = await backup.restore();
+    // The restored copy still holds the ciphertext of the erased subject, and nothing decrypts it:
+    // its key is gone from the key store.
+    const copy = await createDataSource(restored);
+    await copy.initialize();
+    const [row] = await copy.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
+    await copy.destroy();
+    expect(row.value_ciphertext).to.match(/^ey/);
+    const keysLeft = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [erasedId]);
+    expect(Number(keysLeft[0].n), 'no key to decrypt it with').to.equal(0);
+
     const fromBackup = await startTestServer({ ...db(), config: restored });
     try {
-      // The restored data still holds the ciphertext and knows nothing of the erasure...
-      const rows = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
-      expect(rows[0].value_ciphertext).to.match(/^ey/);
-      // ...but its key is gone: nothing decrypts, and the service fails closed.
-      const err = await expectGrpcError(
-        call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(10) })),
-        status.UNAVAILABLE,
-      );
-      expect(err.reason).to.equal('SUBJECT_KEY_UNAVAILABLE');
+      // At start the service replayed the key store's erasure ledger onto the restored data.
+      const check = await call(fromBackup.consent, fromBackup.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(10) }) });
+      expect(check.decision!.reason, 'the restored backup still knows the person is erased').to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+      expect(fromBackup.logs()).to.include('erasures replayed onto the data');
+      const [after] = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
+      expect(after.value_ciphertext, 'the identifier ciphertext is cleared again').to.equal('');
+      const history = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(10) }));
+      expect(history.consentEvents[0].evidence!.freeText, 'listed without evidence').to.equal('');
       const kept = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(11) }));
       expect(kept.consentEvents[0].evidence!.freeText).to.equal('planted note');
     } finally {

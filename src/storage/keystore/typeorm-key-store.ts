@@ -2,7 +2,7 @@ import { DataSource } from 'typeorm';
 import { KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
 import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
 import { num } from '../repositories/sql-dialect';
-import { SigningKeyEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
+import { SigningKeyEntity, SubjectErasureEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
 
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
 export class TypeormKeyStore implements KeyStore {
@@ -95,6 +95,21 @@ export class TypeormKeyStore implements KeyStore {
       );
       return num(rows[0].n);
     });
+  }
+
+  eraseSubject(tenantId: string, subjectId: string, at: number): Promise<boolean> {
+    return this.tx.write(async (t) => {
+      const m = managerOf(t);
+      if (!(await m.findOneBy(SubjectErasureEntity, { tenantId, subjectId }))) {
+        await m.insert(SubjectErasureEntity, { tenantId, subjectId, erasedAt: at });
+      }
+      const result = await m.delete(SubjectKeyEntity, { tenantId, subjectId });
+      return (result.affected ?? 0) > 0;
+    });
+  }
+
+  subjectErasures(): Promise<Array<{ tenantId: string; subjectId: string; erasedAt: number }>> {
+    return this.tx.read((t) => managerOf(t).find(SubjectErasureEntity, { order: { erasedAt: 'ASC' } }));
   }
 
   insertSigningKey(key: StoredSigningKey): Promise<void> {
