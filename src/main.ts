@@ -3,10 +3,12 @@ import { ConfigError, loadConfig } from './config/config';
 import { openDatabase, openKeyStore, startApp } from './app';
 import { createLogger } from './logging/logger';
 import { verifyReceiptCommand } from './cli/verify-receipt';
+import { rewrapTenantKeys } from './cli/rewrap-tenant-keys';
 
 /**
  * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
- * exits; `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline. Configuration comes from the environment (docs/configuration.md).
+ * exits; `consent-ledger rewrap-tenant-keys` re-wraps tenant keys under the active root key;
+ * `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline. Configuration comes from the environment (docs/configuration.md).
  */
 async function main(): Promise<void> {
   // Offline tools first: they need no configuration, database or keys.
@@ -33,8 +35,12 @@ async function main(): Promise<void> {
     logger.info('migrations complete');
     return;
   }
+  if (command === 'rewrap-tenant-keys') {
+    await rewrapTenantKeys(config, logger);
+    return;
+  }
   if (command !== 'serve') {
-    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | verify-receipt)\n`);
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | rewrap-tenant-keys | verify-receipt)\n`);
     process.exit(2);
   }
 

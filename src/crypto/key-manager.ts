@@ -299,6 +299,13 @@ export class KeyManager {
     return retiring;
   }
 
+  /** Re-wraps every tenant's live epochs under the active root key; returns the epochs changed. */
+  async rewrapAllUnderActiveRoot(): Promise<number> {
+    let changed = 0;
+    for (const tenantId of await this.store.tenantIds()) changed += await this.rewrapUnderActiveRoot(tenantId);
+    return changed;
+  }
+
   /** Re-wraps a tenant's live epochs under the active root key (after a root-key rotation). */
   async rewrapUnderActiveRoot(tenantId: string): Promise<number> {
     let changed = 0;
@@ -313,14 +320,14 @@ export class KeyManager {
   }
 
   /** The key epochs of a tenant as stored (no key material). */
-  async tenantKeyInfo(tenantId: string): Promise<Array<Omit<StoredTenantKey, 'wrappedKey'> & { subjectKeys: number }>> {
+  async tenantKeyInfo(tenantId: string): Promise<Array<Omit<StoredTenantKey, 'wrappedKey'> & { subjectKeys: number; encryptions: number }>> {
     const epochs = await this.store.tenantKeys(tenantId);
-    return Promise.all(
-      epochs.map(async ({ wrappedKey: _material, ...info }) => ({
-        ...info,
-        subjectKeys: info.state === 'DESTROYED' ? 0 : await this.store.countSubjectKeys(tenantId, info.epoch),
-      })),
-    );
+    const usage = await this.store.subjectKeyUsage(tenantId);
+    return epochs.map(({ wrappedKey: _material, ...info }) => ({
+      ...info,
+      subjectKeys: usage.get(info.epoch)?.keys ?? 0,
+      encryptions: usage.get(info.epoch)?.encryptions ?? 0,
+    }));
   }
 
   /** HMAC-SHA256 blind index of a normalised identifier: equal identifiers, equal index; not reversible without the tenant key. */

@@ -41,6 +41,8 @@ export interface StoredSigningKey {
  */
 export interface KeyStore {
   insertTenantKey(key: StoredTenantKey): Promise<void>;
+  /** Every tenant that has key epochs. */
+  tenantIds(): Promise<string[]>;
   /** Every epoch of a tenant's key, oldest first (destroyed ones too, without key material). */
   tenantKeys(tenantId: string): Promise<StoredTenantKey[]>;
   updateTenantKey(tenantId: string, epoch: number, change: Partial<Pick<StoredTenantKey, 'state' | 'wrappedKey' | 'rootKeyId' | 'destroyedAt'>>): Promise<void>;
@@ -57,6 +59,8 @@ export interface KeyStore {
   /** Replaces a subject key's wrapping if it is still under `fromEpoch`; false if it changed meanwhile. */
   rewrapSubjectKey(tenantId: string, subjectId: string, fromEpoch: number, toEpoch: number, wrappedKey: string): Promise<boolean>;
   countSubjectKeys(tenantId: string, epoch?: number): Promise<number>;
+  /** Subject keys and their summed encryption counts per epoch. */
+  subjectKeyUsage(tenantId: string): Promise<Map<number, { keys: number; encryptions: number }>>;
   /** Deletes up to `limit` subject keys of a tenant (purge after a tenant shred); returns how many. */
   purgeSubjectKeys(tenantId: string, limit: number): Promise<number>;
   /** Records a subject erasure (idempotent) and deletes the subject key, in one key-store transaction. */

@@ -18,6 +18,13 @@ export class TypeormKeyStore implements KeyStore {
     });
   }
 
+  tenantIds(): Promise<string[]> {
+    return this.tx.read(async (t) => {
+      const rows: Array<{ tenant_id: string }> = await managerOf(t).query('SELECT DISTINCT tenant_id FROM tenant_keys ORDER BY tenant_id');
+      return rows.map((r) => r.tenant_id);
+    });
+  }
+
   tenantKeys(tenantId: string): Promise<StoredTenantKey[]> {
     return this.tx.read(async (t) => {
       const rows = await managerOf(t).find(TenantKeyEntity, { where: { tenantId }, order: { epoch: 'ASC' } });
@@ -136,6 +143,16 @@ export class TypeormKeyStore implements KeyStore {
           [tenantId, ...epochs],
         );
       }
+    });
+  }
+
+  subjectKeyUsage(tenantId: string): Promise<Map<number, { keys: number; encryptions: number }>> {
+    return this.tx.read(async (t) => {
+      const rows: Array<{ epoch: unknown; n: unknown; e: unknown }> = await managerOf(t).query(
+        'SELECT epoch, COUNT(*) AS n, COALESCE(SUM(encryptions), 0) AS e FROM subject_keys WHERE tenant_id = ? GROUP BY epoch',
+        [tenantId],
+      );
+      return new Map(rows.map((r) => [num(r.epoch), { keys: num(r.n), encryptions: num(r.e) }]));
     });
   }
 

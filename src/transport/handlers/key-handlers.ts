@@ -48,6 +48,7 @@ export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): K
           createTime: msToDate(e.createdAt),
           destroyTime: msToDate(e.destroyedAt ?? undefined),
           subjectKeys: e.subjectKeys,
+          encryptions: e.encryptions,
         })),
       };
     }),

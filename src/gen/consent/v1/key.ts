@@ -149,6 +149,11 @@ export interface KeyEpoch {
     | undefined;
   /** Subject keys wrapped under it. */
   subjectKeys: number;
+  /**
+   * AES-GCM encryptions made so far with the subject keys wrapped under it (usage against the
+   * per-key limit of 2^32 is counted per subject key; this is their sum).
+   */
+  encryptions: number;
 }
 
 /** A tenant key rotation. */
@@ -374,7 +379,15 @@ export const GetPublicKeysResponse: MessageFns<GetPublicKeysResponse> = {
 };
 
 function createBaseKeyEpoch(): KeyEpoch {
-  return { epoch: 0, state: 0, rootKeyId: "", createTime: undefined, destroyTime: undefined, subjectKeys: 0 };
+  return {
+    epoch: 0,
+    state: 0,
+    rootKeyId: "",
+    createTime: undefined,
+    destroyTime: undefined,
+    subjectKeys: 0,
+    encryptions: 0,
+  };
 }
 
 export const KeyEpoch: MessageFns<KeyEpoch> = {
@@ -396,6 +409,9 @@ export const KeyEpoch: MessageFns<KeyEpoch> = {
     }
     if (message.subjectKeys !== 0) {
       writer.uint32(48).int64(message.subjectKeys);
+    }
+    if (message.encryptions !== 0) {
+      writer.uint32(56).int64(message.encryptions);
     }
     return writer;
   },
@@ -461,6 +477,14 @@ export const KeyEpoch: MessageFns<KeyEpoch> = {
             message.subjectKeys = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.encryptions = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -497,6 +521,7 @@ export const KeyEpoch: MessageFns<KeyEpoch> = {
         : isSet(object.subject_keys)
         ? globalThis.Number(object.subject_keys)
         : 0,
+      encryptions: isSet(object.encryptions) ? globalThis.Number(object.encryptions) : 0,
     };
   },
 
@@ -520,6 +545,9 @@ export const KeyEpoch: MessageFns<KeyEpoch> = {
     if (message.subjectKeys !== 0) {
       obj.subjectKeys = Math.round(message.subjectKeys);
     }
+    if (message.encryptions !== 0) {
+      obj.encryptions = Math.round(message.encryptions);
+    }
     return obj;
   },
 
@@ -534,6 +562,7 @@ export const KeyEpoch: MessageFns<KeyEpoch> = {
     message.createTime = object.createTime ?? undefined;
     message.destroyTime = object.destroyTime ?? undefined;
     message.subjectKeys = object.subjectKeys ?? 0;
+    message.encryptions = object.encryptions ?? 0;
     return message;
   },
 };
