@@ -32,7 +32,7 @@ const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 const MAX_VALIDITY = 10 * 366 * DAY;
 /** How long a process trusts its cached copy of a tenant; updates through this process evict at once. */
-const TENANT_CACHE_TTL_MS = 1000;
+const TENANT_CACHE_TTL_MS = 500;
 
 /** Creates tenants (with their key), reads them, and changes their settings. */
 export class TenantService {
