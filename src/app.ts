@@ -43,8 +43,14 @@ export interface RunningApp {
   keyDataSource: DataSource;
   config: Config;
   logger: Logger;
-  /** Domain operations without an RPC of their own yet (the data-subject-request work adds them). */
-  services: { subjectEraser: SubjectEraser };
+  /** The domain services, for operations without an RPC yet (subject erasure), tools and benchmarks. */
+  services: {
+    tenants: TenantService;
+    purposes: PurposeService;
+    recorder: ConsentRecorder;
+    subjectEraser: SubjectEraser;
+    keyAdministration: KeyAdministration;
+  };
   stop(): Promise<void>;
 }
 
@@ -142,7 +148,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { subjectEraser },
+    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin },
     async stop() {
       clearInterval(probe);
       await jobs.stop();
