@@ -168,6 +168,25 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   };
 }
 
+/**
+ * Ids, request ids and blind indexes are compared byte for byte; a case-insensitive collation
+ * (MySQL's default utf8mb4_general_ci / 0900_ai_ci) would make `Req-A` and `req-a` one request.
+ * An empty database is switched to utf8mb4_bin; a database with tables must be fixed by hand.
+ */
+async function ensureBinaryCollation(dataSource: DataSource, logger: Logger, store: 'data' | 'keys'): Promise<void> {
+  const [schema] = await dataSource.query('SELECT SCHEMA_NAME AS name, DEFAULT_COLLATION_NAME AS collation FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()');
+  if (!schema || /_bin$/.test(String(schema.collation))) return;
+  const [tables] = await dataSource.query('SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()');
+  if (Number(tables.n) > 0) {
+    throw new Error(
+      `the ${store === 'data' ? 'data database' : 'key store'} uses collation ${String(schema.collation)}, which compares text case-insensitively; ` +
+        `create it with CHARACTER SET utf8mb4 COLLATE utf8mb4_bin (docs/configuration.md)`,
+    );
+  }
+  await dataSource.query(`ALTER DATABASE \`${String(schema.name)}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  logger.warn('empty database switched to collation utf8mb4_bin', { store, previous: String(schema.collation) });
+}
+
 /** Opens the data database and brings its schema up to date (or checks that it is). */
 export function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
   return openStore(config, logger, 'data');
@@ -189,6 +208,14 @@ async function openStore(config: Config, logger: Logger, store: 'data' | 'keys')
   } catch (err) {
     const where = db.kind === 'sqlite' ? db.file : name;
     throw new Error(`cannot open the ${store === 'data' ? 'data database' : 'key store'} (${db.kind}, ${where}): ${(err as Error).message}`);
+  }
+  if (db.kind === 'mysql') {
+    try {
+      await ensureBinaryCollation(dataSource, logger, store);
+    } catch (err) {
+      await dataSource.destroy();
+      throw err;
+    }
   }
   if (config.runMigrations) {
     const applied = await dataSource.runMigrations({ transaction: 'each' });

@@ -76,8 +76,15 @@ export class KeyManager {
    */
   async createTenantKey(tenantId: string, now: number): Promise<void> {
     const existing = await this.store.tenantKeys(tenantId);
-    if (existing.some((k) => k.state !== 'DESTROYED')) return;
-    if (existing.length > 0) throw tenantErased(tenantId);
+    if (existing.length > 0 && existing.every((k) => k.state === 'DESTROYED')) throw tenantErased(tenantId);
+    const active = existing.find((k) => k.state === 'ACTIVE' && k.wrappedKey !== null);
+    if (active) {
+      // Left by a create that crashed before writing the tenant row: reuse it if it is readable,
+      // otherwise (e.g. written under a root key no longer configured) replace it.
+      const readable = await this.unwrapTenantKey(active).then(() => true, () => false);
+      if (readable) return;
+    }
+    if (existing.length > 0) await this.store.deleteUnusedTenantKeys(tenantId);
     const material = Buffer.concat([randomBytes(KEY_BYTES), randomBytes(KEY_BYTES)]);
     await this.store.insertTenantKey({
       tenantId,

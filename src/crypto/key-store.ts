@@ -46,6 +46,8 @@ export interface KeyStore {
   /** Every epoch of a tenant's key, oldest first (destroyed ones too, without key material). */
   tenantKeys(tenantId: string): Promise<StoredTenantKey[]>;
   updateTenantKey(tenantId: string, epoch: number, change: Partial<Pick<StoredTenantKey, 'state' | 'wrappedKey' | 'rootKeyId' | 'destroyedAt'>>): Promise<void>;
+  /** Deletes a tenant's key rows outright: only for keys no tenant row ever used (a crashed create). */
+  deleteUnusedTenantKeys(tenantId: string): Promise<void>;
   /** Destroys every epoch of a tenant's key at once; returns the epochs destroyed now. */
   destroyTenantKeys(tenantId: string, at: number): Promise<number[]>;
   insertSubjectKey(key: StoredSubjectKey): Promise<void>;

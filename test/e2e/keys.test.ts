@@ -163,3 +163,21 @@ forEachDatabase('KeyService', (db) => {
     }
   });
 });
+
+forEachDatabase('tenant creation after a crashed create', (db) => {
+  it('replaces a leftover tenant key that cannot be unwrapped instead of leaving the tenant unusable', async function () {
+    const s = await startTestServer(db());
+    try {
+      // A key row left by a create that crashed, wrapped under a root key that is gone.
+      await s.app.keyDataSource.query(
+        "INSERT INTO tenant_keys (tenant_id, epoch, state, wrapped_key, root_key_id, created_at, destroyed_at) VALUES ('orphan', 1, 'ACTIVE', 'eyJhbGciOiJBMjU2S1cifQ.garbage.garbage.garbage.garbage', 'root-gone', 1, NULL)",
+      );
+      await seedTenant(s, 'orphan');
+      await call(s.consent, s.consent.recordConsent, consentRequest('orphan', { subjectIdentifier: person(1), evidence }));
+      const list = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: 'tenants/orphan', subjectIdentifier: person(1) }));
+      expect(list.consentEvents[0].evidence!.userAgent).to.equal('KeyTest/1.0');
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -42,6 +42,12 @@ export class TypeormKeyStore implements KeyStore {
     });
   }
 
+  deleteUnusedTenantKeys(tenantId: string): Promise<void> {
+    return this.tx.write(async (t) => {
+      await managerOf(t).delete(TenantKeyEntity, { tenantId });
+    });
+  }
+
   destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
     return this.tx.write(async (t) => {
       const m = managerOf(t);
