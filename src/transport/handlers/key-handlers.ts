@@ -19,13 +19,14 @@ import {
   ShredTenantResponse,
 } from '../../gen/consent/v1/key';
 import { CallContext, CallPipeline } from '../call-pipeline';
+import { parentTenant } from './purpose-handlers';
 import { msToDate } from '../mappers';
 
 /** consent.v1.KeyService: translate, call KeyAdministration, map back. */
 export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): KeyServiceServer {
   return {
     rotateTenantKey: pipeline.unary('RotateTenantKey', async (req: RotateTenantKeyRequest, ctx: CallContext): Promise<RotateTenantKeyResponse> => {
-      const tenantId = tenantOf(req.name);
+      const tenantId = parentTenant(req.name, 'name');
       return { rotation: rotationToProto(await admin.rotate(ctx.principal, tenantId, req.requestId)) };
     }),
 
@@ -37,7 +38,7 @@ export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): K
     }),
 
     getTenantKeyInfo: pipeline.unary('GetTenantKeyInfo', async (req: GetTenantKeyInfoRequest, ctx: CallContext): Promise<GetTenantKeyInfoResponse> => {
-      const tenantId = tenantOf(req.name);
+      const tenantId = parentTenant(req.name, 'name');
       const epochs = await admin.keyInfo(ctx.principal, tenantId);
       return {
         tenant: names.tenant(tenantId),
@@ -54,21 +55,15 @@ export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): K
     }),
 
     getPublicKeys: pipeline.unary('GetPublicKeys', async (req: GetPublicKeysRequest, ctx: CallContext): Promise<GetPublicKeysResponse> => {
-      return { jwks: JSON.stringify(await admin.publicKeys(ctx.principal, tenantOf(req.name))) };
+      return { jwks: JSON.stringify(await admin.publicKeys(ctx.principal, parentTenant(req.name, 'name'))) };
     }),
 
     shredTenant: pipeline.unary('ShredTenant', async (req: ShredTenantRequest, ctx: CallContext): Promise<ShredTenantResponse> => {
-      const tenantId = tenantOf(req.name);
+      const tenantId = parentTenant(req.name, 'name');
       const shred = await admin.shredTenant(ctx.principal, tenantId, req.confirmTenantId, req.requestId);
       return { tenant: names.tenant(tenantId), shredTime: msToDate(shred.shredTime), destroyedEpochs: shred.destroyedEpochs };
     }),
   };
-}
-
-function tenantOf(name: string): string {
-  const tenantId = parseTenantName(name);
-  if (!tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
-  return tenantId;
 }
 
 function rotationToProto(r: KeyRotationRecord): KeyRotation {

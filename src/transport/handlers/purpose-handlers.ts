@@ -56,10 +56,10 @@ export function purposeHandlers(pipeline: CallPipeline, purposes: PurposeService
   };
 }
 
-/** The tenant id of a `parent: tenants/{tenant}` field, or INVALID_ARGUMENT. */
-export function parentTenant(parent: string): string {
-  const tenantId = parseTenantName(parent);
-  if (!tenantId) throw invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
+/** The tenant id of a `tenants/{tenant}` field (`parent` unless named), or INVALID_ARGUMENT. */
+export function parentTenant(value: string, field = 'parent'): string {
+  const tenantId = parseTenantName(value);
+  if (!tenantId) throw invalidArgument([{ field, reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
   return tenantId;
 }
 
