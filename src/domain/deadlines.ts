@@ -1,0 +1,38 @@
+/**
+ * GDPR Art. 12(3): a data-subject request is answered "within one month of receipt", extendable
+ * by two further months. Periods in months are computed as Regulation (EEC, Euratom) No 1182/71
+ * Art. 3(2)(c) says: the period ends with the expiry of the last hour of the day in the last
+ * month which bears the same date as the day the period began; if that month has no such date,
+ * with the last day of that month (31 January + 1 month -> end of 28/29 February).
+ *
+ * Days are calendar days in UTC. Art. 3(4) (a period ending on a public holiday, Saturday or
+ * Sunday runs to the next working day) is not applied: holidays differ per member state, and an
+ * earlier deadline is the safe side for the controller.
+ */
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The instant a period of `months` months that began at `start` (epoch ms) ends: 00:00 UTC after its last day. */
+export function monthsDeadline(start: number, months: number): number {
+  const lastDay = addMonthsToDate(new Date(start), months);
+  return lastDay.getTime() + DAY_MS;
+}
+
+/** The calendar day (00:00 UTC) `months` months after `date`'s day, clamped to the month's last day. */
+export function addMonthsToDate(date: Date, months: number): Date {
+  const year = date.getUTCFullYear();
+  const month = date.getUTCMonth() + months;
+  const day = date.getUTCDate();
+  const lastOfTarget = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  return new Date(Date.UTC(year, month, Math.min(day, lastOfTarget)));
+}
+
+/** The deadline of a request received at `receivedAt`: one month (Art. 12(3) GDPR). */
+export function requestDeadline(receivedAt: number): number {
+  return monthsDeadline(receivedAt, 1);
+}
+
+/** The extended deadline: the original period of one month plus up to two further months. */
+export function extendedDeadline(receivedAt: number, extraMonths: 1 | 2): number {
+  return monthsDeadline(receivedAt, 1 + extraMonths);
+}
