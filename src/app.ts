@@ -26,6 +26,9 @@ import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
+import { SubjectRightsService } from './domain/subject-rights-service';
+import { TypeormSubjectRightsRepository } from './storage/repositories/subject-rights-repository';
+import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
@@ -98,6 +101,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     config.limits.maxEventTimeSkewMs,
   );
   const jobs = new BackgroundJobs(logger);
+  const subjectRights = new SubjectRightsService(tx, new TypeormSubjectRightsRepository(), subjects, tenants, keys, clock, config.limits);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
@@ -109,6 +113,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, config.limits),
     key: keyHandlers(pipeline, keyAdmin),
+    subjectRights: subjectRightsHandlers(pipeline, subjectRights),
   });
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();

@@ -161,3 +161,89 @@ export interface ConsentRepository {
     limit: number,
   ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>>;
 }
+
+/* ---- Data-subject requests and legal holds ---- */
+
+export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE';
+export type RequestState = 'RECEIVED' | 'VERIFIED' | 'IN_PROGRESS' | 'COMPLETED' | 'REJECTED';
+/** States in which the deadline still matters. */
+export const OPEN_REQUEST_STATES: readonly RequestState[] = ['RECEIVED', 'VERIFIED', 'IN_PROGRESS'];
+
+export interface SubjectRequestRecord {
+  id: string;
+  tenantId: string;
+  kind: RequestKind;
+  state: RequestState;
+  identifierKind: IdentifierKind;
+  blindIndex: string;
+  subjectId: string | null;
+  receivedVia: string;
+  receiveTime: number;
+  dueTime: number;
+  extensionReason: string | null;
+  verificationMethod: string | null;
+  verifiedBy: string | null;
+  rejectionReason: string | null;
+  requestId: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface RequestTransitionRecord {
+  requestId: string;
+  seq: number;
+  fromState: RequestState | null;
+  toState: RequestState;
+  principal: string;
+  at: number;
+  note: string;
+}
+
+export interface LegalHoldRecord {
+  id: string;
+  tenantId: string;
+  subjectId: string;
+  ground: string;
+  note: string;
+  placedBy: string;
+  placedAt: number;
+  releasedBy: string | null;
+  releasedAt: number | null;
+  releaseNote: string | null;
+  requestId: string;
+}
+
+/** A position in a newest-first listing. */
+export interface NewestFirstCursor {
+  createdAt: number;
+  id: string;
+}
+
+export interface SubjectRightsRepository {
+  insertRequest(tx: TxContext, request: SubjectRequestRecord): Promise<void>;
+  findRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null>;
+  findRequestByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SubjectRequestRecord | null>;
+  /** The request, locked against concurrent transitions until the transaction ends. */
+  lockRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null>;
+  updateRequest(tx: TxContext, id: string, change: Partial<SubjectRequestRecord>): Promise<void>;
+  addTransition(tx: TxContext, transition: Omit<RequestTransitionRecord, 'seq'>): Promise<void>;
+  transitions(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestTransitionRecord[]>>;
+  listRequests(
+    tx: TxContext,
+    tenantId: string,
+    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<SubjectRequestRecord[]>;
+  insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void>;
+  findHold(tx: TxContext, tenantId: string, id: string): Promise<LegalHoldRecord | null>;
+  findHoldByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<LegalHoldRecord | null>;
+  updateHold(tx: TxContext, id: string, change: Partial<LegalHoldRecord>): Promise<void>;
+  listHolds(
+    tx: TxContext,
+    tenantId: string,
+    filter: { subjectId?: string; includeReleased: boolean },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<LegalHoldRecord[]>;
+}

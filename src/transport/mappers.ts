@@ -19,7 +19,7 @@ import { names, parsePurposeName } from '../domain/resource-names';
  * Proto <-> domain conversions. Proto enums are `PREFIX_NAME`; domain values are `NAME`, so the
  * mapping is the enum's name without its prefix, and UNSPECIFIED maps to null.
  */
-function enumMapper<E extends Record<string, string | number>, D extends string>(pbEnum: E, prefix: string) {
+export function enumMapper<E extends Record<string, string | number>, D extends string>(pbEnum: E, prefix: string) {
   return {
     toDomain(value: number): D | null {
       const name = pbEnum[value as unknown as keyof E] as unknown as string | undefined;

@@ -8,15 +8,17 @@ import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
 import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
 import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
+import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/consent/v1/subject_rights';
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 
-export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService'] as const;
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService'] as const;
 
 export interface ServiceImplementations {
   tenant: TenantServiceServer;
   purpose: PurposeServiceServer;
   consent: ConsentServiceServer;
   key: KeyServiceServer;
+  subjectRights: SubjectRightsServiceServer;
 }
 
 /**
@@ -33,6 +35,7 @@ export function createGrpcServer(services: ServiceImplementations): { server: Se
   server.addService(PurposeServiceService, services.purpose);
   server.addService(ConsentServiceService, services.consent);
   server.addService(KeyServiceService, services.key);
+  server.addService(SubjectRightsServiceService, services.subjectRights);
 
   const statuses: ServingStatusMap = { '': 'SERVING' };
   for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';

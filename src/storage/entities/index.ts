@@ -1,6 +1,9 @@
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
 import { KeyRotationEntity } from './key-rotation.entity';
+import { LegalHoldEntity } from './legal-hold.entity';
+import { SubjectRequestEntity } from './subject-request.entity';
+import { SubjectRequestTransitionEntity } from './subject-request-transition.entity';
 import { NoticeEntity } from './notice.entity';
 import { PurposeEntity } from './purpose.entity';
 import { ServiceWindowEntity } from './service-window.entity';
@@ -12,11 +15,14 @@ export {
   ConsentEventEntity,
   ConsentStateEntity,
   KeyRotationEntity,
+  LegalHoldEntity,
   NoticeEntity,
   PurposeEntity,
   ServiceWindowEntity,
   SubjectEntity,
   SubjectIdentifierEntity,
+  SubjectRequestEntity,
+  SubjectRequestTransitionEntity,
   TenantEntity,
 };
 
@@ -30,4 +36,7 @@ export const ENTITIES = [
   ConsentStateEntity,
   ServiceWindowEntity,
   KeyRotationEntity,
+  SubjectRequestEntity,
+  SubjectRequestTransitionEntity,
+  LegalHoldEntity,
 ];

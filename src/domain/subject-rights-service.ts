@@ -1,0 +1,309 @@
+import { randomBytes } from 'node:crypto';
+import { KeyManager } from '../crypto/key-manager';
+import { authorizeTenant } from './authorization';
+import { Clock } from './clock';
+import { extendedDeadline, requestDeadline } from './deadlines';
+import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from './errors';
+import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
+import {
+  LegalHoldRecord,
+  NewestFirstCursor,
+  OPEN_REQUEST_STATES,
+  RequestKind,
+  RequestState,
+  RequestTransitionRecord,
+  SubjectRepository,
+  SubjectRequestRecord,
+  SubjectRightsRepository,
+  TransactionRunner,
+  TxContext,
+} from './ports';
+import { Page } from './purpose-service';
+import { Principal } from './principal';
+import { checkRequestId } from './request-id';
+import { TenantService } from './tenant-service';
+
+export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
+export const LEGAL_HOLD_GROUNDS = [
+  'A_FREEDOM_OF_EXPRESSION',
+  'B_LEGAL_OBLIGATION',
+  'C_PUBLIC_HEALTH',
+  'D_ARCHIVING_RESEARCH',
+  'E_LEGAL_CLAIMS',
+] as const;
+export type LegalHoldGround = (typeof LEGAL_HOLD_GROUNDS)[number];
+
+/** A request with its history and whether its deadline has passed. */
+export interface SubjectRequestView extends SubjectRequestRecord {
+  transitions: RequestTransitionRecord[];
+  overdue: boolean;
+}
+
+const MAX_TEXT = 1000;
+
+/**
+ * The DPO's requests (Art. 15, 17, 20) and legal holds (Art. 17(3)). Every change of a request's
+ * state is recorded with its principal and time, in the transaction that makes it. Requesters are
+ * referenced by blind index and opaque subject id: a request row holds no identifier in clear.
+ */
+export class SubjectRightsService {
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly repo: SubjectRightsRepository,
+    private readonly subjects: SubjectRepository,
+    private readonly tenants: TenantService,
+    private readonly keys: KeyManager,
+    private readonly clock: Clock,
+    private readonly pages: PageLimits,
+  ) {}
+
+  async create(
+    principal: Principal,
+    tenantId: string,
+    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
+  ): Promise<SubjectRequestView> {
+    const now = this.clock.now();
+    const violations: FieldViolation[] = [];
+    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY or ERASURE' });
+    if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
+    const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
+    if (isViolation(identifier)) violations.push(identifier);
+    const receiveTime = input.receiveTime ?? now;
+    if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
+    checkRequestId(input.requestId, true, violations);
+    if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+
+    const id = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
+      if (replay) return replay.id;
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+      const subject = await this.subjects.findByIdentifier(tx, tenantId, index);
+      const record: SubjectRequestRecord = {
+        id: randomBytes(16).toString('hex'),
+        tenantId,
+        kind: input.kind!,
+        state: 'RECEIVED',
+        identifierKind: index.kind,
+        blindIndex: index.blindIndex,
+        subjectId: subject?.subjectId ?? null,
+        receivedVia: input.receivedVia!,
+        receiveTime,
+        dueTime: requestDeadline(receiveTime),
+        extensionReason: null,
+        verificationMethod: null,
+        verifiedBy: null,
+        rejectionReason: null,
+        requestId: input.requestId,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await this.repo.insertRequest(tx, record);
+      await this.repo.addTransition(tx, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
+      return record.id;
+    });
+    return this.get(principal, tenantId, id);
+  }
+
+  async get(principal: Principal, tenantId: string, id: string): Promise<SubjectRequestView> {
+    authorizeTenant(principal, tenantId);
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.findRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      return (await this.views(tx, [request]))[0];
+    });
+  }
+
+  async list(
+    principal: Principal,
+    tenantId: string,
+    query: { state?: RequestState; kind?: RequestKind; overdue: boolean; dueBefore?: number; pageSize: number; pageToken: string },
+  ): Promise<Page<SubjectRequestView>> {
+    const v = new Violations();
+    const size = resolvePageSize(query.pageSize, this.pages, v);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    // "overdue" means due before now; both filters together take the earlier bound.
+    const bounds = [query.overdue ? now : undefined, query.dueBefore].filter((b): b is number => b !== undefined);
+    const openDueBefore = bounds.length > 0 ? Math.min(...bounds) : undefined;
+    const scope = { state: query.state, kind: query.kind, overdue: query.overdue, dueBefore: query.dueBefore };
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'subject_requests');
+      const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
+      v.throwIfAny();
+      const rows = await this.repo.listRequests(tx, tenantId, { state: query.state, kind: query.kind, openDueBefore }, parseCursor(after), size + 1);
+      const page = rows.slice(0, size);
+      const last = page[page.length - 1];
+      return {
+        items: await this.views(tx, page),
+        nextPageToken: rows.length > size ? encodePageToken(`${last.createdAt}:${last.id}`, scope, sealer) : '',
+      };
+    });
+  }
+
+  verifyIdentity(principal: Principal, tenantId: string, id: string, method: string, verifiedBy: string): Promise<SubjectRequestView> {
+    const v = new Violations();
+    v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
+    v.check(verifiedBy.trim().length > 0 && verifiedBy.length <= 128, 'verified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.throwIfAny();
+    return this.transition(principal, tenantId, id, ['RECEIVED'], 'VERIFIED', `identity verified by ${method}`, { verificationMethod: method, verifiedBy });
+  }
+
+  reject(principal: Principal, tenantId: string, id: string, reason: string): Promise<SubjectRequestView> {
+    const v = new Violations();
+    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.throwIfAny();
+    return this.transition(principal, tenantId, id, ['RECEIVED', 'VERIFIED'], 'REJECTED', 'rejected', { rejectionReason: reason });
+  }
+
+  async extendDeadline(principal: Principal, tenantId: string, id: string, months: number, reason: string): Promise<SubjectRequestView> {
+    const v = new Violations();
+    v.check(months === 1 || months === 2, 'months', 'OUT_OF_RANGE', 'one or two further months (Art. 12(3))');
+    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.lockRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      if (request.extensionReason !== null) throw failedPrecondition('ALREADY_EXTENDED', 'the deadline was already extended once');
+      if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`);
+      if (now >= request.dueTime) throw failedPrecondition('DEADLINE_PASSED', 'an extension must be decided before the first deadline passes');
+      await this.repo.updateRequest(tx, id, { dueTime: extendedDeadline(request.receiveTime, months as 1 | 2), extensionReason: reason, updatedAt: now });
+      await this.repo.addTransition(tx, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `deadline extended by ${months} month(s)` });
+    });
+    return this.get(principal, tenantId, id);
+  }
+
+  async placeHold(
+    principal: Principal,
+    tenantId: string,
+    input: { identifier: RawIdentifier | undefined; ground: LegalHoldGround | null; note: string; requestId: string },
+  ): Promise<LegalHoldRecord> {
+    const violations: FieldViolation[] = [];
+    const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
+    if (isViolation(identifier)) violations.push(identifier);
+    if (!input.ground) violations.push({ field: 'ground', reason: 'REQUIRED', description: 'an Art. 17(3) ground (a-e)' });
+    if (input.note.length > MAX_TEXT) violations.push({ field: 'note', reason: 'TOO_LONG', description: `at most ${MAX_TEXT} characters` });
+    checkRequestId(input.requestId, true, violations);
+    if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    return this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const replay = await this.repo.findHoldByRequestId(tx, tenantId, input.requestId);
+      if (replay) return replay;
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
+      // The message names no identifier: it is personal data.
+      if (!subject) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
+      if (subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased already');
+      const hold: LegalHoldRecord = {
+        id: randomBytes(16).toString('hex'),
+        tenantId,
+        subjectId: subject.subjectId,
+        ground: input.ground!,
+        note: input.note,
+        placedBy: principal.id,
+        placedAt: now,
+        releasedBy: null,
+        releasedAt: null,
+        releaseNote: null,
+        requestId: input.requestId,
+      };
+      await this.repo.insertHold(tx, hold);
+      return hold;
+    });
+  }
+
+  async releaseHold(principal: Principal, tenantId: string, id: string, note: string): Promise<LegalHoldRecord> {
+    const v = new Violations();
+    v.check(note.trim().length > 0 && note.length <= MAX_TEXT, 'note', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    return this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const hold = await this.repo.findHold(tx, tenantId, id);
+      if (!hold) throw notFound('LEGAL_HOLD', `tenants/${tenantId}/legalHolds/${id}`);
+      if (hold.releasedAt !== null) throw failedPrecondition('HOLD_RELEASED', 'the legal hold was released already');
+      const change = { releasedBy: principal.id, releasedAt: now, releaseNote: note };
+      await this.repo.updateHold(tx, id, change);
+      return { ...hold, ...change };
+    });
+  }
+
+  async listHolds(
+    principal: Principal,
+    tenantId: string,
+    query: { identifier?: RawIdentifier; includeReleased: boolean; pageSize: number; pageToken: string },
+  ): Promise<Page<LegalHoldRecord>> {
+    const v = new Violations();
+    const size = resolvePageSize(query.pageSize, this.pages, v);
+    const identifier = query.identifier ? normaliseIdentifier(query.identifier, 'subject_identifier') : undefined;
+    if (identifier && isViolation(identifier)) v.add(identifier.field, identifier.reason, identifier.description);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const scope = { identifier: query.identifier ?? null, includeReleased: query.includeReleased };
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const sealer = this.keys.pageTokenSealer(keyring, 'legal_holds');
+      const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
+      v.throwIfAny();
+      let subjectId: string | undefined;
+      if (identifier && !isViolation(identifier)) {
+        const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
+        if (!subject) return { items: [], nextPageToken: '' };
+        subjectId = subject.subjectId;
+      }
+      const rows = await this.repo.listHolds(tx, tenantId, { subjectId, includeReleased: query.includeReleased }, parseCursor(after), size + 1);
+      const page = rows.slice(0, size);
+      const last = page[page.length - 1];
+      return { items: page, nextPageToken: rows.length > size ? encodePageToken(`${last.placedAt}:${last.id}`, scope, sealer) : '' };
+    });
+  }
+
+  private async transition(
+    principal: Principal,
+    tenantId: string,
+    id: string,
+    from: RequestState[],
+    to: RequestState,
+    note: string,
+    change: Partial<SubjectRequestRecord>,
+  ): Promise<SubjectRequestView> {
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.lockRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      if (!from.includes(request.state)) {
+        throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state });
+      }
+      await this.repo.updateRequest(tx, id, { ...change, state: to, updatedAt: now });
+      await this.repo.addTransition(tx, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
+    });
+    return this.get(principal, tenantId, id);
+  }
+
+  private async views(tx: TxContext, requests: SubjectRequestRecord[]): Promise<SubjectRequestView[]> {
+    const transitions = await this.repo.transitions(tx, requests.map((r) => r.id));
+    const now = this.clock.now();
+    return requests.map((r) => ({ ...r, transitions: transitions.get(r.id) ?? [], overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= r.dueTime }));
+  }
+}
+
+function parseCursor(token: string | null): NewestFirstCursor | null {
+  if (!token) return null;
+  const [time, id] = token.split(':');
+  return { createdAt: Number(time), id };
+}

@@ -1,0 +1,133 @@
+import { Brackets, EntityManager } from 'typeorm';
+import {
+  LegalHoldRecord,
+  NewestFirstCursor,
+  OPEN_REQUEST_STATES,
+  RequestKind,
+  RequestState,
+  RequestTransitionRecord,
+  SubjectRequestRecord,
+  SubjectRightsRepository,
+  TxContext,
+} from '../../domain/ports';
+import { IdentifierKind } from '../../domain/model';
+import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestTransitionEntity } from '../entities';
+import { managerOf } from '../transaction-runner';
+import { forUpdate } from './sql-dialect';
+
+export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
+  async insertRequest(tx: TxContext, request: SubjectRequestRecord): Promise<void> {
+    await managerOf(tx).insert(SubjectRequestEntity, { ...request });
+  }
+
+  async findRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null> {
+    return toRequest(await managerOf(tx).findOneBy(SubjectRequestEntity, { tenantId, id }));
+  }
+
+  async findRequestByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SubjectRequestRecord | null> {
+    return toRequest(await managerOf(tx).findOneBy(SubjectRequestEntity, { tenantId, requestId }));
+  }
+
+  async lockRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null> {
+    const m = managerOf(tx);
+    await m.query(`SELECT id FROM subject_requests WHERE tenant_id = ? AND id = ?${forUpdate(m)}`, [tenantId, id]);
+    return this.findRequest(tx, tenantId, id);
+  }
+
+  async updateRequest(tx: TxContext, id: string, change: Partial<SubjectRequestRecord>): Promise<void> {
+    await managerOf(tx).update(SubjectRequestEntity, { id }, change);
+  }
+
+  async addTransition(tx: TxContext, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
+    const m = managerOf(tx);
+    const [row] = await m.query('SELECT COALESCE(MAX(seq), 0) AS seq FROM subject_request_transitions WHERE request_id = ?', [t.requestId]);
+    await m.insert(SubjectRequestTransitionEntity, { ...t, seq: Number(row.seq) + 1 });
+  }
+
+  async transitions(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestTransitionRecord[]>> {
+    const result = new Map<string, RequestTransitionRecord[]>();
+    if (requestIds.length === 0) return result;
+    const rows = await managerOf(tx)
+      .createQueryBuilder(SubjectRequestTransitionEntity, 't')
+      .where('t.requestId IN (:...ids)', { ids: requestIds })
+      .orderBy('t.requestId')
+      .addOrderBy('t.seq')
+      .getMany();
+    for (const row of rows) {
+      const list = result.get(row.requestId) ?? [];
+      list.push({ ...row, fromState: row.fromState as RequestState | null, toState: row.toState as RequestState });
+      result.set(row.requestId, list);
+    }
+    return result;
+  }
+
+  async listRequests(
+    tx: TxContext,
+    tenantId: string,
+    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<SubjectRequestRecord[]> {
+    const q = managerOf(tx).createQueryBuilder(SubjectRequestEntity, 'r').where('r.tenantId = :tenantId', { tenantId });
+    if (filter.state) q.andWhere('r.state = :state', { state: filter.state });
+    if (filter.kind) q.andWhere('r.kind = :kind', { kind: filter.kind });
+    if (filter.openDueBefore !== undefined) {
+      q.andWhere('r.state IN (:...open)', { open: [...OPEN_REQUEST_STATES] }).andWhere('r.dueTime < :due', { due: filter.openDueBefore });
+    }
+    newestFirst(q, 'r', after);
+    const rows = await q.orderBy('r.createdAt', 'DESC').addOrderBy('r.id', 'DESC').take(limit).getMany();
+    return rows.map((r) => toRequest(r)!);
+  }
+
+  async insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void> {
+    await managerOf(tx).insert(LegalHoldEntity, { ...hold });
+  }
+
+  async findHold(tx: TxContext, tenantId: string, id: string): Promise<LegalHoldRecord | null> {
+    return managerOf(tx).findOneBy(LegalHoldEntity, { tenantId, id });
+  }
+
+  async findHoldByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<LegalHoldRecord | null> {
+    return managerOf(tx).findOneBy(LegalHoldEntity, { tenantId, requestId });
+  }
+
+  async updateHold(tx: TxContext, id: string, change: Partial<LegalHoldRecord>): Promise<void> {
+    await managerOf(tx).update(LegalHoldEntity, { id }, change);
+  }
+
+  async listHolds(
+    tx: TxContext,
+    tenantId: string,
+    filter: { subjectId?: string; includeReleased: boolean },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<LegalHoldRecord[]> {
+    const q = managerOf(tx).createQueryBuilder(LegalHoldEntity, 'h').where('h.tenantId = :tenantId', { tenantId });
+    if (filter.subjectId) q.andWhere('h.subjectId = :subjectId', { subjectId: filter.subjectId });
+    if (!filter.includeReleased) q.andWhere('h.releasedAt IS NULL');
+    newestFirst(q, 'h', after, 'placedAt');
+    return q.orderBy('h.placedAt', 'DESC').addOrderBy('h.id', 'DESC').take(limit).getMany();
+  }
+}
+
+/** Continues a newest-first listing after a cursor: (time, id) strictly below it. */
+function newestFirst(
+  q: ReturnType<EntityManager['createQueryBuilder']>,
+  alias: string,
+  after: NewestFirstCursor | null,
+  timeColumn = 'createdAt',
+): void {
+  if (!after) return;
+  q.andWhere(
+    new Brackets((b) => {
+      b.where(`${alias}.${timeColumn} < :cursorTime`, { cursorTime: after.createdAt }).orWhere(
+        new Brackets((c) => c.where(`${alias}.${timeColumn} = :cursorTime`).andWhere(`${alias}.id < :cursorId`, { cursorId: after.id })),
+      );
+    }),
+  );
+}
+
+function toRequest(row: SubjectRequestEntity | null): SubjectRequestRecord | null {
+  if (!row) return null;
+  return { ...row, kind: row.kind as RequestKind, state: row.state as RequestState, identifierKind: row.identifierKind as IdentifierKind };
+}

@@ -1,0 +1,135 @@
+import { invalidArgument } from '../../domain/errors';
+import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
+import { parseTenantName } from '../../domain/resource-names';
+import { LegalHoldGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
+import {
+  DataSubjectRequest,
+  LegalHold,
+  LegalHoldGround as PbGround,
+  ReceivedVia as PbVia,
+  RequestKind as PbKind,
+  RequestState as PbState,
+  SubjectRightsServiceServer,
+} from '../../gen/consent/v1/subject_rights';
+import { CallPipeline } from '../call-pipeline';
+import { dateToMs, enumMapper, msToDate, toRawIdentifier } from '../mappers';
+import { parentTenant } from './purpose-handlers';
+
+const kinds = enumMapper<typeof PbKind, RequestKind>(PbKind, 'REQUEST_KIND_');
+const states = enumMapper<typeof PbState, RequestState>(PbState, 'REQUEST_STATE_');
+const via = enumMapper<typeof PbVia, string>(PbVia, 'RECEIVED_VIA_');
+const grounds = enumMapper<typeof PbGround, LegalHoldGround>(PbGround, 'LEGAL_HOLD_GROUND_');
+
+/** consent.v1.SubjectRightsService: translate, call SubjectRightsService, map back. */
+export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRightsService): SubjectRightsServiceServer {
+  return {
+    createRequest: pipeline.unary('CreateRequest', async (req, ctx) => ({
+      request: requestToProto(
+        await rights.create(ctx.principal, parentTenant(req.parent), {
+          kind: kinds.toDomain(req.kind),
+          identifier: toRawIdentifier(req.subjectIdentifier),
+          receiveTime: dateToMs(req.receiveTime),
+          receivedVia: via.toDomain(req.receivedVia),
+          requestId: req.requestId,
+        }),
+      ),
+    })),
+    getRequest: pipeline.unary('GetRequest', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      return { request: requestToProto(await rights.get(ctx.principal, tenantId, id)) };
+    }),
+    listRequests: pipeline.unary('ListRequests', async (req, ctx) => {
+      const page = await rights.list(ctx.principal, parentTenant(req.parent), {
+        state: states.toDomain(req.state) ?? undefined,
+        kind: kinds.toDomain(req.kind) ?? undefined,
+        overdue: req.overdue,
+        dueBefore: dateToMs(req.dueBefore),
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return { requests: page.items.map(requestToProto), nextPageToken: page.nextPageToken };
+    }),
+    verifyIdentity: pipeline.unary('VerifyIdentity', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      return { request: requestToProto(await rights.verifyIdentity(ctx.principal, tenantId, id, req.method, req.verifiedBy)) };
+    }),
+    extendDeadline: pipeline.unary('ExtendDeadline', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      return { request: requestToProto(await rights.extendDeadline(ctx.principal, tenantId, id, req.months, req.reason)) };
+    }),
+    rejectRequest: pipeline.unary('RejectRequest', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      return { request: requestToProto(await rights.reject(ctx.principal, tenantId, id, req.reason)) };
+    }),
+    placeLegalHold: pipeline.unary('PlaceLegalHold', async (req, ctx) => ({
+      hold: holdToProto(
+        await rights.placeHold(ctx.principal, parentTenant(req.parent), {
+          identifier: toRawIdentifier(req.subjectIdentifier),
+          ground: grounds.toDomain(req.ground),
+          note: req.note,
+          requestId: req.requestId,
+        }),
+      ),
+    })),
+    releaseLegalHold: pipeline.unary('ReleaseLegalHold', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'legalHolds');
+      return { hold: holdToProto(await rights.releaseHold(ctx.principal, tenantId, id, req.note)) };
+    }),
+    listLegalHolds: pipeline.unary('ListLegalHolds', async (req, ctx) => {
+      const page = await rights.listHolds(ctx.principal, parentTenant(req.parent), {
+        identifier: req.subjectIdentifier ? toRawIdentifier(req.subjectIdentifier) : undefined,
+        includeReleased: req.includeReleased,
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return { holds: page.items.map(holdToProto), nextPageToken: page.nextPageToken };
+    }),
+  };
+}
+
+/** Parses "tenants/{tenant}/{collection}/{32 hex}". */
+function childName(name: string, collection: string): { tenantId: string; id: string } {
+  const m = new RegExp(`^tenants/([^/]+)/${collection}/([0-9a-f]{32})$`).exec(name);
+  const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
+  if (!m || !tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: `must be tenants/{tenant}/${collection}/{id}` }]);
+  return { tenantId, id: m[2] };
+}
+
+function requestToProto(r: SubjectRequestView): DataSubjectRequest {
+  return {
+    name: `tenants/${r.tenantId}/requests/${r.id}`,
+    kind: kinds.toProto(r.kind),
+    state: states.toProto(r.state),
+    subject: r.subjectId ? `tenants/${r.tenantId}/subjects/${r.subjectId}` : '',
+    receiveTime: msToDate(r.receiveTime),
+    receivedVia: via.toProto(r.receivedVia),
+    dueTime: msToDate(r.dueTime),
+    extensionReason: r.extensionReason ?? '',
+    verificationMethod: r.verificationMethod ?? '',
+    verifiedBy: r.verifiedBy ?? '',
+    rejectionReason: r.rejectionReason ?? '',
+    overdue: r.overdue,
+    transitions: r.transitions.map((t) => ({
+      fromState: t.fromState ? states.toProto(t.fromState) : PbState.REQUEST_STATE_UNSPECIFIED,
+      toState: states.toProto(t.toState),
+      principal: t.principal,
+      time: msToDate(t.at),
+      note: t.note,
+    })),
+    createTime: msToDate(r.createdAt),
+  };
+}
+
+function holdToProto(h: LegalHoldRecord): LegalHold {
+  return {
+    name: `tenants/${h.tenantId}/legalHolds/${h.id}`,
+    subject: `tenants/${h.tenantId}/subjects/${h.subjectId}`,
+    ground: grounds.toProto(h.ground as LegalHoldGround),
+    note: h.note,
+    placedBy: h.placedBy,
+    placeTime: msToDate(h.placedAt),
+    releasedBy: h.releasedBy ?? '',
+    releaseTime: msToDate(h.releasedAt ?? undefined),
+    releaseNote: h.releaseNote ?? '',
+  };
+}

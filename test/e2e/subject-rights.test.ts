@@ -1,0 +1,154 @@
+import { credentials, status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import {
+  CreateRequestRequest,
+  DataSubjectRequest,
+  LegalHoldGround,
+  ReceivedVia,
+  RequestKind,
+  RequestState,
+  SubjectRightsServiceClient,
+} from '../../src/gen/consent/v1/subject_rights';
+import { forEachDatabase } from '../support/databases';
+import { consentRequest, email, seedTenant } from '../support/fixtures';
+import { call, expectGrpcError, startTestServer, T0, TestServer } from '../support/test-server';
+
+const DAY = 24 * 3600_000;
+
+forEachDatabase('SubjectRightsService', (db) => {
+  let s: TestServer;
+  let rights: SubjectRightsServiceClient;
+  const T = 'dpo';
+  before(async function () {
+    s = await startTestServer(db());
+    rights = new SubjectRightsServiceClient(s.address, credentials.createInsecure());
+    await seedTenant(s, T);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('known@example.com') }));
+  });
+  after(async () => {
+    rights?.close();
+    await s?.stop();
+  });
+
+  let counter = 0;
+  const create = (overrides: Partial<CreateRequestRequest> = {}) =>
+    call(
+      rights,
+      rights.createRequest,
+      CreateRequestRequest.fromPartial({
+        parent: `tenants/${T}`,
+        kind: RequestKind.REQUEST_KIND_ACCESS,
+        subjectIdentifier: email('known@example.com'),
+        receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL,
+        requestId: `dsr-${++counter}`,
+        ...overrides,
+      }),
+    ).then((r) => r.request!);
+
+  it('registers a request with its one-month deadline and who did it; a retry returns it', async function () {
+    s.clock.set(Date.UTC(2026, 0, 31, 10));
+    const request = await create({ requestId: 'dsr-fixed' });
+    expect(request.name).to.match(/^tenants\/dpo\/requests\/[0-9a-f]{32}$/);
+    expect(request.state).to.equal(RequestState.REQUEST_STATE_RECEIVED);
+    expect(request.subject).to.match(/^tenants\/dpo\/subjects\/[0-9a-f]{32}$/);
+    expect(request.dueTime!.toISOString(), '31 January -> end of 28 February').to.equal('2026-03-01T00:00:00.000Z');
+    expect(request.transitions.map((t) => [t.toState, t.principal])).to.deep.equal([[RequestState.REQUEST_STATE_RECEIVED, 'dev-admin']]);
+    expect(await create({ requestId: 'dsr-fixed' })).to.deep.equal(request);
+    const [row] = await s.app.dataSource.query('SELECT * FROM subject_requests WHERE id = ?', [request.name.split('/').pop()]);
+    expect(JSON.stringify(row), 'no identifier in clear').to.not.include('known@example.com');
+  });
+
+  it('a request about someone the tenant never recorded is registered without a subject', async function () {
+    const request = await create({ subjectIdentifier: email('stranger@example.com') });
+    expect(request.subject).to.equal('');
+  });
+
+  it('refuses incomplete requests with the fields named', async function () {
+    const err = await expectGrpcError(
+      create({ kind: RequestKind.REQUEST_KIND_UNSPECIFIED, receivedVia: ReceivedVia.RECEIVED_VIA_UNSPECIFIED, requestId: '' }),
+      status.INVALID_ARGUMENT,
+    );
+    expect(err.fields).to.have.members(['kind', 'received_via', 'request_id']);
+    await expectGrpcError(create({ receiveTime: new Date(s.clock.now() + DAY) }), status.INVALID_ARGUMENT);
+  });
+
+  it('verify, extend once before the deadline, and reject follow the lifecycle', async function () {
+    s.clock.set(T0);
+    const request = await create();
+    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7' });
+    expect(verified!.state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
+    expect(verified!.verificationMethod).to.equal('ID_DOCUMENT');
+    expect((await expectGrpcError(call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
+
+    expect((await expectGrpcError(call(rights, rights.extendDeadline, { name: request.name, months: 3, reason: 'x' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['months']);
+    const { request: extended } = await call(rights, rights.extendDeadline, { name: request.name, months: 2, reason: 'many requests this month' });
+    expect(extended!.dueTime!.toISOString(), '1 March + 3 months').to.equal('2026-06-02T00:00:00.000Z');
+    expect(extended!.extensionReason).to.equal('many requests this month');
+    expect((await expectGrpcError(call(rights, rights.extendDeadline, { name: request.name, months: 1, reason: 'again' }), status.FAILED_PRECONDITION)).reason).to.equal('ALREADY_EXTENDED');
+
+    const { request: rejected } = await call(rights, rights.rejectRequest, { name: request.name, reason: 'identity documents forged' });
+    expect(rejected!.state).to.equal(RequestState.REQUEST_STATE_REJECTED);
+    expect(rejected!.transitions.map((t) => t.toState)).to.deep.equal([
+      RequestState.REQUEST_STATE_RECEIVED,
+      RequestState.REQUEST_STATE_VERIFIED,
+      RequestState.REQUEST_STATE_VERIFIED,
+      RequestState.REQUEST_STATE_REJECTED,
+    ]);
+    expect(rejected!.transitions.every((t) => t.principal === 'dev-admin')).to.equal(true);
+    expect((await expectGrpcError(call(rights, rights.rejectRequest, { name: request.name, reason: 'again' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
+  });
+
+  it('an extension after the first deadline is refused', async function () {
+    s.clock.set(T0);
+    const request = await create();
+    s.clock.set(request.dueTime!.getTime());
+    expect((await expectGrpcError(call(rights, rights.extendDeadline, { name: request.name, months: 1, reason: 'late' }), status.FAILED_PRECONDITION)).reason).to.equal('DEADLINE_PASSED');
+  });
+
+  it('lists overdue and due-soon requests, newest first, in pages', async function () {
+    const tenant = 'dpo-list';
+    await seedTenant(s, tenant);
+    const made: DataSubjectRequest[] = [];
+    for (let i = 0; i < 5; i++) {
+      s.clock.set(Date.UTC(2026, 5, 1 + i * 10, 12)); // 1, 11, 21 June, 1, 11 July
+      made.push((await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${tenant}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: email(`p${i}@example.com`), receivedVia: ReceivedVia.RECEIVED_VIA_WEB_FORM, requestId: `l-${i}` }))).request!);
+    }
+    await call(rights, rights.rejectRequest, { name: made[0].name, reason: 'withdrawn by the person' });
+    s.clock.set(Date.UTC(2026, 6, 25, 12)); // 25 July: the 11 and 21 June requests are overdue
+    const overdue = await call(rights, rights.listRequests, { parent: `tenants/${tenant}`, state: 0, kind: 0, overdue: true, dueBefore: undefined, pageSize: 0, pageToken: '' });
+    expect(overdue.requests.map((r) => r.name)).to.deep.equal([made[2].name, made[1].name]);
+    expect(overdue.requests.every((r) => r.overdue)).to.equal(true);
+    const dueSoon = await call(rights, rights.listRequests, { parent: `tenants/${tenant}`, state: 0, kind: 0, overdue: false, dueBefore: new Date(Date.UTC(2026, 7, 5)), pageSize: 0, pageToken: '' });
+    expect(dueSoon.requests.map((r) => r.name)).to.deep.equal([made[3].name, made[2].name, made[1].name]);
+    const names: string[] = [];
+    let pageToken = '';
+    do {
+      const page = await call(rights, rights.listRequests, { parent: `tenants/${tenant}`, state: 0, kind: RequestKind.REQUEST_KIND_ERASURE, overdue: false, dueBefore: undefined, pageSize: 2, pageToken });
+      names.push(...page.requests.map((r) => r.name));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(names).to.deep.equal([...made].reverse().map((r) => r.name));
+    const rejected = await call(rights, rights.listRequests, { parent: `tenants/${tenant}`, state: RequestState.REQUEST_STATE_REJECTED, kind: 0, overdue: false, dueBefore: undefined, pageSize: 0, pageToken: '' });
+    expect(rejected.requests.map((r) => r.name)).to.deep.equal([made[0].name]);
+  });
+
+  it('places, lists and releases legal holds', async function () {
+    const place = (requestId: string, who = 'known@example.com') =>
+      call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'case 2026-17', requestId });
+    const { hold } = await place('hold-1');
+    expect(hold!.name).to.match(/^tenants\/dpo\/legalHolds\/[0-9a-f]{32}$/);
+    expect(hold!.placedBy).to.equal('dev-admin');
+    expect((await place('hold-1')).hold, 'idempotent').to.deep.equal(hold);
+    expect((await expectGrpcError(place('hold-2', 'nobody@example.com'), status.NOT_FOUND)).reason).to.equal('SUBJECT_NOT_FOUND');
+    const open = await call(rights, rights.listLegalHolds, { parent: `tenants/${T}`, subjectIdentifier: email('known@example.com'), includeReleased: false, pageSize: 0, pageToken: '' });
+    expect(open.holds.map((h) => h.name)).to.deep.equal([hold!.name]);
+    const { hold: released } = await call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'claim settled' });
+    expect(released!.releaseTime).to.be.instanceOf(Date);
+    expect((await expectGrpcError(call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'again' }), status.FAILED_PRECONDITION)).reason).to.equal('HOLD_RELEASED');
+    const after = await call(rights, rights.listLegalHolds, { parent: `tenants/${T}`, subjectIdentifier: undefined, includeReleased: false, pageSize: 0, pageToken: '' });
+    expect(after.holds).to.deep.equal([]);
+    const all = await call(rights, rights.listLegalHolds, { parent: `tenants/${T}`, subjectIdentifier: undefined, includeReleased: true, pageSize: 0, pageToken: '' });
+    expect(all.holds.map((h) => h.name)).to.deep.equal([hold!.name]);
+    expect((await expectGrpcError(call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email('known@example.com'), ground: 0, note: '', requestId: 'h3' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['ground']);
+  });
+});
