@@ -1,6 +1,6 @@
 import { MigrationInterface, QueryRunner, Table, TableIndex } from 'typeorm';
 
-/** Data-subject requests with their transitions, and legal holds. No personal data in clear. */
+/** Data-subject requests with their transitions, legal holds and suppression tombstones. No personal data in clear. */
 export class SubjectRequests1764000000005 implements MigrationInterface {
   name = 'SubjectRequests1764000000005';
 
@@ -23,6 +23,7 @@ export class SubjectRequests1764000000005 implements MigrationInterface {
           { name: 'verification_method', type: 'varchar', length: '64', isNullable: true },
           { name: 'verified_by', type: 'varchar', length: '128', isNullable: true },
           { name: 'rejection_reason', type: 'text', isNullable: true },
+          { name: 'result', type: 'text', isNullable: true },
           { name: 'request_id', type: 'varchar', length: '128' },
           { name: 'created_at', type: 'bigint' },
           { name: 'updated_at', type: 'bigint' },
@@ -70,9 +71,24 @@ export class SubjectRequests1764000000005 implements MigrationInterface {
         ],
       }),
     );
+    // Tombstones of erased identifiers: a keyed hash (blind index), the erased subject's opaque id
+    // and when; no personal data. They keep an erased person from being messaged after a re-import.
+    await queryRunner.createTable(
+      new Table({
+        name: 'suppressions',
+        columns: [
+          { name: 'tenant_id', type: 'varchar', length: '63', isPrimary: true },
+          { name: 'kind', type: 'varchar', length: '16', isPrimary: true },
+          { name: 'blind_index', type: 'varchar', length: '64', isPrimary: true },
+          { name: 'subject_id', type: 'varchar', length: '32' },
+          { name: 'erased_at', type: 'bigint' },
+        ],
+      }),
+    );
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('suppressions');
     await queryRunner.dropTable('legal_holds');
     await queryRunner.dropTable('subject_request_transitions');
     await queryRunner.dropTable('subject_requests');

@@ -76,6 +76,10 @@ export class ConsentChecker {
         }
       }
       const found = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
+      // Identifiers not found may be tombstones of erased people: they are denied as erased.
+      const missing = prepared.filter((p) => !found.has(key(p.index))).map((p) => p.index);
+      const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map();
+      for (const [k, tombstone] of suppressed) found.set(k, { subjectId: tombstone.subjectId, erased: true });
       const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index))?.subjectId).filter(isString);
       const state = await this.consent.loadState(tx, tenantId, liveSubjects);
       for (const query of prepared) {

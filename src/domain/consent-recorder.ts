@@ -131,7 +131,7 @@ export class ConsentRecorder {
         ? await this.purposes.requireNotice(tx, tenant.id, input.notice.purposeId, input.notice.version)
         : undefined;
 
-      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now);
+      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now, input.method);
       const state = await this.loadScopes(tx, tenant.id, subject.subjectId);
       const scopeKey = `${input.purposeId}\u0000${input.channel}`;
       const pending = state.get(scopeKey)?.optIn;
@@ -197,7 +197,7 @@ export class ConsentRecorder {
       const replayed = await this.replay(tx, tenant.id, input.requestId, fingerprint);
       if (replayed) return this.replayInbound(tx, tenant, replayed, input.requestId);
 
-      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now);
+      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now, 'CHAT_MESSAGE');
       const state = await this.loadScopes(tx, tenant.id, subject.subjectId);
       const base = {
         tenantId: tenant.id,

@@ -115,6 +115,8 @@ export interface SubjectRepository {
    * the cost does not depend on how many events the subject has.
    */
   markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void>;
+  /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`, with the erased subject. */
+  findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>>;
   /**
    * Serialises writers of one subject until the transaction ends, and reads the subject as it
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
@@ -184,6 +186,8 @@ export interface SubjectRequestRecord {
   verificationMethod: string | null;
   verifiedBy: string | null;
   rejectionReason: string | null;
+  /** For a completed erasure: the signed erasure receipt. */
+  result: string | null;
   requestId: string;
   createdAt: number;
   updatedAt: number;

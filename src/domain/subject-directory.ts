@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { encryptField } from '../crypto/field-cipher';
 import { KeyManager, SubjectKey, TenantKeyring } from '../crypto/key-manager';
 import { failedPrecondition } from './errors';
-import { IdentifierRef } from './model';
+import { CollectionMethod, IdentifierRef } from './model';
 import { IdentifierIndex, SubjectRepository, TxContext } from './ports';
 
 /** Finds data subjects by identifier (blind index) and creates them with their own key. */
@@ -26,10 +26,17 @@ export class SubjectDirectory {
     keyring: TenantKeyring,
     identifier: IdentifierRef,
     now: number,
+    method: CollectionMethod,
   ): Promise<{ subjectId: string; key: SubjectKey; created: boolean }> {
     const tenantId = keyring.tenantId;
     const index = this.index(keyring, identifier);
     const found = await this.subjects.findByIdentifier(tx, tenantId, index);
+    if (!found && method === 'IMPORT') {
+      // Art. 21(3): an erased person's objection to direct marketing must survive a re-import of
+      // an old list. Only the person's own new consent (any other method) starts a fresh subject.
+      const tombstone = (await this.subjects.findSuppressed(tx, tenantId, [index])).get(`${index.kind}:${index.blindIndex}`);
+      if (tombstone) throw failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again');
+    }
     if (found) {
       // The erasure takes the same lock: a write that waited for it sees the subject erased and
       // stops here, so it never encrypts new data for an erased person.

@@ -81,7 +81,11 @@ export class SubjectRightsService {
       if (replay) return replay.id;
       const keyring = await this.keys.tenantKeyring(tenantId);
       const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
-      const subject = await this.subjects.findByIdentifier(tx, tenantId, index);
+      // A person erased before keeps their (opaque) subject through the suppression tombstone.
+      const subject =
+        (await this.subjects.findByIdentifier(tx, tenantId, index)) ??
+        (await this.subjects.findSuppressed(tx, tenantId, [index])).get(`${index.kind}:${index.blindIndex}`) ??
+        null;
       const record: SubjectRequestRecord = {
         id: randomBytes(16).toString('hex'),
         tenantId,
@@ -97,6 +101,7 @@ export class SubjectRightsService {
         verificationMethod: null,
         verifiedBy: null,
         rejectionReason: null,
+        result: null,
         requestId: input.requestId,
         createdAt: now,
         updatedAt: now,

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { CollectionMethod, DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
 import { createDataSource } from '../../src/storage/data-source';
 import { forEachDatabase } from '../support/databases';
 import { dropRestored, dumpDatabase } from '../support/dumps';
@@ -36,8 +36,9 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(1) }) });
     expect(check.decision!.verdict).to.equal(Verdict.VERDICT_DENY);
     expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
-    expect((await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1), evidence })), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
     expect((await expectGrpcError(call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(1) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
+    const [identifiers] = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM subject_identifiers WHERE subject_id = ?', [subjectId]);
+    expect(Number(identifiers.n), 'the identifier ciphertext is gone, a tombstone stays').to.equal(0);
     const history = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(1) }));
     expect(history.consentEvents).to.have.length(1);
     expect(history.consentEvents[0].evidence, 'no evidence after erasure').to.deep.include({ userAgent: '', freeText: '' });
@@ -46,6 +47,26 @@ forEachDatabase('subject erasure by key destruction', (db) => {
 
     const other = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(2) }));
     expect(other.consentEvents[0].evidence!.userAgent).to.equal('EraseTest/2.0');
+  });
+
+  it('after an erasure a re-import is refused, while a new opt-in by the person starts a fresh subject', async function () {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(3), evidence }));
+    const erasedId = await subjectIdOf(3);
+    await s.app.services.subjectEraser.erase(T, erasedId);
+    const imported = await expectGrpcError(
+      call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(3), method: CollectionMethod.COLLECTION_METHOD_IMPORT })),
+      status.FAILED_PRECONDITION,
+    );
+    expect(imported.reason).to.equal('SUBJECT_SUPPRESSED');
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(3) }) });
+    expect(check.decision!.reason, 'still denied after the refused import').to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+
+    const fresh = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(3), method: CollectionMethod.COLLECTION_METHOD_WEB_FORM, evidence }));
+    expect(fresh.event!.subject).to.not.equal(`tenants/${T}/subjects/${erasedId}`);
+    const after = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(3) }) });
+    expect(after.decision!.verdict, 'the new consent counts').to.equal(Verdict.VERDICT_ALLOW);
+    const keys = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [erasedId]);
+    expect(Number(keys[0].n), 'the erased key was not recreated').to.equal(0);
   });
 
   it('a dump taken before the erasure, restored next to the current key store, decrypts nothing of the erased subject', async function () {
@@ -72,8 +93,8 @@ forEachDatabase('subject erasure by key destruction', (db) => {
       const check = await call(fromBackup.consent, fromBackup.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(10) }) });
       expect(check.decision!.reason, 'the restored backup still knows the person is erased').to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
       expect(fromBackup.logs()).to.include('erasures replayed onto the data');
-      const [after] = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
-      expect(after.value_ciphertext, 'the identifier ciphertext is cleared again').to.equal('');
+      const after = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
+      expect(after, 'the identifier ciphertext is removed again').to.have.length(0);
       const history = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(10) }));
       expect(history.consentEvents[0].evidence!.freeText, 'listed without evidence').to.equal('');
       const kept = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(11) }));
@@ -92,18 +113,23 @@ forEachDatabase('subject erasure by key destruction', (db) => {
       const subjectId = await subjectIdOf(i);
       const writes = Array.from({ length: 4 }, () =>
         call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence })).then(
-          () => 'written',
+          (r) => (r.event!.subject.endsWith(subjectId) ? 'written' : 'fresh subject'),
           (err: { code: number }) => err.code,
         ),
       );
       const [, ...outcomes] = await Promise.all([s.app.services.subjectEraser.erase(T, subjectId), ...writes]);
-      for (const outcome of outcomes) expect(['written', status.FAILED_PRECONDITION]).to.include(outcome);
+      // Each write either landed before the erasure, was refused because it waited for the
+      // erasure's lock, or came after it and started a fresh subject.
+      for (const outcome of outcomes) expect(['written', 'fresh subject', status.FAILED_PRECONDITION]).to.include(outcome);
       const keys = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [subjectId]);
       expect(Number(keys[0].n), 'no key after the erasure').to.equal(0);
       const events = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE subject_id = ?', [subjectId]);
       expect(Number(events[0].n), 'exactly the writes that won the race are stored').to.equal(1 + outcomes.filter((o) => o === 'written').length);
-      // After the erasure no write gets through.
-      expect((await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence })), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
+      // After the erasure nothing more reaches the erased subject: a new write starts a fresh one.
+      const fresh = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence }));
+      expect(fresh.event!.subject).to.not.equal(`tenants/${T}/subjects/${subjectId}`);
+      const stillOne = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE subject_id = ?', [subjectId]);
+      expect(Number(stillOne[0].n)).to.equal(1 + outcomes.filter((o) => o === 'written').length);
     }
   });
 });

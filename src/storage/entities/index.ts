@@ -3,6 +3,7 @@ import { ConsentStateEntity } from './consent-state.entity';
 import { KeyRotationEntity } from './key-rotation.entity';
 import { LegalHoldEntity } from './legal-hold.entity';
 import { SubjectRequestEntity } from './subject-request.entity';
+import { SuppressionEntity } from './suppression.entity';
 import { SubjectRequestTransitionEntity } from './subject-request-transition.entity';
 import { NoticeEntity } from './notice.entity';
 import { PurposeEntity } from './purpose.entity';
@@ -23,6 +24,7 @@ export {
   SubjectIdentifierEntity,
   SubjectRequestEntity,
   SubjectRequestTransitionEntity,
+  SuppressionEntity,
   TenantEntity,
 };
 
@@ -39,4 +41,5 @@ export const ENTITIES = [
   SubjectRequestEntity,
   SubjectRequestTransitionEntity,
   LegalHoldEntity,
+  SuppressionEntity,
 ];

@@ -49,6 +49,10 @@ export class SubjectRequestEntity {
   @Column({ name: 'rejection_reason', type: 'text', nullable: true })
   rejectionReason!: string | null;
 
+  /** The outcome: for an erasure, the signed erasure receipt (JWS). */
+  @Column({ type: 'text', nullable: true })
+  result!: string | null;
+
   @Column({ name: 'request_id', type: 'varchar', length: 128 })
   requestId!: string;
 

@@ -1,5 +1,5 @@
 import { IdentifierIndex, SubjectRef, SubjectRepository, TxContext } from '../../domain/ports';
-import { SubjectEntity, SubjectIdentifierEntity } from '../entities';
+import { SubjectEntity, SubjectIdentifierEntity, SuppressionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { forUpdate, placeholders } from './sql-dialect';
 
@@ -49,7 +49,25 @@ export class TypeormSubjectRepository implements SubjectRepository {
   async markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void> {
     const m = managerOf(tx);
     await m.query('UPDATE subjects SET erased_at = ? WHERE tenant_id = ? AND id = ? AND erased_at IS NULL', [at, tenantId, subjectId]);
-    await m.query("UPDATE subject_identifiers SET value_ciphertext = '' WHERE tenant_id = ? AND subject_id = ?", [tenantId, subjectId]);
+    // The identifier rows (with their ciphertext) go; their blind indexes stay as tombstones.
+    const identifiers: Array<{ kind: string; blind_index: string }> = await m.query(
+      'SELECT kind, blind_index FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ?',
+      [tenantId, subjectId],
+    );
+    for (const id of identifiers) {
+      await m.delete(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index });
+      await m.insert(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index, subjectId, erasedAt: at });
+    }
+    await m.query('DELETE FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
+  }
+
+  async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>> {
+    const found = new Map<string, { subjectId: string; erasedAt: number }>();
+    for (const index of indexes) {
+      const row = await managerOf(tx).findOneBy(SuppressionEntity, { tenantId, kind: index.kind, blindIndex: index.blindIndex });
+      if (row) found.set(`${index.kind}:${index.blindIndex}`, { subjectId: row.subjectId, erasedAt: row.erasedAt });
+    }
+    return found;
   }
 
   async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
