@@ -59,6 +59,14 @@ export interface RunningApp {
 
 const HEALTH_PROBE_MS = 5000;
 
+/**
+ * Crash tests stop the process at a named point: CONSENT_FAILPOINT=erasure.started makes the
+ * process exit (as a kill would) right after an erasure was durably started. Unset in production.
+ */
+function failpoint(name: string): void {
+  if (process.env.CONSENT_FAILPOINT === name) process.kill(process.pid, 'SIGKILL');
+}
+
 /** Connects the database, runs migrations (unless disabled), loads keys, wires and starts the server. */
 export async function startApp(config: Config, options: AppOptions = {}): Promise<RunningApp> {
   const logger = options.logger ?? createLogger(config.logLevel);
@@ -101,8 +109,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     config.limits.maxEventTimeSkewMs,
   );
   const jobs = new BackgroundJobs(logger);
-  const subjectRights = new SubjectRightsService(tx, new TypeormSubjectRightsRepository(), subjects, tenants, keys, clock, config.limits);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock);
+  const subjectRights = new SubjectRightsService(tx, new TypeormSubjectRightsRepository(), subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
   const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
@@ -118,6 +126,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();
   if (replayed > 0) logger.warn('erasures replayed onto the data (restored from a backup?)', { subjects: replayed });
+  const resumed = await subjectRights.resumeErasures();
+  if (resumed > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed });
   const port = await bind(server, config.bindAddress, config.port);
 
   // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.

@@ -3,6 +3,8 @@ import jose from 'node-jose';
 
 /** Algorithms a receipt may be signed with; anything else (none, HS256 with a public key as secret...) is refused. */
 const RECEIPT_ALGORITHMS = ['ES256'];
+/** The receipts the service signs. */
+const RECEIPT_TYPES = ['consent-receipt+jwt', 'erasure-receipt+jwt'];
 
 export interface VerifiedReceipt {
   kid: string;
@@ -10,7 +12,7 @@ export interface VerifiedReceipt {
 }
 
 /**
- * Verifies a consent receipt offline: only the tenant's published JWK set (GetPublicKeys) and
+ * Verifies a consent or erasure receipt offline: only the tenant's published JWK set (GetPublicKeys) and
  * the receipt are needed. Keys embedded in the token are never trusted.
  */
 export async function verifyReceipt(receipt: string, jwksJson: string): Promise<VerifiedReceipt> {
@@ -20,7 +22,7 @@ export async function verifyReceipt(receipt: string, jwksJson: string): Promise<
   const keystore = await jose.JWK.asKeyStore({ keys: publicOnly });
   const result = await jose.JWS.createVerify(keystore, { algorithms: RECEIPT_ALGORITHMS, allowEmbeddedKey: false }).verify(receipt.trim());
   const header = result.header as { typ?: string; kid?: string };
-  if (header.typ !== 'consent-receipt+jwt') throw new Error('not a consent receipt (typ)');
+  if (!RECEIPT_TYPES.includes(header.typ ?? '')) throw new Error('not a consent or erasure receipt (typ)');
   return { kid: header.kid ?? '', payload: JSON.parse(result.payload.toString('utf8')) as Record<string, unknown> };
 }
 

@@ -239,6 +239,8 @@ export interface SubjectRightsRepository {
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<SubjectRequestRecord[]>;
+  /** ERASURE requests left IN_PROGRESS (by a process that stopped mid-way). */
+  inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]>;
   insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void>;
   findHold(tx: TxContext, tenantId: string, id: string): Promise<LegalHoldRecord | null>;
   findHoldByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<LegalHoldRecord | null>;

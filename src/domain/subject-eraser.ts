@@ -7,6 +7,8 @@ import { names } from './resource-names';
 /** What an erasure did. */
 export interface SubjectErasure {
   erasedAt: number;
+  /** The key destroyed, by id (never material). */
+  keyId: string;
   /** False when a repeat found the key already gone. */
   keyDestroyed: boolean;
   alreadyErased: boolean;
@@ -38,7 +40,7 @@ export class SubjectEraser {
       return { erasedAt: now, alreadyErased: false };
     });
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
-    return { erasedAt, keyDestroyed, alreadyErased };
+    return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased };
   }
 
   /**

@@ -22,6 +22,7 @@ import {
 import { Page } from './purpose-service';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
+import { SubjectEraser } from './subject-eraser';
 import { TenantService } from './tenant-service';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
@@ -54,9 +55,92 @@ export class SubjectRightsService {
     private readonly subjects: SubjectRepository,
     private readonly tenants: TenantService,
     private readonly keys: KeyManager,
+    private readonly eraser: SubjectEraser,
     private readonly clock: Clock,
     private readonly pages: PageLimits,
+    /** Test hook: called at named points of long operations (see docs/architecture.md). */
+    private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
+
+  /**
+   * Carries out a verified ERASURE request. The request is first marked IN_PROGRESS (durable: a
+   * server that stops after this finishes the erasure at its next start), then the subject is
+   * shredded, then the request is COMPLETED with a signed erasure receipt. Idempotent.
+   */
+  async erase(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; receipt: string }> {
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    const started = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.lockRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      if (request.kind !== 'ERASURE') throw failedPrecondition('NOT_AN_ERASURE', `this is an ${request.kind} request`);
+      if (request.state === 'COMPLETED') return request;
+      if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)');
+      if (request.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected');
+      if (request.subjectId) {
+        const holds = await this.repo.listHolds(tx, tenantId, { subjectId: request.subjectId, includeReleased: false }, null, 1);
+        if (holds.length > 0) {
+          throw failedPrecondition('LEGAL_HOLD', `a legal hold (Art. 17(3)(${holds[0].ground.slice(0, 1).toLowerCase()})) blocks the erasure`, {
+            ground: holds[0].ground,
+            hold: `tenants/${tenantId}/legalHolds/${holds[0].id}`,
+          });
+        }
+      }
+      if (request.state === 'VERIFIED') {
+        await this.repo.updateRequest(tx, id, { state: 'IN_PROGRESS', updatedAt: now });
+        await this.repo.addTransition(tx, { requestId: id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: now, note: 'erasure started' });
+      }
+      return { ...request, state: 'IN_PROGRESS' as const };
+    });
+    if (started.state !== 'COMPLETED') {
+      this.failpoint('erasure.started');
+      await this.finishErasure(started, principal.id);
+    }
+    const request = await this.get(principal, tenantId, id);
+    return { request, receipt: request.result ?? '' };
+  }
+
+  /** Finishes erasures a stopped process left IN_PROGRESS (called at start). */
+  async resumeErasures(): Promise<number> {
+    const pending = await this.tx.read((tx) => this.repo.inProgressErasures(tx));
+    for (const request of pending) {
+      const transitions = (await this.tx.read((tx) => this.repo.transitions(tx, [request.id]))).get(request.id) ?? [];
+      const startedBy = transitions.filter((t) => t.toState === 'IN_PROGRESS').pop()?.principal ?? 'system';
+      await this.finishErasure(request, startedBy);
+    }
+    return pending.length;
+  }
+
+  private async finishErasure(request: SubjectRequestRecord, principalId: string): Promise<void> {
+    const erasure = request.subjectId ? await this.eraser.erase(request.tenantId, request.subjectId) : null;
+    const now = this.clock.now();
+    const receipt = await this.keys.sign(
+      request.tenantId,
+      {
+        iss: `tenants/${request.tenantId}`,
+        sub: request.subjectId ? `tenants/${request.tenantId}/subjects/${request.subjectId}` : null,
+        iat: Math.floor(now / 1000),
+        jti: `tenants/${request.tenantId}/requests/${request.id}`,
+        request: `tenants/${request.tenantId}/requests/${request.id}`,
+        receivedAt: new Date(request.receiveTime).toISOString(),
+        erasedAt: new Date(erasure?.erasedAt ?? now).toISOString(),
+        // No data was held about an identifier never recorded: nothing to destroy.
+        subjectKnown: request.subjectId !== null,
+        keyIdsDestroyed: erasure ? [erasure.keyId] : [],
+        method: 'crypto-shredding: the subject key was deleted from the key store; identifiers replaced by a keyed-hash tombstone',
+        retained: 'event metadata without personal data (opaque subject id, kinds, times) for accountability (Art. 5(2))',
+      },
+      'erasure-receipt+jwt',
+      now,
+    );
+    await this.tx.write(async (tx) => {
+      const current = await this.repo.lockRequest(tx, request.tenantId, request.id);
+      if (!current || current.state === 'COMPLETED') return;
+      await this.repo.updateRequest(tx, request.id, { state: 'COMPLETED', result: receipt, updatedAt: now });
+      await this.repo.addTransition(tx, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note: erasure ? 'erased: subject key destroyed' : 'completed: no data held' });
+    });
+  }
 
   async create(
     principal: Principal,

@@ -79,6 +79,11 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     return rows.map((r) => toRequest(r)!);
   }
 
+  async inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]> {
+    const rows = await managerOf(tx).findBy(SubjectRequestEntity, { kind: 'ERASURE', state: 'IN_PROGRESS' });
+    return rows.map((r) => toRequest(r)!);
+  }
+
   async insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void> {
     await managerOf(tx).insert(LegalHoldEntity, { ...hold });
   }

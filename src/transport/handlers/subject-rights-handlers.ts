@@ -61,6 +61,11 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
       const { tenantId, id } = childName(req.name, 'requests');
       return { request: requestToProto(await rights.reject(ctx.principal, tenantId, id, req.reason)) };
     }),
+    eraseSubject: pipeline.unary('EraseSubject', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      const { request, receipt } = await rights.erase(ctx.principal, tenantId, id);
+      return { request: requestToProto(request), erasureReceipt: receipt };
+    }),
     placeLegalHold: pipeline.unary('PlaceLegalHold', async (req, ctx) => ({
       hold: holdToProto(
         await rights.placeHold(ctx.principal, parentTenant(req.parent), {
@@ -117,6 +122,7 @@ function requestToProto(r: SubjectRequestView): DataSubjectRequest {
       note: t.note,
     })),
     createTime: msToDate(r.createdAt),
+    erasureReceipt: r.kind === 'ERASURE' ? (r.result ?? '') : '',
   };
 }
 

@@ -314,7 +314,30 @@ export interface DataSubjectRequest {
   /** Every change of state, oldest first. */
   transitions: RequestTransition[];
   /** When it was registered. */
-  createTime?: Date | undefined;
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * For a completed erasure: the erasure receipt, a compact JWS (ES256, `typ`
+   * "erasure-receipt+jwt") verifiable with KeyService.GetPublicKeys.
+   */
+  erasureReceipt: string;
+}
+
+/** Request of SubjectRightsService.EraseSubject. */
+export interface EraseSubjectRequest {
+  /** "tenants/{tenant}/requests/{request}" of a verified ERASURE request. */
+  name: string;
+}
+
+/** Response of SubjectRightsService.EraseSubject. */
+export interface EraseSubjectResponse {
+  /** The completed request. */
+  request?:
+    | DataSubjectRequest
+    | undefined;
+  /** The signed erasure receipt (also in `request.erasure_receipt`). */
+  erasureReceipt: string;
 }
 
 /** Request of SubjectRightsService.CreateRequest. */
@@ -672,6 +695,7 @@ function createBaseDataSubjectRequest(): DataSubjectRequest {
     overdue: false,
     transitions: [],
     createTime: undefined,
+    erasureReceipt: "",
   };
 }
 
@@ -718,6 +742,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(114).fork()).join();
+    }
+    if (message.erasureReceipt !== "") {
+      writer.uint32(122).string(message.erasureReceipt);
     }
     return writer;
   },
@@ -847,6 +874,14 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.erasureReceipt = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -909,6 +944,11 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      erasureReceipt: isSet(object.erasureReceipt)
+        ? globalThis.String(object.erasureReceipt)
+        : isSet(object.erasure_receipt)
+        ? globalThis.String(object.erasure_receipt)
+        : "",
     };
   },
 
@@ -956,6 +996,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.erasureReceipt !== "") {
+      obj.erasureReceipt = message.erasureReceipt;
+    }
     return obj;
   },
 
@@ -978,6 +1021,165 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     message.overdue = object.overdue ?? false;
     message.transitions = object.transitions?.map((e) => RequestTransition.fromPartial(e)) || [];
     message.createTime = object.createTime ?? undefined;
+    message.erasureReceipt = object.erasureReceipt ?? "";
+    return message;
+  },
+};
+
+function createBaseEraseSubjectRequest(): EraseSubjectRequest {
+  return { name: "" };
+}
+
+export const EraseSubjectRequest: MessageFns<EraseSubjectRequest> = {
+  encode(message: EraseSubjectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseSubjectRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseSubjectRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseSubjectRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: EraseSubjectRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseSubjectRequest>, I>>(base?: I): EraseSubjectRequest {
+    return EraseSubjectRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseSubjectRequest>, I>>(object: I): EraseSubjectRequest {
+    const message = createBaseEraseSubjectRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseEraseSubjectResponse(): EraseSubjectResponse {
+  return { request: undefined, erasureReceipt: "" };
+}
+
+export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
+  encode(message: EraseSubjectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.erasureReceipt !== "") {
+      writer.uint32(18).string(message.erasureReceipt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseSubjectResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseSubjectResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = DataSubjectRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.erasureReceipt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseSubjectResponse {
+    return {
+      request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined,
+      erasureReceipt: isSet(object.erasureReceipt)
+        ? globalThis.String(object.erasureReceipt)
+        : isSet(object.erasure_receipt)
+        ? globalThis.String(object.erasure_receipt)
+        : "",
+    };
+  },
+
+  toJSON(message: EraseSubjectResponse): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    if (message.erasureReceipt !== "") {
+      obj.erasureReceipt = message.erasureReceipt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseSubjectResponse>, I>>(base?: I): EraseSubjectResponse {
+    return EraseSubjectResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseSubjectResponse>, I>>(object: I): EraseSubjectResponse {
+    const message = createBaseEraseSubjectResponse();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? DataSubjectRequest.fromPartial(object.request)
+      : undefined;
+    message.erasureReceipt = object.erasureReceipt ?? "";
     return message;
   },
 };
@@ -3019,6 +3221,22 @@ export const SubjectRightsServiceService = {
       Buffer.from(RejectRequestResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RejectRequestResponse => RejectRequestResponse.decode(value),
   },
+  /**
+   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
+   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
+   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
+   * half-way finishes the erasure when it starts again.
+   */
+  eraseSubject: {
+    path: "/consent.v1.SubjectRightsService/EraseSubject" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EraseSubjectRequest): Buffer => Buffer.from(EraseSubjectRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EraseSubjectRequest => EraseSubjectRequest.decode(value),
+    responseSerialize: (value: EraseSubjectResponse): Buffer =>
+      Buffer.from(EraseSubjectResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EraseSubjectResponse => EraseSubjectResponse.decode(value),
+  },
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold: {
     path: "/consent.v1.SubjectRightsService/PlaceLegalHold" as const,
@@ -3070,6 +3288,13 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
   extendDeadline: handleUnaryCall<ExtendDeadlineRequest, ExtendDeadlineResponse>;
   /** RECEIVED or VERIFIED -> REJECTED, with a reason. */
   rejectRequest: handleUnaryCall<RejectRequestRequest, RejectRequestResponse>;
+  /**
+   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
+   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
+   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
+   * half-way finishes the erasure when it starts again.
+   */
+  eraseSubject: handleUnaryCall<EraseSubjectRequest, EraseSubjectResponse>;
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold: handleUnaryCall<PlaceLegalHoldRequest, PlaceLegalHoldResponse>;
   /** Releases a legal hold. */
@@ -3174,6 +3399,27 @@ export interface SubjectRightsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RejectRequestResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
+   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
+   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
+   * half-way finishes the erasure when it starts again.
+   */
+  eraseSubject(
+    request: EraseSubjectRequest,
+    callback: (error: ServiceError | null, response: EraseSubjectResponse) => void,
+  ): ClientUnaryCall;
+  eraseSubject(
+    request: EraseSubjectRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EraseSubjectResponse) => void,
+  ): ClientUnaryCall;
+  eraseSubject(
+    request: EraseSubjectRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EraseSubjectResponse) => void,
   ): ClientUnaryCall;
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold(

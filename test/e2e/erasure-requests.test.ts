@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { credentials, status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { verifyReceipt } from '../../src/cli/verify-receipt';
+import { CollectionMethod, DecisionReason } from '../../src/gen/consent/v1/consent';
+import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import {
+  CreateRequestRequest,
+  LegalHoldGround,
+  ReceivedVia,
+  RequestKind,
+  RequestState,
+  SubjectRightsServiceClient,
+} from '../../src/gen/consent/v1/subject_rights';
+import { forEachDatabase, TestDatabase } from '../support/databases';
+import { consentRequest, email, query, seedTenant } from '../support/fixtures';
+import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+
+const ROOT = path.join(__dirname, '..', '..');
+
+forEachDatabase('erasure requests', (db) => {
+  let s: TestServer;
+  let rights: SubjectRightsServiceClient;
+  let keys: KeyServiceClient;
+  const T = 'erasure';
+  before(async function () {
+    s = await startTestServer(db());
+    rights = new SubjectRightsServiceClient(s.address, credentials.createInsecure());
+    keys = new KeyServiceClient(s.address, credentials.createInsecure());
+    await seedTenant(s, T);
+  });
+  after(async () => {
+    rights?.close();
+    keys?.close();
+    await s?.stop();
+  });
+
+  let n = 0;
+  async function verifiedErasure(who: string, kind = RequestKind.REQUEST_KIND_ERASURE) {
+    const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: email(who), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1' });
+    return verified!;
+  }
+
+  it('erases a verified request, returns a signed receipt, and the person is suppressed afterwards', async function () {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('gone@example.com') }));
+    const request = await verifiedErasure('gone@example.com');
+    const { request: done, erasureReceipt } = await call(rights, rights.eraseSubject, { name: request.name });
+    expect(done!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    expect(done!.transitions.map((t) => t.toState)).to.deep.equal([RequestState.REQUEST_STATE_RECEIVED, RequestState.REQUEST_STATE_VERIFIED, RequestState.REQUEST_STATE_IN_PROGRESS, RequestState.REQUEST_STATE_COMPLETED]);
+    const jwks = (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks;
+    const verified = await verifyReceipt(erasureReceipt, jwks);
+    expect(verified.payload).to.include({ request: request.name, subjectKnown: true, sub: request.subject });
+    expect(verified.payload.keyIdsDestroyed).to.deep.equal([`${request.subject}/key`]);
+    expect(JSON.stringify(verified.payload)).to.not.include('gone@example.com');
+
+    const again = await call(rights, rights.eraseSubject, { name: request.name });
+    expect(again.erasureReceipt, 'idempotent').to.equal(erasureReceipt);
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email('gone@example.com') }) });
+    expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    const imported = await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('gone@example.com'), method: CollectionMethod.COLLECTION_METHOD_IMPORT })), status.FAILED_PRECONDITION);
+    expect(imported.reason).to.equal('SUBJECT_SUPPRESSED');
+  });
+
+  it('an open legal hold blocks the erasure with its ground; released, the erasure goes through', async function () {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('held@example.com') }));
+    const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email('held@example.com'), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'case 17', requestId: 'hold-held' });
+    const request = await verifiedErasure('held@example.com');
+    const blocked = await expectGrpcError(call(rights, rights.eraseSubject, { name: request.name }), status.FAILED_PRECONDITION);
+    expect(blocked.reason).to.equal('LEGAL_HOLD');
+    expect(blocked.message).to.include('17(3)(e)');
+    const stillThere = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email('held@example.com') }) });
+    expect(stillThere.decision!.reason, 'nothing was erased').to.equal(DecisionReason.DECISION_REASON_OPTED_IN);
+    await call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'claim settled' });
+    const { request: done } = await call(rights, rights.eraseSubject, { name: request.name });
+    expect(done!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+  });
+
+  it('refuses unverified and non-erasure requests; an unknown person completes with nothing to destroy', async function () {
+    const { request: unverified } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: email('x@example.com'), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'er-unverified' }));
+    expect((await expectGrpcError(call(rights, rights.eraseSubject, { name: unverified!.name }), status.FAILED_PRECONDITION)).reason).to.equal('IDENTITY_NOT_VERIFIED');
+    const access = await verifiedErasure('x@example.com', RequestKind.REQUEST_KIND_ACCESS);
+    expect((await expectGrpcError(call(rights, rights.eraseSubject, { name: access.name }), status.FAILED_PRECONDITION)).reason).to.equal('NOT_AN_ERASURE');
+    const unknown = await verifiedErasure('never-recorded@example.com');
+    const { erasureReceipt } = await call(rights, rights.eraseSubject, { name: unknown.name });
+    const verified = await verifyReceipt(erasureReceipt, (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks);
+    expect(verified.payload).to.include({ subjectKnown: false });
+  });
+
+  it('a server killed half-way through an erasure finishes it at its next start', async function () {
+    this.timeout(120_000);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('crash@example.com') }));
+    const request = await verifiedErasure('crash@example.com');
+    const port = await freePort();
+    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, ...childEnv(db(), port), CONSENT_FAILPOINT: 'erasure.started' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ? -1 : code)));
+    const other = new SubjectRightsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    try {
+      for (let i = 0; ; i++) {
+        const ready = await call(other, other.getRequest, { name: request.name }).then(() => true, () => false);
+        if (ready) break;
+        if (i > 300) throw new Error('child server did not start');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const lost = await call(other, other.eraseSubject, { name: request.name }).then(() => null, (e: { code: number }) => e);
+      expect(lost?.code, 'the call died with the process').to.equal(status.UNAVAILABLE);
+      expect([-1, 137], 'killed at the failpoint').to.include(await exited);
+    } finally {
+      other.close();
+      child.kill('SIGKILL');
+    }
+    const halfway = await call(rights, rights.getRequest, { name: request.name });
+    expect(halfway.request!.state, 'left in progress by the killed process').to.equal(RequestState.REQUEST_STATE_IN_PROGRESS);
+
+    const restarted = await startTestServer(db());
+    try {
+      const restartedRights = new SubjectRightsServiceClient(restarted.address, credentials.createInsecure());
+      const { request: done } = await call(restartedRights, restartedRights.getRequest, { name: request.name });
+      restartedRights.close();
+      expect(done!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+      expect(done!.erasureReceipt).to.match(/^ey/);
+      const check = await call(restarted.consent, restarted.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email('crash@example.com') }) });
+      expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    } finally {
+      await restarted.stop();
+    }
+  });
+});
+
+function childEnv(db: TestDatabase, port: number): Record<string, string> {
+  const url = (c: TestDatabase['config']) => (c.kind === 'sqlite' ? `sqlite:${c.file}` : c.url);
+  return {
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    DATA_DIR: db.dataDir,
+    DATABASE_URL: url(db.config),
+    KEYSTORE_URL: url(db.keyStore),
+    ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'),
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
