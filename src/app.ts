@@ -27,6 +27,7 @@ import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
 import { SubjectRightsService } from './domain/subject-rights-service';
+import { SubjectExporter } from './domain/subject-exporter';
 import { TypeormSubjectRightsRepository } from './storage/repositories/subject-rights-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { BackgroundJobs } from './jobs/background-jobs';
@@ -110,7 +111,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   );
   const jobs = new BackgroundJobs(logger);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock);
-  const subjectRights = new SubjectRightsService(tx, new TypeormSubjectRightsRepository(), subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
+  const subjectRightsRepo = new TypeormSubjectRightsRepository();
+  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
   const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
@@ -121,7 +123,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, config.limits),
     key: keyHandlers(pipeline, keyAdmin),
-    subjectRights: subjectRightsHandlers(pipeline, subjectRights),
+    subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock)),
   });
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();

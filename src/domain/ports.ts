@@ -154,6 +154,9 @@ export interface ConsentRepository {
   saveWindow(tx: TxContext, tenantId: string, subjectId: string, window: WindowState, exists: boolean): Promise<void>;
   /** The events of a subject recorded at or before `recordedBy`, in recording order, for replay. */
   eventsRecordedBy(tx: TxContext, tenantId: string, subjectId: string, recordedBy: number): Promise<StoredConsentEvent[]>;
+  countEvents(tx: TxContext, tenantId: string, subjectId: string): Promise<number>;
+  /** Encrypted identifiers of a subject (for exports). */
+  identifiersOf(tx: TxContext, tenantId: string, subjectId: string): Promise<Array<{ kind: string; blindIndex: string; valueCiphertext: string }>>;
   /** Events in recording order after `afterSeq` (exclusive); each paired with its cursor. */
   list(
     tx: TxContext,
@@ -239,6 +242,8 @@ export interface SubjectRightsRepository {
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<SubjectRequestRecord[]>;
+  /** Every request about a subject, oldest first. */
+  requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]>;
   /** ERASURE requests left IN_PROGRESS (by a process that stopped mid-way). */
   inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]>;
   insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void>;

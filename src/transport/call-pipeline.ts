@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import {
   handleBidiStreamingCall,
+  handleServerStreamingCall,
   handleUnaryCall,
   Metadata,
   sendUnaryData,
   ServerDuplexStream,
   ServerUnaryCall,
+  ServerWritableStream,
   status,
 } from '@grpc/grpc-js';
 import { Principal } from '../domain/principal';
@@ -52,6 +54,35 @@ export class CallPipeline {
           callback(null, response);
         },
         (err: unknown) => this.fail(method, ctx.requestId, started, err, callback, ctx),
+      );
+    };
+  }
+
+  serverStream<Req, Res>(
+    method: string,
+    handler: (call: ServerWritableStream<Req, Res>, ctx: CallContext) => Promise<void>,
+  ): handleServerStreamingCall<Req, Res> {
+    return (call: ServerWritableStream<Req, Res>) => {
+      const started = process.hrtime.bigint();
+      let ctx: CallContext;
+      try {
+        ctx = this.context(method, call.metadata);
+      } catch (err) {
+        const e = toGrpcError(err);
+        call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
+        return;
+      }
+      call.sendMetadata(requestIdHeader(ctx.requestId));
+      handler(call, ctx).then(
+        () => {
+          this.log(method, ctx, started, status.OK, 'OK');
+          call.end();
+        },
+        (err: unknown) => {
+          const e = toGrpcError(err);
+          this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
+          call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
+        },
       );
     };
   }

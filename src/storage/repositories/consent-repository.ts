@@ -131,6 +131,19 @@ export class TypeormConsentRepository implements ConsentRepository {
     return rows.map(toEvent);
   }
 
+  async countEvents(tx: TxContext, tenantId: string, subjectId: string): Promise<number> {
+    const [row] = await managerOf(tx).query('SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
+    return num(row.n);
+  }
+
+  async identifiersOf(tx: TxContext, tenantId: string, subjectId: string): Promise<Array<{ kind: string; blindIndex: string; valueCiphertext: string }>> {
+    const rows: EventRow[] = await managerOf(tx).query(
+      'SELECT kind, blind_index, value_ciphertext FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ? ORDER BY kind, blind_index',
+      [tenantId, subjectId],
+    );
+    return rows.map((r) => ({ kind: String(r.kind), blindIndex: String(r.blind_index), valueCiphertext: String(r.value_ciphertext) }));
+  }
+
   async list(
     tx: TxContext,
     tenantId: string,

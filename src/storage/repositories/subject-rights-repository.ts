@@ -79,6 +79,11 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     return rows.map((r) => toRequest(r)!);
   }
 
+  async requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]> {
+    const rows = await managerOf(tx).find(SubjectRequestEntity, { where: { tenantId, subjectId }, order: { createdAt: 'ASC', id: 'ASC' } });
+    return rows.map((r) => toRequest(r)!);
+  }
+
   async inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]> {
     const rows = await managerOf(tx).findBy(SubjectRequestEntity, { kind: 'ERASURE', state: 'IN_PROGRESS' });
     return rows.map((r) => toRequest(r)!);

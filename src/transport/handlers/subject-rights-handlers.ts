@@ -1,9 +1,12 @@
-import { invalidArgument } from '../../domain/errors';
+import { once } from 'node:events';
+import { DomainError, invalidArgument } from '../../domain/errors';
+import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
 import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
 import { parseTenantName } from '../../domain/resource-names';
 import { LegalHoldGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
 import {
   DataSubjectRequest,
+  ExportSubjectDataResponse,
   LegalHold,
   LegalHoldGround as PbGround,
   ReceivedVia as PbVia,
@@ -21,7 +24,7 @@ const via = enumMapper<typeof PbVia, string>(PbVia, 'RECEIVED_VIA_');
 const grounds = enumMapper<typeof PbGround, LegalHoldGround>(PbGround, 'LEGAL_HOLD_GROUND_');
 
 /** consent.v1.SubjectRightsService: translate, call SubjectRightsService, map back. */
-export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRightsService): SubjectRightsServiceServer {
+export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRightsService, exporter: SubjectExporter): SubjectRightsServiceServer {
   return {
     createRequest: pipeline.unary('CreateRequest', async (req, ctx) => ({
       request: requestToProto(
@@ -66,6 +69,18 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
       const { request, receipt } = await rights.erase(ctx.principal, tenantId, id);
       return { request: requestToProto(request), erasureReceipt: receipt };
     }),
+    exportSubjectData: pipeline.serverStream('ExportSubjectData', async (call, ctx) => {
+      const { tenantId, id } = childName(call.request.name, 'requests');
+      const cancelled = once(call, 'cancelled');
+      await exporter.export(ctx.principal, tenantId, id, {
+        async write(part: ExportPart) {
+          if (call.cancelled) throw new DomainError('ABORTED', 'CANCELLED', 'the export was cancelled by the client');
+          const ok = call.write({ part: exportPartToProto(part) });
+          // Back-pressure: a slow reader pauses the export instead of growing buffers.
+          if (!ok) await Promise.race([once(call, 'drain'), cancelled]);
+        },
+      });
+    }),
     placeLegalHold: pipeline.unary('PlaceLegalHold', async (req, ctx) => ({
       hold: holdToProto(
         await rights.placeHold(ctx.principal, parentTenant(req.parent), {
@@ -98,6 +113,22 @@ function childName(name: string, collection: string): { tenantId: string; id: st
   const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
   if (!m || !tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: `must be tenants/{tenant}/${collection}/{id}` }]);
   return { tenantId, id: m[2] };
+}
+
+function exportPartToProto(part: ExportPart): ExportSubjectDataResponse['part'] {
+  switch (part.kind) {
+    case 'progress':
+      return { $case: 'progress', value: { eventsDone: part.done, eventsTotal: part.total } };
+    case 'package':
+      return { $case: 'packageChunk', value: part.bytes };
+    case 'html':
+      return { $case: 'htmlChunk', value: part.bytes };
+    case 'manifest':
+      return {
+        $case: 'manifest',
+        value: { format: EXPORT_FORMAT, packageSha256: part.packageSha256, htmlSha256: part.htmlSha256, events: part.events, signedManifest: part.signed },
+      };
+  }
 }
 
 function requestToProto(r: SubjectRequestView): DataSubjectRequest {

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -322,6 +324,56 @@ export interface DataSubjectRequest {
    * "erasure-receipt+jwt") verifiable with KeyService.GetPublicKeys.
    */
   erasureReceipt: string;
+}
+
+/** Request of SubjectRightsService.ExportSubjectData. */
+export interface ExportSubjectDataRequest {
+  /** "tenants/{tenant}/requests/{request}" of a verified ACCESS or PORTABILITY request. */
+  name: string;
+}
+
+/** How far an export is. */
+export interface ExportProgress {
+  /** Consent events written so far (counted once per rendering). */
+  eventsDone: number;
+  /** Consent events in all. */
+  eventsTotal: number;
+}
+
+/** The last message of an export. */
+export interface ExportManifest {
+  /** "consent-ledger.export/v1". */
+  format: string;
+  /** Lower-case hex SHA-256 of the JSON package bytes. */
+  packageSha256: string;
+  /** Lower-case hex SHA-256 of the HTML rendering bytes. */
+  htmlSha256: string;
+  /** Consent events in the package. */
+  events: number;
+  /**
+   * The manifest as a compact JWS (ES256, `typ` "export-manifest+jwt") signed by the tenant;
+   * verify with KeyService.GetPublicKeys.
+   */
+  signedManifest: string;
+}
+
+/** Response of SubjectRightsService.ExportSubjectData: one part of the export. */
+export interface ExportSubjectDataResponse {
+  /** Exactly one part. */
+  part?:
+    | //
+    /** Progress. */
+    { $case: "progress"; value: ExportProgress }
+    | //
+    /** The next bytes of the JSON package. */
+    { $case: "packageChunk"; value: Buffer }
+    | //
+    /** The next bytes of the HTML rendering. */
+    { $case: "htmlChunk"; value: Buffer }
+    | //
+    /** The manifest; the stream ends after it. */
+    { $case: "manifest"; value: ExportManifest }
+    | undefined;
 }
 
 /** Request of SubjectRightsService.EraseSubject. */
@@ -1022,6 +1074,458 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     message.transitions = object.transitions?.map((e) => RequestTransition.fromPartial(e)) || [];
     message.createTime = object.createTime ?? undefined;
     message.erasureReceipt = object.erasureReceipt ?? "";
+    return message;
+  },
+};
+
+function createBaseExportSubjectDataRequest(): ExportSubjectDataRequest {
+  return { name: "" };
+}
+
+export const ExportSubjectDataRequest: MessageFns<ExportSubjectDataRequest> = {
+  encode(message: ExportSubjectDataRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportSubjectDataRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportSubjectDataRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportSubjectDataRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: ExportSubjectDataRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportSubjectDataRequest>, I>>(base?: I): ExportSubjectDataRequest {
+    return ExportSubjectDataRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportSubjectDataRequest>, I>>(object: I): ExportSubjectDataRequest {
+    const message = createBaseExportSubjectDataRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseExportProgress(): ExportProgress {
+  return { eventsDone: 0, eventsTotal: 0 };
+}
+
+export const ExportProgress: MessageFns<ExportProgress> = {
+  encode(message: ExportProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventsDone !== 0) {
+      writer.uint32(8).int64(message.eventsDone);
+    }
+    if (message.eventsTotal !== 0) {
+      writer.uint32(16).int64(message.eventsTotal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.eventsDone = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.eventsTotal = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportProgress {
+    return {
+      eventsDone: isSet(object.eventsDone)
+        ? globalThis.Number(object.eventsDone)
+        : isSet(object.events_done)
+        ? globalThis.Number(object.events_done)
+        : 0,
+      eventsTotal: isSet(object.eventsTotal)
+        ? globalThis.Number(object.eventsTotal)
+        : isSet(object.events_total)
+        ? globalThis.Number(object.events_total)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExportProgress): unknown {
+    const obj: any = {};
+    if (message.eventsDone !== 0) {
+      obj.eventsDone = Math.round(message.eventsDone);
+    }
+    if (message.eventsTotal !== 0) {
+      obj.eventsTotal = Math.round(message.eventsTotal);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportProgress>, I>>(base?: I): ExportProgress {
+    return ExportProgress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportProgress>, I>>(object: I): ExportProgress {
+    const message = createBaseExportProgress();
+    message.eventsDone = object.eventsDone ?? 0;
+    message.eventsTotal = object.eventsTotal ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportManifest(): ExportManifest {
+  return { format: "", packageSha256: "", htmlSha256: "", events: 0, signedManifest: "" };
+}
+
+export const ExportManifest: MessageFns<ExportManifest> = {
+  encode(message: ExportManifest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.format !== "") {
+      writer.uint32(10).string(message.format);
+    }
+    if (message.packageSha256 !== "") {
+      writer.uint32(18).string(message.packageSha256);
+    }
+    if (message.htmlSha256 !== "") {
+      writer.uint32(26).string(message.htmlSha256);
+    }
+    if (message.events !== 0) {
+      writer.uint32(32).int64(message.events);
+    }
+    if (message.signedManifest !== "") {
+      writer.uint32(42).string(message.signedManifest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportManifest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportManifest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.packageSha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.htmlSha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.events = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signedManifest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportManifest {
+    return {
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      packageSha256: isSet(object.packageSha256)
+        ? globalThis.String(object.packageSha256)
+        : isSet(object.package_sha256)
+        ? globalThis.String(object.package_sha256)
+        : "",
+      htmlSha256: isSet(object.htmlSha256)
+        ? globalThis.String(object.htmlSha256)
+        : isSet(object.html_sha256)
+        ? globalThis.String(object.html_sha256)
+        : "",
+      events: isSet(object.events) ? globalThis.Number(object.events) : 0,
+      signedManifest: isSet(object.signedManifest)
+        ? globalThis.String(object.signedManifest)
+        : isSet(object.signed_manifest)
+        ? globalThis.String(object.signed_manifest)
+        : "",
+    };
+  },
+
+  toJSON(message: ExportManifest): unknown {
+    const obj: any = {};
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.packageSha256 !== "") {
+      obj.packageSha256 = message.packageSha256;
+    }
+    if (message.htmlSha256 !== "") {
+      obj.htmlSha256 = message.htmlSha256;
+    }
+    if (message.events !== 0) {
+      obj.events = Math.round(message.events);
+    }
+    if (message.signedManifest !== "") {
+      obj.signedManifest = message.signedManifest;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportManifest>, I>>(base?: I): ExportManifest {
+    return ExportManifest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportManifest>, I>>(object: I): ExportManifest {
+    const message = createBaseExportManifest();
+    message.format = object.format ?? "";
+    message.packageSha256 = object.packageSha256 ?? "";
+    message.htmlSha256 = object.htmlSha256 ?? "";
+    message.events = object.events ?? 0;
+    message.signedManifest = object.signedManifest ?? "";
+    return message;
+  },
+};
+
+function createBaseExportSubjectDataResponse(): ExportSubjectDataResponse {
+  return { part: undefined };
+}
+
+export const ExportSubjectDataResponse: MessageFns<ExportSubjectDataResponse> = {
+  encode(message: ExportSubjectDataResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "progress":
+        ExportProgress.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "packageChunk":
+        writer.uint32(18).bytes(message.part.value);
+        break;
+      case "htmlChunk":
+        writer.uint32(26).bytes(message.part.value);
+        break;
+      case "manifest":
+        ExportManifest.encode(message.part.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportSubjectDataResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportSubjectDataResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "progress", value: ExportProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "packageChunk", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.part = { $case: "htmlChunk", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.part = { $case: "manifest", value: ExportManifest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportSubjectDataResponse {
+    return {
+      part: isSet(object.progress)
+        ? { $case: "progress", value: ExportProgress.fromJSON(object.progress) }
+        : isSet(object.packageChunk)
+        ? { $case: "packageChunk", value: Buffer.from(bytesFromBase64(object.packageChunk)) }
+        : isSet(object.package_chunk)
+        ? { $case: "packageChunk", value: Buffer.from(bytesFromBase64(object.package_chunk)) }
+        : isSet(object.htmlChunk)
+        ? { $case: "htmlChunk", value: Buffer.from(bytesFromBase64(object.htmlChunk)) }
+        : isSet(object.html_chunk)
+        ? { $case: "htmlChunk", value: Buffer.from(bytesFromBase64(object.html_chunk)) }
+        : isSet(object.manifest)
+        ? { $case: "manifest", value: ExportManifest.fromJSON(object.manifest) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExportSubjectDataResponse): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "progress") {
+      obj.progress = ExportProgress.toJSON(message.part.value);
+    } else if (message.part?.$case === "packageChunk") {
+      obj.packageChunk = base64FromBytes(message.part.value);
+    } else if (message.part?.$case === "htmlChunk") {
+      obj.htmlChunk = base64FromBytes(message.part.value);
+    } else if (message.part?.$case === "manifest") {
+      obj.manifest = ExportManifest.toJSON(message.part.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportSubjectDataResponse>, I>>(base?: I): ExportSubjectDataResponse {
+    return ExportSubjectDataResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportSubjectDataResponse>, I>>(object: I): ExportSubjectDataResponse {
+    const message = createBaseExportSubjectDataResponse();
+    switch (object.part?.$case) {
+      case "progress": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "progress", value: ExportProgress.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "packageChunk": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "packageChunk", value: object.part.value };
+        }
+        break;
+      }
+      case "htmlChunk": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "htmlChunk", value: object.part.value };
+        }
+        break;
+      }
+      case "manifest": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "manifest", value: ExportManifest.fromPartial(object.part.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -3237,6 +3741,24 @@ export const SubjectRightsServiceService = {
       Buffer.from(EraseSubjectResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): EraseSubjectResponse => EraseSubjectResponse.decode(value),
   },
+  /**
+   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
+   * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
+   * stays bounded whatever the number of events. Each export is recorded on the request with
+   * its principal; the first completes the request.
+   */
+  exportSubjectData: {
+    path: "/consent.v1.SubjectRightsService/ExportSubjectData" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExportSubjectDataRequest): Buffer =>
+      Buffer.from(ExportSubjectDataRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportSubjectDataRequest => ExportSubjectDataRequest.decode(value),
+    responseSerialize: (value: ExportSubjectDataResponse): Buffer =>
+      Buffer.from(ExportSubjectDataResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportSubjectDataResponse => ExportSubjectDataResponse.decode(value),
+  },
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold: {
     path: "/consent.v1.SubjectRightsService/PlaceLegalHold" as const,
@@ -3295,6 +3817,14 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
    * half-way finishes the erasure when it starts again.
    */
   eraseSubject: handleUnaryCall<EraseSubjectRequest, EraseSubjectResponse>;
+  /**
+   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
+   * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
+   * stays bounded whatever the number of events. Each export is recorded on the request with
+   * its principal; the first completes the request.
+   */
+  exportSubjectData: handleServerStreamingCall<ExportSubjectDataRequest, ExportSubjectDataResponse>;
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold: handleUnaryCall<PlaceLegalHoldRequest, PlaceLegalHoldResponse>;
   /** Releases a legal hold. */
@@ -3421,6 +3951,22 @@ export interface SubjectRightsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EraseSubjectResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
+   * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
+   * stays bounded whatever the number of events. Each export is recorded on the request with
+   * its principal; the first completes the request.
+   */
+  exportSubjectData(
+    request: ExportSubjectDataRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportSubjectDataResponse>;
+  exportSubjectData(
+    request: ExportSubjectDataRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportSubjectDataResponse>;
   /** Places a legal hold on a person (Art. 17(3)): erasure is refused while it is open. */
   placeLegalHold(
     request: PlaceLegalHoldRequest,
@@ -3480,6 +4026,14 @@ export const SubjectRightsServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -3513,6 +4067,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isSet(value: any): boolean {

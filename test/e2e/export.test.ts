@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { credentials, status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { verifyReceipt } from '../../src/cli/verify-receipt';
+import { Channel } from '../../src/gen/consent/v1/common';
+import { RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
+import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { CreateRequestRequest, ExportSubjectDataResponse, ReceivedVia, RequestKind, RequestState, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
+import { forEachDatabase } from '../support/databases';
+import { consentRequest, email, phone, seedTenant } from '../support/fixtures';
+import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+
+forEachDatabase('ExportSubjectData', (db) => {
+  let s: TestServer;
+  let rights: SubjectRightsServiceClient;
+  let keys: KeyServiceClient;
+  const T = 'export';
+  before(async function () {
+    s = await startTestServer(db());
+    rights = new SubjectRightsServiceClient(s.address, credentials.createInsecure());
+    keys = new KeyServiceClient(s.address, credentials.createInsecure());
+    await seedTenant(s, T);
+  });
+  after(async () => {
+    rights?.close();
+    keys?.close();
+    await s?.stop();
+  });
+
+  let n = 0;
+  async function verifiedRequest(identifier: ReturnType<typeof phone>, kind = RequestKind.REQUEST_KIND_ACCESS, verify = true) {
+    const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: identifier, receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: `ex-${++n}` }));
+    if (!verify) return request!;
+    return (await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-2' })).request!;
+  }
+
+  function exportAll(name: string): Promise<ExportSubjectDataResponse[]> {
+    return new Promise((resolve, reject) => {
+      const parts: ExportSubjectDataResponse[] = [];
+      const stream = rights.exportSubjectData({ name });
+      stream.on('data', (p: ExportSubjectDataResponse) => parts.push(p));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(parts));
+    });
+  }
+
+  it('streams a JSON package and an HTML rendering with a signed manifest of their hashes', async function () {
+    this.timeout(60_000);
+    const person = phone('+4915190000001');
+    const evidence = { sourceIp: '203.0.113.9', userAgent: '<script>alert(1)</script>', pageUrl: '', inboundMessageId: '', freeText: '' };
+    for (let i = 0; i < 600; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, evidence, requestId: `ex-ev-${i}` }));
+    await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person, channel: Channel.CHANNEL_WHATSAPP, text: 'hello', messageId: 'wamid.x', requestId: 'ex-in' }));
+    const request = await verifiedRequest(person);
+
+    const parts = await exportAll(request.name);
+    const kinds = parts.map((p) => p.part!.$case);
+    expect(kinds[0]).to.equal('progress');
+    expect(kinds[kinds.length - 1]).to.equal('manifest');
+    const pkg = Buffer.concat(parts.filter((p) => p.part!.$case === 'packageChunk').map((p) => p.part!.value as Buffer));
+    const html = Buffer.concat(parts.filter((p) => p.part!.$case === 'htmlChunk').map((p) => p.part!.value as Buffer));
+    const manifest = parts[parts.length - 1].part!.value as { packageSha256: string; htmlSha256: string; events: number; signedManifest: string };
+
+    const doc = JSON.parse(pkg.toString('utf8'));
+    expect(doc.format).to.equal('consent-ledger.export/v1');
+    expect(doc.identifiers).to.deep.equal([{ kind: 'PHONE', value: '+4915190000001' }]);
+    expect(doc.consentEvents).to.have.length(601);
+    expect(doc.consentEvents[0].evidence.userAgent).to.equal('<script>alert(1)</script>');
+    expect(doc.serviceWindows).to.have.length(1);
+    expect(doc.requests.map((r: { name: string }) => r.name)).to.include(request.name);
+    expect(manifest.events).to.equal(601);
+    expect(createHash('sha256').update(pkg).digest('hex')).to.equal(manifest.packageSha256);
+    expect(createHash('sha256').update(html).digest('hex')).to.equal(manifest.htmlSha256);
+    expect(html.toString('utf8')).to.include('&lt;script&gt;alert(1)&lt;/script&gt;').and.not.include('<script>alert');
+
+    const signed = await verifyReceipt(manifest.signedManifest, (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks);
+    expect(signed.payload).to.include({ packageSha256: manifest.packageSha256, htmlSha256: manifest.htmlSha256, request: request.name });
+
+    const after = (await call(rights, rights.getRequest, { name: request.name })).request!;
+    expect(after.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    const last = after.transitions[after.transitions.length - 1];
+    expect(last.note).to.match(/^exported 601 events/);
+    expect(last.principal, 'who read what').to.equal('dev-admin');
+  });
+
+  it('refuses unverified and erasure requests; a stranger gets an empty package', async function () {
+    const unverified = await verifiedRequest(email('nv@example.com'), RequestKind.REQUEST_KIND_ACCESS, false);
+    expect((await expectGrpcError(exportAll(unverified.name), status.FAILED_PRECONDITION)).reason).to.equal('IDENTITY_NOT_VERIFIED');
+    const erasure = await verifiedRequest(email('nv@example.com'), RequestKind.REQUEST_KIND_ERASURE);
+    expect((await expectGrpcError(exportAll(erasure.name), status.FAILED_PRECONDITION)).reason).to.equal('NOT_AN_EXPORT');
+    const stranger = await verifiedRequest(email('stranger@example.com'), RequestKind.REQUEST_KIND_PORTABILITY);
+    const parts = await exportAll(stranger.name);
+    const doc = JSON.parse(Buffer.concat(parts.filter((p) => p.part!.$case === 'packageChunk').map((p) => p.part!.value as Buffer)).toString('utf8'));
+    expect(doc.subject).to.equal(null);
+    expect(doc.consentEvents).to.deep.equal([]);
+  });
+});
