@@ -1,0 +1,382 @@
+#!/usr/bin/env node
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { Command, Option } from 'commander';
+import { SubjectIdentifier } from '../gen/consent/v1/common';
+import { KeyServiceClient } from '../gen/consent/v1/key';
+import {
+  CreateRequestRequest,
+  DataSubjectRequest,
+  ExportSubjectDataResponse,
+  LegalHold,
+  LegalHoldGround,
+  ListRequestsRequest,
+  ReceivedVia,
+  RequestKind,
+  RequestState,
+  SubjectRightsServiceClient,
+} from '../gen/consent/v1/subject_rights';
+import { Status } from '../gen/google/rpc/status';
+import { ErrorInfo } from '../gen/google/rpc/error_details';
+import { renderTable } from './table';
+import { verifyReceipt } from './verify-receipt';
+
+/**
+ * consentctl: the data-protection officer's command line for Consent Ledger. Human-readable
+ * tables by default, --json for scripts. Exit codes: 0 done, 1 refused by the service (the
+ * reason is printed), 2 usage error, 3 service unreachable, 4 a signature or hash did not verify.
+ */
+const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, UNREACHABLE: 3, UNVERIFIED: 4 } as const;
+
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Globals {
+  address: string;
+  token?: string;
+  json?: boolean;
+}
+
+function clients(g: Globals) {
+  const creds: ChannelCredentials = credentials.createInsecure();
+  return { rights: new SubjectRightsServiceClient(g.address, creds), keys: new KeyServiceClient(g.address, creds) };
+}
+
+function metadata(g: Globals): Metadata {
+  const md = new Metadata();
+  // Sent for the authentication that is to come; the development server ignores it.
+  if (g.token) md.set('authorization', `Bearer ${g.token}`);
+  return md;
+}
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+
+function rpc<Req, Res>(client: object, method: Unary<Req, Res>, req: Req, g: Globals): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, metadata(g), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(toCliError(err)) : resolve(res)));
+  });
+}
+
+function toCliError(err: ServiceError): CliError {
+  if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) {
+    return new CliError(`the service is unreachable (${status[err.code]}: ${err.details})`, EXIT.UNREACHABLE);
+  }
+  let reason = '';
+  const bin = err.metadata?.get('grpc-status-details-bin')[0];
+  if (bin instanceof Buffer) {
+    const info = Status.decode(bin).details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
+    if (info) reason = ` [${ErrorInfo.decode(info.value).reason}]`;
+  }
+  return new CliError(`refused: ${status[err.code]}${reason}: ${err.details}`, EXIT.REFUSED);
+}
+
+function identifier(o: { phone?: string; email?: string; customerId?: string; region?: string }): SubjectIdentifier {
+  const given = [o.phone, o.email, o.customerId].filter(Boolean).length;
+  if (given !== 1) throw new CliError('give exactly one of --phone, --email, --customer-id', EXIT.USAGE);
+  const kind = o.phone
+    ? { $case: 'phoneNumber' as const, value: o.phone }
+    : o.email
+      ? { $case: 'email' as const, value: o.email }
+      : { $case: 'customerId' as const, value: o.customerId! };
+  return { kind, defaultRegion: o.region ?? '' };
+}
+
+function enumValue<E extends Record<string, string | number>>(e: E, prefix: string, value: string, flag: string): E[keyof E] {
+  const key = `${prefix}${value.toUpperCase().replace(/-/g, '_')}`;
+  if (!(key in e)) {
+    const choices = Object.keys(e).filter((k) => k.startsWith(prefix) && !k.endsWith('UNSPECIFIED')).map((k) => k.slice(prefix.length).toLowerCase());
+    throw new CliError(`${flag} must be one of ${choices.join(', ')}`, EXIT.USAGE);
+  }
+  return e[key as keyof E];
+}
+
+const shortEnum = (e: Record<number, string>, prefix: string, v: number) => (e[v] ?? '').replace(prefix, '').toLowerCase();
+const iso = (d?: Date) => (d ? d.toISOString().replace('.000Z', 'Z') : '');
+
+function printRequests(requests: DataSubjectRequest[], g: Globals): void {
+  if (g.json) return void process.stdout.write(JSON.stringify(requests.map((r) => DataSubjectRequest.toJSON(r)), null, 2) + '\n');
+  process.stdout.write(
+    renderTable(
+      ['REQUEST', 'KIND', 'STATE', 'RECEIVED', 'DUE', 'OVERDUE'],
+      requests.map((r) => [r.name, shortEnum(RequestKind, 'REQUEST_KIND_', r.kind), shortEnum(RequestState, 'REQUEST_STATE_', r.state), iso(r.receiveTime), iso(r.dueTime), r.overdue ? 'OVERDUE' : '']),
+    ),
+  );
+}
+
+function printRequest(r: DataSubjectRequest, g: Globals): void {
+  if (g.json) return void process.stdout.write(JSON.stringify(DataSubjectRequest.toJSON(r), null, 2) + '\n');
+  printRequests([r], g);
+  if (r.extensionReason) process.stdout.write(`\nextended: ${r.extensionReason}\n`);
+  if (r.rejectionReason) process.stdout.write(`\nrejected: ${r.rejectionReason}\n`);
+  process.stdout.write(
+    '\n' + renderTable(['WHEN', 'STATE', 'BY', 'NOTE'], r.transitions.map((t) => [iso(t.time), shortEnum(RequestState, 'REQUEST_STATE_', t.toState), t.principal, t.note])),
+  );
+}
+
+function printHolds(holds: LegalHold[], g: Globals): void {
+  if (g.json) return void process.stdout.write(JSON.stringify(holds.map((h) => LegalHold.toJSON(h)), null, 2) + '\n');
+  process.stdout.write(
+    renderTable(
+      ['HOLD', 'SUBJECT', 'GROUND', 'PLACED', 'RELEASED', 'NOTE'],
+      holds.map((h) => [h.name, h.subject, shortEnum(LegalHoldGround, 'LEGAL_HOLD_GROUND_', h.ground), iso(h.placeTime), iso(h.releaseTime), h.note]),
+    ),
+  );
+}
+
+async function listAll(g: Globals, req: ListRequestsRequest): Promise<DataSubjectRequest[]> {
+  const { rights } = clients(g);
+  const all: DataSubjectRequest[] = [];
+  let pageToken = '';
+  do {
+    const page = await rpc(rights, rights.listRequests, { ...req, pageToken }, g);
+    all.push(...page.requests);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return all;
+}
+
+function tenantName(tenant: string): string {
+  if (!/^[a-z][a-z0-9-]{2,62}$/.test(tenant)) throw new CliError('--tenant must be a tenant id such as "acme"', EXIT.USAGE);
+  return `tenants/${tenant}`;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('consentctl')
+    .description("The data-protection officer's command line for Consent Ledger: data-subject requests, exports, erasures, legal holds.")
+    .addOption(new Option('--address <host:port>', 'the Consent Ledger server').env('CONSENT_ADDRESS').default('127.0.0.1:50051'))
+    .addOption(new Option('--token <token>', 'bearer token (for servers with authentication)').env('CONSENT_TOKEN'))
+    .option('--json', 'machine-readable JSON instead of tables')
+    // Set before the subcommands are made, so they inherit it: usage errors exit 2, not 1.
+    .exitOverride()
+    .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done, 1 refused by the service, 2 usage error, 3 service unreachable, 4 signature or hash did not verify.\n' +
+        'Typical flow: requests create -> requests verify -> export (ACCESS/PORTABILITY) or erase (ERASURE); requests overdue every morning.',
+    );
+  const g = () => program.opts<Globals>();
+  const who = (c: Command) =>
+    c
+      .option('--phone <number>', 'phone number (E.164, or national with --region)')
+      .option('--email <address>', 'e-mail address')
+      .option('--customer-id <id>', "the tenant's customer id")
+      .option('--region <CC>', 'region for national phone numbers, e.g. DE');
+
+  const requests = program.command('requests').description('data-subject requests (Art. 15, 17, 20)');
+  who(requests.command('create').description('register a request as received (deadline: one calendar month)'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--kind <kind>', 'access, portability or erasure')
+    .option('--received-via <channel>', 'email, web-form, letter, phone, in-person, chat, other', 'email')
+    .option('--received-at <iso-time>', 'when it was received (default: now)')
+    .option('--request-id <id>', 'idempotency key (default: random)')
+    .action(async (o) => {
+      const { rights } = clients(g());
+      const receivedAt = o.receivedAt ? new Date(o.receivedAt) : undefined;
+      if (receivedAt && Number.isNaN(receivedAt.getTime())) throw new CliError('--received-at must be an ISO time', EXIT.USAGE);
+      const res = await rpc(rights, rights.createRequest, CreateRequestRequest.fromPartial({
+        parent: tenantName(o.tenant),
+        kind: enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind'),
+        subjectIdentifier: identifier(o),
+        receivedVia: enumValue(ReceivedVia, 'RECEIVED_VIA_', o.receivedVia, '--received-via'),
+        receiveTime: receivedAt,
+        requestId: o.requestId ?? `consentctl-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
+      }), g());
+      printRequest(res.request!, g());
+    });
+  requests.command('get <name>').description('one request and its history').action(async (name: string) => {
+    const { rights } = clients(g());
+    printRequest((await rpc(rights, rights.getRequest, { name }, g())).request!, g());
+  });
+  requests
+    .command('list')
+    .description('requests, newest first')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--state <state>', 'received, verified, in-progress, completed, rejected')
+    .option('--kind <kind>', 'access, portability, erasure')
+    .option('--overdue', 'only overdue requests')
+    .option('--due-before <iso-time>', 'only open requests due before this time')
+    .action(async (o) => {
+      printRequests(await listAll(g(), ListRequestsRequest.fromPartial({
+        parent: tenantName(o.tenant),
+        state: o.state ? enumValue(RequestState, 'REQUEST_STATE_', o.state, '--state') : 0,
+        kind: o.kind ? enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind') : 0,
+        overdue: Boolean(o.overdue),
+        dueBefore: o.dueBefore ? new Date(o.dueBefore) : undefined,
+        pageSize: 500,
+      })), g());
+    });
+  requests
+    .command('overdue')
+    .description('open requests past their deadline, and those due within --days (default 7)')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--days <n>', 'also list requests due within this many days', '7')
+    .action(async (o) => {
+      const days = Number(o.days);
+      if (!Number.isInteger(days) || days < 0) throw new CliError('--days must be a whole number', EXIT.USAGE);
+      printRequests(await listAll(g(), ListRequestsRequest.fromPartial({ parent: tenantName(o.tenant), dueBefore: new Date(Date.now() + days * 86_400_000), pageSize: 500 })), g());
+    });
+  requests.command('verify <name>').description('record that the requester\'s identity was verified')
+    .requiredOption('--method <method>', 'e.g. ID_DOCUMENT, EMAIL_CONFIRMATION')
+    .requiredOption('--by <staff>', 'who verified it')
+    .action(async (name: string, o) => {
+      const { rights } = clients(g());
+      printRequest((await rpc(rights, rights.verifyIdentity, { name, method: o.method, verifiedBy: o.by }, g())).request!, g());
+    });
+  requests.command('extend <name>').description('extend the deadline once by 1 or 2 months (Art. 12(3))')
+    .requiredOption('--months <n>', '1 or 2')
+    .requiredOption('--reason <text>', 'why (the person must be told)')
+    .action(async (name: string, o) => {
+      const { rights } = clients(g());
+      printRequest((await rpc(rights, rights.extendDeadline, { name, months: Number(o.months), reason: o.reason }, g())).request!, g());
+    });
+  requests.command('reject <name>').description('reject a request, with a reason').requiredOption('--reason <text>', 'why')
+    .action(async (name: string, o) => {
+      const { rights } = clients(g());
+      printRequest((await rpc(rights, rights.rejectRequest, { name, reason: o.reason }, g())).request!, g());
+    });
+
+  program
+    .command('export <name>')
+    .description('export a verified ACCESS/PORTABILITY request: writes package.json, package.html and manifest.jws, and verifies them')
+    .requiredOption('--out <dir>', 'folder to write the files to')
+    .action(async (name: string, o) => {
+      const { rights, keys } = clients(g());
+      mkdirSync(o.out, { recursive: true });
+      const pkg: Buffer[] = [];
+      const html: Buffer[] = [];
+      let manifest: { packageSha256: string; htmlSha256: string; events: number; signedManifest: string } | undefined;
+      await new Promise<void>((resolve, reject) => {
+        const stream = rights.exportSubjectData({ name }, metadata(g()));
+        stream.on('data', (p: ExportSubjectDataResponse) => {
+          const part = p.part!;
+          if (part.$case === 'progress' && !g().json) process.stderr.write(`\rexporting: ${part.value.eventsDone}/${part.value.eventsTotal}`);
+          if (part.$case === 'packageChunk') pkg.push(part.value);
+          if (part.$case === 'htmlChunk') html.push(part.value);
+          if (part.$case === 'manifest') manifest = part.value;
+        });
+        stream.on('error', (err: ServiceError) => reject(toCliError(err)));
+        stream.on('end', () => resolve());
+      });
+      if (!g().json) process.stderr.write('\n');
+      if (!manifest) throw new CliError('the export ended without a manifest', EXIT.UNVERIFIED);
+      const files = { package: path.join(o.out, 'package.json'), html: path.join(o.out, 'package.html'), manifest: path.join(o.out, 'manifest.jws') };
+      writeFileSync(files.package, Buffer.concat(pkg));
+      writeFileSync(files.html, Buffer.concat(html));
+      writeFileSync(files.manifest, manifest.signedManifest + '\n');
+      const tenant = name.split('/').slice(0, 2).join('/');
+      const jwks = (await rpc(keys, keys.getPublicKeys, { name: tenant }, g())).jwks;
+      const signed = await verifyReceipt(manifest.signedManifest, jwks).catch(() => null);
+      const hashes = {
+        package: createHash('sha256').update(Buffer.concat(pkg)).digest('hex'),
+        html: createHash('sha256').update(Buffer.concat(html)).digest('hex'),
+      };
+      const ok = signed !== null && signed.payload.packageSha256 === hashes.package && signed.payload.htmlSha256 === hashes.html;
+      const summary = { request: name, events: manifest.events, files, packageSha256: hashes.package, verified: ok };
+      process.stdout.write(g().json ? JSON.stringify(summary, null, 2) + '\n' : `${manifest.events} events exported to ${o.out}; signature and hashes ${ok ? 'verified' : 'DO NOT VERIFY'}\n`);
+      if (!ok) throw new CliError('the export did not verify against the tenant\'s published keys', EXIT.UNVERIFIED);
+    });
+
+  program
+    .command('erase <name>')
+    .description('carry out a verified ERASURE request (irreversible) and print the signed erasure receipt')
+    .option('--yes', 'do not ask for confirmation')
+    .action(async (name: string, o) => {
+      if (!o.yes) {
+        if (!process.stdin.isTTY) throw new CliError('refusing to erase without confirmation: run in a terminal or pass --yes', EXIT.USAGE);
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question(`Erase the person of ${name}? This destroys their key and cannot be undone. Type "erase" to go on: `);
+        rl.close();
+        if (answer.trim() !== 'erase') throw new CliError('not erased', EXIT.USAGE);
+      }
+      const { rights, keys } = clients(g());
+      const res = await rpc(rights, rights.eraseSubject, { name }, g());
+      const tenant = name.split('/').slice(0, 2).join('/');
+      const verified = await verifyReceipt(res.erasureReceipt, (await rpc(keys, keys.getPublicKeys, { name: tenant }, g())).jwks).catch(() => null);
+      if (g().json) {
+        process.stdout.write(JSON.stringify({ request: DataSubjectRequest.toJSON(res.request!), receipt: res.erasureReceipt, verified: verified !== null, payload: verified?.payload }, null, 2) + '\n');
+      } else {
+        printRequest(res.request!, g());
+        process.stdout.write(`\nerasure receipt (${verified ? 'signature verified' : 'SIGNATURE DOES NOT VERIFY'}):\n${JSON.stringify(verified?.payload ?? {}, null, 2)}\n\n${res.erasureReceipt}\n`);
+      }
+      if (!verified) throw new CliError('the erasure receipt did not verify', EXIT.UNVERIFIED);
+    });
+
+  const holds = program.command('holds').description('legal holds (Art. 17(3)): block erasure while open');
+  who(holds.command('place').description('place a legal hold on a person'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--ground <a-e>', 'Art. 17(3) ground: a (expression), b (legal obligation), c (public health), d (archiving/research), e (legal claims)')
+    .option('--note <text>', 'why (no personal data)', '')
+    .option('--request-id <id>', 'idempotency key (default: random)')
+    .action(async (o) => {
+      const grounds: Record<string, LegalHoldGround> = {
+        a: LegalHoldGround.LEGAL_HOLD_GROUND_A_FREEDOM_OF_EXPRESSION,
+        b: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION,
+        c: LegalHoldGround.LEGAL_HOLD_GROUND_C_PUBLIC_HEALTH,
+        d: LegalHoldGround.LEGAL_HOLD_GROUND_D_ARCHIVING_RESEARCH,
+        e: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS,
+      };
+      const ground = grounds[String(o.ground).toLowerCase()];
+      if (!ground) throw new CliError('--ground must be one of a, b, c, d, e', EXIT.USAGE);
+      const { rights } = clients(g());
+      const res = await rpc(rights, rights.placeLegalHold, {
+        parent: tenantName(o.tenant),
+        subjectIdentifier: identifier(o),
+        ground,
+        note: o.note,
+        requestId: o.requestId ?? `consentctl-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
+      }, g());
+      printHolds([res.hold!], g());
+    });
+  holds.command('release <name>').description('release a legal hold').requiredOption('--note <text>', 'why')
+    .action(async (name: string, o) => {
+      const { rights } = clients(g());
+      printHolds([(await rpc(rights, rights.releaseLegalHold, { name, note: o.note }, g())).hold!], g());
+    });
+  who(holds.command('list').description('legal holds, newest first'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--include-released', 'released holds too')
+    .action(async (o) => {
+      const { rights } = clients(g());
+      const filter = o.phone || o.email || o.customerId ? identifier(o) : undefined;
+      const all: LegalHold[] = [];
+      let pageToken = '';
+      do {
+        const page = await rpc(rights, rights.listLegalHolds, { parent: tenantName(o.tenant), subjectIdentifier: filter, includeReleased: Boolean(o.includeReleased), pageSize: 500, pageToken }, g());
+        all.push(...page.holds);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      printHolds(all, g());
+    });
+  return program;
+}
+
+export async function runConsentctl(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.OK;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message: string };
+    if (err instanceof CliError) {
+      process.stderr.write(`consentctl: ${err.message}\n`);
+      return err.exitCode;
+    }
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.OK;
+    if (e.code?.startsWith('commander.')) return EXIT.USAGE;
+    process.stderr.write(`consentctl: ${e.message}\n`);
+    return EXIT.REFUSED;
+  }
+}
+
+if (require.main === module) {
+  runConsentctl(process.argv.slice(2)).then((code) => process.exit(code));
+}
