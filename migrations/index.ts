@@ -1,6 +1,12 @@
 import { InitialSchema1764000000000 } from './1764000000000-InitialSchema';
 import { TenantErasureAndKeyRotations1764000000002 } from './1764000000002-TenantErasureAndKeyRotations';
 import { SubjectRequests1764000000005 } from './1764000000005-SubjectRequests';
+import { ChangeOutbox1764000000006 } from './1764000000006-ChangeOutbox';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
-export const MIGRATIONS = [InitialSchema1764000000000, TenantErasureAndKeyRotations1764000000002, SubjectRequests1764000000005];
+export const MIGRATIONS = [
+  InitialSchema1764000000000,
+  TenantErasureAndKeyRotations1764000000002,
+  SubjectRequests1764000000005,
+  ChangeOutbox1764000000006,
+];

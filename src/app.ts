@@ -28,10 +28,12 @@ import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
 import { SubjectRightsService } from './domain/subject-rights-service';
 import { SubjectExporter } from './domain/subject-exporter';
+import { ChangeFeed } from './domain/change-feed';
 import { TypeormSubjectRightsRepository } from './storage/repositories/subject-rights-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
+import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
 
 export interface AppOptions {
@@ -95,6 +97,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tx = new TypeormTransactionRunner(dataSource);
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
   const subjects = new TypeormSubjectRepository();
+  const changeRows = new TypeormChangeFeedRepository();
   const consent = new TypeormConsentRepository();
   const tenantRows = new TypeormTenantRepository();
   const tenants = new TenantService(tx, tenantRows, keys, clock);
@@ -108,9 +111,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keys,
     clock,
     config.limits.maxEventTimeSkewMs,
+    changeRows,
   );
   const jobs = new BackgroundJobs(logger);
-  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock);
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
@@ -121,7 +125,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const { server, health } = createGrpcServer({
     tenant: tenantHandlers(pipeline, tenants),
     purpose: purposeHandlers(pipeline, purposes),
-    consent: consentHandlers(pipeline, recorder, checker, history, config.limits),
+    consent: consentHandlers(pipeline, recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
     key: keyHandlers(pipeline, keyAdmin),
     subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock)),
   });

@@ -19,7 +19,7 @@ import {
   LawfulBasis,
   Tenant,
 } from './model';
-import { ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
+import { ChangeFeedRepository, ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -82,6 +82,7 @@ export class ConsentRecorder {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly maxEventTimeSkewMs: number,
+    private readonly changes: ChangeFeedRepository,
   ) {}
 
   async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
@@ -269,6 +270,10 @@ export class ConsentRecorder {
     if (hasEvidence(event.evidence)) await this.keys.reserveEncryptions(event.tenantId, event.subjectId, 1);
     await this.consent.insertEvent(tx, sealEvent(event, key, fingerprint));
     if (event.kind === 'INBOUND_MESSAGE') return;
+    if (event.kind === 'OPT_OUT') {
+      // Downstream senders drop cached permissions from the feed; same transaction as the event.
+      await this.changes.append(tx, { tenantId: event.tenantId, kind: 'OPT_OUT', subjectId: event.subjectId, purposeId: event.purposeId, channel: event.channel, eventId: event.id, at: event.recordTime });
+    }
     const scopeKey = `${event.purposeId}\u0000${event.channel}`;
     const before = scopes.get(scopeKey);
     const after = applyToScope(before ?? { purposeId: event.purposeId, channel: event.channel }, { ...event, kind: event.kind });

@@ -167,6 +167,26 @@ export interface ConsentRepository {
   ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>>;
 }
 
+/* ---- Change feed ---- */
+
+export interface ChangeRecord {
+  seq: number;
+  tenantId: string;
+  kind: 'OPT_OUT' | 'ERASURE';
+  subjectId: string;
+  purposeId: string | null;
+  channel: string | null;
+  eventId: string | null;
+  at: number;
+}
+
+export interface ChangeFeedRepository {
+  /** Appends in the caller's transaction, so a change is in the feed exactly when it committed. */
+  append(tx: TxContext, change: Omit<ChangeRecord, 'seq'>): Promise<void>;
+  /** Changes of a tenant after `afterSeq`, in order. */
+  after(tx: TxContext, tenantId: string, afterSeq: number, limit: number): Promise<ChangeRecord[]>;
+}
+
 /* ---- Data-subject requests and legal holds ---- */
 
 export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE';

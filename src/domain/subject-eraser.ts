@@ -1,7 +1,7 @@
 import { KeyManager } from '../crypto/key-manager';
 import { Clock } from './clock';
 import { notFound } from './errors';
-import { SubjectRepository, TransactionRunner } from './ports';
+import { ChangeFeedRepository, SubjectRepository, TransactionRunner } from './ports';
 import { names } from './resource-names';
 
 /** What an erasure did. */
@@ -28,6 +28,7 @@ export class SubjectEraser {
     private readonly subjects: SubjectRepository,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
+    private readonly changes: ChangeFeedRepository,
   ) {}
 
   async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
@@ -37,6 +38,8 @@ export class SubjectEraser {
       if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
       if (locked.erased) return { erasedAt: now, alreadyErased: true };
       await this.subjects.markErased(tx, tenantId, subjectId, now);
+      // Other systems erase their copies from the feed; same transaction as the erasure mark.
+      await this.changes.append(tx, { tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now });
       return { erasedAt: now, alreadyErased: false };
     });
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);

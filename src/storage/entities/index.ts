@@ -1,3 +1,4 @@
+import { ChangeEntity } from './change.entity';
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
 import { KeyRotationEntity } from './key-rotation.entity';
@@ -13,6 +14,7 @@ import { SubjectEntity } from './subject.entity';
 import { TenantEntity } from './tenant.entity';
 
 export {
+  ChangeEntity,
   ConsentEventEntity,
   ConsentStateEntity,
   KeyRotationEntity,
@@ -42,4 +44,5 @@ export const ENTITIES = [
   SubjectRequestTransitionEntity,
   LegalHoldEntity,
   SuppressionEntity,
+  ChangeEntity,
 ];

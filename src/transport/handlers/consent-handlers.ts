@@ -4,9 +4,11 @@ import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-c
 import { ConsentHistory } from '../../domain/consent-history';
 import { ConsentRecorder } from '../../domain/consent-recorder';
 import { DomainError, FieldViolation, invalidArgument } from '../../domain/errors';
-import { ALL_PURPOSES, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
+import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
+import { ChangeFeed } from '../../domain/change-feed';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
 import {
+  ChangeKind,
   CheckConsentBatchRequest,
   CheckConsentBatchResponse,
   CheckConsentRequest,
@@ -54,9 +56,33 @@ export function consentHandlers(
   recorder: ConsentRecorder,
   checker: ConsentChecker,
   history: ConsentHistory,
+  feed: ChangeFeed,
   limits: ConsentHandlerLimits,
 ): ConsentServiceServer {
   return {
+    streamChanges: pipeline.serverStream('StreamChanges', async (call, ctx) => {
+      const tenantId = parentTenant(call.request.parent);
+      const cancelled = once(call, 'cancelled');
+      await feed.stream(
+        ctx.principal,
+        tenantId,
+        call.request.cursor,
+        async (change, cursor) => {
+          const ok = call.write({
+            cursor,
+            kind: change.kind === 'OPT_OUT' ? ChangeKind.CHANGE_KIND_OPT_OUT : ChangeKind.CHANGE_KIND_ERASURE,
+            subject: names.subject(tenantId, change.subjectId),
+            purpose: change.purposeId ? names.purpose(tenantId, change.purposeId) : '',
+            channel: change.channel ? channels.toProto(change.channel as Channel) : 0,
+            event: change.eventId ? names.consentEvent(tenantId, change.subjectId, change.eventId) : '',
+            time: msToDate(change.at),
+          });
+          if (!ok) await Promise.race([once(call, 'drain'), cancelled]);
+        },
+        () => call.cancelled || call.destroyed,
+      );
+    }),
+
     recordConsent: pipeline.unary('RecordConsent', async (req: RecordConsentRequest, ctx: CallContext): Promise<RecordConsentResponse> => {
       const tenantId = parentTenant(req.parent);
       const v: FieldViolation[] = [];

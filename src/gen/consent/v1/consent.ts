@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -35,6 +37,48 @@ import {
 export const protobufPackage = "consent.v1";
 
 export const protobufFileName = "consent/v1/consent.proto";
+
+/** What changed. */
+export enum ChangeKind {
+  CHANGE_KIND_UNSPECIFIED = 0,
+  /** CHANGE_KIND_OPT_OUT - An opt-out was recorded: drop cached permissions for the subject. */
+  CHANGE_KIND_OPT_OUT = 1,
+  /** CHANGE_KIND_ERASURE - The subject was erased: erase your copies. */
+  CHANGE_KIND_ERASURE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function changeKindFromJSON(object: any): ChangeKind {
+  switch (object) {
+    case 0:
+    case "CHANGE_KIND_UNSPECIFIED":
+      return ChangeKind.CHANGE_KIND_UNSPECIFIED;
+    case 1:
+    case "CHANGE_KIND_OPT_OUT":
+      return ChangeKind.CHANGE_KIND_OPT_OUT;
+    case 2:
+    case "CHANGE_KIND_ERASURE":
+      return ChangeKind.CHANGE_KIND_ERASURE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ChangeKind.UNRECOGNIZED;
+  }
+}
+
+export function changeKindToJSON(object: ChangeKind): string {
+  switch (object) {
+    case ChangeKind.CHANGE_KIND_UNSPECIFIED:
+      return "CHANGE_KIND_UNSPECIFIED";
+    case ChangeKind.CHANGE_KIND_OPT_OUT:
+      return "CHANGE_KIND_OPT_OUT";
+    case ChangeKind.CHANGE_KIND_ERASURE:
+      return "CHANGE_KIND_ERASURE";
+    case ChangeKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** What happened in a consent event. */
 export enum ConsentEventKind {
@@ -439,6 +483,32 @@ export function consentStatusToJSON(object: ConsentStatus): string {
   }
 }
 
+/** Request of ConsentService.StreamChanges. */
+export interface StreamChangesRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** Resume after this change (a `cursor` from an earlier response); empty: from the beginning. */
+  cursor: string;
+}
+
+/** Response of ConsentService.StreamChanges: one change. */
+export interface StreamChangesResponse {
+  /** Store it after processing the change; resume with it. */
+  cursor: string;
+  /** What changed. */
+  kind: ChangeKind;
+  /** The person, by opaque name. */
+  subject: string;
+  /** For opt-outs: the purpose (".../purposes/-" for all) and channel, and the event. */
+  purpose: string;
+  /** The channel of an opt-out. */
+  channel: Channel;
+  /** The opt-out event. */
+  event: string;
+  /** When the change was recorded. */
+  time?: Date | undefined;
+}
+
 /**
  * Evidence of how an event was collected. All of it is personal data: encrypted at rest
  * under the person's key.
@@ -780,6 +850,256 @@ export interface ListConsentEventsResponse {
   /** Empty at the end. */
   nextPageToken: string;
 }
+
+function createBaseStreamChangesRequest(): StreamChangesRequest {
+  return { parent: "", cursor: "" };
+}
+
+export const StreamChangesRequest: MessageFns<StreamChangesRequest> = {
+  encode(message: StreamChangesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.cursor !== "") {
+      writer.uint32(18).string(message.cursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamChangesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamChangesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamChangesRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+    };
+  },
+
+  toJSON(message: StreamChangesRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamChangesRequest>, I>>(base?: I): StreamChangesRequest {
+    return StreamChangesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamChangesRequest>, I>>(object: I): StreamChangesRequest {
+    const message = createBaseStreamChangesRequest();
+    message.parent = object.parent ?? "";
+    message.cursor = object.cursor ?? "";
+    return message;
+  },
+};
+
+function createBaseStreamChangesResponse(): StreamChangesResponse {
+  return { cursor: "", kind: 0, subject: "", purpose: "", channel: 0, event: "", time: undefined };
+}
+
+export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
+  encode(message: StreamChangesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cursor !== "") {
+      writer.uint32(10).string(message.cursor);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.purpose !== "") {
+      writer.uint32(34).string(message.purpose);
+    }
+    if (message.channel !== 0) {
+      writer.uint32(40).int32(message.channel);
+    }
+    if (message.event !== "") {
+      writer.uint32(50).string(message.event);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamChangesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamChangesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.purpose = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.channel = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamChangesResponse {
+    return {
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      kind: isSet(object.kind) ? changeKindFromJSON(object.kind) : 0,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      purpose: isSet(object.purpose) ? globalThis.String(object.purpose) : "",
+      channel: isSet(object.channel) ? channelFromJSON(object.channel) : 0,
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: StreamChangesResponse): unknown {
+    const obj: any = {};
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    if (message.kind !== 0) {
+      obj.kind = changeKindToJSON(message.kind);
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.purpose !== "") {
+      obj.purpose = message.purpose;
+    }
+    if (message.channel !== 0) {
+      obj.channel = channelToJSON(message.channel);
+    }
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamChangesResponse>, I>>(base?: I): StreamChangesResponse {
+    return StreamChangesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamChangesResponse>, I>>(object: I): StreamChangesResponse {
+    const message = createBaseStreamChangesResponse();
+    message.cursor = object.cursor ?? "";
+    message.kind = object.kind ?? 0;
+    message.subject = object.subject ?? "";
+    message.purpose = object.purpose ?? "";
+    message.channel = object.channel ?? 0;
+    message.event = object.event ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
 
 function createBaseEvidence(): Evidence {
   return { sourceIp: "", userAgent: "", pageUrl: "", inboundMessageId: "", freeText: "" };
@@ -3865,6 +4185,23 @@ export const ConsentServiceService = {
       Buffer.from(ListConsentEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListConsentEventsResponse => ListConsentEventsResponse.decode(value),
   },
+  /**
+   * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
+   * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
+   * change you have processed and resume from it; a change may come again after a reconnect.
+   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
+   * overtaken), see docs/api.md.
+   */
+  streamChanges: {
+    path: "/consent.v1.ConsentService/StreamChanges" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamChangesRequest): Buffer => Buffer.from(StreamChangesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamChangesRequest => StreamChangesRequest.decode(value),
+    responseSerialize: (value: StreamChangesResponse): Buffer =>
+      Buffer.from(StreamChangesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamChangesResponse => StreamChangesResponse.decode(value),
+  },
 } as const;
 
 export interface ConsentServiceServer extends UntypedServiceImplementation {
@@ -3895,6 +4232,14 @@ export interface ConsentServiceServer extends UntypedServiceImplementation {
   getConsentState: handleUnaryCall<GetConsentStateRequest, GetConsentStateResponse>;
   /** Consent history in recording order, filtered; paginated. */
   listConsentEvents: handleUnaryCall<ListConsentEventsRequest, ListConsentEventsResponse>;
+  /**
+   * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
+   * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
+   * change you have processed and resume from it; a change may come again after a reconnect.
+   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
+   * overtaken), see docs/api.md.
+   */
+  streamChanges: handleServerStreamingCall<StreamChangesRequest, StreamChangesResponse>;
 }
 
 export interface ConsentServiceClient extends Client {
@@ -4016,6 +4361,22 @@ export interface ConsentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListConsentEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
+   * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
+   * change you have processed and resume from it; a change may come again after a reconnect.
+   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
+   * overtaken), see docs/api.md.
+   */
+  streamChanges(
+    request: StreamChangesRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamChangesResponse>;
+  streamChanges(
+    request: StreamChangesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamChangesResponse>;
 }
 
 export const ConsentServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,81 @@
+import { ClientReadableStream } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { Channel } from '../../src/gen/consent/v1/common';
+import { ChangeKind, ConsentEventKind, RecordInboundMessageRequest, StreamChangesResponse } from '../../src/gen/consent/v1/consent';
+import { forEachDatabase } from '../support/databases';
+import { consentRequest, phone, seedTenant } from '../support/fixtures';
+import { call, startTestServer, TestServer } from '../support/test-server';
+
+forEachDatabase('StreamChanges (change feed)', (db) => {
+  let s: TestServer;
+  const T = 'feed';
+  before(async function () {
+    s = await startTestServer(db());
+    await seedTenant(s, T);
+  });
+  after(async () => s?.stop());
+
+  /** Reads `count` changes from a new stream, then cancels it. */
+  function take(count: number, cursor = ''): Promise<StreamChangesResponse[]> {
+    return new Promise((resolve, reject) => {
+      const got: StreamChangesResponse[] = [];
+      const stream: ClientReadableStream<StreamChangesResponse> = s.consent.streamChanges({ parent: `tenants/${T}`, cursor });
+      const timer = setTimeout(() => {
+        stream.cancel();
+        reject(new Error(`only ${got.length} of ${count} changes arrived`));
+      }, 15_000);
+      stream.on('data', (c: StreamChangesResponse) => {
+        got.push(c);
+        if (got.length === count) {
+          clearTimeout(timer);
+          stream.cancel();
+          resolve(got);
+        }
+      });
+      stream.on('error', (err: { code: number }) => {
+        if (err.code !== 1 /* CANCELLED */) reject(err);
+      });
+    });
+  }
+
+  it('delivers opt-outs and erasures in order, resumable from a cursor, nothing else', async function () {
+    this.timeout(60_000);
+    const a = phone('+4915110100001');
+    const b = phone('+4915110100002');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: a }));
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: b }));
+    const optOut = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: a, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+    await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: b, channel: Channel.CHANNEL_SMS, text: 'STOP', requestId: 'feed-stop' }));
+    const bState = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: b });
+    await s.app.services.subjectEraser.erase(T, bState.subject.split('/').pop()!);
+    // A refused write leaves nothing in the feed.
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: a, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '', requestId: 'x'.repeat(200) })).catch(() => undefined);
+    s.clock.advance(6000); // past the settle time
+
+    const changes = await take(3);
+    expect(changes.map((c) => c.kind)).to.deep.equal([ChangeKind.CHANGE_KIND_OPT_OUT, ChangeKind.CHANGE_KIND_OPT_OUT, ChangeKind.CHANGE_KIND_ERASURE]);
+    expect(changes[0].event).to.equal(optOut.event!.name);
+    expect(changes[0].purpose).to.equal(`tenants/${T}/purposes/newsletter`);
+    expect(changes[1].purpose).to.equal(`tenants/${T}/purposes/-`);
+    expect(changes[1].channel).to.equal(Channel.CHANNEL_SMS);
+    expect(changes[2].subject).to.equal(bState.subject);
+    expect(JSON.stringify(changes)).to.not.include('4915110100001');
+
+    const resumed = await take(2, changes[0].cursor);
+    const same = (c: StreamChangesResponse) => [c.kind, c.subject, c.event, c.time?.getTime()];
+    expect(resumed.map(same), 'resumed after the first').to.deep.equal(changes.slice(1).map(same));
+  });
+
+  it('holds back changes younger than the settle time', async function () {
+    this.timeout(30_000);
+    const all = await take(3);
+    const c = phone('+4915110100003');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: c, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+    const early = take(1, all[2].cursor);
+    const first = await Promise.race([early.then(() => 'delivered'), new Promise((r) => setTimeout(() => r('held back'), 1000))]);
+    expect(first).to.equal('held back');
+    s.clock.advance(6000);
+    const [late] = await early;
+    expect(late.kind).to.equal(ChangeKind.CHANGE_KIND_OPT_OUT);
+  });
+});
