@@ -56,6 +56,8 @@ export interface RunningApp {
     recorder: ConsentRecorder;
     subjectEraser: SubjectEraser;
     keyAdministration: KeyAdministration;
+    keys: KeyManager;
+    subjectRights: SubjectRightsService;
   };
   stop(): Promise<void>;
 }
@@ -114,7 +116,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     changeRows,
   );
   const jobs = new BackgroundJobs(logger);
-  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows);
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
@@ -169,7 +171,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin },
+    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights },
     async stop() {
       clearInterval(probe);
       await jobs.stop();

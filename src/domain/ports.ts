@@ -114,7 +114,8 @@ export interface SubjectRepository {
    * indexes (keyed hashes, no personal data) so the person is recognised as erased. Rows are few;
    * the cost does not depend on how many events the subject has.
    */
-  markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void>;
+  /** Returns how many identifiers were replaced by tombstones. */
+  markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number>;
   /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`, with the erased subject. */
   findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>>;
   /**

@@ -1,7 +1,7 @@
 import { KeyManager } from '../crypto/key-manager';
 import { Clock } from './clock';
 import { notFound } from './errors';
-import { ChangeFeedRepository, SubjectRepository, TransactionRunner } from './ports';
+import { ChangeFeedRepository, ConsentRepository, SubjectRepository, TransactionRunner } from './ports';
 import { names } from './resource-names';
 
 /** What an erasure did. */
@@ -9,6 +9,8 @@ export interface SubjectErasure {
   erasedAt: number;
   /** The key destroyed, by id (never material). */
   keyId: string;
+  /** Identifiers replaced by tombstones, and events kept without readable evidence (0 on a repeat). */
+  counts: { identifiers: number; eventsRetained: number };
   /** False when a repeat found the key already gone. */
   keyDestroyed: boolean;
   alreadyErased: boolean;
@@ -29,21 +31,23 @@ export class SubjectEraser {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly changes: ChangeFeedRepository,
+    private readonly consent: ConsentRepository,
   ) {}
 
   async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
     const now = this.clock.now();
-    const { erasedAt, alreadyErased } = await this.tx.write(async (tx) => {
+    const { erasedAt, alreadyErased, counts } = await this.tx.write(async (tx) => {
       const locked = await this.subjects.lock(tx, tenantId, subjectId);
       if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
-      if (locked.erased) return { erasedAt: now, alreadyErased: true };
-      await this.subjects.markErased(tx, tenantId, subjectId, now);
+      if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0 } };
+      const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
+      const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, { tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now });
-      return { erasedAt: now, alreadyErased: false };
+      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained } };
     });
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
-    return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased };
+    return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased, counts };
   }
 
   /**

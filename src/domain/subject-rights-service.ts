@@ -128,6 +128,7 @@ export class SubjectRightsService {
         // No data was held about an identifier never recorded: nothing to destroy.
         subjectKnown: request.subjectId !== null,
         keyIdsDestroyed: erasure ? [erasure.keyId] : [],
+        counts: erasure?.counts ?? { identifiers: 0, eventsRetained: 0 },
         method: 'crypto-shredding: the subject key was deleted from the key store; identifiers replaced by a keyed-hash tombstone',
         retained: 'event metadata without personal data (opaque subject id, kinds, times) for accountability (Art. 5(2))',
       },

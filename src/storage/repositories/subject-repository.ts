@@ -46,7 +46,7 @@ export class TypeormSubjectRepository implements SubjectRepository {
     await managerOf(tx).insert(SubjectIdentifierEntity, { ...identifier });
   }
 
-  async markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void> {
+  async markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number> {
     const m = managerOf(tx);
     await m.query('UPDATE subjects SET erased_at = ? WHERE tenant_id = ? AND id = ? AND erased_at IS NULL', [at, tenantId, subjectId]);
     // The identifier rows (with their ciphertext) go; their blind indexes stay as tombstones.
@@ -59,6 +59,7 @@ export class TypeormSubjectRepository implements SubjectRepository {
       await m.insert(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index, subjectId, erasedAt: at });
     }
     await m.query('DELETE FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
+    return identifiers.length;
   }
 
   async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>> {
