@@ -2,6 +2,7 @@ import { InitialSchema1764000000000 } from './1764000000000-InitialSchema';
 import { TenantErasureAndKeyRotations1764000000002 } from './1764000000002-TenantErasureAndKeyRotations';
 import { SubjectRequests1764000000005 } from './1764000000005-SubjectRequests';
 import { ChangeOutbox1764000000006 } from './1764000000006-ChangeOutbox';
+import { AuditLog1764000000007 } from './1764000000007-AuditLog';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -9,4 +10,5 @@ export const MIGRATIONS = [
   TenantErasureAndKeyRotations1764000000002,
   SubjectRequests1764000000005,
   ChangeOutbox1764000000006,
+  AuditLog1764000000007,
 ];

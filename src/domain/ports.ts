@@ -279,3 +279,17 @@ export interface SubjectRightsRepository {
     limit: number,
   ): Promise<LegalHoldRecord[]>;
 }
+
+/* ---- Audit log (RFC 6962 Merkle tree per tenant) ---- */
+
+export interface AuditRepository {
+  /** The tenant's log size, locked until the transaction ends (appends are serialised per tenant). */
+  lockHead(tx: TxContext, tenantId: string): Promise<number>;
+  setSize(tx: TxContext, tenantId: string, size: number): Promise<void>;
+  /** The size without locking (readers). */
+  size(tx: TxContext, tenantId: string): Promise<number>;
+  insertEntry(tx: TxContext, tenantId: string, seq: number, entryJson: string, leafHash: string): Promise<void>;
+  insertNode(tx: TxContext, tenantId: string, level: number, index: number, hash: string): Promise<void>;
+  node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
+  entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number; entryJson: string; leafHash: string }>>;
+}

@@ -9,3 +9,6 @@ export const epochMs: ValueTransformer = {
   to: (value: number | null | undefined) => value,
   from: (value: string | number | null) => (value === null || value === undefined ? value : Number(value)),
 };
+
+/** BIGINT counters and positions (audit sequence numbers, node indexes), read back as numbers. */
+export const bigintNumber: ValueTransformer = epochMs;

@@ -1,3 +1,4 @@
+import { AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from './audit.entity';
 import { ChangeEntity } from './change.entity';
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
@@ -14,6 +15,9 @@ import { SubjectEntity } from './subject.entity';
 import { TenantEntity } from './tenant.entity';
 
 export {
+  AuditEntryEntity,
+  AuditHeadEntity,
+  AuditNodeEntity,
   ChangeEntity,
   ConsentEventEntity,
   ConsentStateEntity,
@@ -45,4 +49,7 @@ export const ENTITIES = [
   LegalHoldEntity,
   SuppressionEntity,
   ChangeEntity,
+  AuditHeadEntity,
+  AuditEntryEntity,
+  AuditNodeEntity,
 ];

@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { AuditRepository, TransactionRunner, TxContext } from '../domain/ports';
+import { leafHash, nodeHash, EMPTY_ROOT } from './merkle';
+
+/**
+ * One audit entry. No personal data: opaque ids, kinds, hashes. `payloadSha256` is the SHA-256 of
+ * the encrypted payload it describes (e.g. an event's evidence ciphertext), so the entry stays
+ * verifiable after the payload became unreadable by erasure.
+ */
+export interface AuditEntry {
+  type: string;
+  time: number;
+  principal: string;
+  subject?: string;
+  purpose?: string;
+  channel?: string;
+  noticeSha256?: string;
+  payloadSha256?: string;
+  ref?: string;
+}
+
+/**
+ * A per-tenant append-only RFC 6962 Merkle log. Appends run inside the caller's transaction (no
+ * change without its entry, no entry without its change) and take the tenant's head row lock, so
+ * concurrent writers produce one gap-free sequence. Every complete subtree's hash is stored when
+ * its last leaf arrives, so roots and proofs read O(log n) rows (at most O(log^2 n) for ranges
+ * that end inside an incomplete subtree), never the whole log.
+ */
+export class AuditLog {
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly repo: AuditRepository,
+  ) {}
+
+  /** Appends `entry` in `tx`; returns its sequence number. */
+  async append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number> {
+    const seq = await this.repo.lockHead(tx, tenantId);
+    const json = canonicalJson({ ...entry, seq, tenant: tenantId });
+    let hash = leafHash(Buffer.from(json, 'utf8'));
+    await this.repo.insertEntry(tx, tenantId, seq, json, hash.toString('hex'));
+    await this.repo.insertNode(tx, tenantId, 0, seq, hash.toString('hex'));
+    // Each level where this leaf completes a subtree gets that subtree's hash.
+    for (let level = 1, index = seq; index % 2 === 1; level++) {
+      const left = await this.repo.node(tx, tenantId, level - 1, index - 1);
+      hash = nodeHash(Buffer.from(left!, 'hex'), hash);
+      index = (index - 1) / 2;
+      await this.repo.insertNode(tx, tenantId, level, index, hash.toString('hex'));
+    }
+    await this.repo.setSize(tx, tenantId, seq + 1);
+    return seq;
+  }
+
+  size(tenantId: string): Promise<number> {
+    return this.tx.read((tx) => this.repo.size(tx, tenantId));
+  }
+
+  /** The root hash of the tenant's tree at `size`. */
+  root(tenantId: string, size: number): Promise<Buffer> {
+    return this.tx.read(async (tx) => {
+      await this.checkSize(tx, tenantId, size);
+      return size === 0 ? EMPTY_ROOT : this.rangeHash(tx, tenantId, 0, size);
+    });
+  }
+
+  /** RFC 6962 PATH(index, D[size]) from stored subtree hashes. */
+  inclusionProof(tenantId: string, index: number, size: number): Promise<Buffer[]> {
+    return this.tx.read(async (tx) => {
+      await this.checkSize(tx, tenantId, size);
+      if (index < 0 || index >= size) throw new RangeError('index out of range');
+      return this.path(tx, tenantId, index, 0, size);
+    });
+  }
+
+  /** RFC 6962 PROOF(first, D[size]) from stored subtree hashes. */
+  consistencyProof(tenantId: string, first: number, size: number): Promise<Buffer[]> {
+    return this.tx.read(async (tx) => {
+      await this.checkSize(tx, tenantId, size);
+      if (first < 0 || first > size) throw new RangeError('size out of range');
+      if (first === 0 || first === size) return [];
+      return this.subproof(tx, tenantId, first, 0, size, true);
+    });
+  }
+
+  private async checkSize(tx: TxContext, tenantId: string, size: number): Promise<void> {
+    const current = await this.repo.size(tx, tenantId);
+    if (!Number.isInteger(size) || size < 0 || size > current) throw new RangeError(`tree size ${size} is beyond the log (${current})`);
+  }
+
+  /** MTH of leaves [start, end), from complete subtrees. */
+  private async rangeHash(tx: TxContext, tenantId: string, start: number, end: number): Promise<Buffer> {
+    const width = end - start;
+    if (isPowerOfTwo(width) && start % width === 0) {
+      const stored = await this.repo.node(tx, tenantId, Math.log2(width), start / width);
+      if (!stored) throw new Error(`audit node missing: level ${Math.log2(width)} index ${start / width}`);
+      return Buffer.from(stored, 'hex');
+    }
+    const k = split(width);
+    return nodeHash(await this.rangeHash(tx, tenantId, start, start + k), await this.rangeHash(tx, tenantId, start + k, end));
+  }
+
+  private async path(tx: TxContext, tenantId: string, m: number, start: number, end: number): Promise<Buffer[]> {
+    if (end - start === 1) return [];
+    const k = split(end - start);
+    return m < k
+      ? [...(await this.path(tx, tenantId, m, start, start + k)), await this.rangeHash(tx, tenantId, start + k, end)]
+      : [...(await this.path(tx, tenantId, m - k, start + k, end)), await this.rangeHash(tx, tenantId, start, start + k)];
+  }
+
+  private async subproof(tx: TxContext, tenantId: string, m: number, start: number, end: number, complete: boolean): Promise<Buffer[]> {
+    const n = end - start;
+    if (m === n) return complete ? [] : [await this.rangeHash(tx, tenantId, start, end)];
+    const k = split(n);
+    return m <= k
+      ? [...(await this.subproof(tx, tenantId, m, start, start + k, complete)), await this.rangeHash(tx, tenantId, start + k, end)]
+      : [...(await this.subproof(tx, tenantId, m - k, start + k, end, false)), await this.rangeHash(tx, tenantId, start, start + k)];
+  }
+}
+
+/** JSON with keys sorted at every level: the exact bytes hashed into the leaf. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Without bit operators: they wrap at 2^31, and a log may grow past that. */
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && Number.isInteger(Math.log2(n));
+}
+
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
