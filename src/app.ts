@@ -26,6 +26,8 @@ import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
+import { AuditLog } from './audit/audit-log';
+import { TypeormAuditRepository } from './storage/repositories/audit-repository';
 import { SubjectRightsService } from './domain/subject-rights-service';
 import { SubjectExporter } from './domain/subject-exporter';
 import { ChangeFeed } from './domain/change-feed';
@@ -58,6 +60,7 @@ export interface RunningApp {
     keyAdministration: KeyAdministration;
     keys: KeyManager;
     subjectRights: SubjectRightsService;
+    audit: AuditLog;
   };
   stop(): Promise<void>;
 }
@@ -97,13 +100,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw err;
   });
   const tx = new TypeormTransactionRunner(dataSource);
+  const audit = new AuditLog(tx, new TypeormAuditRepository());
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
   const subjects = new TypeormSubjectRepository();
   const changeRows = new TypeormChangeFeedRepository();
   const consent = new TypeormConsentRepository();
   const tenantRows = new TypeormTenantRepository();
-  const tenants = new TenantService(tx, tenantRows, keys, clock);
-  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits);
+  const tenants = new TenantService(tx, tenantRows, keys, clock, audit);
+  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits, audit);
   const recorder = new ConsentRecorder(
     tx,
     consent,
@@ -114,12 +118,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     clock,
     config.limits.maxEventTimeSkewMs,
     changeRows,
+    audit,
   );
   const jobs = new BackgroundJobs(logger);
-  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent);
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
-  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, failpoint);
-  const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock);
+  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, failpoint);
+  const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
   const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
 
@@ -129,7 +134,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
     key: keyHandlers(pipeline, keyAdmin),
-    subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock)),
+    subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit)),
   });
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();
@@ -171,7 +176,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights },
+    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit },
     async stop() {
       clearInterval(probe);
       await jobs.stop();

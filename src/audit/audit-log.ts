@@ -1,23 +1,6 @@
 import { createHash } from 'node:crypto';
-import { AuditRepository, TransactionRunner, TxContext } from '../domain/ports';
+import { AuditEntry, AuditRepository, AuditTrail, TransactionRunner, TxContext } from '../domain/ports';
 import { leafHash, nodeHash, EMPTY_ROOT } from './merkle';
-
-/**
- * One audit entry. No personal data: opaque ids, kinds, hashes. `payloadSha256` is the SHA-256 of
- * the encrypted payload it describes (e.g. an event's evidence ciphertext), so the entry stays
- * verifiable after the payload became unreadable by erasure.
- */
-export interface AuditEntry {
-  type: string;
-  time: number;
-  principal: string;
-  subject?: string;
-  purpose?: string;
-  channel?: string;
-  noticeSha256?: string;
-  payloadSha256?: string;
-  ref?: string;
-}
 
 /**
  * A per-tenant append-only RFC 6962 Merkle log. Appends run inside the caller's transaction (no
@@ -26,7 +9,7 @@ export interface AuditEntry {
  * its last leaf arrives, so roots and proofs read O(log n) rows (at most O(log^2 n) for ranges
  * that end inside an incomplete subtree), never the whole log.
  */
-export class AuditLog {
+export class AuditLog implements AuditTrail {
   constructor(
     private readonly tx: TransactionRunner,
     private readonly repo: AuditRepository,
@@ -48,6 +31,11 @@ export class AuditLog {
     }
     await this.repo.setSize(tx, tenantId, seq + 1);
     return seq;
+  }
+
+  /** Entries from `fromSeq` on, in order. */
+  entries(tenantId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number; entryJson: string; leafHash: string }>> {
+    return this.tx.read((tx) => this.repo.entries(tx, tenantId, fromSeq, limit));
   }
 
   size(tenantId: string): Promise<number> {

@@ -19,7 +19,8 @@ import {
   LawfulBasis,
   Tenant,
 } from './model';
-import { ChangeFeedRepository, ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
+import { AuditTrail, ChangeFeedRepository, ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
+import { sha256Hex } from '../audit/audit-log';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -83,6 +84,7 @@ export class ConsentRecorder {
     private readonly clock: Clock,
     private readonly maxEventTimeSkewMs: number,
     private readonly changes: ChangeFeedRepository,
+    private readonly audit: AuditTrail,
   ) {}
 
   async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
@@ -268,7 +270,19 @@ export class ConsentRecorder {
   ): Promise<void> {
     // Counted before the encryption is made (AES-GCM's limit per key).
     if (hasEvidence(event.evidence)) await this.keys.reserveEncryptions(event.tenantId, event.subjectId, 1);
-    await this.consent.insertEvent(tx, sealEvent(event, key, fingerprint));
+    const sealed = sealEvent(event, key, fingerprint);
+    await this.consent.insertEvent(tx, sealed);
+    await this.audit.append(tx, event.tenantId, {
+      type: `CONSENT_EVENT_${event.kind}`,
+      time: event.recordTime,
+      principal: event.principal,
+      subject: event.subjectId,
+      purpose: event.purposeId,
+      channel: event.channel,
+      noticeSha256: event.notice?.textSha256,
+      payloadSha256: sealed.evidenceCiphertext ? sha256Hex(sealed.evidenceCiphertext) : undefined,
+      ref: event.id,
+    });
     if (event.kind === 'INBOUND_MESSAGE') return;
     if (event.kind === 'OPT_OUT') {
       // Downstream senders drop cached permissions from the feed; same transaction as the event.

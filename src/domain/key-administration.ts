@@ -4,7 +4,7 @@ import { BackgroundJobs } from '../jobs/background-jobs';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { failedPrecondition, FieldViolation, invalidArgument, notFound } from './errors';
-import { KeyRotationRecord, KeyRotationRepository, TenantRepository, TransactionRunner } from './ports';
+import { AuditTrail, KeyRotationRecord, KeyRotationRepository, TenantRepository, TransactionRunner } from './ports';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
 import { names } from './resource-names';
@@ -32,6 +32,7 @@ export class KeyAdministration {
     private readonly keys: KeyManager,
     private readonly jobs: BackgroundJobs,
     private readonly clock: Clock,
+    private readonly audit: AuditTrail,
   ) {}
 
   /**
@@ -53,6 +54,7 @@ export class KeyAdministration {
       if (!tenant) throw notFound('TENANT', names.tenant(tenantId));
       if (tenant.erasedAt !== null) return tenant.erasedAt;
       await this.tenantRows.markErased(tx, tenantId, now);
+      await this.audit.append(tx, tenantId, { type: 'TENANT_SHREDDED', time: now, principal: principal.id });
       return now;
     });
     this.tenants.evict(tenantId);
@@ -91,6 +93,7 @@ export class KeyAdministration {
         endedAt: null,
       };
       await this.rotations.insert(tx, record);
+      await this.audit.append(tx, tenantId, { type: 'KEY_ROTATION_STARTED', time: now, principal: principal.id, ref: `${from}->${to}` });
       return record;
     });
     if (rotation.state === 'RUNNING') this.jobs.start(`rotate tenants/${tenantId}`, () => this.rewrap(rotation));
@@ -137,7 +140,10 @@ export class KeyAdministration {
         if (this.jobs.shuttingDown) throw new Error('stopped for shutdown; resumed at the next start');
         await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { total: p.total, done: p.done }));
       });
-      await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() }));
+      await this.tx.write(async (tx) => {
+        await this.rotations.update(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() });
+        await this.audit.append(tx, rotation.tenantId, { type: 'KEY_EPOCH_DESTROYED', time: this.clock.now(), principal: rotation.principal, ref: String(rotation.fromEpoch) });
+      });
     } catch (err) {
       if (this.jobs.shuttingDown) return; // stays RUNNING; resume() picks it up
       const reason = (err as { reason?: string }).reason ?? 'INTERNAL';

@@ -282,6 +282,28 @@ export interface SubjectRightsRepository {
 
 /* ---- Audit log (RFC 6962 Merkle tree per tenant) ---- */
 
+/**
+ * One audit entry. No personal data: opaque ids, kinds, hashes. `payloadSha256` is the SHA-256 of
+ * the encrypted payload it describes (e.g. an event's evidence ciphertext), so the entry stays
+ * verifiable after the payload became unreadable by erasure.
+ */
+export interface AuditEntry {
+  type: string;
+  time: number;
+  principal: string;
+  subject?: string;
+  purpose?: string;
+  channel?: string;
+  noticeSha256?: string;
+  payloadSha256?: string;
+  ref?: string;
+}
+
+/** Appends an entry to the tenant's audit log inside the transaction that makes the change. */
+export interface AuditTrail {
+  append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number>;
+}
+
 export interface AuditRepository {
   /** The tenant's log size, locked until the transaction ends (appends are serialised per tenant). */
   lockHead(tx: TxContext, tenantId: string): Promise<number>;

@@ -7,7 +7,8 @@ import { alreadyExists, failedPrecondition, FieldViolation, invalidArgument, not
 import { checkRequestId } from './request-id';
 import { Notice, Purpose, PURPOSE_CATEGORIES, PurposeCategory } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
-import { NoticeRecord, PurposeRecord, PurposeRepository, TransactionRunner, TxContext } from './ports';
+import { AuditTrail, NoticeRecord, PurposeRecord, PurposeRepository, TransactionRunner, TxContext } from './ports';
+import { sha256Hex } from '../audit/audit-log';
 import { Principal } from './principal';
 import { names, PURPOSE_ID } from './resource-names';
 import { TenantService } from './tenant-service';
@@ -32,6 +33,7 @@ export class PurposeService {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly pages: PageLimits,
+    private readonly audit: AuditTrail,
   ) {}
 
   async create(
@@ -66,6 +68,7 @@ export class PurposeService {
         createdAt: this.clock.now(),
       };
       await this.purposes.insert(tx, record);
+      await this.audit.append(tx, tenantId, { type: 'PURPOSE_CREATED', time: record.createdAt, principal: principal.id, purpose: record.id, payloadSha256: sha256Hex(record.category) });
       return record;
     });
   }
@@ -120,6 +123,7 @@ export class PurposeService {
         createdAt: this.clock.now(),
       };
       await this.purposes.insertNotice(tx, notice);
+      await this.audit.append(tx, tenantId, { type: 'NOTICE_PUBLISHED', time: notice.createdAt, principal: principal.id, purpose: purposeId, noticeSha256: notice.textSha256, ref: String(notice.version) });
       return notice;
     });
   }

@@ -1,7 +1,7 @@
 import { KeyManager } from '../crypto/key-manager';
 import { Clock } from './clock';
 import { notFound } from './errors';
-import { ChangeFeedRepository, ConsentRepository, SubjectRepository, TransactionRunner } from './ports';
+import { AuditTrail, ChangeFeedRepository, ConsentRepository, SubjectRepository, TransactionRunner } from './ports';
 import { names } from './resource-names';
 
 /** What an erasure did. */
@@ -32,6 +32,7 @@ export class SubjectEraser {
     private readonly clock: Clock,
     private readonly changes: ChangeFeedRepository,
     private readonly consent: ConsentRepository,
+    private readonly audit: AuditTrail,
   ) {}
 
   async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
@@ -42,6 +43,7 @@ export class SubjectEraser {
       if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0 } };
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
+      await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, { tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now });
       return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained } };

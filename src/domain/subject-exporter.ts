@@ -7,7 +7,7 @@ import { scopeStatus } from './consent-rules';
 import { failedPrecondition, notFound } from './errors';
 import { openEvent } from './event-codec';
 import { ConsentEvent } from './model';
-import { ConsentRepository, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository, TransactionRunner } from './ports';
+import { AuditTrail, ConsentRepository, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository, TransactionRunner } from './ports';
 import { Principal } from './principal';
 import { names } from './resource-names';
 import { TenantService } from './tenant-service';
@@ -44,6 +44,7 @@ export class SubjectExporter {
     private readonly tenants: TenantService,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
+    private readonly audit: AuditTrail,
   ) {}
 
   async export(principal: Principal, tenantId: string, requestId: string, sink: ExportSink): Promise<void> {
@@ -63,6 +64,7 @@ export class SubjectExporter {
       if (r.state === 'VERIFIED') {
         await this.rights.updateRequest(tx, r.id, { state: 'IN_PROGRESS', updatedAt: startedAt });
         await this.rights.addTransition(tx, { requestId: r.id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: startedAt, note: 'export started' });
+        await this.audit.append(tx, tenantId, { type: 'REQUEST_IN_PROGRESS', time: startedAt, principal: principal.id, ref: r.id, subject: r.subjectId ?? undefined });
       }
       return r;
     });
@@ -129,6 +131,8 @@ export class SubjectExporter {
         at: now,
         note: `exported ${facts.total} events (package sha256 ${manifest.packageSha256.slice(0, 16)}…)`,
       });
+      // Who read what: every export of personal data is in the audit log.
+      await this.audit.append(tx, tenantId, { type: 'SUBJECT_EXPORTED', time: now, principal: principal.id, ref: request.id, subject: request.subjectId ?? undefined, payloadSha256: manifest.packageSha256 });
     });
     await sink.write({ kind: 'manifest', packageSha256: manifest.packageSha256, htmlSha256: manifest.htmlSha256, events: facts.total, signed });
   }

@@ -7,6 +7,7 @@ import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFo
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import {
+  AuditTrail,
   LegalHoldRecord,
   NewestFirstCursor,
   OPEN_REQUEST_STATES,
@@ -24,6 +25,7 @@ import { Principal } from './principal';
 import { checkRequestId } from './request-id';
 import { SubjectEraser } from './subject-eraser';
 import { TenantService } from './tenant-service';
+import { sha256Hex } from '../audit/audit-log';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [
@@ -58,9 +60,16 @@ export class SubjectRightsService {
     private readonly eraser: SubjectEraser,
     private readonly clock: Clock,
     private readonly pages: PageLimits,
+    private readonly audit: AuditTrail,
     /** Test hook: called at named points of long operations (see docs/architecture.md). */
     private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
+
+  /** A state change of a request: stored with its principal and appended to the audit log, in `tx`. */
+  async recordTransition(tx: TxContext, tenantId: string, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
+    await this.repo.addTransition(tx, t);
+    await this.audit.append(tx, tenantId, { type: `REQUEST_${t.toState}`, time: t.at, principal: t.principal, ref: t.requestId, payloadSha256: sha256Hex(t.note) });
+  }
 
   /**
    * Carries out a verified ERASURE request. The request is first marked IN_PROGRESS (durable: a
@@ -89,7 +98,7 @@ export class SubjectRightsService {
       }
       if (request.state === 'VERIFIED') {
         await this.repo.updateRequest(tx, id, { state: 'IN_PROGRESS', updatedAt: now });
-        await this.repo.addTransition(tx, { requestId: id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: now, note: 'erasure started' });
+        await this.recordTransition(tx, tenantId, { requestId: id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: now, note: 'erasure started' });
       }
       return { ...request, state: 'IN_PROGRESS' as const };
     });
@@ -139,7 +148,7 @@ export class SubjectRightsService {
       const current = await this.repo.lockRequest(tx, request.tenantId, request.id);
       if (!current || current.state === 'COMPLETED') return;
       await this.repo.updateRequest(tx, request.id, { state: 'COMPLETED', result: receipt, updatedAt: now });
-      await this.repo.addTransition(tx, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note: erasure ? 'erased: subject key destroyed' : 'completed: no data held' });
+      await this.recordTransition(tx, request.tenantId, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note: erasure ? 'erased: subject key destroyed' : 'completed: no data held' });
     });
   }
 
@@ -192,7 +201,7 @@ export class SubjectRightsService {
         updatedAt: now,
       };
       await this.repo.insertRequest(tx, record);
-      await this.repo.addTransition(tx, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
+      await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
       return record.id;
     });
     return this.get(principal, tenantId, id);
@@ -267,7 +276,7 @@ export class SubjectRightsService {
       if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`);
       if (now >= request.dueTime) throw failedPrecondition('DEADLINE_PASSED', 'an extension must be decided before the first deadline passes');
       await this.repo.updateRequest(tx, id, { dueTime: extendedDeadline(request.receiveTime, months as 1 | 2), extensionReason: reason, updatedAt: now });
-      await this.repo.addTransition(tx, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `deadline extended by ${months} month(s)` });
+      await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `deadline extended by ${months} month(s)` });
     });
     return this.get(principal, tenantId, id);
   }
@@ -309,6 +318,7 @@ export class SubjectRightsService {
         requestId: input.requestId,
       };
       await this.repo.insertHold(tx, hold);
+      await this.audit.append(tx, tenantId, { type: 'LEGAL_HOLD_PLACED', time: now, principal: principal.id, subject: hold.subjectId, ref: hold.id, payloadSha256: sha256Hex(hold.ground) });
       return hold;
     });
   }
@@ -326,6 +336,7 @@ export class SubjectRightsService {
       if (hold.releasedAt !== null) throw failedPrecondition('HOLD_RELEASED', 'the legal hold was released already');
       const change = { releasedBy: principal.id, releasedAt: now, releaseNote: note };
       await this.repo.updateHold(tx, id, change);
+      await this.audit.append(tx, tenantId, { type: 'LEGAL_HOLD_RELEASED', time: now, principal: principal.id, subject: hold.subjectId, ref: hold.id });
       return { ...hold, ...change };
     });
   }
@@ -380,7 +391,7 @@ export class SubjectRightsService {
         throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state });
       }
       await this.repo.updateRequest(tx, id, { ...change, state: to, updatedAt: now });
-      await this.repo.addTransition(tx, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
+      await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
     });
     return this.get(principal, tenantId, id);
   }

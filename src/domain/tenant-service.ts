@@ -4,7 +4,8 @@ import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { alreadyExists, DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound } from './errors';
 import { DEFAULT_TENANT_SETTINGS, Tenant, TenantSettings } from './model';
-import { TenantRecord, TenantRepository, TransactionRunner, TxContext } from './ports';
+import { AuditTrail, TenantRecord, TenantRepository, TransactionRunner, TxContext } from './ports';
+import { sha256Hex } from '../audit/audit-log';
 import { Principal } from './principal';
 import { names, PURPOSE_ID, TENANT_ID } from './resource-names';
 import { normaliseKeyword } from './keywords';
@@ -43,6 +44,7 @@ export class TenantService {
     private readonly tenants: TenantRepository,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
+    private readonly audit: AuditTrail,
   ) {}
 
   async create(
@@ -83,6 +85,7 @@ export class TenantService {
       // Key first (another database): a crash in between leaves a key the next create reuses.
       await this.keys.createTenantKey(input.tenantId, now);
       await this.tenants.insert(tx, record);
+      await this.audit.append(tx, input.tenantId, { type: 'TENANT_CREATED', time: now, principal: principal.id, payloadSha256: sha256Hex(JSON.stringify(settings)) });
       return toTenant(record);
     });
   }
@@ -103,6 +106,7 @@ export class TenantService {
       if (violations.length > 0) throw invalidArgument(violations);
       const now = this.clock.now();
       await this.tenants.updateSettings(tx, tenantId, settings, now);
+      await this.audit.append(tx, tenantId, { type: 'TENANT_SETTINGS_UPDATED', time: now, principal: principal.id, payloadSha256: sha256Hex(JSON.stringify(settings)) });
       return { ...current, settings, updatedAt: now };
     });
     this.cache.delete(tenantId);
