@@ -27,6 +27,8 @@ import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
 import { AuditLog } from './audit/audit-log';
+import { AuditService } from './domain/audit-service';
+import { auditHandlers } from './transport/handlers/audit-handlers';
 import { TypeormAuditRepository } from './storage/repositories/audit-repository';
 import { SubjectRightsService } from './domain/subject-rights-service';
 import { SubjectExporter } from './domain/subject-exporter';
@@ -134,6 +136,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
     key: keyHandlers(pipeline, keyAdmin),
+    audit: auditHandlers(pipeline, new AuditService(tx, audit, tenants, keys, clock, config.limits)),
     subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit)),
   });
   await keyAdmin.resume();

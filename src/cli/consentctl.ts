@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
@@ -23,6 +23,8 @@ import { Status } from '../gen/google/rpc/status';
 import { ErrorInfo } from '../gen/google/rpc/error_details';
 import { renderTable } from './table';
 import { verifyReceipt } from './verify-receipt';
+import { VerificationFailure, verifyAuditLog, verifyCheckpoint } from './audit-verify';
+import { AuditServiceClient } from '../gen/consent/v1/audit';
 
 /**
  * consentctl: the data-protection officer's command line for Consent Ledger. Human-readable
@@ -355,6 +357,52 @@ export function buildProgram(): Command {
         pageToken = page.nextPageToken;
       } while (pageToken);
       printHolds(all, g());
+    });
+  const audit = program.command('audit').description("the auditor's tools: signed checkpoints and independent verification of the audit log");
+  audit
+    .command('checkpoint')
+    .description('fetch and verify a signed checkpoint of the tenant\'s log (save it to check consistency later)')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
+    .option('--out <file>', 'also write the signed checkpoint (JWS) to this file')
+    .action(async (o) => {
+      const { keys } = clients(g());
+      const client = new AuditServiceClient(g().address, credentials.createInsecure());
+      const res = await rpc(client, client.getCheckpoint, { parent: tenantName(o.tenant) }, g());
+      client.close();
+      const jwks = o.jwks ? readFileSync(o.jwks, 'utf8') : (await rpc(keys, keys.getPublicKeys, { name: tenantName(o.tenant) }, g())).jwks;
+      const verified = await verifyCheckpoint(res.checkpoint!.signedCheckpoint, jwks).catch((e: Error) => {
+        throw new CliError(e.message, EXIT.UNVERIFIED);
+      });
+      if (o.out) writeFileSync(o.out, res.checkpoint!.signedCheckpoint + '\n');
+      process.stdout.write(g().json ? JSON.stringify(verified, null, 2) + '\n' : `${verified.tenant}: ${verified.treeSize} entries, root ${verified.rootHash} at ${verified.time} (signature verified, key ${verified.kid})\n`);
+    });
+  audit
+    .command('verify')
+    .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint, every entry')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
+    .option('--since <file>', 'an earlier signed checkpoint (from `audit checkpoint --out`): prove nothing before it was rewritten')
+    .option('--entries', 're-hash every entry and recompute the root')
+    .action(async (o) => {
+      tenantName(o.tenant);
+      const result = await verifyAuditLog({
+        address: g().address,
+        credentials: credentials.createInsecure(),
+        metadata: metadata(g()),
+        tenant: o.tenant,
+        jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
+        since: o.since ? readFileSync(o.since, 'utf8').trim() : undefined,
+        entries: Boolean(o.entries),
+      }).catch((e: Error) => {
+        if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
+        if ((e as unknown as ServiceError).code !== undefined) throw toCliError(e as unknown as ServiceError);
+        throw e;
+      });
+      const lines = [`checkpoint: ${result.checkpoint.treeSize} entries, root ${result.checkpoint.rootHash}, signature verified`];
+      if (result.consistentWith) lines.push(`consistent with the earlier checkpoint of ${result.consistentWith.treeSize} entries: nothing before it was rewritten`);
+      if (result.entriesChecked !== undefined) lines.push(`${result.entriesChecked} entries re-hashed; they add up to the signed root`);
+      process.stdout.write(g().json ? JSON.stringify(result, null, 2) + '\n' : lines.join('\n') + '\nverified\n');
     });
   return program;
 }

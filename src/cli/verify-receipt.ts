@@ -4,7 +4,7 @@ import jose from 'node-jose';
 /** Algorithms a receipt may be signed with; anything else (none, HS256 with a public key as secret...) is refused. */
 const RECEIPT_ALGORITHMS = ['ES256'];
 /** The receipts the service signs. */
-const RECEIPT_TYPES = ['consent-receipt+jwt', 'erasure-receipt+jwt', 'export-manifest+jwt'];
+const RECEIPT_TYPES = ['consent-receipt+jwt', 'erasure-receipt+jwt', 'export-manifest+jwt', 'audit-checkpoint+jwt'];
 
 export interface VerifiedReceipt {
   kid: string;

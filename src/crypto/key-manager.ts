@@ -207,8 +207,9 @@ export class KeyManager {
     return jws as unknown as string;
   }
 
-  /** The tenant's public signing keys (active and retired) as a JWK set. */
-  async publicKeys(tenantId: string): Promise<{ keys: object[] }> {
+  /** The tenant's public signing keys (active and retired) as a JWK set; the active one is created if missing. */
+  async publicKeys(tenantId: string, now: number): Promise<{ keys: object[] }> {
+    await this.activeSigningKey(tenantId, now);
     const keys = await this.store.signingKeys(tenantId);
     return { keys: keys.filter((k) => k.state !== 'DESTROYED').map((k) => JSON.parse(k.publicJwk) as object) };
   }

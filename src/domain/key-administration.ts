@@ -114,7 +114,7 @@ export class KeyAdministration {
   async publicKeys(principal: Principal, tenantId: string): Promise<{ keys: object[] }> {
     authorizeTenant(principal, tenantId);
     await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
-    return this.keys.publicKeys(tenantId);
+    return this.keys.publicKeys(tenantId, this.clock.now());
   }
 
   async keyInfo(principal: Principal, tenantId: string): ReturnType<KeyManager['tenantKeyInfo']> {

@@ -5,13 +5,14 @@ import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
+import { AuditServiceServer, AuditServiceService } from '../gen/consent/v1/audit';
 import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
 import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
 import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/consent/v1/subject_rights';
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 
-export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService'] as const;
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService'] as const;
 
 export interface ServiceImplementations {
   tenant: TenantServiceServer;
@@ -19,6 +20,7 @@ export interface ServiceImplementations {
   consent: ConsentServiceServer;
   key: KeyServiceServer;
   subjectRights: SubjectRightsServiceServer;
+  audit: AuditServiceServer;
 }
 
 /**
@@ -36,6 +38,7 @@ export function createGrpcServer(services: ServiceImplementations): { server: Se
   server.addService(ConsentServiceService, services.consent);
   server.addService(KeyServiceService, services.key);
   server.addService(SubjectRightsServiceService, services.subjectRights);
+  server.addService(AuditServiceService, services.audit);
 
   const statuses: ServingStatusMap = { '': 'SERVING' };
   for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';
