@@ -26,6 +26,14 @@ export type PrincipalResolver = (metadata: Metadata) => Principal;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/** What both streaming call kinds offer the pipeline. */
+interface StreamCall {
+  metadata: Metadata;
+  sendMetadata(metadata: Metadata): void;
+  emit(event: 'error', error: unknown): boolean;
+  end(): unknown;
+}
+
 /**
  * Cross-cutting concerns for every RPC, in one place (the nice-grpc middleware idea): resolve
  * the principal, assign a correlation id, time the call, log one line, and map errors to
@@ -62,58 +70,46 @@ export class CallPipeline {
     method: string,
     handler: (call: ServerWritableStream<Req, Res>, ctx: CallContext) => Promise<void>,
   ): handleServerStreamingCall<Req, Res> {
-    return (call: ServerWritableStream<Req, Res>) => {
-      const started = process.hrtime.bigint();
-      let ctx: CallContext;
-      try {
-        ctx = this.context(method, call.metadata);
-      } catch (err) {
-        const e = toGrpcError(err);
-        call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
-        return;
-      }
-      call.sendMetadata(requestIdHeader(ctx.requestId));
-      handler(call, ctx).then(
-        () => {
-          this.log(method, ctx, started, status.OK, 'OK');
-          call.end();
-        },
-        (err: unknown) => {
-          const e = toGrpcError(err);
-          this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
-          call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
-        },
-      );
-    };
+    return (call: ServerWritableStream<Req, Res>) => this.runStream(method, call, handler);
   }
 
   bidi<Req, Res>(
     method: string,
     handler: (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>,
   ): handleBidiStreamingCall<Req, Res> {
-    return (call: ServerDuplexStream<Req, Res>) => {
-      const started = process.hrtime.bigint();
-      let ctx: CallContext;
-      try {
-        ctx = this.context(method, call.metadata);
-      } catch (err) {
-        const e = toGrpcError(err);
-        call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
-        return;
-      }
-      call.sendMetadata(requestIdHeader(ctx.requestId));
-      handler(call, ctx).then(
-        () => {
-          this.log(method, ctx, started, status.OK, 'OK');
-          call.end();
-        },
-        (err: unknown) => {
-          const e = toGrpcError(err);
-          this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
-          call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
-        },
-      );
+    return (call: ServerDuplexStream<Req, Res>) => this.runStream(method, call, handler);
+  }
+
+  /** The per-call concerns of both streaming kinds: the handler writes; errors end the stream with a status. */
+  private runStream<C extends StreamCall>(
+    method: string,
+    call: C,
+    handler: (call: C, ctx: CallContext) => Promise<void>,
+  ): void {
+    const started = process.hrtime.bigint();
+    const endWith = (err: unknown) => {
+      const e = toGrpcError(err);
+      call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
+      return e;
     };
+    let ctx: CallContext;
+    try {
+      ctx = this.context(method, call.metadata);
+    } catch (err) {
+      endWith(err);
+      return;
+    }
+    call.sendMetadata(requestIdHeader(ctx.requestId));
+    handler(call, ctx).then(
+      () => {
+        this.log(method, ctx, started, status.OK, 'OK');
+        call.end();
+      },
+      (err: unknown) => {
+        const e = endWith(err);
+        this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
+      },
+    );
   }
 
   private context(method: string, metadata: Metadata): CallContext {
