@@ -80,3 +80,42 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
     expect(covered.err).to.include(`entry ${Number(row.seq)} does not belong to the signed tree`);
   });
 });
+
+forEachDatabase('audit log across erasure and key rotation', (db) => {
+  it('earlier checkpoints still verify and are consistent with later ones after an erasure and a rotation', async function () {
+    this.timeout(60_000);
+    const s = await startTestServer(db());
+    const audit = new AuditServiceClient(s.address, credentials.createInsecure());
+    const keys = new KeyServiceClient(s.address, credentials.createInsecure());
+    try {
+      const T = 'audit-later';
+      await seedTenant(s, T);
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915133300001') }));
+      const before = (await call(audit, audit.getCheckpoint, { parent: `tenants/${T}` })).checkpoint!.signedCheckpoint;
+
+      const state = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: phone('+4915133300001') });
+      await s.app.services.subjectEraser.erase(T, state.subject.split('/').pop()!);
+      const { rotation } = await call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: 'audit-rotate' });
+      for (let i = 0; i < 100; i++) {
+        const r = await call(keys, keys.getKeyRotation, { name: rotation!.name });
+        if (r.rotation!.state !== 1) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const after = (await call(audit, audit.getCheckpoint, { parent: `tenants/${T}` })).checkpoint!.signedCheckpoint;
+
+      const jwks = (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks;
+      const first = await verifyCheckpoint(before, jwks);
+      const second = await verifyCheckpoint(after, jwks);
+      expect(first.kid, 'signed before the rotation').to.not.equal(second.kid);
+      expect(second.treeSize).to.be.greaterThan(first.treeSize);
+      const { hashes } = await call(audit, audit.getConsistencyProof, { parent: `tenants/${T}`, firstSize: first.treeSize, secondSize: second.treeSize });
+      verifyConsistency(BigInt(first.treeSize), BigInt(second.treeSize), hashes.map(hex), hex(first.rootHash), hex(second.rootHash));
+      const { entries } = await call(audit, audit.listAuditEntries, { parent: `tenants/${T}`, startIndex: 0, pageSize: 500 });
+      expect(entries.map((e) => JSON.parse(e.entryJson).type)).to.include.members(['CONSENT_EVENT_OPT_IN', 'SUBJECT_ERASED', 'KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED']);
+    } finally {
+      audit.close();
+      keys.close();
+      await s.stop();
+    }
+  });
+});
