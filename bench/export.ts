@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { credentials } from '@grpc/grpc-js';
-import mysql from 'mysql2/promise';
+import { benchDatabase } from './databases';
 import { startApp, RunningApp } from '../src/app';
-import { Config, loadConfig } from '../src/config/config';
+import { loadConfig } from '../src/config/config';
 import { encryptField } from '../src/crypto/field-cipher';
 import { DEVELOPMENT_PRINCIPAL } from '../src/domain/principal';
 import { createLogger } from '../src/logging/logger';
@@ -22,14 +22,13 @@ import { ExportSubjectDataResponse, SubjectRightsServiceClient } from '../src/ge
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const dbArg = args.includes('--db') ? args[args.indexOf('--db') + 1] : 'both';
-const MARIADB = process.env.MARIADB_URL ?? 'mysql://root@127.0.0.1:3306';
 const SMALL = 1_000;
 const LARGE = quick ? 10_000 : 100_000;
 
 async function main(): Promise<void> {
   const out = [`## Export benchmark (${new Date().toISOString()})`, '', `Machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick run)' : ''}`, ''];
   for (const kind of dbArg === 'both' ? ['sqlite', 'mariadb'] : [dbArg]) {
-    const env = await databaseEnv(kind);
+    const env = await benchDatabase(kind, 'export');
     if (!env) {
       out.push(`### ${kind}: skipped (not reachable)`, '');
       continue;
@@ -117,29 +116,6 @@ async function measure(app: RunningApp, tag: string, events: number) {
   return { events, ms, bytes, heap: peakHeap - baseHeap, rss: peakRss - baseRss };
 }
 
-async function databaseEnv(kind: string): Promise<{ config: Config['database'] & object; drop(): Promise<void> } | null> {
-  if (kind === 'sqlite') {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'consent-bench-db-'));
-    return { config: { kind: 'sqlite', file: path.join(dir, 'ledger.sqlite') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-  }
-  const name = `consent_bench_export_${randomBytes(4).toString('hex')}`;
-  try {
-    const admin = await mysql.createConnection(MARIADB);
-    await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
-    await admin.end();
-  } catch {
-    return null;
-  }
-  return {
-    config: { kind: 'mysql', url: `${MARIADB}/${name}`, poolSize: 10 },
-    drop: async () => {
-      const admin = await mysql.createConnection(MARIADB);
-      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-      await admin.query(`DROP DATABASE IF EXISTS ${name}_keys`);
-      await admin.end();
-    },
-  };
-}
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 

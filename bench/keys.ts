@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import mysql from 'mysql2/promise';
 import jose from 'node-jose';
+import { benchDatabase } from './databases';
 import { startApp, RunningApp } from '../src/app';
 import { Config, loadConfig } from '../src/config/config';
 import { decryptField, encryptField } from '../src/crypto/field-cipher';
@@ -22,7 +22,6 @@ import { DEVELOPMENT_PRINCIPAL } from '../src/domain/principal';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const dbArg = args.includes('--db') ? args[args.indexOf('--db') + 1] : 'both';
-const MARIADB = process.env.MARIADB_URL ?? 'mysql://root@127.0.0.1:3306';
 
 const SMALL_EVENTS = 10;
 const LARGE_EVENTS = quick ? 1_000 : 10_000;
@@ -43,7 +42,7 @@ async function main(): Promise<void> {
   const out: string[] = [`## Key lifecycle benchmark (${new Date().toISOString()})`, '', `Machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick run)' : ''}`, ''];
   out.push('### Field encryption (200-byte values, one core)', '', ...table(await encryptionRows()), '');
   for (const kind of kinds) {
-    const env = await databaseEnv(kind);
+    const env = await benchDatabase(kind, 'keys');
     if (!env) {
       out.push(`### ${kind}: skipped (not reachable)`, '');
       continue;
@@ -197,29 +196,6 @@ async function bulkInsert(app: RunningApp, table: string, columns: string[], row
   }
 }
 
-async function databaseEnv(kind: string): Promise<{ config: Config['database'] & object; drop(): Promise<void> } | null> {
-  if (kind === 'sqlite') {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'consent-bench-db-'));
-    return { config: { kind: 'sqlite', file: path.join(dir, 'ledger.sqlite') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-  }
-  const name = `consent_bench_keys_${randomBytes(4).toString('hex')}`;
-  try {
-    const admin = await mysql.createConnection(MARIADB);
-    await admin.query(`CREATE DATABASE ${name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
-    await admin.end();
-  } catch {
-    return null;
-  }
-  return {
-    config: { kind: 'mysql', url: `${MARIADB}/${name}`, poolSize: 10 },
-    drop: async () => {
-      const admin = await mysql.createConnection(MARIADB);
-      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
-      await admin.query(`DROP DATABASE IF EXISTS ${name}_keys`);
-      await admin.end();
-    },
-  };
-}
 
 function table(rows: Row[]): string[] {
   return [
