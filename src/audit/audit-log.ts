@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { AuditEntry, AuditRepository, AuditTrail, TransactionRunner, TxContext } from '../domain/ports';
-import { leafHash, nodeHash, EMPTY_ROOT } from './merkle';
+import { EMPTY_ROOT, leafHash, nodeHash, split } from './merkle';
 
 /**
  * A per-tenant append-only RFC 6962 Merkle log. Appends run inside the caller's transaction (no
@@ -121,10 +121,4 @@ export function sha256Hex(data: string | Uint8Array): string {
 /** Without bit operators: they wrap at 2^31, and a log may grow past that. */
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && Number.isInteger(Math.log2(n));
-}
-
-function split(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
 }

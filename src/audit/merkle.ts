@@ -21,8 +21,8 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
 
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
-/** The largest power of two smaller than n (n >= 2). */
-function split(n: number): number {
+/** The largest power of two smaller than n (n >= 2): where RFC 6962 splits a tree. */
+export function split(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { KeyManager, SubjectKey } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
-import { applyToScope, applyToWindow, ScopeState } from './consent-rules';
+import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
 import { failedPrecondition, FieldViolation, invalidArgument } from './errors';
 import { hasEvidence, openEvent, sealEvent } from './event-codec';
@@ -217,7 +217,7 @@ export class ConsentRecorder {
       const inbound: ConsentEvent = { ...base, id: newEventId(), kind: 'INBOUND_MESSAGE', method: 'CHAT_MESSAGE', requestId: input.requestId };
       await this.append(tx, inbound, subject.key, fingerprint, state);
 
-      const window = await this.updateWindow(tx, tenant.id, subject.subjectId, inbound);
+      const window = await this.updateWindow(tx, tenant.id, subject.subjectId, state.windows, inbound);
       const match = matchKeyword(input.text, tenant.settings);
       let keyword: ConsentEvent | undefined;
       if (match) {
@@ -255,9 +255,11 @@ export class ConsentRecorder {
     return openEvent(stored, key);
   }
 
-  private async loadScopes(tx: TxContext, tenantId: string, subjectId: string): Promise<Map<string, ScopeState>> {
+  /** The subject's current state under its lock: scopes keyed by purpose and channel, and windows. */
+  private async loadScopes(tx: TxContext, tenantId: string, subjectId: string): Promise<Map<string, ScopeState> & { windows: WindowState[] }> {
     const rows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId);
-    return new Map((rows?.scopes ?? []).map((s) => [`${s.purposeId}\u0000${s.channel}`, s]));
+    const scopes = new Map((rows?.scopes ?? []).map((s) => [`${s.purposeId}\u0000${s.channel}`, s]));
+    return Object.assign(scopes, { windows: rows?.windows ?? [] });
   }
 
   /** Inserts the event and folds it into the scope's current state (same transaction). */
@@ -298,9 +300,9 @@ export class ConsentRecorder {
   }
 
   /** Restarts the channel's service window; returns the start of the (possibly unchanged) window. */
-  private async updateWindow(tx: TxContext, tenantId: string, subjectId: string, inbound: ConsentEvent): Promise<number> {
-    const rows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId);
-    const before = rows?.windows.find((w) => w.channel === inbound.channel);
+  private async updateWindow(tx: TxContext, tenantId: string, subjectId: string, windows: WindowState[], inbound: ConsentEvent): Promise<number> {
+    // The windows were read with the scopes, under the subject lock: no second read.
+    const before = windows.find((w) => w.channel === inbound.channel);
     const after = applyToWindow(before, inbound.channel, inbound.id, inbound.eventTime);
     if (after !== before) await this.consent.saveWindow(tx, tenantId, subjectId, after, before !== undefined);
     return after.lastInboundTime;

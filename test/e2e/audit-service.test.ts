@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -8,9 +7,8 @@ import { AuditServiceClient } from '../../src/gen/consent/v1/audit';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, seedTenant } from '../support/fixtures';
+import { runConsentctl } from '../support/processes';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
-
-const ROOT = path.join(__dirname, '..', '..');
 const hex = (h: string) => Buffer.from(h, 'hex');
 
 forEachDatabase('AuditService and consentctl audit', (db) => {
@@ -30,12 +28,7 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
     await s?.stop();
   });
 
-  const ctl = (...args: string[]) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/cli/consentctl.ts', '--address', s.address, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
-      );
-    });
+  const ctl = (...args: string[]) => runConsentctl(s.address, ...args);
 
   it('signs checkpoints and serves proofs an auditor verifies without trusting the server', async function () {
     const jwks = (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks;

@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { createTestDatabase, TestDatabase } from '../support/databases';
 import { consentRequest, email, seedTenant } from '../support/fixtures';
+import { runConsentctl } from '../support/processes';
 import { call, startTestServer, TestServer } from '../support/test-server';
-
-const ROOT = path.join(__dirname, '..', '..');
 
 /** consentctl driven as a DPO would: a separate process per command against a real server. */
 describe('consentctl', function () {
@@ -15,12 +13,7 @@ describe('consentctl', function () {
   let s: TestServer;
   const T = 'cli-tenant';
 
-  const ctl = (...args: string[]) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/cli/consentctl.ts', '--address', s.address, ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
-      );
-    });
+  const ctl = (...args: string[]) => runConsentctl(s.address, ...args);
 
   before(async function () {
     db = await createTestDatabase('sqlite');
@@ -80,11 +73,7 @@ describe('consentctl', function () {
     expect(overdue.out).to.include('REQUEST').and.include('DUE');
     expect((await ctl('requests', 'create', '--tenant', T, '--kind', 'nonsense', '--email', 'a@example.com')).code).to.equal(2);
     expect((await ctl('requests', 'list')).code).to.equal(2);
-    const unreachable = await new Promise<number>((resolve) =>
-      execFile(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/cli/consentctl.ts', '--address', '127.0.0.1:1', 'requests', 'list', '--tenant', T], { cwd: ROOT }, (e) =>
-        resolve(e ? ((e as { code?: number }).code ?? 1) : 0),
-      ),
-    );
+    const unreachable = (await runConsentctl('127.0.0.1:1', 'requests', 'list', '--tenant', T)).code;
     expect(unreachable).to.equal(3);
   });
 });

@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -16,9 +15,8 @@ import {
 } from '../../src/gen/consent/v1/subject_rights';
 import { forEachDatabase, TestDatabase } from '../support/databases';
 import { consentRequest, email, query, seedTenant } from '../support/fixtures';
+import { freePort, ROOT, TSX } from '../support/processes';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
-
-const ROOT = path.join(__dirname, '..', '..');
 
 forEachDatabase('erasure requests', (db) => {
   let s: TestServer;
@@ -95,7 +93,7 @@ forEachDatabase('erasure requests', (db) => {
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('crash@example.com') }));
     const request = await verifiedErasure('crash@example.com');
     const port = await freePort();
-    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/main.ts'], {
+    const child = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
       cwd: ROOT,
       env: { ...process.env, ...childEnv(db(), port), CONSENT_FAILPOINT: 'erasure.started' },
       stdio: 'ignore',
@@ -146,13 +144,3 @@ function childEnv(db: TestDatabase, port: number): Record<string, string> {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}

@@ -1,5 +1,4 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -7,9 +6,8 @@ import { ConsentServiceClient, DecisionReason, ListConsentEventsRequest } from '
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { createTestDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { freePort, ROOT, TSX } from '../support/processes';
 import { call, startTestServer, TestServer } from '../support/test-server';
-
-const ROOT = path.join(__dirname, '..', '..');
 
 /** Two real server processes on one MariaDB: an erasure acknowledged by one is honoured by the other within 1 s. */
 // Runs where MariaDB is configured (always in CI); SQLite has one process by nature.
@@ -28,7 +26,7 @@ if (testDatabaseKinds().includes('mariadb')) describe('two server processes on o
     a = await startTestServer(db);
     await seedTenant(a, T);
     bPort = await freePort();
-    b = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/main.ts'], {
+    b = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
       cwd: ROOT,
       env: {
         ...process.env,
@@ -98,13 +96,3 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, since
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
