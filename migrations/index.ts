@@ -3,6 +3,7 @@ import { TenantErasureAndKeyRotations1764000000002 } from './1764000000002-Tenan
 import { SubjectRequests1764000000005 } from './1764000000005-SubjectRequests';
 import { ChangeOutbox1764000000006 } from './1764000000006-ChangeOutbox';
 import { AuditLog1764000000007 } from './1764000000007-AuditLog';
+import { AuditQueries1764000000008 } from './1764000000008-AuditQueries';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   SubjectRequests1764000000005,
   ChangeOutbox1764000000006,
   AuditLog1764000000007,
+  AuditQueries1764000000008,
 ];

@@ -63,6 +63,7 @@ export interface RunningApp {
     keys: KeyManager;
     subjectRights: SubjectRightsService;
     audit: AuditLog;
+    auditService: AuditService;
   };
   stop(): Promise<void>;
 }
@@ -110,10 +111,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tenantRows = new TypeormTenantRepository();
   const tenants = new TenantService(tx, tenantRows, keys, clock, audit);
   const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits, audit);
+  const directory = new SubjectDirectory(subjects, keys);
   const recorder = new ConsentRecorder(
     tx,
     consent,
-    new SubjectDirectory(subjects, keys),
+    directory,
     tenants,
     purposes,
     keys,
@@ -128,7 +130,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
-  const history = new ConsentHistory(tx, subjects, consent, tenants, purposes, keys, clock, config.limits);
+  const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);
+
+  const auditService = new AuditService(tx, audit, tenants, directory, consent, checker, keys, clock, config.limits);
 
   const pipeline = new CallPipeline(logger, () => DEVELOPMENT_PRINCIPAL);
   const { server, health } = createGrpcServer({
@@ -136,7 +140,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     purpose: purposeHandlers(pipeline, purposes),
     consent: consentHandlers(pipeline, recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
     key: keyHandlers(pipeline, keyAdmin),
-    audit: auditHandlers(pipeline, new AuditService(tx, audit, tenants, keys, clock, config.limits)),
+    audit: auditHandlers(pipeline, auditService),
     subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit)),
   });
   await keyAdmin.resume();
@@ -162,6 +166,26 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
   };
 
+  // Periodic checkpoints: an auditor who saved one can later prove nothing before it changed,
+  // even for a period nobody asked for a checkpoint in.
+  let checkpointing: Promise<void> = Promise.resolve();
+  const checkpointTimer =
+    config.auditCheckpointIntervalMs > 0
+      ? setInterval(() => {
+          checkpointing = checkpointing
+            .then(() => auditService.checkpointAll())
+            .then(
+              (signed) => {
+                if (signed > 0) logger.info('audit checkpoints signed', { tenants: signed });
+              },
+              (err: unknown) => {
+                logger.warn('audit checkpoints failed; retried at the next interval', { error: (err as Error)?.name });
+              },
+            );
+        }, config.auditCheckpointIntervalMs)
+      : undefined;
+  checkpointTimer?.unref();
+
   logger.info('consent ledger listening', {
     address: config.bindAddress,
     port,
@@ -179,9 +203,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit },
+    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService },
     async stop() {
       clearInterval(probe);
+      clearInterval(checkpointTimer);
+      await checkpointing;
       await jobs.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

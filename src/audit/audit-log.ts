@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AuditEntry, AuditRepository, AuditTrail, TransactionRunner, TxContext } from '../domain/ports';
+import { AuditEntry, AuditEntryFilter, AuditRepository, AuditTrail, CheckpointRecord, StoredAuditEntry, TransactionRunner, TxContext } from '../domain/ports';
 import { EMPTY_ROOT, leafHash, nodeHash, split } from './merkle';
 
 /**
@@ -20,7 +20,7 @@ export class AuditLog implements AuditTrail {
     const seq = await this.repo.lockHead(tx, tenantId);
     const json = canonicalJson({ ...entry, seq, tenant: tenantId });
     let hash = leafHash(Buffer.from(json, 'utf8'));
-    await this.repo.insertEntry(tx, tenantId, seq, json, hash.toString('hex'));
+    await this.repo.insertEntry(tx, tenantId, seq, entry, json, hash.toString('hex'));
     await this.repo.insertNode(tx, tenantId, 0, seq, hash.toString('hex'));
     // Each level where this leaf completes a subtree gets that subtree's hash.
     for (let level = 1, index = seq; index % 2 === 1; level++) {
@@ -33,9 +33,24 @@ export class AuditLog implements AuditTrail {
     return seq;
   }
 
-  /** Entries from `fromSeq` on, in order. */
-  entries(tenantId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number; entryJson: string; leafHash: string }>> {
-    return this.tx.read((tx) => this.repo.entries(tx, tenantId, fromSeq, limit));
+  /** Entries from `fromSeq` on, in order, narrowed by `filter`. */
+  entries(tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]> {
+    return this.tx.read((tx) => this.repo.entries(tx, tenantId, fromSeq, limit, filter));
+  }
+
+  /** Keeps a signed checkpoint for later retrieval. */
+  keepCheckpoint(checkpoint: CheckpointRecord): Promise<void> {
+    return this.tx.write((tx) => this.repo.insertCheckpoint(tx, checkpoint));
+  }
+
+  /** Kept checkpoints, largest first, below `beforeSize` when given. */
+  checkpoints(tenantId: string, beforeSize: number | null, limit: number): Promise<CheckpointRecord[]> {
+    return this.tx.read((tx) => this.repo.checkpoints(tx, tenantId, beforeSize, limit));
+  }
+
+  /** Tenants whose log grew since their last kept checkpoint. */
+  tenantsWithoutLatestCheckpoint(): Promise<string[]> {
+    return this.tx.read((tx) => this.repo.tenantsWithoutLatestCheckpoint(tx));
   }
 
   size(tenantId: string): Promise<number> {

@@ -1,5 +1,5 @@
 import { ChannelCredentials, Metadata, ServiceError } from '@grpc/grpc-js';
-import { AuditServiceClient } from '../gen/consent/v1/audit';
+import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { leafHash, ProofError, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../audit/merkle';
 import { verifyReceipt } from './verify-receipt';
@@ -90,7 +90,7 @@ export async function verifyAuditLog(options: {
       const leaves: Buffer[] = [];
       let next = 0;
       while (next < current.treeSize) {
-        const page = await rpc(audit, audit.listAuditEntries, { parent, startIndex: next, pageSize: 500 });
+        const page = await rpc(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent, startIndex: next, pageSize: 500 }));
         if (page.entries.length === 0) break;
         for (const e of page.entries) {
           if (e.index !== leaves.length) throw new VerificationFailure(`entry ${leaves.length} is missing or out of order (got index ${e.index})`);

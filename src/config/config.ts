@@ -23,6 +23,8 @@ export interface Config {
   runMigrations: boolean;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
+  auditCheckpointIntervalMs: number;
   /** Until real authentication exists, 'development' supplies a fixed principal for every call. */
   authMode: 'development';
   limits: Limits;
@@ -121,6 +123,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
 
   const runMigrations = bool('RUN_MIGRATIONS', true);
+  const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
+  if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -132,6 +136,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     runMigrations,
     rootKeys,
     logLevel,
+    auditCheckpointIntervalMs,
     authMode: 'development',
     limits,
   };

@@ -2,11 +2,16 @@ import { AuditLog } from '../audit/audit-log';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
+import { CheckQuery, ConsentChecker, DecisionBasis } from './consent-checker';
+import { Decision } from './consent-rules';
+import { eventRecordSha256 } from './event-codec';
 import { invalidArgument, Violations } from './errors';
-import { PageLimits, resolvePageSize } from './pagination';
-import { TransactionRunner } from './ports';
+import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
+import { AuditEntryFilter, CheckpointRecord, ConsentRepository, StoredAuditEntry, StoredConsentEvent, TransactionRunner } from './ports';
 import { Principal } from './principal';
 import { names } from './resource-names';
+import { SubjectDirectory } from './subject-directory';
 import { TenantService } from './tenant-service';
 
 export interface SignedCheckpoint {
@@ -16,15 +21,57 @@ export interface SignedCheckpoint {
   signed: string;
 }
 
+/** Filters of ListAuditEntries as the transport hands them over (names already parsed). */
+export interface AuditEntryQuery {
+  identifier?: RawIdentifier;
+  subjectId?: string;
+  purposeId?: string;
+  types: string[];
+  principal?: string;
+  startTime?: number;
+  endTime?: number;
+}
+
+/** A consent event row as stored, with the hash its audit entry must carry. */
+export interface ConsentRecord {
+  event: StoredConsentEvent;
+  recordSha256: string;
+}
+
+/** An entry with its inclusion proof and, for consent events, the row it vouches for. */
+export interface ExplainedEntry {
+  /** Unset for an event row that has no audit entry (a row added behind the service's back). */
+  entry?: StoredAuditEntry;
+  proof: Buffer[];
+  /** Unset for a non-event entry, or for an entry whose event row is gone. */
+  record?: ConsentRecord;
+}
+
+export interface Explanation {
+  decision: Decision;
+  basis: Omit<DecisionBasis, 'decision' | 'events'>;
+  checkpoint: SignedCheckpoint;
+  entries: ExplainedEntry[];
+}
+
+/** Entry types that decide a check: consent events (by kind) and the subject's erasure. */
+const DECIDING_TYPES = ['CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'CONSENT_EVENT_OPT_IN_PENDING', 'CONSENT_EVENT_OPT_IN_CONFIRMED', 'CONSENT_EVENT_INBOUND_MESSAGE', 'SUBJECT_ERASED'];
+/** Principal of checkpoints the service signs on its own schedule. */
+export const CHECKPOINT_PRINCIPAL = 'system:audit-checkpointer';
+
 /**
- * The auditor's view of a tenant's log: signed checkpoints, entries and proofs. Everything it
- * returns is checkable without trusting the server (consentctl audit verify).
+ * The auditor's view of a tenant's log: signed checkpoints, entries, proofs, explained decisions
+ * and the event rows to cross-check. Everything it returns is checkable without trusting the
+ * server (consentctl audit verify / explain).
  */
 export class AuditService {
   constructor(
     private readonly tx: TransactionRunner,
     private readonly log: AuditLog,
     private readonly tenants: TenantService,
+    private readonly directory: SubjectDirectory,
+    private readonly consent: ConsentRepository,
+    private readonly checker: ConsentChecker,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly pages: PageLimits,
@@ -32,26 +79,63 @@ export class AuditService {
 
   async checkpoint(principal: Principal, tenantId: string): Promise<SignedCheckpoint> {
     await this.requireTenant(principal, tenantId);
-    const size = await this.log.size(tenantId);
-    const root = await this.log.root(tenantId, size);
-    const time = this.clock.now();
-    const signed = await this.keys.sign(
-      tenantId,
-      { tenant: names.tenant(tenantId), treeSize: size, rootHash: root.toString('hex'), time: new Date(time).toISOString() },
-      'audit-checkpoint+jwt',
-      time,
-    );
-    return { size, rootHex: root.toString('hex'), time, signed };
+    return this.sign(tenantId);
   }
 
-  async entries(principal: Principal, tenantId: string, start: number, pageSize: number) {
+  /**
+   * Signs and keeps a checkpoint of every tenant whose log grew since its last kept one; the
+   * periodic job. Returns how many were signed. A tenant that cannot be signed for (erased
+   * meanwhile) is skipped, the others still get theirs.
+   */
+  async checkpointAll(): Promise<number> {
+    let signed = 0;
+    for (const tenantId of await this.log.tenantsWithoutLatestCheckpoint()) {
+      const c = await this.sign(tenantId).catch(() => null);
+      if (!c) continue;
+      await this.log.keepCheckpoint({ tenantId, treeSize: c.size, rootHash: c.rootHex, signedAt: c.time, jws: c.signed });
+      signed++;
+    }
+    return signed;
+  }
+
+  async listCheckpoints(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<{ items: CheckpointRecord[]; nextPageToken: string }> {
+    const v = new Violations();
+    const size = resolvePageSize(pageSize, this.pages, v);
+    v.throwIfAny();
+    await this.requireTenant(principal, tenantId);
+    const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'audit_checkpoints');
+    const before = decodePageToken<number>(pageToken, { tenantId }, 'number', sealer, v);
+    v.throwIfAny();
+    const rows = await this.log.checkpoints(tenantId, before, size + 1);
+    const items = rows.slice(0, size);
+    return { items, nextPageToken: rows.length > size ? encodePageToken(items[items.length - 1].treeSize, { tenantId }, sealer) : '' };
+  }
+
+  async entries(principal: Principal, tenantId: string, start: number, pageSize: number, query: AuditEntryQuery) {
     const v = new Violations();
     const size = resolvePageSize(pageSize, this.pages, v);
     v.check(Number.isInteger(start) && start >= 0, 'start_index', 'OUT_OF_RANGE', 'must not be negative');
+    const identifier = query.identifier ? normaliseIdentifier(query.identifier, 'subject_identifier') : undefined;
+    if (identifier && isViolation(identifier)) v.add(identifier.field, identifier.reason, identifier.description);
+    if (identifier && query.subjectId) v.add('subject', 'CONFLICTING_FILTERS', 'give subject or subject_identifier, not both');
+    if (query.startTime !== undefined && query.endTime !== undefined) v.check(query.startTime < query.endTime, 'end_time', 'INVALID_RANGE', 'must be after start_time');
+    for (const [i, type] of query.types.entries()) v.check(/^[A-Z][A-Z0-9_]{0,39}$/.test(type), `entry_types[${i}]`, 'INVALID_FORMAT', 'must be an entry type such as CONSENT_EVENT_OPT_OUT');
+    v.check(query.principal === undefined || query.principal.length <= 128, 'principal', 'TOO_LONG', 'must be at most 128 characters');
     v.throwIfAny();
     await this.requireTenant(principal, tenantId);
-    const entries = await this.log.entries(tenantId, start, size);
-    return { entries, nextIndex: entries.length > 0 ? entries[entries.length - 1].seq + 1 : Math.max(start, 0) };
+    const filter: AuditEntryFilter = { types: query.types, subjectId: query.subjectId, purposeId: query.purposeId, principal: query.principal, startTime: query.startTime, endTime: query.endTime };
+    const logSize = await this.log.size(tenantId);
+    if (identifier && !isViolation(identifier)) {
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const subject = await this.tx.read((tx) => this.directory.find(tx, keyring, identifier));
+      // Nobody with this identifier: no entries, the same answer as a subject without any.
+      if (!subject) return { entries: [], nextIndex: Math.max(start, logSize) };
+      filter.subjectId = subject.subjectId;
+    }
+    const entries = (await this.log.entries(tenantId, start, size, filter)).filter((e) => e.seq < logSize);
+    // A full page may have more after it; a short one means nothing else matches up to the size read.
+    const nextIndex = entries.length === size ? entries[entries.length - 1].seq + 1 : Math.max(start, logSize);
+    return { entries, nextIndex };
   }
 
   async inclusionProof(principal: Principal, tenantId: string, index: number, treeSize: number): Promise<Buffer[]> {
@@ -74,8 +158,88 @@ export class AuditService {
     return this.log.consistencyProof(tenantId, first, second);
   }
 
+  /**
+   * CheckConsent's answer with its grounds: the subject's deciding entries (consent events read
+   * for this purpose and channel, and an erasure) under a checkpoint signed now, each with its
+   * inclusion proof and the event row it vouches for. Rows and entries are paired by event id and
+   * handed over as found, mismatches included: judging them is the verifier's job, not ours.
+   */
+  async explain(principal: Principal, tenantId: string, query: CheckQuery): Promise<Explanation> {
+    const { decision, events, ...basis } = await this.checker.explain(principal, tenantId, query);
+    const checkpoint = await this.sign(tenantId);
+    const entries: ExplainedEntry[] = [];
+    if (basis.subject) {
+      const subjectEntries = await this.allEntries(tenantId, { subjectId: basis.subject.subjectId, types: DECIDING_TYPES }, checkpoint.size);
+      const rows = new Map(events.map((e) => [e.id, e]));
+      const paired = new Set<string>();
+      for (const entry of subjectEntries) {
+        const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
+        const row = fields.ref !== undefined ? rows.get(fields.ref) : undefined;
+        if (fields.type === 'SUBJECT_ERASED') {
+          entries.push({ entry, proof: [] });
+        } else if (row) {
+          paired.add(row.id);
+          entries.push({ entry, proof: [], record: { event: row, recordSha256: eventRecordSha256(row) } });
+        } else if (fields.time <= basis.at && readsFor(fields, query)) {
+          // The log vouches for an event the rules should have read, and its row is gone.
+          entries.push({ entry, proof: [] });
+        }
+      }
+      for (const row of events) if (!paired.has(row.id)) entries.push({ proof: [], record: { event: row, recordSha256: eventRecordSha256(row) } });
+      for (const e of entries) if (e.entry) e.proof = await this.log.inclusionProof(tenantId, e.entry.seq, checkpoint.size);
+    }
+    return { decision, basis, checkpoint, entries };
+  }
+
+  /** The tenant's consent event rows in recording order, with their record hashes. */
+  async consentRecords(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<{ items: ConsentRecord[]; nextPageToken: string }> {
+    const v = new Violations();
+    const size = resolvePageSize(pageSize, this.pages, v);
+    v.throwIfAny();
+    await this.requireTenant(principal, tenantId);
+    const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'consent_records');
+    const after = decodePageToken<number>(pageToken, { tenantId }, 'number', sealer, v) ?? 0;
+    v.throwIfAny();
+    const rows = await this.tx.read((tx) => this.consent.list(tx, tenantId, {}, after, size + 1));
+    const page = rows.slice(0, size);
+    return {
+      items: page.map(({ event }) => ({ event, recordSha256: eventRecordSha256(event) })),
+      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1].seq, { tenantId }, sealer) : '',
+    };
+  }
+
+  private async sign(tenantId: string): Promise<SignedCheckpoint> {
+    const size = await this.log.size(tenantId);
+    const root = await this.log.root(tenantId, size);
+    const time = this.clock.now();
+    const signed = await this.keys.sign(
+      tenantId,
+      { tenant: names.tenant(tenantId), treeSize: size, rootHash: root.toString('hex'), time: new Date(time).toISOString() },
+      'audit-checkpoint+jwt',
+      time,
+    );
+    return { size, rootHex: root.toString('hex'), time, signed };
+  }
+
+  /** Every entry matching `filter` below `size`, in order. */
+  private async allEntries(tenantId: string, filter: AuditEntryFilter, size: number): Promise<StoredAuditEntry[]> {
+    const all: StoredAuditEntry[] = [];
+    for (let from = 0; ; ) {
+      const page = (await this.log.entries(tenantId, from, 1000, filter)).filter((e) => e.seq < size);
+      all.push(...page);
+      if (page.length < 1000) return all;
+      from = page[page.length - 1].seq + 1;
+    }
+  }
+
   private async requireTenant(principal: Principal, tenantId: string): Promise<void> {
     authorizeTenant(principal, tenantId);
     await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
   }
+}
+
+/** Whether a consent-event entry is about the query's purpose and channel (the rules would read its event). */
+function readsFor(entry: { type: string; purpose?: string; channel?: string }, query: CheckQuery): boolean {
+  if (entry.type === 'CONSENT_EVENT_INBOUND_MESSAGE') return entry.channel === query.channel;
+  return (entry.purpose === '-' || entry.purpose === query.purposeId) && (entry.channel === 'ANY' || entry.channel === query.channel);
 }

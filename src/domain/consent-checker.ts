@@ -4,8 +4,8 @@ import { CheckTarget, decide, Decision, foldEvents, SubjectFacts } from './conse
 import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from './errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { PurposeCategory, SendChannel, Tenant } from './model';
-import { ConsentRepository, IdentifierIndex, SubjectRef, SubjectRepository, TransactionRunner, TxContext } from './ports';
+import { ALL_PURPOSES, PurposeCategory, SendChannel, Tenant } from './model';
+import { ConsentRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository, TransactionRunner, TxContext } from './ports';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { TenantService } from './tenant-service';
@@ -22,6 +22,19 @@ export interface CheckQuery {
   violations: FieldViolation[];
   /** Path of the query in its request ("query", "queries[3]"), for field violations. */
   fieldPrefix: string;
+}
+
+/** A decision with what it rests on (ConsentChecker.explain). */
+export interface DecisionBasis {
+  decision: Decision;
+  /** The time decided for. */
+  at: number;
+  category: PurposeCategory;
+  serviceWindowMs: number;
+  /** Unset for a person the tenant never recorded. */
+  subject?: SubjectRef;
+  /** The subject's events recorded by `at` (and by now) that the rules read, in recording order. */
+  events: StoredConsentEvent[];
 }
 
 /** Each query's own outcome: a decision, or the error that prevented one. */
@@ -75,11 +88,7 @@ export class ConsentChecker {
           outcomes[position] = { error: err };
         }
       }
-      const found = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
-      // Identifiers not found may be tombstones of erased people: they are denied as erased.
-      const missing = prepared.filter((p) => !found.has(key(p.index))).map((p) => p.index);
-      const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map();
-      for (const [k, tombstone] of suppressed) found.set(k, { subjectId: tombstone.subjectId, erased: true });
+      const found = await this.resolveSubjects(tx, tenantId, prepared);
       const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index))?.subjectId).filter(isString);
       const state = await this.consent.loadState(tx, tenantId, liveSubjects);
       for (const query of prepared) {
@@ -89,6 +98,37 @@ export class ConsentChecker {
       }
       return outcomes;
     });
+  }
+
+  /**
+   * What `checkOne` answers for `query`, with what it rests on: the subject's events recorded by
+   * then that the rules read for this purpose and channel. Read in one transaction with the answer.
+   */
+  async explain(principal: Principal, tenantId: string, query: CheckQuery): Promise<DecisionBasis> {
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    return this.tx.read(async (tx) => {
+      const tenant = await this.tenants.require(tx, tenantId, true);
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const prepared = await this.prepare(tx, tenant, keyring, query, 0, now);
+      const subject = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));
+      const basis = { at: prepared.at, category: prepared.target.category, serviceWindowMs: tenant.settings.serviceWindowMs };
+      if (!subject) return { ...basis, decision: decide(null, prepared.target, prepared.at, basis.serviceWindowMs), events: [] };
+      const state = prepared.live ? await this.consent.loadState(tx, tenantId, [subject.subjectId]) : new Map();
+      const facts = await this.facts(tx, tenantId, subject, prepared, state);
+      const decision = decide(facts, prepared.target, prepared.at, basis.serviceWindowMs);
+      const events = (await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, Math.min(prepared.at, now))).filter((e) => readBy(e, prepared.target));
+      return { ...basis, decision, subject, events };
+    });
+  }
+
+  /** The subjects of the queries' identifiers; identifiers not found may be tombstones of erased people. */
+  private async resolveSubjects(tx: TxContext, tenantId: string, prepared: PreparedQuery[]): Promise<Map<string, SubjectRef>> {
+    const found = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
+    const missing = prepared.filter((p) => !found.has(key(p.index))).map((p) => p.index);
+    const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map<string, { subjectId: string }>();
+    for (const [k, tombstone] of suppressed) found.set(k, { subjectId: tombstone.subjectId, erased: true });
+    return found;
   }
 
   private async prepare(
@@ -131,6 +171,12 @@ export class ConsentChecker {
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
     return { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
   }
+}
+
+/** Whether the rules read `event` for `target`: its scope covers the purpose and channel, or it opens the channel's window. */
+function readBy(event: StoredConsentEvent, target: CheckTarget): boolean {
+  if (event.kind === 'INBOUND_MESSAGE') return event.channel === target.channel;
+  return (event.purposeId === ALL_PURPOSES || event.purposeId === target.purposeId) && (event.channel === 'ANY' || event.channel === target.channel);
 }
 
 function key(index: IdentifierIndex): string {

@@ -1,4 +1,4 @@
-import { KeyManager, TenantKeyring } from '../crypto/key-manager';
+import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { scopeStatus, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
@@ -6,9 +6,10 @@ import { DomainError, failedPrecondition, invalidArgument, Violations } from './
 import { names } from './resource-names';
 import { openEvent } from './event-codec';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { Channel, ConsentEvent, IdentifierRef } from './model';
+import { Channel, ConsentEvent } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
-import { ConsentRepository, SubjectRef, SubjectRepository, TransactionRunner, TxContext } from './ports';
+import { ConsentRepository, TransactionRunner } from './ports';
+import { SubjectDirectory } from './subject-directory';
 import { Principal } from './principal';
 import { PurposeService, Page } from './purpose-service';
 import { TenantService } from './tenant-service';
@@ -34,7 +35,7 @@ export interface EventListQuery {
 export class ConsentHistory {
   constructor(
     private readonly tx: TransactionRunner,
-    private readonly subjects: SubjectRepository,
+    private readonly directory: SubjectDirectory,
     private readonly consent: ConsentRepository,
     private readonly tenants: TenantService,
     private readonly purposes: PurposeService,
@@ -51,7 +52,7 @@ export class ConsentHistory {
     return this.tx.read(async (tx) => {
       const tenant = await this.tenants.require(tx, tenantId, false);
       const keyring = await this.keys.tenantKeyring(tenantId);
-      const subject = await this.lookup(tx, tenantId, keyring, identifier);
+      const subject = await this.directory.find(tx, keyring, identifier);
       // The message names no identifier: it is personal data.
       if (!subject) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
       if (subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: names.subject(tenantId, subject.subjectId) });
@@ -91,7 +92,7 @@ export class ConsentHistory {
       let subjectId: string | undefined;
       if (identifier && !isViolation(identifier)) {
         const keyring = await this.keys.tenantKeyring(tenantId);
-        const subject = await this.lookup(tx, tenantId, keyring, identifier);
+        const subject = await this.directory.find(tx, keyring, identifier);
         if (!subject) return { items: [], nextPageToken: '' };
         subjectId = subject.subjectId;
       }
@@ -111,14 +112,5 @@ export class ConsentHistory {
       }
       return { items, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1].seq, scope, sealer) : '' };
     });
-  }
-
-  /** The subject of an identifier, or of its erasure tombstone (then erased): history outlives erasure. */
-  private async lookup(tx: TxContext, tenantId: string, keyring: TenantKeyring, identifier: IdentifierRef): Promise<SubjectRef | null> {
-    const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
-    const subject = await this.subjects.findByIdentifier(tx, tenantId, index);
-    if (subject) return subject;
-    const tombstone = (await this.subjects.findSuppressed(tx, tenantId, [index])).get(`${index.kind}:${index.blindIndex}`);
-    return tombstone ? { subjectId: tombstone.subjectId, erased: true } : null;
   }
 }

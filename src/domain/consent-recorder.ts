@@ -4,7 +4,7 @@ import { authorizeTenant } from './authorization';
 import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
 import { failedPrecondition, FieldViolation, invalidArgument } from './errors';
-import { hasEvidence, openEvent, sealEvent } from './event-codec';
+import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
 import { consentReceipt } from './consent-receipt';
 import { prepareEvidence } from './evidence';
 import { normaliseIdentifier, isViolation, RawIdentifier } from './identifiers';
@@ -284,6 +284,9 @@ export class ConsentRecorder {
       noticeSha256: event.notice?.textSha256,
       payloadSha256: sealed.evidenceCiphertext ? sha256Hex(sealed.evidenceCiphertext) : undefined,
       ref: event.id,
+      eventTime: event.eventTime,
+      expireTime: event.expireTime,
+      recordSha256: eventRecordSha256(sealed),
     });
     if (event.kind === 'INBOUND_MESSAGE') return;
     if (event.kind === 'OPT_OUT') {

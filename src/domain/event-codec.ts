@@ -3,6 +3,7 @@ import { DomainError } from './errors';
 import { SubjectKey } from '../crypto/key-manager';
 import { ConsentEvent, Evidence } from './model';
 import { StoredConsentEvent } from './ports';
+import { canonicalJson, sha256Hex } from '../audit/audit-log';
 
 /** Where an event's evidence ciphertext belongs; bound into the ciphertext. */
 function evidenceContext(event: { tenantId: string; subjectId: string; id: string }): FieldContext {
@@ -40,4 +41,33 @@ export function openEvent(stored: StoredConsentEvent, key: SubjectKey | null): C
     }
   }
   return { ...rest, evidence };
+}
+
+/**
+ * SHA-256 of an event row as stored, every column but the row's position. The event's audit
+ * entry carries it, so a row rewritten in the database no longer matches the signed log. The
+ * evidence enters by the hash of its ciphertext: the check works after erasure made it unreadable.
+ */
+export function eventRecordSha256(e: StoredConsentEvent): string {
+  return sha256Hex(
+    canonicalJson({
+      id: e.id,
+      tenant: e.tenantId,
+      subject: e.subjectId,
+      kind: e.kind,
+      purpose: e.purposeId,
+      channel: e.channel,
+      eventTime: e.eventTime,
+      recordTime: e.recordTime,
+      method: e.method,
+      notice: e.notice ? { purpose: e.notice.purposeId, version: e.notice.version, sha256: e.notice.textSha256, language: e.notice.language } : null,
+      principal: e.principal,
+      lawfulBasis: e.lawfulBasis ?? null,
+      jurisdiction: e.jurisdiction,
+      expireTime: e.expireTime ?? null,
+      requestId: e.requestId,
+      requestFingerprint: e.requestFingerprint,
+      evidenceSha256: e.evidenceCiphertext ? sha256Hex(e.evidenceCiphertext) : null,
+    }),
+  );
 }

@@ -22,6 +22,12 @@ export function parseTenantName(name: string): string | null {
   return m && TENANT_ID.test(m[1]) ? m[1] : null;
 }
 
+/** Parses "tenants/{tenant}/subjects/{subject}" (a subject id is 32 lower-case hex digits). */
+export function parseSubjectName(name: string): { tenantId: string; subjectId: string } | null {
+  const m = /^tenants\/([^/]+)\/subjects\/([0-9a-f]{32})$/.exec(name);
+  return m && TENANT_ID.test(m[1]) ? { tenantId: m[1], subjectId: m[2] } : null;
+}
+
 export function parseSettingsName(name: string): string | null {
   const m = /^tenants\/([^/]+)\/settings$/.exec(name);
   return m && TENANT_ID.test(m[1]) ? m[1] : null;

@@ -3,7 +3,7 @@ import { encryptField } from '../crypto/field-cipher';
 import { KeyManager, SubjectKey, TenantKeyring } from '../crypto/key-manager';
 import { failedPrecondition } from './errors';
 import { CollectionMethod, IdentifierRef } from './model';
-import { IdentifierIndex, SubjectRepository, TxContext } from './ports';
+import { IdentifierIndex, SubjectRef, SubjectRepository, TxContext } from './ports';
 
 /** Finds data subjects by identifier (blind index) and creates them with their own key. */
 export class SubjectDirectory {
@@ -14,6 +14,15 @@ export class SubjectDirectory {
 
   index(keyring: TenantKeyring, identifier: IdentifierRef): IdentifierIndex {
     return { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+  }
+
+  /** The subject of an identifier, or of its erasure tombstone (then erased): history outlives erasure. */
+  async find(tx: TxContext, keyring: TenantKeyring, identifier: IdentifierRef): Promise<SubjectRef | null> {
+    const index = this.index(keyring, identifier);
+    const subject = await this.subjects.findByIdentifier(tx, keyring.tenantId, index);
+    if (subject) return subject;
+    const tombstone = (await this.subjects.findSuppressed(tx, keyring.tenantId, [index])).get(`${index.kind}:${index.blindIndex}`);
+    return tombstone ? { subjectId: tombstone.subjectId, erased: true } : null;
   }
 
   /**

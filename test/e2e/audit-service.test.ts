@@ -3,7 +3,7 @@ import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { leafHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle';
 import { verifyCheckpoint } from '../../src/cli/audit-verify';
-import { AuditServiceClient } from '../../src/gen/consent/v1/audit';
+import { AuditServiceClient, ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, seedTenant } from '../support/fixtures';
@@ -38,7 +38,7 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
     expect(second.treeSize).to.equal(first.treeSize + 5);
     const consistency = await call(audit, audit.getConsistencyProof, { parent: `tenants/${T}`, firstSize: first.treeSize, secondSize: second.treeSize });
     verifyConsistency(BigInt(first.treeSize), BigInt(second.treeSize), consistency.hashes.map(hex), hex(first.rootHash), hex(second.rootHash));
-    const { entries } = await call(audit, audit.listAuditEntries, { parent: `tenants/${T}`, startIndex: 0, pageSize: 0 });
+    const { entries } = await call(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, startIndex: 0, pageSize: 0 }));
     for (const e of entries.slice(0, second.treeSize)) {
       const proof = await call(audit, audit.getInclusionProof, { parent: `tenants/${T}`, index: e.index, treeSize: second.treeSize });
       verifyInclusion(BigInt(e.index), BigInt(second.treeSize), leafHash(Buffer.from(e.entryJson)), proof.hashes.map(hex), hex(second.rootHash));
@@ -103,7 +103,7 @@ forEachDatabase('audit log across erasure and key rotation', (db) => {
       expect(second.treeSize).to.be.greaterThan(first.treeSize);
       const { hashes } = await call(audit, audit.getConsistencyProof, { parent: `tenants/${T}`, firstSize: first.treeSize, secondSize: second.treeSize });
       verifyConsistency(BigInt(first.treeSize), BigInt(second.treeSize), hashes.map(hex), hex(first.rootHash), hex(second.rootHash));
-      const { entries } = await call(audit, audit.listAuditEntries, { parent: `tenants/${T}`, startIndex: 0, pageSize: 500 });
+      const { entries } = await call(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, startIndex: 0, pageSize: 500 }));
       expect(entries.map((e) => JSON.parse(e.entryJson).type)).to.include.members(['CONSENT_EVENT_OPT_IN', 'SUBJECT_ERASED', 'KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED']);
     } finally {
       audit.close();

@@ -1,4 +1,4 @@
-import { AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from './audit.entity';
+import { AuditCheckpointEntity, AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from './audit.entity';
 import { ChangeEntity } from './change.entity';
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
@@ -18,6 +18,7 @@ export {
   AuditEntryEntity,
   AuditHeadEntity,
   AuditNodeEntity,
+  AuditCheckpointEntity,
   ChangeEntity,
   ConsentEventEntity,
   ConsentStateEntity,
@@ -52,4 +53,5 @@ export const ENTITIES = [
   AuditHeadEntity,
   AuditEntryEntity,
   AuditNodeEntity,
+  AuditCheckpointEntity,
 ];

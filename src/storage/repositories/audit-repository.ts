@@ -1,8 +1,7 @@
-import { MoreThanOrEqual } from 'typeorm';
-import { AuditRepository, TxContext } from '../../domain/ports';
-import { AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from '../entities';
+import { AuditEntry, AuditEntryFilter, AuditRepository, CheckpointRecord, StoredAuditEntry, TxContext } from '../../domain/ports';
+import { AuditCheckpointEntity, AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { forUpdate, num } from './sql-dialect';
+import { forUpdate, num, placeholders } from './sql-dialect';
 
 export class TypeormAuditRepository implements AuditRepository {
   async lockHead(tx: TxContext, tenantId: string): Promise<number> {
@@ -26,8 +25,18 @@ export class TypeormAuditRepository implements AuditRepository {
     return head?.size ?? 0;
   }
 
-  async insertEntry(tx: TxContext, tenantId: string, seq: number, entryJson: string, leafHash: string): Promise<void> {
-    await managerOf(tx).insert(AuditEntryEntity, { tenantId, seq, entryJson, leafHash });
+  async insertEntry(tx: TxContext, tenantId: string, seq: number, entry: AuditEntry, entryJson: string, leafHash: string): Promise<void> {
+    await managerOf(tx).insert(AuditEntryEntity, {
+      tenantId,
+      seq,
+      entryJson,
+      leafHash,
+      entryType: entry.type,
+      subjectId: entry.subject ?? null,
+      purposeId: entry.purpose ?? null,
+      principal: entry.principal,
+      entryTime: entry.time,
+    });
   }
 
   async insertNode(tx: TxContext, tenantId: string, level: number, index: number, hash: string): Promise<void> {
@@ -39,7 +48,47 @@ export class TypeormAuditRepository implements AuditRepository {
     return row?.hash ?? null;
   }
 
-  async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number): Promise<Array<{ seq: number; entryJson: string; leafHash: string }>> {
-    return managerOf(tx).find(AuditEntryEntity, { where: { tenantId, seq: MoreThanOrEqual(fromSeq) }, order: { seq: 'ASC' }, take: limit });
+  async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
+    const where = ['tenant_id = ?', 'seq >= ?'];
+    const params: unknown[] = [tenantId, fromSeq];
+    if (filter.types && filter.types.length > 0) {
+      where.push(`entry_type IN (${placeholders(filter.types.length)})`);
+      params.push(...filter.types);
+    }
+    if (filter.subjectId !== undefined) where.push('subject_id = ?'), params.push(filter.subjectId);
+    if (filter.purposeId !== undefined) where.push('purpose_id = ?'), params.push(filter.purposeId);
+    if (filter.principal !== undefined) where.push('principal = ?'), params.push(filter.principal);
+    if (filter.startTime !== undefined) where.push('entry_time >= ?'), params.push(filter.startTime);
+    if (filter.endTime !== undefined) where.push('entry_time < ?'), params.push(filter.endTime);
+    const rows: Array<{ seq: unknown; entry_json: string; leaf_hash: string }> = await managerOf(tx).query(
+      `SELECT seq, entry_json, leaf_hash FROM audit_entries WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${Math.floor(limit)}`,
+      params,
+    );
+    return rows.map((r) => ({ seq: num(r.seq), entryJson: r.entry_json, leafHash: r.leaf_hash }));
+  }
+
+  async insertCheckpoint(tx: TxContext, checkpoint: CheckpointRecord): Promise<void> {
+    const m = managerOf(tx);
+    const exists = await m.findOneBy(AuditCheckpointEntity, { tenantId: checkpoint.tenantId, treeSize: checkpoint.treeSize });
+    if (exists) return;
+    await m.insert(AuditCheckpointEntity, checkpoint);
+  }
+
+  async checkpoints(tx: TxContext, tenantId: string, beforeSize: number | null, limit: number): Promise<CheckpointRecord[]> {
+    const rows: Array<{ tree_size: unknown; root_hash: string; signed_at: unknown; jws: string }> = await managerOf(tx).query(
+      `SELECT tree_size, root_hash, signed_at, jws FROM audit_checkpoints WHERE tenant_id = ?${beforeSize === null ? '' : ' AND tree_size < ?'}
+        ORDER BY tree_size DESC LIMIT ${Math.floor(limit)}`,
+      beforeSize === null ? [tenantId] : [tenantId, beforeSize],
+    );
+    return rows.map((r) => ({ tenantId, treeSize: num(r.tree_size), rootHash: r.root_hash, signedAt: num(r.signed_at), jws: r.jws }));
+  }
+
+  async tenantsWithoutLatestCheckpoint(tx: TxContext): Promise<string[]> {
+    const rows: Array<{ tenant_id: string }> = await managerOf(tx).query(
+      `SELECT h.tenant_id FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
+        WHERE t.erased_at IS NULL AND h.size > COALESCE((SELECT MAX(c.tree_size) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id), 0)
+        ORDER BY h.tenant_id`,
+    );
+    return rows.map((r) => r.tenant_id);
   }
 }

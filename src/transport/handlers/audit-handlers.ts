@@ -1,8 +1,10 @@
-import { AuditService } from '../../domain/audit-service';
-import { names } from '../../domain/resource-names';
-import { AuditServiceServer } from '../../gen/consent/v1/audit';
+import { AuditService, ConsentRecord, SignedCheckpoint } from '../../domain/audit-service';
+import { invalidArgument, FieldViolation } from '../../domain/errors';
+import { names, parseSubjectName } from '../../domain/resource-names';
+import { AuditServiceServer, Checkpoint, ConsentRecord as PbConsentRecord } from '../../gen/consent/v1/audit';
 import { CallPipeline } from '../call-pipeline';
-import { msToDate } from '../mappers';
+import { categories, channels, dateToMs, decisionToProto, eventKinds, msToDate, msToDuration, purposeIdOf, toRawIdentifier } from '../mappers';
+import { queryFromProto } from './consent-handlers';
 import { parentTenant } from './purpose-handlers';
 
 /** consent.v1.AuditService: translate, call AuditService, map back. */
@@ -10,11 +12,36 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
   return {
     getCheckpoint: pipeline.unary('GetCheckpoint', async (req, ctx) => {
       const tenantId = parentTenant(req.parent);
-      const c = await audit.checkpoint(ctx.principal, tenantId);
-      return { checkpoint: { tenant: names.tenant(tenantId), treeSize: c.size, rootHash: c.rootHex, time: msToDate(c.time), signedCheckpoint: c.signed } };
+      return { checkpoint: checkpointToProto(tenantId, await audit.checkpoint(ctx.principal, tenantId)) };
+    }),
+    listCheckpoints: pipeline.unary('ListCheckpoints', async (req, ctx) => {
+      const tenantId = parentTenant(req.parent);
+      const page = await audit.listCheckpoints(ctx.principal, tenantId, req.pageSize, req.pageToken);
+      return {
+        checkpoints: page.items.map((c) => checkpointToProto(tenantId, { size: c.treeSize, rootHex: c.rootHash, time: c.signedAt, signed: c.jws })),
+        nextPageToken: page.nextPageToken,
+      };
     }),
     listAuditEntries: pipeline.unary('ListAuditEntries', async (req, ctx) => {
-      const page = await audit.entries(ctx.principal, parentTenant(req.parent), req.startIndex, req.pageSize);
+      const tenantId = parentTenant(req.parent);
+      const violations: FieldViolation[] = [];
+      let subjectId: string | undefined;
+      if (req.subject) {
+        const parsed = parseSubjectName(req.subject);
+        if (!parsed || parsed.tenantId !== tenantId) violations.push({ field: 'subject', reason: 'INVALID_SUBJECT_NAME', description: `must be tenants/${tenantId}/subjects/{subject}` });
+        else subjectId = parsed.subjectId;
+      }
+      const purposeId = req.purpose ? purposeIdOf(req.purpose, tenantId, 'purpose', violations, true) ?? undefined : undefined;
+      if (violations.length > 0) throw invalidArgument(violations);
+      const page = await audit.entries(ctx.principal, tenantId, req.startIndex, req.pageSize, {
+        identifier: toRawIdentifier(req.subjectIdentifier),
+        subjectId,
+        purposeId,
+        types: req.entryTypes,
+        principal: req.principal || undefined,
+        startTime: dateToMs(req.startTime),
+        endTime: dateToMs(req.endTime),
+      });
       return { entries: page.entries.map((e) => ({ index: e.seq, entryJson: e.entryJson, leafHash: e.leafHash })), nextIndex: page.nextIndex };
     }),
     getInclusionProof: pipeline.unary('GetInclusionProof', async (req, ctx) => ({
@@ -23,5 +50,43 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
     getConsistencyProof: pipeline.unary('GetConsistencyProof', async (req, ctx) => ({
       hashes: (await audit.consistencyProof(ctx.principal, parentTenant(req.parent), req.firstSize, req.secondSize)).map((h) => h.toString('hex')),
     })),
+    explainDecision: pipeline.unary('ExplainDecision', async (req, ctx) => {
+      const tenantId = parentTenant(req.parent);
+      const x = await audit.explain(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'));
+      return {
+        decision: decisionToProto(tenantId, x.decision),
+        subject: x.basis.subject ? names.subject(tenantId, x.basis.subject.subjectId) : '',
+        checkpoint: checkpointToProto(tenantId, x.checkpoint),
+        entries: x.entries.map((e) => ({
+          entry: e.entry ? { index: e.entry.seq, entryJson: e.entry.entryJson, leafHash: e.entry.leafHash } : undefined,
+          inclusionProof: e.proof.map((h) => h.toString('hex')),
+          record: e.record ? recordToProto(e.record) : undefined,
+        })),
+        category: categories.toProto(x.basis.category),
+        serviceWindow: msToDuration(x.basis.serviceWindowMs),
+        time: msToDate(x.basis.at),
+      };
+    }),
+    listConsentRecords: pipeline.unary('ListConsentRecords', async (req, ctx) => {
+      const page = await audit.consentRecords(ctx.principal, parentTenant(req.parent), req.pageSize, req.pageToken);
+      return { records: page.items.map(recordToProto), nextPageToken: page.nextPageToken };
+    }),
+  };
+}
+
+function checkpointToProto(tenantId: string, c: SignedCheckpoint): Checkpoint {
+  return { tenant: names.tenant(tenantId), treeSize: c.size, rootHash: c.rootHex, time: msToDate(c.time), signedCheckpoint: c.signed };
+}
+
+function recordToProto({ event: e, recordSha256 }: ConsentRecord): PbConsentRecord {
+  return {
+    name: names.consentEvent(e.tenantId, e.subjectId, e.id),
+    kind: eventKinds.toProto(e.kind),
+    purpose: names.purpose(e.tenantId, e.purposeId),
+    channel: channels.toProto(e.channel),
+    eventTime: msToDate(e.eventTime),
+    recordTime: msToDate(e.recordTime),
+    expireTime: msToDate(e.expireTime),
+    recordSha256,
   };
 }

@@ -308,7 +308,7 @@ async function decideStreamBatch(
 }
 
 /** Shape checks of one query; violations travel with the query so batches answer per item. */
-function queryFromProto(q: ConsentQuery | undefined, tenantId: string, prefix: string): CheckQuery {
+export function queryFromProto(q: ConsentQuery | undefined, tenantId: string, prefix: string): CheckQuery {
   const violations: FieldViolation[] = [];
   if (!q) {
     violations.push({ field: prefix, reason: 'REQUIRED', description: 'a query is required' });

@@ -18,7 +18,24 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Duration } from "../../google/protobuf/duration";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import {
+  Channel,
+  channelFromJSON,
+  channelToJSON,
+  PurposeCategory,
+  purposeCategoryFromJSON,
+  purposeCategoryToJSON,
+  SubjectIdentifier,
+} from "./common";
+import {
+  ConsentDecision,
+  ConsentEventKind,
+  consentEventKindFromJSON,
+  consentEventKindToJSON,
+  ConsentQuery,
+} from "./consent";
 
 export const protobufPackage = "consent.v1";
 
@@ -55,6 +72,24 @@ export interface GetCheckpointResponse {
   checkpoint?: Checkpoint | undefined;
 }
 
+/** Request of AuditService.ListCheckpoints. */
+export interface ListCheckpointsRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** 0 means 50; at most 500. */
+  pageSize: number;
+  /** From the previous response. */
+  pageToken: string;
+}
+
+/** Response of AuditService.ListCheckpoints. */
+export interface ListCheckpointsResponse {
+  /** Newest first. */
+  checkpoints: Checkpoint[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
 /** One audit entry as stored. */
 export interface AuditEntry {
   /** Its position, from 0. */
@@ -73,13 +108,31 @@ export interface ListAuditEntriesRequest {
   startIndex: number;
   /** 0 means 50; at most 500; negative is INVALID_ARGUMENT. */
   pageSize: number;
+  /** Only entries about this person, found by the tenant's blind index (never stored in clear). */
+  subjectIdentifier?:
+    | SubjectIdentifier
+    | undefined;
+  /** Only entries about this subject: "tenants/{tenant}/subjects/{subject}". */
+  subject: string;
+  /** Only entries about this purpose: "tenants/{tenant}/purposes/{purpose}" ("-" for all-purpose events). */
+  purpose: string;
+  /** Only entries of these types (e.g. "CONSENT_EVENT_OPT_OUT", "SUBJECT_ERASED"; docs/audit.md). */
+  entryTypes: string[];
+  /** Only entries made by this principal. */
+  principal: string;
+  /** Only entries made at or after this time. */
+  startTime?:
+    | Date
+    | undefined;
+  /** Only entries made before this time. */
+  endTime?: Date | undefined;
 }
 
 /** Response of AuditService.ListAuditEntries. */
 export interface ListAuditEntriesResponse {
   /** The entries. */
   entries: AuditEntry[];
-  /** The index after the last returned entry; equal to the log size at the end. */
+  /** Where the next page starts (its `start_index`); equal to the log size once nothing more matches. */
   nextIndex: number;
 }
 
@@ -113,6 +166,100 @@ export interface GetConsistencyProofRequest {
 export interface GetConsistencyProofResponse {
   /** The proof hashes, lower-case hex. */
   hashes: string[];
+}
+
+/** Request of AuditService.ExplainDecision. */
+export interface ExplainDecisionRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** The question, exactly as CheckConsent takes it; `at` defaults to now. */
+  query?: ConsentQuery | undefined;
+}
+
+/** A consent event row as stored, without personal data: what its audit entry must match. */
+export interface ConsentRecord {
+  /** "tenants/{tenant}/subjects/{subject}/consentEvents/{event}". */
+  name: string;
+  /** What happened. */
+  kind: ConsentEventKind;
+  /** "tenants/{tenant}/purposes/{purpose}" or ".../purposes/-". */
+  purpose: string;
+  /** The channel, or CHANNEL_ANY. */
+  channel: Channel;
+  /** When the person acted. */
+  eventTime?:
+    | Date
+    | undefined;
+  /** When the service recorded it. */
+  recordTime?:
+    | Date
+    | undefined;
+  /** When the consent lapses; unset: never. */
+  expireTime?:
+    | Date
+    | undefined;
+  /**
+   * SHA-256 (hex) of the whole row as read now (every column; the evidence by its ciphertext's
+   * hash). Equal to the `recordSha256` of the event's audit entry unless the row was rewritten.
+   */
+  recordSha256: string;
+}
+
+/** An audit entry with its inclusion proof, and the event row it vouches for. */
+export interface ExplainedEntry {
+  /** The entry. */
+  entry?:
+    | AuditEntry
+    | undefined;
+  /** RFC 6962 PATH of the entry in the response's checkpoint, leaf to root, lower-case hex. */
+  inclusionProof: string[];
+  /** For consent events: the stored row as the service read it. */
+  record?: ConsentRecord | undefined;
+}
+
+/** Response of AuditService.ExplainDecision. */
+export interface ExplainDecisionResponse {
+  /** The decision; the same as CheckConsent with the same query. */
+  decision?:
+    | ConsentDecision
+    | undefined;
+  /** "tenants/{tenant}/subjects/{subject}"; empty when the person is unknown. */
+  subject: string;
+  /** The checkpoint, signed for this answer, that the proofs lead to. */
+  checkpoint?:
+    | Checkpoint
+    | undefined;
+  /**
+   * The subject's entries recorded by `at` that the rules read for this purpose and channel
+   * (consent events, and an erasure), in log order.
+   */
+  entries: ExplainedEntry[];
+  /** The purpose category the rules applied. */
+  category: PurposeCategory;
+  /** The tenant's customer-service window the rules applied (the current setting). */
+  serviceWindow?:
+    | Duration
+    | undefined;
+  /** The time the question was answered for. */
+  time?: Date | undefined;
+}
+
+/** Request of AuditService.ListConsentRecords. */
+export interface ListConsentRecordsRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** 0 means 50; at most 500. */
+  pageSize: number;
+  /** From the previous response. */
+  pageToken: string;
+}
+
+/** Response of AuditService.ListConsentRecords. */
+export interface ListConsentRecordsResponse {
+  /** In recording order. */
+  records: ConsentRecord[];
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseCheckpoint(): Checkpoint {
@@ -396,6 +543,206 @@ export const GetCheckpointResponse: MessageFns<GetCheckpointResponse> = {
   },
 };
 
+function createBaseListCheckpointsRequest(): ListCheckpointsRequest {
+  return { parent: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListCheckpointsRequest: MessageFns<ListCheckpointsRequest> = {
+  encode(message: ListCheckpointsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCheckpointsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCheckpointsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCheckpointsRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCheckpointsRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCheckpointsRequest>, I>>(base?: I): ListCheckpointsRequest {
+    return ListCheckpointsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCheckpointsRequest>, I>>(object: I): ListCheckpointsRequest {
+    const message = createBaseListCheckpointsRequest();
+    message.parent = object.parent ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListCheckpointsResponse(): ListCheckpointsResponse {
+  return { checkpoints: [], nextPageToken: "" };
+}
+
+export const ListCheckpointsResponse: MessageFns<ListCheckpointsResponse> = {
+  encode(message: ListCheckpointsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.checkpoints) {
+      Checkpoint.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCheckpointsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCheckpointsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpoints.push(Checkpoint.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCheckpointsResponse {
+    return {
+      checkpoints: globalThis.Array.isArray(object?.checkpoints)
+        ? object.checkpoints.map((e: any) => Checkpoint.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCheckpointsResponse): unknown {
+    const obj: any = {};
+    if (message.checkpoints?.length) {
+      obj.checkpoints = message.checkpoints.map((e) => Checkpoint.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCheckpointsResponse>, I>>(base?: I): ListCheckpointsResponse {
+    return ListCheckpointsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCheckpointsResponse>, I>>(object: I): ListCheckpointsResponse {
+    const message = createBaseListCheckpointsResponse();
+    message.checkpoints = object.checkpoints?.map((e) => Checkpoint.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 function createBaseAuditEntry(): AuditEntry {
   return { index: 0, entryJson: "", leafHash: "" };
 }
@@ -506,7 +853,18 @@ export const AuditEntry: MessageFns<AuditEntry> = {
 };
 
 function createBaseListAuditEntriesRequest(): ListAuditEntriesRequest {
-  return { parent: "", startIndex: 0, pageSize: 0 };
+  return {
+    parent: "",
+    startIndex: 0,
+    pageSize: 0,
+    subjectIdentifier: undefined,
+    subject: "",
+    purpose: "",
+    entryTypes: [],
+    principal: "",
+    startTime: undefined,
+    endTime: undefined,
+  };
 }
 
 export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
@@ -519,6 +877,27 @@ export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
     }
     if (message.pageSize !== 0) {
       writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.subjectIdentifier !== undefined) {
+      SubjectIdentifier.encode(message.subjectIdentifier, writer.uint32(34).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(42).string(message.subject);
+    }
+    if (message.purpose !== "") {
+      writer.uint32(50).string(message.purpose);
+    }
+    for (const v of message.entryTypes) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.principal !== "") {
+      writer.uint32(66).string(message.principal);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(74).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -560,6 +939,62 @@ export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
             message.pageSize = reader.int32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subjectIdentifier = SubjectIdentifier.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.purpose = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.entryTypes.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -585,6 +1020,29 @@ export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
         : isSet(object.page_size)
         ? globalThis.Number(object.page_size)
         : 0,
+      subjectIdentifier: isSet(object.subjectIdentifier)
+        ? SubjectIdentifier.fromJSON(object.subjectIdentifier)
+        : isSet(object.subject_identifier)
+        ? SubjectIdentifier.fromJSON(object.subject_identifier)
+        : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      purpose: isSet(object.purpose) ? globalThis.String(object.purpose) : "",
+      entryTypes: globalThis.Array.isArray(object?.entryTypes)
+        ? object.entryTypes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.entry_types)
+        ? object.entry_types.map((e: any) => globalThis.String(e))
+        : [],
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
     };
   },
 
@@ -599,6 +1057,27 @@ export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
     if (message.pageSize !== 0) {
       obj.pageSize = Math.round(message.pageSize);
     }
+    if (message.subjectIdentifier !== undefined) {
+      obj.subjectIdentifier = SubjectIdentifier.toJSON(message.subjectIdentifier);
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.purpose !== "") {
+      obj.purpose = message.purpose;
+    }
+    if (message.entryTypes?.length) {
+      obj.entryTypes = message.entryTypes;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
     return obj;
   },
 
@@ -610,6 +1089,15 @@ export const ListAuditEntriesRequest: MessageFns<ListAuditEntriesRequest> = {
     message.parent = object.parent ?? "";
     message.startIndex = object.startIndex ?? 0;
     message.pageSize = object.pageSize ?? 0;
+    message.subjectIdentifier = (object.subjectIdentifier !== undefined && object.subjectIdentifier !== null)
+      ? SubjectIdentifier.fromPartial(object.subjectIdentifier)
+      : undefined;
+    message.subject = object.subject ?? "";
+    message.purpose = object.purpose ?? "";
+    message.entryTypes = object.entryTypes?.map((e) => e) || [];
+    message.principal = object.principal ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
     return message;
   },
 };
@@ -1055,6 +1543,793 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
   },
 };
 
+function createBaseExplainDecisionRequest(): ExplainDecisionRequest {
+  return { parent: "", query: undefined };
+}
+
+export const ExplainDecisionRequest: MessageFns<ExplainDecisionRequest> = {
+  encode(message: ExplainDecisionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.query !== undefined) {
+      ConsentQuery.encode(message.query, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainDecisionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainDecisionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.query = ConsentQuery.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainDecisionRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      query: isSet(object.query) ? ConsentQuery.fromJSON(object.query) : undefined,
+    };
+  },
+
+  toJSON(message: ExplainDecisionRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.query !== undefined) {
+      obj.query = ConsentQuery.toJSON(message.query);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExplainDecisionRequest>, I>>(base?: I): ExplainDecisionRequest {
+    return ExplainDecisionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainDecisionRequest>, I>>(object: I): ExplainDecisionRequest {
+    const message = createBaseExplainDecisionRequest();
+    message.parent = object.parent ?? "";
+    message.query = (object.query !== undefined && object.query !== null)
+      ? ConsentQuery.fromPartial(object.query)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConsentRecord(): ConsentRecord {
+  return {
+    name: "",
+    kind: 0,
+    purpose: "",
+    channel: 0,
+    eventTime: undefined,
+    recordTime: undefined,
+    expireTime: undefined,
+    recordSha256: "",
+  };
+}
+
+export const ConsentRecord: MessageFns<ConsentRecord> = {
+  encode(message: ConsentRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.purpose !== "") {
+      writer.uint32(26).string(message.purpose);
+    }
+    if (message.channel !== 0) {
+      writer.uint32(32).int32(message.channel);
+    }
+    if (message.eventTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.eventTime), writer.uint32(42).fork()).join();
+    }
+    if (message.recordTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.recordTime), writer.uint32(50).fork()).join();
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(58).fork()).join();
+    }
+    if (message.recordSha256 !== "") {
+      writer.uint32(66).string(message.recordSha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsentRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsentRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.purpose = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.channel = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.eventTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.recordTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.recordSha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsentRecord {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      kind: isSet(object.kind) ? consentEventKindFromJSON(object.kind) : 0,
+      purpose: isSet(object.purpose) ? globalThis.String(object.purpose) : "",
+      channel: isSet(object.channel) ? channelFromJSON(object.channel) : 0,
+      eventTime: isSet(object.eventTime)
+        ? fromJsonTimestamp(object.eventTime)
+        : isSet(object.event_time)
+        ? fromJsonTimestamp(object.event_time)
+        : undefined,
+      recordTime: isSet(object.recordTime)
+        ? fromJsonTimestamp(object.recordTime)
+        : isSet(object.record_time)
+        ? fromJsonTimestamp(object.record_time)
+        : undefined,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      recordSha256: isSet(object.recordSha256)
+        ? globalThis.String(object.recordSha256)
+        : isSet(object.record_sha256)
+        ? globalThis.String(object.record_sha256)
+        : "",
+    };
+  },
+
+  toJSON(message: ConsentRecord): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.kind !== 0) {
+      obj.kind = consentEventKindToJSON(message.kind);
+    }
+    if (message.purpose !== "") {
+      obj.purpose = message.purpose;
+    }
+    if (message.channel !== 0) {
+      obj.channel = channelToJSON(message.channel);
+    }
+    if (message.eventTime !== undefined) {
+      obj.eventTime = message.eventTime.toISOString();
+    }
+    if (message.recordTime !== undefined) {
+      obj.recordTime = message.recordTime.toISOString();
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.recordSha256 !== "") {
+      obj.recordSha256 = message.recordSha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsentRecord>, I>>(base?: I): ConsentRecord {
+    return ConsentRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsentRecord>, I>>(object: I): ConsentRecord {
+    const message = createBaseConsentRecord();
+    message.name = object.name ?? "";
+    message.kind = object.kind ?? 0;
+    message.purpose = object.purpose ?? "";
+    message.channel = object.channel ?? 0;
+    message.eventTime = object.eventTime ?? undefined;
+    message.recordTime = object.recordTime ?? undefined;
+    message.expireTime = object.expireTime ?? undefined;
+    message.recordSha256 = object.recordSha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseExplainedEntry(): ExplainedEntry {
+  return { entry: undefined, inclusionProof: [], record: undefined };
+}
+
+export const ExplainedEntry: MessageFns<ExplainedEntry> = {
+  encode(message: ExplainedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.entry !== undefined) {
+      AuditEntry.encode(message.entry, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.inclusionProof) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.record !== undefined) {
+      ConsentRecord.encode(message.record, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entry = AuditEntry.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.inclusionProof.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.record = ConsentRecord.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainedEntry {
+    return {
+      entry: isSet(object.entry) ? AuditEntry.fromJSON(object.entry) : undefined,
+      inclusionProof: globalThis.Array.isArray(object?.inclusionProof)
+        ? object.inclusionProof.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.inclusion_proof)
+        ? object.inclusion_proof.map((e: any) => globalThis.String(e))
+        : [],
+      record: isSet(object.record) ? ConsentRecord.fromJSON(object.record) : undefined,
+    };
+  },
+
+  toJSON(message: ExplainedEntry): unknown {
+    const obj: any = {};
+    if (message.entry !== undefined) {
+      obj.entry = AuditEntry.toJSON(message.entry);
+    }
+    if (message.inclusionProof?.length) {
+      obj.inclusionProof = message.inclusionProof;
+    }
+    if (message.record !== undefined) {
+      obj.record = ConsentRecord.toJSON(message.record);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExplainedEntry>, I>>(base?: I): ExplainedEntry {
+    return ExplainedEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainedEntry>, I>>(object: I): ExplainedEntry {
+    const message = createBaseExplainedEntry();
+    message.entry = (object.entry !== undefined && object.entry !== null)
+      ? AuditEntry.fromPartial(object.entry)
+      : undefined;
+    message.inclusionProof = object.inclusionProof?.map((e) => e) || [];
+    message.record = (object.record !== undefined && object.record !== null)
+      ? ConsentRecord.fromPartial(object.record)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExplainDecisionResponse(): ExplainDecisionResponse {
+  return {
+    decision: undefined,
+    subject: "",
+    checkpoint: undefined,
+    entries: [],
+    category: 0,
+    serviceWindow: undefined,
+    time: undefined,
+  };
+}
+
+export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
+  encode(message: ExplainDecisionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.decision !== undefined) {
+      ConsentDecision.encode(message.decision, writer.uint32(10).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.checkpoint !== undefined) {
+      Checkpoint.encode(message.checkpoint, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.entries) {
+      ExplainedEntry.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.category !== 0) {
+      writer.uint32(40).int32(message.category);
+    }
+    if (message.serviceWindow !== undefined) {
+      Duration.encode(message.serviceWindow, writer.uint32(50).fork()).join();
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainDecisionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainDecisionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.decision = ConsentDecision.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.checkpoint = Checkpoint.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.entries.push(ExplainedEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.category = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.serviceWindow = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainDecisionResponse {
+    return {
+      decision: isSet(object.decision) ? ConsentDecision.fromJSON(object.decision) : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      checkpoint: isSet(object.checkpoint) ? Checkpoint.fromJSON(object.checkpoint) : undefined,
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => ExplainedEntry.fromJSON(e))
+        : [],
+      category: isSet(object.category) ? purposeCategoryFromJSON(object.category) : 0,
+      serviceWindow: isSet(object.serviceWindow)
+        ? Duration.fromJSON(object.serviceWindow)
+        : isSet(object.service_window)
+        ? Duration.fromJSON(object.service_window)
+        : undefined,
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: ExplainDecisionResponse): unknown {
+    const obj: any = {};
+    if (message.decision !== undefined) {
+      obj.decision = ConsentDecision.toJSON(message.decision);
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.checkpoint !== undefined) {
+      obj.checkpoint = Checkpoint.toJSON(message.checkpoint);
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => ExplainedEntry.toJSON(e));
+    }
+    if (message.category !== 0) {
+      obj.category = purposeCategoryToJSON(message.category);
+    }
+    if (message.serviceWindow !== undefined) {
+      obj.serviceWindow = Duration.toJSON(message.serviceWindow);
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExplainDecisionResponse>, I>>(base?: I): ExplainDecisionResponse {
+    return ExplainDecisionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainDecisionResponse>, I>>(object: I): ExplainDecisionResponse {
+    const message = createBaseExplainDecisionResponse();
+    message.decision = (object.decision !== undefined && object.decision !== null)
+      ? ConsentDecision.fromPartial(object.decision)
+      : undefined;
+    message.subject = object.subject ?? "";
+    message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
+      ? Checkpoint.fromPartial(object.checkpoint)
+      : undefined;
+    message.entries = object.entries?.map((e) => ExplainedEntry.fromPartial(e)) || [];
+    message.category = object.category ?? 0;
+    message.serviceWindow = (object.serviceWindow !== undefined && object.serviceWindow !== null)
+      ? Duration.fromPartial(object.serviceWindow)
+      : undefined;
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListConsentRecordsRequest(): ListConsentRecordsRequest {
+  return { parent: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListConsentRecordsRequest: MessageFns<ListConsentRecordsRequest> = {
+  encode(message: ListConsentRecordsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListConsentRecordsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListConsentRecordsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListConsentRecordsRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListConsentRecordsRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListConsentRecordsRequest>, I>>(base?: I): ListConsentRecordsRequest {
+    return ListConsentRecordsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListConsentRecordsRequest>, I>>(object: I): ListConsentRecordsRequest {
+    const message = createBaseListConsentRecordsRequest();
+    message.parent = object.parent ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListConsentRecordsResponse(): ListConsentRecordsResponse {
+  return { records: [], nextPageToken: "" };
+}
+
+export const ListConsentRecordsResponse: MessageFns<ListConsentRecordsResponse> = {
+  encode(message: ListConsentRecordsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      ConsentRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListConsentRecordsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListConsentRecordsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(ConsentRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListConsentRecordsResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records)
+        ? object.records.map((e: any) => ConsentRecord.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListConsentRecordsResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => ConsentRecord.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListConsentRecordsResponse>, I>>(base?: I): ListConsentRecordsResponse {
+    return ListConsentRecordsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListConsentRecordsResponse>, I>>(object: I): ListConsentRecordsResponse {
+    const message = createBaseListConsentRecordsResponse();
+    message.records = object.records?.map((e) => ConsentRecord.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * The tenant's tamper-evident audit log (RFC 6962 Merkle tree): signed checkpoints, entries and
  * proofs that an auditor verifies independently (consentctl audit verify).
@@ -1072,7 +2347,19 @@ export const AuditServiceService = {
       Buffer.from(GetCheckpointResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetCheckpointResponse => GetCheckpointResponse.decode(value),
   },
-  /** Entries in sequence order, from `start_index`; paginated. */
+  /** Checkpoints the service signed on its own, every AUDIT_CHECKPOINT_INTERVAL, newest first. */
+  listCheckpoints: {
+    path: "/consent.v1.AuditService/ListCheckpoints" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCheckpointsRequest): Buffer =>
+      Buffer.from(ListCheckpointsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCheckpointsRequest => ListCheckpointsRequest.decode(value),
+    responseSerialize: (value: ListCheckpointsResponse): Buffer =>
+      Buffer.from(ListCheckpointsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCheckpointsResponse => ListCheckpointsResponse.decode(value),
+  },
+  /** Entries in sequence order, from `start_index`, optionally filtered; paginated. */
   listAuditEntries: {
     path: "/consent.v1.AuditService/ListAuditEntries" as const,
     requestStream: false as const,
@@ -1108,17 +2395,61 @@ export const AuditServiceService = {
       Buffer.from(GetConsistencyProofResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetConsistencyProofResponse => GetConsistencyProofResponse.decode(value),
   },
+  /**
+   * The decision CheckConsent gives (or gave at `query.at`), the subject's audit entries that
+   * decided it with the stored consent events they vouch for, and inclusion proofs of those
+   * entries against a checkpoint signed for this answer.
+   */
+  explainDecision: {
+    path: "/consent.v1.AuditService/ExplainDecision" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainDecisionRequest): Buffer =>
+      Buffer.from(ExplainDecisionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainDecisionRequest => ExplainDecisionRequest.decode(value),
+    responseSerialize: (value: ExplainDecisionResponse): Buffer =>
+      Buffer.from(ExplainDecisionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainDecisionResponse => ExplainDecisionResponse.decode(value),
+  },
+  /**
+   * The tenant's consent events as stored (no personal data), in recording order, each with
+   * the hash its audit entry must carry: the auditor's cross-check of the event table.
+   */
+  listConsentRecords: {
+    path: "/consent.v1.AuditService/ListConsentRecords" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListConsentRecordsRequest): Buffer =>
+      Buffer.from(ListConsentRecordsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListConsentRecordsRequest => ListConsentRecordsRequest.decode(value),
+    responseSerialize: (value: ListConsentRecordsResponse): Buffer =>
+      Buffer.from(ListConsentRecordsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListConsentRecordsResponse => ListConsentRecordsResponse.decode(value),
+  },
 } as const;
 
 export interface AuditServiceServer extends UntypedServiceImplementation {
   /** Signs and returns a checkpoint of the tenant's log at its current size. */
   getCheckpoint: handleUnaryCall<GetCheckpointRequest, GetCheckpointResponse>;
-  /** Entries in sequence order, from `start_index`; paginated. */
+  /** Checkpoints the service signed on its own, every AUDIT_CHECKPOINT_INTERVAL, newest first. */
+  listCheckpoints: handleUnaryCall<ListCheckpointsRequest, ListCheckpointsResponse>;
+  /** Entries in sequence order, from `start_index`, optionally filtered; paginated. */
   listAuditEntries: handleUnaryCall<ListAuditEntriesRequest, ListAuditEntriesResponse>;
   /** The inclusion proof of entry `index` in the tree of `tree_size` (RFC 6962 PATH). */
   getInclusionProof: handleUnaryCall<GetInclusionProofRequest, GetInclusionProofResponse>;
   /** The consistency proof between tree sizes `first_size` and `second_size` (RFC 6962 PROOF). */
   getConsistencyProof: handleUnaryCall<GetConsistencyProofRequest, GetConsistencyProofResponse>;
+  /**
+   * The decision CheckConsent gives (or gave at `query.at`), the subject's audit entries that
+   * decided it with the stored consent events they vouch for, and inclusion proofs of those
+   * entries against a checkpoint signed for this answer.
+   */
+  explainDecision: handleUnaryCall<ExplainDecisionRequest, ExplainDecisionResponse>;
+  /**
+   * The tenant's consent events as stored (no personal data), in recording order, each with
+   * the hash its audit entry must carry: the auditor's cross-check of the event table.
+   */
+  listConsentRecords: handleUnaryCall<ListConsentRecordsRequest, ListConsentRecordsResponse>;
 }
 
 export interface AuditServiceClient extends Client {
@@ -1138,7 +2469,23 @@ export interface AuditServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetCheckpointResponse) => void,
   ): ClientUnaryCall;
-  /** Entries in sequence order, from `start_index`; paginated. */
+  /** Checkpoints the service signed on its own, every AUDIT_CHECKPOINT_INTERVAL, newest first. */
+  listCheckpoints(
+    request: ListCheckpointsRequest,
+    callback: (error: ServiceError | null, response: ListCheckpointsResponse) => void,
+  ): ClientUnaryCall;
+  listCheckpoints(
+    request: ListCheckpointsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCheckpointsResponse) => void,
+  ): ClientUnaryCall;
+  listCheckpoints(
+    request: ListCheckpointsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCheckpointsResponse) => void,
+  ): ClientUnaryCall;
+  /** Entries in sequence order, from `start_index`, optionally filtered; paginated. */
   listAuditEntries(
     request: ListAuditEntriesRequest,
     callback: (error: ServiceError | null, response: ListAuditEntriesResponse) => void,
@@ -1185,6 +2532,45 @@ export interface AuditServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetConsistencyProofResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The decision CheckConsent gives (or gave at `query.at`), the subject's audit entries that
+   * decided it with the stored consent events they vouch for, and inclusion proofs of those
+   * entries against a checkpoint signed for this answer.
+   */
+  explainDecision(
+    request: ExplainDecisionRequest,
+    callback: (error: ServiceError | null, response: ExplainDecisionResponse) => void,
+  ): ClientUnaryCall;
+  explainDecision(
+    request: ExplainDecisionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainDecisionResponse) => void,
+  ): ClientUnaryCall;
+  explainDecision(
+    request: ExplainDecisionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainDecisionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The tenant's consent events as stored (no personal data), in recording order, each with
+   * the hash its audit entry must carry: the auditor's cross-check of the event table.
+   */
+  listConsentRecords(
+    request: ListConsentRecordsRequest,
+    callback: (error: ServiceError | null, response: ListConsentRecordsResponse) => void,
+  ): ClientUnaryCall;
+  listConsentRecords(
+    request: ListConsentRecordsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListConsentRecordsResponse) => void,
+  ): ClientUnaryCall;
+  listConsentRecords(
+    request: ListConsentRecordsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListConsentRecordsResponse) => void,
   ): ClientUnaryCall;
 }
 
