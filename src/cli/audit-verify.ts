@@ -1,5 +1,7 @@
 import { ChannelCredentials, Metadata, ServiceError } from '@grpc/grpc-js';
-import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
+import { AuditServiceClient, ConsentRecord, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
+import { Channel } from '../gen/consent/v1/common';
+import { ConsentEventKind } from '../gen/consent/v1/consent';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { leafHash, ProofError, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../audit/merkle';
 import { verifyReceipt } from './verify-receipt';
@@ -19,6 +21,53 @@ export interface AuditVerification {
   consistentWith?: VerifiedCheckpoint;
   /** Set with `entries`: every entry re-hashed and the root recomputed. */
   entriesChecked?: number;
+  /** Set with `records`: consent event rows matched one to one, in order, with their entries. */
+  recordsChecked?: number;
+}
+
+/** An audit entry's fields as the verifier reads them (the canonical JSON; docs/audit.md). */
+export interface EntryFields {
+  type: string;
+  time: number;
+  principal: string;
+  tenant: string;
+  seq: number;
+  subject?: string;
+  purpose?: string;
+  channel?: string;
+  ref?: string;
+  eventTime?: number;
+  expireTime?: number;
+  recordSha256?: string;
+}
+
+const CONSENT_EVENT = 'CONSENT_EVENT_';
+
+/** A consent event row's name split into its ids. */
+export function recordIds(record: ConsentRecord): { subject: string; event: string; purpose: string } {
+  const [, , , subject, , event] = record.name.split('/');
+  return { subject, event, purpose: record.purpose.split('/').pop() ?? '' };
+}
+
+/**
+ * The first field in which a consent event row differs from the audit entry that vouches for it,
+ * or null when they agree. The row's hash covers every column the listing does not show.
+ */
+export function recordMismatch(record: ConsentRecord, entry: EntryFields): string | null {
+  const ids = recordIds(record);
+  const ms = (d?: Date) => (d ? d.getTime() : undefined);
+  const checks: Array<[string, unknown, unknown]> = [
+    ['kind', `${CONSENT_EVENT}${(ConsentEventKind[record.kind] ?? '').replace('CONSENT_EVENT_KIND_', '')}`, entry.type],
+    ['subject', ids.subject, entry.subject],
+    ['purpose', ids.purpose, entry.purpose],
+    ['channel', (Channel[record.channel] ?? '').replace('CHANNEL_', ''), entry.channel],
+    ['event time', ms(record.eventTime), entry.eventTime],
+    ['record time', ms(record.recordTime), entry.time],
+    ['expiry', ms(record.expireTime), entry.expireTime],
+    ['stored row (record hash)', record.recordSha256, entry.recordSha256],
+  ];
+  const differing = checks.find(([, row, logged]) => row !== logged);
+  return differing ? differing[0] : null;
 }
 
 export class VerificationFailure extends Error {
@@ -59,6 +108,8 @@ export async function verifyAuditLog(options: {
   jwks?: string;
   since?: string;
   entries?: boolean;
+  /** Also cross-check every consent event row with its entry (implies `entries`). */
+  records?: boolean;
 }): Promise<AuditVerification> {
   const audit = new AuditServiceClient(options.address, options.credentials);
   const keys = new KeyServiceClient(options.address, options.credentials);
@@ -86,8 +137,9 @@ export async function verifyAuditLog(options: {
       result.consistentWith = earlier;
     }
 
-    if (options.entries) {
+    if (options.entries || options.records) {
       const leaves: Buffer[] = [];
+      const eventEntries = new Map<string, EntryFields>();
       let next = 0;
       while (next < current.treeSize) {
         const page = await rpc(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent, startIndex: next, pageSize: 500 }));
@@ -97,6 +149,8 @@ export async function verifyAuditLog(options: {
           const recomputed = leafHash(Buffer.from(e.entryJson, 'utf8'));
           if (recomputed.toString('hex') !== e.leafHash) throw new VerificationFailure(`entry ${e.index} was altered: its content does not match its leaf hash`);
           leaves.push(recomputed);
+          const fields = JSON.parse(e.entryJson) as EntryFields;
+          if (options.records && fields.type.startsWith(CONSENT_EVENT) && fields.ref) eventEntries.set(fields.ref, fields);
           if (leaves.length === current.treeSize) break;
         }
         next = leaves.length;
@@ -115,12 +169,64 @@ export async function verifyAuditLog(options: {
         throw new VerificationFailure('the entries do not add up to the signed root');
       }
       result.entriesChecked = leaves.length;
+      if (options.records) result.recordsChecked = await crossCheckRecords(audit, rpc, parent, eventEntries, current.treeSize);
     }
     return result;
   } finally {
     audit.close();
     keys.close();
   }
+}
+
+type Rpc = <Req, Res>(client: object, method: Unary<Req, Res>, req: Req) => Promise<Res>;
+
+/**
+ * Every consent event row against the verified entries: each row needs an entry that says the
+ * same, in the same order, and each entry needs its row. Rows are listed after the checkpoint
+ * was fetched, so an event recorded in between may have its entry beyond the checkpoint: it is
+ * looked up there (leaf hash checked) rather than reported.
+ */
+async function crossCheckRecords(audit: AuditServiceClient, rpc: Rpc, parent: string, entries: Map<string, EntryFields>, treeSize: number): Promise<number> {
+  const seen = new Set<string>();
+  let lastSeq = -1;
+  let lastEvent = '';
+  let pageToken = '';
+  let checked = 0;
+  do {
+    const page = await rpc(audit, audit.listConsentRecords, { parent, pageSize: 500, pageToken });
+    for (const record of page.records) {
+      const { event } = recordIds(record);
+      let entry = entries.get(event);
+      if (!entry) {
+        entry = await findLaterEntry(audit, rpc, parent, recordIds(record).subject, event, treeSize);
+        if (!entry) throw new VerificationFailure(`consent event ${record.name} has no audit entry: the row was added to the event table behind the service`);
+        continue;
+      }
+      const field = recordMismatch(record, entry);
+      if (field) throw new VerificationFailure(`consent event ${record.name} does not match audit entry ${entry.seq} (${field}): the row was rewritten`);
+      if (entry.seq < lastSeq) throw new VerificationFailure(`consent events ${lastEvent} and ${record.name} are out of recording order (audit entries ${lastSeq} and ${entry.seq}): rows were reordered`);
+      lastSeq = entry.seq;
+      lastEvent = record.name;
+      seen.add(event);
+      checked++;
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  for (const [event, entry] of entries) {
+    if (!seen.has(event)) throw new VerificationFailure(`audit entry ${entry.seq} vouches for consent event ${event} (subject ${entry.subject}), which is missing from the event table: the row was deleted`);
+  }
+  return checked;
+}
+
+/** The entry of `event` appended after the checkpoint, if there is one (its leaf hash checked). */
+async function findLaterEntry(audit: AuditServiceClient, rpc: Rpc, parent: string, subject: string, event: string, from: number): Promise<EntryFields | undefined> {
+  if (!/^[0-9a-f]{32}$/.test(subject)) return undefined;
+  const page = await rpc(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent, startIndex: from, pageSize: 500, subject: `${parent}/subjects/${subject}` }));
+  for (const e of page.entries) {
+    const fields = JSON.parse(e.entryJson) as EntryFields;
+    if (fields.ref === event && leafHash(Buffer.from(e.entryJson, 'utf8')).toString('hex') === e.leafHash) return fields;
+  }
+  return undefined;
 }
 
 function hex(value: string): Buffer {

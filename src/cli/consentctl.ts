@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
-import { SubjectIdentifier } from '../gen/consent/v1/common';
+import { Channel as PbChannel, PurposeCategory, SubjectIdentifier } from '../gen/consent/v1/common';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import {
   CreateRequestRequest,
@@ -23,11 +23,13 @@ import { Status } from '../gen/google/rpc/status';
 import { ErrorInfo } from '../gen/google/rpc/error_details';
 import { renderTable } from './table';
 import { verifyReceipt } from './verify-receipt';
-import { VerificationFailure, verifyAuditLog, verifyCheckpoint } from './audit-verify';
-import { AuditServiceClient } from '../gen/consent/v1/audit';
+import { EntryFields, VerificationFailure, verifyAuditLog, verifyCheckpoint } from './audit-verify';
+import { sendChannelOf, verifyExplanation } from './explain-verify';
+import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
+import { leafHash } from '../audit/merkle';
 
 /**
- * consentctl: the data-protection officer's command line for Consent Ledger. Human-readable
+ * consentctl: the command line of data-protection officers and auditors. Human-readable
  * tables by default, --json for scripts. Exit codes: 0 done, 1 refused by the service (the
  * reason is printed), 2 usage error, 3 service unreachable, 4 a signature or hash did not verify.
  */
@@ -146,6 +148,26 @@ async function listAll(g: Globals, req: ListRequestsRequest): Promise<DataSubjec
   return all;
 }
 
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${flag} must be a positive whole number`, EXIT.USAGE);
+  return n;
+}
+
+function nonNegativeInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new CliError(`${flag} must be a whole number, 0 or more`, EXIT.USAGE);
+  return n;
+}
+
+function isoTime(value: string, flag: string): Date {
+  const d = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(d.getTime())) throw new CliError(`${flag} must be an ISO 8601 time such as 2026-11-25T10:00:00Z`, EXIT.USAGE);
+  return d;
+}
+
+const isoMs = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+
 function tenantName(tenant: string): string {
   if (!/^[a-z][a-z0-9-]{2,62}$/.test(tenant)) throw new CliError('--tenant must be a tenant id such as "acme"', EXIT.USAGE);
   return `tenants/${tenant}`;
@@ -153,7 +175,7 @@ function tenantName(tenant: string): string {
 
 export function buildProgram(): Command {
   const program = new Command('consentctl')
-    .description("The data-protection officer's command line for Consent Ledger: data-subject requests, exports, erasures, legal holds.")
+    .description("The command line of data-protection officers and auditors for Consent Ledger: data-subject requests, exports, erasures, legal holds; the audit log, its checkpoints and explained decisions.")
     .addOption(new Option('--address <host:port>', 'the Consent Ledger server').env('CONSENT_ADDRESS').default('127.0.0.1:50051'))
     .addOption(new Option('--token <token>', 'bearer token (for servers with authentication)').env('CONSENT_TOKEN'))
     .option('--json', 'machine-readable JSON instead of tables')
@@ -163,7 +185,8 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       '\nExit codes: 0 done, 1 refused by the service, 2 usage error, 3 service unreachable, 4 signature or hash did not verify.\n' +
-        'Typical flow: requests create -> requests verify -> export (ACCESS/PORTABILITY) or erase (ERASURE); requests overdue every morning.',
+        'Typical flow: requests create -> requests verify -> export (ACCESS/PORTABILITY) or erase (ERASURE); requests overdue every morning.\n' +
+        'Auditors: audit checkpoint --out cp.jws (keep it) -> later audit verify --since cp.jws --records; audit explain for a past decision; audit history for who did what.',
     );
   const g = () => program.opts<Globals>();
   const who = (c: Command) =>
@@ -377,6 +400,144 @@ export function buildProgram(): Command {
       if (o.out) writeFileSync(o.out, res.checkpoint!.signedCheckpoint + '\n');
       process.stdout.write(g().json ? JSON.stringify(verified, null, 2) + '\n' : `${verified.tenant}: ${verified.treeSize} entries, root ${verified.rootHash} at ${verified.time} (signature verified, key ${verified.kid})\n`);
     });
+  const auditClient = () => new AuditServiceClient(g().address, credentials.createInsecure());
+  const jwksFor = async (tenant: string, file?: string) => {
+    if (file) return readFileSync(file, 'utf8');
+    const { keys } = clients(g());
+    return (await rpc(keys, keys.getPublicKeys, { name: tenantName(tenant) }, g())).jwks;
+  };
+  audit
+    .command('checkpoints')
+    .description('checkpoints the service signed on its own schedule (AUDIT_CHECKPOINT_INTERVAL_MS), newest first, each signature verified')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
+    .option('--limit <n>', 'at most this many', '20')
+    .action(async (o) => {
+      const client = auditClient();
+      const limit = positiveInt(o.limit, '--limit');
+      const page = await rpc(client, client.listCheckpoints, { parent: tenantName(o.tenant), pageSize: Math.min(limit, 500), pageToken: '' }, g());
+      client.close();
+      const jwks = await jwksFor(o.tenant, o.jwks);
+      const rows = [];
+      for (const c of page.checkpoints.slice(0, limit)) {
+        const v = await verifyCheckpoint(c.signedCheckpoint, jwks).catch((e: Error) => {
+          throw new CliError(e.message, EXIT.UNVERIFIED);
+        });
+        rows.push({ ...v, signed: c.signedCheckpoint });
+      }
+      if (g().json) return void process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      process.stdout.write(renderTable(['TREE SIZE', 'ROOT HASH', 'SIGNED', 'KEY'], rows.map((r) => [String(r.treeSize), r.rootHash, r.time, r.kid])));
+    });
+  who(audit.command('history').description('audit entries, oldest first, optionally about one person, purpose, type, principal or period; each entry re-hashed'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--subject <name>', 'only this subject: tenants/{tenant}/subjects/{id}')
+    .option('--purpose <id>', 'only this purpose id ("-" for all-purpose events)')
+    .option('--type <type...>', 'only these entry types, e.g. CONSENT_EVENT_OPT_OUT SUBJECT_ERASED')
+    .option('--principal <id>', 'only entries made by this principal')
+    .option('--since <time>', 'only entries made at or after this ISO 8601 time')
+    .option('--until <time>', 'only entries made before this ISO 8601 time')
+    .option('--start <index>', 'first log index to look at', '0')
+    .option('--limit <n>', 'at most this many entries', '100')
+    .action(async (o) => {
+      const parent = tenantName(o.tenant);
+      const filter = o.phone || o.email || o.customerId ? identifier(o) : undefined;
+      const limit = positiveInt(o.limit, '--limit');
+      const client = auditClient();
+      const found: Array<{ index: number; fields: EntryFields; entryJson: string; leafHash: string }> = [];
+      let next = nonNegativeInt(o.start, '--start');
+      try {
+        while (found.length < limit) {
+          const page = await rpc(
+            client,
+            client.listAuditEntries,
+            ListAuditEntriesRequest.fromPartial({
+              parent,
+              startIndex: next,
+              pageSize: Math.min(500, limit - found.length),
+              subjectIdentifier: filter,
+              subject: o.subject ?? '',
+              purpose: o.purpose ? `${parent}/purposes/${o.purpose}` : '',
+              entryTypes: o.type ?? [],
+              principal: o.principal ?? '',
+              startTime: o.since ? isoTime(o.since, '--since') : undefined,
+              endTime: o.until ? isoTime(o.until, '--until') : undefined,
+            }),
+            g(),
+          );
+          for (const e of page.entries) {
+            if (leafHash(Buffer.from(e.entryJson, 'utf8')).toString('hex') !== e.leafHash) {
+              throw new CliError(`VERIFICATION FAILED: entry ${e.index} was altered: its content does not match its leaf hash`, EXIT.UNVERIFIED);
+            }
+            found.push({ index: e.index, fields: JSON.parse(e.entryJson) as EntryFields, entryJson: e.entryJson, leafHash: e.leafHash });
+          }
+          if (page.entries.length === 0 || page.nextIndex <= next) break;
+          next = page.nextIndex;
+        }
+      } finally {
+        client.close();
+      }
+      if (g().json) return void process.stdout.write(JSON.stringify(found.map((f) => ({ index: f.index, entry: f.fields, leafHash: f.leafHash })), null, 2) + '\n');
+      process.stdout.write(
+        renderTable(
+          ['INDEX', 'TIME', 'TYPE', 'PRINCIPAL', 'SUBJECT', 'PURPOSE', 'CHANNEL', 'REF'],
+          found.map(({ index, fields: e }) => [String(index), isoMs(e.time), e.type, e.principal, e.subject ?? '', e.purpose ?? '', e.channel ?? '', e.ref ?? '']),
+        ),
+      );
+    });
+  who(audit.command('explain').description('explain a decision (now or at --at) with the events that decided it, and verify it independently'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--purpose <id>', 'the purpose id of the message')
+    .option('--category <category>', 'instead of --purpose: service or utility')
+    .requiredOption('--channel <channel>', 'whatsapp, sms, email, push or voice')
+    .option('--at <time>', 'the time to answer for (ISO 8601; default: now)')
+    .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
+    .action(async (o) => {
+      const parent = tenantName(o.tenant);
+      const channel = sendChannelOf(String(o.channel));
+      if (!channel) throw new CliError('--channel must be one of whatsapp, sms, email, push, voice', EXIT.USAGE);
+      if (Boolean(o.purpose) === Boolean(o.category)) throw new CliError('give --purpose or --category', EXIT.USAGE);
+      const category = o.category ? enumValue(PurposeCategory, 'PURPOSE_CATEGORY_', String(o.category), '--category') : PurposeCategory.PURPOSE_CATEGORY_UNSPECIFIED;
+      const client = auditClient();
+      const response = await rpc(
+        client,
+        client.explainDecision,
+        {
+          parent,
+          query: {
+            subjectIdentifier: identifier(o),
+            purpose: o.purpose ? `${parent}/purposes/${o.purpose}` : '',
+            category,
+            channel: PbChannel[`CHANNEL_${channel}` as keyof typeof PbChannel],
+            at: o.at ? isoTime(o.at, '--at') : undefined,
+          },
+        },
+        g(),
+      ).finally(() => client.close());
+      const verified = await verifyExplanation(response, await jwksFor(o.tenant, o.jwks), { tenant: o.tenant, purposeId: o.purpose ?? null, channel }).catch((e: Error) => {
+        if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
+        throw e;
+      });
+      if (g().json) return void process.stdout.write(JSON.stringify(verified, null, 2) + '\n');
+      const lines = [
+        `decision at ${verified.time}: ${verified.verdict} (${verified.reason})${verified.decidingEvent ? ` by ${verified.decidingEvent}` : ''}`,
+        verified.subject ? `subject: ${verified.subject}` : 'subject: unknown to the tenant',
+        `checkpoint: ${verified.checkpoint.treeSize} entries, root ${verified.checkpoint.rootHash}, signature verified (key ${verified.checkpoint.kid})`,
+        '',
+      ];
+      process.stdout.write(lines.join('\n'));
+      if (verified.entries.length > 0) {
+        process.stdout.write(
+          renderTable(
+            ['INDEX', 'TYPE', 'PURPOSE', 'CHANNEL', 'EVENT TIME', 'RECORDED', 'EVENT'],
+            verified.entries.map((e) => [String(e.index), e.type, e.purpose ?? '', e.channel ?? '', e.eventTime !== undefined ? isoMs(e.eventTime) : '', isoMs(e.time), e.event ?? '']),
+          ),
+        );
+      }
+      process.stdout.write(
+        `\nverified: every entry is in the signed log, every event row matches its entry, and the rules replayed over the entries give the same decision ` +
+          `(category ${verified.reportedByServer.category} and service window ${verified.reportedByServer.serviceWindowSeconds}s as reported by the service)\n`,
+      );
+    });
   audit
     .command('verify')
     .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint, every entry')
@@ -384,6 +545,7 @@ export function buildProgram(): Command {
     .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
     .option('--since <file>', 'an earlier signed checkpoint (from `audit checkpoint --out`): prove nothing before it was rewritten')
     .option('--entries', 're-hash every entry and recompute the root')
+    .option('--records', 'also match every consent event row with its entry (detects rows changed, deleted, added or reordered in the database); implies --entries')
     .action(async (o) => {
       tenantName(o.tenant);
       const result = await verifyAuditLog({
@@ -394,6 +556,7 @@ export function buildProgram(): Command {
         jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
         since: o.since ? readFileSync(o.since, 'utf8').trim() : undefined,
         entries: Boolean(o.entries),
+        records: Boolean(o.records),
       }).catch((e: Error) => {
         if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
         if ((e as unknown as ServiceError).code !== undefined) throw toCliError(e as unknown as ServiceError);
@@ -402,6 +565,7 @@ export function buildProgram(): Command {
       const lines = [`checkpoint: ${result.checkpoint.treeSize} entries, root ${result.checkpoint.rootHash}, signature verified`];
       if (result.consistentWith) lines.push(`consistent with the earlier checkpoint of ${result.consistentWith.treeSize} entries: nothing before it was rewritten`);
       if (result.entriesChecked !== undefined) lines.push(`${result.entriesChecked} entries re-hashed; they add up to the signed root`);
+      if (result.recordsChecked !== undefined) lines.push(`${result.recordsChecked} consent event rows match their entries, in order; no entry lacks its row`);
       process.stdout.write(g().json ? JSON.stringify(result, null, 2) + '\n' : lines.join('\n') + '\nverified\n');
     });
   return program;

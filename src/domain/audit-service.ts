@@ -180,7 +180,7 @@ export class AuditService {
         } else if (row) {
           paired.add(row.id);
           entries.push({ entry, proof: [], record: { event: row, recordSha256: eventRecordSha256(row) } });
-        } else if (fields.time <= basis.at && readsFor(fields, query)) {
+        } else if (fields.time <= Math.min(basis.at, checkpoint.time) && readsFor(fields, query)) {
           // The log vouches for an event the rules should have read, and its row is gone.
           entries.push({ entry, proof: [] });
         }

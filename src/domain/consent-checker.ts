@@ -33,7 +33,10 @@ export interface DecisionBasis {
   serviceWindowMs: number;
   /** Unset for a person the tenant never recorded. */
   subject?: SubjectRef;
-  /** The subject's events recorded by `at` (and by now) that the rules read, in recording order. */
+  /**
+   * The subject's events recorded by `at` (and by now) that the rules read, in recording order;
+   * if there are none, the subject's first event, which shows the person was known by then.
+   */
   events: StoredConsentEvent[];
 }
 
@@ -117,7 +120,10 @@ export class ConsentChecker {
       const state = prepared.live ? await this.consent.loadState(tx, tenantId, [subject.subjectId]) : new Map();
       const facts = await this.facts(tx, tenantId, subject, prepared, state);
       const decision = decide(facts, prepared.target, prepared.at, basis.serviceWindowMs);
-      const events = (await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, Math.min(prepared.at, now))).filter((e) => readBy(e, prepared.target));
+      const recorded = await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, Math.min(prepared.at, now));
+      const read = recorded.filter((e) => readBy(e, prepared.target));
+      // None read, yet the person was known by then: the first event proves it (NO_CONSENT, not UNKNOWN_SUBJECT).
+      const events = read.length > 0 || recorded.length === 0 ? read : [recorded[0]];
       return { ...basis, decision, subject, events };
     });
   }

@@ -7,6 +7,11 @@ import {
   RecordInboundMessageRequest,
   Verdict,
 } from '../../src/gen/consent/v1/consent';
+import { AuditServiceClient } from '../../src/gen/consent/v1/audit';
+import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { verifyExplanation } from '../../src/cli/explain-verify';
+import { SendChannel } from '../../src/domain/model';
+import { credentials } from '@grpc/grpc-js';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { call, startTestServer, T0, TestServer } from '../support/test-server';
@@ -87,11 +92,19 @@ const CASES: RuleCase[] = [
 
 forEachDatabase('consent rules', (db) => {
   let server: TestServer;
+  let audit: AuditServiceClient;
+  let keys: KeyServiceClient;
   before(async function () {
     server = await startTestServer(db());
+    audit = new AuditServiceClient(server.address, credentials.createInsecure());
+    keys = new KeyServiceClient(server.address, credentials.createInsecure());
     await seedTenant(server, 'rules');
   });
-  after(async () => server?.stop());
+  after(async () => {
+    audit?.close();
+    keys?.close();
+    await server?.stop();
+  });
 
   CASES.forEach((c, index) => {
     it(c.name, async function () {
@@ -110,16 +123,31 @@ forEachDatabase('consent rules', (db) => {
         eventIds.push(await perform(server, tenantId, person, step));
       }
       server.clock.set(T0 + c.check.at);
-      const { decision } = await call(server.consent, server.consent.checkConsent, {
-        parent: `tenants/${tenantId}`,
-        query: query(tenantId, {
+      const question = (asOf?: number) =>
+        query(tenantId, {
           subjectIdentifier: person,
           purpose: c.check.purpose === '' ? '' : `tenants/${tenantId}/purposes/${c.check.purpose ?? 'newsletter'}`,
           category: c.check.category ?? PurposeCategory.PURPOSE_CATEGORY_UNSPECIFIED,
           channel: c.check.channel ?? WA,
-          at: c.check.asOf === undefined ? undefined : new Date(T0 + c.check.asOf),
-        }),
-      });
+          at: asOf === undefined ? undefined : new Date(T0 + asOf),
+        });
+      const { decision } = await call(server.consent, server.consent.checkConsent, { parent: `tenants/${tenantId}`, query: question(c.check.asOf) });
+
+      // ExplainDecision gives CheckConsent's answer, now and at every moment the history changed
+      // (just before and at each step), and an independent replay of its proven entries agrees.
+      const jwks = (await call(keys, keys.getPublicKeys, { name: `tenants/${tenantId}` })).jwks;
+      const moments = [c.check.asOf, ...c.steps.flatMap((step) => [step.at - 1, step.at])];
+      for (const asOf of moments) {
+        const checked = await call(server.consent, server.consent.checkConsent, { parent: `tenants/${tenantId}`, query: question(asOf) });
+        const explained = await call(audit, audit.explainDecision, { parent: `tenants/${tenantId}`, query: question(asOf) });
+        expect(explained.decision, `explained at ${asOf}`).to.deep.equal(checked.decision);
+        const verified = await verifyExplanation(explained, jwks, {
+          tenant: tenantId,
+          purposeId: c.check.purpose === '' ? null : (c.check.purpose ?? 'newsletter'),
+          channel: Channel[c.check.channel ?? WA].replace('CHANNEL_', '') as SendChannel,
+        });
+        expect(`DECISION_REASON_${verified.reason}`).to.equal(DecisionReason[checked.decision!.reason]);
+      }
       expect(Verdict[decision!.verdict]).to.equal(`VERDICT_${c.expect.verdict}`);
       expect(DecisionReason[decision!.reason]).to.equal(c.expect.reason);
       if (c.expect.validUntil !== undefined) expect(decision!.validUntil?.getTime()).to.equal(T0 + c.expect.validUntil);
