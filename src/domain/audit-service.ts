@@ -169,23 +169,24 @@ export class AuditService {
     const checkpoint = await this.sign(tenantId);
     const entries: ExplainedEntry[] = [];
     if (basis.subject) {
-      const subjectEntries = await this.allEntries(tenantId, { subjectId: basis.subject.subjectId, types: DECIDING_TYPES }, checkpoint.size);
-      const rows = new Map(events.map((e) => [e.id, e]));
+      const subjectId = basis.subject.subjectId;
+      const subjectEntries = await this.allEntries(tenantId, { subjectId, types: DECIDING_TYPES }, checkpoint.size);
+      // Every row of the subject, so an entry meets its row even when the row now says something else.
+      const rows = new Map((await this.tx.read((tx) => this.consent.eventsRecordedBy(tx, tenantId, subjectId, Number.MAX_SAFE_INTEGER))).map((e) => [e.id, e]));
+      const read = new Set(events.map((e) => e.id));
       const paired = new Set<string>();
+      const withRecord = (row: StoredConsentEvent | undefined) => (row ? { event: row, recordSha256: eventRecordSha256(row) } : undefined);
       for (const entry of subjectEntries) {
         const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
-        const row = fields.ref !== undefined ? rows.get(fields.ref) : undefined;
         if (fields.type === 'SUBJECT_ERASED') {
           entries.push({ entry, proof: [] });
-        } else if (row) {
-          paired.add(row.id);
-          entries.push({ entry, proof: [], record: { event: row, recordSha256: eventRecordSha256(row) } });
-        } else if (fields.time <= Math.min(basis.at, checkpoint.time) && readsFor(fields, query)) {
-          // The log vouches for an event the rules should have read, and its row is gone.
-          entries.push({ entry, proof: [] });
+        } else if (fields.ref !== undefined && (read.has(fields.ref) || (fields.time <= Math.min(basis.at, checkpoint.time) && readsFor(fields, query)))) {
+          // Unset record: the log vouches for an event the rules should have read, and its row is gone.
+          entries.push({ entry, proof: [], record: withRecord(rows.get(fields.ref)) });
+          paired.add(fields.ref);
         }
       }
-      for (const row of events) if (!paired.has(row.id)) entries.push({ proof: [], record: { event: row, recordSha256: eventRecordSha256(row) } });
+      for (const row of events) if (!paired.has(row.id)) entries.push({ proof: [], record: withRecord(row) });
       for (const e of entries) if (e.entry) e.proof = await this.log.inclusionProof(tenantId, e.entry.seq, checkpoint.size);
     }
     return { decision, basis, checkpoint, entries };
