@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { Channel } from '../../src/gen/consent/v1/common';
 import { ListConsentEventsRequest, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
+import { AuditServiceClient, ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
+import { credentials } from '@grpc/grpc-js';
 import { forEachDatabase, MARIADB_SERVER_URL } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -29,11 +31,13 @@ const PLANTED = {
 
 forEachDatabase('personal data stays out of logs, errors and the stored bytes', (db, kind) => {
   let s: TestServer;
+  let audit: AuditServiceClient;
   const T = 'privacy';
   const errors: string[] = [];
 
   before(async function () {
     s = await startTestServer(db());
+    audit = new AuditServiceClient(s.address, credentials.createInsecure());
     await seedTenant(s, T);
     await call(s.consent, s.consent.recordConsent, consentRequest(T, {
       subjectIdentifier: phone(PLANTED.phone),
@@ -48,7 +52,11 @@ forEachDatabase('personal data stays out of logs, errors and the stored bytes', 
     // Reads and failures too: their messages and log lines must stay clean.
     await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(PLANTED.phone) }) });
     await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: email(PLANTED.email) }));
+    await call(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: phone(PLANTED.phone) }));
+    await call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email(PLANTED.email) }) });
     const failing = [
+      call(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: email(`${PLANTED.email}@@`) })),
+      call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(`${PLANTED.phone}999999`) }) }),
       call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(`${PLANTED.email}@@`) })),
       call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(`${PLANTED.phone}999999`) })),
       call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(PLANTED.phone), evidence: { sourceIp: `${PLANTED.ip}.7`, userAgent: '', pageUrl: '', inboundMessageId: '', freeText: '' } })),
@@ -64,7 +72,10 @@ forEachDatabase('personal data stays out of logs, errors and the stored bytes', 
       }
     }
   });
-  after(async () => s?.stop());
+  after(async () => {
+    audit?.close();
+    await s?.stop();
+  });
 
   const assertClean = (haystack: string, what: string) => {
     for (const [name, value] of Object.entries(PLANTED)) {
@@ -74,12 +85,12 @@ forEachDatabase('personal data stays out of logs, errors and the stored bytes', 
 
   it('the log has a line per call and none of the planted data', function () {
     const logs = s.logs();
-    expect(logs.split('\n').filter((l) => l.includes('"message":"rpc"')).length).to.be.at.least(8);
+    expect(logs.split('\n').filter((l) => l.includes('"message":"rpc"')).length).to.be.at.least(10);
     assertClean(logs, 'the log');
   });
 
   it('error messages and details carry none of it', function () {
-    expect(errors).to.have.length(4);
+    expect(errors).to.have.length(6);
     assertClean(errors.join('\n'), 'an error');
   });
 

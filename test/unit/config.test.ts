@@ -151,6 +151,14 @@ describe('loadConfig', () => {
       expect(err.problems).to.deep.equal(['DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE']);
     });
 
+    it('signs audit checkpoints hourly by default; 0 turns it off; below a second is refused', () => {
+      expect(loadConfig({}, cwd).auditCheckpointIntervalMs).to.equal(3_600_000);
+      expect(loadConfig({ AUDIT_CHECKPOINT_INTERVAL_MS: '0' }, cwd).auditCheckpointIntervalMs).to.equal(0);
+      expect(loadConfig({ AUDIT_CHECKPOINT_INTERVAL_MS: '60000' }, cwd).auditCheckpointIntervalMs).to.equal(60_000);
+      expect(configError(() => loadConfig({ AUDIT_CHECKPOINT_INTERVAL_MS: '500' }, cwd)).problems).to.deep.equal(['AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000']);
+      expect(configError(() => loadConfig({ AUDIT_CHECKPOINT_INTERVAL_MS: 'hourly' }, cwd)).problems[0]).to.contain('AUDIT_CHECKPOINT_INTERVAL_MS must be an integer');
+    });
+
     it('refuses AUTH_MODE other than development', () => {
       const err = configError(() => loadConfig({ AUTH_MODE: 'jwt' }, cwd));
       expect(err.problems).to.have.length(1);
