@@ -175,8 +175,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
           checkpointing = checkpointing
             .then(() => auditService.checkpointAll())
             .then(
-              (signed) => {
+              ({ signed, failed }) => {
                 if (signed > 0) logger.info('audit checkpoints signed', { tenants: signed });
+                if (failed > 0) logger.warn('audit checkpoints could not be signed for some tenants; retried at the next interval', { tenants: failed });
               },
               (err: unknown) => {
                 logger.warn('audit checkpoints failed; retried at the next interval', { error: (err as Error)?.name });

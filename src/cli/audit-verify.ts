@@ -17,6 +17,8 @@ export interface VerifiedCheckpoint {
 
 export interface AuditVerification {
   checkpoint: VerifiedCheckpoint;
+  /** The checkpoint as signed (compact JWS). */
+  signedCheckpoint: string;
   /** Set when an earlier checkpoint was given: it is a prefix of the current one. */
   consistentWith?: VerifiedCheckpoint;
   /** Set with `entries`: every entry re-hashed and the root recomputed. */
@@ -110,6 +112,8 @@ export async function verifyAuditLog(options: {
   entries?: boolean;
   /** Also cross-check every consent event row with its entry (implies `entries`). */
   records?: boolean;
+  /** Filled with every verified entry (implies `entries`): for `consentctl audit export`. */
+  collect?: ExportedEntry[];
 }): Promise<AuditVerification> {
   const audit = new AuditServiceClient(options.address, options.credentials);
   const keys = new KeyServiceClient(options.address, options.credentials);
@@ -121,7 +125,7 @@ export async function verifyAuditLog(options: {
     const { checkpoint } = await rpc(audit, audit.getCheckpoint, { parent });
     const current = await verifyCheckpoint(checkpoint!.signedCheckpoint, jwks);
     if (current.tenant !== parent) throw new VerificationFailure(`checkpoint is for ${current.tenant}, not ${parent}`);
-    const result: AuditVerification = { checkpoint: current };
+    const result: AuditVerification = { checkpoint: current, signedCheckpoint: checkpoint!.signedCheckpoint };
 
     if (options.since) {
       const earlier = await verifyCheckpoint(options.since, jwks);
@@ -137,7 +141,7 @@ export async function verifyAuditLog(options: {
       result.consistentWith = earlier;
     }
 
-    if (options.entries || options.records) {
+    if (options.entries || options.records || options.collect) {
       const leaves: Buffer[] = [];
       const eventEntries = new Map<string, EntryFields>();
       let next = 0;
@@ -145,10 +149,8 @@ export async function verifyAuditLog(options: {
         const page = await rpc(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent, startIndex: next, pageSize: 500 }));
         if (page.entries.length === 0) break;
         for (const e of page.entries) {
-          if (e.index !== leaves.length) throw new VerificationFailure(`entry ${leaves.length} is missing or out of order (got index ${e.index})`);
-          const recomputed = leafHash(Buffer.from(e.entryJson, 'utf8'));
-          if (recomputed.toString('hex') !== e.leafHash) throw new VerificationFailure(`entry ${e.index} was altered: its content does not match its leaf hash`);
-          leaves.push(recomputed);
+          leaves.push(rehash(e, leaves.length));
+          options.collect?.push({ index: e.index, entryJson: e.entryJson, leafHash: e.leafHash });
           const fields = JSON.parse(e.entryJson) as EntryFields;
           if (options.records && fields.type.startsWith(CONSENT_EVENT) && fields.ref) eventEntries.set(fields.ref, fields);
           if (leaves.length === current.treeSize) break;
@@ -176,6 +178,49 @@ export async function verifyAuditLog(options: {
     audit.close();
     keys.close();
   }
+}
+
+/** One entry as exported: the exact hashed bytes and the leaf hash. */
+export interface ExportedEntry {
+  index: number;
+  entryJson: string;
+  leafHash: string;
+}
+
+/** What `consentctl audit export` writes: a signed checkpoint and every entry it covers. */
+export interface ExportedLog {
+  format: typeof EXPORT_FORMAT;
+  tenant: string;
+  checkpoint: string;
+  entries: ExportedEntry[];
+}
+
+export const EXPORT_FORMAT = 'consent-ledger-audit-log/1';
+
+/** Re-hashes a listed entry expected at `position`; names it when it is out of place or altered. */
+function rehash(e: ExportedEntry, position: number): Buffer {
+  if (e.index !== position) throw new VerificationFailure(`entry ${position} is missing or out of order (got index ${e.index})`);
+  const recomputed = leafHash(Buffer.from(e.entryJson, 'utf8'));
+  if (recomputed.toString('hex') !== e.leafHash) throw new VerificationFailure(`entry ${e.index} was altered: its content does not match its leaf hash`);
+  return recomputed;
+}
+
+/**
+ * Verifies an exported log with no server at all: the checkpoint's signature against the given
+ * keys, every entry's leaf hash, and the root recomputed from all of them.
+ */
+export async function verifyExportedLog(exported: ExportedLog, jwks: string): Promise<AuditVerification> {
+  if (exported?.format !== EXPORT_FORMAT || !Array.isArray(exported.entries) || typeof exported.checkpoint !== 'string') {
+    throw new VerificationFailure(`not an audit log export (format ${EXPORT_FORMAT})`);
+  }
+  const checkpoint = await verifyCheckpoint(exported.checkpoint, jwks);
+  if (checkpoint.tenant !== `tenants/${exported.tenant}`) throw new VerificationFailure(`the checkpoint is for ${checkpoint.tenant}, not tenants/${exported.tenant}`);
+  if (exported.entries.length !== checkpoint.treeSize) throw new VerificationFailure(`the export holds ${exported.entries.length} entries, the checkpoint says ${checkpoint.treeSize}`);
+  const leaves = exported.entries.map((e, i) => rehash(e, i));
+  if (!rootFromLeafHashes(leaves).equals(hex(checkpoint.rootHash))) {
+    throw new VerificationFailure('the entries do not add up to the signed root: an entry was changed together with its leaf hash, or entries were reordered');
+  }
+  return { checkpoint, signedCheckpoint: exported.checkpoint, entriesChecked: leaves.length };
 }
 
 type Rpc = <Req, Res>(client: object, method: Unary<Req, Res>, req: Req) => Promise<Res>;

@@ -23,7 +23,7 @@ import { Status } from '../gen/google/rpc/status';
 import { ErrorInfo } from '../gen/google/rpc/error_details';
 import { renderTable } from './table';
 import { verifyReceipt } from './verify-receipt';
-import { EntryFields, VerificationFailure, verifyAuditLog, verifyCheckpoint } from './audit-verify';
+import { EntryFields, EXPORT_FORMAT, ExportedEntry, ExportedLog, VerificationFailure, verifyAuditLog, verifyCheckpoint, verifyExportedLog } from './audit-verify';
 import { sendChannelOf, verifyExplanation } from './explain-verify';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
 import { leafHash } from '../audit/merkle';
@@ -146,6 +146,13 @@ async function listAll(g: Globals, req: ListRequestsRequest): Promise<DataSubjec
     pageToken = page.nextPageToken;
   } while (pageToken);
   return all;
+}
+
+/** A failed verification exits 4; a refusal by the service is reported as one. */
+function verificationError(e: Error): never {
+  if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
+  if ((e as unknown as ServiceError).code !== undefined) throw toCliError(e as unknown as ServiceError);
+  throw e;
 }
 
 function positiveInt(value: string, flag: string): number {
@@ -483,6 +490,7 @@ export function buildProgram(): Command {
           found.map(({ index, fields: e }) => [String(index), isoMs(e.time), e.type, e.principal, e.subject ?? '', e.purpose ?? '', e.channel ?? '', e.ref ?? '']),
         ),
       );
+      if (found.length >= limit) process.stdout.write(`(the first ${limit}; more with --start ${found[found.length - 1].index + 1})\n`);
     });
   who(audit.command('explain').description('explain a decision (now or at --at) with the events that decided it, and verify it independently'))
     .requiredOption('--tenant <id>', 'tenant id')
@@ -513,10 +521,7 @@ export function buildProgram(): Command {
         },
         g(),
       ).finally(() => client.close());
-      const verified = await verifyExplanation(response, await jwksFor(o.tenant, o.jwks), { tenant: o.tenant, purposeId: o.purpose ?? null, channel }).catch((e: Error) => {
-        if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
-        throw e;
-      });
+      const verified = await verifyExplanation(response, await jwksFor(o.tenant, o.jwks), { tenant: o.tenant, purposeId: o.purpose ?? null, channel }).catch(verificationError);
       if (g().json) return void process.stdout.write(JSON.stringify(verified, null, 2) + '\n');
       const lines = [
         `decision at ${verified.time}: ${verified.verdict} (${verified.reason})${verified.decidingEvent ? ` by ${verified.decidingEvent}` : ''}`,
@@ -539,6 +544,43 @@ export function buildProgram(): Command {
       );
     });
   audit
+    .command('export')
+    .description('write a signed checkpoint and every entry it covers to a file, verified on the way (check it later with verify-export)')
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--out <file>', 'where to write the export (JSON)')
+    .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
+    .action(async (o) => {
+      tenantName(o.tenant);
+      const entries: ExportedEntry[] = [];
+      const result = await verifyAuditLog({
+        address: g().address,
+        credentials: credentials.createInsecure(),
+        metadata: metadata(g()),
+        tenant: o.tenant,
+        jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
+        collect: entries,
+      }).catch(verificationError);
+      const exported: ExportedLog = { format: EXPORT_FORMAT, tenant: o.tenant, checkpoint: result.signedCheckpoint, entries };
+      writeFileSync(o.out, JSON.stringify(exported) + '\n');
+      process.stdout.write(g().json ? JSON.stringify(result.checkpoint, null, 2) + '\n' : `wrote ${entries.length} entries and the checkpoint (root ${result.checkpoint.rootHash}) to ${o.out}\n`);
+    });
+  audit
+    .command('verify-export <file>')
+    .description('verify an export offline: the checkpoint signature against pinned keys, every entry, the root recomputed from all of them')
+    .requiredOption('--jwks <file>', "the tenant's public keys (from KeyService.GetPublicKeys, kept apart from the export)")
+    .action(async (file: string, o) => {
+      let exported: ExportedLog;
+      try {
+        exported = JSON.parse(readFileSync(file, 'utf8')) as ExportedLog;
+      } catch (e) {
+        throw new CliError(`cannot read ${file} as JSON: ${(e as Error).message}`, EXIT.USAGE);
+      }
+      const result = await verifyExportedLog(exported, readFileSync(o.jwks, 'utf8')).catch(verificationError);
+      process.stdout.write(
+        g().json ? JSON.stringify(result, null, 2) + '\n' : `${result.checkpoint.tenant}: ${result.entriesChecked} entries re-hashed; they add up to the root signed at ${result.checkpoint.time} (key ${result.checkpoint.kid})\nverified\n`,
+      );
+    });
+  audit
     .command('verify')
     .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint, every entry')
     .requiredOption('--tenant <id>', 'tenant id')
@@ -557,11 +599,7 @@ export function buildProgram(): Command {
         since: o.since ? readFileSync(o.since, 'utf8').trim() : undefined,
         entries: Boolean(o.entries),
         records: Boolean(o.records),
-      }).catch((e: Error) => {
-        if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
-        if ((e as unknown as ServiceError).code !== undefined) throw toCliError(e as unknown as ServiceError);
-        throw e;
-      });
+      }).catch(verificationError);
       const lines = [`checkpoint: ${result.checkpoint.treeSize} entries, root ${result.checkpoint.rootHash}, signature verified`];
       if (result.consistentWith) lines.push(`consistent with the earlier checkpoint of ${result.consistentWith.treeSize} entries: nothing before it was rewritten`);
       if (result.entriesChecked !== undefined) lines.push(`${result.entriesChecked} entries re-hashed; they add up to the signed root`);

@@ -84,18 +84,22 @@ export class AuditService {
 
   /**
    * Signs and keeps a checkpoint of every tenant whose log grew since its last kept one; the
-   * periodic job. Returns how many were signed. A tenant that cannot be signed for (erased
-   * meanwhile) is skipped, the others still get theirs.
+   * periodic job. A tenant that cannot be signed for (erased meanwhile, key store unreachable)
+   * is counted as failed and tried again next time; the others still get theirs.
    */
-  async checkpointAll(): Promise<number> {
+  async checkpointAll(): Promise<{ signed: number; failed: number }> {
     let signed = 0;
+    let failed = 0;
     for (const tenantId of await this.log.tenantsWithoutLatestCheckpoint()) {
-      const c = await this.sign(tenantId).catch(() => null);
-      if (!c) continue;
-      await this.log.keepCheckpoint({ tenantId, treeSize: c.size, rootHash: c.rootHex, signedAt: c.time, jws: c.signed });
-      signed++;
+      try {
+        const c = await this.sign(tenantId);
+        await this.log.keepCheckpoint({ tenantId, treeSize: c.size, rootHash: c.rootHex, signedAt: c.time, jws: c.signed });
+        signed++;
+      } catch {
+        failed++;
+      }
     }
-    return signed;
+    return { signed, failed };
   }
 
   async listCheckpoints(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<{ items: CheckpointRecord[]; nextPageToken: string }> {
