@@ -74,6 +74,55 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
   });
 });
 
+forEachDatabase('audit rows reordered or deleted in the database', (db) => {
+  it('are found by consentctl audit verify, which says where', async function () {
+    this.timeout(120_000);
+    const s = await startTestServer(db());
+    const ctl = (...args: string[]) => runConsentctl(s.address, ...args);
+    const q = (sql: string, params: unknown[]) => s.app.dataSource.query(sql, params);
+    try {
+      const T = 'audrows';
+      await seedTenant(s, T);
+      for (let i = 0; i < 3; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(`+4915177700${i}00`) }));
+      const cp = path.join(db().dataDir, 'rows-checkpoint.jws');
+      expect((await ctl('audit', 'checkpoint', '--tenant', T, '--out', cp)).code).to.equal(0);
+
+      // Two entries swap places.
+      const swap = async (a: number, b: number) => {
+        await q('UPDATE audit_entries SET seq = ? WHERE tenant_id = ? AND seq = ?', [-1, T, a]);
+        await q('UPDATE audit_entries SET seq = ? WHERE tenant_id = ? AND seq = ?', [a, T, b]);
+        await q('UPDATE audit_entries SET seq = ? WHERE tenant_id = ? AND seq = ?', [b, T, -1]);
+      };
+      await swap(4, 6);
+      let r = await ctl('audit', 'verify', '--tenant', T, '--entries');
+      expect(r.code).to.equal(4);
+      expect(r.err).to.include('entry 4 does not belong to the signed tree');
+      await swap(4, 6);
+      expect((await ctl('audit', 'verify', '--tenant', T, '--since', cp, '--entries')).code, 'restored').to.equal(0);
+
+      // An entry in the middle deleted.
+      const [saved] = await q('SELECT entry_json, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq = ?', [T, 5]);
+      await q('DELETE FROM audit_entries WHERE tenant_id = ? AND seq = ?', [T, 5]);
+      r = await ctl('audit', 'verify', '--tenant', T, '--entries');
+      expect(r.code).to.equal(4);
+      expect(r.err).to.include('entry 5 is missing or out of order');
+      await q('INSERT INTO audit_entries (tenant_id, seq, entry_json, leaf_hash) VALUES (?, ?, ?, ?)', [T, 5, saved.entry_json, saved.leaf_hash]);
+
+      // The newest entry deleted and the tree cut back to match: the saved checkpoint proves it.
+      const [{ size }] = await q('SELECT size FROM audit_heads WHERE tenant_id = ?', [T]);
+      const last = Number(size) - 1;
+      await q('DELETE FROM audit_entries WHERE tenant_id = ? AND seq = ?', [T, last]);
+      await q('DELETE FROM audit_nodes WHERE tenant_id = ? AND level = 0 AND idx = ?', [T, last]);
+      await q('UPDATE audit_heads SET size = ? WHERE tenant_id = ?', [last, T]);
+      r = await ctl('audit', 'verify', '--tenant', T, '--since', cp);
+      expect(r.code).to.equal(4);
+      expect(r.err).to.include(`the log shrank from ${last + 1} to ${last} entries`);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
 forEachDatabase('audit log across erasure and key rotation', (db) => {
   it('earlier checkpoints still verify and are consistent with later ones after an erasure and a rotation', async function () {
     this.timeout(60_000);
