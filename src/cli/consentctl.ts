@@ -388,7 +388,27 @@ export function buildProgram(): Command {
       } while (pageToken);
       printHolds(all, g());
     });
-  const audit = program.command('audit').description("the auditor's tools: signed checkpoints and independent verification of the audit log");
+  const auditClient = () => new AuditServiceClient(g().address, credentials.createInsecure());
+  const jwksFor = async (tenant: string, file?: string) => {
+    if (file) return readFileSync(file, 'utf8');
+    const { keys } = clients(g());
+    return (await rpc(keys, keys.getPublicKeys, { name: tenantName(tenant) }, g())).jwks;
+  };
+  const audit = program
+    .command('audit')
+    .description("the auditor's tools: signed checkpoints, who did what, explained decisions, and independent verification of the audit log and the event rows")
+    .addHelpText('after', '\nStart by saving the tenant\'s public keys (audit keys --out keys.json) and pass them as --jwks from then on: nothing is then taken on the server\'s word.');
+  audit
+    .command('keys')
+    .description("fetch the tenant's public signing keys (JWK set) to pin for later verifications")
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--out <file>', 'where to write the JWK set')
+    .action(async (o) => {
+      const jwks = await jwksFor(o.tenant);
+      writeFileSync(o.out, jwks + '\n');
+      const kids = (JSON.parse(jwks) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+      process.stdout.write(g().json ? JSON.stringify({ file: o.out, kids }, null, 2) + '\n' : `wrote ${kids.length} public key(s) of tenants/${o.tenant} to ${o.out}: ${kids.join(', ')}\n`);
+    });
   audit
     .command('checkpoint')
     .description('fetch and verify a signed checkpoint of the tenant\'s log (save it to check consistency later)')
@@ -396,23 +416,16 @@ export function buildProgram(): Command {
     .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
     .option('--out <file>', 'also write the signed checkpoint (JWS) to this file')
     .action(async (o) => {
-      const { keys } = clients(g());
       const client = new AuditServiceClient(g().address, credentials.createInsecure());
       const res = await rpc(client, client.getCheckpoint, { parent: tenantName(o.tenant) }, g());
       client.close();
-      const jwks = o.jwks ? readFileSync(o.jwks, 'utf8') : (await rpc(keys, keys.getPublicKeys, { name: tenantName(o.tenant) }, g())).jwks;
+      const jwks = await jwksFor(o.tenant, o.jwks);
       const verified = await verifyCheckpoint(res.checkpoint!.signedCheckpoint, jwks).catch((e: Error) => {
         throw new CliError(e.message, EXIT.UNVERIFIED);
       });
       if (o.out) writeFileSync(o.out, res.checkpoint!.signedCheckpoint + '\n');
       process.stdout.write(g().json ? JSON.stringify(verified, null, 2) + '\n' : `${verified.tenant}: ${verified.treeSize} entries, root ${verified.rootHash} at ${verified.time} (signature verified, key ${verified.kid})\n`);
     });
-  const auditClient = () => new AuditServiceClient(g().address, credentials.createInsecure());
-  const jwksFor = async (tenant: string, file?: string) => {
-    if (file) return readFileSync(file, 'utf8');
-    const { keys } = clients(g());
-    return (await rpc(keys, keys.getPublicKeys, { name: tenantName(tenant) }, g())).jwks;
-  };
   audit
     .command('checkpoints')
     .description('checkpoints the service signed on its own schedule (AUDIT_CHECKPOINT_INTERVAL_MS), newest first, each signature verified')
@@ -582,7 +595,7 @@ export function buildProgram(): Command {
     });
   audit
     .command('verify')
-    .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint, every entry')
+    .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint (--since), every entry (--entries), every consent event row (--records)')
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
     .option('--since <file>', 'an earlier signed checkpoint (from `audit checkpoint --out`): prove nothing before it was rewritten')

@@ -150,7 +150,9 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     this.timeout(60_000);
     const file = path.join(db().dataDir, 'audit-export.json');
     const jwksFile = path.join(db().dataDir, 'audit-jwks.json');
-    writeFileSync(jwksFile, (await call(keys, keys.getPublicKeys, { name: parent })).jwks);
+    const pinned = await ctl('audit', 'keys', '--tenant', T, '--out', jwksFile);
+    expect(pinned.code, pinned.err).to.equal(0);
+    expect(JSON.parse(readFileSync(jwksFile, 'utf8'))).to.deep.equal(JSON.parse((await call(keys, keys.getPublicKeys, { name: parent })).jwks));
     const exported = await ctl('audit', 'export', '--tenant', T, '--out', file, '--jwks', jwksFile);
     expect(exported.code, exported.err).to.equal(0);
     const content = JSON.parse(readFileSync(file, 'utf8'));
