@@ -7,7 +7,6 @@ import { Clock, systemClock } from './domain/clock';
 import { ConsentChecker } from './domain/consent-checker';
 import { ConsentHistory } from './domain/consent-history';
 import { ConsentRecorder } from './domain/consent-recorder';
-import { DEVELOPMENT_PRINCIPAL } from './domain/principal';
 import { PurposeService } from './domain/purpose-service';
 import { SubjectDirectory } from './domain/subject-directory';
 import { TenantService } from './domain/tenant-service';
@@ -20,6 +19,8 @@ import { TypeormSubjectRepository } from './storage/repositories/subject-reposit
 import { TypeormTenantRepository } from './storage/repositories/tenant-repository';
 import { TypeormTransactionRunner } from './storage/transaction-runner';
 import { CallPipeline } from './transport/call-pipeline';
+import { CallLimits } from './transport/auth/call-limits';
+import { createAuthenticator, createServerCredentials } from './transport/auth/credentials-setup';
 import { consentHandlers } from './transport/handlers/consent-handlers';
 import { purposeHandlers } from './transport/handlers/purpose-handlers';
 import { tenantHandlers } from './transport/handlers/tenant-handlers';
@@ -134,21 +135,30 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   const auditService = new AuditService(tx, audit, tenants, directory, consent, checker, keys, clock, config.limits);
 
-  const pipeline = new CallPipeline(logger, () => DEVELOPMENT_PRINCIPAL);
-  const { server, health } = createGrpcServer({
-    tenant: tenantHandlers(pipeline, tenants),
-    purpose: purposeHandlers(pipeline, purposes),
-    consent: consentHandlers(pipeline, recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
-    key: keyHandlers(pipeline, keyAdmin),
-    audit: auditHandlers(pipeline, auditService),
-    subjectRights: subjectRightsHandlers(pipeline, subjectRights, new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit)),
-  });
+  const authenticator = await createAuthenticator(config);
+  const limits = new CallLimits({ ratePerSecond: config.limits.ratePerSecond, burst: config.limits.rateBurst, maxStreamsPerPrincipal: config.limits.maxStreamsPerPrincipal });
+  const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service);
+  const { server, health } = createGrpcServer(
+    {
+      tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
+      purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
+      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
+      key: keyHandlers(pipeline('consent.v1.KeyService'), keyAdmin),
+      audit: auditHandlers(pipeline('consent.v1.AuditService'), auditService),
+      subjectRights: subjectRightsHandlers(
+        pipeline('consent.v1.SubjectRightsService'),
+        subjectRights,
+        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit),
+      ),
+    },
+    { maxMessageBytes: config.limits.maxMessageBytes },
+  );
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();
   if (replayed > 0) logger.warn('erasures replayed onto the data (restored from a backup?)', { subjects: replayed });
   const resumed = await subjectRights.resumeErasures();
   if (resumed > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed });
-  const port = await bind(server, config.bindAddress, config.port);
+  const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
 
   // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.
   let healthy = true;
@@ -192,9 +202,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     port,
     database: config.database.kind,
     auth_mode: config.authMode,
+    tls: config.tls ? (config.tls.clientCaFile ? 'client certificates' : 'server only') : 'off',
+    bearer_tokens: config.tokens ? 'on' : 'off',
   });
   if (config.authMode === 'development') {
-    logger.warn('AUTH_MODE=development: every call runs as the fixed principal "dev-admin"; do not expose this port');
+    logger.warn(
+      'DEVELOPMENT MODE: no credentials are configured, so every call runs as the all-powerful principal "dev-admin". ' +
+        'Configure TLS_CLIENT_CA_FILE or JWT_JWKS_FILE before anyone else can reach this port (docs/security.md).',
+    );
   }
 
   return {

@@ -25,9 +25,38 @@ export interface Config {
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
   auditCheckpointIntervalMs: number;
-  /** Until real authentication exists, 'development' supplies a fixed principal for every call. */
-  authMode: 'development';
+  /**
+   * 'authenticated' once client certificates (TLS_CLIENT_CA_FILE) or bearer tokens
+   * (JWT_JWKS_FILE) are configured; otherwise 'development': every call is the fixed principal
+   * dev-admin, and only on a loopback address (docs/security.md).
+   */
+  authMode: 'development' | 'authenticated';
+  /** Server TLS; with `clientCaFile`, client certificates are accepted as credentials. */
+  tls?: TlsConfig;
+  /** Bearer tokens (JWT) and how they are verified. */
+  tokens?: TokenConfig;
   limits: Limits;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** CA certificates (PEM) that issue client certificates; unset: no client certificates. */
+  clientCaFile?: string;
+  /** JSON: certificate identity -> { roles, tenants }. Required with `clientCaFile`. */
+  principalsFile?: string;
+}
+
+/** Asymmetric JWS algorithms only: a configured public key can never act as an HMAC secret. */
+export const TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const;
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
+
+export interface TokenConfig {
+  jwksFile: string;
+  issuer?: string;
+  audience?: string;
+  algorithms: TokenAlgorithm[];
+  clockSkewMs: number;
 }
 
 /** Request-size and cache limits. Documented in docs/configuration.md. */
@@ -42,6 +71,14 @@ export interface Limits {
   /** AES-GCM encryptions allowed per subject key; NIST SP 800-38D caps random-IV GCM at 2^32. */
   maxEncryptionsPerKey: number;
   maxEventTimeSkewMs: number;
+  /** Largest request message accepted (gRPC RESOURCE_EXHAUSTED above). */
+  maxMessageBytes: number;
+  /** Calls per second one principal may start, sustained; 0: unlimited. */
+  ratePerSecond: number;
+  /** Calls one principal may start at once after being idle. */
+  rateBurst: number;
+  /** Streams one principal may hold open at once. */
+  maxStreamsPerPrincipal: number;
 }
 
 export class ConfigError extends Error {
@@ -107,8 +144,47 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const logLevel = (source.LOG_LEVEL || 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
 
-  const authMode = source.AUTH_MODE || 'development';
-  if (authMode !== 'development') problems.push(`AUTH_MODE must be "development" (the only mode until authentication exists; got "${authMode}")`);
+  const file = (key: string): string | undefined => {
+    const raw = source[key];
+    if (!raw) return undefined;
+    const resolved = path.resolve(cwd, raw);
+    if (!existsSync(resolved)) problems.push(`${key} ${resolved} does not exist`);
+    return resolved;
+  };
+  let tls: TlsConfig | undefined;
+  const certFile = file('TLS_CERT_FILE');
+  const keyFile = file('TLS_KEY_FILE');
+  const clientCaFile = file('TLS_CLIENT_CA_FILE');
+  const principalsFile = file('MTLS_PRINCIPALS_FILE');
+  if (Boolean(certFile) !== Boolean(keyFile)) problems.push('set TLS_CERT_FILE and TLS_KEY_FILE together');
+  if (certFile && keyFile) tls = { certFile, keyFile, clientCaFile, principalsFile };
+  if (clientCaFile && !certFile) problems.push('TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates need a TLS server)');
+  if (clientCaFile && !principalsFile) problems.push('TLS_CLIENT_CA_FILE needs MTLS_PRINCIPALS_FILE: which roles and tenants each certificate identity has');
+  if (principalsFile && !clientCaFile) problems.push('MTLS_PRINCIPALS_FILE is only read with TLS_CLIENT_CA_FILE');
+
+  let tokens: TokenConfig | undefined;
+  const jwksFile = file('JWT_JWKS_FILE');
+  const algorithms = (source.JWT_ALGORITHMS || 'ES256').split(',').map((a) => a.trim()).filter(Boolean);
+  for (const alg of algorithms) {
+    if (!(TOKEN_ALGORITHMS as readonly string[]).includes(alg)) problems.push(`JWT_ALGORITHMS: ${alg} is not one of ${TOKEN_ALGORITHMS.join(', ')} (asymmetric only)`);
+  }
+  const clockSkewMs = int('JWT_CLOCK_SKEW_SECONDS', 60, 0, 300) * 1000;
+  if (jwksFile) tokens = { jwksFile, issuer: source.JWT_ISSUER || undefined, audience: source.JWT_AUDIENCE || undefined, algorithms: algorithms as TokenAlgorithm[], clockSkewMs };
+  else if (source.JWT_ISSUER || source.JWT_AUDIENCE || source.JWT_ALGORITHMS) problems.push('JWT_ISSUER, JWT_AUDIENCE and JWT_ALGORITHMS need JWT_JWKS_FILE');
+
+  const credentialsConfigured = Boolean(clientCaFile || jwksFile);
+  const authMode: Config['authMode'] = credentialsConfigured ? 'authenticated' : 'development';
+  if (source.AUTH_MODE && source.AUTH_MODE !== authMode) {
+    problems.push(`AUTH_MODE=${source.AUTH_MODE} does not match the credentials configured (${credentialsConfigured ? 'TLS_CLIENT_CA_FILE or JWT_JWKS_FILE is set' : 'neither TLS_CLIENT_CA_FILE nor JWT_JWKS_FILE is set'}); it may be left unset`);
+  }
+  const loopback = isLoopback(bindAddress);
+  if (authMode === 'development' && !loopback && !bool('ALLOW_UNAUTHENTICATED_NON_LOOPBACK', false)) {
+    problems.push(
+      `refusing to serve without authentication on ${bindAddress}: configure TLS_CLIENT_CA_FILE or JWT_JWKS_FILE (docs/security.md), ` +
+        'bind to 127.0.0.1, or set ALLOW_UNAUTHENTICATED_NON_LOOPBACK=true to expose the all-powerful development principal on purpose',
+    );
+  }
+  if (tokens && !tls && !loopback) problems.push(`bearer tokens on ${bindAddress} need TLS (TLS_CERT_FILE, TLS_KEY_FILE): they would cross the network in clear`);
 
   const limits: Limits = {
     defaultPageSize: int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
@@ -119,6 +195,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     subjectKeyCacheTtlMs: int('SUBJECT_KEY_CACHE_TTL_MS', 60_000, 0, 3_600_000),
     maxEncryptionsPerKey: int('KEY_MAX_ENCRYPTIONS', 2 ** 32, 1, 2 ** 32),
     maxEventTimeSkewMs: 5 * 60 * 1000,
+    maxMessageBytes: int('MAX_MESSAGE_BYTES', 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    ratePerSecond: int('RATE_LIMIT_PER_SECOND', 5000, 0, 1_000_000),
+    rateBurst: int('RATE_LIMIT_BURST', 10000, 1, 10_000_000),
+    maxStreamsPerPrincipal: int('MAX_STREAMS_PER_PRINCIPAL', 32, 1, 10_000),
   };
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
 
@@ -137,9 +217,17 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     rootKeys,
     logLevel,
     auditCheckpointIntervalMs,
-    authMode: 'development',
+    authMode,
+    tls,
+    tokens,
     limits,
   };
+}
+
+/** 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach. */
+export function isLoopback(address: string): boolean {
+  const a = address.replace(/^\[|\]$/g, '');
+  return a === 'localhost' || a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
 }
 
 /**

@@ -9,6 +9,7 @@ export type ErrorKind =
   | 'ALREADY_EXISTS'
   | 'FAILED_PRECONDITION'
   | 'PERMISSION_DENIED'
+  | 'UNAUTHENTICATED'
   | 'UNAVAILABLE'
   | 'ABORTED'
   | 'RESOURCE_EXHAUSTED'
@@ -30,10 +31,17 @@ export class DomainError extends Error {
     message: string,
     readonly metadata: Record<string, string> = {},
     readonly violations: FieldViolation[] = [],
+    /** For RESOURCE_EXHAUSTED: when the caller may try again (google.rpc.RetryInfo). */
+    readonly retryDelayMs?: number,
   ) {
     super(message);
     this.name = 'DomainError';
   }
+}
+
+/** The caller could not be authenticated; the message says what was missing, never the credential. */
+export function unauthenticated(reason: string, message: string): DomainError {
+  return new DomainError('UNAUTHENTICATED', reason, message);
 }
 
 /** One or more invalid request fields; nothing was changed. */

@@ -1,14 +1,15 @@
-/** Roles a caller can have (docs/api.md lists what each may do). */
-export type Role = 'ADMIN' | 'SENDER' | 'RECORDER' | 'DPO' | 'AUDITOR';
+/** Roles a caller can have; docs/security.md shows what each may call. */
+export const ROLES = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN'] as const;
+export type Role = (typeof ROLES)[number];
 
-/** The caller of an RPC, set once per call by the transport's principal interceptor. */
+/** The caller of an RPC, set once per call by the transport's call pipeline. */
 export interface Principal {
   /** Stable id of the calling service or person, recorded in events and audit entries. */
   id: string;
-  role: Role;
+  roles: readonly Role[];
   /** Tenant ids this principal may act for; '*' means all. */
   tenants: readonly string[] | '*';
 }
 
-/** The fixed principal of development mode (until real authentication exists). */
-export const DEVELOPMENT_PRINCIPAL: Principal = Object.freeze({ id: 'dev-admin', role: 'ADMIN', tenants: '*' });
+/** The fixed principal of development mode (no credentials configured, loopback only). */
+export const DEVELOPMENT_PRINCIPAL: Principal = Object.freeze({ id: 'dev-admin', roles: Object.freeze([...ROLES]), tenants: '*' as const });

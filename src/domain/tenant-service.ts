@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { KeyManager } from '../crypto/key-manager';
-import { authorizeTenant } from './authorization';
+import { authorizeTenant, authorizeTenantCreation } from './authorization';
 import { Clock } from './clock';
 import { alreadyExists, DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound } from './errors';
 import { DEFAULT_TENANT_SETTINGS, Tenant, TenantSettings } from './model';
@@ -63,7 +63,7 @@ export class TenantService {
     checkRequestId(input.requestId, false, violations);
     const settings = validateSettings({ ...DEFAULT_TENANT_SETTINGS, ...input.settings }, 'settings', violations);
     if (violations.length > 0) throw invalidArgument(violations);
-    authorizeTenant(principal, input.tenantId);
+    authorizeTenantCreation(principal, input.tenantId);
 
     const now = this.clock.now();
     return this.tx.write(async (tx) => {

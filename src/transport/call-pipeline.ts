@@ -10,8 +10,12 @@ import {
   ServerWritableStream,
   status,
 } from '@grpc/grpc-js';
+import { PeerCertificate } from 'node:tls';
 import { Principal } from '../domain/principal';
 import { Logger } from '../logging/logger';
+import { authorizeMethod } from './auth/access-policy';
+import { Authenticator } from './auth/authenticator';
+import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
@@ -19,49 +23,58 @@ export interface CallContext {
   principal: Principal;
   requestId: string;
   method: string;
+  /** Aborted when the client cancels the call or its deadline passes: long work stops there. */
+  signal: AbortSignal;
 }
-
-/** Decides the principal of a call from its metadata. */
-export type PrincipalResolver = (metadata: Metadata) => Principal;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
-/** What both streaming call kinds offer the pipeline. */
-interface StreamCall {
+/** What every call kind offers the pipeline. */
+interface AnyCall {
   metadata: Metadata;
+  /** grpc-js: the TLS peer certificate of the connection, if any. */
+  getAuthContext?(): { sslPeerCertificate?: PeerCertificate };
+  once(event: 'cancelled', listener: () => void): unknown;
+}
+
+/** What both streaming call kinds offer the pipeline. */
+interface StreamCall extends AnyCall {
   sendMetadata(metadata: Metadata): void;
   emit(event: 'error', error: unknown): boolean;
   end(): unknown;
 }
 
 /**
- * Cross-cutting concerns for every RPC, in one place (the nice-grpc middleware idea): resolve
- * the principal, assign a correlation id, time the call, log one line, and map errors to
- * statuses. Handlers are plain async functions of (request, context).
+ * Cross-cutting concerns for every RPC of one service, in one place (the nice-grpc middleware
+ * idea): authenticate the caller, check its role against the access policy, apply its rate and
+ * stream limits, assign a correlation id, time the call, log one line, and map errors to
+ * statuses. Handlers are plain async functions of (request, context) and never see a call that
+ * failed any of this.
  */
 export class CallPipeline {
   constructor(
     private readonly logger: Logger,
-    private readonly resolvePrincipal: PrincipalResolver,
+    private readonly authenticator: Authenticator,
+    private readonly limits: CallLimits,
+    /** Full service name, e.g. "consent.v1.ConsentService": the access policy's key prefix. */
+    private readonly service: string,
   ) {}
 
   unary<Req, Res>(method: string, handler: (request: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const started = process.hrtime.bigint();
-      let ctx: CallContext;
-      try {
-        ctx = this.context(method, call.metadata);
-      } catch (err) {
-        this.fail(method, '-', started, err, callback);
-        return;
-      }
-      call.sendMetadata(requestIdHeader(ctx.requestId));
-      handler(call.request, ctx).then(
-        (response) => {
-          this.log(method, ctx, started, status.OK, 'OK');
-          callback(null, response);
+      this.context(method, call).then(
+        (ctx) => {
+          call.sendMetadata(requestIdHeader(ctx.requestId));
+          handler(call.request, ctx).then(
+            (response) => {
+              this.log(method, ctx, started, status.OK, 'OK');
+              callback(null, response);
+            },
+            (err: unknown) => this.fail(method, ctx.requestId, started, err, callback, ctx),
+          );
         },
-        (err: unknown) => this.fail(method, ctx.requestId, started, err, callback, ctx),
+        (err: unknown) => this.fail(method, '-', started, err, callback),
       );
     };
   }
@@ -92,30 +105,49 @@ export class CallPipeline {
       call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
       return e;
     };
-    let ctx: CallContext;
-    try {
-      ctx = this.context(method, call.metadata);
-    } catch (err) {
-      endWith(err);
-      return;
-    }
-    call.sendMetadata(requestIdHeader(ctx.requestId));
-    handler(call, ctx).then(
-      () => {
-        this.log(method, ctx, started, status.OK, 'OK');
-        call.end();
+    this.context(method, call).then(
+      (ctx) => {
+        let close: () => void;
+        try {
+          close = this.limits.openStream(ctx.principal.id);
+        } catch (err) {
+          const e = endWith(err);
+          this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
+          return;
+        }
+        call.sendMetadata(requestIdHeader(ctx.requestId));
+        ctx.signal.addEventListener('abort', close);
+        handler(call, ctx).then(
+          () => {
+            close();
+            this.log(method, ctx, started, status.OK, 'OK');
+            call.end();
+          },
+          (err: unknown) => {
+            close();
+            const e = endWith(err);
+            this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
+          },
+        );
       },
       (err: unknown) => {
         const e = endWith(err);
-        this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
+        this.logError(method, '-', started, e.code, e.reason, err);
       },
     );
   }
 
-  private context(method: string, metadata: Metadata): CallContext {
-    const given = metadata.get('x-request-id')[0];
+  /** Who is calling, whether it may call this method, and whether it is within its limits. */
+  private async context(method: string, call: AnyCall): Promise<CallContext> {
+    const given = call.metadata.get('x-request-id')[0];
     const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    return { principal: this.resolvePrincipal(metadata), requestId, method };
+    const cancelled = new AbortController();
+    call.once('cancelled', () => cancelled.abort());
+    const now = Date.now();
+    const principal = await this.authenticator.authenticate({ metadata: call.metadata, peerCertificate: call.getAuthContext?.()?.sslPeerCertificate }, now);
+    authorizeMethod(principal, `${this.service}/${method}`);
+    this.limits.admitCall(principal.id, now);
+    return { principal, requestId, method, signal: cancelled.signal };
   }
 
   private fail<Res>(

@@ -1,7 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { DomainError, ErrorKind } from '../domain/errors';
 import { Any } from '../gen/google/protobuf/any';
-import { BadRequest, ErrorInfo } from '../gen/google/rpc/error_details';
+import { BadRequest, ErrorInfo, RetryInfo } from '../gen/google/rpc/error_details';
 import { Status } from '../gen/google/rpc/status';
 
 /** google.rpc.ErrorInfo.domain of every error this service sends. */
@@ -13,6 +13,7 @@ const CODES: Record<ErrorKind, status> = {
   ALREADY_EXISTS: status.ALREADY_EXISTS,
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
   UNAVAILABLE: status.UNAVAILABLE,
   ABORTED: status.ABORTED,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
@@ -52,6 +53,10 @@ export function toStatus(err: DomainError): Status {
   ];
   if (err.violations.length > 0) {
     details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: err.violations }).finish()));
+  }
+  if (err.retryDelayMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(err.retryDelayMs));
+    details.push(pack('google.rpc.RetryInfo', RetryInfo.encode({ retryDelay: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } }).finish()));
   }
   return { code: CODES[err.kind], message: err.message, details };
 }

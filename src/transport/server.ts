@@ -28,9 +28,16 @@ export interface ServiceImplementations {
  * descriptor set `buf build` wrote (src/gen/descriptor-set.binpb), which keeps the imports of
  * google/protobuf/*.proto, so tools without our protos (buf curl, grpcurl) can call every method.
  */
-export function createGrpcServer(services: ServiceImplementations): { server: Server; health: HealthImplementation } {
+export function createGrpcServer(
+  services: ServiceImplementations,
+  options: { maxMessageBytes: number },
+): { server: Server; health: HealthImplementation } {
   const server = new Server({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // Larger requests end with RESOURCE_EXHAUSTED before any handler runs.
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    // HTTP/2 streams per connection (every call is one, unary too): bounds what one connection can
+    // hold in flight. Long-lived gRPC streams are limited per principal by the call pipeline.
+    'grpc.max_concurrent_streams': 1000,
     'grpc.keepalive_permit_without_calls': 1,
   });
   server.addService(TenantServiceService, services.tenant);
@@ -73,9 +80,9 @@ function splitFileDescriptorSet(set: Buffer): Buffer[] {
 }
 
 /** Binds and resolves with the bound port (0 asks the OS for a free one). */
-export function bind(server: Server, address: string, port: number): Promise<number> {
+export function bind(server: Server, address: string, port: number, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<number> {
   const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
 }

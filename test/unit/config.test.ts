@@ -55,6 +55,10 @@ describe('loadConfig', () => {
         subjectKeyCacheTtlMs: 60_000,
         maxEncryptionsPerKey: 2 ** 32,
         maxEventTimeSkewMs: 5 * 60 * 1000,
+        maxMessageBytes: 4 * 1024 * 1024,
+        ratePerSecond: 5000,
+        rateBurst: 10000,
+        maxStreamsPerPrincipal: 32,
       });
     });
 
@@ -93,6 +97,7 @@ describe('loadConfig', () => {
         {
           PORT: '6000',
           BIND_ADDRESS: '0.0.0.0',
+          ALLOW_UNAUTHENTICATED_NON_LOOPBACK: 'true',
           LOG_LEVEL: 'debug',
           DATA_DIR: '/var/lib/consent',
           DEFAULT_PAGE_SIZE: '20',
@@ -335,7 +340,7 @@ describe('loadConfig', () => {
     });
 
     it('is merged under the environment: the environment wins', () => {
-      const file = write('merge.json', JSON.stringify({ PORT: 7000, LOG_LEVEL: 'warn', BIND_ADDRESS: '10.0.0.1' }));
+      const file = write('merge.json', JSON.stringify({ PORT: 7000, LOG_LEVEL: 'warn', BIND_ADDRESS: '10.0.0.1', ALLOW_UNAUTHENTICATED_NON_LOOPBACK: true }));
       const c = loadConfig({ CONFIG_FILE: file, PORT: '8000' }, cwd);
       expect(c.port).to.equal(8000);
       expect(c.logLevel).to.equal('warn');

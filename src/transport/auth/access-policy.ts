@@ -1,0 +1,67 @@
+import { Principal, Role } from '../../domain/principal';
+import { DomainError } from '../../domain/errors';
+
+const ALL: readonly Role[] = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN'];
+
+/**
+ * Which roles may call each RPC: the one table docs/security.md shows. Keys are the full gRPC
+ * method names. An RPC that is not listed is refused for everyone, so a new RPC is unreachable
+ * until somebody decides who may call it (a test fails until then). Tenant reach is checked
+ * separately, in the domain (authorizeTenant), once the request names a tenant.
+ */
+export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.freeze({
+  'consent.v1.TenantService/CreateTenant': ['ADMIN'],
+  'consent.v1.TenantService/GetTenant': ['ADMIN', 'DPO', 'AUDITOR'],
+  'consent.v1.TenantService/UpdateTenantSettings': ['ADMIN'],
+
+  'consent.v1.PurposeService/CreatePurpose': ['ADMIN'],
+  'consent.v1.PurposeService/PublishNotice': ['ADMIN'],
+  'consent.v1.PurposeService/ListPurposes': ALL,
+  'consent.v1.PurposeService/ListNotices': ALL,
+
+  'consent.v1.ConsentService/RecordConsent': ['RECORDER'],
+  'consent.v1.ConsentService/RecordInboundMessage': ['RECORDER'],
+  'consent.v1.ConsentService/CheckConsent': ['SENDER'],
+  'consent.v1.ConsentService/CheckConsentBatch': ['SENDER'],
+  'consent.v1.ConsentService/StreamCheckConsent': ['SENDER'],
+  'consent.v1.ConsentService/StreamChanges': ['SENDER'],
+  'consent.v1.ConsentService/GetConsentState': ['SENDER', 'RECORDER', 'DPO', 'AUDITOR'],
+  'consent.v1.ConsentService/ListConsentEvents': ['DPO', 'AUDITOR'],
+
+  'consent.v1.KeyService/RotateTenantKey': ['ADMIN'],
+  'consent.v1.KeyService/GetKeyRotation': ['ADMIN'],
+  'consent.v1.KeyService/GetTenantKeyInfo': ['ADMIN'],
+  'consent.v1.KeyService/ShredTenant': ['ADMIN'],
+  // Public keys: everybody who verifies receipts, manifests or checkpoints needs them.
+  'consent.v1.KeyService/GetPublicKeys': ALL,
+
+  'consent.v1.SubjectRightsService/CreateRequest': ['DPO'],
+  'consent.v1.SubjectRightsService/GetRequest': ['DPO', 'AUDITOR'],
+  'consent.v1.SubjectRightsService/ListRequests': ['DPO', 'AUDITOR'],
+  'consent.v1.SubjectRightsService/VerifyIdentity': ['DPO'],
+  'consent.v1.SubjectRightsService/ExtendDeadline': ['DPO'],
+  'consent.v1.SubjectRightsService/RejectRequest': ['DPO'],
+  'consent.v1.SubjectRightsService/EraseSubject': ['DPO'],
+  // Personal data leaves the service here: the DPO only, never the auditor.
+  'consent.v1.SubjectRightsService/ExportSubjectData': ['DPO'],
+  'consent.v1.SubjectRightsService/PlaceLegalHold': ['DPO'],
+  'consent.v1.SubjectRightsService/ReleaseLegalHold': ['DPO'],
+  'consent.v1.SubjectRightsService/ListLegalHolds': ['DPO', 'AUDITOR'],
+
+  'consent.v1.AuditService/GetCheckpoint': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/ListCheckpoints': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/ListAuditEntries': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/GetInclusionProof': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/GetConsistencyProof': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/ExplainDecision': ['AUDITOR', 'DPO'],
+  'consent.v1.AuditService/ListConsentRecords': ['AUDITOR', 'DPO'],
+});
+
+/** Refuses the call unless the principal has a role the table allows for `method`. */
+export function authorizeMethod(principal: Principal, method: string): void {
+  const allowed = ACCESS_POLICY[method];
+  if (!allowed) throw new DomainError('PERMISSION_DENIED', 'METHOD_NOT_ALLOWED', `${method} is not open to any role`);
+  if (!principal.roles.some((role) => allowed.includes(role))) {
+    throw new DomainError('PERMISSION_DENIED', 'ROLE_NOT_ALLOWED', `${method} needs one of the roles ${allowed.join(', ').toLowerCase()}`);
+  }
+}

@@ -1,0 +1,65 @@
+import { Metadata } from '@grpc/grpc-js';
+import { PeerCertificate } from 'node:tls';
+import { unauthenticated } from '../../domain/errors';
+import { DEVELOPMENT_PRINCIPAL, Principal } from '../../domain/principal';
+import { ClientCertificateVerifier } from './client-certificates';
+import { TokenVerifier } from './token-verifier';
+
+/** What a call brings to prove who it is. */
+export interface CallCredentials {
+  metadata: Metadata;
+  /** The client certificate of a TLS connection, when the client sent one. */
+  peerCertificate?: PeerCertificate;
+}
+
+/** Decides the principal of a call, or refuses it with UNAUTHENTICATED. */
+export interface Authenticator {
+  readonly mode: 'development' | 'authenticated';
+  authenticate(credentials: CallCredentials, now: number): Promise<Principal>;
+}
+
+/** No credentials configured: every call is the fixed development principal (loopback only; see config). */
+export class DevelopmentAuthenticator implements Authenticator {
+  readonly mode = 'development';
+  async authenticate(): Promise<Principal> {
+    return DEVELOPMENT_PRINCIPAL;
+  }
+}
+
+/**
+ * Bearer token or client certificate. Every credential a call presents must hold: a valid token
+ * does not excuse an untrusted certificate on the same connection. The token decides the
+ * principal when both are present (it is the narrower, per-call grant).
+ */
+export class CredentialAuthenticator implements Authenticator {
+  readonly mode = 'authenticated';
+
+  constructor(
+    private readonly tokens: TokenVerifier | null,
+    private readonly certificates: ClientCertificateVerifier | null,
+  ) {}
+
+  async authenticate(credentials: CallCredentials, now: number): Promise<Principal> {
+    const presented = hasCertificate(credentials.peerCertificate) ? credentials.peerCertificate : undefined;
+    let fromCertificate: Principal | undefined;
+    if (presented) {
+      if (!this.certificates) throw unauthenticated('CLIENT_CERTIFICATE_NOT_ACCEPTED', 'this server does not accept client certificates');
+      fromCertificate = this.certificates.verify(presented, now);
+    }
+    const authorization = credentials.metadata.get('authorization');
+    if (authorization.length > 1) throw unauthenticated('CREDENTIALS_AMBIGUOUS', 'send one authorization header');
+    if (authorization.length === 1) {
+      const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(String(authorization[0]));
+      if (!match) throw unauthenticated('TOKEN_MALFORMED', 'the authorization header must be "Bearer <token>"');
+      if (!this.tokens) throw unauthenticated('TOKEN_NOT_ACCEPTED', 'this server does not accept bearer tokens');
+      return this.tokens.verify(match[1], now);
+    }
+    if (fromCertificate) return fromCertificate;
+    throw unauthenticated('CREDENTIALS_REQUIRED', 'this server needs a bearer token or a client certificate');
+  }
+}
+
+/** grpc-js reports an empty object when the client sent no certificate. */
+function hasCertificate(peer: PeerCertificate | undefined): peer is PeerCertificate {
+  return peer !== undefined && Buffer.isBuffer(peer.raw) && peer.raw.length > 0;
+}
