@@ -27,9 +27,11 @@ export class DevelopmentAuthenticator implements Authenticator {
 }
 
 /**
- * Bearer token or client certificate. Every credential a call presents must hold: a valid token
- * does not excuse an untrusted certificate on the same connection. The token decides the
- * principal when both are present (it is the narrower, per-call grant).
+ * Bearer token or client certificate. grpc-js hands over a client certificate only when the TLS
+ * layer verified it against the client CA (a missing, untrusted or expired one looks absent), and
+ * the certificate verifier checks it again (issuer, signature, dates, usage) before mapping its
+ * identity. A call with a token is decided by the token (the narrower, per-call grant); a
+ * certificate that is seen must still be valid.
  */
 export class CredentialAuthenticator implements Authenticator {
   readonly mode = 'authenticated';
