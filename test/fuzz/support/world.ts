@@ -1,0 +1,241 @@
+import { createHash } from 'node:crypto';
+import { credentials } from '@grpc/grpc-js';
+import { DataSource } from 'typeorm';
+import { AuditServiceClient } from '../../../src/gen/consent/v1/audit';
+import { Channel } from '../../../src/gen/consent/v1/common';
+import { ConsentEventKind, StreamChangesResponse } from '../../../src/gen/consent/v1/consent';
+import { JobState, KeyServiceClient } from '../../../src/gen/consent/v1/key';
+import { LegalHoldGround, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../../src/gen/consent/v1/subject_rights';
+import { consentRequest, email, phone, seedTenant } from '../../support/fixtures';
+import { call, TestServer } from '../../support/test-server';
+import { Dictionary } from './arbitraries';
+
+const customer = (value: string) => ({ kind: { $case: 'customerId' as const, value }, defaultRegion: '' });
+
+/**
+ * Two tenants with purposes, notices, consent events of every kind, data-subject requests in
+ * several states, legal holds and a finished key rotation; returns the dictionary of names,
+ * tokens and values the random requests draw from.
+ */
+export async function seedWorld(s: TestServer): Promise<Dictionary> {
+  const creds = credentials.createInsecure();
+  const rights = new SubjectRightsServiceClient(s.address, creds);
+  const keys = new KeyServiceClient(s.address, creds);
+  const audit = new AuditServiceClient(s.address, creds);
+  const values: Record<string, Set<string>> = {};
+  const add = (field: string, ...v: string[]) => {
+    for (const x of v) (values[field] ??= new Set()).add(x);
+  };
+  try {
+    for (const tenantId of ['acme', 'globex']) {
+      await seedTenant(s, tenantId);
+      add('parent', `tenants/${tenantId}`);
+      add('name', `tenants/${tenantId}`);
+      add('tenant_id', tenantId);
+      add('confirm_tenant_id', tenantId);
+      for (const p of ['newsletter', 'orders', 'support', 'otp']) {
+        add('purpose', `tenants/${tenantId}/purposes/${p}`);
+        add('parent', `tenants/${tenantId}/purposes/${p}`);
+        add('notice', `tenants/${tenantId}/purposes/${p}/notices/1`);
+        add('purpose_id', p);
+        add('purpose_consent_validity.key', p);
+      }
+      add('purpose', `tenants/${tenantId}/purposes/-`);
+      add('name', `tenants/${tenantId}/settings`);
+    }
+    const T = 'acme';
+    const who = [phone('+4915112345678'), phone('+4915112345679'), email('ada@example.com'), customer('cust-42')];
+    const kinds = [
+      ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN,
+      ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING,
+      ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED,
+      ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT,
+    ];
+    let n = 0;
+    for (const subjectIdentifier of who) {
+      for (const kind of kinds) {
+        const { event } = await call(
+          s.consent,
+          s.consent.recordConsent,
+          consentRequest(T, {
+            subjectIdentifier,
+            kind,
+            requestId: `seed-${++n}`,
+            purpose: kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT && n % 2 === 0 ? `tenants/${T}/purposes/-` : `tenants/${T}/purposes/newsletter`,
+            notice: kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT ? '' : `tenants/${T}/purposes/newsletter/notices/1`,
+            issueReceipt: kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN,
+          }),
+        );
+        add('subject', event!.subject);
+        add('request_id', `seed-${n}`);
+      }
+    }
+    await call(s.consent, s.consent.recordInboundMessage, {
+      parent: `tenants/${T}`,
+      subjectIdentifier: phone('+4915112345679'),
+      channel: Channel.CHANNEL_SMS,
+      eventTime: undefined,
+      text: 'STOP',
+      messageId: 'wamid.1',
+      requestId: 'seed-inbound',
+    });
+    await call(s.consent, s.consent.recordInboundMessage, {
+      parent: `tenants/${T}`,
+      subjectIdentifier: email('ada@example.com'),
+      channel: Channel.CHANNEL_WHATSAPP,
+      eventTime: undefined,
+      text: 'hello',
+      messageId: 'wamid.2',
+      requestId: 'seed-inbound-2',
+    });
+
+    // Data-subject requests: verified access and erasure, a received portability request, holds.
+    const request = async (kind: RequestKind, subjectIdentifier: ReturnType<typeof phone>, requestId: string, verify: boolean) => {
+      const { request: r } = await call(rights, rights.createRequest, {
+        parent: `tenants/${T}`,
+        kind,
+        subjectIdentifier,
+        receiveTime: undefined,
+        receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL,
+        requestId,
+      });
+      add('name', r!.name);
+      add('request_id', requestId);
+      if (verify) await call(rights, rights.verifyIdentity, { name: r!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' });
+      return r!.name;
+    };
+    await request(RequestKind.REQUEST_KIND_ACCESS, who[0], 'seed-dsr-1', true);
+    await request(RequestKind.REQUEST_KIND_PORTABILITY, who[2], 'seed-dsr-2', true);
+    await request(RequestKind.REQUEST_KIND_ERASURE, who[3], 'seed-dsr-3', true);
+    await request(RequestKind.REQUEST_KIND_ERASURE, who[1], 'seed-dsr-4', false);
+    await request(RequestKind.REQUEST_KIND_ACCESS, email('nobody@example.com'), 'seed-dsr-5', false);
+    for (const [i, id] of [who[1], who[0]].entries()) {
+      const { hold } = await call(rights, rights.placeLegalHold, {
+        parent: `tenants/${T}`,
+        subjectIdentifier: id,
+        ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS,
+        note: `case ${i}`,
+        requestId: `seed-hold-${i}`,
+      });
+      add('name', hold!.name);
+    }
+
+    // A finished key rotation of the other tenant (its job runs in the background).
+    const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
+    add('name', rotation!.name);
+    for (let i = 0; i < 200; i++) {
+      const { rotation: r } = await call(keys, keys.getKeyRotation, { name: rotation!.name });
+      if (r!.state !== JobState.JOB_STATE_RUNNING) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await call(audit, audit.getCheckpoint, { parent: `tenants/${T}` });
+
+    // Page tokens of every List method, so random requests also continue real listings.
+    const p = `tenants/${T}`;
+    const tokens = [
+      (await call(s.purposes, s.purposes.listPurposes, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
+      (await call(s.consent, s.consent.listConsentEvents, { parent: p, pageSize: 1, pageToken: '', channel: 0, purpose: '', subjectIdentifier: undefined, startTime: undefined, endTime: undefined })).nextPageToken,
+      (await call(rights, rights.listRequests, { parent: p, pageSize: 1, pageToken: '', state: 0, kind: 0, overdue: false, dueBefore: undefined })).nextPageToken,
+      (await call(rights, rights.listLegalHolds, { parent: p, pageSize: 1, pageToken: '', includeReleased: true, subjectIdentifier: undefined })).nextPageToken,
+      (await call(audit, audit.listConsentRecords, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
+      (await call(audit, audit.listCheckpoints, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
+    ].filter(Boolean);
+    add('page_token', ...tokens);
+
+    // A change-feed cursor: changes are served once they are 5 s old.
+    s.clock.advance(10_000);
+    add('cursor', ...(await firstCursors(s, p)));
+  } finally {
+    rights.close();
+    keys.close();
+    audit.close();
+  }
+
+  add('phone_number', '+4915112345678', '+4915112345679', '015112345678', '+1 202-555-0143', '+999', 'not a number');
+  add('email', 'ada@example.com', ' ADA@Example.COM ', 'no-at-sign', 'a@b');
+  add('customer_id', 'cust-42', ' cust-42 ', 'cust-43');
+  add('default_region', 'DE', 'US', 'ZZ', 'de', '');
+  add('language', 'en', 'de-DE', 'en_US', 'x-klingon', 'de');
+  add('text', 'STOP', 'start', 'Hello', ' unsubscribe ', 'STOPALL', 'Notice text v2');
+  add('method', 'ID_DOCUMENT', 'EMAIL_CONFIRMATION');
+  add('verified_by', 'staff-1');
+  for (const f of ['reason', 'note', 'release_note']) add(f, 'too many requests', 'case 123', 'x');
+  add('entry_types', 'CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'SUBJECT_ERASED', 'TENANT_CREATED', 'REQUEST_RECEIVED', 'NOPE');
+  add('principal', 'dev-admin', 'someone');
+  add('paths', 'service_window', 'opt_out_keywords', 'opt_in_keywords', 'default_consent_validity', 'purpose_consent_validity', 'display_name', 'settings.service_window');
+  add('opt_out_keywords', 'STOP', 'HALT', 'stop');
+  add('opt_in_keywords', 'START', 'STOP', 'YES');
+  add('display_name', 'Fuzz Inc.');
+  add('description', 'what it is for');
+  add('correlation_id', 'c-1', '');
+  add('source_ip', '192.0.2.1', '2001:db8::1', '999.1.1.1', '::ffff:10.0.0.1');
+  add('user_agent', 'Mozilla/5.0');
+  add('page_url', 'https://example.com/form', 'javascript:alert(1)');
+  add('jurisdiction', 'EU', 'DE', 'US-CA');
+  add('inbound_message_id', 'wamid.1');
+  add('message_id', 'wamid.1', 'wamid.3');
+  add('collected_by', 'agent-7');
+  add('tenant_id', 'fuzz-new', 'initech', 'nobody-here');
+  add('parent', 'tenants/nobody-here');
+  add('request_id', 'fuzz-1', 'fuzz-2');
+  add('purpose_id', 'fresh-purpose');
+  add('confirm_tenant_id', 'nobody-here');
+
+  const dict: Dictionary = new Map(Object.entries(values).map(([k, v]) => [k, [...v]]));
+  const allNames = new Set<string>();
+  for (const f of ['parent', 'name', 'purpose', 'notice', 'subject']) for (const v of dict.get(f) ?? []) allNames.add(v);
+  dict.set('*', [...allNames]);
+  return dict;
+}
+
+async function firstCursors(s: TestServer, parent: string): Promise<string[]> {
+  const stream = s.consent.streamChanges({ parent, cursor: '' });
+  const cursors: string[] = [];
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => stream.cancel(), 3000);
+    stream.on('data', (c: StreamChangesResponse) => {
+      cursors.push(c.cursor);
+      if (cursors.length >= 2) stream.cancel();
+    });
+    stream.on('error', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    stream.on('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return cursors;
+}
+
+/** Every table of a data source with its row count and a digest of its rows. */
+export async function tableSnapshot(ds: DataSource, withDigest: boolean): Promise<Record<string, string>> {
+  const sqlite = ds.options.type === 'better-sqlite3';
+  const rows: Array<{ name: string }> = sqlite
+    ? await ds.query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+    : await ds.query('SELECT TABLE_NAME AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME');
+  const out: Record<string, string> = {};
+  for (const { name } of rows) {
+    const table = ds.driver.escape(name);
+    if (withDigest) {
+      const all: unknown[] = await ds.query(`SELECT * FROM ${table}`);
+      const lines = all.map((r) => JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).sort();
+      out[name] = `${all.length} rows, ${createHash('sha256').update(lines.join('\n')).digest('hex').slice(0, 16)}`;
+    } else {
+      const [{ n }] = await ds.query(`SELECT COUNT(*) AS n FROM ${table}`);
+      out[name] = `${Number(n)} rows`;
+    }
+  }
+  return out;
+}
+
+/** Snapshot of the data database and the key store. */
+export async function storeSnapshot(s: TestServer, withDigest: boolean): Promise<Record<string, string>> {
+  const data = await tableSnapshot(s.app.dataSource, withDigest);
+  const keys = await tableSnapshot(s.app.keyDataSource, withDigest);
+  return {
+    ...Object.fromEntries(Object.entries(data).map(([k, v]) => [`data.${k}`, v])),
+    ...Object.fromEntries(Object.entries(keys).map(([k, v]) => [`keys.${k}`, v])),
+  };
+}

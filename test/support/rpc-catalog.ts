@@ -1,0 +1,162 @@
+import { ChannelCredentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import * as auditPb from '../../src/gen/consent/v1/audit';
+import * as consentPb from '../../src/gen/consent/v1/consent';
+import * as keyPb from '../../src/gen/consent/v1/key';
+import * as purposePb from '../../src/gen/consent/v1/purpose';
+import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
+import * as tenantPb from '../../src/gen/consent/v1/tenant';
+import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
+import { errorDetails } from './test-server';
+
+/**
+ * Every RPC of consent.v1, a request each one accepts, and a way to call any of them (unary,
+ * server-streaming or bidi) and see how it ended: for suites that go through all of them.
+ */
+
+export const OWN = 'acme';
+export const PHONE = '+4915111122233';
+/** The person whose erasure request is carried out. */
+export const PHONE2 = '+4915111122244';
+
+/** Every consent.v1 service: its definition, its generated client and the module with its messages. */
+export const SERVICES = [
+  { name: 'consent.v1.TenantService', def: tenantPb.TenantServiceService, Client: tenantPb.TenantServiceClient, pb: tenantPb },
+  { name: 'consent.v1.PurposeService', def: purposePb.PurposeServiceService, Client: purposePb.PurposeServiceClient, pb: purposePb },
+  { name: 'consent.v1.ConsentService', def: consentPb.ConsentServiceService, Client: consentPb.ConsentServiceClient, pb: consentPb },
+  { name: 'consent.v1.KeyService', def: keyPb.KeyServiceService, Client: keyPb.KeyServiceClient, pb: keyPb },
+  { name: 'consent.v1.SubjectRightsService', def: rightsPb.SubjectRightsServiceService, Client: rightsPb.SubjectRightsServiceClient, pb: rightsPb },
+  { name: 'consent.v1.AuditService', def: auditPb.AuditServiceService, Client: auditPb.AuditServiceClient, pb: auditPb },
+] as const;
+
+export interface Rpc {
+  full: string;
+  method: string;
+  service: (typeof SERVICES)[number];
+  camel: string;
+  requestStream: boolean;
+  responseStream: boolean;
+}
+
+export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
+  Object.entries(service.def).map(([camel, d]) => {
+    const method = d.path.split('/').pop()!;
+    return { full: `${service.name}/${method}`, method, service, camel, requestStream: d.requestStream, responseStream: d.responseStream };
+  }),
+);
+
+/** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
+export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '' };
+
+/** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
+export function body(method: string, t: string): object {
+  const parent = `tenants/${t}`;
+  const swap = (name: string) => name.replace(`tenants/${OWN}/`, `${parent}/`);
+  const who = { subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE }, defaultRegion: '' } };
+  const q = { ...who, purpose: `${parent}/purposes/newsletter`, channel: 1 };
+  const bodies: Record<string, object> = {
+    CreateTenant: { tenantId: `${t}-new`, displayName: 'new' },
+    GetTenant: { name: parent },
+    UpdateTenantSettings: { settings: { name: `${parent}/settings`, optOutKeywords: [], optInKeywords: [], purposeConsentValidity: {} }, updateMask: [] },
+    CreatePurpose: { parent, purposeId: `p${Math.random().toString(36).slice(2, 8)}`, purpose: { category: 1 } },
+    ListPurposes: { parent },
+    PublishNotice: { parent: `${parent}/purposes/newsletter`, language: 'en', text: 'Newsletter, v2', requestId: `n-${Math.random()}` },
+    ListNotices: { parent: `${parent}/purposes/newsletter` },
+    RecordConsent: { parent, ...q, kind: 1, method: 1, notice: `${parent}/purposes/newsletter/notices/1`, requestId: `rc-${Math.random()}` },
+    RecordInboundMessage: { parent, ...who, channel: 1, text: 'hello', messageId: `m-${Math.random()}`, requestId: `ri-${Math.random()}` },
+    CheckConsent: { parent, query: q },
+    CheckConsentBatch: { parent, queries: [q] },
+    StreamCheckConsent: { parent, query: q, correlationId: 'c1' },
+    GetConsentState: { parent, ...who },
+    ListConsentEvents: { parent },
+    StreamChanges: { parent },
+    RotateTenantKey: { name: parent, requestId: `rot-${Math.random()}` },
+    GetKeyRotation: { name: swap(made.rotation) },
+    GetTenantKeyInfo: { name: parent },
+    // Destructive: aimed at a tenant kept for it, so the matrix can go on.
+    ShredTenant: { name: `tenants/${t === OWN ? 'acme-scrap' : t}`, confirmTenantId: t === OWN ? 'acme-scrap' : t, requestId: 'shred-1' },
+    GetPublicKeys: { name: parent },
+    CreateRequest: { parent, kind: 1, ...who, receivedVia: 1, requestId: `cr-${Math.random()}` },
+    GetRequest: { name: swap(made.accessRequest) },
+    ListRequests: { parent },
+    VerifyIdentity: { name: swap(made.accessRequest), method: 'ID_DOCUMENT', verifiedBy: 'staff-1' },
+    ExtendDeadline: { name: swap(made.accessRequest), months: 1, reason: 'complex request with many records' },
+    RejectRequest: { name: swap(made.rejectRequest), reason: 'not the person' },
+    EraseSubject: { name: swap(made.erasureRequest) },
+    ExportSubjectData: { name: swap(made.accessRequest) },
+    PlaceLegalHold: { parent, ...who, ground: 1, note: 'case', requestId: `h-${Math.random()}` },
+    ReleaseLegalHold: { name: swap(made.hold), note: 'closed' },
+    ListLegalHolds: { parent },
+    GetCheckpoint: { parent },
+    ListCheckpoints: { parent },
+    ListAuditEntries: { parent },
+    GetInclusionProof: { parent, index: 0, treeSize: 1 },
+    GetConsistencyProof: { parent, firstSize: 1, secondSize: 1 },
+    ExplainDecision: { parent, query: q },
+    ListConsentRecords: { parent },
+  };
+  const b = bodies[method];
+  if (!b) throw new Error(`no request body for ${method}`);
+  return b;
+}
+
+export interface Outcome {
+  code: number;
+  reason: string;
+  message: string;
+}
+
+/** Calls any RPC (unary, server-streaming or bidi) and reports how it ended. */
+export async function invoke(
+  rpc: Rpc,
+  address: string,
+  creds: ChannelCredentials,
+  token: string | null,
+  request: object,
+  /** Sees the raw error, e.g. to read every detail it carries. */
+  onError?: (err: ServiceError) => void,
+): Promise<Outcome> {
+  const client = new rpc.service.Client(address, creds) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void };
+  const md = new Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  const type = (rpc.service.pb as unknown as Record<string, { fromPartial(o: object): object }>)[`${rpc.method}Request`];
+  const req = type.fromPartial(request);
+  const deadline = { deadline: Date.now() + 20_000 };
+  const settle = (err: ServiceError | null): Outcome => {
+    if (!err) return { code: status.OK, reason: '', message: '' };
+    onError?.(err);
+    const d = err.metadata?.get('grpc-status-details-bin').length ? errorDetails(err) : { reason: '', message: err.details };
+    return { code: err.code, reason: d.reason, message: d.message };
+  };
+  try {
+    if (!rpc.requestStream && !rpc.responseStream) {
+      return await new Promise<Outcome>((resolve) => client[rpc.camel](req, md, deadline, (err: ServiceError | null) => resolve(settle(err))));
+    }
+    const stream = (rpc.requestStream ? client[rpc.camel](md, deadline) : client[rpc.camel](req, md, deadline)) as NodeJS.ReadWriteStream & { cancel(): void };
+    return await new Promise<Outcome>((resolve) => {
+      let first = true;
+      stream.on('data', (res: { result?: { error?: { code: number; message: string; details: Array<{ typeUrl: string; value: Buffer }> } } }) => {
+        // A stream that answers has passed authentication and authorisation; a stream of checks
+        // answers each query, with its own error when the query was refused.
+        const e = res.result?.error;
+        const info = e?.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
+        if (first) resolve(e ? { code: e.code, reason: info ? ErrorInfo.decode(info.value).reason : '', message: e.message } : { code: status.OK, reason: '', message: '' });
+        first = false;
+        stream.cancel();
+      });
+      stream.on('error', (err: ServiceError) => resolve(err.code === status.CANCELLED ? { code: status.OK, reason: '', message: '' } : settle(err)));
+      stream.on('end', () => resolve({ code: status.OK, reason: '', message: '' }));
+      if (rpc.requestStream) {
+        stream.write(req as never);
+        stream.end();
+      }
+      // StreamChanges stays open while nothing changes: open and quiet for a while is a pass.
+      setTimeout(() => {
+        resolve({ code: status.OK, reason: '', message: '' });
+        stream.cancel();
+      }, 1500);
+    });
+  } finally {
+    client.close();
+  }
+}
+
