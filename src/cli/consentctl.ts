@@ -48,16 +48,33 @@ interface Globals {
   address: string;
   token?: string;
   json?: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** TLS when a CA (or a client certificate) is given; plaintext only for a development server. */
+function channelCredentials(g: Globals): ChannelCredentials {
+  if (!g.ca && !g.cert && !g.key) return credentials.createInsecure();
+  if (Boolean(g.cert) !== Boolean(g.key)) throw new CliError('give --cert and --key together', EXIT.USAGE);
+  const read = (file: string | undefined, flag: string) => {
+    if (!file) return null;
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new CliError(`${flag}: cannot read ${file} (${(e as Error).message})`, EXIT.USAGE);
+    }
+  };
+  return credentials.createSsl(read(g.ca, '--ca'), read(g.key, '--key'), read(g.cert, '--cert'));
 }
 
 function clients(g: Globals) {
-  const creds: ChannelCredentials = credentials.createInsecure();
+  const creds = channelCredentials(g);
   return { rights: new SubjectRightsServiceClient(g.address, creds), keys: new KeyServiceClient(g.address, creds) };
 }
 
 function metadata(g: Globals): Metadata {
   const md = new Metadata();
-  // Sent for the authentication that is to come; the development server ignores it.
   if (g.token) md.set('authorization', `Bearer ${g.token}`);
   return md;
 }
@@ -184,7 +201,10 @@ export function buildProgram(): Command {
   const program = new Command('consentctl')
     .description("The command line of data-protection officers and auditors for Consent Ledger: data-subject requests, exports, erasures, legal holds; the audit log, its checkpoints and explained decisions.")
     .addOption(new Option('--address <host:port>', 'the Consent Ledger server').env('CONSENT_ADDRESS').default('127.0.0.1:50051'))
-    .addOption(new Option('--token <token>', 'bearer token (for servers with authentication)').env('CONSENT_TOKEN'))
+    .addOption(new Option('--token <token>', 'bearer token (JWT) for a server with authentication').env('CONSENT_TOKEN'))
+    .addOption(new Option('--ca <file>', "CA certificate (PEM) to verify a TLS server; turns TLS on (default: the system's CAs with --cert)").env('CONSENT_CA'))
+    .addOption(new Option('--cert <file>', 'client certificate (PEM) for mutual TLS').env('CONSENT_CERT'))
+    .addOption(new Option('--key <file>', "the client certificate's private key (PEM)").env('CONSENT_KEY'))
     .option('--json', 'machine-readable JSON instead of tables')
     // Set before the subcommands are made, so they inherit it: usage errors exit 2, not 1.
     .exitOverride()
@@ -388,7 +408,7 @@ export function buildProgram(): Command {
       } while (pageToken);
       printHolds(all, g());
     });
-  const auditClient = () => new AuditServiceClient(g().address, credentials.createInsecure());
+  const auditClient = () => new AuditServiceClient(g().address, channelCredentials(g()));
   const jwksFor = async (tenant: string, file?: string) => {
     if (file) return readFileSync(file, 'utf8');
     const { keys } = clients(g());
@@ -416,7 +436,7 @@ export function buildProgram(): Command {
     .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
     .option('--out <file>', 'also write the signed checkpoint (JWS) to this file')
     .action(async (o) => {
-      const client = new AuditServiceClient(g().address, credentials.createInsecure());
+      const client = new AuditServiceClient(g().address, channelCredentials(g()));
       const res = await rpc(client, client.getCheckpoint, { parent: tenantName(o.tenant) }, g());
       client.close();
       const jwks = await jwksFor(o.tenant, o.jwks);
@@ -567,7 +587,7 @@ export function buildProgram(): Command {
       const entries: ExportedEntry[] = [];
       const result = await verifyAuditLog({
         address: g().address,
-        credentials: credentials.createInsecure(),
+        credentials: channelCredentials(g()),
         metadata: metadata(g()),
         tenant: o.tenant,
         jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
@@ -605,7 +625,7 @@ export function buildProgram(): Command {
       tenantName(o.tenant);
       const result = await verifyAuditLog({
         address: g().address,
-        credentials: credentials.createInsecure(),
+        credentials: channelCredentials(g()),
         metadata: metadata(g()),
         tenant: o.tenant,
         jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,

@@ -9,6 +9,7 @@ import { ROLES } from '../../src/domain/principal';
 import { forEachDatabase } from '../support/databases';
 import { body, invoke, made, OWN, Outcome, PHONE, PHONE2, RPCS } from '../support/rpc-catalog';
 import { errorDetails, startTestServer, TestServer } from '../support/test-server';
+import { runConsentctl } from '../support/processes';
 import { createTokenIssuer, Forgery, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../support/tokens';
 
 const TLS = path.join(__dirname, '..', 'fixtures', 'tls');
@@ -166,6 +167,23 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
     expect(recorded.code).to.equal(status.OK);
     const [row] = await s.app.dataSource.query('SELECT principal FROM consent_events ORDER BY seq DESC LIMIT 1');
     expect(row.principal).to.equal('spiffe://consent-ledger.test/recorder-svc');
+  });
+
+  it('consentctl speaks TLS with a bearer token or a client certificate', async function () {
+    this.timeout(120_000);
+    const ca = path.join(TLS, 'ca.pem');
+    const auditor = await tokenFor(['auditor']);
+    const withToken = await runConsentctl(address, '--ca', ca, '--token', auditor, 'audit', 'checkpoint', '--tenant', OWN);
+    expect(withToken.code, withToken.err).to.equal(0);
+    expect(withToken.out).to.include('signature verified');
+    const withCertificate = await runConsentctl(address, '--ca', ca, '--cert', path.join(TLS, 'auditor-desk.pem'), '--key', path.join(TLS, 'auditor-desk-key.pem'), 'audit', 'verify', '--tenant', OWN, '--records');
+    expect(withCertificate.code, withCertificate.err).to.equal(0);
+    const anonymous = await runConsentctl(address, '--ca', ca, 'audit', 'checkpoint', '--tenant', OWN);
+    expect(anonymous.code).to.equal(1);
+    expect(anonymous.err).to.include('UNAUTHENTICATED').and.include('CREDENTIALS_REQUIRED');
+    const wrongRole = await runConsentctl(address, '--ca', ca, '--token', await tokenFor(['sender']), 'requests', 'list', '--tenant', OWN);
+    expect(wrongRole.code).to.equal(1);
+    expect(wrongRole.err).to.include('PERMISSION_DENIED').and.include('ROLE_NOT_ALLOWED');
   });
 
   it('a principal over its rate gets RESOURCE_EXHAUSTED with RetryInfo; others are unaffected', async function () {

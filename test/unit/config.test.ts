@@ -397,3 +397,76 @@ describe('loadConfig', () => {
     });
   });
 });
+
+describe('loadConfig: authentication', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'consent-auth-config-'));
+  const file = (name: string) => {
+    const p = path.join(dir, name);
+    writeFileSync(p, '{}');
+    return p;
+  };
+  const jwks = file('jwks.json');
+  const ca = file('ca.pem');
+  const cert = file('server.pem');
+  const key = file('server-key.pem');
+  const principals = file('principals.json');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('without credentials runs in development mode on loopback addresses', () => {
+    for (const address of ['127.0.0.1', '127.3.2.1', '::1', '[::1]', 'localhost']) {
+      const c = loadConfig({ BIND_ADDRESS: address });
+      expect(c.authMode, address).to.equal('development');
+      expect(c.tls).to.equal(undefined);
+      expect(c.tokens).to.equal(undefined);
+    }
+  });
+
+  it('refuses development mode on any other address unless forced by name', () => {
+    for (const address of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2']) {
+      const err = configError(() => loadConfig({ BIND_ADDRESS: address }));
+      expect(err.problems[0]).to.include(`refusing to serve without authentication on ${address}`).and.include('ALLOW_UNAUTHENTICATED_NON_LOOPBACK');
+    }
+    expect(loadConfig({ BIND_ADDRESS: '0.0.0.0', ALLOW_UNAUTHENTICATED_NON_LOOPBACK: 'true' }).authMode).to.equal('development');
+  });
+
+  it('bearer tokens turn authentication on, with pinned algorithms, issuer, audience and skew', () => {
+    const c = loadConfig({ JWT_JWKS_FILE: jwks, JWT_ISSUER: 'https://issuer.example', JWT_AUDIENCE: 'ledger', JWT_ALGORITHMS: 'ES256, RS256', JWT_CLOCK_SKEW_SECONDS: '30' });
+    expect(c.authMode).to.equal('authenticated');
+    expect(c.tokens).to.deep.equal({ jwksFile: jwks, issuer: 'https://issuer.example', audience: 'ledger', algorithms: ['ES256', 'RS256'], clockSkewMs: 30_000 });
+    expect(loadConfig({ JWT_JWKS_FILE: jwks }).tokens!.algorithms).to.deep.equal(['ES256']);
+  });
+
+  it('refuses symmetric or unknown algorithms, and token settings without a key set', () => {
+    expect(configError(() => loadConfig({ JWT_JWKS_FILE: jwks, JWT_ALGORITHMS: 'HS256' })).problems[0]).to.include('HS256 is not one of');
+    expect(configError(() => loadConfig({ JWT_JWKS_FILE: jwks, JWT_ALGORITHMS: 'none' })).problems[0]).to.include('none is not one of');
+    expect(configError(() => loadConfig({ JWT_ISSUER: 'x' })).problems[0]).to.include('need JWT_JWKS_FILE');
+    expect(configError(() => loadConfig({ JWT_JWKS_FILE: path.join(dir, 'missing.json') })).problems[0]).to.include('does not exist');
+  });
+
+  it('refuses bearer tokens in clear beyond loopback; TLS makes them acceptable', () => {
+    expect(configError(() => loadConfig({ JWT_JWKS_FILE: jwks, BIND_ADDRESS: '0.0.0.0' })).problems[0]).to.include('need TLS');
+    const c = loadConfig({ JWT_JWKS_FILE: jwks, BIND_ADDRESS: '0.0.0.0', TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
+    expect(c.tls).to.deep.equal({ certFile: cert, keyFile: key, clientCaFile: undefined, principalsFile: undefined });
+  });
+
+  it('client certificates need a TLS server and a principals file', () => {
+    const c = loadConfig({ TLS_CERT_FILE: cert, TLS_KEY_FILE: key, TLS_CLIENT_CA_FILE: ca, MTLS_PRINCIPALS_FILE: principals, BIND_ADDRESS: '0.0.0.0' });
+    expect(c.authMode).to.equal('authenticated');
+    expect(c.tls).to.deep.equal({ certFile: cert, keyFile: key, clientCaFile: ca, principalsFile: principals });
+    expect(configError(() => loadConfig({ TLS_CLIENT_CA_FILE: ca, MTLS_PRINCIPALS_FILE: principals })).problems).to.include('TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates need a TLS server)');
+    expect(configError(() => loadConfig({ TLS_CERT_FILE: cert, TLS_KEY_FILE: key, TLS_CLIENT_CA_FILE: ca })).problems[0]).to.include('needs MTLS_PRINCIPALS_FILE');
+    expect(configError(() => loadConfig({ TLS_CERT_FILE: cert })).problems[0]).to.equal('set TLS_CERT_FILE and TLS_KEY_FILE together');
+  });
+
+  it('AUTH_MODE may state the mode but not contradict the credentials', () => {
+    expect(loadConfig({ AUTH_MODE: 'development' }).authMode).to.equal('development');
+    expect(loadConfig({ AUTH_MODE: 'authenticated', JWT_JWKS_FILE: jwks }).authMode).to.equal('authenticated');
+    expect(configError(() => loadConfig({ AUTH_MODE: 'authenticated' })).problems[0]).to.include('does not match the credentials configured');
+  });
+
+  it('reads the request, rate and stream limits', () => {
+    const c = loadConfig({ MAX_MESSAGE_BYTES: '65536', RATE_LIMIT_PER_SECOND: '100', RATE_LIMIT_BURST: '200', MAX_STREAMS_PER_PRINCIPAL: '4' });
+    expect(c.limits).to.include({ maxMessageBytes: 65536, ratePerSecond: 100, rateBurst: 200, maxStreamsPerPrincipal: 4 });
+    expect(configError(() => loadConfig({ MAX_MESSAGE_BYTES: '10' })).problems[0]).to.include('MAX_MESSAGE_BYTES must be an integer from 1024');
+  });
+});
