@@ -40,4 +40,8 @@ VOLUME ["/app/data"]
 EXPOSE 50051
 # Configure DATABASE_URL (mysql://...) and ROOT_KEYS_FILE (a mounted secret) for production;
 # without them the service uses SQLite and a generated development root key in /app/data.
+# It listens on 0.0.0.0, so it refuses to start until callers must authenticate: mount the
+# certificates and key sets and set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CLIENT_CA_FILE with
+# MTLS_PRINCIPALS_FILE, and/or JWT_JWKS_FILE (docs/security.md). For a throwaway local trial
+# only, ALLOW_UNAUTHENTICATED_NON_LOOPBACK=true exposes the development principal.
 CMD ["node", "dist/src/main.js"]
