@@ -44,8 +44,10 @@ export class TypeormAuditRepository implements AuditRepository {
   }
 
   async node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null> {
-    const row = await managerOf(tx).findOneBy(AuditNodeEntity, { tenantId, level, idx: index });
-    return row?.hash ?? null;
+    // Raw SQL: a proof reads up to ~2 log2(n) nodes, and TypeORM's findOneBy costs about 15x the
+    // query itself on SQLite (bench/audit.ts measured 220 vs 15 microseconds).
+    const rows: Array<{ hash: string }> = await managerOf(tx).query('SELECT hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx = ?', [tenantId, level, index]);
+    return rows[0]?.hash ?? null;
   }
 
   async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
