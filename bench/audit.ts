@@ -24,6 +24,7 @@ import { PassThrough } from 'node:stream';
 import { DataSource, QueryRunner } from 'typeorm';
 import { backgroundLoad, CpuMeter, findDatabasePid } from './cpu';
 import { benchDatabase } from './databases';
+import { RatioRow } from './report';
 import { LatencyRecorder, seededRandom } from './stats';
 import { openDatabase, openKeyStore } from '../src/app';
 import { AuditLog, canonicalJson, sha256Hex } from '../src/audit/audit-log';
@@ -75,13 +76,7 @@ const QUIET_WAIT_MS = quick ? 0 : 5_000;
 /** The whole run ends by itself even if something hangs: the watchdog drops the databases and exits. */
 const WATCHDOG_MS = (quick ? 5 : 15) * 60_000 * (dbArg === 'both' ? 1 : 0.6);
 
-interface Row {
-  workload: string;
-  baseline: string;
-  measured: string;
-  ratio: number;
-  goal: string;
-}
+type Row = RatioRow;
 
 // ---------------------------------------------------------------------------------------------
 // Throwaway databases, dropped at the end, on Ctrl-C and when the watchdog fires

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import jose from 'node-jose';
 import { benchDatabase } from './databases';
+import { RatioRow } from './report';
 import { startApp, RunningApp } from '../src/app';
 import { Config, loadConfig } from '../src/config/config';
 import { decryptField, encryptField } from '../src/crypto/field-cipher';
@@ -29,13 +30,7 @@ const SMALL_TENANT = 100;
 const LARGE_TENANT = quick ? 10_000 : 100_000;
 const REPEATS = quick ? 3 : 7;
 
-interface Row {
-  workload: string;
-  baseline: string;
-  measured: string;
-  ratio: number;
-  goal: string;
-}
+type Row = RatioRow;
 
 async function main(): Promise<void> {
   const kinds = dbArg === 'both' ? ['sqlite', 'mariadb'] : [dbArg];

@@ -148,3 +148,12 @@ export function renderReport(options: {
   for (const f of options.failed) lines.push(`- FAILED: ${f}`);
   return lines.join('\n') + '\n';
 }
+
+/** One row of a "measured against a baseline of the same run" table (bench:keys, bench:audit). */
+export interface RatioRow {
+  workload: string;
+  baseline: string;
+  measured: string;
+  ratio: number;
+  goal: string;
+}

@@ -414,6 +414,11 @@ export function buildProgram(): Command {
     const { keys } = clients(g());
     return (await rpc(keys, keys.getPublicKeys, { name: tenantName(tenant) }, g())).jwks;
   };
+  /** The server, credentials, tenant and pinned keys an audit log verification works with. */
+  const logTarget = (o: { tenant: string; jwks?: string }) => {
+    tenantName(o.tenant);
+    return { address: g().address, credentials: channelCredentials(g()), metadata: metadata(g()), tenant: o.tenant, jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined };
+  };
   const audit = program
     .command('audit')
     .description("the auditor's tools: signed checkpoints, who did what, explained decisions, and independent verification of the audit log and the event rows")
@@ -583,16 +588,8 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'where to write the export (JSON)')
     .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
     .action(async (o) => {
-      tenantName(o.tenant);
       const entries: ExportedEntry[] = [];
-      const result = await verifyAuditLog({
-        address: g().address,
-        credentials: channelCredentials(g()),
-        metadata: metadata(g()),
-        tenant: o.tenant,
-        jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
-        collect: entries,
-      }).catch(verificationError);
+      const result = await verifyAuditLog({ ...logTarget(o), collect: entries }).catch(verificationError);
       const exported: ExportedLog = { format: EXPORT_FORMAT, tenant: o.tenant, checkpoint: result.signedCheckpoint, entries };
       writeFileSync(o.out, JSON.stringify(exported) + '\n');
       process.stdout.write(g().json ? JSON.stringify(result.checkpoint, null, 2) + '\n' : `wrote ${entries.length} entries and the checkpoint (root ${result.checkpoint.rootHash}) to ${o.out}\n`);
@@ -622,13 +619,8 @@ export function buildProgram(): Command {
     .option('--entries', 're-hash every entry and recompute the root')
     .option('--records', 'also match every consent event row with its entry (detects rows changed, deleted, added or reordered in the database); implies --entries')
     .action(async (o) => {
-      tenantName(o.tenant);
       const result = await verifyAuditLog({
-        address: g().address,
-        credentials: channelCredentials(g()),
-        metadata: metadata(g()),
-        tenant: o.tenant,
-        jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined,
+        ...logTarget(o),
         since: o.since ? readFileSync(o.since, 'utf8').trim() : undefined,
         entries: Boolean(o.entries),
         records: Boolean(o.records),
