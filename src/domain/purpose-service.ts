@@ -145,12 +145,16 @@ export class PurposeService {
     });
   }
 
-  /** The purpose, or NOT_FOUND (also when the tenant does not exist). */
+  /**
+   * The purpose, or NOT_FOUND (also when the tenant does not exist); FAILED_PRECONDITION
+   * TENANT_ERASED once the tenant was shredded. The tenant is checked before the cache: a purpose
+   * never changes, but its tenant can be shredded after the purpose was cached.
+   */
   async requirePurpose(tx: TxContext, tenantId: string, purposeId: string): Promise<Purpose> {
+    await this.tenants.require(tx, tenantId, true);
     const key = `${tenantId}/${purposeId}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
-    await this.tenants.require(tx, tenantId, true);
     const purpose = await this.purposes.find(tx, tenantId, purposeId);
     if (!purpose) throw notFound('PURPOSE', names.purpose(tenantId, purposeId));
     this.cache.set(key, purpose);

@@ -17,6 +17,8 @@ import { authorizeMethod } from './auth/access-policy';
 import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
+import { UNDECODABLE } from './server';
+import { DomainError } from '../domain/errors';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
 export interface CallContext {
@@ -66,6 +68,11 @@ export class CallPipeline {
       this.context(method, call).then(
         (ctx) => {
           call.sendMetadata(requestIdHeader(ctx.requestId));
+          const refused = undecodable(call.request);
+          if (refused) {
+            this.fail(method, ctx.requestId, started, refused, callback, ctx);
+            return;
+          }
           handler(call.request, ctx).then(
             (response) => {
               this.log(method, ctx, started, status.OK, 'OK');
@@ -117,6 +124,13 @@ export class CallPipeline {
         }
         call.sendMetadata(requestIdHeader(ctx.requestId));
         ctx.signal.addEventListener('abort', close);
+        const refused = undecodable((call as { request?: unknown }).request);
+        if (refused) {
+          close();
+          const e = endWith(refused);
+          this.logError(method, ctx.requestId, started, e.code, e.reason, refused, ctx);
+          return;
+        }
         handler(call, ctx).then(
           () => {
             close();
@@ -202,6 +216,16 @@ export class CallPipeline {
       this.logger.info('rpc', fields);
     }
   }
+}
+
+/** INVALID_ARGUMENT for a request the decoder could not read (see tolerantDecoding in server.ts). */
+function undecodable(request: unknown): DomainError | null {
+  if (!request || typeof request !== 'object' || !(UNDECODABLE in request)) return null;
+  // The decoder's message names no request content, only what kind of value it could not read.
+  const why = String((request as Record<symbol, unknown>)[UNDECODABLE]).slice(0, 200);
+  return new DomainError('INVALID_ARGUMENT', 'UNDECODABLE_REQUEST', `the request is not a valid message of this method: ${why}`, {}, [
+    { field: '', reason: 'UNDECODABLE_REQUEST', description: 'not a valid protobuf message of this method (a 64-bit integer above 2^53 - 1 counts as invalid)' },
+  ]);
 }
 
 function requestIdHeader(requestId: string): Metadata {

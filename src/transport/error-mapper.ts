@@ -46,19 +46,49 @@ export function toGrpcError(err: unknown): GrpcError {
   };
 }
 
+/**
+ * How much of an error is sent back. Messages and field violations may echo parts of the request
+ * (a map key in a field path, an unknown update-mask path), and a request may be megabytes; a
+ * status travels in HTTP/2 trailers, and grpc-js stalls the whole connection (every call on it)
+ * when trailers pass ~64 kB. So each text is clipped and the violations stop at a byte budget.
+ */
+export const ERROR_LIMITS = { messageChars: 512, fieldChars: 200, descriptionChars: 400, violationBytes: 8 * 1024 } as const;
+
+/** `text` cut to `max` UTF-16 units with an ellipsis, never splitting a surrogate pair. */
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
+function boundedViolations(violations: DomainError['violations']): DomainError['violations'] {
+  const kept: DomainError['violations'] = [];
+  let bytes = 0;
+  for (const v of violations) {
+    const clipped = { field: clip(v.field, ERROR_LIMITS.fieldChars), reason: clip(v.reason, ERROR_LIMITS.fieldChars), description: clip(v.description, ERROR_LIMITS.descriptionChars) };
+    bytes += Buffer.byteLength(clipped.field) + Buffer.byteLength(clipped.reason) + Buffer.byteLength(clipped.description);
+    if (kept.length > 0 && bytes > ERROR_LIMITS.violationBytes) break;
+    kept.push(clipped);
+  }
+  return kept;
+}
+
 /** The google.rpc.Status of a domain error; also used for per-item errors of batch checks. */
 export function toStatus(err: DomainError): Status {
+  const metadata = Object.fromEntries(Object.entries(err.metadata).map(([k, v]) => [clip(k, ERROR_LIMITS.fieldChars), clip(v, ERROR_LIMITS.fieldChars)]));
   const details: Any[] = [
-    pack('google.rpc.ErrorInfo', ErrorInfo.encode({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }).finish()),
+    pack('google.rpc.ErrorInfo', ErrorInfo.encode({ reason: err.reason, domain: ERROR_DOMAIN, metadata }).finish()),
   ];
   if (err.violations.length > 0) {
-    details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: err.violations }).finish()));
+    details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: boundedViolations(err.violations) }).finish()));
   }
   if (err.retryDelayMs !== undefined) {
     const ms = Math.max(0, Math.ceil(err.retryDelayMs));
     details.push(pack('google.rpc.RetryInfo', RetryInfo.encode({ retryDelay: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } }).finish()));
   }
-  return { code: CODES[err.kind], message: err.message, details };
+  return { code: CODES[err.kind], message: clip(err.message, ERROR_LIMITS.messageChars), details };
 }
 
 function internalStatus(): Status {

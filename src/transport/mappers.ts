@@ -47,6 +47,23 @@ export function msToDuration(ms: number): Duration {
   return { seconds: Math.trunc(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
+/** The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (in ms). */
+const MIN_TIMESTAMP_MS = -62_135_596_800_000;
+const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * A timestamp of a request, in ms: undefined when unset. A set one that is no valid
+ * google.protobuf.Timestamp (outside 0001-9999, or beyond what a Date holds, which decodes as an
+ * invalid Date) is a field violation: it must not pass for "unset" and default to now.
+ */
+export function requestTimeMs(d: Date | undefined, field: string, violations: FieldViolation[]): number | undefined {
+  if (d === undefined) return undefined;
+  const ms = d.getTime();
+  if (Number.isFinite(ms) && ms >= MIN_TIMESTAMP_MS && ms <= MAX_TIMESTAMP_MS) return ms;
+  violations.push({ field, reason: 'INVALID_TIMESTAMP', description: 'must be a time between 0001-01-01 and 9999-12-31 (UTC)' });
+  return undefined;
+}
+
 export function dateToMs(d: Date | undefined): number | undefined {
   if (d === undefined) return undefined;
   const ms = d.getTime();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, ServiceDefinition } from '@grpc/grpc-js';
 import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -40,12 +40,12 @@ export function createGrpcServer(
     'grpc.max_concurrent_streams': 1000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  server.addService(TenantServiceService, services.tenant);
-  server.addService(PurposeServiceService, services.purpose);
-  server.addService(ConsentServiceService, services.consent);
-  server.addService(KeyServiceService, services.key);
-  server.addService(SubjectRightsServiceService, services.subjectRights);
-  server.addService(AuditServiceService, services.audit);
+  server.addService(tolerantDecoding(TenantServiceService), services.tenant);
+  server.addService(tolerantDecoding(PurposeServiceService), services.purpose);
+  server.addService(tolerantDecoding(ConsentServiceService), services.consent);
+  server.addService(tolerantDecoding(KeyServiceService), services.key);
+  server.addService(tolerantDecoding(SubjectRightsServiceService), services.subjectRights);
+  server.addService(tolerantDecoding(AuditServiceService), services.audit);
 
   const statuses: ServingStatusMap = { '': 'SERVING' };
   for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';
@@ -54,6 +54,32 @@ export function createGrpcServer(
 
   new ReflectionService(reflectionDescriptors()).addToServer(server);
   return { server, health };
+}
+
+/** Marks a request message the generated decoder could not read; the value says why. */
+export const UNDECODABLE = Symbol('undecodable request');
+
+/**
+ * A request the generated decoder cannot read (broken wire bytes, or an int64 beyond 2^53, which
+ * ts-proto's number mapping refuses) would otherwise end INTERNAL "Error deserializing request"
+ * inside grpc-js. Here it becomes the empty message marked UNDECODABLE instead: the call pipeline
+ * answers INVALID_ARGUMENT for it, and a stream's handler sees a message with every field unset.
+ */
+function tolerantDecoding<D extends ServiceDefinition>(definition: D): D {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [UNDECODABLE]: (err as Error).message });
+        }
+      },
+    };
+  }
+  return wrapped as D;
 }
 
 /**

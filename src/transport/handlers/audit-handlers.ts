@@ -3,7 +3,7 @@ import { invalidArgument, FieldViolation } from '../../domain/errors';
 import { names, parseSubjectName } from '../../domain/resource-names';
 import { AuditServiceServer, Checkpoint, ConsentRecord as PbConsentRecord } from '../../gen/consent/v1/audit';
 import { CallPipeline } from '../call-pipeline';
-import { categories, channels, dateToMs, decisionToProto, eventKinds, msToDate, msToDuration, purposeIdOf, toRawIdentifier } from '../mappers';
+import { categories, channels, decisionToProto, eventKinds, msToDate, msToDuration, purposeIdOf, requestTimeMs, toRawIdentifier } from '../mappers';
 import { queryFromProto } from './consent-handlers';
 import { parentTenant } from './purpose-handlers';
 
@@ -32,6 +32,8 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         else subjectId = parsed.subjectId;
       }
       const purposeId = req.purpose ? purposeIdOf(req.purpose, tenantId, 'purpose', violations, true) ?? undefined : undefined;
+      const startTime = requestTimeMs(req.startTime, 'start_time', violations);
+      const endTime = requestTimeMs(req.endTime, 'end_time', violations);
       if (violations.length > 0) throw invalidArgument(violations);
       const page = await audit.entries(ctx.principal, tenantId, req.startIndex, req.pageSize, {
         identifier: toRawIdentifier(req.subjectIdentifier),
@@ -39,8 +41,8 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         purposeId,
         types: req.entryTypes,
         principal: req.principal || undefined,
-        startTime: dateToMs(req.startTime),
-        endTime: dateToMs(req.endTime),
+        startTime,
+        endTime,
       });
       return { entries: page.entries.map((e) => ({ index: e.seq, entryJson: e.entryJson, leafHash: e.leafHash })), nextIndex: page.nextIndex };
     }),

@@ -33,7 +33,7 @@ import { toStatus } from '../error-mapper';
 import {
   categories,
   channels,
-  dateToMs,
+  requestTimeMs,
   decisionToProto,
   eventKinds,
   eventToProto,
@@ -104,6 +104,8 @@ export function consentHandlers(
           notice = parsed;
         }
       }
+      const eventTime = requestTimeMs(req.eventTime, 'event_time', v);
+      const expireTime = requestTimeMs(req.expireTime, 'expire_time', v);
       if (v.length > 0 || !purposeId || !kind || !channel || !method) throw invalidArgument(v);
       const { event, receipt } = await recorder.record(ctx.principal, {
         tenantId,
@@ -111,13 +113,13 @@ export function consentHandlers(
         purposeId,
         channel,
         kind: kind as ConsentKind,
-        eventTime: dateToMs(req.eventTime),
+        eventTime,
         method,
         notice,
         evidence: { ...evidenceFromProto(req), collectedBy: req.collectedBy || undefined },
         lawfulBasis: lawfulBases.toDomain(req.lawfulBasis) ?? undefined,
         jurisdiction: req.jurisdiction,
-        expireTime: dateToMs(req.expireTime),
+        expireTime,
         requestId: req.requestId,
         fingerprintSource: JSON.stringify(RecordConsentRequest.toJSON(req)),
         issueReceipt: req.issueReceipt,
@@ -130,11 +132,14 @@ export function consentHandlers(
       async (req: RecordInboundMessageRequest, ctx: CallContext): Promise<RecordInboundMessageResponse> => {
         const tenantId = parentTenant(req.parent);
         const channel = sendChannel(req.channel, 'channel');
+        const v: FieldViolation[] = [];
+        const eventTime = requestTimeMs(req.eventTime, 'event_time', v);
+        if (v.length > 0) throw invalidArgument(v);
         const result = await recorder.recordInbound(ctx.principal, {
           tenantId,
           identifier: toRawIdentifier(req.subjectIdentifier),
           channel,
-          eventTime: dateToMs(req.eventTime),
+          eventTime,
           text: req.text,
           messageId: req.messageId,
           requestId: req.requestId,
@@ -199,13 +204,15 @@ export function consentHandlers(
         const tenantId = parentTenant(req.parent);
         const v: FieldViolation[] = [];
         const purposeId = req.purpose ? purposeIdOf(req.purpose, tenantId, 'purpose', v, true) : undefined;
+        const startTime = requestTimeMs(req.startTime, 'start_time', v);
+        const endTime = requestTimeMs(req.endTime, 'end_time', v);
         if (v.length > 0) throw invalidArgument(v);
         const page = await history.list(ctx.principal, tenantId, {
           identifier: req.subjectIdentifier ? toRawIdentifier(req.subjectIdentifier) : undefined,
           purposeId: purposeId ?? undefined,
           channel: channels.toDomain(req.channel) ?? undefined,
-          startTime: dateToMs(req.startTime),
-          endTime: dateToMs(req.endTime),
+          startTime,
+          endTime,
           pageSize: req.pageSize,
           pageToken: req.pageToken,
         });
@@ -338,7 +345,7 @@ export function queryFromProto(q: ConsentQuery | undefined, tenantId: string, pr
     purposeId,
     category: purposeId ? null : category,
     channel,
-    at: dateToMs(q.at),
+    at: requestTimeMs(q.at, `${prefix}.at`, violations),
     violations,
     fieldPrefix: prefix,
   };

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { DomainError, invalidArgument } from '../../domain/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../../domain/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
 import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
 import { parseTenantName } from '../../domain/resource-names';
@@ -15,7 +15,7 @@ import {
   SubjectRightsServiceServer,
 } from '../../gen/consent/v1/subject_rights';
 import { CallPipeline } from '../call-pipeline';
-import { dateToMs, enumMapper, msToDate, toRawIdentifier } from '../mappers';
+import { enumMapper, msToDate, requestTimeMs, toRawIdentifier } from '../mappers';
 import { parentTenant } from './purpose-handlers';
 
 const kinds = enumMapper<typeof PbKind, RequestKind>(PbKind, 'REQUEST_KIND_');
@@ -26,27 +26,33 @@ const grounds = enumMapper<typeof PbGround, LegalHoldGround>(PbGround, 'LEGAL_HO
 /** consent.v1.SubjectRightsService: translate, call SubjectRightsService, map back. */
 export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRightsService, exporter: SubjectExporter): SubjectRightsServiceServer {
   return {
-    createRequest: pipeline.unary('CreateRequest', async (req, ctx) => ({
-      request: requestToProto(
-        await rights.create(ctx.principal, parentTenant(req.parent), {
-          kind: kinds.toDomain(req.kind),
-          identifier: toRawIdentifier(req.subjectIdentifier),
-          receiveTime: dateToMs(req.receiveTime),
-          receivedVia: via.toDomain(req.receivedVia),
-          requestId: req.requestId,
-        }),
-      ),
-    })),
+    createRequest: pipeline.unary('CreateRequest', async (req, ctx) => {
+      const tenantId = parentTenant(req.parent);
+      const receiveTime = onlyValidTime(req.receiveTime, 'receive_time');
+      return {
+        request: requestToProto(
+          await rights.create(ctx.principal, tenantId, {
+            kind: kinds.toDomain(req.kind),
+            identifier: toRawIdentifier(req.subjectIdentifier),
+            receiveTime,
+            receivedVia: via.toDomain(req.receivedVia),
+            requestId: req.requestId,
+          }),
+        ),
+      };
+    }),
     getRequest: pipeline.unary('GetRequest', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
       return { request: requestToProto(await rights.get(ctx.principal, tenantId, id)) };
     }),
     listRequests: pipeline.unary('ListRequests', async (req, ctx) => {
-      const page = await rights.list(ctx.principal, parentTenant(req.parent), {
+      const tenantId = parentTenant(req.parent);
+      const dueBefore = onlyValidTime(req.dueBefore, 'due_before');
+      const page = await rights.list(ctx.principal, tenantId, {
         state: states.toDomain(req.state) ?? undefined,
         kind: kinds.toDomain(req.kind) ?? undefined,
         overdue: req.overdue,
-        dueBefore: dateToMs(req.dueBefore),
+        dueBefore,
         pageSize: req.pageSize,
         pageToken: req.pageToken,
       });
@@ -105,6 +111,14 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
       return { holds: page.items.map(holdToProto), nextPageToken: page.nextPageToken };
     }),
   };
+}
+
+/** A request timestamp in ms (undefined when unset), or INVALID_ARGUMENT when it is no valid time. */
+function onlyValidTime(d: Date | undefined, field: string): number | undefined {
+  const violations: FieldViolation[] = [];
+  const ms = requestTimeMs(d, field, violations);
+  if (violations.length > 0) throw invalidArgument(violations);
+  return ms;
 }
 
 /** Parses "tenants/{tenant}/{collection}/{32 hex}". */

@@ -1,27 +1,45 @@
 import { createHash } from 'node:crypto';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, InterceptingCall, Interceptor } from '@grpc/grpc-js';
 import { DataSource } from 'typeorm';
 import { AuditServiceClient } from '../../../src/gen/consent/v1/audit';
-import { Channel } from '../../../src/gen/consent/v1/common';
-import { ConsentEventKind, StreamChangesResponse } from '../../../src/gen/consent/v1/consent';
+import { Channel, PurposeCategory } from '../../../src/gen/consent/v1/common';
+import { ConsentEventKind, ConsentServiceClient, StreamChangesResponse } from '../../../src/gen/consent/v1/consent';
+import { PurposeServiceClient } from '../../../src/gen/consent/v1/purpose';
+import { TenantServiceClient } from '../../../src/gen/consent/v1/tenant';
 import { JobState, KeyServiceClient } from '../../../src/gen/consent/v1/key';
 import { LegalHoldGround, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../../src/gen/consent/v1/subject_rights';
-import { consentRequest, email, phone, seedTenant } from '../../support/fixtures';
-import { call, TestServer } from '../../support/test-server';
-import { Dictionary } from './arbitraries';
+import { consentRequest, email, phone, query, seedTenant } from '../../support/fixtures';
+import { call, T0, TestServer } from '../../support/test-server';
+import { Corpus, Dictionary } from './arbitraries';
 
 const customer = (value: string) => ({ kind: { $case: 'customerId' as const, value }, defaultRegion: '' });
 
 /**
  * Two tenants with purposes, notices, consent events of every kind, data-subject requests in
- * several states, legal holds and a finished key rotation; returns the dictionary of names,
- * tokens and values the random requests draw from.
+ * several states, legal holds and a finished key rotation. Returns the dictionary of names,
+ * tokens and values the random requests draw from, and the corpus of the requests it sent.
  */
-export async function seedWorld(s: TestServer): Promise<Dictionary> {
+export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary; corpus: Corpus }> {
+  const corpus = new Corpus();
+  // Every request the seeding sends goes into the corpus (all of them succeed, or seeding fails).
+  const record: Interceptor = (options, next) =>
+    new InterceptingCall(next(options), {
+      sendMessage(message, send) {
+        corpus.add(options.method_definition.path, Buffer.from(options.method_definition.requestSerialize(message)));
+        send(message);
+      },
+    });
   const creds = credentials.createInsecure();
-  const rights = new SubjectRightsServiceClient(s.address, creds);
-  const keys = new KeyServiceClient(s.address, creds);
-  const audit = new AuditServiceClient(s.address, creds);
+  const opts = { interceptors: [record] };
+  const rights = new SubjectRightsServiceClient(server.address, creds, opts);
+  const keys = new KeyServiceClient(server.address, creds, opts);
+  const audit = new AuditServiceClient(server.address, creds, opts);
+  const s: TestServer = {
+    ...server,
+    tenants: new TenantServiceClient(server.address, creds, opts),
+    purposes: new PurposeServiceClient(server.address, creds, opts),
+    consent: new ConsentServiceClient(server.address, creds, opts),
+  };
   const values: Record<string, Set<string>> = {};
   const add = (field: string, ...v: string[]) => {
     for (const x of v) (values[field] ??= new Set()).add(x);
@@ -104,12 +122,19 @@ export async function seedWorld(s: TestServer): Promise<Dictionary> {
       if (verify) await call(rights, rights.verifyIdentity, { name: r!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' });
       return r!.name;
     };
-    await request(RequestKind.REQUEST_KIND_ACCESS, who[0], 'seed-dsr-1', true);
+    const access = await request(RequestKind.REQUEST_KIND_ACCESS, who[0], 'seed-dsr-1', true);
     await request(RequestKind.REQUEST_KIND_PORTABILITY, who[2], 'seed-dsr-2', true);
-    await request(RequestKind.REQUEST_KIND_ERASURE, who[3], 'seed-dsr-3', true);
-    await request(RequestKind.REQUEST_KIND_ERASURE, who[1], 'seed-dsr-4', false);
-    await request(RequestKind.REQUEST_KIND_ACCESS, email('nobody@example.com'), 'seed-dsr-5', false);
-    for (const [i, id] of [who[1], who[0]].entries()) {
+    const erasure = await request(RequestKind.REQUEST_KIND_ERASURE, who[3], 'seed-dsr-3', true);
+    const unverified = await request(RequestKind.REQUEST_KIND_ERASURE, who[1], 'seed-dsr-4', false);
+    const unknown = await request(RequestKind.REQUEST_KIND_ACCESS, email('nobody@example.com'), 'seed-dsr-5', false);
+    await request(RequestKind.REQUEST_KIND_ACCESS, who[2], 'seed-dsr-6', false);
+    await call(rights, rights.extendDeadline, { name: unverified, months: 1, reason: 'many requests this month' });
+    await call(rights, rights.rejectRequest, { name: unknown, reason: 'identity could not be verified' });
+    await call(rights, rights.getRequest, { name: access });
+    await call(rights, rights.eraseSubject, { name: erasure });
+    await exportAll(rights, access);
+    const holds: string[] = [];
+    for (const [i, id] of [who[1], who[0], who[2]].entries()) {
       const { hold } = await call(rights, rights.placeLegalHold, {
         parent: `tenants/${T}`,
         subjectIdentifier: id,
@@ -118,7 +143,9 @@ export async function seedWorld(s: TestServer): Promise<Dictionary> {
         requestId: `seed-hold-${i}`,
       });
       add('name', hold!.name);
+      holds.push(hold!.name);
     }
+    await call(rights, rights.releaseLegalHold, { name: holds[2], note: 'case closed' });
 
     // A finished key rotation of the other tenant (its job runs in the background).
     const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
@@ -130,8 +157,34 @@ export async function seedWorld(s: TestServer): Promise<Dictionary> {
     }
     await call(audit, audit.getCheckpoint, { parent: `tenants/${T}` });
 
-    // Page tokens of every List method, so random requests also continue real listings.
+    // A valid call of every read, so that each method has accepted requests to mutate.
     const p = `tenants/${T}`;
+    const q = query(T, { subjectIdentifier: who[0] });
+    await call(s.tenants, s.tenants.getTenant, { name: p });
+    await call(s.tenants, s.tenants.updateTenantSettings, {
+      settings: { name: 'tenants/globex/settings', serviceWindow: { seconds: 7200, nanos: 0 }, optOutKeywords: ['STOP', 'HALT'], optInKeywords: [], purposeConsentValidity: { newsletter: { seconds: 86_400 * 365, nanos: 0 } }, defaultConsentValidity: undefined, updateTime: undefined },
+      updateMask: ['service_window', 'opt_out_keywords', 'purpose_consent_validity'],
+    });
+    await call(s.purposes, s.purposes.listNotices, { parent: `${p}/purposes/newsletter`, pageSize: 0, pageToken: '' });
+    await call(s.consent, s.consent.checkConsent, { parent: p, query: q });
+    await call(s.consent, s.consent.checkConsent, { parent: p, query: query(T, { subjectIdentifier: who[1], purpose: '', category: PurposeCategory.PURPOSE_CATEGORY_SERVICE, channel: Channel.CHANNEL_SMS }) });
+    await call(s.consent, s.consent.checkConsentBatch, { parent: p, queries: who.map((subjectIdentifier) => query(T, { subjectIdentifier })) });
+    await call(s.consent, s.consent.getConsentState, { parent: p, subjectIdentifier: who[0] });
+    await call(s.consent, s.consent.listConsentEvents, {
+      parent: p, subjectIdentifier: who[0], purpose: `${p}/purposes/newsletter`, channel: Channel.CHANNEL_WHATSAPP, startTime: new Date(T0 - 86_400_000), endTime: new Date(T0 + 86_400_000), pageSize: 10, pageToken: '',
+    });
+    await call(audit, audit.listAuditEntries, {
+      parent: p, startIndex: 0, pageSize: 20, subjectIdentifier: who[0], subject: '', purpose: `${p}/purposes/newsletter`, entryTypes: ['CONSENT_EVENT_OPT_IN'], principal: 'dev-admin', startTime: new Date(T0 - 86_400_000), endTime: new Date(T0 + 86_400_000),
+    });
+    const { checkpoint } = await call(audit, audit.getCheckpoint, { parent: p });
+    const size = checkpoint!.treeSize;
+    await call(audit, audit.getInclusionProof, { parent: p, index: Math.floor(size / 2), treeSize: size });
+    await call(audit, audit.getConsistencyProof, { parent: p, firstSize: Math.floor(size / 2), secondSize: size });
+    await call(audit, audit.explainDecision, { parent: p, query: q });
+    await call(keys, keys.getTenantKeyInfo, { name: p });
+    await call(keys, keys.getPublicKeys, { name: p });
+
+    // Page tokens of every List method, so random requests also continue real listings.
     const tokens = [
       (await call(s.purposes, s.purposes.listPurposes, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
       (await call(s.consent, s.consent.listConsentEvents, { parent: p, pageSize: 1, pageToken: '', channel: 0, purpose: '', subjectIdentifier: undefined, startTime: undefined, endTime: undefined })).nextPageToken,
@@ -146,9 +199,7 @@ export async function seedWorld(s: TestServer): Promise<Dictionary> {
     s.clock.advance(10_000);
     add('cursor', ...(await firstCursors(s, p)));
   } finally {
-    rights.close();
-    keys.close();
-    audit.close();
+    for (const c of [rights, keys, audit, s.tenants, s.purposes, s.consent]) c.close();
   }
 
   add('phone_number', '+4915112345678', '+4915112345679', '015112345678', '+1 202-555-0143', '+999', 'not a number');
@@ -185,7 +236,17 @@ export async function seedWorld(s: TestServer): Promise<Dictionary> {
   const allNames = new Set<string>();
   for (const f of ['parent', 'name', 'purpose', 'notice', 'subject']) for (const v of dict.get(f) ?? []) allNames.add(v);
   dict.set('*', [...allNames]);
-  return dict;
+  return { dict, corpus };
+}
+
+/** Reads a whole export (a server stream) to its end. */
+function exportAll(rights: SubjectRightsServiceClient, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stream = rights.exportSubjectData({ name });
+    stream.on('data', () => undefined);
+    stream.on('error', reject);
+    stream.on('end', () => resolve());
+  });
 }
 
 async function firstCursors(s: TestServer, parent: string): Promise<string[]> {
