@@ -13,7 +13,8 @@ import { Principal } from './principal';
 import { names, PURPOSE_ID } from './resource-names';
 import { TenantService } from './tenant-service';
 
-const MAX_NOTICE_BYTES = 65_536;
+/** What a MySQL TEXT column holds (65,535 bytes); SQLite holds more, the limit is the same. */
+const MAX_NOTICE_BYTES = 65_535;
 const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/;
 
 export interface Page<T> {

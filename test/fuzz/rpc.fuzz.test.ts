@@ -68,7 +68,7 @@ const fcParams = (numRuns: number): fc.Parameters<unknown> => ({
   markInterruptAsFailure: false,
 });
 
-const STRUCTURED_RUNS = 150;
+const STRUCTURED_RUNS = 120;
 const SHREDDED_RUNS = 10;
 const MALFORMED_RUNS = 15;
 const RAW_RUNS = 50;

@@ -99,7 +99,7 @@ export interface PublishNoticeRequest {
   parent: string;
   /** BCP 47 language tag of the text. */
   language: string;
-  /** The exact text shown to people; at most 65,536 bytes. */
+  /** The exact text shown to people; at most 65,535 bytes. */
   text: string;
   /** Required idempotency key: a retry returns the version it published. */
   requestId: string;
