@@ -57,6 +57,14 @@ export class AuditLog implements AuditTrail {
     return this.tx.read((tx) => this.repo.size(tx, tenantId));
   }
 
+  /** The log's current size and root, read together. */
+  head(tenantId: string): Promise<{ size: number; root: Buffer }> {
+    return this.tx.read(async (tx) => {
+      const size = await this.repo.size(tx, tenantId);
+      return { size, root: size === 0 ? EMPTY_ROOT : await this.rangeHash(tx, tenantId, 0, size) };
+    });
+  }
+
   /** The root hash of the tenant's tree at `size`. */
   root(tenantId: string, size: number): Promise<Buffer> {
     return this.tx.read(async (tx) => {
@@ -66,11 +74,20 @@ export class AuditLog implements AuditTrail {
   }
 
   /** RFC 6962 PATH(index, D[size]) from stored subtree hashes. */
-  inclusionProof(tenantId: string, index: number, size: number): Promise<Buffer[]> {
+  async inclusionProof(tenantId: string, index: number, size: number): Promise<Buffer[]> {
+    return (await this.inclusionProofs(tenantId, [index], size))[0];
+  }
+
+  /** The PATHs of several entries in the tree of `size`, in one read. */
+  inclusionProofs(tenantId: string, indexes: number[], size: number): Promise<Buffer[][]> {
     return this.tx.read(async (tx) => {
       await this.checkSize(tx, tenantId, size);
-      if (index < 0 || index >= size) throw new RangeError('index out of range');
-      return this.path(tx, tenantId, index, 0, size);
+      const proofs: Buffer[][] = [];
+      for (const index of indexes) {
+        if (index < 0 || index >= size) throw new RangeError('index out of range');
+        proofs.push(await this.path(tx, tenantId, index, 0, size));
+      }
+      return proofs;
     });
   }
 

@@ -4,6 +4,7 @@ import { Channel } from '../gen/consent/v1/common';
 import { ConsentEventKind } from '../gen/consent/v1/consent';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { leafHash, ProofError, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../audit/merkle';
+import { AuditEntry } from '../domain/ports';
 import { verifyReceipt } from './verify-receipt';
 
 /** What a verified checkpoint says, taken from its signed payload only. */
@@ -27,21 +28,8 @@ export interface AuditVerification {
   recordsChecked?: number;
 }
 
-/** An audit entry's fields as the verifier reads them (the canonical JSON; docs/audit.md). */
-export interface EntryFields {
-  type: string;
-  time: number;
-  principal: string;
-  tenant: string;
-  seq: number;
-  subject?: string;
-  purpose?: string;
-  channel?: string;
-  ref?: string;
-  eventTime?: number;
-  expireTime?: number;
-  recordSha256?: string;
-}
+/** An audit entry's fields as the verifier reads them: the entry as appended, plus position and tenant. */
+export type EntryFields = AuditEntry & { seq: number; tenant: string };
 
 const CONSENT_EVENT = 'CONSENT_EVENT_';
 

@@ -27,6 +27,7 @@ import { EntryFields, EXPORT_FORMAT, ExportedEntry, ExportedLog, VerificationFai
 import { sendChannelOf, verifyExplanation } from './explain-verify';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
 import { leafHash } from '../audit/merkle';
+import { TENANT_ID } from '../domain/resource-names';
 
 /**
  * consentctl: the command line of data-protection officers and auditors. Human-readable
@@ -193,7 +194,7 @@ function isoTime(value: string, flag: string): Date {
 const isoMs = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
 
 function tenantName(tenant: string): string {
-  if (!/^[a-z][a-z0-9-]{2,62}$/.test(tenant)) throw new CliError('--tenant must be a tenant id such as "acme"', EXIT.USAGE);
+  if (!TENANT_ID.test(tenant)) throw new CliError('--tenant must be a tenant id such as "acme"', EXIT.USAGE);
   return `tenants/${tenant}`;
 }
 
@@ -441,7 +442,7 @@ export function buildProgram(): Command {
     .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
     .option('--out <file>', 'also write the signed checkpoint (JWS) to this file')
     .action(async (o) => {
-      const client = new AuditServiceClient(g().address, channelCredentials(g()));
+      const client = auditClient();
       const res = await rpc(client, client.getCheckpoint, { parent: tenantName(o.tenant) }, g());
       client.close();
       const jwks = await jwksFor(o.tenant, o.jwks);

@@ -3,9 +3,10 @@ import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { CheckQuery, ConsentChecker, DecisionBasis } from './consent-checker';
-import { Decision } from './consent-rules';
+import { Decision, readsFor } from './consent-rules';
+import { EventKind } from './model';
 import { eventRecordSha256 } from './event-codec';
-import { invalidArgument, Violations } from './errors';
+import { Violations } from './errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditEntryFilter, CheckpointRecord, ConsentRepository, StoredAuditEntry, StoredConsentEvent, TransactionRunner } from './ports';
@@ -155,10 +156,10 @@ export class AuditService {
   async consistencyProof(principal: Principal, tenantId: string, first: number, second: number): Promise<Buffer[]> {
     await this.requireTenant(principal, tenantId);
     const size = await this.log.size(tenantId);
-    const violations = [];
-    if (!(second >= 0 && second <= size)) violations.push({ field: 'second_size', reason: 'OUT_OF_RANGE', description: `must be 0 to the log size ${size}` });
-    if (!(first >= 0 && first <= second)) violations.push({ field: 'first_size', reason: 'OUT_OF_RANGE', description: 'must be 0 to second_size' });
-    if (violations.length > 0) throw invalidArgument(violations);
+    const v = new Violations();
+    v.check(second >= 0 && second <= size, 'second_size', 'OUT_OF_RANGE', `must be 0 to the log size ${size}`);
+    v.check(first >= 0 && first <= second, 'first_size', 'OUT_OF_RANGE', 'must be 0 to second_size');
+    v.throwIfAny();
     return this.log.consistencyProof(tenantId, first, second);
   }
 
@@ -184,14 +185,16 @@ export class AuditService {
         const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
         if (fields.type === 'SUBJECT_ERASED') {
           entries.push({ entry, proof: [] });
-        } else if (fields.ref !== undefined && (read.has(fields.ref) || (fields.time <= Math.min(basis.at, checkpoint.time) && readsFor(fields, query)))) {
+        } else if (fields.ref !== undefined && (read.has(fields.ref) || (fields.time <= Math.min(basis.at, checkpoint.time) && readsFor(eventOf(fields), query)))) {
           // Unset record: the log vouches for an event the rules should have read, and its row is gone.
           entries.push({ entry, proof: [], record: withRecord(rows.get(fields.ref)) });
           paired.add(fields.ref);
         }
       }
       for (const row of events) if (!paired.has(row.id)) entries.push({ proof: [], record: withRecord(row) });
-      for (const e of entries) if (e.entry) e.proof = await this.log.inclusionProof(tenantId, e.entry.seq, checkpoint.size);
+      const proven = entries.filter((e) => e.entry);
+      const proofs = await this.log.inclusionProofs(tenantId, proven.map((e) => e.entry!.seq), checkpoint.size);
+      proven.forEach((e, i) => (e.proof = proofs[i]));
     }
     return { decision, basis, checkpoint, entries };
   }
@@ -214,8 +217,7 @@ export class AuditService {
   }
 
   private async sign(tenantId: string): Promise<SignedCheckpoint> {
-    const size = await this.log.size(tenantId);
-    const root = await this.log.root(tenantId, size);
+    const { size, root } = await this.log.head(tenantId);
     const time = this.clock.now();
     const signed = await this.keys.sign(
       tenantId,
@@ -243,8 +245,7 @@ export class AuditService {
   }
 }
 
-/** Whether a consent-event entry is about the query's purpose and channel (the rules would read its event). */
-function readsFor(entry: { type: string; purpose?: string; channel?: string }, query: CheckQuery): boolean {
-  if (entry.type === 'CONSENT_EVENT_INBOUND_MESSAGE') return entry.channel === query.channel;
-  return (entry.purpose === '-' || entry.purpose === query.purposeId) && (entry.channel === 'ANY' || entry.channel === query.channel);
+/** The event a consent-event entry describes, in the shape the rules read. */
+function eventOf(entry: { type: string; purpose?: string; channel?: string }): { kind: EventKind; purposeId?: string; channel?: string } {
+  return { kind: entry.type.slice('CONSENT_EVENT_'.length) as EventKind, purposeId: entry.purpose, channel: entry.channel };
 }

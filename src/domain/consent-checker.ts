@@ -1,10 +1,10 @@
 import { KeyManager, TenantKeyring } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
-import { CheckTarget, decide, Decision, foldEvents, SubjectFacts } from './consent-rules';
+import { CheckTarget, decide, Decision, foldEvents, readsFor, SubjectFacts } from './consent-rules';
 import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from './errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { ALL_PURPOSES, PurposeCategory, SendChannel, Tenant } from './model';
+import { PurposeCategory, SendChannel, Tenant } from './model';
 import { ConsentRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository, TransactionRunner, TxContext } from './ports';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
@@ -121,7 +121,7 @@ export class ConsentChecker {
       const facts = await this.facts(tx, tenantId, subject, prepared, state);
       const decision = decide(facts, prepared.target, prepared.at, basis.serviceWindowMs);
       const recorded = await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, Math.min(prepared.at, now));
-      const read = recorded.filter((e) => readBy(e, prepared.target));
+      const read = recorded.filter((e) => readsFor(e, prepared.target));
       // None read, yet the person was known by then: the first event proves it (NO_CONSENT, not UNKNOWN_SUBJECT).
       const events = read.length > 0 || recorded.length === 0 ? read : [recorded[0]];
       return { ...basis, decision, subject, events };
@@ -177,12 +177,6 @@ export class ConsentChecker {
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
     return { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
   }
-}
-
-/** Whether the rules read `event` for `target`: its scope covers the purpose and channel, or it opens the channel's window. */
-function readBy(event: StoredConsentEvent, target: CheckTarget): boolean {
-  if (event.kind === 'INBOUND_MESSAGE') return event.channel === target.channel;
-  return (event.purposeId === ALL_PURPOSES || event.purposeId === target.purposeId) && (event.channel === 'ANY' || event.channel === target.channel);
 }
 
 function key(index: IdentifierIndex): string {

@@ -60,6 +60,15 @@ export interface CheckTarget {
   channel: SendChannel;
 }
 
+/**
+ * Whether the rules read an event (or an audit entry describing one) for `target`: its scope
+ * covers the purpose and channel, or it is an inbound message opening that channel's window.
+ */
+export function readsFor(event: { kind: EventKind; purposeId?: string; channel?: string }, target: { purposeId: string | null; channel: string | null }): boolean {
+  if (event.kind === 'INBOUND_MESSAGE') return event.channel === target.channel;
+  return (event.purposeId === ALL_PURPOSES || event.purposeId === target.purposeId) && (event.channel === 'ANY' || event.channel === target.channel);
+}
+
 /** Folds one event into a scope's state; the current-state table and replays both use it. */
 export function applyToScope(
   scope: ScopeState,
