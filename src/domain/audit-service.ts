@@ -128,8 +128,8 @@ export class AuditService {
     v.check(query.principal === undefined || query.principal.length <= 128, 'principal', 'TOO_LONG', 'must be at most 128 characters');
     v.throwIfAny();
     await this.requireTenant(principal, tenantId);
-    const filter: AuditEntryFilter = { types: query.types, subjectId: query.subjectId, purposeId: query.purposeId, principal: query.principal, startTime: query.startTime, endTime: query.endTime };
     const logSize = await this.log.size(tenantId);
+    const filter: AuditEntryFilter = { types: query.types, subjectId: query.subjectId, purposeId: query.purposeId, principal: query.principal, startTime: query.startTime, endTime: query.endTime, beforeSeq: logSize };
     if (identifier && !isViolation(identifier)) {
       const keyring = await this.keys.tenantKeyring(tenantId);
       const subject = await this.tx.read((tx) => this.directory.find(tx, keyring, identifier));
@@ -137,7 +137,7 @@ export class AuditService {
       if (!subject) return { entries: [], nextIndex: Math.max(start, logSize) };
       filter.subjectId = subject.subjectId;
     }
-    const entries = (await this.log.entries(tenantId, start, size, filter)).filter((e) => e.seq < logSize);
+    const entries = await this.log.entries(tenantId, start, size, filter);
     // A full page may have more after it; a short one means nothing else matches up to the size read.
     const nextIndex = entries.length === size ? entries[entries.length - 1].seq + 1 : Math.max(start, logSize);
     return { entries, nextIndex };
@@ -232,7 +232,7 @@ export class AuditService {
   private async allEntries(tenantId: string, filter: AuditEntryFilter, size: number): Promise<StoredAuditEntry[]> {
     const all: StoredAuditEntry[] = [];
     for (let from = 0; ; ) {
-      const page = (await this.log.entries(tenantId, from, 1000, filter)).filter((e) => e.seq < size);
+      const page = await this.log.entries(tenantId, from, 1000, { ...filter, beforeSeq: size });
       all.push(...page);
       if (page.length < 1000) return all;
       from = page[page.length - 1].seq + 1;

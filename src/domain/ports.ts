@@ -314,6 +314,8 @@ export interface AuditEntryFilter {
   /** Entry time range, [startTime, endTime). */
   startTime?: number;
   endTime?: number;
+  /** Only positions below this (a tree size read before): entries appended meanwhile stay out. */
+  beforeSeq?: number;
 }
 
 /** An entry as stored: its position, the hashed bytes and the leaf hash. */

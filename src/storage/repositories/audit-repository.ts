@@ -62,6 +62,7 @@ export class TypeormAuditRepository implements AuditRepository {
     if (filter.principal !== undefined) where.push('principal = ?'), params.push(filter.principal);
     if (filter.startTime !== undefined) where.push('entry_time >= ?'), params.push(filter.startTime);
     if (filter.endTime !== undefined) where.push('entry_time < ?'), params.push(filter.endTime);
+    if (filter.beforeSeq !== undefined) where.push('seq < ?'), params.push(filter.beforeSeq);
     const rows: Array<{ seq: unknown; entry_json: string; leaf_hash: string }> = await managerOf(tx).query(
       `SELECT seq, entry_json, leaf_hash FROM audit_entries WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${Math.floor(limit)}`,
       params,
