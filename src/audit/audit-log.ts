@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
-import { AuditEntry, AuditEntryFilter, AuditRepository, AuditTrail, CheckpointRecord, StoredAuditEntry, TransactionRunner, TxContext } from '../domain/ports';
+import { AuditEntry, AuditEntryFilter, AuditRepository, AuditTrail, CheckpointRecord, StoredAuditEntry } from './audit-types';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
+import { canonicalJson } from '../shared/hashing';
 import { EMPTY_ROOT, leafHash, nodeHash, split } from './merkle';
 
 /**
@@ -134,20 +135,6 @@ export class AuditLog implements AuditTrail {
       ? [...(await this.subproof(tx, tenantId, m, start, start + k, complete)), await this.rangeHash(tx, tenantId, start + k, end)]
       : [...(await this.subproof(tx, tenantId, m - k, start + k, end, false)), await this.rangeHash(tx, tenantId, start, start + k)];
   }
-}
-
-/** JSON with keys sorted at every level: the exact bytes hashed into the leaf. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /** Without bit operators: they wrap at 2^31, and a log may grow past that. */

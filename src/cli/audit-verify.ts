@@ -4,7 +4,7 @@ import { Channel } from '../gen/consent/v1/common';
 import { ConsentEventKind } from '../gen/consent/v1/consent';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { leafHash, ProofError, rootFromLeafHashes, verifyConsistency, verifyInclusion } from '../audit/merkle';
-import { AuditEntry } from '../domain/ports';
+import { AuditEntry } from '../audit/audit-types';
 import { verifyReceipt } from './verify-receipt';
 
 /** What a verified checkpoint says, taken from its signed payload only. */

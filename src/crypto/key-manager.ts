@@ -2,13 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { hkdfSha256, hmacSha256 } from './primitives';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
-import { DomainError, failedPrecondition } from '../domain/errors';
-import { IdentifierRef } from '../domain/model';
-import { TokenSealer } from '../domain/pagination';
+import { DomainError, failedPrecondition } from '../shared/errors';
 import { decryptField, encryptField, FieldContext } from './field-cipher';
 import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
 import { KeyStore, StoredTenantKey } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
+import { TokenSealer } from './token-sealer';
 
 /** A tenant's unwrapped keys and the keys derived from them. Never leaves this process. */
 export interface TenantKeyring {
@@ -338,8 +337,11 @@ export class KeyManager {
     }));
   }
 
-  /** HMAC-SHA256 blind index of a normalised identifier: equal identifiers, equal index; not reversible without the tenant key. */
-  blindIndex(keyring: TenantKeyring, identifier: IdentifierRef): string {
+  /**
+   * HMAC-SHA256 blind index of a normalised identifier (kind and value, as the domain normalises
+   * them): equal identifiers, equal index; not reversible without the tenant key.
+   */
+  blindIndex(keyring: TenantKeyring, identifier: { kind: string; value: string }): string {
     return hmacSha256(keyring.indexKey, `${identifier.kind}\u0000${identifier.value}`).toString('hex');
   }
 

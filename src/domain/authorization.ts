@@ -1,4 +1,4 @@
-import { DomainError, notFound } from './errors';
+import { DomainError, notFound } from '../shared/errors';
 import { Principal } from './principal';
 import { names } from './resource-names';
 

@@ -1,9 +1,10 @@
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { Violations } from './errors';
+import { Violations } from '../shared/errors';
 import { decodePageToken, encodePageToken } from './pagination';
-import { ChangeFeedRepository, ChangeRecord, TransactionRunner } from './ports';
+import { ChangeFeedRepository, ChangeRecord } from './ports';
+import { TransactionRunner } from '../shared/unit-of-work';
 import { Principal } from './principal';
 import { TenantService } from './tenant-service';
 

@@ -3,7 +3,7 @@ import { KeyManager, SubjectKey } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
-import { failedPrecondition, FieldViolation, invalidArgument } from './errors';
+import { failedPrecondition, FieldViolation, invalidArgument } from '../shared/errors';
 import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
 import { consentReceipt } from './consent-receipt';
 import { prepareEvidence } from './evidence';
@@ -19,8 +19,10 @@ import {
   LawfulBasis,
   Tenant,
 } from './model';
-import { AuditTrail, ChangeFeedRepository, ConsentRepository, StoredConsentEvent, TransactionRunner, TxContext } from './ports';
-import { sha256Hex } from '../audit/audit-log';
+import { AuditTrail } from '../audit/audit-types';
+import { ChangeFeedRepository, ConsentRepository, StoredConsentEvent } from './ports';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
+import { sha256Hex } from '../shared/hashing';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';

@@ -1,9 +1,9 @@
 import { decryptField, encryptField, FieldContext, FieldDecryptionError } from '../crypto/field-cipher';
-import { DomainError } from './errors';
+import { DomainError } from '../shared/errors';
 import { SubjectKey } from '../crypto/key-manager';
 import { ConsentEvent, Evidence } from './model';
 import { StoredConsentEvent } from './ports';
-import { canonicalJson, sha256Hex } from '../audit/audit-log';
+import { canonicalJson, sha256Hex } from '../shared/hashing';
 
 /** Where an event's evidence ciphertext belongs; bound into the ciphertext. */
 function evidenceContext(event: { tenantId: string; subjectId: string; id: string }): FieldContext {

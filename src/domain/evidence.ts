@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { Evidence } from './model';
-import { FieldViolation } from './errors';
+import { FieldViolation } from '../shared/errors';
 
 const MAX_TEXT = 4096;
 const MAX_SHORT = 2048;

@@ -1,5 +1,5 @@
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
-import { FieldViolation } from './errors';
+import { FieldViolation } from '../shared/errors';
 import { IdentifierRef } from './model';
 
 /** What the transport hands over: at most one of the identifier kinds, as the caller wrote it. */

@@ -1,17 +1,11 @@
 import { createHash } from 'node:crypto';
-import { Violations } from './errors';
+import { TokenSealer } from '../crypto/token-sealer';
+import { Violations } from '../shared/errors';
 
 /** Page-size policy of every List method (AIP-158). */
 export interface PageLimits {
   defaultPageSize: number;
   maxPageSize: number;
-}
-
-/** Encrypts and authenticates page tokens under a tenant key (see KeyManager.pageTokenSealer). */
-export interface TokenSealer {
-  seal(plaintext: string): string;
-  /** The plaintext, or null if the token was not sealed by this sealer. */
-  open(token: string): string | null;
 }
 
 /** 0 -> the default; above the maximum -> the maximum; negative -> INVALID_ARGUMENT. */

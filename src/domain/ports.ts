@@ -1,21 +1,6 @@
 import { ScopeState, WindowState } from './consent-rules';
+import { TxContext } from '../shared/unit-of-work';
 import { Channel, ConsentEvent, IdentifierKind, Notice, Purpose, TenantSettings } from './model';
-
-/**
- * An open unit of work, opaque to the domain: storage knows what it is (a TypeORM
- * EntityManager); domain code only passes it along, so it never touches the ORM.
- */
-export interface TxContext {
-  readonly __unitOfWork: unique symbol;
-}
-
-/** Runs domain work inside a database transaction (writes) or a consistent read. */
-export interface TransactionRunner {
-  /** Runs `work` in a transaction; commits when it resolves, rolls back when it throws. */
-  write<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
-  /** Runs read-only `work`; reads see committed data only. */
-  read<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
-}
 
 /** A subject found by its blind index. */
 export interface SubjectRef {
@@ -278,83 +263,4 @@ export interface SubjectRightsRepository {
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<LegalHoldRecord[]>;
-}
-
-/* ---- Audit log (RFC 6962 Merkle tree per tenant) ---- */
-
-/**
- * One audit entry. No personal data: opaque ids, kinds, hashes. `payloadSha256` is the SHA-256 of
- * the encrypted payload it describes (e.g. an event's evidence ciphertext), so the entry stays
- * verifiable after the payload became unreadable by erasure.
- */
-export interface AuditEntry {
-  type: string;
-  time: number;
-  principal: string;
-  subject?: string;
-  purpose?: string;
-  channel?: string;
-  noticeSha256?: string;
-  payloadSha256?: string;
-  ref?: string;
-  /** Consent events: when the person acted, and when the consent lapses; what the rules read. */
-  eventTime?: number;
-  expireTime?: number;
-  /** Consent events: SHA-256 of the stored row (eventRecordSha256), so a rewritten row is detected. */
-  recordSha256?: string;
-}
-
-/** What an audit listing may be narrowed to; every given field must match. */
-export interface AuditEntryFilter {
-  /** Any of these entry types. */
-  types?: string[];
-  subjectId?: string;
-  purposeId?: string;
-  principal?: string;
-  /** Entry time range, [startTime, endTime). */
-  startTime?: number;
-  endTime?: number;
-  /** Only positions below this (a tree size read before): entries appended meanwhile stay out. */
-  beforeSeq?: number;
-}
-
-/** An entry as stored: its position, the hashed bytes and the leaf hash. */
-export interface StoredAuditEntry {
-  seq: number;
-  entryJson: string;
-  leafHash: string;
-}
-
-/** Appends an entry to the tenant's audit log inside the transaction that makes the change. */
-export interface AuditTrail {
-  append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number>;
-}
-
-/** A signed checkpoint as kept (periodic ones). */
-export interface CheckpointRecord {
-  tenantId: string;
-  treeSize: number;
-  rootHash: string;
-  signedAt: number;
-  jws: string;
-}
-
-export interface AuditRepository {
-  /** The tenant's log size, locked until the transaction ends (appends are serialised per tenant). */
-  lockHead(tx: TxContext, tenantId: string): Promise<number>;
-  setSize(tx: TxContext, tenantId: string, size: number): Promise<void>;
-  /** The size without locking (readers). */
-  size(tx: TxContext, tenantId: string): Promise<number>;
-  /** Stores the entry's hashed JSON and leaf hash, and its filterable fields beside them. */
-  insertEntry(tx: TxContext, tenantId: string, seq: number, entry: AuditEntry, entryJson: string, leafHash: string): Promise<void>;
-  insertNode(tx: TxContext, tenantId: string, level: number, index: number, hash: string): Promise<void>;
-  node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
-  /** Entries from `fromSeq` on, in order, that match `filter`. */
-  entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]>;
-  /** Keeps a checkpoint; a second one of the same size (another process signed it first) is dropped. */
-  insertCheckpoint(tx: TxContext, checkpoint: CheckpointRecord): Promise<void>;
-  /** Kept checkpoints, largest first, below `beforeSize` when given. */
-  checkpoints(tx: TxContext, tenantId: string, beforeSize: number | null, limit: number): Promise<CheckpointRecord[]>;
-  /** Tenants (not erased) whose log grew since their last kept checkpoint. */
-  tenantsWithoutLatestCheckpoint(tx: TxContext): Promise<string[]>;
 }

@@ -1,4 +1,4 @@
-import { FieldViolation } from './errors';
+import { FieldViolation } from '../shared/errors';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 

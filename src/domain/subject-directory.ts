@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { encryptField } from '../crypto/field-cipher';
 import { KeyManager, SubjectKey, TenantKeyring } from '../crypto/key-manager';
-import { failedPrecondition } from './errors';
+import { failedPrecondition } from '../shared/errors';
 import { CollectionMethod, IdentifierRef } from './model';
-import { IdentifierIndex, SubjectRef, SubjectRepository, TxContext } from './ports';
+import { IdentifierIndex, SubjectRef, SubjectRepository } from './ports';
+import { TxContext } from '../shared/unit-of-work';
 
 /** Finds data subjects by identifier (blind index) and creates them with their own key. */
 export class SubjectDirectory {

@@ -1,7 +1,9 @@
 import { KeyManager } from '../crypto/key-manager';
 import { Clock } from './clock';
-import { notFound } from './errors';
-import { AuditTrail, ChangeFeedRepository, ConsentRepository, SubjectRepository, TransactionRunner } from './ports';
+import { notFound } from '../shared/errors';
+import { AuditTrail } from '../audit/audit-types';
+import { ChangeFeedRepository, ConsentRepository, SubjectRepository } from './ports';
+import { TransactionRunner } from '../shared/unit-of-work';
 import { names } from './resource-names';
 
 /** What an erasure did. */

@@ -3,29 +3,18 @@ import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { extendedDeadline, requestDeadline } from './deadlines';
-import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from './errors';
+import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
-import {
-  AuditTrail,
-  LegalHoldRecord,
-  NewestFirstCursor,
-  OPEN_REQUEST_STATES,
-  RequestKind,
-  RequestState,
-  RequestTransitionRecord,
-  SubjectRepository,
-  SubjectRequestRecord,
-  SubjectRightsRepository,
-  TransactionRunner,
-  TxContext,
-} from './ports';
+import { AuditTrail } from '../audit/audit-types';
+import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
 import { SubjectEraser } from './subject-eraser';
 import { TenantService } from './tenant-service';
-import { sha256Hex } from '../audit/audit-log';
+import { sha256Hex } from '../shared/hashing';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [

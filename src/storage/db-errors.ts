@@ -1,4 +1,4 @@
-import { DomainError } from '../domain/errors';
+import { DomainError } from '../shared/errors';
 
 /** What a database failure means for the caller. */
 export type DbFailure = 'retryable' | 'conflict' | 'unavailable' | 'unexpected';

@@ -1,5 +1,5 @@
 import { DataSource, EntityManager } from 'typeorm';
-import { TransactionRunner, TxContext } from '../domain/ports';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { classifyDbError, toDomainError } from './db-errors';
 
 /** The EntityManager behind an opaque TxContext. Only storage code calls this. */

@@ -18,7 +18,7 @@ import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
 import { UNDECODABLE } from './server';
-import { DomainError } from '../domain/errors';
+import { DomainError } from '../shared/errors';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
 export interface CallContext {

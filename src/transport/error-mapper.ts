@@ -1,5 +1,5 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { DomainError, ErrorKind } from '../domain/errors';
+import { DomainError, ErrorKind } from '../shared/errors';
 import { Any } from '../gen/google/protobuf/any';
 import { BadRequest, ErrorInfo, RetryInfo } from '../gen/google/rpc/error_details';
 import { Status } from '../gen/google/rpc/status';

@@ -10,7 +10,7 @@ import {
 } from '../gen/consent/v1/consent';
 import { Duration } from '../gen/google/protobuf/duration';
 import { Decision } from '../domain/consent-rules';
-import { FieldViolation } from '../domain/errors';
+import { FieldViolation } from '../shared/errors';
 import { RawIdentifier } from '../domain/identifiers';
 import { Channel, CollectionMethod, ConsentEvent, EventKind, LawfulBasis, PurposeCategory } from '../domain/model';
 import { names, parsePurposeName } from '../domain/resource-names';

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { DEFAULT_TENANT_SETTINGS } from '../../src/domain/model';
 import { StoredConsentEvent } from '../../src/domain/ports';
-import { DomainError } from '../../src/domain/errors';
+import { DomainError } from '../../src/shared/errors';
 import { createDataSource } from '../../src/storage/data-source';
 import { classifyDbError } from '../../src/storage/db-errors';
 import { TypeormConsentRepository } from '../../src/storage/repositories/consent-repository';

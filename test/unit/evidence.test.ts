@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { prepareEvidence, truncateIp } from '../../src/domain/evidence';
-import { FieldViolation } from '../../src/domain/errors';
+import { FieldViolation } from '../../src/shared/errors';
 import { Evidence } from '../../src/domain/model';
 
 describe('evidence', () => {

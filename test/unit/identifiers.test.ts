@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { FieldViolation } from '../../src/domain/errors';
+import { FieldViolation } from '../../src/shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from '../../src/domain/identifiers';
 import { IdentifierRef } from '../../src/domain/model';
 

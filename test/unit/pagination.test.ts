@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DomainError, Violations } from '../../src/domain/errors';
+import { DomainError, Violations } from '../../src/shared/errors';
 import { randomBytes } from 'node:crypto';
 import { KeyManager, TenantKeyring } from '../../src/crypto/key-manager';
 import { KeyStore } from '../../src/crypto/key-store';

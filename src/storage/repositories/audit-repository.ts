@@ -1,4 +1,5 @@
-import { AuditEntry, AuditEntryFilter, AuditRepository, CheckpointRecord, StoredAuditEntry, TxContext } from '../../domain/ports';
+import { AuditEntry, AuditEntryFilter, AuditRepository, CheckpointRecord, StoredAuditEntry } from '../../audit/audit-types';
+import { TxContext } from '../../shared/unit-of-work';
 import { AuditCheckpointEntity, AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { forUpdate, num, placeholders } from './sql-dialect';

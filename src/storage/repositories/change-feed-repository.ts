@@ -1,5 +1,6 @@
 import { MoreThan } from 'typeorm';
-import { ChangeFeedRepository, ChangeRecord, TxContext } from '../../domain/ports';
+import { ChangeFeedRepository, ChangeRecord } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { ChangeEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 

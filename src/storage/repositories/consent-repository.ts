@@ -1,11 +1,6 @@
 import { ScopeState, WindowState } from '../../domain/consent-rules';
-import {
-  ConsentEventFilter,
-  ConsentRepository,
-  StoredConsentEvent,
-  SubjectStateRows,
-  TxContext,
-} from '../../domain/ports';
+import { ConsentEventFilter, ConsentRepository, StoredConsentEvent, SubjectStateRows } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { Channel, CollectionMethod, EventKind, LawfulBasis, OptInKind } from '../../domain/model';
 import { ConsentEventEntity, ConsentStateEntity, ServiceWindowEntity } from '../entities';
 import { managerOf } from '../transaction-runner';

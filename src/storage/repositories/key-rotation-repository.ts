@@ -1,4 +1,5 @@
-import { KeyRotationRecord, KeyRotationRepository, TxContext } from '../../domain/ports';
+import { KeyRotationRecord, KeyRotationRepository } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { KeyRotationEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 

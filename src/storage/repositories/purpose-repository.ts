@@ -1,5 +1,6 @@
 import { LessThan, MoreThan } from 'typeorm';
-import { NoticeRecord, PurposeRecord, PurposeRepository, TxContext } from '../../domain/ports';
+import { NoticeRecord, PurposeRecord, PurposeRepository } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { PurposeCategory } from '../../domain/model';
 import { NoticeEntity, PurposeEntity } from '../entities';
 import { managerOf } from '../transaction-runner';

@@ -1,4 +1,5 @@
-import { IdentifierIndex, SubjectRef, SubjectRepository, TxContext } from '../../domain/ports';
+import { IdentifierIndex, SubjectRef, SubjectRepository } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { SubjectEntity, SubjectIdentifierEntity, SuppressionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { forUpdate, placeholders } from './sql-dialect';

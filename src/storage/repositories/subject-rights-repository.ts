@@ -1,15 +1,6 @@
 import { Brackets, EntityManager } from 'typeorm';
-import {
-  LegalHoldRecord,
-  NewestFirstCursor,
-  OPEN_REQUEST_STATES,
-  RequestKind,
-  RequestState,
-  RequestTransitionRecord,
-  SubjectRequestRecord,
-  SubjectRightsRepository,
-  TxContext,
-} from '../../domain/ports';
+import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { IdentifierKind } from '../../domain/model';
 import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestTransitionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';

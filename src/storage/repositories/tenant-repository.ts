@@ -1,4 +1,5 @@
-import { TenantRecord, TenantRepository, TxContext } from '../../domain/ports';
+import { TenantRecord, TenantRepository } from '../../domain/ports';
+import { TxContext } from '../../shared/unit-of-work';
 import { DEFAULT_TENANT_SETTINGS, TenantSettings } from '../../domain/model';
 import { TenantEntity } from '../entities';
 import { managerOf } from '../transaction-runner';

@@ -1,5 +1,5 @@
 import { Principal, Role } from '../../domain/principal';
-import { DomainError } from '../../domain/errors';
+import { DomainError } from '../../shared/errors';
 
 const ALL: readonly Role[] = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN'];
 

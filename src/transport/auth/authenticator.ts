@@ -1,6 +1,6 @@
 import { Metadata } from '@grpc/grpc-js';
 import { PeerCertificate } from 'node:tls';
-import { unauthenticated } from '../../domain/errors';
+import { unauthenticated } from '../../shared/errors';
 import { DEVELOPMENT_PRINCIPAL, Principal } from '../../domain/principal';
 import { ClientCertificateVerifier } from './client-certificates';
 import { TokenVerifier } from './token-verifier';

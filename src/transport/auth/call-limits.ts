@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { DomainError } from '../../domain/errors';
+import { DomainError } from '../../shared/errors';
 
 export interface CallLimitSettings {
   /** Calls a principal may start per second, sustained (0: unlimited). */

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { PeerCertificate } from 'node:tls';
-import { unauthenticated } from '../../domain/errors';
+import { unauthenticated } from '../../shared/errors';
 import { Principal } from '../../domain/principal';
 import { parseRoles, parseTenants } from './token-verifier';
 

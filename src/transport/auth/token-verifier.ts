@@ -1,6 +1,6 @@
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
-import { unauthenticated } from '../../domain/errors';
+import { unauthenticated } from '../../shared/errors';
 import { Principal, Role, ROLES } from '../../domain/principal';
 import { TENANT_ID } from '../../domain/resource-names';
 

@@ -1,5 +1,5 @@
 import { AuditService, ConsentRecord, SignedCheckpoint } from '../../domain/audit-service';
-import { invalidArgument, FieldViolation } from '../../domain/errors';
+import { invalidArgument, FieldViolation } from '../../shared/errors';
 import { names, parseSubjectName } from '../../domain/resource-names';
 import { AuditServiceServer, Checkpoint, ConsentRecord as PbConsentRecord } from '../../gen/consent/v1/audit';
 import { CallPipeline } from '../call-pipeline';

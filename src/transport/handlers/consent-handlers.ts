@@ -3,7 +3,7 @@ import { ServerDuplexStream } from '@grpc/grpc-js';
 import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
 import { ConsentHistory } from '../../domain/consent-history';
 import { ConsentRecorder } from '../../domain/consent-recorder';
-import { DomainError, FieldViolation, invalidArgument } from '../../domain/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
 import { ChangeFeed } from '../../domain/change-feed';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';

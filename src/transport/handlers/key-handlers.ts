@@ -1,5 +1,5 @@
 import { KeyAdministration } from '../../domain/key-administration';
-import { invalidArgument } from '../../domain/errors';
+import { invalidArgument } from '../../shared/errors';
 import { KeyRotationRecord } from '../../domain/ports';
 import { names, parseTenantName } from '../../domain/resource-names';
 import {

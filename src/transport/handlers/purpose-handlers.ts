@@ -1,4 +1,4 @@
-import { invalidArgument } from '../../domain/errors';
+import { invalidArgument } from '../../shared/errors';
 import { Notice, Purpose } from '../../domain/model';
 import { names, parsePurposeName, parseTenantName } from '../../domain/resource-names';
 import { PurposeService } from '../../domain/purpose-service';

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { DomainError, FieldViolation, invalidArgument } from '../../domain/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
 import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
 import { parseTenantName } from '../../domain/resource-names';

@@ -1,4 +1,4 @@
-import { invalidArgument, Violations } from '../../domain/errors';
+import { invalidArgument, Violations } from '../../shared/errors';
 import { Tenant, TenantSettings } from '../../domain/model';
 import { names, parseSettingsName, parseTenantName } from '../../domain/resource-names';
 import { SETTINGS_FIELDS, SETTINGS_WIRE_NAMES, SettingsField, TenantService } from '../../domain/tenant-service';

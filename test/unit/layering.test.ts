@@ -1,0 +1,81 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+
+/**
+ * The dependency arrows between the source folders point one way (docs/architecture.md):
+ * shared primitives at the bottom, crypto and the audit log on them, the domain above those,
+ * storage and transport implementing and serving the domain, the CLI and the composition root
+ * on top ("root": src/app.ts, the composition root). A folder may import only the folders listed
+ * for it here.
+ */
+const ALLOWED: Record<string, string[]> = {
+  shared: [],
+  config: ['shared'],
+  logging: ['shared', 'config'],
+  crypto: ['shared', 'config'],
+  audit: ['shared'],
+  jobs: ['shared', 'logging'],
+  domain: ['shared', 'config', 'crypto', 'audit', 'jobs'],
+  storage: ['shared', 'config', 'crypto', 'audit', 'domain'],
+  transport: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'gen'],
+  cli: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'storage', 'transport', 'gen', 'root'],
+  gen: [],
+};
+
+const SRC = path.join(__dirname, '..', '..', 'src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    if (statSync(full).isDirectory()) return sourceFiles(full);
+    return name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+/** The top-level folder of src/ a file is in, or null for files directly in src/ (main, app). */
+function layerOf(file: string): string | null {
+  const parts = path.relative(SRC, file).split(path.sep);
+  return parts.length > 1 ? parts[0] : null;
+}
+
+function relativeImports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)].map((m) => path.resolve(path.dirname(file), m[1]));
+}
+
+describe('source layering', function () {
+  it('every folder of src/ is in the table', function () {
+    const folders = readdirSync(SRC).filter((n) => statSync(path.join(SRC, n)).isDirectory());
+    expect(folders.filter((f) => !(f in ALLOWED)), 'folders missing from ALLOWED').to.deep.equal([]);
+  });
+
+  it('imports only point down the layers', function () {
+    const wrong: string[] = [];
+    for (const file of sourceFiles(SRC)) {
+      const from = layerOf(file);
+      if (from === null || from === 'gen') continue;
+      for (const target of relativeImports(file)) {
+        if (!target.startsWith(SRC + path.sep)) continue; // migrations/ and the like sit beside src/
+        const to = layerOf(target + '.ts') ?? 'root';
+        if (to === from) continue;
+        if (!ALLOWED[from].includes(to)) wrong.push(`${path.relative(SRC, file)} -> ${path.relative(SRC, target)}`);
+      }
+    }
+    expect(wrong, 'imports against the layering').to.deep.equal([]);
+  });
+
+  it('the table itself has no cycle', function () {
+    const visiting = new Set<string>();
+    const done = new Set<string>();
+    const visit = (layer: string, trail: string[]): void => {
+      if (done.has(layer)) return;
+      expect(visiting.has(layer), `cycle: ${[...trail, layer].join(' -> ')}`).to.equal(false);
+      visiting.add(layer);
+      for (const next of ALLOWED[layer] ?? []) visit(next, [...trail, layer]); // root imports everything and nothing imports it but cli
+      visiting.delete(layer);
+      done.add(layer);
+    };
+    for (const layer of Object.keys(ALLOWED)) visit(layer, []);
+  });
+});
