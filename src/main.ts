@@ -44,6 +44,14 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
+  // Last line of defence: a rejected promise nobody handles is a bug, but it must not end the
+  // process and with it every tenant's consent checks. Every decision comes from a database
+  // transaction, so nothing half-done survives in memory; the bug is logged to be fixed.
+  process.on('unhandledRejection', (reason: unknown) => {
+    const e = reason as { name?: string; message?: string; stack?: string };
+    logger.error('unhandled promise rejection: a bug; the process keeps serving', { error: { name: e?.name, message: e?.message, stack: e?.stack } });
+  });
+
   const app = await startApp(config, { logger });
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -38,7 +38,7 @@ export class ChangeFeed {
     await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
     const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'change_feed');
     const v = new Violations();
-    let after = decodePageToken<number>(cursor, {}, 'number', sealer, v) ?? 0;
+    let after = decodePageToken<number>(cursor, {}, 'number', sealer, v, 'cursor') ?? 0;
     v.throwIfAny();
     while (!stopped()) {
       await this.tx.read((tx) => this.tenants.require(tx, tenantId, true));

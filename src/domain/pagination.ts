@@ -32,6 +32,8 @@ export function decodePageToken<T extends string | number>(
   kind: 'string' | 'number',
   sealer: TokenSealer,
   violations: Violations,
+  /** The request field the token came in (a stream's resume point is its `cursor`). */
+  field = 'page_token',
 ): T | null {
   if (!token) return null;
   const plaintext = token.length <= 2048 ? sealer.open(token) : null;
@@ -43,7 +45,11 @@ export function decodePageToken<T extends string | number>(
       // fall through to the violation
     }
   }
-  violations.add('page_token', 'INVALID_PAGE_TOKEN', 'is not a token from a previous call with the same parent and filters');
+  violations.add(
+    field,
+    field === 'page_token' ? 'INVALID_PAGE_TOKEN' : 'INVALID_CURSOR',
+    `is not a ${field === 'page_token' ? 'token' : field} from a previous call with the same parent and filters`,
+  );
   return null;
 }
 

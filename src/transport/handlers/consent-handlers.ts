@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { ServerDuplexStream } from '@grpc/grpc-js';
 import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
 import { ConsentHistory } from '../../domain/consent-history';
@@ -29,6 +28,7 @@ import {
   StreamCheckConsentResponse,
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
+import { drained, writeWithBackpressure } from '../stream-flow';
 import { toStatus } from '../error-mapper';
 import {
   categories,
@@ -62,13 +62,12 @@ export function consentHandlers(
   return {
     streamChanges: pipeline.serverStream('StreamChanges', async (call, ctx) => {
       const tenantId = parentTenant(call.request.parent);
-      const cancelled = once(call, 'cancelled');
       await feed.stream(
         ctx.principal,
         tenantId,
         call.request.cursor,
-        async (change, cursor) => {
-          const ok = call.write({
+        (change, cursor) =>
+          writeWithBackpressure(call, {
             cursor,
             kind: change.kind === 'OPT_OUT' ? ChangeKind.CHANGE_KIND_OPT_OUT : ChangeKind.CHANGE_KIND_ERASURE,
             subject: names.subject(tenantId, change.subjectId),
@@ -76,10 +75,8 @@ export function consentHandlers(
             channel: change.channel ? channels.toProto(change.channel as Channel) : 0,
             event: change.eventId ? names.consentEvent(tenantId, change.subjectId, change.eventId) : '',
             time: msToDate(change.at),
-          });
-          if (!ok) await Promise.race([once(call, 'drain'), cancelled]);
-        },
-        () => call.cancelled || call.destroyed,
+          }, ctx.signal),
+        () => ctx.signal.aborted || call.destroyed,
       );
     }),
 
@@ -262,8 +259,6 @@ async function runCheckStream(
     ended = true;
     notify();
   });
-  const cancelled = once(call, 'cancelled');
-
   for (;;) {
     if (failure) throw failure;
     if (queue.length === 0) {
@@ -275,8 +270,8 @@ async function runCheckStream(
     const responses = await decideStreamBatch(batch, ctx, checker);
     let writable = true;
     for (const response of responses) writable = call.write(response) && writable;
-    if (!writable && !call.cancelled) await Promise.race([once(call, 'drain'), cancelled]);
-    if (call.cancelled) return;
+    if (!writable) await drained(call, ctx.signal);
+    if (ctx.signal.aborted) return;
     if (queue.length < chunk) call.resume();
   }
 }

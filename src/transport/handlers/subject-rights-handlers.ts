@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
 import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
@@ -15,6 +14,7 @@ import {
   SubjectRightsServiceServer,
 } from '../../gen/consent/v1/subject_rights';
 import { CallPipeline } from '../call-pipeline';
+import { writeWithBackpressure } from '../stream-flow';
 import { enumMapper, msToDate, requestTimeMs, toRawIdentifier } from '../mappers';
 import { parentTenant } from './purpose-handlers';
 
@@ -77,13 +77,10 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     }),
     exportSubjectData: pipeline.serverStream('ExportSubjectData', async (call, ctx) => {
       const { tenantId, id } = childName(call.request.name, 'requests');
-      const cancelled = once(call, 'cancelled');
       await exporter.export(ctx.principal, tenantId, id, {
         async write(part: ExportPart) {
-          if (call.cancelled) throw new DomainError('ABORTED', 'CANCELLED', 'the export was cancelled by the client');
-          const ok = call.write({ part: exportPartToProto(part) });
-          // Back-pressure: a slow reader pauses the export instead of growing buffers.
-          if (!ok) await Promise.race([once(call, 'drain'), cancelled]);
+          if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the export was cancelled by the client or passed its deadline');
+          await writeWithBackpressure(call, { part: exportPartToProto(part) }, ctx.signal);
         },
       });
     }),
