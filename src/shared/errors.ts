@@ -44,10 +44,14 @@ export function unauthenticated(reason: string, message: string): DomainError {
   return new DomainError('UNAUTHENTICATED', reason, message);
 }
 
-/** One or more invalid request fields; nothing was changed. */
+/**
+ * One or more invalid request fields; nothing was changed. ErrorInfo.reason is the first
+ * violation's reason (each violation keeps its own in BadRequest), and the status message lists
+ * every field with its description, so a reader of the message alone knows what to fix.
+ */
 export function invalidArgument(violations: FieldViolation[]): DomainError {
-  const fields = violations.map((v) => v.field).join(', ');
-  return new DomainError('INVALID_ARGUMENT', 'INVALID_ARGUMENT', `invalid request: ${fields}`, {}, violations);
+  const described = violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ');
+  return new DomainError('INVALID_ARGUMENT', violations[0]?.reason ?? 'INVALID_ARGUMENT', `invalid request: ${described}`, {}, violations);
 }
 
 export function notFound(resource: string, name: string): DomainError {

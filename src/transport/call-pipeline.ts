@@ -12,13 +12,12 @@ import {
 } from '@grpc/grpc-js';
 import { PeerCertificate } from 'node:tls';
 import { Principal } from '../domain/principal';
-import { Logger } from '../logging/logger';
+import { Logger, redactString } from '../logging/logger';
 import { authorizeMethod } from './auth/access-policy';
 import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
-import { UNDECODABLE } from './server';
-import { DomainError } from '../shared/errors';
+import { refusalOf } from './server';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
 export interface CallContext {
@@ -29,7 +28,25 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
+/**
+ * A caller's x-request-id is taken only in a safe form: these characters, and nothing that reads
+ * as personal data (callers have sent phone numbers as request ids; the id is logged and echoed):
+ * no part between separators that is 7 to 15 digits (a phone number without its '+'; a UUID's
+ * groups are hex and taken as they are), nothing the log's redaction would replace (a number
+ * starting 0 or 00, an IP address). Anything else is replaced by a new UUID; the response's
+ * x-request-id header says which id the call ran under.
+ */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PHONE_LIKE_PART = /(?:^|[._:-])\d{7,15}(?:$|[._:-])/;
+
+/** The caller's request id if it is safe to log and echo, else a new one. */
+function requestIdOf(metadata: Metadata): string {
+  const given = metadata.get('x-request-id')[0];
+  if (typeof given !== 'string' || !REQUEST_ID.test(given)) return randomUUID();
+  if (UUID.test(given)) return given;
+  return !PHONE_LIKE_PART.test(given) && redactString(given) === given ? given : randomUUID();
+}
 
 /** What every call kind offers the pipeline. */
 interface AnyCall {
@@ -68,7 +85,7 @@ export class CallPipeline {
       this.context(method, call).then(
         (ctx) => {
           call.sendMetadata(requestIdHeader(ctx.requestId));
-          const refused = undecodable(call.request);
+          const refused = refusalOf(call.request);
           if (refused) {
             this.fail(method, ctx.requestId, started, refused, callback, ctx);
             return;
@@ -124,7 +141,7 @@ export class CallPipeline {
         }
         call.sendMetadata(requestIdHeader(ctx.requestId));
         ctx.signal.addEventListener('abort', close);
-        const refused = undecodable((call as { request?: unknown }).request);
+        const refused = refusalOf((call as { request?: unknown }).request);
         if (refused) {
           close();
           const e = endWith(refused);
@@ -153,8 +170,7 @@ export class CallPipeline {
 
   /** Who is calling, whether it may call this method, and whether it is within its limits. */
   private async context(method: string, call: AnyCall): Promise<CallContext> {
-    const given = call.metadata.get('x-request-id')[0];
-    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    const requestId = requestIdOf(call.metadata);
     const cancelled = new AbortController();
     call.once('cancelled', () => cancelled.abort());
     const now = Date.now();
@@ -216,16 +232,6 @@ export class CallPipeline {
       this.logger.info('rpc', fields);
     }
   }
-}
-
-/** INVALID_ARGUMENT for a request the decoder could not read (see tolerantDecoding in server.ts). */
-function undecodable(request: unknown): DomainError | null {
-  if (!request || typeof request !== 'object' || !(UNDECODABLE in request)) return null;
-  // The decoder's message names no request content, only what kind of value it could not read.
-  const why = String((request as Record<symbol, unknown>)[UNDECODABLE]).slice(0, 200);
-  return new DomainError('INVALID_ARGUMENT', 'UNDECODABLE_REQUEST', `the request is not a valid message of this method: ${why}`, {}, [
-    { field: '', reason: 'UNDECODABLE_REQUEST', description: 'not a valid protobuf message of this method (a 64-bit integer above 2^53 - 1 counts as invalid)' },
-  ]);
 }
 
 function requestIdHeader(requestId: string): Metadata {

@@ -11,6 +11,8 @@ import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
 import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/consent/v1/subject_rights';
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
+import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
+import { RequestCheck, requestChecks } from './request-checks';
 
 export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService'] as const;
 
@@ -40,46 +42,79 @@ export function createGrpcServer(
     'grpc.max_concurrent_streams': 1000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  server.addService(tolerantDecoding(TenantServiceService), services.tenant);
-  server.addService(tolerantDecoding(PurposeServiceService), services.purpose);
-  server.addService(tolerantDecoding(ConsentServiceService), services.consent);
-  server.addService(tolerantDecoding(KeyServiceService), services.key);
-  server.addService(tolerantDecoding(SubjectRightsServiceService), services.subjectRights);
-  server.addService(tolerantDecoding(AuditServiceService), services.audit);
+  const descriptorSet = readFileSync(path.join(__dirname, '..', 'gen', 'descriptor-set.binpb'));
+  const checks = requestChecks(descriptorSet);
+  server.addService(strictDecoding(TenantServiceService, checks), services.tenant);
+  server.addService(strictDecoding(PurposeServiceService, checks), services.purpose);
+  server.addService(strictDecoding(ConsentServiceService, checks), services.consent);
+  server.addService(strictDecoding(KeyServiceService, checks), services.key);
+  server.addService(strictDecoding(SubjectRightsServiceService, checks), services.subjectRights);
+  server.addService(strictDecoding(AuditServiceService, checks), services.audit);
 
   const statuses: ServingStatusMap = { '': 'SERVING' };
   for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';
   const health = new HealthImplementation(statuses);
   health.addToServer(server);
 
-  new ReflectionService(reflectionDescriptors()).addToServer(server);
+  new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(server);
   return { server, health };
 }
 
-/** Marks a request message the generated decoder could not read; the value says why. */
-export const UNDECODABLE = Symbol('undecodable request');
+/** Marks a request the server refuses before any handler runs; the value is the error to answer. */
+export const REFUSED = Symbol('refused request');
+
+/** The error a request was refused with at decoding (see strictDecoding), or null. */
+export function refusalOf(request: unknown): DomainError | null {
+  if (!request || typeof request !== 'object' || !(REFUSED in request)) return null;
+  return (request as Record<symbol, DomainError>)[REFUSED];
+}
 
 /**
- * A request the generated decoder cannot read (broken wire bytes, or an int64 beyond 2^53, which
- * ts-proto's number mapping refuses) would otherwise end INTERNAL "Error deserializing request"
- * inside grpc-js. Here it becomes the empty message marked UNDECODABLE instead: the call pipeline
- * answers INVALID_ARGUMENT for it, and a stream's handler sees a message with every field unset.
+ * Decoding that refuses what the generated decoder would get wrong instead of failing the call
+ * INTERNAL or letting it through silently:
+ *  - bytes the decoder cannot read (broken wire bytes, or an int64 beyond 2^53, which ts-proto's
+ *    number mapping refuses) would end INTERNAL "Error deserializing request" inside grpc-js;
+ *  - enum numbers the schema does not define, and Timestamps or Durations out of range, decode
+ *    without complaint (request-checks.ts).
+ * Such a request becomes a message marked REFUSED (the empty message when it could not be read):
+ * the call pipeline answers INVALID_ARGUMENT for it, and a stream's handler answers the one item.
  */
-function tolerantDecoding<D extends ServiceDefinition>(definition: D): D {
+function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<string, RequestCheck>): D {
   const wrapped: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(definition)) {
+    const check = checks.get(method.path) ?? (() => []);
     wrapped[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
+        const refuse = (error: DomainError) => Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [REFUSED]: error });
+        // The schema check first: it reads 64-bit values the generated decoder refuses, so a
+        // Timestamp 2e9 years out is named as its field rather than "undecodable".
+        let violations: FieldViolation[] = [];
         try {
-          return method.requestDeserialize(bytes);
-        } catch (err) {
-          return Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [UNDECODABLE]: (err as Error).message });
+          violations = check(bytes);
+        } catch {
+          // Broken bytes: the decoder below says what it could not read.
         }
+        let message: object;
+        try {
+          message = method.requestDeserialize(bytes) as object;
+        } catch (err) {
+          return refuse(violations.length > 0 ? invalidArgument(violations) : undecodable((err as Error).message));
+        }
+        // Decoded anyway where possible: a streamed item keeps its correlation id.
+        return violations.length > 0 ? Object.assign(message, { [REFUSED]: invalidArgument(violations) }) : message;
       },
     };
   }
   return wrapped as D;
+}
+
+/** INVALID_ARGUMENT for a request the decoder could not read. */
+function undecodable(why: string): DomainError {
+  // The decoder's message names no request content, only what kind of value it could not read.
+  return new DomainError('INVALID_ARGUMENT', 'UNDECODABLE_REQUEST', `the request is not a valid message of this method: ${why.slice(0, 200)}`, {}, [
+    { field: '', reason: 'UNDECODABLE_REQUEST', description: 'not a valid protobuf message of this method (a 64-bit integer above 2^53 - 1 counts as invalid)' },
+  ]);
 }
 
 /**
@@ -87,8 +122,7 @@ function tolerantDecoding<D extends ServiceDefinition>(definition: D): D {
  * proto-loader's loadFileDescriptorSetFromBuffer re-serialises files through protobufjs and
  * drops their `dependency` lists; reflection clients then fail to resolve our services.
  */
-function reflectionDescriptors(): PackageDefinition {
-  const set = readFileSync(path.join(__dirname, '..', 'gen', 'descriptor-set.binpb'));
+function reflectionDescriptors(set: Buffer): PackageDefinition {
   const files = splitFileDescriptorSet(set);
   return { 'consent.v1': { fileDescriptorProtos: files } } as unknown as PackageDefinition;
 }

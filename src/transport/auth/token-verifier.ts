@@ -101,15 +101,22 @@ export class TokenVerifier {
   }
 }
 
-/** Lower-case role names from a token or the principals file; an unknown one is an error, not ignored. */
+/**
+ * Role names from a token or the principals file. They match exactly, in lower case ("dpo", not
+ * "DPO" or "Dpo"): a credential is a security boundary, and a name that only resembles a role is a
+ * mistake to report, not to guess at. An unknown one is an error, not ignored.
+ */
 export function parseRoles(value: unknown): Role[] {
   if (!Array.isArray(value) || value.length === 0) throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the credential names no roles');
   return value.map((r) => {
-    const role = typeof r === 'string' ? r.toUpperCase() : '';
-    if (!(ROLES as readonly string[]).includes(role)) throw unauthenticated('TOKEN_CLAIMS_INVALID', `the credential names an unknown role (known: ${ROLES.join(', ').toLowerCase()})`);
-    return role as Role;
+    const role = ROLE_NAMES.get(typeof r === 'string' ? r : '');
+    if (!role) throw unauthenticated('TOKEN_CLAIMS_INVALID', `the credential names an unknown role (roles match exactly, in lower case: ${[...ROLE_NAMES.keys()].join(', ')})`);
+    return role;
   });
 }
+
+/** "dpo" -> DPO: the exact names a credential may carry. */
+const ROLE_NAMES = new Map<string, Role>(ROLES.map((role) => [role.toLowerCase(), role]));
 
 /** Tenant ids, or "*" for all. */
 export function parseTenants(value: unknown): string[] | '*' {

@@ -29,6 +29,7 @@ import {
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
 import { drained, writeWithBackpressure } from '../stream-flow';
+import { refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import {
   categories,
@@ -291,6 +292,19 @@ async function decideStreamBatch(
     const group = batch.slice(start, end);
     const tenantId = parseTenantName(parent);
     let outcomes: CheckOutcome[];
+    const refusals = group.map(refusalOf);
+    if (refusals.some((r) => r !== null)) {
+      // A message refused at decoding (unknown enum value, time out of range) fails alone.
+      const rest = group.filter((_, i) => refusals[i] === null);
+      const decided = rest.length > 0 ? await decideStreamBatch(rest, ctx, checker) : [];
+      let next = 0;
+      group.forEach((req, i) => {
+        const refusal = refusals[i];
+        responses.push(refusal ? { correlationId: req.correlationId, result: { decision: undefined, error: toStatus(refusal) } } : decided[next++]);
+      });
+      start = end;
+      continue;
+    }
     if (!tenantId) {
       const error = invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
       outcomes = group.map(() => ({ error }));

@@ -1,0 +1,154 @@
+import { Client, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { expect } from 'chai';
+import { ListConsentEventsRequest, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { forEachDatabase } from '../support/databases';
+import { consentRequest, phone, seedTenant } from '../support/fixtures';
+import { call, errorDetails, startTestServer, TestServer } from '../support/test-server';
+import { protoRegistry } from '../fuzz/support/catalog';
+import { rawClient } from '../fuzz/support/invoke';
+
+/**
+ * Strict input over real gRPC: enum numbers a field does not define and times outside the
+ * protobuf ranges are INVALID_ARGUMENT naming the field (no silent "unset"), and change nothing;
+ * x-request-id is taken only in a safe form. Requests are built with @bufbuild/protobuf from the
+ * descriptor set, since the generated ts-proto encoder cannot write such values.
+ */
+forEachDatabase('strict input', (db) => {
+  let s: TestServer;
+  let raw: Client;
+  const T = 'strict';
+  const parent = `tenants/${T}`;
+  const who = { kind: { case: 'phoneNumber', value: '+4915112349999' } };
+
+  before(async function () {
+    s = await startTestServer(db());
+    raw = rawClient(s.address);
+    await seedTenant(s, T);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915112349999'), requestId: 'strict-seed' }));
+  });
+  after(async () => {
+    raw?.close();
+    await s?.stop();
+  });
+
+  /** Encodes `init` as the request message `type` and calls `method` of ConsentService with it. */
+  function unary(method: string, type: string, init: Record<string, unknown>, metadata = new Metadata()): Promise<{ err: ServiceError | null; headers: Metadata | null }> {
+    const desc = protoRegistry().getMessage(`consent.v1.${type}`)!;
+    const bytes = Buffer.from(toBinary(desc, create(desc, init as never)));
+    return new Promise((resolve) => {
+      let headers: Metadata | null = null;
+      const c = raw.makeUnaryRequest(`/consent.v1.ConsentService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, {}, (err) => resolve({ err, headers }));
+      c.on('metadata', (m: Metadata) => (headers = m));
+    });
+  }
+
+  async function eventCount(): Promise<number> {
+    return (await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent, pageSize: 1000 }))).consentEvents.length;
+  }
+
+  const recordInit = (extra: Record<string, unknown>) => ({
+    parent,
+    subjectIdentifier: who,
+    purpose: `${parent}/purposes/newsletter`,
+    channel: 1,
+    kind: 1,
+    method: 1,
+    notice: `${parent}/purposes/newsletter/notices/1`,
+    requestId: `strict-${Math.random()}`,
+    ...extra,
+  });
+
+  it('an unknown lawful_basis is INVALID_ARGUMENT naming it, not stored as CONSENT', async function () {
+    const before = await eventCount();
+    const { err } = await unary('RecordConsent', 'RecordConsentRequest', recordInit({ lawfulBasis: 99 }));
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    const d = errorDetails(err!);
+    expect(d.fields).to.deep.equal(['lawful_basis']);
+    expect(d.reason).to.not.equal('INVALID_ARGUMENT');
+    expect(await eventCount()).to.equal(before);
+  });
+
+  it('unknown channel and kind numbers are INVALID_ARGUMENT, all named at once', async function () {
+    const { err } = await unary('RecordConsent', 'RecordConsentRequest', recordInit({ channel: 99, kind: -3 }));
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(err!).fields).to.have.members(['channel', 'kind']);
+  });
+
+  it('a channel filter that names no channel is refused, not dropped', async function () {
+    const { err } = await unary('ListConsentEvents', 'ListConsentEventsRequest', { parent, channel: 99 });
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(err!).fields).to.deep.equal(['channel']);
+  });
+
+  it('a category that names no category is refused in a check', async function () {
+    const { err } = await unary('CheckConsent', 'CheckConsentRequest', { parent, query: { subjectIdentifier: who, channel: 1, category: 99 } });
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(err!).fields).to.deep.equal(['query.category']);
+  });
+
+  it('timestamps outside the protobuf range are INVALID_ARGUMENT, not now and not INTERNAL', async function () {
+    const before = await eventCount();
+    for (const eventTime of [
+      { seconds: 1_772_366_400n, nanos: -5 },
+      { seconds: 1_772_366_400n, nanos: 1_000_000_000 },
+      { seconds: 2_000_000_000n * 31_557_600n, nanos: 0 },
+      { seconds: -62_135_596_801n, nanos: 0 },
+    ]) {
+      const { err } = await unary('RecordConsent', 'RecordConsentRequest', recordInit({ eventTime }));
+      expect(err?.code, `${eventTime.seconds}s ${eventTime.nanos}ns`).to.equal(status.INVALID_ARGUMENT);
+      expect(errorDetails(err!).fields).to.deep.equal(['event_time']);
+    }
+    const { err } = await unary('CheckConsent', 'CheckConsentRequest', { parent, query: { subjectIdentifier: who, channel: 1, purpose: `${parent}/purposes/newsletter`, at: { seconds: 1n, nanos: -1 } } });
+    expect(errorDetails(err!).fields).to.deep.equal(['query.at']);
+    expect(await eventCount()).to.equal(before);
+  });
+
+  it('a streamed check with an unknown enum fails alone; its neighbours are answered', async function () {
+    const desc = protoRegistry().getMessage('consent.v1.StreamCheckConsentRequest')!;
+    const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter` };
+    const items = [
+      { parent, correlationId: 'a', query: { ...q, channel: 1 } },
+      { parent, correlationId: 'b', query: { ...q, channel: 42 } },
+      { parent, correlationId: 'c', query: { ...q, channel: 1 } },
+    ].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
+    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
+      const got: StreamCheckConsentResponse[] = [];
+      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
+      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(got));
+      for (const item of items) stream.write(item);
+      stream.end();
+    });
+    expect(answers.map((a) => a.correlationId)).to.deep.equal(['a', 'b', 'c']);
+    expect(answers[0].result!.decision).to.not.equal(undefined);
+    expect(answers[1].result!.error!.code).to.equal(status.INVALID_ARGUMENT);
+    expect(answers[2].result!.decision).to.not.equal(undefined);
+  });
+
+  describe('x-request-id', function () {
+    async function idUsed(given: string): Promise<string> {
+      const metadata = new Metadata();
+      metadata.set('x-request-id', given);
+      const { headers } = await unary('CheckConsent', 'CheckConsentRequest', { parent, query: { subjectIdentifier: who, channel: 1, purpose: `${parent}/purposes/newsletter` } }, metadata);
+      return String(headers!.get('x-request-id')[0]);
+    }
+
+    it('a safe id is echoed and logged as given', async function () {
+      for (const id of ['order-42.retry:1', '3f2a1c9e-0b1d-4c6e-9a7f-123456789012']) {
+        expect(await idUsed(id)).to.equal(id);
+        expect(s.logs()).to.include(`"request_id":"${id}"`);
+      }
+    });
+
+    it('a phone number, an address or an over-long id is replaced and never logged or echoed', async function () {
+      for (const id of ['4915112345678', '004915112345678', '015112345678', 'tel:4915112345678', '203.0.113.77', 'x'.repeat(65), 'caller@example.com']) {
+        const used = await idUsed(id);
+        expect(used, id).to.not.equal(id);
+        expect(used).to.match(/^[0-9a-f-]{36}$/);
+        expect(s.logs(), id).to.not.include(id);
+      }
+    });
+  });
+});
