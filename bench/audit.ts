@@ -676,8 +676,9 @@ async function buildStack(kind: string, withAudit: boolean): Promise<Stack | nul
     const noOp = withAudit ? null : new NoOpAuditTrail();
     const trail: AuditTrail = audit ?? noOp!;
     const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
-    const tenants = new TenantService(tx, new TypeormTenantRepository(), keys, systemClock, trail);
-    const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, systemClock, config.limits, trail);
+    const purposeRows = new TypeormPurposeRepository();
+    const tenants = new TenantService(tx, new TypeormTenantRepository(), purposeRows, keys, systemClock, trail);
+    const purposes = new PurposeService(tx, purposeRows, tenants, keys, systemClock, config.limits, trail);
     const recorder = new ConsentRecorder(
       tx,
       new TypeormConsentRepository(),

@@ -4,6 +4,7 @@ import { SubjectRequests1764000000005 } from './1764000000005-SubjectRequests';
 import { ChangeOutbox1764000000006 } from './1764000000006-ChangeOutbox';
 import { AuditLog1764000000007 } from './1764000000007-AuditLog';
 import { AuditQueries1764000000008 } from './1764000000008-AuditQueries';
+import { ErasureUnlinksAndSettingsVersions1764000000009 } from './1764000000009-ErasureUnlinksAndSettingsVersions';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   ChangeOutbox1764000000006,
   AuditLog1764000000007,
   AuditQueries1764000000008,
+  ErasureUnlinksAndSettingsVersions1764000000009,
 ];

@@ -110,8 +110,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const changeRows = new TypeormChangeFeedRepository();
   const consent = new TypeormConsentRepository();
   const tenantRows = new TypeormTenantRepository();
-  const tenants = new TenantService(tx, tenantRows, keys, clock, audit);
-  const purposes = new PurposeService(tx, new TypeormPurposeRepository(), tenants, keys, clock, config.limits, audit);
+  const purposeRows = new TypeormPurposeRepository();
+  const tenants = new TenantService(tx, tenantRows, purposeRows, keys, clock, audit);
+  const purposes = new PurposeService(tx, purposeRows, tenants, keys, clock, config.limits, audit);
   const directory = new SubjectDirectory(subjects, keys);
   const recorder = new ConsentRecorder(
     tx,

@@ -39,6 +39,11 @@ export class AuditLog implements AuditTrail {
     return this.tx.read((tx) => this.repo.entries(tx, tenantId, fromSeq, limit, filter));
   }
 
+  /** How many entries match `filter`. */
+  count(tenantId: string, filter: AuditEntryFilter): Promise<number> {
+    return this.tx.read((tx) => this.repo.count(tx, tenantId, filter));
+  }
+
   /** Keeps a signed checkpoint for later retrieval. */
   keepCheckpoint(checkpoint: CheckpointRecord): Promise<void> {
     return this.tx.write((tx) => this.repo.insertCheckpoint(tx, checkpoint));

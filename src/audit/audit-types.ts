@@ -69,6 +69,8 @@ export interface AuditRepository {
   node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
   /** Entries from `fromSeq` on, in order, that match `filter`. */
   entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]>;
+  /** How many entries match `filter`. */
+  count(tx: TxContext, tenantId: string, filter: AuditEntryFilter): Promise<number>;
   /** Keeps a checkpoint; a second one of the same size (another process signed it first) is dropped. */
   insertCheckpoint(tx: TxContext, checkpoint: CheckpointRecord): Promise<void>;
   /** Kept checkpoints, largest first, below `beforeSize` when given. */

@@ -55,6 +55,12 @@ export interface Explanation {
   basis: Omit<DecisionBasis, 'decision' | 'events'>;
   checkpoint: SignedCheckpoint;
   entries: ExplainedEntry[];
+  /**
+   * Erasures in the tenant after the asked time (within the checkpoint). Not 0: the evidence of
+   * an erased person is no longer reachable by identifier, so the reconstruction may be missing
+   * what decided the answer then; it is complete only for a person not erased since.
+   */
+  erasuresSince: number;
 }
 
 /** Entry types that decide a check: consent events (by kind) and the subject's erasure. */
@@ -198,7 +204,8 @@ export class AuditService {
       const proofs = await this.log.inclusionProofs(tenantId, proven.map((e) => e.entry!.seq), checkpoint.size);
       proven.forEach((e, i) => (e.proof = proofs[i]));
     }
-    return { decision, basis, checkpoint, entries };
+    const erasuresSince = await this.log.count(tenantId, { types: ['SUBJECT_ERASED'], startTime: basis.at + 1, beforeSeq: checkpoint.size });
+    return { decision, basis, checkpoint, entries, erasuresSince };
   }
 
   /** The tenant's consent event rows in recording order, with their record hashes. */

@@ -93,12 +93,14 @@ export class ConsentChecker {
         }
       }
       const found = await this.resolveSubjects(tx, tenantId, prepared);
-      const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index))?.subjectId).filter(isString);
+      const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index)))
+        .flatMap((r) => (r && r !== ERASED ? [r.subjectId] : []));
       const state = await this.consent.loadState(tx, tenantId, liveSubjects);
       for (const query of prepared) {
-        const subject = found.get(key(query.index));
-        const facts = subject ? await this.facts(tx, tenantId, subject, query, state) : null;
-        outcomes[query.position] = { decision: decide(facts, query.target, query.at, tenant.settings.serviceWindowMs) };
+        const resolved = found.get(key(query.index));
+        const facts = resolved === ERASED ? ERASED_FACTS : resolved ? await this.facts(tx, tenantId, resolved, query, state) : null;
+        const serviceWindowMs = query.live ? tenant.settings.serviceWindowMs : (await this.tenants.settingsAt(tx, tenant, query.at)).serviceWindowMs;
+        outcomes[query.position] = { decision: decide(facts, query.target, query.at, serviceWindowMs) };
       }
       return outcomes;
     });
@@ -115,8 +117,13 @@ export class ConsentChecker {
       const tenant = await this.tenants.require(tx, tenantId, true);
       const keyring = await this.keys.tenantKeyring(tenantId);
       const prepared = await this.prepare(tx, tenant, keyring, query, 0, now);
-      const subject = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));
-      const basis = { at: prepared.at, category: prepared.target.category, serviceWindowMs: tenant.settings.serviceWindowMs };
+      const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));
+      // The settings in force at the asked time (the service window length), not today's.
+      const settings = prepared.live ? tenant.settings : await this.tenants.settingsAt(tx, tenant, prepared.at);
+      const basis = { at: prepared.at, category: prepared.target.category, serviceWindowMs: settings.serviceWindowMs };
+      // An erased identifier explains nothing: what is left of the person is not reachable by it.
+      if (resolved === ERASED) return { ...basis, decision: decide(ERASED_FACTS, prepared.target, prepared.at, basis.serviceWindowMs), events: [] };
+      const subject = resolved;
       if (!subject) return { ...basis, decision: decide(null, prepared.target, prepared.at, basis.serviceWindowMs), events: [] };
       const state = prepared.live ? await this.consent.loadState(tx, tenantId, [subject.subjectId]) : new Map();
       const facts = await this.facts(tx, tenantId, subject, prepared, state);
@@ -129,12 +136,15 @@ export class ConsentChecker {
     });
   }
 
-  /** The subjects of the queries' identifiers; identifiers not found may be tombstones of erased people. */
-  private async resolveSubjects(tx: TxContext, tenantId: string, prepared: PreparedQuery[]): Promise<Map<string, SubjectRef>> {
-    const found = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
+  /**
+   * The subjects of the queries' identifiers. An identifier that names nobody may be the
+   * tombstone of an erased person: ERASED (rule 1 denies), though it leads to no subject.
+   */
+  private async resolveSubjects(tx: TxContext, tenantId: string, prepared: PreparedQuery[]): Promise<Map<string, SubjectRef | typeof ERASED>> {
+    const found: Map<string, SubjectRef | typeof ERASED> = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
     const missing = prepared.filter((p) => !found.has(key(p.index))).map((p) => p.index);
-    const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map<string, { subjectId: string }>();
-    for (const [k, tombstone] of suppressed) found.set(k, { subjectId: tombstone.subjectId, erased: true });
+    const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map<string, unknown>();
+    for (const k of suppressed.keys()) found.set(k, ERASED);
     return found;
   }
 
@@ -180,10 +190,12 @@ export class ConsentChecker {
   }
 }
 
+/** An identifier whose person was erased and that names nobody since. */
+const ERASED = Symbol('erased identifier');
+/** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */
+const ERASED_FACTS: SubjectFacts = Object.freeze({ subjectId: '', erased: true, suppressed: false, scopes: [], windows: [] });
+
 function key(index: IdentifierIndex): string {
   return `${index.kind}:${index.blindIndex}`;
 }
 
-function isString(value: string | undefined): value is string {
-  return value !== undefined;
-}

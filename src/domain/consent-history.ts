@@ -3,7 +3,6 @@ import { authorizeTenant } from './authorization';
 import { scopeStatus, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
 import { DomainError, failedPrecondition, invalidArgument, Violations } from '../shared/errors';
-import { names } from './resource-names';
 import { openEvent } from './event-codec';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { Channel, ConsentEvent } from './model';
@@ -54,9 +53,11 @@ export class ConsentHistory {
       const tenant = await this.tenants.require(tx, tenantId, false);
       const keyring = await this.keys.tenantKeyring(tenantId);
       const subject = await this.directory.find(tx, keyring, identifier);
-      // The message names no identifier: it is personal data.
+      // Messages name no identifier (personal data), and an erased one names no subject either.
+      if (!subject && (await this.directory.wasErased(tx, keyring, identifier))) {
+        throw failedPrecondition('SUBJECT_ERASED', 'the person with this identifier was erased; nothing is kept under it');
+      }
       if (!subject) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
-      if (subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: names.subject(tenantId, subject.subjectId) });
       const rows = (await this.consent.loadState(tx, tenantId, [subject.subjectId])).get(subject.subjectId) ?? { scopes: [], windows: [] };
       return {
         subjectId: subject.subjectId,
@@ -97,17 +98,19 @@ export class ConsentHistory {
         if (!subject) return { items: [], nextPageToken: '' };
         subjectId = subject.subjectId;
       }
+      // Erased people's events are not listed (docs/keys.md, "Erasure"); the auditor's record of
+      // them is the audit log, by opaque id.
       const rows = await this.consent.list(
         tx,
         tenantId,
-        { subjectId, purposeId: query.purposeId, channel: query.channel, startTime: query.startTime, endTime: query.endTime },
+        { subjectId, purposeId: query.purposeId, channel: query.channel, startTime: query.startTime, endTime: query.endTime, excludeErased: true },
         afterSeq,
         size + 1,
       );
       const page = rows.slice(0, size);
       const items: ConsentEvent[] = [];
       for (const { event, subjectErased } of page) {
-        // An erased subject's events stay listed (opaque id, kinds, times), without their evidence.
+        // An erasure that committed after the read above: its evidence is not decrypted.
         const key = event.evidenceCiphertext === null || subjectErased ? null : await this.keys.subjectKey(tenantId, event.subjectId);
         items.push(openEvent(event, key));
       }

@@ -3,6 +3,7 @@ import { KeyManager, SubjectKey } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
+import { addCalendarMonths } from './deadlines';
 import { failedPrecondition, FieldViolation, invalidArgument } from '../shared/errors';
 import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
 import { consentReceipt } from './consent-receipt';
@@ -230,12 +231,19 @@ export class ConsentRecorder {
     });
   }
 
-  /** A retry's first result, or FAILED_PRECONDITION when the request_id was used for another request. */
+  /**
+   * A retry's first result; FAILED_PRECONDITION when the request_id was used for another request,
+   * or when the person it was recorded for has been erased since (final: a retry cannot help, and
+   * recording it again would re-create consent the person had erased).
+   */
   private async replay(tx: TxContext, tenantId: string, requestId: string, fingerprint: string): Promise<ConsentEvent | null> {
     const existing = await this.consent.findByRequestId(tx, tenantId, requestId);
     if (!existing) return null;
     if (existing.requestFingerprint !== fingerprint) {
       throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: requestId });
+    }
+    if (await this.subjects.isErased(tx, tenantId, existing.subjectId)) {
+      throw failedPrecondition('SUBJECT_ERASED', 'the person this request was recorded for has been erased since', { request_id: requestId });
     }
     return this.open(existing);
   }
@@ -324,9 +332,20 @@ export class ConsentRecorder {
 
 }
 
+/**
+ * When an opt-in without its own expire_time lapses: the purpose's validity if it has one, else
+ * the tenant's default, each given either as a duration or in calendar months (validated to be
+ * one or the other). Fixed when the opt-in is recorded, so a later policy change does not move it.
+ */
 function defaultExpiry(tenant: Tenant, purposeId: string, eventTime: number): number | undefined {
-  const validity = tenant.settings.purposeConsentValidityMs[purposeId] ?? tenant.settings.defaultConsentValidityMs;
-  return validity > 0 ? eventTime + validity : undefined;
+  const s = tenant.settings;
+  const months = s.purposeConsentValidityMonths[purposeId];
+  if (months > 0) return addCalendarMonths(eventTime, months);
+  const ms = s.purposeConsentValidityMs[purposeId];
+  if (ms > 0) return eventTime + ms;
+  if (purposeId in s.purposeConsentValidityMs) return undefined; // 0 for this purpose: no expiry
+  if (s.defaultConsentValidityMonths > 0) return addCalendarMonths(eventTime, s.defaultConsentValidityMonths);
+  return s.defaultConsentValidityMs > 0 ? eventTime + s.defaultConsentValidityMs : undefined;
 }
 
 function newEventId(): string {

@@ -36,3 +36,14 @@ export function requestDeadline(receivedAt: number): number {
 export function extendedDeadline(receivedAt: number, extraMonths: 1 | 2): number {
   return monthsDeadline(receivedAt, 1 + extraMonths);
 }
+
+/**
+ * The instant `months` calendar months after `instant`, at the same time of day: the same date in
+ * the target month, or its last day when it has no such date (Jan 31 + 1 month -> Feb 28/29).
+ * Used for consent validity stated in months, with the month arithmetic of the deadlines above.
+ */
+export function addCalendarMonths(instant: number, months: number): number {
+  const date = new Date(instant);
+  const timeOfDay = instant - Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
+  return addMonthsToDate(date, months).getTime() + timeOfDay;
+}

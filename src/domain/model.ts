@@ -47,9 +47,13 @@ export interface TenantSettings {
   serviceWindowMs: number;
   optOutKeywords: string[];
   optInKeywords: string[];
-  /** 0: opt-ins do not expire unless the event says so. */
+  /** 0: opt-ins do not expire unless the event says so (or a validity in months is set). */
   defaultConsentValidityMs: number;
   purposeConsentValidityMs: Record<string, number>;
+  /** The default validity in calendar months; 0: not given in months. Excludes defaultConsentValidityMs. */
+  defaultConsentValidityMonths: number;
+  /** Validity in calendar months per purpose; a purpose is here or in purposeConsentValidityMs. */
+  purposeConsentValidityMonths: Record<string, number>;
 }
 
 export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
@@ -58,6 +62,8 @@ export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
   optInKeywords: ['START', 'YES', 'UNSTOP'],
   defaultConsentValidityMs: 0,
   purposeConsentValidityMs: {},
+  defaultConsentValidityMonths: 0,
+  purposeConsentValidityMonths: {},
 });
 
 export interface Tenant {

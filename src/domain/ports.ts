@@ -29,7 +29,10 @@ export interface TenantRecord {
 export interface TenantRepository {
   insert(tx: TxContext, tenant: TenantRecord): Promise<void>;
   find(tx: TxContext, id: string): Promise<TenantRecord | null>;
+  /** Stores new settings, in force from `updatedAt` (the previous versions are kept). */
   updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void>;
+  /** The settings in force at `at`, or null before the first known version. */
+  settingsAt(tx: TxContext, id: string, at: number): Promise<TenantSettings | null>;
   markErased(tx: TxContext, id: string, at: number): Promise<void>;
   /** Erased tenants whose rows have not been purged yet. */
   listUnpurged(tx: TxContext): Promise<string[]>;
@@ -75,6 +78,8 @@ export interface NoticeRecord extends Notice {
 export interface PurposeRepository {
   insert(tx: TxContext, purpose: PurposeRecord): Promise<void>;
   find(tx: TxContext, tenantId: string, id: string): Promise<PurposeRecord | null>;
+  /** Which of these purpose ids exist in the tenant. */
+  existing(tx: TxContext, tenantId: string, ids: string[]): Promise<Set<string>>;
   /** Purposes ordered by id, after `afterId` (exclusive). */
   list(tx: TxContext, tenantId: string, afterId: string | null, limit: number): Promise<PurposeRecord[]>;
   insertNotice(tx: TxContext, notice: NoticeRecord): Promise<void>;
@@ -95,14 +100,15 @@ export interface SubjectRepository {
     identifier: IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number },
   ): Promise<void>;
   /**
-   * Marks a subject erased and destroys the ciphertext of its identifiers, keeping their blind
-   * indexes (keyed hashes, no personal data) so the person is recognised as erased. Rows are few;
-   * the cost does not depend on how many events the subject has.
+   * Marks a subject erased, deletes its identifier rows (with their ciphertext) and its derived
+   * state (consent_state, service_windows), and leaves a suppression tombstone per identifier:
+   * the blind index (a keyed hash, no personal data) and the time, naming no subject. Rows are
+   * few; the cost does not depend on how many events the subject has. Returns how many
+   * identifiers were replaced by tombstones.
    */
-  /** Returns how many identifiers were replaced by tombstones. */
   markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number>;
-  /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`, with the erased subject. */
-  findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>>;
+  /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`: when each was erased. */
+  findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>>;
   /**
    * Serialises writers of one subject until the transaction ends, and reads the subject as it
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
@@ -117,6 +123,8 @@ export interface StoredConsentEvent extends Omit<ConsentEvent, 'evidence'> {
 }
 
 export interface ConsentEventFilter {
+  /** Leave out the events of erased people (every listing but the auditor's row cross-check). */
+  excludeErased?: boolean;
   subjectId?: string;
   purposeId?: string;
   channel?: Channel;

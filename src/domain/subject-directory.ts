@@ -17,13 +17,25 @@ export class SubjectDirectory {
     return { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
   }
 
-  /** The subject of an identifier, or of its erasure tombstone (then erased): history outlives erasure. */
-  async find(tx: TxContext, keyring: TenantKeyring, identifier: IdentifierRef): Promise<SubjectRef | null> {
+  /**
+   * The person an identifier names now, or null. After an erasure the identifier names nobody
+   * until the person signs up again (then a new, unlinked subject): nothing reachable by an
+   * erased identifier leads to what is left of the erased person (docs/keys.md, "Erasure").
+   */
+  find(tx: TxContext, keyring: TenantKeyring, identifier: IdentifierRef): Promise<SubjectRef | null> {
+    return this.subjects.findByIdentifier(tx, keyring.tenantId, this.index(keyring, identifier));
+  }
+
+  /** Whether the identifier was erased (a suppression tombstone exists), whoever it names now. */
+  async wasErased(tx: TxContext, keyring: TenantKeyring, identifier: IdentifierRef): Promise<boolean> {
     const index = this.index(keyring, identifier);
-    const subject = await this.subjects.findByIdentifier(tx, keyring.tenantId, index);
-    if (subject) return subject;
-    const tombstone = (await this.subjects.findSuppressed(tx, keyring.tenantId, [index])).get(`${index.kind}:${index.blindIndex}`);
-    return tombstone ? { subjectId: tombstone.subjectId, erased: true } : null;
+    return (await this.subjects.findSuppressed(tx, keyring.tenantId, [index])).size > 0;
+  }
+
+  /** Whether the subject was erased (a missing subject counts as erased: nothing is left of it). */
+  async isErased(tx: TxContext, tenantId: string, subjectId: string): Promise<boolean> {
+    const subject = await this.subjects.lock(tx, tenantId, subjectId);
+    return !subject || subject.erased;
   }
 
   /**

@@ -127,8 +127,12 @@ export class SubjectRightsService {
         subjectKnown: request.subjectId !== null,
         keyIdsDestroyed: erasure ? [erasure.keyId] : [],
         counts: erasure?.counts ?? { identifiers: 0, eventsRetained: 0 },
-        method: 'crypto-shredding: the subject key was deleted from the key store; identifiers replaced by a keyed-hash tombstone',
-        retained: 'event metadata without personal data (opaque subject id, kinds, times) for accountability (Art. 5(2))',
+        method:
+          'crypto-shredding: the subject key was deleted from the key store; the identifier rows and the derived consent state were deleted; ' +
+          'each identifier left a keyed-hash tombstone that names no subject',
+        retained:
+          'reachable by no identifier: the audit log entries and consent event rows of the opaque subject id (kinds, purposes, channels, times; ' +
+          'evidence unreadable without the destroyed key), for accountability (Art. 5(2))',
       },
       'erasure-receipt+jwt',
       now,
@@ -164,11 +168,9 @@ export class SubjectRightsService {
       if (replay) return replay.id;
       const keyring = await this.keys.tenantKeyring(tenantId);
       const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
-      // A person erased before keeps their (opaque) subject through the suppression tombstone.
-      const subject =
-        (await this.subjects.findByIdentifier(tx, tenantId, index)) ??
-        (await this.subjects.findSuppressed(tx, tenantId, [index])).get(`${index.kind}:${index.blindIndex}`) ??
-        null;
+      // The person the identifier names now. An erased person is not reached by it any more
+      // (docs/keys.md, "Erasure"): a request by an erased identifier finds nothing of them.
+      const subject = await this.subjects.findByIdentifier(tx, tenantId, index);
       const record: SubjectRequestRecord = {
         id: randomBytes(16).toString('hex'),
         tenantId,

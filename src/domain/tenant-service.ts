@@ -5,7 +5,7 @@ import { Clock } from './clock';
 import { alreadyExists, DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound } from '../shared/errors';
 import { DEFAULT_TENANT_SETTINGS, Tenant, TenantSettings } from './model';
 import { AuditTrail } from '../audit/audit-types';
-import { TenantRecord, TenantRepository } from './ports';
+import { PurposeRepository, TenantRecord, TenantRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { sha256Hex } from '../shared/hashing';
 import { Principal } from './principal';
@@ -19,6 +19,8 @@ export const SETTINGS_FIELDS = [
   'optInKeywords',
   'defaultConsentValidityMs',
   'purposeConsentValidityMs',
+  'defaultConsentValidityMonths',
+  'purposeConsentValidityMonths',
 ] as const;
 export type SettingsField = (typeof SETTINGS_FIELDS)[number];
 
@@ -29,11 +31,14 @@ export const SETTINGS_WIRE_NAMES: Record<SettingsField, string> = {
   optInKeywords: 'opt_in_keywords',
   defaultConsentValidityMs: 'default_consent_validity',
   purposeConsentValidityMs: 'purpose_consent_validity',
+  defaultConsentValidityMonths: 'default_consent_validity_months',
+  purposeConsentValidityMonths: 'purpose_consent_validity_months',
 };
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 const MAX_VALIDITY = 10 * 366 * DAY;
+const MAX_VALIDITY_MONTHS = 120;
 /** How long a process trusts its cached copy of a tenant; updates through this process evict at once. */
 const TENANT_CACHE_TTL_MS = 500;
 
@@ -44,6 +49,8 @@ export class TenantService {
   constructor(
     private readonly tx: TransactionRunner,
     private readonly tenants: TenantRepository,
+    /** Which purpose ids exist (validity keys must name one); the purpose rows, not PurposeService, which depends on this. */
+    private readonly purposes: Pick<PurposeRepository, 'existing'>,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
@@ -64,6 +71,8 @@ export class TenantService {
     if (input.displayName.length > 200) violations.push({ field: 'display_name', reason: 'TOO_LONG', description: 'at most 200 characters' });
     checkRequestId(input.requestId, false, violations);
     const settings = validateSettings({ ...DEFAULT_TENANT_SETTINGS, ...input.settings }, 'settings', violations);
+    // A new tenant has no purposes yet: validity per purpose is set once they exist.
+    violations.push(...unknownPurposeKeys(settings, SETTINGS_FIELDS, 'settings', new Set()));
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenantCreation(principal, input.tenantId);
 
@@ -105,6 +114,8 @@ export class TenantService {
       for (const field of fields) (merged as unknown as Record<string, unknown>)[field] = patch[field] ?? DEFAULT_TENANT_SETTINGS[field];
       const violations: FieldViolation[] = [];
       const settings = validateSettings(merged, 'settings', violations);
+      const keys = [...Object.keys(settings.purposeConsentValidityMs), ...Object.keys(settings.purposeConsentValidityMonths)];
+      violations.push(...unknownPurposeKeys(settings, fields, 'settings', await this.purposes.existing(tx, tenantId, keys)));
       if (violations.length > 0) throw invalidArgument(violations);
       const now = this.clock.now();
       await this.tenants.updateSettings(tx, tenantId, settings, now);
@@ -113,6 +124,15 @@ export class TenantService {
     });
     this.cache.delete(tenantId);
     return updated;
+  }
+
+  /**
+   * The settings in force at `at`: those of the tenant if they were already in force then, else
+   * the version effective at `at` (or the first known one, for a time before it).
+   */
+  async settingsAt(tx: TxContext, tenant: Tenant, at: number): Promise<TenantSettings> {
+    if (at >= tenant.updatedAt) return tenant.settings;
+    return (await this.tenants.settingsAt(tx, tenant.id, at)) ?? (await this.tenants.settingsAt(tx, tenant.id, tenant.updatedAt)) ?? tenant.settings;
   }
 
   /** Forgets the cached copy (after a change made outside this service). */
@@ -164,8 +184,18 @@ export function validateSettings(settings: TenantSettings, prefix: string, viola
     violations.push({ field: at('optInKeywords'), reason: 'KEYWORD_ON_BOTH_LISTS', description: `also an opt-out keyword: ${overlap.join(', ')}` });
   }
   const validity = (value: number) => Number.isFinite(value) && value >= 0 && value <= MAX_VALIDITY;
+  const validMonths = (value: number) => Number.isInteger(value) && value >= 0 && value <= MAX_VALIDITY_MONTHS;
   if (!validity(settings.defaultConsentValidityMs)) {
     violations.push({ field: at('defaultConsentValidityMs'), reason: 'OUT_OF_RANGE', description: 'must be between 0 and 10 years' });
+  }
+  if (!validMonths(settings.defaultConsentValidityMonths)) {
+    violations.push({ field: at('defaultConsentValidityMonths'), reason: 'OUT_OF_RANGE', description: 'must be between 0 and 120 months' });
+  } else if (settings.defaultConsentValidityMonths > 0 && settings.defaultConsentValidityMs > 0) {
+    violations.push({
+      field: at('defaultConsentValidityMonths'),
+      reason: 'CONFLICTING_VALIDITY',
+      description: 'give the default validity either as a duration (default_consent_validity) or in months, not both',
+    });
   }
   for (const [purposeId, ms] of Object.entries(settings.purposeConsentValidityMs)) {
     if (!PURPOSE_ID.test(purposeId) || !validity(ms)) {
@@ -176,7 +206,37 @@ export function validateSettings(settings: TenantSettings, prefix: string, viola
       });
     }
   }
+  for (const [purposeId, months] of Object.entries(settings.purposeConsentValidityMonths)) {
+    const field = `${at('purposeConsentValidityMonths')}[${JSON.stringify(purposeId)}]`;
+    if (!PURPOSE_ID.test(purposeId) || !validMonths(months)) {
+      violations.push({ field, reason: 'INVALID_VALIDITY', description: 'keys are purpose ids; values between 0 and 120 months' });
+    } else if (purposeId in settings.purposeConsentValidityMs) {
+      violations.push({ field, reason: 'CONFLICTING_VALIDITY', description: 'this purpose also has a validity in purpose_consent_validity; give one of the two' });
+    }
+  }
   return { ...settings, optOutKeywords, optInKeywords };
+}
+
+/**
+ * Purpose ids used as validity keys that name no purpose of the tenant: a typo there would mean a
+ * consent that never expires. Checked for the maps a call changes (a stored key whose purpose is
+ * gone does not block an unrelated change).
+ */
+function unknownPurposeKeys(settings: TenantSettings, fields: readonly SettingsField[], prefix: string, known: ReadonlySet<string>): FieldViolation[] {
+  const violations: FieldViolation[] = [];
+  for (const field of ['purposeConsentValidityMs', 'purposeConsentValidityMonths'] as const) {
+    if (!fields.includes(field)) continue;
+    for (const purposeId of Object.keys(settings[field])) {
+      if (PURPOSE_ID.test(purposeId) && !known.has(purposeId)) {
+        violations.push({
+          field: `${prefix}.${SETTINGS_WIRE_NAMES[field]}[${JSON.stringify(purposeId)}]`,
+          reason: 'PURPOSE_NOT_FOUND',
+          description: 'names no purpose of this tenant (create the purpose first)',
+        });
+      }
+    }
+  }
+  return violations;
 }
 
 function toTenant(record: TenantRecord): Tenant {

@@ -69,6 +69,34 @@ export function refusalOf(request: unknown): DomainError | null {
   return (request as Record<symbol, DomainError>)[REFUSED];
 }
 
+/** Marks the schema violations found in items of a repeated field whose items are answered one by one. */
+const ITEM_VIOLATIONS = Symbol('item violations');
+
+/**
+ * Methods whose repeated field holds independent questions: a value out of range in one item is
+ * that item's INVALID_ARGUMENT, and the other items are still answered (CheckConsentBatch).
+ */
+const ITEMISED: Record<string, string> = { '/consent.v1.ConsentService/CheckConsentBatch': 'queries' };
+
+/** The schema violations found in item `index` of a request's itemised field (none: empty). */
+export function itemViolationsOf(request: unknown, index: number): FieldViolation[] {
+  const found = (request as Record<symbol, Map<number, FieldViolation[]> | undefined>)[ITEM_VIOLATIONS];
+  return found?.get(index) ?? [];
+}
+
+/** Violations under `field[i]` sorted out per item; null when any other field is in them too. */
+function byItem(violations: FieldViolation[], field: string): Map<number, FieldViolation[]> | null {
+  const items = new Map<number, FieldViolation[]>();
+  const prefix = new RegExp(`^${field}\\[(\\d+)\\](?:\\.|$)`);
+  for (const v of violations) {
+    const m = prefix.exec(v.field);
+    if (!m) return null;
+    const index = Number(m[1]);
+    items.set(index, [...(items.get(index) ?? []), v]);
+  }
+  return items;
+}
+
 /**
  * Decoding that refuses what the generated decoder would get wrong instead of failing the call
  * INTERNAL or letting it through silently:
@@ -101,8 +129,11 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         } catch (err) {
           return refuse(violations.length > 0 ? invalidArgument(violations) : undecodable((err as Error).message));
         }
+        if (violations.length === 0) return message;
+        const items = ITEMISED[method.path] ? byItem(violations, ITEMISED[method.path]) : null;
+        if (items) return Object.assign(message, { [ITEM_VIOLATIONS]: items });
         // Decoded anyway where possible: a streamed item keeps its correlation id.
-        return violations.length > 0 ? Object.assign(message, { [REFUSED]: invalidArgument(violations) }) : message;
+        return Object.assign(message, { [REFUSED]: invalidArgument(violations) });
       },
     };
   }

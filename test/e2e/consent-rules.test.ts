@@ -112,7 +112,7 @@ forEachDatabase('consent rules', (db) => {
       if (c.settings) {
         await seedTenant(server, tenantId);
         await call(server.tenants, server.tenants.updateTenantSettings, {
-          settings: { name: `tenants/${tenantId}/settings`, serviceWindow: { seconds: c.settings.serviceWindowHours * 3600, nanos: 0 }, optOutKeywords: [], optInKeywords: [], purposeConsentValidity: {} },
+          settings: { name: `tenants/${tenantId}/settings`, serviceWindow: { seconds: c.settings.serviceWindowHours * 3600, nanos: 0 }, optOutKeywords: [], optInKeywords: [], purposeConsentValidity: {}, defaultConsentValidityMonths: 0, purposeConsentValidityMonths: {} },
           updateMask: ['service_window'],
         });
       }

@@ -25,9 +25,11 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     return state.subject.split('/').pop()!;
   };
 
-  it('erased: checks deny SUBJECT_ERASED, writes are refused, history stays without evidence, others untouched', async function () {
-    for (const i of [1, 2]) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(i), evidence }));
+  it('erased: checks deny SUBJECT_ERASED, retried writes are refused, nothing is reachable by the identifier, others untouched', async function () {
+    const written = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1), evidence, requestId: 'erase-retry-1' }));
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(2), evidence }));
     const subjectId = await subjectIdOf(1);
+    const listedBefore = (await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, pageSize: 1000 }))).consentEvents.length;
     const first = await s.app.services.subjectEraser.erase(T, subjectId);
     expect(first).to.include({ keyDestroyed: true, alreadyErased: false });
     const again = await s.app.services.subjectEraser.erase(T, subjectId);
@@ -39,9 +41,22 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     expect((await expectGrpcError(call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(1) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
     const [identifiers] = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM subject_identifiers WHERE subject_id = ?', [subjectId]);
     expect(Number(identifiers.n), 'the identifier ciphertext is gone, a tombstone stays').to.equal(0);
+    const [tombstone] = await s.app.dataSource.query('SELECT * FROM suppressions WHERE tenant_id = ?', [T]);
+    expect(Object.values(tombstone as object), 'the tombstone names no subject').to.not.include(subjectId);
+    const [state] = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_state WHERE subject_id = ?', [subjectId]);
+    expect(Number(state.n), 'the derived state is gone').to.equal(0);
+    // Nothing reachable by the identifier reveals the erased person's events, or how many.
     const history = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(1) }));
-    expect(history.consentEvents).to.have.length(1);
-    expect(history.consentEvents[0].evidence, 'no evidence after erasure').to.deep.include({ userAgent: '', freeText: '' });
+    expect(history.consentEvents).to.deep.equal([]);
+    const all = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, pageSize: 1000 }));
+    expect(all.consentEvents.map((e) => e.subject), 'not in the tenant-wide history either').to.not.include(written.event!.subject);
+    expect(all.consentEvents).to.have.length(listedBefore - 1);
+    // A retry of the write recorded before the erasure is refused for good, not UNAVAILABLE.
+    const retried = await expectGrpcError(
+      call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1), evidence, requestId: 'erase-retry-1' })),
+      status.FAILED_PRECONDITION,
+    );
+    expect(retried.reason).to.equal('SUBJECT_ERASED');
     const stored = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [subjectId]);
     expect(Number(stored[0].n), 'the key is gone from the key store').to.equal(0);
 
@@ -96,7 +111,7 @@ forEachDatabase('subject erasure by key destruction', (db) => {
       const after = await fromBackup.app.dataSource.query('SELECT value_ciphertext FROM subject_identifiers WHERE subject_id = ?', [erasedId]);
       expect(after, 'the identifier ciphertext is removed again').to.have.length(0);
       const history = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(10) }));
-      expect(history.consentEvents[0].evidence!.freeText, 'listed without evidence').to.equal('');
+      expect(history.consentEvents, 'nothing reachable by the erased identifier').to.deep.equal([]);
       const kept = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(11) }));
       expect(kept.consentEvents[0].evidence!.freeText).to.equal('planted note');
     } finally {

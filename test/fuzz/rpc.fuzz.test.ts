@@ -10,7 +10,7 @@ import { forEachDatabase } from '../support/databases';
 import { startTestServer, TestServer } from '../support/test-server';
 import { Corpus, Dictionary, encode, messageInitArb, mutationArb, payloadArb, requiredFields } from './support/arbitraries';
 import { declaredPaths, Rpc, rpcCatalog } from './support/catalog';
-import { badRequestFields, healthCheck, invoke, nestedStatuses, Outcome, rawClient, statusDetails } from './support/invoke';
+import { badRequestFields, badRequestViolations, healthCheck, invoke, nestedStatuses, Outcome, rawClient, SCHEMA_REASONS, statusDetails } from './support/invoke';
 import { seedWorld, storeSnapshot } from './support/world';
 
 /**
@@ -153,9 +153,11 @@ function setPath(init: Record<string, unknown>, path: string[], value: string): 
 /** Why a call that must be refused was not, or null. */
 function refusalProblem(rpc: Rpc, outcome: Outcome, field: string, sent: number): string | null {
   if (outcome.code === status.INVALID_ARGUMENT) {
-    const fields = badRequestFields(statusDetails(outcome.metadata));
-    if (!fields) return 'INVALID_ARGUMENT without a google.rpc.BadRequest';
-    if (!fields.includes(field)) return `INVALID_ARGUMENT names ${JSON.stringify(fields)}, not ${field}`;
+    const violations = badRequestViolations(statusDetails(outcome.metadata));
+    if (!violations) return 'INVALID_ARGUMENT without a google.rpc.BadRequest';
+    const fields = violations.map((v) => v.field);
+    // Refused before any handler for an out-of-range value elsewhere in the random message: also right.
+    if (!fields.includes(field) && !violations.every((v) => SCHEMA_REASONS.has(v.reason))) return `INVALID_ARGUMENT names ${JSON.stringify(fields)}, not ${field}`;
     return null;
   }
   // A stream of independent questions answers each one: every answer must be the refusal.
@@ -166,8 +168,9 @@ function refusalProblem(rpc: Rpc, outcome: Outcome, field: string, sent: number)
       if (nested.length !== 1 || nested[0].code !== status.INVALID_ARGUMENT) return `an answer with ${JSON.stringify(nested.map((n) => codeName(n.code)))}`;
       const bad = (nested[0].details as Array<{ typeUrl: string; value: Uint8Array }>).find((d) => d.typeUrl.endsWith('/google.rpc.BadRequest'));
       if (!bad) return 'a per-item INVALID_ARGUMENT without a google.rpc.BadRequest';
-      const fields = BadRequest.decode(bad.value).fieldViolations.map((v) => v.field);
-      if (!fields.includes(field)) return `a per-item INVALID_ARGUMENT that names ${JSON.stringify(fields)}, not ${field}`;
+      const violations = BadRequest.decode(bad.value).fieldViolations;
+      const fields = violations.map((v) => v.field);
+      if (!fields.includes(field) && !violations.every((v) => SCHEMA_REASONS.has(v.reason))) return `a per-item INVALID_ARGUMENT that names ${JSON.stringify(fields)}, not ${field}`;
     }
     return null;
   }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
+import { AuditQueries1764000000008 } from '../../migrations/1764000000008-AuditQueries';
 import { AuditLog } from '../../src/audit/audit-log';
 import { createDataSource } from '../../src/storage/data-source';
 import { TypeormAuditRepository } from '../../src/storage/repositories/audit-repository';
@@ -17,7 +18,7 @@ forEachDatabase('audit migration 8 on a log written before it', (db) => {
     this.timeout(60_000);
     // The schema as it was before: migrations up to the audit log itself.
     const full = await createDataSource(db().config);
-    const before = new DataSource({ ...full.options, migrations: MIGRATIONS.slice(0, MIGRATIONS.length - 1) } as typeof full.options);
+    const before = new DataSource({ ...full.options, migrations: MIGRATIONS.slice(0, MIGRATIONS.indexOf(AuditQueries1764000000008)) } as typeof full.options);
     await before.initialize();
     await before.runMigrations();
     const rows = [

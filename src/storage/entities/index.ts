@@ -13,6 +13,7 @@ import { ServiceWindowEntity } from './service-window.entity';
 import { SubjectIdentifierEntity } from './subject-identifier.entity';
 import { SubjectEntity } from './subject.entity';
 import { TenantEntity } from './tenant.entity';
+import { TenantSettingsVersionEntity } from './tenant-settings-version.entity';
 
 export {
   AuditEntryEntity,
@@ -33,6 +34,7 @@ export {
   SubjectRequestTransitionEntity,
   SuppressionEntity,
   TenantEntity,
+  TenantSettingsVersionEntity,
 };
 
 export const ENTITIES = [
@@ -54,4 +56,5 @@ export const ENTITIES = [
   AuditEntryEntity,
   AuditNodeEntity,
   AuditCheckpointEntity,
+  TenantSettingsVersionEntity,
 ];

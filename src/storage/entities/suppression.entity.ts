@@ -1,7 +1,10 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { epochMs } from './columns';
 
-/** A tombstone of an erased identifier: blind index, the erased subject's opaque id, when. */
+/**
+ * A tombstone of an erased identifier: its blind index and when it was erased. It names no
+ * subject: nothing leads from the identifier to what is left of the erased person (docs/keys.md).
+ */
 @Entity({ name: 'suppressions' })
 export class SuppressionEntity {
   @PrimaryColumn({ name: 'tenant_id', type: 'varchar', length: 63 })
@@ -12,9 +15,6 @@ export class SuppressionEntity {
 
   @PrimaryColumn({ name: 'blind_index', type: 'varchar', length: 64 })
   blindIndex!: string;
-
-  @Column({ name: 'subject_id', type: 'varchar', length: 32 })
-  subjectId!: string;
 
   @Column({ name: 'erased_at', type: 'bigint', transformer: epochMs })
   erasedAt!: number;

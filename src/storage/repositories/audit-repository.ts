@@ -52,23 +52,18 @@ export class TypeormAuditRepository implements AuditRepository {
   }
 
   async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
-    const where = ['tenant_id = ?', 'seq >= ?'];
-    const params: unknown[] = [tenantId, fromSeq];
-    if (filter.types && filter.types.length > 0) {
-      where.push(`entry_type IN (${placeholders(filter.types.length)})`);
-      params.push(...filter.types);
-    }
-    if (filter.subjectId !== undefined) where.push('subject_id = ?'), params.push(filter.subjectId);
-    if (filter.purposeId !== undefined) where.push('purpose_id = ?'), params.push(filter.purposeId);
-    if (filter.principal !== undefined) where.push('principal = ?'), params.push(filter.principal);
-    if (filter.startTime !== undefined) where.push('entry_time >= ?'), params.push(filter.startTime);
-    if (filter.endTime !== undefined) where.push('entry_time < ?'), params.push(filter.endTime);
-    if (filter.beforeSeq !== undefined) where.push('seq < ?'), params.push(filter.beforeSeq);
+    const { where, params } = whereOf(tenantId, fromSeq, filter);
     const rows: Array<{ seq: unknown; entry_json: string; leaf_hash: string }> = await managerOf(tx).query(
-      `SELECT seq, entry_json, leaf_hash FROM audit_entries WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${Math.floor(limit)}`,
+      `SELECT seq, entry_json, leaf_hash FROM audit_entries WHERE ${where} ORDER BY seq LIMIT ${Math.floor(limit)}`,
       params,
     );
     return rows.map((r) => ({ seq: num(r.seq), entryJson: r.entry_json, leafHash: r.leaf_hash }));
+  }
+
+  async count(tx: TxContext, tenantId: string, filter: AuditEntryFilter): Promise<number> {
+    const { where, params } = whereOf(tenantId, 0, filter);
+    const [row] = await managerOf(tx).query(`SELECT COUNT(*) AS n FROM audit_entries WHERE ${where}`, params);
+    return num(row.n);
   }
 
   async insertCheckpoint(tx: TxContext, checkpoint: CheckpointRecord): Promise<void> {
@@ -95,4 +90,21 @@ export class TypeormAuditRepository implements AuditRepository {
     );
     return rows.map((r) => r.tenant_id);
   }
+}
+
+/** The WHERE clause (and its parameters) of the entries from `fromSeq` on that match `filter`. */
+function whereOf(tenantId: string, fromSeq: number, filter: AuditEntryFilter): { where: string; params: unknown[] } {
+  const where = ['tenant_id = ?', 'seq >= ?'];
+  const params: unknown[] = [tenantId, fromSeq];
+  if (filter.types && filter.types.length > 0) {
+    where.push(`entry_type IN (${placeholders(filter.types.length)})`);
+    params.push(...filter.types);
+  }
+  if (filter.subjectId !== undefined) where.push('subject_id = ?'), params.push(filter.subjectId);
+  if (filter.purposeId !== undefined) where.push('purpose_id = ?'), params.push(filter.purposeId);
+  if (filter.principal !== undefined) where.push('principal = ?'), params.push(filter.principal);
+  if (filter.startTime !== undefined) where.push('entry_time >= ?'), params.push(filter.startTime);
+  if (filter.endTime !== undefined) where.push('entry_time < ?'), params.push(filter.endTime);
+  if (filter.beforeSeq !== undefined) where.push('seq < ?'), params.push(filter.beforeSeq);
+  return { where: where.join(' AND '), params };
 }

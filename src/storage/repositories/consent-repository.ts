@@ -157,12 +157,14 @@ export class TypeormConsentRepository implements ConsentRepository {
     if (filter.channel !== undefined) add('channel = ?', filter.channel);
     if (filter.startTime !== undefined) add('event_time >= ?', filter.startTime);
     if (filter.endTime !== undefined) add('event_time < ?', filter.endTime);
+    const conditions = where.map((w) => `e.${w}`);
+    if (filter.excludeErased) conditions.push('s.erased_at IS NULL');
     const columns = EVENT_COLUMNS.split(',').map((c) => `e.${c.trim()}`).join(', ');
     // The subject's erasure flag comes with each row, read in the same statement: a process that
     // still caches the key of a subject erased elsewhere sees the flag and does not decrypt.
     const rows: EventRow[] = await managerOf(tx).query(
       `SELECT ${columns}, s.erased_at AS subject_erased_at FROM consent_events e LEFT JOIN subjects s ON s.id = e.subject_id
-        WHERE ${where.map((w) => `e.${w}`).join(' AND ')} ORDER BY e.seq LIMIT ${Math.floor(limit)}`,
+        WHERE ${conditions.join(' AND ')} ORDER BY e.seq LIMIT ${Math.floor(limit)}`,
       params,
     );
     return rows.map((row) => ({ seq: num(row.seq), event: toEvent(row), subjectErased: row.subject_erased_at !== null }));

@@ -1,4 +1,4 @@
-import { LessThan, MoreThan } from 'typeorm';
+import { LessThan, MoreThan, In } from 'typeorm';
 import { NoticeRecord, PurposeRecord, PurposeRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { PurposeCategory } from '../../domain/model';
@@ -13,6 +13,12 @@ export class TypeormPurposeRepository implements PurposeRepository {
   async find(tx: TxContext, tenantId: string, id: string): Promise<PurposeRecord | null> {
     const row = await managerOf(tx).findOneBy(PurposeEntity, { tenantId, id });
     return row ? toPurpose(row) : null;
+  }
+
+  async existing(tx: TxContext, tenantId: string, ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await managerOf(tx).find(PurposeEntity, { select: { id: true }, where: { tenantId, id: In([...new Set(ids)]) } });
+    return new Set(rows.map((r) => r.id));
   }
 
   async list(tx: TxContext, tenantId: string, afterId: string | null, limit: number): Promise<PurposeRecord[]> {

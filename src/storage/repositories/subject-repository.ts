@@ -2,7 +2,7 @@ import { IdentifierIndex, SubjectRef, SubjectRepository } from '../../domain/por
 import { TxContext } from '../../shared/unit-of-work';
 import { SubjectEntity, SubjectIdentifierEntity, SuppressionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { forUpdate, placeholders } from './sql-dialect';
+import { forUpdate, num, placeholders } from './sql-dialect';
 
 export class TypeormSubjectRepository implements SubjectRepository {
   async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
@@ -50,24 +50,32 @@ export class TypeormSubjectRepository implements SubjectRepository {
   async markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number> {
     const m = managerOf(tx);
     await m.query('UPDATE subjects SET erased_at = ? WHERE tenant_id = ? AND id = ? AND erased_at IS NULL', [at, tenantId, subjectId]);
-    // The identifier rows (with their ciphertext) go; their blind indexes stay as tombstones.
+    // The identifier rows (with their ciphertext) go; their blind indexes stay as tombstones that
+    // name no subject, so nothing reachable by the identifier leads to the erased person.
     const identifiers: Array<{ kind: string; blind_index: string }> = await m.query(
       'SELECT kind, blind_index FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ?',
       [tenantId, subjectId],
     );
     for (const id of identifiers) {
       await m.delete(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index });
-      await m.insert(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index, subjectId, erasedAt: at });
+      await m.insert(SuppressionEntity, { tenantId, kind: id.kind, blindIndex: id.blind_index, erasedAt: at });
     }
     await m.query('DELETE FROM subject_identifiers WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
+    // Derived state: at most one row per purpose and channel, and per channel.
+    await m.query('DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
+    await m.query('DELETE FROM service_windows WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
     return identifiers.length;
   }
 
-  async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { subjectId: string; erasedAt: number }>> {
-    const found = new Map<string, { subjectId: string; erasedAt: number }>();
+  async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>> {
+    const found = new Map<string, { erasedAt: number }>();
     for (const index of indexes) {
-      const row = await managerOf(tx).findOneBy(SuppressionEntity, { tenantId, kind: index.kind, blindIndex: index.blindIndex });
-      if (row) found.set(`${index.kind}:${index.blindIndex}`, { subjectId: row.subjectId, erasedAt: row.erasedAt });
+      const rows: Array<{ erased_at: unknown }> = await managerOf(tx).query('SELECT erased_at FROM suppressions WHERE tenant_id = ? AND kind = ? AND blind_index = ?', [
+        tenantId,
+        index.kind,
+        index.blindIndex,
+      ]);
+      if (rows.length > 0) found.set(`${index.kind}:${index.blindIndex}`, { erasedAt: num(rows[0].erased_at) });
     }
     return found;
   }

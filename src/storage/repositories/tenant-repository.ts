@@ -1,12 +1,13 @@
 import { TenantRecord, TenantRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { DEFAULT_TENANT_SETTINGS, TenantSettings } from '../../domain/model';
-import { TenantEntity } from '../entities';
+import { TenantEntity, TenantSettingsVersionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { placeholders } from './sql-dialect';
 
 export class TypeormTenantRepository implements TenantRepository {
   async insert(tx: TxContext, tenant: TenantRecord): Promise<void> {
+    await managerOf(tx).insert(TenantSettingsVersionEntity, { tenantId: tenant.id, effectiveFrom: tenant.createdAt, settingsJson: JSON.stringify(tenant.settings) });
     await managerOf(tx).insert(TenantEntity, {
       id: tenant.id,
       displayName: tenant.displayName,
@@ -25,8 +26,7 @@ export class TypeormTenantRepository implements TenantRepository {
     return {
       id: row.id,
       displayName: row.displayName,
-      // Settings written by older versions lack newer fields: defaults fill them in.
-      settings: { ...DEFAULT_TENANT_SETTINGS, ...(JSON.parse(row.settingsJson) as Partial<TenantSettings>) },
+      settings: parseSettings(row.settingsJson),
       createRequestId: row.createRequestId,
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
@@ -35,7 +35,21 @@ export class TypeormTenantRepository implements TenantRepository {
   }
 
   async updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void> {
-    await managerOf(tx).update(TenantEntity, { id }, { settingsJson: JSON.stringify(settings), updatedAt });
+    const settingsJson = JSON.stringify(settings);
+    const m = managerOf(tx);
+    await m.update(TenantEntity, { id }, { settingsJson, updatedAt });
+    // Two changes in the same millisecond: the later one is what was in force from then on.
+    await m.delete(TenantSettingsVersionEntity, { tenantId: id, effectiveFrom: updatedAt });
+    await m.insert(TenantSettingsVersionEntity, { tenantId: id, effectiveFrom: updatedAt, settingsJson });
+  }
+
+  async settingsAt(tx: TxContext, id: string, at: number): Promise<TenantSettings | null> {
+    const m = managerOf(tx);
+    const rows: Array<{ settings_json: string }> = await m.query(
+      'SELECT settings_json FROM tenant_settings_versions WHERE tenant_id = ? AND effective_from <= ? ORDER BY effective_from DESC LIMIT 1',
+      [id, at],
+    );
+    return rows.length === 0 ? null : parseSettings(rows[0].settings_json);
   }
 
   async markErased(tx: TxContext, id: string, at: number): Promise<void> {
@@ -54,10 +68,15 @@ export class TypeormTenantRepository implements TenantRepository {
       await m.query(`DELETE FROM consent_events WHERE seq IN (${placeholders(events.length)})`, events.map((e) => e.seq));
       return false;
     }
-    for (const table of ['consent_state', 'service_windows', 'subject_identifiers', 'subjects', 'notices', 'purposes', 'key_rotations']) {
+    for (const table of ['consent_state', 'service_windows', 'subject_identifiers', 'subjects', 'notices', 'purposes', 'key_rotations', 'tenant_settings_versions']) {
       await m.query(`DELETE FROM ${table} WHERE tenant_id = ?`, [id]);
     }
     await m.query('UPDATE tenants SET purged_at = ? WHERE id = ?', [at, id]);
     return true;
   }
+}
+
+/** Settings written by older versions lack newer fields: defaults fill them in. */
+function parseSettings(json: string): TenantSettings {
+  return { ...DEFAULT_TENANT_SETTINGS, ...(JSON.parse(json) as Partial<TenantSettings>) };
 }

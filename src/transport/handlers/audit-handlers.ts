@@ -67,6 +67,7 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         category: categories.toProto(x.basis.category),
         serviceWindow: msToDuration(x.basis.serviceWindowMs),
         time: msToDate(x.basis.at),
+        erasuresSince: x.erasuresSince,
       };
     }),
     listConsentRecords: pipeline.unary('ListConsentRecords', async (req, ctx) => {

@@ -29,7 +29,7 @@ import {
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
 import { drained, writeWithBackpressure } from '../stream-flow';
-import { refusalOf } from '../server';
+import { itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import {
   categories,
@@ -164,7 +164,12 @@ export function consentHandlers(
         if (req.queries.length === 0 || req.queries.length > limits.maxBatchChecks) {
           throw invalidArgument([{ field: 'queries', reason: 'BATCH_SIZE', description: `must hold 1 to ${limits.maxBatchChecks} queries` }]);
         }
-        const queries = req.queries.map((q, i) => queryFromProto(q, tenantId, `queries[${i}]`));
+        const queries = req.queries.map((q, i) => {
+          const query = queryFromProto(q, tenantId, `queries[${i}]`);
+          // Out-of-range values the decoder found in this item fail it alone.
+          for (const v of itemViolationsOf(req, i)) if (!query.violations.some((w) => w.field === v.field)) query.violations.push(v);
+          return query;
+        });
         const outcomes = await checker.checkMany(ctx.principal, tenantId, queries);
         return { results: outcomes.map((o) => resultToProto(tenantId, o)) };
       },

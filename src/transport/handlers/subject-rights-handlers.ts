@@ -165,7 +165,14 @@ function requestToProto(r: SubjectRequestView): DataSubjectRequest {
     })),
     createTime: msToDate(r.createdAt),
     erasureReceipt: r.kind === 'ERASURE' ? (r.result ?? '') : '',
+    dueDate: dueDateOf(r.dueTime),
   };
+}
+
+/** The due day (UTC) of a deadline that is the exclusive midnight after it. */
+function dueDateOf(dueTime: number): { year: number; month: number; day: number } {
+  const lastDay = new Date(dueTime - 1);
+  return { year: lastDay.getUTCFullYear(), month: lastDay.getUTCMonth() + 1, day: lastDay.getUTCDate() };
 }
 
 function holdToProto(h: LegalHoldRecord): LegalHold {

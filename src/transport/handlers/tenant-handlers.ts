@@ -74,6 +74,8 @@ function populatedFields(s: PbSettings | undefined): SettingsField[] {
   if (s.optInKeywords.length > 0) fields.push('optInKeywords');
   if (s.defaultConsentValidity) fields.push('defaultConsentValidityMs');
   if (Object.keys(s.purposeConsentValidity).length > 0) fields.push('purposeConsentValidityMs');
+  if (s.defaultConsentValidityMonths !== 0) fields.push('defaultConsentValidityMonths');
+  if (Object.keys(s.purposeConsentValidityMonths).length > 0) fields.push('purposeConsentValidityMonths');
   return fields;
 }
 
@@ -100,6 +102,12 @@ function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): 
           Object.entries(s.purposeConsentValidity).map(([k, d]) => [k, durationToMs(d) ?? 0]),
         );
         break;
+      case 'defaultConsentValidityMonths':
+        out.defaultConsentValidityMonths = s.defaultConsentValidityMonths;
+        break;
+      case 'purposeConsentValidityMonths':
+        out.purposeConsentValidityMonths = { ...s.purposeConsentValidityMonths };
+        break;
     }
   }
   return out;
@@ -115,6 +123,8 @@ function settingsToProto(t: Tenant): PbSettings {
     defaultConsentValidity: msToDuration(s.defaultConsentValidityMs),
     purposeConsentValidity: Object.fromEntries(Object.entries(s.purposeConsentValidityMs).map(([k, ms]) => [k, msToDuration(ms)])),
     updateTime: msToDate(t.updatedAt),
+    defaultConsentValidityMonths: s.defaultConsentValidityMonths,
+    purposeConsentValidityMonths: { ...s.purposeConsentValidityMonths },
   };
 }
 

@@ -107,9 +107,21 @@ export function statusDetails(metadata: Metadata | undefined): Status | undefine
 
 /** Field paths of the google.rpc.BadRequest in a status, if any. */
 export function badRequestFields(s: Status | undefined): string[] | undefined {
-  const bad = s?.details.find((d) => d.typeUrl.endsWith('/google.rpc.BadRequest'));
-  return bad ? BadRequest.decode(bad.value).fieldViolations.map((v) => v.field) : undefined;
+  return badRequestViolations(s)?.map((v) => v.field);
 }
+
+/** The field violations of the google.rpc.BadRequest in a status, if any. */
+export function badRequestViolations(s: Status | undefined): Array<{ field: string; reason: string }> | undefined {
+  const bad = s?.details.find((d) => d.typeUrl.endsWith('/google.rpc.BadRequest'));
+  return bad ? BadRequest.decode(bad.value).fieldViolations.map(({ field, reason }) => ({ field, reason })) : undefined;
+}
+
+/**
+ * Violations the server finds in the wire bytes before any handler runs (src/transport/
+ * request-checks.ts): a random message that holds such a value is refused for it, whichever
+ * other field a test broke.
+ */
+export const SCHEMA_REASONS: ReadonlySet<string> = new Set(['UNKNOWN_ENUM_VALUE', 'INVALID_TIMESTAMP', 'INVALID_DURATION']);
 
 /**
  * Every google.rpc.Status nested anywhere in a response (per-item errors of batch and stream

@@ -162,7 +162,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     const q = query(T, { subjectIdentifier: who[0] });
     await call(s.tenants, s.tenants.getTenant, { name: p });
     await call(s.tenants, s.tenants.updateTenantSettings, {
-      settings: { name: 'tenants/globex/settings', serviceWindow: { seconds: 7200, nanos: 0 }, optOutKeywords: ['STOP', 'HALT'], optInKeywords: [], purposeConsentValidity: { newsletter: { seconds: 86_400 * 365, nanos: 0 } }, defaultConsentValidity: undefined, updateTime: undefined },
+      settings: { name: 'tenants/globex/settings', serviceWindow: { seconds: 7200, nanos: 0 }, optOutKeywords: ['STOP', 'HALT'], optInKeywords: [], purposeConsentValidity: { newsletter: { seconds: 86_400 * 365, nanos: 0 } }, defaultConsentValidity: undefined, updateTime: undefined, defaultConsentValidityMonths: 0, purposeConsentValidityMonths: {} },
       updateMask: ['service_window', 'opt_out_keywords', 'purpose_consent_validity'],
     });
     await call(s.purposes, s.purposes.listNotices, { parent: `${p}/purposes/newsletter`, pageSize: 0, pageToken: '' });

@@ -236,12 +236,21 @@ export interface ExplainDecisionResponse {
   entries: ExplainedEntry[];
   /** The purpose category the rules applied. */
   category: PurposeCategory;
-  /** The tenant's customer-service window the rules applied (the current setting). */
+  /** The tenant's customer-service window the rules applied: the setting in force at `time`. */
   serviceWindow?:
     | Duration
     | undefined;
   /** The time the question was answered for. */
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /**
+   * Erasures of people in this tenant after `time` (SUBJECT_ERASED entries in the log). An erased
+   * person's events are no longer reachable by their identifiers, so when this is not 0 the
+   * reconstruction may be missing evidence that decided the answer at `time`: it is complete only
+   * for a person not erased since. The entries shown are proven either way.
+   */
+  erasuresSince: number;
 }
 
 /** Request of AuditService.ListConsentRecords. */
@@ -1954,6 +1963,7 @@ function createBaseExplainDecisionResponse(): ExplainDecisionResponse {
     category: 0,
     serviceWindow: undefined,
     time: undefined,
+    erasuresSince: 0,
   };
 }
 
@@ -1979,6 +1989,9 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(58).fork()).join();
+    }
+    if (message.erasuresSince !== 0) {
+      writer.uint32(64).int64(message.erasuresSince);
     }
     return writer;
   },
@@ -2052,6 +2065,14 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.erasuresSince = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2079,6 +2100,11 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
         ? Duration.fromJSON(object.service_window)
         : undefined,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      erasuresSince: isSet(object.erasuresSince)
+        ? globalThis.Number(object.erasuresSince)
+        : isSet(object.erasures_since)
+        ? globalThis.Number(object.erasures_since)
+        : 0,
     };
   },
 
@@ -2105,6 +2131,9 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.erasuresSince !== 0) {
+      obj.erasuresSince = Math.round(message.erasuresSince);
+    }
     return obj;
   },
 
@@ -2126,6 +2155,7 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
       ? Duration.fromPartial(object.serviceWindow)
       : undefined;
     message.time = object.time ?? undefined;
+    message.erasuresSince = object.erasuresSince ?? 0;
     return message;
   },
 };

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { DateMessage } from "../../google/type/date";
 import { SubjectIdentifier } from "./common";
 
 export const protobufPackage = "consent.v1";
@@ -299,7 +300,10 @@ export interface DataSubjectRequest {
     | undefined;
   /** How it was received. */
   receivedVia: ReceivedVia;
-  /** One calendar month after receipt (Regulation 1182/71 Art. 3(2)(c)), or the extended deadline. */
+  /**
+   * The end of the due day: the exclusive midnight (UTC) after `due_date`. A request is overdue
+   * from this instant on.
+   */
   dueTime?:
     | Date
     | undefined;
@@ -324,6 +328,12 @@ export interface DataSubjectRequest {
    * "erasure-receipt+jwt") verifiable with KeyService.GetPublicKeys.
    */
   erasureReceipt: string;
+  /**
+   * The last day to answer (UTC), inclusive: one calendar month after the day of receipt
+   * (Regulation 1182/71 Art. 3(2)(c): Jan 31 -> Feb 28/29), or the extended deadline. The
+   * request is due by the end of this day; `due_time` is the midnight after it.
+   */
+  dueDate?: DateMessage | undefined;
 }
 
 /** Request of SubjectRightsService.ExportSubjectData. */
@@ -748,6 +758,7 @@ function createBaseDataSubjectRequest(): DataSubjectRequest {
     transitions: [],
     createTime: undefined,
     erasureReceipt: "",
+    dueDate: undefined,
   };
 }
 
@@ -797,6 +808,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     }
     if (message.erasureReceipt !== "") {
       writer.uint32(122).string(message.erasureReceipt);
+    }
+    if (message.dueDate !== undefined) {
+      DateMessage.encode(message.dueDate, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -934,6 +948,14 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
             message.erasureReceipt = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.dueDate = DateMessage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1001,6 +1023,11 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
         : isSet(object.erasure_receipt)
         ? globalThis.String(object.erasure_receipt)
         : "",
+      dueDate: isSet(object.dueDate)
+        ? DateMessage.fromJSON(object.dueDate)
+        : isSet(object.due_date)
+        ? DateMessage.fromJSON(object.due_date)
+        : undefined,
     };
   },
 
@@ -1051,6 +1078,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     if (message.erasureReceipt !== "") {
       obj.erasureReceipt = message.erasureReceipt;
     }
+    if (message.dueDate !== undefined) {
+      obj.dueDate = DateMessage.toJSON(message.dueDate);
+    }
     return obj;
   },
 
@@ -1074,6 +1104,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     message.transitions = object.transitions?.map((e) => RequestTransition.fromPartial(e)) || [];
     message.createTime = object.createTime ?? undefined;
     message.erasureReceipt = object.erasureReceipt ?? "";
+    message.dueDate = (object.dueDate !== undefined && object.dueDate !== null)
+      ? DateMessage.fromPartial(object.dueDate)
+      : undefined;
     return message;
   },
 };

@@ -64,20 +64,40 @@ export interface TenantSettings {
   optInKeywords: string[];
   /**
    * How long an opt-in stays valid when the event names no expire_time, for purposes
-   * not listed in `purpose_consent_validity`. Zero or unset: no expiry.
+   * not listed in `purpose_consent_validity`. Zero or unset: no expiry. Give it either here or,
+   * in calendar months, in `default_consent_validity_months`, not both.
    */
   defaultConsentValidity?:
     | Duration
     | undefined;
-  /** Validity per purpose id (the last segment of the purpose name), e.g. {"newsletter": 730 days}. */
+  /**
+   * Validity per purpose id (the last segment of the purpose name), e.g. {"newsletter": 730 days}.
+   * Every key must name a purpose of the tenant. A purpose is in this map or in
+   * `purpose_consent_validity_months`, not both.
+   */
   purposeConsentValidity: { [key: string]: Duration };
   /** Last change of the settings. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * The default validity in calendar months (1 to 120), as renewal policies are stated: an opt-in
+   * recorded on Jan 31 with 1 month expires at the same time of day on Feb 28 (29 in a leap year).
+   * 0: not given in months.
+   */
+  defaultConsentValidityMonths: number;
+  /** Validity per purpose id in calendar months (1 to 120), e.g. {"newsletter": 24}. */
+  purposeConsentValidityMonths: { [key: string]: number };
 }
 
 export interface TenantSettings_PurposeConsentValidityEntry {
   key: string;
   value?: Duration | undefined;
+}
+
+export interface TenantSettings_PurposeConsentValidityMonthsEntry {
+  key: string;
+  value: number;
 }
 
 /** Request of TenantService.CreateTenant. */
@@ -120,7 +140,8 @@ export interface UpdateTenantSettingsRequest {
     | undefined;
   /**
    * Fields to change: service_window, opt_out_keywords, opt_in_keywords,
-   * default_consent_validity, purpose_consent_validity. Empty: the fields set in `settings`.
+   * default_consent_validity, purpose_consent_validity, default_consent_validity_months,
+   * purpose_consent_validity_months. Empty: the fields set in `settings`.
    */
   updateMask?: string[] | undefined;
 }
@@ -267,6 +288,8 @@ function createBaseTenantSettings(): TenantSettings {
     defaultConsentValidity: undefined,
     purposeConsentValidity: {},
     updateTime: undefined,
+    defaultConsentValidityMonths: 0,
+    purposeConsentValidityMonths: {},
   };
 }
 
@@ -293,6 +316,13 @@ export const TenantSettings: MessageFns<TenantSettings> = {
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(58).fork()).join();
     }
+    if (message.defaultConsentValidityMonths !== 0) {
+      writer.uint32(64).int32(message.defaultConsentValidityMonths);
+    }
+    globalThis.Object.entries(message.purposeConsentValidityMonths).forEach(([key, value]: [string, number]) => {
+      TenantSettings_PurposeConsentValidityMonthsEntry.encode({ key: key as any, value }, writer.uint32(74).fork())
+        .join();
+    });
     return writer;
   },
 
@@ -368,6 +398,25 @@ export const TenantSettings: MessageFns<TenantSettings> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.defaultConsentValidityMonths = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = TenantSettings_PurposeConsentValidityMonthsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.purposeConsentValidityMonths[entry9.key] = entry9.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -435,6 +484,38 @@ export const TenantSettings: MessageFns<TenantSettings> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      defaultConsentValidityMonths: isSet(object.defaultConsentValidityMonths)
+        ? globalThis.Number(object.defaultConsentValidityMonths)
+        : isSet(object.default_consent_validity_months)
+        ? globalThis.Number(object.default_consent_validity_months)
+        : 0,
+      purposeConsentValidityMonths: isObject(object.purposeConsentValidityMonths)
+        ? (globalThis.Object.entries(object.purposeConsentValidityMonths) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.purpose_consent_validity_months)
+        ? (globalThis.Object.entries(object.purpose_consent_validity_months) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -467,6 +548,18 @@ export const TenantSettings: MessageFns<TenantSettings> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.defaultConsentValidityMonths !== 0) {
+      obj.defaultConsentValidityMonths = Math.round(message.defaultConsentValidityMonths);
+    }
+    if (message.purposeConsentValidityMonths) {
+      const entries = globalThis.Object.entries(message.purposeConsentValidityMonths) as [string, number][];
+      if (entries.length > 0) {
+        obj.purposeConsentValidityMonths = {};
+        entries.forEach(([k, v]) => {
+          obj.purposeConsentValidityMonths[k] = Math.round(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -496,6 +589,17 @@ export const TenantSettings: MessageFns<TenantSettings> = {
         {},
       );
     message.updateTime = object.updateTime ?? undefined;
+    message.defaultConsentValidityMonths = object.defaultConsentValidityMonths ?? 0;
+    message.purposeConsentValidityMonths =
+      (globalThis.Object.entries(object.purposeConsentValidityMonths ?? {}) as [string, number][]).reduce(
+        (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+          if (value !== undefined) {
+            acc[key] = globalThis.Number(value);
+          }
+          return acc;
+        },
+        {},
+      );
     return message;
   },
 };
@@ -587,6 +691,100 @@ export const TenantSettings_PurposeConsentValidityEntry: MessageFns<TenantSettin
     message.value = (object.value !== undefined && object.value !== null)
       ? Duration.fromPartial(object.value)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseTenantSettings_PurposeConsentValidityMonthsEntry(): TenantSettings_PurposeConsentValidityMonthsEntry {
+  return { key: "", value: 0 };
+}
+
+export const TenantSettings_PurposeConsentValidityMonthsEntry: MessageFns<
+  TenantSettings_PurposeConsentValidityMonthsEntry
+> = {
+  encode(
+    message: TenantSettings_PurposeConsentValidityMonthsEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TenantSettings_PurposeConsentValidityMonthsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTenantSettings_PurposeConsentValidityMonthsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TenantSettings_PurposeConsentValidityMonthsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: TenantSettings_PurposeConsentValidityMonthsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TenantSettings_PurposeConsentValidityMonthsEntry>, I>>(
+    base?: I,
+  ): TenantSettings_PurposeConsentValidityMonthsEntry {
+    return TenantSettings_PurposeConsentValidityMonthsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TenantSettings_PurposeConsentValidityMonthsEntry>, I>>(
+    object: I,
+  ): TenantSettings_PurposeConsentValidityMonthsEntry {
+    const message = createBaseTenantSettings_PurposeConsentValidityMonthsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
