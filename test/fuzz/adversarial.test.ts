@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client, credentials, InterceptingCall, Interceptor, Metadata, status } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, status } from '@grpc/grpc-js';
 import { fromBinary, Message } from '@bufbuild/protobuf';
 import { expect } from 'chai';
 import { ConsentServiceClient, RecordConsentRequest, StreamChangesResponse } from '../../src/gen/consent/v1/consent';
@@ -8,6 +8,7 @@ import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
+import { bearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
 import { body, made, PHONE, PHONE2, SERVICES } from '../support/rpc-catalog';
@@ -304,6 +305,8 @@ function withRequestId(rpc: Rpc, message: Message, index: number): Message {
     m.requestId = `adv-${rpc.method}-${index}`;
   }
   if (typeof m.messageId === 'string' && m.messageId.startsWith('m-')) m.messageId = `adv-message-${index}`;
+  // A new purpose per call, so that every variant is validated rather than ALREADY_EXISTS.
+  if (m.purposeId === 'adversarial') m.purposeId = `adv-${index + 1}`;
   return message;
 }
 
@@ -320,16 +323,6 @@ function summarise(problems: Problem[]): string {
   const lines = problems.slice(0, 80).map((p) => `  ${p.method} ${p.field} = ${p.value}: ${p.problem}`);
   if (problems.length > 80) lines.push(`  ... and ${problems.length - 80} more`);
   return lines.join('\n');
-}
-
-function bearer(token: string): Interceptor {
-  return (options, next) =>
-    new InterceptingCall(next(options), {
-      start(metadata, listener, start) {
-        metadata.set('authorization', `Bearer ${token}`);
-        start(metadata, listener);
-      },
-    });
 }
 
 /**

@@ -68,6 +68,8 @@ export function adversarialVariants(desc: DescMessage, base: Message, ctx: Adver
   // What the base holds at a path is read from a copy: reaching into a message creates sub-messages.
   const probe = () => clone(desc, base as never) as Message;
   walk(desc, '', (root) => root as unknown as Record<string, unknown>, probe, ctx, 0, variants);
+  // A Create request's resource has no name yet: the server ignores the one given (AIP-133).
+  if (/\.Create\w+Request$/.test(desc.typeName)) for (const v of variants) if (/\.name$/.test(v.field)) v.invalid = false;
   return variants;
 }
 
@@ -163,7 +165,7 @@ function walk(desc: DescMessage, prefix: string, reach: Reach, probe: () => Mess
           walk(field.message, `${path}[0].`, first, probe, ctx, depth + 1, out);
         } else {
           const values = field.listKind === 'enum' ? enumValues(field.enum) : scalarValues(field, field.scalar, undefined, ctx, desc);
-          const filler = items[0] ?? listFiller(field);
+          const filler = items[0] ?? (field.listKind === 'enum' ? 1 : listFiller(field, field.scalar));
           out.push(plain(`${MANY} items`, (root) => void (reach(root)[field.localName] = Array.from({ length: MANY }, () => filler))));
           // One bad item after the good ones: the violation names it by index.
           for (const v of values) out.push({ field: `${path}[${items.length}]`, value: v.label, invalid: v.invalid === true, edit: (root) => void list(root).push(v.value) });
@@ -177,7 +179,7 @@ function walk(desc: DescMessage, prefix: string, reach: Reach, probe: () => Mess
         const goodValue = (): unknown => {
           const first = Object.values(entries)[0];
           if (field.mapKind === 'message') return first ? clone(field.message, first as never) : create(field.message, mapValueFiller(field.message) as never);
-          return first ?? (field.mapKind === 'enum' ? 1 : listFiller(field));
+          return first ?? (field.mapKind === 'enum' ? 1 : listFiller(field, field.scalar));
         };
         const goodKey = Object.keys(entries)[0] ?? mapKeyFiller(field);
         out.push(plain('empty map', (root) => void (reach(root)[field.localName] = {})));
@@ -403,9 +405,23 @@ function wellKnownValues(desc: DescMessage): Value[] | null {
   return null;
 }
 
-/** A plausible item for a list of strings or numbers the base leaves empty. */
-function listFiller(field: DescField): unknown {
-  if (field.fieldKind === 'list' && field.listKind === 'scalar' && field.scalar !== ScalarType.STRING) return 1;
+/** A plausible item for a list (or map value) the base leaves empty. */
+function listFiller(field: DescField, scalar: ScalarType | undefined): unknown {
+  switch (scalar) {
+    case undefined:
+    case ScalarType.STRING:
+      break;
+    case ScalarType.BOOL:
+      return true;
+    case ScalarType.INT64:
+    case ScalarType.UINT64:
+    case ScalarType.SINT64:
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+      return 'longAsString' in field && field.longAsString === true ? '12' : 12n;
+    default:
+      return 12;
+  }
   if (field.name === 'paths') return 'service_window';
   if (field.name === 'entry_types') return 'CONSENT_EVENT_OPT_IN';
   if (/keywords$/.test(field.name)) return 'STOP';
@@ -413,7 +429,7 @@ function listFiller(field: DescField): unknown {
 }
 
 function mapKeyFiller(field: DescField): string {
-  return field.name === 'purpose_consent_validity' ? 'newsletter' : 'key';
+  return field.name.startsWith('purpose_consent_validity') ? 'newsletter' : 'key';
 }
 
 function mapValueFiller(desc: DescMessage): Record<string, unknown> {
