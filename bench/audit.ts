@@ -640,6 +640,11 @@ class NoOpAuditTrail implements AuditTrail {
   append(_tx: TxContext, _tenantId: string, _entry: AuditEntry): Promise<number> {
     return Promise.resolve(this.appended++);
   }
+  /** Runs the row write (the event insert is part of the measured work), appends nothing. */
+  async appendAfter(_tx: TxContext, _tenantId: string, write: () => Promise<AuditEntry>): Promise<number> {
+    await write();
+    return this.appended++;
+  }
 }
 
 interface Stack {

@@ -17,8 +17,17 @@ export class AuditLog implements AuditTrail {
   ) {}
 
   /** Appends `entry` in `tx`; returns its sequence number. */
-  async append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number> {
+  append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number> {
+    return this.appendAfter(tx, tenantId, async () => entry);
+  }
+
+  /**
+   * Appends the entry `write` returns; `write` runs under the head lock, so the rows it inserts
+   * (a consent event) are ordered like their entries across concurrent transactions.
+   */
+  async appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry>): Promise<number> {
     const seq = await this.repo.lockHead(tx, tenantId);
+    const entry = await write();
     const json = canonicalJson({ ...entry, seq, tenant: tenantId });
     let hash = leafHash(Buffer.from(json, 'utf8'));
     await this.repo.insertEntry(tx, tenantId, seq, entry, json, hash.toString('hex'));

@@ -46,6 +46,12 @@ export interface StoredAuditEntry {
 /** Appends an entry to the tenant's audit log inside the transaction that makes the change. */
 export interface AuditTrail {
   append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number>;
+  /**
+   * Takes the tenant's head lock, runs `write` (which inserts the row the entry vouches for) and
+   * appends the entry it returns. Rows written this way are inserted in the order of their
+   * entries, whatever transactions interleave: the lock orders both (docs/audit.md, "Order").
+   */
+  appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry>): Promise<number>;
 }
 
 /** A signed checkpoint as kept (periodic ones). */

@@ -283,8 +283,11 @@ export class ConsentRecorder {
     // Counted before the encryption is made (AES-GCM's limit per key).
     if (hasEvidence(event.evidence)) await this.keys.reserveEncryptions(event.tenantId, event.subjectId, 1);
     const sealed = sealEvent(event, key, fingerprint);
-    await this.consent.insertEvent(tx, sealed);
-    await this.audit.append(tx, event.tenantId, {
+    // The row is inserted under the audit head lock: event rows and their entries are in the same
+    // order by construction, however concurrent writers of the tenant interleave (F3).
+    await this.audit.appendAfter(tx, event.tenantId, async () => {
+      await this.consent.insertEvent(tx, sealed);
+      return {
       type: `CONSENT_EVENT_${event.kind}`,
       time: event.recordTime,
       principal: event.principal,
@@ -297,6 +300,7 @@ export class ConsentRecorder {
       eventTime: event.eventTime,
       expireTime: event.expireTime,
       recordSha256: eventRecordSha256(sealed),
+      };
     });
     if (event.kind === 'INBOUND_MESSAGE') return;
     if (event.kind === 'OPT_OUT') {

@@ -56,12 +56,13 @@ export class SubjectExporter {
       await this.tenants.require(tx, tenantId, false);
       const r = await this.rights.lockRequest(tx, tenantId, requestId);
       if (!r) throw notFound('REQUEST', `tenants/${tenantId}/requests/${requestId}`);
-      if (r.kind === 'ERASURE') throw failedPrecondition('NOT_AN_EXPORT', 'this is an ERASURE request');
-      if (r.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)');
-      if (r.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected');
+      const name = { request: `tenants/${tenantId}/requests/${requestId}` };
+      if (r.kind === 'ERASURE') throw failedPrecondition('NOT_AN_EXPORT', 'this is an ERASURE request; only ACCESS and PORTABILITY requests are exported', name);
+      if (r.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
+      if (r.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
       if (r.subjectId) {
         const subject = await this.subjects.lock(tx, tenantId, r.subjectId);
-        if (!subject || subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased; nothing can be exported');
+        if (!subject || subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export', name);
       }
       if (r.state === 'VERIFIED') {
         await this.rights.updateRequest(tx, r.id, { state: 'IN_PROGRESS', updatedAt: startedAt });

@@ -72,16 +72,18 @@ export class SubjectRightsService {
       await this.tenants.require(tx, tenantId, false);
       const request = await this.repo.lockRequest(tx, tenantId, id);
       if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
-      if (request.kind !== 'ERASURE') throw failedPrecondition('NOT_AN_ERASURE', `this is an ${request.kind} request`);
+      const name = { request: `tenants/${tenantId}/requests/${id}` };
+      if (request.kind !== 'ERASURE') throw failedPrecondition('NOT_AN_ERASURE', `this is an ${request.kind} request, not an erasure`, name);
       if (request.state === 'COMPLETED') return request;
-      if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)');
-      if (request.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected');
+      if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
+      if (request.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
       if (request.subjectId) {
         const holds = await this.repo.listHolds(tx, tenantId, { subjectId: request.subjectId, includeReleased: false }, null, 1);
         if (holds.length > 0) {
-          throw failedPrecondition('LEGAL_HOLD', `a legal hold (Art. 17(3)(${holds[0].ground.slice(0, 1).toLowerCase()})) blocks the erasure`, {
+          const hold = `tenants/${tenantId}/legalHolds/${holds[0].id}`;
+          throw failedPrecondition('LEGAL_HOLD', `the legal hold ${hold} (Art. 17(3)(${holds[0].ground.slice(0, 1).toLowerCase()})) blocks the erasure; release it first`, {
             ground: holds[0].ground,
-            hold: `tenants/${tenantId}/legalHolds/${holds[0].id}`,
+            hold,
           });
         }
       }
@@ -263,9 +265,10 @@ export class SubjectRightsService {
       await this.tenants.require(tx, tenantId, false);
       const request = await this.repo.lockRequest(tx, tenantId, id);
       if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
-      if (request.extensionReason !== null) throw failedPrecondition('ALREADY_EXTENDED', 'the deadline was already extended once');
-      if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`);
-      if (now >= request.dueTime) throw failedPrecondition('DEADLINE_PASSED', 'an extension must be decided before the first deadline passes');
+      const name = { request: `tenants/${tenantId}/requests/${id}` };
+      if (request.extensionReason !== null) throw failedPrecondition('ALREADY_EXTENDED', 'the deadline was already extended once (Art. 12(3) allows one extension)', name);
+      if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`, name);
+      if (now >= request.dueTime) throw failedPrecondition('DEADLINE_PASSED', 'an extension must be decided before the first deadline passes', name);
       await this.repo.updateRequest(tx, id, { dueTime: extendedDeadline(request.receiveTime, months as 1 | 2), extensionReason: reason, updatedAt: now });
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `deadline extended by ${months} month(s)` });
     });
@@ -379,7 +382,7 @@ export class SubjectRightsService {
       const request = await this.repo.lockRequest(tx, tenantId, id);
       if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
       if (!from.includes(request.state)) {
-        throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state });
+        throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state, request: `tenants/${tenantId}/requests/${id}` });
       }
       await this.repo.updateRequest(tx, id, { ...change, state: to, updatedAt: now });
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });

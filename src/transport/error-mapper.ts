@@ -1,7 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { DomainError, ErrorKind } from '../shared/errors';
 import { Any } from '../gen/google/protobuf/any';
-import { BadRequest, ErrorInfo, RetryInfo } from '../gen/google/rpc/error_details';
+import { BadRequest, ErrorInfo, PreconditionFailure, RetryInfo } from '../gen/google/rpc/error_details';
 import { Status } from '../gen/google/rpc/status';
 
 /** google.rpc.ErrorInfo.domain of every error this service sends. */
@@ -75,6 +75,9 @@ function boundedViolations(violations: DomainError['violations']): DomainError['
   return kept;
 }
 
+/** Metadata keys that name the resource a failed precondition is about, most specific first. */
+const PRECONDITION_SUBJECT_KEYS = ['hold', 'request', 'subject', 'resource', 'tenant', 'request_id'];
+
 /** The google.rpc.Status of a domain error; also used for per-item errors of batch checks. */
 export function toStatus(err: DomainError): Status {
   const metadata = Object.fromEntries(Object.entries(err.metadata).map(([k, v]) => [clip(k, ERROR_LIMITS.fieldChars), clip(v, ERROR_LIMITS.fieldChars)]));
@@ -83,6 +86,13 @@ export function toStatus(err: DomainError): Status {
   ];
   if (err.violations.length > 0) {
     details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: boundedViolations(err.violations) }).finish()));
+  }
+  if (err.kind === 'FAILED_PRECONDITION') {
+    // AIP-193: which precondition failed, for what: the reason, and the resource the metadata names.
+    const subject = PRECONDITION_SUBJECT_KEYS.map((k) => metadata[k]).find((v) => v !== undefined) ?? '';
+    details.push(
+      pack('google.rpc.PreconditionFailure', PreconditionFailure.encode({ violations: [{ type: err.reason, subject, description: clip(err.message, ERROR_LIMITS.descriptionChars) }] }).finish()),
+    );
   }
   if (err.retryDelayMs !== undefined) {
     const ms = Math.max(0, Math.ceil(err.retryDelayMs));
