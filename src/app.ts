@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { DataSource } from 'typeorm';
 import { Server } from '@grpc/grpc-js';
 import { Config } from './config/config';
@@ -106,6 +107,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tx = new TypeormTransactionRunner(dataSource);
   const audit = new AuditLog(tx, new TypeormAuditRepository());
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
+  // Refuse to start, rather than start and fail every call, when the root keys cannot unwrap the
+  // stored tenant keys; a development key generated just now is useless then and is removed.
+  await keys.checkRootKeysCoverStoredKeys().catch(async (err: unknown) => {
+    await Promise.all([dataSource.destroy(), keyDataSource.destroy()]);
+    if (generatedFile) rmSync(generatedFile, { force: true });
+    throw err;
+  });
   const subjects = new TypeormSubjectRepository();
   const changeRows = new TypeormChangeFeedRepository();
   const consent = new TypeormConsentRepository();

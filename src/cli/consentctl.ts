@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
-import { Command, Option } from 'commander';
-import { Channel as PbChannel, PurposeCategory, SubjectIdentifier } from '../gen/consent/v1/common';
+import { ChannelCredentials, credentials, Metadata, ServiceError } from '@grpc/grpc-js';
+import { Command, CommanderError, Option } from 'commander';
+import { Channel as PbChannel, PurposeCategory } from '../gen/consent/v1/common';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import {
   CreateRequestRequest,
@@ -19,114 +19,109 @@ import {
   RequestState,
   SubjectRightsServiceClient,
 } from '../gen/consent/v1/subject_rights';
-import { Status } from '../gen/google/rpc/status';
-import { ErrorInfo } from '../gen/google/rpc/error_details';
+import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
+import { leafHash } from '../audit/merkle';
 import { renderTable } from './table';
 import { verifyReceipt } from './verify-receipt';
 import { EntryFields, EXPORT_FORMAT, ExportedEntry, ExportedLog, VerificationFailure, verifyAuditLog, verifyCheckpoint, verifyExportedLog } from './audit-verify';
 import { sendChannelOf, verifyExplanation } from './explain-verify';
-import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
-import { leafHash } from '../audit/merkle';
-import { TENANT_ID } from '../domain/resource-names';
+import { CliError, EXIT, EXIT_CODE_TABLE, usageError, verificationFailed } from './exit-codes';
+import { grpcFailure, isServiceError } from './grpc-errors';
+import { endQuietlyWhenReaderLeaves, progressOn } from './terminal-output';
+import {
+  address as checkAddress,
+  childName,
+  enumValue,
+  hasIdentifier,
+  identifier,
+  isoTime,
+  jwksFile,
+  nonNegativeInt,
+  positiveInt,
+  purposeId,
+  readableFile,
+  requestId,
+  requiredText,
+  subjectName,
+  tenantName,
+  tenantOf,
+  writableFile,
+  writableFolder,
+} from './arguments';
 
 /**
- * consentctl: the command line of data-protection officers and auditors. Human-readable
- * tables by default, --json for scripts. Exit codes: 0 done, 1 refused by the service (the
- * reason is printed), 2 usage error, 3 service unreachable, 4 a signature or hash did not verify.
+ * consentctl: the command line of data-protection officers and auditors. Human-readable tables
+ * by default, --json for scripts. Every command checks its arguments before it sends anything,
+ * reports a failed call with its decoded details (reason, field violations, preconditions) on
+ * stderr, and ends with one exit code of one table (exit-codes.ts).
  */
-const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, UNREACHABLE: 3, UNVERIFIED: 4 } as const;
 
-class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
-
-interface Globals {
+interface GlobalOptions {
   address: string;
   token?: string;
   json?: boolean;
+  nameOnly?: boolean;
   ca?: string;
   cert?: string;
   key?: string;
 }
 
-/** TLS when a CA (or a client certificate) is given; plaintext only for a development server. */
-function channelCredentials(g: Globals): ChannelCredentials {
-  if (!g.ca && !g.cert && !g.key) return credentials.createInsecure();
-  if (Boolean(g.cert) !== Boolean(g.key)) throw new CliError('give --cert and --key together', EXIT.USAGE);
-  const read = (file: string | undefined, flag: string) => {
-    if (!file) return null;
-    try {
-      return readFileSync(file);
-    } catch (e) {
-      throw new CliError(`${flag}: cannot read ${file} (${(e as Error).message})`, EXIT.USAGE);
-    }
+/** The checked global options: where the server is and how to talk to it. */
+interface Session {
+  address: string;
+  credentials: ChannelCredentials;
+  metadata(): Metadata;
+  json: boolean;
+  /** Print only the names of requests and holds (for scripts: REQ=$(consentctl --name-only ...)). */
+  nameOnly: boolean;
+}
+
+/** Checks the global options (files readable, address well-formed) before any call. */
+function openSession(g: GlobalOptions): Session {
+  const target = checkAddress(g.address);
+  if (g.json && g.nameOnly) throw usageError('give --json or --name-only, not both');
+  if (g.token !== undefined && !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/.test(g.token.trim())) {
+    throw usageError('--token must be a JWT (three base64url parts separated by dots)');
+  }
+  let creds: ChannelCredentials;
+  if (!g.ca && !g.cert && !g.key) {
+    creds = credentials.createInsecure();
+  } else {
+    if (Boolean(g.cert) !== Boolean(g.key)) throw usageError('give --cert and --key together');
+    const read = (file: string | undefined, flag: string) => (file ? Buffer.from(readableFile(file, flag)) : null);
+    creds = credentials.createSsl(read(g.ca, '--ca'), read(g.key, '--key'), read(g.cert, '--cert'));
+  }
+  return {
+    address: target,
+    credentials: creds,
+    json: Boolean(g.json),
+    nameOnly: Boolean(g.nameOnly),
+    metadata() {
+      const md = new Metadata();
+      if (g.token) md.set('authorization', `Bearer ${g.token.trim()}`);
+      return md;
+    },
   };
-  return credentials.createSsl(read(g.ca, '--ca'), read(g.key, '--key'), read(g.cert, '--cert'));
-}
-
-function clients(g: Globals) {
-  const creds = channelCredentials(g);
-  return { rights: new SubjectRightsServiceClient(g.address, creds), keys: new KeyServiceClient(g.address, creds) };
-}
-
-function metadata(g: Globals): Metadata {
-  const md = new Metadata();
-  if (g.token) md.set('authorization', `Bearer ${g.token}`);
-  return md;
 }
 
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
-function rpc<Req, Res>(client: object, method: Unary<Req, Res>, req: Req, g: Globals): Promise<Res> {
+function rpc<Req, Res>(s: Session, client: object, method: Unary<Req, Res>, req: Req): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, req, metadata(g), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(toCliError(err)) : resolve(res)));
+    method.call(client, req, s.metadata(), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(grpcFailure(err, s.address)) : resolve(res)));
   });
-}
-
-function toCliError(err: ServiceError): CliError {
-  if (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED) {
-    return new CliError(`the service is unreachable (${status[err.code]}: ${err.details})`, EXIT.UNREACHABLE);
-  }
-  let reason = '';
-  const bin = err.metadata?.get('grpc-status-details-bin')[0];
-  if (bin instanceof Buffer) {
-    const info = Status.decode(bin).details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
-    if (info) reason = ` [${ErrorInfo.decode(info.value).reason}]`;
-  }
-  return new CliError(`refused: ${status[err.code]}${reason}: ${err.details}`, EXIT.REFUSED);
-}
-
-function identifier(o: { phone?: string; email?: string; customerId?: string; region?: string }): SubjectIdentifier {
-  const given = [o.phone, o.email, o.customerId].filter(Boolean).length;
-  if (given !== 1) throw new CliError('give exactly one of --phone, --email, --customer-id', EXIT.USAGE);
-  const kind = o.phone
-    ? { $case: 'phoneNumber' as const, value: o.phone }
-    : o.email
-      ? { $case: 'email' as const, value: o.email }
-      : { $case: 'customerId' as const, value: o.customerId! };
-  return { kind, defaultRegion: o.region ?? '' };
-}
-
-function enumValue<E extends Record<string, string | number>>(e: E, prefix: string, value: string, flag: string): E[keyof E] {
-  const key = `${prefix}${value.toUpperCase().replace(/-/g, '_')}`;
-  if (!(key in e)) {
-    const choices = Object.keys(e).filter((k) => k.startsWith(prefix) && !k.endsWith('UNSPECIFIED')).map((k) => k.slice(prefix.length).toLowerCase());
-    throw new CliError(`${flag} must be one of ${choices.join(', ')}`, EXIT.USAGE);
-  }
-  return e[key as keyof E];
 }
 
 const shortEnum = (e: Record<number, string>, prefix: string, v: number) => (e[v] ?? '').replace(prefix, '').toLowerCase();
 const iso = (d?: Date) => (d ? d.toISOString().replace('.000Z', 'Z') : '');
+const isoMs = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+const out = (text: string) => void process.stdout.write(text);
+const json = (value: unknown) => out(JSON.stringify(value, null, 2) + '\n');
 
-function printRequests(requests: DataSubjectRequest[], g: Globals): void {
-  if (g.json) return void process.stdout.write(JSON.stringify(requests.map((r) => DataSubjectRequest.toJSON(r)), null, 2) + '\n');
-  process.stdout.write(
+function printRequests(requests: DataSubjectRequest[], s: Session): void {
+  if (s.json) return json(requests.map((r) => DataSubjectRequest.toJSON(r)));
+  if (s.nameOnly) return out(requests.map((r) => `${r.name}\n`).join(''));
+  out(
     renderTable(
       ['REQUEST', 'KIND', 'STATE', 'RECEIVED', 'DUE', 'OVERDUE'],
       requests.map((r) => [r.name, shortEnum(RequestKind, 'REQUEST_KIND_', r.kind), shortEnum(RequestState, 'REQUEST_STATE_', r.state), iso(r.receiveTime), iso(r.dueTime), r.overdue ? 'OVERDUE' : '']),
@@ -134,19 +129,19 @@ function printRequests(requests: DataSubjectRequest[], g: Globals): void {
   );
 }
 
-function printRequest(r: DataSubjectRequest, g: Globals): void {
-  if (g.json) return void process.stdout.write(JSON.stringify(DataSubjectRequest.toJSON(r), null, 2) + '\n');
-  printRequests([r], g);
-  if (r.extensionReason) process.stdout.write(`\nextended: ${r.extensionReason}\n`);
-  if (r.rejectionReason) process.stdout.write(`\nrejected: ${r.rejectionReason}\n`);
-  process.stdout.write(
-    '\n' + renderTable(['WHEN', 'STATE', 'BY', 'NOTE'], r.transitions.map((t) => [iso(t.time), shortEnum(RequestState, 'REQUEST_STATE_', t.toState), t.principal, t.note])),
-  );
+function printRequest(r: DataSubjectRequest, s: Session): void {
+  if (s.json) return json(DataSubjectRequest.toJSON(r));
+  if (s.nameOnly) return out(`${r.name}\n`);
+  printRequests([r], s);
+  if (r.extensionReason) out(`\nextended: ${r.extensionReason}\n`);
+  if (r.rejectionReason) out(`\nrejected: ${r.rejectionReason}\n`);
+  out('\n' + renderTable(['WHEN', 'STATE', 'BY', 'NOTE'], r.transitions.map((t) => [iso(t.time), shortEnum(RequestState, 'REQUEST_STATE_', t.toState), t.principal, t.note])));
 }
 
-function printHolds(holds: LegalHold[], g: Globals): void {
-  if (g.json) return void process.stdout.write(JSON.stringify(holds.map((h) => LegalHold.toJSON(h)), null, 2) + '\n');
-  process.stdout.write(
+function printHolds(holds: LegalHold[], s: Session): void {
+  if (s.json) return json(holds.map((h) => LegalHold.toJSON(h)));
+  if (s.nameOnly) return out(holds.map((h) => `${h.name}\n`).join(''));
+  out(
     renderTable(
       ['HOLD', 'SUBJECT', 'GROUND', 'PLACED', 'RELEASED', 'NOTE'],
       holds.map((h) => [h.name, h.subject, shortEnum(LegalHoldGround, 'LEGAL_HOLD_GROUND_', h.ground), iso(h.placeTime), iso(h.releaseTime), h.note]),
@@ -154,51 +149,30 @@ function printHolds(holds: LegalHold[], g: Globals): void {
   );
 }
 
-async function listAll(g: Globals, req: ListRequestsRequest): Promise<DataSubjectRequest[]> {
-  const { rights } = clients(g);
-  const all: DataSubjectRequest[] = [];
-  let pageToken = '';
-  do {
-    const page = await rpc(rights, rights.listRequests, { ...req, pageToken }, g);
-    all.push(...page.requests);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return all;
+/** A failed verification is exit 1 with what did not verify; a failed call keeps its own report. */
+function verificationError(s: Session): (e: unknown) => never {
+  return (e) => {
+    if (e instanceof VerificationFailure) throw verificationFailed(e.message);
+    if (isServiceError(e)) throw grpcFailure(e, s.address);
+    throw e;
+  };
 }
 
-/** A failed verification exits 4; a refusal by the service is reported as one. */
-function verificationError(e: Error): never {
-  if (e instanceof VerificationFailure) throw new CliError(`VERIFICATION FAILED: ${e.message}`, EXIT.UNVERIFIED);
-  if ((e as unknown as ServiceError).code !== undefined) throw toCliError(e as unknown as ServiceError);
-  throw e;
-}
+const LEGAL_HOLD_GROUNDS: Record<string, LegalHoldGround> = {
+  a: LegalHoldGround.LEGAL_HOLD_GROUND_A_FREEDOM_OF_EXPRESSION,
+  b: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION,
+  c: LegalHoldGround.LEGAL_HOLD_GROUND_C_PUBLIC_HEALTH,
+  d: LegalHoldGround.LEGAL_HOLD_GROUND_D_ARCHIVING_RESEARCH,
+  e: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS,
+};
 
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`${flag} must be a positive whole number`, EXIT.USAGE);
-  return n;
-}
+/** Longest free text (reason, note) the service keeps; checked here so nothing is sent in vain. */
+const MAX_TEXT = 1000;
 
-function nonNegativeInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new CliError(`${flag} must be a whole number, 0 or more`, EXIT.USAGE);
-  return n;
-}
-
-function isoTime(value: string, flag: string): Date {
-  const d = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(d.getTime())) throw new CliError(`${flag} must be an ISO 8601 time such as 2026-11-25T10:00:00Z`, EXIT.USAGE);
-  return d;
-}
-
-const isoMs = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
-
-function tenantName(tenant: string): string {
-  if (!TENANT_ID.test(tenant)) throw new CliError('--tenant must be a tenant id such as "acme"', EXIT.USAGE);
-  return `tenants/${tenant}`;
-}
-
-export function buildProgram(): Command {
+/** consentctl's commands; `active()` is the command being run (for its usage on a usage error). */
+export function buildProgram(): Command & { active(): Command } {
+  let activeCommand: Command | undefined;
+  let session: Session | undefined;
   const program = new Command('consentctl')
     .description("The command line of data-protection officers and auditors for Consent Ledger: data-subject requests, exports, erasures, legal holds; the audit log, its checkpoints and explained decisions.")
     .addOption(new Option('--address <host:port>', 'the Consent Ledger server').env('CONSENT_ADDRESS').default('127.0.0.1:50051'))
@@ -207,22 +181,52 @@ export function buildProgram(): Command {
     .addOption(new Option('--cert <file>', 'client certificate (PEM) for mutual TLS').env('CONSENT_CERT'))
     .addOption(new Option('--key <file>', "the client certificate's private key (PEM)").env('CONSENT_KEY'))
     .option('--json', 'machine-readable JSON instead of tables')
-    // Set before the subcommands are made, so they inherit it: usage errors exit 2, not 1.
+    .option('--name-only', 'print only the names of the requests and legal holds made or listed, one per line (for scripts)')
+    // Set before the subcommands are made, so they inherit it: usage errors exit 2 with the usage.
     .exitOverride()
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nExit codes: 0 done, 1 refused by the service, 2 usage error, 3 service unreachable, 4 signature or hash did not verify.\n' +
+      `\n${EXIT_CODE_TABLE}\n\n` +
         'Typical flow: requests create -> requests verify -> export (ACCESS/PORTABILITY) or erase (ERASURE); requests overdue every morning.\n' +
-        'Auditors: audit checkpoint --out cp.jws (keep it) -> later audit verify --since cp.jws --records; audit explain for a past decision; audit history for who did what.',
+        'Auditors: audit keys --out keys.json (pin them) -> audit checkpoint --jwks keys.json --out cp.jws (keep it) -> later audit verify --jwks keys.json --since cp.jws --records;\n' +
+        'audit explain for a past decision; audit history for who did what.',
     );
-  const g = () => program.opts<Globals>();
+  // Global options are checked once the command is known, before its action sends anything.
+  program.hook('preAction', (_root, actionCommand) => {
+    activeCommand = actionCommand;
+    session = openSession(program.opts<GlobalOptions>());
+  });
+  const g = (): Session => session!;
   const who = (c: Command) =>
     c
       .option('--phone <number>', 'phone number (E.164, or national with --region)')
       .option('--email <address>', 'e-mail address')
       .option('--customer-id <id>', "the tenant's customer id")
       .option('--region <CC>', 'region for national phone numbers, e.g. DE');
+  const rightsClient = () => new SubjectRightsServiceClient(g().address, g().credentials);
+  const keysClient = () => new KeyServiceClient(g().address, g().credentials);
+  const auditClient = () => new AuditServiceClient(g().address, g().credentials);
+  const publicKeys = async (tenant: string) => {
+    const keys = keysClient();
+    try {
+      return (await rpc(g(), keys, keys.getPublicKeys, { name: tenant })).jwks;
+    } finally {
+      keys.close();
+    }
+  };
+
+  async function listAllRequests(req: ListRequestsRequest): Promise<DataSubjectRequest[]> {
+    const rights = rightsClient();
+    const all: DataSubjectRequest[] = [];
+    let pageToken = '';
+    do {
+      const page = await rpc(g(), rights, rights.listRequests, { ...req, pageToken });
+      all.push(...page.requests);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return all;
+  }
 
   const requests = program.command('requests').description('data-subject requests (Art. 15, 17, 20)');
   who(requests.command('create').description('register a request as received (deadline: one calendar month)'))
@@ -232,22 +236,21 @@ export function buildProgram(): Command {
     .option('--received-at <iso-time>', 'when it was received (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
     .action(async (o) => {
-      const { rights } = clients(g());
-      const receivedAt = o.receivedAt ? new Date(o.receivedAt) : undefined;
-      if (receivedAt && Number.isNaN(receivedAt.getTime())) throw new CliError('--received-at must be an ISO time', EXIT.USAGE);
-      const res = await rpc(rights, rights.createRequest, CreateRequestRequest.fromPartial({
+      const req = CreateRequestRequest.fromPartial({
         parent: tenantName(o.tenant),
         kind: enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind'),
         subjectIdentifier: identifier(o),
         receivedVia: enumValue(ReceivedVia, 'RECEIVED_VIA_', o.receivedVia, '--received-via'),
-        receiveTime: receivedAt,
-        requestId: o.requestId ?? `consentctl-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
-      }), g());
-      printRequest(res.request!, g());
+        receiveTime: o.receivedAt !== undefined ? isoTime(o.receivedAt, '--received-at') : undefined,
+        requestId: requestId(o.requestId),
+      });
+      const rights = rightsClient();
+      printRequest((await rpc(g(), rights, rights.createRequest, req)).request!, g());
     });
   requests.command('get <name>').description('one request and its history').action(async (name: string) => {
-    const { rights } = clients(g());
-    printRequest((await rpc(rights, rights.getRequest, { name }, g())).request!, g());
+    const req = { name: childName(name, 'requests', 'the request') };
+    const rights = rightsClient();
+    printRequest((await rpc(g(), rights, rights.getRequest, req)).request!, g());
   });
   requests
     .command('list')
@@ -258,14 +261,15 @@ export function buildProgram(): Command {
     .option('--overdue', 'only overdue requests')
     .option('--due-before <iso-time>', 'only open requests due before this time')
     .action(async (o) => {
-      printRequests(await listAll(g(), ListRequestsRequest.fromPartial({
+      const req = ListRequestsRequest.fromPartial({
         parent: tenantName(o.tenant),
-        state: o.state ? enumValue(RequestState, 'REQUEST_STATE_', o.state, '--state') : 0,
-        kind: o.kind ? enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind') : 0,
+        state: o.state !== undefined ? enumValue(RequestState, 'REQUEST_STATE_', o.state, '--state') : 0,
+        kind: o.kind !== undefined ? enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind') : 0,
         overdue: Boolean(o.overdue),
-        dueBefore: o.dueBefore ? new Date(o.dueBefore) : undefined,
+        dueBefore: o.dueBefore !== undefined ? isoTime(o.dueBefore, '--due-before') : undefined,
         pageSize: 500,
-      })), g());
+      });
+      printRequests(await listAllRequests(req), g());
     });
   requests
     .command('overdue')
@@ -273,28 +277,40 @@ export function buildProgram(): Command {
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--days <n>', 'also list requests due within this many days', '7')
     .action(async (o) => {
-      const days = Number(o.days);
-      if (!Number.isInteger(days) || days < 0) throw new CliError('--days must be a whole number', EXIT.USAGE);
-      printRequests(await listAll(g(), ListRequestsRequest.fromPartial({ parent: tenantName(o.tenant), dueBefore: new Date(Date.now() + days * 86_400_000), pageSize: 500 })), g());
+      const days = nonNegativeInt(o.days, '--days');
+      const req = ListRequestsRequest.fromPartial({ parent: tenantName(o.tenant), dueBefore: new Date(Date.now() + days * 86_400_000), pageSize: 500 });
+      printRequests(await listAllRequests(req), g());
     });
-  requests.command('verify <name>').description('record that the requester\'s identity was verified')
-    .requiredOption('--method <method>', 'e.g. ID_DOCUMENT, EMAIL_CONFIRMATION')
-    .requiredOption('--by <staff>', 'who verified it')
+  requests
+    .command('verify <name>')
+    .description("record that the requester's identity was verified")
+    .requiredOption('--method <method>', 'how, e.g. ID_DOCUMENT, EMAIL_CONFIRMATION (1-64 characters of A-Z a-z 0-9 _ . : -)')
+    .requiredOption('--by <staff>', 'who verified it (a staff reference, not a name)')
     .action(async (name: string, o) => {
-      const { rights } = clients(g());
-      printRequest((await rpc(rights, rights.verifyIdentity, { name, method: o.method, verifiedBy: o.by }, g())).request!, g());
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
+      const req = { name: childName(name, 'requests', 'the request'), method: o.method as string, verifiedBy: requiredText(o.by, '--by', 128) };
+      const rights = rightsClient();
+      printRequest((await rpc(g(), rights, rights.verifyIdentity, req)).request!, g());
     });
-  requests.command('extend <name>').description('extend the deadline once by 1 or 2 months (Art. 12(3))')
+  requests
+    .command('extend <name>')
+    .description('extend the deadline once by 1 or 2 months (Art. 12(3))')
     .requiredOption('--months <n>', '1 or 2')
     .requiredOption('--reason <text>', 'why (the person must be told)')
     .action(async (name: string, o) => {
-      const { rights } = clients(g());
-      printRequest((await rpc(rights, rights.extendDeadline, { name, months: Number(o.months), reason: o.reason }, g())).request!, g());
+      if (o.months !== '1' && o.months !== '2') throw usageError('--months must be 1 or 2 (Art. 12(3) allows two further months at most)');
+      const req = { name: childName(name, 'requests', 'the request'), months: Number(o.months), reason: requiredText(o.reason, '--reason', MAX_TEXT) };
+      const rights = rightsClient();
+      printRequest((await rpc(g(), rights, rights.extendDeadline, req)).request!, g());
     });
-  requests.command('reject <name>').description('reject a request, with a reason').requiredOption('--reason <text>', 'why')
+  requests
+    .command('reject <name>')
+    .description('reject a request, with a reason')
+    .requiredOption('--reason <text>', 'why')
     .action(async (name: string, o) => {
-      const { rights } = clients(g());
-      printRequest((await rpc(rights, rights.rejectRequest, { name, reason: o.reason }, g())).request!, g());
+      const req = { name: childName(name, 'requests', 'the request'), reason: requiredText(o.reason, '--reason', MAX_TEXT) };
+      const rights = rightsClient();
+      printRequest((await rpc(g(), rights, rights.rejectRequest, req)).request!, g());
     });
 
   program
@@ -302,40 +318,50 @@ export function buildProgram(): Command {
     .description('export a verified ACCESS/PORTABILITY request: writes package.json, package.html and manifest.jws, and verifies them')
     .requiredOption('--out <dir>', 'folder to write the files to')
     .action(async (name: string, o) => {
-      const { rights, keys } = clients(g());
-      mkdirSync(o.out, { recursive: true });
+      const request = childName(name, 'requests', 'the request');
+      const folder = writableFolder(o.out, '--out');
+      const s = g();
+      const rights = rightsClient();
       const pkg: Buffer[] = [];
       const html: Buffer[] = [];
       let manifest: { packageSha256: string; htmlSha256: string; events: number; signedManifest: string } | undefined;
+      const progress = progressOn(process.stderr);
       await new Promise<void>((resolve, reject) => {
-        const stream = rights.exportSubjectData({ name }, metadata(g()));
+        const stream = rights.exportSubjectData({ name: request }, s.metadata());
         stream.on('data', (p: ExportSubjectDataResponse) => {
           const part = p.part!;
-          if (part.$case === 'progress' && !g().json) process.stderr.write(`\rexporting: ${part.value.eventsDone}/${part.value.eventsTotal}`);
+          if (part.$case === 'progress' && !s.json) progress.update(`exporting: ${part.value.eventsDone}/${part.value.eventsTotal}`);
           if (part.$case === 'packageChunk') pkg.push(part.value);
           if (part.$case === 'htmlChunk') html.push(part.value);
           if (part.$case === 'manifest') manifest = part.value;
         });
-        stream.on('error', (err: ServiceError) => reject(toCliError(err)));
+        stream.on('error', (err: ServiceError) => reject(grpcFailure(err, s.address)));
         stream.on('end', () => resolve());
-      });
-      if (!g().json) process.stderr.write('\n');
-      if (!manifest) throw new CliError('the export ended without a manifest', EXIT.UNVERIFIED);
-      const files = { package: path.join(o.out, 'package.json'), html: path.join(o.out, 'package.html'), manifest: path.join(o.out, 'manifest.jws') };
+      }).finally(() => progress.end());
+      if (!manifest) throw verificationFailed('the export ended without a manifest');
+      mkdirSync(folder, { recursive: true });
+      const files = { package: path.join(folder, 'package.json'), html: path.join(folder, 'package.html'), manifest: path.join(folder, 'manifest.jws') };
       writeFileSync(files.package, Buffer.concat(pkg));
       writeFileSync(files.html, Buffer.concat(html));
       writeFileSync(files.manifest, manifest.signedManifest + '\n');
-      const tenant = name.split('/').slice(0, 2).join('/');
-      const jwks = (await rpc(keys, keys.getPublicKeys, { name: tenant }, g())).jwks;
-      const signed = await verifyReceipt(manifest.signedManifest, jwks).catch(() => null);
+      const signed = await verifyReceipt(manifest.signedManifest, await publicKeys(tenantOf(request))).then(
+        (v) => ({ ok: true as const, payload: v.payload }),
+        (e: Error) => ({ ok: false as const, error: e.message }),
+      );
       const hashes = {
         package: createHash('sha256').update(Buffer.concat(pkg)).digest('hex'),
         html: createHash('sha256').update(Buffer.concat(html)).digest('hex'),
       };
-      const ok = signed !== null && signed.payload.packageSha256 === hashes.package && signed.payload.htmlSha256 === hashes.html;
-      const summary = { request: name, events: manifest.events, files, packageSha256: hashes.package, verified: ok };
-      process.stdout.write(g().json ? JSON.stringify(summary, null, 2) + '\n' : `${manifest.events} events exported to ${o.out}; signature and hashes ${ok ? 'verified' : 'DO NOT VERIFY'}\n`);
-      if (!ok) throw new CliError('the export did not verify against the tenant\'s published keys', EXIT.UNVERIFIED);
+      const problem = !signed.ok
+        ? `the manifest's ${signed.error}`
+        : signed.payload.packageSha256 !== hashes.package
+          ? 'package.json does not match the SHA-256 the signed manifest names'
+          : signed.payload.htmlSha256 !== hashes.html
+            ? 'package.html does not match the SHA-256 the signed manifest names'
+            : null;
+      const summary = { request, events: manifest.events, files, packageSha256: hashes.package, verified: problem === null };
+      out(s.json ? JSON.stringify(summary, null, 2) + '\n' : `${manifest.events} events exported to ${folder}; signature and hashes ${problem === null ? 'verified' : 'DO NOT VERIFY'}\n`);
+      if (problem) throw verificationFailed(`the export did not verify against the tenant's published keys: ${problem}`);
     });
 
   program
@@ -343,24 +369,28 @@ export function buildProgram(): Command {
     .description('carry out a verified ERASURE request (irreversible) and print the signed erasure receipt')
     .option('--yes', 'do not ask for confirmation')
     .action(async (name: string, o) => {
+      const request = childName(name, 'requests', 'the request');
       if (!o.yes) {
-        if (!process.stdin.isTTY) throw new CliError('refusing to erase without confirmation: run in a terminal or pass --yes', EXIT.USAGE);
+        if (!process.stdin.isTTY) throw usageError('refusing to erase without confirmation: run in a terminal or pass --yes');
         const rl = createInterface({ input: process.stdin, output: process.stderr });
-        const answer = await rl.question(`Erase the person of ${name}? This destroys their key and cannot be undone. Type "erase" to go on: `);
+        const answer = await rl.question(`Erase the person of ${request}? This destroys their key and cannot be undone. Type "erase" to go on: `);
         rl.close();
-        if (answer.trim() !== 'erase') throw new CliError('not erased', EXIT.USAGE);
+        if (answer.trim() !== 'erase') throw usageError('not erased: the confirmation was not "erase"');
       }
-      const { rights, keys } = clients(g());
-      const res = await rpc(rights, rights.eraseSubject, { name }, g());
-      const tenant = name.split('/').slice(0, 2).join('/');
-      const verified = await verifyReceipt(res.erasureReceipt, (await rpc(keys, keys.getPublicKeys, { name: tenant }, g())).jwks).catch(() => null);
-      if (g().json) {
-        process.stdout.write(JSON.stringify({ request: DataSubjectRequest.toJSON(res.request!), receipt: res.erasureReceipt, verified: verified !== null, payload: verified?.payload }, null, 2) + '\n');
+      const s = g();
+      const rights = rightsClient();
+      const res = await rpc(s, rights, rights.eraseSubject, { name: request });
+      const verified = await verifyReceipt(res.erasureReceipt, await publicKeys(tenantOf(request))).then(
+        (v) => ({ ok: true as const, payload: v.payload }),
+        (e: Error) => ({ ok: false as const, error: e.message }),
+      );
+      if (s.json) {
+        json({ request: DataSubjectRequest.toJSON(res.request!), receipt: res.erasureReceipt, verified: verified.ok, payload: verified.ok ? verified.payload : undefined });
       } else {
-        printRequest(res.request!, g());
-        process.stdout.write(`\nerasure receipt (${verified ? 'signature verified' : 'SIGNATURE DOES NOT VERIFY'}):\n${JSON.stringify(verified?.payload ?? {}, null, 2)}\n\n${res.erasureReceipt}\n`);
+        printRequest(res.request!, s);
+        out(`\nerasure receipt (${verified.ok ? 'signature verified' : 'SIGNATURE DOES NOT VERIFY'}):\n${JSON.stringify(verified.ok ? verified.payload : {}, null, 2)}\n\n${res.erasureReceipt}\n`);
       }
-      if (!verified) throw new CliError('the erasure receipt did not verify', EXIT.UNVERIFIED);
+      if (!verified.ok) throw verificationFailed(`the erasure receipt: ${verified.error}`);
     });
 
   const holds = program.command('holds').description('legal holds (Art. 17(3)): block erasure while open');
@@ -370,87 +400,78 @@ export function buildProgram(): Command {
     .option('--note <text>', 'why (no personal data)', '')
     .option('--request-id <id>', 'idempotency key (default: random)')
     .action(async (o) => {
-      const grounds: Record<string, LegalHoldGround> = {
-        a: LegalHoldGround.LEGAL_HOLD_GROUND_A_FREEDOM_OF_EXPRESSION,
-        b: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION,
-        c: LegalHoldGround.LEGAL_HOLD_GROUND_C_PUBLIC_HEALTH,
-        d: LegalHoldGround.LEGAL_HOLD_GROUND_D_ARCHIVING_RESEARCH,
-        e: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS,
-      };
-      const ground = grounds[String(o.ground).toLowerCase()];
-      if (!ground) throw new CliError('--ground must be one of a, b, c, d, e', EXIT.USAGE);
-      const { rights } = clients(g());
-      const res = await rpc(rights, rights.placeLegalHold, {
-        parent: tenantName(o.tenant),
-        subjectIdentifier: identifier(o),
-        ground,
-        note: o.note,
-        requestId: o.requestId ?? `consentctl-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
-      }, g());
-      printHolds([res.hold!], g());
+      const ground = LEGAL_HOLD_GROUNDS[String(o.ground).toLowerCase()];
+      if (!ground) throw usageError('--ground must be one of a, b, c, d, e');
+      if (o.note.length > MAX_TEXT) throw usageError(`--note must be at most ${MAX_TEXT} characters`);
+      const req = { parent: tenantName(o.tenant), subjectIdentifier: identifier(o), ground, note: o.note as string, requestId: requestId(o.requestId) };
+      const rights = rightsClient();
+      printHolds([(await rpc(g(), rights, rights.placeLegalHold, req)).hold!], g());
     });
-  holds.command('release <name>').description('release a legal hold').requiredOption('--note <text>', 'why')
+  holds
+    .command('release <name>')
+    .description('release a legal hold')
+    .requiredOption('--note <text>', 'why')
     .action(async (name: string, o) => {
-      const { rights } = clients(g());
-      printHolds([(await rpc(rights, rights.releaseLegalHold, { name, note: o.note }, g())).hold!], g());
+      const req = { name: childName(name, 'legalHolds', 'the legal hold'), note: requiredText(o.note, '--note', MAX_TEXT) };
+      const rights = rightsClient();
+      printHolds([(await rpc(g(), rights, rights.releaseLegalHold, req)).hold!], g());
     });
   who(holds.command('list').description('legal holds, newest first'))
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--include-released', 'released holds too')
     .action(async (o) => {
-      const { rights } = clients(g());
-      const filter = o.phone || o.email || o.customerId ? identifier(o) : undefined;
+      const parent = tenantName(o.tenant);
+      const filter = hasIdentifier(o) ? identifier(o) : undefined;
+      const rights = rightsClient();
       const all: LegalHold[] = [];
       let pageToken = '';
       do {
-        const page = await rpc(rights, rights.listLegalHolds, { parent: tenantName(o.tenant), subjectIdentifier: filter, includeReleased: Boolean(o.includeReleased), pageSize: 500, pageToken }, g());
+        const page = await rpc(g(), rights, rights.listLegalHolds, { parent, subjectIdentifier: filter, includeReleased: Boolean(o.includeReleased), pageSize: 500, pageToken });
         all.push(...page.holds);
         pageToken = page.nextPageToken;
       } while (pageToken);
       printHolds(all, g());
     });
-  const auditClient = () => new AuditServiceClient(g().address, channelCredentials(g()));
-  const jwksFor = async (tenant: string, file?: string) => {
-    if (file) return readFileSync(file, 'utf8');
-    const { keys } = clients(g());
-    return (await rpc(keys, keys.getPublicKeys, { name: tenantName(tenant) }, g())).jwks;
-  };
+
+  /** The pinned JWK set (--jwks, checked before any call), or the server's if none was pinned. */
+  const pinnedKeys = (file: string | undefined) => (file !== undefined ? jwksFile(file) : undefined);
   /** The server, credentials, tenant and pinned keys an audit log verification works with. */
   const logTarget = (o: { tenant: string; jwks?: string }) => {
     tenantName(o.tenant);
-    return { address: g().address, credentials: channelCredentials(g()), metadata: metadata(g()), tenant: o.tenant, jwks: o.jwks ? readFileSync(o.jwks, 'utf8') : undefined };
+    return { address: g().address, credentials: g().credentials, metadata: g().metadata(), tenant: o.tenant, jwks: pinnedKeys(o.jwks) };
   };
   const audit = program
     .command('audit')
     .description("the auditor's tools: signed checkpoints, who did what, explained decisions, and independent verification of the audit log and the event rows")
-    .addHelpText('after', '\nStart by saving the tenant\'s public keys (audit keys --out keys.json) and pass them as --jwks from then on: nothing is then taken on the server\'s word.');
+    .addHelpText('after', "\nStart by saving the tenant's public keys (audit keys --out keys.json) and pass them as --jwks from then on: nothing is then taken on the server's word.");
   audit
     .command('keys')
     .description("fetch the tenant's public signing keys (JWK set) to pin for later verifications")
     .requiredOption('--tenant <id>', 'tenant id')
     .requiredOption('--out <file>', 'where to write the JWK set')
     .action(async (o) => {
-      const jwks = await jwksFor(o.tenant);
-      writeFileSync(o.out, jwks + '\n');
+      const tenant = tenantName(o.tenant);
+      const file = writableFile(o.out, '--out');
+      const jwks = await publicKeys(tenant);
+      writeFileSync(file, jwks + '\n');
       const kids = (JSON.parse(jwks) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
-      process.stdout.write(g().json ? JSON.stringify({ file: o.out, kids }, null, 2) + '\n' : `wrote ${kids.length} public key(s) of tenants/${o.tenant} to ${o.out}: ${kids.join(', ')}\n`);
+      out(g().json ? JSON.stringify({ file, kids }, null, 2) + '\n' : `wrote ${kids.length} public key(s) of ${tenant} to ${file}: ${kids.join(', ')}\n`);
     });
   audit
     .command('checkpoint')
-    .description('fetch and verify a signed checkpoint of the tenant\'s log (save it to check consistency later)')
+    .description("fetch and verify a signed checkpoint of the tenant's log (save it to check consistency later)")
     .requiredOption('--tenant <id>', 'tenant id')
-    .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
+    .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
     .option('--out <file>', 'also write the signed checkpoint (JWS) to this file')
     .action(async (o) => {
+      const parent = tenantName(o.tenant);
+      const pinned = pinnedKeys(o.jwks);
+      const file = o.out !== undefined ? writableFile(o.out, '--out') : undefined;
       const client = auditClient();
-      const res = await rpc(client, client.getCheckpoint, { parent: tenantName(o.tenant) }, g());
-      client.close();
-      const jwks = await jwksFor(o.tenant, o.jwks);
-      const verified = await verifyCheckpoint(res.checkpoint!.signedCheckpoint, jwks).catch((e: Error) => {
-        throw new CliError(e.message, EXIT.UNVERIFIED);
-      });
-      if (o.out) writeFileSync(o.out, res.checkpoint!.signedCheckpoint + '\n');
-      process.stdout.write(g().json ? JSON.stringify(verified, null, 2) + '\n' : `${verified.tenant}: ${verified.treeSize} entries, root ${verified.rootHash} at ${verified.time} (signature verified, key ${verified.kid})\n`);
+      const res = await rpc(g(), client, client.getCheckpoint, { parent }).finally(() => client.close());
+      const verified = await verifyCheckpoint(res.checkpoint!.signedCheckpoint, pinned ?? (await publicKeys(parent))).catch(verificationError(g()));
+      if (file) writeFileSync(file, res.checkpoint!.signedCheckpoint + '\n');
+      out(g().json ? JSON.stringify(verified, null, 2) + '\n' : `${verified.tenant}: ${verified.treeSize} entries, root ${verified.rootHash} at ${verified.time} (signature verified, key ${verified.kid})\n`);
     });
   audit
     .command('checkpoints')
@@ -459,20 +480,19 @@ export function buildProgram(): Command {
     .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
     .option('--limit <n>', 'at most this many', '20')
     .action(async (o) => {
-      const client = auditClient();
+      const parent = tenantName(o.tenant);
       const limit = positiveInt(o.limit, '--limit');
-      const page = await rpc(client, client.listCheckpoints, { parent: tenantName(o.tenant), pageSize: Math.min(limit, 500), pageToken: '' }, g());
-      client.close();
-      const jwks = await jwksFor(o.tenant, o.jwks);
+      const pinned = pinnedKeys(o.jwks);
+      const client = auditClient();
+      const page = await rpc(g(), client, client.listCheckpoints, { parent, pageSize: Math.min(limit, 500), pageToken: '' }).finally(() => client.close());
+      const jwks = pinned ?? (await publicKeys(parent));
       const rows = [];
       for (const c of page.checkpoints.slice(0, limit)) {
-        const v = await verifyCheckpoint(c.signedCheckpoint, jwks).catch((e: Error) => {
-          throw new CliError(e.message, EXIT.UNVERIFIED);
-        });
+        const v = await verifyCheckpoint(c.signedCheckpoint, jwks).catch(verificationError(g()));
         rows.push({ ...v, signed: c.signedCheckpoint });
       }
-      if (g().json) return void process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
-      process.stdout.write(renderTable(['TREE SIZE', 'ROOT HASH', 'SIGNED', 'KEY'], rows.map((r) => [String(r.treeSize), r.rootHash, r.time, r.kid])));
+      if (g().json) return json(rows);
+      out(renderTable(['TREE SIZE', 'ROOT HASH', 'SIGNED', 'KEY'], rows.map((r) => [String(r.treeSize), r.rootHash, r.time, r.kid])));
     });
   who(audit.command('history').description('audit entries, oldest first, optionally about one person, purpose, type, principal or period; each entry re-hashed'))
     .requiredOption('--tenant <id>', 'tenant id')
@@ -486,33 +506,29 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'at most this many entries', '100')
     .action(async (o) => {
       const parent = tenantName(o.tenant);
-      const filter = o.phone || o.email || o.customerId ? identifier(o) : undefined;
+      const types = ((o.type ?? []) as string[]).map((t) => t.toUpperCase());
+      const wrongType = types.find((t) => !/^[A-Z][A-Z0-9_]{0,39}$/.test(t));
+      if (wrongType !== undefined) throw usageError('--type must be entry types such as CONSENT_EVENT_OPT_OUT SUBJECT_ERASED');
+      const filter = ListAuditEntriesRequest.fromPartial({
+        parent,
+        subjectIdentifier: hasIdentifier(o) ? identifier(o) : undefined,
+        subject: o.subject !== undefined ? subjectName(o.subject, '--subject') : '',
+        purpose: o.purpose !== undefined ? `${parent}/purposes/${purposeId(o.purpose, '--purpose', true)}` : '',
+        entryTypes: types,
+        principal: o.principal !== undefined ? requiredText(o.principal, '--principal', 200) : '',
+        startTime: o.since !== undefined ? isoTime(o.since, '--since') : undefined,
+        endTime: o.until !== undefined ? isoTime(o.until, '--until') : undefined,
+      });
       const limit = positiveInt(o.limit, '--limit');
+      let next = nonNegativeInt(o.start, '--start');
       const client = auditClient();
       const found: Array<{ index: number; fields: EntryFields; entryJson: string; leafHash: string }> = [];
-      let next = nonNegativeInt(o.start, '--start');
       try {
         while (found.length < limit) {
-          const page = await rpc(
-            client,
-            client.listAuditEntries,
-            ListAuditEntriesRequest.fromPartial({
-              parent,
-              startIndex: next,
-              pageSize: Math.min(500, limit - found.length),
-              subjectIdentifier: filter,
-              subject: o.subject ?? '',
-              purpose: o.purpose ? `${parent}/purposes/${o.purpose}` : '',
-              entryTypes: o.type ?? [],
-              principal: o.principal ?? '',
-              startTime: o.since ? isoTime(o.since, '--since') : undefined,
-              endTime: o.until ? isoTime(o.until, '--until') : undefined,
-            }),
-            g(),
-          );
+          const page = await rpc(g(), client, client.listAuditEntries, { ...filter, startIndex: next, pageSize: Math.min(500, limit - found.length) });
           for (const e of page.entries) {
             if (leafHash(Buffer.from(e.entryJson, 'utf8')).toString('hex') !== e.leafHash) {
-              throw new CliError(`VERIFICATION FAILED: entry ${e.index} was altered: its content does not match its leaf hash`, EXIT.UNVERIFIED);
+              throw verificationFailed(`entry ${e.index} was altered: its content does not match its leaf hash`);
             }
             found.push({ index: e.index, fields: JSON.parse(e.entryJson) as EntryFields, entryJson: e.entryJson, leafHash: e.leafHash });
           }
@@ -522,14 +538,14 @@ export function buildProgram(): Command {
       } finally {
         client.close();
       }
-      if (g().json) return void process.stdout.write(JSON.stringify(found.map((f) => ({ index: f.index, entry: f.fields, leafHash: f.leafHash })), null, 2) + '\n');
-      process.stdout.write(
+      if (g().json) return json(found.map((f) => ({ index: f.index, entry: f.fields, leafHash: f.leafHash })));
+      out(
         renderTable(
           ['INDEX', 'TIME', 'TYPE', 'PRINCIPAL', 'SUBJECT', 'PURPOSE', 'CHANNEL', 'REF'],
           found.map(({ index, fields: e }) => [String(index), isoMs(e.time), e.type, e.principal, e.subject ?? '', e.purpose ?? '', e.channel ?? '', e.ref ?? '']),
         ),
       );
-      if (found.length >= limit) process.stdout.write(`(the first ${limit}; more with --start ${found[found.length - 1].index + 1})\n`);
+      if (found.length >= limit) out(`(the first ${limit}; more with --start ${found[found.length - 1].index + 1})\n`);
     });
   who(audit.command('explain').description('explain a decision (now or at --at) with the events that decided it, and verify it independently'))
     .requiredOption('--tenant <id>', 'tenant id')
@@ -541,43 +557,37 @@ export function buildProgram(): Command {
     .action(async (o) => {
       const parent = tenantName(o.tenant);
       const channel = sendChannelOf(String(o.channel));
-      if (!channel) throw new CliError('--channel must be one of whatsapp, sms, email, push, voice', EXIT.USAGE);
-      if (Boolean(o.purpose) === Boolean(o.category)) throw new CliError('give --purpose or --category', EXIT.USAGE);
-      const category = o.category ? enumValue(PurposeCategory, 'PURPOSE_CATEGORY_', String(o.category), '--category') : PurposeCategory.PURPOSE_CATEGORY_UNSPECIFIED;
+      if (!channel) throw usageError('--channel must be one of whatsapp, sms, email, push, voice');
+      if ((o.purpose === undefined) === (o.category === undefined)) throw usageError('give --purpose or --category (one of them)');
+      const category = o.category !== undefined ? enumValue(PurposeCategory, 'PURPOSE_CATEGORY_', String(o.category), '--category') : PurposeCategory.PURPOSE_CATEGORY_UNSPECIFIED;
+      const query = {
+        subjectIdentifier: identifier(o),
+        purpose: o.purpose !== undefined ? `${parent}/purposes/${purposeId(o.purpose, '--purpose')}` : '',
+        category,
+        channel: PbChannel[`CHANNEL_${channel}` as keyof typeof PbChannel],
+        at: o.at !== undefined ? isoTime(o.at, '--at') : undefined,
+      };
+      const pinned = pinnedKeys(o.jwks);
       const client = auditClient();
-      const response = await rpc(
-        client,
-        client.explainDecision,
-        {
-          parent,
-          query: {
-            subjectIdentifier: identifier(o),
-            purpose: o.purpose ? `${parent}/purposes/${o.purpose}` : '',
-            category,
-            channel: PbChannel[`CHANNEL_${channel}` as keyof typeof PbChannel],
-            at: o.at ? isoTime(o.at, '--at') : undefined,
-          },
-        },
-        g(),
-      ).finally(() => client.close());
-      const verified = await verifyExplanation(response, await jwksFor(o.tenant, o.jwks), { tenant: o.tenant, purposeId: o.purpose ?? null, channel }).catch(verificationError);
-      if (g().json) return void process.stdout.write(JSON.stringify(verified, null, 2) + '\n');
+      const response = await rpc(g(), client, client.explainDecision, { parent, query }).finally(() => client.close());
+      const verified = await verifyExplanation(response, pinned ?? (await publicKeys(parent)), { tenant: o.tenant, purposeId: o.purpose ?? null, channel }).catch(verificationError(g()));
+      if (g().json) return json(verified);
       const lines = [
         `decision at ${verified.time}: ${verified.verdict} (${verified.reason})${verified.decidingEvent ? ` by ${verified.decidingEvent}` : ''}`,
         verified.subject ? `subject: ${verified.subject}` : 'subject: unknown to the tenant',
         `checkpoint: ${verified.checkpoint.treeSize} entries, root ${verified.checkpoint.rootHash}, signature verified (key ${verified.checkpoint.kid})`,
         '',
       ];
-      process.stdout.write(lines.join('\n'));
+      out(lines.join('\n'));
       if (verified.entries.length > 0) {
-        process.stdout.write(
+        out(
           renderTable(
             ['INDEX', 'TYPE', 'PURPOSE', 'CHANNEL', 'EVENT TIME', 'RECORDED', 'EVENT'],
             verified.entries.map((e) => [String(e.index), e.type, e.purpose ?? '', e.channel ?? '', e.eventTime !== undefined ? isoMs(e.eventTime) : '', isoMs(e.time), e.event ?? '']),
           ),
         );
       }
-      process.stdout.write(
+      out(
         `\nverified: every entry is in the signed log, every event row matches its entry, and the rules replayed over the entries give the same decision ` +
           `(category ${verified.reportedByServer.category} and service window ${verified.reportedByServer.serviceWindowSeconds}s as reported by the service)\n`,
       );
@@ -589,70 +599,98 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'where to write the export (JSON)')
     .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
     .action(async (o) => {
+      const target = logTarget(o);
+      const file = writableFile(o.out, '--out');
       const entries: ExportedEntry[] = [];
-      const result = await verifyAuditLog({ ...logTarget(o), collect: entries }).catch(verificationError);
+      const result = await verifyAuditLog({ ...target, collect: entries }).catch(verificationError(g()));
       const exported: ExportedLog = { format: EXPORT_FORMAT, tenant: o.tenant, checkpoint: result.signedCheckpoint, entries };
-      writeFileSync(o.out, JSON.stringify(exported) + '\n');
-      process.stdout.write(g().json ? JSON.stringify(result.checkpoint, null, 2) + '\n' : `wrote ${entries.length} entries and the checkpoint (root ${result.checkpoint.rootHash}) to ${o.out}\n`);
+      writeFileSync(file, JSON.stringify(exported) + '\n');
+      out(g().json ? JSON.stringify(result.checkpoint, null, 2) + '\n' : `wrote ${entries.length} entries and the checkpoint (root ${result.checkpoint.rootHash}) to ${file}\n`);
     });
   audit
     .command('verify-export <file>')
     .description('verify an export offline: the checkpoint signature against pinned keys, every entry, the root recomputed from all of them')
-    .requiredOption('--jwks <file>', "the tenant's public keys (from KeyService.GetPublicKeys, kept apart from the export)")
+    .requiredOption('--jwks <file>', "the tenant's public keys (from audit keys --out, kept apart from the export)")
     .action(async (file: string, o) => {
       let exported: ExportedLog;
       try {
-        exported = JSON.parse(readFileSync(file, 'utf8')) as ExportedLog;
+        exported = JSON.parse(readableFile(file, 'the export')) as ExportedLog;
       } catch (e) {
-        throw new CliError(`cannot read ${file} as JSON: ${(e as Error).message}`, EXIT.USAGE);
+        if (e instanceof CliError) throw e;
+        throw usageError(`cannot read ${file} as JSON: ${(e as Error).message}`);
       }
-      const result = await verifyExportedLog(exported, readFileSync(o.jwks, 'utf8')).catch(verificationError);
-      process.stdout.write(
-        g().json ? JSON.stringify(result, null, 2) + '\n' : `${result.checkpoint.tenant}: ${result.entriesChecked} entries re-hashed; they add up to the root signed at ${result.checkpoint.time} (key ${result.checkpoint.kid})\nverified\n`,
+      const result = await verifyExportedLog(exported, jwksFile(o.jwks)).catch(verificationError(g()));
+      out(
+        g().json
+          ? JSON.stringify(result, null, 2) + '\n'
+          : `${result.checkpoint.tenant}: ${result.entriesChecked} entries re-hashed; they add up to the root signed at ${result.checkpoint.time} (key ${result.checkpoint.kid})\nverified\n`,
       );
     });
   audit
     .command('verify')
     .description('verify the log independently: checkpoint signature, consistency with an earlier checkpoint (--since), every entry (--entries), every consent event row (--records)')
     .requiredOption('--tenant <id>', 'tenant id')
-    .option('--jwks <file>', 'the tenant\'s public keys, pinned earlier (default: fetched from the server)')
+    .option('--jwks <file>', "the tenant's public keys, pinned earlier (default: fetched from the server)")
     .option('--since <file>', 'an earlier signed checkpoint (from `audit checkpoint --out`): prove nothing before it was rewritten')
     .option('--entries', 're-hash every entry and recompute the root')
     .option('--records', 'also match every consent event row with its entry (detects rows changed, deleted, added or reordered in the database); implies --entries')
     .action(async (o) => {
-      const result = await verifyAuditLog({
-        ...logTarget(o),
-        since: o.since ? readFileSync(o.since, 'utf8').trim() : undefined,
-        entries: Boolean(o.entries),
-        records: Boolean(o.records),
-      }).catch(verificationError);
+      const target = logTarget(o);
+      const since = o.since !== undefined ? readableFile(o.since, '--since').trim() : undefined;
+      if (since !== undefined && !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(since)) {
+        throw usageError(`--since: ${o.since} is not a signed checkpoint (a compact JWS, as written by audit checkpoint --out)`);
+      }
+      const result = await verifyAuditLog({ ...target, since, entries: Boolean(o.entries), records: Boolean(o.records) }).catch(verificationError(g()));
       const lines = [`checkpoint: ${result.checkpoint.treeSize} entries, root ${result.checkpoint.rootHash}, signature verified`];
       if (result.consistentWith) lines.push(`consistent with the earlier checkpoint of ${result.consistentWith.treeSize} entries: nothing before it was rewritten`);
       if (result.entriesChecked !== undefined) lines.push(`${result.entriesChecked} entries re-hashed; they add up to the signed root`);
       if (result.recordsChecked !== undefined) lines.push(`${result.recordsChecked} consent event rows match their entries, in order; no entry lacks its row`);
-      process.stdout.write(g().json ? JSON.stringify(result, null, 2) + '\n' : lines.join('\n') + '\nverified\n');
+      out(g().json ? JSON.stringify(result, null, 2) + '\n' : lines.join('\n') + '\nverified\n');
     });
-  return program;
+  return Object.assign(program, { active: () => activeCommand ?? program });
 }
 
+/** Writes a failure to stderr: the message, then each decoded detail indented under it. */
+function report(err: CliError): void {
+  process.stderr.write(`consentctl: ${err.message}\n${err.details.map((d) => `  ${d}\n`).join('')}`);
+}
+
+/** Runs consentctl with `argv` (without node and the script) and returns its exit code (exit-codes.ts). */
 export async function runConsentctl(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
     return EXIT.OK;
   } catch (err) {
-    const e = err as { code?: string; exitCode?: number; message: string };
+    if (err instanceof CommanderError) {
+      // --help and --version end here too; every other commander error is a usage error whose
+      // message and usage commander has already printed.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.OK : EXIT.USAGE;
+    }
+    if (err instanceof CliError && err.exitCode === EXIT.USAGE) {
+      // The same form as commander's own usage errors: the message, then the command's usage.
+      try {
+        program.active().error(`error: ${err.message}`, { exitCode: EXIT.USAGE, code: 'consentctl.usage' });
+      } catch {
+        // error() prints and then throws (exitOverride): the exit code is ours.
+      }
+      return EXIT.USAGE;
+    }
     if (err instanceof CliError) {
-      process.stderr.write(`consentctl: ${err.message}\n`);
+      report(err);
       return err.exitCode;
     }
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.OK;
-    if (e.code?.startsWith('commander.')) return EXIT.USAGE;
-    process.stderr.write(`consentctl: ${e.message}\n`);
-    return EXIT.REFUSED;
+    if (isServiceError(err)) {
+      const failure = grpcFailure(err, program.opts<GlobalOptions>().address);
+      report(failure);
+      return failure.exitCode;
+    }
+    report(new CliError((err as Error)?.message ?? String(err), EXIT.FAILED));
+    return EXIT.FAILED;
   }
 }
 
 if (require.main === module) {
+  endQuietlyWhenReaderLeaves();
   runConsentctl(process.argv.slice(2)).then((code) => process.exit(code));
 }

@@ -382,17 +382,88 @@ export class KeyManager {
     for (const key of this.subjectCache.keys()) if (key.startsWith(`${tenantId}/`)) this.subjectCache.delete(key);
   }
 
+  /**
+   * Refuses to let the service start when its root keys cannot unwrap the tenant keys already
+   * stored: every root key id a live tenant key epoch was wrapped under must be configured, and one
+   * epoch per root key id is unwrapped to prove the key under that id is the right one (a
+   * development key generated again gets the same date-based id). Starting anyway would fail every
+   * call of those tenants with KEY_UNWRAP_FAILED. Never reveals key material.
+   */
+  async checkRootKeysCoverStoredKeys(): Promise<void> {
+    const configured = this.root.keyIds();
+    const missing = new Map<string, Set<string>>();
+    const tried = new Set<string>();
+    const wrongMaterial = new Map<string, string>();
+    for (const tenantId of await this.store.tenantIds()) {
+      for (const key of await this.store.tenantKeys(tenantId)) {
+        if (key.wrappedKey === null) continue;
+        if (!configured.includes(key.rootKeyId)) {
+          if (!missing.has(key.rootKeyId)) missing.set(key.rootKeyId, new Set());
+          missing.get(key.rootKeyId)!.add(tenantId);
+          continue;
+        }
+        if (tried.has(key.rootKeyId)) continue;
+        tried.add(key.rootKeyId);
+        const readable = await this.root.unwrap(key.wrappedKey, { tenant: key.tenantId, epoch: key.epoch }).then(() => true, () => false);
+        if (!readable) wrongMaterial.set(key.rootKeyId, `tenants/${tenantId}`);
+      }
+    }
+    if (missing.size === 0 && wrongMaterial.size === 0) return;
+    throw new RootKeysDoNotCoverStoredKeys(configured, [...missing].map(([id, tenants]) => ({ id, tenants: [...tenants] })), [...wrongMaterial].map(([id, tenant]) => ({ id, tenant })));
+  }
+
   private unwrapTenantKey(key: StoredTenantKey): Promise<Buffer> {
-    return unwrapOrUnavailable(() => this.root.unwrap(key.wrappedKey!, { tenant: key.tenantId, epoch: key.epoch }));
+    if (!this.root.keyIds().includes(key.rootKeyId)) {
+      // Said precisely, since it is a configuration error an operator fixes: which root key is
+      // needed, and which are configured. Ids only, never material.
+      return Promise.reject(
+        new DomainError(
+          'UNAVAILABLE',
+          'KEY_UNWRAP_FAILED',
+          `the key of tenants/${key.tenantId} (epoch ${key.epoch}) is wrapped under root key "${key.rootKeyId}", which is not among the configured root keys (${this.root.keyIds().join(', ')})`,
+          { root_key_id: key.rootKeyId, tenant: `tenants/${key.tenantId}`, epoch: String(key.epoch), configured_root_key_ids: this.root.keyIds().join(',') },
+        ),
+      );
+    }
+    return unwrapOrUnavailable(() => this.root.unwrap(key.wrappedKey!, { tenant: key.tenantId, epoch: key.epoch }), {
+      message: `the key of tenants/${key.tenantId} (epoch ${key.epoch}) could not be unwrapped with root key "${key.rootKeyId}": the configured key under that id is not the one it was wrapped with`,
+      metadata: { root_key_id: key.rootKeyId, tenant: `tenants/${key.tenantId}`, epoch: String(key.epoch) },
+    });
   }
 }
 
-async function unwrapOrUnavailable(unwrap: () => Promise<Buffer>): Promise<Buffer> {
+/**
+ * The configured root keys cannot unwrap tenant keys already stored (start refused). Names the
+ * root key ids needed and configured, and a few tenants per missing id; never key material.
+ */
+export class RootKeysDoNotCoverStoredKeys extends Error {
+  constructor(
+    readonly configured: string[],
+    readonly missing: Array<{ id: string; tenants: string[] }>,
+    readonly wrongMaterial: Array<{ id: string; tenant: string }>,
+  ) {
+    const problems = [
+      ...missing.map(
+        (m) =>
+          `root key "${m.id}" is needed by ${m.tenants.length} tenant(s) (${m.tenants.slice(0, 5).map((t) => `tenants/${t}`).join(', ')}${m.tenants.length > 5 ? ', ...' : ''}) but is not configured`,
+      ),
+      ...wrongMaterial.map((w) => `root key "${w.id}" is configured, but it is not the key the tenant keys were wrapped with (it cannot unwrap ${w.tenant}'s key)`),
+    ];
+    super(
+      `the configured root keys cannot unwrap the tenant keys in the key store: ${problems.join('; ')}. ` +
+        `Configured root key ids: ${configured.join(', ') || '(none)'}. ` +
+        'Configure the root key set they were wrapped with (ROOT_KEYS_FILE or ROOT_KEYS_JSON; a development install keeps it in DATA_DIR/root-keys.dev.json), see docs/keys.md',
+    );
+    this.name = 'RootKeysDoNotCoverStoredKeys';
+  }
+}
+
+async function unwrapOrUnavailable(unwrap: () => Promise<Buffer>, said: { message: string; metadata: Record<string, string> } = { message: 'a key could not be unwrapped', metadata: {} }): Promise<Buffer> {
   try {
     return await unwrap();
   } catch {
     // The cause may describe key material; it is deliberately not passed on.
-    throw new DomainError('UNAVAILABLE', 'KEY_UNWRAP_FAILED', 'a key could not be unwrapped');
+    throw new DomainError('UNAVAILABLE', 'KEY_UNWRAP_FAILED', said.message, said.metadata);
   }
 }
 

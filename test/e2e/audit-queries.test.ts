@@ -166,7 +166,7 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     content.entries[3] = { ...content.entries[3], entryJson: forged, leafHash: leafHash(Buffer.from(forged)).toString('hex') };
     writeFileSync(file, JSON.stringify(content));
     const caught = await runConsentctl('127.0.0.1:1', 'audit', 'verify-export', file, '--jwks', jwksFile);
-    expect(caught.code).to.equal(4);
+    expect(caught.code).to.equal(1);
     expect(caught.err).to.include('do not add up to the signed root');
   });
 
@@ -220,17 +220,17 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     // A visible field changed.
     await q('UPDATE consent_events SET channel = ? WHERE id = ?', ['SMS', ids[1]]);
     let r = await verify();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`consent event ${names[1]} does not match audit entry`).and.include('(channel)');
     r = await explain();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`consent event ${names[1]} does not match`).and.include('the row was rewritten');
     await q('UPDATE consent_events SET channel = ? WHERE id = ?', ['WHATSAPP', ids[1]]);
 
     // A column the listing does not show: only the row's hash can tell.
     await q('UPDATE consent_events SET method = ? WHERE id = ?', ['PAPER', ids[0]]);
     r = await verify();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`consent event ${names[0]} does not match`).and.include('record hash');
     await q('UPDATE consent_events SET method = ? WHERE id = ?', ['WEB_FORM', ids[0]]);
     expect((await verify()).code, 'restored').to.equal(0);
@@ -245,7 +245,7 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     };
     await swap();
     r = await verify();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include('out of recording order').and.include('rows were reordered');
     await swap();
 
@@ -254,17 +254,17 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     const columns = 'tenant_id, subject_id, kind, purpose_id, channel, event_time, record_time, method, notice_purpose_id, notice_version, notice_sha256, notice_language, principal, lawful_basis, jurisdiction, expire_time, request_fingerprint, evidence_ciphertext';
     await q(`INSERT INTO consent_events (id, request_id, ${columns}) SELECT ?, ?, ${columns} FROM consent_events WHERE id = ?`, [forgedId, 'forged-request', ids[2]]);
     r = await verify();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`consentEvents/${forgedId} has no audit entry`);
     await q('DELETE FROM consent_events WHERE id = ?', [forgedId]);
 
     // A row deleted: the withdrawal disappears from the table, not from the log.
     await q('DELETE FROM consent_events WHERE id = ?', [ids[1]]);
     r = await verify();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`vouches for consent event ${ids[1]}`).and.include('the row was deleted');
     r = await explain();
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include(`vouches for consent event ${ids[1]}`);
   });
 
@@ -281,7 +281,7 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     // Someone removes the withdrawal from the folded state the live check reads.
     await s.app.dataSource.query('UPDATE consent_state SET opt_out_event_id = NULL, opt_out_time = NULL WHERE tenant_id = ?', [Y]);
     const r = await ctl(...args);
-    expect(r.code).to.equal(4);
+    expect(r.code).to.equal(1);
     expect(r.err).to.include('the service answered ALLOW (OPTED_IN').and.include('the verified log gives DENY (OPTED_OUT').and.include('does not match its signed history');
   });
 

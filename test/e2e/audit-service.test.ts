@@ -63,13 +63,13 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
     const forged = String(row.entry_json).replace('"principal":"dev-admin"', '"principal":"somebody-else"');
     await s.app.dataSource.query('UPDATE audit_entries SET entry_json = ? WHERE tenant_id = ? AND seq = ?', [forged, T, row.seq]);
     const altered = await ctl('audit', 'verify', '--tenant', T, '--entries');
-    expect(altered.code).to.equal(4);
+    expect(altered.code).to.equal(1);
     expect(altered.err).to.include(`entry ${Number(row.seq)} was altered`);
 
     // ...and covers it by recomputing the leaf hash too: the signed tree still exposes it.
     await s.app.dataSource.query('UPDATE audit_entries SET leaf_hash = ? WHERE tenant_id = ? AND seq = ?', [leafHash(Buffer.from(forged)).toString('hex'), T, row.seq]);
     const covered = await ctl('audit', 'verify', '--tenant', T, '--entries');
-    expect(covered.code).to.equal(4);
+    expect(covered.code).to.equal(1);
     expect(covered.err).to.include(`entry ${Number(row.seq)} does not belong to the signed tree`);
   });
 });
@@ -95,7 +95,7 @@ forEachDatabase('audit rows reordered or deleted in the database', (db) => {
       };
       await swap(4, 6);
       let r = await ctl('audit', 'verify', '--tenant', T, '--entries');
-      expect(r.code).to.equal(4);
+      expect(r.code).to.equal(1);
       expect(r.err).to.include('entry 4 does not belong to the signed tree');
       await swap(4, 6);
       expect((await ctl('audit', 'verify', '--tenant', T, '--since', cp, '--entries')).code, 'restored').to.equal(0);
@@ -104,7 +104,7 @@ forEachDatabase('audit rows reordered or deleted in the database', (db) => {
       const [saved] = await q('SELECT entry_json, leaf_hash FROM audit_entries WHERE tenant_id = ? AND seq = ?', [T, 5]);
       await q('DELETE FROM audit_entries WHERE tenant_id = ? AND seq = ?', [T, 5]);
       r = await ctl('audit', 'verify', '--tenant', T, '--entries');
-      expect(r.code).to.equal(4);
+      expect(r.code).to.equal(1);
       expect(r.err).to.include('entry 5 is missing or out of order');
       await q('INSERT INTO audit_entries (tenant_id, seq, entry_json, leaf_hash) VALUES (?, ?, ?, ?)', [T, 5, saved.entry_json, saved.leaf_hash]);
 
@@ -115,7 +115,7 @@ forEachDatabase('audit rows reordered or deleted in the database', (db) => {
       await q('DELETE FROM audit_nodes WHERE tenant_id = ? AND level = 0 AND idx = ?', [T, last]);
       await q('UPDATE audit_heads SET size = ? WHERE tenant_id = ?', [last, T]);
       r = await ctl('audit', 'verify', '--tenant', T, '--since', cp);
-      expect(r.code).to.equal(4);
+      expect(r.code).to.equal(1);
       expect(r.err).to.include(`the log shrank from ${last + 1} to ${last} entries`);
     } finally {
       await s.stop();

@@ -1,18 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import mysql from 'mysql2/promise';
 import { ListConsentEventsRequest } from '../../src/gen/consent/v1/consent';
-import { MARIADB_SERVER_URL, testDatabaseKinds, TestDatabase } from '../support/databases';
+import { MARIADB_SERVER_URL, testDatabaseKinds, TestDatabase, testDatabaseName } from '../support/databases';
 import { consentRequest, email, seedTenant } from '../support/fixtures';
 import { call, startTestServer } from '../support/test-server';
 
 // MariaDB only: SQLite compares text byte for byte anyway.
 if (testDatabaseKinds().includes('mariadb')) describe('MySQL collation', function () {
   this.timeout(60_000);
-  const name = `consent_test_ci_${randomBytes(4).toString('hex')}`;
+  const name = testDatabaseName('ci');
   let db: TestDatabase;
   const sql = async (statement: string) => {
     const admin = await mysql.createConnection(MARIADB_SERVER_URL);

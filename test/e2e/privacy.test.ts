@@ -7,7 +7,7 @@ import { Channel } from '../../src/gen/consent/v1/common';
 import { ListConsentEventsRequest, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
 import { credentials } from '@grpc/grpc-js';
-import { forEachDatabase, MARIADB_SERVER_URL } from '../support/databases';
+import { forEachDatabase, mysqldumpCommand } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
 
@@ -105,8 +105,8 @@ forEachDatabase('personal data stays out of logs, errors and the stored bytes', 
         .join('\n');
     } else {
       const url = new URL((db().config as { url: string }).url);
-      const server = new URL(MARIADB_SERVER_URL);
-      const { stdout } = await run('mysqldump', ['-h', server.hostname, '-P', server.port || '3306', '-u', server.username || 'root', '--skip-extended-insert', url.pathname.slice(1)], { maxBuffer: 64 * 1024 * 1024 });
+      const command = mysqldumpCommand(url.pathname.slice(1), ['--skip-extended-insert']);
+      const { stdout } = await run('mysqldump', command.args, { env: command.env, maxBuffer: 64 * 1024 * 1024 });
       dump = stdout;
     }
     expect(dump.length).to.be.greaterThan(1000);

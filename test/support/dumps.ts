@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { DatabaseConfig } from '../../src/config/config';
-import { MARIADB_SERVER_URL } from './databases';
+import { MARIADB_SERVER_URL, mysqldumpCommand } from './databases';
 
 const run = promisify(execFile);
 
@@ -27,10 +27,8 @@ export async function dumpDatabase(config: DatabaseConfig, live: DataSource, lab
     };
   }
   const url = new URL(config.url);
-  const server = new URL(MARIADB_SERVER_URL);
-  const { stdout } = await run('mysqldump', ['-h', server.hostname, '-P', server.port || '3306', '-u', server.username || 'root', url.pathname.slice(1)], {
-    maxBuffer: 256 * 1024 * 1024,
-  });
+  const dump = mysqldumpCommand(url.pathname.slice(1));
+  const { stdout } = await run('mysqldump', dump.args, { env: dump.env, maxBuffer: 256 * 1024 * 1024 });
   return {
     async restore() {
       const name = `${url.pathname.slice(1)}_${label}`;
