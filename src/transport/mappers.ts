@@ -10,10 +10,10 @@ import {
 } from '../gen/consent/v1/consent';
 import { Duration } from '../gen/google/protobuf/duration';
 import { Decision } from '../domain/consent-rules';
-import { FieldViolation } from '../shared/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { RawIdentifier } from '../domain/identifiers';
 import { Channel, CollectionMethod, ConsentEvent, EventKind, LawfulBasis, PurposeCategory } from '../domain/model';
-import { names, parsePurposeName } from '../domain/resource-names';
+import { names, parsePurposeName, parseTenantName } from '../domain/resource-names';
 
 /**
  * Proto <-> domain conversions. Proto enums are `PREFIX_NAME`; domain values are `NAME`, so the
@@ -143,4 +143,26 @@ export function decisionToProto(tenantId: string, d: Decision): PbDecision {
     decidingEvent: d.decidingEventId && d.subjectId ? names.consentEvent(tenantId, d.subjectId, d.decidingEventId) : '',
     validUntil: msToDate(d.validUntil),
   };
+}
+
+/** The resource kinds named `tenants/{tenant}/{collection}/{id}` with server-assigned ids. */
+const CHILD_RESOURCES: Record<string, string> = { requests: 'REQUEST', legalHolds: 'LEGAL_HOLD', keyRotations: 'KEY_ROTATION' };
+
+/**
+ * Parses `tenants/{tenant}/{collection}/{id}`. A name of another shape is INVALID_ARGUMENT; a
+ * well-formed name whose id is not one the service assigns (32 hex characters) names nothing and
+ * is NOT_FOUND, like any other unknown id. Neither error echoes the id: callers have put personal
+ * data into names.
+ */
+export function childName(name: string, collection: string, field = 'name'): { tenantId: string; id: string } {
+  const m = new RegExp(`^tenants/([^/]+)/${collection}/([^/]{1,128})$`).exec(name);
+  const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
+  if (!m || !tenantId) throw invalidArgument([{ field, reason: 'INVALID_NAME', description: `must be tenants/{tenant}/${collection}/{id}, a name the service returned` }]);
+  const resource = CHILD_RESOURCES[collection];
+  if (!/^[0-9a-f]{32}$/.test(m[2])) {
+    throw new DomainError('NOT_FOUND', `${resource}_NOT_FOUND`, `no ${resource.toLowerCase().replace('_', ' ')} with this name in tenants/${tenantId}/${collection} (ids are the 32 hexadecimal characters the service assigned)`, {
+      resource: `tenants/${tenantId}/${collection}`,
+    });
+  }
+  return { tenantId, id: m[2] };
 }

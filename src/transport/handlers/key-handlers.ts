@@ -1,7 +1,6 @@
 import { KeyAdministration } from '../../domain/key-administration';
-import { invalidArgument } from '../../shared/errors';
 import { KeyRotationRecord } from '../../domain/ports';
-import { names, parseTenantName } from '../../domain/resource-names';
+import { names } from '../../domain/resource-names';
 import {
   GetKeyRotationRequest,
   GetPublicKeysRequest,
@@ -20,7 +19,7 @@ import {
 } from '../../gen/consent/v1/key';
 import { CallContext, CallPipeline } from '../call-pipeline';
 import { parentTenant } from './purpose-handlers';
-import { msToDate } from '../mappers';
+import { childName, msToDate } from '../mappers';
 
 /** consent.v1.KeyService: translate, call KeyAdministration, map back. */
 export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): KeyServiceServer {
@@ -31,10 +30,8 @@ export function keyHandlers(pipeline: CallPipeline, admin: KeyAdministration): K
     }),
 
     getKeyRotation: pipeline.unary('GetKeyRotation', async (req: GetKeyRotationRequest, ctx: CallContext): Promise<GetKeyRotationResponse> => {
-      const m = /^tenants\/([^/]+)\/keyRotations\/([0-9a-f]{32})$/.exec(req.name);
-      const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
-      if (!m || !tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}/keyRotations/{rotation}' }]);
-      return { rotation: rotationToProto(await admin.getRotation(ctx.principal, tenantId, m[2])) };
+      const { tenantId, id } = childName(req.name, 'keyRotations');
+      return { rotation: rotationToProto(await admin.getRotation(ctx.principal, tenantId, id)) };
     }),
 
     getTenantKeyInfo: pipeline.unary('GetTenantKeyInfo', async (req: GetTenantKeyInfoRequest, ctx: CallContext): Promise<GetTenantKeyInfoResponse> => {

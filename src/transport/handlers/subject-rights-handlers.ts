@@ -1,7 +1,6 @@
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
 import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
-import { parseTenantName } from '../../domain/resource-names';
 import { LegalHoldGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
 import {
   DataSubjectRequest,
@@ -15,7 +14,7 @@ import {
 } from '../../gen/consent/v1/subject_rights';
 import { CallPipeline } from '../call-pipeline';
 import { writeWithBackpressure } from '../stream-flow';
-import { enumMapper, msToDate, requestTimeMs, toRawIdentifier } from '../mappers';
+import { childName, enumMapper, msToDate, requestTimeMs, toRawIdentifier } from '../mappers';
 import { parentTenant } from './purpose-handlers';
 
 const kinds = enumMapper<typeof PbKind, RequestKind>(PbKind, 'REQUEST_KIND_');
@@ -119,13 +118,6 @@ function onlyValidTime(d: Date | undefined, field: string): number | undefined {
 }
 
 /** Parses "tenants/{tenant}/{collection}/{32 hex}". */
-function childName(name: string, collection: string): { tenantId: string; id: string } {
-  const m = new RegExp(`^tenants/([^/]+)/${collection}/([0-9a-f]{32})$`).exec(name);
-  const tenantId = m ? parseTenantName(`tenants/${m[1]}`) : null;
-  if (!m || !tenantId) throw invalidArgument([{ field: 'name', reason: 'INVALID_NAME', description: `must be tenants/{tenant}/${collection}/{id}` }]);
-  return { tenantId, id: m[2] };
-}
-
 function exportPartToProto(part: ExportPart): ExportSubjectDataResponse['part'] {
   switch (part.kind) {
     case 'progress':
