@@ -68,6 +68,20 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
     return c;
   };
 
+  /**
+   * The server's handlers of `count` calls of `method` started after output offset `from` have
+   * ended (each writes its log line then): a call the client left does not keep working.
+   */
+  async function expectHandlersEnded(method: string, from: number, count: number): Promise<void> {
+    const until = Date.now() + 5000;
+    for (;;) {
+      const lines = server.output().slice(from).split('\n').filter((l) => l.includes(`"method":"${method}"`) && /"message":"rpc( failed)?"/.test(l));
+      if (lines.length >= count) return;
+      if (Date.now() > until) expect.fail(`${lines.length} of ${count} ${method} calls ended on the server within 5 s of the client leaving`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   before(async function () {
     this.timeout(180_000);
     const issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
@@ -199,22 +213,26 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
     it(`cancelled by a client that stopped reading after the first change, ${REPEAT} times (stream slots are given back)`, async function () {
       this.timeout(60_000);
       await waitUntil(changesSettleAt);
+      const from = server.output().length;
       for (let i = 0; i < REPEAT; i++) {
         const s = follow(consent.streamChanges({ parent: `tenants/${T}`, cursor: '' }), { pauseAfterFirst: true });
         await s.first;
         s.stream.cancel();
         expect((await s.ended)?.code, `round ${i}`).to.equal(status.CANCELLED);
       }
+      await expectHandlersEnded('StreamChanges', from, REPEAT);
     });
 
     it(`past its deadline while the client stopped reading after the first change, ${REPEAT} times`, async function () {
       this.timeout(60_000);
       await waitUntil(changesSettleAt);
+      const from = server.output().length;
       for (let i = 0; i < REPEAT; i++) {
         const s = follow(consent.streamChanges({ parent: `tenants/${T}`, cursor: '' }, { deadline: Date.now() + 1500 }), { pauseAfterFirst: true });
         await s.first;
         expect((await s.ended)?.code, `round ${i}`).to.equal(status.DEADLINE_EXCEEDED);
       }
+      await expectHandlersEnded('StreamChanges', from, REPEAT);
     });
   });
 
@@ -261,23 +279,27 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
 
     it(`cancelled by a client that stopped reading after the first part, ${REPEAT} times; then a whole export still completes`, async function () {
       this.timeout(90_000);
+      const from = server.output().length;
       for (let i = 0; i < REPEAT; i++) {
         const s = follow(rights.exportSubjectData({ name: longExport }), { pauseAfterFirst: true });
         await s.first;
         s.stream.cancel();
         expect((await s.ended)?.code, `round ${i}`).to.equal(status.CANCELLED);
       }
+      await expectHandlersEnded('ExportSubjectData', from, REPEAT);
       await expectWholeExport(rights, longExport);
     });
 
     it(`past its deadline while the client stopped reading after the first part, ${REPEAT} times; then a whole export still completes`, async function () {
       this.timeout(90_000);
+      const from = server.output().length;
       for (let i = 0; i < REPEAT; i++) {
         const s = follow(rights.exportSubjectData({ name: longExport }, { deadline: Date.now() + 2000 }), { pauseAfterFirst: true });
         await s.first;
         expect((await s.ended)?.code, `round ${i}`).to.equal(status.DEADLINE_EXCEEDED);
         expect(s.messages.length, 'the export was cut short').to.be.lessThan(10);
       }
+      await expectHandlersEnded('ExportSubjectData', from, REPEAT);
       await expectWholeExport(rights, longExport);
     });
   });
@@ -347,6 +369,7 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
 
     it(`cancelled by a client that keeps sending, ${REPEAT} times (stream slots are given back)`, async function () {
       this.timeout(60_000);
+      const from = server.output().length;
       for (let i = 0; i < REPEAT; i++) {
         const s = follow(consent.streamCheckConsent());
         const sender = keepSending(s.stream, good);
@@ -358,10 +381,12 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
         expect(err?.code, `round ${i}`).to.equal(status.CANCELLED);
         expect(s.messages.length, 'answers before the cancel').to.be.greaterThan(0);
       }
+      await expectHandlersEnded('StreamCheckConsent', from, REPEAT);
     });
 
     it(`past its deadline while the client keeps sending (reading, and not reading), ${REPEAT} times each`, async function () {
       this.timeout(60_000);
+      const from = server.output().length;
       for (const pauseAfterFirst of [false, true]) {
         for (let i = 0; i < REPEAT; i++) {
           const s = follow(consent.streamCheckConsent(new Metadata(), { deadline: Date.now() + 800 }), { pauseAfterFirst });
@@ -372,6 +397,7 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
           expect(s.messages.length, 'answers before the deadline').to.be.greaterThan(0);
         }
       }
+      await expectHandlersEnded('StreamCheckConsent', from, 2 * REPEAT);
     });
   });
 
