@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { createTestDatabase, TestDatabase } from '../support/databases';
 import { consentRequest, email, seedTenant } from '../support/fixtures';
-import { runConsentctl } from '../support/processes';
+import { ROOT, runConsentctl, TSX } from '../support/processes';
 import { call, startTestServer, TestServer } from '../support/test-server';
 
 /** consentctl driven as a DPO would: a separate process per command against a real server. */
@@ -38,6 +39,9 @@ describe('consentctl', function () {
     const exported = await ctl('export', name, '--out', out);
     expect(exported.code, exported.err).to.equal(0);
     expect(exported.out).to.include('signature and hashes verified');
+    // stderr is a pipe here, not a terminal: progress is one line per update, no carriage returns.
+    expect(exported.err).to.not.include('\r');
+    expect(exported.err.trim().split('\n')).to.satisfy((lines: string[]) => lines.length >= 2 && lines.every((l) => /^exporting: \d+\/\d+$/.test(l)));
     expect(JSON.parse(readFileSync(path.join(out, 'package.json'), 'utf8')).identifiers).to.deep.equal([{ kind: 'EMAIL', value: 'dpo-case@example.com' }]);
     expect(existsSync(path.join(out, 'package.html'))).to.equal(true);
     const listed = await ctl('--json', 'requests', 'list', '--tenant', T, '--state', 'completed');
@@ -65,6 +69,43 @@ describe('consentctl', function () {
     expect(erased.code, erased.err).to.equal(0);
     expect(erased.out).to.include('signature verified').and.include('keyIdsDestroyed');
     expect(erased.out).to.not.include('dpo-case@example.com');
+  });
+
+  it('--name-only prints just the names, for scripts', async function () {
+    const created = await ctl('--name-only', 'requests', 'create', '--tenant', T, '--kind', 'portability', '--email', 'dpo-case@example.com');
+    expect(created.code, created.err).to.equal(0);
+    expect(created.out).to.match(/^tenants\/cli-tenant\/requests\/[0-9a-f]{32}\n$/);
+    const listed = await ctl('--name-only', 'requests', 'list', '--tenant', T, '--kind', 'portability');
+    expect(listed.out.trim().split('\n')).to.include(created.out.trim());
+  });
+
+  it('says a tampered receipt\'s signature does not verify (verify-receipt and audit verify-export)', async function () {
+    const { receipt } = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('receipt@example.com'), issueReceipt: true }));
+    const jwksFile = path.join(db.dataDir, 'receipt-keys.json');
+    expect((await ctl('audit', 'keys', '--tenant', T, '--out', jwksFile)).code).to.equal(0);
+    const [h, p, sig] = receipt.split('.');
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+    payload.eventType = 'OPT_OUT';
+    const tampered = path.join(db.dataDir, 'tampered.jws');
+    writeFileSync(tampered, [h, Buffer.from(JSON.stringify(payload)).toString('base64url'), sig].join('.'));
+    const verify = await new Promise<{ code: number; out: string }>((resolve) =>
+      execFile(TSX[0], [TSX[1], 'src/main.ts', 'verify-receipt', '--jwks', jwksFile, tampered], { cwd: ROOT }, (e, out) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out })),
+    );
+    expect(verify.code).to.equal(1);
+    expect(JSON.parse(verify.out)).to.deep.include({ valid: false });
+    expect(JSON.parse(verify.out).error).to.match(/^the signature does not verify with key \S+: the receipt was altered after it was signed/);
+
+    const exportFile = path.join(db.dataDir, 'log.json');
+    expect((await ctl('audit', 'export', '--tenant', T, '--jwks', jwksFile, '--out', exportFile)).code).to.equal(0);
+    const log = JSON.parse(readFileSync(exportFile, 'utf8'));
+    const [ch, cp, cs] = log.checkpoint.split('.');
+    const body = JSON.parse(Buffer.from(cp, 'base64url').toString('utf8'));
+    body.treeSize += 1;
+    log.checkpoint = [ch, Buffer.from(JSON.stringify(body)).toString('base64url'), cs].join('.');
+    writeFileSync(exportFile, JSON.stringify(log));
+    const offline = await ctl('audit', 'verify-export', exportFile, '--jwks', jwksFile);
+    expect(offline.code).to.equal(1);
+    expect(offline.err).to.match(/VERIFICATION FAILED: checkpoint signature does not verify: the signature does not verify with key/);
   });
 
   it('lists overdue requests and reports usage errors and an unreachable server with distinct exit codes', async function () {
