@@ -63,6 +63,9 @@ interface StreamCall extends AnyCall {
   end(): unknown;
 }
 
+/** Calls the pipeline has answered (status sent or on its way): their stream closing is no cancellation. */
+const answered = new WeakSet<object>();
+
 /**
  * Cross-cutting concerns for every RPC of one service, in one place (the nice-grpc middleware
  * idea): authenticate the caller, check its role against the access policy, apply its rate and
@@ -80,7 +83,11 @@ export class CallPipeline {
   ) {}
 
   unary<Req, Res>(method: string, handler: (request: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
-    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    return (call: ServerUnaryCall<Req, Res>, answer: sendUnaryData<Res>) => {
+      const callback: sendUnaryData<Res> = (err, response) => {
+        answered.add(call);
+        answer(err, response);
+      };
       const started = process.hrtime.bigint();
       this.context(method, call).then(
         (ctx) => {
@@ -126,6 +133,7 @@ export class CallPipeline {
     const started = process.hrtime.bigint();
     const endWith = (err: unknown) => {
       const e = toGrpcError(err);
+      answered.add(call);
       call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
       return e;
     };
@@ -152,6 +160,7 @@ export class CallPipeline {
           () => {
             close();
             this.log(method, ctx, started, status.OK, 'OK');
+            answered.add(call);
             call.end();
           },
           (err: unknown) => {
@@ -172,7 +181,12 @@ export class CallPipeline {
   private async context(method: string, call: AnyCall): Promise<CallContext> {
     const requestId = requestIdOf(call.metadata);
     const cancelled = new AbortController();
-    call.once('cancelled', () => cancelled.abort());
+    // grpc-js emits 'cancelled' whenever the call's HTTP/2 stream closes, after an answer too; only
+    // a call not answered yet was cancelled (by the client, or by its deadline). Work that outlives
+    // an answered call on purpose (a background job it started) must not be stopped by it.
+    call.once('cancelled', () => {
+      if (!answered.has(call)) cancelled.abort();
+    });
     const now = Date.now();
     const principal = await this.authenticator.authenticate({ metadata: call.metadata, peerCertificate: call.getAuthContext?.()?.sslPeerCertificate }, now);
     authorizeMethod(principal, `${this.service}/${method}`);
