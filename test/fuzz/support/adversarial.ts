@@ -305,17 +305,20 @@ function nameStrings(name: string, ctx: AdversarialContext): Value[] {
     { label: 'an empty tenant', value: name.replace(/^tenants\/[^/]+/, 'tenants/') },
     { label: 'percent-encoded', value: name.split('/').join('%2F') },
     { label: 'a leading blank', value: ` ${name}` },
-    { label: 'a query string', value: `${name}?x=1` },
     { label: '..', value: `${name}/../..` },
   ];
   if (segments.length >= 4) {
-    // tenants/{t}/{collection}/{id}...: another collection, a malformed id, the parent alone, a missing id.
+    // tenants/{t}/{collection}/{id}...: another collection, the parent alone, a missing id, and
+    // ids no resource has. Ids the service assigned are opaque to callers: one it never assigned
+    // may be answered as malformed or as missing (NOT_FOUND with what ids look like).
     malformed.push({ label: 'a wrong collection', value: [...segments.slice(0, -2), 'widgets', segments[segments.length - 1]].join('/') });
-    malformed.push({ label: 'a malformed id', value: [...segments.slice(0, -1), 'not an id!'].join('/') });
+    values.push({ label: 'a malformed id', value: [...segments.slice(0, -1), 'not an id!'].join('/') });
+    values.push({ label: 'a query string after the id', value: `${name}?x=1` });
     values.push({ label: 'the parent, not the resource', value: segments.slice(0, -2).join('/') });
     values.push({ label: 'a missing id', value: [...segments.slice(0, -1), '0123456789abcdef0123456789abcdef'].join('/') });
   } else {
     malformed.push({ label: 'a wrong collection', value: name.replace(/^tenants\//, 'widgets/') });
+    malformed.push({ label: 'a query string', value: `${name}?x=1` });
     values.push({ label: 'a child, not the resource', value: `${name}/purposes/newsletter` });
     values.push({ label: 'a settings name', value: `${name}/settings` });
   }
