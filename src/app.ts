@@ -1,4 +1,5 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { DataSource } from 'typeorm';
 import { Server } from '@grpc/grpc-js';
 import { Config } from './config/config';
@@ -13,6 +14,8 @@ import { SubjectDirectory } from './domain/subject-directory';
 import { TenantService } from './domain/tenant-service';
 import { createLogger, Logger } from './logging/logger';
 import { createDataSource, ensureMysqlDatabase } from './storage/data-source';
+import { DatabaseProbe } from './storage/database-probe';
+import { checkSchema, migrateSchema, MigrationEvents, Store } from './storage/schema';
 import { TypeormConsentRepository } from './storage/repositories/consent-repository';
 import { TypeormKeyStore } from './storage/keystore/typeorm-key-store';
 import { TypeormPurposeRepository } from './storage/repositories/purpose-repository';
@@ -70,8 +73,6 @@ export interface RunningApp {
   stop(): Promise<void>;
 }
 
-const HEALTH_PROBE_MS = 5000;
-
 /**
  * Crash tests stop the process at a named point: CONSENT_FAILPOINT=erasure.started makes the
  * process exit (as a kill would) right after an erasure was durably started. Unset in production.
@@ -85,6 +86,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const logger = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
 
+  // Before anything changes on disk or in a database: a second instance on the same port fails here.
+  await ensurePortFree(config);
   const { provider: rootKeys, generatedFile } = await loadRootKeys(config.rootKeys);
   if (generatedFile) {
     logger.warn(
@@ -169,14 +172,20 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   if (resumed > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed });
   const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
 
-  // Load balancers read grpc.health.v1: report NOT_SERVING while the database cannot be reached.
+  // Load balancers read grpc.health.v1: NOT_SERVING while either database does not answer within
+  // DATABASE_CALL_TIMEOUT_MS (unreachable, stopped, not ready such as a Galera node that is not
+  // synced), SERVING again by itself once both answer.
+  const probes = [new DatabaseProbe(dataSource), new DatabaseProbe(keyDataSource)];
   let healthy = true;
+  let probing = false;
   const probe = setInterval(() => {
-    dataSource.query('SELECT 1').then(
-      () => setHealth(true),
-      () => setHealth(false),
-    );
-  }, HEALTH_PROBE_MS);
+    if (probing) return;
+    probing = true;
+    void Promise.all(probes.map((p) => p.answers())).then((answers) => {
+      probing = false;
+      setHealth(answers.every(Boolean));
+    });
+  }, config.healthProbeIntervalMs);
   probe.unref();
   const setHealth = (ok: boolean) => {
     if (ok === healthy) return;
@@ -231,6 +240,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService },
     async stop() {
       clearInterval(probe);
+      for (const p of probes) p.close();
       clearInterval(checkpointTimer);
       await checkpointing;
       await jobs.stop();
@@ -250,25 +260,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   };
 }
 
-/**
- * Ids, request ids and blind indexes are compared byte for byte; a case-insensitive collation
- * (MySQL's default utf8mb4_general_ci / 0900_ai_ci) would make `Req-A` and `req-a` one request.
- * An empty database is switched to utf8mb4_bin; a database with tables must be fixed by hand.
- */
-async function ensureBinaryCollation(dataSource: DataSource, logger: Logger, store: 'data' | 'keys'): Promise<void> {
-  const [schema] = await dataSource.query('SELECT SCHEMA_NAME AS name, DEFAULT_COLLATION_NAME AS collation FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()');
-  if (!schema || /_bin$/.test(String(schema.collation))) return;
-  const [tables] = await dataSource.query('SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()');
-  if (Number(tables.n) > 0) {
-    throw new Error(
-      `the ${store === 'data' ? 'data database' : 'key store'} uses collation ${String(schema.collation)}, which compares text case-insensitively; ` +
-        `create it with CHARACTER SET utf8mb4 COLLATE utf8mb4_bin (docs/configuration.md)`,
-    );
-  }
-  await dataSource.query(`ALTER DATABASE \`${String(schema.name)}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
-  logger.warn('empty database switched to collation utf8mb4_bin', { store, previous: String(schema.collation) });
-}
-
 /** Opens the data database and brings its schema up to date (or checks that it is). */
 export function openDatabase(config: Config, logger: Logger): Promise<DataSource> {
   return openStore(config, logger, 'data');
@@ -279,32 +270,74 @@ export function openKeyStore(config: Config, logger: Logger): Promise<DataSource
   return openStore(config, logger, 'keys');
 }
 
-async function openStore(config: Config, logger: Logger, store: 'data' | 'keys'): Promise<DataSource> {
+/**
+ * Connects one store. With RUN_MIGRATIONS=true its schema is brought up to date under the
+ * migration lock (replicas started together take turns; the waiting is logged). With false,
+ * nothing in the database changes: no file, database or table is created, no collation altered;
+ * an outdated or missing schema is refused with what to run.
+ */
+async function openStore(config: Config, logger: Logger, store: Store): Promise<DataSource> {
   const db = store === 'data' ? config.database : config.keyStore;
-  const name = store === 'data' ? 'DATABASE_URL' : 'KEYSTORE_URL';
+  const what = store === 'data' ? 'data database' : 'key store';
+  const where = db.kind === 'sqlite' ? db.file : store === 'data' ? 'DATABASE_URL' : 'KEYSTORE_URL';
+  if (!config.runMigrations && db.kind === 'sqlite' && db.file !== ':memory:' && !existsSync(db.file)) {
+    throw new Error(`the ${what} ${db.file} does not exist; create it with \`npm run migrate\` (or start with RUN_MIGRATIONS=true)`);
+  }
   let dataSource: DataSource;
   try {
-    if (store === 'keys' && db.kind === 'mysql') await ensureMysqlDatabase(db.url);
-    dataSource = await createDataSource(db, store);
+    if (store === 'keys' && db.kind === 'mysql' && config.runMigrations) await ensureMysqlDatabase(db.url, config.databaseTimeouts);
+    dataSource = await createDataSource(db, store, config.databaseTimeouts);
     await dataSource.initialize();
   } catch (err) {
-    const where = db.kind === 'sqlite' ? db.file : name;
-    throw new Error(`cannot open the ${store === 'data' ? 'data database' : 'key store'} (${db.kind}, ${where}): ${(err as Error).message}`);
+    throw new Error(`cannot open the ${what} (${db.kind}, ${where}): ${(err as Error).message}`);
   }
-  if (db.kind === 'mysql') {
-    try {
-      await ensureBinaryCollation(dataSource, logger, store);
-    } catch (err) {
-      await dataSource.destroy();
-      throw err;
+  try {
+    if (config.runMigrations) {
+      const applied = await migrateSchema(dataSource, store, migrationEvents(logger, store));
+      for (const migration of applied) logger.info('migration applied', { store, migration });
+    } else {
+      await checkSchema(dataSource, store);
     }
-  }
-  if (config.runMigrations) {
-    const applied = await dataSource.runMigrations({ transaction: 'each' });
-    for (const m of applied) logger.info('migration applied', { store, migration: m.name });
-  } else if (await dataSource.showMigrations()) {
+  } catch (err) {
     await dataSource.destroy();
-    throw new Error('the database schema is behind this version; run `npm run migrate` (or start with RUN_MIGRATIONS=true)');
+    throw err;
   }
   return dataSource;
+}
+
+/** What a starting process says about the migration lock and the schema. */
+function migrationEvents(logger: Logger, store: Store): MigrationEvents {
+  return {
+    waiting: ({ holder, expiresInMs, waitedMs }) =>
+      logger.info('waiting for another process to finish migrations', { store, holder, lease_expires_in_ms: expiresInMs, waited_ms: waitedMs }),
+    acquired: ({ waited, waitedMs }) => {
+      if (waited) logger.info('migration lock acquired after waiting', { store, waited_ms: waitedMs });
+    },
+    tookOver: ({ previousHolder }) =>
+      logger.warn('took over the migration lock of a process that stopped renewing it (it ended or hung while migrating)', { store, previous_holder: previousHolder }),
+    lost: () => logger.error('another process took over the migration lock while this one was migrating; check the schema', { store }),
+    collationSwitched: (previous) => logger.warn('empty database switched to collation utf8mb4_bin', { store, previous }),
+  };
+}
+
+/**
+ * Fails fast, before any migration, when the configured port cannot be listened on (another
+ * instance is running, most often). The server binds it for real only once the stores are ready.
+ */
+async function ensurePortFree(config: Config): Promise<void> {
+  if (config.port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      const where = `${config.bindAddress}:${config.port}`;
+      reject(
+        new Error(
+          err.code === 'EADDRINUSE'
+            ? `port ${config.port} is already in use on ${config.bindAddress}: another process listens there (is the service already running?); stop it or set PORT. Nothing was started or migrated`
+            : `cannot listen on ${where} (${err.code ?? err.message}); check BIND_ADDRESS and PORT. Nothing was started or migrated`,
+        ),
+      );
+    });
+    probe.listen({ port: config.port, host: config.bindAddress, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }

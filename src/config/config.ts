@@ -6,6 +6,35 @@ export type DatabaseConfig =
   | { kind: 'sqlite'; file: string }
   | { kind: 'mysql'; url: string; poolSize: number; flavor?: 'mysql' | 'mariadb' };
 
+/**
+ * How long database work may take before the caller is answered UNAVAILABLE instead of waiting
+ * (docs/configuration.md, "Database timeouts"). The same values apply to the data database and
+ * the key store.
+ */
+export interface DatabaseTimeouts {
+  /** Opening a MySQL connection: TCP connect and handshake. */
+  connectMs: number;
+  /** Waiting for a free pooled connection (MySQL) or for the process's turn on SQLite. */
+  acquireMs: number;
+  /** One unit of database work of an RPC (a transaction or a read); never past the RPC's deadline. */
+  callMs: number;
+  /** One unit of database work outside any RPC: start-up, background jobs, periodic checkpoints. */
+  backgroundMs: number;
+  /** MySQL/MariaDB: the server stops one statement after this long (not migrations). */
+  statementMs: number;
+  /** SQLite: how long a statement waits for another process's lock (busy_timeout). */
+  sqliteBusyMs: number;
+}
+
+export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = {
+  connectMs: 5000,
+  acquireMs: 2000,
+  callMs: 2000,
+  backgroundMs: 60_000,
+  statementMs: 30_000,
+  sqliteBusyMs: 1000,
+};
+
 /** Where the root key set comes from (see docs/keys.md). */
 export type RootKeySource =
   | { kind: 'env'; json: string }
@@ -21,6 +50,10 @@ export interface Config {
   /** Where wrapped keys live: always apart from `database` (docs/keys.md). */
   keyStore: DatabaseConfig;
   runMigrations: boolean;
+  /** Timeouts of both databases' work. */
+  databaseTimeouts: DatabaseTimeouts;
+  /** How often grpc.health.v1 asks both databases whether they answer. */
+  healthProbeIntervalMs: number;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
@@ -203,6 +236,19 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
 
   const runMigrations = bool('RUN_MIGRATIONS', true);
+  const d = DEFAULT_DATABASE_TIMEOUTS;
+  const databaseTimeouts: DatabaseTimeouts = {
+    connectMs: int('DATABASE_CONNECT_TIMEOUT_MS', d.connectMs, 100, 600_000),
+    acquireMs: int('DATABASE_ACQUIRE_TIMEOUT_MS', d.acquireMs, 10, 600_000),
+    callMs: int('DATABASE_CALL_TIMEOUT_MS', d.callMs, 50, 600_000),
+    backgroundMs: int('DATABASE_BACKGROUND_TIMEOUT_MS', d.backgroundMs, 1000, 3_600_000),
+    statementMs: int('DATABASE_STATEMENT_TIMEOUT_MS', d.statementMs, 0, 3_600_000),
+    sqliteBusyMs: int('SQLITE_BUSY_TIMEOUT_MS', d.sqliteBusyMs, 0, 60_000),
+  };
+  if (databaseTimeouts.statementMs > 0 && databaseTimeouts.statementMs < 1000) {
+    problems.push('DATABASE_STATEMENT_TIMEOUT_MS must be 0 (no limit) or at least 1000 (MariaDB counts it in seconds)');
+  }
+  const healthProbeIntervalMs = int('HEALTH_PROBE_INTERVAL_MS', 1000, 100, 60_000);
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
@@ -214,6 +260,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     database,
     keyStore,
     runMigrations,
+    databaseTimeouts,
+    healthProbeIntervalMs,
     rootKeys,
     logLevel,
     auditCheckpointIntervalMs,

@@ -1,4 +1,5 @@
 import { Logger } from '../logging/logger';
+import { withoutCallBudget } from '../shared/call-budget';
 
 /**
  * Runs work after the RPC that asked for it has answered (key re-wrapping, tenant purges).
@@ -14,7 +15,8 @@ export class BackgroundJobs {
   /** Starts `work` unless shutting down. Failures are logged with the job's name (no personal data). */
   start(name: string, work: () => Promise<void>): void {
     if (this.stopping) return;
-    const job = work().catch((err: unknown) => {
+    // Outside the starting RPC's time budget: the job runs on after that call has answered.
+    const job = withoutCallBudget(work).catch((err: unknown) => {
       const e = err as { name?: string; code?: string; reason?: string; message?: string };
       this.logger.error('background job failed', { job: name, error: { name: e?.name, code: e?.code, reason: e?.reason, message: e?.message } });
     });

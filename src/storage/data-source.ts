@@ -6,44 +6,81 @@ import { DataSource, DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
 import { KEYSTORE_MIGRATIONS } from '../../migrations/keystore';
 import { KEYSTORE_ENTITIES } from './keystore/entities';
-import { DatabaseConfig } from '../config/config';
+import { DatabaseConfig, DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '../config/config';
 import { ENTITIES } from './entities';
+
+/** The timeouts each data source was built with; its transaction runner and probe read them. */
+const TIMEOUTS = new WeakMap<DataSource, DatabaseTimeouts>();
+
+/** The timeouts `dataSource` was built with (the defaults for one built elsewhere). */
+export function timeoutsOf(dataSource: DataSource): DatabaseTimeouts {
+  return TIMEOUTS.get(dataSource) ?? DEFAULT_DATABASE_TIMEOUTS;
+}
 
 /**
  * Builds (does not connect) the TypeORM data source for the configured database. For MySQL
  * URLs it first asks the server whether it is MariaDB: TypeORM reads MariaDB's information
  * schema differently (column defaults) and only does so when told the type is "mariadb".
  */
-export async function createDataSource(config: DatabaseConfig, store: 'data' | 'keys' = 'data'): Promise<DataSource> {
-  if (config.kind === 'mysql' && !config.flavor) config = { ...config, flavor: await detectFlavor(config.url) };
-  return buildDataSource(config, store);
+export async function createDataSource(
+  config: DatabaseConfig,
+  store: 'data' | 'keys' = 'data',
+  timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS,
+): Promise<DataSource> {
+  if (config.kind === 'mysql' && !config.flavor) config = { ...config, flavor: await detectFlavor(config.url, timeouts) };
+  const dataSource = buildDataSource(config, store, timeouts);
+  TIMEOUTS.set(dataSource, timeouts);
+  return dataSource;
 }
 
 /** Creates the MySQL database a URL names if it does not exist (the key store's default). */
-export async function ensureMysqlDatabase(url: string): Promise<void> {
+export async function ensureMysqlDatabase(url: string, timeouts: DatabaseTimeouts = DEFAULT_DATABASE_TIMEOUTS): Promise<void> {
   const parsed = new URL(url);
-  const name = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
-  if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) throw new Error('the database name may hold only letters, digits, _ and $');
+  const name = databaseName(url);
   parsed.pathname = '/';
-  const connection = await mysql.createConnection({ uri: parsed.toString(), connectTimeout: 5000 });
+  await withServerConnection(parsed.toString(), timeouts, (connection) =>
+    connection.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`),
+  );
+}
+
+function databaseName(url: string): string {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) throw new Error('the database name may hold only letters, digits, _ and $');
+  return name;
+}
+
+async function detectFlavor(url: string, timeouts: DatabaseTimeouts): Promise<'mysql' | 'mariadb'> {
+  const [rows] = await withServerConnection(url, timeouts, (connection) => connection.query('SELECT VERSION() AS v'));
+  return /mariadb/i.test(String((rows as Array<{ v: string }>)[0].v)) ? 'mariadb' : 'mysql';
+}
+
+/**
+ * One short-lived connection for a start-up question, bounded as a unit of background work: a
+ * server that accepts the connection and then hangs fails the start instead of stalling it.
+ */
+async function withServerConnection<T>(url: string, timeouts: DatabaseTimeouts, work: (c: mysql.Connection) => Promise<T>): Promise<T> {
+  const connection = await mysql.createConnection({ uri: url, connectTimeout: timeouts.connectMs });
+  let timer: NodeJS.Timeout | undefined;
+  let answered = false;
   try {
-    await connection.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+    const result = await Promise.race([
+      work(connection),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(Object.assign(new Error(`the database server did not answer within ${timeouts.backgroundMs} ms`), { code: 'ETIMEDOUT' }));
+        }, timeouts.backgroundMs);
+      }),
+    ]);
+    answered = true;
+    return result;
   } finally {
-    await connection.end();
+    clearTimeout(timer);
+    if (answered) await connection.end().catch(() => undefined);
+    else connection.destroy();
   }
 }
 
-async function detectFlavor(url: string): Promise<'mysql' | 'mariadb'> {
-  const connection = await mysql.createConnection({ uri: url, connectTimeout: 5000 });
-  try {
-    const [rows] = await connection.query('SELECT VERSION() AS v');
-    return /mariadb/i.test(String((rows as Array<{ v: string }>)[0].v)) ? 'mariadb' : 'mysql';
-  } finally {
-    await connection.end();
-  }
-}
-
-function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys'): DataSource {
+function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys', timeouts: DatabaseTimeouts): DataSource {
   const common = {
     entities: store === 'data' ? ENTITIES : KEYSTORE_ENTITIES,
     migrations: store === 'data' ? MIGRATIONS : KEYSTORE_MIGRATIONS,
@@ -57,11 +94,14 @@ function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys'): DataSo
       ...common,
       type: 'better-sqlite3',
       database: config.file,
-      // WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
       prepareDatabase: (db: { pragma(sql: string): unknown }) => {
+        // First, so that the pragmas below wait for another process opening the same file
+        // (switching to WAL needs a moment of exclusive access) instead of failing. The wait
+        // blocks this process's event loop, so it stays short.
+        db.pragma(`busy_timeout = ${timeouts.sqliteBusyMs}`);
+        // WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
-        db.pragma('busy_timeout = 5000');
         db.pragma('foreign_keys = ON');
       },
     };
@@ -72,8 +112,10 @@ function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys'): DataSo
       url: config.url,
       poolSize: config.poolSize,
       charset: 'utf8mb4_bin',
-      // Fail fast when the server is gone; the caller gets UNAVAILABLE rather than a hang.
-      connectTimeout: 5000,
+      // A server that accepts TCP and then says nothing (stopped, overloaded) fails the
+      // connection after this long instead of holding a pool slot for ever.
+      connectTimeout: timeouts.connectMs,
+      // Waiting for a free connection is bounded by the transaction runner (acquire timeout).
       extra: { connectionLimit: config.poolSize, waitForConnections: true, queueLimit: 0, enableKeepAlive: true },
     };
   }

@@ -18,6 +18,7 @@ import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
 import { refusalOf } from './server';
+import { CallBudget, withCallBudget } from '../shared/call-budget';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
 export interface CallContext {
@@ -53,6 +54,7 @@ interface AnyCall {
   metadata: Metadata;
   /** grpc-js: the TLS peer certificate of the connection, if any. */
   getAuthContext?(): { sslPeerCertificate?: PeerCertificate };
+  getDeadline(): Date | number;
   once(event: 'cancelled', listener: () => void): unknown;
 }
 
@@ -97,7 +99,7 @@ export class CallPipeline {
             this.fail(method, ctx.requestId, started, refused, callback, ctx);
             return;
           }
-          handler(call.request, ctx).then(
+          withCallBudget(budgetOf(call, ctx), () => handler(call.request, ctx)).then(
             (response) => {
               this.log(method, ctx, started, status.OK, 'OK');
               callback(null, response);
@@ -156,7 +158,7 @@ export class CallPipeline {
           this.logError(method, ctx.requestId, started, e.code, e.reason, refused, ctx);
           return;
         }
-        handler(call, ctx).then(
+        withCallBudget(budgetOf(call, ctx), () => handler(call, ctx)).then(
           () => {
             close();
             this.log(method, ctx, started, status.OK, 'OK');
@@ -256,4 +258,11 @@ function requestIdHeader(requestId: string): Metadata {
 
 function elapsedMs(started: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
+}
+
+/** The call's deadline and cancellation, which bound every unit of database work it starts (shared/call-budget.ts). */
+function budgetOf(call: AnyCall, ctx: CallContext): CallBudget {
+  const given = call.getDeadline();
+  const deadline = given instanceof Date ? given.getTime() : Number(given);
+  return { deadline: Number.isNaN(deadline) ? Infinity : deadline, signal: ctx.signal };
 }
