@@ -158,8 +158,14 @@ forEachDatabase('fuzzing regressions', (db) => {
     // Found: any int64 request field (audit indexes and sizes, Timestamp/Duration seconds) beyond
     // ±(2^53 - 1) made the generated decoder (ts-proto, forceLong=number) throw, which grpc-js
     // answered with INTERNAL "Error deserializing request" before any handler ran.
-    it('GetInclusionProof with index 2^60', async function () {
+    it('GetInclusionProof with index 2^60: INVALID_ARGUMENT naming index', async function () {
       const outcome = await call('GetInclusionProof', { parent: `tenants/${T}`, index: 2n ** 60n, treeSize: 5n });
+      expect(outcome.code, outcome.details).to.equal(status.INVALID_ARGUMENT);
+      expect(badRequestFields(statusDetails(outcome.metadata))).to.deep.equal(['index']);
+    });
+
+    it('bytes that are no message of the method at all: UNDECODABLE_REQUEST', async function () {
+      const outcome = await invoke(client, rpcs.get('GetInclusionProof') as Rpc, [Buffer.from([0x0a, 0xff, 0x01])], INVOKE);
       expect(outcome.code, outcome.details).to.equal(status.INVALID_ARGUMENT);
       expect(outcome.details).to.include('not a valid message');
     });

@@ -101,6 +101,31 @@ describe('request checks (enum values and times the schema allows)', function ()
     expect(found).to.have.length(2);
   });
 
+  it('64-bit integers beyond what a JS number holds are named (the decoder would throw without a field)', function () {
+    const path = '/consent.v1.AuditService/GetInclusionProof';
+    const type = 'consent.v1.GetInclusionProofRequest';
+    expect(check(path, type, { parent: 'tenants/a', index: 2n ** 53n + 1n, treeSize: 5n })).to.deep.equal([{ field: 'index', reason: 'OUT_OF_RANGE' }]);
+    expect(check(path, type, { parent: 'tenants/a', index: -(2n ** 63n), treeSize: 2n ** 63n - 1n })).to.deep.equal([
+      { field: 'index', reason: 'OUT_OF_RANGE' },
+      { field: 'tree_size', reason: 'OUT_OF_RANGE' },
+    ]);
+    expect(check(path, type, { parent: 'tenants/a', index: 2n ** 53n - 1n, treeSize: 5n })).to.deep.equal([]);
+  });
+
+  it('strings that are not valid UTF-8 are named, in fields, lists and map keys and values', function () {
+    const w = new BinaryWriter();
+    w.tag(1, WireType.LengthDelimited).bytes(Buffer.from('tenants/a'));
+    w.tag(8, WireType.LengthDelimited).bytes(Buffer.from([0x6e, 0xc3, 0x28])); // notice: invalid 2-byte sequence
+    expect(checks.get('/consent.v1.ConsentService/RecordConsent')!(w.finish())).to.deep.equal([{ field: 'notice', reason: 'INVALID_UTF8', description: 'is not valid UTF-8 text' }]);
+    const keywords = new BinaryWriter();
+    keywords.tag(3, WireType.LengthDelimited).bytes(Buffer.from('STOP'));
+    keywords.tag(3, WireType.LengthDelimited).bytes(Buffer.from([0xff]));
+    const settings = new BinaryWriter();
+    settings.tag(1, WireType.LengthDelimited).bytes(keywords.finish());
+    expect(checks.get('/consent.v1.TenantService/UpdateTenantSettings')!(settings.finish()).map((v) => v.field)).to.deep.equal(['settings.opt_out_keywords[1]']);
+    expect(check('/consent.v1.ConsentService/RecordConsent', 'consent.v1.RecordConsentRequest', { parent: 'tenants/ä/😀', notice: 'ok' })).to.deep.equal([]);
+  });
+
   it('a field sent with the wrong wire type is skipped, as the generated decoder does', function () {
     const w = new BinaryWriter();
     w.tag(4, 5).fixed32(99); // RecordConsentRequest.channel as fixed32
