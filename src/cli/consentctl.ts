@@ -587,10 +587,20 @@ export function buildProgram(): Command & { active(): Command } {
           ),
         );
       }
+      if (verified.reportedByServer.identifierErased) {
+        out('\nthe service reports this identifier as erased: nothing of the person is reachable by it, so there is nothing to verify; the answer is a DENY\n');
+        return;
+      }
       out(
         `\nverified: every entry is in the signed log, every event row matches its entry, and the rules replayed over the entries give the same decision ` +
-          `(category ${verified.reportedByServer.category} and service window ${verified.reportedByServer.serviceWindowSeconds}s as reported by the service)\n`,
+          `(category ${verified.reportedByServer.category} and service window ${verified.reportedByServer.serviceWindowSeconds}s, in force then, as reported by the service)\n`,
       );
+      if (!verified.complete) {
+        out(
+          `NOT COMPLETE: ${verified.erasuresSince} ${verified.erasuresSince === 1 ? 'person was' : 'people were'} erased in this tenant after ${verified.time}. ` +
+            "An erased person's events are no longer reachable by their identifiers, so evidence that decided the answer then may be missing here.\n",
+        );
+      }
     });
   audit
     .command('export')

@@ -25,8 +25,19 @@ export interface VerifiedExplanation {
   time: string;
   subject: string;
   entries: VerifiedEntry[];
-  /** What the verifier took from the server unverified: the rules' inputs that are settings. */
-  reportedByServer: { category: string; serviceWindowSeconds: number };
+  /**
+   * What the verifier took from the server unverified: the rules' inputs that are settings, and
+   * that the identifier was erased (a tombstone names no subject, so there is nothing to prove it
+   * by; only ever a DENY is taken on that word).
+   */
+  reportedByServer: { category: string; serviceWindowSeconds: number; identifierErased: boolean };
+  /**
+   * People of the tenant erased after the asked time. Not 0: an erased person's events are not
+   * reachable by identifier any more, so the reconstruction may lack what decided the answer.
+   */
+  erasuresSince: number;
+  /** The entries prove the answer and no erasure since may have removed evidence. */
+  complete: boolean;
 }
 
 /**
@@ -89,7 +100,9 @@ export async function verifyExplanation(
   const verdict = response.decision?.verdict === Verdict.VERDICT_ALLOW ? 'ALLOW' : 'DENY';
   const decidingEvent = response.decision?.decidingEvent ?? '';
   const claimedEventId = decidingEvent ? decidingEvent.split('/').pop() : undefined;
-  if (expected.reason !== reason || expected.allow !== (verdict === 'ALLOW') || expected.decidingEventId !== claimedEventId) {
+  // An erased identifier names no subject: the service's word that it was erased is taken for a DENY.
+  const identifierErased = subjectId === '' && verified.length === 0 && verdict === 'DENY' && reason === 'SUBJECT_ERASED' && !claimedEventId;
+  if (!identifierErased && (expected.reason !== reason || expected.allow !== (verdict === 'ALLOW') || expected.decidingEventId !== claimedEventId)) {
     throw new VerificationFailure(
       `the service answered ${verdict} (${reason}${claimedEventId ? `, event ${claimedEventId}` : ''}) but the verified log gives ` +
         `${expected.allow ? 'ALLOW' : 'DENY'} (${expected.reason}${expected.decidingEventId ? `, event ${expected.decidingEventId}` : ''}): ` +
@@ -104,7 +117,9 @@ export async function verifyExplanation(
     time: new Date(at).toISOString(),
     subject: response.subject,
     entries: verified.map((e) => ({ index: e.index, type: e.type, time: e.time, purpose: e.purpose, channel: e.channel, eventTime: e.eventTime, event: e.ref })),
-    reportedByServer: { category, serviceWindowSeconds: windowMs / 1000 },
+    reportedByServer: { category, serviceWindowSeconds: windowMs / 1000, identifierErased },
+    erasuresSince: response.erasuresSince,
+    complete: response.erasuresSince === 0 && !identifierErased,
   };
 }
 

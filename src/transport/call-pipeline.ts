@@ -231,15 +231,18 @@ export class CallPipeline {
     err: unknown,
     ctx?: CallContext,
   ): void {
+    // A call the client cancelled (or whose deadline passed) ended with that status on the
+    // client's side, whatever the work it stopped threw: log what the client saw.
+    const ended = ctx?.signal.aborted === true;
     const fields = {
       method,
-      code: status[code],
-      reason,
+      code: ended ? 'CANCELLED' : status[code],
+      reason: ended ? 'CALL_ENDED_BY_CLIENT' : reason,
       duration_ms: elapsedMs(started),
       request_id: requestId,
       principal: ctx?.principal.id,
     };
-    if (code === status.INTERNAL || code === status.UNAVAILABLE) {
+    if (!ended && (code === status.INTERNAL || code === status.UNAVAILABLE)) {
       // Driver errors carry SQL and codes, not plaintext personal data: every personal value is
       // stored encrypted or as a blind index. Query parameters are deliberately left out.
       const e = err as { name?: string; code?: string; message?: string; stack?: string };

@@ -98,7 +98,9 @@ forEachDatabase('KeyService', (db) => {
   it('bad names and missing resources get precise statuses', async function () {
     await seedTenant(s, 'names');
     expect((await expectGrpcError(call(keys, keys.getTenantKeyInfo, { name: 'names' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['name']);
-    expect((await expectGrpcError(call(keys, keys.getKeyRotation, { name: 'tenants/names/keyRotations/x' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['name']);
+    expect((await expectGrpcError(call(keys, keys.getKeyRotation, { name: 'tenants/names/rotations/x' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['name']);
+    // A well-formed name with an id the service never assigns names nothing.
+    expect((await expectGrpcError(call(keys, keys.getKeyRotation, { name: 'tenants/names/keyRotations/x' }), status.NOT_FOUND)).reason).to.equal('KEY_ROTATION_NOT_FOUND');
     expect((await expectGrpcError(call(keys, keys.getKeyRotation, { name: `tenants/names/keyRotations/${'0'.repeat(32)}` }), status.NOT_FOUND)).reason).to.equal('KEY_ROTATION_NOT_FOUND');
     expect((await expectGrpcError(call(keys, keys.rotateTenantKey, { name: 'tenants/names', requestId: '' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['request_id']);
     expect((await expectGrpcError(call(keys, keys.getPublicKeys, { name: 'tenants/nobody' }), status.NOT_FOUND)).reason).to.equal('TENANT_NOT_FOUND');

@@ -7,6 +7,7 @@ import { CreateRequestRequest, ReceivedVia, RequestKind, SubjectRightsServiceCli
 import { TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { runConsentctl } from '../support/processes';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
 
 const HOUR = 3600_000;
@@ -137,5 +138,17 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
     expect(before.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
     const now = await call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone('+4915170001004') }) });
     expect(now.erasuresSince, 'nothing erased after now').to.equal(0);
+
+    // consentctl says so too, and never calls such an answer complete.
+    const ctl = (...args: string[]) => runConsentctl(s.address, 'audit', 'explain', '--tenant', T, '--purpose', 'newsletter', '--channel', 'whatsapp', ...args);
+    const other = await ctl('--phone', '+4915170001004', '--at', at.toISOString());
+    expect(other.code, other.err).to.equal(0);
+    expect(other.out).to.include('NOT COMPLETE: 1 person was erased in this tenant after');
+    const gone = await ctl('--phone', '+4915170001005', '--at', at.toISOString());
+    expect(gone.code, gone.err).to.equal(0);
+    expect(gone.out).to.include('DENY (SUBJECT_ERASED)').and.include('reports this identifier as erased');
+    const current = await ctl('--phone', '+4915170001004');
+    expect(current.code, current.err).to.equal(0);
+    expect(current.out).to.include('verified:').and.not.include('NOT COMPLETE');
   });
 });
