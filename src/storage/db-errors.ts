@@ -132,8 +132,13 @@ export function classifyDbError(err: unknown): DbFailure {
 
 /** The error a caller sees when the database cannot be used now; retrying later can help. */
 export function databaseUnavailable(message = 'the database is unavailable'): DomainError {
-  return new DomainError('UNAVAILABLE', 'DATABASE_UNAVAILABLE', message);
+  // google.rpc.RetryInfo: a client that waits a second before retrying gives a restarting or
+  // rejoining database (a Galera node catching up) time, instead of adding to its load at once.
+  return new DomainError('UNAVAILABLE', 'DATABASE_UNAVAILABLE', message, {}, [], DATABASE_RETRY_DELAY_MS);
 }
+
+/** The wait a client is told before it retries a call the database could not answer. */
+const DATABASE_RETRY_DELAY_MS = 1000;
 
 /**
  * Turns a database failure into the domain error the caller sees. Unexpected errors pass

@@ -63,6 +63,38 @@ forEachDatabase('erasure requests', (db) => {
     expect(imported.reason).to.equal('SUBJECT_SUPPRESSED');
   });
 
+  it('after the erasure nothing is reachable by the identifier: a new access request exports nothing of the person, a new sign-up starts an unlinked history', async function () {
+    const who = 'reachable@example.com';
+    const first = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
+
+    const access = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
+    expect(access.subject, 'the request finds no subject').to.equal('');
+    const exported = await exportPackage(access.name);
+    expect(exported.consentEvents, 'not even how many events there were').to.deep.equal([]);
+    expect(JSON.stringify(exported)).to.not.include(first.event!.subject);
+
+    const fresh = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who), kind: 1 }));
+    expect(fresh.event!.subject).to.not.equal(first.event!.subject);
+    const again = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
+    expect(again.subject).to.equal(fresh.event!.subject);
+    const events = (await exportPackage(again.name)).consentEvents as Array<{ name: string }>;
+    expect(events.map((e) => e.name), 'only the new history').to.deep.equal([fresh.event!.name]);
+  });
+
+  /** The JSON package of an export, reassembled from its chunks. */
+  function exportPackage(name: string): Promise<{ consentEvents: unknown[] }> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const stream = rights.exportSubjectData({ name });
+      stream.on('data', (p: { part?: { $case: string; value: unknown } }) => {
+        if (p.part?.$case === 'packageChunk') chunks.push(p.part.value as Buffer);
+      });
+      stream.on('error', reject);
+      stream.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { consentEvents: unknown[] }));
+    });
+  }
+
   it('an open legal hold blocks the erasure with its ground; released, the erasure goes through', async function () {
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('held@example.com') }));
     const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email('held@example.com'), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'case 17', requestId: 'hold-held' });
