@@ -115,6 +115,12 @@ function rpc<Req, Res>(s: Session, client: object, method: Unary<Req, Res>, req:
 const shortEnum = (e: Record<number, string>, prefix: string, v: number) => (e[v] ?? '').replace(prefix, '').toLowerCase();
 const iso = (d?: Date) => (d ? d.toISOString().replace('.000Z', 'Z') : '');
 const isoMs = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+
+/** The last day to answer, as people read a deadline (due_time is the midnight after it). */
+function dueDay(r: { dueDate?: { year: number; month: number; day: number }; dueTime?: Date }): string {
+  if (r.dueDate && r.dueDate.year > 0) return `${r.dueDate.year}-${String(r.dueDate.month).padStart(2, '0')}-${String(r.dueDate.day).padStart(2, '0')}`;
+  return r.dueTime ? new Date(r.dueTime.getTime() - 1).toISOString().slice(0, 10) : '';
+}
 const out = (text: string) => void process.stdout.write(text);
 const json = (value: unknown) => out(JSON.stringify(value, null, 2) + '\n');
 
@@ -123,8 +129,8 @@ function printRequests(requests: DataSubjectRequest[], s: Session): void {
   if (s.nameOnly) return out(requests.map((r) => `${r.name}\n`).join(''));
   out(
     renderTable(
-      ['REQUEST', 'KIND', 'STATE', 'RECEIVED', 'DUE', 'OVERDUE'],
-      requests.map((r) => [r.name, shortEnum(RequestKind, 'REQUEST_KIND_', r.kind), shortEnum(RequestState, 'REQUEST_STATE_', r.state), iso(r.receiveTime), iso(r.dueTime), r.overdue ? 'OVERDUE' : '']),
+      ['REQUEST', 'KIND', 'STATE', 'RECEIVED', 'DUE BY (END OF DAY, UTC)', 'OVERDUE'],
+      requests.map((r) => [r.name, shortEnum(RequestKind, 'REQUEST_KIND_', r.kind), shortEnum(RequestState, 'REQUEST_STATE_', r.state), iso(r.receiveTime), dueDay(r), r.overdue ? 'OVERDUE' : '']),
     ),
   );
 }

@@ -111,7 +111,13 @@ describe('consentctl', function () {
   it('lists overdue requests and reports usage errors and an unreachable server with distinct exit codes', async function () {
     const overdue = await ctl('requests', 'overdue', '--tenant', T, '--days', '40');
     expect(overdue.code).to.equal(0);
-    expect(overdue.out).to.include('REQUEST').and.include('DUE');
+    expect(overdue.out).to.include('REQUEST').and.include('DUE BY (END OF DAY, UTC)');
+    // The due day as a date (the last day to answer), not the midnight after it.
+    const received = new Date(Date.UTC(2026, 0, 31, 15, 0));
+    const made = await ctl('--name-only', 'requests', 'create', '--tenant', T, '--kind', 'access', '--email', 'due@example.com', '--received-at', received.toISOString());
+    expect(made.code, made.err).to.equal(0);
+    const listed = await ctl('requests', 'get', made.out.trim());
+    expect(listed.out).to.match(/2026-02-28\s/).and.not.include('2026-03-01T00:00:00Z');
     expect((await ctl('requests', 'create', '--tenant', T, '--kind', 'nonsense', '--email', 'a@example.com')).code).to.equal(2);
     expect((await ctl('requests', 'list')).code).to.equal(2);
     const unreachable = (await runConsentctl('127.0.0.1:1', 'requests', 'list', '--tenant', T)).code;
