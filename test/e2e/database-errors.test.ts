@@ -4,9 +4,9 @@ import { expect } from 'chai';
 import mysql from 'mysql2/promise';
 import { DEFAULT_DATABASE_TIMEOUTS } from '../../src/config/config';
 import { Verdict } from '../../src/gen/consent/v1/consent';
-import { createTestDatabase, forEachDatabase, MARIADB_SERVER_URL, testDatabaseKinds, TestDatabase } from '../support/databases';
+import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
-import { TcpProxy } from '../support/tcp-proxy';
+import { proxyFor, TcpProxy } from '../support/tcp-proxy';
 import { call, errorDetails, startTestServer, TestServer } from '../support/test-server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -110,14 +110,12 @@ if (testDatabaseKinds().includes('mariadb')) {
     const T = 'cut';
     before(async function () {
       db = await createTestDatabase('mariadb');
-      const target = new URL(MARIADB_SERVER_URL);
-      proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
-      const port = await proxy.start();
-      const url = new URL((db.config as { url: string }).url);
-      url.host = `127.0.0.1:${port}`;
+      const proxied = await proxyFor((db.config as { url: string }).url);
+      proxy = proxied.proxy;
+      const url = proxied.via((db.config as { url: string }).url);
       // A long call timeout: what ends the call here must be the lost connection, not a timer.
       s = await startTestServer(
-        { ...db, config: { kind: 'mysql', url: url.toString(), poolSize: 4 } },
+        { ...db, config: { kind: 'mysql', url, poolSize: 4 } },
         { databaseTimeouts: { ...DEFAULT_DATABASE_TIMEOUTS, callMs: 20_000 } },
       );
       await seedTenant(s, T);

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { CheckConsentBatchRequest, Verdict } from '../../src/gen/consent/v1/consent';
-import { createTestDatabase, MARIADB_SERVER_URL, testDatabaseKinds, TestDatabase } from '../support/databases';
+import { createTestDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, query, seedTenant } from '../support/fixtures';
-import { TcpProxy } from '../support/tcp-proxy';
+import { proxyFor, TcpProxy } from '../support/tcp-proxy';
 import { call, errorDetails, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
@@ -21,12 +21,10 @@ describe('fail closed', function () {
       const T = 'outage';
       before(async function () {
         db = await createTestDatabase('mariadb');
-        const target = new URL(MARIADB_SERVER_URL);
-        proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
-        const port = await proxy.start();
-        const url = new URL((db.config as { url: string }).url);
-        url.host = `127.0.0.1:${port}`;
-        s = await startTestServer({ ...db, config: { kind: 'mysql', url: url.toString(), poolSize: 4 } });
+        const proxied = await proxyFor((db.config as { url: string }).url);
+        proxy = proxied.proxy;
+        const url = proxied.via((db.config as { url: string }).url);
+        s = await startTestServer({ ...db, config: { kind: 'mysql', url, poolSize: 4 } });
         await seedTenant(s, T);
         await call(s.consent, s.consent.recordConsent, consentRequest(T));
       });

@@ -1,8 +1,6 @@
-import { credentials, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { ListConsentEventsRequest } from '../../src/gen/consent/v1/consent';
-import { SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
@@ -14,21 +12,15 @@ import { call, expectGrpcError, startTestServer, TestServer } from '../support/t
  */
 forEachDatabase('missing resources are NOT_FOUND', (db) => {
   let s: TestServer;
-  let rights: SubjectRightsServiceClient;
-  let keys: KeyServiceClient;
   const T = 'notfound';
   const missingId = '0123456789abcdef0123456789abcdef';
   before(async function () {
     s = await startTestServer(db());
-    rights = new SubjectRightsServiceClient(s.address, credentials.createInsecure());
-    keys = new KeyServiceClient(s.address, credentials.createInsecure());
     await seedTenant(s, T);
   });
-  after(async () => {
-    rights?.close();
-    keys?.close();
-    await s?.stop();
-  });
+  after(async () => s?.stop());
+  const rights = () => s.rights;
+  const keys = () => s.keys;
 
   const cases: Array<[string, () => Promise<unknown>, string, string]> = [
     ['RecordConsent for a purpose that does not exist', () => call(s.consent, s.consent.recordConsent, consentRequest(T, { purpose: `tenants/${T}/purposes/nope`, notice: `tenants/${T}/purposes/nope/notices/1` })), 'PURPOSE_NOT_FOUND', `tenants/${T}/purposes/nope`],
@@ -40,12 +32,12 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
     ['PublishNotice for a purpose that does not exist', () => call(s.purposes, s.purposes.publishNotice, { parent: `tenants/${T}/purposes/nope`, language: 'en', text: 'x', requestId: 'nf-1' }), 'PURPOSE_NOT_FOUND', `tenants/${T}/purposes/nope`],
     ['GetTenant of a tenant that does not exist', () => call(s.tenants, s.tenants.getTenant, { name: 'tenants/ghost' }), 'TENANT_NOT_FOUND', 'tenants/ghost'],
     ['GetConsentState of a person never recorded', () => call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: phone('+4915170009999') }), 'SUBJECT_NOT_FOUND', ''],
-    ['GetRequest of an unknown request id', () => call(rights, rights.getRequest, { name: `tenants/${T}/requests/${missingId}` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
-    ['GetRequest of an id the service never assigns', () => call(rights, rights.getRequest, { name: `tenants/${T}/requests/req-2026-001` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests`],
-    ['VerifyIdentity of an unknown request', () => call(rights, rights.verifyIdentity, { name: `tenants/${T}/requests/${missingId}`, method: 'ID', verifiedBy: 'dpo' }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
-    ['EraseSubject of an unknown request', () => call(rights, rights.eraseSubject, { name: `tenants/${T}/requests/${missingId}` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
-    ['ReleaseLegalHold of an unknown hold', () => call(rights, rights.releaseLegalHold, { name: `tenants/${T}/legalHolds/${missingId}`, note: 'claim settled' }), 'LEGAL_HOLD_NOT_FOUND', `tenants/${T}/legalHolds/${missingId}`],
-    ['GetKeyRotation of an unknown rotation', () => call(keys, keys.getKeyRotation, { name: `tenants/${T}/keyRotations/${missingId}` }), 'KEY_ROTATION_NOT_FOUND', `tenants/${T}/keyRotations/${missingId}`],
+    ['GetRequest of an unknown request id', () => call(rights(), rights().getRequest, { name: `tenants/${T}/requests/${missingId}` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
+    ['GetRequest of an id the service never assigns', () => call(rights(), rights().getRequest, { name: `tenants/${T}/requests/req-2026-001` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests`],
+    ['VerifyIdentity of an unknown request', () => call(rights(), rights().verifyIdentity, { name: `tenants/${T}/requests/${missingId}`, method: 'ID', verifiedBy: 'dpo' }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
+    ['EraseSubject of an unknown request', () => call(rights(), rights().eraseSubject, { name: `tenants/${T}/requests/${missingId}` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
+    ['ReleaseLegalHold of an unknown hold', () => call(rights(), rights().releaseLegalHold, { name: `tenants/${T}/legalHolds/${missingId}`, note: 'claim settled' }), 'LEGAL_HOLD_NOT_FOUND', `tenants/${T}/legalHolds/${missingId}`],
+    ['GetKeyRotation of an unknown rotation', () => call(keys(), keys().getKeyRotation, { name: `tenants/${T}/keyRotations/${missingId}` }), 'KEY_ROTATION_NOT_FOUND', `tenants/${T}/keyRotations/${missingId}`],
   ];
   for (const [name, run, reason, resource] of cases) {
     it(name, async function () {
@@ -56,13 +48,13 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
   }
 
   it('an id that holds personal data is not echoed', async function () {
-    const err = await expectGrpcError(call(rights, rights.getRequest, { name: `tenants/${T}/requests/+4915112345678` }), status.NOT_FOUND);
+    const err = await expectGrpcError(call(rights(), rights().getRequest, { name: `tenants/${T}/requests/+4915112345678` }), status.NOT_FOUND);
     expect(err.message).to.not.include('4915112345678');
   });
 
   it('a malformed name is INVALID_ARGUMENT naming the field', async function () {
     for (const bad of ['requests/x', `tenants/${T}/requests`, `tenants/${T}/requests/a/b`, `tenants/BAD/requests/${missingId}`]) {
-      const err = await expectGrpcError(call(rights, rights.getRequest, { name: bad }), status.INVALID_ARGUMENT);
+      const err = await expectGrpcError(call(rights(), rights().getRequest, { name: bad }), status.INVALID_ARGUMENT);
       expect(err.fields, bad).to.deep.equal(['name']);
     }
   });

@@ -1,9 +1,8 @@
-import { credentials, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { AuditServiceClient } from '../../src/gen/consent/v1/audit';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { DecisionReason, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
-import { CreateRequestRequest, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
+import { CreateRequestRequest, ReceivedVia, RequestKind } from '../../src/gen/consent/v1/subject_rights';
 import { TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
@@ -19,22 +18,14 @@ const HOUR = 3600_000;
  */
 forEachDatabase('settings in time: validity in months, due dates, settings in force at a past time', (db) => {
   let s: TestServer;
-  let rights: SubjectRightsServiceClient;
-  let audit: AuditServiceClient;
   const T = 'intime';
   const settingsName = `tenants/${T}/settings`;
 
   before(async function () {
     s = await startTestServer(db());
-    rights = new SubjectRightsServiceClient(s.address, credentials.createInsecure());
-    audit = new AuditServiceClient(s.address, credentials.createInsecure());
     await seedTenant(s, T);
   });
-  after(async () => {
-    rights?.close();
-    audit?.close();
-    await s?.stop();
-  });
+  after(async () => s?.stop());
 
   const update = (settings: Partial<TenantSettings>, updateMask: string[] = []) =>
     call(s.tenants, s.tenants.updateTenantSettings, { settings: TenantSettings.fromPartial({ name: settingsName, ...settings }), updateMask });
@@ -86,8 +77,8 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
   it('a request carries its due day as a date: the last day of the month period, before due_time', async function () {
     s.clock.set(Date.UTC(2027, 1, 1, 12, 0));
     const { request } = await call(
-      rights,
-      rights.createRequest,
+      s.rights,
+      s.rights.createRequest,
       CreateRequestRequest.fromPartial({
         parent: `tenants/${T}`,
         kind: RequestKind.REQUEST_KIND_ACCESS,
@@ -117,7 +108,7 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
     const past = new Date(start + 90 * 60_000);
     const asOf = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: support(past) });
     expect(asOf.decision!.reason, '90 minutes in, under the 24-hour window then in force: open').to.equal(DecisionReason.DECISION_REASON_SERVICE_WINDOW_OPEN);
-    const explained = await call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: support(past) });
+    const explained = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: support(past) });
     expect(explained.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SERVICE_WINDOW_OPEN);
     expect(explained.serviceWindow).to.deep.equal({ seconds: 24 * 3600, nanos: 0 });
     expect(explained.erasuresSince).to.equal(0);
@@ -131,12 +122,12 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
     await s.app.services.subjectEraser.erase(T, event!.subject.split('/').pop()!);
     s.clock.advance(HOUR);
     const at = new Date(t + 30 * 60_000);
-    const before = await call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: erased, at }) });
+    const before = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: erased, at }) });
     expect(before.erasuresSince, 'one erasure since the asked time').to.equal(1);
     expect(before.subject, 'the erased identifier leads to no subject').to.equal('');
     expect(before.entries).to.deep.equal([]);
     expect(before.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
-    const now = await call(audit, audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone('+4915170001004') }) });
+    const now = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone('+4915170001004') }) });
     expect(now.erasuresSince, 'nothing erased after now').to.equal(0);
 
     // consentctl says so too, and never calls such an answer complete.

@@ -19,7 +19,7 @@ import { asBearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { phone, query, seedTenant } from '../support/fixtures';
 import { startServerProcess, ServerProcess } from '../support/server-process';
-import { TcpProxy } from '../support/tcp-proxy';
+import { proxyFor, TcpProxy } from '../support/tcp-proxy';
 import { call, errorDetails, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens';
 
@@ -105,15 +105,10 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
       const { config, keyStore } = db();
       if (config.kind !== 'mysql' || keyStore.kind !== 'mysql') throw new Error('a MariaDB test database has MySQL URLs');
       const data = new URL(config.url);
-      proxy = new TcpProxy(data.hostname, Number(data.port || 3306));
-      await proxy.start();
-      const viaProxy = (url: string) => {
-        const u = new URL(url);
-        u.port = String(proxy!.port);
-        return u.toString();
-      };
-      env.DATABASE_URL = viaProxy(data.toString());
-      env.KEYSTORE_URL = viaProxy(keyStore.url);
+      const proxied = await proxyFor(data.toString());
+      proxy = proxied.proxy;
+      env.DATABASE_URL = proxied.via(data.toString());
+      env.KEYSTORE_URL = proxied.via(keyStore.url);
     }
     server = await startServerProcess(db(), { env });
     consent = consentAs(tokens.admin);

@@ -43,3 +43,22 @@ export class TcpProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+/**
+ * A proxy in front of the MariaDB server a test database lives on, and `url` (a database URL on
+ * that server) rewritten to go through it: the service reaches the database through the proxy,
+ * and the test cuts it to make the database go away.
+ */
+export async function proxyFor(url: string): Promise<{ proxy: TcpProxy; via(url: string): string }> {
+  const target = new URL(url);
+  const proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
+  await proxy.start();
+  return {
+    proxy,
+    via(other: string) {
+      const u = new URL(other);
+      u.host = `127.0.0.1:${proxy.port}`;
+      return u.toString();
+    },
+  };
+}

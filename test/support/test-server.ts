@@ -5,7 +5,10 @@ import { startApp, RunningApp } from '../../src/app';
 import { Config, loadConfig } from '../../src/config/config';
 import { ManualClock } from '../../src/domain/clock';
 import { createLogger } from '../../src/logging/logger';
+import { AuditServiceClient } from '../../src/gen/consent/v1/audit';
 import { ConsentServiceClient } from '../../src/gen/consent/v1/consent';
+import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { Status } from '../../src/gen/google/rpc/status';
@@ -19,6 +22,9 @@ export interface TestServer {
   tenants: TenantServiceClient;
   purposes: PurposeServiceClient;
   consent: ConsentServiceClient;
+  rights: SubjectRightsServiceClient;
+  keys: KeyServiceClient;
+  audit: AuditServiceClient;
   address: string;
   /** Every log line the server wrote so far. */
   logs(): string;
@@ -42,6 +48,9 @@ export async function startTestServer(db: TestDatabase, overrides: Partial<Confi
     tenants: new TenantServiceClient(address, creds),
     purposes: new PurposeServiceClient(address, creds),
     consent: new ConsentServiceClient(address, creds),
+    rights: new SubjectRightsServiceClient(address, creds),
+    keys: new KeyServiceClient(address, creds),
+    audit: new AuditServiceClient(address, creds),
   };
   return {
     app,
