@@ -55,7 +55,7 @@ export class CpuMeter {
 }
 
 /** utime + stime of a process from /proc/<pid>/stat, in seconds; null if unreadable. */
-function procCpuSeconds(pid: number): number | null {
+export function procCpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may contain spaces) start after the last ')'.
@@ -96,7 +96,7 @@ export function formatCpu(usage: CpuUsage | undefined): string {
 }
 
 /** Busy time of all CPUs together from /proc/stat (everything but idle and iowait), in seconds. */
-function machineBusySeconds(): number | null {
+export function machineBusySeconds(): number | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
     const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
@@ -117,4 +117,59 @@ export async function backgroundLoad(ms: number): Promise<number | null> {
   await new Promise((resolve) => setTimeout(resolve, ms));
   const after = machineBusySeconds();
   return before === null || after === null ? null : ((after - before) / (ms / 1000)) * 100;
+}
+
+/**
+ * CPU of the processes of a multi-process benchmark: the server, the database server, any number
+ * of load-generator processes, and the benchmark's own (coordinating) process; "other" is what
+ * the rest of the machine used. Figures are CPU seconds over an interval, so a caller can divide
+ * them by the operations completed (CPU per operation) or by the interval (share of a core).
+ */
+export interface ProcessGroupSample {
+  /** process.hrtime in seconds, when the sample was taken. */
+  at: number;
+  own: number;
+  server: number | null;
+  database: number | null;
+  generators: Array<number | null>;
+  machine: number | null;
+}
+
+/** CPU seconds used by each party between two samples, and the interval's length. */
+export interface ProcessGroupUsage {
+  seconds: number;
+  own: number;
+  server: number | null;
+  database: number | null;
+  /** All load generators together; null if any of them could not be read. */
+  generators: number | null;
+  other: number | null;
+}
+
+export class ProcessGroupMeter {
+  constructor(private readonly pids: { server?: number; database?: number | null; generators: number[] }) {}
+
+  sample(): ProcessGroupSample {
+    const own = process.cpuUsage();
+    return {
+      at: Number(process.hrtime.bigint()) / 1e9,
+      own: (own.user + own.system) / 1e6,
+      server: this.pids.server === undefined ? null : procCpuSeconds(this.pids.server),
+      database: this.pids.database == null ? null : procCpuSeconds(this.pids.database),
+      generators: this.pids.generators.map(procCpuSeconds),
+      machine: machineBusySeconds(),
+    };
+  }
+
+  static usage(before: ProcessGroupSample, after: ProcessGroupSample): ProcessGroupUsage {
+    const diff = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.max(0, b - a));
+    const perGenerator = before.generators.map((b, i) => diff(b, after.generators[i] ?? null));
+    const generators = perGenerator.some((g) => g === null) ? null : perGenerator.reduce<number>((sum, g) => sum + (g ?? 0), 0);
+    const own = Math.max(0, after.own - before.own);
+    const server = diff(before.server, after.server);
+    const database = diff(before.database, after.database);
+    const machine = diff(before.machine, after.machine);
+    const other = machine === null ? null : Math.max(0, machine - own - (server ?? 0) - (database ?? 0) - (generators ?? 0));
+    return { seconds: after.at - before.at, own, server, database, generators, other };
+  }
 }

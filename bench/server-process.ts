@@ -27,6 +27,11 @@ export type DatabaseKind = 'sqlite' | 'mariadb';
 export const MARIADB = { host: HOST, port: 3306, user: 'root', database: 'consent_bench', keyDatabase: 'consent_bench_keys' } as const;
 const MARIADB_URL = `mysql://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${MARIADB.database}`;
 
+/** The URL of a benchmark database on the local MariaDB (a benchmark of its own may use its own name). */
+export function mariadbUrl(database: string = MARIADB.database): string {
+  return `mysql://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${database}`;
+}
+
 /** Raised when a database cannot be prepared; the caller skips that database. */
 export class DatabaseUnavailableError extends Error {}
 
@@ -87,8 +92,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Drops and recreates the benchmark database (and drops its key store), so every run starts from empty schemas. */
-export async function resetMariaDb(): Promise<void> {
+/**
+ * Drops and recreates the benchmark database (and drops its key store, `<name>_keys`), so every
+ * run starts from empty schemas. `database` lets a benchmark use a name of its own.
+ */
+export async function resetMariaDb(database: string = MARIADB.database): Promise<void> {
   let connection;
   try {
     connection = await mysql.createConnection({ host: MARIADB.host, port: MARIADB.port, user: MARIADB.user, connectTimeout: 3000 });
@@ -96,22 +104,22 @@ export async function resetMariaDb(): Promise<void> {
     throw new DatabaseUnavailableError(`MariaDB at ${MARIADB.host}:${MARIADB.port} is not reachable as ${MARIADB.user}: ${(err as Error).message}`);
   }
   try {
-    await connection.query(`DROP DATABASE IF EXISTS \`${MARIADB.keyDatabase}\``);
-    await connection.query(`DROP DATABASE IF EXISTS \`${MARIADB.database}\``);
-    await connection.query(`CREATE DATABASE \`${MARIADB.database}\``);
+    await connection.query(`DROP DATABASE IF EXISTS \`${database}_keys\``);
+    await connection.query(`DROP DATABASE IF EXISTS \`${database}\``);
+    await connection.query(`CREATE DATABASE \`${database}\``);
   } catch (err) {
-    throw new DatabaseUnavailableError(`cannot recreate database ${MARIADB.database}: ${(err as Error).message}`);
+    throw new DatabaseUnavailableError(`cannot recreate database ${database}: ${(err as Error).message}`);
   } finally {
     await connection.end().catch(() => undefined);
   }
 }
 
 /** Drops the benchmark database and its key store (after a run, unless --keep). */
-export async function dropMariaDb(): Promise<void> {
+export async function dropMariaDb(database: string = MARIADB.database): Promise<void> {
   const connection = await mysql.createConnection({ host: MARIADB.host, port: MARIADB.port, user: MARIADB.user, connectTimeout: 3000 });
   try {
-    await connection.query(`DROP DATABASE IF EXISTS \`${MARIADB.keyDatabase}\``);
-    await connection.query(`DROP DATABASE IF EXISTS \`${MARIADB.database}\``);
+    await connection.query(`DROP DATABASE IF EXISTS \`${database}_keys\``);
+    await connection.query(`DROP DATABASE IF EXISTS \`${database}\``);
   } finally {
     await connection.end().catch(() => undefined);
   }
@@ -142,6 +150,10 @@ export interface StartOptions {
   /** Write a V8 CPU profile of the server to this folder when it exits (slows the server down). */
   profileDir?: string;
   startTimeoutMs?: number;
+  /** The MariaDB database to use instead of MARIADB.database (its key store is `<name>_keys`). */
+  mariadbDatabase?: string;
+  /** Extra environment for the server (e.g. DATABASE_POOL_SIZE). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Starts the server on a free port with a fresh data folder and waits until it answers health checks. */
@@ -152,7 +164,8 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
   // Nothing from the caller's environment may point the server at another database or key set.
   for (const key of ['CONFIG_FILE', 'DATABASE_URL', 'KEYSTORE_URL', 'ROOT_KEYS_JSON', 'ROOT_KEYS_FILE', 'RUN_MIGRATIONS', 'AUTH_MODE']) delete env[key];
   Object.assign(env, { PORT: String(port), BIND_ADDRESS: HOST, DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
-  if (options.database === 'mariadb') env.DATABASE_URL = MARIADB_URL;
+  if (options.database === 'mariadb') env.DATABASE_URL = options.mariadbDatabase ? mariadbUrl(options.mariadbDatabase) : MARIADB_URL;
+  Object.assign(env, options.env ?? {});
 
   const nodeArgs = options.profileDir
     ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `server-${options.database}.cpuprofile`]
