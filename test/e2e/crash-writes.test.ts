@@ -19,6 +19,7 @@ import {
   checkChangeFeed,
   checkExactlyOnce,
   checkThroughApi,
+  countStoredEvents,
   CrashableServer,
   ExpectedEvent,
   LedgerWrite,
@@ -223,7 +224,7 @@ forEachDatabase('crash safety of writes: the server killed (SIGKILL) at seeded m
       run = await runUnderKills({
         server,
         plan,
-        progress: () => ledger.count('acknowledged'),
+        progress: () => ledger.count('acknowledged') + ledger.count('refused'),
         workload: (signal) => Promise.all(plans.map((_, c) => writer(c, signal))).then(() => undefined),
         // No process runs: what is stored now is what the killed one made durable.
         whileDown: async (kill) => {
@@ -240,7 +241,11 @@ forEachDatabase('crash safety of writes: the server killed (SIGKILL) at seeded m
         budgetMs: RUN_BUDGET_MS,
       });
     } catch (err) {
-      throw new Error(`${(err as Error).message}\nserver output (tail):\n${server.output().slice(-6000)}`);
+      const refusals = ledger.all().filter((w) => w.state === 'refused').map((w) => `${w.tenant}/${w.requestId}: ${w.refusal}`);
+      throw new Error(
+        `${(err as Error).message}\nrefused writes: ${JSON.stringify(refusals.slice(0, 20))}\nproblems: ${JSON.stringify(problems.slice(0, 20))}\n` +
+          `server output (tail):\n${server.output().slice(-6000)}`,
+      );
     }
 
     const refused = ledger.all().filter((w) => w.state === 'refused');
@@ -255,7 +260,7 @@ forEachDatabase('crash safety of writes: the server killed (SIGKILL) at seeded m
 
     const stored = await readStoredEvents(db(), TENANTS);
     expect(checkExactlyOnce(ledger, stored), 'exactly once, in the database').to.deep.equal([]);
-    expect(stored.rows).to.have.length(ledger.events());
+    expect(await countStoredEvents(db(), TENANTS), 'events stored').to.equal(ledger.events());
     expect(await checkThroughApi(server.address, ledger), 'exactly once, through the API').to.deep.equal([]);
     expect(await stateAgreesWithHistory(server.address), 'state tables agree with the event history').to.deep.equal([]);
     expect(await checkChangeFeed(server.address, ledger, TENANTS), 'every opt-out once in the change feed').to.deep.equal([]);

@@ -23,9 +23,21 @@ import { ServerProcess, startServerProcess } from './server-process';
  * Crash safety, as a reusable harness (issue 14 point 5): a server process that is killed with
  * SIGKILL at seeded moments and restarted at once while a workload runs against it, a ledger of
  * the workload's writes by request_id, and the checks that every answered write is stored
- * exactly once and everything else all or nothing. A workload is anything that can be re-driven
- * after a restart: the concurrent writers of test/e2e/crash-writes.test.ts, or an import that is
- * simply run again until it exits 0.
+ * exactly once and everything else all or nothing. A workload is anything that re-drives itself
+ * after a restart: the retrying writers of test/e2e/crash-writes.test.ts, or an import that is
+ * run again until it exits 0. The import scenario, once `consentctl import` exists, is:
+ *
+ *   const ledger = new WriteLedger();
+ *   for (const row of rows) ledger.add({ tenant, requestId: row.requestId, identifier: phone(row.phone),
+ *     events: new Map([[row.requestId, { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN, evidence: row.evidence }]]) });
+ *   writeFileSync(file, csvOf(rows));
+ *   await runUnderKills({ server, budgetMs, plan: planKills(seededRandom(seed), 2, rows.length),
+ *     progress: () => countStoredEvents(db, [tenant]),
+ *     workload: async (signal) => { // exit 3: the server was killed under it; run the same file again
+ *       while (!signal.aborted && (await runConsentctl(server.address, 'import', file)).code !== 0) await sleep(200); } });
+ *   ledger.acknowledgeAll();
+ *   checkExactlyOnce(ledger, await readStoredEvents(db, [tenant])), checkThroughApi(server.address, ledger),
+ *   verifyAuditLogs(server.address, [tenant]): each must find nothing.
  */
 
 /** better-sqlite3 ships no type declarations (and @types/better-sqlite3 is no dependency): the little used here. */
@@ -138,10 +150,22 @@ export class CrashableServer {
     this.kills++;
   }
 
-  /** Starts the next process on the same port and database; resolves once it answers SERVING. */
+  /**
+   * Starts the next process on the same port and database; resolves once it answers SERVING. A
+   * start that fails (the port taken for a moment by another process's connection) is tried
+   * twice more.
+   */
   async restart(): Promise<void> {
     const started = Date.now();
-    this.generations.push(await startServerProcess(this.db, { port: this.port, env: this.env, startTimeoutMs: 60_000 }));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.generations.push(await startServerProcess(this.db, { port: this.port, env: this.env, startTimeoutMs: 60_000 }));
+        break;
+      } catch (err) {
+        if (attempt === 3) throw err;
+        await sleep(500);
+      }
+    }
     this.restartMs.push(Date.now() - started);
   }
 
@@ -404,6 +428,12 @@ export async function queryDatabase(db: TestDatabase, sql: string, params: unkno
   }
 }
 
+/** How many consent events the tenants have stored: cheap enough to poll as a workload's progress. */
+export async function countStoredEvents(db: TestDatabase, tenants: string[]): Promise<number> {
+  const rows = await queryDatabase(db, `SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id IN (${tenants.map(() => '?').join(', ')})`, tenants);
+  return Number(rows[0].n);
+}
+
 export interface StoredEvents {
   /** Consent event rows: tenant, request id, event id, kind. */
   rows: Array<{ tenant: string; requestId: string; id: string; kind: string }>;
@@ -470,7 +500,7 @@ function groupRows(stored: StoredEvents): Map<string, StoredEvents['rows']> {
 /**
  * Exactly once, read from the database: every acknowledged write's events are stored once each
  * (the ones its answer named, when it named them), with one audit entry each; no request id is
- * stored twice; no row belongs to a request the ledger does not know or to a refused one; no
+ * stored twice; no row belongs to a request the ledger does not know, never sent or refused; no
  * audit entry names an event that is not stored. Returns the problems (empty when none).
  */
 export function checkExactlyOnce(ledger: WriteLedger, stored: StoredEvents): string[] {
@@ -483,6 +513,7 @@ export function checkExactlyOnce(ledger: WriteLedger, stored: StoredEvents): str
     const w = planned.get(key);
     if (!w) problems.push(`${key}: stored, but no write of the workload has this request id`);
     else if (w.state === 'refused') problems.push(`${key}: stored, but its write was refused (${w.refusal})`);
+    else if (w.state === 'planned') problems.push(`${key}: stored, but its write was never sent`);
   }
   for (const w of ledger.all()) {
     if (w.state !== 'acknowledged') continue;
@@ -641,8 +672,6 @@ export async function checkChangeFeed(address: string, ledger: WriteLedger, tena
  * `consentctl audit verify --tenant T --records` for each tenant: the checkpoint's signature, every
  * entry re-hashed into the signed root, every consent event row matched with its entry in order.
  */
-export async function verifyAuditLogs(address: string, tenants: string[]): Promise<Array<{ tenant: string; code: number; out: string; err: string }>> {
-  const results = [];
-  for (const tenant of tenants) results.push({ tenant, ...(await runConsentctl(address, 'audit', 'verify', '--tenant', tenant, '--records')) });
-  return results;
+export function verifyAuditLogs(address: string, tenants: string[]): Promise<Array<{ tenant: string; code: number; out: string; err: string }>> {
+  return Promise.all(tenants.map(async (tenant) => ({ tenant, ...(await runConsentctl(address, 'audit', 'verify', '--tenant', tenant, '--records')) })));
 }
