@@ -35,6 +35,7 @@ import { KeyManager } from '../src/crypto/key-manager';
 import { loadRootKeys } from '../src/crypto/root-key-provider';
 import { systemClock } from '../src/domain/clock';
 import { ConsentRecorder } from '../src/domain/consent-recorder';
+import { ConsentWriter } from '../src/domain/consent-writer';
 import { AuditEntry, AuditTrail } from '../src/audit/audit-types';
 import { TxContext } from '../src/shared/unit-of-work';
 import { DEVELOPMENT_PRINCIPAL } from '../src/domain/principal';
@@ -641,9 +642,10 @@ class NoOpAuditTrail implements AuditTrail {
     return Promise.resolve(this.appended++);
   }
   /** Runs the row write (the event insert is part of the measured work), appends nothing. */
-  async appendAfter(_tx: TxContext, _tenantId: string, write: () => Promise<AuditEntry>): Promise<number> {
-    await write();
-    return this.appended++;
+  async appendAfter(_tx: TxContext, _tenantId: string, write: () => Promise<AuditEntry[]>): Promise<number> {
+    const first = this.appended;
+    this.appended += (await write()).length;
+    return first;
   }
 }
 
@@ -684,18 +686,9 @@ async function buildStack(kind: string, withAudit: boolean): Promise<Stack | nul
     const purposeRows = new TypeormPurposeRepository();
     const tenants = new TenantService(tx, new TypeormTenantRepository(), purposeRows, keys, systemClock, trail);
     const purposes = new PurposeService(tx, purposeRows, tenants, keys, systemClock, config.limits, trail);
-    const recorder = new ConsentRecorder(
-      tx,
-      new TypeormConsentRepository(),
-      new SubjectDirectory(new TypeormSubjectRepository(), keys),
-      tenants,
-      purposes,
-      keys,
-      systemClock,
-      config.limits.maxEventTimeSkewMs,
-      new TypeormChangeFeedRepository(),
-      trail,
-    );
+    const subjects = new TypeormSubjectRepository();
+    const writer = new ConsentWriter(tx, new TypeormConsentRepository(), subjects, tenants, keys, new TypeormChangeFeedRepository(), trail);
+    const recorder = new ConsentRecorder(tx, writer, new SubjectDirectory(subjects, keys), tenants, purposes, keys, systemClock, config.limits.maxEventTimeSkewMs);
     const statements = await countStatements(dataSource);
     return { label: withAudit ? 'with audit' : 'no audit', recorder, tenants, purposes, audit, noOp, statements, close: env.drop };
   } catch (err) {

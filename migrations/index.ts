@@ -5,6 +5,7 @@ import { ChangeOutbox1764000000006 } from './1764000000006-ChangeOutbox';
 import { AuditLog1764000000007 } from './1764000000007-AuditLog';
 import { AuditQueries1764000000008 } from './1764000000008-AuditQueries';
 import { ErasureUnlinksAndSettingsVersions1764000000009 } from './1764000000009-ErasureUnlinksAndSettingsVersions';
+import { ChangeFeedPositions1764000000010 } from './1764000000010-ChangeFeedPositions';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   AuditLog1764000000007,
   AuditQueries1764000000008,
   ErasureUnlinksAndSettingsVersions1764000000009,
+  ChangeFeedPositions1764000000010,
 ];

@@ -9,6 +9,7 @@ import { Clock, systemClock } from './domain/clock';
 import { ConsentChecker } from './domain/consent-checker';
 import { ConsentHistory } from './domain/consent-history';
 import { ConsentRecorder } from './domain/consent-recorder';
+import { ConsentWriter } from './domain/consent-writer';
 import { PurposeService } from './domain/purpose-service';
 import { SubjectDirectory } from './domain/subject-directory';
 import { TenantService } from './domain/tenant-service';
@@ -63,6 +64,7 @@ export interface RunningApp {
     tenants: TenantService;
     purposes: PurposeService;
     recorder: ConsentRecorder;
+    writer: ConsentWriter;
     subjectEraser: SubjectEraser;
     keyAdministration: KeyAdministration;
     keys: KeyManager;
@@ -125,18 +127,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const tenants = new TenantService(tx, tenantRows, purposeRows, keys, clock, audit);
   const purposes = new PurposeService(tx, purposeRows, tenants, keys, clock, config.limits, audit);
   const directory = new SubjectDirectory(subjects, keys);
-  const recorder = new ConsentRecorder(
-    tx,
-    consent,
-    directory,
-    tenants,
-    purposes,
-    keys,
-    clock,
-    config.limits.maxEventTimeSkewMs,
-    changeRows,
-    audit,
-  );
+  const writer = new ConsentWriter(tx, consent, subjects, tenants, keys, changeRows, audit);
+  const recorder = new ConsentRecorder(tx, writer, directory, tenants, purposes, keys, clock, config.limits.maxEventTimeSkewMs);
   const jobs = new BackgroundJobs(logger);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
@@ -154,7 +146,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
       purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
-      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, tenants, keys, clock), config.limits),
+      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), config.limits),
       key: keyHandlers(pipeline('consent.v1.KeyService'), keyAdmin),
       audit: auditHandlers(pipeline('consent.v1.AuditService'), auditService),
       subjectRights: subjectRightsHandlers(
@@ -237,7 +229,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService },
+    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService },
     async stop() {
       clearInterval(probe);
       for (const p of probes) p.close();

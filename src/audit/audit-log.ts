@@ -18,29 +18,47 @@ export class AuditLog implements AuditTrail {
 
   /** Appends `entry` in `tx`; returns its sequence number. */
   append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number> {
-    return this.appendAfter(tx, tenantId, async () => entry);
+    return this.appendAfter(tx, tenantId, async () => [entry]);
   }
 
   /**
-   * Appends the entry `write` returns; `write` runs under the head lock, so the rows it inserts
-   * (a consent event) are ordered like their entries across concurrent transactions.
+   * Appends the entries `write` returns (in order; the first one's number is returned). `write`
+   * runs under the head lock, so the rows it inserts (consent events) are ordered like their
+   * entries across concurrent transactions. A batch costs one head lock, the right edge of the
+   * tree read once, and multi-row inserts of the entries and of the subtrees they complete.
    */
-  async appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry>): Promise<number> {
-    const seq = await this.repo.lockHead(tx, tenantId);
-    const entry = await write();
-    const json = canonicalJson({ ...entry, seq, tenant: tenantId });
-    let hash = leafHash(Buffer.from(json, 'utf8'));
-    await this.repo.insertEntry(tx, tenantId, seq, entry, json, hash.toString('hex'));
-    await this.repo.insertNode(tx, tenantId, 0, seq, hash.toString('hex'));
-    // Each level where this leaf completes a subtree gets that subtree's hash.
-    for (let level = 1, index = seq; index % 2 === 1; level++) {
-      const left = await this.repo.node(tx, tenantId, level - 1, index - 1);
-      hash = nodeHash(Buffer.from(left!, 'hex'), hash);
-      index = (index - 1) / 2;
-      await this.repo.insertNode(tx, tenantId, level, index, hash.toString('hex'));
+  async appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry[]>): Promise<number> {
+    const size = await this.repo.lockHead(tx, tenantId);
+    const entries = await write();
+    if (entries.length === 0) return size;
+    // Complete subtrees the new leaves join with: those on the right edge of the tree of `size`.
+    const hashes = new Map<string, Buffer>();
+    for (const { level, index } of rightEdge(size)) {
+      const stored = await this.repo.node(tx, tenantId, level, index);
+      if (!stored) throw new Error(`audit node missing: level ${level} index ${index}`);
+      hashes.set(`${level}:${index}`, Buffer.from(stored, 'hex'));
     }
-    await this.repo.setSize(tx, tenantId, seq + 1);
-    return seq;
+    const rows: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }> = [];
+    const nodes: Array<{ level: number; index: number; hash: string }> = [];
+    entries.forEach((entry, i) => {
+      const seq = size + i;
+      const entryJson = canonicalJson({ ...entry, seq, tenant: tenantId });
+      let hash = leafHash(Buffer.from(entryJson, 'utf8'));
+      rows.push({ seq, entry, entryJson, leafHash: hash.toString('hex') });
+      nodes.push({ level: 0, index: seq, hash: hash.toString('hex') });
+      hashes.set(`0:${seq}`, hash);
+      // Each level where this leaf completes a subtree gets that subtree's hash.
+      for (let level = 1, index = seq; index % 2 === 1; level++) {
+        hash = nodeHash(hashes.get(`${level - 1}:${index - 1}`)!, hash);
+        index = (index - 1) / 2;
+        nodes.push({ level, index, hash: hash.toString('hex') });
+        hashes.set(`${level}:${index}`, hash);
+      }
+    });
+    await this.repo.insertEntries(tx, tenantId, rows);
+    await this.repo.insertNodes(tx, tenantId, nodes);
+    await this.repo.setSize(tx, tenantId, size + entries.length);
+    return size;
   }
 
   /** Entries from `fromSeq` on, in order, narrowed by `filter`. */
@@ -154,4 +172,18 @@ export class AuditLog implements AuditTrail {
 /** Without bit operators: they wrap at 2^31, and a log may grow past that. */
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && Number.isInteger(Math.log2(n));
+}
+
+/**
+ * The complete subtrees on the right edge of a tree of `size` leaves: for every level L where
+ * `size` has bit L set, the subtree just left of position `size` at that level. A leaf appended
+ * at `size` or after only ever joins these (or subtrees its own batch completes).
+ */
+function rightEdge(size: number): Array<{ level: number; index: number }> {
+  const edge: Array<{ level: number; index: number }> = [];
+  for (let level = 0, width = 1; width <= size; level++, width *= 2) {
+    const index = Math.floor(size / width);
+    if (index % 2 === 1) edge.push({ level, index: index - 1 });
+  }
+  return edge;
 }

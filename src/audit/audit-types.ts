@@ -47,11 +47,12 @@ export interface StoredAuditEntry {
 export interface AuditTrail {
   append(tx: TxContext, tenantId: string, entry: AuditEntry): Promise<number>;
   /**
-   * Takes the tenant's head lock, runs `write` (which inserts the row the entry vouches for) and
-   * appends the entry it returns. Rows written this way are inserted in the order of their
-   * entries, whatever transactions interleave: the lock orders both (docs/audit.md, "Order").
+   * Takes the tenant's head lock, runs `write` (which inserts the rows the entries vouch for) and
+   * appends the entries it returns, in order; returns the first one's sequence number. Rows
+   * written this way are inserted in the order of their entries, whatever transactions
+   * interleave: the lock orders both (docs/audit.md, "Order").
    */
-  appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry>): Promise<number>;
+  appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry[]>): Promise<number>;
 }
 
 /** A signed checkpoint as kept (periodic ones). */
@@ -69,9 +70,10 @@ export interface AuditRepository {
   setSize(tx: TxContext, tenantId: string, size: number): Promise<void>;
   /** The size without locking (readers). */
   size(tx: TxContext, tenantId: string): Promise<number>;
-  /** Stores the entry's hashed JSON and leaf hash, and its filterable fields beside them. */
-  insertEntry(tx: TxContext, tenantId: string, seq: number, entry: AuditEntry, entryJson: string, leafHash: string): Promise<void>;
-  insertNode(tx: TxContext, tenantId: string, level: number, index: number, hash: string): Promise<void>;
+  /** Stores entries' hashed JSON and leaf hashes, and their filterable fields beside them. */
+  insertEntries(tx: TxContext, tenantId: string, entries: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }>): Promise<void>;
+  /** Stores complete subtrees' hashes (level L, index i covers leaves [i*2^L, (i+1)*2^L)). */
+  insertNodes(tx: TxContext, tenantId: string, nodes: Array<{ level: number; index: number; hash: string }>): Promise<void>;
   node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
   /** Entries from `fromSeq` on, in order, that match `filter`. */
   entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]>;

@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../shared/errors';
 import { decryptField, encryptField, FieldContext } from './field-cipher';
 import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
-import { KeyStore, StoredTenantKey } from './key-store';
+import { KeyStore, StoredSubjectKey, StoredTenantKey } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
 import { TokenSealer } from './token-sealer';
 
@@ -44,6 +44,12 @@ export interface RewrapProgress {
 }
 
 const KEY_BYTES = 32;
+/**
+ * Encryptions leased from the key store at a time per subject key: a busy person's writes touch
+ * the key store once per this many encryptions. Against the AES-GCM limit of 2^32 the loss of an
+ * unused lease is negligible.
+ */
+const ENCRYPTION_LEASE = 256;
 
 /**
  * Holds the key hierarchy root -> tenant (per epoch) -> subject. A tenant key epoch wraps 64
@@ -56,6 +62,14 @@ export class KeyManager {
   private readonly tenantCache: LRUCache<string, TenantKeyring>;
   private readonly subjectCache: LRUCache<string, SubjectKey> | null;
   private readonly signerCache: LRUCache<string, jose.JWK.Key>;
+  /**
+   * Encryptions this process may still make with a subject key without asking the key store:
+   * counted there in blocks (ENCRYPTION_LEASE) ahead of use, so a write does not commit a key
+   * store transaction of its own. What a process leased and did not use is lost (at a restart,
+   * or when the lease is evicted): the stored count only ever overstates use, which keeps the
+   * limit safe.
+   */
+  private readonly encryptionLeases = new LRUCache<string, { remaining: number }>({ max: 100_000 });
 
   constructor(
     private readonly root: RootKeyProvider,
@@ -160,15 +174,59 @@ export class KeyManager {
   /**
    * Counts `count` encryptions against the subject key before they are made; refuses past the
    * configured limit (FAILED_PRECONDITION KEY_USAGE_LIMIT_REACHED) and when the key is gone.
+   * Served from this process's lease when it covers `count`; otherwise a new lease (or, near the
+   * limit, exactly `count`) is counted in the key store first.
    */
   async reserveEncryptions(tenantId: string, subjectId: string, count: number): Promise<void> {
-    if (await this.store.reserveEncryptions(tenantId, subjectId, count, this.limits.maxEncryptionsPerKey)) return;
+    const leaseKey = `${tenantId}/${subjectId}`;
+    const lease = this.encryptionLeases.get(leaseKey);
+    if (lease && lease.remaining >= count) {
+      lease.remaining -= count;
+      return;
+    }
+    const block = Math.max(count, ENCRYPTION_LEASE);
+    const limit = this.limits.maxEncryptionsPerKey;
+    if (await this.store.reserveEncryptions(tenantId, subjectId, block, limit)) {
+      this.encryptionLeases.set(leaseKey, { remaining: block - count });
+      return;
+    }
+    // Too close to the limit for a whole lease: count exactly what is needed.
+    if (block > count && (await this.store.reserveEncryptions(tenantId, subjectId, count, limit))) {
+      this.encryptionLeases.delete(leaseKey);
+      return;
+    }
     if (!(await this.store.subjectKey(tenantId, subjectId))) {
       throw new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is unavailable');
     }
     throw failedPrecondition('KEY_USAGE_LIMIT_REACHED', 'the subject key has reached its encryption limit', {
-      limit: String(this.limits.maxEncryptionsPerKey),
+      limit: String(limit),
     });
+  }
+
+  /**
+   * Creates the keys of several new subjects in one key-store transaction, each with a lease of
+   * encryptions of which `use` are taken now (the identifier, the first events' evidence). Called
+   * before the subjects' rows are written, like createSubjectKey.
+   */
+  async createSubjectKeys(tenantId: string, subjects: Array<{ subjectId: string; use: number }>, now: number): Promise<Map<string, SubjectKey>> {
+    const keyring = await this.tenantKeyring(tenantId);
+    const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
+    const created = new Map<string, SubjectKey>();
+    const stored: StoredSubjectKey[] = [];
+    for (const { subjectId, use } of subjects) {
+      const key = randomBytes(KEY_BYTES);
+      const lease = Math.min(Math.max(use, ENCRYPTION_LEASE), this.limits.maxEncryptionsPerKey);
+      if (use > lease) {
+        throw failedPrecondition('KEY_USAGE_LIMIT_REACHED', 'the subject key has reached its encryption limit', { limit: String(this.limits.maxEncryptionsPerKey) });
+      }
+      stored.push({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey: await wrapKey(wrapping, key, bindSubject(tenantId, subjectId, keyring.epoch)), encryptions: lease, createdAt: now });
+      const subjectKey = { kid: subjectKid(tenantId, subjectId), key };
+      created.set(subjectId, subjectKey);
+      this.subjectCache?.set(`${tenantId}/${subjectId}`, subjectKey);
+      this.encryptionLeases.set(`${tenantId}/${subjectId}`, { remaining: lease - use });
+    }
+    await this.store.insertSubjectKeys(stored);
+    return created;
   }
 
   /**
@@ -373,6 +431,7 @@ export class KeyManager {
 
   forgetSubject(tenantId: string, subjectId: string): void {
     this.subjectCache?.delete(`${tenantId}/${subjectId}`);
+    this.encryptionLeases.delete(`${tenantId}/${subjectId}`);
   }
 
   forgetTenant(tenantId: string): void {

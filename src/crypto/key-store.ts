@@ -51,6 +51,8 @@ export interface KeyStore {
   /** Destroys every epoch of a tenant's key at once; returns the epochs destroyed now. */
   destroyTenantKeys(tenantId: string, at: number): Promise<number[]>;
   insertSubjectKey(key: StoredSubjectKey): Promise<void>;
+  /** Inserts several subject keys in one transaction. */
+  insertSubjectKeys(keys: StoredSubjectKey[]): Promise<void>;
   subjectKey(tenantId: string, subjectId: string): Promise<StoredSubjectKey | null>;
   /** Deletes a subject's key; false if there was none. */
   deleteSubjectKey(tenantId: string, subjectId: string): Promise<boolean>;

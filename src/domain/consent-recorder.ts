@@ -1,29 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import { KeyManager, SubjectKey } from '../crypto/key-manager';
+import { KeyManager } from '../crypto/key-manager';
+import { FieldViolation, invalidArgument } from '../shared/errors';
+import { TransactionRunner } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
-import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
 import { Clock } from './clock';
-import { addCalendarMonths } from './deadlines';
-import { failedPrecondition, FieldViolation, invalidArgument } from '../shared/errors';
-import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
+import { CommitQueue } from './commit-queue';
 import { consentReceipt } from './consent-receipt';
+import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
 import { prepareEvidence } from './evidence';
-import { normaliseIdentifier, isViolation, RawIdentifier } from './identifiers';
-import { matchKeyword } from './keywords';
-import {
-  ALL_PURPOSES,
-  Channel,
-  CollectionMethod,
-  ConsentEvent,
-  ConsentKind,
-  Evidence,
-  LawfulBasis,
-  Tenant,
-} from './model';
-import { AuditTrail } from '../audit/audit-types';
-import { ChangeFeedRepository, ConsentRepository, StoredConsentEvent } from './ports';
-import { TransactionRunner, TxContext } from '../shared/unit-of-work';
-import { sha256Hex } from '../shared/hashing';
+import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, LawfulBasis, Notice } from './model';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -69,26 +54,30 @@ export interface InboundResult {
 }
 
 const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
-/** Suffix of the request id of the keyword event an inbound message records. */
-const KEYWORD_REQUEST_SUFFIX = '#keyword';
+/** The most writes of one tenant committed in one transaction. */
+const MAX_BATCH = 256;
 
 /**
- * Appends consent events with their provenance and keeps the current-state tables in step,
- * in one transaction per call. Idempotent by request_id.
+ * Records consent events with their provenance. Each call is validated, normalised and hashed on
+ * its own; its write then joins the tenant's next group commit (ConsentWriter through a
+ * CommitQueue): concurrent writes of a tenant share one transaction, and each is answered once
+ * that transaction is durable. Idempotent by request_id.
  */
 export class ConsentRecorder {
+  private readonly queue: CommitQueue<PreparedWrite, WriteResult>;
+
   constructor(
     private readonly tx: TransactionRunner,
-    private readonly consent: ConsentRepository,
+    private readonly writer: ConsentWriter,
     private readonly subjects: SubjectDirectory,
     private readonly tenants: TenantService,
     private readonly purposes: PurposeService,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly maxEventTimeSkewMs: number,
-    private readonly changes: ChangeFeedRepository,
-    private readonly audit: AuditTrail,
-  ) {}
+  ) {
+    this.queue = new CommitQueue((tenantId, writes) => this.writer.commit(tenantId, writes), MAX_BATCH);
+  }
 
   async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
     const now = this.clock.now();
@@ -125,52 +114,31 @@ export class ConsentRecorder {
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
-    const event = await this.tx.write(async (tx) => {
-      const tenant = await this.tenants.require(tx, input.tenantId, false);
-      const keyring = await this.keys.tenantKeyring(tenant.id);
-      const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
-      const replay = await this.replay(tx, tenant.id, input.requestId, fingerprint);
-      if (replay) return replay;
-
-      if (input.purposeId !== ALL_PURPOSES) await this.purposes.requirePurpose(tx, tenant.id, input.purposeId);
-      const notice = input.notice
-        ? await this.purposes.requireNotice(tx, tenant.id, input.notice.purposeId, input.notice.version)
-        : undefined;
-
-      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now, input.method);
-      const state = await this.loadScopes(tx, tenant.id, subject.subjectId);
-      const scopeKey = `${input.purposeId}\u0000${input.channel}`;
-      const pending = state.get(scopeKey)?.optIn;
-      if (input.kind === 'OPT_IN_CONFIRMED') {
-        if (pending?.kind !== 'OPT_IN_PENDING') {
-          throw failedPrecondition('NO_PENDING_OPT_IN', 'there is no pending double opt-in to confirm for this purpose and channel');
-        }
-        if (eventTime < pending.eventTime) {
-          throw failedPrecondition('BEFORE_PENDING_OPT_IN', 'a confirmation cannot precede the pending opt-in it confirms');
-        }
-      }
-
-      const event: ConsentEvent = {
-        id: newEventId(),
-        tenantId: tenant.id,
-        subjectId: subject.subjectId,
+    const { notice } = await this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
+    const keyring = await this.keys.tenantKeyring(input.tenantId);
+    const result = await this.queue.submit(input.tenantId, {
+      tenantId: input.tenantId,
+      principal: principal.id,
+      requestId: input.requestId,
+      fingerprint: this.keys.requestFingerprint(keyring, input.fingerprintSource),
+      identifier,
+      index: this.subjects.index(keyring, identifier),
+      recordTime: now,
+      body: {
+        type: 'consent',
         kind: input.kind,
         purposeId: input.purposeId,
         channel: input.channel,
         eventTime,
-        recordTime: now,
         method: input.method,
         notice: notice && { purposeId: notice.purposeId, version: notice.version, textSha256: notice.textSha256, language: notice.language },
-        principal: principal.id,
         evidence,
-        lawfulBasis: optIn ? (input.lawfulBasis ?? 'CONSENT') : null,
+        lawfulBasis: input.lawfulBasis,
         jurisdiction: input.jurisdiction,
-        expireTime: optIn ? (input.expireTime ?? defaultExpiry(tenant, input.purposeId, eventTime)) : undefined,
-        requestId: input.requestId,
-      };
-      await this.append(tx, event, subject.key, fingerprint, state);
-      return event;
+        expireTime: input.expireTime,
+      },
     });
+    const event = result.events[0];
     if (!input.issueReceipt) return { event };
     // Signed after the commit: a receipt is never issued for a consent that was not recorded.
     const { tenant, purpose } = await this.tx.read(async (tx) => ({
@@ -192,137 +160,39 @@ export class ConsentRecorder {
     checkRequestId(input.requestId, true, violations);
     if (Buffer.byteLength(input.text, 'utf8') > 4096) violations.push({ field: 'text', reason: 'TOO_LONG', description: 'at most 4,096 bytes' });
     if (Buffer.byteLength(input.messageId, 'utf8') > 256) violations.push({ field: 'message_id', reason: 'TOO_LONG', description: 'at most 256 bytes' });
-    const evidence: Evidence = input.messageId ? { inboundMessageId: input.messageId } : {};
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
-    return this.tx.write(async (tx) => {
-      const tenant = await this.tenants.require(tx, input.tenantId, false);
-      const keyring = await this.keys.tenantKeyring(tenant.id);
-      const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
-      const replayed = await this.replay(tx, tenant.id, input.requestId, fingerprint);
-      if (replayed) return this.replayInbound(tx, tenant, replayed, input.requestId);
-
-      const subject = await this.subjects.findOrCreate(tx, keyring, identifier, now, 'CHAT_MESSAGE');
-      const state = await this.loadScopes(tx, tenant.id, subject.subjectId);
-      const base = {
-        tenantId: tenant.id,
-        subjectId: subject.subjectId,
-        purposeId: ALL_PURPOSES,
-        channel: input.channel,
-        eventTime,
-        recordTime: now,
-        principal: principal.id,
-        evidence,
-        lawfulBasis: null,
-        jurisdiction: '',
-      };
-      const inbound: ConsentEvent = { ...base, id: newEventId(), kind: 'INBOUND_MESSAGE', method: 'CHAT_MESSAGE', requestId: input.requestId };
-      await this.append(tx, inbound, subject.key, fingerprint, state);
-
-      const window = await this.updateWindow(tx, tenant.id, subject.subjectId, state.windows, inbound);
-      const match = matchKeyword(input.text, tenant.settings);
-      let keyword: ConsentEvent | undefined;
-      if (match) {
-        keyword = { ...base, id: newEventId(), kind: match, method: 'KEYWORD', requestId: input.requestId + KEYWORD_REQUEST_SUFFIX };
-        await this.append(tx, keyword, subject.key, fingerprint, state);
-      }
-      return { inbound, keyword, windowExpireTime: window + tenant.settings.serviceWindowMs };
+    await this.references(input.tenantId, null);
+    const keyring = await this.keys.tenantKeyring(input.tenantId);
+    const result = await this.queue.submit(input.tenantId, {
+      tenantId: input.tenantId,
+      principal: principal.id,
+      requestId: input.requestId,
+      fingerprint: this.keys.requestFingerprint(keyring, input.fingerprintSource),
+      identifier,
+      index: this.subjects.index(keyring, identifier),
+      recordTime: now,
+      body: { type: 'inbound', channel: input.channel, eventTime, text: input.text, messageId: input.messageId },
     });
+    const [inbound, keyword] = result.events;
+    return { inbound, keyword, windowExpireTime: result.windowExpireTime! };
   }
 
   /**
-   * A retry's first result; FAILED_PRECONDITION when the request_id was used for another request,
-   * or when the person it was recorded for has been erased since (final: a retry cannot help, and
-   * recording it again would re-create consent the person had erased).
+   * The tenant (NOT_FOUND, TENANT_ERASED), the purpose and the notice a write names (NOT_FOUND),
+   * from the caches when all are there (they are immutable, the tenant at most a moment old), or
+   * in one read. The batch that commits the write reads the tenant again.
    */
-  private async replay(tx: TxContext, tenantId: string, requestId: string, fingerprint: string): Promise<ConsentEvent | null> {
-    const existing = await this.consent.findByRequestId(tx, tenantId, requestId);
-    if (!existing) return null;
-    if (existing.requestFingerprint !== fingerprint) {
-      throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: requestId });
-    }
-    if (await this.subjects.isErased(tx, tenantId, existing.subjectId)) {
-      throw failedPrecondition('SUBJECT_ERASED', 'the person this request was recorded for has been erased since', { request_id: requestId });
-    }
-    return this.open(existing);
-  }
-
-  private async replayInbound(tx: TxContext, tenant: Tenant, inbound: ConsentEvent, requestId: string): Promise<InboundResult> {
-    const keywordRow = await this.consent.findByRequestId(tx, tenant.id, requestId + KEYWORD_REQUEST_SUFFIX);
-    const state = await this.consent.loadState(tx, tenant.id, [inbound.subjectId]);
-    const window = state.get(inbound.subjectId)?.windows.find((w) => w.channel === inbound.channel);
-    const last = Math.max(window?.lastInboundTime ?? inbound.eventTime, inbound.eventTime);
-    return {
-      inbound,
-      keyword: keywordRow ? await this.open(keywordRow) : undefined,
-      windowExpireTime: last + tenant.settings.serviceWindowMs,
-    };
-  }
-
-  private async open(stored: StoredConsentEvent): Promise<ConsentEvent> {
-    const key = stored.evidenceCiphertext === null ? null : await this.keys.subjectKey(stored.tenantId, stored.subjectId);
-    return openEvent(stored, key);
-  }
-
-  /** The subject's current state under its lock: scopes keyed by purpose and channel, and windows. */
-  private async loadScopes(tx: TxContext, tenantId: string, subjectId: string): Promise<Map<string, ScopeState> & { windows: WindowState[] }> {
-    const rows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId);
-    const scopes = new Map((rows?.scopes ?? []).map((s) => [`${s.purposeId}\u0000${s.channel}`, s]));
-    return Object.assign(scopes, { windows: rows?.windows ?? [] });
-  }
-
-  /** Inserts the event and folds it into the scope's current state (same transaction). */
-  private async append(
-    tx: TxContext,
-    event: ConsentEvent,
-    key: SubjectKey,
-    fingerprint: string,
-    scopes: Map<string, ScopeState>,
-  ): Promise<void> {
-    // Counted before the encryption is made (AES-GCM's limit per key).
-    if (hasEvidence(event.evidence)) await this.keys.reserveEncryptions(event.tenantId, event.subjectId, 1);
-    const sealed = sealEvent(event, key, fingerprint);
-    // The row is inserted under the audit head lock: event rows and their entries are in the same
-    // order by construction, however concurrent writers of the tenant interleave (F3).
-    await this.audit.appendAfter(tx, event.tenantId, async () => {
-      await this.consent.insertEvent(tx, sealed);
-      return {
-      type: `CONSENT_EVENT_${event.kind}`,
-      time: event.recordTime,
-      principal: event.principal,
-      subject: event.subjectId,
-      purpose: event.purposeId,
-      channel: event.channel,
-      noticeSha256: event.notice?.textSha256,
-      payloadSha256: sealed.evidenceCiphertext ? sha256Hex(sealed.evidenceCiphertext) : undefined,
-      ref: event.id,
-      eventTime: event.eventTime,
-      expireTime: event.expireTime,
-      recordSha256: eventRecordSha256(sealed),
-      };
+  private async references(tenantId: string, purposeId: string | null, notice?: { purposeId: string; version: number }): Promise<{ notice?: Notice }> {
+    const tenant = this.tenants.cached(tenantId);
+    const cached = tenant ? this.purposes.cached(tenantId, purposeId, notice) : undefined;
+    if (cached) return { notice: cached.notice };
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, true);
+      if (purposeId !== null) await this.purposes.requirePurpose(tx, tenantId, purposeId);
+      return { notice: notice ? await this.purposes.requireNotice(tx, tenantId, notice.purposeId, notice.version) : undefined };
     });
-    if (event.kind === 'INBOUND_MESSAGE') return;
-    if (event.kind === 'OPT_OUT') {
-      // Downstream senders drop cached permissions from the feed; same transaction as the event.
-      await this.changes.append(tx, { tenantId: event.tenantId, kind: 'OPT_OUT', subjectId: event.subjectId, purposeId: event.purposeId, channel: event.channel, eventId: event.id, at: event.recordTime });
-    }
-    const scopeKey = `${event.purposeId}\u0000${event.channel}`;
-    const before = scopes.get(scopeKey);
-    const after = applyToScope(before ?? { purposeId: event.purposeId, channel: event.channel }, { ...event, kind: event.kind });
-    if (after !== before) {
-      await this.consent.saveScope(tx, event.tenantId, event.subjectId, after, before !== undefined);
-      scopes.set(scopeKey, after);
-    }
-  }
-
-  /** Restarts the channel's service window; returns the start of the (possibly unchanged) window. */
-  private async updateWindow(tx: TxContext, tenantId: string, subjectId: string, windows: WindowState[], inbound: ConsentEvent): Promise<number> {
-    // The windows were read with the scopes, under the subject lock: no second read.
-    const before = windows.find((w) => w.channel === inbound.channel);
-    const after = applyToWindow(before, inbound.channel, inbound.id, inbound.eventTime);
-    if (after !== before) await this.consent.saveWindow(tx, tenantId, subjectId, after, before !== undefined);
-    return after.lastInboundTime;
   }
 
   private checkEventTime(eventTime: number, now: number, violations: FieldViolation[]): void {
@@ -333,25 +203,4 @@ export class ConsentRecorder {
       violations.push({ field: 'event_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
     }
   }
-
-}
-
-/**
- * When an opt-in without its own expire_time lapses: the purpose's validity if it has one, else
- * the tenant's default, each given either as a duration or in calendar months (validated to be
- * one or the other). Fixed when the opt-in is recorded, so a later policy change does not move it.
- */
-function defaultExpiry(tenant: Tenant, purposeId: string, eventTime: number): number | undefined {
-  const s = tenant.settings;
-  const months = s.purposeConsentValidityMonths[purposeId];
-  if (months > 0) return addCalendarMonths(eventTime, months);
-  const ms = s.purposeConsentValidityMs[purposeId];
-  if (ms > 0) return eventTime + ms;
-  if (purposeId in s.purposeConsentValidityMs) return undefined; // 0 for this purpose: no expiry
-  if (s.defaultConsentValidityMonths > 0) return addCalendarMonths(eventTime, s.defaultConsentValidityMonths);
-  return s.defaultConsentValidityMs > 0 ? eventTime + s.defaultConsentValidityMs : undefined;
-}
-
-function newEventId(): string {
-  return randomBytes(16).toString('hex');
 }

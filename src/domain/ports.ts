@@ -114,6 +114,14 @@ export interface SubjectRepository {
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
    */
   lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
+  /** `lock` for several subjects, taken in id order (so concurrent writers cannot deadlock); missing ones are absent. */
+  lockMany(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectRef>>;
+  /** Inserts new subjects and their identifier rows with multi-row statements. */
+  insertMany(
+    tx: TxContext,
+    subjects: Array<{ id: string; tenantId: string; createdAt: number }>,
+    identifiers: Array<IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number }>,
+  ): Promise<void>;
 }
 
 /** A consent event as stored: provenance only as ciphertext. */
@@ -139,13 +147,14 @@ export interface SubjectStateRows {
 }
 
 export interface ConsentRepository {
-  findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<StoredConsentEvent | null>;
-  insertEvent(tx: TxContext, event: StoredConsentEvent): Promise<void>;
+  /** The events recorded under any of these request ids. */
+  findByRequestIds(tx: TxContext, tenantId: string, requestIds: string[]): Promise<StoredConsentEvent[]>;
+  /** Inserts events in the order given (their seq follows it), with multi-row statements. */
+  insertEvents(tx: TxContext, events: StoredConsentEvent[]): Promise<void>;
+  /** Inserts or replaces the current-state rows of scopes and service windows. */
+  saveStates(tx: TxContext, tenantId: string, scopes: Array<{ subjectId: string; scope: ScopeState }>, windows: Array<{ subjectId: string; window: WindowState }>): Promise<void>;
   /** Current-state rows of these subjects; subjects without any are absent from the map. */
   loadState(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectStateRows>>;
-  /** Inserts or replaces one scope's current state. */
-  saveScope(tx: TxContext, tenantId: string, subjectId: string, scope: ScopeState, exists: boolean): Promise<void>;
-  saveWindow(tx: TxContext, tenantId: string, subjectId: string, window: WindowState, exists: boolean): Promise<void>;
   /** The events of a subject recorded at or before `recordedBy`, in recording order, for replay. */
   eventsRecordedBy(tx: TxContext, tenantId: string, subjectId: string, recordedBy: number): Promise<StoredConsentEvent[]>;
   countEvents(tx: TxContext, tenantId: string, subjectId: string): Promise<number>;
@@ -165,6 +174,8 @@ export interface ConsentRepository {
 
 export interface ChangeRecord {
   seq: number;
+  /** The position of the change's audit entry in its tenant's log: the tenant's commit order. */
+  auditSeq: number;
   tenantId: string;
   kind: 'OPT_OUT' | 'ERASURE';
   subjectId: string;
@@ -175,10 +186,15 @@ export interface ChangeRecord {
 }
 
 export interface ChangeFeedRepository {
-  /** Appends in the caller's transaction, so a change is in the feed exactly when it committed. */
-  append(tx: TxContext, change: Omit<ChangeRecord, 'seq'>): Promise<void>;
-  /** Changes of a tenant after `afterSeq`, in order. */
-  after(tx: TxContext, tenantId: string, afterSeq: number, limit: number): Promise<ChangeRecord[]>;
+  /**
+   * Appends in the caller's transaction, so a change is in the feed exactly when it committed;
+   * each with the position of its audit entry (appended in the same transaction).
+   */
+  append(tx: TxContext, changes: Array<Omit<ChangeRecord, 'seq'>>): Promise<void>;
+  /** Changes of a tenant at log positions from `from` up to `below` (exclusive), in that order. */
+  between(tx: TxContext, tenantId: string, from: number, below: number, limit: number): Promise<ChangeRecord[]>;
+  /** The log position of the change with outbox `seq` (for cursors issued before positions existed). */
+  positionOf(tx: TxContext, tenantId: string, seq: number): Promise<number | null>;
 }
 
 /* ---- Data-subject requests and legal holds ---- */

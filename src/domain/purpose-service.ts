@@ -28,6 +28,8 @@ export interface Page<T> {
 export class PurposeService {
   /** Purposes never change or disappear once created, so a cached copy is always right. */
   private readonly cache = new LRUCache<string, Purpose>({ max: 100_000 });
+  /** Notice versions are immutable too. */
+  private readonly notices = new LRUCache<string, Notice>({ max: 100_000 });
 
   constructor(
     private readonly tx: TransactionRunner,
@@ -166,8 +168,24 @@ export class PurposeService {
 
   /** The notice version, or NOT_FOUND. */
   async requireNotice(tx: TxContext, tenantId: string, purposeId: string, version: number): Promise<Notice> {
+    const key = `${tenantId}/${purposeId}/${version}`;
+    const cached = this.notices.get(key);
+    if (cached) return cached;
     const notice = await this.purposes.findNotice(tx, tenantId, purposeId, version);
     if (!notice) throw notFound('NOTICE', names.notice(tenantId, purposeId, version));
+    this.notices.set(key, notice);
     return notice;
+  }
+
+  /**
+   * The purpose and notice version from this process's caches, without a database read, when
+   * both are there (they never change); undefined otherwise. The tenant is not checked here.
+   */
+  cached(tenantId: string, purposeId: string | null, notice?: { purposeId: string; version: number }): { purpose?: Purpose; notice?: Notice } | undefined {
+    const purpose = purposeId === null ? undefined : this.cache.get(`${tenantId}/${purposeId}`);
+    if (purposeId !== null && !purpose) return undefined;
+    const cachedNotice = notice ? this.notices.get(`${tenantId}/${notice.purposeId}/${notice.version}`) : undefined;
+    if (notice && !cachedNotice) return undefined;
+    return { purpose, notice: cachedNotice };
   }
 }

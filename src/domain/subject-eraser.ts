@@ -45,9 +45,9 @@ export class SubjectEraser {
       if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0 } };
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
-      await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
+      const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
-      await this.changes.append(tx, { tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now });
+      await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
       return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained } };
     });
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);

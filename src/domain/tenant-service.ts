@@ -135,6 +135,16 @@ export class TenantService {
     return (await this.tenants.settingsAt(tx, tenant.id, at)) ?? (await this.tenants.settingsAt(tx, tenant.id, tenant.updatedAt)) ?? tenant.settings;
   }
 
+  /**
+   * The tenant from this process's cache (at most TENANT_CACHE_TTL_MS old) without a database
+   * read, or undefined when it is not cached; TENANT_ERASED for a shredded one.
+   */
+  cached(tenantId: string): Tenant | undefined {
+    const hit = this.cache.get(tenantId);
+    if (hit && hit.erasedAt !== null) throw tenantErasedError(tenantId);
+    return hit;
+  }
+
   /** Forgets the cached copy (after a change made outside this service). */
   evict(tenantId: string): void {
     this.cache.delete(tenantId);

@@ -144,18 +144,24 @@ forEachDatabase('storage', (db) => {
       ...overrides,
     });
 
-    it('stores events exactly and finds them by request id', async function () {
+    it('stores events exactly, in the order given, and finds them by request id', async function () {
       const full = event('e1');
       const bare = event('e2', { kind: 'OPT_OUT', notice: undefined, lawfulBasis: null, expireTime: undefined, evidenceCiphertext: null, recordTime: 3000, eventTime: 2500 });
-      await tx.write(async (t) => {
-        await consent.insertEvent(t, full);
-        await consent.insertEvent(t, bare);
-      });
-      expect(await tx.read((t) => consent.findByRequestId(t, T, 'r-e1'))).to.deep.equal(full);
-      expect(await tx.read((t) => consent.findByRequestId(t, T, 'r-e2'))).to.deep.equal(bare);
-      expect(await tx.read((t) => consent.findByRequestId(t, 'other', 'r-e1'))).to.equal(null);
-      const dup = await tx.write((t) => consent.insertEvent(t, event('e3', { requestId: 'r-e1' }))).catch((e: unknown) => e);
+      await tx.write((t) => consent.insertEvents(t, [full, bare]));
+      const found = await tx.read((t) => consent.findByRequestIds(t, T, ['r-e2', 'r-e1', 'r-none']));
+      expect(found.sort((a, b) => a.id.localeCompare(b.id))).to.deep.equal([full, bare]);
+      expect(await tx.read((t) => consent.findByRequestIds(t, 'other', ['r-e1'])), 'never across tenants').to.deep.equal([]);
+      const dup = await tx.write((t) => consent.insertEvents(t, [event('e3', { requestId: 'r-e1' })])).catch((e: unknown) => e);
       expect((dup as DomainError).kind, 'a request id is unique per tenant').to.equal('ABORTED');
+      const seqs = (await tx.read((t) => consent.list(t, T, {}, 0, 10))).map((r) => r.event.id);
+      expect(seqs, 'seq follows the insert order').to.deep.equal(['e1', 'e2']);
+    });
+
+    it('a multi-row insert of hundreds of events keeps their order', async function () {
+      const many = Array.from({ length: 600 }, (_, i) => event(`m${String(i).padStart(4, '0')}`, { tenantId: 'bulk', subjectId: 'bulk-subject' }));
+      await tx.write((t) => consent.insertEvents(t, many));
+      const listed = await tx.read((t) => consent.list(t, 'bulk', {}, 0, 1000));
+      expect(listed.map((r) => r.event.id)).to.deep.equal(many.map((e) => e.id));
     });
 
     it('replays only events recorded by a time, in recording order', async function () {
@@ -175,15 +181,26 @@ forEachDatabase('storage', (db) => {
     });
 
     it('keeps current state per scope and service windows for many subjects', async function () {
-      await tx.write(async (t) => {
-        await consent.saveScope(t, T, 'x1', { purposeId: 'a', channel: 'SMS', optIn: { eventId: 'i1', kind: 'OPT_IN', eventTime: 5, expireTime: 50 } }, false);
-        await consent.saveScope(t, T, 'x1', { purposeId: '-', channel: 'ANY', optOut: { eventId: 'o1', eventTime: 6 } }, false);
-        await consent.saveWindow(t, T, 'x2', { channel: 'WHATSAPP', eventId: 'w1', lastInboundTime: 7 }, false);
-      });
-      await tx.write(async (t) => {
-        await consent.saveScope(t, T, 'x1', { purposeId: 'a', channel: 'SMS', optIn: { eventId: 'i2', kind: 'OPT_IN_PENDING', eventTime: 8 }, optOut: { eventId: 'o2', eventTime: 7 } }, true);
-        await consent.saveWindow(t, T, 'x2', { channel: 'WHATSAPP', eventId: 'w2', lastInboundTime: 9 }, true);
-      });
+      await tx.write((t) =>
+        consent.saveStates(
+          t,
+          T,
+          [
+            { subjectId: 'x1', scope: { purposeId: 'a', channel: 'SMS', optIn: { eventId: 'i1', kind: 'OPT_IN', eventTime: 5, expireTime: 50 } } },
+            { subjectId: 'x1', scope: { purposeId: '-', channel: 'ANY', optOut: { eventId: 'o1', eventTime: 6 } } },
+          ],
+          [{ subjectId: 'x2', window: { channel: 'WHATSAPP', eventId: 'w1', lastInboundTime: 7 } }],
+        ),
+      );
+      // The same keys again: replaced (an upsert), not added.
+      await tx.write((t) =>
+        consent.saveStates(
+          t,
+          T,
+          [{ subjectId: 'x1', scope: { purposeId: 'a', channel: 'SMS', optIn: { eventId: 'i2', kind: 'OPT_IN_PENDING', eventTime: 8 }, optOut: { eventId: 'o2', eventTime: 7 } } }],
+          [{ subjectId: 'x2', window: { channel: 'WHATSAPP', eventId: 'w2', lastInboundTime: 9 } }],
+        ),
+      );
       const state = await tx.read((t) => consent.loadState(t, T, ['x1', 'x2', 'x3']));
       expect([...state.keys()].sort()).to.deep.equal(['x1', 'x2']);
       const scopes = state.get('x1')!.scopes.sort((a, b) => a.purposeId.localeCompare(b.purposeId));

@@ -1,9 +1,15 @@
 import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
-import { epochMs } from './columns';
+import { bigintNumber, epochMs } from './columns';
 
-/** One entry of the change feed (opt-out or erasure), in commit order per tenant. */
+/**
+ * One entry of the change feed (opt-out or erasure). `auditSeq` is the position of the change's
+ * audit entry in its tenant's log: allocated under the log's head lock and committed with it, so
+ * it is the tenant's commit order, gap-free, and a reader never sees a later position before an
+ * earlier one (the AUTO_INCREMENT `seq` is allocated at insert and, on Galera, per node).
+ */
 @Entity({ name: 'change_outbox' })
 @Index('ix_change_outbox_tenant', ['tenantId', 'seq'])
+@Index('ix_change_outbox_position', ['tenantId', 'auditSeq'])
 export class ChangeEntity {
   @PrimaryGeneratedColumn({ type: 'integer' })
   seq!: number;
@@ -29,4 +35,7 @@ export class ChangeEntity {
 
   @Column({ type: 'bigint', transformer: epochMs })
   at!: number;
+
+  @Column({ name: 'audit_seq', type: 'bigint', transformer: bigintNumber })
+  auditSeq!: number;
 }

@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
 import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
-import { num } from '../repositories/sql-dialect';
+import { insertRows, num } from '../repositories/sql-dialect';
 import { SigningKeyEntity, SubjectErasureEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
 
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
@@ -63,6 +63,18 @@ export class TypeormKeyStore implements KeyStore {
   insertSubjectKey(key: StoredSubjectKey): Promise<void> {
     return this.tx.write(async (t) => {
       await managerOf(t).insert(SubjectKeyEntity, { ...key });
+    });
+  }
+
+  insertSubjectKeys(keys: StoredSubjectKey[]): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    return this.tx.write(async (t) => {
+      await insertRows(
+        managerOf(t),
+        'subject_keys',
+        ['tenant_id', 'subject_id', 'epoch', 'wrapped_key', 'encryptions', 'created_at'],
+        keys.map((k) => [k.tenantId, k.subjectId, k.epoch, k.wrappedKey, k.encryptions, k.createdAt]),
+      );
     });
   }
 

@@ -1,8 +1,8 @@
 import { AuditEntry, AuditEntryFilter, AuditRepository, CheckpointRecord, StoredAuditEntry } from '../../audit/audit-types';
 import { TxContext } from '../../shared/unit-of-work';
-import { AuditCheckpointEntity, AuditEntryEntity, AuditHeadEntity, AuditNodeEntity } from '../entities';
+import { AuditCheckpointEntity, AuditHeadEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { forUpdate, num, placeholders } from './sql-dialect';
+import { forUpdate, insertRows, num, placeholders } from './sql-dialect';
 
 export class TypeormAuditRepository implements AuditRepository {
   async lockHead(tx: TxContext, tenantId: string): Promise<number> {
@@ -26,22 +26,17 @@ export class TypeormAuditRepository implements AuditRepository {
     return head?.size ?? 0;
   }
 
-  async insertEntry(tx: TxContext, tenantId: string, seq: number, entry: AuditEntry, entryJson: string, leafHash: string): Promise<void> {
-    await managerOf(tx).insert(AuditEntryEntity, {
-      tenantId,
-      seq,
-      entryJson,
-      leafHash,
-      entryType: entry.type,
-      subjectId: entry.subject ?? null,
-      purposeId: entry.purpose ?? null,
-      principal: entry.principal,
-      entryTime: entry.time,
-    });
+  async insertEntries(tx: TxContext, tenantId: string, entries: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }>): Promise<void> {
+    await insertRows(
+      managerOf(tx),
+      'audit_entries',
+      ['tenant_id', 'seq', 'entry_json', 'leaf_hash', 'entry_type', 'subject_id', 'purpose_id', 'principal', 'entry_time'],
+      entries.map(({ seq, entry, entryJson, leafHash }) => [tenantId, seq, entryJson, leafHash, entry.type, entry.subject ?? null, entry.purpose ?? null, entry.principal, entry.time]),
+    );
   }
 
-  async insertNode(tx: TxContext, tenantId: string, level: number, index: number, hash: string): Promise<void> {
-    await managerOf(tx).insert(AuditNodeEntity, { tenantId, level, idx: index, hash });
+  async insertNodes(tx: TxContext, tenantId: string, nodes: Array<{ level: number; index: number; hash: string }>): Promise<void> {
+    await insertRows(managerOf(tx), 'audit_nodes', ['tenant_id', 'level', 'idx', 'hash'], nodes.map((n) => [tenantId, n.level, n.index, n.hash]));
   }
 
   async node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null> {

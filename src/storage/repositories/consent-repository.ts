@@ -2,9 +2,8 @@ import { ScopeState, WindowState } from '../../domain/consent-rules';
 import { ConsentEventFilter, ConsentRepository, StoredConsentEvent, SubjectStateRows } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { Channel, CollectionMethod, EventKind, LawfulBasis, OptInKind } from '../../domain/model';
-import { ConsentEventEntity, ConsentStateEntity, ServiceWindowEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { num, optNum, placeholders } from './sql-dialect';
+import { insertRows, num, optNum, placeholders, upsertRows } from './sql-dialect';
 
 const EVENT_COLUMNS = `seq, id, tenant_id, subject_id, kind, purpose_id, channel, event_time, record_time, method,
   notice_purpose_id, notice_version, notice_sha256, notice_language, principal, lawful_basis, jurisdiction,
@@ -17,37 +16,56 @@ type EventRow = Record<string, unknown>;
  * explicit columns: entity hydration is the expensive part of an ORM read.
  */
 export class TypeormConsentRepository implements ConsentRepository {
-  async findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<StoredConsentEvent | null> {
-    const rows: EventRow[] = await managerOf(tx).query(
-      `SELECT ${EVENT_COLUMNS} FROM consent_events WHERE tenant_id = ? AND request_id = ?`,
-      [tenantId, requestId],
-    );
-    return rows.length === 0 ? null : toEvent(rows[0]);
+  async findByRequestIds(tx: TxContext, tenantId: string, requestIds: string[]): Promise<StoredConsentEvent[]> {
+    const ids = [...new Set(requestIds)];
+    const found: StoredConsentEvent[] = [];
+    for (let start = 0; start < ids.length; start += 500) {
+      const chunk = ids.slice(start, start + 500);
+      const rows: EventRow[] = await managerOf(tx).query(
+        `SELECT ${EVENT_COLUMNS} FROM consent_events WHERE tenant_id = ? AND request_id IN (${placeholders(chunk.length)})`,
+        [tenantId, ...chunk],
+      );
+      found.push(...rows.map(toEvent));
+    }
+    return found;
   }
 
-  async insertEvent(tx: TxContext, e: StoredConsentEvent): Promise<void> {
-    await managerOf(tx).insert(ConsentEventEntity, {
-      id: e.id,
-      tenantId: e.tenantId,
-      subjectId: e.subjectId,
-      kind: e.kind,
-      purposeId: e.purposeId,
-      channel: e.channel,
-      eventTime: e.eventTime,
-      recordTime: e.recordTime,
-      method: e.method,
-      noticePurposeId: e.notice?.purposeId ?? null,
-      noticeVersion: e.notice?.version ?? null,
-      noticeSha256: e.notice?.textSha256 ?? null,
-      noticeLanguage: e.notice?.language ?? null,
-      principal: e.principal,
-      lawfulBasis: e.lawfulBasis,
-      jurisdiction: e.jurisdiction,
-      expireTime: e.expireTime ?? null,
-      requestId: e.requestId,
-      requestFingerprint: e.requestFingerprint,
-      evidenceCiphertext: e.evidenceCiphertext,
-    });
+  async insertEvents(tx: TxContext, events: StoredConsentEvent[]): Promise<void> {
+    // In the order given: the AUTO_INCREMENT seq of a multi-row INSERT follows the row order.
+    await insertRows(managerOf(tx), 'consent_events', INSERT_COLUMNS, events.map(eventValues));
+  }
+
+  async saveStates(tx: TxContext, tenantId: string, scopes: Array<{ subjectId: string; scope: ScopeState }>, windows: Array<{ subjectId: string; window: WindowState }>): Promise<void> {
+    const m = managerOf(tx);
+    if (scopes.length > 0) {
+      await upsertRows(
+        m,
+        'consent_state',
+        ['tenant_id', 'subject_id', 'purpose_id', 'channel'],
+        ['opt_in_event_id', 'opt_in_kind', 'opt_in_time', 'opt_in_expire_time', 'opt_out_event_id', 'opt_out_time'],
+        scopes.map(({ subjectId, scope: s }) => [
+          tenantId,
+          subjectId,
+          s.purposeId,
+          s.channel,
+          s.optIn?.eventId ?? null,
+          s.optIn?.kind ?? null,
+          s.optIn?.eventTime ?? null,
+          s.optIn?.expireTime ?? null,
+          s.optOut?.eventId ?? null,
+          s.optOut?.eventTime ?? null,
+        ]),
+      );
+    }
+    if (windows.length > 0) {
+      await upsertRows(
+        m,
+        'service_windows',
+        ['tenant_id', 'subject_id', 'channel'],
+        ['event_id', 'last_inbound_time'],
+        windows.map(({ subjectId, window: w }) => [tenantId, subjectId, w.channel, w.eventId, w.lastInboundTime]),
+      );
+    }
   }
 
   async loadState(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectStateRows>> {
@@ -94,27 +112,6 @@ export class TypeormConsentRepository implements ConsentRepository {
       });
     }
     return result;
-  }
-
-  async saveScope(tx: TxContext, tenantId: string, subjectId: string, scope: ScopeState, exists: boolean): Promise<void> {
-    const values = {
-      optInEventId: scope.optIn?.eventId ?? null,
-      optInKind: scope.optIn?.kind ?? null,
-      optInTime: scope.optIn?.eventTime ?? null,
-      optInExpireTime: scope.optIn?.expireTime ?? null,
-      optOutEventId: scope.optOut?.eventId ?? null,
-      optOutTime: scope.optOut?.eventTime ?? null,
-    };
-    const key = { tenantId, subjectId, purposeId: scope.purposeId, channel: scope.channel };
-    if (exists) await managerOf(tx).update(ConsentStateEntity, key, values);
-    else await managerOf(tx).insert(ConsentStateEntity, { ...key, ...values });
-  }
-
-  async saveWindow(tx: TxContext, tenantId: string, subjectId: string, window: WindowState, exists: boolean): Promise<void> {
-    const key = { tenantId, subjectId, channel: window.channel };
-    const values = { eventId: window.eventId, lastInboundTime: window.lastInboundTime };
-    if (exists) await managerOf(tx).update(ServiceWindowEntity, key, values);
-    else await managerOf(tx).insert(ServiceWindowEntity, { ...key, ...values });
   }
 
   async eventsRecordedBy(tx: TxContext, tenantId: string, subjectId: string, recordedBy: number): Promise<StoredConsentEvent[]> {
@@ -169,6 +166,55 @@ export class TypeormConsentRepository implements ConsentRepository {
     );
     return rows.map((row) => ({ seq: num(row.seq), event: toEvent(row), subjectErased: row.subject_erased_at !== null }));
   }
+}
+
+/** Every column of consent_events but seq, which the database assigns. */
+const INSERT_COLUMNS = [
+  'id',
+  'tenant_id',
+  'subject_id',
+  'kind',
+  'purpose_id',
+  'channel',
+  'event_time',
+  'record_time',
+  'method',
+  'notice_purpose_id',
+  'notice_version',
+  'notice_sha256',
+  'notice_language',
+  'principal',
+  'lawful_basis',
+  'jurisdiction',
+  'expire_time',
+  'request_id',
+  'request_fingerprint',
+  'evidence_ciphertext',
+] as const;
+
+function eventValues(e: StoredConsentEvent): unknown[] {
+  return [
+    e.id,
+    e.tenantId,
+    e.subjectId,
+    e.kind,
+    e.purposeId,
+    e.channel,
+    e.eventTime,
+    e.recordTime,
+    e.method,
+    e.notice?.purposeId ?? null,
+    e.notice?.version ?? null,
+    e.notice?.textSha256 ?? null,
+    e.notice?.language ?? null,
+    e.principal,
+    e.lawfulBasis,
+    e.jurisdiction,
+    e.expireTime ?? null,
+    e.requestId,
+    e.requestFingerprint,
+    e.evidenceCiphertext,
+  ];
 }
 
 function toEvent(row: EventRow): StoredConsentEvent {

@@ -2,7 +2,7 @@ import { IdentifierIndex, SubjectRef, SubjectRepository } from '../../domain/por
 import { TxContext } from '../../shared/unit-of-work';
 import { SubjectEntity, SubjectIdentifierEntity, SuppressionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { forUpdate, num, placeholders } from './sql-dialect';
+import { forUpdate, insertRows, num, placeholders } from './sql-dialect';
 
 export class TypeormSubjectRepository implements SubjectRepository {
   async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
@@ -76,6 +76,33 @@ export class TypeormSubjectRepository implements SubjectRepository {
         index.blindIndex,
       ]);
       if (rows.length > 0) found.set(`${index.kind}:${index.blindIndex}`, { erasedAt: num(rows[0].erased_at) });
+    }
+    return found;
+  }
+
+  async insertMany(
+    tx: TxContext,
+    subjects: Array<{ id: string; tenantId: string; createdAt: number }>,
+    identifiers: Array<IdentifierIndex & { tenantId: string; subjectId: string; valueCiphertext: string; createdAt: number }>,
+  ): Promise<void> {
+    const m = managerOf(tx);
+    await insertRows(m, 'subjects', ['id', 'tenant_id', 'created_at', 'erased_at'], subjects.map((x) => [x.id, x.tenantId, x.createdAt, null]));
+    await insertRows(
+      m,
+      'subject_identifiers',
+      ['tenant_id', 'kind', 'blind_index', 'subject_id', 'value_ciphertext', 'created_at'],
+      identifiers.map((i) => [i.tenantId, i.kind, i.blindIndex, i.subjectId, i.valueCiphertext, i.createdAt]),
+    );
+  }
+
+  async lockMany(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectRef>> {
+    const found = new Map<string, SubjectRef>();
+    // One at a time in id order: every writer locks in the same order, so writers of overlapping
+    // sets of people wait for each other instead of deadlocking. (An IN list locks in index
+    // order too, but the order is the storage engine's to choose.)
+    for (const subjectId of [...new Set(subjectIds)].sort()) {
+      const locked = await this.lock(tx, tenantId, subjectId);
+      if (locked) found.set(subjectId, locked);
     }
     return found;
   }

@@ -150,8 +150,9 @@ export interface KeyEpoch {
   /** Subject keys wrapped under it. */
   subjectKeys: number;
   /**
-   * AES-GCM encryptions made so far with the subject keys wrapped under it (usage against the
-   * per-key limit of 2^32 is counted per subject key; this is their sum).
+   * AES-GCM encryptions counted against the subject keys wrapped under it (usage against the
+   * per-key limit of 2^32 is counted per subject key; this is their sum). Counted ahead of use
+   * in blocks per key and process, so an upper bound of the encryptions made.
    */
   encryptions: number;
 }

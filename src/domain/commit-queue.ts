@@ -1,0 +1,66 @@
+/** What one item of a committed batch came to: a result, or an error that is this item's alone. */
+export type ItemOutcome<R> = { ok: R } | { error: unknown };
+
+interface Waiting<I, R> {
+  item: I;
+  resolve(result: R): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit: items submitted under the same key (a tenant) are committed together, one batch
+ * at a time per key. There is no timer: the first item of an idle key starts a batch after one
+ * turn of the event loop, and what arrives while that batch commits forms the next one (the way
+ * database group commit shares a log flush). Under light load every item commits alone with no
+ * added delay; under heavy load batches grow by themselves, up to `maxBatch`.
+ *
+ * `commit` answers every item of a batch (same order); an item's error rejects only its own
+ * submitter. When `commit` itself throws, every item of that batch gets the error.
+ */
+export class CommitQueue<I, R> {
+  private readonly queues = new Map<string, Array<Waiting<I, R>>>();
+
+  constructor(
+    private readonly commit: (key: string, items: I[]) => Promise<Array<ItemOutcome<R>>>,
+    private readonly maxBatch: number,
+  ) {}
+
+  submit(key: string, item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const queue = this.queues.get(key);
+      if (queue) {
+        queue.push({ item, resolve, reject });
+        return;
+      }
+      const fresh = [{ item, resolve, reject }];
+      this.queues.set(key, fresh);
+      void this.drain(key, fresh);
+    });
+  }
+
+  /** Commits the key's queue batch by batch until it is empty, then forgets the key. */
+  private async drain(key: string, queue: Array<Waiting<I, R>>): Promise<void> {
+    while (queue.length > 0) {
+      // One turn of the event loop first: requests that arrived meanwhile can join. Without it a
+      // database that answers without waiting for I/O (SQLite) would commit every item alone.
+      await new Promise((resolve) => setImmediate(resolve));
+      const batch = queue.splice(0, this.maxBatch);
+      let outcomes: Array<ItemOutcome<R>>;
+      try {
+        outcomes = await this.commit(
+          key,
+          batch.map((w) => w.item),
+        );
+      } catch (err) {
+        for (const w of batch) w.reject(err);
+        continue;
+      }
+      batch.forEach((w, i) => {
+        const outcome = outcomes[i];
+        if (outcome && 'ok' in outcome) w.resolve(outcome.ok);
+        else w.reject(outcome ? outcome.error : new Error('the batch gave no answer for this item'));
+      });
+    }
+    this.queues.delete(key);
+  }
+}

@@ -1,0 +1,576 @@
+import { randomBytes } from 'node:crypto';
+import { encryptField } from '../crypto/field-cipher';
+import { KeyManager, SubjectKey } from '../crypto/key-manager';
+import { AuditEntry, AuditTrail } from '../audit/audit-types';
+import { withCallBudget } from '../shared/call-budget';
+import { DomainError, failedPrecondition } from '../shared/errors';
+import { sha256Hex } from '../shared/hashing';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
+import { ItemOutcome } from './commit-queue';
+import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
+import { addCalendarMonths } from './deadlines';
+import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
+import { matchKeyword } from './keywords';
+import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Tenant, TenantSettings } from './model';
+import { ChangeFeedRepository, ChangeRecord, ConsentRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
+import { TenantService } from './tenant-service';
+
+/** A consent or withdrawal as the recorder prepared it: validated, normalised, its notice found. */
+export interface ConsentBody {
+  type: 'consent';
+  kind: ConsentKind;
+  /** A purpose id, or ALL_PURPOSES (opt-outs only). */
+  purposeId: string;
+  channel: Channel;
+  eventTime: number;
+  method: CollectionMethod;
+  notice?: { purposeId: string; version: number; textSha256: string; language: string };
+  evidence: Evidence;
+  lawfulBasis?: LawfulBasis;
+  jurisdiction: string;
+  expireTime?: number;
+}
+
+/** An inbound message: opens the channel's service window; its text may be a keyword. */
+export interface InboundBody {
+  type: 'inbound';
+  channel: Exclude<Channel, 'ANY'>;
+  eventTime: number;
+  text: string;
+  messageId: string;
+}
+
+/** One write, prepared outside any transaction by the recorder (or the importer). */
+export interface PreparedWrite {
+  tenantId: string;
+  principal: string;
+  requestId: string;
+  /** Keyed fingerprint of the request: tells a retry from a reused request_id. */
+  fingerprint: string;
+  identifier: IdentifierRef;
+  index: IdentifierIndex;
+  recordTime: number;
+  body: ConsentBody | InboundBody;
+}
+
+/** What a write came to. */
+export interface WriteResult {
+  /** The consent event; or the inbound message and, if its text was a keyword, the keyword's event. */
+  events: ConsentEvent[];
+  /** A retry answered with what its first call recorded. */
+  replayed: boolean;
+  /** Inbound messages: when the channel's service window closes after this message. */
+  windowExpireTime?: number;
+}
+
+/** Suffix of the request id of the keyword event an inbound message records. */
+export const KEYWORD_REQUEST_SUFFIX = '#keyword';
+const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
+/** Rounds of a batch whose writes had to be prepared again (a person created meanwhile elsewhere). */
+const MAX_ROUNDS = 4;
+
+/**
+ * A batch's own time budget: it works for many calls at once, so no single caller's deadline or
+ * cancellation may end it; the transaction runner bounds it by DATABASE_CALL_TIMEOUT_MS.
+ */
+const BATCH_BUDGET = { deadline: Number.POSITIVE_INFINITY, signal: new AbortController().signal };
+
+/** A write of the batch during one round, with what the round learnt about it. */
+interface Slot {
+  position: number;
+  write: PreparedWrite;
+  /** The person: found by identifier, or created by this batch. */
+  subjectId?: string;
+  created?: boolean;
+  key?: SubjectKey;
+  /** The key could not be had (gone, or its usage limit): decided once the subject is locked. */
+  keyError?: DomainError;
+  /** The events to record, sealed; built before the transaction. */
+  events?: ConsentEvent[];
+  /** Known before the transaction: a retry of a write already recorded. */
+  replay?: boolean;
+}
+
+/** What the transaction decided for one slot. */
+type Decision =
+  | { kind: 'written'; events: ConsentEvent[]; windowStart?: number }
+  | { kind: 'replay'; stored: StoredConsentEvent[]; windowStart?: number }
+  | { kind: 'error'; error: DomainError }
+  | { kind: 'again' }
+  | { kind: 'same-as'; position: number };
+
+/**
+ * Commits batches of consent writes of one tenant (group commit, docs/architecture.md "The write
+ * path"). Per batch: outside any transaction, one read finds the people and the retries, the keys
+ * of new people are made in one key-store transaction (keys before data), encryptions are
+ * counted from leases and the evidence is sealed; then ONE transaction re-checks what may have
+ * changed, inserts the new people, locks the known ones (in id order), folds every subject's
+ * state once, inserts all events with multi-row statements under the tenant's audit head lock
+ * (their entries appended together), the change-feed rows and the new states, and commits.
+ *
+ * A write that cannot be recorded (erased person, no pending opt-in to confirm, reused
+ * request_id, key limit) gets its own error and its batch mates go on; a request_id twice in one
+ * batch gets the first write's answer both times. A write whose person was created meanwhile by
+ * another process is prepared again in a next round. An unexpected failure of the batch
+ * transaction is retried write by write, so only the write that causes it fails.
+ */
+export class ConsentWriter {
+  /** Batches committed and writes in them since start (for tests, benchmarks and metrics). */
+  readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
+
+  constructor(
+    private readonly tx: TransactionRunner,
+    private readonly consent: ConsentRepository,
+    private readonly subjects: SubjectRepository,
+    private readonly tenants: TenantService,
+    private readonly keys: KeyManager,
+    private readonly changes: ChangeFeedRepository,
+    private readonly audit: AuditTrail,
+  ) {}
+
+  /** Commits `writes` (all of `tenantId`); answers each one, in order. */
+  commit(tenantId: string, writes: PreparedWrite[]): Promise<Array<ItemOutcome<WriteResult>>> {
+    return withCallBudget(BATCH_BUDGET, async () => {
+      const outcomes: Array<ItemOutcome<WriteResult>> = new Array(writes.length);
+      try {
+        await this.commitRounds(tenantId, writes, writes.map((_, i) => i), outcomes);
+      } catch (err) {
+        // The batch as a whole failed unexpectedly: write by write, so only the culprit fails.
+        if (writes.length === 1 || isExpected(err)) throw err;
+        for (const [i, write] of writes.entries()) {
+          const [single] = await this.commit(tenantId, [write]).catch((e: unknown) => [{ error: e }]);
+          outcomes[i] = single;
+        }
+      }
+      return outcomes;
+    });
+  }
+
+  private async commitRounds(tenantId: string, writes: PreparedWrite[], positions: number[], outcomes: Array<ItemOutcome<WriteResult>>): Promise<void> {
+    let pending = positions;
+    for (let round = 1; pending.length > 0; round++) {
+      if (round > MAX_ROUNDS) {
+        for (const p of pending) outcomes[p] = { error: new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the write kept colliding with concurrent ones; retry') };
+        return;
+      }
+      pending = await this.round(tenantId, writes, pending, outcomes);
+    }
+  }
+
+  /** One round: prepare outside, commit inside one transaction; returns the positions to do again. */
+  private async round(tenantId: string, writes: PreparedWrite[], positions: number[], outcomes: Array<ItemOutcome<WriteResult>>): Promise<number[]> {
+    let slots: Slot[] = positions.map((position) => ({ position, write: writes[position] }));
+    const requestIds = uniqueRequestIds(slots.map((s) => s.write));
+
+    // 1. One read: the tenant (fresh settings), the people, writes already recorded, and whether
+    // a person to be imported was erased (their identifier's tombstone).
+    const found = await this.tx.read(async (tx) => {
+      const people = await this.subjects.findByIdentifiers(tx, tenantId, distinctIndexes(slots));
+      const importing = slots.filter((s) => isImport(s.write) && !people.has(indexKey(s.write.index)));
+      return {
+        tenant: await this.tenants.require(tx, tenantId, false),
+        people,
+        recorded: new Set((await this.consent.findByRequestIds(tx, tenantId, requestIds)).map((e) => e.requestId)),
+        suppressed: importing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, distinctIndexes(importing)) : new Map<string, unknown>(),
+      };
+    });
+    const settings = found.tenant.settings;
+    // Art. 21(3): an erased person's objection to direct marketing must survive a re-import of an
+    // old list. Only the person's own new consent (any other method) starts a fresh subject.
+    slots = slots.filter((slot) => {
+      if (!isImport(slot.write) || found.people.has(indexKey(slot.write.index)) || !found.suppressed.has(indexKey(slot.write.index)) || found.recorded.has(slot.write.requestId)) return true;
+      outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again') };
+      return false;
+    });
+
+    // 2. Subjects and keys. New people get a subject id and key now (keys first, another database).
+    const creating = new Map<string, { subjectId: string; use: number }>();
+    for (const slot of slots) {
+      slot.replay = found.recorded.has(slot.write.requestId);
+      if (slot.replay) continue;
+      const person = found.people.get(indexKey(slot.write.index));
+      if (person) {
+        slot.subjectId = person.subjectId;
+        continue;
+      }
+      let created = creating.get(indexKey(slot.write.index));
+      if (!created) creating.set(indexKey(slot.write.index), (created = { subjectId: randomBytes(16).toString('hex'), use: 1 }));
+      slot.subjectId = created.subjectId;
+      slot.created = true;
+      created.use += evidenceEncryptions(slot.write);
+    }
+    await this.keysFor(tenantId, slots, creating);
+
+    // 3. Seal: event ids, kinds (keywords), expiry from the settings, evidence under the key.
+    for (const slot of slots) if (!slot.replay && slot.key) slot.events = buildEvents(slot, settings);
+
+    // 4. The transaction.
+    const decided = await this.tx.write((tx) => this.transaction(tx, found.tenant, slots));
+    if (decided === 'settings-changed') return positions;
+    this.stats.batches++;
+    this.stats.writes += slots.length;
+    this.stats.largestBatch = Math.max(this.stats.largestBatch, slots.length);
+
+    const again: number[] = [];
+    for (const slot of slots) {
+      const d = decided.get(slot.position)!;
+      if (d.kind === 'again') again.push(slot.position);
+      else if (d.kind !== 'same-as') outcomes[slot.position] = await this.outcomeOf(d, settings.serviceWindowMs, slot);
+    }
+    for (const slot of slots) {
+      const d = decided.get(slot.position)!;
+      if (d.kind !== 'same-as') continue;
+      // The same request twice: the second gets the first one's answer (or goes again with it).
+      if (outcomes[d.position]) outcomes[slot.position] = outcomes[d.position];
+      else again.push(slot.position);
+    }
+    return again.filter((p) => !outcomes[p]);
+  }
+
+  /** Keys of the known people (cached), new people's keys in one key-store transaction, counted encryptions. */
+  private async keysFor(tenantId: string, slots: Slot[], creating: Map<string, { subjectId: string; use: number }>): Promise<void> {
+    const now = Math.max(...slots.map((s) => s.write.recordTime));
+    let createdKeys = new Map<string, SubjectKey>();
+    let creationError: DomainError | undefined;
+    if (creating.size > 0) {
+      createdKeys = await this.keys.createSubjectKeys(tenantId, [...creating.values()], now).catch((err: unknown) => {
+        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
+        creationError = err;
+        return new Map<string, SubjectKey>();
+      });
+    }
+    const known = new Map<string, number>();
+    for (const slot of slots) if (!slot.replay && !slot.created) known.set(slot.subjectId!, (known.get(slot.subjectId!) ?? 0) + evidenceEncryptions(slot.write));
+    const keyOf = new Map<string, SubjectKey | DomainError>();
+    for (const [subjectId, count] of known) {
+      try {
+        const key = await this.keys.subjectKey(tenantId, subjectId);
+        if (count > 0) await this.keys.reserveEncryptions(tenantId, subjectId, count);
+        keyOf.set(subjectId, key);
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        keyOf.set(subjectId, err);
+      }
+    }
+    for (const slot of slots) {
+      if (slot.replay) continue;
+      const key = slot.created ? (createdKeys.get(slot.subjectId!) ?? creationError) : keyOf.get(slot.subjectId!);
+      if (key instanceof DomainError || key === undefined) slot.keyError = key instanceof DomainError ? key : new DomainError('UNAVAILABLE', 'SUBJECT_KEY_UNAVAILABLE', 'the subject key is unavailable');
+      else slot.key = key;
+    }
+  }
+
+  /** Everything that must be consistent, in one transaction; decides each slot. */
+  private async transaction(tx: TxContext, tenantBefore: Tenant, slots: Slot[]): Promise<Map<number, Decision> | 'settings-changed'> {
+    const tenantId = tenantBefore.id;
+    const tenant = await this.tenants.require(tx, tenantId, false);
+    // Events were sealed with the settings read before (expiry, keywords): changed since, start over.
+    if (tenant.updatedAt !== tenantBefore.updatedAt) return 'settings-changed';
+    const decided = new Map<number, Decision>();
+
+    // Retries: of a write recorded before (its first answer), or of a write earlier in this batch.
+    const stored = new Map<string, StoredConsentEvent>();
+    for (const e of await this.consent.findByRequestIds(tx, tenantId, uniqueRequestIds(slots.map((s) => s.write)))) stored.set(e.requestId, e);
+    const firstOf = new Map<string, Slot>();
+    const writing: Slot[] = [];
+    const replaying: Array<{ slot: Slot; stored: StoredConsentEvent[] }> = [];
+    for (const slot of slots) {
+      const { requestId, fingerprint } = slot.write;
+      const earlier = stored.get(requestId);
+      const twin = firstOf.get(requestId);
+      if (earlier || twin) {
+        const theirs = earlier ? earlier.requestFingerprint : twin!.write.fingerprint;
+        if (theirs !== fingerprint) decided.set(slot.position, { kind: 'error', error: reusedRequestId(requestId) });
+        else if (earlier) replaying.push({ slot, stored: [earlier, stored.get(requestId + KEYWORD_REQUEST_SUFFIX)].filter(isDefined) });
+        else decided.set(slot.position, { kind: 'same-as', position: twin!.position });
+        continue;
+      }
+      firstOf.set(requestId, slot);
+      if (slot.replay) decided.set(slot.position, { kind: 'again' }); // recorded when first read, gone now: never expected
+      else writing.push(slot);
+    }
+
+    // New people: someone may have created them meanwhile (then prepare again with their subject).
+    const creating = writing.filter((s) => s.created);
+    const nowThere = creating.length > 0 ? await this.subjects.findByIdentifiers(tx, tenantId, distinctIndexes(creating)) : new Map<string, SubjectRef>();
+    for (const slot of creating) {
+      if (nowThere.has(indexKey(slot.write.index))) decided.set(slot.position, { kind: 'again' });
+      else if (slot.keyError) decided.set(slot.position, { kind: 'error', error: slot.keyError });
+    }
+
+    // Known people: locked in id order; an erasure that committed first shows here.
+    const known = [...writing.filter((s) => !s.created && !decided.has(s.position)).map((s) => s.subjectId!), ...replaying.map((r) => r.stored[0].subjectId)];
+    const locked = await this.subjects.lockMany(tx, tenantId, known);
+    for (const r of replaying) {
+      const person = locked.get(r.stored[0].subjectId);
+      decided.set(r.slot.position, !person || person.erased ? { kind: 'error', error: erasedSince(r.slot.write.requestId) } : { kind: 'replay', stored: r.stored });
+    }
+    const live = writing.filter((slot) => {
+      if (decided.has(slot.position)) return false;
+      if (slot.created) return true;
+      const person = locked.get(slot.subjectId!);
+      if (!person || person.erased) {
+        // The erasure takes the same lock: a write that waited for it never writes for the erased person.
+        decided.set(slot.position, { kind: 'error', error: failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: `tenants/${tenantId}/subjects/${slot.subjectId}` }) });
+        return false;
+      }
+      if (slot.keyError) {
+        decided.set(slot.position, { kind: 'error', error: slot.keyError });
+        return false;
+      }
+      return true;
+    });
+
+    // Each subject's state, read once and folded event by event in batch order.
+    const states = await this.consent.loadState(tx, tenantId, [...new Set([...live.map((s) => s.subjectId!), ...replaying.map((r) => r.stored[0].subjectId)])]);
+    const scopes = new Map<string, Map<string, ScopeState>>();
+    const windows = new Map<string, Map<Channel, WindowState>>();
+    const scopesOf = (subjectId: string) => {
+      let m = scopes.get(subjectId);
+      if (!m) scopes.set(subjectId, (m = new Map((states.get(subjectId)?.scopes ?? []).map((s) => [scopeKey(s.purposeId, s.channel), s]))));
+      return m;
+    };
+    const windowsOf = (subjectId: string) => {
+      let m = windows.get(subjectId);
+      if (!m) windows.set(subjectId, (m = new Map((states.get(subjectId)?.windows ?? []).map((w) => [w.channel, w]))));
+      return m;
+    };
+    for (const r of replaying) {
+      const d = decided.get(r.slot.position)!;
+      const inbound = r.stored.find((e) => e.kind === 'INBOUND_MESSAGE');
+      if (d.kind === 'replay' && inbound) d.windowStart = Math.max(windowsOf(inbound.subjectId).get(inbound.channel)?.lastInboundTime ?? inbound.eventTime, inbound.eventTime);
+    }
+
+    const rows: StoredConsentEvent[] = [];
+    const entries: AuditEntry[] = [];
+    const optOuts: Array<{ event: ConsentEvent; entry: number }> = [];
+    const changedScopes = new Map<string, { subjectId: string; scope: ScopeState }>();
+    const changedWindows = new Map<string, { subjectId: string; window: WindowState }>();
+    for (const slot of live) {
+      const subjectId = slot.subjectId!;
+      const events = slot.events!;
+      if (slot.write.body.type === 'consent' && slot.write.body.kind === 'OPT_IN_CONFIRMED') {
+        const pending = scopesOf(subjectId).get(scopeKey(events[0].purposeId, events[0].channel))?.optIn;
+        if (pending?.kind !== 'OPT_IN_PENDING') {
+          decided.set(slot.position, { kind: 'error', error: failedPrecondition('NO_PENDING_OPT_IN', 'there is no pending double opt-in to confirm for this purpose and channel') });
+          continue;
+        }
+        if (events[0].eventTime < pending.eventTime) {
+          decided.set(slot.position, { kind: 'error', error: failedPrecondition('BEFORE_PENDING_OPT_IN', 'a confirmation cannot precede the pending opt-in it confirms') });
+          continue;
+        }
+      }
+      let windowStart: number | undefined;
+      for (const event of events) {
+        const sealed = sealEvent(event, slot.key!, slot.write.fingerprint);
+        rows.push(sealed);
+        entries.push(auditEntryOf(event, sealed));
+        if (event.kind === 'INBOUND_MESSAGE') {
+          const before = windowsOf(subjectId).get(event.channel);
+          const after = applyToWindow(before, event.channel, event.id, event.eventTime);
+          windowsOf(subjectId).set(event.channel, after);
+          if (after !== before) changedWindows.set(`${subjectId}\u0000${event.channel}`, { subjectId, window: after });
+          windowStart = after.lastInboundTime;
+          continue;
+        }
+        if (event.kind === 'OPT_OUT') optOuts.push({ event, entry: entries.length - 1 });
+        const key = scopeKey(event.purposeId, event.channel);
+        const before = scopesOf(subjectId).get(key);
+        const after = applyToScope(before ?? { purposeId: event.purposeId, channel: event.channel }, { ...event, kind: event.kind });
+        if (after !== before) {
+          scopesOf(subjectId).set(key, after);
+          changedScopes.set(`${subjectId}\u0000${key}`, { subjectId, scope: after });
+        }
+      }
+      decided.set(slot.position, { kind: 'written', events, windowStart });
+    }
+
+    // New people, only those with something recorded: a write that failed leaves no identifier behind.
+    const newSubjects = new Map<string, Slot>();
+    for (const slot of live) if (slot.created && decided.get(slot.position)?.kind === 'written' && !newSubjects.has(slot.subjectId!)) newSubjects.set(slot.subjectId!, slot);
+    if (newSubjects.size > 0) {
+      const created = [...newSubjects.values()];
+      await this.subjects.insertMany(
+        tx,
+        created.map((slot) => ({ id: slot.subjectId!, tenantId, createdAt: slot.write.recordTime })),
+        created.map((slot) => ({
+          ...slot.write.index,
+          tenantId,
+          subjectId: slot.subjectId!,
+          createdAt: slot.write.recordTime,
+          valueCiphertext: encryptField(
+            slot.key!.key,
+            slot.key!.kid,
+            { tenant: tenantId, subject: slot.subjectId!, table: 'subject_identifiers', column: 'value_ciphertext', row: indexKey(slot.write.index) },
+            slot.write.identifier.value,
+          ),
+        })),
+      );
+    }
+
+    if (rows.length > 0) {
+      // Rows inserted under the head lock, in the order of their entries (docs/audit.md, "Order").
+      const first = await this.audit.appendAfter(tx, tenantId, async () => {
+        await this.consent.insertEvents(tx, rows);
+        return entries;
+      });
+      if (optOuts.length > 0) {
+        // Senders drop cached permissions from the feed; its position is the opt-out's log position.
+        await this.changes.append(
+          tx,
+          optOuts.map(({ event, entry }): Omit<ChangeRecord, 'seq'> => ({
+            tenantId,
+            kind: 'OPT_OUT',
+            subjectId: event.subjectId,
+            purposeId: event.purposeId,
+            channel: event.channel,
+            eventId: event.id,
+            at: event.recordTime,
+            auditSeq: first + entry,
+          })),
+        );
+      }
+      await this.consent.saveStates(tx, tenantId, [...changedScopes.values()], [...changedWindows.values()]);
+    }
+    return decided;
+  }
+
+  /** The answer of a decided slot; replayed events are opened (decrypted) outside the transaction. */
+  private async outcomeOf(d: Decision, serviceWindowMs: number, slot: Slot): Promise<ItemOutcome<WriteResult>> {
+    if (d.kind === 'error') return { error: d.error };
+    const inbound = slot.write.body.type === 'inbound';
+    if (d.kind === 'written') {
+      return { ok: { events: d.events, replayed: false, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined } };
+    }
+    if (d.kind === 'replay') {
+      try {
+        const key = d.stored.some((e) => e.evidenceCiphertext !== null) ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
+        const events = d.stored.map((e) => openEvent(e, key));
+        return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined } };
+      } catch (err) {
+        return { error: err };
+      }
+    }
+    return { error: new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'retry') };
+  }
+}
+
+/** The events a prepared write records (ids, kinds, expiry), with its evidence in plaintext. */
+function buildEvents(slot: Slot, settings: TenantSettings): ConsentEvent[] {
+  const w = slot.write;
+  const base = { tenantId: w.tenantId, subjectId: slot.subjectId!, recordTime: w.recordTime, principal: w.principal };
+  if (w.body.type === 'consent') {
+    const b = w.body;
+    const optIn = OPT_IN_KINDS.has(b.kind);
+    return [
+      {
+        ...base,
+        id: newEventId(),
+        kind: b.kind,
+        purposeId: b.purposeId,
+        channel: b.channel,
+        eventTime: b.eventTime,
+        method: b.method,
+        notice: b.notice,
+        evidence: b.evidence,
+        lawfulBasis: optIn ? (b.lawfulBasis ?? 'CONSENT') : null,
+        jurisdiction: b.jurisdiction,
+        expireTime: optIn ? (b.expireTime ?? defaultExpiry(settings, b.purposeId, b.eventTime)) : undefined,
+        requestId: w.requestId,
+      },
+    ];
+  }
+  const b = w.body;
+  const common = { ...base, purposeId: ALL_PURPOSES, channel: b.channel, eventTime: b.eventTime, evidence: b.messageId ? { inboundMessageId: b.messageId } : {}, lawfulBasis: null, jurisdiction: '' };
+  const events: ConsentEvent[] = [{ ...common, id: newEventId(), kind: 'INBOUND_MESSAGE', method: 'CHAT_MESSAGE', requestId: w.requestId }];
+  const match = matchKeyword(b.text, settings);
+  if (match) events.push({ ...common, id: newEventId(), kind: match, method: 'KEYWORD', requestId: w.requestId + KEYWORD_REQUEST_SUFFIX });
+  return events;
+}
+
+/**
+ * When an opt-in without its own expire_time lapses: the purpose's validity if it has one, else
+ * the tenant's default, each given either as a duration or in calendar months (validated to be
+ * one or the other). Fixed when the opt-in is recorded, so a later policy change does not move it.
+ */
+export function defaultExpiry(s: TenantSettings, purposeId: string, eventTime: number): number | undefined {
+  const months = s.purposeConsentValidityMonths[purposeId];
+  if (months > 0) return addCalendarMonths(eventTime, months);
+  const ms = s.purposeConsentValidityMs[purposeId];
+  if (ms > 0) return eventTime + ms;
+  if (purposeId in s.purposeConsentValidityMs) return undefined; // 0 for this purpose: no expiry
+  if (s.defaultConsentValidityMonths > 0) return addCalendarMonths(eventTime, s.defaultConsentValidityMonths);
+  return s.defaultConsentValidityMs > 0 ? eventTime + s.defaultConsentValidityMs : undefined;
+}
+
+function auditEntryOf(event: ConsentEvent, sealed: StoredConsentEvent): AuditEntry {
+  return {
+    type: `CONSENT_EVENT_${event.kind}`,
+    time: event.recordTime,
+    principal: event.principal,
+    subject: event.subjectId,
+    purpose: event.purposeId,
+    channel: event.channel,
+    noticeSha256: event.notice?.textSha256,
+    payloadSha256: sealed.evidenceCiphertext ? sha256Hex(sealed.evidenceCiphertext) : undefined,
+    ref: event.id,
+    eventTime: event.eventTime,
+    expireTime: event.expireTime,
+    recordSha256: eventRecordSha256(sealed),
+  };
+}
+
+function isImport(w: PreparedWrite): boolean {
+  return w.body.type === 'consent' && w.body.method === 'IMPORT';
+}
+
+/** AES-GCM encryptions a write makes under its person's key: one per event with evidence. */
+function evidenceEncryptions(w: PreparedWrite): number {
+  if (w.body.type === 'consent') return hasEvidence(w.body.evidence) ? 1 : 0;
+  // The inbound message carries its message id; a keyword event shares it.
+  return w.body.messageId ? 2 : 0;
+}
+
+function uniqueRequestIds(writes: PreparedWrite[]): string[] {
+  const ids = new Set<string>();
+  for (const w of writes) {
+    ids.add(w.requestId);
+    if (w.body.type === 'inbound') ids.add(w.requestId + KEYWORD_REQUEST_SUFFIX);
+  }
+  return [...ids];
+}
+
+function distinctIndexes(slots: Slot[]): IdentifierIndex[] {
+  const seen = new Map<string, IdentifierIndex>();
+  for (const s of slots) seen.set(indexKey(s.write.index), s.write.index);
+  return [...seen.values()];
+}
+
+function indexKey(index: IdentifierIndex): string {
+  return `${index.kind}:${index.blindIndex}`;
+}
+
+function scopeKey(purposeId: string, channel: Channel): string {
+  return `${purposeId}\u0000${channel}`;
+}
+
+function reusedRequestId(requestId: string): DomainError {
+  return failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: requestId });
+}
+
+function erasedSince(requestId: string): DomainError {
+  return failedPrecondition('SUBJECT_ERASED', 'the person this request was recorded for has been erased since', { request_id: requestId });
+}
+
+/** Errors that say nothing about one write in particular: the database, the tenant, a collision. */
+function isExpected(err: unknown): boolean {
+  return err instanceof DomainError;
+}
+
+function isDefined<T>(value: T | undefined): value is T {
+  return value !== undefined;
+}
+
+function newEventId(): string {
+  return randomBytes(16).toString('hex');
+}
