@@ -283,11 +283,15 @@ export interface LedgerWrite {
   /** The request id of each event it records (an inbound STOP records two) and what that event holds. */
   events: Map<string, ExpectedEvent>;
   state: 'planned' | 'sent' | 'acknowledged' | 'refused';
+  /** For a write that must fail: the final status and ErrorInfo reason it must be refused with ("NOT_FOUND PURPOSE_NOT_FOUND"). */
+  mustBeRefused?: string;
   attempts: number;
   /** The answer's event name for each event request id (set when acknowledged). */
   answered: Map<string, string>;
-  /** The final error, when refused: status, reason and message (no request content). */
+  /** The final error, when refused: status and reason ("NOT_FOUND PURPOSE_NOT_FOUND"). */
   refusal?: string;
+  /** The refusal's message, for a failure report. */
+  refusalMessage?: string;
 }
 
 /** Every write of a workload by tenant and request_id, and how it fared. */
@@ -323,8 +327,9 @@ export class WriteLedger {
     return this.all().filter((w) => w.state === 'sent');
   }
 
-  events(): number {
-    return this.all().reduce((n, w) => n + w.events.size, 0);
+  /** The events the acknowledged writes recorded. */
+  acknowledgedEvents(): number {
+    return this.all().reduce((n, w) => n + (w.state === 'acknowledged' ? w.events.size : 0), 0);
   }
 
   noteRetry(kind: string): void {
@@ -387,7 +392,8 @@ export async function sendUntilAnswered<T>(write: LedgerWrite, send: (deadline: 
       const kind = typeof err.code === 'number' ? retryKind(err) : null;
       if (kind === null) {
         write.state = 'refused';
-        write.refusal = `${status[err.code] ?? 'no status'} ${errorReason(err)}: ${err.details ?? err.message}`;
+        write.refusal = `${status[err.code] ?? 'no status'} ${errorReason(err)}`.trim();
+        write.refusalMessage = err.details ?? err.message;
         return undefined;
       }
       options.ledger.noteRetry(kind);
@@ -581,6 +587,7 @@ export async function checkThroughApi(address: string, ledger: WriteLedger): Pro
       for (const w of person.writes) {
         for (const [id, want] of w.events) {
           expected.add(id);
+          if (w.state === 'refused' && listed.has(id)) problems.push(`${w.tenant}/${id}: listed through the API, but its write was refused`);
           if (w.state !== 'acknowledged') continue;
           const found = listed.get(id) ?? [];
           if (found.length !== 1) {
