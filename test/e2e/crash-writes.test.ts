@@ -40,7 +40,7 @@ import { TestServer } from '../support/test-server';
 const TENANTS = ['crash-a', 'crash-b', 'crash-c'];
 const PEOPLE_PER_TENANT = 24;
 const CLIENTS = 16;
-const WRITES_EACH = 60;
+const WRITES_EACH = 50;
 const KILLS = 5;
 /** The seed of the kill schedule and of the writes; CONSENT_CRASH_SEED explores other schedules. */
 const SEED = Number(process.env.CONSENT_CRASH_SEED ?? 1405);
@@ -296,6 +296,9 @@ forEachDatabase('crash safety of writes: the server killed (SIGKILL) at seeded m
       const rows = stored.rows.filter((r) => r.tenant === result.tenant).length;
       expect(result.out, result.tenant).to.include(`${rows} consent event rows match their entries`);
     }
+
+    // Here rather than only in after(): forEachDatabase's after() drops the database first.
+    await server.stop();
 
     const retried = [...ledger.retriedBy].map(([k, n]) => `${k} ${n}`).join(', ');
     console.log(
