@@ -97,6 +97,8 @@ export interface Limits {
   defaultPageSize: number;
   maxPageSize: number;
   maxBatchChecks: number;
+  /** Rows of one ImportConsents call. */
+  maxImportRows: number;
   /** Queries a stream decides together; also the most answers buffered per stream. */
   streamChunkSize: number;
   subjectKeyCacheSize: number;
@@ -223,6 +225,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     defaultPageSize: int('DEFAULT_PAGE_SIZE', 50, 1, 1000),
     maxPageSize: int('MAX_PAGE_SIZE', 500, 1, 1000),
     maxBatchChecks: int('MAX_BATCH_CHECKS', 1000, 1, 10000),
+    maxImportRows: int('MAX_IMPORT_ROWS', 50_000, 1, 1_000_000),
     streamChunkSize: int('STREAM_CHUNK_SIZE', 256, 1, 4096),
     subjectKeyCacheSize: int('SUBJECT_KEY_CACHE_SIZE', 10000, 0, 10_000_000),
     subjectKeyCacheTtlMs: int('SUBJECT_KEY_CACHE_TTL_MS', 60_000, 0, 3_600_000),

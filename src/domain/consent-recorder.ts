@@ -1,9 +1,9 @@
 import { KeyManager } from '../crypto/key-manager';
-import { FieldViolation, invalidArgument } from '../shared/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { CommitQueue } from './commit-queue';
+import { CommitQueue, ItemOutcome } from './commit-queue';
 import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
 import { prepareEvidence } from './evidence';
@@ -56,6 +56,8 @@ export interface InboundResult {
 const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
 /** The most writes of one tenant committed in one transaction. */
 const MAX_BATCH = 256;
+/** Rows of an import committed in one transaction. */
+const IMPORT_BATCH = 1000;
 
 /**
  * Records consent events with their provenance. Each call is validated, normalised and hashed on
@@ -80,6 +82,52 @@ export class ConsentRecorder {
   }
 
   async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
+    const prepared = await this.prepareConsent(principal, input, false);
+    const result = await this.queue.submit(input.tenantId, prepared);
+    const event = result.events[0];
+    if (!input.issueReceipt) return { event };
+    // Signed after the commit: a receipt is never issued for a consent that was not recorded.
+    const { tenant, purpose } = await this.tx.read(async (tx) => ({
+      tenant: await this.tenants.require(tx, event.tenantId, true),
+      purpose: await this.purposes.requirePurpose(tx, event.tenantId, event.purposeId),
+    }));
+    const issuedAt = this.clock.now();
+    const receipt = await this.keys.sign(event.tenantId, consentReceipt(event, tenant, purpose, issuedAt), 'consent-receipt+jwt', issuedAt);
+    return { event, receipt };
+  }
+
+  /**
+   * Imports rows of a business's records (ImportConsents): each validated like RecordConsent (an
+   * event time is required), then committed in large batches, in order, straight to the writer.
+   * Every row gets its own outcome; rows recorded before (same request_id) are not recorded again.
+   */
+  async importRows(principal: Principal, tenantId: string, inputs: RecordConsentInput[]): Promise<Array<ItemOutcome<WriteResult>>> {
+    authorizeTenant(principal, tenantId);
+    const outcomes: Array<ItemOutcome<WriteResult>> = new Array(inputs.length);
+    for (let start = 0; start < inputs.length; start += IMPORT_BATCH) {
+      const positions: number[] = [];
+      const prepared: PreparedWrite[] = [];
+      for (let i = start; i < Math.min(start + IMPORT_BATCH, inputs.length); i++) {
+        try {
+          if (inputs[i].eventTime === undefined) {
+            throw invalidArgument([{ field: 'event_time', reason: 'REQUIRED', description: 'an imported row must say when the person acted' }]);
+          }
+          prepared.push(await this.prepareConsent(principal, inputs[i], true));
+          positions.push(i);
+        } catch (err) {
+          if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
+          outcomes[i] = { error: err };
+        }
+      }
+      if (prepared.length === 0) continue;
+      const committed = await this.writer.commit(tenantId, prepared);
+      positions.forEach((position, k) => (outcomes[position] = committed[k]));
+    }
+    return outcomes;
+  }
+
+  /** Validates a consent write, finds its notice, and hashes what the batch needs: no transaction. */
+  private async prepareConsent(principal: Principal, input: RecordConsentInput, imported: boolean): Promise<PreparedWrite> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
@@ -116,7 +164,7 @@ export class ConsentRecorder {
 
     const { notice } = await this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
     const keyring = await this.keys.tenantKeyring(input.tenantId);
-    const result = await this.queue.submit(input.tenantId, {
+    return {
       tenantId: input.tenantId,
       principal: principal.id,
       requestId: input.requestId,
@@ -137,17 +185,8 @@ export class ConsentRecorder {
         jurisdiction: input.jurisdiction,
         expireTime: input.expireTime,
       },
-    });
-    const event = result.events[0];
-    if (!input.issueReceipt) return { event };
-    // Signed after the commit: a receipt is never issued for a consent that was not recorded.
-    const { tenant, purpose } = await this.tx.read(async (tx) => ({
-      tenant: await this.tenants.require(tx, event.tenantId, true),
-      purpose: await this.purposes.requirePurpose(tx, event.tenantId, event.purposeId),
-    }));
-    const issuedAt = this.clock.now();
-    const receipt = await this.keys.sign(event.tenantId, consentReceipt(event, tenant, purpose, issuedAt), 'consent-receipt+jwt', issuedAt);
-    return { event, receipt };
+      imported,
+    };
   }
 
   async recordInbound(principal: Principal, input: RecordInboundInput): Promise<InboundResult> {
@@ -174,6 +213,7 @@ export class ConsentRecorder {
       index: this.subjects.index(keyring, identifier),
       recordTime: now,
       body: { type: 'inbound', channel: input.channel, eventTime, text: input.text, messageId: input.messageId },
+      imported: false,
     });
     const [inbound, keyword] = result.events;
     return { inbound, keyword, windowExpireTime: result.windowExpireTime! };

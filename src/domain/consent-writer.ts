@@ -51,6 +51,8 @@ export interface PreparedWrite {
   index: IdentifierIndex;
   recordTime: number;
   body: ConsentBody | InboundBody;
+  /** From an import (ImportConsents or method IMPORT): refused for an erased person's identifier. */
+  imported: boolean;
 }
 
 /** What a write came to. */
@@ -521,7 +523,7 @@ function auditEntryOf(event: ConsentEvent, sealed: StoredConsentEvent): AuditEnt
 }
 
 function isImport(w: PreparedWrite): boolean {
-  return w.body.type === 'consent' && w.body.method === 'IMPORT';
+  return w.imported || (w.body.type === 'consent' && w.body.method === 'IMPORT');
 }
 
 /** AES-GCM encryptions a write makes under its person's key: one per event with evidence. */

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import {
   handleBidiStreamingCall,
+  handleClientStreamingCall,
   handleServerStreamingCall,
   handleUnaryCall,
   Metadata,
   sendUnaryData,
   ServerDuplexStream,
+  ServerReadableStream,
   ServerUnaryCall,
   ServerWritableStream,
   status,
@@ -105,6 +107,46 @@ export class CallPipeline {
               callback(null, response);
             },
             (err: unknown) => this.fail(method, ctx.requestId, started, err, callback, ctx),
+          );
+        },
+        (err: unknown) => this.fail(method, '-', started, err, callback),
+      );
+    };
+  }
+
+  /**
+   * A client-streaming call: the handler reads the stream and returns the one response. It
+   * counts as an open stream of the principal (limits) until it is answered; every message the
+   * decoder refused is the handler's to answer (refusalOf / itemViolationsOf in server.ts).
+   */
+  clientStream<Req, Res>(method: string, handler: (call: ServerReadableStream<Req, Res>, ctx: CallContext) => Promise<Res>): handleClientStreamingCall<Req, Res> {
+    return (call: ServerReadableStream<Req, Res>, answer: sendUnaryData<Res>) => {
+      const callback: sendUnaryData<Res> = (err, response) => {
+        answered.add(call);
+        answer(err, response);
+      };
+      const started = process.hrtime.bigint();
+      this.context(method, call).then(
+        (ctx) => {
+          let close: () => void;
+          try {
+            close = this.limits.openStream(ctx.principal.id);
+          } catch (err) {
+            this.fail(method, ctx.requestId, started, err, callback, ctx);
+            return;
+          }
+          call.sendMetadata(requestIdHeader(ctx.requestId));
+          ctx.signal.addEventListener('abort', close);
+          withCallBudget(budgetOf(call, ctx), () => handler(call, ctx)).then(
+            (response) => {
+              close();
+              this.log(method, ctx, started, status.OK, 'OK');
+              callback(null, response);
+            },
+            (err: unknown) => {
+              close();
+              this.fail(method, ctx.requestId, started, err, callback, ctx);
+            },
           );
         },
         (err: unknown) => this.fail(method, '-', started, err, callback),

@@ -73,10 +73,14 @@ export function refusalOf(request: unknown): DomainError | null {
 const ITEM_VIOLATIONS = Symbol('item violations');
 
 /**
- * Methods whose repeated field holds independent questions: a value out of range in one item is
- * that item's INVALID_ARGUMENT, and the other items are still answered (CheckConsentBatch).
+ * Methods whose repeated field holds independent items: a value out of range in one item is that
+ * item's INVALID_ARGUMENT, and the other items are still answered (CheckConsentBatch's queries,
+ * ImportConsents' rows).
  */
-const ITEMISED: Record<string, string> = { '/consent.v1.ConsentService/CheckConsentBatch': 'queries' };
+const ITEMISED: Record<string, string> = {
+  '/consent.v1.ConsentService/CheckConsentBatch': 'queries',
+  '/consent.v1.ConsentService/ImportConsents': 'rows',
+};
 
 /** The schema violations found in item `index` of a request's itemised field (none: empty). */
 export function itemViolationsOf(request: unknown, index: number): FieldViolation[] {

@@ -63,6 +63,7 @@ export function body(method: string, t: string): object {
     ListNotices: { parent: `${parent}/purposes/newsletter` },
     RecordConsent: { parent, ...q, kind: 1, method: 1, notice: `${parent}/purposes/newsletter/notices/1`, requestId: `rc-${Math.random()}` },
     RecordInboundMessage: { parent, ...who, channel: 1, text: 'hello', messageId: `m-${Math.random()}`, requestId: `ri-${Math.random()}` },
+    ImportConsents: { parent, rows: [{ line: 1, ...q, kind: 1, method: 1, notice: `${parent}/purposes/newsletter/notices/1`, eventTime: new Date(Date.UTC(2025, 0, 1)), requestId: `imp-${Math.random()}` }] },
     CheckConsent: { parent, query: q },
     CheckConsentBatch: { parent, queries: [q] },
     StreamCheckConsent: { parent, query: q, correlationId: 'c1' },
@@ -130,6 +131,14 @@ export async function invoke(
   try {
     if (!rpc.requestStream && !rpc.responseStream) {
       return await new Promise<Outcome>((resolve) => client[rpc.camel](req, md, deadline, (err: ServiceError | null) => resolve(settle(err))));
+    }
+    if (rpc.requestStream && !rpc.responseStream) {
+      // Client streaming (ImportConsents): one message, half-close, one answer.
+      return await new Promise<Outcome>((resolve) => {
+        const stream = client[rpc.camel](md, deadline, (err: ServiceError | null) => resolve(settle(err))) as NodeJS.WritableStream;
+        stream.write(req as never);
+        stream.end();
+      });
     }
     const stream = (rpc.requestStream ? client[rpc.camel](md, deadline) : client[rpc.camel](req, md, deadline)) as NodeJS.ReadWriteStream & { cancel(): void };
     return await new Promise<Outcome>((resolve) => {

@@ -21,6 +21,7 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
 
   'consent.v1.ConsentService/RecordConsent': ['RECORDER'],
   'consent.v1.ConsentService/RecordInboundMessage': ['RECORDER'],
+  'consent.v1.ConsentService/ImportConsents': ['RECORDER'],
   'consent.v1.ConsentService/CheckConsent': ['SENDER'],
   'consent.v1.ConsentService/CheckConsentBatch': ['SENDER'],
   'consent.v1.ConsentService/StreamCheckConsent': ['SENDER'],

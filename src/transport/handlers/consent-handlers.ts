@@ -1,13 +1,14 @@
 import { ServerDuplexStream } from '@grpc/grpc-js';
 import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
 import { ConsentHistory } from '../../domain/consent-history';
-import { ConsentRecorder } from '../../domain/consent-recorder';
+import { ConsentRecorder, RecordConsentInput } from '../../domain/consent-recorder';
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
 import { ChangeFeed } from '../../domain/change-feed';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
 import {
   ChangeKind,
+  CollectionMethod,
   CheckConsentBatchRequest,
   CheckConsentBatchResponse,
   CheckConsentRequest,
@@ -16,6 +17,9 @@ import {
   ConsentQuery,
   ConsentServiceServer,
   ConsentStatus,
+  ImportConsentsRequest,
+  ImportConsentsResponse,
+  ImportRow,
   GetConsentStateRequest,
   GetConsentStateResponse,
   ListConsentEventsRequest,
@@ -49,6 +53,8 @@ import { parentTenant } from './purpose-handlers';
 export interface ConsentHandlerLimits {
   maxBatchChecks: number;
   streamChunkSize: number;
+  /** Rows of one ImportConsents call. */
+  maxImportRows: number;
 }
 
 /** consent.v1.ConsentService: translate, call the recorder, checker or history, map back. */
@@ -83,46 +89,55 @@ export function consentHandlers(
 
     recordConsent: pipeline.unary('RecordConsent', async (req: RecordConsentRequest, ctx: CallContext): Promise<RecordConsentResponse> => {
       const tenantId = parentTenant(req.parent);
-      const v: FieldViolation[] = [];
-      const purposeId = purposeIdOf(req.purpose, tenantId, 'purpose', v, true);
-      const kind = eventKinds.toDomain(req.kind);
-      if (!kind || !(CONSENT_KINDS as readonly string[]).includes(kind)) {
-        v.push({ field: 'kind', reason: 'REQUIRED', description: 'one of OPT_IN, OPT_OUT, OPT_IN_PENDING, OPT_IN_CONFIRMED' });
-      }
-      const channel = channels.toDomain(req.channel);
-      if (!channel) v.push({ field: 'channel', reason: 'REQUIRED', description: 'a channel, or CHANNEL_ANY' });
-      const method = methods.toDomain(req.method);
-      if (!method) v.push({ field: 'method', reason: 'REQUIRED', description: 'how the consent was collected' });
-      let notice: { purposeId: string; version: number } | undefined;
-      if (req.notice) {
-        const parsed = parseNoticeName(req.notice);
-        if (!parsed || parsed.tenantId !== tenantId) {
-          v.push({ field: 'notice', reason: 'INVALID_NAME', description: `must be tenants/${tenantId}/purposes/{purpose}/notices/{version}` });
-        } else {
-          notice = parsed;
+      const input = consentInputFromProto(req, tenantId, JSON.stringify(RecordConsentRequest.toJSON(req)));
+      if ('violations' in input) throw invalidArgument(input.violations);
+      const { event, receipt } = await recorder.record(ctx.principal, { ...input, issueReceipt: req.issueReceipt });
+      return { event: eventToProto(event), receipt: receipt ?? '' };
+    }),
+
+    importConsents: pipeline.clientStream('ImportConsents', async (call, ctx): Promise<ImportConsentsResponse> => {
+      const rows: Array<{ row: ImportRow; violations: FieldViolation[] }> = [];
+      let parent: string | undefined;
+      for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
+        const refused = refusalOf(message);
+        if (refused) throw refused;
+        if (parent === undefined) parent = message.parent;
+        else if (message.parent && message.parent !== parent) {
+          throw invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }]);
+        }
+        message.rows.forEach((row, i) => rows.push({ row, violations: itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') })) }));
+        if (rows.length > limits.maxImportRows) {
+          throw invalidArgument([{ field: 'rows', reason: 'TOO_MANY', description: `at most ${limits.maxImportRows} rows per call; send the rest in another call` }]);
         }
       }
-      const eventTime = requestTimeMs(req.eventTime, 'event_time', v);
-      const expireTime = requestTimeMs(req.expireTime, 'expire_time', v);
-      if (v.length > 0 || !purposeId || !kind || !channel || !method) throw invalidArgument(v);
-      const { event, receipt } = await recorder.record(ctx.principal, {
-        tenantId,
-        identifier: toRawIdentifier(req.subjectIdentifier),
-        purposeId,
-        channel,
-        kind: kind as ConsentKind,
-        eventTime,
-        method,
-        notice,
-        evidence: { ...evidenceFromProto(req), collectedBy: req.collectedBy || undefined },
-        lawfulBasis: lawfulBases.toDomain(req.lawfulBasis) ?? undefined,
-        jurisdiction: req.jurisdiction,
-        expireTime,
-        requestId: req.requestId,
-        fingerprintSource: JSON.stringify(RecordConsentRequest.toJSON(req)),
-        issueReceipt: req.issueReceipt,
+      const tenantId = parentTenant(parent ?? '');
+      const rejections: ImportConsentsResponse['rejections'] = [];
+      const inputs: Array<Parameters<ConsentRecorder['importRows']>[2][number]> = [];
+      const lines: number[] = [];
+      for (const { row, violations } of rows) {
+        // The line is where the row sits in a file, not part of the request: a re-run of an edited file is still a retry.
+        const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, JSON.stringify(ImportRow.toJSON({ ...row, line: 0 })));
+        const all = [...violations, ...('violations' in input ? input.violations : [])];
+        if (all.length > 0 || 'violations' in input) rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
+        else {
+          inputs.push(input);
+          lines.push(row.line);
+        }
+      }
+      const outcomes = await recorder.importRows(ctx.principal, tenantId, inputs);
+      let recorded = 0;
+      let alreadyRecorded = 0;
+      outcomes.forEach((outcome, i) => {
+        if ('ok' in outcome) {
+          if (outcome.ok.replayed) alreadyRecorded++;
+          else recorded++;
+        } else {
+          if (!(outcome.error instanceof DomainError) || outcome.error.kind === 'UNAVAILABLE') throw outcome.error;
+          rejections.push({ line: lines[i], status: toStatus(outcome.error) });
+        }
       });
-      return { event: eventToProto(event), receipt: receipt ?? '' };
+      rejections.sort((a, b) => a.line - b.line);
+      return { rows: rows.length, recorded, alreadyRecorded, rejections };
     }),
 
     recordInboundMessage: pipeline.unary(
@@ -222,6 +237,54 @@ export function consentHandlers(
         return { consentEvents: page.items.map(eventToProto), nextPageToken: page.nextPageToken };
       },
     ),
+  };
+}
+
+/** The request fields RecordConsent and an imported row share. */
+type ConsentFields = Pick<
+  RecordConsentRequest,
+  'subjectIdentifier' | 'purpose' | 'channel' | 'kind' | 'eventTime' | 'method' | 'notice' | 'evidence' | 'collectedBy' | 'lawfulBasis' | 'jurisdiction' | 'expireTime' | 'requestId'
+>;
+
+/** Shape checks of a consent write (RecordConsent, an imported row); the domain checks the rest. */
+function consentInputFromProto(req: ConsentFields, tenantId: string, fingerprintSource: string): RecordConsentInput | { violations: FieldViolation[] } {
+  const v: FieldViolation[] = [];
+  const purposeId = purposeIdOf(req.purpose, tenantId, 'purpose', v, true);
+  const kind = eventKinds.toDomain(req.kind);
+  if (!kind || !(CONSENT_KINDS as readonly string[]).includes(kind)) {
+    v.push({ field: 'kind', reason: 'REQUIRED', description: 'one of OPT_IN, OPT_OUT, OPT_IN_PENDING, OPT_IN_CONFIRMED' });
+  }
+  const channel = channels.toDomain(req.channel);
+  if (!channel) v.push({ field: 'channel', reason: 'REQUIRED', description: 'a channel, or CHANNEL_ANY' });
+  const method = methods.toDomain(req.method);
+  if (!method) v.push({ field: 'method', reason: 'REQUIRED', description: 'how the consent was collected' });
+  let notice: { purposeId: string; version: number } | undefined;
+  if (req.notice) {
+    const parsed = parseNoticeName(req.notice);
+    if (!parsed || parsed.tenantId !== tenantId) {
+      v.push({ field: 'notice', reason: 'INVALID_NAME', description: `must be tenants/${tenantId}/purposes/{purpose}/notices/{version}` });
+    } else {
+      notice = parsed;
+    }
+  }
+  const eventTime = requestTimeMs(req.eventTime, 'event_time', v);
+  const expireTime = requestTimeMs(req.expireTime, 'expire_time', v);
+  if (v.length > 0 || !purposeId || !kind || !channel || !method) return { violations: v };
+  return {
+    tenantId,
+    identifier: toRawIdentifier(req.subjectIdentifier),
+    purposeId,
+    channel,
+    kind: kind as ConsentKind,
+    eventTime,
+    method,
+    notice,
+    evidence: { ...evidenceFromProto(req), collectedBy: req.collectedBy || undefined },
+    lawfulBasis: lawfulBases.toDomain(req.lawfulBasis) ?? undefined,
+    jurisdiction: req.jurisdiction,
+    expireTime,
+    requestId: req.requestId,
+    fingerprintSource,
   };
 }
 
@@ -379,7 +442,7 @@ function resultToProto(tenantId: string, outcome: CheckOutcome): ConsentCheckRes
     : { decision: decisionToProto(tenantId, outcome.decision), error: undefined };
 }
 
-function evidenceFromProto(req: RecordConsentRequest) {
+function evidenceFromProto(req: Pick<RecordConsentRequest, 'evidence'>) {
   const e = req.evidence;
   return {
     sourceIp: e?.sourceIp || undefined,

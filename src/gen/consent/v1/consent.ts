@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -849,6 +851,80 @@ export interface ListConsentEventsResponse {
   consentEvents: ConsentEvent[];
   /** Empty at the end. */
   nextPageToken: string;
+}
+
+/** Request of ConsentService.ImportConsents: one message of the client's stream. */
+export interface ImportConsentsRequest {
+  /** "tenants/{tenant}": required in the first message; later ones leave it empty or repeat it. */
+  parent: string;
+  /** The rows of this message, in the source's order. */
+  rows: ImportRow[];
+}
+
+/**
+ * One consent or withdrawal to import: a RecordConsent without the call, from the business's
+ * records. Imported rows count as imports for an erased person (refused, SUBJECT_SUPPRESSED).
+ */
+export interface ImportRow {
+  /** Where the row is in the source (its line number), echoed in its rejection. */
+  line: number;
+  /** Who the row is about. */
+  subjectIdentifier?:
+    | SubjectIdentifier
+    | undefined;
+  /** "tenants/{tenant}/purposes/{purpose}", or ".../purposes/-" for a withdrawal of all purposes. */
+  purpose: string;
+  /** The channel, or CHANNEL_ANY. */
+  channel: Channel;
+  /** OPT_IN, OPT_OUT, OPT_IN_PENDING or OPT_IN_CONFIRMED. */
+  kind: ConsentEventKind;
+  /** When the person acted. Required: an import records history. */
+  eventTime?:
+    | Date
+    | undefined;
+  /** How the consent was originally collected (WEB_FORM, PAPER, ...; IMPORT when unknown). */
+  method: CollectionMethod;
+  /** "tenants/{tenant}/purposes/{purpose}/notices/{version}" the person saw; required for opt-ins. */
+  notice: string;
+  /** Provenance, encrypted at rest like RecordConsent's. */
+  evidence?:
+    | Evidence
+    | undefined;
+  /** The staff member who collected it, if on their behalf. */
+  collectedBy: string;
+  /** Art. 6(1) basis of an opt-in; default CONSENT. */
+  lawfulBasis: LawfulBasis;
+  /** ISO 3166 region whose law applies, if known. */
+  jurisdiction: string;
+  /** When the consent lapses; default from the tenant's validity settings. */
+  expireTime?:
+    | Date
+    | undefined;
+  /** Idempotency key of the row (required): the same row sent again is recorded once. */
+  requestId: string;
+}
+
+/** A row the server did not record. */
+export interface ImportRejection {
+  /** The row's `line`. */
+  line: number;
+  /**
+   * Why: the same status RecordConsent would have answered (INVALID_ARGUMENT with the field,
+   * NOT_FOUND, FAILED_PRECONDITION, ...), with its AIP-193 details.
+   */
+  status?: Status | undefined;
+}
+
+/** Response of ConsentService.ImportConsents. */
+export interface ImportConsentsResponse {
+  /** Rows received in this call. */
+  rows: number;
+  /** Rows recorded now. */
+  recorded: number;
+  /** Rows recorded by an earlier call with the same request_id (a re-run): not recorded again. */
+  alreadyRecorded: number;
+  /** Rows not recorded, each with its reason, in the order received. */
+  rejections: ImportRejection[];
 }
 
 function createBaseStreamChangesRequest(): StreamChangesRequest {
@@ -4087,6 +4163,621 @@ export const ListConsentEventsResponse: MessageFns<ListConsentEventsResponse> = 
   },
 };
 
+function createBaseImportConsentsRequest(): ImportConsentsRequest {
+  return { parent: "", rows: [] };
+}
+
+export const ImportConsentsRequest: MessageFns<ImportConsentsRequest> = {
+  encode(message: ImportConsentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    for (const v of message.rows) {
+      ImportRow.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportConsentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportConsentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rows.push(ImportRow.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportConsentsRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      rows: globalThis.Array.isArray(object?.rows) ? object.rows.map((e: any) => ImportRow.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImportConsentsRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => ImportRow.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportConsentsRequest>, I>>(base?: I): ImportConsentsRequest {
+    return ImportConsentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportConsentsRequest>, I>>(object: I): ImportConsentsRequest {
+    const message = createBaseImportConsentsRequest();
+    message.parent = object.parent ?? "";
+    message.rows = object.rows?.map((e) => ImportRow.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseImportRow(): ImportRow {
+  return {
+    line: 0,
+    subjectIdentifier: undefined,
+    purpose: "",
+    channel: 0,
+    kind: 0,
+    eventTime: undefined,
+    method: 0,
+    notice: "",
+    evidence: undefined,
+    collectedBy: "",
+    lawfulBasis: 0,
+    jurisdiction: "",
+    expireTime: undefined,
+    requestId: "",
+  };
+}
+
+export const ImportRow: MessageFns<ImportRow> = {
+  encode(message: ImportRow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.line !== 0) {
+      writer.uint32(8).int64(message.line);
+    }
+    if (message.subjectIdentifier !== undefined) {
+      SubjectIdentifier.encode(message.subjectIdentifier, writer.uint32(18).fork()).join();
+    }
+    if (message.purpose !== "") {
+      writer.uint32(26).string(message.purpose);
+    }
+    if (message.channel !== 0) {
+      writer.uint32(32).int32(message.channel);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(40).int32(message.kind);
+    }
+    if (message.eventTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.eventTime), writer.uint32(50).fork()).join();
+    }
+    if (message.method !== 0) {
+      writer.uint32(56).int32(message.method);
+    }
+    if (message.notice !== "") {
+      writer.uint32(66).string(message.notice);
+    }
+    if (message.evidence !== undefined) {
+      Evidence.encode(message.evidence, writer.uint32(74).fork()).join();
+    }
+    if (message.collectedBy !== "") {
+      writer.uint32(82).string(message.collectedBy);
+    }
+    if (message.lawfulBasis !== 0) {
+      writer.uint32(88).int32(message.lawfulBasis);
+    }
+    if (message.jurisdiction !== "") {
+      writer.uint32(98).string(message.jurisdiction);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(106).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(114).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportRow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportRow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.line = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectIdentifier = SubjectIdentifier.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.purpose = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.channel = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.eventTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.method = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.notice = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.evidence = Evidence.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.collectedBy = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.lawfulBasis = reader.int32() as any;
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.jurisdiction = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportRow {
+    return {
+      line: isSet(object.line) ? globalThis.Number(object.line) : 0,
+      subjectIdentifier: isSet(object.subjectIdentifier)
+        ? SubjectIdentifier.fromJSON(object.subjectIdentifier)
+        : isSet(object.subject_identifier)
+        ? SubjectIdentifier.fromJSON(object.subject_identifier)
+        : undefined,
+      purpose: isSet(object.purpose) ? globalThis.String(object.purpose) : "",
+      channel: isSet(object.channel) ? channelFromJSON(object.channel) : 0,
+      kind: isSet(object.kind) ? consentEventKindFromJSON(object.kind) : 0,
+      eventTime: isSet(object.eventTime)
+        ? fromJsonTimestamp(object.eventTime)
+        : isSet(object.event_time)
+        ? fromJsonTimestamp(object.event_time)
+        : undefined,
+      method: isSet(object.method) ? collectionMethodFromJSON(object.method) : 0,
+      notice: isSet(object.notice) ? globalThis.String(object.notice) : "",
+      evidence: isSet(object.evidence) ? Evidence.fromJSON(object.evidence) : undefined,
+      collectedBy: isSet(object.collectedBy)
+        ? globalThis.String(object.collectedBy)
+        : isSet(object.collected_by)
+        ? globalThis.String(object.collected_by)
+        : "",
+      lawfulBasis: isSet(object.lawfulBasis)
+        ? lawfulBasisFromJSON(object.lawfulBasis)
+        : isSet(object.lawful_basis)
+        ? lawfulBasisFromJSON(object.lawful_basis)
+        : 0,
+      jurisdiction: isSet(object.jurisdiction) ? globalThis.String(object.jurisdiction) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ImportRow): unknown {
+    const obj: any = {};
+    if (message.line !== 0) {
+      obj.line = Math.round(message.line);
+    }
+    if (message.subjectIdentifier !== undefined) {
+      obj.subjectIdentifier = SubjectIdentifier.toJSON(message.subjectIdentifier);
+    }
+    if (message.purpose !== "") {
+      obj.purpose = message.purpose;
+    }
+    if (message.channel !== 0) {
+      obj.channel = channelToJSON(message.channel);
+    }
+    if (message.kind !== 0) {
+      obj.kind = consentEventKindToJSON(message.kind);
+    }
+    if (message.eventTime !== undefined) {
+      obj.eventTime = message.eventTime.toISOString();
+    }
+    if (message.method !== 0) {
+      obj.method = collectionMethodToJSON(message.method);
+    }
+    if (message.notice !== "") {
+      obj.notice = message.notice;
+    }
+    if (message.evidence !== undefined) {
+      obj.evidence = Evidence.toJSON(message.evidence);
+    }
+    if (message.collectedBy !== "") {
+      obj.collectedBy = message.collectedBy;
+    }
+    if (message.lawfulBasis !== 0) {
+      obj.lawfulBasis = lawfulBasisToJSON(message.lawfulBasis);
+    }
+    if (message.jurisdiction !== "") {
+      obj.jurisdiction = message.jurisdiction;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportRow>, I>>(base?: I): ImportRow {
+    return ImportRow.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportRow>, I>>(object: I): ImportRow {
+    const message = createBaseImportRow();
+    message.line = object.line ?? 0;
+    message.subjectIdentifier = (object.subjectIdentifier !== undefined && object.subjectIdentifier !== null)
+      ? SubjectIdentifier.fromPartial(object.subjectIdentifier)
+      : undefined;
+    message.purpose = object.purpose ?? "";
+    message.channel = object.channel ?? 0;
+    message.kind = object.kind ?? 0;
+    message.eventTime = object.eventTime ?? undefined;
+    message.method = object.method ?? 0;
+    message.notice = object.notice ?? "";
+    message.evidence = (object.evidence !== undefined && object.evidence !== null)
+      ? Evidence.fromPartial(object.evidence)
+      : undefined;
+    message.collectedBy = object.collectedBy ?? "";
+    message.lawfulBasis = object.lawfulBasis ?? 0;
+    message.jurisdiction = object.jurisdiction ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseImportRejection(): ImportRejection {
+  return { line: 0, status: undefined };
+}
+
+export const ImportRejection: MessageFns<ImportRejection> = {
+  encode(message: ImportRejection, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.line !== 0) {
+      writer.uint32(8).int64(message.line);
+    }
+    if (message.status !== undefined) {
+      Status.encode(message.status, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportRejection {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportRejection();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.line = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = Status.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportRejection {
+    return {
+      line: isSet(object.line) ? globalThis.Number(object.line) : 0,
+      status: isSet(object.status) ? Status.fromJSON(object.status) : undefined,
+    };
+  },
+
+  toJSON(message: ImportRejection): unknown {
+    const obj: any = {};
+    if (message.line !== 0) {
+      obj.line = Math.round(message.line);
+    }
+    if (message.status !== undefined) {
+      obj.status = Status.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportRejection>, I>>(base?: I): ImportRejection {
+    return ImportRejection.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportRejection>, I>>(object: I): ImportRejection {
+    const message = createBaseImportRejection();
+    message.line = object.line ?? 0;
+    message.status = (object.status !== undefined && object.status !== null)
+      ? Status.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImportConsentsResponse(): ImportConsentsResponse {
+  return { rows: 0, recorded: 0, alreadyRecorded: 0, rejections: [] };
+}
+
+export const ImportConsentsResponse: MessageFns<ImportConsentsResponse> = {
+  encode(message: ImportConsentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).int64(message.rows);
+    }
+    if (message.recorded !== 0) {
+      writer.uint32(16).int64(message.recorded);
+    }
+    if (message.alreadyRecorded !== 0) {
+      writer.uint32(24).int64(message.alreadyRecorded);
+    }
+    for (const v of message.rejections) {
+      ImportRejection.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportConsentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportConsentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.recorded = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.alreadyRecorded = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rejections.push(ImportRejection.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportConsentsResponse {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      recorded: isSet(object.recorded) ? globalThis.Number(object.recorded) : 0,
+      alreadyRecorded: isSet(object.alreadyRecorded)
+        ? globalThis.Number(object.alreadyRecorded)
+        : isSet(object.already_recorded)
+        ? globalThis.Number(object.already_recorded)
+        : 0,
+      rejections: globalThis.Array.isArray(object?.rejections)
+        ? object.rejections.map((e: any) => ImportRejection.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportConsentsResponse): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.recorded !== 0) {
+      obj.recorded = Math.round(message.recorded);
+    }
+    if (message.alreadyRecorded !== 0) {
+      obj.alreadyRecorded = Math.round(message.alreadyRecorded);
+    }
+    if (message.rejections?.length) {
+      obj.rejections = message.rejections.map((e) => ImportRejection.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportConsentsResponse>, I>>(base?: I): ImportConsentsResponse {
+    return ImportConsentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportConsentsResponse>, I>>(object: I): ImportConsentsResponse {
+    const message = createBaseImportConsentsResponse();
+    message.rows = object.rows ?? 0;
+    message.recorded = object.recorded ?? 0;
+    message.alreadyRecorded = object.alreadyRecorded ?? 0;
+    message.rejections = object.rejections?.map((e) => ImportRejection.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Recording consent (opt-in, opt-out, inbound messages) and answering "may I send this now?". */
 export type ConsentServiceService = typeof ConsentServiceService;
 export const ConsentServiceService = {
@@ -4189,8 +4880,8 @@ export const ConsentServiceService = {
    * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
    * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
    * change you have processed and resume from it; a change may come again after a reconnect.
-   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
-   * overtaken), see docs/api.md.
+   * A change is delivered as soon as it committed: the feed follows the tenant's commit order
+   * (each change's audit log position), so no later commit can overtake it; see docs/api.md.
    */
   streamChanges: {
     path: "/consent.v1.ConsentService/StreamChanges" as const,
@@ -4201,6 +4892,25 @@ export const ConsentServiceService = {
     responseSerialize: (value: StreamChangesResponse): Buffer =>
       Buffer.from(StreamChangesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamChangesResponse => StreamChangesResponse.decode(value),
+  },
+  /**
+   * Imports a business's existing consents and withdrawals (historical event times kept). The
+   * client streams rows, in any number of messages; the server records them in large batches
+   * and answers once, when the client has half-closed and every row is durable or rejected.
+   * Exactly once per row by `request_id`: sending the same rows again (after a crash or an
+   * interruption) records nothing twice. A row that cannot be recorded is rejected with its
+   * own status and does not stop the others. Send at most 50,000 rows per call.
+   */
+  importConsents: {
+    path: "/consent.v1.ConsentService/ImportConsents" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportConsentsRequest): Buffer =>
+      Buffer.from(ImportConsentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportConsentsRequest => ImportConsentsRequest.decode(value),
+    responseSerialize: (value: ImportConsentsResponse): Buffer =>
+      Buffer.from(ImportConsentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportConsentsResponse => ImportConsentsResponse.decode(value),
   },
 } as const;
 
@@ -4236,10 +4946,19 @@ export interface ConsentServiceServer extends UntypedServiceImplementation {
    * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
    * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
    * change you have processed and resume from it; a change may come again after a reconnect.
-   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
-   * overtaken), see docs/api.md.
+   * A change is delivered as soon as it committed: the feed follows the tenant's commit order
+   * (each change's audit log position), so no later commit can overtake it; see docs/api.md.
    */
   streamChanges: handleServerStreamingCall<StreamChangesRequest, StreamChangesResponse>;
+  /**
+   * Imports a business's existing consents and withdrawals (historical event times kept). The
+   * client streams rows, in any number of messages; the server records them in large batches
+   * and answers once, when the client has half-closed and every row is durable or rejected.
+   * Exactly once per row by `request_id`: sending the same rows again (after a crash or an
+   * interruption) records nothing twice. A row that cannot be recorded is rejected with its
+   * own status and does not stop the others. Send at most 50,000 rows per call.
+   */
+  importConsents: handleClientStreamingCall<ImportConsentsRequest, ImportConsentsResponse>;
 }
 
 export interface ConsentServiceClient extends Client {
@@ -4365,8 +5084,8 @@ export interface ConsentServiceClient extends Client {
    * The change feed for downstream systems: opt-outs and erasures of the tenant, in commit order,
    * from `cursor` on, for as long as the client reads. At-least-once: store the cursor of each
    * change you have processed and resume from it; a change may come again after a reconnect.
-   * A change is delivered once it is 5 seconds old (so that no slower concurrent commit is
-   * overtaken), see docs/api.md.
+   * A change is delivered as soon as it committed: the feed follows the tenant's commit order
+   * (each change's audit log position), so no later commit can overtake it; see docs/api.md.
    */
   streamChanges(
     request: StreamChangesRequest,
@@ -4377,6 +5096,30 @@ export interface ConsentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamChangesResponse>;
+  /**
+   * Imports a business's existing consents and withdrawals (historical event times kept). The
+   * client streams rows, in any number of messages; the server records them in large batches
+   * and answers once, when the client has half-closed and every row is durable or rejected.
+   * Exactly once per row by `request_id`: sending the same rows again (after a crash or an
+   * interruption) records nothing twice. A row that cannot be recorded is rejected with its
+   * own status and does not stop the others. Send at most 50,000 rows per call.
+   */
+  importConsents(
+    callback: (error: ServiceError | null, response: ImportConsentsResponse) => void,
+  ): ClientWritableStream<ImportConsentsRequest>;
+  importConsents(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportConsentsResponse) => void,
+  ): ClientWritableStream<ImportConsentsRequest>;
+  importConsents(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportConsentsResponse) => void,
+  ): ClientWritableStream<ImportConsentsRequest>;
+  importConsents(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportConsentsResponse) => void,
+  ): ClientWritableStream<ImportConsentsRequest>;
 }
 
 export const ConsentServiceClient = makeGenericClientConstructor(
@@ -4421,6 +5164,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isSet(value: any): boolean {
