@@ -93,6 +93,22 @@ export function categoryOf(frame: CallFrame): string {
   return `Other packages (${mod})`;
 }
 
+/**
+ * The frame a sample's time is charged to for its category: the leaf itself, unless it is Node.js
+ * or V8 code working for someone (a socket write, a stream, a builtin), in which case the nearest
+ * caller from a package or from the service: a socket write of mysql2 is the MariaDB client's.
+ */
+function ownerFrame(leaf: ProfileNode, byId: Map<number, ProfileNode>, parent: Map<number, number>): CallFrame {
+  // node:crypto is work of its own (hashing, ciphers), not plumbing: it keeps its category.
+  const runtime = (f: CallFrame) => (f.url.startsWith('node:') && !/^node:(internal\/)?crypto/.test(f.url)) || (!f.url && !f.functionName.startsWith('('));
+  if (!runtime(leaf.callFrame)) return leaf.callFrame;
+  for (let id = parent.get(leaf.id); id !== undefined; id = parent.get(id)) {
+    const frame = byId.get(id)!.callFrame;
+    if (frame.url && !runtime(frame)) return frame;
+  }
+  return leaf.callFrame;
+}
+
 function functionKey(frame: CallFrame): string {
   return `${frame.functionName || '(anonymous)'} (${moduleOf(frame)}${frame.url ? `:${frame.lineNumber + 1}` : ''})`;
 }
@@ -132,7 +148,7 @@ export function summariseProfile(file: string, windows: ProfileWindow[] = [], to
     self.set(key, (self.get(key) ?? 0) + delta);
     const mod = moduleOf(node.callFrame);
     modules.set(mod, (modules.get(mod) ?? 0) + delta);
-    const category = categoryOf(node.callFrame);
+    const category = categoryOf(ownerFrame(node, byId, parent));
     categories.set(category, (categories.get(category) ?? 0) + delta);
     // Inclusive time of the service's own functions: each counted once per sample, however deep the recursion.
     const seen = new Set<string>();
@@ -153,8 +169,10 @@ export function summariseProfile(file: string, windows: ProfileWindow[] = [], to
   return { totalMs: total / 1000, idleMs: idle / 1000, windowed: select !== null, byFunction: ranked(self), byModule: ranked(modules), byCategory: ranked(categories), inclusive: ranked(inclusive) };
 }
 
-/** Markdown: three small tables, shares of the busy (non-idle) time. */
-export function renderProfileSummary(title: string, s: ProfileSummary, top = 15): string[] {
+export type ProfileTable = 'category' | 'module' | 'function' | 'inclusive';
+
+/** Markdown: small tables (by default all four), shares of the busy (non-idle) time. */
+export function renderProfileSummary(title: string, s: ProfileSummary, top = 15, tables: ProfileTable[] = ['category', 'module', 'function', 'inclusive']): string[] {
   const busy = s.totalMs - s.idleMs;
   const pct = (ms: number) => `${((ms / busy) * 100).toFixed(1)}%`;
   const table = (header: string, rows: Array<{ name: string; ms: number }>) => [
@@ -162,27 +180,23 @@ export function renderProfileSummary(title: string, s: ProfileSummary, top = 15)
     '|---|--:|--:|',
     ...rows.slice(0, top).map((r) => `| ${r.name.replace(/\|/g, '\\|')} | ${Math.round(r.ms)} | ${pct(r.ms)} |`),
   ];
+  const sections: Record<ProfileTable, string[]> = {
+    category: ['Self time by category (time in Node.js and V8 internals is charged to the package or service code that called them, e.g. a socket write to mysql2):', '', ...table('category', s.byCategory), ''],
+    module: ['Self time by module (package, or source file of the service):', '', ...table('module', s.byModule), ''],
+    function: ['Self time by function:', '', ...table('function (module:line)', s.byFunction), ''],
+    inclusive: [
+      "Inclusive time of the service's own functions (the function and everything it called synchronously: an async function's time after an `await` is counted where it resumes):",
+      '',
+      ...table('function (module:line)', s.inclusive),
+      '',
+    ],
+  };
   return [
     `#### ${title}`,
     '',
     `${Math.round(s.totalMs)} ms sampled${s.windowed ? ' inside the measurement windows' : ' (whole profile: the windows did not overlap it)'}, of which ${Math.round(busy)} ms busy (${Math.round((busy / Math.max(1, s.totalMs)) * 100)}%).`,
     '',
-    'Self time by category:',
-    '',
-    ...table('category', s.byCategory),
-    '',
-    'Self time by module (package, or source file of the service):',
-    '',
-    ...table('module', s.byModule),
-    '',
-    'Self time by function:',
-    '',
-    ...table('function (module:line)', s.byFunction),
-    '',
-    "Inclusive time of the service's own functions (the function and everything it called synchronously: an async function's time after an `await` is counted where it resumes):",
-    '',
-    ...table('function (module:line)', s.inclusive),
-    '',
+    ...tables.flatMap((t) => sections[t]),
   ];
 }
 
