@@ -25,7 +25,8 @@ import { ServerProcess, startServerProcess } from './server-process';
  * the workload's writes by request_id, and the checks that every answered write is stored
  * exactly once and everything else all or nothing. A workload is anything that re-drives itself
  * after a restart: the retrying writers of test/e2e/crash-writes.test.ts, or an import that is
- * run again until it exits 0. The import scenario, once `consentctl import` exists, is:
+ * run again until it exits 0. The import scenario (with `consentctl import`; streaming the same rows
+ * through the ImportConsents RPC again until a call ends OK is the same workload) is:
  *
  *   const ledger = new WriteLedger();
  *   for (const row of rows) ledger.add({ tenant, requestId: row.requestId, identifier: phone(row.phone),
