@@ -7,6 +7,12 @@ interface Waiting<I, R> {
   reject(err: unknown): void;
 }
 
+/** How long a submitter waits for its batch at most, and what it is told then. */
+export interface WaitLimit {
+  ms: number;
+  error(): unknown;
+}
+
 /**
  * Group commit: items submitted under the same key (a tenant) are committed together, one batch
  * at a time per key. There is no timer: the first item of an idle key starts a batch after one
@@ -25,14 +31,38 @@ export class CommitQueue<I, R> {
     private readonly maxBatch: number,
   ) {}
 
-  submit(key: string, item: I): Promise<R> {
+  /**
+   * Queues `item` for the key's next batch. With `limit`, the submitter stops waiting after
+   * `limit.ms` (its batch goes on: an idempotent write may still commit, and a retry finds it),
+   * so a database that stopped answering fails every caller in bounded time, however many
+   * batches are queued before its own.
+   */
+  submit(key: string, item: I, limit?: WaitLimit): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      let settled = false;
+      const timer = limit
+        ? setTimeout(() => {
+            settled = true;
+            reject(limit.error());
+          }, limit.ms)
+        : undefined;
+      const waiting: Waiting<I, R> = {
+        item,
+        resolve: (r) => {
+          clearTimeout(timer);
+          if (!settled) resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          if (!settled) reject(e);
+        },
+      };
       const queue = this.queues.get(key);
       if (queue) {
-        queue.push({ item, resolve, reject });
+        queue.push(waiting);
         return;
       }
-      const fresh = [{ item, resolve, reject }];
+      const fresh = [waiting];
       this.queues.set(key, fresh);
       void this.drain(key, fresh);
     });

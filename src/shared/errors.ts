@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'UNAUTHENTICATED'
   | 'UNAVAILABLE'
   | 'ABORTED'
+  | 'DEADLINE_EXCEEDED'
   | 'RESOURCE_EXHAUSTED'
   | 'DATA_LOSS';
 

@@ -223,7 +223,9 @@ class Budget {
   }
 
   expired(): DomainError {
-    return this.limitedBy === 'caller' ? cancelled() : databaseUnavailable(`the database did not answer within ${this.limitMs} ms`);
+    return this.limitedBy === 'caller'
+      ? new DomainError('DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED', 'the call passed its deadline before the database answered')
+      : databaseUnavailable(`the database did not answer within ${this.limitMs} ms`);
   }
 }
 
