@@ -28,6 +28,7 @@ import { sendChannelOf, verifyExplanation } from './explain-verify';
 import { CliError, EXIT, EXIT_CODE_TABLE, usageError, verificationFailed } from './exit-codes';
 import { grpcFailure, isServiceError } from './grpc-errors';
 import { endQuietlyWhenReaderLeaves, progressOn } from './terminal-output';
+import { describeSummary, exitCodeOf, importableFile, importFile, importFormatOf, MAX_IMPORT_ROWS, ROWS_PER_MESSAGE } from './import-consents';
 import {
   address as checkAddress,
   childName,
@@ -397,6 +398,42 @@ export function buildProgram(): Command & { active(): Command } {
         out(`\nerasure receipt (${verified.ok ? 'signature verified' : 'SIGNATURE DOES NOT VERIFY'}):\n${JSON.stringify(verified.ok ? verified.payload : {}, null, 2)}\n\n${res.erasureReceipt}\n`);
       }
       if (!verified.ok) throw verificationFailed(`the erasure receipt: ${verified.error}`);
+    });
+
+  program
+    .command('import <file>')
+    .description("import a business's existing consents and withdrawals from CSV or JSON Lines (columns: docs/import.md); rejected rows go to --rejects with their lines; run again after an interruption: nothing is imported twice")
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--format <format>', 'csv or jsonl (default: from the file name)')
+    .option('--rejects <file>', 'write every rejected row (line, reason, field, message) to this file: CSV, or JSON Lines if it ends in .jsonl')
+    .option('--rows-per-call <n>', `rows per ImportConsents call, at most the service's MAX_IMPORT_ROWS`, String(MAX_IMPORT_ROWS))
+    .action(async (file: string, o) => {
+      tenantName(o.tenant);
+      importableFile(file);
+      const format = importFormatOf(file, o.format);
+      const rejectsFile = o.rejects !== undefined ? writableFile(o.rejects, '--rejects') : undefined;
+      const rowsPerCall = positiveInt(o.rowsPerCall, '--rows-per-call');
+      const s = g();
+      const interrupt = new AbortController();
+      const onSigint = () => interrupt.abort();
+      process.once('SIGINT', onSigint);
+      const progress = s.json ? null : progressOn(process.stderr);
+      let result;
+      try {
+        result = await importFile(s, { file, tenant: o.tenant, format, rejectsFile, rowsPerCall, rowsPerMessage: ROWS_PER_MESSAGE }, progress, interrupt.signal);
+      } finally {
+        progress?.end();
+        process.removeListener('SIGINT', onSigint);
+      }
+      const { summary, failure } = result;
+      out(s.json ? JSON.stringify(summary, null, 2) + '\n' : describeSummary(summary));
+      if (interrupt.signal.aborted) {
+        // Ends as an interrupted program does (by the signal, exit status 130 in a shell), after the summary.
+        process.kill(process.pid, 'SIGINT');
+        await new Promise(() => undefined);
+      }
+      if (failure) throw failure;
+      if (exitCodeOf(summary) !== EXIT.OK) throw new CliError(`${summary.rejected.toLocaleString('en')} of ${summary.rows.toLocaleString('en')} rows rejected; the others are imported`, EXIT.FAILED);
     });
 
   const holds = program.command('holds').description('legal holds (Art. 17(3)): block erasure while open');

@@ -1,14 +1,16 @@
 import { KeyManager } from '../crypto/key-manager';
-import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
+import { FieldViolation, invalidArgument } from '../shared/errors';
+import { canonicalJson } from '../shared/hashing';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { CommitQueue, ItemOutcome } from './commit-queue';
+import { ConsentImport, ImportItem } from './consent-import';
 import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
 import { prepareEvidence } from './evidence';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, LawfulBasis, Notice } from './model';
+import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Notice } from './model';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -56,8 +58,6 @@ export interface InboundResult {
 const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
 /** The most writes of one tenant committed in one transaction. */
 const MAX_BATCH = 256;
-/** Rows of an import committed in one transaction. */
-const IMPORT_BATCH = 1000;
 
 /**
  * Records consent events with their provenance. Each call is validated, normalised and hashed on
@@ -97,33 +97,29 @@ export class ConsentRecorder {
   }
 
   /**
-   * Imports rows of a business's records (ImportConsents): each validated like RecordConsent (an
-   * event time is required), then committed in large batches, in order, straight to the writer.
+   * Starts an import of a business's records (ImportConsents) into `tenantId`: the caller adds
+   * rows as they arrive; each is validated like RecordConsent (an event time is required) and the
+   * rows are committed in large batches, in order, straight to the writer (consent-import.ts).
    * Every row gets its own outcome; rows recorded before (same request_id) are not recorded again.
+   * A tenant that does not exist (or was erased) fails the whole import here, before any row.
    */
-  async importRows(principal: Principal, tenantId: string, inputs: RecordConsentInput[]): Promise<Array<ItemOutcome<WriteResult>>> {
+  async startImport<T>(principal: Principal, tenantId: string, report: (tag: T, outcome: ItemOutcome<WriteResult>) => void): Promise<ConsentImport<T>> {
     authorizeTenant(principal, tenantId);
-    const outcomes: Array<ItemOutcome<WriteResult>> = new Array(inputs.length);
-    for (let start = 0; start < inputs.length; start += IMPORT_BATCH) {
-      const positions: number[] = [];
-      const prepared: PreparedWrite[] = [];
-      for (let i = start; i < Math.min(start + IMPORT_BATCH, inputs.length); i++) {
-        try {
-          if (inputs[i].eventTime === undefined) {
-            throw invalidArgument([{ field: 'event_time', reason: 'REQUIRED', description: 'an imported row must say when the person acted' }]);
-          }
-          prepared.push(await this.prepareConsent(principal, inputs[i], true));
-          positions.push(i);
-        } catch (err) {
-          if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
-          outcomes[i] = { error: err };
+    await this.references(tenantId, null);
+    return new ConsentImport<T>(this.writer, tenantId, report);
+  }
+
+  /** One row of an import, prepared when its batch is: validated, normalised and hashed. */
+  importItem<T>(principal: Principal, input: RecordConsentInput, tag: T): ImportItem<T> {
+    return {
+      tag,
+      prepare: () => {
+        if (input.eventTime === undefined) {
+          return Promise.reject(invalidArgument([{ field: 'event_time', reason: 'REQUIRED', description: 'an imported row must say when the person acted' }]));
         }
-      }
-      if (prepared.length === 0) continue;
-      const committed = await this.writer.commit(tenantId, prepared);
-      positions.forEach((position, k) => (outcomes[position] = committed[k]));
-    }
-    return outcomes;
+        return this.prepareConsent(principal, input, true);
+      },
+    };
   }
 
   /** Validates a consent write, finds its notice, and hashes what the batch needs: no transaction. */
@@ -157,18 +153,21 @@ export class ConsentRecorder {
       violations.push({ field: 'lawful_basis', reason: 'NOT_AN_OPT_IN', description: 'only opt-ins have a lawful basis; a withdrawal needs none' });
     }
     if (input.jurisdiction.length > 16) violations.push({ field: 'jurisdiction', reason: 'TOO_LONG', description: 'at most 16 characters' });
-    checkRequestId(input.requestId, true, violations);
+    // An imported row without a request_id gets one derived from what it says (below).
+    const derivedRequestId = imported && input.requestId === '';
+    checkRequestId(input.requestId, !derivedRequestId, violations);
     const evidence = prepareEvidence(input.evidence, 'evidence', violations);
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
     const { notice } = await this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
     const keyring = await this.keys.tenantKeyring(input.tenantId);
+    const fingerprint = this.keys.requestFingerprint(keyring, derivedRequestId ? importedRowContent(identifier, input, eventTime, evidence) : input.fingerprintSource);
     return {
       tenantId: input.tenantId,
       principal: principal.id,
-      requestId: input.requestId,
-      fingerprint: this.keys.requestFingerprint(keyring, input.fingerprintSource),
+      requestId: derivedRequestId ? `${DERIVED_REQUEST_ID_PREFIX}${fingerprint.slice(0, 32)}` : input.requestId,
+      fingerprint,
       identifier,
       index: this.subjects.index(keyring, identifier),
       recordTime: now,
@@ -243,4 +242,33 @@ export class ConsentRecorder {
       violations.push({ field: 'event_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
     }
   }
+}
+
+/** Request ids the service derives for imported rows that have none: this prefix and 128 bits of the row's fingerprint. */
+export const DERIVED_REQUEST_ID_PREFIX = 'row-';
+
+/**
+ * What an imported row says, normalised (the identifier as stored, the evidence as kept, the
+ * defaults applied), without where it stands in its file: the source of the fingerprint, and so
+ * of the request id, of a row that came without one. The same row in another place of an edited
+ * file, or written differently (a phone number with spaces), gets the same request id and is
+ * recorded once. The fingerprint is an HMAC under the tenant's request key, so the id reveals
+ * nothing of the row to whoever reads it.
+ */
+function importedRowContent(identifier: IdentifierRef, input: RecordConsentInput, eventTime: number, evidence: Evidence): string {
+  const optIn = OPT_IN_KINDS.has(input.kind);
+  return canonicalJson({
+    v: 'import-row/1',
+    identifier,
+    purpose: input.purposeId,
+    channel: input.channel,
+    kind: input.kind,
+    eventTime,
+    method: input.method,
+    notice: input.notice,
+    evidence,
+    lawfulBasis: optIn ? (input.lawfulBasis ?? 'CONSENT') : undefined,
+    jurisdiction: input.jurisdiction,
+    expireTime: input.expireTime,
+  });
 }

@@ -1,7 +1,10 @@
 import { ServerDuplexStream } from '@grpc/grpc-js';
 import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
 import { ConsentHistory } from '../../domain/consent-history';
+import { ConsentImport, ImportItem } from '../../domain/consent-import';
 import { ConsentRecorder, RecordConsentInput } from '../../domain/consent-recorder';
+import { ItemOutcome } from '../../domain/commit-queue';
+import { WriteResult } from '../../domain/consent-writer';
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
 import { ChangeFeed } from '../../domain/change-feed';
@@ -96,48 +99,70 @@ export function consentHandlers(
     }),
 
     importConsents: pipeline.clientStream('ImportConsents', async (call, ctx): Promise<ImportConsentsResponse> => {
-      const rows: Array<{ row: ImportRow; violations: FieldViolation[] }> = [];
+      // Rows are validated and committed while the stream is still arriving (ConsentImport): the
+      // loop below reads the next message only once the import has room for it, so a call of
+      // any size holds at most a few batches in memory.
       let parent: string | undefined;
-      for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
-        const refused = refusalOf(message);
-        if (refused) throw refused;
-        if (parent === undefined) parent = message.parent;
-        else if (message.parent && message.parent !== parent) {
-          throw invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }]);
-        }
-        message.rows.forEach((row, i) => rows.push({ row, violations: itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') })) }));
-        if (rows.length > limits.maxImportRows) {
-          throw invalidArgument([{ field: 'rows', reason: 'TOO_MANY', description: `at most ${limits.maxImportRows} rows per call; send the rest in another call` }]);
-        }
-      }
-      const tenantId = parentTenant(parent ?? '');
-      const rejections: ImportConsentsResponse['rejections'] = [];
-      const inputs: Array<Parameters<ConsentRecorder['importRows']>[2][number]> = [];
-      const lines: number[] = [];
-      for (const { row, violations } of rows) {
-        // The line is where the row sits in a file, not part of the request: a re-run of an edited file is still a retry.
-        const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, JSON.stringify(ImportRow.toJSON({ ...row, line: 0 })));
-        const all = [...violations, ...('violations' in input ? input.violations : [])];
-        if (all.length > 0 || 'violations' in input) rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
-        else {
-          inputs.push(input);
-          lines.push(row.line);
-        }
-      }
-      const outcomes = await recorder.importRows(ctx.principal, tenantId, inputs);
+      let importer: ConsentImport<number> | undefined;
+      let rows = 0;
       let recorded = 0;
       let alreadyRecorded = 0;
-      outcomes.forEach((outcome, i) => {
+      const rejections: ImportConsentsResponse['rejections'] = [];
+      // A row sent twice in one call (the same request_id) is answered with the first one's event.
+      const recordedEvents = new Set<string>();
+      const report = (line: number, outcome: ItemOutcome<WriteResult>) => {
         if ('ok' in outcome) {
-          if (outcome.ok.replayed) alreadyRecorded++;
-          else recorded++;
+          const first = outcome.ok.events[0].id;
+          if (outcome.ok.replayed || recordedEvents.has(first)) alreadyRecorded++;
+          else {
+            recorded++;
+            recordedEvents.add(first);
+          }
         } else {
-          if (!(outcome.error instanceof DomainError) || outcome.error.kind === 'UNAVAILABLE') throw outcome.error;
-          rejections.push({ line: lines[i], status: toStatus(outcome.error) });
+          // Only a row's own error reaches here (ConsentImport ends the import on any other).
+          if (!(outcome.error instanceof DomainError)) throw outcome.error;
+          rejections.push({ line, status: toStatus(outcome.error) });
         }
-      });
+      };
+      const stopOnCancel = () => importer?.stop();
+      ctx.signal.addEventListener('abort', stopOnCancel);
+      try {
+        for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
+          const refused = refusalOf(message);
+          if (refused) throw refused;
+          if (parent === undefined) parent = message.parent;
+          else if (message.parent && message.parent !== parent) {
+            throw invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }]);
+          }
+          const tenantId = parentTenant(parent);
+          importer ??= await recorder.startImport(ctx.principal, tenantId, report);
+          rows += message.rows.length;
+          if (rows > limits.maxImportRows) {
+            throw invalidArgument([{ field: 'rows', reason: 'TOO_MANY', description: `at most ${limits.maxImportRows} rows per call; send the rest in another call` }]);
+          }
+          const items: Array<ImportItem<number>> = [];
+          message.rows.forEach((row, i) => {
+            const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
+            // The line is where the row sits in a file, not part of the request: a re-run of an edited file is still a retry.
+            const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, JSON.stringify(ImportRow.toJSON({ ...row, line: 0 })));
+            const all = [...violations, ...('violations' in input ? input.violations : [])];
+            if (all.length > 0 || 'violations' in input) rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
+            else items.push(recorder.importItem(ctx.principal, input, row.line));
+          });
+          await importer.add(items);
+          if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the call was cancelled');
+        }
+        // No message at all, or none naming the tenant.
+        if (!importer) await recorder.startImport(ctx.principal, parentTenant(parent ?? ''), report);
+        await importer?.finish();
+      } catch (err) {
+        importer?.stop();
+        throw err;
+      } finally {
+        ctx.signal.removeEventListener('abort', stopOnCancel);
+      }
       rejections.sort((a, b) => a.line - b.line);
-      return { rows: rows.length, recorded, alreadyRecorded, rejections };
+      return { rows, recorded, alreadyRecorded, rejections };
     }),
 
     recordInboundMessage: pipeline.unary(

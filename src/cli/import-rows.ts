@@ -1,0 +1,202 @@
+import { CollectionMethod, ConsentEventKind, ImportRow, LawfulBasis } from '../gen/consent/v1/consent';
+import { Channel } from '../gen/consent/v1/common';
+import { PURPOSE_ID } from '../domain/resource-names';
+import { SourceValues } from './import-source';
+
+/**
+ * The columns of an import file (docs/import.md) and how one record becomes an ImportRow. Only
+ * what can be told from the row alone is checked here (a value of the right form for its column);
+ * whether a phone number exists, a purpose or notice is known, or a person was erased is the
+ * service's to say, and it answers each row with its line. Messages never repeat a value: values
+ * are personal data.
+ */
+
+/** Every column the import reads; a CSV header with any other column is refused before sending. */
+export const IMPORT_COLUMNS = [
+  'phone',
+  'email',
+  'customer_id',
+  'region',
+  'purpose',
+  'channel',
+  'kind',
+  'event_time',
+  'method',
+  'notice',
+  'source_ip',
+  'user_agent',
+  'page_url',
+  'inbound_message_id',
+  'free_text',
+  'collected_by',
+  'lawful_basis',
+  'jurisdiction',
+  'expire_time',
+  'request_id',
+] as const;
+
+/** Columns a CSV header must have (and one of the identifier columns). */
+export const REQUIRED_COLUMNS = ['purpose', 'channel', 'kind', 'event_time'] as const;
+export const IDENTIFIER_COLUMNS = ['phone', 'email', 'customer_id'] as const;
+
+/** Why a row is not sent: one entry per bad column. */
+export interface RowProblem {
+  reason: string;
+  field: string;
+  message: string;
+}
+
+/** The header's problem, if any: an unknown column (a typo would silently drop data) or a required one missing. */
+export function headerProblem(columns: string[]): string | null {
+  const unknown = columns.filter((c) => !(IMPORT_COLUMNS as readonly string[]).includes(c));
+  if (unknown.length > 0) return `unknown column${unknown.length > 1 ? 's' : ''} ${unknown.map((c) => `"${c}"`).join(', ')} (the columns are: ${IMPORT_COLUMNS.join(', ')})`;
+  const missing = REQUIRED_COLUMNS.filter((c) => !columns.includes(c));
+  if (missing.length > 0) return `missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+  if (!IDENTIFIER_COLUMNS.some((c) => columns.includes(c))) return `no identifier column: give at least one of ${IDENTIFIER_COLUMNS.join(', ')}`;
+  return null;
+}
+
+const CHANNELS: Record<string, Channel> = {
+  whatsapp: Channel.CHANNEL_WHATSAPP,
+  sms: Channel.CHANNEL_SMS,
+  email: Channel.CHANNEL_EMAIL,
+  push: Channel.CHANNEL_PUSH,
+  voice: Channel.CHANNEL_VOICE,
+  any: Channel.CHANNEL_ANY,
+};
+const KINDS: Record<string, ConsentEventKind> = {
+  opt_in: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN,
+  opt_out: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT,
+  opt_in_pending: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING,
+  opt_in_confirmed: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED,
+};
+const METHODS: Record<string, CollectionMethod> = {
+  web_form: CollectionMethod.COLLECTION_METHOD_WEB_FORM,
+  chat_message: CollectionMethod.COLLECTION_METHOD_CHAT_MESSAGE,
+  checkbox_in_app: CollectionMethod.COLLECTION_METHOD_CHECKBOX_IN_APP,
+  paper: CollectionMethod.COLLECTION_METHOD_PAPER,
+  verbal: CollectionMethod.COLLECTION_METHOD_VERBAL,
+  api: CollectionMethod.COLLECTION_METHOD_API,
+  import: CollectionMethod.COLLECTION_METHOD_IMPORT,
+};
+const LAWFUL_BASES: Record<string, LawfulBasis> = {
+  consent: LawfulBasis.LAWFUL_BASIS_CONSENT,
+  contract: LawfulBasis.LAWFUL_BASIS_CONTRACT,
+  legal_obligation: LawfulBasis.LAWFUL_BASIS_LEGAL_OBLIGATION,
+  vital_interests: LawfulBasis.LAWFUL_BASIS_VITAL_INTERESTS,
+  public_task: LawfulBasis.LAWFUL_BASIS_PUBLIC_TASK,
+  legitimate_interests: LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS,
+};
+
+/** ISO 8601 with a date, and a zone whenever a clock time is given (a bare date is midnight UTC). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2}))?$/i;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** What may be in a phone number column: digits and the usual separators (the service checks the number). */
+const PHONE_CHARACTERS = /^\+?[0-9\s().\/-]{1,64}$/;
+
+/** One record as the row to send, or what is wrong with it (every bad column). */
+export function importRowOf(values: SourceValues, tenant: string, line: number): ImportRow | RowProblem[] {
+  const problems: RowProblem[] = [];
+  const text = (column: string): string => {
+    const v = values[column];
+    if (v === undefined || v === null) return '';
+    if (typeof v === 'string') return v.trim();
+    if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+    problems.push({ reason: 'INVALID_VALUE', field: column, message: 'must be text (or a number)' });
+    return '';
+  };
+  for (const key of Object.keys(values)) {
+    if (!(IMPORT_COLUMNS as readonly string[]).includes(key)) problems.push({ reason: 'UNKNOWN_FIELD', field: key, message: `not a column of an import (the columns are: ${IMPORT_COLUMNS.join(', ')})` });
+  }
+  const choice = <E>(column: string, table: Record<string, E>, fallback?: E): E | undefined => {
+    const raw = text(column);
+    if (raw === '') {
+      if (fallback === undefined) problems.push({ reason: 'REQUIRED', field: column, message: `required: one of ${Object.keys(table).join(', ')}` });
+      return fallback;
+    }
+    const value = table[raw.toLowerCase().replace(/-/g, '_')];
+    if (value === undefined) problems.push({ reason: 'UNKNOWN_ENUM_VALUE', field: column, message: `must be one of ${Object.keys(table).join(', ')}` });
+    return value;
+  };
+  const time = (column: string, required: boolean): Date | undefined => {
+    const raw = text(column);
+    if (raw === '') {
+      if (required) problems.push({ reason: 'REQUIRED', field: column, message: 'required: when the person acted, ISO 8601 such as 2024-03-01T10:00:00Z' });
+      return undefined;
+    }
+    const date = new Date(/[T ]/i.test(raw) ? raw : `${raw}T00:00:00Z`);
+    if (!ISO_TIME.test(raw) || Number.isNaN(date.getTime())) {
+      problems.push({ reason: 'INVALID_TIMESTAMP', field: column, message: 'must be ISO 8601 with a time zone, such as 2024-03-01T10:00:00Z or 2024-03-01T11:00:00+01:00 (a date alone is midnight UTC)' });
+      return undefined;
+    }
+    return date;
+  };
+
+  const identifiers = IDENTIFIER_COLUMNS.filter((c) => text(c) !== '');
+  let subjectIdentifier: ImportRow['subjectIdentifier'];
+  const region = text('region');
+  if (identifiers.length !== 1) {
+    problems.push({
+      reason: identifiers.length === 0 ? 'REQUIRED' : 'ONE_IDENTIFIER_PER_ROW',
+      field: identifiers.length === 0 ? 'phone' : identifiers.join(','),
+      message: `exactly one of ${IDENTIFIER_COLUMNS.join(', ')} per row`,
+    });
+  } else if (identifiers[0] === 'phone') {
+    const phone = text('phone');
+    if (!PHONE_CHARACTERS.test(phone)) problems.push({ reason: 'INVALID_PHONE_NUMBER', field: 'phone', message: 'is not a phone number (digits, an optional leading +, spaces, dots, dashes, brackets)' });
+    if (region !== '' && !/^[A-Za-z]{2}$/.test(region)) problems.push({ reason: 'INVALID_REGION', field: 'region', message: 'must be an ISO 3166-1 alpha-2 code such as DE' });
+    subjectIdentifier = { kind: { $case: 'phoneNumber', value: phone }, defaultRegion: region.toUpperCase() };
+  } else {
+    if (region !== '') problems.push({ reason: 'REGION_WITHOUT_PHONE', field: 'region', message: 'region only goes with phone' });
+    subjectIdentifier = identifiers[0] === 'email' ? { kind: { $case: 'email', value: text('email') }, defaultRegion: '' } : { kind: { $case: 'customerId', value: text('customer_id') }, defaultRegion: '' };
+  }
+
+  const purpose = text('purpose');
+  if (purpose === '') problems.push({ reason: 'REQUIRED', field: 'purpose', message: 'required: a purpose id such as newsletter ("-" for an opt-out of all purposes)' });
+  else if (purpose !== '-' && !PURPOSE_ID.test(purpose)) problems.push({ reason: 'INVALID_PURPOSE_NAME', field: 'purpose', message: 'must be a purpose id such as newsletter (a-z, 0-9, -), or "-" for an opt-out of all purposes' });
+  const channel = choice('channel', CHANNELS);
+  const kind = choice('kind', KINDS);
+  const eventTime = time('event_time', true);
+  const method = choice('method', METHODS, CollectionMethod.COLLECTION_METHOD_IMPORT);
+  const notice = text('notice');
+  if (notice !== '' && !/^[1-9]\d{0,8}$/.test(notice)) problems.push({ reason: 'INVALID_NOTICE', field: 'notice', message: "must be the version number of the purpose's notice, such as 1" });
+  const lawfulBasis = text('lawful_basis') === '' ? LawfulBasis.LAWFUL_BASIS_UNSPECIFIED : choice('lawful_basis', LAWFUL_BASES);
+  const expireTime = time('expire_time', false);
+  const requestId = text('request_id');
+  if (requestId !== '' && !REQUEST_ID.test(requestId)) problems.push({ reason: 'INVALID_REQUEST_ID', field: 'request_id', message: '1-128 characters of A-Z a-z 0-9 . _ : - (or empty: one is derived from the row)' });
+  const evidence = { sourceIp: text('source_ip'), userAgent: text('user_agent'), pageUrl: text('page_url'), inboundMessageId: text('inbound_message_id'), freeText: text('free_text') };
+  const collectedBy = text('collected_by');
+  const jurisdiction = text('jurisdiction');
+  if (problems.length > 0) return problems;
+
+  const purposeName = `tenants/${tenant}/purposes/${purpose}`;
+  return {
+    line,
+    subjectIdentifier,
+    purpose: purposeName,
+    channel: channel!,
+    kind: kind!,
+    eventTime,
+    method: method!,
+    notice: notice === '' ? '' : `${purposeName}/notices/${notice}`,
+    evidence,
+    collectedBy,
+    lawfulBasis: lawfulBasis!,
+    jurisdiction,
+    expireTime,
+    requestId,
+  };
+}
+
+/** The column a field of the service's answer is about (it names request fields: subject_identifier.phone_number, evidence.source_ip). */
+export function columnOf(field: string): string {
+  const identifier: Record<string, string> = {
+    'subject_identifier.phone_number': 'phone',
+    'subject_identifier.email': 'email',
+    'subject_identifier.customer_id': 'customer_id',
+    'subject_identifier.default_region': 'region',
+  };
+  if (identifier[field]) return identifier[field];
+  if (field.startsWith('evidence.')) return field.slice('evidence.'.length);
+  return field;
+}
