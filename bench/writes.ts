@@ -151,6 +151,8 @@ const Database = require('better-sqlite3') as new (file: string, options?: { rea
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+/** A ratio with enough digits to tell 0.004x from 0.04x. */
+const times = (ratio: number) => `${ratio.toFixed(ratio < 0.1 ? 3 : ratio < 10 ? 2 : 1)}x`;
 
 // ---------------------------------------------------------------------------------------------
 // What runs, and what it measured
@@ -627,10 +629,10 @@ function renderDatabase(run: DatabaseRun, s: Settings): string[] {
   for (const r of run.results) {
     const noOp = r.phase.noOpKey ? byKey.get(r.phase.noOpKey) : undefined;
     const unit = r.phase.kind === 'no-op' ? 'calls/s' : r.phase.kind === 'write' ? 'writes/s' : 'inserts/s';
-    const rateRatio = noOp ? `${(r.m.rate / noOp.m.rate).toFixed(2)}x` : '–';
+    const rateRatio = noOp ? times(r.m.rate / noOp.m.rate) : '–';
     const serverUs = perOpUs(r.m.cpu.server, r.m.items);
     const noOpUs = noOp ? perOpUs(noOp.m.cpu.server, noOp.m.items) : null;
-    const cpuRatio = r.phase.kind === 'write' && serverUs !== null && noOpUs !== null ? `${(serverUs / noOpUs).toFixed(1)}x` : '–';
+    const cpuRatio = r.phase.kind === 'write' && serverUs !== null && noOpUs !== null ? times(serverUs / noOpUs) : '–';
     const failed = Object.entries(r.m.failed).map(([code, n]) => `**${fmt(n)} failed ${code}** ("${r.m.failureMessages[code] ?? ''}")`);
     const notes = [...failed, ...r.notes];
     lines.push(
@@ -666,7 +668,7 @@ function renderGoals(runs: DatabaseRun[]): string[] {
     const o = find(run, `no-op-${n}`);
     if (!w || !o) return '–';
     const ratio = w.m.rate / o.m.rate;
-    return `${ratio.toFixed(2)}x (${formatRate(w.m.rate)} vs ${formatRate(o.m.rate)}/s): ${verdict(ratio >= GOALS.writeVsNoOp)}`;
+    return `${times(ratio)} (${formatRate(w.m.rate)} vs ${formatRate(o.m.rate)}/s): ${verdict(ratio >= GOALS.writeVsNoOp)}`;
   };
   const cpuCell = (run: DatabaseRun, n: number) => {
     const w = find(run, `write-1-tenant-${n}`);
@@ -674,12 +676,12 @@ function renderGoals(runs: DatabaseRun[]): string[] {
     const wu = w ? perOpUs(w.m.cpu.server, w.m.items) : null;
     const ou = o ? perOpUs(o.m.cpu.server, o.m.items) : null;
     if (wu === null || ou === null) return '–';
-    return `${(wu / ou).toFixed(1)}x (${perOp(w!.m.cpu.server, w!.m.items)} vs ${perOp(o!.m.cpu.server, o!.m.items)}): ${verdict(wu / ou <= GOALS.cpuVsNoOp)}`;
+    return `${times(wu / ou)} (${perOp(w!.m.cpu.server, w!.m.items)} vs ${perOp(o!.m.cpu.server, o!.m.items)}): ${verdict(wu / ou <= GOALS.cpuVsNoOp)}`;
   };
   const rawCell = (run: DatabaseRun, n: number) => {
     const w = find(run, `write-1-tenant-${n}`);
     const r = find(run, `raw-insert-${n}`);
-    return w && r ? `${formatRate(r.m.rate)} inserts/s (writes: ${(w.m.rate / r.m.rate).toFixed(3)}x of it)` : '–';
+    return w && r ? `${formatRate(r.m.rate)} inserts/s (writes: ${times(w.m.rate / r.m.rate)} of it)` : '–';
   };
   return [
     `| Goal | Target | ${runs.map((r) => r.label).join(' | ')} |`,
