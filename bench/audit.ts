@@ -688,7 +688,7 @@ async function buildStack(kind: string, withAudit: boolean): Promise<Stack | nul
     const purposes = new PurposeService(tx, purposeRows, tenants, keys, systemClock, config.limits, trail);
     const subjects = new TypeormSubjectRepository();
     const writer = new ConsentWriter(tx, new TypeormConsentRepository(), subjects, tenants, keys, new TypeormChangeFeedRepository(), trail);
-    const recorder = new ConsentRecorder(tx, writer, new SubjectDirectory(subjects, keys), tenants, purposes, keys, systemClock, config.limits.maxEventTimeSkewMs);
+    const recorder = new ConsentRecorder(tx, writer, new SubjectDirectory(subjects, keys), tenants, purposes, keys, systemClock, config.limits.maxEventTimeSkewMs, config.databaseTimeouts.callMs);
     const statements = await countStatements(dataSource);
     return { label: withAudit ? 'with audit' : 'no audit', recorder, tenants, purposes, audit, noOp, statements, close: env.drop };
   } catch (err) {

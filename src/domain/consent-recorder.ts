@@ -1,10 +1,10 @@
 import { KeyManager } from '../crypto/key-manager';
-import { FieldViolation, invalidArgument } from '../shared/errors';
+import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { canonicalJson } from '../shared/hashing';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { CommitQueue, ItemOutcome } from './commit-queue';
+import { CommitQueue, ItemOutcome, WaitLimit } from './commit-queue';
 import { ConsentImport, ImportItem } from './consent-import';
 import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
@@ -77,13 +77,23 @@ export class ConsentRecorder {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly maxEventTimeSkewMs: number,
+    /** How long a call waits for its batch (DATABASE_CALL_TIMEOUT_MS): then UNAVAILABLE, as any database call. */
+    private readonly commitWaitMs: number,
   ) {
     this.queue = new CommitQueue((tenantId, writes) => this.writer.commit(tenantId, writes), MAX_BATCH);
   }
 
+  /** The wait limit of a call's write: the database answers within DATABASE_CALL_TIMEOUT_MS or the call is UNAVAILABLE. */
+  private get waitLimit(): WaitLimit {
+    return {
+      ms: this.commitWaitMs,
+      error: () => new DomainError('UNAVAILABLE', 'DATABASE_UNAVAILABLE', `the database did not commit the write within ${this.commitWaitMs} ms; retry with the same request_id`, {}, [], 1000),
+    };
+  }
+
   async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
     const prepared = await this.prepareConsent(principal, input, false);
-    const result = await this.queue.submit(input.tenantId, prepared);
+    const result = await this.queue.submit(input.tenantId, prepared, this.waitLimit);
     const event = result.events[0];
     if (!input.issueReceipt) return { event };
     // Signed after the commit: a receipt is never issued for a consent that was not recorded.
@@ -213,7 +223,7 @@ export class ConsentRecorder {
       recordTime: now,
       body: { type: 'inbound', channel: input.channel, eventTime, text: input.text, messageId: input.messageId },
       imported: false,
-    });
+    }, this.waitLimit);
     const [inbound, keyword] = result.events;
     return { inbound, keyword, windowExpireTime: result.windowExpireTime! };
   }
