@@ -549,7 +549,7 @@ function otherPercent(m: PhaseMeasurement): number {
 }
 
 function progress(m: PhaseMeasurement, s: Settings): void {
-  const failed = Object.entries(m.failed).map(([code, n]) => `${n} ${code}`);
+  const failed = Object.entries(m.failed).map(([code, n]) => `${n} ${code} ("${m.failureMessages[code] ?? ''}")`);
   log(
     `    ${formatRate(m.rate)}/s (${fmt(m.completed)} in ${s.durationMs / 1000} s), p50 ${formatMs(m.latency.p50Ms)}, p99 ${formatMs(m.latency.p99Ms)}; server ${perOp(m.cpu.server, m.items)}/op; CPU ${cpuShares(m)}${failed.length ? `; FAILED: ${failed.join(', ')}` : ''}`,
   );
@@ -701,7 +701,7 @@ function renderReport(runs: DatabaseRun[], failed: string[], skipped: string[], 
   const lines = [
     `## Write benchmark${options.quick ? ' (quick smoke run: short windows, not representative)' : ''}`,
     '',
-    `Run ${new Date().toISOString()}: \`npm run bench:writes -- ${process.argv.slice(2).join(' ')}\`.`,
+    `Run ${new Date().toISOString()}: \`npm run bench:writes -- ${process.argv.slice(2).map((arg) => (/[\s"'()]/.test(arg) ? `'${arg}'` : arg)).join(' ')}\`.`,
     '',
     ...machineInfo(options.label),
     ...(options.profileDir ? ['- The server ran under the V8 CPU profiler (--profile): its rates are lower and its CPU per op higher than without.'] : []),
