@@ -33,10 +33,12 @@ export class AuditLog implements AuditTrail {
     if (entries.length === 0) return size;
     // Complete subtrees the new leaves join with: those on the right edge of the tree of `size`.
     const hashes = new Map<string, Buffer>();
-    for (const { level, index } of rightEdge(size)) {
-      const stored = await this.repo.node(tx, tenantId, level, index);
-      if (!stored) throw new Error(`audit node missing: level ${level} index ${index}`);
-      hashes.set(`${level}:${index}`, Buffer.from(stored, 'hex'));
+    const edge = rightEdge(size);
+    const stored = edge.length > 0 ? await this.repo.nodes(tx, tenantId, edge) : new Map<string, string>();
+    for (const { level, index } of edge) {
+      const hash = stored.get(`${level}:${index}`);
+      if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
+      hashes.set(`${level}:${index}`, Buffer.from(hash, 'hex'));
     }
     const rows: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }> = [];
     const nodes: Array<{ level: number; index: number; hash: string }> = [];

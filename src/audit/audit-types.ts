@@ -75,6 +75,8 @@ export interface AuditRepository {
   /** Stores complete subtrees' hashes (level L, index i covers leaves [i*2^L, (i+1)*2^L)). */
   insertNodes(tx: TxContext, tenantId: string, nodes: Array<{ level: number; index: number; hash: string }>): Promise<void>;
   node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
+  /** Several nodes in one read, keyed by `${level}:${index}`; missing ones are absent. */
+  nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>>;
   /** Entries from `fromSeq` on, in order, that match `filter`. */
   entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]>;
   /** How many entries match `filter`. */

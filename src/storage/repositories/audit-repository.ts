@@ -18,7 +18,7 @@ export class TypeormAuditRepository implements AuditRepository {
   }
 
   async setSize(tx: TxContext, tenantId: string, size: number): Promise<void> {
-    await managerOf(tx).update(AuditHeadEntity, { tenantId }, { size });
+    await managerOf(tx).query('UPDATE audit_heads SET size = ? WHERE tenant_id = ?', [size, tenantId]);
   }
 
   async size(tx: TxContext, tenantId: string): Promise<number> {
@@ -44,6 +44,14 @@ export class TypeormAuditRepository implements AuditRepository {
     // query itself on SQLite (bench/audit.ts measured 220 vs 15 microseconds).
     const rows: Array<{ hash: string }> = await managerOf(tx).query('SELECT hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx = ?', [tenantId, level, index]);
     return rows[0]?.hash ?? null;
+  }
+
+  async nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>> {
+    const rows: Array<{ level: unknown; idx: unknown; hash: string }> = await managerOf(tx).query(
+      `SELECT level, idx, hash FROM audit_nodes WHERE tenant_id = ? AND (${keys.map(() => '(level = ? AND idx = ?)').join(' OR ')})`,
+      [tenantId, ...keys.flatMap((k) => [k.level, k.index])],
+    );
+    return new Map(rows.map((r) => [`${num(r.level)}:${num(r.idx)}`, r.hash]));
   }
 
   async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
