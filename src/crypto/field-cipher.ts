@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { GCM_IV_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from './primitives';
+import { freshRandom, GCM_IV_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from './primitives';
 
 /**
  * Where a ciphertext belongs. Bound into the JWE protected header, which AES-GCM authenticates,
@@ -32,7 +31,7 @@ export class FieldDecryptionError extends Error {
 export function encryptField(key: Buffer, kid: string, context: FieldContext, plaintext: string): string {
   const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid, ...pick(context) })).toString('base64url');
   if (key.length !== 32) throw new FieldDecryptionError('field keys are 256 bits');
-  const iv = randomBytes(GCM_IV_BYTES);
+  const iv = freshRandom(GCM_IV_BYTES);
   // JWE: the additional authenticated data is the ASCII of the encoded protected header.
   const { ciphertext, tag } = gcmSeal(key, iv, Buffer.from(header, 'ascii'), Buffer.from(plaintext, 'utf8'));
   return `${header}..${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${tag.toString('base64url')}`;

@@ -1,6 +1,6 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv } from 'node:crypto';
 import jose from 'node-jose';
-import { GCM_IV_BYTES, gcmSeal } from './primitives';
+import { freshRandom, GCM_IV_BYTES, gcmSeal } from './primitives';
 
 /**
  * Key wrapping as compact JWE (A256KW + A256GCM), behind two calls. Unwrapping goes through
@@ -26,10 +26,10 @@ const wrappingMaterial = new WeakMap<jose.JWK.Key, Buffer>();
 export async function wrapKey(key: jose.JWK.Key, material: Buffer, bind: Record<string, string | number>): Promise<string> {
   const kek = kekOf(key);
   const header = Buffer.from(JSON.stringify({ alg: 'A256KW', kid: key.kid, ...bind, enc: 'A256GCM' })).toString('base64url');
-  const cek = randomBytes(CEK_BYTES);
+  const cek = freshRandom(CEK_BYTES);
   const kw = createCipheriv('id-aes256-wrap', kek, KEY_WRAP_IV);
   const encryptedKey = Buffer.concat([kw.update(cek), kw.final()]);
-  const iv = randomBytes(GCM_IV_BYTES);
+  const iv = freshRandom(GCM_IV_BYTES);
   // JWE: the additional authenticated data is the ASCII of the encoded protected header.
   const { ciphertext, tag } = gcmSeal(cek, iv, Buffer.from(header, 'ascii'), material);
   return `${header}.${encryptedKey.toString('base64url')}.${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${tag.toString('base64url')}`;

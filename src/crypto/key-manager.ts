@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { hkdfSha256, hmacSha256 } from './primitives';
+import { freshRandom, hkdfSha256, hmacSha256 } from './primitives';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../shared/errors';
@@ -214,7 +214,7 @@ export class KeyManager {
     const created = new Map<string, SubjectKey>();
     const stored: StoredSubjectKey[] = [];
     for (const { subjectId, use } of subjects) {
-      const key = randomBytes(KEY_BYTES);
+      const key = freshRandom(KEY_BYTES);
       const lease = Math.min(Math.max(use, ENCRYPTION_LEASE), this.limits.maxEncryptionsPerKey);
       if (use > lease) {
         throw failedPrecondition('KEY_USAGE_LIMIT_REACHED', 'the subject key has reached its encryption limit', { limit: String(this.limits.maxEncryptionsPerKey) });

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync } from 'node:crypto';
 
 /**
  * The primitives our code calls, all from node:crypto, in one place so they can be tested
@@ -58,4 +58,30 @@ function gcmAlgorithm(key: Buffer): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm
     default:
       throw new GcmError('key must be 128, 192 or 256 bits');
   }
+}
+
+/** Bytes of the CSPRNG fetched at a time for freshRandom. */
+const RANDOM_BLOCK_BYTES = 64 * 1024;
+let randomBlock = Buffer.alloc(0);
+let randomOffset = 0;
+
+/**
+ * `size` bytes from node:crypto's CSPRNG, in a buffer of their own. Drawn from a block fetched
+ * 64 KiB at a time (as Node.js does for randomUUID): every crypto.randomBytes call crosses into
+ * OpenSSL for about 4 microseconds, and a bulk import of new people needs six random values per
+ * row (subject id, key, key-encryption CEK, three IVs). Each byte is handed out once and wiped
+ * from the block; the caller's buffer is its own, so key material never shares memory with
+ * other values.
+ */
+export function freshRandom(size: number): Buffer {
+  if (size > 1024) return randomFillSync(Buffer.alloc(size));
+  if (randomOffset + size > randomBlock.length) {
+    randomBlock = randomFillSync(Buffer.allocUnsafeSlow(RANDOM_BLOCK_BYTES));
+    randomOffset = 0;
+  }
+  const out = Buffer.alloc(size);
+  randomBlock.copy(out, 0, randomOffset, randomOffset + size);
+  randomBlock.fill(0, randomOffset, randomOffset + size);
+  randomOffset += size;
+  return out;
 }

@@ -18,14 +18,7 @@ export class TypeormSubjectRepository implements SubjectRepository {
     const found = new Map<string, SubjectRef>();
     // One query per identifier kind (a batch rarely mixes them), so that every lookup uses the
     // whole primary key (tenant_id, kind, blind_index) rather than a scan of the tenant.
-    const byKind = new Map<string, Set<string>>();
-    for (const index of indexes) {
-      let set = byKind.get(index.kind);
-      if (!set) byKind.set(index.kind, (set = new Set()));
-      set.add(index.blindIndex);
-    }
-    for (const [kind, set] of byKind) {
-      const blind = [...set];
+    for (const [kind, blind] of byKind(indexes)) {
       const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
         `SELECT i.blind_index, i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
           WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blind.length)})`,
@@ -69,13 +62,16 @@ export class TypeormSubjectRepository implements SubjectRepository {
 
   async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>> {
     const found = new Map<string, { erasedAt: number }>();
-    for (const index of indexes) {
-      const rows: Array<{ erased_at: unknown }> = await managerOf(tx).query('SELECT erased_at FROM suppressions WHERE tenant_id = ? AND kind = ? AND blind_index = ?', [
-        tenantId,
-        index.kind,
-        index.blindIndex,
-      ]);
-      if (rows.length > 0) found.set(`${index.kind}:${index.blindIndex}`, { erasedAt: num(rows[0].erased_at) });
+    // One query per kind and 500 indexes (an import asks for a whole batch), each on the whole key.
+    for (const [kind, blind] of byKind(indexes)) {
+      for (let start = 0; start < blind.length; start += 500) {
+        const chunk = blind.slice(start, start + 500);
+        const rows: Array<{ blind_index: string; erased_at: unknown }> = await managerOf(tx).query(
+          `SELECT blind_index, erased_at FROM suppressions WHERE tenant_id = ? AND kind = ? AND blind_index IN (${placeholders(chunk.length)})`,
+          [tenantId, kind, ...chunk],
+        );
+        for (const row of rows) found.set(`${kind}:${row.blind_index}`, { erasedAt: num(row.erased_at) });
+      }
     }
     return found;
   }
@@ -115,4 +111,15 @@ export class TypeormSubjectRepository implements SubjectRepository {
     );
     return rows.length === 0 ? null : { subjectId, erased: rows[0].erased_at !== null };
   }
+}
+
+/** Distinct blind indexes per identifier kind. */
+function byKind(indexes: IdentifierIndex[]): Map<string, string[]> {
+  const sets = new Map<string, Set<string>>();
+  for (const index of indexes) {
+    let set = sets.get(index.kind);
+    if (!set) sets.set(index.kind, (set = new Set()));
+    set.add(index.blindIndex);
+  }
+  return new Map([...sets].map(([kind, set]) => [kind, [...set]]));
 }
