@@ -124,7 +124,12 @@ export function consentHandlers(
           rejections.push({ line, status: toStatus(outcome.error) });
         }
       };
-      const stopOnCancel = () => importer?.stop();
+      // A call the client cancelled (or whose deadline passed) gets no more messages: ending the
+      // stream ends the loop below, which would otherwise wait for them forever.
+      const stopOnCancel = () => {
+        importer?.stop();
+        call.destroy();
+      };
       ctx.signal.addEventListener('abort', stopOnCancel);
       try {
         for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
@@ -155,9 +160,12 @@ export function consentHandlers(
           await importer.add(items);
           if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the call was cancelled');
         }
-        // No message at all, or none naming the tenant.
+        // grpc-js ends the stream of a call the client cancelled before it reports the cancellation
+        // (a few ms later): the rows received so far are then committed like those of a complete
+        // call (each once, by request_id), unless the cancellation shows first.
         if (!importer) await recorder.startImport(ctx.principal, parentTenant(parent ?? ''), report);
         await importer?.finish();
+        if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the call was cancelled');
       } catch (err) {
         importer?.stop();
         throw err;
