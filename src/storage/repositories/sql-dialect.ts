@@ -24,15 +24,47 @@ export function optNum(value: unknown): number | undefined {
 const ROWS_PER_STATEMENT = 250;
 
 /**
- * Inserts `rows` (each the values of `columns`, in order) with multi-row INSERT statements: one
- * round trip per ROWS_PER_STATEMENT rows instead of one per row.
+ * Inserts `rows` (each the values of `columns`, in order). MySQL: multi-row INSERT statements, one
+ * round trip per ROWS_PER_STATEMENT rows instead of one per row. SQLite (in-process, no round
+ * trips): one prepared single-row statement run per row, since compiling a statement of hundreds
+ * of rows costs more than running a prepared one that many times, and statements of every other
+ * row count would each be compiled anew.
  */
 export async function insertRows(manager: EntityManager, table: string, columns: readonly string[], rows: unknown[][]): Promise<void> {
+  if (rows.length === 0) return;
+  const single = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${placeholders(columns.length)})`;
+  const sqlite = sqliteDatabase(manager);
+  if (sqlite) {
+    runEach(sqlite, single, rows);
+    return;
+  }
   for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
     const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
     const tuple = `(${placeholders(columns.length)})`;
     await manager.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${chunk.map(() => tuple).join(', ')}`, chunk.flat());
   }
+}
+
+/** What of a better-sqlite3 database the bulk statements use. */
+interface SqliteDatabase {
+  prepare(sql: string): { run(...params: unknown[]): unknown };
+}
+
+const preparedBySqlite = new WeakMap<object, Map<string, { run(...params: unknown[]): unknown }>>();
+
+/** The better-sqlite3 connection behind a SQLite manager (the service has one), or null for MySQL. */
+function sqliteDatabase(manager: EntityManager): SqliteDatabase | null {
+  if (manager.connection.options.type !== 'better-sqlite3') return null;
+  return (manager.connection.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection;
+}
+
+/** Runs one prepared statement (kept per connection) once per row. */
+function runEach(db: SqliteDatabase, sql: string, rows: unknown[][]): void {
+  let statements = preparedBySqlite.get(db);
+  if (!statements) preparedBySqlite.set(db, (statements = new Map()));
+  let statement = statements.get(sql);
+  if (!statement) statements.set(sql, (statement = db.prepare(sql)));
+  for (const row of rows) statement.run(...row.map((v) => (typeof v === 'boolean' ? Number(v) : v)));
 }
 
 /**
@@ -46,11 +78,15 @@ export async function upsertRows(
   updateColumns: readonly string[],
   rows: unknown[][],
 ): Promise<void> {
+  if (rows.length === 0) return;
   const columns = [...keyColumns, ...updateColumns];
-  const sqlite = manager.connection.options.type === 'better-sqlite3';
-  const onConflict = sqlite
-    ? `ON CONFLICT (${keyColumns.join(', ')}) DO UPDATE SET ${updateColumns.map((c) => `${c} = excluded.${c}`).join(', ')}`
-    : `ON DUPLICATE KEY UPDATE ${updateColumns.map((c) => `${c} = VALUES(${c})`).join(', ')}`;
+  const sqlite = sqliteDatabase(manager);
+  if (sqlite) {
+    const onConflict = `ON CONFLICT (${keyColumns.join(', ')}) DO UPDATE SET ${updateColumns.map((c) => `${c} = excluded.${c}`).join(', ')}`;
+    runEach(sqlite, `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${placeholders(columns.length)}) ${onConflict}`, rows);
+    return;
+  }
+  const onConflict = `ON DUPLICATE KEY UPDATE ${updateColumns.map((c) => `${c} = VALUES(${c})`).join(', ')}`;
   for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
     const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
     const tuple = `(${placeholders(columns.length)})`;
