@@ -26,6 +26,8 @@ export const MAX_IMPORT_ROWS = 50_000;
 export const ROWS_PER_MESSAGE = 500;
 /** One call may take a while on a slow database; a service that stops answering altogether ends it. */
 const CALL_DEADLINE_MS = 15 * 60_000;
+/** The largest answer of a call: 50,000 rejections with their statuses and details fit several times. */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** Rejections printed to stderr when there is no rejects file. */
 const REJECTIONS_SHOWN = 10;
 
@@ -217,7 +219,9 @@ export async function importFile(
   const parent = `tenants/${options.tenant}`;
   const fileBytes = statSync(options.file).size;
   const rejects = new Rejects(options.rejectsFile);
-  const client = new ConsentServiceClient(target.address, target.credentials, { 'grpc.max_send_message_length': 4 * 1024 * 1024 });
+  // An answer lists every rejected row of its call with its status: up to 50,000 of them, far
+  // beyond grpc-js's default 4 MiB for a message received.
+  const client = new ConsentServiceClient(target.address, target.credentials, { 'grpc.max_send_message_length': 4 * 1024 * 1024, 'grpc.max_receive_message_length': MAX_ANSWER_BYTES });
   const { records, progress: reading } = readRecords(options.file, options.format, (columns) => {
     const problem = headerProblem(columns);
     if (problem) throw new CsvHeaderError(`${options.file}: ${problem}`);

@@ -171,6 +171,25 @@ forEachDatabase('consentctl import', (db) => {
     expect(june[0].eventTime!.toISOString()).to.equal('2021-06-11T10:00:00.000Z');
   });
 
+  it('a file whose every row the service rejects: each one in the rejects file (an answer of about 6 MB, above the default 4 MiB a grpc-js client takes)', async function () {
+    this.timeout(180_000);
+    // 20,000 rejections naming a long purpose: an answer of about 6 MB.
+    const retired = 'retired-purpose-of-a-very-long-name-kept-for-the-old-lists-xx';
+    const lines = ['phone,purpose,channel,kind,event_time,notice'];
+    for (let i = 0; i < 20_000; i++) lines.push(`${mobile(100_000 + i)},${retired},sms,opt_in,2024-01-01T00:00:00Z,1`);
+    writeFileSync(file('all-rejected.csv'), lines.join('\n') + '\n');
+    const before = await storedCount();
+    const run = await ctl('--json', 'import', file('all-rejected.csv'), '--tenant', T, '--rejects', file('all-rejected-rejects.csv'));
+    expect(run.code, run.err).to.equal(1);
+    expect(JSON.parse(run.out)).to.include({ rows: 20_000, recorded: 0, rejected: 20_000, stopped: null });
+    const rejects = rejectsOf(readFileSync(file('all-rejected-rejects.csv'), 'utf8'));
+    expect(rejects).to.have.length(20_000);
+    expect(new Set(rejects.map((r) => r.reason))).to.deep.equal(new Set(['PURPOSE_NOT_FOUND']));
+    expect(rejects[0].line).to.equal(2);
+    expect(rejects[19_999].line).to.equal(20_001);
+    expect(await storedCount()).to.equal(before);
+  });
+
   it('audit verify --records is clean after the imports', async function () {
     this.timeout(120_000);
     const verified = await ctl('audit', 'verify', '--tenant', T, '--records');
