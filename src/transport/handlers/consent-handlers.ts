@@ -148,14 +148,18 @@ export function consentHandlers(
           const items: Array<ImportItem<number>> = [];
           message.rows.forEach((row, i) => {
             const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
-            // The line is where the row sits in a file, not part of the request: a re-run of an edited
-            // file is still a retry. A row without request_id is fingerprinted by the recorder, from
-            // its normalised content (which also gives it its request id).
-            const fingerprintSource = row.requestId ? JSON.stringify(ImportRow.toJSON({ ...row, line: 0 })) : '';
-            const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, fingerprintSource);
+            const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, '');
             const all = [...violations, ...('violations' in input ? input.violations : [])];
-            if (all.length > 0 || 'violations' in input) rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
-            else items.push(recorder.importItem(ctx.principal, input, row.line));
+            if (all.length > 0 || 'violations' in input) {
+              rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
+              return;
+            }
+            // Only a row that passed its checks is serialised (a Timestamp out of range has no JSON
+            // form). The line is where the row sits in a file, not part of the request: a re-run of
+            // an edited file is still a retry. A row without request_id is fingerprinted by the
+            // recorder, from its normalised content (which also gives it its request id).
+            if (row.requestId) input.fingerprintSource = JSON.stringify(ImportRow.toJSON({ ...row, line: 0 }));
+            items.push(recorder.importItem(ctx.principal, input, row.line));
           });
           await importer.add(items);
           if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the call was cancelled');
