@@ -47,9 +47,14 @@ export class TypeormAuditRepository implements AuditRepository {
   }
 
   async nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    // One point lookup per node, joined with UNION ALL: SQLite plans "tenant_id = ? AND ((level = ?
+    // AND idx = ?) OR ...)" as a scan of the tenant's whole tree (53 ms at 600,000 nodes, read by
+    // every write batch), each branch here as a primary-key lookup (0.03 ms).
+    const point = 'SELECT level, idx, hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx = ?';
     const rows: Array<{ level: unknown; idx: unknown; hash: string }> = await managerOf(tx).query(
-      `SELECT level, idx, hash FROM audit_nodes WHERE tenant_id = ? AND (${keys.map(() => '(level = ? AND idx = ?)').join(' OR ')})`,
-      [tenantId, ...keys.flatMap((k) => [k.level, k.index])],
+      keys.map(() => point).join(' UNION ALL '),
+      keys.flatMap((k) => [tenantId, k.level, k.index]),
     );
     return new Map(rows.map((r) => [`${num(r.level)}:${num(r.idx)}`, r.hash]));
   }
