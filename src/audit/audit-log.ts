@@ -96,7 +96,7 @@ export class AuditLog implements AuditTrail {
   head(tenantId: string): Promise<{ size: number; root: Buffer }> {
     return this.tx.read(async (tx) => {
       const size = await this.repo.size(tx, tenantId);
-      return { size, root: size === 0 ? EMPTY_ROOT : await this.rangeHash(tx, tenantId, 0, size) };
+      return { size, root: size === 0 ? EMPTY_ROOT : await this.fromNodes(tx, tenantId, (node) => rangeHash(node, 0, size)) };
     });
   }
 
@@ -104,7 +104,7 @@ export class AuditLog implements AuditTrail {
   root(tenantId: string, size: number): Promise<Buffer> {
     return this.tx.read(async (tx) => {
       await this.checkSize(tx, tenantId, size);
-      return size === 0 ? EMPTY_ROOT : this.rangeHash(tx, tenantId, 0, size);
+      return size === 0 ? EMPTY_ROOT : this.fromNodes(tx, tenantId, (node) => rangeHash(node, 0, size));
     });
   }
 
@@ -113,16 +113,12 @@ export class AuditLog implements AuditTrail {
     return (await this.inclusionProofs(tenantId, [index], size))[0];
   }
 
-  /** The PATHs of several entries in the tree of `size`, in one read. */
+  /** The PATHs of several entries in the tree of `size`, their subtree hashes read together. */
   inclusionProofs(tenantId: string, indexes: number[], size: number): Promise<Buffer[][]> {
     return this.tx.read(async (tx) => {
       await this.checkSize(tx, tenantId, size);
-      const proofs: Buffer[][] = [];
-      for (const index of indexes) {
-        if (index < 0 || index >= size) throw new RangeError('index out of range');
-        proofs.push(await this.path(tx, tenantId, index, 0, size));
-      }
-      return proofs;
+      for (const index of indexes) if (index < 0 || index >= size) throw new RangeError('index out of range');
+      return this.fromNodes(tx, tenantId, (node) => indexes.map((index) => path(node, index, 0, size)));
     });
   }
 
@@ -132,7 +128,7 @@ export class AuditLog implements AuditTrail {
       await this.checkSize(tx, tenantId, size);
       if (first < 0 || first > size) throw new RangeError('size out of range');
       if (first === 0 || first === size) return [];
-      return this.subproof(tx, tenantId, first, 0, size, true);
+      return this.fromNodes(tx, tenantId, (node) => subproof(node, first, 0, size, true));
     });
   }
 
@@ -141,34 +137,60 @@ export class AuditLog implements AuditTrail {
     if (!Number.isInteger(size) || size < 0 || size > current) throw new RangeError(`tree size ${size} is beyond the log (${current})`);
   }
 
-  /** MTH of leaves [start, end), from complete subtrees. */
-  private async rangeHash(tx: TxContext, tenantId: string, start: number, end: number): Promise<Buffer> {
-    const width = end - start;
-    if (isPowerOfTwo(width) && start % width === 0) {
-      const stored = await this.repo.node(tx, tenantId, Math.log2(width), start / width);
-      if (!stored) throw new Error(`audit node missing: level ${Math.log2(width)} index ${start / width}`);
-      return Buffer.from(stored, 'hex');
+  /**
+   * Runs the tree computation `compute` over stored subtree hashes, read in as few statements as
+   * possible: a first, dry run only notes which subtrees it needs (the shape of a proof depends on
+   * sizes and indexes alone, never on hashes), they are read together, and the second run computes.
+   * An explanation with a thousand proofs costs a few reads, not one per subtree of each proof.
+   */
+  private async fromNodes<T>(tx: TxContext, tenantId: string, compute: (node: NodeLookup) => T): Promise<T> {
+    const wanted = new Map<string, { level: number; index: number }>();
+    compute((level, index) => {
+      wanted.set(`${level}:${index}`, { level, index });
+      return EMPTY_ROOT;
+    });
+    const stored = new Map<string, string>();
+    const keys = [...wanted.values()];
+    for (let i = 0; i < keys.length; i += NODE_READ_CHUNK) {
+      for (const [k, hash] of await this.repo.nodes(tx, tenantId, keys.slice(i, i + NODE_READ_CHUNK))) stored.set(k, hash);
     }
-    const k = split(width);
-    return nodeHash(await this.rangeHash(tx, tenantId, start, start + k), await this.rangeHash(tx, tenantId, start + k, end));
+    return compute((level, index) => {
+      const hash = stored.get(`${level}:${index}`);
+      if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
+      return Buffer.from(hash, 'hex');
+    });
   }
+}
 
-  private async path(tx: TxContext, tenantId: string, m: number, start: number, end: number): Promise<Buffer[]> {
-    if (end - start === 1) return [];
-    const k = split(end - start);
-    return m < k
-      ? [...(await this.path(tx, tenantId, m, start, start + k)), await this.rangeHash(tx, tenantId, start + k, end)]
-      : [...(await this.path(tx, tenantId, m - k, start + k, end)), await this.rangeHash(tx, tenantId, start, start + k)];
-  }
+/** A stored subtree's hash: the 2^level leaves from index * 2^level. */
+type NodeLookup = (level: number, index: number) => Buffer;
 
-  private async subproof(tx: TxContext, tenantId: string, m: number, start: number, end: number, complete: boolean): Promise<Buffer[]> {
-    const n = end - start;
-    if (m === n) return complete ? [] : [await this.rangeHash(tx, tenantId, start, end)];
-    const k = split(n);
-    return m <= k
-      ? [...(await this.subproof(tx, tenantId, m, start, start + k, complete)), await this.rangeHash(tx, tenantId, start + k, end)]
-      : [...(await this.subproof(tx, tenantId, m - k, start + k, end, false)), await this.rangeHash(tx, tenantId, start, start + k)];
-  }
+/** Subtrees per read (each one a branch of a UNION ALL; SQLite allows 500 by default). */
+const NODE_READ_CHUNK = 200;
+
+/** MTH of leaves [start, end), from complete subtrees. */
+function rangeHash(node: NodeLookup, start: number, end: number): Buffer {
+  const width = end - start;
+  if (isPowerOfTwo(width) && start % width === 0) return node(Math.log2(width), start / width);
+  const k = split(width);
+  return nodeHash(rangeHash(node, start, start + k), rangeHash(node, start + k, end));
+}
+
+function path(node: NodeLookup, m: number, start: number, end: number): Buffer[] {
+  if (end - start === 1) return [];
+  const k = split(end - start);
+  return m < k
+    ? [...path(node, m, start, start + k), rangeHash(node, start + k, end)]
+    : [...path(node, m - k, start + k, end), rangeHash(node, start, start + k)];
+}
+
+function subproof(node: NodeLookup, m: number, start: number, end: number, complete: boolean): Buffer[] {
+  const n = end - start;
+  if (m === n) return complete ? [] : [rangeHash(node, start, end)];
+  const k = split(n);
+  return m <= k
+    ? [...subproof(node, m, start, start + k, complete), rangeHash(node, start + k, end)]
+    : [...subproof(node, m - k, start + k, end, false), rangeHash(node, start, start + k)];
 }
 
 /** Without bit operators: they wrap at 2^31, and a log may grow past that. */

@@ -74,7 +74,6 @@ export interface AuditRepository {
   insertEntries(tx: TxContext, tenantId: string, entries: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }>): Promise<void>;
   /** Stores complete subtrees' hashes (level L, index i covers leaves [i*2^L, (i+1)*2^L)). */
   insertNodes(tx: TxContext, tenantId: string, nodes: Array<{ level: number; index: number; hash: string }>): Promise<void>;
-  node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null>;
   /** Several nodes in one read, keyed by `${level}:${index}`; missing ones are absent. */
   nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>>;
   /** Entries from `fromSeq` on, in order, that match `filter`. */

@@ -103,7 +103,7 @@ export async function verifyAuditLog(options: {
   /** Filled with every verified entry (implies `entries`): for `consentctl audit export`. */
   collect?: ExportedEntry[];
 }): Promise<AuditVerification> {
-  const audit = new AuditServiceClient(options.address, options.credentials);
+  const audit = new AuditServiceClient(options.address, options.credentials, { 'grpc.max_receive_message_length': AUDIT_ANSWER_BYTES });
   const keys = new KeyServiceClient(options.address, options.credentials);
   const rpc = <Req, Res>(client: object, method: Unary<Req, Res>, req: Req) =>
     new Promise<Res>((resolve, reject) => method.call(client, req, options.metadata, { deadline: Date.now() + 60_000 }, (e, r) => (e ? reject(e) : resolve(r))));
@@ -184,6 +184,9 @@ export interface ExportedLog {
 }
 
 export const EXPORT_FORMAT = 'consent-ledger-audit-log/1';
+
+/** Largest answer the audit commands take (an explanation of a long history is several MB). */
+export const AUDIT_ANSWER_BYTES = 64 * 1024 * 1024;
 
 /** Re-hashes a listed entry expected at `position`; names it when it is out of place or altered. */
 function rehash(e: ExportedEntry, position: number): Buffer {

@@ -23,7 +23,7 @@ import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/a
 import { leafHash } from '../audit/merkle';
 import { renderTable } from './table';
 import { verifyReceipt } from './verify-receipt';
-import { EntryFields, EXPORT_FORMAT, ExportedEntry, ExportedLog, VerificationFailure, verifyAuditLog, verifyCheckpoint, verifyExportedLog } from './audit-verify';
+import { EntryFields, EXPORT_FORMAT, ExportedEntry, ExportedLog, VerificationFailure, verifyAuditLog, verifyCheckpoint, verifyExportedLog, AUDIT_ANSWER_BYTES } from './audit-verify';
 import { sendChannelOf, verifyExplanation } from './explain-verify';
 import { CliError, EXIT, EXIT_CODE_TABLE, usageError, verificationFailed } from './exit-codes';
 import { grpcFailure, isServiceError } from './grpc-errors';
@@ -213,7 +213,9 @@ export function buildProgram(): Command & { active(): Command } {
       .option('--region <CC>', 'region for national phone numbers, e.g. DE');
   const rightsClient = () => new SubjectRightsServiceClient(g().address, g().credentials);
   const keysClient = () => new KeyServiceClient(g().address, g().credentials);
-  const auditClient = () => new AuditServiceClient(g().address, g().credentials);
+  // An explanation carries every deciding entry of a person with its proof and record: a long
+  // history (a daily chat for years) is several MB, beyond grpc-js's 4 MiB default.
+  const auditClient = () => new AuditServiceClient(g().address, g().credentials, { 'grpc.max_receive_message_length': AUDIT_ANSWER_BYTES });
   const publicKeys = async (tenant: string) => {
     const keys = keysClient();
     try {

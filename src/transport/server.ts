@@ -122,10 +122,14 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         // The schema check first: it reads 64-bit values the generated decoder refuses, so a
         // Timestamp 2e9 years out is named as its field rather than "undecodable".
         let violations: FieldViolation[] = [];
+        let unreadable: Error | undefined;
         try {
           violations = check(bytes);
-        } catch {
-          // Broken bytes: the decoder below says what it could not read.
+        } catch (err) {
+          // Broken wire bytes. The generated decoder is more lenient (it stops at a field number
+          // 0 as if the message ended there, keeping what it read before), so it must not decide:
+          // a message the check could not walk is a message nobody checked.
+          unreadable = err as Error;
         }
         let message: object;
         try {
@@ -133,6 +137,7 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         } catch (err) {
           return refuse(violations.length > 0 ? invalidArgument(violations) : undecodable((err as Error).message));
         }
+        if (unreadable) return refuse(undecodable(unreadable.message));
         if (violations.length === 0) return message;
         const items = ITEMISED[method.path] ? byItem(violations, ITEMISED[method.path]) : null;
         if (items) return Object.assign(message, { [ITEM_VIOLATIONS]: items });

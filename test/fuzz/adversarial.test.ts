@@ -151,7 +151,8 @@ forEachDatabase('adversarial requests to every consent.v1 method, server in its 
       const request = (i: number, variant: Variant | null) => applyVariant(rpc.input, withIds(rpc, clone(rpc.input, base as never) as Message, i), variant);
       const good = encodeVariant(rpc.input, base);
       // The control: the base request itself is accepted, so each variant changes one thing of a request that works.
-      const control = await invoke(client, rpc, rpc.requestStream ? [good] : [encodeVariant(rpc.input, request(0, null))], INVOKE);
+      const bidi = rpc.requestStream && rpc.responseStream;
+      const control = await invoke(client, rpc, bidi ? [good] : [encodeVariant(rpc.input, request(0, null))], INVOKE);
       const accepted = control.code === status.OK || (control.code === status.CANCELLED && control.cancelledByUs);
       const errorLines = () => server.output().split('\n').filter((l) => l.includes('"level":"error"')).slice(-3).join('\n');
       expect(accepted, `the base request of ${rpc.method}: ${codeName(control.code)} ${control.details}\nlast server errors:\n${errorLines()}`).to.equal(true);
@@ -165,8 +166,9 @@ forEachDatabase('adversarial requests to every consent.v1 method, server in its 
       ];
       const runOne = async ({ variant, message }: (typeof cases)[number]) => {
         const bad = encodeVariant(rpc.input, message);
-        // A stream of checks gets the bad item between two good ones.
-        const payloads = rpc.requestStream ? [good, bad, good] : [bad];
+        // A stream of checks gets the bad item between two good ones; an import (one answer for
+        // the whole stream) gets it alone, its rows itemised in that answer.
+        const payloads = bidi ? [good, bad, good] : [bad];
         const outcome = await invoke(client, rpc, payloads, INVOKE);
         const seen = (stats[rpc.method] ??= {});
         const label = outcome.cancelledByUs ? 'OPEN' : codeName(outcome.code);
@@ -175,13 +177,17 @@ forEachDatabase('adversarial requests to every consent.v1 method, server in its 
       };
       await runAll(cases, rpc.responseStream && !rpc.requestStream ? STREAM_CONCURRENCY : 1, runOne);
 
-      if (rpc.requestStream) {
+      if (bidi) {
         // Thousands of items in one stream, bad ones among good ones.
         const payloads = Array.from({ length: MANY }, (_, i) =>
           i % 2 === 0 ? good : encodeVariant(rpc.input, request(i, variants[(i >> 1) % variants.length])),
         );
         const outcome = await invoke(client, rpc, payloads, { ...INVOKE, deadlineMs: 30_000 });
         for (const p of callProblems(rpc, outcome, null, payloads.length)) note({ field: '*', value: `${MANY} items, bad among good`, invalid: false, edit: () => undefined }, p);
+      } else if (rpc.requestStream) {
+        // An import of thousands of messages, rows with one adversarial field among good rows:
+        // one answer, every good row recorded, the bad ones rejected by their line or recorded.
+        for (const p of await mixedImportProblems(client, rpc, variants, request)) note({ field: '*', value: `${MANY} messages, bad rows among good`, invalid: false, edit: () => undefined }, p);
       }
 
       for (const p of await serverProblems(logFrom)) note(null, p);
@@ -217,8 +223,12 @@ function callProblems(rpc: Rpc, outcome: Outcome, variant: Variant | null, sent:
   } else if (outcome.code !== status.OK) {
     found.push(...errorProblems(statusDetails(outcome.metadata), outcome.code, variant, head));
   }
-  if (rpc.requestStream && outcome.code === status.OK && outcome.responses.length !== sent) {
+  const bidi = rpc.requestStream && rpc.responseStream;
+  if (bidi && outcome.code === status.OK && outcome.responses.length !== sent) {
     found.push(`${outcome.responses.length} answers to ${sent} stream messages`);
+  }
+  if (rpc.requestStream && !rpc.responseStream && outcome.code === status.OK && outcome.responses.length !== 1) {
+    found.push(`${outcome.responses.length} answers to a client stream (one expected)`);
   }
   // Per-item errors (batch results, stream answers): held to the same rules.
   const itemErrors: Array<{ index: number; code: number }> = [];
@@ -231,7 +241,7 @@ function callProblems(rpc: Rpc, outcome: Outcome, variant: Variant | null, sent:
     }
     const nested = nestedStatuses(rpc.output, response);
     // A stream of checks: the good items (even positions) are decided, whatever is between them.
-    if (rpc.requestStream && i % 2 === 0 && nested.length > 0) found.push(`good item ${i} answered ${codeName(nested[0].code)} ${JSON.stringify(nested[0].message.slice(0, 200))}`);
+    if (bidi && i % 2 === 0 && nested.length > 0) found.push(`good item ${i} answered ${codeName(nested[0].code)} ${JSON.stringify(nested[0].message.slice(0, 200))}`);
     for (const n of nested) {
       const itemHead = `per-item ${codeName(n.code)} ${JSON.stringify(n.message.slice(0, 200))}`;
       if (!PROPER.has(n.code) || n.code === status.OK) {
@@ -239,9 +249,12 @@ function callProblems(rpc: Rpc, outcome: Outcome, variant: Variant | null, sent:
         continue;
       }
       const details = Status.fromPartial({ code: n.code, message: n.message, details: n.details as Status['details'] });
-      // The changed item: the batch's first query, the stream's middle message.
-      const changed = rpc.requestStream ? i === 1 : i === 0;
-      found.push(...errorProblems(details, n.code, changed ? variant : null, itemHead));
+      // The changed item: the batch's first query, the bidi stream's middle message, the import's row.
+      const changed = bidi ? i === 1 : i === 0;
+      // An import's rejection is the status RecordConsent would answer for the row: its fields
+      // are named within the row.
+      const rowVariant = variant && rpc.requestStream && !bidi ? { ...variant, field: variant.field.replace(/^rows\[\d+\]\.?/, '') } : variant;
+      found.push(...errorProblems(details, n.code, changed ? rowVariant : null, itemHead));
       if (changed) itemErrors.push({ index: i, code: n.code });
     }
   }
@@ -330,10 +343,53 @@ function withIds(rpc: Rpc, message: Message, index: number): Message {
   const m = message as unknown as Record<string, unknown>;
   const has = (name: string) => rpc.input.fields.some((f) => f.localName === name);
   if (has('requestId')) m.requestId = `adv-${rpc.method}-${index}`;
+  // An import's rows carry their own request ids and lines, and a person of their own: thousands
+  // of imported rows for the one person every other method asks about would make that person's
+  // history (ExplainDecision, exports) thousands of events long for the methods that follow.
+  if (Array.isArray(m.rows)) {
+    for (const [j, row] of (m.rows as Array<Record<string, unknown>>).entries()) {
+      row.requestId = `adv-${rpc.method}-${index}-${j}`;
+      row.line = BigInt(GOOD_LINE_BASE + index);
+      (row.subjectIdentifier as { kind: unknown }).kind = { case: 'customerId', value: `adv-import-${index}-${j}` };
+    }
+  }
   if (has('messageId')) m.messageId = `adv-message-${index}`;
   // A new purpose per call, so that every variant is validated rather than ALREADY_EXISTS.
   if (rpc.method === 'CreatePurpose') m.purposeId = `adv-${index}`;
   return message;
+}
+
+/** Lines of the good rows of an import: far from any adversarial line value. */
+const GOOD_LINE_BASE = 10_000_000;
+
+/**
+ * One import of MANY messages: even ones a good row (its own request id and line), odd ones a
+ * row with one adversarial row field. Left out, because they fail the whole call by design (which
+ * the single-message runs cover): variants of the message's own fields (parent), and values the
+ * generated decoder cannot read at all (an int64 line beyond 2^53), which leave no row to reject.
+ */
+async function mixedImportProblems(client: Client, rpc: Rpc, variants: Variant[], request: (i: number, v: Variant | null) => Message): Promise<string[]> {
+  const decodes = (v: Variant) => {
+    try {
+      rpc.decodeRequest(Buffer.from(encodeVariant(rpc.input, request(0, v))));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const rowVariants = variants.filter((v) => v.field.startsWith('rows') && decodes(v));
+  const payloads = Array.from({ length: MANY }, (_, i) =>
+    encodeVariant(rpc.input, request(MANY * 10 + i, i % 2 === 0 || rowVariants.length === 0 ? null : rowVariants[(i >> 1) % rowVariants.length])),
+  );
+  const outcome = await invoke(client, rpc, payloads, { ...INVOKE, deadlineMs: 60_000 });
+  const found = callProblems(rpc, outcome, null, payloads.length);
+  if (outcome.code !== status.OK) return [...found, `the mixed import ended ${codeName(outcome.code)} ${outcome.details.slice(0, 200)}`];
+  const answer = rpc.decodeResponse(outcome.responses[0]) as { rows: number | bigint; rejections: Array<{ line: number | bigint }> };
+  const sent = payloads.reduce((n, p) => n + (rpc.decodeRequest(p) as { rows: unknown[] }).rows.length, 0);
+  if (Number(answer.rows) !== sent) found.push(`the answer counts ${answer.rows} rows of ${sent}`);
+  const goodLines = new Set(Array.from({ length: MANY / 2 }, (_, k) => GOOD_LINE_BASE + MANY * 10 + 2 * k));
+  for (const r of answer.rejections) if (goodLines.has(Number(r.line))) found.push(`good row of line ${r.line} rejected`);
+  return found;
 }
 
 async function runAll<T>(items: T[], concurrency: number, run: (item: T) => Promise<void>): Promise<void> {

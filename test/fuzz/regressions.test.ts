@@ -170,6 +170,25 @@ forEachDatabase('fuzzing regressions', (db) => {
       expect(outcome.details).to.include('not a valid message');
     });
 
+    // Found by the fuzz suite (RecordConsent, random bytes): a field number 0 after an event_time
+    // of 2^53 - 2 seconds. The schema check could not read past the broken tag and let the
+    // message through unchecked, while the generated decoder stopped there and kept the
+    // Timestamp: the handler's toJSON threw RangeError, INTERNAL.
+    it('RecordConsent: a Timestamp out of range followed by a field number 0 is UNDECODABLE_REQUEST, and nothing is written', async function () {
+      const before = await storeSnapshot(s, true);
+      const parent = Buffer.from(`tenants/${T}`);
+      const bytes = Buffer.concat([
+        Buffer.from([0x0a, parent.length]),
+        parent,
+        Buffer.from('320908feffffffffffff0f', 'hex'), // event_time { seconds: 2^53 - 2 }
+        Buffer.from([0x00]), // tag 0: no field of any message
+      ]);
+      const outcome = await invoke(client, rpcs.get('RecordConsent') as Rpc, [bytes], INVOKE);
+      expect(outcome.code, outcome.details).to.equal(status.INVALID_ARGUMENT);
+      expect(outcome.details).to.include('not a valid message');
+      expect(await storeSnapshot(s, true)).to.deep.equal(before);
+    });
+
     it('RecordConsent with event_time seconds 2^62, and nothing is written', async function () {
       const before = await storeSnapshot(s, true);
       const outcome = await call('RecordConsent', { parent: `tenants/${T}`, eventTime: { seconds: 2n ** 62n, nanos: 0 }, requestId: 'huge-seconds' });

@@ -59,6 +59,7 @@ describe('loadConfig', () => {
         ratePerSecond: 5000,
         rateBurst: 10000,
         maxStreamsPerPrincipal: 32,
+        maxImportRows: 50_000,
       });
     });
 

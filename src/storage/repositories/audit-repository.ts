@@ -39,13 +39,6 @@ export class TypeormAuditRepository implements AuditRepository {
     await insertRows(managerOf(tx), 'audit_nodes', ['tenant_id', 'level', 'idx', 'hash'], nodes.map((n) => [tenantId, n.level, n.index, n.hash]));
   }
 
-  async node(tx: TxContext, tenantId: string, level: number, index: number): Promise<string | null> {
-    // Raw SQL: a proof reads up to ~2 log2(n) nodes, and TypeORM's findOneBy costs about 15x the
-    // query itself on SQLite (bench/audit.ts measured 220 vs 15 microseconds).
-    const rows: Array<{ hash: string }> = await managerOf(tx).query('SELECT hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx = ?', [tenantId, level, index]);
-    return rows[0]?.hash ?? null;
-  }
-
   async nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>> {
     if (keys.length === 0) return new Map();
     // One point lookup per node, joined with UNION ALL: SQLite plans "tenant_id = ? AND ((level = ?

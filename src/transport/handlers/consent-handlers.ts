@@ -92,8 +92,10 @@ export function consentHandlers(
 
     recordConsent: pipeline.unary('RecordConsent', async (req: RecordConsentRequest, ctx: CallContext): Promise<RecordConsentResponse> => {
       const tenantId = parentTenant(req.parent);
-      const input = consentInputFromProto(req, tenantId, JSON.stringify(RecordConsentRequest.toJSON(req)));
+      const input = consentInputFromProto(req, tenantId, '');
       if ('violations' in input) throw invalidArgument(input.violations);
+      // Serialised only once it passed its checks (a Timestamp out of range has no JSON form).
+      input.fingerprintSource = JSON.stringify(RecordConsentRequest.toJSON(req));
       const { event, receipt } = await recorder.record(ctx.principal, { ...input, issueReceipt: req.issueReceipt });
       return { event: eventToProto(event), receipt: receipt ?? '' };
     }),
@@ -149,7 +151,9 @@ export function consentHandlers(
           message.rows.forEach((row, i) => {
             const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
             const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, '');
-            const all = [...violations, ...('violations' in input ? input.violations : [])];
+            // A field the wire check already refused is named once, with the wire check's reason.
+            const mapped = 'violations' in input ? input.violations.filter((v) => !violations.some((w) => w.field === v.field)) : [];
+            const all = [...violations, ...mapped];
             if (all.length > 0 || 'violations' in input) {
               rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
               return;
