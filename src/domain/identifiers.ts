@@ -1,6 +1,7 @@
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
 import { FieldViolation } from '../shared/errors';
 import { IdentifierRef } from './model';
+import { fastE164 } from './phone-fast-path';
 
 /** What the transport hands over: at most one of the identifier kinds, as the caller wrote it. */
 export interface RawIdentifier {
@@ -35,10 +36,12 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
     // libphonenumber extracts a number from surrounding text ("call me at +49 ..."); an
     // identifier must be a number and nothing else, so anything but digits and the usual
     // separators is refused before parsing.
-    const parsed =
-      raw.phoneNumber.length <= 64 && PHONE_CHARACTERS.test(raw.phoneNumber)
-        ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined)
-        : undefined;
+    const acceptable = raw.phoneNumber.length <= 64 && PHONE_CHARACTERS.test(raw.phoneNumber);
+    // Most numbers arrive in international form; the fast path answers those it can prove valid
+    // at a fraction of libphonenumber's cost (phone-fast-path.ts), the library decides the rest.
+    const fast = acceptable ? fastE164(raw.phoneNumber) : undefined;
+    if (fast !== undefined) return { kind: 'PHONE', value: fast };
+    const parsed = acceptable ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined) : undefined;
     if (!parsed || !parsed.isValid()) {
       return violation(
         'phone_number',
