@@ -7,6 +7,10 @@ import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
 import { Clock, systemClock } from './domain/clock';
 import { ConsentChecker } from './domain/consent-checker';
+import { DomainError } from './shared/errors';
+import { DecisionCache } from './domain/decision-cache';
+import { CacheInvalidator } from './domain/cache-invalidator';
+import { SqlDecisionStateRepository } from './storage/repositories/decision-state-repository';
 import { ConsentHistory } from './domain/consent-history';
 import { ConsentRecorder } from './domain/consent-recorder';
 import { ConsentWriter } from './domain/consent-writer';
@@ -71,6 +75,9 @@ export interface RunningApp {
     subjectRights: SubjectRightsService;
     audit: AuditLog;
     auditService: AuditService;
+    /** Null when DECISION_CACHE_ENTRIES=0. */
+    decisionCache: DecisionCache | null;
+    invalidator: CacheInvalidator | null;
   };
   stop(): Promise<void>;
 }
@@ -134,7 +141,29 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
-  const checker = new ConsentChecker(tx, subjects, consent, tenants, purposes, keys, clock);
+  // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
+  // forgets this process's own writes at once, before they are answered (read your writes).
+  const monotonic = () => performance.now();
+  const decisionCache = config.decisionCache.entries > 0 ? new DecisionCache({ maxEntries: config.decisionCache.entries, stalenessMs: config.decisionCache.stalenessMs, monotonic }) : null;
+  const decisionState = new SqlDecisionStateRepository();
+  const invalidator = decisionCache
+    ? new CacheInvalidator(tx, decisionState, decisionCache, {
+        intervalMs: Math.max(10, Math.min(100, Math.floor(config.decisionCache.stalenessMs / 4))),
+        monotonic,
+        onError: (err) => {
+          // Once per 10 s at most: a database that is down would otherwise log ten lines a second.
+          if (Date.now() - lastInvalidatorWarning < 10_000) return;
+          lastInvalidatorWarning = Date.now();
+          logger.warn('the decision cache cannot follow the audit logs; checks read the database until it can', { error: errorSummary(err) });
+        },
+      })
+    : null;
+  let lastInvalidatorWarning = 0;
+  if (decisionCache) {
+    writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects);
+    subjectEraser.observer = (tenantId: string, subjectId: string) => decisionCache.written(tenantId, [subjectId], false);
+  }
+  const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);
 
   const auditService = new AuditService(tx, audit, tenants, directory, consent, checker, keys, clock, config.limits);
@@ -163,6 +192,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const resumed = await subjectRights.resumeErasures();
   if (resumed > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed });
   const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
+  invalidator?.start();
 
   // Load balancers read grpc.health.v1: NOT_SERVING while either database does not answer within
   // DATABASE_CALL_TIMEOUT_MS (unreachable, stopped, not ready such as a Galera node that is not
@@ -229,9 +259,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService },
+    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator },
     async stop() {
       clearInterval(probe);
+      await invalidator?.stop();
       for (const p of probes) p.close();
       clearInterval(checkpointTimer);
       await checkpointing;
@@ -332,4 +363,10 @@ async function ensurePortFree(config: Config): Promise<void> {
     });
     probe.listen({ port: config.port, host: config.bindAddress, exclusive: true }, () => probe.close(() => resolve()));
   });
+}
+
+/** What a log line may say of an error: its kind, never a message that could carry statement values. */
+function errorSummary(err: unknown): string {
+  if (err instanceof DomainError) return `${err.kind} ${err.reason}`;
+  return err instanceof Error ? err.name : typeof err;
 }

@@ -54,6 +54,8 @@ export interface Config {
   databaseTimeouts: DatabaseTimeouts;
   /** How often grpc.health.v1 asks both databases whether they answer. */
   healthProbeIntervalMs: number;
+  /** The check path's cache (docs/architecture.md, "The decision cache"). */
+  decisionCache: DecisionCacheConfig;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
@@ -90,6 +92,14 @@ export interface TokenConfig {
   audience?: string;
   algorithms: TokenAlgorithm[];
   clockSkewMs: number;
+}
+
+/** The decision cache: its bound and the staleness it may never exceed. */
+export interface DecisionCacheConfig {
+  /** Identifiers held at most (LRU); 0 turns the cache off (every check reads the database). */
+  entries: number;
+  /** B: no check is answered from cached state older than this. */
+  stalenessMs: number;
 }
 
 /** Request-size and cache limits. Documented in docs/configuration.md. */
@@ -252,6 +262,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     problems.push('DATABASE_STATEMENT_TIMEOUT_MS must be 0 (no limit) or at least 1000 (MariaDB counts it in seconds)');
   }
   const healthProbeIntervalMs = int('HEALTH_PROBE_INTERVAL_MS', 1000, 100, 60_000);
+  const decisionCache: DecisionCacheConfig = {
+    entries: int('DECISION_CACHE_ENTRIES', 250_000, 0, 100_000_000),
+    stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
+  };
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
@@ -265,6 +279,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     runMigrations,
     databaseTimeouts,
     healthProbeIntervalMs,
+    decisionCache,
     rootKeys,
     logLevel,
     auditCheckpointIntervalMs,

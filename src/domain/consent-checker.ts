@@ -5,7 +5,9 @@ import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { PurposeCategory, SendChannel, Tenant } from './model';
-import { ConsentRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
+import { ConsentRepository, DecisionStateRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
+import { BOUNDED, Consistency } from './consistency';
+import { CachedIdentifier, DecisionCache, ERASED, identifierState } from './decision-cache';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
@@ -56,53 +58,109 @@ interface PreparedQuery {
  * Answers "may I send this now?" for one query or many. Queries of a batch are answered
  * independently: a malformed one gets its own INVALID_ARGUMENT, the others their decisions.
  * When the state cannot be read the whole call fails with UNAVAILABLE: never a guessed ALLOW.
+ *
+ * A question about now is answered from the decision cache when it holds the identifier and is
+ * proven within the staleness bound (and as fresh as a consistency token asks); otherwise the
+ * identifiers it lacks are read in one statement and kept. A question about a past moment replays
+ * the person's events up to it, from the database.
  */
 export class ConsentChecker {
   constructor(
     private readonly tx: TransactionRunner,
     private readonly subjects: SubjectRepository,
     private readonly consent: ConsentRepository,
+    private readonly decisionState: DecisionStateRepository,
     private readonly tenants: TenantService,
     private readonly purposes: PurposeService,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
+    /** Null: every check reads the database (DECISION_CACHE_ENTRIES=0). */
+    private readonly cache: DecisionCache | null,
+    private readonly monotonic: () => number = () => performance.now(),
   ) {}
 
   /** Decides a single query; its errors are thrown. */
-  async checkOne(principal: Principal, tenantId: string, query: CheckQuery): Promise<Decision> {
-    const [outcome] = await this.checkMany(principal, tenantId, [query]);
+  async checkOne(principal: Principal, tenantId: string, query: CheckQuery, consistency: Consistency = BOUNDED): Promise<Decision> {
+    const [outcome] = await this.checkMany(principal, tenantId, [query], consistency);
     if ('error' in outcome) throw outcome.error;
     return outcome.decision;
   }
 
   /** Decides each query independently, answers in order. */
-  async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[]): Promise<CheckOutcome[]> {
+  async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[], consistency: Consistency = BOUNDED): Promise<CheckOutcome[]> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
-    return this.tx.read(async (tx) => {
-      const tenant = await this.tenants.require(tx, tenantId, true);
-      const keyring = await this.keys.tenantKeyring(tenantId);
-      const outcomes: CheckOutcome[] = new Array(queries.length);
-      const prepared: PreparedQuery[] = [];
-      for (const [position, query] of queries.entries()) {
-        try {
-          prepared.push(await this.prepare(tx, tenant, keyring, query, position, now));
-        } catch (err) {
-          if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
-          outcomes[position] = { error: err };
-        }
+    const tenant = (consistency.kind !== 'full' && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, consistency.kind !== 'full')));
+    const keyring = await this.keys.tenantKeyring(tenantId);
+    const outcomes: CheckOutcome[] = new Array(queries.length);
+    const prepared: PreparedQuery[] = [];
+    for (const [position, query] of queries.entries()) {
+      try {
+        prepared.push(await this.prepare(tenant, keyring, query, position, now));
+      } catch (err) {
+        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
+        outcomes[position] = { error: err };
       }
-      const found = await this.resolveSubjects(tx, tenantId, prepared);
-      const liveSubjects = prepared.filter((p) => p.live).map((p) => found.get(key(p.index)))
-        .flatMap((r) => (r && r !== ERASED ? [r.subjectId] : []));
-      const state = await this.consent.loadState(tx, tenantId, liveSubjects);
-      for (const query of prepared) {
-        const resolved = found.get(key(query.index));
-        const facts = resolved === ERASED ? ERASED_FACTS : resolved ? await this.facts(tx, tenantId, resolved, query, state) : null;
-        const serviceWindowMs = query.live ? tenant.settings.serviceWindowMs : (await this.tenants.settingsAt(tx, tenant, query.at)).serviceWindowMs;
+    }
+    const live = await this.liveState(tenantId, prepared.filter((p) => p.live), consistency);
+    const past = prepared.some((p) => !p.live) ? await this.pastFacts(tenant, prepared.filter((p) => !p.live)) : new Map<number, PastFacts>();
+    for (const query of prepared) {
+      if (query.live) {
+        outcomes[query.position] = { decision: decide(factsOf(live.get(key(query.index))!), query.target, query.at, tenant.settings.serviceWindowMs) };
+      } else {
+        const { facts, serviceWindowMs } = past.get(query.position)!;
         outcomes[query.position] = { decision: decide(facts, query.target, query.at, serviceWindowMs) };
       }
-      return outcomes;
+    }
+    return outcomes;
+  }
+
+  /**
+   * What the identifiers of questions about now name, and their people's scopes and windows:
+   * from the cache where it may answer, the rest in one read (kept for the next check).
+   */
+  private async liveState(tenantId: string, queries: PreparedQuery[], consistency: Consistency): Promise<Map<string, CachedIdentifier>> {
+    const found = new Map<string, CachedIdentifier>();
+    const missing = new Map<string, IdentifierIndex>();
+    const minPosition = consistency.kind === 'atLeast' ? consistency.position : 0;
+    for (const query of queries) {
+      const k = key(query.index);
+      if (found.has(k) || missing.has(k)) continue;
+      const hit = consistency.kind !== 'full' && this.cache ? this.cache.get(tenantId, query.index, minPosition) : undefined;
+      if (hit) found.set(k, hit);
+      else missing.set(k, query.index);
+    }
+    if (missing.size === 0) return found;
+    const indexes = [...missing.values()];
+    for (let attempt = 0; ; attempt++) {
+      const readAt = this.monotonic();
+      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes));
+      if (read.version < minPosition) {
+        // A token from a write this database has not shown yet (a replica of a cluster behind
+        // by a moment): wait a little; never answer from older state than the token asks for.
+        if (attempt < TOKEN_WAIT_ATTEMPTS) {
+          await new Promise((resolve) => setTimeout(resolve, 10 * 2 ** attempt));
+          continue;
+        }
+        throw new DomainError('UNAVAILABLE', 'BEHIND_CONSISTENCY_TOKEN', 'the database has not caught up with the consistency token yet; retry', {}, [], 100);
+      }
+      this.cache?.store(tenantId, indexes, read, readAt);
+      for (const [k, index] of missing) found.set(k, identifierState(read, index));
+      return found;
+    }
+  }
+
+  /** Facts and the service window in force for questions about past moments, replayed from the log. */
+  private pastFacts(tenant: Tenant, queries: PreparedQuery[]): Promise<Map<number, PastFacts>> {
+    return this.tx.read(async (tx) => {
+      const found = await this.resolveSubjects(tx, tenant.id, queries);
+      const result = new Map<number, PastFacts>();
+      for (const query of queries) {
+        const resolved = found.get(key(query.index));
+        const facts = resolved === ERASED ? ERASED_FACTS : resolved ? await this.facts(tx, tenant.id, resolved, query, new Map()) : null;
+        result.set(query.position, { facts, serviceWindowMs: (await this.tenants.settingsAt(tx, tenant, query.at)).serviceWindowMs });
+      }
+      return result;
     });
   }
 
@@ -113,10 +171,10 @@ export class ConsentChecker {
   async explain(principal: Principal, tenantId: string, query: CheckQuery): Promise<DecisionBasis> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
+    const keyring = await this.keys.tenantKeyring(tenantId);
+    const prepared = await this.prepare(await this.tx.read((tx) => this.tenants.require(tx, tenantId, true)), keyring, query, 0, now);
     return this.tx.read(async (tx) => {
       const tenant = await this.tenants.require(tx, tenantId, true);
-      const keyring = await this.keys.tenantKeyring(tenantId);
-      const prepared = await this.prepare(tx, tenant, keyring, query, 0, now);
       const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));
       // The settings in force at the asked time (the service window length), not today's.
       const settings = prepared.live ? tenant.settings : await this.tenants.settingsAt(tx, tenant, prepared.at);
@@ -149,7 +207,6 @@ export class ConsentChecker {
   }
 
   private async prepare(
-    tx: TxContext,
     tenant: Tenant,
     keyring: TenantKeyring,
     query: CheckQuery,
@@ -160,7 +217,9 @@ export class ConsentChecker {
     const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
     if (isViolation(identifier)) violations.push(identifier);
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
-    const category = query.purposeId ? (await this.purposes.requirePurpose(tx, tenant.id, query.purposeId)).category : query.category!;
+    const purposeId = query.purposeId;
+    const purpose = purposeId ? (this.purposes.cached(tenant.id, purposeId)?.purpose ?? (await this.tx.read((tx) => this.purposes.requirePurpose(tx, tenant.id, purposeId)))) : undefined;
+    const category = purpose ? purpose.category : query.category!;
     const at = query.at ?? now;
     return {
       position,
@@ -190,8 +249,21 @@ export class ConsentChecker {
   }
 }
 
-/** An identifier whose person was erased and that names nobody since. */
-const ERASED = Symbol('erased identifier');
+/** The facts and service window a question about a past moment is decided on. */
+interface PastFacts {
+  facts: SubjectFacts | null;
+  serviceWindowMs: number;
+}
+
+/** Attempts to read state at least as fresh as a consistency token before giving up (UNAVAILABLE). */
+const TOKEN_WAIT_ATTEMPTS = 5;
+
+/** What the rules know of a live identifier's person. */
+function factsOf(state: CachedIdentifier): SubjectFacts | null {
+  if (state.subject === ERASED) return ERASED_FACTS;
+  if (state.subject === null) return null;
+  return { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
+}
 /** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */
 const ERASED_FACTS: SubjectFacts = Object.freeze({ subjectId: '', erased: true, suppressed: false, scopes: [], windows: [] });
 

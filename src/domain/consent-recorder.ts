@@ -1,3 +1,4 @@
+import { encodeConsistencyToken } from './consistency';
 import { KeyManager } from '../crypto/key-manager';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { canonicalJson } from '../shared/hashing';
@@ -53,6 +54,8 @@ export interface InboundResult {
   inbound: ConsentEvent;
   keyword?: ConsentEvent;
   windowExpireTime: number;
+  /** The consistency token of the write (encodeConsistencyToken). */
+  consistencyToken: string;
 }
 
 const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
@@ -91,11 +94,12 @@ export class ConsentRecorder {
     };
   }
 
-  async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string }> {
+  async record(principal: Principal, input: RecordConsentInput): Promise<{ event: ConsentEvent; receipt?: string; consistencyToken: string }> {
     const prepared = await this.prepareConsent(principal, input, false);
     const result = await this.queue.submit(input.tenantId, prepared, this.waitLimit);
     const event = result.events[0];
-    if (!input.issueReceipt) return { event };
+    const consistencyToken = encodeConsistencyToken(input.tenantId, result.logSize);
+    if (!input.issueReceipt) return { event, consistencyToken };
     // Signed after the commit: a receipt is never issued for a consent that was not recorded.
     const { tenant, purpose } = await this.tx.read(async (tx) => ({
       tenant: await this.tenants.require(tx, event.tenantId, true),
@@ -103,7 +107,7 @@ export class ConsentRecorder {
     }));
     const issuedAt = this.clock.now();
     const receipt = await this.keys.sign(event.tenantId, consentReceipt(event, tenant, purpose, issuedAt), 'consent-receipt+jwt', issuedAt);
-    return { event, receipt };
+    return { event, receipt, consistencyToken };
   }
 
   /**
@@ -225,7 +229,7 @@ export class ConsentRecorder {
       imported: false,
     }, this.waitLimit);
     const [inbound, keyword] = result.events;
-    return { inbound, keyword, windowExpireTime: result.windowExpireTime! };
+    return { inbound, keyword, windowExpireTime: result.windowExpireTime!, consistencyToken: encodeConsistencyToken(input.tenantId, result.logSize) };
   }
 
   /**

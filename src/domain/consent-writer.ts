@@ -63,7 +63,15 @@ export interface WriteResult {
   replayed: boolean;
   /** Inbound messages: when the channel's service window closes after this message. */
   windowExpireTime?: number;
+  /**
+   * The tenant's audit log size once the write's batch committed (for a retry answered from the
+   * first call: at least the first call's): the position of its consistency token.
+   */
+  logSize: number;
 }
+
+/** Told about each committed batch before its writes are answered (the decision cache: read your writes). */
+export type CommitObserver = (tenantId: string, committed: { subjectIds: Set<string>; createdSubjects: boolean; logSize: number }) => void;
 
 /** Suffix of the request id of the keyword event an inbound message records. */
 export const KEYWORD_REQUEST_SUFFIX = '#keyword';
@@ -119,6 +127,8 @@ type Decision =
 export class ConsentWriter {
   /** Batches committed and writes in them since start (for tests, benchmarks and metrics). */
   readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
+  /** Told about every committed batch, before its writes are answered. */
+  observer?: CommitObserver;
 
   constructor(
     private readonly tx: TransactionRunner,
@@ -207,8 +217,10 @@ export class ConsentWriter {
     for (const slot of slots) if (!slot.replay && slot.key) slot.events = buildEvents(slot, settings);
 
     // 4. The transaction.
-    const decided = await this.tx.write((tx) => this.transaction(tx, found.tenant, slots));
-    if (decided === 'settings-changed') return positions;
+    const committed = await this.tx.write((tx) => this.transaction(tx, found.tenant, slots));
+    if (committed === 'settings-changed') return positions;
+    const { decided, logSize, subjectIds, createdSubjects } = committed;
+    if (subjectIds.size > 0) this.observer?.(tenantId, { subjectIds, createdSubjects, logSize });
     this.stats.batches++;
     this.stats.writes += slots.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, slots.length);
@@ -217,7 +229,7 @@ export class ConsentWriter {
     for (const slot of slots) {
       const d = decided.get(slot.position)!;
       if (d.kind === 'again') again.push(slot.position);
-      else if (d.kind !== 'same-as') outcomes[slot.position] = await this.outcomeOf(d, settings.serviceWindowMs, slot);
+      else if (d.kind !== 'same-as') outcomes[slot.position] = await this.outcomeOf(d, settings.serviceWindowMs, slot, logSize);
     }
     for (const slot of slots) {
       const d = decided.get(slot.position)!;
@@ -263,7 +275,11 @@ export class ConsentWriter {
   }
 
   /** Everything that must be consistent, in one transaction; decides each slot. */
-  private async transaction(tx: TxContext, tenantBefore: Tenant, slots: Slot[]): Promise<Map<number, Decision> | 'settings-changed'> {
+  private async transaction(
+    tx: TxContext,
+    tenantBefore: Tenant,
+    slots: Slot[],
+  ): Promise<{ decided: Map<number, Decision>; logSize: number; subjectIds: Set<string>; createdSubjects: boolean } | 'settings-changed'> {
     const tenantId = tenantBefore.id;
     const tenant = await this.tenants.require(tx, tenantId, false);
     // Events were sealed with the settings read before (expiry, keywords): changed since, start over.
@@ -411,6 +427,11 @@ export class ConsentWriter {
       );
     }
 
+    let logSize = 0;
+    if (rows.length === 0 && replaying.length > 0) {
+      // Only retries: their token must cover the first calls' entries, all below today's size.
+      logSize = await this.audit.appendAfter(tx, tenantId, async () => []);
+    }
     if (rows.length > 0) {
       // Rows inserted under the head lock, in the order of their entries (docs/audit.md, "Order").
       const first = await this.audit.appendAfter(tx, tenantId, async () => {
@@ -434,22 +455,23 @@ export class ConsentWriter {
         );
       }
       await this.consent.saveStates(tx, tenantId, [...changedScopes.values()], [...changedWindows.values()]);
+      logSize = first + entries.length;
     }
-    return decided;
+    return { decided, logSize, subjectIds: new Set(rows.map((r) => r.subjectId)), createdSubjects: newSubjects.size > 0 };
   }
 
   /** The answer of a decided slot; replayed events are opened (decrypted) outside the transaction. */
-  private async outcomeOf(d: Decision, serviceWindowMs: number, slot: Slot): Promise<ItemOutcome<WriteResult>> {
+  private async outcomeOf(d: Decision, serviceWindowMs: number, slot: Slot, logSize: number): Promise<ItemOutcome<WriteResult>> {
     if (d.kind === 'error') return { error: d.error };
     const inbound = slot.write.body.type === 'inbound';
     if (d.kind === 'written') {
-      return { ok: { events: d.events, replayed: false, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined } };
+      return { ok: { events: d.events, replayed: false, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
     }
     if (d.kind === 'replay') {
       try {
         const key = d.stored.some((e) => e.evidenceCiphertext !== null) ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
         const events = d.stored.map((e) => openEvent(e, key));
-        return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined } };
+        return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
       } catch (err) {
         return { error: err };
       }

@@ -288,3 +288,31 @@ export interface SubjectRightsRepository {
     limit: number,
   ): Promise<LegalHoldRecord[]>;
 }
+
+/** What a check reads on a cache miss (DecisionStateRepository.read), at one version. */
+export interface DecisionStateRead {
+  /** The tenant's committed audit log size when read: every write before it is in what was read. */
+  version: number;
+  /** Subjects by `${kind}:${blindIndex}`. */
+  subjects: Map<string, SubjectRef>;
+  /** Identifiers (`${kind}:${blindIndex}`) whose person was erased: tombstones. */
+  suppressed: Set<string>;
+  /** The named subjects' scopes and windows (absent: none). */
+  state: Map<string, SubjectStateRows>;
+}
+
+/** One audit log entry as the decision cache's invalidation reads it. */
+export interface AuditChange {
+  seq: number;
+  type: string | null;
+  subjectId: string | null;
+}
+
+/** The check path's reads: a miss in one statement, and the tail of the commit-ordered audit log. */
+export interface DecisionStateRepository {
+  read(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<DecisionStateRead>;
+  /** Committed audit log sizes of these tenants (absent: an empty log). */
+  heads(tx: TxContext, tenantIds: string[]): Promise<Map<string, number>>;
+  /** Entries [fromSeq, toSeq) of a tenant's log, in order, at most `limit`. */
+  changes(tx: TxContext, tenantId: string, fromSeq: number, toSeq: number, limit: number): Promise<AuditChange[]>;
+}

@@ -16,6 +16,8 @@ export interface SubjectErasure {
   /** False when a repeat found the key already gone. */
   keyDestroyed: boolean;
   alreadyErased: boolean;
+  /** The tenant's audit log size once the erasure committed (0 on a repeat): its consistency token's position. */
+  logSize: number;
 }
 
 /**
@@ -37,21 +39,25 @@ export class SubjectEraser {
     private readonly audit: AuditTrail,
   ) {}
 
+  /** Told about each committed erasure before it is answered (the decision cache forgets the person at once). */
+  observer?: (tenantId: string, subjectId: string) => void;
+
   async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
     const now = this.clock.now();
-    const { erasedAt, alreadyErased, counts } = await this.tx.write(async (tx) => {
+    const { erasedAt, alreadyErased, counts, logSize } = await this.tx.write(async (tx) => {
       const locked = await this.subjects.lock(tx, tenantId, subjectId);
       if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
-      if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0 } };
+      if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0 }, logSize: 0 };
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
-      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained } };
+      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained }, logSize: auditSeq + 1 };
     });
+    this.observer?.(tenantId, subjectId);
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
-    return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased, counts };
+    return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased, counts, logSize };
   }
 
   /**

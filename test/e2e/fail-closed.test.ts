@@ -34,14 +34,35 @@ describe('fail closed', function () {
         await db?.drop();
       });
 
-      it('checks answer UNAVAILABLE, writes too, and recover when the database is back', async function () {
+      it('checks answer from the cache for at most the staleness bound, then UNAVAILABLE; writes fail at once; all recover when the database is back', async function () {
         const before = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T) });
         expect(before.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
         const port = proxy.port;
+        const bound = s.app.config.decisionCache.stalenessMs;
+        const cutAt = performance.now();
         await proxy.cut();
 
-        const check = await expectGrpcError(call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T) }), status.UNAVAILABLE);
+        // Until B has passed since the last catch-up the cache may answer; never after it.
+        const answered: number[] = [];
+        let check: Awaited<ReturnType<typeof expectGrpcError>> | undefined;
+        while (!check) {
+          const sentAt = performance.now() - cutAt;
+          const outcome = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T) }).then(
+            (r) => r,
+            (err: ServiceError) => err,
+          );
+          if ('code' in outcome) {
+            expect(outcome.code, outcome.message).to.equal(status.UNAVAILABLE);
+            check = errorDetails(outcome);
+          } else {
+            expect(outcome.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+            answered.push(sentAt);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        expect(answered.every((t) => t <= bound), `ALLOW answered ${JSON.stringify(answered.map(Math.round))} ms after the cut; B = ${bound} ms`).to.equal(true);
         expect(check.reason).to.equal('DATABASE_UNAVAILABLE');
+        await expectGrpcError(call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T) }), status.UNAVAILABLE);
         await expectGrpcError(call(s.consent, s.consent.checkConsentBatch, CheckConsentBatchRequest.fromPartial({ parent: `tenants/${T}`, queries: [query(T)] })), status.UNAVAILABLE);
         await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T)), status.UNAVAILABLE);
 

@@ -8,6 +8,7 @@ import { WriteResult } from '../../domain/consent-writer';
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
 import { ChangeFeed } from '../../domain/change-feed';
+import { BOUNDED, Consistency, decodeConsistencyToken } from '../../domain/consistency';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
 import {
   ChangeKind,
@@ -18,6 +19,7 @@ import {
   CheckConsentResponse,
   ConsentCheckResult,
   ConsentQuery,
+  Consistency as ConsistencyProto,
   ConsentServiceServer,
   ConsentStatus,
   ImportConsentsRequest,
@@ -96,8 +98,8 @@ export function consentHandlers(
       if ('violations' in input) throw invalidArgument(input.violations);
       // Serialised only once it passed its checks (a Timestamp out of range has no JSON form).
       input.fingerprintSource = JSON.stringify(RecordConsentRequest.toJSON(req));
-      const { event, receipt } = await recorder.record(ctx.principal, { ...input, issueReceipt: req.issueReceipt });
-      return { event: eventToProto(event), receipt: receipt ?? '' };
+      const { event, receipt, consistencyToken } = await recorder.record(ctx.principal, { ...input, issueReceipt: req.issueReceipt });
+      return { event: eventToProto(event), receipt: receipt ?? '', consistencyToken };
     }),
 
     importConsents: pipeline.clientStream('ImportConsents', async (call, ctx): Promise<ImportConsentsResponse> => {
@@ -206,13 +208,16 @@ export function consentHandlers(
           inboundEvent: eventToProto(result.inbound),
           keywordEvent: result.keyword ? eventToProto(result.keyword) : undefined,
           serviceWindowExpireTime: msToDate(result.windowExpireTime),
+          consistencyToken: result.consistencyToken,
         };
       },
     ),
 
     checkConsent: pipeline.unary('CheckConsent', async (req: CheckConsentRequest, ctx: CallContext): Promise<CheckConsentResponse> => {
       const tenantId = parentTenant(req.parent);
-      const decision = await checker.checkOne(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'));
+      const consistency = consistencyFromProto(req.consistency, tenantId, 'consistency');
+      if (!('kind' in consistency)) throw invalidArgument([consistency]);
+      const decision = await checker.checkOne(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'), consistency);
       return { decision: decisionToProto(tenantId, decision) };
     }),
 
@@ -229,7 +234,9 @@ export function consentHandlers(
           for (const v of itemViolationsOf(req, i)) if (!query.violations.some((w) => w.field === v.field)) query.violations.push(v);
           return query;
         });
-        const outcomes = await checker.checkMany(ctx.principal, tenantId, queries);
+        const consistency = consistencyFromProto(req.consistency, tenantId, 'consistency');
+        if (!('kind' in consistency)) throw invalidArgument([consistency]);
+        const outcomes = await checker.checkMany(ctx.principal, tenantId, queries, consistency);
         return { results: outcomes.map((o) => resultToProto(tenantId, o)) };
       },
     ),
@@ -399,12 +406,14 @@ async function decideStreamBatch(
   let start = 0;
   while (start < batch.length) {
     const parent = batch[start].parent;
+    const asked = consistencyKey(batch[start].consistency);
     let end = start + 1;
-    while (end < batch.length && batch[end].parent === parent) end++;
+    while (end < batch.length && batch[end].parent === parent && consistencyKey(batch[end].consistency) === asked) end++;
     const group = batch.slice(start, end);
     const tenantId = parseTenantName(parent);
     let outcomes: CheckOutcome[];
-    const refusals = group.map(refusalOf);
+    const consistency = tenantId ? consistencyFromProto(group[0].consistency, tenantId, 'consistency') : BOUNDED;
+    const refusals = group.map((req) => refusalOf(req) ?? ('kind' in consistency ? null : invalidArgument([consistency])));
     if (refusals.some((r) => r !== null)) {
       // A message refused at decoding (unknown enum value, time out of range) fails alone.
       const rest = group.filter((_, i) => refusals[i] === null);
@@ -422,7 +431,7 @@ async function decideStreamBatch(
       outcomes = group.map(() => ({ error }));
     } else {
       try {
-        outcomes = await checker.checkMany(ctx.principal, tenantId, group.map((r) => queryFromProto(r.query, tenantId, 'query')));
+        outcomes = await checker.checkMany(ctx.principal, tenantId, group.map((r) => queryFromProto(r.query, tenantId, 'query')), consistency as Consistency);
       } catch (err) {
         // A tenant that does not exist (or may not be read) fails its own queries, not the stream.
         if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE' || err.kind === 'ABORTED') throw err;
@@ -495,4 +504,19 @@ function evidenceFromProto(req: Pick<RecordConsentRequest, 'evidence'>) {
     inboundMessageId: e?.inboundMessageId || undefined,
     freeText: e?.freeText || undefined,
   };
+}
+
+/** The consistency a check asks for (unset: within the staleness bound), or the violation of a bad token. */
+function consistencyFromProto(c: ConsistencyProto | undefined, tenantId: string, field: string): Consistency | FieldViolation {
+  const requirement = c?.requirement;
+  if (!requirement || requirement.$case === 'minimizeLatency') return BOUNDED;
+  if (requirement.$case === 'fullyConsistent') return { kind: 'full' };
+  const position = decodeConsistencyToken(requirement.value, tenantId, `${field}.at_least_as_fresh`);
+  return typeof position === 'number' ? { kind: 'atLeast', position } : position;
+}
+
+/** Stream messages asking for the same consistency are decided together. */
+function consistencyKey(c: ConsistencyProto | undefined): string {
+  const requirement = c?.requirement;
+  return !requirement || requirement.$case === 'minimizeLatency' ? '' : `${requirement.$case}:${String(requirement.value)}`;
 }

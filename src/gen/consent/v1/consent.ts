@@ -634,6 +634,11 @@ export interface RecordConsentResponse {
    * opaque subject id only, so the tenant may hand it to the person or keep it as proof.
    */
   receipt: string;
+  /**
+   * Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see this write
+   * (on any replica). docs/api.md, "Consistency".
+   */
+  consistencyToken: string;
 }
 
 /** Request of ConsentService.RecordInboundMessage. */
@@ -669,7 +674,29 @@ export interface RecordInboundMessageResponse {
     | ConsentEvent
     | undefined;
   /** When the service window opened by this message closes. */
-  serviceWindowExpireTime?: Date | undefined;
+  serviceWindowExpireTime?:
+    | Date
+    | undefined;
+  /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see this message. */
+  consistencyToken: string;
+}
+
+/** How fresh the state behind a check must be (docs/api.md, "Consistency"). Unset: minimize_latency. */
+export interface Consistency {
+  requirement?:
+    | //
+    /**
+     * The default: answered within the staleness bound (DECISION_CACHE_STALENESS_MS, 1 s unless
+     * configured) of the database, from this server's cache when it is proven that fresh.
+     */
+    { $case: "minimizeLatency"; value: boolean }
+    | //
+    /** At least as fresh as the write that returned this consistency token (and within the bound). */
+    { $case: "atLeastAsFresh"; value: string }
+    | //
+    /** Read from the database at the moment of the check. */
+    { $case: "fullyConsistent"; value: boolean }
+    | undefined;
 }
 
 /** One question: may this message be sent? */
@@ -708,7 +735,11 @@ export interface CheckConsentRequest {
   /** "tenants/{tenant}". */
   parent: string;
   /** The question. */
-  query?: ConsentQuery | undefined;
+  query?:
+    | ConsentQuery
+    | undefined;
+  /** How fresh the answer must be; unset: within the staleness bound. */
+  consistency?: Consistency | undefined;
 }
 
 /** Response of ConsentService.CheckConsent. */
@@ -723,6 +754,8 @@ export interface CheckConsentBatchRequest {
   parent: string;
   /** 1 to 1,000 questions. */
   queries: ConsentQuery[];
+  /** How fresh the answers must be; unset: within the staleness bound. */
+  consistency?: Consistency | undefined;
 }
 
 /** The outcome of one question of a batch or stream: a decision, or why the question was invalid. */
@@ -751,6 +784,8 @@ export interface StreamCheckConsentRequest {
     | undefined;
   /** Echoed in the response, so the client can match answers to questions. */
   correlationId: string;
+  /** How fresh this answer must be; unset: within the staleness bound. */
+  consistency?: Consistency | undefined;
 }
 
 /** Response of ConsentService.StreamCheckConsent. */
@@ -2066,7 +2101,7 @@ export const RecordConsentRequest: MessageFns<RecordConsentRequest> = {
 };
 
 function createBaseRecordConsentResponse(): RecordConsentResponse {
-  return { event: undefined, receipt: "" };
+  return { event: undefined, receipt: "", consistencyToken: "" };
 }
 
 export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
@@ -2076,6 +2111,9 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
     }
     if (message.receipt !== "") {
       writer.uint32(18).string(message.receipt);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(26).string(message.consistencyToken);
     }
     return writer;
   },
@@ -2109,6 +2147,14 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
             message.receipt = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2125,6 +2171,11 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
     return {
       event: isSet(object.event) ? ConsentEvent.fromJSON(object.event) : undefined,
       receipt: isSet(object.receipt) ? globalThis.String(object.receipt) : "",
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -2135,6 +2186,9 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
     }
     if (message.receipt !== "") {
       obj.receipt = message.receipt;
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -2148,6 +2202,7 @@ export const RecordConsentResponse: MessageFns<RecordConsentResponse> = {
       ? ConsentEvent.fromPartial(object.event)
       : undefined;
     message.receipt = object.receipt ?? "";
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
@@ -2344,7 +2399,7 @@ export const RecordInboundMessageRequest: MessageFns<RecordInboundMessageRequest
 };
 
 function createBaseRecordInboundMessageResponse(): RecordInboundMessageResponse {
-  return { inboundEvent: undefined, keywordEvent: undefined, serviceWindowExpireTime: undefined };
+  return { inboundEvent: undefined, keywordEvent: undefined, serviceWindowExpireTime: undefined, consistencyToken: "" };
 }
 
 export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageResponse> = {
@@ -2357,6 +2412,9 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
     }
     if (message.serviceWindowExpireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.serviceWindowExpireTime), writer.uint32(26).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(34).string(message.consistencyToken);
     }
     return writer;
   },
@@ -2398,6 +2456,14 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
             message.serviceWindowExpireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2427,6 +2493,11 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
         : isSet(object.service_window_expire_time)
         ? fromJsonTimestamp(object.service_window_expire_time)
         : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -2440,6 +2511,9 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
     }
     if (message.serviceWindowExpireTime !== undefined) {
       obj.serviceWindowExpireTime = message.serviceWindowExpireTime.toISOString();
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -2456,6 +2530,135 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
       ? ConsentEvent.fromPartial(object.keywordEvent)
       : undefined;
     message.serviceWindowExpireTime = object.serviceWindowExpireTime ?? undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseConsistency(): Consistency {
+  return { requirement: undefined };
+}
+
+export const Consistency: MessageFns<Consistency> = {
+  encode(message: Consistency, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.requirement?.$case) {
+      case "minimizeLatency":
+        writer.uint32(8).bool(message.requirement.value);
+        break;
+      case "atLeastAsFresh":
+        writer.uint32(18).string(message.requirement.value);
+        break;
+      case "fullyConsistent":
+        writer.uint32(24).bool(message.requirement.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Consistency {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsistency();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requirement = { $case: "minimizeLatency", value: reader.bool() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requirement = { $case: "atLeastAsFresh", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.requirement = { $case: "fullyConsistent", value: reader.bool() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Consistency {
+    return {
+      requirement: isSet(object.minimizeLatency)
+        ? { $case: "minimizeLatency", value: globalThis.Boolean(object.minimizeLatency) }
+        : isSet(object.minimize_latency)
+        ? { $case: "minimizeLatency", value: globalThis.Boolean(object.minimize_latency) }
+        : isSet(object.atLeastAsFresh)
+        ? { $case: "atLeastAsFresh", value: globalThis.String(object.atLeastAsFresh) }
+        : isSet(object.at_least_as_fresh)
+        ? { $case: "atLeastAsFresh", value: globalThis.String(object.at_least_as_fresh) }
+        : isSet(object.fullyConsistent)
+        ? { $case: "fullyConsistent", value: globalThis.Boolean(object.fullyConsistent) }
+        : isSet(object.fully_consistent)
+        ? { $case: "fullyConsistent", value: globalThis.Boolean(object.fully_consistent) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: Consistency): unknown {
+    const obj: any = {};
+    if (message.requirement?.$case === "minimizeLatency") {
+      obj.minimizeLatency = message.requirement.value;
+    } else if (message.requirement?.$case === "atLeastAsFresh") {
+      obj.atLeastAsFresh = message.requirement.value;
+    } else if (message.requirement?.$case === "fullyConsistent") {
+      obj.fullyConsistent = message.requirement.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Consistency>, I>>(base?: I): Consistency {
+    return Consistency.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Consistency>, I>>(object: I): Consistency {
+    const message = createBaseConsistency();
+    switch (object.requirement?.$case) {
+      case "minimizeLatency": {
+        if (object.requirement?.value !== undefined && object.requirement?.value !== null) {
+          message.requirement = { $case: "minimizeLatency", value: object.requirement.value };
+        }
+        break;
+      }
+      case "atLeastAsFresh": {
+        if (object.requirement?.value !== undefined && object.requirement?.value !== null) {
+          message.requirement = { $case: "atLeastAsFresh", value: object.requirement.value };
+        }
+        break;
+      }
+      case "fullyConsistent": {
+        if (object.requirement?.value !== undefined && object.requirement?.value !== null) {
+          message.requirement = { $case: "fullyConsistent", value: object.requirement.value };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -2725,7 +2928,7 @@ export const ConsentDecision: MessageFns<ConsentDecision> = {
 };
 
 function createBaseCheckConsentRequest(): CheckConsentRequest {
-  return { parent: "", query: undefined };
+  return { parent: "", query: undefined, consistency: undefined };
 }
 
 export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
@@ -2735,6 +2938,9 @@ export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
     }
     if (message.query !== undefined) {
       ConsentQuery.encode(message.query, writer.uint32(18).fork()).join();
+    }
+    if (message.consistency !== undefined) {
+      Consistency.encode(message.consistency, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2768,6 +2974,14 @@ export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
             message.query = ConsentQuery.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistency = Consistency.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2784,6 +2998,7 @@ export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
     return {
       parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
       query: isSet(object.query) ? ConsentQuery.fromJSON(object.query) : undefined,
+      consistency: isSet(object.consistency) ? Consistency.fromJSON(object.consistency) : undefined,
     };
   },
 
@@ -2794,6 +3009,9 @@ export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
     }
     if (message.query !== undefined) {
       obj.query = ConsentQuery.toJSON(message.query);
+    }
+    if (message.consistency !== undefined) {
+      obj.consistency = Consistency.toJSON(message.consistency);
     }
     return obj;
   },
@@ -2806,6 +3024,9 @@ export const CheckConsentRequest: MessageFns<CheckConsentRequest> = {
     message.parent = object.parent ?? "";
     message.query = (object.query !== undefined && object.query !== null)
       ? ConsentQuery.fromPartial(object.query)
+      : undefined;
+    message.consistency = (object.consistency !== undefined && object.consistency !== null)
+      ? Consistency.fromPartial(object.consistency)
       : undefined;
     return message;
   },
@@ -2881,7 +3102,7 @@ export const CheckConsentResponse: MessageFns<CheckConsentResponse> = {
 };
 
 function createBaseCheckConsentBatchRequest(): CheckConsentBatchRequest {
-  return { parent: "", queries: [] };
+  return { parent: "", queries: [], consistency: undefined };
 }
 
 export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
@@ -2891,6 +3112,9 @@ export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
     }
     for (const v of message.queries) {
       ConsentQuery.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.consistency !== undefined) {
+      Consistency.encode(message.consistency, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2924,6 +3148,14 @@ export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
             message.queries.push(ConsentQuery.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistency = Consistency.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2942,6 +3174,7 @@ export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
       queries: globalThis.Array.isArray(object?.queries)
         ? object.queries.map((e: any) => ConsentQuery.fromJSON(e))
         : [],
+      consistency: isSet(object.consistency) ? Consistency.fromJSON(object.consistency) : undefined,
     };
   },
 
@@ -2953,6 +3186,9 @@ export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
     if (message.queries?.length) {
       obj.queries = message.queries.map((e) => ConsentQuery.toJSON(e));
     }
+    if (message.consistency !== undefined) {
+      obj.consistency = Consistency.toJSON(message.consistency);
+    }
     return obj;
   },
 
@@ -2963,6 +3199,9 @@ export const CheckConsentBatchRequest: MessageFns<CheckConsentBatchRequest> = {
     const message = createBaseCheckConsentBatchRequest();
     message.parent = object.parent ?? "";
     message.queries = object.queries?.map((e) => ConsentQuery.fromPartial(e)) || [];
+    message.consistency = (object.consistency !== undefined && object.consistency !== null)
+      ? Consistency.fromPartial(object.consistency)
+      : undefined;
     return message;
   },
 };
@@ -3128,7 +3367,7 @@ export const CheckConsentBatchResponse: MessageFns<CheckConsentBatchResponse> = 
 };
 
 function createBaseStreamCheckConsentRequest(): StreamCheckConsentRequest {
-  return { parent: "", query: undefined, correlationId: "" };
+  return { parent: "", query: undefined, correlationId: "", consistency: undefined };
 }
 
 export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = {
@@ -3141,6 +3380,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
     }
     if (message.correlationId !== "") {
       writer.uint32(26).string(message.correlationId);
+    }
+    if (message.consistency !== undefined) {
+      Consistency.encode(message.consistency, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3182,6 +3424,14 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
             message.correlationId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.consistency = Consistency.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3203,6 +3453,7 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
         : isSet(object.correlation_id)
         ? globalThis.String(object.correlation_id)
         : "",
+      consistency: isSet(object.consistency) ? Consistency.fromJSON(object.consistency) : undefined,
     };
   },
 
@@ -3217,6 +3468,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
     if (message.correlationId !== "") {
       obj.correlationId = message.correlationId;
     }
+    if (message.consistency !== undefined) {
+      obj.consistency = Consistency.toJSON(message.consistency);
+    }
     return obj;
   },
 
@@ -3230,6 +3484,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
       ? ConsentQuery.fromPartial(object.query)
       : undefined;
     message.correlationId = object.correlationId ?? "";
+    message.consistency = (object.consistency !== undefined && object.consistency !== null)
+      ? Consistency.fromPartial(object.consistency)
+      : undefined;
     return message;
   },
 };

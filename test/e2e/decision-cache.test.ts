@@ -1,0 +1,208 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { credentials, status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
+import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
+import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { freePort, ROOT, TSX } from '../support/processes';
+import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+
+/**
+ * The decision cache (docs/architecture.md, "The decision cache"): what a check reads, read your
+ * writes, consistency tokens and the staleness bound across two processes, the cache's bound.
+ */
+forEachDatabase('decision cache', (db, kind) => {
+  let s: TestServer;
+  const T = 'cache';
+  before(async function () {
+    s = await startTestServer(db());
+    await seedTenant(s, T);
+  });
+  after(async () => s?.stop());
+
+  const person = (n: number) => phone(`+49151555${String(n).padStart(5, '0')}`);
+  const check = (n: number, consistency?: object) =>
+    call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(n) }), consistency } as never) as Promise<{ decision: { verdict: Verdict; reason: DecisionReason } }>;
+
+  it('a miss reads the identifier, its person, scopes and windows in one statement; a hit reads nothing', async function () {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1) }));
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(2) }));
+    await check(1); // tenant, purpose and keys cached
+    const miss = await countStatements(s, () => check(2));
+    expect(miss.result.decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect(miss.count, 'statements of a miss').to.equal(1);
+    const hit = await countStatements(s, () => check(2));
+    expect(hit.result.decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect(hit.count, 'statements of a hit').to.equal(0);
+    const unknown = await countStatements(s, () => check(3));
+    expect(unknown.result.decision.reason).to.equal(DecisionReason.DECISION_REASON_UNKNOWN_SUBJECT);
+    expect(unknown.count).to.equal(1);
+    expect((await countStatements(s, () => check(3))).count).to.equal(0);
+  });
+
+  it('reads its own writes at once: opt-in, opt-out, a new person, an erasure', async function () {
+    expect((await check(10)).decision.reason).to.equal(DecisionReason.DECISION_REASON_UNKNOWN_SUBJECT); // cached as nobody
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(10) }));
+    expect((await check(10)).decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(10), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+    expect((await check(10)).decision.verdict).to.equal(Verdict.VERDICT_DENY);
+    s.clock.advance(1000); // an opt-in at the same moment as the opt-out does not override it
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(10) }));
+    expect((await check(10)).decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    const state = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(10) });
+    await s.app.services.subjectEraser.erase(T, state.subject.split('/').pop()!);
+    const erased = await check(10);
+    expect(erased.decision.reason, JSON.stringify(erased.decision)).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+  });
+
+  it('writes return consistency tokens; a check takes one, or asks to be fully consistent; bad tokens are INVALID_ARGUMENT', async function () {
+    const written = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(20) }));
+    expect(written.consistencyToken).to.match(/^ct1\./);
+    expect((await check(20, { requirement: { $case: 'atLeastAsFresh', value: written.consistencyToken } })).decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect((await check(20, { requirement: { $case: 'fullyConsistent', value: true } })).decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    const full = await countStatements(s, () => check(20, { requirement: { $case: 'fullyConsistent', value: true } }));
+    expect(full.count, 'a fully consistent check reads the database').to.be.at.least(1);
+    const inbound = await call(s.consent, s.consent.recordInboundMessage, {
+      parent: `tenants/${T}`, subjectIdentifier: person(20), channel: 1, eventTime: undefined, text: 'hello', messageId: 'm-20', requestId: 'in-20',
+    });
+    expect(inbound.consistencyToken > written.consistencyToken || inbound.consistencyToken !== written.consistencyToken).to.equal(true);
+    for (const bad of ['garbage', 'ct1.', `ct1.${Buffer.from('other:5').toString('base64url')}`, `ct1.${Buffer.from(`${T}:x`).toString('base64url')}`]) {
+      const err = await expectGrpcError(check(20, { requirement: { $case: 'atLeastAsFresh', value: bad } }), status.INVALID_ARGUMENT);
+      expect(err.fields).to.deep.equal(['consistency.at_least_as_fresh']);
+    }
+    // A token from beyond the log (forged, or from a database this one has not caught up with): never a stale answer.
+    const ahead = `ct1.${Buffer.from(`${T}:99999999`).toString('base64url')}`;
+    const err = await expectGrpcError(check(20, { requirement: { $case: 'atLeastAsFresh', value: ahead } }), status.UNAVAILABLE);
+    expect(err.reason).to.equal('BEHIND_CONSISTENCY_TOKEN');
+  });
+
+  it('stays within its bound of entries and answers correctly beyond it', async function () {
+    const own = await createTestDatabase(kind);
+    const small = await startTestServer(own, { decisionCache: { entries: 5, stalenessMs: 1000 } });
+    await seedTenant(small, T);
+    try {
+      for (let n = 30; n < 40; n++) if (n % 2 === 0) await call(small.consent, small.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n) }));
+      for (let round = 0; round < 2; round++) {
+        for (let n = 30; n < 40; n++) {
+          const answer = await call(small.consent, small.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(n) }) });
+          expect(answer.decision!.verdict, `person ${n}`).to.equal(n % 2 === 0 ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY);
+        }
+      }
+      expect(small.app.services.decisionCache!.size).to.be.at.most(5);
+      expect(small.app.services.decisionCache!.stats.evictions).to.be.at.least(10);
+    } finally {
+      await small.stop();
+      await own.drop();
+    }
+  });
+});
+
+/** Two processes on one MariaDB: what one records, the other honours within the staleness bound. */
+if (testDatabaseKinds().includes('mariadb')) describe('decision cache across two server processes on one MariaDB', function () {
+  this.timeout(180_000);
+  let db: TestDatabase;
+  let a: TestServer;
+  let b: ChildProcess;
+  let bConsent: ConsentServiceClient;
+  const T = 'cache2';
+  const BOUND_MS = 1000;
+  const person = (n: number) => phone(`+49151666${String(n).padStart(5, '0')}`);
+  const checkOnB = (n: number, consistency?: object) =>
+    call(bConsent, bConsent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(n) }), consistency } as never) as Promise<{ decision: { verdict: Verdict; reason: DecisionReason } }>;
+
+  before(async function () {
+    db = await createTestDatabase('mariadb');
+    a = await startTestServer(db);
+    await seedTenant(a, T);
+    const port = await freePort();
+    b = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        LOG_LEVEL: 'warn',
+        DATA_DIR: db.dataDir,
+        DATABASE_URL: (db.config as { url: string }).url,
+        KEYSTORE_URL: (db.keyStore as { url: string }).url,
+        ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'),
+        DECISION_CACHE_STALENESS_MS: String(BOUND_MS),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    bConsent = new ConsentServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    await waitUntil(() => checkOnB(0).then(() => true, () => false), 30_000);
+  });
+  after(async function () {
+    bConsent?.close();
+    b?.kill('SIGTERM');
+    await a?.stop();
+    await db?.drop();
+  });
+
+  it('an opt-out through one process is honoured by the other within B (measured 20 times, worst case reported)', async function () {
+    const delays: number[] = [];
+    for (let n = 1; n <= 20; n++) {
+      await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n) }));
+      // B holds the opt-in (its first check after the write may still see nobody, within B).
+      await waitUntil(async () => (await checkOnB(n)).decision.verdict === Verdict.VERDICT_ALLOW, 5_000);
+      await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+      const acknowledged = performance.now();
+      delays.push(await waitUntil(async () => (await checkOnB(n)).decision.verdict === Verdict.VERDICT_DENY, 5_000, acknowledged));
+    }
+    const worst = Math.max(...delays);
+    console.log(`      opt-out honoured by the other process after ${Math.round(worst)} ms at worst (median ${Math.round(delays.sort((x, y) => x - y)[10])} ms, B = ${BOUND_MS} ms)`);
+    expect(worst).to.be.at.most(BOUND_MS);
+  });
+
+  it('an erasure through one process is honoured by the other within B', async function () {
+    await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(50) }));
+    await waitUntil(async () => (await checkOnB(50)).decision.verdict === Verdict.VERDICT_ALLOW, 5_000);
+    const state = await call(a.consent, a.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: person(50) });
+    await a.app.services.subjectEraser.erase(T, state.subject.split('/').pop()!);
+    const acknowledged = performance.now();
+    const delay = await waitUntil(async () => (await checkOnB(50)).decision.reason === DecisionReason.DECISION_REASON_SUBJECT_ERASED, 5_000, acknowledged);
+    console.log(`      erasure honoured by the other process after ${Math.round(delay)} ms (B = ${BOUND_MS} ms)`);
+    expect(delay).to.be.at.most(BOUND_MS);
+  });
+
+  it("a write's consistency token makes a check on the other process at least that fresh, at once", async function () {
+    for (let n = 60; n < 70; n++) {
+      await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n) }));
+      await waitUntil(async () => (await checkOnB(n)).decision.verdict === Verdict.VERDICT_ALLOW, 5_000);
+      const out = await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+      const answer = await checkOnB(n, { requirement: { $case: 'atLeastAsFresh', value: out.consistencyToken } });
+      expect(answer.decision.verdict, `person ${n}`).to.equal(Verdict.VERDICT_DENY);
+    }
+  });
+});
+
+/** Polls `probe` every 5 ms; resolves with the ms since `since` (performance.now) when it first holds. */
+async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, since = performance.now()): Promise<number> {
+  for (;;) {
+    if (await probe()) return performance.now() - since;
+    if (performance.now() - since > timeoutMs) throw new Error(`not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Statements of the background work (health probe, cache invalidation), not of the call. */
+const BACKGROUND = [/^SELECT 1$/, /FROM audit_heads WHERE tenant_id IN/, /SELECT seq, entry_type, subject_id FROM audit_entries/];
+
+/** The SQL statements the service's database connection ran for `run` (both drivers). */
+async function countStatements<T>(s: TestServer, run: () => Promise<T>): Promise<{ result: T; count: number }> {
+  const runner = s.app.dataSource.createQueryRunner();
+  const proto = Object.getPrototypeOf(runner) as { query: (...args: unknown[]) => Promise<unknown> };
+  await runner.release();
+  const original = proto.query;
+  let count = 0;
+  proto.query = function (this: unknown, ...args: unknown[]) {
+    if (!BACKGROUND.some((re) => re.test(String(args[0]).trim()))) count++;
+    return original.apply(this, args);
+  };
+  try {
+    return { result: await run(), count };
+  } finally {
+    proto.query = original;
+  }
+}
