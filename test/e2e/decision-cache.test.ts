@@ -7,6 +7,7 @@ import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } 
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { freePort, ROOT, TSX } from '../support/processes';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
+import { SqlDecisionStateRepository } from '../../src/storage/repositories/decision-state-repository';
 
 /**
  * The decision cache (docs/architecture.md, "The decision cache"): what a check reads, read your
@@ -75,6 +76,40 @@ forEachDatabase('decision cache', (db, kind) => {
     const ahead = `ct1.${Buffer.from(`${T}:99999999`).toString('base64url')}`;
     const err = await expectGrpcError(check(20, { requirement: { $case: 'atLeastAsFresh', value: ahead } }), status.UNAVAILABLE);
     expect(err.reason).to.equal('BEHIND_CONSISTENCY_TOKEN');
+  });
+
+  it('when the audit logs cannot be followed but rows can be read, checks read the database once B has passed, and the cache returns after', async function () {
+    const bound = s.app.config.decisionCache.stalenessMs;
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(40) }));
+    expect((await check(40)).decision.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    const repo = SqlDecisionStateRepository.prototype;
+    const { heads, changes } = repo;
+    const writer = s.app.services.writer;
+    const observer = writer.observer;
+    repo.heads = () => Promise.reject(new Error('the change sequence cannot be read'));
+    repo.changes = repo.heads as never;
+    // A change this process's cache is not told about (as if recorded by another replica).
+    writer.observer = undefined;
+    try {
+      s.clock.advance(1000);
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(40), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+      const since = performance.now();
+      // Within B the cache may still answer ALLOW; once B has passed every check reads the database.
+      await waitUntil(async () => (await check(40)).decision.verdict === Verdict.VERDICT_DENY, 5_000);
+      expect(performance.now() - since, "answered from state older than B").to.be.at.most(bound + 500);
+      const reads = await countStatements(s, () => check(40));
+      expect(reads.result.decision.verdict).to.equal(Verdict.VERDICT_DENY);
+      expect(reads.count, 'a check reads the database while the cache cannot follow').to.equal(1);
+    } finally {
+      repo.heads = heads;
+      repo.changes = changes;
+      writer.observer = observer;
+    }
+    await s.app.services.invalidator!.catchUp();
+    await check(40);
+    const cached = await countStatements(s, () => check(40));
+    expect(cached.result.decision.verdict).to.equal(Verdict.VERDICT_DENY);
+    expect(cached.count, 'answered from the cache again').to.equal(0);
   });
 
   it('stays within its bound of entries and answers correctly beyond it', async function () {
@@ -186,8 +221,11 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, since
   }
 }
 
-/** Statements of the background work (health probe, cache invalidation), not of the call. */
-const BACKGROUND = [/^SELECT 1$/, /FROM audit_heads WHERE tenant_id IN/, /SELECT seq, entry_type, subject_id FROM audit_entries/];
+/**
+ * Statements that are not a check's own: background work (the health probe, the cache following
+ * the audit logs) and the tenant row, which every process re-reads at most every 0.5 s.
+ */
+const NOT_THE_CHECKS = [/^SELECT 1$/, /FROM audit_heads WHERE tenant_id IN/, /SELECT seq, entry_type, subject_id FROM audit_entries/, /FROM tenants WHERE id = \?$/];
 
 /** The SQL statements the service's database connection ran for `run` (both drivers). */
 async function countStatements<T>(s: TestServer, run: () => Promise<T>): Promise<{ result: T; count: number }> {
@@ -197,7 +235,7 @@ async function countStatements<T>(s: TestServer, run: () => Promise<T>): Promise
   const original = proto.query;
   let count = 0;
   proto.query = function (this: unknown, ...args: unknown[]) {
-    if (!BACKGROUND.some((re) => re.test(String(args[0]).trim()))) count++;
+    if (!NOT_THE_CHECKS.some((re) => re.test(String(args[0]).trim()))) count++;
     return original.apply(this, args);
   };
   try {
