@@ -171,8 +171,9 @@ export class ConsentChecker {
   async explain(principal: Principal, tenantId: string, query: CheckQuery): Promise<DecisionBasis> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
-    const keyring = await this.keys.tenantKeyring(tenantId);
-    const prepared = await this.prepare(await this.tx.read((tx) => this.tenants.require(tx, tenantId, true)), keyring, query, 0, now);
+    // The tenant first: an unknown one is NOT_FOUND, not a key that cannot be found.
+    const known = await this.tx.read((tx) => this.tenants.require(tx, tenantId, true));
+    const prepared = await this.prepare(known, await this.keys.tenantKeyring(tenantId), query, 0, now);
     return this.tx.read(async (tx) => {
       const tenant = await this.tenants.require(tx, tenantId, true);
       const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));

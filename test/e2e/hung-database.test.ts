@@ -209,5 +209,65 @@ if (testDatabaseKinds().includes('mariadb')) {
       expect(after.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
       expect(Date.now() - started, 'no call waits on a connection that hung').to.be.below(1000);
     });
+
+    it('checks under load while the host hangs: no ALLOW later than B after the stop, then UNAVAILABLE; answering again within 5 s of the resume', async function () {
+      const bound = s.app.config.decisionCache.stalenessMs;
+      const people = Array.from({ length: 20 }, (_, i) => phone(`+4915113${String(i).padStart(6, '0')}`));
+      for (const [i, person] of people.entries()) {
+        await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, requestId: `load-${i}` }));
+        await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person }) }); // cached
+      }
+      const answers: Array<{ sentAt: number; endedAt: number; outcome: 'ALLOW' | 'DENY' | string }> = [];
+      let stopAt = Number.POSITIVE_INFINITY;
+      let running = true;
+      const t0 = performance.now();
+      const loop = async (worker: number) => {
+        for (let n = worker; running; n++) {
+          const sentAt = performance.now() - t0;
+          const outcome = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: people[n % people.length] }) }).then(
+            (r) => Verdict[r.decision!.verdict].replace('VERDICT_', ''),
+            (err: ServiceError) => status[err.code],
+          );
+          answers.push({ sentAt, endedAt: performance.now() - t0, outcome });
+          if (outcome !== 'ALLOW') await sleep(5); // UNAVAILABLE answers come fast: do not spin
+        }
+      };
+      const loops = Array.from({ length: 8 }, (_, w) => loop(w));
+      await sleep(500);
+      stopAt = performance.now() - t0;
+      mariadb.pause();
+      await sleep(bound + 4500); // two call timeouts: checks asked after B are answered while it hangs
+      const resumeAt = performance.now() - t0;
+      mariadb.resume();
+      let answeredAgainAt = Number.POSITIVE_INFINITY;
+      while (performance.now() - t0 - resumeAt < 15_000) {
+        const fresh = answers.find((a) => a.sentAt > resumeAt && a.outcome === 'ALLOW');
+        if (fresh) {
+          answeredAgainAt = fresh.endedAt;
+          break;
+        }
+        await sleep(50);
+      }
+      running = false;
+      await Promise.all(loops);
+
+      // Answered while the host hung (a call still waiting at the resume is answered from a fresh read).
+      const hung = answers.filter((a) => a.endedAt < resumeAt);
+      const late = hung.filter((a) => a.outcome === 'ALLOW' && a.sentAt > stopAt + bound);
+      const during = hung.filter((a) => a.sentAt > stopAt + bound);
+      const slowest = Math.max(...answers.map((a) => a.endedAt - a.sentAt));
+      console.log(
+        `      ${answers.length} checks; ALLOW asked until ${Math.round(Math.max(...hung.filter((a) => a.outcome === 'ALLOW').map((a) => a.sentAt)) - stopAt)} ms after the stop (B = ${bound} ms); ` +
+          `answering again ${Math.round(answeredAgainAt - resumeAt)} ms after the resume; slowest call ${Math.round(slowest)} ms`,
+      );
+      expect(answers.filter((a) => a.sentAt < stopAt).every((a) => a.outcome === 'ALLOW'), 'all ALLOW before the stop').to.equal(true);
+      expect(late, 'ALLOW answered from state older than B').to.deep.equal([]);
+      expect(during.length, 'checks were asked while the host hung').to.be.greaterThan(0);
+      expect([...new Set(during.map((a) => a.outcome))], 'asked after B, answered while the host hung: only UNAVAILABLE').to.deep.equal(['UNAVAILABLE']);
+      expect(answers.every((a) => ['ALLOW', 'UNAVAILABLE'].includes(a.outcome)), 'no other outcome (never INTERNAL, never DENY for a person who opted in)').to.equal(true);
+      expect(slowest, 'no call hangs past the call timeout').to.be.below(3000);
+      expect(answeredAgainAt - resumeAt, 'answering again within 5 s of the resume').to.be.at.most(5000);
+      await waitForHealth('SERVING', 15_000);
+    });
   });
 }
