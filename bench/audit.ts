@@ -647,6 +647,9 @@ class NoOpAuditTrail implements AuditTrail {
     this.appended += (await write()).length;
     return first;
   }
+  committedSize(): Promise<number> {
+    return Promise.resolve(this.appended);
+  }
 }
 
 interface Stack {

@@ -144,7 +144,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).
   const monotonic = () => performance.now();
-  const decisionCache = config.decisionCache.entries > 0 ? new DecisionCache({ maxEntries: config.decisionCache.entries, stalenessMs: config.decisionCache.stalenessMs, monotonic }) : null;
+  const decisionCache = config.decisionCache.entries > 0 ? new DecisionCache({ maxEntries: config.decisionCache.entries, stalenessMs: config.decisionCache.stalenessMs, monotonic, onTenantChange: (tenantId) => tenants.evict(tenantId) }) : null;
   const decisionState = new SqlDecisionStateRepository();
   const invalidator = decisionCache
     ? new CacheInvalidator(tx, decisionState, decisionCache, {

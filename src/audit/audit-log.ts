@@ -63,6 +63,10 @@ export class AuditLog implements AuditTrail {
     return size;
   }
 
+  committedSize(tx: TxContext, tenantId: string): Promise<number> {
+    return this.repo.size(tx, tenantId);
+  }
+
   /** Entries from `fromSeq` on, in order, narrowed by `filter`. */
   entries(tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]> {
     return this.tx.read((tx) => this.repo.entries(tx, tenantId, fromSeq, limit, filter));

@@ -53,6 +53,8 @@ export interface AuditTrail {
    * interleave: the lock orders both (docs/audit.md, "Order").
    */
   appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry[]>): Promise<number>;
+  /** The committed size of the tenant's log as `tx` sees it, without locking (a consistency token's position). */
+  committedSize(tx: TxContext, tenantId: string): Promise<number>;
 }
 
 /** A signed checkpoint as kept (periodic ones). */

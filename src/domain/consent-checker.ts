@@ -90,7 +90,10 @@ export class ConsentChecker {
   async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[], consistency: Consistency = BOUNDED): Promise<CheckOutcome[]> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
-    const tenant = (consistency.kind !== 'full' && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, consistency.kind !== 'full')));
+    // The tenant row (settings) from the process's cache unless the check asks for more than the
+    // staleness bound: a token the decision cache has not reached, or full consistency.
+    const cachedTenantWillDo = consistency.kind === 'bounded' || (consistency.kind === 'atLeast' && (this.cache?.position(tenantId) ?? -1) >= consistency.position);
+    const tenant = (cachedTenantWillDo && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, cachedTenantWillDo)));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const outcomes: CheckOutcome[] = new Array(queries.length);
     const prepared: PreparedQuery[] = [];

@@ -36,6 +36,8 @@ export interface DecisionCacheOptions {
   stalenessMs: number;
   /** Monotonic milliseconds (performance.now in the service). */
   monotonic: () => number;
+  /** Told when a change of the tenant itself is applied (settings, shred): its cached row must go. */
+  onTenantChange?: (tenantId: string) => void;
 }
 
 export interface DecisionCacheStats {
@@ -51,6 +53,8 @@ export interface DecisionCacheStats {
 
 /** Audit entry types after which nothing cached for the tenant is trusted (keys changed, tenant gone). */
 const TENANT_WIDE = new Set(['KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED', 'TENANT_SHREDDED']);
+/** Audit entry types that change the tenant row the checks read (its settings: the service window). */
+const TENANT_ROW = new Set(['TENANT_SETTINGS_UPDATED', 'TENANT_SHREDDED']);
 
 /**
  * The check path's cache (per process): for each identifier a check named, keyed by its blind
@@ -162,6 +166,7 @@ export class DecisionCache {
     if (!track || position <= track.position) return;
     track.position = position;
     for (const change of changes) {
+      if (change.type !== null && TENANT_ROW.has(change.type)) this.options.onTenantChange?.(tenantId);
       if (change.type !== null && TENANT_WIDE.has(change.type)) {
         track.epoch++;
         this.stats.invalidations++;

@@ -1,3 +1,4 @@
+import { encodeConsistencyToken } from './consistency';
 import { randomBytes } from 'node:crypto';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
@@ -65,7 +66,7 @@ export class SubjectRightsService {
    * server that stops after this finishes the erasure at its next start), then the subject is
    * shredded, then the request is COMPLETED with a signed erasure receipt. Idempotent.
    */
-  async erase(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; receipt: string }> {
+  async erase(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; receipt: string; consistencyToken: string }> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const started = await this.tx.write(async (tx) => {
@@ -98,7 +99,9 @@ export class SubjectRightsService {
       await this.finishErasure(started, principal.id);
     }
     const request = await this.get(principal, tenantId, id);
-    return { request, receipt: request.result ?? '' };
+    // The log's size now covers the erasure, done by this call or by an earlier one.
+    const consistencyToken = encodeConsistencyToken(tenantId, await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
+    return { request, receipt: request.result ?? '', consistencyToken };
   }
 
   /** Finishes erasures a stopped process left IN_PROGRESS (called at start). */

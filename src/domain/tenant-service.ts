@@ -1,3 +1,4 @@
+import { encodeConsistencyToken } from './consistency';
 import { LRUCache } from 'lru-cache';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant, authorizeTenantCreation } from './authorization';
@@ -106,7 +107,8 @@ export class TenantService {
     return this.tx.read((tx) => this.require(tx, tenantId, false));
   }
 
-  async updateSettings(principal: Principal, tenantId: string, patch: Partial<TenantSettings>, fields: SettingsField[]): Promise<Tenant> {
+  /** Updates the settings; returns the tenant as updated and the change's consistency token. */
+  async updateSettings(principal: Principal, tenantId: string, patch: Partial<TenantSettings>, fields: SettingsField[]): Promise<{ tenant: Tenant; consistencyToken: string }> {
     authorizeTenant(principal, tenantId);
     const updated = await this.tx.write(async (tx) => {
       const current = await this.require(tx, tenantId, false);
@@ -119,8 +121,8 @@ export class TenantService {
       if (violations.length > 0) throw invalidArgument(violations);
       const now = this.clock.now();
       await this.tenants.updateSettings(tx, tenantId, settings, now);
-      await this.audit.append(tx, tenantId, { type: 'TENANT_SETTINGS_UPDATED', time: now, principal: principal.id, payloadSha256: sha256Hex(JSON.stringify(settings)) });
-      return { ...current, settings, updatedAt: now };
+      const seq = await this.audit.append(tx, tenantId, { type: 'TENANT_SETTINGS_UPDATED', time: now, principal: principal.id, payloadSha256: sha256Hex(JSON.stringify(settings)) });
+      return { tenant: { ...current, settings, updatedAt: now }, consistencyToken: encodeConsistencyToken(tenantId, seq + 1) };
     });
     this.cache.delete(tenantId);
     return updated;

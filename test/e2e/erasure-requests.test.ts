@@ -57,8 +57,12 @@ forEachDatabase('erasure requests', (db) => {
 
     const again = await call(rights, rights.eraseSubject, { name: request.name });
     expect(again.erasureReceipt, 'idempotent').to.equal(erasureReceipt);
-    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email('gone@example.com') }) });
-    expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    expect(again.consistencyToken, 'a consistency token, also for the repeat').to.match(/^ct1\./);
+    // The token makes a check see the erasure, fully consistent or from the cache.
+    for (const consistency of [{ requirement: { $case: 'atLeastAsFresh' as const, value: again.consistencyToken } }, undefined]) {
+      const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email('gone@example.com') }), consistency });
+      expect(check.decision!.reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    }
     const imported = await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('gone@example.com'), method: CollectionMethod.COLLECTION_METHOD_IMPORT })), status.FAILED_PRECONDITION);
     expect(imported.reason).to.equal('SUBJECT_SUPPRESSED');
   });

@@ -31,7 +31,8 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
     call(s.tenants, s.tenants.updateTenantSettings, { settings: TenantSettings.fromPartial({ name: settingsName, ...settings }), updateMask });
 
   it('a validity in calendar months ends on the same day, or the last day of a shorter month', async function () {
-    await update({ purposeConsentValidityMonths: { newsletter: 1 }, defaultConsentValidityMonths: 24 });
+    const updated = await update({ purposeConsentValidityMonths: { newsletter: 1 }, defaultConsentValidityMonths: 24 });
+    expect(updated.consistencyToken, "the update's consistency token").to.match(/^ct1\./);
     const cases: Array<[string, number, number]> = [
       // event time, expected expiry: Jan 31 + 1 month is the end of February, at the same time of day.
       ['leap year', Date.UTC(2028, 0, 31, 10, 30), Date.UTC(2028, 1, 29, 10, 30)],

@@ -71,8 +71,8 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     }),
     eraseSubject: pipeline.unary('EraseSubject', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
-      const { request, receipt } = await rights.erase(ctx.principal, tenantId, id);
-      return { request: requestToProto(request), erasureReceipt: receipt };
+      const { request, receipt, consistencyToken } = await rights.erase(ctx.principal, tenantId, id);
+      return { request: requestToProto(request), erasureReceipt: receipt, consistencyToken };
     }),
     exportSubjectData: pipeline.serverStream('ExportSubjectData', async (call, ctx) => {
       const { tenantId, id } = childName(call.request.name, 'requests');

@@ -39,8 +39,8 @@ export function tenantHandlers(pipeline: CallPipeline, tenants: TenantService): 
       async (req: UpdateTenantSettingsRequest, ctx: CallContext): Promise<UpdateTenantSettingsResponse> => {
         const tenantId = requireName(parseSettingsName(req.settings?.name ?? ''), 'settings.name', 'tenants/{tenant}/settings');
         const fields = maskFields(req.updateMask, req.settings);
-        const tenant = await tenants.updateSettings(ctx.principal, tenantId, settingsFromProto(req.settings, fields), fields);
-        return { settings: settingsToProto(tenant) };
+        const { tenant, consistencyToken } = await tenants.updateSettings(ctx.principal, tenantId, settingsFromProto(req.settings, fields), fields);
+        return { settings: settingsToProto(tenant), consistencyToken };
       },
     ),
   };

@@ -400,6 +400,11 @@ export interface EraseSubjectResponse {
     | undefined;
   /** The signed erasure receipt (also in `request.erasure_receipt`). */
   erasureReceipt: string;
+  /**
+   * Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the erasure on
+   * any replica (docs/api.md, "Consistency").
+   */
+  consistencyToken: string;
 }
 
 /** Request of SubjectRightsService.CreateRequest. */
@@ -1631,7 +1636,7 @@ export const EraseSubjectRequest: MessageFns<EraseSubjectRequest> = {
 };
 
 function createBaseEraseSubjectResponse(): EraseSubjectResponse {
-  return { request: undefined, erasureReceipt: "" };
+  return { request: undefined, erasureReceipt: "", consistencyToken: "" };
 }
 
 export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
@@ -1641,6 +1646,9 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
     }
     if (message.erasureReceipt !== "") {
       writer.uint32(18).string(message.erasureReceipt);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(26).string(message.consistencyToken);
     }
     return writer;
   },
@@ -1674,6 +1682,14 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
             message.erasureReceipt = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1694,6 +1710,11 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
         : isSet(object.erasure_receipt)
         ? globalThis.String(object.erasure_receipt)
         : "",
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -1704,6 +1725,9 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
     }
     if (message.erasureReceipt !== "") {
       obj.erasureReceipt = message.erasureReceipt;
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -1717,6 +1741,7 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
       ? DataSubjectRequest.fromPartial(object.request)
       : undefined;
     message.erasureReceipt = object.erasureReceipt ?? "";
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };

@@ -149,7 +149,14 @@ export interface UpdateTenantSettingsRequest {
 /** Response of TenantService.UpdateTenantSettings. */
 export interface UpdateTenantSettingsResponse {
   /** The settings after the update. */
-  settings?: TenantSettings | undefined;
+  settings?:
+    | TenantSettings
+    | undefined;
+  /**
+   * Opaque: pass it as `consistency.at_least_as_fresh` to a check that must apply these settings
+   * (docs/api.md, "Consistency").
+   */
+  consistencyToken: string;
 }
 
 function createBaseTenant(): Tenant {
@@ -1217,13 +1224,16 @@ export const UpdateTenantSettingsRequest: MessageFns<UpdateTenantSettingsRequest
 };
 
 function createBaseUpdateTenantSettingsResponse(): UpdateTenantSettingsResponse {
-  return { settings: undefined };
+  return { settings: undefined, consistencyToken: "" };
 }
 
 export const UpdateTenantSettingsResponse: MessageFns<UpdateTenantSettingsResponse> = {
   encode(message: UpdateTenantSettingsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.settings !== undefined) {
       TenantSettings.encode(message.settings, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
     }
     return writer;
   },
@@ -1249,6 +1259,14 @@ export const UpdateTenantSettingsResponse: MessageFns<UpdateTenantSettingsRespon
             message.settings = TenantSettings.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1262,13 +1280,23 @@ export const UpdateTenantSettingsResponse: MessageFns<UpdateTenantSettingsRespon
   },
 
   fromJSON(object: any): UpdateTenantSettingsResponse {
-    return { settings: isSet(object.settings) ? TenantSettings.fromJSON(object.settings) : undefined };
+    return {
+      settings: isSet(object.settings) ? TenantSettings.fromJSON(object.settings) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
   },
 
   toJSON(message: UpdateTenantSettingsResponse): unknown {
     const obj: any = {};
     if (message.settings !== undefined) {
       obj.settings = TenantSettings.toJSON(message.settings);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -1281,6 +1309,7 @@ export const UpdateTenantSettingsResponse: MessageFns<UpdateTenantSettingsRespon
     message.settings = (object.settings !== undefined && object.settings !== null)
       ? TenantSettings.fromPartial(object.settings)
       : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
