@@ -14,6 +14,8 @@ export interface GeneratorJob {
    */
   call(worker: number): Promise<number>;
   close?(): Promise<void>;
+  /** Figures of the job's own, reported with the result: counters are summed over generators, maxima max'ed. */
+  report?(): { counters?: Record<string, number>; maxima?: Record<string, number> };
 }
 
 /** The environment a job is created in. */

@@ -26,7 +26,18 @@ export interface JobRequest {
 
 /** Coordinator -> generator. Times are Date.now() milliseconds (one clock: same machine). */
 export type ToGenerator =
-  | { type: 'run'; id: number; job: JobRequest; concurrency: number; startAt: number; measureFrom: number; measureUntil: number; deadlineMs: number }
+  | {
+      type: 'run';
+      id: number;
+      job: JobRequest;
+      concurrency: number;
+      startAt: number;
+      measureFrom: number;
+      measureUntil: number;
+      deadlineMs: number;
+      /** Open loop: this generator starts `rate` calls per second on a fixed schedule (from startAt + offsetMs) instead of `concurrency` closed-loop workers. */
+      openLoop?: { rate: number; offsetMs: number; maxInFlight: number };
+    }
   | { type: 'exit' };
 
 /** What one generator measured in the window. */
@@ -49,6 +60,9 @@ export interface GeneratorResult {
   okTotal: number;
   /** Calls that failed, in total. */
   failedTotal: number;
+  /** The job's own figures (GeneratorJob.report) and, in open loop, the generator's lateness. */
+  counters?: Record<string, number>;
+  maxima?: Record<string, number>;
 }
 
 /** Generator -> coordinator. */
@@ -77,6 +91,9 @@ export interface PhaseMeasurement {
   windowUs: { from: number; to: number };
   /** Generators used and calls in flight on each. */
   split: number[];
+  /** The jobs' own figures, summed over generators (counters) or the largest (maxima). */
+  counters: Record<string, number>;
+  maxima: Record<string, number>;
 }
 
 /** Thrown when a generator fails a job (an unexpected answer, a crash): the benchmark stops. */
@@ -153,8 +170,14 @@ export class LoadGenerators {
    * `durationMs` in which calls are counted, latencies kept and CPU measured. After the window no
    * new calls start; those still in flight are awaited but not counted. `generators` limits how
    * many generators take part (a job that must run in one process, e.g. one SQLite connection).
+   * With `openLoop`, calls start on a fixed schedule at `rate` per second in total instead
+   * (latency counted from each call's scheduled time, so a stalled server cannot hide its
+   * backlog: no coordinated omission); more than `maxInFlight` outstanding stops the run.
    */
-  async run(job: JobRequest, options: { concurrency: number; warmupMs: number; durationMs: number; deadlineMs?: number; generators?: number }): Promise<PhaseMeasurement> {
+  async run(
+    job: JobRequest,
+    options: { concurrency: number; warmupMs: number; durationMs: number; deadlineMs?: number; generators?: number; openLoop?: { rate: number; maxInFlight: number } },
+  ): Promise<PhaseMeasurement> {
     const split = spread(options.concurrency, Math.min(options.generators ?? this.children.length, this.children.length));
     while (split.length < this.children.length) split.push(0);
     const startAt = Date.now() + START_DELAY_MS;
@@ -181,21 +204,33 @@ export class LoadGenerators {
       }, Math.max(0, measureFrom - Date.now()));
     });
 
+    // Open loop: the rate is shared evenly by the generators taking part, their schedules interleaved.
+    const used = split.filter((share) => share > 0).length;
+    const openLoop = (index: number) =>
+      options.openLoop ? { rate: options.openLoop.rate / used, offsetMs: (index * 1000) / options.openLoop.rate, maxInFlight: Math.ceil(options.openLoop.maxInFlight / used) } : undefined;
     const results = await Promise.all(
-      split.map((share, index) => (share === 0 ? null : this.ask(this.children[index], { type: 'run', id, job, concurrency: share, startAt, measureFrom, measureUntil, deadlineMs }, measureUntil + deadlineMs + 30_000))),
+      split.map((share, index) =>
+        share === 0
+          ? null
+          : this.ask(this.children[index], { type: 'run', id, job, concurrency: share, startAt, measureFrom, measureUntil, deadlineMs, openLoop: openLoop(index) }, measureUntil + deadlineMs + 30_000),
+      ),
     );
     await edges;
-    const used = results.filter((r): r is GeneratorResult => r !== null);
+    const answered = results.filter((r): r is GeneratorResult => r !== null);
     const latency = new LatencyRecorder();
     const failed: Record<string, number> = {};
     const failureMessages: Record<string, string> = {};
-    for (const r of used) {
+    const counters: Record<string, number> = {};
+    const maxima: Record<string, number> = {};
+    for (const r of answered) {
+      for (const [k, v] of Object.entries(r.counters ?? {})) counters[k] = (counters[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(r.maxima ?? {})) maxima[k] = Math.max(maxima[k] ?? -Infinity, v);
       for (const ns of r.latenciesNs) latency.record(ns);
       for (const [code, n] of Object.entries(r.failed)) failed[code] = (failed[code] ?? 0) + n;
       for (const [code, message] of Object.entries(r.failureMessages)) failureMessages[code] ??= message;
     }
-    const completed = used.reduce((sum, r) => sum + r.completed, 0);
-    const items = used.reduce((sum, r) => sum + r.items, 0);
+    const completed = answered.reduce((sum, r) => sum + r.completed, 0);
+    const items = answered.reduce((sum, r) => sum + r.items, 0);
     const seconds = options.durationMs / 1000;
     return {
       seconds,
@@ -204,13 +239,15 @@ export class LoadGenerators {
       rate: items / seconds,
       failed,
       failureMessages,
-      failedOutside: used.reduce((sum, r) => sum + r.failedOutside, 0),
-      okTotal: used.reduce((sum, r) => sum + r.okTotal, 0),
-      failedTotal: used.reduce((sum, r) => sum + r.failedTotal, 0),
+      failedOutside: answered.reduce((sum, r) => sum + r.failedOutside, 0),
+      okTotal: answered.reduce((sum, r) => sum + r.okTotal, 0),
+      failedTotal: answered.reduce((sum, r) => sum + r.failedTotal, 0),
       latency: latency.summary(),
       cpu: ProcessGroupMeter.usage(before!, after!),
       windowUs: { from: fromUs, to: toUs },
       split: split.filter((s) => s > 0),
+      counters,
+      maxima,
     };
   }
 

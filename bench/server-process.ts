@@ -154,12 +154,18 @@ export interface StartOptions {
   mariadbDatabase?: string;
   /** Extra environment for the server (e.g. DATABASE_POOL_SIZE). */
   env?: NodeJS.ProcessEnv;
+  /** Use this data folder (e.g. one seeded by an earlier run) instead of a fresh one; stop() never removes it. */
+  dataDir?: string;
+  /** Run the build in this checkout (ROOT/dist/src/main.js) instead of this one's, e.g. a snapshot of a commit. */
+  root?: string;
+  /** File name of the CPU profile (default server-<database>.cpuprofile). */
+  profileName?: string;
 }
 
 /** Starts the server on a free port with a fresh data folder and waits until it answers health checks. */
 export async function startServer(options: StartOptions): Promise<ServerProcess> {
   const port = await freePort();
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), `consent-bench-${options.database}-`));
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), `consent-bench-${options.database}-`));
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Nothing from the caller's environment may point the server at another database or key set.
   for (const key of ['CONFIG_FILE', 'DATABASE_URL', 'KEYSTORE_URL', 'ROOT_KEYS_JSON', 'ROOT_KEYS_FILE', 'RUN_MIGRATIONS', 'AUTH_MODE']) delete env[key];
@@ -168,9 +174,10 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
   Object.assign(env, options.env ?? {});
 
   const nodeArgs = options.profileDir
-    ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `server-${options.database}.cpuprofile`]
+    ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', options.profileName ?? `server-${options.database}.cpuprofile`]
     : [];
-  const child = spawn(process.execPath, [...nodeArgs, MAIN_JS], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const root = options.root ?? PROJECT_ROOT;
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist', 'src', 'main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   const output: string[] = [];
   const capture = (chunk: Buffer) => {
@@ -206,7 +213,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
         await exited;
         clearTimeout(timer);
       }
-      if (!stopOptions.keepData) rmSync(dataDir, { recursive: true, force: true });
+      if (!stopOptions.keepData && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 
