@@ -4,7 +4,7 @@ import { CheckTarget, decide, Decision, foldEvents, readsFor, SubjectFacts } fro
 import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { PurposeCategory, SendChannel, Tenant } from './model';
+import { Purpose, PurposeCategory, SendChannel, Tenant } from './model';
 import { ConsentRepository, DecisionStateRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
 import { BOUNDED, Consistency } from './consistency';
 import { CachedIdentifier, DecisionCache, ERASED, identifierState } from './decision-cache';
@@ -97,9 +97,10 @@ export class ConsentChecker {
     const keyring = await this.keys.tenantKeyring(tenantId);
     const outcomes: CheckOutcome[] = new Array(queries.length);
     const prepared: PreparedQuery[] = [];
+    const purposes = await this.purposesOf(tenant, queries);
     for (const [position, query] of queries.entries()) {
       try {
-        prepared.push(await this.prepare(tenant, keyring, query, position, now));
+        prepared.push(this.prepareWith(keyring, query, position, now, purposes));
       } catch (err) {
         if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
         outcomes[position] = { error: err };
@@ -210,19 +211,41 @@ export class ConsentChecker {
     return found;
   }
 
-  private async prepare(
-    tenant: Tenant,
-    keyring: TenantKeyring,
-    query: CheckQuery,
-    position: number,
-    now: number,
-  ): Promise<PreparedQuery> {
+  private async prepare(tenant: Tenant, keyring: TenantKeyring, query: CheckQuery, position: number, now: number): Promise<PreparedQuery> {
+    return this.prepareWith(keyring, query, position, now, await this.purposesOf(tenant, [query]));
+  }
+
+  /**
+   * The purposes the queries name, each looked up once per call (a batch of a thousand queries
+   * names a few): from the cache, or read; one that does not exist is its queries' NOT_FOUND.
+   */
+  private async purposesOf(tenant: Tenant, queries: CheckQuery[]): Promise<Map<string, Purpose | DomainError>> {
+    const found = new Map<string, Purpose | DomainError>();
+    for (const { purposeId } of queries) {
+      if (!purposeId || found.has(purposeId)) continue;
+      const cached = this.purposes.cached(tenant.id, purposeId)?.purpose;
+      if (cached) {
+        found.set(purposeId, cached);
+        continue;
+      }
+      try {
+        found.set(purposeId, await this.tx.read((tx) => this.purposes.requirePurpose(tx, tenant.id, purposeId)));
+      } catch (err) {
+        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
+        found.set(purposeId, err);
+      }
+    }
+    return found;
+  }
+
+  /** A query checked, normalised and blind-indexed (no awaits: a batch's queries cost no turns of the event loop). */
+  private prepareWith(keyring: TenantKeyring, query: CheckQuery, position: number, now: number, purposes: Map<string, Purpose | DomainError>): PreparedQuery {
     const violations = [...query.violations];
     const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
     if (isViolation(identifier)) violations.push(identifier);
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
-    const purposeId = query.purposeId;
-    const purpose = purposeId ? (this.purposes.cached(tenant.id, purposeId)?.purpose ?? (await this.tx.read((tx) => this.purposes.requirePurpose(tx, tenant.id, purposeId)))) : undefined;
+    const purpose = query.purposeId ? purposes.get(query.purposeId)! : undefined;
+    if (purpose instanceof DomainError) throw purpose;
     const category = purpose ? purpose.category : query.category!;
     const at = query.at ?? now;
     return {
