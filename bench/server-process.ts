@@ -1,5 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,14 @@ import { createClients, healthCheck } from './clients';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
 const MAIN_JS = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+
+/** The Node.js flags `npm start` runs the server with (package.json "start"): the bench measures that server. */
+export function startFlags(root = PROJECT_ROOT): string[] {
+  const start: string = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.start;
+  const words = start.trim().split(/\s+/);
+  if (words[0] !== 'node' || words[words.length - 1] !== 'dist/src/main.js') throw new Error(`unexpected start script: ${start}`);
+  return words.slice(1, -1);
+}
 const HOST = '127.0.0.1';
 
 export type DatabaseKind = 'sqlite' | 'mariadb';
@@ -177,7 +185,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', options.profileName ?? `server-${options.database}.cpuprofile`]
     : [];
   const root = options.root ?? PROJECT_ROOT;
-  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist', 'src', 'main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...startFlags(PROJECT_ROOT), ...nodeArgs, path.join(root, 'dist', 'src', 'main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   const output: string[] = [];
   const capture = (chunk: Buffer) => {

@@ -263,7 +263,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
   const healthProbeIntervalMs = int('HEALTH_PROBE_INTERVAL_MS', 1000, 100, 60_000);
   const decisionCache: DecisionCacheConfig = {
-    entries: int('DECISION_CACHE_ENTRIES', 250_000, 0, 100_000_000),
+    entries: int('DECISION_CACHE_ENTRIES', 100_000, 0, 100_000_000),
     stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
   };
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
