@@ -6,6 +6,7 @@ import { verifyCheckpoint } from '../../src/cli/audit-verify';
 import { verifyExplanation } from '../../src/cli/explain-verify';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { countStatements } from '../support/statement-count';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { runConsentctl } from '../support/processes';
@@ -181,21 +182,3 @@ forEachDatabase('audit log across erasure and key rotation', (db) => {
     }
   });
 });
-
-/** The SQL statements the service's database connection ran while `run` ran (both drivers). */
-async function countStatements<T>(s: TestServer, run: () => Promise<T>): Promise<{ result: T; count: number }> {
-  const runner = s.app.dataSource.createQueryRunner();
-  const proto = Object.getPrototypeOf(runner) as { query: (...args: unknown[]) => Promise<unknown> };
-  await runner.release();
-  const original = proto.query;
-  let count = 0;
-  proto.query = function (this: unknown, ...args: unknown[]) {
-    count++;
-    return original.apply(this, args);
-  };
-  try {
-    return { result: await run(), count };
-  } finally {
-    proto.query = original;
-  }
-}

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
+import { countStatements } from '../support/statement-count';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { freePort, ROOT, TSX } from '../support/processes';
@@ -218,29 +219,5 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, since
     if (await probe()) return performance.now() - since;
     if (performance.now() - since > timeoutMs) throw new Error(`not reached within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/**
- * Statements that are not a check's own: background work (the health probe, the cache following
- * the audit logs) and the tenant row, which every process re-reads at most every 0.5 s.
- */
-const NOT_THE_CHECKS = [/^SELECT 1$/, /FROM audit_heads WHERE tenant_id IN/, /SELECT seq, entry_type, subject_id FROM audit_entries/, /FROM tenants WHERE id = \?$/];
-
-/** The SQL statements the service's database connection ran for `run` (both drivers). */
-async function countStatements<T>(s: TestServer, run: () => Promise<T>): Promise<{ result: T; count: number }> {
-  const runner = s.app.dataSource.createQueryRunner();
-  const proto = Object.getPrototypeOf(runner) as { query: (...args: unknown[]) => Promise<unknown> };
-  await runner.release();
-  const original = proto.query;
-  let count = 0;
-  proto.query = function (this: unknown, ...args: unknown[]) {
-    if (!NOT_THE_CHECKS.some((re) => re.test(String(args[0]).trim()))) count++;
-    return original.apply(this, args);
-  };
-  try {
-    return { result: await run(), count };
-  } finally {
-    proto.query = original;
   }
 }
