@@ -160,8 +160,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     : null;
   let lastInvalidatorWarning = 0;
   if (decisionCache) {
-    writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects);
-    subjectEraser.observer = (tenantId: string, subjectId: string) => decisionCache.written(tenantId, [subjectId], false);
+    writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects, committed.logSize);
+    subjectEraser.observer = (tenantId: string, subjectId: string, logSize: number) => decisionCache.written(tenantId, [subjectId], false, logSize);
   }
   const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);

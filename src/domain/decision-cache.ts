@@ -77,6 +77,8 @@ export class DecisionCache {
   /** `${tenant}\0${subjectId}` -> the keys of the entries that name the subject. */
   private readonly bySubject = new Map<string, string[]>();
   private readonly tenants = new Map<string, TenantTrack>();
+  /** Per tenant, the log size after this process's latest write: no read older than it is kept. */
+  private readonly ownWritesUpTo = new Map<string, number>();
   readonly stats: DecisionCacheStats = { hits: 0, misses: 0, stale: 0, evictions: 0, invalidations: 0, discarded: 0 };
 
   constructor(private readonly options: DecisionCacheOptions) {
@@ -142,6 +144,11 @@ export class DecisionCache {
    * the read did not see. The first read of a tenant starts following it from its version.
    */
   store(tenantId: string, indexes: IdentifierIndex[], read: DecisionStateRead, readAt: number): void {
+    // A read that began before one of this process's own writes committed may miss it.
+    if (read.version < (this.ownWritesUpTo.get(tenantId) ?? 0)) {
+      this.stats.discarded++;
+      return;
+    }
     let track = this.tenants.get(tenantId);
     if (!track) this.tenants.set(tenantId, (track = { position: read.version, epoch: 0, negatives: 0, caughtUpAt: readAt }));
     if (read.version < track.position) {
@@ -186,9 +193,12 @@ export class DecisionCache {
 
   /**
    * This process committed writes of these subjects (read your writes): their entries go at once,
-   * before the writes are answered. `createdSubjects`: the writes made new people.
+   * before the writes are answered, and no read older than `logSize` (the log's size after the
+   * commit) is kept from now on: a check that read before the commit and stores after it would
+   * otherwise put the old state back. `createdSubjects`: the writes made new people.
    */
-  written(tenantId: string, subjectIds: Iterable<string>, createdSubjects: boolean): void {
+  written(tenantId: string, subjectIds: Iterable<string>, createdSubjects: boolean, logSize: number): void {
+    this.ownWritesUpTo.set(tenantId, Math.max(this.ownWritesUpTo.get(tenantId) ?? 0, logSize));
     const track = this.tenants.get(tenantId);
     if (!track) return;
     for (const subjectId of subjectIds) {

@@ -40,7 +40,7 @@ export class SubjectEraser {
   ) {}
 
   /** Told about each committed erasure before it is answered (the decision cache forgets the person at once). */
-  observer?: (tenantId: string, subjectId: string) => void;
+  observer?: (tenantId: string, subjectId: string, logSize: number) => void;
 
   async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
     const now = this.clock.now();
@@ -55,7 +55,7 @@ export class SubjectEraser {
       await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
       return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained }, logSize: auditSeq + 1 };
     });
-    this.observer?.(tenantId, subjectId);
+    if (!alreadyErased) this.observer?.(tenantId, subjectId, logSize);
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
     return { erasedAt, keyId: `tenants/${tenantId}/subjects/${subjectId}/key`, keyDestroyed, alreadyErased, counts, logSize };
   }

@@ -76,8 +76,23 @@ describe('DecisionCache', function () {
     c.apply(T, [{ seq: 11, type: 'CONSENT_EVENT_OPT_IN', subjectId: 's-new' }], 12);
     expect(c.get(T, idx(5))).to.equal(undefined);
     c.store(T, [idx(6)], readOf(12, []), now);
-    c.written(T, ['s-other'], true);
+    c.written(T, ['s-other'], true, 13);
     expect(c.get(T, idx(6)), 'a write of this process that made a person').to.equal(undefined);
+  });
+
+  it("keeps no read that began before one of this process's own writes committed", function () {
+    const c = cache();
+    c.store(T, [idx(1)], readOf(10, [1]), now);
+    c.written(T, ['s1'], false, 15); // committed at log size 15
+    expect(c.get(T, idx(1))).to.equal(undefined);
+    c.store(T, [idx(1)], readOf(12, [1]), now); // read before that commit, stored after it
+    expect(c.get(T, idx(1)), 'the old state is not put back').to.equal(undefined);
+    c.store(T, [idx(1)], readOf(15, [1]), now);
+    expect(c.get(T, idx(1))).to.not.equal(undefined);
+    const fresh = cache();
+    fresh.written('new-tenant', ['s9'], false, 7); // not followed yet: the floor still holds
+    fresh.store('new-tenant', [idx(9)], readOf(6, [9]), now);
+    expect(fresh.get('new-tenant', idx(9))).to.equal(undefined);
   });
 
   it('empties the tenant on key changes and a shred; tells about tenant row changes', function () {
