@@ -55,6 +55,28 @@ forEachDatabase('StreamCheckConsent', (db) => {
     expect(answers.map((a) => a.result!.error?.code ?? 0)).to.deep.equal([0, 5, 3, 0]);
   });
 
+  it('consistency per message: a token, full consistency and the default answer; a bad or foreign token fails its message alone', async function () {
+    const written = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915120000001'), requestId: 'stream-token' }));
+    const stream = s.consent.streamCheckConsent();
+    const answers: StreamCheckConsentResponse[] = [];
+    stream.on('data', (r: StreamCheckConsentResponse) => answers.push(r));
+    const foreign = `ct1.${Buffer.from('other:1').toString('base64url')}`;
+    const asks = [
+      { requirement: { $case: 'atLeastAsFresh' as const, value: written.consistencyToken } },
+      { requirement: { $case: 'atLeastAsFresh' as const, value: 'not-a-token' } },
+      { requirement: { $case: 'fullyConsistent' as const, value: true } },
+      { requirement: { $case: 'atLeastAsFresh' as const, value: foreign } },
+      undefined,
+    ];
+    asks.forEach((consistency, i) => stream.write({ ...request(i * 2), consistency }));
+    stream.end();
+    await once(stream, 'end');
+    expect(answers.map((a) => a.correlationId)).to.deep.equal(['q0', 'q2', 'q4', 'q6', 'q8']);
+    expect(answers.map((a) => a.result!.error?.code ?? a.result!.decision!.verdict)).to.deep.equal([Verdict.VERDICT_ALLOW, 3, Verdict.VERDICT_ALLOW, 3, Verdict.VERDICT_ALLOW]);
+    expect(answers[1].result!.error!.message).to.include('consistency.at_least_as_fresh');
+    expect(answers[3].result!.error!.message).to.include("another tenant's");
+  });
+
   it('a client that stops reading stops the server from reading (bounded memory), then completes', async function () {
     this.timeout(60_000);
     const stream: ClientDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse> = s.consent.streamCheckConsent();

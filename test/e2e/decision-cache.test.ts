@@ -73,6 +73,10 @@ forEachDatabase('decision cache', (db, kind) => {
       const err = await expectGrpcError(check(20, { requirement: { $case: 'atLeastAsFresh', value: bad } }), status.INVALID_ARGUMENT);
       expect(err.fields).to.deep.equal(['consistency.at_least_as_fresh']);
     }
+    const batch = (consistency: object) => call(s.consent, s.consent.checkConsentBatch, { parent: `tenants/${T}`, queries: [query(T, { subjectIdentifier: person(20) })], consistency } as never) as Promise<{ results: Array<{ decision?: { verdict: Verdict } }> }>;
+    expect((await batch({ requirement: { $case: 'atLeastAsFresh', value: inbound.consistencyToken } })).results[0].decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    const badBatch = await expectGrpcError(batch({ requirement: { $case: 'atLeastAsFresh', value: 'garbage' } }), status.INVALID_ARGUMENT);
+    expect(badBatch.fields, 'a batch shares one consistency: the call is refused').to.deep.equal(['consistency.at_least_as_fresh']);
     // A token from beyond the log (forged, or from a database this one has not caught up with): never a stale answer.
     const ahead = `ct1.${Buffer.from(`${T}:99999999`).toString('base64url')}`;
     const err = await expectGrpcError(check(20, { requirement: { $case: 'atLeastAsFresh', value: ahead } }), status.UNAVAILABLE);
