@@ -1,7 +1,8 @@
 /**
  * Micro-benchmark of phone number normalisation (issue 15 point 6): normaliseIdentifier with the
  * E.164 fast path (src/domain/phone-fast-path.ts) against the code before it (libphonenumber for
- * every number, copied below), in the same process and run, for the input kinds senders send.
+ * every number: phoneByLibrary, the path the fast path falls back to), in the same process and
+ * run, for the input kinds senders send.
  *
  *   npx tsx bench/identifiers.ts [--ms 300] [--rounds 7]
  *
@@ -9,8 +10,7 @@
  * shows the median ns per normalisation of the rounds (the machine is shared and noisy; the median
  * of alternating rounds keeps a burst of someone else's load from landing on one side only).
  */
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
-import { normaliseIdentifier, type RawIdentifier } from '../src/domain/identifiers';
+import { normaliseIdentifier, phoneByLibrary, type RawIdentifier } from '../src/domain/identifiers';
 import type { IdentifierRef } from '../src/domain/model';
 import type { FieldViolation } from '../src/shared/errors';
 import { machineInfo } from './report';
@@ -24,36 +24,9 @@ const ROUNDS = option('rounds', 7);
 const FIELD = 'subject_identifier';
 type Phone = RawIdentifier & { phoneNumber: string };
 
-/**
- * normaliseIdentifier's phone branch before the fast path (commit 5d42317), verbatim, so that old
- * and new build the same result objects and differ only in how they reach them.
- */
-const PHONE_CHARACTERS = /^\s*\+?[0-9\s().\/-]+\s*$/;
+/** The library path alone (identifiers.ts): what every number cost before the fast path. */
 function before(raw: Phone): IdentifierRef | FieldViolation {
-  const field = FIELD;
-  const violation = (sub: string, reason: string, description: string): FieldViolation => ({
-    field: sub ? `${field}.${sub}` : field,
-    reason,
-    description,
-  });
-  const region = raw.defaultRegion?.trim().toUpperCase();
-  if (region && !/^[A-Z]{2}$/.test(region)) {
-    return violation('default_region', 'INVALID_REGION', 'must be an ISO 3166-1 alpha-2 code such as "DE"');
-  }
-  const parsed =
-    raw.phoneNumber.length <= 64 && PHONE_CHARACTERS.test(raw.phoneNumber)
-      ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined)
-      : undefined;
-  if (!parsed || !parsed.isValid()) {
-    return violation(
-      'phone_number',
-      'INVALID_PHONE_NUMBER',
-      region || raw.phoneNumber.trim().startsWith('+')
-        ? 'is not a valid phone number'
-        : 'is not a valid phone number in international format (+country code); set default_region for national numbers',
-    );
-  }
-  return { kind: 'PHONE', value: parsed.number };
+  return phoneByLibrary(raw, FIELD);
 }
 
 function after(raw: Phone): IdentifierRef | FieldViolation {

@@ -146,6 +146,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const monotonic = () => performance.now();
   const decisionCache = config.decisionCache.entries > 0 ? new DecisionCache({ maxEntries: config.decisionCache.entries, stalenessMs: config.decisionCache.stalenessMs, monotonic, onTenantChange: (tenantId) => tenants.evict(tenantId) }) : null;
   const decisionState = new SqlDecisionStateRepository();
+  let lastInvalidatorWarning = 0;
   const invalidator = decisionCache
     ? new CacheInvalidator(tx, decisionState, decisionCache, {
         intervalMs: Math.max(10, Math.min(100, Math.floor(config.decisionCache.stalenessMs / 4))),
@@ -158,7 +159,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         },
       })
     : null;
-  let lastInvalidatorWarning = 0;
   if (decisionCache) {
     writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects, committed.logSize);
     subjectEraser.observer = (tenantId: string, subjectId: string, logSize: number) => decisionCache.written(tenantId, [subjectId], false, logSize);

@@ -143,31 +143,42 @@ export class AuditLog implements AuditTrail {
 
   /**
    * Runs the tree computation `compute` over stored subtree hashes, read in as few statements as
-   * possible: a first, dry run only notes which subtrees it needs (the shape of a proof depends on
-   * sizes and indexes alone, never on hashes), they are read together, and the second run computes.
+   * possible: a first, dry run only notes which subtrees it needs, hashing nothing (the shape of a
+   * proof depends on sizes and indexes alone, never on hashes), they are read together, and the
+   * second run computes.
    * An explanation with a thousand proofs costs a few reads, not one per subtree of each proof.
    */
   private async fromNodes<T>(tx: TxContext, tenantId: string, compute: (node: NodeLookup) => T): Promise<T> {
     const wanted = new Map<string, { level: number; index: number }>();
-    compute((level, index) => {
-      wanted.set(`${level}:${index}`, { level, index });
-      return EMPTY_ROOT;
+    compute({
+      node: (level, index) => {
+        wanted.set(`${level}:${index}`, { level, index });
+        return EMPTY_ROOT;
+      },
+      // The dry run hashes nothing: only the shape matters.
+      join: () => EMPTY_ROOT,
     });
     const stored = new Map<string, string>();
     const keys = [...wanted.values()];
     for (let i = 0; i < keys.length; i += NODE_READ_CHUNK) {
       for (const [k, hash] of await this.repo.nodes(tx, tenantId, keys.slice(i, i + NODE_READ_CHUNK))) stored.set(k, hash);
     }
-    return compute((level, index) => {
-      const hash = stored.get(`${level}:${index}`);
-      if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
-      return Buffer.from(hash, 'hex');
+    return compute({
+      node: (level, index) => {
+        const hash = stored.get(`${level}:${index}`);
+        if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
+        return Buffer.from(hash, 'hex');
+      },
+      join: nodeHash,
     });
   }
 }
 
-/** A stored subtree's hash: the 2^level leaves from index * 2^level. */
-type NodeLookup = (level: number, index: number) => Buffer;
+/** Stored subtree hashes (the 2^level leaves from index * 2^level) and how two are joined. */
+interface NodeLookup {
+  node(level: number, index: number): Buffer;
+  join(left: Buffer, right: Buffer): Buffer;
+}
 
 /** Subtrees per read (each one a branch of a UNION ALL; SQLite allows 500 by default). */
 const NODE_READ_CHUNK = 200;
@@ -175,9 +186,9 @@ const NODE_READ_CHUNK = 200;
 /** MTH of leaves [start, end), from complete subtrees. */
 function rangeHash(node: NodeLookup, start: number, end: number): Buffer {
   const width = end - start;
-  if (isPowerOfTwo(width) && start % width === 0) return node(Math.log2(width), start / width);
+  if (isPowerOfTwo(width) && start % width === 0) return node.node(Math.log2(width), start / width);
   const k = split(width);
-  return nodeHash(rangeHash(node, start, start + k), rangeHash(node, start + k, end));
+  return node.join(rangeHash(node, start, start + k), rangeHash(node, start + k, end));
 }
 
 function path(node: NodeLookup, m: number, start: number, end: number): Buffer[] {

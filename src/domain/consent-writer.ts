@@ -429,8 +429,8 @@ export class ConsentWriter {
 
     let logSize = 0;
     if (rows.length === 0 && replaying.length > 0) {
-      // Only retries: their token must cover the first calls' entries, all below today's size.
-      logSize = await this.audit.appendAfter(tx, tenantId, async () => []);
+      // Only retries: their token must cover the first calls' entries, all below the committed size.
+      logSize = await this.audit.committedSize(tx, tenantId);
     }
     if (rows.length > 0) {
       // Rows inserted under the head lock, in the order of their entries (docs/audit.md, "Order").

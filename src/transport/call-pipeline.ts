@@ -70,6 +70,14 @@ interface StreamCall extends AnyCall {
 /** Calls the pipeline has answered (status sent or on its way): their stream closing is no cancellation. */
 const answered = new WeakSet<object>();
 
+/** `answer`, noting first that the call was answered (its stream closing is then no cancellation). */
+function answering<Res>(call: object, answer: sendUnaryData<Res>): sendUnaryData<Res> {
+  return (err, response) => {
+    answered.add(call);
+    answer(err, response);
+  };
+}
+
 /**
  * Cross-cutting concerns for every RPC of one service, in one place (the nice-grpc middleware
  * idea): authenticate the caller, check its role against the access policy, apply its rate and
@@ -88,10 +96,7 @@ export class CallPipeline {
 
   unary<Req, Res>(method: string, handler: (request: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
     return (call: ServerUnaryCall<Req, Res>, answer: sendUnaryData<Res>) => {
-      const callback: sendUnaryData<Res> = (err, response) => {
-        answered.add(call);
-        answer(err, response);
-      };
+      const callback = answering(call, answer);
       const started = process.hrtime.bigint();
       this.context(method, call).then(
         (ctx) => {
@@ -121,10 +126,7 @@ export class CallPipeline {
    */
   clientStream<Req, Res>(method: string, handler: (call: ServerReadableStream<Req, Res>, ctx: CallContext) => Promise<Res>): handleClientStreamingCall<Req, Res> {
     return (call: ServerReadableStream<Req, Res>, answer: sendUnaryData<Res>) => {
-      const callback: sendUnaryData<Res> = (err, response) => {
-        answered.add(call);
-        answer(err, response);
-      };
+      const callback = answering(call, answer);
       const started = process.hrtime.bigint();
       this.context(method, call).then(
         (ctx) => {

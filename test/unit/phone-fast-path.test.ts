@@ -7,45 +7,16 @@ import {
   getCountryCallingCode,
   getExampleNumber,
   parsePhoneNumberFromString,
-  type CountryCode,
 } from 'libphonenumber-js/max';
-import { FieldViolation } from '../../src/shared/errors';
-import { normaliseIdentifier, RawIdentifier } from '../../src/domain/identifiers';
-import { IdentifierRef } from '../../src/domain/model';
+import { normaliseIdentifier, phoneByLibrary } from '../../src/domain/identifiers';
 import { fastE164 } from '../../src/domain/phone-fast-path';
 
 const FIELD = 'subject_identifier';
 
-/**
- * The phone branch of normaliseIdentifier as it was before the fast path (commit 5d42317),
- * verbatim: the oracle every outcome is compared with.
- */
+/** The oracle every outcome is compared with: the library path alone (identifiers.ts). */
+const before = phoneByLibrary;
+/** The characters identifiers.ts lets through to either path. */
 const PHONE_CHARACTERS = /^\s*\+?[0-9\s().\/-]+\s*$/;
-function before(raw: RawIdentifier & { phoneNumber: string }, field: string): IdentifierRef | FieldViolation {
-  const violation = (sub: string, reason: string, description: string): FieldViolation => ({
-    field: sub ? `${field}.${sub}` : field,
-    reason,
-    description,
-  });
-  const region = raw.defaultRegion?.trim().toUpperCase();
-  if (region && !/^[A-Z]{2}$/.test(region)) {
-    return violation('default_region', 'INVALID_REGION', 'must be an ISO 3166-1 alpha-2 code such as "DE"');
-  }
-  const parsed =
-    raw.phoneNumber.length <= 64 && PHONE_CHARACTERS.test(raw.phoneNumber)
-      ? parsePhoneNumberFromString(raw.phoneNumber, region as CountryCode | undefined)
-      : undefined;
-  if (!parsed || !parsed.isValid()) {
-    return violation(
-      'phone_number',
-      'INVALID_PHONE_NUMBER',
-      region || raw.phoneNumber.trim().startsWith('+')
-        ? 'is not a valid phone number'
-        : 'is not a valid phone number in international format (+country code); set default_region for national numbers',
-    );
-  }
-  return { kind: 'PHONE', value: parsed.number };
-}
 
 /** What libphonenumber alone makes of an input: its E.164 form if valid. */
 function library(input: string): string | undefined {

@@ -215,9 +215,7 @@ export function consentHandlers(
 
     checkConsent: pipeline.unary('CheckConsent', async (req: CheckConsentRequest, ctx: CallContext): Promise<CheckConsentResponse> => {
       const tenantId = parentTenant(req.parent);
-      const consistency = consistencyFromProto(req.consistency, tenantId, 'consistency');
-      if (!('kind' in consistency)) throw invalidArgument([consistency]);
-      const decision = await checker.checkOne(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'), consistency);
+      const decision = await checker.checkOne(ctx.principal, tenantId, queryFromProto(req.query, tenantId, 'query'), requiredConsistency(req.consistency, tenantId));
       return { decision: decisionToProto(tenantId, decision) };
     }),
 
@@ -234,9 +232,7 @@ export function consentHandlers(
           for (const v of itemViolationsOf(req, i)) if (!query.violations.some((w) => w.field === v.field)) query.violations.push(v);
           return query;
         });
-        const consistency = consistencyFromProto(req.consistency, tenantId, 'consistency');
-        if (!('kind' in consistency)) throw invalidArgument([consistency]);
-        const outcomes = await checker.checkMany(ctx.principal, tenantId, queries, consistency);
+        const outcomes = await checker.checkMany(ctx.principal, tenantId, queries, requiredConsistency(req.consistency, tenantId));
         return { results: outcomes.map((o) => resultToProto(tenantId, o)) };
       },
     ),
@@ -513,6 +509,13 @@ function consistencyFromProto(c: ConsistencyProto | undefined, tenantId: string,
   if (requirement.$case === 'fullyConsistent') return { kind: 'full' };
   const position = decodeConsistencyToken(requirement.value, tenantId, `${field}.at_least_as_fresh`);
   return typeof position === 'number' ? { kind: 'atLeast', position } : position;
+}
+
+/** The consistency a call asks for; a bad token refuses the call. */
+function requiredConsistency(c: ConsistencyProto | undefined, tenantId: string): Consistency {
+  const consistency = consistencyFromProto(c, tenantId, 'consistency');
+  if (!('kind' in consistency)) throw invalidArgument([consistency]);
+  return consistency;
 }
 
 /** Stream messages asking for the same consistency are decided together. */
