@@ -93,7 +93,8 @@ export class ConsentChecker {
     // The tenant row (settings) from the process's cache unless the check asks for more than the
     // staleness bound: a token the decision cache has not reached, or full consistency.
     const cachedTenantWillDo = consistency.kind === 'bounded' || (consistency.kind === 'atLeast' && (this.cache?.position(tenantId) ?? -1) >= consistency.position);
-    const tenant = (cachedTenantWillDo && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, cachedTenantWillDo)));
+    const tenant =
+      (cachedTenantWillDo && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, cachedTenantWillDo), { causal: !cachedTenantWillDo }));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const outcomes: CheckOutcome[] = new Array(queries.length);
     const prepared: PreparedQuery[] = [];
@@ -138,7 +139,9 @@ export class ConsentChecker {
     const indexes = [...missing.values()];
     for (let attempt = 0; ; attempt++) {
       const readAt = this.monotonic();
-      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes));
+      // More than the staleness bound asked (a token, full consistency): on a cluster, the read
+      // waits for what other replicas committed before it (causal read).
+      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes), { causal: consistency.kind !== 'bounded' });
       if (read.version < minPosition) {
         // A token from a write this database has not shown yet (a replica of a cluster behind
         // by a moment): wait a little; never answer from older state than the token asks for.

@@ -2,7 +2,7 @@ import { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { DatabaseTimeouts } from '../config/config';
 import { currentCallBudget } from '../shared/call-budget';
 import { DomainError } from '../shared/errors';
-import { TransactionRunner, TxContext } from '../shared/unit-of-work';
+import { ReadOptions, TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { timeoutsOf } from './data-source';
 import { classifyDbError, databaseUnavailable, toDomainError } from './db-errors';
 
@@ -15,8 +15,17 @@ function contextOf(manager: EntityManager): TxContext {
   return manager as unknown as TxContext;
 }
 
-/** How often a write whose transaction hit a deadlock, a racing insert or a lock timeout is run at most. */
+/** How often a write whose transaction hit a racing insert or a lock timeout is run at most. */
 const WRITE_ATTEMPTS = 4;
+/**
+ * How often a write that lost a race at commit (a deadlock; on Galera a certification conflict
+ * with another node's commit of the same row, e.g. a tenant's audit head written through several
+ * replicas) is run at most. Such a loss is normal on a cluster, not an error to hand to the
+ * client: it is run again, with a growing random pause, for as long as the call's budget lasts.
+ */
+const RACE_ATTEMPTS = 40;
+/** The longest pause between two attempts of a write that lost a race. */
+const RACE_PAUSE_MAX_MS = 60;
 /** A retry needs at least this much of the budget left to be worth starting. */
 const RETRY_FLOOR_MS = 20;
 
@@ -44,6 +53,8 @@ const RETRY_FLOOR_MS = 20;
 export class TypeormTransactionRunner implements TransactionRunner {
   private readonly sqlite: boolean;
   private readonly mariadb: boolean;
+  /** Whether the MySQL server is a Galera node (wsrep_on), learnt from the first connection. */
+  private galera = false;
   private tail: Promise<unknown> = Promise.resolve();
   /** MySQL connections whose session limits are set (see prepareSession). */
   private readonly prepared = new WeakSet<object>();
@@ -56,16 +67,25 @@ export class TypeormTransactionRunner implements TransactionRunner {
     this.mariadb = dataSource.options.type === 'mariadb';
   }
 
+  /** Writes run again after losing a race at commit, since start (for tests, benchmarks and metrics). */
+  readonly stats = { raceRetries: 0, otherRetries: 0 };
+
   async write<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
     const budget = Budget.now(this.timeouts);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work)));
+        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work, false)));
       } catch (err) {
         const failure = classifyDbError(err);
-        const again = failure === 'retryable' || failure === 'conflict' || failure === 'busy';
-        const pause = attempt * 5 + Math.random() * 10;
-        if (again && attempt < WRITE_ATTEMPTS && budget.remainingMs() > pause + RETRY_FLOOR_MS) {
+        const race = failure === 'retryable';
+        const again = race || failure === 'conflict' || failure === 'busy';
+        // A race is lost to another writer that is committing right now: pause a random while
+        // (growing with the attempts, so that writers through several replicas spread out)
+        // rather than collide again at once.
+        const pause = race ? Math.random() * Math.min(RACE_PAUSE_MAX_MS, 2 ** attempt) + 1 : attempt * 5 + Math.random() * 10;
+        if (again && attempt < (race ? RACE_ATTEMPTS : WRITE_ATTEMPTS) && budget.remainingMs() > pause + RETRY_FLOOR_MS) {
+          if (race) this.stats.raceRetries++;
+          else this.stats.otherRetries++;
           await delay(pause);
           continue;
         }
@@ -74,10 +94,11 @@ export class TypeormTransactionRunner implements TransactionRunner {
     }
   }
 
-  async read<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
+  async read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
     const budget = Budget.now(this.timeouts);
+    const causal = options?.causal === true;
     try {
-      return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'read', work) : this.mysqlUnit(unit, 'read', work)));
+      return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'read', work) : this.mysqlUnit(unit, 'read', work, causal)));
     } catch (err) {
       throw toDomainError(err);
     }
@@ -115,7 +136,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
     });
   }
 
-  private async mysqlUnit<T>(unit: Unit, kind: 'read' | 'write', work: (tx: TxContext) => Promise<T>): Promise<T> {
+  private async mysqlUnit<T>(unit: Unit, kind: 'read' | 'write', work: (tx: TxContext) => Promise<T>, causal: boolean): Promise<T> {
     const runner = this.dataSource.createQueryRunner();
     let used = false;
     let broken = false;
@@ -128,7 +149,17 @@ export class TypeormTransactionRunner implements TransactionRunner {
       unit.check();
       used = true;
       await this.prepareSession(runner);
-      if (kind === 'read') return await work(contextOf(runner.manager));
+      if (kind === 'read') {
+        if (!causal || !this.galera) return await work(contextOf(runner.manager));
+        // Galera applies other nodes' commits a moment after they certify: this read waits for
+        // them (wsrep_sync_wait = 1 covers SELECT), then the connection goes back as it was.
+        await runner.query('SET SESSION wsrep_sync_wait = 1');
+        try {
+          return await work(contextOf(runner.manager));
+        } finally {
+          await runner.query('SET SESSION wsrep_sync_wait = 0').catch(() => (broken = true));
+        }
+      }
       await runner.startTransaction();
       try {
         const result = await work(contextOf(runner.manager));
@@ -196,6 +227,9 @@ export class TypeormTransactionRunner implements TransactionRunner {
     const statementLimit = this.mariadb ? `max_statement_time = ${this.timeouts.statementMs / 1000}` : `max_execution_time = ${this.timeouts.statementMs}`;
     await runner.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await runner.query(`SET SESSION ${statementLimit}, innodb_lock_wait_timeout = ${lockWaitSeconds}`);
+    // MySQL without Galera has no such variable and answers no row.
+    const wsrep: Array<{ Value?: string }> = await runner.query("SHOW VARIABLES LIKE 'wsrep_on'");
+    this.galera = wsrep.length > 0 && String(wsrep[0].Value).toUpperCase() === 'ON';
     this.prepared.add(connection);
   }
 }

@@ -51,6 +51,34 @@ forEachDatabase('transaction runner time bounds', (db, kind) => {
     expect(await rows('slow-write'), 'rolled back').to.equal(0);
   });
 
+  it('a write that loses races at commit (deadlock, Galera certification) runs again until it wins, inside the budget; one that never wins is ABORTED in time', async function () {
+    // The error Galera's certification failure and InnoDB's deadlock give: errno 1213.
+    const lostRace = () => Object.assign(new Error('Deadlock found when trying to get lock; try restarting transaction'), { errno: 1213, code: 'ER_LOCK_DEADLOCK' });
+    const before = runner.stats.raceRetries;
+    let attempts = 0;
+    await withCallBudget({ deadline: Date.now() + 5000, signal: new AbortController().signal }, () =>
+      runner.write(async (tx) => {
+        attempts++;
+        await managerOf(tx).query('INSERT INTO runner_probe (id) VALUES (?)', [`race-${attempts}`]);
+        if (attempts <= 8) throw lostRace(); // more losses than the 4 attempts other failures get
+      }),
+    );
+    expect(attempts).to.equal(9);
+    expect(runner.stats.raceRetries - before).to.equal(8);
+    expect(await rows('race-9'), 'the winning attempt committed').to.equal(1);
+    expect(await rows('race-1'), 'the lost attempts rolled back').to.equal(0);
+
+    const { err, ms } = await rejection(
+      inCall(() =>
+        runner.write(async () => {
+          throw lostRace();
+        }),
+      ),
+    );
+    expect([err.kind, err.reason]).to.deep.equal(['ABORTED', 'CONCURRENT_UPDATE']);
+    expect(ms, 'within the call budget of 300 ms').to.be.below(600);
+  });
+
   it("the caller's deadline bounds the work below the call timeout, and cancellation ends it at once", async function () {
     const deadline = await rejection(inCall(() => runner.read(() => sleep(1000)), Date.now() + 100));
     expect([deadline.err.kind, deadline.err.reason]).to.deep.equal(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
