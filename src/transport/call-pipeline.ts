@@ -100,18 +100,25 @@ export class CallPipeline {
       const started = process.hrtime.bigint();
       this.context(method, call).then(
         (ctx) => {
-          call.sendMetadata(requestIdHeader(ctx.requestId));
+          // The response headers go with the answer, not before the work: a client's retry policy
+          // may retry a call only while it has received nothing, so a replica that dies mid-call
+          // (before answering) leaves a call that the client retries on another replica.
           const refused = refusalOf(call.request);
           if (refused) {
+            call.sendMetadata(requestIdHeader(ctx.requestId));
             this.fail(method, ctx.requestId, started, refused, callback, ctx);
             return;
           }
           withCallBudget(budgetOf(call, ctx), () => handler(call.request, ctx)).then(
             (response) => {
               this.log(method, ctx, started, status.OK, 'OK');
+              call.sendMetadata(requestIdHeader(ctx.requestId));
               callback(null, response);
             },
-            (err: unknown) => this.fail(method, ctx.requestId, started, err, callback, ctx),
+            (err: unknown) => {
+              call.sendMetadata(requestIdHeader(ctx.requestId));
+              this.fail(method, ctx.requestId, started, err, callback, ctx);
+            },
           );
         },
         (err: unknown) => this.fail(method, '-', started, err, callback),
