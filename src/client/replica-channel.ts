@@ -48,18 +48,21 @@ export function replicaTarget(addresses: string[]): string {
 /** Channel options for a client of several replicas (see the module's comment). */
 export function replicaChannelOptions(settings: ReplicaChannelSettings = {}): ChannelOptions {
   const seconds = (ms: number) => `${(ms / 1000).toFixed(3)}s`;
+  // grpc-js reads the outlier detection policy in snake_case with durations as {seconds, nanos}
+  // (an unreadable policy makes it fall back to pick_first silently: one replica gets every call).
+  const duration = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
   const serviceConfig = {
     loadBalancingConfig: [
       {
         outlier_detection: {
-          interval: '1s',
-          baseEjectionTime: seconds(settings.ejectionMs ?? 5000),
-          maxEjectionTime: '30s',
+          interval: duration(1000),
+          base_ejection_time: duration(settings.ejectionMs ?? 5000),
+          max_ejection_time: duration(30_000),
           // Never set aside more than all but one replica: with every replica failing, calls go on
           // and fail fast with the replicas' own status rather than with "no ready endpoint".
-          maxEjectionPercent: 66,
-          failurePercentageEjection: { threshold: 80, enforcementPercentage: 100, minimumHosts: 2, requestVolume: 10 },
-          childPolicy: [{ round_robin: {} }],
+          max_ejection_percent: 66,
+          failure_percentage_ejection: { threshold: 80, enforcement_percentage: 100, minimum_hosts: 2, request_volume: 10 },
+          child_policy: [{ round_robin: {} }],
         },
       },
     ],

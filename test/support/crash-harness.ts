@@ -93,6 +93,27 @@ function running(pid: number): boolean {
 }
 
 /**
+ * SIGKILL to a server process started by startServerProcess: the service's own process and the
+ * tsx launcher above it (killing only the launcher would leave the service running). Resolves
+ * once all of them are gone.
+ */
+export async function killServerProcess(proc: ServerProcess): Promise<void> {
+  const pids = [...descendants(proc.child.pid!), proc.child.pid!];
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await proc.exited;
+  for (let i = 0; pids.some(running); i++) {
+    if (i > 500) throw new Error(`processes ${pids.filter(running).join(', ')} still run 5 s after SIGKILL`);
+    await sleep(10);
+  }
+}
+
+/**
  * The service as its own process on a fixed port, so clients reconnect to it by themselves, with
  * one root key set that every restart reuses (a generated development key is also kept in
  * DATA_DIR, but a fixed file makes the restarts independent of that).
@@ -135,19 +156,7 @@ export class CrashableServer {
     if (proc.hasExited()) {
       throw new Error(`the server exited by itself (${String(await proc.exited)}) before kill ${this.kills + 1}:\n${proc.output().slice(-4000)}`);
     }
-    const pids = [...descendants(proc.child.pid!), proc.child.pid!];
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    await proc.exited;
-    for (let i = 0; pids.some(running); i++) {
-      if (i > 500) throw new Error(`processes ${pids.filter(running).join(', ')} still run 5 s after SIGKILL`);
-      await sleep(10);
-    }
+    await killServerProcess(proc);
     this.kills++;
   }
 
