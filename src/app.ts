@@ -279,6 +279,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       });
       if (dataSource.isInitialized) await dataSource.destroy();
       if (keyDataSource.isInitialized) await keyDataSource.destroy();
+      // Until metrics exist (issue 17), what the write path did is said once, at the end: how
+      // the writes batched, and how often a transaction was run again after losing a race at
+      // commit (on Galera: certification conflicts) or after a lock wait or racing insert.
+      logger.info('write path totals', {
+        batches: writer.stats.batches,
+        writes: writer.stats.writes,
+        largest_batch: writer.stats.largestBatch,
+        race_retries: tx.stats.raceRetries,
+        other_retries: tx.stats.otherRetries,
+      });
     },
   };
 }
