@@ -74,7 +74,9 @@ export class CacheInvalidator {
     const startedAt = this.options.monotonic();
     const tenants = this.cache.followedTenants();
     if (tenants.length > 0) {
-      const heads = await this.tx.read((tx) => this.repo.heads(tx, tenants));
+      // The heads prove the cache fresh as of now: on a cluster, read causally (a node that fell
+      // behind or was cut off must not vouch for old state).
+      const heads = await this.tx.read((tx) => this.repo.heads(tx, tenants), { causal: true });
       for (const tenantId of tenants) {
         const from = this.cache.position(tenantId);
         const to = heads.get(tenantId) ?? 0;

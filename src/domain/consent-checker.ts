@@ -139,9 +139,10 @@ export class ConsentChecker {
     const indexes = [...missing.values()];
     for (let attempt = 0; ; attempt++) {
       const readAt = this.monotonic();
-      // More than the staleness bound asked (a token, full consistency): on a cluster, the read
-      // waits for what other replicas committed before it (causal read).
-      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes), { causal: consistency.kind !== 'bounded' });
+      // What is read here is answered as fresh (and kept as fresh as of now): on a cluster, the
+      // read waits for what other replicas committed before it (a causal read), so that neither
+      // a node behind by a moment nor one cut off from its peers answers with old state.
+      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes), { causal: true });
       if (read.version < minPosition) {
         // A token from a write this database has not shown yet (a replica of a cluster behind
         // by a moment): wait a little; never answer from older state than the token asks for.

@@ -58,6 +58,8 @@ export class TypeormTransactionRunner implements TransactionRunner {
   private tail: Promise<unknown> = Promise.resolve();
   /** MySQL connections whose session limits are set (see prepareSession). */
   private readonly prepared = new WeakSet<object>();
+  /** Galera connections whose reads are causal now (wsrep_sync_wait = 1; see syncWait). */
+  private readonly causalConnections = new WeakSet<object>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -149,17 +151,13 @@ export class TypeormTransactionRunner implements TransactionRunner {
       unit.check();
       used = true;
       await this.prepareSession(runner);
-      if (kind === 'read') {
-        if (!causal || !this.galera) return await work(contextOf(runner.manager));
-        // Galera applies other nodes' commits a moment after they certify: this read waits for
-        // them (wsrep_sync_wait = 1 covers SELECT), then the connection goes back as it was.
-        await runner.query('SET SESSION wsrep_sync_wait = 1');
-        try {
-          return await work(contextOf(runner.manager));
-        } finally {
-          await runner.query('SET SESSION wsrep_sync_wait = 0').catch(() => (broken = true));
-        }
-      }
+      // Galera applies other nodes' commits a moment after they certify, and a node cut off from
+      // its peers (or just resumed after a pause) may answer reads from old state until it sees
+      // that it was left out: a causal read first waits until the node has applied everything
+      // the cluster committed before it (wsrep_sync_wait = 1 covers SELECT), and fails on a node
+      // that is no longer part of the cluster. Set per connection only when it changes.
+      if (this.galera) await this.syncWait(runner, kind === 'read' && causal);
+      if (kind === 'read') return await work(contextOf(runner.manager));
       await runner.startTransaction();
       try {
         const result = await work(contextOf(runner.manager));
@@ -211,6 +209,15 @@ export class TypeormTransactionRunner implements TransactionRunner {
       // Leaving early (given up while queued) is safe: the next unit waits for `previous` too.
       done();
     }
+  }
+
+  /** Sets the connection's wsrep_sync_wait to what the unit needs, if it is not already. */
+  private async syncWait(runner: QueryRunner, causal: boolean): Promise<void> {
+    const connection = connectionOf(runner);
+    if (!connection || (this.causalConnections.has(connection) === causal)) return;
+    await runner.query(`SET SESSION wsrep_sync_wait = ${causal ? 1 : 0}`);
+    if (causal) this.causalConnections.add(connection);
+    else this.causalConnections.delete(connection);
   }
 
   /**
