@@ -44,6 +44,8 @@ EXPOSE 50051
 # certificates and key sets and set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CLIENT_CA_FILE with
 # MTLS_PRINCIPALS_FILE, and/or JWT_JWKS_FILE (docs/security.md). For a throwaway local trial
 # only, ALLOW_UNAUTHENTICATED_NON_LOOPBACK=true exposes the development principal.
+# Several replicas on a MariaDB Galera cluster: docs/scaling.md, docs/deploy/compose.galera.yaml
+# (set DATABASE_CALL_TIMEOUT_MS longer than the cluster's evs.suspect_timeout there).
 # The heap cap is the one of `npm start` (package.json): V8 collects lazily below its default
 # limit (a quarter of the machine's memory), and a server cycling a full decision cache grew to
 # ~750 MiB resident without it (docs/benchmarks.md); live data stays far below 384 MB.
