@@ -49,6 +49,10 @@ import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
+import { MetricSources, ServiceMetrics } from './observability/metrics';
+import { withoutCallBudget } from './shared/call-budget';
+import { startMetricsServer } from './observability/metrics-server';
+import { OperationsRepository } from './storage/repositories/operations-repository';
 
 export interface AppOptions {
   logger?: Logger;
@@ -58,6 +62,10 @@ export interface AppOptions {
 /** A started service: its bound port, and how to stop it. */
 export interface RunningApp {
   port: number;
+  /** The port of /metrics (METRICS_PORT), when metrics are on. */
+  metricsPort?: number;
+  /** The metrics, when on: the transport and the domain report to them. */
+  metrics?: ServiceMetrics;
   server: Server;
   dataSource: DataSource;
   keyDataSource: DataSource;
@@ -194,6 +202,26 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
   invalidator?.start();
 
+  // Prometheus metrics on a port of their own, when configured (docs/operations.md).
+  const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
+  function metricSources(): MetricSources {
+    const operations = new OperationsRepository();
+    return {
+      decisionCache: decisionCache ? () => ({ ...decisionCache.stats, entries: decisionCache.size, oldestCatchUpMs: decisionCache.oldestCatchUpAgeMs() }) : undefined,
+      writer: () => writer.stats,
+      retries: () => tx.stats,
+      pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
+      auditLogs: async () => {
+        const now = clock.now();
+        const logs = await withoutCallBudget(() => tx.read((t) => operations.auditLogs(t)));
+        return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
+      },
+      subjectRequests: () => withoutCallBudget(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
+    };
+  }
+  const metricsServer = metrics && config.metrics ? await startMetricsServer(metrics, config.metrics.port, config.metrics.bindAddress, (err) => logger.warn('metrics could not be collected', { error: errorSummary(err) })) : null;
+  if (metricsServer) logger.info('metrics listening', { address: config.metrics!.bindAddress, port: metricsServer.port, path: '/metrics' });
+
   // Load balancers read grpc.health.v1: NOT_SERVING while either database does not answer within
   // DATABASE_CALL_TIMEOUT_MS (unreachable, stopped, not ready such as a Galera node that is not
   // synced), SERVING again by itself once both answer.
@@ -254,6 +282,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   return {
     port,
+    metricsPort: metricsServer?.port,
+    metrics: metrics ?? undefined,
     server,
     dataSource,
     keyDataSource,
@@ -262,6 +292,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator },
     async stop() {
       clearInterval(probe);
+      await metricsServer?.close();
       await invalidator?.stop();
       for (const p of probes) p.close();
       clearInterval(checkpointTimer);
@@ -379,4 +410,12 @@ async function ensurePortFree(config: Config): Promise<void> {
 function errorSummary(err: unknown): string {
   if (err instanceof DomainError) return `${err.kind} ${err.reason}`;
   return err instanceof Error ? err.name : typeof err;
+}
+
+/** A MySQL pool's connections in use, idle, and calls waiting (null on SQLite: one connection, no pool). */
+function poolState(database: string, dataSource: DataSource): { database: string; inUse: number; idle: number; waiting: number } | null {
+  const pool = (dataSource.driver as unknown as { master?: { _allConnections?: { length: number }; _freeConnections?: { length: number }; _connectionQueue?: { length: number } } }).master;
+  if (!pool?._allConnections || !pool._freeConnections || !pool._connectionQueue) return null;
+  const idle = pool._freeConnections.length;
+  return { database, inUse: pool._allConnections.length - idle, idle, waiting: pool._connectionQueue.length };
 }

@@ -56,6 +56,8 @@ export interface Config {
   healthProbeIntervalMs: number;
   /** The check path's cache (docs/architecture.md, "The decision cache"). */
   decisionCache: DecisionCacheConfig;
+  /** Prometheus metrics over HTTP (docs/operations.md); undefined: off. */
+  metrics?: MetricsConfig;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
@@ -71,6 +73,15 @@ export interface Config {
   /** Bearer tokens (JWT) and how they are verified. */
   tokens?: TokenConfig;
   limits: Limits;
+}
+
+export interface MetricsConfig {
+  /** The HTTP port of /metrics; 0 picks a free one (tests). */
+  port: number;
+  /** Where it listens: loopback unless an operator opens it on purpose. */
+  bindAddress: string;
+  /** Tenants with their own label value; further tenants are counted under "_other". */
+  maxTenants: number;
 }
 
 export interface TlsConfig {
@@ -266,6 +277,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     entries: int('DECISION_CACHE_ENTRIES', 100_000, 0, 100_000_000),
     stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
   };
+  const metrics: MetricsConfig | undefined =
+    (source.METRICS_PORT ?? '') === ''
+      ? undefined
+      : { port: int('METRICS_PORT', 0, 0, 65_535), bindAddress: source.METRICS_BIND_ADDRESS || '127.0.0.1', maxTenants: int('METRICS_MAX_TENANTS', 100, 1, 10_000) };
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
@@ -280,6 +295,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     databaseTimeouts,
     healthProbeIntervalMs,
     decisionCache,
+    metrics,
     rootKeys,
     logLevel,
     auditCheckpointIntervalMs,

@@ -99,6 +99,13 @@ export class DecisionCache {
     return this.entries.size;
   }
 
+  /** How long ago the least recently caught-up tenant was caught up (null: no tenant followed); for metrics. */
+  oldestCatchUpAgeMs(): number | null {
+    let oldest: number | null = null;
+    for (const track of this.tenants.values()) if (oldest === null || track.caughtUpAt < oldest) oldest = track.caughtUpAt;
+    return oldest === null ? null : this.options.monotonic() - oldest;
+  }
+
   /** Whether the tenant's cached state may be used now: its last catch-up started at most B ago. */
   isFresh(tenantId: string): boolean {
     const track = this.tenants.get(tenantId);

@@ -1,0 +1,192 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The service's Prometheus metrics (docs/operations.md lists them with their meanings).
+ *
+ * gRPC server metrics carry the names and labels of go-grpc-prometheus, which existing dashboards
+ * understand. Domain metrics are prefixed `consent_`. No label ever holds personal data: the only
+ * per-tenant label is the tenant id, and the number of tenant label values is bounded
+ * (`maxTenants`; further tenants are counted under `_other`), as is every other label (method
+ * names, status codes, verdicts and reasons are closed sets).
+ *
+ * Counters on hot paths are incremented through children cached per label combination, so a call
+ * costs a map lookup and an addition, not a label hash.
+ */
+
+/** What the metrics read when scraped: the parts of the running service they describe. */
+export interface MetricSources {
+  decisionCache?(): { hits: number; misses: number; stale: number; evictions: number; invalidations: number; entries: number; oldestCatchUpMs: number | null };
+  writer?(): { batches: number; writes: number };
+  retries?(): { raceRetries: number; otherRetries: number };
+  /** Connections of each database's pool: in use, idle, and calls waiting for one. */
+  pools?(): Array<{ database: string; inUse: number; idle: number; waiting: number }>;
+  /** Per tenant: audit log size and the age of its latest signed checkpoint (null: none yet). */
+  auditLogs?(): Promise<Array<{ tenant: string; size: number; checkpointAgeSeconds: number | null }>>;
+  /** Per tenant: data-subject requests open, due within 7 days, past their due time. */
+  subjectRequests?(): Promise<Array<{ tenant: string; open: number; dueSoon: number; overdue: number }>>;
+}
+
+export const OTHER_TENANTS = '_other';
+
+/** Seconds buckets for RPC handling: a check from the cache takes ~0.1 ms, a write a few ms. */
+const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  private readonly tenantLabels = new Set<string>();
+  private readonly started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
+  private readonly handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
+  private readonly handling: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>;
+  private readonly checks: Counter<'tenant' | 'verdict' | 'reason'>;
+  private readonly writes: Counter<'tenant' | 'kind'>;
+  private readonly batchSize: Histogram<string>;
+  private readonly commitSeconds: Histogram<string>;
+  /** Cached children: one label combination, one object, found by a joined key. */
+  private readonly children = new Map<string, { inc(n?: number): void; observe?(v: number): void }>();
+
+  constructor(
+    private readonly maxTenants: number,
+    sources: MetricSources = {},
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.started = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
+    this.handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers });
+    this.handling = new Histogram({ name: 'grpc_server_handling_seconds', help: 'Time the server took to answer an RPC (to the end of the stream for streams).', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], buckets: RPC_BUCKETS, registers });
+    this.checks = new Counter({ name: 'consent_checks_total', help: 'Consent decisions made (each query of a batch or stream counts), by verdict and reason.', labelNames: ['tenant', 'verdict', 'reason'], registers });
+    this.writes = new Counter({ name: 'consent_writes_total', help: 'Consent events and inbound messages recorded, by kind.', labelNames: ['tenant', 'kind'], registers });
+    this.batchSize = new Histogram({ name: 'consent_commit_batch_size', help: 'Writes committed together in one group-commit transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
+    this.commitSeconds = new Histogram({ name: 'consent_commit_seconds', help: 'Time from a batch leaving the queue to its commit being durable.', buckets: RPC_BUCKETS, registers });
+
+    const counterFrom = (name: string, help: string, read: () => number | undefined) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const value = read();
+          // A counter only goes up: it is reset, then set to the source's running total.
+          this.reset();
+          if (value !== undefined) this.inc(value);
+        },
+      });
+    const cache = () => sources.decisionCache?.();
+    counterFrom('consent_decision_cache_hits_total', 'Checks answered from the decision cache.', () => cache()?.hits);
+    counterFrom('consent_decision_cache_misses_total', 'Identifiers the decision cache did not hold (read from the database).', () => cache()?.misses);
+    counterFrom('consent_decision_cache_stale_total', 'Lookups the cache refused because it could not prove itself within the staleness bound.', () => cache()?.stale);
+    counterFrom('consent_decision_cache_evictions_total', 'Entries evicted by the cache bound.', () => cache()?.evictions);
+    counterFrom('consent_decision_cache_invalidations_total', 'Entries dropped because a change to them was committed.', () => cache()?.invalidations);
+    new Gauge({ name: 'consent_decision_cache_entries', help: 'Identifiers held by the decision cache.', registers, collect() { this.set(cache()?.entries ?? 0); } });
+    new Gauge({
+      name: 'consent_decision_cache_staleness_seconds',
+      help: 'How long ago the least recently proven tenant of the cache was proven up to date (answers from it need this below the bound).',
+      registers,
+      collect() {
+        const ms = cache()?.oldestCatchUpMs;
+        this.set(ms === null || ms === undefined ? 0 : ms / 1000);
+      },
+    });
+    counterFrom('consent_commit_batches_total', 'Group-commit transactions committed.', () => sources.writer?.().batches);
+    counterFrom('consent_write_race_retries_total', 'Write transactions run again after losing a race at commit (deadlock; Galera certification conflict).', () => sources.retries?.().raceRetries);
+    counterFrom('consent_write_other_retries_total', 'Write transactions run again after a lock wait timeout or a racing insert.', () => sources.retries?.().otherRetries);
+    new Gauge({
+      name: 'consent_db_pool_connections',
+      help: 'Database connections by state: in_use, idle, and calls waiting for one.',
+      labelNames: ['database', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of sources.pools?.() ?? []) {
+          this.set({ database: p.database, state: 'in_use' }, p.inUse);
+          this.set({ database: p.database, state: 'idle' }, p.idle);
+          this.set({ database: p.database, state: 'waiting' }, p.waiting);
+        }
+      },
+    });
+    const labelOf = (tenant: string) => this.tenantLabel(tenant);
+    const auditSize = new Gauge({ name: 'consent_audit_log_size', help: "Entries in a tenant's audit log.", labelNames: ['tenant'], registers });
+    new Gauge({
+      name: 'consent_audit_checkpoint_age_seconds',
+      help: "Time since a tenant's latest signed audit checkpoint (absent: none yet).",
+      labelNames: ['tenant'],
+      registers,
+      async collect() {
+        this.reset();
+        auditSize.reset();
+        for (const log of (await sources.auditLogs?.()) ?? []) {
+          const tenant = labelOf(log.tenant);
+          auditSize.inc({ tenant }, log.size);
+          if (log.checkpointAgeSeconds !== null) this.set({ tenant }, log.checkpointAgeSeconds);
+        }
+      },
+    });
+    new Gauge({
+      name: 'consent_subject_requests',
+      help: 'Data-subject requests not completed or rejected, by state: open (all), due_7d (due within 7 days), overdue (past their due time).',
+      labelNames: ['tenant', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const r of (await sources.subjectRequests?.()) ?? []) {
+          const tenant = labelOf(r.tenant);
+          this.inc({ tenant, state: 'open' }, r.open);
+          this.inc({ tenant, state: 'due_7d' }, r.dueSoon);
+          this.inc({ tenant, state: 'overdue' }, r.overdue);
+        }
+      },
+    });
+  }
+
+  /** The label for a tenant: its id while fewer than maxTenants are labelled, then `_other`. */
+  tenantLabel(tenant: string): string {
+    if (this.tenantLabels.has(tenant)) return tenant;
+    if (this.tenantLabels.size >= this.maxTenants) return OTHER_TENANTS;
+    this.tenantLabels.add(tenant);
+    return tenant;
+  }
+
+  rpcStarted(type: RpcType, service: string, method: string): void {
+    this.child(`s\0${type}\0${service}\0${method}`, () => this.started.labels(type, service, method)).inc();
+  }
+
+  rpcHandled(type: RpcType, service: string, method: string, code: string, seconds: number): void {
+    this.child(`h\0${type}\0${service}\0${method}\0${code}`, () => this.handled.labels(type, service, method, code)).inc();
+    const histogram = this.child(`t\0${type}\0${service}\0${method}`, () => {
+      const h = this.handling.labels(type, service, method);
+      return { inc: () => undefined, observe: (v: number) => h.observe(v) };
+    });
+    histogram.observe!(seconds);
+  }
+
+  checkDecided(tenant: string, verdict: string, reason: string): void {
+    const label = this.tenantLabel(tenant);
+    this.child(`c\0${label}\0${verdict}\0${reason}`, () => this.checks.labels(label, verdict, reason)).inc();
+  }
+
+  written(tenant: string, kind: string, count = 1): void {
+    const label = this.tenantLabel(tenant);
+    this.child(`w\0${label}\0${kind}`, () => this.writes.labels(label, kind)).inc(count);
+  }
+
+  batchCommitted(size: number, seconds: number): void {
+    this.batchSize.observe(size);
+    this.commitSeconds.observe(seconds);
+  }
+
+  /** The exposition, in Prometheus' text format. */
+  exposition(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private child(key: string, make: () => { inc(n?: number): void; observe?(v: number): void }) {
+    let child = this.children.get(key);
+    if (!child) this.children.set(key, (child = make()));
+    return child;
+  }
+}
+
+export type RpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
