@@ -18,7 +18,7 @@ import { formatMs, formatRate } from './stats';
 import { RawInsertParams, RecordConsentParams, WriteTarget } from './write-jobs';
 
 /**
- * `npm run bench:writes [-- --db sqlite|mariadb|both] [--quick] [--out FILE] [--profile DIR] [--generators N] [--keep] [--verbose] [--label TEXT]`
+ * `npm run bench:writes [-- --db sqlite|mariadb|both] [--quick] [--out FILE] [--profile DIR] [--generators N] [--keep] [--verbose] [--label TEXT] [--root DIR]`
  *
  * The write path against its yardsticks, in one run per database, against one server process:
  * the no-op RPC (grpc.health.v1 Health/Check) and durable opt-ins through the gRPC API
@@ -41,6 +41,8 @@ interface Options {
   keep: boolean;
   verbose: boolean;
   label: string | null;
+  /** Run the server built in this folder (DIR/dist/src/main.js) instead of this checkout's dist/. */
+  root: string | null;
 }
 
 interface Settings {
@@ -73,7 +75,7 @@ const RAW_DB = 'consent_bench_writes_raw';
 const TENANT = 'bench';
 const PURPOSE_ID = 'newsletter';
 
-const USAGE = `usage: npm run bench:writes -- [--db sqlite|mariadb|both] [--quick] [--out FILE] [--profile DIR] [--generators N] [--keep] [--verbose] [--label TEXT]
+const USAGE = `usage: npm run bench:writes -- [--db sqlite|mariadb|both] [--quick] [--out FILE] [--profile DIR] [--generators N] [--keep] [--verbose] [--label TEXT] [--root DIR]
   --db          which database(s) (default: both)
   --quick       short windows (2 s): a smoke test of the benchmark, under 3 minutes for both databases
   --out         also write the markdown report to FILE
@@ -82,10 +84,12 @@ const USAGE = `usage: npm run bench:writes -- [--db sqlite|mariadb|both] [--quic
   --generators  load-generator processes (default 2)
   --keep        keep the data folder and the MariaDB databases ${SERVICE_DB}, ${SERVICE_DB}_keys, ${RAW_DB}
   --verbose     echo the server's output
-  --label       describe the code under test in the report (default: git commit of this checkout)`;
+  --label       describe the code under test in the report (default: git commit of this checkout)
+  --root        run the server built in DIR (DIR/dist/src/main.js, e.g. a snapshot of some commits built elsewhere
+                while others edit src/ here) instead of this checkout's dist/, which is then not rebuilt`;
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { databases: ['sqlite', 'mariadb'], quick: false, out: null, profileDir: null, generators: 2, keep: false, verbose: false, label: null };
+  const options: Options = { databases: ['sqlite', 'mariadb'], quick: false, out: null, profileDir: null, generators: 2, keep: false, verbose: false, label: null, root: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -124,6 +128,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--label':
         options.label = value();
+        break;
+      case '--root':
+        options.root = path.resolve(value());
         break;
       case '--help':
       case '-h':
@@ -421,7 +428,7 @@ async function benchmarkDatabase(kind: DatabaseKind, s: Settings, options: Optio
   const busy = background === null ? 'unknown' : `${Math.round(background)}% of one core`;
   log(`  machine load before the run: ${busy}`);
 
-  const server = await startServer({ database: kind, verbose: options.verbose, profileDir: options.profileDir ?? undefined, mariadbDatabase: SERVICE_DB });
+  const server = await startServer({ database: kind, verbose: options.verbose, profileDir: options.profileDir ?? undefined, mariadbDatabase: SERVICE_DB, root: options.root ?? undefined });
   const stopServer = () => server.stop({ keepData: options.keep });
   cleanups.add(stopServer);
   log(`  server pid ${server.pid} on ${server.address}, data in ${server.dataDir}`);
@@ -728,7 +735,12 @@ async function main(): Promise<number> {
   const watchdog = setTimeout(() => stop(`time limit of ${Math.round(s.watchdogMs / 60_000)} min exceeded`, 2), s.watchdogMs);
   watchdog.unref();
 
-  ensureBuilt(log);
+  if (options.root) {
+    log(`server build: ${options.root}`);
+    options.label ??= `the server build in ${options.root}`;
+  } else {
+    ensureBuilt(log);
+  }
   const runs: DatabaseRun[] = [];
   const failed: string[] = [];
   const skipped: string[] = [];
