@@ -52,11 +52,15 @@ import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
 import { withoutCallBudget } from './shared/call-budget';
 import { startMetricsServer } from './observability/metrics-server';
+import type { Tracing } from './observability/tracing';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { OperationsRepository } from './storage/repositories/operations-repository';
 
 export interface AppOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Where spans go instead of what OTEL_* configures (tests: an in-memory exporter). */
+  spanExporter?: SpanExporter;
 }
 
 /** A started service: its bound port, and how to stop it. */
@@ -66,6 +70,8 @@ export interface RunningApp {
   metricsPort?: number;
   /** The metrics, when on: the transport and the domain report to them. */
   metrics?: ServiceMetrics;
+  /** Tracing, when on. */
+  tracing?: Tracing;
   server: Server;
   dataSource: DataSource;
   keyDataSource: DataSource;
@@ -125,6 +131,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw err;
   });
   const tx = new TypeormTransactionRunner(dataSource);
+  // Traces when configured (OTEL_* environment, docs/operations.md): RPCs, units of database work, statements.
+  const traceTo = options.spanExporter ?? config.tracing;
+  // Loaded only when on: with tracing off, none of the SDK is loaded.
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const tracing = traceTo ? new (require('./observability/tracing') as typeof import('./observability/tracing')).Tracing(traceTo) : null;
+  if (tracing) {
+    tx.tracing = tracing;
+    (require('./storage/statement-tracing') as typeof import('./storage/statement-tracing')).traceStatements(dataSource, tracing.tracer);
+  }
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const audit = new AuditLog(tx, new TypeormAuditRepository());
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
   // Refuse to start, rather than start and fail every call, when the root keys cannot unwrap the
@@ -237,8 +253,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
   }, config.healthProbeIntervalMs);
   probe.unref();
+  let draining = false;
   const setHealth = (ok: boolean) => {
-    if (ok === healthy) return;
+    if (ok === healthy || draining) return;
     healthy = ok;
     for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
     logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
@@ -284,6 +301,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     port,
     metricsPort: metricsServer?.port,
     metrics: metrics ?? undefined,
+    tracing: tracing ?? undefined,
     server,
     dataSource,
     keyDataSource,
@@ -291,6 +309,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger,
     services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator },
     async stop() {
+      // Draining: NOT_SERVING first, so that probes and load balancers stop sending calls, while
+      // the calls that still arrive meanwhile are answered; then no new calls.
+      draining = true;
+      for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
+      if (config.shutdownDrainMs > 0) {
+        logger.info('draining: health is NOT_SERVING; stopping after the drain period', { drain_ms: config.shutdownDrainMs });
+        await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
+      }
       clearInterval(probe);
       await metricsServer?.close();
       await invalidator?.stop();
@@ -310,6 +336,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       });
       if (dataSource.isInitialized) await dataSource.destroy();
       if (keyDataSource.isInitialized) await keyDataSource.destroy();
+      await tracing?.shutdown().catch(() => undefined);
       // Until metrics exist (issue 17), what the write path did is said once, at the end: how
       // the writes batched, and how often a transaction was run again after losing a race at
       // commit (on Galera: certification conflicts) or after a lock wait or racing insert.

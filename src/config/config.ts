@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { TracingExporter, tracingFromEnv } from '../observability/tracing-config';
 
 /** How the database is reached. SQLite is the zero-config default; MySQL/MariaDB is production. */
 export type DatabaseConfig =
@@ -54,10 +55,17 @@ export interface Config {
   databaseTimeouts: DatabaseTimeouts;
   /** How often grpc.health.v1 asks both databases whether they answer. */
   healthProbeIntervalMs: number;
+  /**
+   * On SIGTERM, how long health says NOT_SERVING while calls are still answered, before the
+   * server stops taking new ones: load balancers and readiness probes see it and send no more.
+   */
+  shutdownDrainMs: number;
   /** The check path's cache (docs/architecture.md, "The decision cache"). */
   decisionCache: DecisionCacheConfig;
   /** Prometheus metrics over HTTP (docs/operations.md); undefined: off. */
   metrics?: MetricsConfig;
+  /** OpenTelemetry trace export, from the OTEL_* variables (docs/operations.md); undefined: off. */
+  tracing?: TracingExporter;
   rootKeys: RootKeySource;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** How often every tenant whose audit log grew gets a signed, kept checkpoint; 0: never. */
@@ -273,6 +281,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     problems.push('DATABASE_STATEMENT_TIMEOUT_MS must be 0 (no limit) or at least 1000 (MariaDB counts it in seconds)');
   }
   const healthProbeIntervalMs = int('HEALTH_PROBE_INTERVAL_MS', 1000, 100, 60_000);
+  const shutdownDrainMs = int('SHUTDOWN_DRAIN_MS', 5000, 0, 600_000);
   const decisionCache: DecisionCacheConfig = {
     entries: int('DECISION_CACHE_ENTRIES', 100_000, 0, 100_000_000),
     stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
@@ -281,6 +290,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     (source.METRICS_PORT ?? '') === ''
       ? undefined
       : { port: int('METRICS_PORT', 0, 0, 65_535), bindAddress: source.METRICS_BIND_ADDRESS || '127.0.0.1', maxTenants: int('METRICS_MAX_TENANTS', 100, 1, 10_000) };
+  let tracing: TracingExporter | undefined;
+  try {
+    tracing = tracingFromEnv(source);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
@@ -294,8 +309,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     runMigrations,
     databaseTimeouts,
     healthProbeIntervalMs,
+    shutdownDrainMs,
     decisionCache,
     metrics,
+    tracing,
     rootKeys,
     logLevel,
     auditCheckpointIntervalMs,

@@ -72,7 +72,22 @@ export class TypeormTransactionRunner implements TransactionRunner {
   /** Writes run again after losing a race at commit, since start (for tests, benchmarks and metrics). */
   readonly stats = { raceRetries: 0, otherRetries: 0 };
 
-  async write<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
+  /** When tracing is on (src/observability/tracing.ts): a span per unit of work, its statements under it. */
+  tracing?: { inSpan<T>(name: string, attributes: Record<string, string | number | boolean>, work: () => Promise<T>): Promise<T> };
+
+  write<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
+    return this.tracing ? this.tracing.inSpan('db.transaction', { 'db.system': this.system() }, () => this.writeWithRetries(work)) : this.writeWithRetries(work);
+  }
+
+  read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
+    return this.tracing ? this.tracing.inSpan('db.read', { 'db.system': this.system(), 'db.causal_read': options?.causal === true }, () => this.readOnce(work, options)) : this.readOnce(work, options);
+  }
+
+  private system(): string {
+    return this.sqlite ? 'sqlite' : 'mysql';
+  }
+
+  private async writeWithRetries<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
     const budget = Budget.now(this.timeouts);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -96,7 +111,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
     }
   }
 
-  async read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
+  private async readOnce<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
     const budget = Budget.now(this.timeouts);
     const causal = options?.causal === true;
     try {

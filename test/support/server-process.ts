@@ -51,7 +51,8 @@ export async function startServerProcess(db: TestDatabase, options: ServerProces
   const port = options.port ?? (await freePort());
   const child = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...databaseEnv(db), ...options.env },
+    // No drain period on SIGTERM unless a test asks for one (tests stop many servers).
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_DRAIN_MS: '0', ...databaseEnv(db), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const chunks: Buffer[] = [];

@@ -35,7 +35,7 @@ export interface TestServer {
 export const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);
 
 export async function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}): Promise<TestServer> {
-  const base = loadConfig({ PORT: '0', DATA_DIR: db.dataDir, LOG_LEVEL: 'debug' });
+  const base = loadConfig({ PORT: '0', DATA_DIR: db.dataDir, LOG_LEVEL: 'debug', SHUTDOWN_DRAIN_MS: '0' });
   const config: Config = { ...base, database: db.config, keyStore: db.keyStore, ...overrides };
   const logStream = new PassThrough();
   const chunks: Buffer[] = [];
