@@ -218,25 +218,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
   invalidator?.start();
 
-  // Prometheus metrics on a port of their own, when configured (docs/operations.md).
-  const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
-  function metricSources(): MetricSources {
-    const operations = new OperationsRepository();
-    return {
-      decisionCache: decisionCache ? () => ({ ...decisionCache.stats, entries: decisionCache.size, oldestCatchUpMs: decisionCache.oldestCatchUpAgeMs() }) : undefined,
-      writer: () => writer.stats,
-      retries: () => tx.stats,
-      pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
-      auditLogs: async () => {
-        const now = clock.now();
-        const logs = await withoutCallBudget(() => tx.read((t) => operations.auditLogs(t)));
-        return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
-      },
-      subjectRequests: () => withoutCallBudget(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
-    };
-  }
-  const metricsServer = metrics && config.metrics ? await startMetricsServer(metrics, config.metrics.port, config.metrics.bindAddress, (err) => logger.warn('metrics could not be collected', { error: errorSummary(err) })) : null;
-  if (metricsServer) logger.info('metrics listening', { address: config.metrics!.bindAddress, port: metricsServer.port, path: '/metrics' });
 
   // Load balancers read grpc.health.v1: NOT_SERVING while either database does not answer within
   // DATABASE_CALL_TIMEOUT_MS (unreachable, stopped, not ready such as a Galera node that is not
@@ -260,6 +241,27 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
     logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
   };
+
+  // Prometheus metrics on a port of their own, when configured (docs/operations.md).
+  const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
+  function metricSources(): MetricSources {
+    const operations = new OperationsRepository();
+    return {
+      decisionCache: decisionCache ? () => ({ ...decisionCache.stats, entries: decisionCache.size, oldestCatchUpMs: decisionCache.oldestCatchUpAgeMs() }) : undefined,
+      writer: () => writer.stats,
+      retries: () => tx.stats,
+      ready: () => healthy && !draining,
+      pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
+      auditLogs: async () => {
+        const now = clock.now();
+        const logs = await withoutCallBudget(() => tx.read((t) => operations.auditLogs(t)));
+        return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
+      },
+      subjectRequests: () => withoutCallBudget(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
+    };
+  }
+  const metricsServer = metrics && config.metrics ? await startMetricsServer(metrics, config.metrics.port, config.metrics.bindAddress, (err) => logger.warn('metrics could not be collected', { error: errorSummary(err) })) : null;
+  if (metricsServer) logger.info('metrics listening', { address: config.metrics!.bindAddress, port: metricsServer.port, path: '/metrics' });
 
   // Periodic checkpoints: an auditor who saved one can later prove nothing before it changed,
   // even for a period nobody asked for a checkpoint in.

@@ -20,6 +20,8 @@ export interface MetricSources {
   retries?(): { raceRetries: number; otherRetries: number };
   /** Connections of each database's pool: in use, idle, and calls waiting for one. */
   pools?(): Array<{ database: string; inUse: number; idle: number; waiting: number }>;
+  /** Whether this replica reports SERVING on grpc.health.v1 (a NOT_SERVING replica still answers scrapes). */
+  ready?(): boolean;
   /** Per tenant: audit log size and the age of its latest signed checkpoint (null: none yet). */
   auditLogs?(): Promise<Array<{ tenant: string; size: number; checkpointAgeSeconds: number | null }>>;
   /** Per tenant: data-subject requests open, due within 7 days, past their due time. */
@@ -103,6 +105,7 @@ export class ServiceMetrics {
         }
       },
     });
+    new Gauge({ name: 'consent_ready', help: '1 while this replica reports SERVING on grpc.health.v1 (its databases answer, it is not draining), else 0.', registers, collect() { this.set(sources.ready?.() === false ? 0 : 1); } });
     const labelOf = (tenant: string) => this.tenantLabel(tenant);
     const auditSize = new Gauge({ name: 'consent_audit_log_size', help: "Entries in a tenant's audit log.", labelNames: ['tenant'], registers });
     new Gauge({
@@ -113,11 +116,14 @@ export class ServiceMetrics {
       async collect() {
         this.reset();
         auditSize.reset();
+        // Tenants counted under _other: the sizes add up, the age is the oldest of theirs.
+        const ages = new Map<string, number>();
         for (const log of (await sources.auditLogs?.()) ?? []) {
           const tenant = labelOf(log.tenant);
           auditSize.inc({ tenant }, log.size);
-          if (log.checkpointAgeSeconds !== null) this.set({ tenant }, log.checkpointAgeSeconds);
+          if (log.checkpointAgeSeconds !== null) ages.set(tenant, Math.max(ages.get(tenant) ?? 0, log.checkpointAgeSeconds));
         }
+        for (const [tenant, age] of ages) this.set({ tenant }, age);
       },
     });
     new Gauge({
