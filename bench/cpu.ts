@@ -147,15 +147,16 @@ export interface ProcessGroupUsage {
 }
 
 export class ProcessGroupMeter {
-  constructor(private readonly pids: { server?: number; database?: number | null; generators: number[] }) {}
+  /** `server` and `database` may be several processes (replicas, cluster nodes): their CPU is summed. */
+  constructor(private readonly pids: { server?: number | number[]; database?: number | number[] | null; generators: number[] }) {}
 
   sample(): ProcessGroupSample {
     const own = process.cpuUsage();
     return {
       at: Number(process.hrtime.bigint()) / 1e9,
       own: (own.user + own.system) / 1e6,
-      server: this.pids.server === undefined ? null : procCpuSeconds(this.pids.server),
-      database: this.pids.database == null ? null : procCpuSeconds(this.pids.database),
+      server: summedCpuSeconds(this.pids.server),
+      database: summedCpuSeconds(this.pids.database),
       generators: this.pids.generators.map(procCpuSeconds),
       machine: machineBusySeconds(),
     };
@@ -172,4 +173,18 @@ export class ProcessGroupMeter {
     const other = machine === null ? null : Math.max(0, machine - own - (server ?? 0) - (database ?? 0) - (generators ?? 0));
     return { seconds: after.at - before.at, own, server, database, generators, other };
   }
+}
+
+/** CPU seconds of one process or the sum over several; null if none is given or any is unreadable. */
+function summedCpuSeconds(pids: number | number[] | null | undefined): number | null {
+  if (pids == null) return null;
+  const all = typeof pids === 'number' ? [pids] : pids;
+  if (all.length === 0) return null;
+  let sum = 0;
+  for (const pid of all) {
+    const seconds = procCpuSeconds(pid);
+    if (seconds === null) return null;
+    sum += seconds;
+  }
+  return sum;
 }

@@ -114,18 +114,24 @@ export class LoadGenerators {
 
   private constructor(
     private readonly children: Child[],
-    private readonly serverPid: number | undefined,
-    private readonly databasePid: number | null,
+    private readonly serverPid: number | number[] | undefined,
+    private readonly databasePid: number | number[] | null,
   ) {}
 
-  /** Forks `count` generators that will drive `address`, and waits until each is ready. */
-  static async start(options: { count: number; address: string; serverPid?: number; databasePid?: number | null }): Promise<LoadGenerators> {
+  /**
+   * Forks `count` generators that will drive `address`, and waits until each is ready. Several
+   * addresses (replicas of the service): generator i drives address[i % n]. Several server or
+   * database pids (replicas, cluster nodes): their CPU is summed.
+   */
+  static async start(options: { count: number; address: string | string[]; serverPid?: number | number[]; databasePid?: number | number[] | null }): Promise<LoadGenerators> {
+    const addresses = typeof options.address === 'string' ? [options.address] : options.address;
+    if (addresses.length === 0) throw new GeneratorFailure('load generators need at least one address');
     const children: Child[] = [];
     try {
       for (let index = 0; index < options.count; index++) {
         // fork() reuses this process's execArgv, so the TypeScript loader (tsx) comes along.
         const child = fork(GENERATOR_JS, [], {
-          env: { ...process.env, BENCH_TARGET: options.address, BENCH_GENERATOR_INDEX: String(index) },
+          env: { ...process.env, BENCH_TARGET: addresses[index % addresses.length], BENCH_GENERATOR_INDEX: String(index) },
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         });
         liveGenerators.add(child);
