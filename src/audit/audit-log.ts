@@ -1,14 +1,27 @@
 import { AuditEntry, AuditEntryFilter, AuditRepository, AuditTrail, CheckpointRecord, StoredAuditEntry } from './audit-types';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
-import { canonicalJson } from '../shared/hashing';
-import { EMPTY_ROOT, leafHash, nodeHash, split } from './merkle';
+import { entryJsonOf } from './entry-json';
+import { EMPTY_ROOT, leafHashHex, nodeHash, nodeHashHex, split } from './merkle';
+
+/**
+ * Levels of complete subtrees kept in `audit_nodes`: the leaves (level 0) and every
+ * NODE_STRIDE-th level above them (4, 8, 12, ...); a subtree of a level in between is computed
+ * from at most 2^(NODE_STRIDE-1) kept ones of the kept level below it. So an append writes 1 + 1/15
+ * node rows per entry on average instead of two (every level was stored before), and a root or
+ * proof reads a few short ranges of rows instead of single rows. The leaves stay in rows of their
+ * own beside the entries: an entry rewritten in `audit_entries` together with its leaf hash still
+ * does not match the tree (test/e2e/audit-service.test.ts). Logs written with every level stored
+ * read the same way (the extra rows are simply not read).
+ */
+export const NODE_STRIDE = 4;
 
 /**
  * A per-tenant append-only RFC 6962 Merkle log. Appends run inside the caller's transaction (no
  * change without its entry, no entry without its change) and take the tenant's head row lock, so
- * concurrent writers produce one gap-free sequence. Every complete subtree's hash is stored when
- * its last leaf arrives, so roots and proofs read O(log n) rows (at most O(log^2 n) for ranges
- * that end inside an incomplete subtree), never the whole log.
+ * concurrent writers produce one gap-free sequence. The hash of every complete subtree of a level
+ * divisible by NODE_STRIDE is stored when its last leaf arrives, so roots and proofs read O(log n)
+ * short ranges of rows (at most O(log^2 n) for ranges that end inside an incomplete subtree),
+ * never the whole log.
  */
 export class AuditLog implements AuditTrail {
   constructor(
@@ -25,38 +38,39 @@ export class AuditLog implements AuditTrail {
    * Appends the entries `write` returns (in order; the first one's number is returned). `write`
    * runs under the head lock, so the rows it inserts (consent events) are ordered like their
    * entries across concurrent transactions. A batch costs one head lock, the right edge of the
-   * tree read once, and multi-row inserts of the entries and of the subtrees they complete.
+   * tree read once, and multi-row inserts of the entries and of the kept subtrees they complete.
    */
   async appendAfter(tx: TxContext, tenantId: string, write: () => Promise<AuditEntry[]>): Promise<number> {
     const size = await this.repo.lockHead(tx, tenantId);
     const entries = await write();
     if (entries.length === 0) return size;
-    // Complete subtrees the new leaves join with: those on the right edge of the tree of `size`.
-    const hashes = new Map<string, Buffer>();
+    // The compact range of the tree of `size`: frontier[L] is the complete subtree of level L on
+    // its right edge (where `size` has bit L set), the only subtrees new leaves join with. Hashes
+    // stay in hex, as they are stored.
+    const frontier: Array<string | undefined> = [];
     const edge = rightEdge(size);
-    const stored = edge.length > 0 ? await this.repo.nodes(tx, tenantId, edge) : new Map<string, string>();
-    for (const { level, index } of edge) {
-      const hash = stored.get(`${level}:${index}`);
-      if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
-      hashes.set(`${level}:${index}`, Buffer.from(hash, 'hex'));
+    if (edge.length > 0) {
+      const hashes = await this.subtrees(tx, tenantId, edge);
+      for (const { level, index } of edge) frontier[level] = hashes.node(level, index).toString('hex');
     }
-    const rows: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }> = [];
+    const rows: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }> = new Array(entries.length);
     const nodes: Array<{ level: number; index: number; hash: string }> = [];
-    entries.forEach((entry, i) => {
+    for (let i = 0; i < entries.length; i++) {
       const seq = size + i;
-      const entryJson = canonicalJson({ ...entry, seq, tenant: tenantId });
-      let hash = leafHash(Buffer.from(entryJson, 'utf8'));
-      rows.push({ seq, entry, entryJson, leafHash: hash.toString('hex') });
-      nodes.push({ level: 0, index: seq, hash: hash.toString('hex') });
-      hashes.set(`0:${seq}`, hash);
-      // Each level where this leaf completes a subtree gets that subtree's hash.
-      for (let level = 1, index = seq; index % 2 === 1; level++) {
-        hash = nodeHash(hashes.get(`${level - 1}:${index - 1}`)!, hash);
-        index = (index - 1) / 2;
-        nodes.push({ level, index, hash: hash.toString('hex') });
-        hashes.set(`${level}:${index}`, hash);
+      const entryJson = entryJsonOf(entries[i], seq, tenantId);
+      let hash = leafHashHex(entryJson);
+      rows[i] = { seq, entry: entries[i], entryJson, leafHash: hash };
+      nodes.push({ level: 0, index: seq, hash });
+      // Each level where this leaf completes a subtree: join with the frontier's subtree there.
+      let level = 0;
+      for (let index = seq; index % 2 === 1; index = (index - 1) / 2) {
+        hash = nodeHashHex(frontier[level]!, hash);
+        frontier[level] = undefined;
+        level++;
+        if (level % NODE_STRIDE === 0) nodes.push({ level, index: (index - 1) / 2, hash });
       }
-    });
+      frontier[level] = hash;
+    }
     await this.repo.insertEntries(tx, tenantId, rows);
     await this.repo.insertNodes(tx, tenantId, nodes);
     await this.repo.setSize(tx, tenantId, size + entries.length);
@@ -158,30 +172,60 @@ export class AuditLog implements AuditTrail {
       // The dry run hashes nothing: only the shape matters.
       join: () => EMPTY_ROOT,
     });
-    const stored = new Map<string, string>();
-    const keys = [...wanted.values()];
-    for (let i = 0; i < keys.length; i += NODE_READ_CHUNK) {
-      for (const [k, hash] of await this.repo.nodes(tx, tenantId, keys.slice(i, i + NODE_READ_CHUNK))) stored.set(k, hash);
+    const hashes = await this.subtrees(tx, tenantId, [...wanted.values()]);
+    return compute({ node: (level, index) => hashes.node(level, index), join: nodeHash });
+  }
+
+  /**
+   * The complete subtrees `wanted`, from what is stored: each one's range of rows at the kept
+   * level at or below it, read together.
+   */
+  private async subtrees(tx: TxContext, tenantId: string, wanted: Array<{ level: number; index: number }>): Promise<StoredSubtrees> {
+    const ranges = new Map<string, { level: number; from: number; to: number }>();
+    for (const { level, index } of wanted) {
+      const base = level - (level % NODE_STRIDE);
+      const width = 2 ** (level - base);
+      ranges.set(`${base}:${index * width}:${width}`, { level: base, from: index * width, to: (index + 1) * width });
     }
-    return compute({
-      node: (level, index) => {
-        const hash = stored.get(`${level}:${index}`);
-        if (!hash) throw new Error(`audit node missing: level ${level} index ${index}`);
-        return Buffer.from(hash, 'hex');
-      },
-      join: nodeHash,
-    });
+    const stored = new Map<string, string>();
+    const all = [...ranges.values()];
+    for (let i = 0; i < all.length; i += RANGE_READ_CHUNK) {
+      for (const [k, hash] of await this.repo.subtreeHashes(tx, tenantId, all.slice(i, i + RANGE_READ_CHUNK))) stored.set(k, hash);
+    }
+    return new StoredSubtrees(stored);
   }
 }
 
-/** Stored subtree hashes (the 2^level leaves from index * 2^level) and how two are joined. */
+/** Subtree hashes from the stored ones: read as they are at kept levels, computed in between. */
+class StoredSubtrees {
+  private readonly computed = new Map<string, Buffer>();
+
+  constructor(private readonly stored: Map<string, string>) {}
+
+  node(level: number, index: number): Buffer {
+    const key = `${level}:${index}`;
+    let hash = this.computed.get(key);
+    if (hash) return hash;
+    if (level % NODE_STRIDE === 0) {
+      const hex = this.stored.get(key);
+      if (!hex) throw new Error(`audit node missing: level ${level} index ${index}`);
+      hash = Buffer.from(hex, 'hex');
+    } else {
+      hash = nodeHash(this.node(level - 1, 2 * index), this.node(level - 1, 2 * index + 1));
+    }
+    this.computed.set(key, hash);
+    return hash;
+  }
+}
+
+/** Subtree hashes (the 2^level leaves from index * 2^level) and how two are joined. */
 interface NodeLookup {
   node(level: number, index: number): Buffer;
   join(left: Buffer, right: Buffer): Buffer;
 }
 
-/** Subtrees per read (each one a branch of a UNION ALL; SQLite allows 500 by default). */
-const NODE_READ_CHUNK = 200;
+/** Ranges of subtrees per read (each one a branch of a UNION ALL; SQLite allows 500 by default). */
+const RANGE_READ_CHUNK = 200;
 
 /** MTH of leaves [start, end), from complete subtrees. */
 function rangeHash(node: NodeLookup, start: number, end: number): Buffer {

@@ -76,8 +76,11 @@ export interface AuditRepository {
   insertEntries(tx: TxContext, tenantId: string, entries: Array<{ seq: number; entry: AuditEntry; entryJson: string; leafHash: string }>): Promise<void>;
   /** Stores complete subtrees' hashes (level L, index i covers leaves [i*2^L, (i+1)*2^L)). */
   insertNodes(tx: TxContext, tenantId: string, nodes: Array<{ level: number; index: number; hash: string }>): Promise<void>;
-  /** Several nodes in one read, keyed by `${level}:${index}`; missing ones are absent. */
-  nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>>;
+  /**
+   * The stored hashes of the subtrees of `level` with indexes in [from, to), for several ranges
+   * in one read, keyed by `${level}:${index}` (hex); missing ones are absent.
+   */
+  subtreeHashes(tx: TxContext, tenantId: string, ranges: Array<{ level: number; from: number; to: number }>): Promise<Map<string, string>>;
   /** Entries from `fromSeq` on, in order, that match `filter`. */
   entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter?: AuditEntryFilter): Promise<StoredAuditEntry[]>;
   /** How many entries match `filter`. */

@@ -39,17 +39,19 @@ export class TypeormAuditRepository implements AuditRepository {
     await insertRows(managerOf(tx), 'audit_nodes', ['tenant_id', 'level', 'idx', 'hash'], nodes.map((n) => [tenantId, n.level, n.index, n.hash]));
   }
 
-  async nodes(tx: TxContext, tenantId: string, keys: Array<{ level: number; index: number }>): Promise<Map<string, string>> {
-    if (keys.length === 0) return new Map();
-    // One point lookup per node, joined with UNION ALL: SQLite plans "tenant_id = ? AND ((level = ?
-    // AND idx = ?) OR ...)" as a scan of the tenant's whole tree (53 ms at 600,000 nodes, read by
-    // every write batch), each branch here as a primary-key lookup (0.03 ms).
-    const point = 'SELECT level, idx, hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx = ?';
+  async subtreeHashes(tx: TxContext, tenantId: string, ranges: Array<{ level: number; from: number; to: number }>): Promise<Map<string, string>> {
+    if (ranges.length === 0) return new Map();
+    // One primary-key range per branch, joined with UNION ALL: SQLite plans an OR of ranges as a
+    // scan of the tenant's whole tree (53 ms at 600,000 nodes, read by every write batch), each
+    // branch here as a range of the primary key.
+    const range = 'SELECT level, idx, hash FROM audit_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? AND idx < ?';
     const rows: Array<{ level: unknown; idx: unknown; hash: string }> = await managerOf(tx).query(
-      keys.map(() => point).join(' UNION ALL '),
-      keys.flatMap((k) => [tenantId, k.level, k.index]),
+      ranges.map(() => range).join(' UNION ALL '),
+      ranges.flatMap((r) => [tenantId, r.level, r.from, r.to]),
     );
-    return new Map(rows.map((r) => [`${num(r.level)}:${num(r.idx)}`, r.hash]));
+    const hashes = new Map<string, string>();
+    for (const r of rows) hashes.set(`${num(r.level)}:${num(r.idx)}`, r.hash);
+    return hashes;
   }
 
   async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
