@@ -26,9 +26,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
+# HEALTH_PORT: grpc.health.v1 alone, plaintext, for Docker's HEALTHCHECK and Kubernetes gRPC
+# probes (the API port demands credentials). METRICS_PORT: Prometheus /metrics (no personal
+# data; let only the scraper reach it). docs/operations.md has both.
 ENV NODE_ENV=production \
     PORT=50051 \
     BIND_ADDRESS=0.0.0.0 \
+    HEALTH_PORT=50052 \
+    HEALTH_BIND_ADDRESS=0.0.0.0 \
+    METRICS_PORT=9464 \
+    METRICS_BIND_ADDRESS=0.0.0.0 \
     DATA_DIR=/app/data
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
@@ -37,7 +44,9 @@ COPY package.json ./
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 VOLUME ["/app/data"]
-EXPOSE 50051
+EXPOSE 50051 50052 9464
+# Healthy while the server reports SERVING: its databases answer and it is not draining.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "dist/src/main.js", "health"]
 # Configure DATABASE_URL (mysql://...) and ROOT_KEYS_FILE (a mounted secret) for production;
 # without them the service uses SQLite and a generated development root key in /app/data.
 # It listens on 0.0.0.0, so it refuses to start until callers must authenticate: mount the

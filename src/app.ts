@@ -1,7 +1,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { DataSource } from 'typeorm';
-import { Server } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { Config } from './config/config';
 import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
@@ -68,6 +68,8 @@ export interface RunningApp {
   port: number;
   /** The port of /metrics (METRICS_PORT), when metrics are on. */
   metricsPort?: number;
+  /** The plaintext health-only port (HEALTH_PORT), when on. */
+  healthPort?: number;
   /** The metrics, when on: the transport and the domain report to them. */
   metrics?: ServiceMetrics;
   /** Tracing, when on. */
@@ -242,6 +244,18 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
   };
 
+  // grpc.health.v1 alone on a plaintext port, when configured: for probes that cannot present
+  // the API's credentials (docs/operations.md, "Health and readiness"). The same statuses.
+  const healthServer = config.health ? new Server() : null;
+  let healthPort: number | undefined;
+  if (healthServer && config.health) {
+    health.addToServer(healthServer);
+    healthPort = await new Promise<number>((resolve, reject) =>
+      healthServer.bindAsync(`${config.health!.bindAddress.includes(':') ? `[${config.health!.bindAddress}]` : config.health!.bindAddress}:${config.health!.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+    logger.info('health listening', { address: config.health.bindAddress, port: healthPort });
+  }
+
   // Prometheus metrics on a port of their own, when configured (docs/operations.md).
   const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
   function metricSources(): MetricSources {
@@ -302,6 +316,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   return {
     port,
     metricsPort: metricsServer?.port,
+    healthPort,
     metrics: metrics ?? undefined,
     tracing: tracing ?? undefined,
     server,
@@ -321,6 +336,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       }
       clearInterval(probe);
       await metricsServer?.close();
+      healthServer?.forceShutdown();
       await invalidator?.stop();
       for (const p of probes) p.close();
       clearInterval(checkpointTimer);

@@ -4,11 +4,13 @@ import { openDatabase, openKeyStore, startApp } from './app';
 import { createLogger } from './logging/logger';
 import { verifyReceiptCommand } from './cli/verify-receipt';
 import { rewrapTenantKeys } from './cli/rewrap-tenant-keys';
+import { healthProbe } from './cli/health-probe';
 
 /**
  * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
  * exits; `consent-ledger rewrap-tenant-keys` re-wraps tenant keys under the active root key;
- * `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline. Configuration comes from the environment (docs/configuration.md).
+ * `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline;
+ * `consent-ledger health` asks the local server's health port whether it serves (exit 0). Configuration comes from the environment (docs/configuration.md).
  */
 async function main(): Promise<void> {
   // Offline tools first: they need no configuration, database or keys.
@@ -35,12 +37,19 @@ async function main(): Promise<void> {
     logger.info('migrations complete');
     return;
   }
+  if (command === 'health') {
+    if (!config.health) {
+      process.stderr.write('consent-ledger: health needs HEALTH_PORT (the plaintext health port of the server on this machine)\n');
+      process.exit(2);
+    }
+    process.exit(await healthProbe(config.health.port, 3000, process.stdout));
+  }
   if (command === 'rewrap-tenant-keys') {
     await rewrapTenantKeys(config, logger);
     return;
   }
   if (command !== 'serve') {
-    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | rewrap-tenant-keys | verify-receipt)\n`);
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | health | rewrap-tenant-keys | verify-receipt)\n`);
     process.exit(2);
   }
 

@@ -64,6 +64,11 @@ export interface Config {
   decisionCache: DecisionCacheConfig;
   /** Prometheus metrics over HTTP (docs/operations.md); undefined: off. */
   metrics?: MetricsConfig;
+  /**
+   * A plaintext gRPC port with grpc.health.v1 only (HEALTH_PORT), for probes that cannot speak
+   * TLS or present a client certificate (Kubernetes gRPC probes, Docker HEALTHCHECK); undefined: off.
+   */
+  health?: { port: number; bindAddress: string };
   /** OpenTelemetry trace export, from the OTEL_* variables (docs/operations.md); undefined: off. */
   tracing?: TracingExporter;
   rootKeys: RootKeySource;
@@ -290,6 +295,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     (source.METRICS_PORT ?? '') === ''
       ? undefined
       : { port: int('METRICS_PORT', 0, 0, 65_535), bindAddress: source.METRICS_BIND_ADDRESS || '127.0.0.1', maxTenants: int('METRICS_MAX_TENANTS', 100, 1, 10_000) };
+  const health =
+    (source.HEALTH_PORT ?? '') === '' ? undefined : { port: int('HEALTH_PORT', 0, 0, 65_535), bindAddress: source.HEALTH_BIND_ADDRESS || '127.0.0.1' };
   let tracing: TracingExporter | undefined;
   try {
     tracing = tracingFromEnv(source);
@@ -312,6 +319,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     shutdownDrainMs,
     decisionCache,
     metrics,
+    health,
     tracing,
     rootKeys,
     logLevel,
