@@ -36,7 +36,8 @@ import { RecordConsentParams, WriteTarget } from './write-jobs';
  * Three generator processes in both; in B generator i drives replica i, so calls are spread
  * evenly over the replicas (as a round_robin client does). Workloads: Health/Check (the no-op
  * RPC), warm unary CheckConsent (every subject once through CheckConsentBatch on every replica
- * first), and durable RecordConsent opt-ins of one tenant at 16 and 64 in flight (the hot case on
+ * first) closed loop and open loop at a fixed rate (the same load on A and B: a cheap call's CPU
+ * depends on the rate), and durable RecordConsent opt-ins of one tenant at 16 and 64 in flight (the hot case on
  * Galera: every write of a tenant updates its audit head row, so writes through different nodes
  * conflict at certification and the server runs them again) and spread over 10 tenants.
  *
@@ -576,11 +577,23 @@ interface Workload {
   kind: Kind;
   name: string;
   concurrency: number;
+  /**
+   * Open loop: calls start at this rate whatever the answers (latency from each call's scheduled
+   * time). Closed-loop rates differ between A and B, and a cheap call's CPU per op depends on the
+   * rate (fewer calls per event-loop turn and per syscall at a low one): this compares A and B at
+   * the same load.
+   */
+  openLoopRate?: number;
 }
+
+/** What the table's "In flight" column says for a workload. */
+const load = (w: Workload) => (w.openLoopRate ? `${w.openLoopRate}/s, open loop` : String(w.concurrency));
 
 const WORKLOADS: Workload[] = [
   { key: 'no-op', kind: 'no-op', name: 'Health/Check (no-op RPC)', concurrency: READ_CONCURRENCY },
   { key: 'check', kind: 'check', name: 'CheckConsent, warm (unary)', concurrency: READ_CONCURRENCY },
+  // Below what B reached closed loop even on a busy machine; one share per generator (replica).
+  { key: 'check-fixed', kind: 'check', name: 'CheckConsent, warm (unary)', concurrency: GENERATORS, openLoopRate: 200 },
   { key: 'hot-16', kind: 'write', name: 'RecordConsent opt-in, 1 tenant', concurrency: 16 },
   { key: 'hot-64', kind: 'write', name: 'RecordConsent opt-in, 1 tenant', concurrency: 64 },
   { key: 'spread-64', kind: 'write', name: `RecordConsent opt-in, ${SPREAD_TENANTS} tenants`, concurrency: 64 },
@@ -630,7 +643,7 @@ function progress(m: PhaseMeasurement): void {
   log(
     `    ${formatRate(m.rate)}/s (${fmt(m.items)} in ${m.seconds} s), p50 ${formatMs(m.latency.p50Ms)}, p99 ${formatMs(m.latency.p99Ms)}; server ${perOp(m.cpu.server, m.items)}/op, mariadbd ${perOp(m.cpu.database, m.items)}/op; CPU ${cpuShares(m)}${
       failed.length ? `; FAILED: ${failed.join(', ')}` : ''
-    }${m.failedTotal > 0 ? ` (${m.failedTotal} failed in the whole phase)` : ''}`,
+    }${m.failedTotal > 0 ? ` (${m.failedTotal} failed in the whole phase)` : ''}${m.counters.overloaded ? `; FELL BEHIND the rate (${m.counters.notSent ?? 0} not sent)` : ''}`,
   );
 }
 
@@ -700,13 +713,18 @@ async function benchmarkTopology(key: 'A' | 'B', s: Settings, options: Options, 
       const measured: Measured[] = [];
       for (const w of WORKLOADS.filter((x) => x.kind !== 'write')) {
         const job: JobRequest = w.kind === 'no-op' ? { kind: 'health-check' } : { kind: 'check-unary', params: { target, keys: { kind: 'uniform', seed: 11 } } satisfies UnaryCheckParams };
-        log(`  ${w.name}, ${w.concurrency} in flight ...`);
+        log(`  ${w.name}, ${load(w)}${w.openLoopRate ? '' : ' in flight'} ...`);
         const cacheBefore = await cacheCounters(fleet.metricsPorts);
-        const m = await fleet.generators.run(job, { concurrency: w.concurrency, warmupMs: s.warmupMs, durationMs: s.durationMs });
+        const m = await fleet.generators.run(job, {
+          concurrency: w.concurrency,
+          warmupMs: s.warmupMs,
+          durationMs: s.durationMs,
+          openLoop: w.openLoopRate ? { rate: w.openLoopRate, maxInFlight: 512 } : undefined,
+        });
         const cacheAfter = await cacheCounters(fleet.metricsPorts);
         progress(m);
         const cache = cacheBefore && cacheAfter ? { hits: cacheAfter.hits - cacheBefore.hits, misses: cacheAfter.misses - cacheBefore.misses, stale: cacheAfter.stale - cacheBefore.stale } : undefined;
-        if (w.kind === 'check' && cache) log(`    decision cache over warm-up and window: ${fmt(cache.hits)} hits, ${fmt(cache.misses)} misses, ${fmt(cache.stale)} stale`);
+        if (w.key === 'check' && cache) log(`    decision cache over warm-up and window: ${fmt(cache.hits)} hits, ${fmt(cache.misses)} misses, ${fmt(cache.stale)} stale`);
         measured.push({ workload: w, m, cache });
       }
       return measured;
@@ -825,8 +843,10 @@ function describeTotals(r: Measured, key: 'A' | 'B'): string {
 function failedCell(m: PhaseMeasurement): string {
   const inWindow = Object.entries(m.failed).map(([code, n]) => `${fmt(n)} ${code}`);
   const aborted = m.failed.ABORTED ?? 0;
-  if (m.failedTotal === 0) return '0';
-  return `**${fmt(m.failedTotal)}** (in window: ${inWindow.join(', ') || 'none'}; ABORTED ${fmt(aborted)})`;
+  // Open loop: a generator that had too many calls outstanding stopped sending (the server fell behind).
+  const behind = m.counters.overloaded ? `; **fell behind the rate: ${fmt(m.counters.notSent ?? 0)} calls not sent**` : '';
+  if (m.failedTotal === 0) return `0${behind}`;
+  return `**${fmt(m.failedTotal)}** (in window: ${inWindow.join(', ') || 'none'}; ABORTED ${fmt(aborted)})${behind}`;
 }
 
 function renderReport(runs: TopologyRun[], failures: string[], s: Settings, options: Options, totalSeconds: number): string {
@@ -856,7 +876,7 @@ function renderReport(runs: TopologyRun[], failures: string[], s: Settings, opti
       const unit = w.kind === 'write' ? 'writes/s' : 'calls/s';
       const c = conflictCells(r, run.topology.key);
       lines.push(
-        `| ${w.name} | ${w.concurrency} | ${run.topology.key} | ${formatRate(r.m.rate)} ${unit} | ${formatMs(r.m.latency.p50Ms)} | ${formatMs(r.m.latency.p99Ms)} | ${perOp(r.m.cpu.server, r.m.items)} | ${perOp(r.m.cpu.database, r.m.items)} | ${cpuShares(r.m)} | ${c.conflicts} | ${c.retries} | ${c.batch} | ${failedCell(r.m)} |`,
+        `| ${w.name} | ${load(w)} | ${run.topology.key} | ${formatRate(r.m.rate)} ${unit} | ${formatMs(r.m.latency.p50Ms)} | ${formatMs(r.m.latency.p99Ms)} | ${perOp(r.m.cpu.server, r.m.items)} | ${perOp(r.m.cpu.database, r.m.items)} | ${cpuShares(r.m)} | ${c.conflicts} | ${c.retries} | ${c.batch} | ${failedCell(r.m)} |`,
       );
     }
   }
@@ -881,7 +901,7 @@ function renderReport(runs: TopologyRun[], failures: string[], s: Settings, opti
       };
       const us = (v: number | null) => (v === null ? '–' : v < 1000 ? `${Math.round(v)} µs` : `${(v / 1000).toFixed(2)} ms`);
       lines.push(
-        `| ${w.name} | ${w.concurrency} | ${times(rb.m.rate / ra.m.rate)} | ${times(rb.m.latency.p99Ms / ra.m.latency.p99Ms)} | ${ratio(perOpUs(rb.m.cpu.server, rb.m.items), perOpUs(ra.m.cpu.server, ra.m.items))} | ${ratio(
+        `| ${w.name} | ${load(w)} | ${times(rb.m.rate / ra.m.rate)} | ${times(rb.m.latency.p99Ms / ra.m.latency.p99Ms)} | ${ratio(perOpUs(rb.m.cpu.server, rb.m.items), perOpUs(ra.m.cpu.server, ra.m.items))} | ${ratio(
           perOpUs(rb.m.cpu.database, rb.m.items),
           perOpUs(ra.m.cpu.database, ra.m.items),
         )} | ${us(both(ra))} → ${us(both(rb))} | ${us(aboveIdle(ra, a.idleRates))} → ${us(aboveIdle(rb, b.idleRates))} |`,
@@ -891,7 +911,7 @@ function renderReport(runs: TopologyRun[], failures: string[], s: Settings, opti
   lines.push('');
   for (const run of runs) {
     for (const r of run.results.filter((x) => x.totals)) lines.push(`- ${run.topology.key}, ${r.workload.name}, ${r.workload.concurrency} in flight, whole server life (warm-up, window, drain): ${describeTotals(r, run.topology.key)}.`);
-    const check = run.results.find((x) => x.workload.kind === 'check');
+    const check = run.results.find((x) => x.workload.key === 'check');
     if (check?.cache) {
       const c = check.cache;
       const all = c.hits + c.misses + c.stale;
