@@ -13,6 +13,7 @@ import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { RequestCheck, requestChecks } from './request-checks';
+import { CHECK_RESPONSE_ENCODERS } from './check-responses';
 
 export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService'] as const;
 
@@ -110,6 +111,8 @@ function byItem(violations: FieldViolation[], field: string): Map<number, FieldV
  *    without complaint (request-checks.ts).
  * Such a request becomes a message marked REFUSED (the empty message when it could not be read):
  * the call pipeline answers INVALID_ARGUMENT for it, and a stream's handler answers the one item.
+ *
+ * The check methods' responses are encoded by check-responses.ts (the same bytes, less work).
  */
 function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<string, RequestCheck>): D {
   const wrapped: Record<string, unknown> = {};
@@ -117,6 +120,8 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
     const check = checks.get(method.path) ?? (() => []);
     wrapped[name] = {
       ...method,
+      // The check methods' answers in one exact-size buffer (check-responses.ts), same bytes.
+      responseSerialize: CHECK_RESPONSE_ENCODERS[method.path] ?? method.responseSerialize,
       requestDeserialize: (bytes: Buffer) => {
         const refuse = (error: DomainError) => Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [REFUSED]: error });
         // The schema check first: it reads 64-bit values the generated decoder refuses, so a
