@@ -29,7 +29,9 @@ export class FieldDecryptionError extends Error {
  * is ours. A fresh random 96-bit IV per value.
  */
 export function encryptField(key: Buffer, kid: string, context: FieldContext, plaintext: string): string {
-  const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid, ...pick(context) })).toString('base64url');
+  // The context's fields written out, not spread in: a spread literal is slow on Node.js 20.
+  const fields = { alg: 'dir', enc: 'A256GCM', kid, tenant: context.tenant, subject: context.subject, table: context.table, column: context.column, row: context.row };
+  const header = Buffer.from(JSON.stringify(fields)).toString('base64url');
   if (key.length !== 32) throw new FieldDecryptionError('field keys are 256 bits');
   const iv = freshRandom(GCM_IV_BYTES);
   // JWE: the additional authenticated data is the ASCII of the encoded protected header.
@@ -65,8 +67,4 @@ export function decryptField(key: Buffer, context: FieldContext, jwe: string): s
   } catch {
     throw new FieldDecryptionError('authentication failed');
   }
-}
-
-function pick(context: FieldContext): FieldContext {
-  return { tenant: context.tenant, subject: context.subject, table: context.table, column: context.column, row: context.row };
 }

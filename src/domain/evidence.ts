@@ -47,6 +47,9 @@ export function prepareEvidence(evidence: Evidence, field: string, violations: F
 /** "203.0.113.77" -> "203.0.113.0"; "2001:db8:1:2::1" -> "2001:db8:1::"; null when not an address. */
 export function truncateIp(raw: string): string | null {
   const value = raw.trim();
+  // The usual case first, without parsing into objects: node:net accepts only four decimal parts
+  // of 0-255 without leading zeros, so the /24 network is the first three parts as written.
+  if (isIPv4(value)) return `${value.slice(0, value.lastIndexOf('.'))}.0`;
   // Only the canonical forms: ipaddr.js also reads "127.1", "0x7f.0.0.1" and bare integers as
   // IPv4, which no client reports as a source address and which would hide typos.
   let address: ipaddr.IPv4 | ipaddr.IPv6;
