@@ -60,9 +60,29 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
 
 /** Refuses the call unless the principal has a role the table allows for `method`. */
 export function authorizeMethod(principal: Principal, method: string): void {
+  methodPolicy(method).authorize(principal);
+}
+
+/** The access rule of one method, looked up once (the call pipeline keeps one per handler). */
+export interface MethodPolicy {
+  /** Refuses the call unless the principal has a role the table allows for the method. */
+  authorize(principal: Principal): void;
+}
+
+export function methodPolicy(method: string): MethodPolicy {
   const allowed = ACCESS_POLICY[method];
-  if (!allowed) throw new DomainError('PERMISSION_DENIED', 'METHOD_NOT_ALLOWED', `${method} is not open to any role`);
-  if (!principal.roles.some((role) => allowed.includes(role))) {
-    throw new DomainError('PERMISSION_DENIED', 'ROLE_NOT_ALLOWED', `${method} needs one of the roles ${allowed.join(', ').toLowerCase()}`);
+  if (!allowed) {
+    // Refused when called, like every other refusal (the server still starts).
+    return {
+      authorize() {
+        throw new DomainError('PERMISSION_DENIED', 'METHOD_NOT_ALLOWED', `${method} is not open to any role`);
+      },
+    };
   }
+  return {
+    authorize(principal) {
+      for (const role of principal.roles) if (allowed.includes(role)) return;
+      throw new DomainError('PERMISSION_DENIED', 'ROLE_NOT_ALLOWED', `${method} needs one of the roles ${allowed.join(', ').toLowerCase()}`);
+    },
+  };
 }

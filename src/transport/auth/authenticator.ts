@@ -12,16 +12,20 @@ export interface CallCredentials {
   peerCertificate?: PeerCertificate;
 }
 
-/** Decides the principal of a call, or refuses it with UNAUTHENTICATED. */
+/**
+ * Decides the principal of a call, or refuses it with UNAUTHENTICATED (thrown, or the promise
+ * rejected). At once when nothing needs a turn of the event loop (no credentials, a client
+ * certificate): the call pipeline then goes on without one.
+ */
 export interface Authenticator {
   readonly mode: 'development' | 'authenticated';
-  authenticate(credentials: CallCredentials, now: number): Promise<Principal>;
+  authenticate(credentials: CallCredentials, now: number): Principal | Promise<Principal>;
 }
 
 /** No credentials configured: every call is the fixed development principal (loopback only; see config). */
 export class DevelopmentAuthenticator implements Authenticator {
   readonly mode = 'development';
-  async authenticate(): Promise<Principal> {
+  authenticate(): Principal {
     return DEVELOPMENT_PRINCIPAL;
   }
 }
@@ -41,7 +45,7 @@ export class CredentialAuthenticator implements Authenticator {
     private readonly certificates: ClientCertificateVerifier | null,
   ) {}
 
-  async authenticate(credentials: CallCredentials, now: number): Promise<Principal> {
+  authenticate(credentials: CallCredentials, now: number): Principal | Promise<Principal> {
     const presented = hasCertificate(credentials.peerCertificate) ? credentials.peerCertificate : undefined;
     let fromCertificate: Principal | undefined;
     if (presented) {
