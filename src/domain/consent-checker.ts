@@ -49,6 +49,8 @@ export type CheckOutcome = { decision: Decision } | { error: DomainError };
 interface PreparedQuery {
   position: number;
   index: IdentifierIndex;
+  /** key(index), made once. */
+  key: string;
   target: CheckTarget;
   at: number;
   live: boolean;
@@ -81,39 +83,51 @@ export class ConsentChecker {
 
   /** Decides a single query; its errors are thrown. */
   async checkOne(principal: Principal, tenantId: string, query: CheckQuery, consistency: Consistency = BOUNDED): Promise<Decision> {
-    const [outcome] = await this.checkMany(principal, tenantId, [query], consistency);
+    const outcome = (await this.checkMany(principal, tenantId, [query], consistency))[0];
     if ('error' in outcome) throw outcome.error;
     return outcome.decision;
   }
 
-  /** Decides each query independently, answers in order. */
+  /**
+   * Decides each query independently, answers in order. A question about now that the caches
+   * answer costs one turn of the event loop (the tenant keyring); every other await below is
+   * taken only when something has to be read.
+   */
   async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[], consistency: Consistency = BOUNDED): Promise<CheckOutcome[]> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     // The tenant row (settings) from the process's cache unless the check asks for more than the
     // staleness bound: a token the decision cache has not reached, or full consistency.
     const cachedTenantWillDo = consistency.kind === 'bounded' || (consistency.kind === 'atLeast' && (this.cache?.position(tenantId) ?? -1) >= consistency.position);
-    const tenant =
-      (cachedTenantWillDo && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, cachedTenantWillDo), { causal: !cachedTenantWillDo }));
+    const tenant = (cachedTenantWillDo && this.tenants.cached(tenantId)) || (await this.tx.read((tx) => this.tenants.require(tx, tenantId, cachedTenantWillDo)));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const outcomes: CheckOutcome[] = new Array(queries.length);
     const prepared: PreparedQuery[] = [];
-    const purposes = await this.purposesOf(tenant, queries);
-    for (const [position, query] of queries.entries()) {
+    const purposes = this.cachedPurposes(tenant, queries) ?? (await this.purposesOf(tenant, queries));
+    for (let position = 0; position < queries.length; position++) {
       try {
-        prepared.push(this.prepareWith(keyring, query, position, now, purposes));
+        prepared.push(this.prepareWith(keyring, queries[position], position, now, purposes));
       } catch (err) {
         if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
         outcomes[position] = { error: err };
       }
     }
-    const live = await this.liveState(tenantId, prepared.filter((p) => p.live), consistency);
-    const past = prepared.some((p) => !p.live) ? await this.pastFacts(tenant, prepared.filter((p) => !p.live)) : new Map<number, PastFacts>();
+    let liveQueries = prepared;
+    let pastQueries: PreparedQuery[] | null = null;
+    for (const query of prepared) {
+      if (query.live) continue;
+      liveQueries = prepared.filter((p) => p.live);
+      pastQueries = prepared.filter((p) => !p.live);
+      break;
+    }
+    const lookup = this.lookUp(tenantId, liveQueries, consistency);
+    const live = lookup.missing.size === 0 ? lookup.found : await this.readMissing(tenantId, lookup);
+    const past = pastQueries ? await this.pastFacts(tenant, pastQueries) : null;
     for (const query of prepared) {
       if (query.live) {
-        outcomes[query.position] = { decision: decide(factsOf(live.get(key(query.index))!), query.target, query.at, tenant.settings.serviceWindowMs) };
+        outcomes[query.position] = { decision: decide(factsOf(live.get(query.key)!), query.target, query.at, tenant.settings.serviceWindowMs) };
       } else {
-        const { facts, serviceWindowMs } = past.get(query.position)!;
+        const { facts, serviceWindowMs } = past!.get(query.position)!;
         outcomes[query.position] = { decision: decide(facts, query.target, query.at, serviceWindowMs) };
       }
     }
@@ -121,28 +135,29 @@ export class ConsentChecker {
   }
 
   /**
-   * What the identifiers of questions about now name, and their people's scopes and windows:
-   * from the cache where it may answer, the rest in one read (kept for the next check).
+   * What the cache holds of the identifiers of questions about now, where it may answer (within
+   * the staleness bound, as fresh as a token asks), each identifier looked up once; the rest missing.
    */
-  private async liveState(tenantId: string, queries: PreparedQuery[], consistency: Consistency): Promise<Map<string, CachedIdentifier>> {
+  private lookUp(tenantId: string, queries: PreparedQuery[], consistency: Consistency): Lookup {
     const found = new Map<string, CachedIdentifier>();
     const missing = new Map<string, IdentifierIndex>();
     const minPosition = consistency.kind === 'atLeast' ? consistency.position : 0;
     for (const query of queries) {
-      const k = key(query.index);
+      const k = query.key;
       if (found.has(k) || missing.has(k)) continue;
       const hit = consistency.kind !== 'full' && this.cache ? this.cache.get(tenantId, query.index, minPosition) : undefined;
       if (hit) found.set(k, hit);
       else missing.set(k, query.index);
     }
-    if (missing.size === 0) return found;
+    return { found, missing, minPosition };
+  }
+
+  /** The identifiers the cache could not answer for, read in one statement (and kept for the next check). */
+  private async readMissing(tenantId: string, { found, missing, minPosition }: Lookup): Promise<Map<string, CachedIdentifier>> {
     const indexes = [...missing.values()];
     for (let attempt = 0; ; attempt++) {
       const readAt = this.monotonic();
-      // What is read here is answered as fresh (and kept as fresh as of now): on a cluster, the
-      // read waits for what other replicas committed before it (a causal read), so that neither
-      // a node behind by a moment nor one cut off from its peers answers with old state.
-      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes), { causal: true });
+      const read = await this.tx.read((tx) => this.decisionState.read(tx, tenantId, indexes));
       if (read.version < minPosition) {
         // A token from a write this database has not shown yet (a replica of a cluster behind
         // by a moment): wait a little; never answer from older state than the token asks for.
@@ -164,7 +179,7 @@ export class ConsentChecker {
       const found = await this.resolveSubjects(tx, tenant.id, queries);
       const result = new Map<number, PastFacts>();
       for (const query of queries) {
-        const resolved = found.get(key(query.index));
+        const resolved = found.get(query.key);
         const facts = resolved === ERASED ? ERASED_FACTS : resolved ? await this.facts(tx, tenant.id, resolved, query, new Map()) : null;
         result.set(query.position, { facts, serviceWindowMs: (await this.tenants.settingsAt(tx, tenant, query.at)).serviceWindowMs });
       }
@@ -184,7 +199,7 @@ export class ConsentChecker {
     const prepared = await this.prepare(known, await this.keys.tenantKeyring(tenantId), query, 0, now);
     return this.tx.read(async (tx) => {
       const tenant = await this.tenants.require(tx, tenantId, true);
-      const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(key(prepared.index));
+      const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(prepared.key);
       // The settings in force at the asked time (the service window length), not today's.
       const settings = prepared.live ? tenant.settings : await this.tenants.settingsAt(tx, tenant, prepared.at);
       const basis = { at: prepared.at, category: prepared.target.category, serviceWindowMs: settings.serviceWindowMs };
@@ -209,7 +224,7 @@ export class ConsentChecker {
    */
   private async resolveSubjects(tx: TxContext, tenantId: string, prepared: PreparedQuery[]): Promise<Map<string, SubjectRef | typeof ERASED>> {
     const found: Map<string, SubjectRef | typeof ERASED> = await this.subjects.findByIdentifiers(tx, tenantId, prepared.map((p) => p.index));
-    const missing = prepared.filter((p) => !found.has(key(p.index))).map((p) => p.index);
+    const missing = prepared.filter((p) => !found.has(p.key)).map((p) => p.index);
     const suppressed = missing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, missing) : new Map<string, unknown>();
     for (const k of suppressed.keys()) found.set(k, ERASED);
     return found;
@@ -217,6 +232,18 @@ export class ConsentChecker {
 
   private async prepare(tenant: Tenant, keyring: TenantKeyring, query: CheckQuery, position: number, now: number): Promise<PreparedQuery> {
     return this.prepareWith(keyring, query, position, now, await this.purposesOf(tenant, [query]));
+  }
+
+  /** The purposes the queries name if the cache holds them all (the usual case), else null. */
+  private cachedPurposes(tenant: Tenant, queries: CheckQuery[]): Map<string, Purpose | DomainError> | null {
+    const found = new Map<string, Purpose | DomainError>();
+    for (const { purposeId } of queries) {
+      if (!purposeId || found.has(purposeId)) continue;
+      const cached = this.purposes.cached(tenant.id, purposeId)?.purpose;
+      if (!cached) return null;
+      found.set(purposeId, cached);
+    }
+    return found;
   }
 
   /**
@@ -244,17 +271,21 @@ export class ConsentChecker {
 
   /** A query checked, normalised and blind-indexed (no awaits: a batch's queries cost no turns of the event loop). */
   private prepareWith(keyring: TenantKeyring, query: CheckQuery, position: number, now: number, purposes: Map<string, Purpose | DomainError>): PreparedQuery {
-    const violations = [...query.violations];
     const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
-    if (isViolation(identifier)) violations.push(identifier);
-    if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
+    if (query.violations.length > 0 || isViolation(identifier)) {
+      const violations = [...query.violations];
+      if (isViolation(identifier)) violations.push(identifier);
+      throw invalidArgument(violations);
+    }
     const purpose = query.purposeId ? purposes.get(query.purposeId)! : undefined;
     if (purpose instanceof DomainError) throw purpose;
     const category = purpose ? purpose.category : query.category!;
     const at = query.at ?? now;
+    const index: IdentifierIndex = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
     return {
       position,
-      index: { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) },
+      index,
+      key: key(index),
       target: { purposeId: query.purposeId, category, channel: query.channel! },
       at,
       // A past `at` must not see events recorded after it: replay the log up to `at`.
@@ -284,6 +315,14 @@ export class ConsentChecker {
 interface PastFacts {
   facts: SubjectFacts | null;
   serviceWindowMs: number;
+}
+
+/** What the cache answered for a call's questions about now, and the identifiers it has to read. */
+interface Lookup {
+  found: Map<string, CachedIdentifier>;
+  missing: Map<string, IdentifierIndex>;
+  /** The log position a consistency token asks for (0: none). */
+  minPosition: number;
 }
 
 /** Attempts to read state at least as fresh as a consistency token before giving up (UNAVAILABLE). */

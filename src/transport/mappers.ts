@@ -20,14 +20,20 @@ import { names, parsePurposeName, parseTenantName } from '../domain/resource-nam
  * mapping is the enum's name without its prefix, and UNSPECIFIED maps to null.
  */
 export function enumMapper<E extends Record<string, string | number>, D extends string>(pbEnum: E, prefix: string) {
+  // Both directions worked out once: every check maps a channel, a category and a reason.
+  const toDomain = new Map<number, D>();
+  const toProto = new Map<string, E[keyof E]>();
+  for (const [name, value] of Object.entries(pbEnum)) {
+    if (typeof value !== 'number' || name.endsWith('_UNSPECIFIED') || name === 'UNRECOGNIZED') continue;
+    toDomain.set(value, name.slice(prefix.length) as D);
+    toProto.set(name.slice(prefix.length), value as E[keyof E]);
+  }
   return {
     toDomain(value: number): D | null {
-      const name = pbEnum[value as unknown as keyof E] as unknown as string | undefined;
-      if (!name || name.endsWith('_UNSPECIFIED') || name === 'UNRECOGNIZED') return null;
-      return name.slice(prefix.length) as D;
+      return toDomain.get(value) ?? null;
     },
     toProto(value: D): E[keyof E] {
-      return pbEnum[(prefix + value) as keyof E];
+      return toProto.get(value) ?? pbEnum[(prefix + value) as keyof E];
     },
   };
 }
