@@ -50,6 +50,7 @@ import { TypeormKeyRotationRepository } from './storage/repositories/key-rotatio
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
+import { RpcTelemetry } from './observability/rpc-telemetry';
 import { withoutCallBudget } from './shared/call-budget';
 import { startMetricsServer } from './observability/metrics-server';
 import type { Tracing } from './observability/tracing';
@@ -196,12 +197,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   const authenticator = await createAuthenticator(config);
   const limits = new CallLimits({ ratePerSecond: config.limits.ratePerSecond, burst: config.limits.rateBurst, maxStreamsPerPrincipal: config.limits.maxStreamsPerPrincipal });
-  const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service);
+  // Metrics (when METRICS_PORT is set) and traces (when OTEL_* says so) of every call.
+  const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
+  const telemetry = new RpcTelemetry(metrics ?? undefined, tracing ?? undefined);
+  if (metrics) writer.metrics = metrics;
+  const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service, telemetry);
   const { server, health } = createGrpcServer(
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
       purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
-      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), config.limits),
+      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), config.limits, metrics ?? undefined),
       key: keyHandlers(pipeline('consent.v1.KeyService'), keyAdmin),
       audit: auditHandlers(pipeline('consent.v1.AuditService'), auditService),
       subjectRights: subjectRightsHandlers(
@@ -257,7 +262,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
 
   // Prometheus metrics on a port of their own, when configured (docs/operations.md).
-  const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
   function metricSources(): MetricSources {
     const operations = new OperationsRepository();
     return {
@@ -459,7 +463,7 @@ function errorSummary(err: unknown): string {
 
 /** A MySQL pool's connections in use, idle, and calls waiting (null on SQLite: one connection, no pool). */
 function poolState(database: string, dataSource: DataSource): { database: string; inUse: number; idle: number; waiting: number } | null {
-  const pool = (dataSource.driver as unknown as { master?: { _allConnections?: { length: number }; _freeConnections?: { length: number }; _connectionQueue?: { length: number } } }).master;
+  const pool = (dataSource.driver as unknown as { pool?: { _allConnections?: { length: number }; _freeConnections?: { length: number }; _connectionQueue?: { length: number } } }).pool;
   if (!pool?._allConnections || !pool._freeConnections || !pool._connectionQueue) return null;
   const idle = pool._freeConnections.length;
   return { database, inUse: pool._allConnections.length - idle, idle, waiting: pool._connectionQueue.length };

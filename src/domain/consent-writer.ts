@@ -71,6 +71,12 @@ export interface WriteResult {
 }
 
 /** Told about each committed batch before its writes are answered (the decision cache: read your writes). */
+/** The write path's metrics (src/observability/metrics.ts implements it). */
+export interface WriteMetrics {
+  written(tenantId: string, kind: string, count?: number): void;
+  batchCommitted(size: number, seconds: number): void;
+}
+
 export type CommitObserver = (tenantId: string, committed: { subjectIds: Set<string>; createdSubjects: boolean; logSize: number }) => void;
 
 /** Suffix of the request id of the keyword event an inbound message records. */
@@ -129,6 +135,8 @@ export class ConsentWriter {
   readonly stats = { batches: 0, writes: 0, largestBatch: 0 };
   /** Told about every committed batch, before its writes are answered. */
   observer?: CommitObserver;
+  /** Metrics of the write path, when on: events recorded by kind, batch sizes and commit times. */
+  metrics?: WriteMetrics;
 
   constructor(
     private readonly tx: TransactionRunner,
@@ -222,10 +230,12 @@ export class ConsentWriter {
     for (const slot of slots) if (!slot.replay && slot.key) slot.events = buildEvents(slot, settings);
 
     // 4. The transaction.
+    const commitStarted = this.metrics ? performance.now() : 0;
     const committed = await this.tx.write((tx) => this.transaction(tx, found.tenant, slots));
     if (committed === 'settings-changed') return positions;
     const { decided, logSize, subjectIds, createdSubjects } = committed;
     if (subjectIds.size > 0) this.observer?.(tenantId, { subjectIds, createdSubjects, logSize });
+    if (this.metrics) this.report(this.metrics, tenantId, slots, decided, (performance.now() - commitStarted) / 1000);
     this.stats.batches++;
     this.stats.writes += slots.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, slots.length);
@@ -464,6 +474,17 @@ export class ConsentWriter {
       logSize = first + entries.length;
     }
     return { decided, logSize, subjectIds: new Set(rows.map((r) => r.subjectId)), createdSubjects: newSubjects.size > 0 };
+  }
+
+  /** What a committed batch recorded, for the metrics: each inbound message, and the events by kind (a keyword's too). */
+  private report(metrics: WriteMetrics, tenantId: string, slots: Slot[], decided: Map<number, Decision>, seconds: number): void {
+    metrics.batchCommitted(slots.length, seconds);
+    for (const slot of slots) {
+      const d = decided.get(slot.position);
+      if (d?.kind !== 'written') continue;
+      if (slot.write.body.type === 'inbound') metrics.written(tenantId, 'INBOUND_MESSAGE');
+      for (const event of d.events) metrics.written(tenantId, event.kind);
+    }
   }
 
   /** The answer of a decided slot; replayed events are opened (decrypted) outside the transaction. */

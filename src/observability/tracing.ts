@@ -68,6 +68,11 @@ export class Tracing {
     return { span, context: trace.setSpan(parent, span) };
   }
 
+  /** Runs `work` with `ctx` as the active context (what spans started inside it are children of). */
+  runIn<T>(ctx: Context, work: () => T): T {
+    return context.with(ctx, work);
+  }
+
   /** Ends an RPC's span with its gRPC status. */
   endRpc(span: Span, code: number, codeName: string): void {
     span.setAttribute('rpc.grpc.status_code', code);

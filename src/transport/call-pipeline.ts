@@ -21,6 +21,8 @@ import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
 import { refusalOf } from './server';
 import { CallBudget, withCallBudget } from '../shared/call-budget';
+import { RpcType } from '../observability/metrics';
+import { RpcObservation, RpcTelemetry } from '../observability/rpc-telemetry';
 
 /** What every handler gets besides its request: who is calling, and the call's correlation id. */
 export interface CallContext {
@@ -134,13 +136,21 @@ export class CallPipeline {
     private readonly limits: CallLimits,
     /** Full service name, e.g. "consent.v1.ConsentService": the access policy's key prefix. */
     private readonly service: string,
+    /** Metrics and traces of each call, when either is on (src/observability). */
+    private readonly telemetry?: RpcTelemetry,
   ) {}
+
+  /** The call's observation when telemetry is on; its end is reported with the call's status. */
+  private observe(type: RpcType, method: string, call: AnyCall): RpcObservation | undefined {
+    return this.telemetry?.enabled ? this.telemetry.begin(type, this.service, method, call.metadata) : undefined;
+  }
 
   unary<Req, Res>(method: string, handler: (request: Req, ctx: CallContext) => Promise<Res>): handleUnaryCall<Req, Res> {
     const policy = methodPolicy(`${this.service}/${method}`);
     return (call: ServerUnaryCall<Req, Res>, answer: sendUnaryData<Res>) => {
       const state = new CallState(call);
-      const callback = answering(state, answer);
+      const observed = this.observe('unary', method, call);
+      const callback = answering(state, observed ? observedAnswer(observed, answer) : answer);
       const started = process.hrtime.bigint();
       const proceed = (ctx: CallContext) => {
         // The response headers go with the answer, not before the work: a client's retry policy
@@ -152,7 +162,8 @@ export class CallPipeline {
           this.fail(method, ctx.requestId, started, refused, callback, ctx);
           return;
         }
-        withCallBudget(budgetOf(call, ctx), () => handler(call.request, ctx)).then(
+        const run = () => withCallBudget(budgetOf(call, ctx), () => handler(call.request, ctx));
+        (observed ? observed.run(run) : run()).then(
           (response) => {
             this.log(method, ctx, started, status.OK, 'OK');
             call.sendMetadata(requestIdHeader(ctx.requestId));
@@ -177,7 +188,8 @@ export class CallPipeline {
     const policy = methodPolicy(`${this.service}/${method}`);
     return (call: ServerReadableStream<Req, Res>, answer: sendUnaryData<Res>) => {
       const state = new CallState(call);
-      const callback = answering(state, answer);
+      const observed = this.observe('client_stream', method, call);
+      const callback = answering(state, observed ? observedAnswer(observed, answer) : answer);
       const started = process.hrtime.bigint();
       const proceed = (ctx: CallContext) => {
         let close: () => void;
@@ -189,7 +201,8 @@ export class CallPipeline {
         }
         call.sendMetadata(requestIdHeader(ctx.requestId));
         ctx.signal.addEventListener('abort', close);
-        withCallBudget(budgetOf(call, ctx), () => handler(call, ctx)).then(
+        const run = () => withCallBudget(budgetOf(call, ctx), () => handler(call, ctx));
+        (observed ? observed.run(run) : run()).then(
           (response) => {
             close();
             this.log(method, ctx, started, status.OK, 'OK');
@@ -210,7 +223,7 @@ export class CallPipeline {
     handler: (call: ServerWritableStream<Req, Res>, ctx: CallContext) => Promise<void>,
   ): handleServerStreamingCall<Req, Res> {
     const policy = methodPolicy(`${this.service}/${method}`);
-    return (call: ServerWritableStream<Req, Res>) => this.runStream(method, policy, call, handler);
+    return (call: ServerWritableStream<Req, Res>) => this.runStream('server_stream', method, policy, call, handler);
   }
 
   bidi<Req, Res>(
@@ -218,20 +231,23 @@ export class CallPipeline {
     handler: (call: ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>,
   ): handleBidiStreamingCall<Req, Res> {
     const policy = methodPolicy(`${this.service}/${method}`);
-    return (call: ServerDuplexStream<Req, Res>) => this.runStream(method, policy, call, handler);
+    return (call: ServerDuplexStream<Req, Res>) => this.runStream('bidi_stream', method, policy, call, handler);
   }
 
   /** The per-call concerns of both streaming kinds: the handler writes; errors end the stream with a status. */
   private runStream<C extends StreamCall>(
+    type: RpcType,
     method: string,
     policy: MethodPolicy,
     call: C,
     handler: (call: C, ctx: CallContext) => Promise<void>,
   ): void {
     const state = new CallState(call);
+    const observed = this.observe(type, method, call);
     const started = process.hrtime.bigint();
     const endWith = (err: unknown) => {
       const e = toGrpcError(err);
+      observed?.end(e.code);
       state.answer();
       call.emit('error', { code: e.code, details: e.details, metadata: e.metadata });
       return e;
@@ -254,10 +270,12 @@ export class CallPipeline {
         this.logError(method, ctx.requestId, started, e.code, e.reason, refused, ctx);
         return;
       }
-      withCallBudget(budgetOf(call, ctx), () => handler(call, ctx)).then(
+      const run = () => withCallBudget(budgetOf(call, ctx), () => handler(call, ctx));
+      (observed ? observed.run(run) : run()).then(
         () => {
           close();
           this.log(method, ctx, started, status.OK, 'OK');
+          observed?.end(status.OK);
           state.answer();
           call.end();
         },
@@ -382,6 +400,14 @@ class PipelineContext implements CallContext {
   get signal(): AbortSignal {
     return this.state.signal;
   }
+}
+
+/** An answer callback that first reports the call's status to its observation. */
+function observedAnswer<Res>(observed: RpcObservation, answer: sendUnaryData<Res>): sendUnaryData<Res> {
+  return (err, response) => {
+    observed.end(err ? ((err as { code?: status }).code ?? status.UNKNOWN) : status.OK);
+    answer(err, response);
+  };
 }
 
 function requestIdHeader(requestId: string): Metadata {

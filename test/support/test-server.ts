@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { CallOptions, credentials, Metadata, ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { startApp, RunningApp } from '../../src/app';
+import { AppOptions, startApp, RunningApp } from '../../src/app';
 import { Config, loadConfig } from '../../src/config/config';
 import { ManualClock } from '../../src/domain/clock';
 import { createLogger } from '../../src/logging/logger';
@@ -34,14 +34,14 @@ export interface TestServer {
 /** 2026-03-01T12:00:00Z: tests move the clock from here. */
 export const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);
 
-export async function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}, appOptions: Pick<AppOptions, 'spanExporter'> = {}): Promise<TestServer> {
   const base = loadConfig({ PORT: '0', DATA_DIR: db.dataDir, LOG_LEVEL: 'debug', SHUTDOWN_DRAIN_MS: '0' });
   const config: Config = { ...base, database: db.config, keyStore: db.keyStore, ...overrides };
   const logStream = new PassThrough();
   const chunks: Buffer[] = [];
   logStream.on('data', (c: Buffer) => chunks.push(c));
   const clock = new ManualClock(T0);
-  const app = await startApp(config, { logger: createLogger('debug', logStream), clock });
+  const app = await startApp(config, { logger: createLogger('debug', logStream), clock, ...appOptions });
   const address = `127.0.0.1:${app.port}`;
   const creds = credentials.createInsecure();
   const clients = {

@@ -63,14 +63,41 @@ export interface ConsentHandlerLimits {
 }
 
 /** consent.v1.ConsentService: translate, call the recorder, checker or history, map back. */
+/** What the check handlers need of the checker (and what the counting wrapper provides). */
+type Checker = Pick<ConsentChecker, 'checkOne' | 'checkMany'>;
+
+/** Told about every decision made and every write recorded (metrics); nothing personal passes. */
+export interface ConsentCallObserver {
+  checkDecided(tenantId: string, verdict: 'ALLOW' | 'DENY', reason: string): void;
+  written(tenantId: string, kind: string, count?: number): void;
+}
+
+/** The checker, with every decision it makes reported to `observer`. */
+function observedChecker(checker: ConsentChecker, observer: ConsentCallObserver): Checker {
+  return {
+    async checkOne(principal, tenantId, query, consistency) {
+      const decision = await checker.checkOne(principal, tenantId, query, consistency);
+      observer.checkDecided(tenantId, decision.allow ? 'ALLOW' : 'DENY', decision.reason);
+      return decision;
+    },
+    async checkMany(principal, tenantId, queries, consistency) {
+      const outcomes = await checker.checkMany(principal, tenantId, queries, consistency);
+      for (const o of outcomes) if ('decision' in o && o.decision) observer.checkDecided(tenantId, o.decision.allow ? 'ALLOW' : 'DENY', o.decision.reason);
+      return outcomes;
+    },
+  };
+}
+
 export function consentHandlers(
   pipeline: CallPipeline,
   recorder: ConsentRecorder,
-  checker: ConsentChecker,
+  realChecker: ConsentChecker,
   history: ConsentHistory,
   feed: ChangeFeed,
   limits: ConsentHandlerLimits,
+  observer?: ConsentCallObserver,
 ): ConsentServiceServer {
+  const checker: Checker = observer ? observedChecker(realChecker, observer) : realChecker;
   return {
     streamChanges: pipeline.serverStream('StreamChanges', async (call, ctx) => {
       const tenantId = parentTenant(call.request.parent);
@@ -344,7 +371,7 @@ function consentInputFromProto(req: ConsentFields, tenantId: string, fingerprint
 async function runCheckStream(
   call: ServerDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse>,
   ctx: CallContext,
-  checker: ConsentChecker,
+  checker: Checker,
   chunk: number,
 ): Promise<void> {
   const queue: StreamCheckConsentRequest[] = [];
@@ -396,7 +423,7 @@ async function runCheckStream(
 async function decideStreamBatch(
   batch: StreamCheckConsentRequest[],
   ctx: CallContext,
-  checker: ConsentChecker,
+  checker: Checker,
 ): Promise<StreamCheckConsentResponse[]> {
   const responses: StreamCheckConsentResponse[] = [];
   let start = 0;
