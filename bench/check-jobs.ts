@@ -90,7 +90,7 @@ export interface StreamCheckParams {
 }
 
 /** Draws subject numbers as `spec` says; counts repeats of a sweep that wrapped. */
-function keySource(spec: KeySpec, subjects: number, generator: number): { next(): number; repeats(): number } {
+function keySource(spec: KeySpec, subjects: number, generator: number): { next(): number; repeats(): number; unswept(): number } {
   const inSet = (i: number) => !spec.modulo || (spec.residues ?? [0]).includes(i % spec.modulo);
   if (spec.kind === 'uniform') {
     const random = seededRandom(spec.seed * 7919 + generator);
@@ -102,6 +102,7 @@ function keySource(spec: KeySpec, subjects: number, generator: number): { next()
         }
       },
       repeats: () => 0,
+      unswept: () => 0,
     };
   }
   // The set in one permutation (Fisher-Yates with the shared seed), then this generator's share.
@@ -122,6 +123,7 @@ function keySource(spec: KeySpec, subjects: number, generator: number): { next()
   return {
     next: () => mine[position++ % mine.length],
     repeats: () => Math.max(0, position - mine.length),
+    unswept: () => Math.max(0, mine.length - position),
   };
 }
 
@@ -189,7 +191,8 @@ const checkBatch: JobFactory = async (raw, context) => {
       subjects.forEach((i, n) => verifier.result(i, response.results[n], 'CheckConsentBatch'));
       return subjects.length;
     },
-    report: () => ({ counters: { allow: verifier.allow, deny: verifier.deny, repeats: keys.repeats() } }),
+    // unswept: subjects of a sweep this generator has not asked yet (the largest over generators is reported).
+    report: () => ({ counters: { allow: verifier.allow, deny: verifier.deny, repeats: keys.repeats() }, maxima: { unswept: keys.unswept() } }),
   };
 };
 
