@@ -97,21 +97,14 @@ export function applyToWindow(window: WindowState | undefined, channel: Channel,
 }
 
 /** Applies the rules of domain.md in order; the first that applies decides. */
-export function decide(facts: SubjectFacts | null, target: CheckTarget, at: number, serviceWindowMs: number): Decision {
-  const decision = decideRules(facts, target, at, serviceWindowMs);
-  // decideRules makes a new object each time: the subject goes on last.
-  if (facts) decision.subjectId = facts.subjectId;
-  return decision;
-}
-
 // Every check runs these rules (a thousand times per batch): plain loops, no arrays or closures
-// made per call.
-function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number, serviceWindowMs: number): Decision {
+// made per call, and the decision made once, with its subject (the last key, for a known person).
+export function decide(facts: SubjectFacts | null, target: CheckTarget, at: number, serviceWindowMs: number): Decision {
   // Rule 6b: a person never recorded is denied, not an error: senders check strangers.
-  if (!facts) return deny('UNKNOWN_SUBJECT');
+  if (!facts) return deny(null, 'UNKNOWN_SUBJECT');
   // Rule 1.
-  if (facts.erased) return deny('SUBJECT_ERASED');
-  if (facts.suppressed) return deny('SUPPRESSED');
+  if (facts.erased) return deny(facts, 'SUBJECT_ERASED');
+  if (facts.suppressed) return deny(facts, 'SUPPRESSED');
 
   // The scopes covering the purpose and channel asked about: `specific` ones name the purpose,
   // `general` ones all purposes (ALL_PURPOSES); each on the channel or on ANY.
@@ -126,13 +119,13 @@ function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number
     specificIn = later(specificIn, s.optIn);
     specificOut = later(specificOut, s.optOut);
   }
-  if (specificOut && !lifts(specificIn, specificOut, at)) return deny('OPTED_OUT', specificOut.eventId);
+  if (specificOut && !lifts(specificIn, specificOut, at)) return deny(facts, 'OPTED_OUT', specificOut.eventId);
   let generalOut: ScopeState['optOut'];
   for (const s of facts.scopes) {
     if (s.purposeId !== ALL_PURPOSES || (s.channel !== 'ANY' && s.channel !== target.channel)) continue;
     if (s.optOut && !lifts(specificIn, s.optOut, at) && !lifts(s.optIn, s.optOut, at)) generalOut = later(generalOut, s.optOut);
   }
-  if (generalOut) return deny('OPTED_OUT', generalOut.eventId);
+  if (generalOut) return deny(facts, 'OPTED_OUT', generalOut.eventId);
 
   let window: WindowState | undefined;
   for (const w of facts.windows) {
@@ -147,24 +140,24 @@ function decideRules(facts: SubjectFacts | null, target: CheckTarget, at: number
   // Rule 3.
   if (target.category === 'SERVICE') {
     return windowOpen
-      ? { allow: true, reason: 'SERVICE_WINDOW_OPEN', decidingEventId: window!.eventId, validUntil: windowEnd }
-      : deny('SERVICE_WINDOW_CLOSED', window?.eventId);
+      ? allow(facts, 'SERVICE_WINDOW_OPEN', window!.eventId, windowEnd)
+      : deny(facts, 'SERVICE_WINDOW_CLOSED', window?.eventId);
   }
   // Rule 4.
   if (target.category === 'UTILITY' && windowOpen) {
-    return { allow: true, reason: 'SERVICE_WINDOW_OPEN', decidingEventId: window!.eventId, validUntil: windowEnd };
+    return allow(facts, 'SERVICE_WINDOW_OPEN', window!.eventId, windowEnd);
   }
   // Rules 4 and 5: a consent to this very purpose; an all-purpose keyword opt-in is no consent
   // to any particular purpose (Art. 4(11): specific and informed).
   if (specificIn) {
-    if (specificIn.kind === 'OPT_IN_PENDING') return deny('CONFIRMATION_PENDING', specificIn.eventId);
+    if (specificIn.kind === 'OPT_IN_PENDING') return deny(facts, 'CONFIRMATION_PENDING', specificIn.eventId);
     if (specificIn.expireTime !== undefined && specificIn.expireTime <= at) {
-      return deny('CONSENT_EXPIRED', specificIn.eventId);
+      return deny(facts, 'CONSENT_EXPIRED', specificIn.eventId);
     }
-    return { allow: true, reason: 'OPTED_IN', decidingEventId: specificIn.eventId, validUntil: specificIn.expireTime };
+    return allow(facts, 'OPTED_IN', specificIn.eventId, specificIn.expireTime);
   }
   // Rule 6.
-  return deny('NO_CONSENT');
+  return deny(facts, 'NO_CONSENT');
 }
 
 /** The status shown by GetConsentState for one scope at `at`. */
@@ -207,8 +200,13 @@ function lifts(optIn: ScopeState['optIn'], optOut: { eventTime: number }, at: nu
   return optIn.expireTime === undefined || optIn.expireTime > at;
 }
 
-function deny(reason: DecisionReason, decidingEventId?: string): Decision {
-  return { allow: false, reason, decidingEventId };
+/** A DENY; about `facts`' person when there is one (the subject the last key). */
+function deny(facts: SubjectFacts | null, reason: DecisionReason, decidingEventId?: string): Decision {
+  return facts ? { allow: false, reason, decidingEventId, subjectId: facts.subjectId } : { allow: false, reason, decidingEventId };
+}
+
+function allow(facts: SubjectFacts, reason: DecisionReason, decidingEventId: string, validUntil: number | undefined): Decision {
+  return { allow: true, reason, decidingEventId, validUntil, subjectId: facts.subjectId };
 }
 
 /** The later of two events (the first on a tie, as a scan in scope order keeps it). */

@@ -93,6 +93,34 @@ export function toRawIdentifier(id: SubjectIdentifier | undefined): RawIdentifie
   }
 }
 
+/**
+ * A parser of resource names that remembers the names it could parse: every check names its
+ * tenant and purpose (a batch a thousand times), and a regular expression per name was ~0.3 µs.
+ * Valid names are short and few; what is not a name (any text a caller sent, personal data
+ * included) is parsed each time and never kept. The memory is dropped when it holds MEMO_NAMES.
+ */
+export class NameMemo<T> {
+  private readonly parsed = new Map<string, T>();
+
+  constructor(private readonly parser: (name: string) => T | null) {}
+
+  parse(name: string): T | null {
+    const known = this.parsed.get(name);
+    if (known !== undefined) return known;
+    const parsed = this.parser(name);
+    if (parsed !== null) {
+      if (this.parsed.size >= MEMO_NAMES) this.parsed.clear();
+      this.parsed.set(name, parsed);
+    }
+    return parsed;
+  }
+}
+
+const MEMO_NAMES = 1000;
+// The parsed names are shared: callers only read them.
+const purposeNames = new NameMemo((name) => parsePurposeName(name, false));
+const purposeNamesWithAll = new NameMemo((name) => parsePurposeName(name, true));
+
 /** Parses a purpose name of `tenantId`; pushes a violation and returns null if it is not one. */
 export function purposeIdOf(
   name: string,
@@ -101,7 +129,7 @@ export function purposeIdOf(
   violations: FieldViolation[],
   allowAll = false,
 ): string | null {
-  const parsed = parsePurposeName(name, allowAll);
+  const parsed = (allowAll ? purposeNamesWithAll : purposeNames).parse(name);
   if (!parsed || parsed.tenantId !== tenantId) {
     violations.push({
       field,

@@ -16,7 +16,7 @@ import {
   PurposeServiceServer,
 } from '../../gen/consent/v1/purpose';
 import { CallContext, CallPipeline } from '../call-pipeline';
-import { categories, msToDate } from '../mappers';
+import { categories, msToDate, NameMemo } from '../mappers';
 
 /** consent.v1.PurposeService: translate, call PurposeService, map back. */
 export function purposeHandlers(pipeline: CallPipeline, purposes: PurposeService): PurposeServiceServer {
@@ -57,8 +57,10 @@ export function purposeHandlers(pipeline: CallPipeline, purposes: PurposeService
 }
 
 /** The tenant id of a `tenants/{tenant}` field (`parent` unless named), or INVALID_ARGUMENT. */
+const tenantNames = new NameMemo(parseTenantName);
+
 export function parentTenant(value: string, field = 'parent'): string {
-  const tenantId = parseTenantName(value);
+  const tenantId = tenantNames.parse(value);
   if (!tenantId) throw invalidArgument([{ field, reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
   return tenantId;
 }
