@@ -93,6 +93,21 @@ export class TypeormSubjectRepository implements SubjectRepository {
 
   async lockMany(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectRef>> {
     const found = new Map<string, SubjectRef>();
+    const manager = managerOf(tx);
+    if (forUpdate(manager) === '') {
+      // SQLite has no row locks (its one writer at a time is the transaction runner's lock): the
+      // rows are only read, so one statement for all of them.
+      const ids = [...new Set(subjectIds)];
+      for (let start = 0; start < ids.length; start += 500) {
+        const chunk = ids.slice(start, start + 500);
+        const rows: Array<{ id: string; erased_at: unknown }> = await manager.query(
+          `SELECT id, erased_at FROM subjects WHERE tenant_id = ? AND id IN (${placeholders(chunk.length)})`,
+          [tenantId, ...chunk],
+        );
+        for (const row of rows) found.set(row.id, { subjectId: row.id, erased: row.erased_at !== null });
+      }
+      return found;
+    }
     // One at a time in id order: every writer locks in the same order, so writers of overlapping
     // sets of people wait for each other instead of deadlocking. (An IN list locks in index
     // order too, but the order is the storage engine's to choose.)
