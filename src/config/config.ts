@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { TracingExporter, tracingFromEnv } from '../observability/tracing-config';
+import { TracingExporter, tracingFromEnv } from './tracing-config';
 
 /** How the database is reached. SQLite is the zero-config default; MySQL/MariaDB is production. */
 export type DatabaseConfig =

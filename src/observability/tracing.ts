@@ -5,7 +5,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { TracingExporter } from './tracing-config';
+import { TracingExporter } from '../config/tracing-config';
 
 /**
  * OpenTelemetry traces (docs/operations.md, "Tracing"): a server span per RPC, linked to the

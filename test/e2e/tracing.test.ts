@@ -1,7 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
 import { InMemorySpanExporter, ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { expect } from 'chai';
-import { tracingFromEnv } from '../../src/observability/tracing-config';
+import { tracingFromEnv } from '../../src/config/tracing-config';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';

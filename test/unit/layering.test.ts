@@ -16,9 +16,13 @@ const ALLOWED: Record<string, string[]> = {
   crypto: ['shared', 'config'],
   audit: ['shared'],
   jobs: ['shared', 'logging'],
+  // Metrics and traces: read by the composition root and the transport, knowing nothing of the domain.
+  observability: ['shared', 'config'],
+  // What clients of several replicas configure (src/client/replica-channel.ts): nothing of the service.
+  client: [],
   domain: ['shared', 'config', 'crypto', 'audit', 'jobs'],
   storage: ['shared', 'config', 'crypto', 'audit', 'domain'],
-  transport: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'gen'],
+  transport: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'gen', 'observability'],
   cli: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'storage', 'transport', 'gen', 'root'],
   gen: [],
 };
