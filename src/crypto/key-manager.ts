@@ -110,6 +110,11 @@ export class KeyManager {
     });
   }
 
+  /** The tenant's keyring if this process holds it now (no promise: every write asks). */
+  cachedTenantKeyring(tenantId: string): TenantKeyring | undefined {
+    return this.tenantCache.get(tenantId);
+  }
+
   /** The tenant's keyring; FAILED_PRECONDITION once shredded, UNAVAILABLE if unreadable (fail closed). */
   async tenantKeyring(tenantId: string): Promise<TenantKeyring> {
     const cached = this.tenantCache.get(tenantId);

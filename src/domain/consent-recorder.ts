@@ -174,8 +174,11 @@ export class ConsentRecorder {
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
-    const { notice } = await this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
-    const keyring = await this.keys.tenantKeyring(input.tenantId);
+    // From the caches without an await when they hold everything (each await is a promise and,
+    // with the call budget's AsyncLocalStorage, its hooks: per write).
+    const references = this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
+    const { notice } = references instanceof Promise ? await references : references;
+    const keyring = this.keys.cachedTenantKeyring(input.tenantId) ?? (await this.keys.tenantKeyring(input.tenantId));
     const fingerprint = this.keys.requestFingerprint(keyring, derivedRequestId ? importedRowContent(identifier, input, eventTime, evidence) : input.fingerprintSource);
     return {
       tenantId: input.tenantId,
@@ -215,8 +218,9 @@ export class ConsentRecorder {
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, input.tenantId);
 
-    await this.references(input.tenantId, null);
-    const keyring = await this.keys.tenantKeyring(input.tenantId);
+    const references = this.references(input.tenantId, null);
+    if (references instanceof Promise) await references;
+    const keyring = this.keys.cachedTenantKeyring(input.tenantId) ?? (await this.keys.tenantKeyring(input.tenantId));
     const result = await this.queue.submit(input.tenantId, {
       tenantId: input.tenantId,
       principal: principal.id,
@@ -237,7 +241,7 @@ export class ConsentRecorder {
    * from the caches when all are there (they are immutable, the tenant at most a moment old), or
    * in one read. The batch that commits the write reads the tenant again.
    */
-  private async references(tenantId: string, purposeId: string | null, notice?: { purposeId: string; version: number }): Promise<{ notice?: Notice }> {
+  private references(tenantId: string, purposeId: string | null, notice?: { purposeId: string; version: number }): { notice?: Notice } | Promise<{ notice?: Notice }> {
     const tenant = this.tenants.cached(tenantId);
     const cached = tenant ? this.purposes.cached(tenantId, purposeId, notice) : undefined;
     if (cached) return { notice: cached.notice };

@@ -244,7 +244,8 @@ export class ConsentWriter {
     for (const slot of slots) {
       const d = decided.get(slot.position)!;
       if (d.kind === 'again') again.push(slot.position);
-      else if (d.kind !== 'same-as') outcomes[slot.position] = await this.outcomeOf(d, settings.serviceWindowMs, slot, logSize);
+      else if (d.kind === 'replay') outcomes[slot.position] = await this.replayOutcome(d, settings.serviceWindowMs, slot, logSize);
+      else if (d.kind !== 'same-as') outcomes[slot.position] = outcomeOf(d, settings.serviceWindowMs, slot, logSize);
     }
     for (const slot of slots) {
       const d = decided.get(slot.position)!;
@@ -487,24 +488,27 @@ export class ConsentWriter {
     }
   }
 
-  /** The answer of a decided slot; replayed events are opened (decrypted) outside the transaction. */
-  private async outcomeOf(d: Decision, serviceWindowMs: number, slot: Slot, logSize: number): Promise<ItemOutcome<WriteResult>> {
-    if (d.kind === 'error') return { error: d.error };
-    const inbound = slot.write.body.type === 'inbound';
-    if (d.kind === 'written') {
-      return { ok: { events: d.events, replayed: false, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
+  /** The answer of a retry: its first call's events, opened (decrypted) outside the transaction. */
+  private async replayOutcome(d: Extract<Decision, { kind: 'replay' }>, serviceWindowMs: number, slot: Slot, logSize: number): Promise<ItemOutcome<WriteResult>> {
+    try {
+      const key = d.stored.some((e) => e.evidenceCiphertext !== null) ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
+      const events = d.stored.map((e) => openEvent(e, key));
+      const inbound = slot.write.body.type === 'inbound';
+      return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
+    } catch (err) {
+      return { error: err };
     }
-    if (d.kind === 'replay') {
-      try {
-        const key = d.stored.some((e) => e.evidenceCiphertext !== null) ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
-        const events = d.stored.map((e) => openEvent(e, key));
-        return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
-      } catch (err) {
-        return { error: err };
-      }
-    }
-    return { error: new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'retry') };
   }
+}
+
+/** The answer of a slot decided without a retry (written, or refused); no promise per write. */
+function outcomeOf(d: Exclude<Decision, { kind: 'replay' }>, serviceWindowMs: number, slot: Slot, logSize: number): ItemOutcome<WriteResult> {
+  if (d.kind === 'error') return { error: d.error };
+  if (d.kind === 'written') {
+    const inbound = slot.write.body.type === 'inbound';
+    return { ok: { events: d.events, replayed: false, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
+  }
+  return { error: new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'retry') };
 }
 
 /**
