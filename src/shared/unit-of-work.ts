@@ -16,10 +16,12 @@ export interface TransactionRunner {
 
 export interface ReadOptions {
   /**
-   * The read must see every write any replica committed before it began (a consistency token
-   * from another replica, or full consistency). On a Galera cluster the node waits until it has
-   * applied what the cluster committed (wsrep_sync_wait); on one database server every read
-   * already does.
+   * Whether the read must see every write any replica committed before it began; true unless
+   * set to false. On a Galera cluster the node first waits until it has applied what the
+   * cluster committed (wsrep_sync_wait), and fails when it is no longer part of the cluster: a
+   * node cut off from its peers, or resumed after a pause, would otherwise answer from its old
+   * state until it notices. On one database server every read already does. False only where an
+   * old answer is harmless and the wait is not worth it (nothing passes false today).
    */
   causal?: boolean;
 }

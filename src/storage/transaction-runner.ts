@@ -58,7 +58,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
   private tail: Promise<unknown> = Promise.resolve();
   /** MySQL connections whose session limits are set (see prepareSession). */
   private readonly prepared = new WeakSet<object>();
-  /** Galera connections whose reads are causal now (wsrep_sync_wait = 1; see syncWait). */
+  /** Galera connections whose units are causal now (wsrep_sync_wait = 1; see syncWait). */
   private readonly causalConnections = new WeakSet<object>();
 
   constructor(
@@ -80,7 +80,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
   }
 
   read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
-    return this.tracing ? this.tracing.inSpan('db.read', { 'db.system': this.system(), 'db.causal_read': options?.causal === true }, () => this.readOnce(work, options)) : this.readOnce(work, options);
+    return this.tracing ? this.tracing.inSpan('db.read', { 'db.system': this.system(), 'db.causal_read': options?.causal !== false }, () => this.readOnce(work, options)) : this.readOnce(work, options);
   }
 
   private system(): string {
@@ -91,7 +91,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
     const budget = Budget.now(this.timeouts);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work, false)));
+        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work, true)));
       } catch (err) {
         const failure = classifyDbError(err);
         const race = failure === 'retryable';
@@ -113,7 +113,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
 
   private async readOnce<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
     const budget = Budget.now(this.timeouts);
-    const causal = options?.causal === true;
+    const causal = options?.causal !== false;
     try {
       return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'read', work) : this.mysqlUnit(unit, 'read', work, causal)));
     } catch (err) {
@@ -167,11 +167,14 @@ export class TypeormTransactionRunner implements TransactionRunner {
       used = true;
       await this.prepareSession(runner);
       // Galera applies other nodes' commits a moment after they certify, and a node cut off from
-      // its peers (or just resumed after a pause) may answer reads from old state until it sees
-      // that it was left out: a causal read first waits until the node has applied everything
-      // the cluster committed before it (wsrep_sync_wait = 1 covers SELECT), and fails on a node
-      // that is no longer part of the cluster. Set per connection only when it changes.
-      if (this.galera) await this.syncWait(runner, kind === 'read' && causal);
+      // its peers (or just resumed after a pause) answers from old state until it sees that it
+      // was left out: every unit of work is causal unless told otherwise (a read first waits
+      // until the node has applied everything the cluster committed before it; wsrep_sync_wait
+      // = 1 covers SELECT and START TRANSACTION), and fails on a node that is no longer part of
+      // the cluster. Writes too: the checks a transaction makes before it writes (erasure, an
+      // earlier write with the same request id) must not rest on a lagging node's rows. Set per
+      // connection only when it changes.
+      if (this.galera) await this.syncWait(runner, causal);
       if (kind === 'read') return await work(contextOf(runner.manager));
       await runner.startTransaction();
       try {
