@@ -354,7 +354,15 @@ if (testDatabaseKinds().includes('mariadb')) {
         `SIGSTOP of node 3: the opt-out through replica 1 acknowledged ${Math.round(acknowledged - paused)} ms after the pause; replica 3 answered ${JSON.stringify(between(acknowledged, resumed))} while its node was stopped, ${JSON.stringify(between(resumed, Infinity))} after SIGCONT, DENY ${Math.round(servingAgain)} ms after it`,
       );
       expect(late, 'ALLOW answered later than B after the opt-out').to.deep.equal([]);
-      expect(answers.filter((a) => a.replica === 1 && a.at > acknowledged + BOUND_MS).every((a) => a.verdict === 'VERDICT_DENY'), 'replica 2 denies').to.equal(true);
+      // Replica 2 (its node healthy) denies. The one exception is the moment node 3 rejoins: the
+      // cluster installs a new view and flow control holds the group while the joiner catches
+      // up, so a causal read may wait longer than the caller's deadline; failing closed then is
+      // right (never an answer from unproven state), but only while node 3 rejoins.
+      const replica2 = answers.filter((a) => a.replica === 1 && a.at > acknowledged + BOUND_MS && a.verdict !== 'VERDICT_DENY');
+      const whileRejoining = (a: { at: number; verdict: string }) =>
+        (a.verdict === 'UNAVAILABLE' || a.verdict === 'DEADLINE_EXCEEDED') && a.at > resumed && a.at <= resumed + servingAgain + BOUND_MS;
+      report.push(`SIGSTOP of node 3: replica 2 failed closed ${replica2.length} times while node 3 rejoined (${replica2.map((a) => `${a.verdict} ${Math.round(a.at - resumed)} ms after SIGCONT`).join(', ') || 'none'})`);
+      expect(replica2.filter((a) => !whileRejoining(a)).map((a) => `${a.verdict} ${Math.round(a.at - resumed)} ms after SIGCONT`), 'replica 2 denies').to.deep.equal([]);
       await waitUntil(async () => (await replicas[2].process.health()) === 'SERVING', 60_000, performance.now(), 200);
     });
 
