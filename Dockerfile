@@ -45,7 +45,8 @@ RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 VOLUME ["/app/data"]
 EXPOSE 50051 50052 9464
-# Healthy while the server reports SERVING: its databases answer and it is not draining.
+# Healthy while the server reports SERVING: started (NOT_SERVING while it migrates: the start
+# period covers that), its databases answer, and it is not draining.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "dist/src/main.js", "health"]
 # Configure DATABASE_URL (mysql://...) and ROOT_KEYS_FILE (a mounted secret) for production;
 # without them the service uses SQLite and a generated development root key in /app/data.

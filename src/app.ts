@@ -1,7 +1,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { DataSource } from 'typeorm';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { Config } from './config/config';
 import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
@@ -48,7 +48,8 @@ import { subjectRightsHandlers } from './transport/handlers/subject-rights-handl
 import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
-import { bind, createGrpcServer, SERVICE_NAMES } from './transport/server';
+import { bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
+import type { HealthImplementation } from 'grpc-health-check';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
 import { RpcTelemetry } from './observability/rpc-telemetry';
 import { withoutCallBudget } from './shared/call-budget';
@@ -114,6 +115,41 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 
   // Before anything changes on disk or in a database: a second instance on the same port fails here.
   await ensurePortFree(config);
+  // Readiness from the start: the health-only port (HEALTH_PORT) opens before the databases are
+  // opened and migrated, and says NOT_SERVING until the service is started (a probe sees "not
+  // ready" rather than a refused connection while migrations run or wait for another replica's
+  // lock). The API port, with the same health service, opens only once everything is ready.
+  const health = createHealth('NOT_SERVING');
+  const healthEndpoint = config.health ? await startHealthServer(health, config.health, logger) : null;
+  try {
+    return await startService(config, options, logger, clock, health, healthEndpoint);
+  } catch (err) {
+    healthEndpoint?.server.forceShutdown();
+    throw err;
+  }
+}
+
+/** grpc.health.v1 alone on a plaintext port (HEALTH_PORT), for probes that cannot present the API's credentials. */
+async function startHealthServer(health: HealthImplementation, where: { port: number; bindAddress: string }, logger: Logger): Promise<{ server: Server; port: number }> {
+  const server = new Server();
+  health.addToServer(server);
+  const port = await bind(server, where.bindAddress, where.port).catch((err: Error) => {
+    server.forceShutdown();
+    throw new Error(`cannot listen on ${where.bindAddress}:${where.port} for health (HEALTH_PORT): ${err.message}. Nothing was started or migrated`);
+  });
+  logger.info('health listening', { address: where.bindAddress, port });
+  return { server, port };
+}
+
+/** The rest of startApp, once the health port (if any) answers NOT_SERVING. */
+async function startService(
+  config: Config,
+  options: AppOptions,
+  logger: Logger,
+  clock: Clock,
+  health: HealthImplementation,
+  healthEndpoint: { server: Server; port: number } | null,
+): Promise<RunningApp> {
   const { provider: rootKeys, generatedFile } = await loadRootKeys(config.rootKeys);
   if (generatedFile) {
     logger.warn(
@@ -202,7 +238,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const telemetry = new RpcTelemetry(metrics ?? undefined, tracing ?? undefined);
   if (metrics) writer.metrics = metrics;
   const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service, telemetry);
-  const { server, health } = createGrpcServer(
+  const { server } = createGrpcServer(
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
       purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
@@ -215,7 +251,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit),
       ),
     },
-    { maxMessageBytes: config.limits.maxMessageBytes },
+    { maxMessageBytes: config.limits.maxMessageBytes, health },
   );
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();
@@ -230,7 +266,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // DATABASE_CALL_TIMEOUT_MS (unreachable, stopped, not ready such as a Galera node that is not
   // synced), SERVING again by itself once both answer.
   const probes = [new DatabaseProbe(dataSource), new DatabaseProbe(keyDataSource)];
+  // What health says: SERVING once started, while both databases answer and until draining.
+  let started = false;
   let healthy = true;
+  let draining = false;
+  const publishHealth = () => {
+    const status = started && healthy && !draining ? 'SERVING' : 'NOT_SERVING';
+    for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, status);
+  };
   let probing = false;
   const probe = setInterval(() => {
     if (probing) return;
@@ -241,25 +284,17 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
   }, config.healthProbeIntervalMs);
   probe.unref();
-  let draining = false;
   const setHealth = (ok: boolean) => {
     if (ok === healthy || draining) return;
     healthy = ok;
-    for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
+    publishHealth();
     logger.warn(ok ? 'database reachable again' : 'database unreachable: health is NOT_SERVING');
   };
 
-  // grpc.health.v1 alone on a plaintext port, when configured: for probes that cannot present
-  // the API's credentials (docs/operations.md, "Health and readiness"). The same statuses.
-  const healthServer = config.health ? new Server() : null;
-  let healthPort: number | undefined;
-  if (healthServer && config.health) {
-    health.addToServer(healthServer);
-    healthPort = await new Promise<number>((resolve, reject) =>
-      healthServer.bindAsync(`${config.health!.bindAddress.includes(':') ? `[${config.health!.bindAddress}]` : config.health!.bindAddress}:${config.health!.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
-    );
-    logger.info('health listening', { address: config.health.bindAddress, port: healthPort });
-  }
+  // grpc.health.v1 alone on a plaintext port, when configured (opened by startApp before the
+  // databases): for probes that cannot present the API's credentials. The same statuses.
+  const healthServer = healthEndpoint?.server ?? null;
+  const healthPort = healthEndpoint?.port;
 
   // Prometheus metrics on a port of their own, when configured (docs/operations.md).
   function metricSources(): MetricSources {
@@ -268,7 +303,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       decisionCache: decisionCache ? () => ({ ...decisionCache.stats, entries: decisionCache.size, oldestCatchUpMs: decisionCache.oldestCatchUpAgeMs() }) : undefined,
       writer: () => writer.stats,
       retries: () => tx.stats,
-      ready: () => healthy && !draining,
+      ready: () => started && healthy && !draining,
       pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
       auditLogs: async () => {
         const now = clock.now();
@@ -302,6 +337,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       : undefined;
   checkpointTimer?.unref();
 
+  // Started: health says SERVING (unless a database probe said otherwise meanwhile).
+  started = true;
+  publishHealth();
   logger.info('consent ledger listening', {
     address: config.bindAddress,
     port,
@@ -333,7 +371,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       // Draining: NOT_SERVING first, so that probes and load balancers stop sending calls, while
       // the calls that still arrive meanwhile are answered; then no new calls.
       draining = true;
-      for (const name of ['', ...SERVICE_NAMES]) health.setStatus(name, 'NOT_SERVING');
+      publishHealth();
       if (config.shutdownDrainMs > 0) {
         logger.info('draining: health is NOT_SERVING; stopping after the drain period', { drain_ms: config.shutdownDrainMs });
         await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));

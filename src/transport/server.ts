@@ -34,7 +34,7 @@ export interface ServiceImplementations {
  */
 export function createGrpcServer(
   services: ServiceImplementations,
-  options: { maxMessageBytes: number },
+  options: { maxMessageBytes: number; health?: HealthImplementation },
 ): { server: Server; health: HealthImplementation } {
   const server = new Server({
     // Larger requests end with RESOURCE_EXHAUSTED before any handler runs.
@@ -53,13 +53,18 @@ export function createGrpcServer(
   server.addService(strictDecoding(SubjectRightsServiceService, checks), services.subjectRights);
   server.addService(strictDecoding(AuditServiceService, checks), services.audit);
 
-  const statuses: ServingStatusMap = { '': 'SERVING' };
-  for (const name of SERVICE_NAMES) statuses[name] = 'SERVING';
-  const health = new HealthImplementation(statuses);
+  const health = options.health ?? createHealth('SERVING');
   health.addToServer(server);
 
   new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(server);
   return { server, health };
+}
+
+/** grpc.health.v1 with one status for the whole server ('') and for each of our services. */
+export function createHealth(status: 'SERVING' | 'NOT_SERVING'): HealthImplementation {
+  const statuses: ServingStatusMap = { '': status };
+  for (const name of SERVICE_NAMES) statuses[name] = status;
+  return new HealthImplementation(statuses);
 }
 
 /** Marks a request the server refuses before any handler runs; the value is the error to answer. */

@@ -1,6 +1,11 @@
 import { execFile } from 'node:child_process';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { DataSource } from 'typeorm';
+import { DatabaseConfig } from '../../src/config/config';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
+import { createDataSource } from '../../src/storage/data-source';
+import { MIGRATION_LOCK_TABLE, MigrationLock } from '../../src/storage/migration-lock';
 import { ConsentServiceClient } from '../../src/gen/consent/v1/consent';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
@@ -16,6 +21,105 @@ function probe(port: number): Promise<{ code: number; out: string }> {
     execFile(TSX[0], [TSX[1], 'src/main.ts', 'health'], { cwd: ROOT, env: { ...process.env, HEALTH_PORT: String(port) }, timeout: 20_000 }, (err, stdout) =>
       resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }),
     );
+  });
+}
+
+/** grpc.health.v1 Check of `service` on 127.0.0.1:`port`: SERVING, NOT_SERVING, or UNREACHABLE. */
+async function healthOf(port: number, service = ''): Promise<string> {
+  const client = new HealthClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve) =>
+      client.check({ service }, new Metadata(), { deadline: Date.now() + 2000 }, (err, res) => resolve(err ? 'UNREACHABLE' : HealthCheckResponse_ServingStatus[res.status])),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+async function withDataSource<T>(config: DatabaseConfig, work: (ds: DataSource) => Promise<T>): Promise<T> {
+  const ds = await createDataSource(config, 'data');
+  await ds.initialize();
+  try {
+    return await work(ds);
+  } finally {
+    await ds.destroy();
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Readiness while migrating (issue 17 point 3): the health-only port opens before the databases
+ * are migrated and answers NOT_SERVING while the process waits for (or runs) migrations, so that
+ * probes see "not ready", not a refused connection; the API port opens only once started. The
+ * test plants the migration lock row of another process in the empty data database, so the
+ * server waits for it observably, then releases it.
+ */
+for (const kind of testDatabaseKinds()) {
+  describe(`health while migrating [${kind}]`, function () {
+    this.timeout(90_000);
+    let db: TestDatabase;
+    let server: ServerProcess | undefined;
+    before(async function () {
+      db = await createTestDatabase(kind);
+    });
+    after(async function () {
+      await server?.stop(5000);
+      await db?.drop();
+    });
+
+    it('NOT_SERVING on the health port while waiting for the migration lock, SERVING once migrated', async function () {
+      await withDataSource(db.config, async (ds) => {
+        const lock = await MigrationLock.open(ds, { holder: 'unused' }); // creates the lock table
+        await lock.release();
+        await ds.query(`INSERT INTO ${MIGRATION_LOCK_TABLE} (name, holder, acquired_at, expires_at) VALUES ('schema', 'other-replica', 0, 9999999999999)`);
+      });
+      const s = await startServerProcess(db, { waitForServing: false, env: { HEALTH_PORT: '0', RUN_MIGRATIONS: 'true' } });
+      server = s;
+      const deadline = Date.now() + 60_000;
+      const until = async (what: string, done: () => boolean | Promise<boolean>) => {
+        while (!(await done())) {
+          if (s.hasExited()) expect.fail(`the server exited while ${what}:\n${s.output().slice(-3000)}`);
+          if (Date.now() > deadline) expect.fail(`timed out: ${what}\n${s.output().slice(-3000)}`);
+          await sleep(100);
+        }
+      };
+      await until('waiting for the migration lock', () => s.output().split('\n').some((l) => l.includes('waiting for another process to finish migrations') && l.includes('other-replica')));
+      const healthPort = Number(/"message":"health listening"[^\n]*"port":(\d+)/.exec(s.output())?.[1]);
+      expect(healthPort, 'health port logged before migrating').to.be.above(0);
+      expect(s.output().indexOf('"message":"health listening"'), 'health port opened before the migration wait').to.be.below(s.output().indexOf('waiting for another process'));
+
+      // Still waiting: not ready, for the whole server and for each API service; the API port is not open.
+      for (const service of ['', 'consent.v1.ConsentService', 'consent.v1.TenantService', 'consent.v1.AuditService']) {
+        expect(await healthOf(healthPort, service), `health of "${service}" while migrating`).to.equal('NOT_SERVING');
+      }
+      expect(await s.health(), 'the API port before the service is ready').to.equal('UNREACHABLE');
+      const waiting = await probe(healthPort);
+      expect([waiting.code, waiting.out.trim()], 'consent-ledger health while migrating').to.deep.equal([1, 'NOT_SERVING']);
+      expect(await healthOf(healthPort), 'still NOT_SERVING (the lock is still held)').to.equal('NOT_SERVING');
+      expect(s.output()).to.not.include('migration applied');
+
+      // The other process is done: this one migrates, starts and says SERVING by itself.
+      await withDataSource(db.config, (ds) => ds.query(`DELETE FROM ${MIGRATION_LOCK_TABLE}`));
+      await until('serving after the lock was released', async () => (await healthOf(healthPort)) === 'SERVING');
+      expect(s.output()).to.include('migration applied');
+      for (const service of ['consent.v1.ConsentService', 'consent.v1.TenantService', 'consent.v1.AuditService']) {
+        expect(await healthOf(healthPort, service), `health of "${service}" once started`).to.equal('SERVING');
+      }
+      expect(await s.health(), 'the API port once started').to.equal('SERVING');
+      expect((await probe(healthPort)).code, 'consent-ledger health once serving').to.equal(0);
+      const clients = {
+        tenants: new TenantServiceClient(s.address, credentials.createInsecure()),
+        purposes: new PurposeServiceClient(s.address, credentials.createInsecure()),
+        consent: new ConsentServiceClient(s.address, credentials.createInsecure()),
+      };
+      try {
+        await seedTenant(clients as unknown as TestServer, 'migrated');
+        await call(clients.consent, clients.consent.checkConsent, { parent: 'tenants/migrated', query: query('migrated', { subjectIdentifier: phone('+4915100000002') }) } as never);
+      } finally {
+        for (const c of Object.values(clients)) c.close();
+      }
+    });
   });
 }
 
