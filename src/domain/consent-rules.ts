@@ -209,7 +209,14 @@ function allow(facts: SubjectFacts, reason: DecisionReason, decidingEventId: str
   return { allow: true, reason, decidingEventId, validUntil, subjectId: facts.subjectId };
 }
 
-/** The later of two events (the first on a tie, as a scan in scope order keeps it). */
-function later<T extends { eventTime: number }>(best: T | undefined, item: T | undefined): T | undefined {
-  return item && (!best || item.eventTime > best.eventTime) ? item : best;
+/**
+ * The later of two events of different scopes: by event time, and of two with the same time the
+ * one with the greater id (docs/consent-rules.md, "Equal event times"). Never by the order the
+ * scopes come in: the state tables list them in key order, a replay in the order they were first
+ * written to, and both must name the same deciding event.
+ */
+function later<T extends { eventId: string; eventTime: number }>(best: T | undefined, item: T | undefined): T | undefined {
+  if (!item) return best;
+  if (!best || item.eventTime > best.eventTime) return item;
+  return item.eventTime === best.eventTime && item.eventId > best.eventId ? item : best;
 }
