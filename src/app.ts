@@ -96,6 +96,8 @@ export interface RunningApp {
     /** Null when DECISION_CACHE_ENTRIES=0. */
     decisionCache: DecisionCache | null;
     invalidator: CacheInvalidator | null;
+    /** The data store's units of work (the one runner every service uses: its connections' sessions are prepared once). */
+    tx: TypeormTransactionRunner;
   };
   stop(): Promise<void>;
 }
@@ -366,7 +368,7 @@ async function startService(
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator },
+    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator, tx },
     async stop() {
       // Draining: NOT_SERVING first, so that probes and load balancers stop sending calls, while
       // the calls that still arrive meanwhile are answered; then no new calls.
