@@ -201,6 +201,8 @@ async function startService(
   const directory = new SubjectDirectory(subjects, keys);
   const writer = new ConsentWriter(tx, consent, subjects, tenants, keys, changeRows, audit);
   const recorder = new ConsentRecorder(tx, writer, directory, tenants, purposes, keys, clock, config.limits.maxEventTimeSkewMs, config.databaseTimeouts.callMs);
+  // A span per group-commit batch, linked to the calls it carries (only when tracing is on).
+  if (tracing) recorder.batchTracing = tracing;
   const jobs = new BackgroundJobs(logger);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();

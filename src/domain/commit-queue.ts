@@ -3,6 +3,8 @@ export type ItemOutcome<R> = { ok: R } | { error: unknown };
 
 interface Waiting<I, R> {
   item: I;
+  /** The submitter's trace context, when batches are traced. */
+  context: unknown;
   resolve(result: R): void;
   reject(err: unknown): void;
 }
@@ -11,6 +13,17 @@ interface Waiting<I, R> {
 export interface WaitLimit {
   ms: number;
   error(): unknown;
+}
+
+/**
+ * Traces the batches (src/observability/tracing.ts implements it; absent when tracing is off):
+ * each batch runs in a span of its own, linked to the calls whose items it carries.
+ */
+export interface BatchTracing {
+  /** The submitter's trace context at submit time (opaque here). */
+  current(): unknown;
+  /** Runs the commit of a batch of `key` whose items were submitted in `contexts` (same order), in its span. */
+  inBatch<T>(key: string, contexts: unknown[], work: () => Promise<T>): Promise<T>;
 }
 
 /**
@@ -25,6 +38,8 @@ export interface WaitLimit {
  */
 export class CommitQueue<I, R> {
   private readonly queues = new Map<string, Array<Waiting<I, R>>>();
+  /** Set when tracing is on: a span per batch. */
+  tracing?: BatchTracing;
 
   constructor(
     private readonly commit: (key: string, items: I[]) => Promise<Array<ItemOutcome<R>>>,
@@ -48,6 +63,7 @@ export class CommitQueue<I, R> {
         : undefined;
       const waiting: Waiting<I, R> = {
         item,
+        context: this.tracing?.current(),
         resolve: (r) => {
           clearTimeout(timer);
           if (!settled) resolve(r);
@@ -77,10 +93,15 @@ export class CommitQueue<I, R> {
       const batch = queue.splice(0, this.maxBatch);
       let outcomes: Array<ItemOutcome<R>>;
       try {
-        outcomes = await this.commit(
-          key,
-          batch.map((w) => w.item),
-        );
+        const items = batch.map((w) => w.item);
+        const tracing = this.tracing;
+        outcomes = await (tracing
+          ? tracing.inBatch(
+              key,
+              batch.map((w) => w.context),
+              () => this.commit(key, items),
+            )
+          : this.commit(key, items));
       } catch (err) {
         for (const w of batch) w.reject(err);
         continue;

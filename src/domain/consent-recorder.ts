@@ -5,7 +5,7 @@ import { canonicalJson } from '../shared/hashing';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { CommitQueue, ItemOutcome, WaitLimit } from './commit-queue';
+import { BatchTracing, CommitQueue, ItemOutcome, WaitLimit } from './commit-queue';
 import { ConsentImport, ImportItem } from './consent-import';
 import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
@@ -84,6 +84,11 @@ export class ConsentRecorder {
     private readonly commitWaitMs: number,
   ) {
     this.queue = new CommitQueue((tenantId, writes) => this.writer.commit(tenantId, writes), MAX_BATCH);
+  }
+
+  /** When tracing is on: a span per commit batch, linked to the calls whose writes it carries. */
+  set batchTracing(tracing: BatchTracing | undefined) {
+    this.queue.tracing = tracing;
   }
 
   /** The wait limit of a call's write: the database answers within DATABASE_CALL_TIMEOUT_MS or the call is UNAVAILABLE. */

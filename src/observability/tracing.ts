@@ -1,4 +1,4 @@
-import { Context, context, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace, Tracer } from '@opentelemetry/api';
+import { Context, context, isSpanContextValid, Link, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace, Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -85,6 +85,42 @@ export class Tracing {
     const span = this.tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, context.active());
     try {
       return await context.with(trace.setSpan(context.active(), span), work);
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as { name?: string })?.name ?? 'error' });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** The active context (a write's submitter: its RPC span), kept with the write until its batch commits. */
+  current(): Context {
+    return context.active();
+  }
+
+  /**
+   * Runs the commit of a group-commit batch in a span of its own (`consent.commit_batch`): a child of
+   * the span of the call whose write came first in it, linked to the spans of every call whose
+   * writes it carries (span links), so each call's trace leads to the batch it waited for. Its
+   * attributes: the tenant id, the number of writes and of calls; nothing of the writes themselves.
+   */
+  async inBatch<T>(tenantId: string, contexts: unknown[], work: () => Promise<T>): Promise<T> {
+    const links: Link[] = [];
+    const seen = new Set<string>();
+    for (const c of contexts) {
+      const linked = c ? trace.getSpanContext(c as Context) : undefined;
+      if (!linked || !isSpanContextValid(linked) || seen.has(linked.spanId)) continue;
+      seen.add(linked.spanId);
+      links.push({ context: linked });
+    }
+    const parent = (contexts[0] as Context | undefined) ?? ROOT_CONTEXT;
+    const span = this.tracer.startSpan(
+      'consent.commit_batch',
+      { kind: SpanKind.INTERNAL, attributes: { 'consent.tenant': tenantId, 'consent.batch.size': contexts.length, 'consent.batch.calls': links.length }, links },
+      parent,
+    );
+    try {
+      return await context.with(trace.setSpan(parent, span), work);
     } catch (err) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: (err as { name?: string })?.name ?? 'error' });
       throw err;

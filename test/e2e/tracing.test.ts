@@ -52,8 +52,54 @@ forEachDatabase('tracing (OpenTelemetry spans)', (db) => {
     expect(server!.attributes['rpc.system']).to.equal('grpc');
     expect(server!.attributes['rpc.grpc.status_code']).to.equal(0);
     const inTrace = spans().filter((x) => x.spanContext().traceId === traceId);
-    expect(inTrace.some((x) => x.name === 'db.transaction' || x.name === 'commit batch'), 'the commit in the trace').to.equal(true);
+    expect(inTrace.some((x) => x.name === 'consent.commit_batch'), 'the commit batch in the trace').to.equal(true);
+    expect(inTrace.some((x) => x.name === 'db.transaction'), 'its transaction in the trace').to.equal(true);
     expect(inTrace.some((x) => x.name.startsWith('db ') && String(x.attributes['db.statement']).length > 0), 'statements in the trace').to.equal(true);
+  });
+
+  it('a span per commit batch: a child of the first call whose write it carries, linked to every call in it, its transaction under it', async function () {
+    exporter.reset();
+    const calls = 24;
+    const traceIds = Array.from({ length: calls }, (_, i) => `${(i + 1).toString(16).padStart(2, '0')}${'ab'.repeat(15)}`);
+    // Concurrent writes of one tenant: the first commits alone or with a few, those arriving meanwhile form the next batches.
+    await Promise.all(
+      traceIds.map((traceId, i) => {
+        const metadata = new Metadata();
+        metadata.set('traceparent', `00-${traceId}-${(i + 1).toString(16).padStart(16, '0')}-01`);
+        return call(s.consent, s.consent.recordConsent, consentRequest('traced', { subjectIdentifier: phone(`+49151776${String(i).padStart(5, '0')}`), requestId: `batch-span-${i}`, evidence: { sourceIp: IP, userAgent: 'ua', pageUrl: '', inboundMessageId: '', freeText: EMAIL } }), metadata);
+      }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const rpcs = spans().filter((x) => x.name === 'consent.v1.ConsentService/RecordConsent');
+    expect(rpcs).to.have.length(calls);
+    const batches = spans().filter((x) => x.name === 'consent.commit_batch');
+    expect(batches.length, 'at least one batch').to.be.greaterThan(0);
+    expect(batches.reduce((n, b) => n + Number(b.attributes['consent.batch.size']), 0), 'every write in exactly one batch').to.equal(calls);
+    expect(batches.some((b) => Number(b.attributes['consent.batch.size']) > 1), `${calls} concurrent writes share batches (sizes ${batches.map((b) => b.attributes['consent.batch.size']).join(', ')})`).to.equal(true);
+    const rpcBySpanId = new Map(rpcs.map((r) => [r.spanContext().spanId, r]));
+    const linkedOnce = new Map<string, number>();
+    for (const batch of batches) {
+      expect(batch.attributes['consent.tenant']).to.equal('traced');
+      expect(batch.links.length, 'one link per call (one write each)').to.equal(Number(batch.attributes['consent.batch.size']));
+      expect(batch.attributes['consent.batch.calls']).to.equal(batch.links.length);
+      for (const link of batch.links) {
+        const rpc = rpcBySpanId.get(link.context.spanId);
+        expect(rpc, 'a link leads to a call').to.not.equal(undefined);
+        expect(link.context.traceId).to.equal(rpc!.spanContext().traceId);
+        linkedOnce.set(link.context.spanId, (linkedOnce.get(link.context.spanId) ?? 0) + 1);
+      }
+      // A child of one of the calls it carries (the first), in that call's trace.
+      const parent = rpcBySpanId.get(batch.parentSpanContext?.spanId ?? '');
+      expect(parent, 'the batch is a child of a call').to.not.equal(undefined);
+      expect(batch.links.map((l) => l.context.spanId), 'the parent is one of the calls in the batch').to.include(parent!.spanContext().spanId);
+      expect(batch.spanContext().traceId).to.equal(parent!.spanContext().traceId);
+      // Its transaction (and so its statements) under it.
+      const transactions = spans().filter((x) => x.name === 'db.transaction' && x.parentSpanContext?.spanId === batch.spanContext().spanId);
+      expect(transactions.length, 'the batch transaction under the batch span').to.be.greaterThan(0);
+    }
+    expect([...rpcBySpanId.keys()].every((id) => linkedOnce.get(id) === 1), 'every call linked from exactly one batch').to.equal(true);
+    const text = JSON.stringify(batches.map((b) => b.links)) + attributesText(spans());
+    for (const planted of [PHONE, '49151776', EMAIL, IP]) expect(text.includes(planted), `"${planted}" in a span`).to.equal(false);
   });
 
   it('a check without caller context starts its own trace; a failure is marked; no personal data in any span', async function () {
