@@ -6,6 +6,7 @@ import { AuditLog1764000000007 } from './1764000000007-AuditLog';
 import { AuditQueries1764000000008 } from './1764000000008-AuditQueries';
 import { ErasureUnlinksAndSettingsVersions1764000000009 } from './1764000000009-ErasureUnlinksAndSettingsVersions';
 import { ChangeFeedPositions1764000000010 } from './1764000000010-ChangeFeedPositions';
+import { SubjectObjections1764000000011 } from './1764000000011-SubjectObjections';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -17,4 +18,5 @@ export const MIGRATIONS = [
   AuditQueries1764000000008,
   ErasureUnlinksAndSettingsVersions1764000000009,
   ChangeFeedPositions1764000000010,
+  SubjectObjections1764000000011,
 ];

@@ -36,6 +36,7 @@ import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
+import { ObjectionRecorder } from './domain/objection';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './domain/audit-service';
 import { auditHandlers } from './transport/handlers/audit-handlers';
@@ -206,7 +207,8 @@ async function startService(
   const jobs = new BackgroundJobs(logger);
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
-  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, failpoint);
+  const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
+  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).
@@ -229,6 +231,7 @@ async function startService(
   if (decisionCache) {
     writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects, committed.logSize);
     subjectEraser.observer = (tenantId: string, subjectId: string, logSize: number) => decisionCache.written(tenantId, [subjectId], false, logSize);
+    subjectRights.observer = (tenantId, subjectId, createdSubject, logSize) => decisionCache.written(tenantId, [subjectId], createdSubject, logSize);
   }
   const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);

@@ -240,7 +240,7 @@ export function buildProgram(): Command & { active(): Command } {
   const requests = program.command('requests').description('data-subject requests (Art. 15, 17, 20)');
   who(requests.command('create').description('register a request as received (deadline: one calendar month)'))
     .requiredOption('--tenant <id>', 'tenant id')
-    .requiredOption('--kind <kind>', 'access, portability or erasure')
+    .requiredOption('--kind <kind>', 'access, portability, erasure or objection (an objection takes effect at once)')
     .option('--received-via <channel>', 'email, web-form, letter, phone, in-person, chat, other', 'email')
     .option('--received-at <iso-time>', 'when it was received (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
@@ -266,7 +266,7 @@ export function buildProgram(): Command & { active(): Command } {
     .description('requests, newest first')
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--state <state>', 'received, verified, in-progress, completed, rejected')
-    .option('--kind <kind>', 'access, portability, erasure')
+    .option('--kind <kind>', 'access, portability, erasure, objection')
     .option('--overdue', 'only overdue requests')
     .option('--due-before <iso-time>', 'only open requests due before this time')
     .action(async (o) => {

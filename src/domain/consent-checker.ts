@@ -304,10 +304,15 @@ export class ConsentChecker {
       const events = await this.consent.eventsRecordedBy(tx, tenantId, subject.subjectId, query.at);
       // Nothing recorded yet at `at`: the service did not know the person then.
       if (events.length === 0) return null;
-      return { ...foldEvents(subject.subjectId, events), erased: subject.erased };
+      const past: SubjectFacts = { ...foldEvents(subject.subjectId, events), erased: subject.erased };
+      // The objection counts from its time on (its opt-outs are in the replayed events anyway).
+      if (subject.objectedAt !== undefined && subject.objectedAt <= query.at) past.objectedAt = subject.objectedAt;
+      return past;
     }
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
-    return { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
+    const facts: SubjectFacts = { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
+    if (subject.objectedAt !== undefined) facts.objectedAt = subject.objectedAt;
+    return facts;
   }
 }
 
@@ -332,7 +337,9 @@ const TOKEN_WAIT_ATTEMPTS = 5;
 function factsOf(state: CachedIdentifier): SubjectFacts | null {
   if (state.subject === ERASED) return ERASED_FACTS;
   if (state.subject === null) return null;
-  return { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
+  const facts: SubjectFacts = { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
+  if (state.subject.objectedAt !== undefined) facts.objectedAt = state.subject.objectedAt;
+  return facts;
 }
 /** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */
 const ERASED_FACTS: SubjectFacts = Object.freeze({ subjectId: '', erased: true, suppressed: false, scopes: [], windows: [] });

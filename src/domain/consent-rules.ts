@@ -27,6 +27,11 @@ export interface SubjectFacts {
   suppressed: boolean;
   scopes: ScopeState[];
   windows: WindowState[];
+  /**
+   * Art. 21(3): the person's standing objection to direct marketing, on the event-time axis
+   * (never before an opt-in recorded before the objection); absent: none.
+   */
+  objectedAt?: number;
 }
 
 export type DecisionReason =
@@ -39,7 +44,8 @@ export type DecisionReason =
   | 'CONFIRMATION_PENDING'
   | 'CONSENT_EXPIRED'
   | 'NO_CONSENT'
-  | 'UNKNOWN_SUBJECT';
+  | 'UNKNOWN_SUBJECT'
+  | 'OBJECTED';
 
 export interface Decision {
   allow: boolean;
@@ -118,6 +124,12 @@ export function decide(facts: SubjectFacts | null, target: CheckTarget, at: numb
     if (s.purposeId === ALL_PURPOSES || s.purposeId !== target.purposeId || (s.channel !== 'ANY' && s.channel !== target.channel)) continue;
     specificIn = later(specificIn, s.optIn);
     specificOut = later(specificOut, s.optOut);
+  }
+  // Rule 1b (Art. 21(3)): after an objection to direct marketing, a MARKETING purpose is allowed
+  // again only by an opt-in for it that is later than the objection and in force; before the
+  // opt-out rules, so the answer names the objection (its opt-out of the purpose, if it has one).
+  if (facts.objectedAt !== undefined && target.category === 'MARKETING' && !lifts(specificIn, { eventTime: facts.objectedAt }, at)) {
+    return deny(facts, 'OBJECTED', specificOut?.eventId);
   }
   if (specificOut && !lifts(specificIn, specificOut, at)) return deny(facts, 'OPTED_OUT', specificOut.eventId);
   let generalOut: ScopeState['optOut'];

@@ -582,7 +582,8 @@ export function defaultExpiry(s: TenantSettings, purposeId: string, eventTime: n
   return s.defaultConsentValidityMs > 0 ? eventTime + s.defaultConsentValidityMs : undefined;
 }
 
-function auditEntryOf(event: ConsentEvent, sealed: StoredConsentEvent): AuditEntry {
+/** The audit entry of a recorded consent event (also used by the objection's opt-outs). */
+export function auditEntryOf(event: ConsentEvent, sealed: StoredConsentEvent): AuditEntry {
   // The evidence ciphertext's hash is in the entry and in the record hash: computed once.
   const payloadSha256 = sealed.evidenceCiphertext ? sha256Hex(sealed.evidenceCiphertext) : null;
   return {
@@ -669,7 +670,7 @@ let idRandomOffset = idRandom.length;
  * of one page per row and index (docs/benchmarks.md, "Import"). Still unguessable; it tells when
  * the id was made, which the record's own times say anyway.
  */
-function newId(): string {
+export function newId(): string {
   if (idRandomOffset + ID_RANDOM_BYTES > idRandom.length) {
     randomFillSync(idRandom);
     idRandomOffset = 0;

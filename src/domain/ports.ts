@@ -6,6 +6,8 @@ import { Channel, ConsentEvent, IdentifierKind, Notice, Purpose, TenantSettings 
 export interface SubjectRef {
   subjectId: string;
   erased: boolean;
+  /** Art. 21(3): the time of the person's standing objection to direct marketing (event-time axis); absent: none. */
+  objectedAt?: number;
 }
 
 /** Key of one identifier row: the blind index, never the plaintext. */
@@ -114,6 +116,8 @@ export interface SubjectRepository {
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
    */
   lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
+  /** Records the person's standing objection to direct marketing (Art. 21(3)) at `objectedAt` (event-time axis). */
+  setObjection(tx: TxContext, tenantId: string, subjectId: string, objectedAt: number): Promise<void>;
   /** `lock` for several subjects, taken in id order (so concurrent writers cannot deadlock); missing ones are absent. */
   lockMany(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectRef>>;
   /** Inserts new subjects and their identifier rows with multi-row statements. */
@@ -199,7 +203,7 @@ export interface ChangeFeedRepository {
 
 /* ---- Data-subject requests and legal holds ---- */
 
-export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE';
+export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION';
 export type RequestState = 'RECEIVED' | 'VERIFIED' | 'IN_PROGRESS' | 'COMPLETED' | 'REJECTED';
 /** States in which the deadline still matters. */
 export const OPEN_REQUEST_STATES: readonly RequestState[] = ['RECEIVED', 'VERIFIED', 'IN_PROGRESS'];

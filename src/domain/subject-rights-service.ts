@@ -16,6 +16,7 @@ import { checkRequestId } from './request-id';
 import { SubjectEraser } from './subject-eraser';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
+import { ObjectionRecorder, PreparedObjection } from './objection';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [
@@ -51,9 +52,16 @@ export class SubjectRightsService {
     private readonly clock: Clock,
     private readonly pages: PageLimits,
     private readonly audit: AuditTrail,
+    private readonly objections: ObjectionRecorder,
     /** Test hook: called at named points of long operations (see docs/architecture.md). */
     private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
+
+  /**
+   * Told about each committed objection before it is answered (the decision cache forgets the
+   * person at once; other processes follow the audit log).
+   */
+  observer?: (tenantId: string, subjectId: string, createdSubject: boolean, logSize: number) => void;
 
   /** A state change of a request: stored with its principal and appended to the audit log, in `tx`. */
   async recordTransition(tx: TxContext, tenantId: string, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
@@ -155,9 +163,22 @@ export class SubjectRightsService {
     tenantId: string,
     input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
   ): Promise<SubjectRequestView> {
+    return (await this.createRequest(principal, tenantId, input)).request;
+  }
+
+  /**
+   * Registers a request. An OBJECTION takes effect in the same transaction (ObjectionRecorder)
+   * and is COMPLETED at once; its consistency token covers it. A retry (same request_id) returns
+   * the request as registered first.
+   */
+  async createRequest(
+    principal: Principal,
+    tenantId: string,
+    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
+  ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
-    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY or ERASURE' });
+    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE or OBJECTION' });
     if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
     if (isViolation(identifier)) violations.push(identifier);
@@ -167,20 +188,40 @@ export class SubjectRightsService {
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
 
-    const id = await this.tx.write(async (tx) => {
+    // An objection: the person (or a key for a new one) found first, outside the transaction.
+    let objection: PreparedObjection | null = null;
+    if (input.kind === 'OBJECTION') {
+      objection = await this.tx.read(async (tx) => {
+        await this.tenants.require(tx, tenantId, false);
+        // A retry needs nothing prepared (and must make no key).
+        if (await this.repo.findRequestByRequestId(tx, tenantId, input.requestId)) return null;
+        const keyring = await this.keys.tenantKeyring(tenantId);
+        return this.objections.prepare(tx, tenantId, identifier, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
+      });
+      if (objection) objection = await this.objections.withKey(objection, now);
+    }
+
+    const { id, applied } = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
-      if (replay) return replay.id;
+      if (replay) return { id: replay.id, applied: null };
       const keyring = await this.keys.tenantKeyring(tenantId);
       const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+      const requestId = randomBytes(16).toString('hex');
+      // The objection first: it may make the person a subject (the request then names them).
+      const applied = input.kind === 'OBJECTION' && objection ? await this.objections.apply(tx, objection, { id: requestId, principal: principal.id, now }) : null;
+      if (input.kind === 'OBJECTION' && !applied) {
+        // Registered concurrently by a retry that was not visible when prepared: prepare again.
+        throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the request was registered concurrently; retry');
+      }
       // The person the identifier names now. An erased person is not reached by it any more
       // (docs/keys.md, "Erasure"): a request by an erased identifier finds nothing of them.
-      const subject = await this.subjects.findByIdentifier(tx, tenantId, index);
+      const subject = applied ? (applied.subjectId ? { subjectId: applied.subjectId } : null) : await this.subjects.findByIdentifier(tx, tenantId, index);
       const record: SubjectRequestRecord = {
-        id: randomBytes(16).toString('hex'),
+        id: requestId,
         tenantId,
         kind: input.kind!,
-        state: 'RECEIVED',
+        state: applied ? 'COMPLETED' : 'RECEIVED',
         identifierKind: index.kind,
         blindIndex: index.blindIndex,
         subjectId: subject?.subjectId ?? null,
@@ -198,9 +239,22 @@ export class SubjectRightsService {
       };
       await this.repo.insertRequest(tx, record);
       await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
-      return record.id;
+      if (applied) {
+        // Art. 21(3): honoured at once, without identity verification (it only restricts).
+        await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: 'RECEIVED', toState: 'COMPLETED', principal: principal.id, at: now, note: applied.note });
+        return { id: record.id, applied: { ...applied, logSize: await this.audit.committedSize(tx, tenantId) } };
+      }
+      return { id: record.id, applied: null };
     });
-    return this.get(principal, tenantId, id);
+    if (applied?.subjectId) this.observer?.(tenantId, applied.subjectId, applied.createdSubject, applied.logSize);
+    const request = await this.get(principal, tenantId, id);
+    let consistencyToken = '';
+    if (request.kind === 'OBJECTION') {
+      // A retry's token covers the first call's objection too: the log's size now is past it.
+      const position = applied?.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
+      consistencyToken = encodeConsistencyToken(tenantId, position);
+    }
+    return { request, consistencyToken };
   }
 
   async get(principal: Principal, tenantId: string, id: string): Promise<SubjectRequestView> {

@@ -16,4 +16,8 @@ export class SubjectEntity {
 
   @Column({ name: 'erased_at', type: 'bigint', nullable: true, transformer: epochMs })
   erasedAt!: number | null;
+
+  /** Art. 21(3): when the person objected to direct marketing (event-time axis); null: no objection. */
+  @Column({ name: 'objected_at', type: 'bigint', nullable: true, transformer: epochMs })
+  objectedAt!: number | null;
 }

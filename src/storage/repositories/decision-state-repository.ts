@@ -4,6 +4,7 @@ import { Channel, IdentifierKind, OptInKind } from '../../domain/model';
 import { TxContext } from '../../shared/unit-of-work';
 import { managerOf } from '../transaction-runner';
 import { num, optNum, placeholders } from './sql-dialect';
+import { subjectRef } from './subject-repository';
 
 type Row = Record<string, unknown>;
 
@@ -40,7 +41,7 @@ export class SqlDecisionStateRepository implements DecisionStateRepository {
             version = num(row.n1);
             break;
           case 'i':
-            result.subjects.set(`${row.kind}:${row.blind}`, { subjectId: String(row.subject_id), erased: row.n1 !== null });
+            result.subjects.set(`${row.kind}:${row.blind}`, subjectRef(String(row.subject_id), { erased_at: row.n1, objected_at: row.n2 }));
             break;
           case 'x':
             result.suppressed.add(`${row.kind}:${row.blind}`);
@@ -108,7 +109,7 @@ function statementFor(tenantId: string, indexes: IdentifierIndex[]): { sql: stri
   for (const [kind, blinds] of byKind) {
     const named = `i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blinds.length)})`;
     const args = [tenantId, kind, ...blinds];
-    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
+    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
     params.push(...args);
     parts.push(branch({ r: "'x'", kind: 'x.kind', blind: 'x.blind_index' }, `suppressions x WHERE x.tenant_id = ? AND x.kind = ? AND x.blind_index IN (${placeholders(blinds.length)})`));
     params.push(...args);

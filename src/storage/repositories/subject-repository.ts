@@ -6,12 +6,12 @@ import { forUpdate, insertRows, num, placeholders } from './sql-dialect';
 
 export class TypeormSubjectRepository implements SubjectRepository {
   async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
-    const rows: Array<{ subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
-      `SELECT i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+    const rows: Array<{ subject_id: string; erased_at: unknown; objected_at: unknown }> = await managerOf(tx).query(
+      `SELECT i.subject_id, s.erased_at, s.objected_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
         WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index = ?`,
       [tenantId, index.kind, index.blindIndex],
     );
-    return rows.length === 0 ? null : { subjectId: rows[0].subject_id, erased: rows[0].erased_at !== null };
+    return rows.length === 0 ? null : subjectRef(rows[0].subject_id, rows[0]);
   }
 
   async findByIdentifiers(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, SubjectRef>> {
@@ -19,12 +19,12 @@ export class TypeormSubjectRepository implements SubjectRepository {
     // One query per identifier kind (a batch rarely mixes them), so that every lookup uses the
     // whole primary key (tenant_id, kind, blind_index) rather than a scan of the tenant.
     for (const [kind, blind] of byKind(indexes)) {
-      const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown }> = await managerOf(tx).query(
-        `SELECT i.blind_index, i.subject_id, s.erased_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+      const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown; objected_at: unknown }> = await managerOf(tx).query(
+        `SELECT i.blind_index, i.subject_id, s.erased_at, s.objected_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
           WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blind.length)})`,
         [tenantId, kind, ...blind],
       );
-      for (const row of rows) found.set(`${kind}:${row.blind_index}`, { subjectId: row.subject_id, erased: row.erased_at !== null });
+      for (const row of rows) found.set(`${kind}:${row.blind_index}`, subjectRef(row.subject_id, row));
     }
     return found;
   }
@@ -100,11 +100,11 @@ export class TypeormSubjectRepository implements SubjectRepository {
       const ids = [...new Set(subjectIds)];
       for (let start = 0; start < ids.length; start += 500) {
         const chunk = ids.slice(start, start + 500);
-        const rows: Array<{ id: string; erased_at: unknown }> = await manager.query(
-          `SELECT id, erased_at FROM subjects WHERE tenant_id = ? AND id IN (${placeholders(chunk.length)})`,
+        const rows: Array<{ id: string; erased_at: unknown; objected_at: unknown }> = await manager.query(
+          `SELECT id, erased_at, objected_at FROM subjects WHERE tenant_id = ? AND id IN (${placeholders(chunk.length)})`,
           [tenantId, ...chunk],
         );
-        for (const row of rows) found.set(row.id, { subjectId: row.id, erased: row.erased_at !== null });
+        for (const row of rows) found.set(row.id, subjectRef(row.id, row));
       }
       return found;
     }
@@ -120,12 +120,23 @@ export class TypeormSubjectRepository implements SubjectRepository {
 
   async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
     const manager = managerOf(tx);
-    const rows: Array<{ erased_at: unknown }> = await manager.query(
-      `SELECT erased_at FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`,
+    const rows: Array<{ erased_at: unknown; objected_at: unknown }> = await manager.query(
+      `SELECT erased_at, objected_at FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`,
       [tenantId, subjectId],
     );
-    return rows.length === 0 ? null : { subjectId, erased: rows[0].erased_at !== null };
+    return rows.length === 0 ? null : subjectRef(subjectId, rows[0]);
   }
+
+  async setObjection(tx: TxContext, tenantId: string, subjectId: string, objectedAt: number): Promise<void> {
+    await managerOf(tx).query('UPDATE subjects SET objected_at = ? WHERE tenant_id = ? AND id = ?', [objectedAt, tenantId, subjectId]);
+  }
+}
+
+/** A subject row as the domain sees it; `objectedAt` only when the person objected. */
+export function subjectRef(subjectId: string, row: { erased_at: unknown; objected_at: unknown }): SubjectRef {
+  const ref: SubjectRef = { subjectId, erased: row.erased_at !== null };
+  if (row.objected_at !== null && row.objected_at !== undefined) ref.objectedAt = num(row.objected_at);
+  return ref;
 }
 
 /** Distinct blind indexes per identifier kind. */

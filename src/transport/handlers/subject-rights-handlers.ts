@@ -28,17 +28,14 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     createRequest: pipeline.unary('CreateRequest', async (req, ctx) => {
       const tenantId = parentTenant(req.parent);
       const receiveTime = onlyValidTime(req.receiveTime, 'receive_time');
-      return {
-        request: requestToProto(
-          await rights.create(ctx.principal, tenantId, {
-            kind: kinds.toDomain(req.kind),
-            identifier: toRawIdentifier(req.subjectIdentifier),
-            receiveTime,
-            receivedVia: via.toDomain(req.receivedVia),
-            requestId: req.requestId,
-          }),
-        ),
-      };
+      const { request, consistencyToken } = await rights.createRequest(ctx.principal, tenantId, {
+        kind: kinds.toDomain(req.kind),
+        identifier: toRawIdentifier(req.subjectIdentifier),
+        receiveTime,
+        receivedVia: via.toDomain(req.receivedVia),
+        requestId: req.requestId,
+      });
+      return { request: requestToProto(request), consistencyToken };
     }),
     getRequest: pipeline.unary('GetRequest', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');

@@ -358,6 +358,11 @@ export enum DecisionReason {
   DECISION_REASON_NO_CONSENT = 9,
   /** DECISION_REASON_UNKNOWN_SUBJECT - DENY: the tenant has never recorded this person. */
   DECISION_REASON_UNKNOWN_SUBJECT = 10,
+  /**
+   * DECISION_REASON_OBJECTED - DENY: the person objected to direct marketing (Art. 21(2)-(3), a REQUEST_KIND_OBJECTION
+   * request) and no opt-in for this MARKETING purpose was recorded after the objection.
+   */
+  DECISION_REASON_OBJECTED = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -396,6 +401,9 @@ export function decisionReasonFromJSON(object: any): DecisionReason {
     case 10:
     case "DECISION_REASON_UNKNOWN_SUBJECT":
       return DecisionReason.DECISION_REASON_UNKNOWN_SUBJECT;
+    case 11:
+    case "DECISION_REASON_OBJECTED":
+      return DecisionReason.DECISION_REASON_OBJECTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -427,6 +435,8 @@ export function decisionReasonToJSON(object: DecisionReason): string {
       return "DECISION_REASON_NO_CONSENT";
     case DecisionReason.DECISION_REASON_UNKNOWN_SUBJECT:
       return "DECISION_REASON_UNKNOWN_SUBJECT";
+    case DecisionReason.DECISION_REASON_OBJECTED:
+      return "DECISION_REASON_OBJECTED";
     case DecisionReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -37,6 +37,14 @@ export enum RequestKind {
   REQUEST_KIND_PORTABILITY = 2,
   /** REQUEST_KIND_ERASURE - Art. 17: erasure. */
   REQUEST_KIND_ERASURE = 3,
+  /**
+   * REQUEST_KIND_OBJECTION - Art. 21(2)-(3): objection to direct marketing. Takes effect when the request is created,
+   * without identity verification (it only restricts): an OPT_OUT for every MARKETING purpose of
+   * the tenant on every channel, and a standing objection of the person that denies MARKETING
+   * checks (DECISION_REASON_OBJECTED) until a new opt-in for the purpose is recorded after it.
+   * The request is COMPLETED at once.
+   */
+  REQUEST_KIND_OBJECTION = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -54,6 +62,9 @@ export function requestKindFromJSON(object: any): RequestKind {
     case 3:
     case "REQUEST_KIND_ERASURE":
       return RequestKind.REQUEST_KIND_ERASURE;
+    case 4:
+    case "REQUEST_KIND_OBJECTION":
+      return RequestKind.REQUEST_KIND_OBJECTION;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -71,6 +82,8 @@ export function requestKindToJSON(object: RequestKind): string {
       return "REQUEST_KIND_PORTABILITY";
     case RequestKind.REQUEST_KIND_ERASURE:
       return "REQUEST_KIND_ERASURE";
+    case RequestKind.REQUEST_KIND_OBJECTION:
+      return "REQUEST_KIND_OBJECTION";
     case RequestKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -430,7 +443,14 @@ export interface CreateRequestRequest {
 /** Response of SubjectRightsService.CreateRequest. */
 export interface CreateRequestResponse {
   /** The registered request. */
-  request?: DataSubjectRequest | undefined;
+  request?:
+    | DataSubjectRequest
+    | undefined;
+  /**
+   * Set for a request that changed what checks answer (an OBJECTION): pass it as
+   * `consistency.at_least_as_fresh` to a check that must see it on any replica.
+   */
+  consistencyToken: string;
 }
 
 /** Request of SubjectRightsService.GetRequest. */
@@ -1914,13 +1934,16 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
 };
 
 function createBaseCreateRequestResponse(): CreateRequestResponse {
-  return { request: undefined };
+  return { request: undefined, consistencyToken: "" };
 }
 
 export const CreateRequestResponse: MessageFns<CreateRequestResponse> = {
   encode(message: CreateRequestResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.request !== undefined) {
       DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
     }
     return writer;
   },
@@ -1946,6 +1969,14 @@ export const CreateRequestResponse: MessageFns<CreateRequestResponse> = {
             message.request = DataSubjectRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1959,13 +1990,23 @@ export const CreateRequestResponse: MessageFns<CreateRequestResponse> = {
   },
 
   fromJSON(object: any): CreateRequestResponse {
-    return { request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined };
+    return {
+      request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
   },
 
   toJSON(message: CreateRequestResponse): unknown {
     const obj: any = {};
     if (message.request !== undefined) {
       obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -1978,6 +2019,7 @@ export const CreateRequestResponse: MessageFns<CreateRequestResponse> = {
     message.request = (object.request !== undefined && object.request !== null)
       ? DataSubjectRequest.fromPartial(object.request)
       : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
@@ -3713,7 +3755,7 @@ export const ListLegalHoldsResponse: MessageFns<ListLegalHoldsResponse> = {
   },
 };
 
-/** Data-subject requests (GDPR Art. 15, 17, 20) and legal holds: the data-protection officer's work. */
+/** Data-subject requests (GDPR Art. 15, 17, 20, 21) and legal holds: the data-protection officer's work. */
 export type SubjectRightsServiceService = typeof SubjectRightsServiceService;
 export const SubjectRightsServiceService = {
   /** Registers a request as received; its deadline is one calendar month from `receive_time`. */
