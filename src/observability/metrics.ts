@@ -9,8 +9,11 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
  * (`maxTenants`; further tenants are counted under `_other`), as is every other label (method
  * names, status codes, verdicts and reasons are closed sets).
  *
- * Counters on hot paths are incremented through children cached per label combination, so a call
- * costs a map lookup and an addition, not a label hash.
+ * What every call reports (the gRPC metrics, decisions) is counted in plain objects found by
+ * nested Map lookups of the label values (MethodFigures, the decision counts) and handed to
+ * prom-client only when scraped: a prom-client inc or observe with labels hashes and validates
+ * its label object each time, ~4 µs per call for the four series a check touches (measured on the
+ * bench machine), more than 5% of a cached check's server time; this way it is well under 1 µs.
  */
 
 /** What the metrics read when scraped: the parts of the running service they describe. */
@@ -33,13 +36,70 @@ export const OTHER_TENANTS = '_other';
 /** Seconds buckets for RPC handling: a check from the cache takes ~0.1 ms, a write a few ms. */
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** One method's RPC figures since start: calls started, completed by status code, handling times. */
+class MethodFigures {
+  started = 0;
+  readonly handled = new Map<string, number>();
+  /** Calls per handling-time bucket (not cumulative): index i counts times <= RPC_BUCKETS[i] and above the bucket before; the last counts those above every bound. */
+  readonly buckets = new Array<number>(RPC_BUCKETS.length + 1).fill(0);
+  sum = 0;
+  count = 0;
+  readonly labels: { grpc_type: string; grpc_service: string; grpc_method: string };
+
+  constructor(type: RpcType, service: string, method: string) {
+    this.labels = { grpc_type: type, grpc_service: service, grpc_method: method };
+  }
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < RPC_BUCKETS.length && seconds > RPC_BUCKETS[i]) i++;
+    this.buckets[i]++;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
+type HandlingLabels = 'grpc_type' | 'grpc_service' | 'grpc_method';
+const HANDLING_HELP = 'Time the server took to answer an RPC (to the end of the stream for streams).';
+
+/**
+ * grpc_server_handling_seconds: a prom-client Histogram (same name, help, labels, buckets and
+ * exposition) whose observations are counted in MethodFigures and read when scraped.
+ */
+class HandlingHistogram extends Histogram<HandlingLabels> {
+  constructor(
+    registers: Registry[],
+    private readonly figures: () => Iterable<MethodFigures>,
+  ) {
+    super({ name: 'grpc_server_handling_seconds', help: HANDLING_HELP, labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], buckets: RPC_BUCKETS, registers });
+  }
+
+  /** The series as prom-client's Histogram gives them to its registry: cumulative buckets with `le`, +Inf, _sum, _count. */
+  getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; values: Array<{ labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number; metricName: string }>; aggregator: string }> {
+    const values: Array<{ labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number; metricName: string }> = [];
+    const name = 'grpc_server_handling_seconds';
+    for (const f of this.figures()) {
+      if (f.count === 0) continue; // started, none answered yet: no series (as prom-client's own Histogram)
+      let cumulative = 0;
+      RPC_BUCKETS.forEach((le, i) => {
+        cumulative += f.buckets[i];
+        values.push({ labels: { le }, sharedLabels: { ...f.labels }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf' }, sharedLabels: { ...f.labels }, value: f.count, metricName: `${name}_bucket` });
+      values.push({ labels: {}, sharedLabels: { ...f.labels }, value: f.sum, metricName: `${name}_sum` });
+      values.push({ labels: {}, sharedLabels: { ...f.labels }, value: f.count, metricName: `${name}_count` });
+    }
+    return Promise.resolve({ name, help: HANDLING_HELP, type: 'histogram', values, aggregator: 'sum' });
+  }
+}
+
 export class ServiceMetrics {
   readonly registry = new Registry();
   private readonly tenantLabels = new Set<string>();
-  private readonly started: Counter<'grpc_type' | 'grpc_service' | 'grpc_method'>;
-  private readonly handled: Counter<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code'>;
-  private readonly handling: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>;
-  private readonly checks: Counter<'tenant' | 'verdict' | 'reason'>;
+  /** Per service, per method: its RPC figures. */
+  private readonly methods = new Map<string, Map<string, MethodFigures>>();
+  /** Decisions per tenant label, verdict and reason. */
+  private readonly decisions = new Map<string, Map<string, Map<string, { n: number }>>>();
   private readonly writes: Counter<'tenant' | 'kind'>;
   private readonly batchSize: Histogram<string>;
   private readonly commitSeconds: Histogram<string>;
@@ -52,10 +112,41 @@ export class ServiceMetrics {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.started = new Counter({ name: 'grpc_server_started_total', help: 'RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers });
-    this.handled = new Counter({ name: 'grpc_server_handled_total', help: 'RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers });
-    this.handling = new Histogram({ name: 'grpc_server_handling_seconds', help: 'Time the server took to answer an RPC (to the end of the stream for streams).', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], buckets: RPC_BUCKETS, registers });
-    this.checks = new Counter({ name: 'consent_checks_total', help: 'Consent decisions made (each query of a batch or stream counts), by verdict and reason.', labelNames: ['tenant', 'verdict', 'reason'], registers });
+    // The per-call series, read from what the calls counted (class comment). A counter only goes
+    // up: at each scrape it is reset, then set to the running totals.
+    const allFigures = () => this.allFigures();
+    new Counter({
+      name: 'grpc_server_started_total',
+      help: 'RPCs started on the server.',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of allFigures()) this.inc(f.labels, f.started);
+      },
+    });
+    new Counter({
+      name: 'grpc_server_handled_total',
+      help: 'RPCs completed on the server, regardless of success or failure.',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of allFigures()) for (const [code, n] of f.handled) this.inc({ ...f.labels, grpc_code: code }, n);
+      },
+    });
+    new HandlingHistogram(registers, allFigures);
+    const decisions = this.decisions;
+    new Counter({
+      name: 'consent_checks_total',
+      help: 'Consent decisions made (each query of a batch or stream counts), by verdict and reason.',
+      labelNames: ['tenant', 'verdict', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [tenant, verdicts] of decisions) for (const [verdict, reasons] of verdicts) for (const [reason, count] of reasons) this.inc({ tenant, verdict, reason }, count.n);
+      },
+    });
     this.writes = new Counter({ name: 'consent_writes_total', help: 'Consent events and inbound messages recorded, by kind.', labelNames: ['tenant', 'kind'], registers });
     this.batchSize = new Histogram({ name: 'consent_commit_batch_size', help: 'Writes committed together in one group-commit transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
     this.commitSeconds = new Histogram({ name: 'consent_commit_seconds', help: 'Time from a batch leaving the queue to its commit being durable.', buckets: RPC_BUCKETS, registers });
@@ -152,21 +243,24 @@ export class ServiceMetrics {
   }
 
   rpcStarted(type: RpcType, service: string, method: string): void {
-    this.child(`s\0${type}\0${service}\0${method}`, () => this.started.labels(type, service, method)).inc();
+    this.figures(type, service, method).started++;
   }
 
   rpcHandled(type: RpcType, service: string, method: string, code: string, seconds: number): void {
-    this.child(`h\0${type}\0${service}\0${method}\0${code}`, () => this.handled.labels(type, service, method, code)).inc();
-    const histogram = this.child(`t\0${type}\0${service}\0${method}`, () => {
-      const h = this.handling.labels(type, service, method);
-      return { inc: () => undefined, observe: (v: number) => h.observe(v) };
-    });
-    histogram.observe!(seconds);
+    const f = this.figures(type, service, method);
+    f.handled.set(code, (f.handled.get(code) ?? 0) + 1);
+    f.observe(seconds);
   }
 
   checkDecided(tenant: string, verdict: string, reason: string): void {
     const label = this.tenantLabel(tenant);
-    this.child(`c\0${label}\0${verdict}\0${reason}`, () => this.checks.labels(label, verdict, reason)).inc();
+    let verdicts = this.decisions.get(label);
+    if (!verdicts) this.decisions.set(label, (verdicts = new Map()));
+    let reasons = verdicts.get(verdict);
+    if (!reasons) verdicts.set(verdict, (reasons = new Map()));
+    const count = reasons.get(reason);
+    if (count) count.n++;
+    else reasons.set(reason, { n: 1 });
   }
 
   written(tenant: string, kind: string, count = 1): void {
@@ -186,6 +280,19 @@ export class ServiceMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+
+  /** A method's figures (a method has one RPC type: the first seen names it). */
+  private figures(type: RpcType, service: string, method: string): MethodFigures {
+    let methods = this.methods.get(service);
+    if (!methods) this.methods.set(service, (methods = new Map()));
+    let f = methods.get(method);
+    if (!f) methods.set(method, (f = new MethodFigures(type, service, method)));
+    return f;
+  }
+
+  private *allFigures(): Iterable<MethodFigures> {
+    for (const methods of this.methods.values()) yield* methods.values();
   }
 
   private child(key: string, make: () => { inc(n?: number): void; observe?(v: number): void }) {

@@ -1,6 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { RpcType, ServiceMetrics } from './metrics';
 import type { Tracing } from './tracing';
+import type { Context, Span } from '@opentelemetry/api';
 
 /** One call as metrics and traces see it: what it runs in, and how it ended. */
 export interface RpcObservation {
@@ -25,21 +26,34 @@ export class RpcTelemetry {
   }
 
   begin(type: RpcType, service: string, method: string, metadata: Metadata): RpcObservation {
-    const metrics = this.metrics;
-    const tracing = this.tracing;
-    metrics?.rpcStarted(type, service, method);
-    const started = process.hrtime.bigint();
-    const traced = tracing?.startRpc(service, method, metadata);
-    let ended = false;
-    return {
-      run: <T>(work: () => T): T => (traced && tracing ? tracing.runIn(traced.context, work) : work()),
-      end(code: status) {
-        if (ended) return;
-        ended = true;
-        const name = status[code] ?? String(code);
-        metrics?.rpcHandled(type, service, method, name, Number(process.hrtime.bigint() - started) / 1e9);
-        if (traced && tracing) tracing.endRpc(traced.span, code, name);
-      },
-    };
+    this.metrics?.rpcStarted(type, service, method);
+    return new Observation(this.metrics, this.tracing, type, service, method, this.tracing?.startRpc(service, method, metadata));
+  }
+}
+
+/** One call's observation: an instance of one class (no closures per call), its start as a plain number. */
+class Observation implements RpcObservation {
+  private readonly started = performance.now();
+  private ended = false;
+
+  constructor(
+    private readonly metrics: ServiceMetrics | undefined,
+    private readonly tracing: Tracing | undefined,
+    private readonly type: RpcType,
+    private readonly service: string,
+    private readonly method: string,
+    private readonly traced: { span: Span; context: Context } | undefined,
+  ) {}
+
+  run<T>(work: () => T): T {
+    return this.traced && this.tracing ? this.tracing.runIn(this.traced.context, work) : work();
+  }
+
+  end(code: status): void {
+    if (this.ended) return;
+    this.ended = true;
+    const name = status[code] ?? String(code);
+    this.metrics?.rpcHandled(this.type, this.service, this.method, name, (performance.now() - this.started) / 1000);
+    if (this.traced && this.tracing) this.tracing.endRpc(this.traced.span, code, name);
   }
 }
