@@ -50,7 +50,9 @@ export interface MigrationLockOptions extends MigrationLockEvents {
  * The lock works on a connection of its own (autocommit), apart from the one migrations run on:
  * renewals must commit while a long migration runs, and on SQLite a migration's transaction must
  * not swallow them. On SQLite that connection never waits for the file's lock (busy_timeout 0):
- * a busy file just means "try again at the next poll", without blocking the process.
+ * a busy file just means "try again" (at the next poll; on creating the table and on release as
+ * well), without blocking the process; and while the row is held, waiters only read, so they never
+ * take the file's write lock from under the holder's migrations.
  */
 export class MigrationLock {
   private renewal: NodeJS.Timeout | undefined;
@@ -73,13 +75,26 @@ export class MigrationLock {
   /** Opens the lock's own connection to the database of `dataSource` and creates the lock table if needed. */
   static async open(dataSource: DataSource, options: MigrationLockOptions = {}): Promise<MigrationLock> {
     const connection = await openLockConnection(dataSource);
+    const lock = new MigrationLock(connection, options);
     try {
-      await connection.execute(connection.createTableSql);
+      // Replicas started together on an empty SQLite file all create the table: one that finds
+      // another writing the file is answered busy at once (this connection does not wait), and
+      // tries again at the next poll, for as long as a lease, rather than fail the start.
+      const giveUpAt = Date.now() + lock.leaseMs;
+      for (;;) {
+        try {
+          await connection.execute(connection.createTableSql);
+          break;
+        } catch (err) {
+          if (!isTransient(err) || Date.now() >= giveUpAt) throw err;
+        }
+        await pause(lock.pollMs);
+      }
     } catch (err) {
       await connection.close();
       throw err;
     }
-    return new MigrationLock(connection, options);
+    return lock;
   }
 
   /** This lock's holder id, as the row and the logs show it. */
@@ -114,7 +129,17 @@ export class MigrationLock {
   async release(): Promise<void> {
     clearInterval(this.renewal);
     try {
-      if (this.held) await this.connection.execute(`DELETE FROM ${MIGRATION_LOCK_TABLE} WHERE name = ? AND holder = ?`, [LOCK_NAME, this.holder]);
+      // A busy file (another process writes it this moment) is tried again a few times: the
+      // others would otherwise wait for the lease to run out, and one would "take over".
+      for (let attempt = 1; this.held; attempt++) {
+        try {
+          await this.connection.execute(`DELETE FROM ${MIGRATION_LOCK_TABLE} WHERE name = ? AND holder = ?`, [LOCK_NAME, this.holder]);
+          break;
+        } catch (err) {
+          if (!isTransient(err) || attempt >= RELEASE_ATTEMPTS) throw err;
+        }
+        await pause(RELEASE_PAUSE_MS);
+      }
     } catch {
       // Not released: the lease runs out and the next process takes the row over.
     } finally {
@@ -126,29 +151,31 @@ export class MigrationLock {
   /**
    * One attempt: null when this process now holds the lock, else who holds it and for how much
    * longer ({ holder: '' } when the attempt could not tell, e.g. the file was busy).
+   *
+   * It reads before it writes: while another process holds the lock, a waiter only reads. On
+   * SQLite any write, even an INSERT that fails on the key, takes the file's write lock for a
+   * moment, and a migration's transaction that meets it there may be answered SQLITE_BUSY.
    */
   private async tryAcquire(): Promise<{ holder: string; expiresInMs: number } | null> {
     const now = this.connection.nowSql;
     try {
-      await this.connection.execute(
-        `INSERT INTO ${MIGRATION_LOCK_TABLE} (name, holder, acquired_at, expires_at) VALUES (?, ?, ${now}, ${now} + ?)`,
-        [LOCK_NAME, this.holder, this.leaseMs],
-      );
-      return null;
-    } catch (err) {
-      const failure = classifyDbError(err);
-      if (failure === 'retryable' || failure === 'busy') return { holder: '', expiresInMs: 0 };
-      if (failure !== 'conflict') throw err;
-    }
-    const [row] = await this.connection.rows<{ holder: string; remaining: number | string }>(
-      `SELECT holder, expires_at - ${now} AS remaining FROM ${MIGRATION_LOCK_TABLE} WHERE name = ?`,
-      [LOCK_NAME],
-    );
-    if (!row) return { holder: '', expiresInMs: 0 }; // released just now: try again
-    const remaining = Number(row.remaining);
-    if (remaining >= 0) return { holder: row.holder, expiresInMs: remaining };
-    // The holder stopped renewing: take the row over, unless another waiter just did.
-    try {
+      let row = await this.currentHolder();
+      if (!row) {
+        try {
+          await this.connection.execute(
+            `INSERT INTO ${MIGRATION_LOCK_TABLE} (name, holder, acquired_at, expires_at) VALUES (?, ?, ${now}, ${now} + ?)`,
+            [LOCK_NAME, this.holder, this.leaseMs],
+          );
+          return null;
+        } catch (err) {
+          if (classifyDbError(err) !== 'conflict') throw err;
+        }
+        row = await this.currentHolder(); // another process took it just now
+        if (!row) return { holder: '', expiresInMs: 0 }; // and released it already: try again
+      }
+      const remaining = Number(row.remaining);
+      if (remaining >= 0) return { holder: row.holder, expiresInMs: remaining };
+      // The holder stopped renewing: take the row over, unless another waiter just did.
       const changed = await this.connection.execute(
         `UPDATE ${MIGRATION_LOCK_TABLE} SET holder = ?, acquired_at = ${now}, expires_at = ${now} + ? WHERE name = ? AND holder = ? AND expires_at < ${now}`,
         [this.holder, this.leaseMs, LOCK_NAME, row.holder],
@@ -157,11 +184,21 @@ export class MigrationLock {
         this.options.tookOver?.({ previousHolder: row.holder });
         return null;
       }
+      return { holder: row.holder, expiresInMs: 0 };
     } catch (err) {
-      const failure = classifyDbError(err);
-      if (failure !== 'retryable' && failure !== 'busy') throw err;
+      // A busy file (SQLite: this connection never waits; a read too can be answered busy, e.g.
+      // while another process recovers the WAL) or a lost race (Galera): try again at the next poll.
+      if (isTransient(err)) return { holder: '', expiresInMs: 0 };
+      throw err;
     }
-    return { holder: row.holder, expiresInMs: 0 };
+  }
+
+  private async currentHolder(): Promise<{ holder: string; remaining: number | string } | undefined> {
+    const [row] = await this.connection.rows<{ holder: string; remaining: number | string }>(
+      `SELECT holder, expires_at - ${this.connection.nowSql} AS remaining FROM ${MIGRATION_LOCK_TABLE} WHERE name = ?`,
+      [LOCK_NAME],
+    );
+    return row;
   }
 
   private async renew(): Promise<void> {
@@ -181,6 +218,20 @@ export class MigrationLock {
       // A busy file or a slow server: the next renewal tries again, well within the lease.
     }
   }
+}
+
+/** How often release() tries to delete the row of a busy file, and the pause between tries. */
+const RELEASE_ATTEMPTS = 20;
+const RELEASE_PAUSE_MS = 50;
+
+/** A busy file or a lost race: the same statement can succeed a moment later. */
+function isTransient(err: unknown): boolean {
+  const failure = classifyDbError(err);
+  return failure === 'busy' || failure === 'retryable';
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Runs `work` while holding the migration lock of `dataSource`'s database. */

@@ -1,4 +1,5 @@
-import { DataSource, MigrationExecutor } from 'typeorm';
+import { DataSource, Migration, MigrationExecutor, QueryRunner } from 'typeorm';
+import { classifyDbError } from './db-errors';
 import { MIGRATION_LOCK_TABLE, MigrationLockEvents, withMigrationLock } from './migration-lock';
 
 /** Which of the two databases: they have separate schemas and separate migration lists. */
@@ -17,9 +18,50 @@ export interface MigrationEvents extends MigrationLockEvents {
 export async function migrateSchema(dataSource: DataSource, store: Store, events: MigrationEvents = {}): Promise<string[]> {
   return withMigrationLock(dataSource, events, async () => {
     if (isMysql(dataSource)) await ensureBinaryCollation(dataSource, store, events);
-    const applied = await dataSource.runMigrations({ transaction: 'each' });
+    const applied = dataSource.options.type === 'better-sqlite3' ? await runSqliteMigrations(dataSource) : await dataSource.runMigrations({ transaction: 'each' });
     return applied.map((m) => m.name);
   });
+}
+
+/** How often BEGIN IMMEDIATE is tried when busy_timeout passed with the file's write lock still taken. */
+const BEGIN_ATTEMPTS = 5;
+
+/**
+ * SQLite: each migration in its own transaction (as `transaction: 'each'`), begun with BEGIN
+ * IMMEDIATE instead of TypeORM's deferred BEGIN. TypeORM reads a table before it alters it
+ * (addColumn, dropColumn), and a deferred transaction that has read is answered SQLITE_BUSY at
+ * once, without waiting for busy_timeout, when its first write finds the file's write lock taken
+ * by another connection, however briefly: the lock's own renewal, a replica started beside this
+ * one, a service writing. IMMEDIATE takes the write lock first, waiting up to busy_timeout (and
+ * is tried again a few times), so nothing inside the transaction can be answered busy.
+ */
+async function runSqliteMigrations(dataSource: DataSource): Promise<Migration[]> {
+  const runner = dataSource.createQueryRunner();
+  runner.startTransaction = () => beginImmediate(runner);
+  const executor = new MigrationExecutor(dataSource, runner);
+  executor.transaction = 'each';
+  try {
+    return await executor.executePendingMigrations();
+  } finally {
+    await runner.release();
+  }
+}
+
+async function beginImmediate(runner: QueryRunner): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await runner.query('BEGIN IMMEDIATE');
+      break;
+    } catch (err) {
+      if (classifyDbError(err) !== 'busy' || attempt >= BEGIN_ATTEMPTS) throw err;
+    }
+    // Between tries the event loop runs (busy_timeout blocks it): the lock's renewal among others.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  // What TypeORM's own startTransaction records, so that its commit and rollback end this one.
+  const state = runner as unknown as { isTransactionActive: boolean; transactionDepth: number };
+  state.isTransactionActive = true;
+  state.transactionDepth = 1;
 }
 
 /**

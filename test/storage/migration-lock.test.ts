@@ -1,8 +1,10 @@
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../../src/storage/data-source';
+import { MIGRATIONS } from '../../migrations';
 import { MIGRATION_LOCK_TABLE, MigrationLock } from '../../src/storage/migration-lock';
-import { forEachDatabase } from '../support/databases';
+import { migrateSchema } from '../../src/storage/schema';
+import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -100,5 +102,90 @@ forEachDatabase('migration lock', (db, kind) => {
     await holder.release();
     const [row] = await ds.query(`SELECT holder FROM ${MIGRATION_LOCK_TABLE}`);
     expect(row.holder, 'release leaves the new holder alone').to.equal('new');
+  });
+});
+
+/** better-sqlite3 as TypeORM loaded it (the project has no type declarations for it). */
+type SqliteConnection = { exec(sql: string): void; close(): void; inTransaction: boolean };
+type SqliteConstructor = new (file: string, options: { timeout: number }) => SqliteConnection;
+
+/**
+ * Replicas started together on one SQLite file (the fresh-clone CI saw one exit with "database is
+ * locked"): whatever another connection is writing at that moment, a starting process waits or
+ * tries again. Another connection of this process stands for the other replicas; its busy_timeout
+ * is 0, as the lock's own connection's.
+ */
+if (testDatabaseKinds().includes('sqlite')) describe('migration lock and migrations beside other writers of one SQLite file', function () {
+  let own: TestDatabase;
+  let ds: DataSource;
+  let other: SqliteConnection;
+  beforeEach(async function () {
+    own = await createTestDatabase('sqlite');
+    ds = await createDataSource(own.config);
+    await ds.initialize();
+    const Sqlite = (ds.driver as unknown as { sqlite: SqliteConstructor }).sqlite;
+    other = new Sqlite((own.config as { file: string }).file, { timeout: 0 });
+  });
+  afterEach(async function () {
+    if (other?.inTransaction) other.exec('ROLLBACK');
+    other?.close();
+    await ds?.destroy();
+    await own?.drop();
+  });
+
+  it('opening the lock while another process writes the file (the lock table not created yet) waits for it', async function () {
+    other.exec('BEGIN IMMEDIATE');
+    other.exec('CREATE TABLE another_writer (x INTEGER)');
+    setTimeout(() => other.exec('COMMIT'), 300);
+    const started = Date.now();
+    const lock = await MigrationLock.open(ds, { holder: 'starting', pollMs: 50 });
+    expect(Date.now() - started, 'it waited for the other writer').to.be.at.least(250);
+    await lock.acquire();
+    await lock.release();
+  });
+
+  it('a waiter reads who holds the lock: it needs no write lock of the file for that', async function () {
+    const holder = await MigrationLock.open(ds, { holder: 'migrating' });
+    await holder.acquire();
+    const waits: string[] = [];
+    const waiter = await MigrationLock.open(ds, { holder: 'waiting', pollMs: 20, waiting: (w) => waits.push(w.holder) });
+    other.exec('BEGIN IMMEDIATE'); // as the holder's migration holds it
+    const acquired = waiter.acquire();
+    await sleep(150);
+    expect(waits, 'the waiter saw the holder while the file was being written').to.deep.equal(['migrating']);
+    other.exec('COMMIT');
+    await holder.release();
+    await acquired;
+    await waiter.release();
+  });
+
+  it("migrations are not answered busy when another connection wants the file's write lock between a read and a write of theirs", async function () {
+    // After every read inside a migration's transaction (TypeORM reads a table before it alters
+    // it), the other connection tries to take the write lock and holds it for a moment if it can.
+    let taken = 0;
+    let refused = 0;
+    const create = ds.createQueryRunner.bind(ds);
+    ds.createQueryRunner = (...args: Parameters<DataSource['createQueryRunner']>) => {
+      const runner = create(...args);
+      const query = runner.query.bind(runner);
+      runner.query = (async (sql: string, ...rest: unknown[]) => {
+        const result = await (query as (...a: unknown[]) => Promise<unknown>)(sql, ...rest);
+        if (runner.isTransactionActive && /^\s*SELECT/i.test(sql) && !other.inTransaction) {
+          try {
+            other.exec('BEGIN IMMEDIATE');
+            taken++;
+            setTimeout(() => other.exec('COMMIT'), 50);
+          } catch {
+            refused++;
+          }
+        }
+        return result;
+      }) as typeof runner.query;
+      return runner;
+    };
+    const applied = await migrateSchema(ds, 'data');
+    expect([...applied].sort()).to.deep.equal(MIGRATIONS.map((m) => m.name).sort());
+    expect(taken, "the file's write lock was free inside a migration's transaction").to.equal(0);
+    expect(refused, 'the other connection did try').to.be.greaterThan(0);
   });
 });
