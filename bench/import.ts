@@ -178,7 +178,7 @@ async function setUpTenant(address: string): Promise<void> {
     await unary(clients.purposes, clients.purposes.createPurpose, {
       parent: `tenants/${TENANT}`,
       purposeId: PURPOSE,
-      purpose: { name: '', displayName: 'Newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined },
+      purpose: { name: '', displayName: 'Newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined, allowedWhileRestricted: false },
       requestId: '',
     });
     await unary(clients.purposes, clients.purposes.publishNotice, { parent: `tenants/${TENANT}/purposes/${PURPOSE}`, language: 'en', text: 'Our newsletter, weekly.', requestId: 'notice-1' });

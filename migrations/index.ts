@@ -7,6 +7,7 @@ import { AuditQueries1764000000008 } from './1764000000008-AuditQueries';
 import { ErasureUnlinksAndSettingsVersions1764000000009 } from './1764000000009-ErasureUnlinksAndSettingsVersions';
 import { ChangeFeedPositions1764000000010 } from './1764000000010-ChangeFeedPositions';
 import { SubjectObjections1764000000011 } from './1764000000011-SubjectObjections';
+import { Restrictions1764000000012 } from './1764000000012-Restrictions';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   ErasureUnlinksAndSettingsVersions1764000000009,
   ChangeFeedPositions1764000000010,
   SubjectObjections1764000000011,
+  Restrictions1764000000012,
 ];

@@ -17,7 +17,7 @@ export function tenantName(tenant: string): string {
 }
 
 /** `tenants/{tenant}/{collection}/{32 hex digits}`, as the service names requests and legal holds. */
-export function childName(name: string, collection: 'requests' | 'legalHolds', what: string): string {
+export function childName(name: string, collection: 'requests' | 'legalHolds' | 'restrictions', what: string): string {
   const m = new RegExp(`^tenants/([^/]+)/${collection}/[0-9a-f]{32}$`).exec(name);
   if (!m || !TENANT_ID.test(m[1])) throw usageError(`${what} must be a name such as tenants/acme/${collection}/0123456789abcdef0123456789abcdef (as printed when it was made)`);
   return name;

@@ -17,6 +17,8 @@ import {
   ReceivedVia,
   RequestKind,
   RequestState,
+  Restriction,
+  RestrictionGround,
   SubjectRightsServiceClient,
 } from '../gen/consent/v1/subject_rights';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../gen/consent/v1/audit';
@@ -165,6 +167,24 @@ function verificationError(s: Session): (e: unknown) => never {
   };
 }
 
+const RESTRICTION_GROUNDS: Record<string, RestrictionGround> = {
+  a: RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED,
+  b: RestrictionGround.RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING,
+  c: RestrictionGround.RESTRICTION_GROUND_C_LEGAL_CLAIMS,
+  d: RestrictionGround.RESTRICTION_GROUND_D_OBJECTION_PENDING,
+};
+
+function printRestrictions(restrictions: Restriction[], s: Session): void {
+  if (s.json) return json(restrictions.map((r) => Restriction.toJSON(r)));
+  if (s.nameOnly) return out(restrictions.map((r) => `${r.name}\n`).join(''));
+  out(
+    renderTable(
+      ['RESTRICTION', 'SUBJECT', 'GROUND', 'PLACED', 'NOTIFIED', 'LIFTED', 'NOTE'],
+      restrictions.map((r) => [r.name, r.subject, shortEnum(RestrictionGround, 'RESTRICTION_GROUND_', r.ground), iso(r.placeTime), iso(r.notifyTime), iso(r.liftTime), r.liftReason || r.note]),
+    ),
+  );
+}
+
 const LEGAL_HOLD_GROUNDS: Record<string, LegalHoldGround> = {
   a: LegalHoldGround.LEGAL_HOLD_GROUND_A_FREEDOM_OF_EXPRESSION,
   b: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION,
@@ -240,7 +260,7 @@ export function buildProgram(): Command & { active(): Command } {
   const requests = program.command('requests').description('data-subject requests (Art. 15, 17, 20)');
   who(requests.command('create').description('register a request as received (deadline: one calendar month)'))
     .requiredOption('--tenant <id>', 'tenant id')
-    .requiredOption('--kind <kind>', 'access, portability, erasure or objection (an objection takes effect at once)')
+    .requiredOption('--kind <kind>', 'access, portability, erasure, objection (takes effect at once) or restriction')
     .option('--received-via <channel>', 'email, web-form, letter, phone, in-person, chat, other', 'email')
     .option('--received-at <iso-time>', 'when it was received (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
@@ -266,7 +286,7 @@ export function buildProgram(): Command & { active(): Command } {
     .description('requests, newest first')
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--state <state>', 'received, verified, in-progress, completed, rejected')
-    .option('--kind <kind>', 'access, portability, erasure, objection')
+    .option('--kind <kind>', 'access, portability, erasure, objection, restriction')
     .option('--overdue', 'only overdue requests')
     .option('--due-before <iso-time>', 'only open requests due before this time')
     .action(async (o) => {
@@ -476,6 +496,57 @@ export function buildProgram(): Command & { active(): Command } {
         pageToken = page.nextPageToken;
       } while (pageToken);
       printHolds(all, g());
+    });
+
+  const restrictions = program.command('restrictions').description('restrictions of processing (Art. 18): checks answer RESTRICTED while one is in force');
+  restrictions
+    .command('place <request>')
+    .description('carry out a verified RESTRICTION request: restrict the person and complete the request')
+    .requiredOption('--ground <a-d>', 'Art. 18(1) ground: a (accuracy contested), b (unlawful, restriction instead of erasure), c (legal claims), d (objection pending)')
+    .option('--note <text>', 'why (no personal data)', '')
+    .action(async (name: string, o) => {
+      const ground = RESTRICTION_GROUNDS[String(o.ground).toLowerCase()];
+      if (!ground) throw usageError('--ground must be one of a, b, c, d');
+      if (o.note.length > MAX_TEXT) throw usageError(`--note must be at most ${MAX_TEXT} characters`);
+      const rights = rightsClient();
+      const done = await rpc(g(), rights, rights.restrictProcessing, { name: childName(name, 'requests', 'the request'), ground, note: o.note as string });
+      if (done.restriction) printRestrictions([done.restriction], g());
+      else printRequest(done.request!, g());
+    });
+  restrictions
+    .command('notify <name>')
+    .description('record that the person was informed before the restriction is lifted (Art. 18(3))')
+    .requiredOption('--method <method>', 'how: LETTER, EMAIL, ...')
+    .requiredOption('--by <staff>', 'who informed them (a staff reference)')
+    .action(async (name: string, o) => {
+      const rights = rightsClient();
+      const req = { name: childName(name, 'restrictions', 'the restriction'), method: o.method as string, notifiedBy: o.by as string };
+      printRestrictions([(await rpc(g(), rights, rights.recordRestrictionNotice, req)).restriction!], g());
+    });
+  restrictions
+    .command('lift <name>')
+    .description('lift a restriction (after the notice to the person is recorded)')
+    .requiredOption('--reason <text>', 'why')
+    .action(async (name: string, o) => {
+      const rights = rightsClient();
+      const req = { name: childName(name, 'restrictions', 'the restriction'), reason: requiredText(o.reason, '--reason', MAX_TEXT) };
+      printRestrictions([(await rpc(g(), rights, rights.liftRestriction, req)).restriction!], g());
+    });
+  who(restrictions.command('list').description('restrictions, newest first'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--include-lifted', 'lifted restrictions too')
+    .action(async (o) => {
+      const parent = tenantName(o.tenant);
+      const filter = hasIdentifier(o) ? identifier(o) : undefined;
+      const rights = rightsClient();
+      const all: Restriction[] = [];
+      let pageToken = '';
+      do {
+        const page = await rpc(g(), rights, rights.listRestrictions, { parent, subjectIdentifier: filter, includeLifted: Boolean(o.includeLifted), pageSize: 500, pageToken });
+        all.push(...page.restrictions);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      printRestrictions(all, g());
     });
 
   /** The pinned JWK set (--jwks, checked before any call), or the server's if none was pinned. */

@@ -65,7 +65,7 @@ export interface Explanation {
 }
 
 /** Entry types that decide a check: consent events (by kind) and the subject's erasure. */
-const DECIDING_TYPES = ['CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'CONSENT_EVENT_OPT_IN_PENDING', 'CONSENT_EVENT_OPT_IN_CONFIRMED', 'CONSENT_EVENT_INBOUND_MESSAGE', 'SUBJECT_ERASED', SUBJECT_OBJECTED];
+const DECIDING_TYPES = ['CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'CONSENT_EVENT_OPT_IN_PENDING', 'CONSENT_EVENT_OPT_IN_CONFIRMED', 'CONSENT_EVENT_INBOUND_MESSAGE', 'SUBJECT_ERASED', SUBJECT_OBJECTED, 'RESTRICTION_PLACED', 'RESTRICTION_LIFTED'];
 /** Principal of checkpoints the service signs on its own schedule. */
 export const CHECKPOINT_PRINCIPAL = 'system:audit-checkpointer';
 
@@ -194,6 +194,9 @@ export class AuditService {
         const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
         if (fields.type === 'SUBJECT_ERASED') {
           entries.push({ entry, proof: [] });
+        } else if (fields.type === 'RESTRICTION_PLACED' || fields.type === 'RESTRICTION_LIFTED') {
+          // Art. 18: restrictions of the person and their lifting, once recorded.
+          if (fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });
         } else if (fields.type === SUBJECT_OBJECTED) {
           // The standing objection (Art. 21(3)) the rules read for MARKETING, once recorded.
           if (basis.category === 'MARKETING' && fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });

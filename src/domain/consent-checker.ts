@@ -286,7 +286,7 @@ export class ConsentChecker {
       position,
       index,
       key: key(index),
-      target: { purposeId: query.purposeId, category, channel: query.channel! },
+      target: purpose?.allowedWhileRestricted ? { purposeId: query.purposeId, category, channel: query.channel!, allowedWhileRestricted: true } : { purposeId: query.purposeId, category, channel: query.channel! },
       at,
       // A past `at` must not see events recorded after it: replay the log up to `at`.
       live: at >= now,
@@ -307,11 +307,14 @@ export class ConsentChecker {
       const past: SubjectFacts = { ...foldEvents(subject.subjectId, events), erased: subject.erased };
       // The objection counts from its time on (its opt-outs are in the replayed events anyway).
       if (subject.objectedAt !== undefined && subject.objectedAt <= query.at) past.objectedAt = subject.objectedAt;
+      // The restriction in force now, if it was placed by then (lifted ones are not replayed).
+      if (subject.restrictedSince !== undefined && subject.restrictedSince <= query.at) past.restricted = true;
       return past;
     }
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
     const facts: SubjectFacts = { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
     if (subject.objectedAt !== undefined) facts.objectedAt = subject.objectedAt;
+    if (subject.restrictedSince !== undefined) facts.restricted = true;
     return facts;
   }
 }
@@ -339,6 +342,7 @@ function factsOf(state: CachedIdentifier): SubjectFacts | null {
   if (state.subject === null) return null;
   const facts: SubjectFacts = { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
   if (state.subject.objectedAt !== undefined) facts.objectedAt = state.subject.objectedAt;
+  if (state.subject.restrictedSince !== undefined) facts.restricted = true;
   return facts;
 }
 /** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */

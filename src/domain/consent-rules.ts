@@ -32,6 +32,8 @@ export interface SubjectFacts {
    * (never before an opt-in recorded before the objection); absent: none.
    */
   objectedAt?: number;
+  /** Art. 18: a restriction of the person's processing is in force. */
+  restricted?: boolean;
 }
 
 export type DecisionReason =
@@ -45,7 +47,8 @@ export type DecisionReason =
   | 'CONSENT_EXPIRED'
   | 'NO_CONSENT'
   | 'UNKNOWN_SUBJECT'
-  | 'OBJECTED';
+  | 'OBJECTED'
+  | 'RESTRICTED';
 
 export interface Decision {
   allow: boolean;
@@ -64,6 +67,8 @@ export interface CheckTarget {
   purposeId: string | null;
   category: PurposeCategory;
   channel: SendChannel;
+  /** Art. 18(2): the purpose is marked as allowed while the person's processing is restricted. */
+  allowedWhileRestricted?: boolean;
 }
 
 /**
@@ -111,6 +116,9 @@ export function decide(facts: SubjectFacts | null, target: CheckTarget, at: numb
   // Rule 1.
   if (facts.erased) return deny(facts, 'SUBJECT_ERASED');
   if (facts.suppressed) return deny(facts, 'SUPPRESSED');
+  // Rule 1a (Art. 18): while the person's processing is restricted, only purposes the tenant
+  // marked as allowed under Art. 18(2) go on to the consent rules.
+  if (facts.restricted === true && target.allowedWhileRestricted !== true) return deny(facts, 'RESTRICTED');
 
   // The scopes covering the purpose and channel asked about: `specific` ones name the purpose,
   // `general` ones all purposes (ALL_PURPOSES); each on the channel or on ANY.

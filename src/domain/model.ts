@@ -83,6 +83,8 @@ export interface Purpose {
   category: PurposeCategory;
   description: string;
   createdAt: number;
+  /** Art. 18(2): checks keep following the consent rules while the person's processing is restricted. */
+  allowedWhileRestricted: boolean;
 }
 
 export interface Notice {

@@ -51,6 +51,11 @@ export interface AppliedObjection {
  * the latest opt-in time the person has: every opt-in recorded before the objection (including one
  * that raced it and committed first) is then not later than it and allows nothing; only an opt-in
  * recorded after it, for the purpose itself and with a later event time, allows marketing again.
+ *
+ * Everything is per subject (`apply` takes one person under their lock), so when identifiers can
+ * be linked as one person (issue 18, point 2) an objection reaches each linked subject by applying
+ * it to each, with the same request as provenance, and a later link can apply a standing objection
+ * to the newly linked subject the same way.
  */
 export class ObjectionRecorder {
   constructor(

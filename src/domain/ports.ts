@@ -8,6 +8,8 @@ export interface SubjectRef {
   erased: boolean;
   /** Art. 21(3): the time of the person's standing objection to direct marketing (event-time axis); absent: none. */
   objectedAt?: number;
+  /** Art. 18: since when the person's processing is restricted (a restriction in force); absent: not restricted. */
+  restrictedSince?: number;
 }
 
 /** Key of one identifier row: the blind index, never the plaintext. */
@@ -118,6 +120,8 @@ export interface SubjectRepository {
   lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
   /** Records the person's standing objection to direct marketing (Art. 21(3)) at `objectedAt` (event-time axis). */
   setObjection(tx: TxContext, tenantId: string, subjectId: string, objectedAt: number): Promise<void>;
+  /** Art. 18: since when a restriction of the person is in force (the earliest open one), or null. */
+  setRestrictedSince(tx: TxContext, tenantId: string, subjectId: string, since: number | null): Promise<void>;
   /** `lock` for several subjects, taken in id order (so concurrent writers cannot deadlock); missing ones are absent. */
   lockMany(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Map<string, SubjectRef>>;
   /** Inserts new subjects and their identifier rows with multi-row statements. */
@@ -203,7 +207,7 @@ export interface ChangeFeedRepository {
 
 /* ---- Data-subject requests and legal holds ---- */
 
-export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION';
+export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION' | 'RESTRICTION';
 export type RequestState = 'RECEIVED' | 'VERIFIED' | 'IN_PROGRESS' | 'COMPLETED' | 'REJECTED';
 /** States in which the deadline still matters. */
 export const OPEN_REQUEST_STATES: readonly RequestState[] = ['RECEIVED', 'VERIFIED', 'IN_PROGRESS'];
@@ -254,6 +258,26 @@ export interface LegalHoldRecord {
   requestId: string;
 }
 
+/** A restriction of processing (Art. 18) of a subject; in force while `liftedAt` is null. */
+export interface RestrictionRecord {
+  id: string;
+  tenantId: string;
+  subjectId: string;
+  ground: string;
+  /** The RESTRICTION request it carries out. */
+  requestId: string;
+  note: string;
+  placedBy: string;
+  placedAt: number;
+  /** Art. 18(3): the person was informed before the lifting. */
+  notifiedBy: string | null;
+  noticeMethod: string | null;
+  notifiedAt: number | null;
+  liftedBy: string | null;
+  liftedAt: number | null;
+  liftReason: string | null;
+}
+
 /** A position in a newest-first listing. */
 export interface NewestFirstCursor {
   createdAt: number;
@@ -280,6 +304,18 @@ export interface SubjectRightsRepository {
   requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]>;
   /** ERASURE requests left IN_PROGRESS (by a process that stopped mid-way). */
   inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]>;
+  insertRestriction(tx: TxContext, restriction: RestrictionRecord): Promise<void>;
+  findRestriction(tx: TxContext, tenantId: string, id: string): Promise<RestrictionRecord | null>;
+  /** The restriction that carries out a RESTRICTION request (at most one). */
+  findRestrictionByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord | null>;
+  updateRestriction(tx: TxContext, id: string, change: Partial<RestrictionRecord>): Promise<void>;
+  listRestrictions(
+    tx: TxContext,
+    tenantId: string,
+    filter: { subjectId?: string; includeLifted: boolean },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<RestrictionRecord[]>;
   insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void>;
   findHold(tx: TxContext, tenantId: string, id: string): Promise<LegalHoldRecord | null>;
   findHoldByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<LegalHoldRecord | null>;

@@ -44,7 +44,7 @@ export class PurposeService {
   async create(
     principal: Principal,
     tenantId: string,
-    input: { purposeId: string; displayName: string; category: PurposeCategory | null; description: string; requestId: string },
+    input: { purposeId: string; displayName: string; category: PurposeCategory | null; description: string; requestId: string; allowedWhileRestricted?: boolean },
   ): Promise<Purpose> {
     const v = new Violations();
     v.check(PURPOSE_ID.test(input.purposeId), 'purpose_id', 'INVALID_ID', '1-63 characters: lower-case letters, digits and "-", starting with a letter');
@@ -71,9 +71,10 @@ export class PurposeService {
         description: input.description,
         createRequestId: input.requestId || null,
         createdAt: this.clock.now(),
+        allowedWhileRestricted: input.allowedWhileRestricted === true,
       };
       await this.purposes.insert(tx, record);
-      await this.audit.append(tx, tenantId, { type: 'PURPOSE_CREATED', time: record.createdAt, principal: principal.id, purpose: record.id, payloadSha256: sha256Hex(record.category) });
+      await this.audit.append(tx, tenantId, { type: 'PURPOSE_CREATED', time: record.createdAt, principal: principal.id, purpose: record.id, payloadSha256: sha256Hex(record.allowedWhileRestricted ? `${record.category} allowed_while_restricted` : record.category) });
       return record;
     });
   }

@@ -8,7 +8,7 @@ import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFo
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
-import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
@@ -27,6 +27,9 @@ export const LEGAL_HOLD_GROUNDS = [
   'E_LEGAL_CLAIMS',
 ] as const;
 export type LegalHoldGround = (typeof LEGAL_HOLD_GROUNDS)[number];
+/** Art. 18(1)(a)-(d). */
+export const RESTRICTION_GROUNDS = ['A_ACCURACY_CONTESTED', 'B_UNLAWFUL_PROCESSING', 'C_LEGAL_CLAIMS', 'D_OBJECTION_PENDING'] as const;
+export type RestrictionGround = (typeof RESTRICTION_GROUNDS)[number];
 
 /** A request with its history and whether its deadline has passed. */
 export interface SubjectRequestView extends SubjectRequestRecord {
@@ -178,7 +181,7 @@ export class SubjectRightsService {
   ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
-    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE or OBJECTION' });
+    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION or RESTRICTION' });
     if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
     if (isViolation(identifier)) violations.push(identifier);
@@ -423,6 +426,166 @@ export class SubjectRightsService {
     });
   }
 
+  /**
+   * Carries out a verified RESTRICTION request (Art. 18(1)): under the person's lock, a
+   * restriction with its ground, the person's `restricted_since` (every check answers RESTRICTED
+   * from this commit on, except purposes allowed under Art. 18(2)), a RESTRICTION_PLACED audit
+   * entry naming the person (other processes' decision caches follow it), and the request
+   * COMPLETED. Idempotent: a completed request answers with its restriction.
+   */
+  async restrict(
+    principal: Principal,
+    tenantId: string,
+    id: string,
+    ground: RestrictionGround | null,
+    note: string,
+  ): Promise<{ request: SubjectRequestView; restriction: RestrictionRecord | null; consistencyToken: string }> {
+    const v = new Violations();
+    v.check(ground !== null, 'ground', 'REQUIRED', 'an Art. 18(1) ground (a-d)');
+    v.check(note.length <= MAX_TEXT, 'note', 'TOO_LONG', `at most ${MAX_TEXT} characters`);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    const done = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.lockRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const name = { request: `tenants/${tenantId}/requests/${id}` };
+      if (request.kind !== 'RESTRICTION') throw failedPrecondition('NOT_A_RESTRICTION', `this is an ${request.kind} request, not a restriction`, name);
+      if (request.state === 'COMPLETED') return { restriction: await this.repo.findRestrictionByRequest(tx, tenantId, id), subjectId: null, logSize: null };
+      if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
+      if (request.state !== 'VERIFIED') throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot be carried out`, { ...name, state: request.state });
+      // The person the identifier names now (perhaps recorded since the request was received).
+      const found = await this.subjects.findByIdentifier(tx, tenantId, { kind: request.identifierKind, blindIndex: request.blindIndex });
+      const person = found ? await this.subjects.lock(tx, tenantId, found.subjectId) : null;
+      let restriction: RestrictionRecord | null = null;
+      if (person && !person.erased) {
+        restriction = {
+          id: randomBytes(16).toString('hex'),
+          tenantId,
+          subjectId: person.subjectId,
+          ground: ground!,
+          requestId: id,
+          note,
+          placedBy: principal.id,
+          placedAt: now,
+          notifiedBy: null,
+          noticeMethod: null,
+          notifiedAt: null,
+          liftedBy: null,
+          liftedAt: null,
+          liftReason: null,
+        };
+        await this.repo.insertRestriction(tx, restriction);
+        if (person.restrictedSince === undefined) await this.subjects.setRestrictedSince(tx, tenantId, person.subjectId, now);
+        await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: now, principal: principal.id, subject: person.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
+      }
+      const change: Partial<SubjectRequestRecord> = { state: 'COMPLETED', updatedAt: now };
+      if (person) change.subjectId = person.subjectId;
+      await this.repo.updateRequest(tx, id, change);
+      const noteText = restriction ? `restricted (Art. 18(1)(${ground!.slice(0, 1).toLowerCase()})): ${restrictionName(restriction)}` : 'completed: no data held';
+      await this.recordTransition(tx, tenantId, { requestId: id, fromState: 'VERIFIED', toState: 'COMPLETED', principal: principal.id, at: now, note: noteText });
+      return { restriction, subjectId: restriction?.subjectId ?? null, logSize: await this.audit.committedSize(tx, tenantId) };
+    });
+    if (done.subjectId && done.logSize !== null) this.observer?.(tenantId, done.subjectId, false, done.logSize);
+    const request = await this.get(principal, tenantId, id);
+    const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
+    return { request, restriction: done.restriction, consistencyToken: encodeConsistencyToken(tenantId, position) };
+  }
+
+  /** Art. 18(3): records that the person was informed before the restriction is lifted. */
+  async recordRestrictionNotice(principal: Principal, tenantId: string, id: string, method: string, notifiedBy: string): Promise<RestrictionRecord> {
+    const v = new Violations();
+    v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+    v.check(notifiedBy.trim().length > 0 && notifiedBy.length <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    return this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const restriction = await this.repo.findRestriction(tx, tenantId, id);
+      if (!restriction) throw notFound('RESTRICTION', `tenants/${tenantId}/restrictions/${id}`);
+      const name = { restriction: restrictionName(restriction) };
+      if (restriction.liftedAt !== null) throw failedPrecondition('RESTRICTION_LIFTED', 'the restriction was lifted already', name);
+      if (restriction.notifiedAt !== null) {
+        // A retry of the same notice answers the same; a different one would rewrite the record.
+        if (restriction.noticeMethod === method && restriction.notifiedBy === notifiedBy) return restriction;
+        throw failedPrecondition('ALREADY_NOTIFIED', 'the notice to the person was recorded already', name);
+      }
+      const change = { notifiedBy, noticeMethod: method, notifiedAt: now };
+      await this.repo.updateRestriction(tx, id, change);
+      await this.audit.append(tx, tenantId, { type: 'RESTRICTION_NOTICE_RECORDED', time: now, principal: principal.id, subject: restriction.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(method) });
+      return { ...restriction, ...change };
+    });
+  }
+
+  /**
+   * Lifts a restriction with its reason, once the notice to the person (Art. 18(3)) is recorded.
+   * The person stays restricted while another restriction of theirs is in force.
+   */
+  async liftRestriction(principal: Principal, tenantId: string, id: string, reason: string): Promise<{ restriction: RestrictionRecord; consistencyToken: string }> {
+    const v = new Violations();
+    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    const done = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const found = await this.repo.findRestriction(tx, tenantId, id);
+      if (!found) throw notFound('RESTRICTION', `tenants/${tenantId}/restrictions/${id}`);
+      const name = { restriction: restrictionName(found) };
+      const person = await this.subjects.lock(tx, tenantId, found.subjectId);
+      // Read again under the person's lock: a concurrent lifting committed first shows here.
+      const restriction = (await this.repo.findRestriction(tx, tenantId, id))!;
+      if (restriction.liftedAt !== null) throw failedPrecondition('RESTRICTION_LIFTED', 'the restriction was lifted already', name);
+      if (restriction.notifiedAt === null) {
+        throw failedPrecondition('NOT_NOTIFIED', 'Art. 18(3): record that the person was informed before the restriction is lifted (RecordRestrictionNotice)', name);
+      }
+      const change = { liftedBy: principal.id, liftedAt: now, liftReason: reason };
+      await this.repo.updateRestriction(tx, id, change);
+      if (person && !person.erased) {
+        const open = await this.repo.listRestrictions(tx, tenantId, { subjectId: restriction.subjectId, includeLifted: false }, null, 1000);
+        const since = open.length > 0 ? Math.min(...open.map((r) => r.placedAt)) : null;
+        await this.subjects.setRestrictedSince(tx, tenantId, restriction.subjectId, since);
+      }
+      await this.audit.append(tx, tenantId, { type: 'RESTRICTION_LIFTED', time: now, principal: principal.id, subject: restriction.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(reason) });
+      return { restriction: { ...restriction, ...change }, logSize: await this.audit.committedSize(tx, tenantId) };
+    });
+    this.observer?.(tenantId, done.restriction.subjectId, false, done.logSize);
+    return { restriction: done.restriction, consistencyToken: encodeConsistencyToken(tenantId, done.logSize) };
+  }
+
+  async listRestrictions(
+    principal: Principal,
+    tenantId: string,
+    query: { identifier?: RawIdentifier; includeLifted: boolean; pageSize: number; pageToken: string },
+  ): Promise<Page<RestrictionRecord>> {
+    const v = new Violations();
+    const size = resolvePageSize(query.pageSize, this.pages, v);
+    const identifier = query.identifier ? normaliseIdentifier(query.identifier, 'subject_identifier') : undefined;
+    if (identifier && isViolation(identifier)) v.add(identifier.field, identifier.reason, identifier.description);
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const scope = { identifier: query.identifier ?? null, includeLifted: query.includeLifted };
+    return this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      const sealer = this.keys.pageTokenSealer(keyring, 'restrictions');
+      const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
+      v.throwIfAny();
+      let subjectId: string | undefined;
+      if (identifier && !isViolation(identifier)) {
+        const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
+        if (!subject) return { items: [], nextPageToken: '' };
+        subjectId = subject.subjectId;
+      }
+      const rows = await this.repo.listRestrictions(tx, tenantId, { subjectId, includeLifted: query.includeLifted }, parseCursor(after), size + 1);
+      const page = rows.slice(0, size);
+      const last = page[page.length - 1];
+      return { items: page, nextPageToken: rows.length > size ? encodePageToken(`${last.placedAt}:${last.id}`, scope, sealer) : '' };
+    });
+  }
+
   private async transition(
     principal: Principal,
     tenantId: string,
@@ -452,6 +615,10 @@ export class SubjectRightsService {
     const now = this.clock.now();
     return requests.map((r) => ({ ...r, transitions: transitions.get(r.id) ?? [], overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= r.dueTime }));
   }
+}
+
+function restrictionName(r: RestrictionRecord): string {
+  return `tenants/${r.tenantId}/restrictions/${r.id}`;
 }
 
 function parseCursor(token: string | null): NewestFirstCursor | null {

@@ -68,7 +68,7 @@ async function seed(address: string, tenants: string[]): Promise<void> {
       await unary(purposes, purposes.createPurpose, {
         parent: `tenants/${tenantId}`,
         purposeId: 'newsletter',
-        purpose: { name: '', displayName: 'Newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined },
+        purpose: { name: '', displayName: 'Newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined, allowedWhileRestricted: false },
         requestId: '',
       });
       await unary(purposes, purposes.publishNotice, { parent: `tenants/${tenantId}/purposes/newsletter`, language: 'en', text: 'Newsletter', requestId: 'notice-1' });

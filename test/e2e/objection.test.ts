@@ -289,7 +289,7 @@ if (testDatabaseKinds().includes('mariadb')) describe('objection across two serv
 });
 
 async function createPurpose(s: TestServer, tenantId: string, purposeId: string, category: PurposeCategory): Promise<void> {
-  await call(s.purposes, s.purposes.createPurpose, { parent: `tenants/${tenantId}`, purposeId, purpose: { name: '', displayName: purposeId, category, description: '', createTime: undefined }, requestId: '' });
+  await call(s.purposes, s.purposes.createPurpose, { parent: `tenants/${tenantId}`, purposeId, purpose: { name: '', displayName: purposeId, category, description: '', createTime: undefined, allowedWhileRestricted: false }, requestId: '' });
   await call(s.purposes, s.purposes.publishNotice, { parent: `tenants/${tenantId}/purposes/${purposeId}`, language: 'en', text: `Notice for ${purposeId}`, requestId: `notice-${purposeId}` });
 }
 

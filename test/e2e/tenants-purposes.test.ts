@@ -79,7 +79,7 @@ forEachDatabase('TenantService and PurposeService over gRPC', (db) => {
     );
     expect(typo.reason, 'a validity key that names no purpose would mean consent that never expires').to.equal('PURPOSE_NOT_FOUND');
     expect(typo.fields).to.deep.equal(['settings.purpose_consent_validity["newsleter"]']);
-    await call(s.purposes, s.purposes.createPurpose, { parent: 'tenants/delta', purposeId: 'newsletter', purpose: { name: '', displayName: 'News', category: 1, description: '', createTime: undefined }, requestId: '' });
+    await call(s.purposes, s.purposes.createPurpose, { parent: 'tenants/delta', purposeId: 'newsletter', purpose: { name: '', displayName: 'News', category: 1, description: '', createTime: undefined, allowedWhileRestricted: false }, requestId: '' });
 
     const implicit = await call(s.tenants, s.tenants.updateTenantSettings, {
       settings: TenantSettings.fromPartial({ name: 'tenants/delta/settings', optOutKeywords: [' halt ', 'Stop'], purposeConsentValidity: { newsletter: { seconds: 730 * 86400, nanos: 0 } } }),

@@ -450,6 +450,10 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       made.rejectRequest = await createRequest(t, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-reject', false);
       made.erasureRequest = await createRequest(t, RequestKind.REQUEST_KIND_ERASURE, PHONE2, 'seed-erasure', true);
       made.hold = await placeHold(t, PHONE, 'seed-hold-1');
+      // Restrictions (Art. 18): a verified request to carry out, and a restriction placed.
+      made.restrictionRequest = await createRequest(t, RequestKind.REQUEST_KIND_RESTRICTION, PHONE, 'seed-restriction', true);
+      const placed = await createRequest(t, RequestKind.REQUEST_KIND_RESTRICTION, PHONE, 'seed-restriction-2', true);
+      made.restriction = (await call(rights, rights.restrictProcessing, { name: placed, ground: 1, note: 'case' })).restriction!.name;
       await placeHold(t, PHONE, 'seed-hold-2');
     }
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);

@@ -73,7 +73,7 @@ forEachDatabase('storage', (db) => {
   describe(TypeormPurposeRepository.name, function () {
     it('lists purposes in id order after a cursor', async function () {
       for (const id of ['c', 'a', 'b']) {
-        await tx.write((t) => purposes.insert(t, { tenantId: T, id, displayName: id, category: 'MARKETING', description: '', createRequestId: null, createdAt: 1 }));
+        await tx.write((t) => purposes.insert(t, { tenantId: T, id, displayName: id, category: 'MARKETING', description: '', createRequestId: null, createdAt: 1, allowedWhileRestricted: false }));
       }
       expect((await tx.read((t) => purposes.list(t, T, null, 2))).map((p) => p.id)).to.deep.equal(['a', 'b']);
       expect((await tx.read((t) => purposes.list(t, T, 'b', 2))).map((p) => p.id)).to.deep.equal(['c']);

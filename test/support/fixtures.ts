@@ -22,7 +22,7 @@ export async function seedTenant(s: TestServer, tenantId: string): Promise<void>
     await call(s.purposes, s.purposes.createPurpose, {
       parent: `tenants/${tenantId}`,
       purposeId,
-      purpose: { name: '', displayName: purposeId, category, description: '', createTime: undefined },
+      purpose: { name: '', displayName: purposeId, category, description: '', createTime: undefined, allowedWhileRestricted: false },
       requestId: '',
     });
     await call(s.purposes, s.purposes.publishNotice, {

@@ -45,7 +45,7 @@ export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
 );
 
 /** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
-export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '' };
+export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '' };
 
 /** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
 export function body(method: string, t: string): object {
@@ -87,6 +87,11 @@ export function body(method: string, t: string): object {
     PlaceLegalHold: { parent, ...who, ground: 1, note: 'case', requestId: `h-${Math.random()}` },
     ReleaseLegalHold: { name: swap(made.hold), note: 'closed' },
     ListLegalHolds: { parent },
+    // A verified RESTRICTION request (carried out by the call: again is idempotent), and a restriction placed before.
+    RestrictProcessing: { name: swap(made.restrictionRequest), ground: 1, note: 'case' },
+    RecordRestrictionNotice: { name: swap(made.restriction), method: 'LETTER', notifiedBy: 'staff-1' },
+    LiftRestriction: { name: swap(made.restriction), reason: 'accuracy verified' },
+    ListRestrictions: { parent },
     GetCheckpoint: { parent },
     ListCheckpoints: { parent },
     ListAuditEntries: { parent },

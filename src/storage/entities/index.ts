@@ -12,6 +12,7 @@ import { PurposeEntity } from './purpose.entity';
 import { ServiceWindowEntity } from './service-window.entity';
 import { SubjectIdentifierEntity } from './subject-identifier.entity';
 import { SubjectEntity } from './subject.entity';
+import { SubjectRestrictionEntity } from './subject-restriction.entity';
 import { TenantEntity } from './tenant.entity';
 import { TenantSettingsVersionEntity } from './tenant-settings-version.entity';
 
@@ -32,6 +33,7 @@ export {
   SubjectIdentifierEntity,
   SubjectRequestEntity,
   SubjectRequestTransitionEntity,
+  SubjectRestrictionEntity,
   SuppressionEntity,
   TenantEntity,
   TenantSettingsVersionEntity,
@@ -57,4 +59,5 @@ export const ENTITIES = [
   AuditNodeEntity,
   AuditCheckpointEntity,
   TenantSettingsVersionEntity,
+  SubjectRestrictionEntity,
 ];

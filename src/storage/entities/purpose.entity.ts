@@ -23,4 +23,8 @@ export class PurposeEntity {
 
   @Column({ name: 'created_at', type: 'bigint', transformer: epochMs })
   createdAt!: number;
+
+  /** Art. 18(2): checks keep following the consent rules while the person is restricted. */
+  @Column({ name: 'allowed_while_restricted', type: 'boolean', default: false })
+  allowedWhileRestricted!: boolean;
 }

@@ -20,4 +20,8 @@ export class SubjectEntity {
   /** Art. 21(3): when the person objected to direct marketing (event-time axis); null: no objection. */
   @Column({ name: 'objected_at', type: 'bigint', nullable: true, transformer: epochMs })
   objectedAt!: number | null;
+
+  /** Art. 18: since when the person's processing is restricted (a restriction in force); null: none. */
+  @Column({ name: 'restricted_since', type: 'bigint', nullable: true, transformer: epochMs })
+  restrictedSince!: number | null;
 }

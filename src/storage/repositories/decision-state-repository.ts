@@ -41,7 +41,7 @@ export class SqlDecisionStateRepository implements DecisionStateRepository {
             version = num(row.n1);
             break;
           case 'i':
-            result.subjects.set(`${row.kind}:${row.blind}`, subjectRef(String(row.subject_id), { erased_at: row.n1, objected_at: row.n2 }));
+            result.subjects.set(`${row.kind}:${row.blind}`, subjectRef(String(row.subject_id), { erased_at: row.n1, objected_at: row.n2, restricted_since: row.n3 }));
             break;
           case 'x':
             result.suppressed.add(`${row.kind}:${row.blind}`);
@@ -109,7 +109,7 @@ function statementFor(tenantId: string, indexes: IdentifierIndex[]): { sql: stri
   for (const [kind, blinds] of byKind) {
     const named = `i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blinds.length)})`;
     const args = [tenantId, kind, ...blinds];
-    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
+    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at', n3: 's.restricted_since' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
     params.push(...args);
     parts.push(branch({ r: "'x'", kind: 'x.kind', blind: 'x.blind_index' }, `suppressions x WHERE x.tenant_id = ? AND x.kind = ? AND x.blind_index IN (${placeholders(blinds.length)})`));
     params.push(...args);

@@ -67,5 +67,5 @@ export class TypeormPurposeRepository implements PurposeRepository {
 }
 
 function toPurpose(row: PurposeEntity): PurposeRecord {
-  return { ...row, category: row.category as PurposeCategory };
+  return { ...row, category: row.category as PurposeCategory, allowedWhileRestricted: Boolean(row.allowedWhileRestricted) };
 }

@@ -1,8 +1,8 @@
 import { Brackets, EntityManager } from 'typeorm';
-import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
+import { LegalHoldRecord, NewestFirstCursor, RestrictionRecord, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { IdentifierKind } from '../../domain/model';
-import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestTransitionEntity } from '../entities';
+import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestTransitionEntity, SubjectRestrictionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { forUpdate } from './sql-dialect';
 
@@ -78,6 +78,36 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
   async inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]> {
     const rows = await managerOf(tx).findBy(SubjectRequestEntity, { kind: 'ERASURE', state: 'IN_PROGRESS' });
     return rows.map((r) => toRequest(r)!);
+  }
+
+  async insertRestriction(tx: TxContext, restriction: RestrictionRecord): Promise<void> {
+    await managerOf(tx).insert(SubjectRestrictionEntity, { ...restriction });
+  }
+
+  async findRestriction(tx: TxContext, tenantId: string, id: string): Promise<RestrictionRecord | null> {
+    return managerOf(tx).findOneBy(SubjectRestrictionEntity, { tenantId, id });
+  }
+
+  async findRestrictionByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord | null> {
+    return managerOf(tx).findOneBy(SubjectRestrictionEntity, { tenantId, requestId });
+  }
+
+  async updateRestriction(tx: TxContext, id: string, change: Partial<RestrictionRecord>): Promise<void> {
+    await managerOf(tx).update(SubjectRestrictionEntity, { id }, change);
+  }
+
+  async listRestrictions(
+    tx: TxContext,
+    tenantId: string,
+    filter: { subjectId?: string; includeLifted: boolean },
+    after: NewestFirstCursor | null,
+    limit: number,
+  ): Promise<RestrictionRecord[]> {
+    const q = managerOf(tx).createQueryBuilder(SubjectRestrictionEntity, 'r').where('r.tenantId = :tenantId', { tenantId });
+    if (filter.subjectId) q.andWhere('r.subjectId = :subjectId', { subjectId: filter.subjectId });
+    if (!filter.includeLifted) q.andWhere('r.liftedAt IS NULL');
+    newestFirst(q, 'r', after, 'placedAt');
+    return q.orderBy('r.placedAt', 'DESC').addOrderBy('r.id', 'DESC').take(limit).getMany();
   }
 
   async insertHold(tx: TxContext, hold: LegalHoldRecord): Promise<void> {

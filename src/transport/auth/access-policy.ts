@@ -48,6 +48,10 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.SubjectRightsService/PlaceLegalHold': ['DPO'],
   'consent.v1.SubjectRightsService/ReleaseLegalHold': ['DPO'],
   'consent.v1.SubjectRightsService/ListLegalHolds': ['DPO', 'AUDITOR'],
+  'consent.v1.SubjectRightsService/RestrictProcessing': ['DPO'],
+  'consent.v1.SubjectRightsService/RecordRestrictionNotice': ['DPO'],
+  'consent.v1.SubjectRightsService/LiftRestriction': ['DPO'],
+  'consent.v1.SubjectRightsService/ListRestrictions': ['DPO', 'AUDITOR'],
 
   'consent.v1.AuditService/GetCheckpoint': ['AUDITOR', 'DPO'],
   'consent.v1.AuditService/ListCheckpoints': ['AUDITOR', 'DPO'],

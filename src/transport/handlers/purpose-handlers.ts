@@ -28,6 +28,7 @@ export function purposeHandlers(pipeline: CallPipeline, purposes: PurposeService
         displayName: req.purpose?.displayName ?? '',
         category: categories.toDomain(req.purpose?.category ?? 0),
         description: req.purpose?.description ?? '',
+        allowedWhileRestricted: req.purpose?.allowedWhileRestricted ?? false,
         requestId: req.requestId,
       });
       return { purpose: purposeToProto(purpose) };
@@ -78,6 +79,7 @@ function purposeToProto(p: Purpose): PbPurpose {
     category: categories.toProto(p.category),
     description: p.description,
     createTime: msToDate(p.createdAt),
+    allowedWhileRestricted: p.allowedWhileRestricted,
   };
 }
 

@@ -1,7 +1,7 @@
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
-import { LegalHoldRecord, RequestKind, RequestState } from '../../domain/ports';
-import { LegalHoldGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
+import { LegalHoldRecord, RequestKind, RequestState, RestrictionRecord } from '../../domain/ports';
+import { LegalHoldGround, RestrictionGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
 import {
   DataSubjectRequest,
   ExportSubjectDataResponse,
@@ -10,6 +10,8 @@ import {
   ReceivedVia as PbVia,
   RequestKind as PbKind,
   RequestState as PbState,
+  Restriction,
+  RestrictionGround as PbRestrictionGround,
   SubjectRightsServiceServer,
 } from '../../gen/consent/v1/subject_rights';
 import { CallPipeline } from '../call-pipeline';
@@ -21,6 +23,7 @@ const kinds = enumMapper<typeof PbKind, RequestKind>(PbKind, 'REQUEST_KIND_');
 const states = enumMapper<typeof PbState, RequestState>(PbState, 'REQUEST_STATE_');
 const via = enumMapper<typeof PbVia, string>(PbVia, 'RECEIVED_VIA_');
 const grounds = enumMapper<typeof PbGround, LegalHoldGround>(PbGround, 'LEGAL_HOLD_GROUND_');
+const restrictionGrounds = enumMapper<typeof PbRestrictionGround, RestrictionGround>(PbRestrictionGround, 'RESTRICTION_GROUND_');
 
 /** consent.v1.SubjectRightsService: translate, call SubjectRightsService, map back. */
 export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRightsService, exporter: SubjectExporter): SubjectRightsServiceServer {
@@ -103,6 +106,47 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
       });
       return { holds: page.items.map(holdToProto), nextPageToken: page.nextPageToken };
     }),
+    restrictProcessing: pipeline.unary('RestrictProcessing', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      const done = await rights.restrict(ctx.principal, tenantId, id, restrictionGrounds.toDomain(req.ground), req.note);
+      return { request: requestToProto(done.request), restriction: done.restriction ? restrictionToProto(done.restriction) : undefined, consistencyToken: done.consistencyToken };
+    }),
+    recordRestrictionNotice: pipeline.unary('RecordRestrictionNotice', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'restrictions');
+      return { restriction: restrictionToProto(await rights.recordRestrictionNotice(ctx.principal, tenantId, id, req.method, req.notifiedBy)) };
+    }),
+    liftRestriction: pipeline.unary('LiftRestriction', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'restrictions');
+      const done = await rights.liftRestriction(ctx.principal, tenantId, id, req.reason);
+      return { restriction: restrictionToProto(done.restriction), consistencyToken: done.consistencyToken };
+    }),
+    listRestrictions: pipeline.unary('ListRestrictions', async (req, ctx) => {
+      const page = await rights.listRestrictions(ctx.principal, parentTenant(req.parent), {
+        identifier: req.subjectIdentifier ? toRawIdentifier(req.subjectIdentifier) : undefined,
+        includeLifted: req.includeLifted,
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return { restrictions: page.items.map(restrictionToProto), nextPageToken: page.nextPageToken };
+    }),
+  };
+}
+
+function restrictionToProto(r: RestrictionRecord): Restriction {
+  return {
+    name: `tenants/${r.tenantId}/restrictions/${r.id}`,
+    subject: `tenants/${r.tenantId}/subjects/${r.subjectId}`,
+    ground: restrictionGrounds.toProto(r.ground as RestrictionGround),
+    request: `tenants/${r.tenantId}/requests/${r.requestId}`,
+    note: r.note,
+    placedBy: r.placedBy,
+    placeTime: msToDate(r.placedAt),
+    notifiedBy: r.notifiedBy ?? '',
+    noticeMethod: r.noticeMethod ?? '',
+    notifyTime: msToDate(r.notifiedAt ?? undefined),
+    liftedBy: r.liftedBy ?? '',
+    liftTime: msToDate(r.liftedAt ?? undefined),
+    liftReason: r.liftReason ?? '',
   };
 }
 

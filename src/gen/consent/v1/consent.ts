@@ -363,6 +363,11 @@ export enum DecisionReason {
    * request) and no opt-in for this MARKETING purpose was recorded after the objection.
    */
   DECISION_REASON_OBJECTED = 11,
+  /**
+   * DECISION_REASON_RESTRICTED - DENY: the person's processing is restricted (Art. 18, SubjectRightsService.RestrictProcessing)
+   * and the purpose is not marked `allowed_while_restricted` (Art. 18(2)).
+   */
+  DECISION_REASON_RESTRICTED = 12,
   UNRECOGNIZED = -1,
 }
 
@@ -404,6 +409,9 @@ export function decisionReasonFromJSON(object: any): DecisionReason {
     case 11:
     case "DECISION_REASON_OBJECTED":
       return DecisionReason.DECISION_REASON_OBJECTED;
+    case 12:
+    case "DECISION_REASON_RESTRICTED":
+      return DecisionReason.DECISION_REASON_RESTRICTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -437,6 +445,8 @@ export function decisionReasonToJSON(object: DecisionReason): string {
       return "DECISION_REASON_UNKNOWN_SUBJECT";
     case DecisionReason.DECISION_REASON_OBJECTED:
       return "DECISION_REASON_OBJECTED";
+    case DecisionReason.DECISION_REASON_RESTRICTED:
+      return "DECISION_REASON_RESTRICTED";
     case DecisionReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -36,7 +36,16 @@ export interface Purpose {
   /** Free description for staff. */
   description: string;
   /** When the purpose was created. */
-  createTime?: Date | undefined;
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * Art. 18(2): checks for this purpose keep following the consent rules while the person's
+   * processing is restricted (e.g. messages needed for legal claims or to protect the rights of
+   * another person); other purposes answer DENY DECISION_REASON_RESTRICTED. Set when the purpose
+   * is created; immutable.
+   */
+  allowedWhileRestricted: boolean;
 }
 
 /** One immutable version of the text shown to people when their consent is asked. */
@@ -130,7 +139,14 @@ export interface ListNoticesResponse {
 }
 
 function createBasePurpose(): Purpose {
-  return { name: "", displayName: "", category: 0, description: "", createTime: undefined };
+  return {
+    name: "",
+    displayName: "",
+    category: 0,
+    description: "",
+    createTime: undefined,
+    allowedWhileRestricted: false,
+  };
 }
 
 export const Purpose: MessageFns<Purpose> = {
@@ -149,6 +165,9 @@ export const Purpose: MessageFns<Purpose> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(42).fork()).join();
+    }
+    if (message.allowedWhileRestricted !== false) {
+      writer.uint32(48).bool(message.allowedWhileRestricted);
     }
     return writer;
   },
@@ -206,6 +225,14 @@ export const Purpose: MessageFns<Purpose> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.allowedWhileRestricted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -233,6 +260,11 @@ export const Purpose: MessageFns<Purpose> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      allowedWhileRestricted: isSet(object.allowedWhileRestricted)
+        ? globalThis.Boolean(object.allowedWhileRestricted)
+        : isSet(object.allowed_while_restricted)
+        ? globalThis.Boolean(object.allowed_while_restricted)
+        : false,
     };
   },
 
@@ -253,6 +285,9 @@ export const Purpose: MessageFns<Purpose> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.allowedWhileRestricted !== false) {
+      obj.allowedWhileRestricted = message.allowedWhileRestricted;
+    }
     return obj;
   },
 
@@ -266,6 +301,7 @@ export const Purpose: MessageFns<Purpose> = {
     message.category = object.category ?? 0;
     message.description = object.description ?? "";
     message.createTime = object.createTime ?? undefined;
+    message.allowedWhileRestricted = object.allowedWhileRestricted ?? false;
     return message;
   },
 };

@@ -45,6 +45,11 @@ export enum RequestKind {
    * The request is COMPLETED at once.
    */
   REQUEST_KIND_OBJECTION = 4,
+  /**
+   * REQUEST_KIND_RESTRICTION - Art. 18: restriction of processing. Verified like an erasure, then carried out with
+   * RestrictProcessing (which completes it); the restriction stays until LiftRestriction.
+   */
+  REQUEST_KIND_RESTRICTION = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -65,6 +70,9 @@ export function requestKindFromJSON(object: any): RequestKind {
     case 4:
     case "REQUEST_KIND_OBJECTION":
       return RequestKind.REQUEST_KIND_OBJECTION;
+    case 5:
+    case "REQUEST_KIND_RESTRICTION":
+      return RequestKind.REQUEST_KIND_RESTRICTION;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -84,6 +92,8 @@ export function requestKindToJSON(object: RequestKind): string {
       return "REQUEST_KIND_ERASURE";
     case RequestKind.REQUEST_KIND_OBJECTION:
       return "REQUEST_KIND_OBJECTION";
+    case RequestKind.REQUEST_KIND_RESTRICTION:
+      return "REQUEST_KIND_RESTRICTION";
     case RequestKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -276,6 +286,62 @@ export function legalHoldGroundToJSON(object: LegalHoldGround): string {
     case LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS:
       return "LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS";
     case LegalHoldGround.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Art. 18(1) grounds for restricting processing. */
+export enum RestrictionGround {
+  RESTRICTION_GROUND_UNSPECIFIED = 0,
+  /** RESTRICTION_GROUND_A_ACCURACY_CONTESTED - (a) the accuracy of the data is contested, while it is verified. */
+  RESTRICTION_GROUND_A_ACCURACY_CONTESTED = 1,
+  /** RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING - (b) the processing is unlawful and the person asks for restriction instead of erasure. */
+  RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING = 2,
+  /** RESTRICTION_GROUND_C_LEGAL_CLAIMS - (c) the controller no longer needs the data, the person needs it for legal claims. */
+  RESTRICTION_GROUND_C_LEGAL_CLAIMS = 3,
+  /** RESTRICTION_GROUND_D_OBJECTION_PENDING - (d) the person objected under Art. 21(1), pending the verification of the grounds. */
+  RESTRICTION_GROUND_D_OBJECTION_PENDING = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function restrictionGroundFromJSON(object: any): RestrictionGround {
+  switch (object) {
+    case 0:
+    case "RESTRICTION_GROUND_UNSPECIFIED":
+      return RestrictionGround.RESTRICTION_GROUND_UNSPECIFIED;
+    case 1:
+    case "RESTRICTION_GROUND_A_ACCURACY_CONTESTED":
+      return RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED;
+    case 2:
+    case "RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING":
+      return RestrictionGround.RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING;
+    case 3:
+    case "RESTRICTION_GROUND_C_LEGAL_CLAIMS":
+      return RestrictionGround.RESTRICTION_GROUND_C_LEGAL_CLAIMS;
+    case 4:
+    case "RESTRICTION_GROUND_D_OBJECTION_PENDING":
+      return RestrictionGround.RESTRICTION_GROUND_D_OBJECTION_PENDING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RestrictionGround.UNRECOGNIZED;
+  }
+}
+
+export function restrictionGroundToJSON(object: RestrictionGround): string {
+  switch (object) {
+    case RestrictionGround.RESTRICTION_GROUND_UNSPECIFIED:
+      return "RESTRICTION_GROUND_UNSPECIFIED";
+    case RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED:
+      return "RESTRICTION_GROUND_A_ACCURACY_CONTESTED";
+    case RestrictionGround.RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING:
+      return "RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING";
+    case RestrictionGround.RESTRICTION_GROUND_C_LEGAL_CLAIMS:
+      return "RESTRICTION_GROUND_C_LEGAL_CLAIMS";
+    case RestrictionGround.RESTRICTION_GROUND_D_OBJECTION_PENDING:
+      return "RESTRICTION_GROUND_D_OBJECTION_PENDING";
+    case RestrictionGround.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -621,6 +687,124 @@ export interface ListLegalHoldsRequest {
 export interface ListLegalHoldsResponse {
   /** The page of holds. */
   holds: LegalHold[];
+  /** Empty at the end. */
+  nextPageToken: string;
+}
+
+/** A restriction of processing (Art. 18) of one person. */
+export interface Restriction {
+  /** "tenants/{tenant}/restrictions/{restriction}". */
+  name: string;
+  /** The person, by opaque name. */
+  subject: string;
+  /** The Art. 18(1) ground. */
+  ground: RestrictionGround;
+  /** "tenants/{tenant}/requests/{request}": the RESTRICTION request it carries out. */
+  request: string;
+  /** Why (case reference etc.); no personal data; at most 1,000 characters. */
+  note: string;
+  /** Who placed it. */
+  placedBy: string;
+  /** When; checks answer RESTRICTED from then on. */
+  placeTime?:
+    | Date
+    | undefined;
+  /** Who informed the person that the restriction will be lifted (Art. 18(3)). */
+  notifiedBy: string;
+  /** How ("LETTER", "EMAIL", ...). */
+  noticeMethod: string;
+  /** When; unset until the notice is recorded. */
+  notifyTime?:
+    | Date
+    | undefined;
+  /** Who lifted it. */
+  liftedBy: string;
+  /** When; unset while the restriction is in force. */
+  liftTime?:
+    | Date
+    | undefined;
+  /** Why it was lifted. */
+  liftReason: string;
+}
+
+/** Request of SubjectRightsService.RestrictProcessing. */
+export interface RestrictProcessingRequest {
+  /** "tenants/{tenant}/requests/{request}" of a verified RESTRICTION request. */
+  name: string;
+  /** The Art. 18(1) ground. */
+  ground: RestrictionGround;
+  /** Why (case reference etc.); no personal data; at most 1,000 characters. */
+  note: string;
+}
+
+/** Response of SubjectRightsService.RestrictProcessing. */
+export interface RestrictProcessingResponse {
+  /** The completed request. */
+  request?:
+    | DataSubjectRequest
+    | undefined;
+  /** The restriction; unset when the tenant holds nothing about the identifier. */
+  restriction?:
+    | Restriction
+    | undefined;
+  /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the restriction. */
+  consistencyToken: string;
+}
+
+/** Request of SubjectRightsService.RecordRestrictionNotice. */
+export interface RecordRestrictionNoticeRequest {
+  /** "tenants/{tenant}/restrictions/{restriction}". */
+  name: string;
+  /** How the person was informed ("LETTER", "EMAIL", ...); 1-64 characters of A-Z a-z 0-9 _ . : -. */
+  method: string;
+  /** Who informed them (a staff reference); 1-128 characters. */
+  notifiedBy: string;
+}
+
+/** Response of SubjectRightsService.RecordRestrictionNotice. */
+export interface RecordRestrictionNoticeResponse {
+  /** The restriction after the change. */
+  restriction?: Restriction | undefined;
+}
+
+/** Request of SubjectRightsService.LiftRestriction. */
+export interface LiftRestrictionRequest {
+  /** "tenants/{tenant}/restrictions/{restriction}". */
+  name: string;
+  /** Why it is lifted; 1-1,000 characters, no personal data. */
+  reason: string;
+}
+
+/** Response of SubjectRightsService.LiftRestriction. */
+export interface LiftRestrictionResponse {
+  /** The restriction after the change. */
+  restriction?:
+    | Restriction
+    | undefined;
+  /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the lifting. */
+  consistencyToken: string;
+}
+
+/** Request of SubjectRightsService.ListRestrictions. */
+export interface ListRestrictionsRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** Only restrictions of this person. */
+  subjectIdentifier?:
+    | SubjectIdentifier
+    | undefined;
+  /** Lifted restrictions too. */
+  includeLifted: boolean;
+  /** 0 means 50; at most 500; negative is INVALID_ARGUMENT. */
+  pageSize: number;
+  /** From a previous response with the same filters. */
+  pageToken: string;
+}
+
+/** Response of SubjectRightsService.ListRestrictions. */
+export interface ListRestrictionsResponse {
+  /** The page of restrictions. */
+  restrictions: Restriction[];
   /** Empty at the end. */
   nextPageToken: string;
 }
@@ -3755,7 +3939,1120 @@ export const ListLegalHoldsResponse: MessageFns<ListLegalHoldsResponse> = {
   },
 };
 
-/** Data-subject requests (GDPR Art. 15, 17, 20, 21) and legal holds: the data-protection officer's work. */
+function createBaseRestriction(): Restriction {
+  return {
+    name: "",
+    subject: "",
+    ground: 0,
+    request: "",
+    note: "",
+    placedBy: "",
+    placeTime: undefined,
+    notifiedBy: "",
+    noticeMethod: "",
+    notifyTime: undefined,
+    liftedBy: "",
+    liftTime: undefined,
+    liftReason: "",
+  };
+}
+
+export const Restriction: MessageFns<Restriction> = {
+  encode(message: Restriction, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.ground !== 0) {
+      writer.uint32(24).int32(message.ground);
+    }
+    if (message.request !== "") {
+      writer.uint32(34).string(message.request);
+    }
+    if (message.note !== "") {
+      writer.uint32(42).string(message.note);
+    }
+    if (message.placedBy !== "") {
+      writer.uint32(50).string(message.placedBy);
+    }
+    if (message.placeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.placeTime), writer.uint32(58).fork()).join();
+    }
+    if (message.notifiedBy !== "") {
+      writer.uint32(66).string(message.notifiedBy);
+    }
+    if (message.noticeMethod !== "") {
+      writer.uint32(74).string(message.noticeMethod);
+    }
+    if (message.notifyTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.notifyTime), writer.uint32(82).fork()).join();
+    }
+    if (message.liftedBy !== "") {
+      writer.uint32(90).string(message.liftedBy);
+    }
+    if (message.liftTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.liftTime), writer.uint32(98).fork()).join();
+    }
+    if (message.liftReason !== "") {
+      writer.uint32(106).string(message.liftReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Restriction {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestriction();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ground = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.request = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.placedBy = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.placeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.notifiedBy = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.noticeMethod = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.notifyTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.liftedBy = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.liftTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.liftReason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Restriction {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      ground: isSet(object.ground) ? restrictionGroundFromJSON(object.ground) : 0,
+      request: isSet(object.request) ? globalThis.String(object.request) : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+      placedBy: isSet(object.placedBy)
+        ? globalThis.String(object.placedBy)
+        : isSet(object.placed_by)
+        ? globalThis.String(object.placed_by)
+        : "",
+      placeTime: isSet(object.placeTime)
+        ? fromJsonTimestamp(object.placeTime)
+        : isSet(object.place_time)
+        ? fromJsonTimestamp(object.place_time)
+        : undefined,
+      notifiedBy: isSet(object.notifiedBy)
+        ? globalThis.String(object.notifiedBy)
+        : isSet(object.notified_by)
+        ? globalThis.String(object.notified_by)
+        : "",
+      noticeMethod: isSet(object.noticeMethod)
+        ? globalThis.String(object.noticeMethod)
+        : isSet(object.notice_method)
+        ? globalThis.String(object.notice_method)
+        : "",
+      notifyTime: isSet(object.notifyTime)
+        ? fromJsonTimestamp(object.notifyTime)
+        : isSet(object.notify_time)
+        ? fromJsonTimestamp(object.notify_time)
+        : undefined,
+      liftedBy: isSet(object.liftedBy)
+        ? globalThis.String(object.liftedBy)
+        : isSet(object.lifted_by)
+        ? globalThis.String(object.lifted_by)
+        : "",
+      liftTime: isSet(object.liftTime)
+        ? fromJsonTimestamp(object.liftTime)
+        : isSet(object.lift_time)
+        ? fromJsonTimestamp(object.lift_time)
+        : undefined,
+      liftReason: isSet(object.liftReason)
+        ? globalThis.String(object.liftReason)
+        : isSet(object.lift_reason)
+        ? globalThis.String(object.lift_reason)
+        : "",
+    };
+  },
+
+  toJSON(message: Restriction): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.ground !== 0) {
+      obj.ground = restrictionGroundToJSON(message.ground);
+    }
+    if (message.request !== "") {
+      obj.request = message.request;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    if (message.placedBy !== "") {
+      obj.placedBy = message.placedBy;
+    }
+    if (message.placeTime !== undefined) {
+      obj.placeTime = message.placeTime.toISOString();
+    }
+    if (message.notifiedBy !== "") {
+      obj.notifiedBy = message.notifiedBy;
+    }
+    if (message.noticeMethod !== "") {
+      obj.noticeMethod = message.noticeMethod;
+    }
+    if (message.notifyTime !== undefined) {
+      obj.notifyTime = message.notifyTime.toISOString();
+    }
+    if (message.liftedBy !== "") {
+      obj.liftedBy = message.liftedBy;
+    }
+    if (message.liftTime !== undefined) {
+      obj.liftTime = message.liftTime.toISOString();
+    }
+    if (message.liftReason !== "") {
+      obj.liftReason = message.liftReason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Restriction>, I>>(base?: I): Restriction {
+    return Restriction.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Restriction>, I>>(object: I): Restriction {
+    const message = createBaseRestriction();
+    message.name = object.name ?? "";
+    message.subject = object.subject ?? "";
+    message.ground = object.ground ?? 0;
+    message.request = object.request ?? "";
+    message.note = object.note ?? "";
+    message.placedBy = object.placedBy ?? "";
+    message.placeTime = object.placeTime ?? undefined;
+    message.notifiedBy = object.notifiedBy ?? "";
+    message.noticeMethod = object.noticeMethod ?? "";
+    message.notifyTime = object.notifyTime ?? undefined;
+    message.liftedBy = object.liftedBy ?? "";
+    message.liftTime = object.liftTime ?? undefined;
+    message.liftReason = object.liftReason ?? "";
+    return message;
+  },
+};
+
+function createBaseRestrictProcessingRequest(): RestrictProcessingRequest {
+  return { name: "", ground: 0, note: "" };
+}
+
+export const RestrictProcessingRequest: MessageFns<RestrictProcessingRequest> = {
+  encode(message: RestrictProcessingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.ground !== 0) {
+      writer.uint32(16).int32(message.ground);
+    }
+    if (message.note !== "") {
+      writer.uint32(26).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestrictProcessingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestrictProcessingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ground = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestrictProcessingRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      ground: isSet(object.ground) ? restrictionGroundFromJSON(object.ground) : 0,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: RestrictProcessingRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.ground !== 0) {
+      obj.ground = restrictionGroundToJSON(message.ground);
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestrictProcessingRequest>, I>>(base?: I): RestrictProcessingRequest {
+    return RestrictProcessingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestrictProcessingRequest>, I>>(object: I): RestrictProcessingRequest {
+    const message = createBaseRestrictProcessingRequest();
+    message.name = object.name ?? "";
+    message.ground = object.ground ?? 0;
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseRestrictProcessingResponse(): RestrictProcessingResponse {
+  return { request: undefined, restriction: undefined, consistencyToken: "" };
+}
+
+export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> = {
+  encode(message: RestrictProcessingResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.restriction !== undefined) {
+      Restriction.encode(message.restriction, writer.uint32(18).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(26).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestrictProcessingResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestrictProcessingResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = DataSubjectRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.restriction = Restriction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestrictProcessingResponse {
+    return {
+      request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined,
+      restriction: isSet(object.restriction) ? Restriction.fromJSON(object.restriction) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
+  },
+
+  toJSON(message: RestrictProcessingResponse): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    if (message.restriction !== undefined) {
+      obj.restriction = Restriction.toJSON(message.restriction);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestrictProcessingResponse>, I>>(base?: I): RestrictProcessingResponse {
+    return RestrictProcessingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestrictProcessingResponse>, I>>(object: I): RestrictProcessingResponse {
+    const message = createBaseRestrictProcessingResponse();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? DataSubjectRequest.fromPartial(object.request)
+      : undefined;
+    message.restriction = (object.restriction !== undefined && object.restriction !== null)
+      ? Restriction.fromPartial(object.restriction)
+      : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordRestrictionNoticeRequest(): RecordRestrictionNoticeRequest {
+  return { name: "", method: "", notifiedBy: "" };
+}
+
+export const RecordRestrictionNoticeRequest: MessageFns<RecordRestrictionNoticeRequest> = {
+  encode(message: RecordRestrictionNoticeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.method !== "") {
+      writer.uint32(18).string(message.method);
+    }
+    if (message.notifiedBy !== "") {
+      writer.uint32(26).string(message.notifiedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRestrictionNoticeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRestrictionNoticeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notifiedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRestrictionNoticeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      notifiedBy: isSet(object.notifiedBy)
+        ? globalThis.String(object.notifiedBy)
+        : isSet(object.notified_by)
+        ? globalThis.String(object.notified_by)
+        : "",
+    };
+  },
+
+  toJSON(message: RecordRestrictionNoticeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.notifiedBy !== "") {
+      obj.notifiedBy = message.notifiedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRestrictionNoticeRequest>, I>>(base?: I): RecordRestrictionNoticeRequest {
+    return RecordRestrictionNoticeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRestrictionNoticeRequest>, I>>(
+    object: I,
+  ): RecordRestrictionNoticeRequest {
+    const message = createBaseRecordRestrictionNoticeRequest();
+    message.name = object.name ?? "";
+    message.method = object.method ?? "";
+    message.notifiedBy = object.notifiedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordRestrictionNoticeResponse(): RecordRestrictionNoticeResponse {
+  return { restriction: undefined };
+}
+
+export const RecordRestrictionNoticeResponse: MessageFns<RecordRestrictionNoticeResponse> = {
+  encode(message: RecordRestrictionNoticeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restriction !== undefined) {
+      Restriction.encode(message.restriction, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRestrictionNoticeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRestrictionNoticeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restriction = Restriction.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRestrictionNoticeResponse {
+    return { restriction: isSet(object.restriction) ? Restriction.fromJSON(object.restriction) : undefined };
+  },
+
+  toJSON(message: RecordRestrictionNoticeResponse): unknown {
+    const obj: any = {};
+    if (message.restriction !== undefined) {
+      obj.restriction = Restriction.toJSON(message.restriction);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRestrictionNoticeResponse>, I>>(base?: I): RecordRestrictionNoticeResponse {
+    return RecordRestrictionNoticeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRestrictionNoticeResponse>, I>>(
+    object: I,
+  ): RecordRestrictionNoticeResponse {
+    const message = createBaseRecordRestrictionNoticeResponse();
+    message.restriction = (object.restriction !== undefined && object.restriction !== null)
+      ? Restriction.fromPartial(object.restriction)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLiftRestrictionRequest(): LiftRestrictionRequest {
+  return { name: "", reason: "" };
+}
+
+export const LiftRestrictionRequest: MessageFns<LiftRestrictionRequest> = {
+  encode(message: LiftRestrictionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiftRestrictionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiftRestrictionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiftRestrictionRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: LiftRestrictionRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LiftRestrictionRequest>, I>>(base?: I): LiftRestrictionRequest {
+    return LiftRestrictionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LiftRestrictionRequest>, I>>(object: I): LiftRestrictionRequest {
+    const message = createBaseLiftRestrictionRequest();
+    message.name = object.name ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseLiftRestrictionResponse(): LiftRestrictionResponse {
+  return { restriction: undefined, consistencyToken: "" };
+}
+
+export const LiftRestrictionResponse: MessageFns<LiftRestrictionResponse> = {
+  encode(message: LiftRestrictionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restriction !== undefined) {
+      Restriction.encode(message.restriction, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiftRestrictionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiftRestrictionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restriction = Restriction.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiftRestrictionResponse {
+    return {
+      restriction: isSet(object.restriction) ? Restriction.fromJSON(object.restriction) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
+  },
+
+  toJSON(message: LiftRestrictionResponse): unknown {
+    const obj: any = {};
+    if (message.restriction !== undefined) {
+      obj.restriction = Restriction.toJSON(message.restriction);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LiftRestrictionResponse>, I>>(base?: I): LiftRestrictionResponse {
+    return LiftRestrictionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LiftRestrictionResponse>, I>>(object: I): LiftRestrictionResponse {
+    const message = createBaseLiftRestrictionResponse();
+    message.restriction = (object.restriction !== undefined && object.restriction !== null)
+      ? Restriction.fromPartial(object.restriction)
+      : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListRestrictionsRequest(): ListRestrictionsRequest {
+  return { parent: "", subjectIdentifier: undefined, includeLifted: false, pageSize: 0, pageToken: "" };
+}
+
+export const ListRestrictionsRequest: MessageFns<ListRestrictionsRequest> = {
+  encode(message: ListRestrictionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.subjectIdentifier !== undefined) {
+      SubjectIdentifier.encode(message.subjectIdentifier, writer.uint32(18).fork()).join();
+    }
+    if (message.includeLifted !== false) {
+      writer.uint32(24).bool(message.includeLifted);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRestrictionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRestrictionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectIdentifier = SubjectIdentifier.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includeLifted = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRestrictionsRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      subjectIdentifier: isSet(object.subjectIdentifier)
+        ? SubjectIdentifier.fromJSON(object.subjectIdentifier)
+        : isSet(object.subject_identifier)
+        ? SubjectIdentifier.fromJSON(object.subject_identifier)
+        : undefined,
+      includeLifted: isSet(object.includeLifted)
+        ? globalThis.Boolean(object.includeLifted)
+        : isSet(object.include_lifted)
+        ? globalThis.Boolean(object.include_lifted)
+        : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListRestrictionsRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.subjectIdentifier !== undefined) {
+      obj.subjectIdentifier = SubjectIdentifier.toJSON(message.subjectIdentifier);
+    }
+    if (message.includeLifted !== false) {
+      obj.includeLifted = message.includeLifted;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRestrictionsRequest>, I>>(base?: I): ListRestrictionsRequest {
+    return ListRestrictionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRestrictionsRequest>, I>>(object: I): ListRestrictionsRequest {
+    const message = createBaseListRestrictionsRequest();
+    message.parent = object.parent ?? "";
+    message.subjectIdentifier = (object.subjectIdentifier !== undefined && object.subjectIdentifier !== null)
+      ? SubjectIdentifier.fromPartial(object.subjectIdentifier)
+      : undefined;
+    message.includeLifted = object.includeLifted ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListRestrictionsResponse(): ListRestrictionsResponse {
+  return { restrictions: [], nextPageToken: "" };
+}
+
+export const ListRestrictionsResponse: MessageFns<ListRestrictionsResponse> = {
+  encode(message: ListRestrictionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.restrictions) {
+      Restriction.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRestrictionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRestrictionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restrictions.push(Restriction.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRestrictionsResponse {
+    return {
+      restrictions: globalThis.Array.isArray(object?.restrictions)
+        ? object.restrictions.map((e: any) => Restriction.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListRestrictionsResponse): unknown {
+    const obj: any = {};
+    if (message.restrictions?.length) {
+      obj.restrictions = message.restrictions.map((e) => Restriction.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRestrictionsResponse>, I>>(base?: I): ListRestrictionsResponse {
+    return ListRestrictionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRestrictionsResponse>, I>>(object: I): ListRestrictionsResponse {
+    const message = createBaseListRestrictionsResponse();
+    message.restrictions = object.restrictions?.map((e) => Restriction.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+/** Data-subject requests (GDPR Art. 15, 17, 18, 20, 21), legal holds and restrictions: the data-protection officer's work. */
 export type SubjectRightsServiceService = typeof SubjectRightsServiceService;
 export const SubjectRightsServiceService = {
   /** Registers a request as received; its deadline is one calendar month from `receive_time`. */
@@ -3895,6 +5192,62 @@ export const SubjectRightsServiceService = {
       Buffer.from(ListLegalHoldsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLegalHoldsResponse => ListLegalHoldsResponse.decode(value),
   },
+  /**
+   * Carries out a verified RESTRICTION request (Art. 18(1)): places a restriction on the person,
+   * from which on every check for them answers DENY DECISION_REASON_RESTRICTED, except for
+   * purposes marked `allowed_while_restricted` (Art. 18(2)); completes the request. Idempotent.
+   */
+  restrictProcessing: {
+    path: "/consent.v1.SubjectRightsService/RestrictProcessing" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestrictProcessingRequest): Buffer =>
+      Buffer.from(RestrictProcessingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestrictProcessingRequest => RestrictProcessingRequest.decode(value),
+    responseSerialize: (value: RestrictProcessingResponse): Buffer =>
+      Buffer.from(RestrictProcessingResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestrictProcessingResponse => RestrictProcessingResponse.decode(value),
+  },
+  /** Records that the person was informed before the restriction is lifted (Art. 18(3)). */
+  recordRestrictionNotice: {
+    path: "/consent.v1.SubjectRightsService/RecordRestrictionNotice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordRestrictionNoticeRequest): Buffer =>
+      Buffer.from(RecordRestrictionNoticeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordRestrictionNoticeRequest => RecordRestrictionNoticeRequest.decode(value),
+    responseSerialize: (value: RecordRestrictionNoticeResponse): Buffer =>
+      Buffer.from(RecordRestrictionNoticeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordRestrictionNoticeResponse =>
+      RecordRestrictionNoticeResponse.decode(value),
+  },
+  /**
+   * Lifts a restriction, with the reason; FAILED_PRECONDITION NOT_NOTIFIED until the notice to
+   * the person is recorded (RecordRestrictionNotice).
+   */
+  liftRestriction: {
+    path: "/consent.v1.SubjectRightsService/LiftRestriction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LiftRestrictionRequest): Buffer =>
+      Buffer.from(LiftRestrictionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LiftRestrictionRequest => LiftRestrictionRequest.decode(value),
+    responseSerialize: (value: LiftRestrictionResponse): Buffer =>
+      Buffer.from(LiftRestrictionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LiftRestrictionResponse => LiftRestrictionResponse.decode(value),
+  },
+  /** Restrictions, newest first; paginated. */
+  listRestrictions: {
+    path: "/consent.v1.SubjectRightsService/ListRestrictions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRestrictionsRequest): Buffer =>
+      Buffer.from(ListRestrictionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRestrictionsRequest => ListRestrictionsRequest.decode(value),
+    responseSerialize: (value: ListRestrictionsResponse): Buffer =>
+      Buffer.from(ListRestrictionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRestrictionsResponse => ListRestrictionsResponse.decode(value),
+  },
 } as const;
 
 export interface SubjectRightsServiceServer extends UntypedServiceImplementation {
@@ -3931,6 +5284,21 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
   releaseLegalHold: handleUnaryCall<ReleaseLegalHoldRequest, ReleaseLegalHoldResponse>;
   /** Legal holds, newest first; paginated. */
   listLegalHolds: handleUnaryCall<ListLegalHoldsRequest, ListLegalHoldsResponse>;
+  /**
+   * Carries out a verified RESTRICTION request (Art. 18(1)): places a restriction on the person,
+   * from which on every check for them answers DENY DECISION_REASON_RESTRICTED, except for
+   * purposes marked `allowed_while_restricted` (Art. 18(2)); completes the request. Idempotent.
+   */
+  restrictProcessing: handleUnaryCall<RestrictProcessingRequest, RestrictProcessingResponse>;
+  /** Records that the person was informed before the restriction is lifted (Art. 18(3)). */
+  recordRestrictionNotice: handleUnaryCall<RecordRestrictionNoticeRequest, RecordRestrictionNoticeResponse>;
+  /**
+   * Lifts a restriction, with the reason; FAILED_PRECONDITION NOT_NOTIFIED until the notice to
+   * the person is recorded (RecordRestrictionNotice).
+   */
+  liftRestriction: handleUnaryCall<LiftRestrictionRequest, LiftRestrictionResponse>;
+  /** Restrictions, newest first; paginated. */
+  listRestrictions: handleUnaryCall<ListRestrictionsRequest, ListRestrictionsResponse>;
 }
 
 export interface SubjectRightsServiceClient extends Client {
@@ -4114,6 +5482,77 @@ export interface SubjectRightsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLegalHoldsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Carries out a verified RESTRICTION request (Art. 18(1)): places a restriction on the person,
+   * from which on every check for them answers DENY DECISION_REASON_RESTRICTED, except for
+   * purposes marked `allowed_while_restricted` (Art. 18(2)); completes the request. Idempotent.
+   */
+  restrictProcessing(
+    request: RestrictProcessingRequest,
+    callback: (error: ServiceError | null, response: RestrictProcessingResponse) => void,
+  ): ClientUnaryCall;
+  restrictProcessing(
+    request: RestrictProcessingRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestrictProcessingResponse) => void,
+  ): ClientUnaryCall;
+  restrictProcessing(
+    request: RestrictProcessingRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestrictProcessingResponse) => void,
+  ): ClientUnaryCall;
+  /** Records that the person was informed before the restriction is lifted (Art. 18(3)). */
+  recordRestrictionNotice(
+    request: RecordRestrictionNoticeRequest,
+    callback: (error: ServiceError | null, response: RecordRestrictionNoticeResponse) => void,
+  ): ClientUnaryCall;
+  recordRestrictionNotice(
+    request: RecordRestrictionNoticeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordRestrictionNoticeResponse) => void,
+  ): ClientUnaryCall;
+  recordRestrictionNotice(
+    request: RecordRestrictionNoticeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordRestrictionNoticeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lifts a restriction, with the reason; FAILED_PRECONDITION NOT_NOTIFIED until the notice to
+   * the person is recorded (RecordRestrictionNotice).
+   */
+  liftRestriction(
+    request: LiftRestrictionRequest,
+    callback: (error: ServiceError | null, response: LiftRestrictionResponse) => void,
+  ): ClientUnaryCall;
+  liftRestriction(
+    request: LiftRestrictionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LiftRestrictionResponse) => void,
+  ): ClientUnaryCall;
+  liftRestriction(
+    request: LiftRestrictionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LiftRestrictionResponse) => void,
+  ): ClientUnaryCall;
+  /** Restrictions, newest first; paginated. */
+  listRestrictions(
+    request: ListRestrictionsRequest,
+    callback: (error: ServiceError | null, response: ListRestrictionsResponse) => void,
+  ): ClientUnaryCall;
+  listRestrictions(
+    request: ListRestrictionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRestrictionsResponse) => void,
+  ): ClientUnaryCall;
+  listRestrictions(
+    request: ListRestrictionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRestrictionsResponse) => void,
   ): ClientUnaryCall;
 }
 
