@@ -57,7 +57,9 @@ export class SubjectExporter {
       const r = await this.rights.lockRequest(tx, tenantId, requestId);
       if (!r) throw notFound('REQUEST', `tenants/${tenantId}/requests/${requestId}`);
       const name = { request: `tenants/${tenantId}/requests/${requestId}` };
-      if (r.kind === 'ERASURE') throw failedPrecondition('NOT_AN_EXPORT', 'this is an ERASURE request; only ACCESS and PORTABILITY requests are exported', name);
+      // Only these kinds are exported: an OBJECTION in particular is completed without identity
+      // verification (Art. 21(3)) and must never lead to the person's data.
+      if (r.kind !== 'ACCESS' && r.kind !== 'PORTABILITY') throw failedPrecondition('NOT_AN_EXPORT', `this is an ${r.kind} request; only ACCESS and PORTABILITY requests are exported`, name);
       if (r.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
       if (r.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
       if (r.subjectId) {

@@ -222,6 +222,8 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect((await expectGrpcError(call(s.rights, s.rights.rejectRequest, { name, reason: 'no' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
     expect((await expectGrpcError(call(s.rights, s.rights.extendDeadline, { name, months: 1, reason: 'complex' }), status.FAILED_PRECONDITION)).reason).to.equal('REQUEST_CLOSED');
     expect((await expectGrpcError(call(s.rights, s.rights.eraseSubject, { name }), status.FAILED_PRECONDITION)).reason).to.equal('NOT_AN_ERASURE');
+    // Completed without identity verification: it must never lead to the person's data.
+    expect((await expectGrpcError(exportOf(s, name), status.FAILED_PRECONDITION)).reason).to.equal('NOT_AN_EXPORT');
     expect((await expectGrpcError(call(s.rights, s.rights.getRequest, { name: `tenants/${T}/requests/${'0'.repeat(32)}` }), status.NOT_FOUND)).reason).to.equal('REQUEST_NOT_FOUND');
     // Listed by kind.
     const listed = await call(s.rights, s.rights.listRequests, { parent: `tenants/${T}`, state: 0, kind: RequestKind.REQUEST_KIND_OBJECTION, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' });
@@ -296,4 +298,17 @@ async function createPurpose(s: TestServer, tenantId: string, purposeId: string,
 async function auditEntries(s: TestServer, tenantId: string, subject: string, types: string[]): Promise<Array<{ type: string; principal: string; ref: string }>> {
   const r = await call(s.audit, s.audit.listAuditEntries, { parent: `tenants/${tenantId}`, startIndex: 0, pageSize: 1000, subjectIdentifier: undefined, subject, purpose: '', entryTypes: types, principal: '', startTime: undefined, endTime: undefined });
   return r.entries.map((e) => JSON.parse(e.entryJson) as { type: string; principal: string; ref: string });
+}
+
+/** The first message (or the error) of ExportSubjectData for `name`. */
+function exportOf(s: TestServer, name: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const stream = s.rights.exportSubjectData({ name });
+    stream.on('data', (m) => {
+      resolve(m);
+      stream.cancel();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve(undefined));
+  });
 }

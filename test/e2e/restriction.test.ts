@@ -161,6 +161,7 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
     // The deadline may be extended like any request's.
     const extended = await call(s.rights, s.rights.extendDeadline, { name: request.name, months: 2, reason: 'several systems to restrict' });
     expect(extended.request!.extensionReason).to.equal('several systems to restrict');
+    expect((await expectGrpcError(exportOf(s, request.name), status.FAILED_PRECONDITION)).reason, 'a restriction request exports nothing').to.equal('NOT_AN_EXPORT');
     const { restriction } = await restrict(request.name);
     const name = restriction!.name;
     const ghost = `tenants/${T}/restrictions/${'0'.repeat(32)}`;
@@ -253,4 +254,17 @@ async function createPurpose(s: TestServer, tenantId: string, purposeId: string,
 async function auditEntries(s: TestServer, tenantId: string, subject: string, types: string[]): Promise<Array<{ type: string; principal: string; ref: string }>> {
   const r = await call(s.audit, s.audit.listAuditEntries, { parent: `tenants/${tenantId}`, startIndex: 0, pageSize: 1000, subjectIdentifier: undefined, subject, purpose: '', entryTypes: types, principal: '', startTime: undefined, endTime: undefined });
   return r.entries.map((e) => JSON.parse(e.entryJson) as { type: string; principal: string; ref: string });
+}
+
+/** The first message (or the error) of ExportSubjectData for `name`. */
+function exportOf(s: TestServer, name: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const stream = s.rights.exportSubjectData({ name });
+    stream.on('data', (m) => {
+      resolve(m);
+      stream.cancel();
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve(undefined));
+  });
 }
