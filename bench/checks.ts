@@ -1,5 +1,7 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,13 +13,16 @@ import { BatchCheckParams, CheckTarget, checkSubjectPhone, isOptedOut, KeySpec, 
 import { createClients, unary } from './clients';
 import { backgroundLoad, findDatabasePid } from './cpu';
 import { JobRequest, LoadGenerators, PhaseMeasurement } from './load-generators';
-import { renderProfileSummary, summariseProfile, ProfileWindow } from './profile-summary';
+import { moduleOf, renderProfileSummary, summariseProfile, ProfileWindow } from './profile-summary';
 import { machineInfo } from './report';
-import { DatabaseKind, DatabaseUnavailableError, dropMariaDb, ensureBuilt, MARIADB, PROJECT_ROOT, resetMariaDb, ServerProcess, startServer } from './server-process';
+import { DatabaseKind, DatabaseUnavailableError, dropMariaDb, ensureBuilt, freePort, MARIADB, PROJECT_ROOT, resetMariaDb, ServerProcess, startServer } from './server-process';
 import { formatMs, formatRate } from './stats';
 
 /**
- * `npm run bench:checks [-- --db sqlite|mariadb|both] [--subjects 20000,1000000] [--quick] [--reuse] [--commit REV] [--out FILE] [--profile DIR] [--generators N] [--verbose] [--label TEXT]`
+ * `npm run bench:checks [-- --db sqlite|mariadb|both] [--subjects 20000,1000000] [--quick] [--reuse] [--commit REV] [--out FILE] [--profile DIR] [--generators N] [--verbose] [--label TEXT] [--observability]`
+ *
+ * With --observability, only the cost of metrics and tracing (issue 17) is measured, see
+ * benchmarkObservability; otherwise:
  *
  * The check path (issue 15) against its yardsticks, per database and per tenant size, against
  * one server process, driven by load-generator processes (bench/load-generators.ts):
@@ -52,6 +57,7 @@ interface Options {
   generators: number;
   verbose: boolean;
   label: string | null;
+  observability: boolean;
 }
 
 interface Settings {
@@ -92,6 +98,8 @@ const QUICK: Settings = { ...FULL, warmupMs: 500, durationMs: 2000, restartWarmu
 
 /** Background CPU (percent of one core) above which a measurement counts as disturbed. */
 const QUIET_PERCENT = 25;
+/** --observability: how often the metrics server is scraped during its windows. */
+const SCRAPE_EVERY_MS = 2000;
 const TENANT = 'bench-checks';
 const PURPOSE_ID = 'newsletter';
 const PARENT = `tenants/${TENANT}`;
@@ -104,7 +112,7 @@ const WARMUP_RESIDUE = { modulo: 4, residues: [3] };
 const COLD_RESIDUES = { modulo: 4, residues: [0, 1, 2] };
 const GOALS = { cpuVsNoOp: 1.25, rateVsNoOp: 0.8, p99VsNoOp: 1.2, decisionsPerSecond: 100_000, growth: 1.2, rssMb: 512 } as const;
 
-const USAGE = `usage: npm run bench:checks -- [--db sqlite|mariadb|both] [--subjects N[,N...]] [--quick] [--reuse] [--commit REV] [--out FILE] [--profile DIR] [--generators N] [--verbose] [--label TEXT]
+const USAGE = `usage: npm run bench:checks -- [--db sqlite|mariadb|both] [--subjects N[,N...]] [--quick] [--reuse] [--commit REV] [--out FILE] [--profile DIR] [--generators N] [--verbose] [--label TEXT] [--observability]
   --db          which database(s) (default: both)
   --subjects    tenant sizes, comma-separated (default 20000,1000000; with --quick 20000). Seeding 1,000,000
                 subjects takes ~10 min on SQLite, ~8 min on MariaDB: use --reuse to do it once
@@ -118,10 +126,14 @@ const USAGE = `usage: npm run bench:checks -- [--db sqlite|mariadb|both] [--subj
                 summarise where the unary check's server time goes
   --generators  load-generator processes (default 2)
   --verbose     echo the server's output
-  --label       describe the code under test in the report`;
+  --label       describe the code under test in the report
+  --observability  only the cost of metrics and tracing: the warm unary CheckConsent load against three servers
+                on the same tenant, one with neither, one with METRICS_PORT (scraped every ${SCRAPE_EVERY_MS / 1000} s), one with
+                metrics and OpenTelemetry tracing (OTLP to a sink on 127.0.0.1), windows alternating between them
+                (default --subjects 20000; a few minutes per database)`;
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { databases: ['sqlite', 'mariadb'], sizes: [], quick: false, reuse: false, commit: null, out: null, profileDir: null, generators: 2, verbose: false, label: null };
+  const options: Options = { databases: ['sqlite', 'mariadb'], sizes: [], quick: false, reuse: false, commit: null, out: null, profileDir: null, generators: 2, verbose: false, label: null, observability: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -170,6 +182,9 @@ function parseArgs(argv: string[]): Options {
       case '--label':
         options.label = value();
         break;
+      case '--observability':
+        options.observability = true;
+        break;
       case '--help':
       case '-h':
         process.stdout.write(`${USAGE}\n`);
@@ -179,7 +194,7 @@ function parseArgs(argv: string[]): Options {
         usageError(`unknown argument "${arg}"`);
     }
   }
-  if (options.sizes.length === 0) options.sizes = options.quick ? [20_000] : [20_000, 1_000_000];
+  if (options.sizes.length === 0) options.sizes = options.quick || options.observability ? [20_000] : [20_000, 1_000_000];
   return options;
 }
 
@@ -424,7 +439,16 @@ function progressLine(p: Phase): void {
   );
 }
 
-async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, options: Options, code: { root: string; label: string }): Promise<SizeRun> {
+/**
+ * The benchmark's tenant of `subjects` people on `kind`, seeded through the API (or found from an
+ * earlier --reuse run), and how to start a server on it (a server life, with extra environment).
+ */
+async function prepareTenant(
+  kind: DatabaseKind,
+  subjects: number,
+  options: Options,
+  code: { root: string; label: string },
+): Promise<{ seedLine: string; start(life: string, env?: NodeJS.ProcessEnv): Promise<ServerProcess>; removeData(): Promise<void> }> {
   const mariadbDatabase = `consent_bench_checks_${subjects}`;
   // One data folder for both server lives (the SQLite files and the development root key live there).
   const dataDir = options.reuse ? path.join(REUSE_DIR, `${kind}-${subjects}`) : mkdtempSync(path.join(os.tmpdir(), `consent-bench-checks-${kind}-`));
@@ -448,15 +472,12 @@ async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, 
   };
   cleanups.add(removeData);
 
-  const windows: ProfileWindow[] = [];
-  const phases: Phase[] = [];
-  const profileName = (life: string) => `server-${kind}-${subjects}-${life}.cpuprofile`;
-  const start = (life: string) =>
+  const start = (life: string, env: NodeJS.ProcessEnv = {}) =>
     startServer({
       database: kind,
       verbose: options.verbose,
       profileDir: options.profileDir ?? undefined,
-      profileName: profileName(life),
+      profileName: `server-${kind}-${subjects}-${life}.cpuprofile`,
       mariadbDatabase,
       dataDir,
       root: code.root,
@@ -464,7 +485,7 @@ async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, 
       // The per-principal call limit (default 5,000/s) would refuse a check rate above it that
       // Health/Check, which has no limit, reaches: raised so the rate is the server's, while every
       // call still goes through the limiter's accounting.
-      env: { RATE_LIMIT_PER_SECOND: '1000000', RATE_LIMIT_BURST: '1000000' },
+      env: { RATE_LIMIT_PER_SECOND: '1000000', RATE_LIMIT_BURST: '1000000', ...env },
     });
 
   // Seeding in a server life of its own, so the import's memory does not count in the RSS below.
@@ -490,6 +511,15 @@ async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, 
     seedLine = `seeded by an earlier run (--reuse, ${seedInfo.at}: ${seedInfo.seconds.toFixed(0)} s, ${fmt(seedInfo.rowsPerSecond)} rows/s)`;
     log(`  ${seedLine}`);
   }
+
+  return { seedLine, start, removeData };
+}
+
+async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, options: Options, code: { root: string; label: string }): Promise<SizeRun> {
+  const { seedLine, start, removeData } = await prepareTenant(kind, subjects, options, code);
+  const windows: ProfileWindow[] = [];
+  const phases: Phase[] = [];
+  const profileName = (life: string) => `server-${kind}-${subjects}-${life}.cpuprofile`;
 
   // --- First server life: the throughput and latency phases.
   let server = await start('main');
@@ -536,26 +566,9 @@ async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, 
     const c = s.concurrency;
 
     await measure('no-op', 'no-op', 'Health/Check (no-op RPC)', `${c} in flight`, 'calls/s', { kind: 'health-check' }, { concurrency: c });
-    // Every subject asked once (batches of 1,000) before the checks are measured: the decision
-    // cache holds what fits its bound (DECISION_CACHE_ENTRIES), as in a server that has run for a
-    // while. First touches are measured apart, after the restart (cold window).
-    // A sweep that did not reach every subject in its time (a busy machine, a slow database) is run
-    // again for longer: the subjects it already asked are answered from the cache and it gets further.
-    let warmMs = Math.ceil(subjects / 40_000) * 1000 + 1000;
-    for (let round = 1; ; round++) {
-      log(`  cache warm-up: every subject once through CheckConsentBatch (${warmMs / 1000} s) ...`);
-      const sweep = await current().run(
-        { kind: 'check-batch', params: { target, keys: { kind: 'sweep', seed: 7, generators: options.generators }, batchSize: s.batchSize } satisfies BatchCheckParams },
-        { concurrency: s.batchConcurrency, warmupMs: 0, durationMs: warmMs },
-      );
-      const unswept = sweep.maxima.unswept ?? 0;
-      if (unswept === 0) break;
-      if (round === 4) {
-        log(`    the warm-up left up to ${fmt(unswept)} subjects per generator unasked: the check windows include first touches`);
-        break;
-      }
-      warmMs *= 2;
-    }
+    // Every subject asked once before the checks are measured (first touches are measured apart,
+    // after the restart: cold window).
+    await warmDecisionCache(current(), target, s, options);
     const check = await measure('check', 'check', 'CheckConsent', `${c} in flight`, 'calls/s', unaryJob(1), { concurrency: c });
     const rate = Math.max(10, Math.round(check.m.rate / 2));
     // Outstanding calls allowed in open loop: 5 s of the rate (a server that falls that far behind is not keeping up).
@@ -632,6 +645,30 @@ async function benchmarkSize(kind: DatabaseKind, subjects: number, s: Settings, 
   }
 }
 
+/**
+ * Every subject asked once (batches of 1,000) before checks are measured: the decision cache holds
+ * what fits its bound (DECISION_CACHE_ENTRIES), as in a server that has run for a while. A sweep
+ * that did not reach every subject in its time (a busy machine, a slow database) is run again for
+ * longer: the subjects it already asked are answered from the cache and it gets further.
+ */
+async function warmDecisionCache(generators: LoadGenerators, target: CheckTarget, s: Settings, options: Options): Promise<void> {
+  let warmMs = Math.ceil(target.subjects / 40_000) * 1000 + 1000;
+  for (let round = 1; ; round++) {
+    log(`  cache warm-up: every subject once through CheckConsentBatch (${warmMs / 1000} s) ...`);
+    const sweep = await generators.run(
+      { kind: 'check-batch', params: { target, keys: { kind: 'sweep', seed: 7, generators: options.generators }, batchSize: s.batchSize } satisfies BatchCheckParams },
+      { concurrency: s.batchConcurrency, warmupMs: 0, durationMs: warmMs },
+    );
+    const unswept = sweep.maxima.unswept ?? 0;
+    if (unswept === 0) return;
+    if (round === 4) {
+      log(`    the warm-up left up to ${fmt(unswept)} subjects per generator unasked: the check windows include first touches`);
+      return;
+    }
+    warmMs *= 2;
+  }
+}
+
 function renderProfiles(label: string, file: string, windows: ProfileWindow[], subjects: number): string[] {
   const only = (...keys: string[]) => windows.filter((w) => keys.map((k) => `${subjects}-${k}`).includes(w.name));
   try {
@@ -682,6 +719,304 @@ async function benchmarkDatabase(kind: DatabaseKind, s: Settings, options: Optio
     sizes.push(await benchmarkSize(kind, subjects, s, options, code));
   }
   return { kind, label, version, background: busy, sizes, seconds: (Date.now() - started) / 1000 };
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// --observability: what metrics and tracing cost (issue 17, point 5)
+// ---------------------------------------------------------------------------------------------
+
+type Setup = 'off' | 'metrics' | 'tracing';
+const SETUPS: Array<{ key: Setup; name: string }> = [
+  { key: 'off', name: 'off: no METRICS_PORT, tracing off' },
+  { key: 'metrics', name: `metrics: METRICS_PORT, scraped every ${SCRAPE_EVERY_MS / 1000} s` },
+  { key: 'tracing', name: 'metrics + tracing: OTLP/HTTP to a sink on 127.0.0.1, every call sampled' },
+];
+/** Rounds of windows, each measuring every setup once (the order rotated each round). */
+const OBSERVABILITY_ROUNDS = { full: 5, quick: 1 } as const;
+/** The metrics cost goal: the check rate with metrics on at least this share of the rate without. */
+const METRICS_RATE_GOAL = 0.95;
+
+interface SetupRun {
+  setup: Setup;
+  /** --profile: the share of the server's busy time in its windows spent in metrics and tracing code. */
+  profile?: { busyMs: number; metricsMs: number; tracingMs: number };
+  name: string;
+  server: ServerProcess;
+  generators: LoadGenerators;
+  metricsPort: number | null;
+  windows: PhaseMeasurement[];
+  scrapes: { ok: number; failed: number; bytes: number; slowestMs: number };
+}
+
+/**
+ * A stand-in OTLP/HTTP collector on 127.0.0.1: accepts every trace export (protobuf or JSON) and
+ * counts requests and bytes; nothing is kept or forwarded.
+ */
+async function startOtlpSink(): Promise<{ url: string; stats: { requests: number; bytes: number }; close(): Promise<void> }> {
+  const stats = { requests: 0, bytes: 0 };
+  const server = http.createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      stats.requests++;
+      stats.bytes += bytes;
+      const json = String(req.headers['content-type'] ?? '').includes('json');
+      res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' });
+      res.end(json ? '{}' : undefined);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, stats, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** GET /metrics every SCRAPE_EVERY_MS (as Prometheus would, more often than its usual 15 s) until stopped. */
+function scrapeWhile(run: SetupRun): () => Promise<void> {
+  if (run.metricsPort === null) return async () => undefined;
+  const port = run.metricsPort;
+  let inFlight: Promise<void> = Promise.resolve();
+  const scrape = () =>
+    new Promise<void>((resolve) => {
+      const started = performance.now();
+      const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 10_000 }, (res) => {
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        res.on('end', () => {
+          if (res.statusCode === 200) {
+            run.scrapes.ok++;
+            run.scrapes.bytes = bytes;
+            run.scrapes.slowestMs = Math.max(run.scrapes.slowestMs, performance.now() - started);
+          } else run.scrapes.failed++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        run.scrapes.failed++;
+        resolve();
+      });
+      req.on('timeout', () => req.destroy());
+    });
+  inFlight = scrape();
+  const timer = setInterval(() => {
+    inFlight = inFlight.then(scrape);
+  }, SCRAPE_EVERY_MS);
+  return async () => {
+    clearInterval(timer);
+    await inFlight;
+  };
+}
+
+/** Metrics code: prom-client and the service's metrics modules. */
+const isMetricsModule = (mod: string) => mod === 'prom-client' || mod === 'tdigest' || mod === 'bintrees' || mod === 'src/observability/metrics' || mod === 'src/observability/metrics-server' || mod === 'src/observability/rpc-telemetry';
+/** Tracing code: the OpenTelemetry SDK and the service's tracing modules. */
+const isTracingModule = (mod: string) => mod.startsWith('@opentelemetry/') || mod === 'src/observability/tracing' || mod === 'src/storage/statement-tracing';
+
+/**
+ * From a server's V8 CPU profile, inside `windows`: the busy (non-idle) sampled time, and of it the
+ * time charged to the metrics code and to the tracing code. A sample is charged to the nearest
+ * frame on its stack that is code of a package or of the service (Node.js and V8 frames are charged
+ * to their caller: the scrape's HTTP write to the metrics server, AsyncLocalStorage to the tracing
+ * SDK), so work that merely runs inside a call's trace context is not counted as tracing; garbage
+ * collection (no caller) is counted as neither.
+ */
+function observabilityShare(file: string, windows: ProfileWindow[]): { busyMs: number; metricsMs: number; tracingMs: number } {
+  type Frame = { functionName: string; url: string; lineNumber: number };
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ id: number; callFrame: Frame; children?: number[] }>; startTime: number; samples: number[]; timeDeltas: number[] };
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const kind = new Map<number, 'tracing' | 'metrics' | 'other'>();
+  const kindOf = (id: number): 'tracing' | 'metrics' | 'other' => {
+    const known = kind.get(id);
+    if (known) return known;
+    let k: 'tracing' | 'metrics' | 'other' = 'other';
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)!.callFrame;
+      const mod = moduleOf(frame);
+      if (!frame.url || mod.startsWith('node:') || mod.startsWith('(')) continue; // runtime: charged to its caller
+      k = isTracingModule(mod) ? 'tracing' : isMetricsModule(mod) ? 'metrics' : 'other';
+      break;
+    }
+    kind.set(id, k);
+    return k;
+  };
+  let busy = 0;
+  let metrics = 0;
+  let tracing = 0;
+  let t = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0;
+    if (!windows.some((w) => t >= w.from && t <= w.to)) continue;
+    const node = byId.get(profile.samples[i]);
+    if (!node || node.callFrame.functionName === '(idle)') continue;
+    const delta = profile.timeDeltas[i] ?? 0;
+    busy += delta;
+    const k = kindOf(node.id);
+    if (k === 'tracing') tracing += delta;
+    else if (k === 'metrics') metrics += delta;
+  }
+  return { busyMs: busy / 1000, metricsMs: metrics / 1000, tracingMs: tracing / 1000 };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/**
+ * The same warm unary CheckConsent load (closed loop, the usual calls in flight, subjects drawn
+ * uniformly, every answer verified) against three servers on one tenant, running side by side:
+ * observability off, metrics on (scraped during its windows), metrics and tracing on (OTLP over
+ * HTTP to a sink in this process; every call sampled, as with the SDK's default sampler). Each
+ * server's decision cache is warmed first; then rounds of one window per server, the order rotated
+ * each round so that drift of the machine's load does not favour one; medians over the rounds.
+ */
+async function benchmarkObservability(kind: DatabaseKind, s: Settings, options: Options, code: { root: string; label: string }): Promise<string[]> {
+  const label = kind === 'sqlite' ? 'SQLite' : 'MariaDB';
+  const subjects = options.sizes[0];
+  const started = Date.now();
+  const version = await databaseVersion(kind);
+  log(`\n== ${label}: ${version}; observability cost, ${fmt(subjects)} subjects`);
+  const background = await waitForQuietMachine(s.quietWaitMs);
+  log(`  machine load before the run: ${background === null ? 'unknown' : `${Math.round(background)}% of one core`}`);
+  const { seedLine, start, removeData } = await prepareTenant(kind, subjects, options, code);
+  const sink = await startOtlpSink();
+  const runs: SetupRun[] = [];
+  const stopAll = async () => {
+    for (const run of runs) {
+      await run.generators.stop().catch(() => undefined);
+      await run.server.stop({ keepData: false }).catch(() => undefined);
+    }
+  };
+  cleanups.add(stopAll);
+  const databasePid = kind === 'mariadb' ? findDatabasePid() : null;
+  const target: CheckTarget = { parent: PARENT, purpose: PURPOSE, subjects };
+  try {
+    for (const { key, name } of SETUPS) {
+      const metricsPort = key === 'off' ? null : await freePort();
+      // Explicit either way: nothing from this process's environment turns either on or off.
+      const env: NodeJS.ProcessEnv = {
+        METRICS_PORT: metricsPort === null ? undefined : String(metricsPort),
+        METRICS_BIND_ADDRESS: '127.0.0.1',
+        OTEL_SDK_DISABLED: undefined,
+        OTEL_TRACES_EXPORTER: key === 'tracing' ? 'otlp' : 'none',
+        OTEL_EXPORTER_OTLP_ENDPOINT: key === 'tracing' ? sink.url : undefined,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined,
+        OTEL_TRACES_SAMPLER: undefined,
+        OTEL_SERVICE_NAME: 'consent-ledger-bench',
+      };
+      log(`  starting the server "${name}" ...`);
+      const server = await start(`observability-${key}`, env);
+      const generators = await LoadGenerators.start({ count: options.generators, address: server.address, serverPid: server.pid, databasePid });
+      const run: SetupRun = { setup: key, name, server, generators, metricsPort, windows: [], scrapes: { ok: 0, failed: 0, bytes: 0, slowestMs: 0 } };
+      runs.push(run);
+      await warmDecisionCache(generators, target, s, options);
+      // The process warm-up (JIT): a short unary run, not measured.
+      await generators.run({ kind: 'check-unary', params: { target, keys: { kind: 'uniform', seed: 9 } } satisfies UnaryCheckParams }, { concurrency: s.concurrency, warmupMs: 0, durationMs: s.warmupMs });
+    }
+    const rounds = options.quick ? OBSERVABILITY_ROUNDS.quick : OBSERVABILITY_ROUNDS.full;
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[(i + round) % runs.length];
+        log(`  round ${round + 1}/${rounds}: ${run.name}, ${s.concurrency} in flight ...`);
+        const stopScraping = scrapeWhile(run);
+        const m = await run.generators.run(
+          { kind: 'check-unary', params: { target, keys: { kind: 'uniform', seed: 10 + round } } satisfies UnaryCheckParams },
+          { concurrency: s.concurrency, warmupMs: s.warmupMs, durationMs: s.durationMs },
+        );
+        await stopScraping();
+        const failed = Object.entries(m.failed);
+        if (failed.length > 0) throw new Error(`${run.name}: calls failed: ${failed.map(([c, n]) => `${n} ${c} ("${m.failureMessages[c] ?? ''}")`).join(', ')}`);
+        run.windows.push(m);
+        log(`    ${formatRate(m.rate)} calls/s, p99 ${formatMs(m.latency.p99Ms)}; server ${perOp(m.cpu.server, m.items)}/call; CPU gen/server/db/other ${cpuShares(m)}`);
+      }
+    }
+  } catch (err) {
+    const ended = runs.find((r) => r.server.exitStatus());
+    throw new Error(`${(err as Error).message}${ended ? `\n--- output of the server "${ended.name}" (${ended.server.exitStatus()}) ---\n${ended.server.recentOutput()}` : ''}`);
+  } finally {
+    await stopAll();
+    cleanups.delete(stopAll);
+    await sink.close();
+    await removeData().catch(() => undefined);
+    cleanups.delete(removeData);
+  }
+  if (options.profileDir) {
+    for (const run of runs) {
+      const file = path.join(options.profileDir, `server-${kind}-${subjects}-observability-${run.setup}.cpuprofile`);
+      try {
+        run.profile = observabilityShare(file, run.windows.map((m, i) => ({ name: `${run.setup}-${i}`, from: m.windowUs.from, to: m.windowUs.to })));
+      } catch (err) {
+        log(`  no profile of "${run.name}": ${(err as Error).message}`);
+      }
+    }
+  }
+  return renderObservability(label, version, background, subjects, seedLine, runs, sink.stats, s, (Date.now() - started) / 1000);
+}
+
+function renderObservability(
+  label: string,
+  version: string,
+  background: number | null,
+  subjects: number,
+  seedLine: string,
+  runs: SetupRun[],
+  sink: { requests: number; bytes: number },
+  s: Settings,
+  seconds: number,
+): string[] {
+  const summary = runs.map((run) => {
+    const us = run.windows.map((m) => perOpUs(m.cpu.server, m.items) ?? NaN);
+    return {
+      run,
+      rate: median(run.windows.map((m) => m.rate)),
+      us: median(us),
+      p99: median(run.windows.map((m) => m.latency.p99Ms)),
+      other: Math.max(...run.windows.map(otherPercent)),
+    };
+  });
+  const off = summary.find((x) => x.run.setup === 'off')!;
+  const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+  const lines = [
+    `### ${label}: observability cost, ${fmt(subjects)} subjects`,
+    '',
+    `${version}. Tenant ${seedLine}. Machine load just before the run: ${background === null ? 'unknown' : `${Math.round(background)}% of one core`}. Run took ${seconds.toFixed(0)} s.`,
+    '',
+    `| Server | Rate (median) | vs off | Server CPU per call | vs off | p99 | vs off | Windows: rate / CPU per call / p99 | Most CPU of other processes in a window |`,
+    '|---|--:|--:|--:|--:|--:|--:|---|--:|',
+  ];
+  for (const x of summary) {
+    const base = x.run.setup === 'off';
+    lines.push(
+      `| ${x.run.name} | ${formatRate(x.rate)} calls/s | ${base ? '–' : `${times(x.rate / off.rate)} (${pct(x.rate / off.rate)})`} | ${x.us.toFixed(1)} µs | ${base ? '–' : `${times(x.us / off.us)} (${pct(x.us / off.us)})`} | ${formatMs(x.p99)} | ${
+        base ? '–' : times(x.p99 / off.p99)
+      } | ${x.run.windows.map((m) => `${formatRate(m.rate)} / ${perOp(m.cpu.server, m.items)} / ${formatMs(m.latency.p99Ms)}`).join('; ')} | ${Math.round(x.other)}% of a core |`,
+    );
+  }
+  const metrics = summary.find((x) => x.run.setup === 'metrics');
+  const profiled = runs.filter((r) => r.profile);
+  if (profiled.length > 0) {
+    const share = (ms: number, busy: number) => `${((100 * ms) / Math.max(busy, 1e-9)).toFixed(1)}%`;
+    lines.push(
+      '',
+      'The servers ran under the V8 CPU profiler (--profile: every rate lower, every CPU figure higher than without). Of each server\'s busy time in its measured windows, the share charged to metrics code (prom-client, src/observability/metrics*, rpc-telemetry) and to tracing code (@opentelemetry/*, src/observability/tracing, statement-tracing): each sample to the nearest package or service frame on its stack (Node.js work such as the scrape\'s HTTP to its caller; garbage collection to neither):',
+      '',
+      '| Server | Busy time sampled | Metrics | Tracing |',
+      '|---|--:|--:|--:|',
+      ...profiled.map((r) => `| ${r.name} | ${fmt(r.profile!.busyMs)} ms | ${share(r.profile!.metricsMs, r.profile!.busyMs)} | ${share(r.profile!.tracingMs, r.profile!.busyMs)} |`),
+    );
+  }
+  const scraped = runs.filter((r) => r.metricsPort !== null).map((r) => `${r.setup}: ${r.scrapes.ok} scrapes (${fmt(r.scrapes.bytes)} bytes each, slowest ${r.scrapes.slowestMs.toFixed(0)} ms)${r.scrapes.failed ? `, **${r.scrapes.failed} failed**` : ''}`);
+  lines.push(
+    '',
+    `- Unary CheckConsent, closed loop, ${s.concurrency} calls in flight from the load generators, subjects drawn uniformly over the tenant (all in the decision cache, warmed first), every answer verified. Windows of ${s.durationMs / 1000} s after ${s.warmupMs / 1000} s of warm-up, one per server and round, the order rotated each round; the three servers ran side by side on the same database, idle when not measured.`,
+    `- Metrics goal (issue 17): the rate with metrics on at least ${Math.round(METRICS_RATE_GOAL * 100)}% of the rate without: ${metrics ? `${(100 * (metrics.rate / off.rate)).toFixed(1)}%, ${metrics.rate / off.rate >= METRICS_RATE_GOAL ? 'met' : '**missed**'}` : '–'}; server CPU per call ${metrics ? pct(metrics.us / off.us) : '–'}.`,
+    `- Scrapes during the measured windows: ${scraped.join('; ')}. Trace exports received by the sink: ${fmt(sink.requests)} requests, ${fmt(sink.bytes)} bytes (the SDK's BatchSpanProcessor with its defaults: a queue of 2,048 spans exported every 5 s; spans beyond the queue are dropped).`,
+    '',
+  );
+  return lines;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -829,6 +1164,7 @@ async function main(): Promise<number> {
   const runs: DatabaseRun[] = [];
   const failed: string[] = [];
   const skipped: string[] = [];
+  if (options.observability) return observabilityMain(options, s, code, started);
   for (const kind of options.databases) {
     try {
       runs.push(await benchmarkDatabase(kind, s, options, code));
@@ -852,6 +1188,40 @@ async function main(): Promise<number> {
   log(`total time ${((Date.now() - started) / 1000).toFixed(0)} s`);
   if (runs.length === 0) return 1;
   return failed.length > 0 ? 1 : 0;
+}
+
+/** --observability: one section per database, the report to stdout (and --out). */
+async function observabilityMain(options: Options, s: Settings, code: { root: string; label: string }, started: number): Promise<number> {
+  const sections: string[] = [];
+  let measured = 0;
+  for (const kind of options.databases) {
+    try {
+      sections.push(...(await benchmarkObservability(kind, s, options, code)));
+      measured++;
+    } catch (err) {
+      if (stopping) await new Promise<never>(() => undefined);
+      const skipped = err instanceof DatabaseUnavailableError;
+      log(`\n!! ${kind} ${skipped ? 'skipped' : 'failed'}: ${(err as Error).message}`);
+      sections.push(`- ${skipped ? 'Skipped' : 'FAILED'}: ${kind}: ${(err as Error).message.split('\n')[0]}`, '');
+    }
+  }
+  const markdown = [
+    `## Observability cost${options.quick ? ' (quick smoke run: short windows, not representative)' : ''}`,
+    '',
+    `Run ${new Date().toISOString()}: \`npm run bench:checks -- ${process.argv.slice(2).map((arg) => (/[\s"'()]/.test(arg) ? `'${arg}'` : arg)).join(' ')}\`.`,
+    '',
+    ...machineInfo(options.label ?? (code.label || null)),
+    `- ${options.generators} load-generator processes.`,
+    '',
+    ...sections,
+  ].join('\n');
+  process.stdout.write(`\n${markdown}\n`);
+  if (options.out) {
+    writeFileSync(options.out, `${markdown}\n`);
+    log(`report written to ${options.out}`);
+  }
+  log(`total time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  return measured === options.databases.length ? 0 : 1;
 }
 
 main().then(
