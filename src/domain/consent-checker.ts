@@ -307,8 +307,8 @@ export class ConsentChecker {
       const past: SubjectFacts = { ...foldEvents(subject.subjectId, events), erased: subject.erased };
       // The objection counts from its time on (its opt-outs are in the replayed events anyway).
       if (subject.objectedAt !== undefined && subject.objectedAt <= query.at) past.objectedAt = subject.objectedAt;
-      // The restriction in force now, if it was placed by then (lifted ones are not replayed).
-      if (subject.restrictedSince !== undefined && subject.restrictedSince <= query.at) past.restricted = true;
+      // A restriction in force then: placed by `at` and not lifted by then (Art. 18).
+      if (await this.subjects.restrictedAt(tx, tenantId, subject.subjectId, query.at)) past.restricted = true;
       return past;
     }
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };

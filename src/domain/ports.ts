@@ -120,6 +120,8 @@ export interface SubjectRepository {
   lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
   /** Records the person's standing objection to direct marketing (Art. 21(3)) at `objectedAt` (event-time axis). */
   setObjection(tx: TxContext, tenantId: string, subjectId: string, objectedAt: number): Promise<void>;
+  /** Art. 18: whether a restriction of the person was in force at `at` (placed by then, not lifted by then). */
+  restrictedAt(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<boolean>;
   /** Art. 18: since when a restriction of the person is in force (the earliest open one), or null. */
   setRestrictedSince(tx: TxContext, tenantId: string, subjectId: string, since: number | null): Promise<void>;
   /** `lock` for several subjects, taken in id order (so concurrent writers cannot deadlock); missing ones are absent. */

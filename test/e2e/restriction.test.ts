@@ -95,6 +95,14 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
     const lifted = await lift();
     expect([lifted.restriction!.liftedBy, lifted.restriction!.liftReason, lifted.restriction!.liftTime!.getTime()]).to.deep.equal(['dev-admin', 'accuracy verified: the number is correct', T0 + 3 * MINUTE]);
     expect(await reasons(who)).to.deep.equal(before);
+    // Checks at past moments answer as then: before, during and after the restriction.
+    const at = async (ms: number) => (await check(who, 'newsletter', Channel.CHANNEL_WHATSAPP, new Date(ms))).reason;
+    s.clock.advance(MINUTE);
+    expect([await at(T0 + 30_000), await at(T0 + MINUTE + 30_000), await at(T0 + 3 * MINUTE + 30_000)]).to.deep.equal([
+      DecisionReason.DECISION_REASON_OPTED_IN,
+      DecisionReason.DECISION_REASON_RESTRICTED,
+      DecisionReason.DECISION_REASON_OPTED_IN,
+    ]);
     expect((await expectGrpcError(lift(), status.FAILED_PRECONDITION)).reason).to.equal('RESTRICTION_LIFTED');
     expect((await expectGrpcError(call(s.rights, s.rights.recordRestrictionNotice, { name: restriction.name, method: 'LETTER', notifiedBy: 'x' }), status.FAILED_PRECONDITION)).reason).to.equal('RESTRICTION_LIFTED');
 

@@ -127,6 +127,14 @@ export class TypeormSubjectRepository implements SubjectRepository {
     return rows.length === 0 ? null : subjectRef(subjectId, rows[0]);
   }
 
+  async restrictedAt(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<boolean> {
+    const rows: unknown[] = await managerOf(tx).query(
+      'SELECT 1 AS r FROM subject_restrictions WHERE tenant_id = ? AND subject_id = ? AND placed_at <= ? AND (lifted_at IS NULL OR lifted_at > ?) LIMIT 1',
+      [tenantId, subjectId, at, at],
+    );
+    return rows.length > 0;
+  }
+
   async setRestrictedSince(tx: TxContext, tenantId: string, subjectId: string, since: number | null): Promise<void> {
     await managerOf(tx).query('UPDATE subjects SET restricted_since = ? WHERE tenant_id = ? AND id = ?', [since, tenantId, subjectId]);
   }
