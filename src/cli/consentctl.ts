@@ -516,11 +516,12 @@ export function buildProgram(): Command & { active(): Command } {
   restrictions
     .command('notify <name>')
     .description('record that the person was informed before the restriction is lifted (Art. 18(3))')
-    .requiredOption('--method <method>', 'how: LETTER, EMAIL, ...')
-    .requiredOption('--by <staff>', 'who informed them (a staff reference)')
+    .requiredOption('--method <method>', 'how, e.g. LETTER, EMAIL (1-64 characters of A-Z a-z 0-9 _ . : -)')
+    .requiredOption('--by <staff>', 'who informed them (a staff reference, not a name)')
     .action(async (name: string, o) => {
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+      const req = { name: childName(name, 'restrictions', 'the restriction'), method: o.method as string, notifiedBy: requiredText(o.by, '--by', 128) };
       const rights = rightsClient();
-      const req = { name: childName(name, 'restrictions', 'the restriction'), method: o.method as string, notifiedBy: o.by as string };
       printRestrictions([(await rpc(g(), rights, rights.recordRestrictionNotice, req)).restriction!], g());
     });
   restrictions

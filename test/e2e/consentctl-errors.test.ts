@@ -14,6 +14,7 @@ import { Status } from '../../src/gen/google/rpc/status';
 import { builtCheckout, Checkout } from '../support/built-checkout';
 
 const REQUEST = 'tenants/acme/requests/0123456789abcdef0123456789abcdef';
+const RESTRICTION = 'tenants/acme/restrictions/0123456789abcdef0123456789abcdef';
 
 /** The status a fake service answers every call with. */
 interface Answer {
@@ -201,6 +202,14 @@ describe('consentctl: errors, usage and exit codes', function () {
       [['holds', 'place', '--tenant', 'acme', '--email', 'a@example.com', '--ground', 'z'], '--ground must be one of a, b, c, d, e'],
       [['holds', 'release', REQUEST, '--note', 'x'], 'the legal hold must be a name such as tenants/acme/legalHolds/'],
       [['holds', 'list', '--tenant', 'ab'], '--tenant must be a tenant id'],
+      [['restrictions', 'place', REQUEST, '--ground', 'e'], '--ground must be one of a, b, c, d'],
+      [['restrictions', 'place', REQUEST, '--ground', 'a', '--note', 'x'.repeat(1001)], '--note must be at most 1000 characters'],
+      [['restrictions', 'place', 'tenants/acme/legalHolds/0123456789abcdef0123456789abcdef', '--ground', 'a'], 'the request must be a name'],
+      [['restrictions', 'notify', REQUEST, '--method', 'LETTER', '--by', 'dpo-1'], 'the restriction must be a name such as tenants/acme/restrictions/'],
+      [['restrictions', 'notify', RESTRICTION, '--method', 'BY LETTER', '--by', 'dpo-1'], '--method must be 1-64 characters'],
+      [['restrictions', 'notify', RESTRICTION, '--method', 'LETTER', '--by', ' '], '--by must not be empty'],
+      [['restrictions', 'lift', RESTRICTION, '--reason', ''], '--reason must not be empty'],
+      [['restrictions', 'list', '--tenant', 'ab'], '--tenant must be a tenant id'],
       [['audit', 'keys', '--tenant', 'acme', '--out', file('missing-folder/keys.json')], '--out: cannot write into'],
       [['audit', 'checkpoint', '--tenant', 'acme', '--jwks', file('missing.json')], '--jwks: cannot read'],
       [['audit', 'checkpoints', '--tenant', 'acme', '--limit', '0'], '--limit must be a positive whole number'],
