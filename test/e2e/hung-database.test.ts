@@ -184,7 +184,15 @@ if (testDatabaseKinds().includes('mariadb')) {
         const [entries] = await sql<{ n: number }>("SELECT COUNT(*) AS n FROM audit_entries WHERE tenant_id = ? AND entry_type LIKE 'CONSENT_EVENT_%'", [T]);
         const [all] = await sql<{ n: number }>('SELECT COUNT(*) AS n FROM audit_entries WHERE tenant_id = ?', [T]);
         const [head] = await sql<{ size: number }>('SELECT size FROM audit_heads WHERE tenant_id = ?', [T]);
-        expect(Number(entries.n), 'one audit entry per event').to.equal(Number(events.n));
+        if (Number(entries.n) !== Number(events.n)) {
+          // Which events lack their entry, and what the log holds: the message explains the failure.
+          const orphans = await sql<{ request_id: string }>(
+            `SELECT e.request_id FROM consent_events e WHERE e.tenant_id = ? AND NOT EXISTS (SELECT 1 FROM audit_entries a WHERE a.tenant_id = e.tenant_id AND a.entry_json LIKE CONCAT('%', e.id, '%'))`,
+            [T],
+          );
+          const types = await sql<{ entry_type: string; n: number }>('SELECT entry_type, COUNT(*) AS n FROM audit_entries WHERE tenant_id = ? GROUP BY entry_type', [T]);
+          expect.fail(`one audit entry per event: ${events.n} events, ${entries.n} entries; events without an entry: ${orphans.map((o) => o.request_id).join(', ')}; entry types: ${JSON.stringify(types)}`);
+        }
         expect(Number(head.size), 'audit head matches its entries').to.equal(Number(all.n));
         return Number(events.n);
       };
@@ -260,7 +268,12 @@ if (testDatabaseKinds().includes('mariadb')) {
         `      ${answers.length} checks; ALLOW asked until ${Math.round(Math.max(...hung.filter((a) => a.outcome === 'ALLOW').map((a) => a.sentAt)) - stopAt)} ms after the stop (B = ${bound} ms); ` +
           `answering again ${Math.round(answeredAgainAt - resumeAt)} ms after the resume; slowest call ${Math.round(slowest)} ms`,
       );
-      expect(answers.filter((a) => a.sentAt < stopAt).every((a) => a.outcome === 'ALLOW'), 'all ALLOW before the stop').to.equal(true);
+      // Answered before the stop: ALLOW. (A call sent just before it may need the database after
+      // it, e.g. for the tenant row the process re-reads every 0.5 s, and then fails closed.)
+      expect(
+        answers.filter((a) => a.endedAt < stopAt && a.outcome !== 'ALLOW').map((a) => `${a.outcome} sent ${Math.round(a.sentAt)} ms, answered ${Math.round(a.endedAt)} ms`),
+        'all ALLOW before the stop',
+      ).to.deep.equal([]);
       expect(late, 'ALLOW answered from state older than B').to.deep.equal([]);
       expect(during.length, 'checks were asked while the host hung').to.be.greaterThan(0);
       expect([...new Set(during.map((a) => a.outcome))], 'asked after B, answered while the host hung: only UNAVAILABLE').to.deep.equal(['UNAVAILABLE']);
