@@ -400,30 +400,10 @@ export class SubjectRightsService {
     tenantId: string,
     query: { identifier?: RawIdentifier; includeReleased: boolean; pageSize: number; pageToken: string },
   ): Promise<Page<LegalHoldRecord>> {
-    const v = new Violations();
-    const size = resolvePageSize(query.pageSize, this.pages, v);
-    const identifier = query.identifier ? normaliseIdentifier(query.identifier, 'subject_identifier') : undefined;
-    if (identifier && isViolation(identifier)) v.add(identifier.field, identifier.reason, identifier.description);
-    v.throwIfAny();
-    authorizeTenant(principal, tenantId);
-    const scope = { identifier: query.identifier ?? null, includeReleased: query.includeReleased };
-    return this.tx.read(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const keyring = await this.keys.tenantKeyring(tenantId);
-      const sealer = this.keys.pageTokenSealer(keyring, 'legal_holds');
-      const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
-      v.throwIfAny();
-      let subjectId: string | undefined;
-      if (identifier && !isViolation(identifier)) {
-        const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
-        if (!subject) return { items: [], nextPageToken: '' };
-        subjectId = subject.subjectId;
-      }
-      const rows = await this.repo.listHolds(tx, tenantId, { subjectId, includeReleased: query.includeReleased }, parseCursor(after), size + 1);
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
-      return { items: page, nextPageToken: rows.length > size ? encodePageToken(`${last.placedAt}:${last.id}`, scope, sealer) : '' };
-    });
+    const { includeReleased } = query;
+    return this.listOfSubject(principal, tenantId, query, { includeReleased }, 'legal_holds', (tx, subjectId, after, limit) =>
+      this.repo.listHolds(tx, tenantId, { subjectId, includeReleased }, after, limit),
+    );
   }
 
   /**
@@ -560,17 +540,37 @@ export class SubjectRightsService {
     tenantId: string,
     query: { identifier?: RawIdentifier; includeLifted: boolean; pageSize: number; pageToken: string },
   ): Promise<Page<RestrictionRecord>> {
+    const { includeLifted } = query;
+    return this.listOfSubject(principal, tenantId, query, { includeLifted }, 'restrictions', (tx, subjectId, after, limit) =>
+      this.repo.listRestrictions(tx, tenantId, { subjectId, includeLifted }, after, limit),
+    );
+  }
+
+  /**
+   * A page of a tenant's legal holds or restrictions, newest placement first, of one person when
+   * an identifier is given (found through its blind index; nobody found is an empty page, never
+   * an error that would tell whether the tenant knows the identifier). `filters` are bound into
+   * the page token, so a token is refused under other filters.
+   */
+  private async listOfSubject<R extends { placedAt: number; id: string }>(
+    principal: Principal,
+    tenantId: string,
+    query: { identifier?: RawIdentifier; pageSize: number; pageToken: string },
+    filters: Record<string, boolean>,
+    tokenKind: string,
+    fetch: (tx: TxContext, subjectId: string | undefined, after: ReturnType<typeof parseCursor>, limit: number) => Promise<R[]>,
+  ): Promise<Page<R>> {
     const v = new Violations();
     const size = resolvePageSize(query.pageSize, this.pages, v);
     const identifier = query.identifier ? normaliseIdentifier(query.identifier, 'subject_identifier') : undefined;
     if (identifier && isViolation(identifier)) v.add(identifier.field, identifier.reason, identifier.description);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
-    const scope = { identifier: query.identifier ?? null, includeLifted: query.includeLifted };
+    const scope = { identifier: query.identifier ?? null, ...filters };
     return this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const keyring = await this.keys.tenantKeyring(tenantId);
-      const sealer = this.keys.pageTokenSealer(keyring, 'restrictions');
+      const sealer = this.keys.pageTokenSealer(keyring, tokenKind);
       const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
       v.throwIfAny();
       let subjectId: string | undefined;
@@ -579,7 +579,7 @@ export class SubjectRightsService {
         if (!subject) return { items: [], nextPageToken: '' };
         subjectId = subject.subjectId;
       }
-      const rows = await this.repo.listRestrictions(tx, tenantId, { subjectId, includeLifted: query.includeLifted }, parseCursor(after), size + 1);
+      const rows = await fetch(tx, subjectId, parseCursor(after), size + 1);
       const page = rows.slice(0, size);
       const last = page[page.length - 1];
       return { items: page, nextPageToken: rows.length > size ? encodePageToken(`${last.placedAt}:${last.id}`, scope, sealer) : '' };

@@ -1,4 +1,3 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -6,7 +5,7 @@ import { ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from 
 import { countStatements } from '../support/statement-count';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
-import { freePort, ROOT, TSX } from '../support/processes';
+import { ServerProcess, startServerProcess } from '../support/server-process';
 import { waitUntil } from '../support/wait';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
 import { SqlDecisionStateRepository } from '../../src/storage/repositories/decision-state-repository';
@@ -164,7 +163,7 @@ if (testDatabaseKinds().includes('mariadb')) describe('decision cache across two
   this.timeout(180_000);
   let db: TestDatabase;
   let a: TestServer;
-  let b: ChildProcess;
+  let b: ServerProcess;
   let bConsent: ConsentServiceClient;
   const T = 'cache2';
   const BOUND_MS = 1000;
@@ -176,27 +175,14 @@ if (testDatabaseKinds().includes('mariadb')) describe('decision cache across two
     db = await createTestDatabase('mariadb');
     a = await startTestServer(db);
     await seedTenant(a, T);
-    const port = await freePort();
-    b = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        LOG_LEVEL: 'warn',
-        DATA_DIR: db.dataDir,
-        DATABASE_URL: (db.config as { url: string }).url,
-        KEYSTORE_URL: (db.keyStore as { url: string }).url,
-        ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'),
-        DECISION_CACHE_STALENESS_MS: String(BOUND_MS),
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    bConsent = new ConsentServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    // The second process shares the first one's database and development root key.
+    b = await startServerProcess(db, { env: { LOG_LEVEL: 'warn', ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'), DECISION_CACHE_STALENESS_MS: String(BOUND_MS) } });
+    bConsent = new ConsentServiceClient(b.address, credentials.createInsecure());
     await waitUntil(() => checkOnB(0).then(() => true, () => false), 30_000);
   });
   after(async function () {
     bConsent?.close();
-    b?.kill('SIGTERM');
+    await b?.stop();
     await a?.stop();
     await db?.drop();
   });

@@ -1,4 +1,3 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -8,7 +7,7 @@ import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '..
 import { decodeConsistencyToken } from '../../src/domain/consistency';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
-import { freePort, ROOT, TSX } from '../support/processes';
+import { ServerProcess, startServerProcess } from '../support/server-process';
 import { waitUntil } from '../support/wait';
 import { call, expectGrpcError, startTestServer, T0, TestServer } from '../support/test-server';
 
@@ -237,7 +236,7 @@ if (testDatabaseKinds().includes('mariadb')) describe('objection across two serv
   this.timeout(180_000);
   let db: TestDatabase;
   let a: TestServer;
-  let b: ChildProcess;
+  let b: ServerProcess;
   let bConsent: ConsentServiceClient;
   const T = 'object2';
   const BOUND_MS = 1000;
@@ -249,27 +248,14 @@ if (testDatabaseKinds().includes('mariadb')) describe('objection across two serv
     db = await createTestDatabase('mariadb');
     a = await startTestServer(db);
     await seedTenant(a, T);
-    const port = await freePort();
-    b = spawn(TSX[0], [TSX[1], 'src/main.ts'], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        LOG_LEVEL: 'warn',
-        DATA_DIR: db.dataDir,
-        DATABASE_URL: (db.config as { url: string }).url,
-        KEYSTORE_URL: (db.keyStore as { url: string }).url,
-        ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'),
-        DECISION_CACHE_STALENESS_MS: String(BOUND_MS),
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    bConsent = new ConsentServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    // The second process shares the first one's database and development root key.
+    b = await startServerProcess(db, { env: { LOG_LEVEL: 'warn', ROOT_KEYS_FILE: path.join(db.dataDir, 'root-keys.dev.json'), DECISION_CACHE_STALENESS_MS: String(BOUND_MS) } });
+    bConsent = new ConsentServiceClient(b.address, credentials.createInsecure());
     await waitUntil(() => checkOnB(0).then(() => true, () => false), 30_000);
   });
   after(async function () {
     bConsent?.close();
-    b?.kill('SIGTERM');
+    await b?.stop();
     await a?.stop();
     await db?.drop();
   });
