@@ -89,7 +89,8 @@ forEachDatabase(`${DOC}: moving a development install to ROOT_KEYS_FILE`, (db, k
       child.stdout.on('data', (b: Buffer) => chunks.push(b));
       child.stderr.on('data', (b: Buffer) => chunks.push(b));
       const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-      child.on('exit', (code, signal) => {
+      // 'close' (after its output has been read), not 'exit': the message is asserted on.
+      child.on('close', (code, signal) => {
         clearTimeout(timer);
         resolve({ code: code ?? signal ?? 'unknown', out: Buffer.concat(chunks).toString('utf8') });
       });
