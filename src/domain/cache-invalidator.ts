@@ -74,9 +74,9 @@ export class CacheInvalidator {
     const startedAt = this.options.monotonic();
     const tenants = this.cache.followedTenants();
     if (tenants.length > 0) {
-      // The heads prove the cache fresh as of now: on a cluster, read causally (a node that fell
-      // behind or was cut off must not vouch for old state).
-      const heads = await this.tx.read((tx) => this.repo.heads(tx, tenants), { causal: true });
+      // The heads prove the cache fresh as of now: on a cluster the read is causal (every unit
+      // of work is), so a node that fell behind or was cut off cannot vouch for old state.
+      const heads = await this.tx.read((tx) => this.repo.heads(tx, tenants));
       for (const tenantId of tenants) {
         const from = this.cache.position(tenantId);
         const to = heads.get(tenantId) ?? 0;

@@ -10,18 +10,10 @@ export interface TxContext {
 export interface TransactionRunner {
   /** Runs `work` in a transaction; commits when it resolves, rolls back when it throws. */
   write<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
-  /** Runs read-only `work`; reads see committed data only. */
-  read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T>;
-}
-
-export interface ReadOptions {
   /**
-   * Whether the read must see every write any replica committed before it began; true unless
-   * set to false. On a Galera cluster the node first waits until it has applied what the
-   * cluster committed (wsrep_sync_wait), and fails when it is no longer part of the cluster: a
-   * node cut off from its peers, or resumed after a pause, would otherwise answer from its old
-   * state until it notices. On one database server every read already does. False only where an
-   * old answer is harmless and the wait is not worth it (nothing passes false today).
+   * Runs read-only `work`; reads see committed data only. On a Galera cluster every unit of work
+   * (read or write) is causal: it sees every write any replica committed before it began, or
+   * fails on a node that is no longer part of the cluster (docs/architecture.md).
    */
-  causal?: boolean;
+  read<T>(work: (tx: TxContext) => Promise<T>): Promise<T>;
 }

@@ -2,7 +2,7 @@ import { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { DatabaseTimeouts } from '../config/config';
 import { currentCallBudget } from '../shared/call-budget';
 import { DomainError } from '../shared/errors';
-import { ReadOptions, TransactionRunner, TxContext } from '../shared/unit-of-work';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { timeoutsOf } from './data-source';
 import { classifyDbError, databaseUnavailable, toDomainError } from './db-errors';
 
@@ -58,8 +58,6 @@ export class TypeormTransactionRunner implements TransactionRunner {
   private tail: Promise<unknown> = Promise.resolve();
   /** MySQL connections whose session limits are set (see prepareSession). */
   private readonly prepared = new WeakSet<object>();
-  /** Galera connections whose units are causal now (wsrep_sync_wait = 1; see syncWait). */
-  private readonly causalConnections = new WeakSet<object>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -79,8 +77,8 @@ export class TypeormTransactionRunner implements TransactionRunner {
     return this.tracing ? this.tracing.inSpan('db.transaction', { 'db.system': this.system() }, () => this.writeWithRetries(work)) : this.writeWithRetries(work);
   }
 
-  read<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
-    return this.tracing ? this.tracing.inSpan('db.read', { 'db.system': this.system(), 'db.causal_read': options?.causal !== false }, () => this.readOnce(work, options)) : this.readOnce(work, options);
+  read<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
+    return this.tracing ? this.tracing.inSpan('db.read', { 'db.system': this.system() }, () => this.readOnce(work)) : this.readOnce(work);
   }
 
   private system(): string {
@@ -91,7 +89,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
     const budget = Budget.now(this.timeouts);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work, true)));
+        return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'write', work) : this.mysqlUnit(unit, 'write', work)));
       } catch (err) {
         const failure = classifyDbError(err);
         const race = failure === 'retryable';
@@ -111,11 +109,10 @@ export class TypeormTransactionRunner implements TransactionRunner {
     }
   }
 
-  private async readOnce<T>(work: (tx: TxContext) => Promise<T>, options?: ReadOptions): Promise<T> {
+  private async readOnce<T>(work: (tx: TxContext) => Promise<T>): Promise<T> {
     const budget = Budget.now(this.timeouts);
-    const causal = options?.causal !== false;
     try {
-      return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'read', work) : this.mysqlUnit(unit, 'read', work, causal)));
+      return await this.bounded(budget, (unit) => (this.sqlite ? this.sqliteUnit(unit, 'read', work) : this.mysqlUnit(unit, 'read', work)));
     } catch (err) {
       throw toDomainError(err);
     }
@@ -153,7 +150,7 @@ export class TypeormTransactionRunner implements TransactionRunner {
     });
   }
 
-  private async mysqlUnit<T>(unit: Unit, kind: 'read' | 'write', work: (tx: TxContext) => Promise<T>, causal: boolean): Promise<T> {
+  private async mysqlUnit<T>(unit: Unit, kind: 'read' | 'write', work: (tx: TxContext) => Promise<T>): Promise<T> {
     const runner = this.dataSource.createQueryRunner();
     let used = false;
     let broken = false;
@@ -166,15 +163,6 @@ export class TypeormTransactionRunner implements TransactionRunner {
       unit.check();
       used = true;
       await this.prepareSession(runner);
-      // Galera applies other nodes' commits a moment after they certify, and a node cut off from
-      // its peers (or just resumed after a pause) answers from old state until it sees that it
-      // was left out: every unit of work is causal unless told otherwise (a read first waits
-      // until the node has applied everything the cluster committed before it; wsrep_sync_wait
-      // = 1 covers SELECT and START TRANSACTION), and fails on a node that is no longer part of
-      // the cluster. Writes too: the checks a transaction makes before it writes (erasure, an
-      // earlier write with the same request id) must not rest on a lagging node's rows. Set per
-      // connection only when it changes.
-      if (this.galera) await this.syncWait(runner, causal);
       if (kind === 'read') return await work(contextOf(runner.manager));
       await runner.startTransaction();
       try {
@@ -229,15 +217,6 @@ export class TypeormTransactionRunner implements TransactionRunner {
     }
   }
 
-  /** Sets the connection's wsrep_sync_wait to what the unit needs, if it is not already. */
-  private async syncWait(runner: QueryRunner, causal: boolean): Promise<void> {
-    const connection = connectionOf(runner);
-    if (!connection || (this.causalConnections.has(connection) === causal)) return;
-    await runner.query(`SET SESSION wsrep_sync_wait = ${causal ? 1 : 0}`);
-    if (causal) this.causalConnections.add(connection);
-    else this.causalConnections.delete(connection);
-  }
-
   /**
    * Once per MySQL connection: READ COMMITTED (writers lock the rows they update; see
    * docs/architecture.md, Concurrency), and server-side limits so that a statement or lock wait
@@ -255,6 +234,15 @@ export class TypeormTransactionRunner implements TransactionRunner {
     // MySQL without Galera has no such variable and answers no row.
     const wsrep: Array<{ Value?: string }> = await runner.query("SHOW VARIABLES LIKE 'wsrep_on'");
     this.galera = wsrep.length > 0 && String(wsrep[0].Value).toUpperCase() === 'ON';
+    // Galera applies other nodes' commits a moment after they certify, and a node cut off from
+    // its peers (or just resumed after a pause) answers from old state until it sees that it
+    // was left out: every unit of work is causal (wsrep_sync_wait = 1 covers SELECT and START
+    // TRANSACTION: the node first applies everything the cluster committed before it, and fails
+    // when it is no longer part of the cluster). Writes too: the checks a transaction makes
+    // before it writes (erasure, an earlier write with the same request id) must not rest on a
+    // lagging node's rows. No unit may opt out: an option one call could forget is how a check
+    // once answered ALLOW from a resumed node's old state (751fb9d, fixed in 01b0370).
+    if (this.galera) await runner.query('SET SESSION wsrep_sync_wait = 1');
     this.prepared.add(connection);
   }
 }
