@@ -1,5 +1,5 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ClientDuplexStream, Metadata } from '@grpc/grpc-js';
@@ -7,7 +7,8 @@ import { Channel, PurposeCategory } from '../src/gen/consent/v1/common';
 import { ConsentQuery, StreamCheckConsentRequest, StreamCheckConsentResponse, Verdict } from '../src/gen/consent/v1/consent';
 import { checkSubjectPhone, expectedDecision } from './check-jobs';
 import { Clients, createClients, healthCheck, unary } from './clients';
-import { ensureBuilt, freePort, mariadbUrl, PROJECT_ROOT, startFlags } from './server-process';
+import { CountedServer, InstructionCount, runCalls } from './callgrind-server';
+import { ensureBuilt, freePort, mariadbUrl, PROJECT_ROOT } from './server-process';
 
 /**
  * `npx tsx bench/check-instructions.ts [--db sqlite|mariadb] [--root DIR] [--calls N] [--in-flight N] [--rounds N] [--out FILE]`
@@ -91,74 +92,6 @@ function parseArgs(argv: string[]): Options {
 function usage(message: string): never {
   process.stderr.write(`check-instructions: ${message}\n${USAGE}\n`);
   process.exit(2);
-}
-
-/** The server under callgrind, and how to cut its instruction count. */
-class CountedServer {
-  private dumps = 0;
-  private readonly child;
-
-  constructor(
-    readonly address: string,
-    private readonly outFile: string,
-    root: string,
-    env: NodeJS.ProcessEnv,
-  ) {
-    // Threads counted apart: the main thread runs the JavaScript (and the scavenges it waits
-    // for); V8's helper threads (concurrent marking, compiling) vary from run to run more.
-    const args = ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${outFile}`, process.execPath, ...startFlags(PROJECT_ROOT), path.join(root, 'dist', 'src', 'main.js')];
-    this.child = spawn('valgrind', args, { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr?.on('data', () => undefined);
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** Instructions executed since the previous cut: all threads, and the main thread's. */
-  cut(): Count {
-    const r = spawnSync('callgrind_control', ['--dump', String(this.pid)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`callgrind_control failed: ${r.stderr}`);
-    this.dumps++;
-    const prefix = `${path.basename(this.outFile)}.${this.dumps}-`;
-    let all = 0;
-    let main = 0;
-    for (const file of readdirSync(path.dirname(this.outFile))) {
-      if (!file.startsWith(prefix)) continue;
-      const summary = /^summary: (\d+)/m.exec(readFileSync(path.join(path.dirname(this.outFile), file), 'utf8'));
-      if (!summary) continue;
-      all += Number(summary[1]);
-      if (file.endsWith('-01')) main = Number(summary[1]);
-    }
-    if (all === 0) throw new Error(`no counts for dump ${this.dumps}`);
-    return { all, main };
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    this.child.kill('SIGTERM');
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-      this.child.once('exit', () => resolve(clearTimeout(timer)));
-    });
-  }
-}
-
-interface Count {
-  all: number;
-  main: number;
-}
-
-/** Runs `call` `total` times with `inFlight` at once; the window's length in ms. */
-async function run(total: number, inFlight: number, call: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0;
-  const started = Date.now();
-  await Promise.all(
-    Array.from({ length: Math.min(inFlight, total) }, async () => {
-      while (next < total) await call(next++);
-    }),
-  );
-  return Date.now() - started;
 }
 
 /** The same seeded draw in every run (the same work for every build). */
@@ -246,7 +179,7 @@ async function main(): Promise<void> {
     DATABASE_BACKGROUND_TIMEOUT_MS: '3600000',
   });
   if (o.database === 'mariadb') env.DATABASE_URL = mariadbUrl(`consent_bench_checks_${SUBJECTS}`);
-  const server = new CountedServer(`127.0.0.1:${port}`, path.join(work, 'callgrind.out'), root, env);
+  const server = new CountedServer(`127.0.0.1:${port}`, path.join(work, 'callgrind.out'), root, env, true);
   const clients = createClients(server.address);
   let markdown = '';
   try {
@@ -262,12 +195,12 @@ async function main(): Promise<void> {
         if (!ok) throw new Error('Health/Check did not answer SERVING');
       });
     log(`cache warm-up: ${SUBJECTS} subjects in batches of 1,000; code warm-up: 3,000 of each kind ...`);
-    await run(SUBJECTS / 1000, 2, (b) => checkBatch(clients, b * 1000, 1000));
-    await run(3000, o.inFlight, health);
-    await run(3000, o.inFlight, (n) => checkOne(clients, n));
+    await runCalls(SUBJECTS / 1000, 2, (b) => checkBatch(clients, b * 1000, 1000));
+    await runCalls(3000, o.inFlight, health);
+    await runCalls(3000, o.inFlight, (n) => checkOne(clients, n));
     await checkStream(clients, 0, 2000, 500);
     server.cut();
-    type Window = { name: string; count: Count; items: number };
+    type Window = { name: string; count: InstructionCount; items: number };
     const windows: Window[] = [];
     const measure = async (name: string, items: number, work: () => Promise<unknown>) => {
       log(`${name} ...`);
@@ -279,14 +212,14 @@ async function main(): Promise<void> {
     // Health/Check and CheckConsent alternate, so neither is always the one after some other work.
     const pairs: Array<[Window, Window]> = [];
     for (let round = 0; round < o.rounds; round++) {
-      const noop = await measure(`Health/Check (round ${round + 1})`, o.calls, () => run(o.calls, o.inFlight, health));
-      const check = await measure(`CheckConsent (round ${round + 1})`, o.calls, () => run(o.calls, o.inFlight, (n) => checkOne(clients, (round + 1) * 100_000 + n)));
+      const noop = await measure(`Health/Check (round ${round + 1})`, o.calls, () => runCalls(o.calls, o.inFlight, health));
+      const check = await measure(`CheckConsent (round ${round + 1})`, o.calls, () => runCalls(o.calls, o.inFlight, (n) => checkOne(clients, (round + 1) * 100_000 + n)));
       pairs.push([noop, check]);
     }
     await new Promise((r) => setTimeout(r, IDLE_MS));
     const idle = server.cut();
     const batches = Math.max(1, Math.round(o.calls / 1000));
-    await measure('CheckConsentBatch (1,000 per call), per decision', batches * 1000, () => run(batches, 2, (b) => checkBatch(clients, 900_000 + b * 1000, 1000)));
+    await measure('CheckConsentBatch (1,000 per call), per decision', batches * 1000, () => runCalls(batches, 2, (b) => checkBatch(clients, 900_000 + b * 1000, 1000)));
     await measure('StreamCheckConsent (chunks of 500), per decision', o.calls, () => checkStream(clients, 950_000, o.calls, 500));
     const noopMain = pairs.reduce((sum, [n]) => sum + n.count.main / n.items, 0) / pairs.length;
     const noopAll = pairs.reduce((sum, [n]) => sum + n.count.all / n.items, 0) / pairs.length;

@@ -1,5 +1,5 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Channel, PurposeCategory } from '../src/gen/consent/v1/common';
@@ -7,7 +7,8 @@ import { CollectionMethod, ConsentEventKind, RecordConsentRequest } from '../src
 import { CreatePurposeRequest, PublishNoticeRequest } from '../src/gen/consent/v1/purpose';
 import { CreateTenantRequest } from '../src/gen/consent/v1/tenant';
 import { Clients, createClients, healthCheck, unary } from './clients';
-import { dropMariaDb, ensureBuilt, mariadbUrl, PROJECT_ROOT, resetMariaDb, startFlags, freePort } from './server-process';
+import { CountedServer, runCalls } from './callgrind-server';
+import { dropMariaDb, ensureBuilt, mariadbUrl, PROJECT_ROOT, resetMariaDb, freePort } from './server-process';
 
 /**
  * `npx tsx bench/write-instructions.ts [--db sqlite|mariadb] [--root DIR] [--calls N] [--warmup N] [--in-flight 16,256] [--out FILE] [--keep DIR]`
@@ -94,60 +95,6 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-/** The server under callgrind, and how to cut its instruction count. */
-class CountedServer {
-  private dumps = 0;
-  private readonly child;
-
-  constructor(
-    readonly address: string,
-    private readonly outFile: string,
-    root: string,
-    env: NodeJS.ProcessEnv,
-  ) {
-    const args = ['--tool=callgrind', `--callgrind-out-file=${outFile}`, process.execPath, ...startFlags(PROJECT_ROOT), path.join(root, 'dist', 'src', 'main.js')];
-    this.child = spawn('valgrind', args, { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr?.on('data', () => undefined);
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** Instructions executed since the previous cut (all threads); the window's file is copied to `keep` as NAME.callgrind. */
-  cut(name: string, keep: string | null): number {
-    const r = spawnSync('callgrind_control', ['--dump', String(this.pid)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`callgrind_control failed: ${r.stderr}`);
-    this.dumps++;
-    const file = `${this.outFile}.${this.dumps}`;
-    const summary = /^summary: (\d+)/m.exec(readFileSync(file, 'utf8'));
-    if (!summary) throw new Error(`no summary in ${file}`);
-    if (keep) copyFileSync(file, path.join(keep, `${name}.callgrind`));
-    return Number(summary[1]);
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    this.child.kill('SIGTERM');
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-      this.child.once('exit', () => resolve(clearTimeout(timer)));
-    });
-  }
-}
-
-/** Runs `call` `total` times with `inFlight` at once. */
-async function run(total: number, inFlight: number, call: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0;
-  const started = Date.now();
-  await Promise.all(
-    Array.from({ length: Math.min(inFlight, total) }, async () => {
-      while (next < total) await call(next++);
-    }),
-  );
-  return Date.now() - started;
-}
-
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (spawnSync('valgrind', ['--version']).status !== 0) throw new Error('valgrind is not installed (apt-get install valgrind)');
@@ -200,20 +147,20 @@ async function main(): Promise<void> {
     };
     const maxInFlight = Math.max(...o.inFlight);
     log(`warm-up: ${o.warmup} Health/Check and ${o.warmup} RecordConsent at ${maxInFlight} in flight ...`);
-    await run(o.warmup, maxInFlight, health);
-    await run(o.warmup, maxInFlight, write);
+    await runCalls(o.warmup, maxInFlight, health);
+    await runCalls(o.warmup, maxInFlight, write);
     if (o.keep) mkdirSync(o.keep, { recursive: true });
-    server.cut('warmup', o.keep);
+    server.cut(o.keep ? { dir: o.keep, name: 'warmup' } : undefined);
     const rows: Array<{ inFlight: number; noop: number; write: number; idlePerMs: number; noopMs: number; writeMs: number }> = [];
     for (const inFlight of o.inFlight) {
       log(`${inFlight} in flight: ${o.calls} Health/Check ...`);
-      const noopMs = await run(o.calls, inFlight, health);
-      const noop = server.cut(`noop-${inFlight}`, o.keep);
+      const noopMs = await runCalls(o.calls, inFlight, health);
+      const noop = server.cut(o.keep ? { dir: o.keep, name: `noop-${inFlight}` } : undefined).all;
       await new Promise((r) => setTimeout(r, IDLE_MS));
-      const idle = server.cut(`idle-${inFlight}`, o.keep);
+      const idle = server.cut(o.keep ? { dir: o.keep, name: `idle-${inFlight}` } : undefined).all;
       log(`${inFlight} in flight: ${o.calls} RecordConsent ...`);
-      const writeMs = await run(o.calls, inFlight, write);
-      const written = server.cut(`write-${inFlight}`, o.keep);
+      const writeMs = await runCalls(o.calls, inFlight, write);
+      const written = server.cut(o.keep ? { dir: o.keep, name: `write-${inFlight}` } : undefined).all;
       rows.push({ inFlight, noop, write: written, idlePerMs: idle / IDLE_MS, noopMs, writeMs });
       log(`  no-op ${fmt(noop / o.calls)} instructions per call, write ${fmt(written / o.calls)} per call, ratio ${(written / noop).toFixed(2)}x`);
     }
