@@ -36,6 +36,7 @@ import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
+import { NO_LINKS, RequestSubjectResolver } from './domain/request-identifiers';
 import { ObjectionRecorder } from './domain/objection';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './domain/audit-service';
@@ -208,7 +209,8 @@ async function startService(
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
-  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, failpoint);
+  const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, NO_LINKS);
+  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).
@@ -255,7 +257,7 @@ async function startService(
       subjectRights: subjectRightsHandlers(
         pipeline('consent.v1.SubjectRightsService'),
         subjectRights,
-        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit),
+        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
       ),
     },
     { maxMessageBytes: config.limits.maxMessageBytes, health },

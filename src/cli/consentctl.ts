@@ -10,6 +10,7 @@ import { KeyServiceClient } from '../gen/consent/v1/key';
 import {
   CreateRequestRequest,
   DataSubjectRequest,
+  RequestIdentifier,
   ExportSubjectDataResponse,
   LegalHold,
   LegalHoldGround,
@@ -144,7 +145,16 @@ function printRequest(r: DataSubjectRequest, s: Session): void {
   printRequests([r], s);
   if (r.extensionReason) out(`\nextended: ${r.extensionReason}\n`);
   if (r.rejectionReason) out(`\nrejected: ${r.rejectionReason}\n`);
+  if (r.identifiers.length > 0) {
+    const verified = (i: RequestIdentifier) => (i.verificationMethod ? `${i.verificationMethod} by ${i.verifiedBy}` : '-');
+    out('\n' + renderTable(['#', 'KIND', 'SUBJECT', 'VERIFIED', 'OUTCOME'], r.identifiers.map((i) => [String(i.position), i.kind, i.subject || '(nothing held)', verified(i), i.outcome || '-'])));
+  }
   out('\n' + renderTable(['WHEN', 'STATE', 'BY', 'NOTE'], r.transitions.map((t) => [iso(t.time), shortEnum(RequestState, 'REQUEST_STATE_', t.toState), t.principal, t.note])));
+}
+
+/** Commander's collector for a repeatable option. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 function printHolds(holds: LegalHold[], s: Session): void {
@@ -264,11 +274,20 @@ export function buildProgram(): Command & { active(): Command } {
     .option('--received-via <channel>', 'email, web-form, letter, phone, in-person, chat, other', 'email')
     .option('--received-at <iso-time>', 'when it was received (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
+    .option('--also-phone <number>', 'a further phone number of the same person (repeatable; --region applies)', collect, [])
+    .option('--also-email <address>', 'a further e-mail address of the same person (repeatable)', collect, [])
+    .option('--also-customer-id <id>', 'a further customer id of the same person (repeatable)', collect, [])
     .action(async (o) => {
+      const further = [
+        ...(o.alsoPhone as string[]).map((phone) => identifier({ phone, region: o.region })),
+        ...(o.alsoEmail as string[]).map((email) => identifier({ email })),
+        ...(o.alsoCustomerId as string[]).map((customerId) => identifier({ customerId })),
+      ];
       const req = CreateRequestRequest.fromPartial({
         parent: tenantName(o.tenant),
         kind: enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind'),
         subjectIdentifier: identifier(o),
+        subjectIdentifiers: further,
         receivedVia: enumValue(ReceivedVia, 'RECEIVED_VIA_', o.receivedVia, '--received-via'),
         receiveTime: o.receivedAt !== undefined ? isoTime(o.receivedAt, '--received-at') : undefined,
         requestId: requestId(o.requestId),
@@ -315,9 +334,11 @@ export function buildProgram(): Command & { active(): Command } {
     .description("record that the requester's identity was verified")
     .requiredOption('--method <method>', 'how, e.g. ID_DOCUMENT, EMAIL_CONFIRMATION (1-64 characters of A-Z a-z 0-9 _ . : -)')
     .requiredOption('--by <staff>', 'who verified it (a staff reference, not a name)')
+    .option('--identifier <positions>', "only these identifiers of the request, by position (\"1\" or \"2,3\"; default: all not yet verified)")
     .action(async (name: string, o) => {
       if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
-      const req = { name: childName(name, 'requests', 'the request'), method: o.method as string, verifiedBy: requiredText(o.by, '--by', 128) };
+      const positions = o.identifier === undefined ? [] : String(o.identifier).split(',').map((p) => positiveInt(p.trim(), '--identifier'));
+      const req = { name: childName(name, 'requests', 'the request'), method: o.method as string, verifiedBy: requiredText(o.by, '--by', 128), identifierPositions: positions };
       const rights = rightsClient();
       printRequest((await rpc(g(), rights, rights.verifyIdentity, req)).request!, g());
     });

@@ -42,7 +42,8 @@ export interface AppliedObjection {
  * Art. 21(2)-(3): the objection to direct marketing. In the transaction that registers the
  * request, under the subject's lock (the lock every consent write of the person takes): an
  * OPT_OUT of channel ANY for every MARKETING purpose of the tenant (provenance: the request, by
- * the event's request id "objection:{request}#{purpose}" and the DPO as principal), their audit
+ * the event's request id "objection:{request}#{purpose}", "objection:{request}.{position}#{purpose}"
+ * for a request's further identifiers, and the DPO as principal), their audit
  * entries and change-feed rows, the folded state, the person's standing objection
  * (`subjects.objected_at`) and a SUBJECT_OBJECTED audit entry naming the person, which other
  * processes' decision caches follow (docs/architecture.md, "The decision cache").
@@ -79,6 +80,17 @@ export class ObjectionRecorder {
     return { tenantId, identifier, index, subjectId: null, newSubjectId: newId(), key: null, erased: false };
   }
 
+  /**
+   * An objection for a person already known by subject (one reached through an identity link,
+   * `index` one of their identifiers). Called in the request's transaction: the person's key is
+   * read from the key store there, as `apply` does for a person created concurrently.
+   */
+  async prepareSubject(tx: TxContext, tenantId: string, subjectId: string, index: IdentifierIndex): Promise<PreparedObjection> {
+    const found = await this.subjects.lock(tx, tenantId, subjectId);
+    if (!found || found.erased) return { tenantId, identifier: { kind: index.kind, value: '' }, index, subjectId: null, key: null, erased: true };
+    return { tenantId, identifier: { kind: index.kind, value: '' }, index, subjectId, key: await this.keys.subjectKey(tenantId, subjectId), erased: false };
+  }
+
   /** Outside any transaction: the key of a new person (keys before data, in the key store). */
   async withKey(prepared: PreparedObjection, now: number): Promise<PreparedObjection> {
     if (!prepared.newSubjectId || prepared.key) return prepared;
@@ -87,7 +99,7 @@ export class ObjectionRecorder {
   }
 
   /** In the request's transaction: records the objection (see the class). */
-  async apply(tx: TxContext, prepared: PreparedObjection, request: { id: string; principal: string; now: number }): Promise<AppliedObjection> {
+  async apply(tx: TxContext, prepared: PreparedObjection, request: { id: string; principal: string; now: number; position?: number }): Promise<AppliedObjection> {
     const { tenantId } = prepared;
     if (prepared.erased || !prepared.key) return { subjectId: null, createdSubject: false, purposes: 0, note: 'objection: the identifier was erased; every check denies it' };
     let subjectId = prepared.subjectId;
@@ -152,7 +164,8 @@ export class ObjectionRecorder {
         evidence: {},
         lawfulBasis: null,
         jurisdiction: '',
-        requestId: `objection:${request.id}#${purposeId}`,
+        // One request may reach several persons: those after its first identifier get the position.
+        requestId: request.position && request.position > 1 ? `objection:${request.id}.${request.position}#${purposeId}` : `objection:${request.id}#${purposeId}`,
       };
       const sealed = sealEvent(event, prepared.key, '');
       events.push(event);

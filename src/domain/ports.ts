@@ -236,6 +236,26 @@ export interface SubjectRequestRecord {
   updatedAt: number;
 }
 
+/**
+ * One identifier of a request (by blind index only): named by the requester (positions 1..n in
+ * the order given) or reached through an identity link (`viaLink`), with its own verification.
+ */
+export interface RequestIdentifierRecord {
+  requestId: string;
+  tenantId: string;
+  position: number;
+  identifierKind: IdentifierKind;
+  blindIndex: string;
+  /** The subject it found; null: the tenant holds nothing under it. */
+  subjectId: string | null;
+  viaLink: string | null;
+  verificationMethod: string | null;
+  verifiedBy: string | null;
+  verifiedAt: number | null;
+  /** What carrying out the request did for it (no personal data). */
+  outcome: string | null;
+}
+
 export interface RequestTransitionRecord {
   requestId: string;
   seq: number;
@@ -302,14 +322,18 @@ export interface SubjectRightsRepository {
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<SubjectRequestRecord[]>;
-  /** Every request about a subject, oldest first. */
+  insertRequestIdentifiers(tx: TxContext, rows: RequestIdentifierRecord[]): Promise<void>;
+  /** The identifiers of each request, in position order. */
+  requestIdentifiers(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestIdentifierRecord[]>>;
+  updateRequestIdentifier(tx: TxContext, requestId: string, position: number, change: Partial<RequestIdentifierRecord>): Promise<void>;
+  /** Every request that reached a subject (through any of its identifiers), oldest first. */
   requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]>;
   /** ERASURE requests left IN_PROGRESS (by a process that stopped mid-way). */
   inProgressErasures(tx: TxContext): Promise<SubjectRequestRecord[]>;
   insertRestriction(tx: TxContext, restriction: RestrictionRecord): Promise<void>;
   findRestriction(tx: TxContext, tenantId: string, id: string): Promise<RestrictionRecord | null>;
-  /** The restriction that carries out a RESTRICTION request (at most one). */
-  findRestrictionByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord | null>;
+  /** The restrictions that carry out a RESTRICTION request (one per person it reached), oldest first. */
+  restrictionsOfRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord[]>;
   updateRestriction(tx: TxContext, id: string, change: Partial<RestrictionRecord>): Promise<void>;
   listRestrictions(
     tx: TxContext,

@@ -8,7 +8,8 @@ import { failedPrecondition, notFound } from '../shared/errors';
 import { openEvent } from './event-codec';
 import { ConsentEvent } from './model';
 import { AuditTrail } from '../audit/audit-types';
-import { ConsentRepository, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ConsentRepository, RequestIdentifierRecord, SubjectRepository, SubjectRightsRepository } from './ports';
+import { distinctSubjects, identifierLabel, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { Principal } from './principal';
 import { names } from './resource-names';
@@ -47,6 +48,7 @@ export class SubjectExporter {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
+    private readonly resolver: RequestSubjectResolver,
   ) {}
 
   async export(principal: Principal, tenantId: string, requestId: string, sink: ExportSink): Promise<void> {
@@ -62,19 +64,31 @@ export class SubjectExporter {
       if (r.kind !== 'ACCESS' && r.kind !== 'PORTABILITY') throw failedPrecondition('NOT_AN_EXPORT', `this is an ${r.kind} request; only ACCESS and PORTABILITY requests are exported`, name);
       if (r.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
       if (r.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
-      if (r.subjectId) {
-        const subject = await this.subjects.lock(tx, tenantId, r.subjectId);
-        if (!subject || subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export', name);
+      // Every person the request reaches now (found since, linked since); erased ones are named
+      // in the package as erased, and a request whose every person was erased has nothing left.
+      const rows = r.state === 'VERIFIED' ? await this.resolver.refresh(tx, r, startedAt) : ((await this.rights.requestIdentifiers(tx, [r.id])).get(r.id) ?? []);
+      const erased = new Set<string>();
+      for (const row of distinctSubjects(rows)) {
+        const subject = await this.subjects.lock(tx, tenantId, row.subjectId);
+        if (!subject || subject.erased) erased.add(row.subjectId);
+      }
+      const found = distinctSubjects(rows);
+      if (found.length > 0 && found.every((row) => erased.has(row.subjectId))) {
+        throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export', name);
       }
       if (r.state === 'VERIFIED') {
         await this.rights.updateRequest(tx, r.id, { state: 'IN_PROGRESS', updatedAt: startedAt });
         await this.rights.addTransition(tx, { requestId: r.id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: startedAt, note: 'export started' });
         await this.audit.append(tx, tenantId, { type: 'REQUEST_IN_PROGRESS', time: startedAt, principal: principal.id, ref: r.id, subject: r.subjectId ?? undefined });
       }
-      return r;
+      return { ...r, rows, erased };
     });
 
-    const facts = await this.facts(request);
+    // The parts of the package: one per identifier, each person's data under the first
+    // identifier that found them (the others say "same person as identifier N").
+    const parts = request.rows.map((row) => partOf(tenantId, request.rows, row, request.erased));
+    const exported = distinctSubjects(request.rows).filter((row) => !request.erased.has(row.subjectId));
+    const facts = await this.facts(tenantId, exported);
     const pkg = new HashedWriter(sink, 'package');
     const html = new HashedWriter(sink, 'html');
     await sink.write({ kind: 'progress', done: 0, total: facts.total * 2 });
@@ -84,7 +98,8 @@ export class SubjectExporter {
       generatedAt: new Date(startedAt).toISOString(),
       tenant: names.tenant(tenantId),
       request: `tenants/${tenantId}/requests/${request.id}`,
-      subject: request.subjectId ? names.subject(tenantId, request.subjectId) : null,
+      subject: exported[0] ? names.subject(tenantId, exported[0].subjectId) : null,
+      parts,
       identifiers: facts.identifiers,
       consentState: facts.state,
       serviceWindows: facts.windows,
@@ -95,8 +110,8 @@ export class SubjectExporter {
     await pkg.write(JSON.stringify(head).slice(0, -1) + ',"consentEvents":[');
     let done = 0;
     let first = true;
-    await this.eachEvent(request, async (event) => {
-      await pkg.write((first ? '' : ',') + JSON.stringify(eventJson(event)));
+    await this.eachEvent(tenantId, exported, async (event, row) => {
+      await pkg.write((first ? '' : ',') + JSON.stringify({ ...eventJson(event), foundBy: row.position }));
       first = false;
       if (++done % PAGE === 0) await sink.write({ kind: 'progress', done, total: facts.total * 2 });
     });
@@ -104,7 +119,12 @@ export class SubjectExporter {
     await pkg.flush();
 
     await html.write(renderHead(head));
-    await this.eachEvent(request, async (event) => {
+    let section: number | null = null;
+    await this.eachEvent(tenantId, exported, async (event, row) => {
+      if (section !== row.position) {
+        await html.write(renderSection(row));
+        section = row.position;
+      }
       await html.write(renderEvent(event));
       if (++done % PAGE === 0) await sink.write({ kind: 'progress', done, total: facts.total * 2 });
     });
@@ -116,6 +136,7 @@ export class SubjectExporter {
       format: EXPORT_FORMAT,
       iss: names.tenant(tenantId),
       sub: head.subject,
+      subjects: exported.map((row) => names.subject(tenantId, row.subjectId)),
       request: head.request,
       generatedAt: head.generatedAt,
       packageSha256: pkg.digest(),
@@ -137,50 +158,82 @@ export class SubjectExporter {
         note: `exported ${facts.total} events (package sha256 ${manifest.packageSha256.slice(0, 16)}…)`,
       });
       // Who read what: every export of personal data is in the audit log.
+      for (const row of request.rows) {
+        const part = parts.find((p) => p.position === row.position)!;
+        await this.rights.updateRequestIdentifier(tx, request.id, row.position, { outcome: part.outcome });
+      }
       await this.audit.append(tx, tenantId, { type: 'SUBJECT_EXPORTED', time: now, principal: principal.id, ref: request.id, subject: request.subjectId ?? undefined, payloadSha256: manifest.packageSha256 });
     });
     await sink.write({ kind: 'manifest', packageSha256: manifest.packageSha256, htmlSha256: manifest.htmlSha256, events: facts.total, signed });
   }
 
-  /** Everything about the person except the events (small), decrypted where it is personal data. */
-  private async facts(request: SubjectRequestRecord) {
-    const tenantId = request.tenantId;
-    if (!request.subjectId) return { total: 0, identifiers: [], state: [], windows: [], requests: [], holds: [] };
-    const subjectId = request.subjectId;
-    const key = await this.keys.subjectKey(tenantId, subjectId);
-    return this.tx.read(async (tx) => {
-      const rows = await this.consent.identifiersOf(tx, tenantId, subjectId);
-      const identifiers = rows.map((r) => ({
-        kind: r.kind,
-        value: decryptField(key.key, { tenant: tenantId, subject: subjectId, table: 'subject_identifiers', column: 'value_ciphertext', row: `${r.kind}:${r.blindIndex}` }, r.valueCiphertext),
-      }));
-      const now = this.clock.now();
-      const stateRows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId) ?? { scopes: [], windows: [] };
-      const requests = await this.rights.requestsOfSubject(tx, tenantId, subjectId);
-      const holds = await this.rights.listHolds(tx, tenantId, { subjectId, includeReleased: true }, null, 1000);
-      return {
-        total: await this.consent.countEvents(tx, tenantId, subjectId),
-        identifiers,
-        state: stateRows.scopes.map((s) => ({ purpose: names.purpose(tenantId, s.purposeId), channel: s.channel, status: scopeStatus(s, now) })),
-        windows: stateRows.windows.map((w) => ({ channel: w.channel, lastInboundTime: new Date(w.lastInboundTime).toISOString() })),
-        requests: requests.map((r) => ({ name: `tenants/${tenantId}/requests/${r.id}`, kind: r.kind, state: r.state, receiveTime: new Date(r.receiveTime).toISOString(), dueTime: new Date(r.dueTime).toISOString() })),
-        holds: holds.map((h) => ({ name: `tenants/${tenantId}/legalHolds/${h.id}`, ground: h.ground, placeTime: new Date(h.placedAt).toISOString(), releaseTime: h.releasedAt ? new Date(h.releasedAt).toISOString() : null })),
-      };
-    });
+  /** Everything about the persons except the events (small), decrypted where it is personal data. */
+  private async facts(tenantId: string, exported: Array<RequestIdentifierRecord & { subjectId: string }>) {
+    const result = {
+      total: 0,
+      identifiers: [] as Array<{ subject: string; kind: string; value: string }>,
+      state: [] as Array<{ subject: string; purpose: string; channel: string; status: string }>,
+      windows: [] as Array<{ subject: string; channel: string; lastInboundTime: string }>,
+      requests: [] as Array<{ subject: string; name: string; kind: string; state: string; receiveTime: string; dueTime: string }>,
+      holds: [] as Array<{ subject: string; name: string; ground: string; placeTime: string; releaseTime: string | null }>,
+    };
+    for (const { subjectId } of exported) {
+      const key = await this.keys.subjectKey(tenantId, subjectId);
+      const subject = names.subject(tenantId, subjectId);
+      await this.tx.read(async (tx) => {
+        for (const r of await this.consent.identifiersOf(tx, tenantId, subjectId)) {
+          const value = decryptField(key.key, { tenant: tenantId, subject: subjectId, table: 'subject_identifiers', column: 'value_ciphertext', row: `${r.kind}:${r.blindIndex}` }, r.valueCiphertext);
+          result.identifiers.push({ subject, kind: r.kind, value });
+        }
+        const now = this.clock.now();
+        const stateRows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId) ?? { scopes: [], windows: [] };
+        for (const st of stateRows.scopes) result.state.push({ subject, purpose: names.purpose(tenantId, st.purposeId), channel: st.channel, status: scopeStatus(st, now) });
+        for (const w of stateRows.windows) result.windows.push({ subject, channel: w.channel, lastInboundTime: new Date(w.lastInboundTime).toISOString() });
+        for (const r of await this.rights.requestsOfSubject(tx, tenantId, subjectId)) {
+          const receiveTime = new Date(r.receiveTime).toISOString();
+          result.requests.push({ subject, name: `tenants/${tenantId}/requests/${r.id}`, kind: r.kind, state: r.state, receiveTime, dueTime: new Date(r.dueTime).toISOString() });
+        }
+        for (const h of await this.rights.listHolds(tx, tenantId, { subjectId, includeReleased: true }, null, 1000)) {
+          const releaseTime = h.releasedAt ? new Date(h.releasedAt).toISOString() : null;
+          result.holds.push({ subject, name: `tenants/${tenantId}/legalHolds/${h.id}`, ground: h.ground, placeTime: new Date(h.placedAt).toISOString(), releaseTime });
+        }
+        result.total += await this.consent.countEvents(tx, tenantId, subjectId);
+      });
+    }
+    return result;
   }
 
-  /** Calls `visit` for each event of the subject, oldest first, one page in memory at a time. */
-  private async eachEvent(request: SubjectRequestRecord, visit: (event: ConsentEvent) => Promise<void>): Promise<void> {
-    if (!request.subjectId) return;
-    const key = await this.keys.subjectKey(request.tenantId, request.subjectId);
-    let after = 0;
-    for (;;) {
-      const page = await this.tx.read((tx) => this.consent.list(tx, request.tenantId, { subjectId: request.subjectId! }, after, PAGE));
-      for (const row of page) await visit(openEvent(row.event, row.event.evidenceCiphertext === null ? null : key));
-      if (page.length < PAGE) return;
-      after = page[page.length - 1].seq;
+  /** Calls `visit` for each event of each person, person by person, oldest first, one page in memory at a time. */
+  private async eachEvent(
+    tenantId: string,
+    exported: Array<RequestIdentifierRecord & { subjectId: string }>,
+    visit: (event: ConsentEvent, row: RequestIdentifierRecord) => Promise<void>,
+  ): Promise<void> {
+    for (const row of exported) {
+      const key = await this.keys.subjectKey(tenantId, row.subjectId);
+      let after = 0;
+      for (;;) {
+        const page = await this.tx.read((tx) => this.consent.list(tx, tenantId, { subjectId: row.subjectId }, after, PAGE));
+        for (const r of page) await visit(openEvent(r.event, r.event.evidenceCiphertext === null ? null : key), row);
+        if (page.length < PAGE) break;
+        after = page[page.length - 1].seq;
+      }
     }
   }
+}
+
+/** One identifier's part of the package: what it found, labelled by position and kind. */
+function partOf(tenantId: string, rows: RequestIdentifierRecord[], row: RequestIdentifierRecord, erased: Set<string>) {
+  const earlier = sameAsEarlier(rows, row);
+  const outcome = row.subjectId === null ? 'no data held' : earlier ? earlier : erased.has(row.subjectId) ? 'erased: nothing left to export' : 'exported';
+  return {
+    position: row.position,
+    label: identifierLabel(row),
+    identifierKind: row.identifierKind,
+    subject: row.subjectId ? names.subject(tenantId, row.subjectId) : null,
+    viaLink: row.viaLink,
+    outcome,
+  };
 }
 
 /** Buffers text into chunks of at most 64 KiB for the sink, hashing every byte. */
@@ -236,7 +289,14 @@ function eventJson(e: ConsentEvent) {
 const escape = (s: unknown) =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
-function renderHead(head: { tenant: string; request: string; subject: string | null; generatedAt: string; identifiers: Array<{ kind: string; value: string }> }): string {
+function renderHead(head: {
+  tenant: string;
+  request: string;
+  subject: string | null;
+  generatedAt: string;
+  identifiers: Array<{ kind: string; value: string }>;
+  parts: Array<{ label: string; outcome: string }>;
+}): string {
   return [
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your data</title>',
     '<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}</style></head><body>',
@@ -244,8 +304,15 @@ function renderHead(head: { tenant: string; request: string; subject: string | n
     `<p>Request ${escape(head.request)}, generated ${escape(head.generatedAt)}.</p>`,
     '<h2>How we know you</h2><ul>',
     ...head.identifiers.map((i) => `<li>${escape(i.kind)}: ${escape(i.value)}</li>`),
+    '</ul><h2>What each identifier of your request found</h2><ul>',
+    ...head.parts.map((p) => `<li>${escape(p.label)}: ${escape(p.outcome)}</li>`),
     '</ul><h2>Your consent history</h2><table><thead><tr><th>When</th><th>What</th><th>Purpose</th><th>Channel</th><th>How</th><th>Notice</th><th>Evidence</th></tr></thead><tbody>',
   ].join('\n');
+}
+
+/** The heading row of the events one identifier found. */
+function renderSection(row: RequestIdentifierRecord): string {
+  return `<tr><th colspan="7">Found by ${escape(identifierLabel(row))}</th></tr>\n`;
 }
 
 function renderEvent(e: ConsentEvent): string {

@@ -6,17 +6,18 @@ import { Clock } from './clock';
 import { extendedDeadline, requestDeadline } from './deadlines';
 import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
-import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
-import { SubjectEraser } from './subject-eraser';
+import { SubjectEraser, SubjectErasure } from './subject-eraser';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
-import { ObjectionRecorder, PreparedObjection } from './objection';
+import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [
@@ -31,10 +32,21 @@ export type LegalHoldGround = (typeof LEGAL_HOLD_GROUNDS)[number];
 export const RESTRICTION_GROUNDS = ['A_ACCURACY_CONTESTED', 'B_UNLAWFUL_PROCESSING', 'C_LEGAL_CLAIMS', 'D_OBJECTION_PENDING'] as const;
 export type RestrictionGround = (typeof RESTRICTION_GROUNDS)[number];
 
-/** A request with its history and whether its deadline has passed. */
+/** A request with its identifiers, its history and whether its deadline has passed. */
 export interface SubjectRequestView extends SubjectRequestRecord {
+  identifiers: RequestIdentifierRecord[];
   transitions: RequestTransitionRecord[];
   overdue: boolean;
+}
+
+/** What CreateRequest carries: `identifier` and `identifiers` together name the person's identifiers. */
+export interface NewRequestInput {
+  kind: RequestKind | null;
+  identifier: RawIdentifier | undefined;
+  identifiers?: RawIdentifier[];
+  receiveTime?: number;
+  receivedVia: string | null;
+  requestId: string;
 }
 
 const MAX_TEXT = 1000;
@@ -56,6 +68,7 @@ export class SubjectRightsService {
     private readonly pages: PageLimits,
     private readonly audit: AuditTrail,
     private readonly objections: ObjectionRecorder,
+    private readonly resolver: RequestSubjectResolver,
     /** Test hook: called at named points of long operations (see docs/architecture.md). */
     private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
@@ -89,15 +102,21 @@ export class SubjectRightsService {
       if (request.state === 'COMPLETED') return request;
       if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
       if (request.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
-      if (request.subjectId) {
-        const holds = await this.repo.listHolds(tx, tenantId, { subjectId: request.subjectId, includeReleased: false }, null, 1);
-        if (holds.length > 0) {
-          const hold = `tenants/${tenantId}/legalHolds/${holds[0].id}`;
-          throw failedPrecondition('LEGAL_HOLD', `the legal hold ${hold} (Art. 17(3)(${holds[0].ground.slice(0, 1).toLowerCase()})) blocks the erasure; release it first`, {
-            ground: holds[0].ground,
-            hold,
-          });
-        }
+      // Every person the request reaches now (found since, linked since): a hold on any blocks it.
+      const rows = request.state === 'VERIFIED' ? await this.resolver.refresh(tx, request, now) : ((await this.repo.requestIdentifiers(tx, [id])).get(id) ?? []);
+      const held: Array<{ hold: LegalHoldRecord; row: RequestIdentifierRecord }> = [];
+      for (const row of distinctSubjects(rows)) {
+        for (const hold of await this.repo.listHolds(tx, tenantId, { subjectId: row.subjectId, includeReleased: false }, null, 10)) held.push({ hold, row });
+      }
+      if (held.length > 0) {
+        const { hold: first, row } = held[0];
+        const hold = `tenants/${tenantId}/legalHolds/${first.id}`;
+        const more = held.length > 1 ? ` (and ${held.length - 1} more: ${held.slice(1).map((h) => `tenants/${tenantId}/legalHolds/${h.hold.id}`).join(', ')})` : '';
+        throw failedPrecondition(
+          'LEGAL_HOLD',
+          `the legal hold ${hold} (Art. 17(3)(${first.ground.slice(0, 1).toLowerCase()})) on ${identifierLabel(row)} blocks the erasure${more}; release it first`,
+          { ground: first.ground, hold, holds: held.map((h) => `tenants/${tenantId}/legalHolds/${h.hold.id}`).join(','), identifier_position: String(row.position) },
+        );
       }
       if (request.state === 'VERIFIED') {
         await this.repo.updateRequest(tx, id, { state: 'IN_PROGRESS', updatedAt: now });
@@ -127,8 +146,30 @@ export class SubjectRightsService {
   }
 
   private async finishErasure(request: SubjectRequestRecord, principalId: string): Promise<void> {
-    const erasure = request.subjectId ? await this.eraser.erase(request.tenantId, request.subjectId) : null;
+    const rows = await this.tx.read(async (tx) => (await this.repo.requestIdentifiers(tx, [request.id])).get(request.id) ?? []);
+    // Each person once, in position order; the key store's destruction is idempotent, so a
+    // restart after a crash half-way erases the rest and reports the same outcomes.
+    const erasures = new Map<string, SubjectErasure>();
+    for (const row of distinctSubjects(rows)) erasures.set(row.subjectId, await this.eraser.erase(request.tenantId, row.subjectId));
+    const outcomes = rows.map((row) => {
+      const earlier = sameAsEarlier(rows, row);
+      if (row.subjectId === null) return { row, outcome: 'no data held' };
+      if (earlier) return { row, outcome: earlier };
+      const e = erasures.get(row.subjectId)!;
+      return { row, outcome: e.alreadyErased ? 'erased: subject key destroyed (erased earlier)' : 'erased: subject key destroyed' };
+    });
     const now = this.clock.now();
+    const done = [...erasures.values()];
+    const first = done[0];
+    const subjectsPart = outcomes.map(({ row, outcome }) => ({
+      position: row.position,
+      identifierKind: row.identifierKind,
+      subject: row.subjectId ? `tenants/${request.tenantId}/subjects/${row.subjectId}` : null,
+      viaLink: row.viaLink,
+      outcome,
+      keyIdDestroyed: row.subjectId && !sameAsEarlier(rows, row) ? erasures.get(row.subjectId)!.keyId : null,
+      counts: row.subjectId && !sameAsEarlier(rows, row) ? erasures.get(row.subjectId)!.counts : null,
+    }));
     const receipt = await this.keys.sign(
       request.tenantId,
       {
@@ -138,11 +179,16 @@ export class SubjectRightsService {
         jti: `tenants/${request.tenantId}/requests/${request.id}`,
         request: `tenants/${request.tenantId}/requests/${request.id}`,
         receivedAt: new Date(request.receiveTime).toISOString(),
-        erasedAt: new Date(erasure?.erasedAt ?? now).toISOString(),
+        erasedAt: new Date(first?.erasedAt ?? now).toISOString(),
         // No data was held about an identifier never recorded: nothing to destroy.
-        subjectKnown: request.subjectId !== null,
-        keyIdsDestroyed: erasure ? [erasure.keyId] : [],
-        counts: erasure?.counts ?? { identifiers: 0, eventsRetained: 0 },
+        subjectKnown: done.length > 0,
+        keyIdsDestroyed: done.map((e) => e.keyId),
+        counts: {
+          identifiers: done.reduce((n, e) => n + e.counts.identifiers, 0),
+          eventsRetained: done.reduce((n, e) => n + e.counts.eventsRetained, 0),
+        },
+        // One entry per identifier of the request (by position and kind, never by value).
+        subjects: subjectsPart,
         method:
           'crypto-shredding: the subject key was deleted from the key store; the identifier rows and the derived consent state were deleted; ' +
           'each identifier left a keyed-hash tombstone that names no subject',
@@ -156,78 +202,121 @@ export class SubjectRightsService {
     await this.tx.write(async (tx) => {
       const current = await this.repo.lockRequest(tx, request.tenantId, request.id);
       if (!current || current.state === 'COMPLETED') return;
+      for (const { row, outcome } of outcomes) await this.repo.updateRequestIdentifier(tx, request.id, row.position, { outcome });
       await this.repo.updateRequest(tx, request.id, { state: 'COMPLETED', result: receipt, updatedAt: now });
-      await this.recordTransition(tx, request.tenantId, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note: erasure ? 'erased: subject key destroyed' : 'completed: no data held' });
+      const note = done.length === 0 ? 'completed: no data held' : done.length === 1 ? 'erased: subject key destroyed' : `erased: ${done.length} subject keys destroyed`;
+      await this.recordTransition(tx, request.tenantId, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note });
     });
   }
 
-  async create(
-    principal: Principal,
-    tenantId: string,
-    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
-  ): Promise<SubjectRequestView> {
+  async create(principal: Principal, tenantId: string, input: NewRequestInput): Promise<SubjectRequestView> {
     return (await this.createRequest(principal, tenantId, input)).request;
   }
 
   /**
-   * Registers a request. An OBJECTION takes effect in the same transaction (ObjectionRecorder)
-   * and is COMPLETED at once; its consistency token covers it. A retry (same request_id) returns
-   * the request as registered first.
+   * Registers a request for one or more identifiers of a person: a row per identifier (blind
+   * index only) with the subject it finds, and a row per subject linked to them. An OBJECTION
+   * takes effect in the same transaction for every one of them (ObjectionRecorder) and is
+   * COMPLETED at once; its consistency token covers it. A retry (same request_id, same kind and
+   * identifiers) returns the request as registered first; another body is REQUEST_ID_REUSED.
    */
-  async createRequest(
-    principal: Principal,
-    tenantId: string,
-    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
-  ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
+  async createRequest(principal: Principal, tenantId: string, input: NewRequestInput): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
     if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION or RESTRICTION' });
     if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
-    const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
-    if (isViolation(identifier)) violations.push(identifier);
+    const identifiers = requestIdentifiers(input.identifier, input.identifiers ?? [], violations);
     const receiveTime = input.receiveTime ?? now;
     if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     checkRequestId(input.requestId, true, violations);
-    if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
+    if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
+    const keyring = await this.tx.read(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      return this.keys.tenantKeyring(tenantId);
+    });
+    const indexes = identifiers.map((i) => ({ kind: i.kind, blindIndex: this.keys.blindIndex(keyring, i) }));
+    const sameBody = async (tx: TxContext, replay: SubjectRequestRecord) => {
+      const named = ((await this.repo.requestIdentifiers(tx, [replay.id])).get(replay.id) ?? []).filter((r) => r.viaLink === null);
+      const same = replay.kind === input.kind && named.length === indexes.length && named.every((r, i) => r.identifierKind === indexes[i].kind && r.blindIndex === indexes[i].blindIndex);
+      if (!same) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
+    };
 
-    // An objection: the person (or a key for a new one) found first, outside the transaction.
-    let objection: PreparedObjection | null = null;
+    // An objection: each person (or a key for a new one) found first, outside the transaction.
+    let prepared: PreparedObjection[] | null = null;
     if (input.kind === 'OBJECTION') {
-      objection = await this.tx.read(async (tx) => {
-        await this.tenants.require(tx, tenantId, false);
+      prepared = await this.tx.read(async (tx) => {
         // A retry needs nothing prepared (and must make no key).
-        if (await this.repo.findRequestByRequestId(tx, tenantId, input.requestId)) return null;
-        const keyring = await this.keys.tenantKeyring(tenantId);
-        return this.objections.prepare(tx, tenantId, identifier, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
+        const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
+        if (replay) return sameBody(tx, replay).then(() => null);
+        return Promise.all(identifiers.map((identifier, i) => this.objections.prepare(tx, tenantId, identifier, indexes[i])));
       });
-      if (objection) objection = await this.objections.withKey(objection, now);
+      if (prepared) prepared = await Promise.all(prepared.map((p) => this.objections.withKey(p, now)));
     }
 
     const { id, applied } = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
-      if (replay) return { id: replay.id, applied: null };
-      const keyring = await this.keys.tenantKeyring(tenantId);
-      const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+      if (replay) {
+        await sameBody(tx, replay);
+        return { id: replay.id, applied: null };
+      }
       const requestId = randomBytes(16).toString('hex');
-      // The objection first: it may make the person a subject (the request then names them).
-      const applied = input.kind === 'OBJECTION' && objection ? await this.objections.apply(tx, objection, { id: requestId, principal: principal.id, now }) : null;
-      if (input.kind === 'OBJECTION' && !applied) {
+      if (input.kind === 'OBJECTION' && !prepared) {
         // Registered concurrently by a retry that was not visible when prepared: prepare again.
         throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the request was registered concurrently; retry');
       }
-      // The person the identifier names now. An erased person is not reached by it any more
-      // (docs/keys.md, "Erasure"): a request by an erased identifier finds nothing of them.
-      const subject = applied ? (applied.subjectId ? { subjectId: applied.subjectId } : null) : await this.subjects.findByIdentifier(tx, tenantId, index);
+      // The objection first: it may make a person a subject (the request then names them).
+      const objected = new Map<number, AppliedObjection>();
+      if (prepared) {
+        for (const [i, p] of prepared.entries()) {
+          const earlier = p.subjectId ? [...objected.entries()].find(([, a]) => a.subjectId === p.subjectId) : undefined;
+          const applied = earlier
+            ? { ...earlier[1], createdSubject: false, note: `same person as identifier ${earlier[0]}` }
+            : await this.objections.apply(tx, p, { id: requestId, principal: principal.id, now, position: i + 1 });
+          objected.set(i + 1, applied);
+        }
+      }
+      let rows: RequestIdentifierRecord[] = [];
+      for (const [i, index] of indexes.entries()) {
+        // The person the identifier names now. An erased person is not reached by it any more
+        // (docs/keys.md, "Erasure"): a request by an erased identifier finds nothing of them.
+        const applied = objected.get(i + 1);
+        const subject = applied ? (applied.subjectId ? { subjectId: applied.subjectId, erased: false } : null) : await this.subjects.findByIdentifier(tx, tenantId, index);
+        rows.push({
+          requestId,
+          tenantId,
+          position: i + 1,
+          identifierKind: index.kind,
+          blindIndex: index.blindIndex,
+          subjectId: subject && !subject.erased ? subject.subjectId : null,
+          viaLink: null,
+          verificationMethod: null,
+          verifiedBy: null,
+          verifiedAt: null,
+          outcome: applied ? applied.note : null,
+        });
+      }
+      // Persons linked to any of them: reached by the request too (rows inserted below).
+      rows = await this.resolver.resolve(tx, tenantId, rows, now, { insert: async () => undefined, update: async () => undefined });
+      if (prepared) {
+        for (const row of rows) {
+          if (row.viaLink === null || row.subjectId === null) continue;
+          const person = await this.objections.prepareSubject(tx, tenantId, row.subjectId, { kind: row.identifierKind, blindIndex: row.blindIndex });
+          const applied = await this.objections.apply(tx, person, { id: requestId, principal: principal.id, now, position: row.position });
+          objected.set(row.position, applied);
+          row.outcome = applied.note;
+        }
+      }
+      const first = rows[0];
       const record: SubjectRequestRecord = {
         id: requestId,
         tenantId,
         kind: input.kind!,
-        state: applied ? 'COMPLETED' : 'RECEIVED',
-        identifierKind: index.kind,
-        blindIndex: index.blindIndex,
-        subjectId: subject?.subjectId ?? null,
+        state: prepared ? 'COMPLETED' : 'RECEIVED',
+        identifierKind: first.identifierKind,
+        blindIndex: first.blindIndex,
+        subjectId: first.subjectId,
         receivedVia: input.receivedVia!,
         receiveTime,
         dueTime: requestDeadline(receiveTime),
@@ -241,15 +330,22 @@ export class SubjectRightsService {
         updatedAt: now,
       };
       await this.repo.insertRequest(tx, record);
-      await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
-      if (applied) {
+      await this.repo.insertRequestIdentifiers(tx, rows);
+      const reached = rows.length > indexes.length ? ` (${indexes.length} identifier(s), ${rows.length - indexes.length} linked)` : indexes.length > 1 ? ` (${indexes.length} identifiers)` : '';
+      await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}${reached}` });
+      if (prepared) {
         // Art. 21(3): honoured at once, without identity verification (it only restricts).
-        await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: 'RECEIVED', toState: 'COMPLETED', principal: principal.id, at: now, note: applied.note });
-        return { id: record.id, applied: { ...applied, logSize: await this.audit.committedSize(tx, tenantId) } };
+        const notes = [...objected.values()];
+        const purposes = Math.max(0, ...notes.map((a) => a.purposes));
+        const persons = distinctSubjects(rows).length;
+        const note = rows.length === 1 ? notes[0].note : `objection applied for ${persons} person(s): OPT_OUT on every channel for ${purposes} MARKETING purpose(s)`;
+        await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: 'RECEIVED', toState: 'COMPLETED', principal: principal.id, at: now, note: note.slice(0, 200) });
+        const subjects = notes.filter((a) => a.subjectId !== null).map((a) => ({ subjectId: a.subjectId!, created: a.createdSubject }));
+        return { id: record.id, applied: { subjects, logSize: await this.audit.committedSize(tx, tenantId) } };
       }
       return { id: record.id, applied: null };
     });
-    if (applied?.subjectId) this.observer?.(tenantId, applied.subjectId, applied.createdSubject, applied.logSize);
+    for (const subject of applied?.subjects ?? []) this.observer?.(tenantId, subject.subjectId, subject.created, applied!.logSize);
     const request = await this.get(principal, tenantId, id);
     let consistencyToken = '';
     if (request.kind === 'OBJECTION') {
@@ -299,12 +395,55 @@ export class SubjectRightsService {
     });
   }
 
-  verifyIdentity(principal: Principal, tenantId: string, id: string, method: string, verifiedBy: string): Promise<SubjectRequestView> {
+  /**
+   * Records the verification of some (`positions`) or all not yet verified identifiers of a
+   * RECEIVED request; the request becomes VERIFIED when every identifier is. Each verification
+   * is kept on its identifier (method, by whom, when) and as a transition naming the positions.
+   * An identifier verified already keeps its first verification; a retry changes nothing.
+   */
+  async verifyIdentity(principal: Principal, tenantId: string, id: string, method: string, verifiedBy: string, positions: number[] = []): Promise<SubjectRequestView> {
     const v = new Violations();
     v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
     v.check(verifiedBy.trim().length > 0 && verifiedBy.length <= 128, 'verified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.check(
+      positions.every((p) => Number.isInteger(p) && p >= 1) && new Set(positions).size === positions.length,
+      'identifier_positions',
+      'INVALID_POSITION',
+      'positions of the request\'s identifiers (1, 2, ...), each at most once',
+    );
     v.throwIfAny();
-    return this.transition(principal, tenantId, id, ['RECEIVED'], 'VERIFIED', `identity verified by ${method}`, { verificationMethod: method, verifiedBy });
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const request = await this.repo.lockRequest(tx, tenantId, id);
+      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const name = `tenants/${tenantId}/requests/${id}`;
+      const rows = (await this.repo.requestIdentifiers(tx, [id])).get(id) ?? [];
+      const unknown = positions.filter((p) => !rows.some((r) => r.position === p));
+      if (unknown.length > 0) {
+        throw invalidArgument([{ field: 'identifier_positions', reason: 'UNKNOWN_POSITION', description: `the request has no identifier at position ${unknown.join(', ')} (it has ${rows.length})` }]);
+      }
+      const chosen = rows.filter((r) => (positions.length === 0 || positions.includes(r.position)) && r.verifiedAt === null);
+      if (request.state !== 'RECEIVED') {
+        throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become VERIFIED`, { state: request.state, request: name });
+      }
+      for (const row of chosen) {
+        await this.repo.updateRequestIdentifier(tx, id, row.position, { verificationMethod: method, verifiedBy, verifiedAt: now });
+        row.verifiedAt = now;
+      }
+      const which = rows.length > 1 ? ` (identifier${chosen.length > 1 ? 's' : ''} ${chosen.map((r) => r.position).join(', ')})` : '';
+      const open = rows.filter((r) => r.verifiedAt === null).length;
+      if (open === 0) {
+        await this.repo.updateRequest(tx, id, { state: 'VERIFIED', verificationMethod: method, verifiedBy, updatedAt: now });
+        await this.recordTransition(tx, tenantId, { requestId: id, fromState: 'RECEIVED', toState: 'VERIFIED', principal: principal.id, at: now, note: `identity verified by ${method}${which}` });
+      } else if (chosen.length > 0) {
+        await this.repo.updateRequest(tx, id, { updatedAt: now });
+        const note = `identity verified by ${method}${which}; ${open} identifier(s) still to verify`;
+        await this.recordTransition(tx, tenantId, { requestId: id, fromState: 'RECEIVED', toState: 'RECEIVED', principal: principal.id, at: now, note });
+      }
+    });
+    return this.get(principal, tenantId, id);
   }
 
   reject(principal: Principal, tenantId: string, id: string, reason: string): Promise<SubjectRequestView> {
@@ -419,7 +558,7 @@ export class SubjectRightsService {
     id: string,
     ground: RestrictionGround | null,
     note: string,
-  ): Promise<{ request: SubjectRequestView; restriction: RestrictionRecord | null; consistencyToken: string }> {
+  ): Promise<{ request: SubjectRequestView; restrictions: RestrictionRecord[]; consistencyToken: string }> {
     const v = new Violations();
     v.check(ground !== null, 'ground', 'REQUIRED', 'an Art. 18(1) ground (a-d)');
     v.check(note.length <= MAX_TEXT, 'note', 'TOO_LONG', `at most ${MAX_TEXT} characters`);
@@ -432,15 +571,21 @@ export class SubjectRightsService {
       if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.kind !== 'RESTRICTION') throw failedPrecondition('NOT_A_RESTRICTION', `this is an ${request.kind} request, not a restriction`, name);
-      if (request.state === 'COMPLETED') return { restriction: await this.repo.findRestrictionByRequest(tx, tenantId, id), subjectId: null, logSize: null };
+      if (request.state === 'COMPLETED') return { restrictions: await this.repo.restrictionsOfRequest(tx, tenantId, id), subjects: [], logSize: null };
       if (request.state === 'RECEIVED') throw failedPrecondition('IDENTITY_NOT_VERIFIED', 'verify the identity of the requester first (VerifyIdentity)', name);
       if (request.state !== 'VERIFIED') throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot be carried out`, { ...name, state: request.state });
-      // The person the identifier names now (perhaps recorded since the request was received).
-      const found = await this.subjects.findByIdentifier(tx, tenantId, { kind: request.identifierKind, blindIndex: request.blindIndex });
-      const person = found ? await this.subjects.lock(tx, tenantId, found.subjectId) : null;
-      let restriction: RestrictionRecord | null = null;
-      if (person && !person.erased) {
-        restriction = {
+      // The persons the identifiers name now (perhaps recorded since the request was received),
+      // and those linked to them.
+      const rows = await this.resolver.refresh(tx, request, now);
+      const restrictions: RestrictionRecord[] = [];
+      const outcomes = new Map<string, string>();
+      for (const row of distinctSubjects(rows)) {
+        const person = await this.subjects.lock(tx, tenantId, row.subjectId);
+        if (!person || person.erased) {
+          outcomes.set(row.subjectId, 'erased: nothing to restrict');
+          continue;
+        }
+        const restriction: RestrictionRecord = {
           id: randomBytes(16).toString('hex'),
           tenantId,
           subjectId: person.subjectId,
@@ -459,18 +604,24 @@ export class SubjectRightsService {
         await this.repo.insertRestriction(tx, restriction);
         if (person.restrictedSince === undefined) await this.subjects.setRestrictedSince(tx, tenantId, person.subjectId, now);
         await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: now, principal: principal.id, subject: person.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
+        restrictions.push(restriction);
+        outcomes.set(row.subjectId, `restricted: ${restrictionName(restriction)}`);
       }
-      const change: Partial<SubjectRequestRecord> = { state: 'COMPLETED', updatedAt: now };
-      if (person) change.subjectId = person.subjectId;
-      await this.repo.updateRequest(tx, id, change);
-      const noteText = restriction ? `restricted (Art. 18(1)(${ground!.slice(0, 1).toLowerCase()})): ${restrictionName(restriction)}` : 'completed: no data held';
+      for (const row of rows) {
+        const outcome = row.subjectId === null ? 'no data held' : (sameAsEarlier(rows, row) ?? outcomes.get(row.subjectId)!);
+        await this.repo.updateRequestIdentifier(tx, id, row.position, { outcome: outcome.slice(0, 200) });
+      }
+      await this.repo.updateRequest(tx, id, { state: 'COMPLETED', updatedAt: now });
+      const art = `Art. 18(1)(${ground!.slice(0, 1).toLowerCase()})`;
+      const noteText =
+        restrictions.length === 0 ? 'completed: no data held' : restrictions.length === 1 ? `restricted (${art}): ${restrictionName(restrictions[0])}` : `restricted (${art}): ${restrictions.length} persons`;
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: 'VERIFIED', toState: 'COMPLETED', principal: principal.id, at: now, note: noteText });
-      return { restriction, subjectId: restriction?.subjectId ?? null, logSize: await this.audit.committedSize(tx, tenantId) };
+      return { restrictions, subjects: restrictions.map((r) => r.subjectId), logSize: await this.audit.committedSize(tx, tenantId) };
     });
-    if (done.subjectId && done.logSize !== null) this.observer?.(tenantId, done.subjectId, false, done.logSize);
+    if (done.logSize !== null) for (const subjectId of done.subjects) this.observer?.(tenantId, subjectId, false, done.logSize);
     const request = await this.get(principal, tenantId, id);
     const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
-    return { request, restriction: done.restriction, consistencyToken: encodeConsistencyToken(tenantId, position) };
+    return { request, restrictions: done.restrictions, consistencyToken: encodeConsistencyToken(tenantId, position) };
   }
 
   /** Art. 18(3): records that the person was informed before the restriction is lifted. */
@@ -611,10 +762,18 @@ export class SubjectRightsService {
   }
 
   private async views(tx: TxContext, requests: SubjectRequestRecord[]): Promise<SubjectRequestView[]> {
-    const transitions = await this.repo.transitions(tx, requests.map((r) => r.id));
+    const ids = requests.map((r) => r.id);
+    const transitions = await this.repo.transitions(tx, ids);
+    const identifiers = await this.repo.requestIdentifiers(tx, ids);
     const now = this.clock.now();
-    return requests.map((r) => ({ ...r, transitions: transitions.get(r.id) ?? [], overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= r.dueTime }));
+    return requests.map((r) => ({
+      ...r,
+      identifiers: identifiers.get(r.id) ?? [],
+      transitions: transitions.get(r.id) ?? [],
+      overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= r.dueTime,
+    }));
   }
+
 }
 
 function restrictionName(r: RestrictionRecord): string {

@@ -71,9 +71,9 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
     made.accessRequest = (await create(rightsPb.RequestKind.REQUEST_KIND_ACCESS, 'acc-1')).request!.name;
     made.rejectRequest = (await create(rightsPb.RequestKind.REQUEST_KIND_ACCESS, 'rej-1')).request!.name;
     made.erasureRequest = (await create(rightsPb.RequestKind.REQUEST_KIND_ERASURE, 'era-1', PHONE2)).request!.name;
-    await new Promise((resolve, reject) => rights.verifyIdentity({ name: made.erasureRequest, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' }, md, (e, r) => (e ? reject(e) : resolve(r))));
+    await new Promise((resolve, reject) => rights.verifyIdentity({ name: made.erasureRequest, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] }, md, (e, r) => (e ? reject(e) : resolve(r))));
     // Restrictions (Art. 18): one verified request left to carry out, one restriction placed.
-    const verify = (name: string) => new Promise((resolve, reject) => rights.verifyIdentity({ name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' }, md, (e, r) => (e ? reject(e) : resolve(r))));
+    const verify = (name: string) => new Promise((resolve, reject) => rights.verifyIdentity({ name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] }, md, (e, r) => (e ? reject(e) : resolve(r))));
     made.restrictionRequest = (await create(rightsPb.RequestKind.REQUEST_KIND_RESTRICTION, 'res-1')).request!.name;
     await verify(made.restrictionRequest);
     const placed = (await create(rightsPb.RequestKind.REQUEST_KIND_RESTRICTION, 'res-2')).request!.name;

@@ -32,7 +32,7 @@ forEachDatabase('audit trail of state changes', (db) => {
     const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: phone(PHONE), ground: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION, note: 'tax', requestId: 'audit-hold' });
     await call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'done' });
     const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: phone(PHONE), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'audit-dsr' }));
-    await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo' });
+    await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo', identifierPositions: [] });
     await call(rights, rights.eraseSubject, { name: request!.name });
     rights.close();
 

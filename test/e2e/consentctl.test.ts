@@ -42,7 +42,8 @@ describe('consentctl', function () {
     // stderr is a pipe here, not a terminal: progress is one line per update, no carriage returns.
     expect(exported.err).to.not.include('\r');
     expect(exported.err.trim().split('\n')).to.satisfy((lines: string[]) => lines.length >= 2 && lines.every((l) => /^exporting: \d+\/\d+$/.test(l)));
-    expect(JSON.parse(readFileSync(path.join(out, 'package.json'), 'utf8')).identifiers).to.deep.equal([{ kind: 'EMAIL', value: 'dpo-case@example.com' }]);
+    const pkg = JSON.parse(readFileSync(path.join(out, 'package.json'), 'utf8'));
+    expect(pkg.identifiers).to.deep.equal([{ subject: pkg.subject, kind: 'EMAIL', value: 'dpo-case@example.com' }]);
     expect(existsSync(path.join(out, 'package.html'))).to.equal(true);
     const listed = await ctl('--json', 'requests', 'list', '--tenant', T, '--state', 'completed');
     expect(JSON.parse(listed.out).map((r: { name: string }) => r.name)).to.include(name);

@@ -106,6 +106,10 @@ describe('documentation examples', function () {
     expect(dpo.err, 'the refusal decodes the details').to.include('FAILED_PRECONDITION').and.include('reason: LEGAL_HOLD').and.match(/hold: tenants\/acme\/legalHolds\/[0-9a-f]{32}/);
     expect(dpo.out, 'the erasure receipt verifies').to.include('erasure receipt (signature verified)');
     expect(dpo.out + dpo.err, 'no phone number in the output').to.not.match(/4915112345678/);
+    // The request for three identifiers: the phone's person (the objection above made them one) erased, the others held nothing.
+    expect(dpo.out, 'each identifier of the request with its outcome').to.match(/1\s+PHONE\s+tenants\/acme\/subjects\/[0-9a-f]{32}\s+SMS_CODE by dpo-anna\s+erased: subject key destroyed/);
+    expect(dpo.out).to.match(/2\s+EMAIL\s+\(nothing held\)\s+EMAIL_CONFIRMATION by dpo-anna\s+no data held/).and.match(/3\s+CUSTOMER_ID\s+\(nothing held\)\s+EMAIL_CONFIRMATION by dpo-anna\s+no data held/);
+    expect(dpo.out + dpo.err, 'no identifier value in the output').to.not.match(/anna@example\.com|C-1042/);
   });
 
   it("docs/api.md's opening: the services and the first calls as written", async function () {

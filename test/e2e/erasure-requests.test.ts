@@ -38,7 +38,7 @@ forEachDatabase('erasure requests', (db) => {
   let n = 0;
   async function verifiedErasure(who: string, kind = RequestKind.REQUEST_KIND_ERASURE) {
     const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: email(who), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
-    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1' });
+    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] });
     return verified!;
   }
 

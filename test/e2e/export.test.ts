@@ -31,7 +31,7 @@ forEachDatabase('ExportSubjectData', (db) => {
   async function verifiedRequest(identifier: ReturnType<typeof phone>, kind = RequestKind.REQUEST_KIND_ACCESS, verify = true) {
     const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: identifier, receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: `ex-${++n}` }));
     if (!verify) return request!;
-    return (await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-2' })).request!;
+    return (await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-2', identifierPositions: [] })).request!;
   }
 
   function exportAll(name: string): Promise<ExportSubjectDataResponse[]> {
@@ -62,7 +62,9 @@ forEachDatabase('ExportSubjectData', (db) => {
 
     const doc = JSON.parse(pkg.toString('utf8'));
     expect(doc.format).to.equal('consent-ledger.export/v1');
-    expect(doc.identifiers).to.deep.equal([{ kind: 'PHONE', value: '+4915190000001' }]);
+    expect(doc.identifiers).to.deep.equal([{ subject: doc.subject, kind: 'PHONE', value: '+4915190000001' }]);
+    expect(doc.parts).to.deep.equal([{ position: 1, label: 'identifier 1 (PHONE)', identifierKind: 'PHONE', subject: doc.subject, viaLink: null, outcome: 'exported' }]);
+    expect(doc.consentEvents.every((e: { foundBy: number }) => e.foundBy === 1)).to.equal(true);
     expect(doc.consentEvents).to.have.length(601);
     expect(doc.consentEvents[0].evidence.userAgent).to.equal('<script>alert(1)</script>');
     expect(doc.serviceWindows).to.have.length(1);

@@ -158,7 +158,7 @@ if (testDatabaseKinds().includes('mariadb')) {
         for (const r of replicas.slice(1)) await waitUntil(async () => (await check(r, who)).decision.verdict === Verdict.VERDICT_ALLOW, 5_000);
         const rights = replicas[0].rights;
         const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: who, receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `galera-erase-${n}` }));
-        await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1' });
+        await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] });
         await call(rights, rights.eraseSubject, { name: request!.name });
         const acknowledged = performance.now();
         delays.push(...(await Promise.all(replicas.slice(1).map((r) => waitUntil(async () => (await check(r, who)).decision.reason === DecisionReason.DECISION_REASON_SUBJECT_ERASED, 5_000, acknowledged)))));

@@ -217,7 +217,7 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     // The completed request takes no further steps.
     const { request } = await object({ subjectIdentifier: phone('+4915112340006') });
     const name = request!.name;
-    expect((await expectGrpcError(call(s.rights, s.rights.verifyIdentity, { name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
+    expect((await expectGrpcError(call(s.rights, s.rights.verifyIdentity, { name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
     expect((await expectGrpcError(call(s.rights, s.rights.rejectRequest, { name, reason: 'no' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
     expect((await expectGrpcError(call(s.rights, s.rights.extendDeadline, { name, months: 1, reason: 'complex' }), status.FAILED_PRECONDITION)).reason).to.equal('REQUEST_CLOSED');
     expect((await expectGrpcError(call(s.rights, s.rights.eraseSubject, { name }), status.FAILED_PRECONDITION)).reason).to.equal('NOT_AN_ERASURE');

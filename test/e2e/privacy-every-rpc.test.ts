@@ -59,11 +59,11 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     made.accessRequest = (await create(1, 'p-acc', PLANTED.phone)).request!.name;
     made.rejectRequest = (await create(1, 'p-rej', PLANTED.phone)).request!.name;
     made.erasureRequest = (await create(3, 'p-era', PHONE2)).request!.name;
-    await unary((cb) => rights.verifyIdentity({ name: made.erasureRequest, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name }, md, cb));
+    await unary((cb) => rights.verifyIdentity({ name: made.erasureRequest, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name, identifierPositions: [] }, md, cb));
     made.restrictionRequest = (await create(5, 'p-res', PLANTED.phone)).request!.name;
-    await unary((cb) => rights.verifyIdentity({ name: made.restrictionRequest, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name }, md, cb));
+    await unary((cb) => rights.verifyIdentity({ name: made.restrictionRequest, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name, identifierPositions: [] }, md, cb));
     const placed = (await create(5, 'p-res-2', PLANTED.phone)).request!.name;
-    await unary((cb) => rights.verifyIdentity({ name: placed, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name }, md, cb));
+    await unary((cb) => rights.verifyIdentity({ name: placed, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name, identifierPositions: [] }, md, cb));
     made.restriction = (await unary<rightsPb.RestrictProcessingResponse>((cb) => rights.restrictProcessing(rightsPb.RestrictProcessingRequest.fromPartial({ name: placed, ground: 1, note: PLANTED.name }), md, cb))).restriction!.name;
     made.hold = (await unary<rightsPb.PlaceLegalHoldResponse>((cb) => rights.placeLegalHold(rightsPb.PlaceLegalHoldRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PLANTED.phone }, defaultRegion: '' }, ground: 1, note: PLANTED.name, requestId: 'p-hold' }), md, cb))).hold!.name;
     rights.close();

@@ -31,7 +31,7 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
     call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: who, receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: `restriction-${++counter}` })).then((r) => r.request!);
   const verified = async (who: SubjectIdentifier) => {
     const request = await create(who);
-    return (await call(s.rights, s.rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna' })).request!;
+    return (await call(s.rights, s.rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', identifierPositions: [] })).request!;
   };
   const restrict = (name: string, ground = RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED, note = 'case 2026-18') => call(s.rights, s.rights.restrictProcessing, { name, ground, note });
   const check = (who: SubjectIdentifier, purpose: string | null = 'newsletter', channel = Channel.CHANNEL_WHATSAPP, at?: Date) =>
@@ -52,7 +52,7 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
 
     const received = await create(who);
     expect((await expectGrpcError(restrict(received.name), status.FAILED_PRECONDITION)).reason, 'identity first').to.equal('IDENTITY_NOT_VERIFIED');
-    await call(s.rights, s.rights.verifyIdentity, { name: received.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna' });
+    await call(s.rights, s.rights.verifyIdentity, { name: received.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', identifierPositions: [] });
     s.clock.advance(MINUTE);
     const done = await restrict(received.name);
     expect(done.request!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
@@ -224,7 +224,7 @@ if (testDatabaseKinds().includes('mariadb')) describe('restriction across two se
       await call(a.consent, a.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n) }));
       await waitUntil(async () => (await checkOnB(n)).decision.verdict === Verdict.VERDICT_ALLOW, 5_000);
       const { request } = await call(a.rights, a.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_RESTRICTION, subjectIdentifier: person(n), receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: `r-${n}` }));
-      await call(a.rights, a.rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna' });
+      await call(a.rights, a.rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', identifierPositions: [] });
       const { restriction } = await call(a.rights, a.rights.restrictProcessing, { name: request!.name, ground: RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED, note: '' });
       let acknowledged = performance.now();
       delays.push(await waitUntil(async () => (await checkOnB(n)).decision.reason === DecisionReason.DECISION_REASON_RESTRICTED, 5_000, acknowledged));

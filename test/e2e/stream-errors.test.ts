@@ -492,7 +492,7 @@ async function verifiedRequest(rights: SubjectRightsServiceClient, kind: Request
     rights.createRequest,
     CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifier: phone(phoneNumber), receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId }),
   );
-  await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-1' });
+  await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-1', identifierPositions: [] });
   return request!.name;
 }
 

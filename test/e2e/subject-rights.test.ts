@@ -75,10 +75,10 @@ forEachDatabase('SubjectRightsService', (db) => {
   it('verify, extend once before the deadline, and reject follow the lifecycle', async function () {
     s.clock.set(T0);
     const request = await create();
-    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7' });
+    const { request: verified } = await call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7', identifierPositions: [] });
     expect(verified!.state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
     expect(verified!.verificationMethod).to.equal('ID_DOCUMENT');
-    expect((await expectGrpcError(call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
+    expect((await expectGrpcError(call(rights, rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-7', identifierPositions: [] }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
 
     expect((await expectGrpcError(call(rights, rights.extendDeadline, { name: request.name, months: 3, reason: 'x' }), status.INVALID_ARGUMENT)).fields).to.deep.equal(['months']);
     const { request: extended } = await call(rights, rights.extendDeadline, { name: request.name, months: 2, reason: 'many requests this month' });

@@ -332,7 +332,7 @@ function baseRequest(rpc: Rpc): Message {
     ListAuditEntries: { parent: `tenants/${OWN}`, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE } }, entryTypes: ['CONSENT_EVENT_OPT_IN'], pageSize: 10 },
     ListRequests: { parent: `tenants/${OWN}`, pageSize: 10, dueBefore: new Date(Date.now() + 90 * 86_400_000) },
     ListLegalHolds: { parent: `tenants/${OWN}`, pageSize: 10, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE } } },
-    VerifyIdentity: { name: unverifiedRequest, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' },
+    VerifyIdentity: { name: unverifiedRequest, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] },
   };
   const partial = overrides[rpc.method] ?? body(rpc.method, OWN);
   return fromBinary(rpc.input, type.encode(type.fromPartial(partial)).finish()) as Message;
@@ -439,8 +439,8 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       await call(purposes, purposes.publishNotice, { parent: `tenants/${t}/purposes/newsletter`, language: 'de', text: 'Newsletter v2', requestId: `seed-notice-${t}` });
     }
     const createRequest = async (t: string, kind: number, phone: string, requestId: string, verify: boolean) => {
-      const { request } = await call(rights, rights.createRequest, { parent: `tenants/${t}`, kind, subjectIdentifier: who(phone), receiveTime: undefined, receivedVia: 1, requestId });
-      if (verify) await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' });
+      const { request } = await call(rights, rights.createRequest, { parent: `tenants/${t}`, kind, subjectIdentifier: who(phone), receiveTime: undefined, receivedVia: 1, requestId, subjectIdentifiers: [] });
+      if (verify) await call(rights, rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] });
       return request!.name;
     };
     const placeHold = async (t: string, phone: string, requestId: string) =>

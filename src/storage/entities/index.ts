@@ -5,6 +5,7 @@ import { ConsentStateEntity } from './consent-state.entity';
 import { KeyRotationEntity } from './key-rotation.entity';
 import { LegalHoldEntity } from './legal-hold.entity';
 import { SubjectRequestEntity } from './subject-request.entity';
+import { SubjectRequestIdentifierEntity } from './subject-request-identifier.entity';
 import { SuppressionEntity } from './suppression.entity';
 import { SubjectRequestTransitionEntity } from './subject-request-transition.entity';
 import { NoticeEntity } from './notice.entity';
@@ -32,6 +33,7 @@ export {
   SubjectEntity,
   SubjectIdentifierEntity,
   SubjectRequestEntity,
+  SubjectRequestIdentifierEntity,
   SubjectRequestTransitionEntity,
   SubjectRestrictionEntity,
   SuppressionEntity,
@@ -50,6 +52,7 @@ export const ENTITIES = [
   ServiceWindowEntity,
   KeyRotationEntity,
   SubjectRequestEntity,
+  SubjectRequestIdentifierEntity,
   SubjectRequestTransitionEntity,
   LegalHoldEntity,
   SuppressionEntity,

@@ -3,7 +3,7 @@ import { epochMs } from './columns';
 
 /** A restriction of processing (Art. 18) of a subject: in force while lifted_at is null. */
 @Entity({ name: 'subject_restrictions' })
-@Index('uq_subject_restrictions_request', ['tenantId', 'requestId'], { unique: true })
+@Index('uq_subject_restrictions_request', ['tenantId', 'requestId', 'subjectId'], { unique: true })
 @Index('ix_subject_restrictions_subject', ['tenantId', 'subjectId'])
 export class SubjectRestrictionEntity {
   @PrimaryColumn({ type: 'varchar', length: 32 })

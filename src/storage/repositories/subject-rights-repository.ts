@@ -1,8 +1,8 @@
 import { Brackets, EntityManager } from 'typeorm';
-import { LegalHoldRecord, NewestFirstCursor, RestrictionRecord, OPEN_REQUEST_STATES, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
+import { LegalHoldRecord, NewestFirstCursor, RestrictionRecord, OPEN_REQUEST_STATES, RequestIdentifierRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { IdentifierKind } from '../../domain/model';
-import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestTransitionEntity, SubjectRestrictionEntity } from '../entities';
+import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestIdentifierEntity, SubjectRequestTransitionEntity, SubjectRestrictionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
 import { forUpdate } from './sql-dialect';
 
@@ -70,8 +70,39 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     return rows.map((r) => toRequest(r)!);
   }
 
+  async insertRequestIdentifiers(tx: TxContext, rows: RequestIdentifierRecord[]): Promise<void> {
+    if (rows.length > 0) await managerOf(tx).insert(SubjectRequestIdentifierEntity, rows.map((r) => ({ ...r })));
+  }
+
+  async requestIdentifiers(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestIdentifierRecord[]>> {
+    const result = new Map<string, RequestIdentifierRecord[]>();
+    if (requestIds.length === 0) return result;
+    const rows = await managerOf(tx)
+      .createQueryBuilder(SubjectRequestIdentifierEntity, 'i')
+      .where('i.requestId IN (:...ids)', { ids: requestIds })
+      .orderBy('i.requestId')
+      .addOrderBy('i.position')
+      .getMany();
+    for (const row of rows) {
+      const list = result.get(row.requestId) ?? [];
+      list.push({ ...row, identifierKind: row.identifierKind as IdentifierKind });
+      result.set(row.requestId, list);
+    }
+    return result;
+  }
+
+  async updateRequestIdentifier(tx: TxContext, requestId: string, position: number, change: Partial<RequestIdentifierRecord>): Promise<void> {
+    await managerOf(tx).update(SubjectRequestIdentifierEntity, { requestId, position }, change);
+  }
+
   async requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]> {
-    const rows = await managerOf(tx).find(SubjectRequestEntity, { where: { tenantId, subjectId }, order: { createdAt: 'ASC', id: 'ASC' } });
+    const rows = await managerOf(tx)
+      .createQueryBuilder(SubjectRequestEntity, 'r')
+      .where('r.tenantId = :tenantId', { tenantId })
+      .andWhere('r.id IN (SELECT i.request_id FROM subject_request_identifiers i WHERE i.tenant_id = :tenantId AND i.subject_id = :subjectId)', { tenantId, subjectId })
+      .orderBy('r.createdAt', 'ASC')
+      .addOrderBy('r.id', 'ASC')
+      .getMany();
     return rows.map((r) => toRequest(r)!);
   }
 
@@ -88,8 +119,8 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     return managerOf(tx).findOneBy(SubjectRestrictionEntity, { tenantId, id });
   }
 
-  async findRestrictionByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord | null> {
-    return managerOf(tx).findOneBy(SubjectRestrictionEntity, { tenantId, requestId });
+  async restrictionsOfRequest(tx: TxContext, tenantId: string, requestId: string): Promise<RestrictionRecord[]> {
+    return managerOf(tx).find(SubjectRestrictionEntity, { where: { tenantId, requestId }, order: { placedAt: 'ASC', id: 'ASC' } });
   }
 
   async updateRestriction(tx: TxContext, id: string, change: Partial<RestrictionRecord>): Promise<void> {

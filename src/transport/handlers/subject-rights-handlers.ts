@@ -33,7 +33,8 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
       const receiveTime = onlyValidTime(req.receiveTime, 'receive_time');
       const { request, consistencyToken } = await rights.createRequest(ctx.principal, tenantId, {
         kind: kinds.toDomain(req.kind),
-        identifier: toRawIdentifier(req.subjectIdentifier),
+        identifier: req.subjectIdentifier ? toRawIdentifier(req.subjectIdentifier) : undefined,
+        identifiers: req.subjectIdentifiers.map((i) => toRawIdentifier(i) ?? {}),
         receiveTime,
         receivedVia: via.toDomain(req.receivedVia),
         requestId: req.requestId,
@@ -59,7 +60,7 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     }),
     verifyIdentity: pipeline.unary('VerifyIdentity', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
-      return { request: requestToProto(await rights.verifyIdentity(ctx.principal, tenantId, id, req.method, req.verifiedBy)) };
+      return { request: requestToProto(await rights.verifyIdentity(ctx.principal, tenantId, id, req.method, req.verifiedBy, req.identifierPositions)) };
     }),
     extendDeadline: pipeline.unary('ExtendDeadline', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
@@ -109,7 +110,8 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     restrictProcessing: pipeline.unary('RestrictProcessing', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
       const done = await rights.restrict(ctx.principal, tenantId, id, restrictionGrounds.toDomain(req.ground), req.note);
-      return { request: requestToProto(done.request), restriction: done.restriction ? restrictionToProto(done.restriction) : undefined, consistencyToken: done.consistencyToken };
+      const restrictions = done.restrictions.map(restrictionToProto);
+      return { request: requestToProto(done.request), restriction: restrictions[0], restrictions, consistencyToken: done.consistencyToken };
     }),
     recordRestrictionNotice: pipeline.unary('RecordRestrictionNotice', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'restrictions');
@@ -198,6 +200,16 @@ function requestToProto(r: SubjectRequestView): DataSubjectRequest {
     })),
     createTime: msToDate(r.createdAt),
     erasureReceipt: r.kind === 'ERASURE' ? (r.result ?? '') : '',
+    identifiers: r.identifiers.map((i) => ({
+      position: i.position,
+      kind: i.identifierKind,
+      subject: i.subjectId ? `tenants/${r.tenantId}/subjects/${i.subjectId}` : '',
+      verificationMethod: i.verificationMethod ?? '',
+      verifiedBy: i.verifiedBy ?? '',
+      verifyTime: msToDate(i.verifiedAt ?? undefined),
+      viaLink: i.viaLink ?? '',
+      outcome: i.outcome ?? '',
+    })),
     dueDate: dueDateOf(r.dueTime),
   };
 }

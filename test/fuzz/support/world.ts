@@ -116,10 +116,11 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
         receiveTime: undefined,
         receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL,
         requestId,
+        subjectIdentifiers: [],
       });
       add('name', r!.name);
       add('request_id', requestId);
-      if (verify) await call(rights, rights.verifyIdentity, { name: r!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' });
+      if (verify) await call(rights, rights.verifyIdentity, { name: r!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] });
       return r!.name;
     };
     const access = await request(RequestKind.REQUEST_KIND_ACCESS, who[0], 'seed-dsr-1', true);

@@ -412,7 +412,48 @@ export interface DataSubjectRequest {
    * (Regulation 1182/71 Art. 3(2)(c): Jan 31 -> Feb 28/29), or the extended deadline. The
    * request is due by the end of this day; `due_time` is the midnight after it.
    */
-  dueDate?: DateMessage | undefined;
+  dueDate?:
+    | DateMessage
+    | undefined;
+  /**
+   * Every identifier of the request, with the person it found, its verification and what was
+   * done for it; in position order. The identifier values are never returned.
+   */
+  identifiers: RequestIdentifier[];
+}
+
+/** One identifier of a request: named by the requester, or reached through an identity link. */
+export interface RequestIdentifier {
+  /**
+   * 1-based: 1 is `subject_identifier` of CreateRequest (or the first of `subject_identifiers`),
+   * then the further ones in the order given, then subjects reached through identity links.
+   */
+  position: number;
+  /** "PHONE", "EMAIL" or "CUSTOMER_ID". */
+  kind: string;
+  /**
+   * The person it found, by opaque name; empty when the tenant holds nothing under the
+   * identifier (nothing else is said about it).
+   */
+  subject: string;
+  /**
+   * How the holder of this identifier was verified ("ID_DOCUMENT", ...; "IDENTITY_LINK" for a
+   * subject reached through a link, whose evidence the link holds); empty until verified.
+   */
+  verificationMethod: string;
+  /** Who verified it (a staff reference). */
+  verifiedBy: string;
+  /** When it was verified. */
+  verifyTime?:
+    | Date
+    | undefined;
+  /** For a subject reached through an identity link: "tenants/{tenant}/identityLinks/{link}". */
+  viaLink: string;
+  /**
+   * Set when the request was carried out: what was done for this identifier's subject
+   * ("erased: subject key destroyed", "no data held", "same person as identifier 1", ...).
+   */
+  outcome: string;
 }
 
 /** Request of SubjectRightsService.ExportSubjectData. */
@@ -502,8 +543,17 @@ export interface CreateRequestRequest {
     | undefined;
   /** How it was received. */
   receivedVia: ReceivedVia;
-  /** Required idempotency key. */
+  /**
+   * Required idempotency key. The same key with another kind or other identifiers is refused
+   * (FAILED_PRECONDITION REQUEST_ID_REUSED).
+   */
   requestId: string;
+  /**
+   * Further identifiers of the same person (phone, e-mail, customer id), or all of them when
+   * `subject_identifier` is unset; at most 10 in all, no identifier twice. Each is verified on
+   * its own (VerifyIdentity) and reaches the person it finds, and the persons linked to it.
+   */
+  subjectIdentifiers: SubjectIdentifier[];
 }
 
 /** Response of SubjectRightsService.CreateRequest. */
@@ -567,6 +617,11 @@ export interface VerifyIdentityRequest {
   method: string;
   /** Who checked it (a staff reference); 1-128 characters. */
   verifiedBy: string;
+  /**
+   * The identifiers this verification covers, by `RequestIdentifier.position`; empty: every
+   * identifier not verified yet. An identifier verified already keeps its first verification.
+   */
+  identifierPositions: number[];
 }
 
 /** Response of SubjectRightsService.VerifyIdentity. */
@@ -743,12 +798,17 @@ export interface RestrictProcessingResponse {
   request?:
     | DataSubjectRequest
     | undefined;
-  /** The restriction; unset when the tenant holds nothing about the identifier. */
+  /**
+   * The restriction of the first person found (as `restrictions[0]`); unset when the tenant
+   * holds nothing about any identifier of the request.
+   */
   restriction?:
     | Restriction
     | undefined;
   /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the restriction. */
   consistencyToken: string;
+  /** One restriction per person the request reached (each identifier's subject, linked ones too). */
+  restrictions: Restriction[];
 }
 
 /** Request of SubjectRightsService.RecordRestrictionNotice. */
@@ -968,6 +1028,7 @@ function createBaseDataSubjectRequest(): DataSubjectRequest {
     createTime: undefined,
     erasureReceipt: "",
     dueDate: undefined,
+    identifiers: [],
   };
 }
 
@@ -1020,6 +1081,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     }
     if (message.dueDate !== undefined) {
       DateMessage.encode(message.dueDate, writer.uint32(130).fork()).join();
+    }
+    for (const v of message.identifiers) {
+      RequestIdentifier.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1165,6 +1229,14 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
             message.dueDate = DateMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.identifiers.push(RequestIdentifier.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1237,6 +1309,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
         : isSet(object.due_date)
         ? DateMessage.fromJSON(object.due_date)
         : undefined,
+      identifiers: globalThis.Array.isArray(object?.identifiers)
+        ? object.identifiers.map((e: any) => RequestIdentifier.fromJSON(e))
+        : [],
     };
   },
 
@@ -1290,6 +1365,9 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     if (message.dueDate !== undefined) {
       obj.dueDate = DateMessage.toJSON(message.dueDate);
     }
+    if (message.identifiers?.length) {
+      obj.identifiers = message.identifiers.map((e) => RequestIdentifier.toJSON(e));
+    }
     return obj;
   },
 
@@ -1316,6 +1394,213 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     message.dueDate = (object.dueDate !== undefined && object.dueDate !== null)
       ? DateMessage.fromPartial(object.dueDate)
       : undefined;
+    message.identifiers = object.identifiers?.map((e) => RequestIdentifier.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRequestIdentifier(): RequestIdentifier {
+  return {
+    position: 0,
+    kind: "",
+    subject: "",
+    verificationMethod: "",
+    verifiedBy: "",
+    verifyTime: undefined,
+    viaLink: "",
+    outcome: "",
+  };
+}
+
+export const RequestIdentifier: MessageFns<RequestIdentifier> = {
+  encode(message: RequestIdentifier, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.position !== 0) {
+      writer.uint32(8).int32(message.position);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.verificationMethod !== "") {
+      writer.uint32(34).string(message.verificationMethod);
+    }
+    if (message.verifiedBy !== "") {
+      writer.uint32(42).string(message.verifiedBy);
+    }
+    if (message.verifyTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.verifyTime), writer.uint32(50).fork()).join();
+    }
+    if (message.viaLink !== "") {
+      writer.uint32(58).string(message.viaLink);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(66).string(message.outcome);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestIdentifier {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestIdentifier();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.position = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.verificationMethod = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.verifiedBy = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.verifyTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.viaLink = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestIdentifier {
+    return {
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      verificationMethod: isSet(object.verificationMethod)
+        ? globalThis.String(object.verificationMethod)
+        : isSet(object.verification_method)
+        ? globalThis.String(object.verification_method)
+        : "",
+      verifiedBy: isSet(object.verifiedBy)
+        ? globalThis.String(object.verifiedBy)
+        : isSet(object.verified_by)
+        ? globalThis.String(object.verified_by)
+        : "",
+      verifyTime: isSet(object.verifyTime)
+        ? fromJsonTimestamp(object.verifyTime)
+        : isSet(object.verify_time)
+        ? fromJsonTimestamp(object.verify_time)
+        : undefined,
+      viaLink: isSet(object.viaLink)
+        ? globalThis.String(object.viaLink)
+        : isSet(object.via_link)
+        ? globalThis.String(object.via_link)
+        : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+    };
+  },
+
+  toJSON(message: RequestIdentifier): unknown {
+    const obj: any = {};
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.verificationMethod !== "") {
+      obj.verificationMethod = message.verificationMethod;
+    }
+    if (message.verifiedBy !== "") {
+      obj.verifiedBy = message.verifiedBy;
+    }
+    if (message.verifyTime !== undefined) {
+      obj.verifyTime = message.verifyTime.toISOString();
+    }
+    if (message.viaLink !== "") {
+      obj.viaLink = message.viaLink;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestIdentifier>, I>>(base?: I): RequestIdentifier {
+    return RequestIdentifier.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestIdentifier>, I>>(object: I): RequestIdentifier {
+    const message = createBaseRequestIdentifier();
+    message.position = object.position ?? 0;
+    message.kind = object.kind ?? "";
+    message.subject = object.subject ?? "";
+    message.verificationMethod = object.verificationMethod ?? "";
+    message.verifiedBy = object.verifiedBy ?? "";
+    message.verifyTime = object.verifyTime ?? undefined;
+    message.viaLink = object.viaLink ?? "";
+    message.outcome = object.outcome ?? "";
     return message;
   },
 };
@@ -1951,7 +2236,15 @@ export const EraseSubjectResponse: MessageFns<EraseSubjectResponse> = {
 };
 
 function createBaseCreateRequestRequest(): CreateRequestRequest {
-  return { parent: "", kind: 0, subjectIdentifier: undefined, receiveTime: undefined, receivedVia: 0, requestId: "" };
+  return {
+    parent: "",
+    kind: 0,
+    subjectIdentifier: undefined,
+    receiveTime: undefined,
+    receivedVia: 0,
+    requestId: "",
+    subjectIdentifiers: [],
+  };
 }
 
 export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
@@ -1973,6 +2266,9 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(50).string(message.requestId);
+    }
+    for (const v of message.subjectIdentifiers) {
+      SubjectIdentifier.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2038,6 +2334,14 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.subjectIdentifiers.push(SubjectIdentifier.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2074,6 +2378,11 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
         : isSet(object.request_id)
         ? globalThis.String(object.request_id)
         : "",
+      subjectIdentifiers: globalThis.Array.isArray(object?.subjectIdentifiers)
+        ? object.subjectIdentifiers.map((e: any) => SubjectIdentifier.fromJSON(e))
+        : globalThis.Array.isArray(object?.subject_identifiers)
+        ? object.subject_identifiers.map((e: any) => SubjectIdentifier.fromJSON(e))
+        : [],
     };
   },
 
@@ -2097,6 +2406,9 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
     }
+    if (message.subjectIdentifiers?.length) {
+      obj.subjectIdentifiers = message.subjectIdentifiers.map((e) => SubjectIdentifier.toJSON(e));
+    }
     return obj;
   },
 
@@ -2113,6 +2425,7 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     message.receiveTime = object.receiveTime ?? undefined;
     message.receivedVia = object.receivedVia ?? 0;
     message.requestId = object.requestId ?? "";
+    message.subjectIdentifiers = object.subjectIdentifiers?.map((e) => SubjectIdentifier.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2613,7 +2926,7 @@ export const ListRequestsResponse: MessageFns<ListRequestsResponse> = {
 };
 
 function createBaseVerifyIdentityRequest(): VerifyIdentityRequest {
-  return { name: "", method: "", verifiedBy: "" };
+  return { name: "", method: "", verifiedBy: "", identifierPositions: [] };
 }
 
 export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
@@ -2626,6 +2939,13 @@ export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
     }
     if (message.verifiedBy !== "") {
       writer.uint32(26).string(message.verifiedBy);
+    }
+    if (message.identifierPositions.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.identifierPositions) {
+        writer.int32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -2667,6 +2987,24 @@ export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
             message.verifiedBy = reader.string();
             continue;
           }
+          case 4: {
+            if (tag === 32) {
+              message.identifierPositions.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.identifierPositions.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2688,6 +3026,11 @@ export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
         : isSet(object.verified_by)
         ? globalThis.String(object.verified_by)
         : "",
+      identifierPositions: globalThis.Array.isArray(object?.identifierPositions)
+        ? object.identifierPositions.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.identifier_positions)
+        ? object.identifier_positions.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -2702,6 +3045,9 @@ export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
     if (message.verifiedBy !== "") {
       obj.verifiedBy = message.verifiedBy;
     }
+    if (message.identifierPositions?.length) {
+      obj.identifierPositions = message.identifierPositions.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -2713,6 +3059,7 @@ export const VerifyIdentityRequest: MessageFns<VerifyIdentityRequest> = {
     message.name = object.name ?? "";
     message.method = object.method ?? "";
     message.verifiedBy = object.verifiedBy ?? "";
+    message.identifierPositions = object.identifierPositions?.map((e) => e) || [];
     return message;
   },
 };
@@ -4348,7 +4695,7 @@ export const RestrictProcessingRequest: MessageFns<RestrictProcessingRequest> = 
 };
 
 function createBaseRestrictProcessingResponse(): RestrictProcessingResponse {
-  return { request: undefined, restriction: undefined, consistencyToken: "" };
+  return { request: undefined, restriction: undefined, consistencyToken: "", restrictions: [] };
 }
 
 export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> = {
@@ -4361,6 +4708,9 @@ export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> 
     }
     if (message.consistencyToken !== "") {
       writer.uint32(26).string(message.consistencyToken);
+    }
+    for (const v of message.restrictions) {
+      Restriction.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -4402,6 +4752,14 @@ export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> 
             message.consistencyToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.restrictions.push(Restriction.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4423,6 +4781,9 @@ export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> 
         : isSet(object.consistency_token)
         ? globalThis.String(object.consistency_token)
         : "",
+      restrictions: globalThis.Array.isArray(object?.restrictions)
+        ? object.restrictions.map((e: any) => Restriction.fromJSON(e))
+        : [],
     };
   },
 
@@ -4436,6 +4797,9 @@ export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> 
     }
     if (message.consistencyToken !== "") {
       obj.consistencyToken = message.consistencyToken;
+    }
+    if (message.restrictions?.length) {
+      obj.restrictions = message.restrictions.map((e) => Restriction.toJSON(e));
     }
     return obj;
   },
@@ -4452,6 +4816,7 @@ export const RestrictProcessingResponse: MessageFns<RestrictProcessingResponse> 
       ? Restriction.fromPartial(object.restriction)
       : undefined;
     message.consistencyToken = object.consistencyToken ?? "";
+    message.restrictions = object.restrictions?.map((e) => Restriction.fromPartial(e)) || [];
     return message;
   },
 };
@@ -5055,7 +5420,11 @@ export const ListRestrictionsResponse: MessageFns<ListRestrictionsResponse> = {
 /** Data-subject requests (GDPR Art. 15, 17, 18, 20, 21), legal holds and restrictions: the data-protection officer's work. */
 export type SubjectRightsServiceService = typeof SubjectRightsServiceService;
 export const SubjectRightsServiceService = {
-  /** Registers a request as received; its deadline is one calendar month from `receive_time`. */
+  /**
+   * Registers a request as received; its deadline is one calendar month from `receive_time`.
+   * A request may name several identifiers of the person (`subject_identifier` and
+   * `subject_identifiers`): it reaches every subject any of them finds.
+   */
   createRequest: {
     path: "/consent.v1.SubjectRightsService/CreateRequest" as const,
     requestStream: false as const,
@@ -5087,7 +5456,10 @@ export const SubjectRightsServiceService = {
       Buffer.from(ListRequestsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListRequestsResponse => ListRequestsResponse.decode(value),
   },
-  /** RECEIVED -> VERIFIED: the requester's identity was checked (how, by whom). */
+  /**
+   * Records how the requester's identity was checked (how, by whom) for some or all of the
+   * request's identifiers; RECEIVED -> VERIFIED once every identifier is verified.
+   */
   verifyIdentity: {
     path: "/consent.v1.SubjectRightsService/VerifyIdentity" as const,
     requestStream: false as const,
@@ -5123,10 +5495,12 @@ export const SubjectRightsServiceService = {
     responseDeserialize: (value: Buffer): RejectRequestResponse => RejectRequestResponse.decode(value),
   },
   /**
-   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
-   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
-   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
-   * half-way finishes the erasure when it starts again.
+   * Carries out a verified ERASURE request: for every person the request reached (each
+   * identifier's subject and the subjects linked to them) destroys their key (crypto-shredding)
+   * and leaves suppression tombstones, completes the request and returns a signed erasure receipt
+   * listing each identifier's outcome. Refused with FAILED_PRECONDITION LEGAL_HOLD, naming the
+   * hold and the identifier, while a legal hold is open on any of them. Idempotent; a server that
+   * stops half-way finishes the erasure when it starts again.
    */
   eraseSubject: {
     path: "/consent.v1.SubjectRightsService/EraseSubject" as const,
@@ -5139,7 +5513,8 @@ export const SubjectRightsServiceService = {
     responseDeserialize: (value: Buffer): EraseSubjectResponse => EraseSubjectResponse.decode(value),
   },
   /**
-   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * Streams the export package of a verified ACCESS or PORTABILITY request (every person the
+   * request reached, each part labelled by the identifier that found it): progress messages,
    * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
    * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
    * stays bounded whatever the number of events. Each export is recorded on the request with
@@ -5251,27 +5626,37 @@ export const SubjectRightsServiceService = {
 } as const;
 
 export interface SubjectRightsServiceServer extends UntypedServiceImplementation {
-  /** Registers a request as received; its deadline is one calendar month from `receive_time`. */
+  /**
+   * Registers a request as received; its deadline is one calendar month from `receive_time`.
+   * A request may name several identifiers of the person (`subject_identifier` and
+   * `subject_identifiers`): it reaches every subject any of them finds.
+   */
   createRequest: handleUnaryCall<CreateRequestRequest, CreateRequestResponse>;
   /** One request with its transitions. */
   getRequest: handleUnaryCall<GetRequestRequest, GetRequestResponse>;
   /** Requests, newest first, filtered (state, kind, overdue, due before); paginated. */
   listRequests: handleUnaryCall<ListRequestsRequest, ListRequestsResponse>;
-  /** RECEIVED -> VERIFIED: the requester's identity was checked (how, by whom). */
+  /**
+   * Records how the requester's identity was checked (how, by whom) for some or all of the
+   * request's identifiers; RECEIVED -> VERIFIED once every identifier is verified.
+   */
   verifyIdentity: handleUnaryCall<VerifyIdentityRequest, VerifyIdentityResponse>;
   /** Extends the deadline once by one or two further months, with a reason, before it has passed. */
   extendDeadline: handleUnaryCall<ExtendDeadlineRequest, ExtendDeadlineResponse>;
   /** RECEIVED or VERIFIED -> REJECTED, with a reason. */
   rejectRequest: handleUnaryCall<RejectRequestRequest, RejectRequestResponse>;
   /**
-   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
-   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
-   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
-   * half-way finishes the erasure when it starts again.
+   * Carries out a verified ERASURE request: for every person the request reached (each
+   * identifier's subject and the subjects linked to them) destroys their key (crypto-shredding)
+   * and leaves suppression tombstones, completes the request and returns a signed erasure receipt
+   * listing each identifier's outcome. Refused with FAILED_PRECONDITION LEGAL_HOLD, naming the
+   * hold and the identifier, while a legal hold is open on any of them. Idempotent; a server that
+   * stops half-way finishes the erasure when it starts again.
    */
   eraseSubject: handleUnaryCall<EraseSubjectRequest, EraseSubjectResponse>;
   /**
-   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * Streams the export package of a verified ACCESS or PORTABILITY request (every person the
+   * request reached, each part labelled by the identifier that found it): progress messages,
    * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
    * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
    * stays bounded whatever the number of events. Each export is recorded on the request with
@@ -5302,7 +5687,11 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
 }
 
 export interface SubjectRightsServiceClient extends Client {
-  /** Registers a request as received; its deadline is one calendar month from `receive_time`. */
+  /**
+   * Registers a request as received; its deadline is one calendar month from `receive_time`.
+   * A request may name several identifiers of the person (`subject_identifier` and
+   * `subject_identifiers`): it reaches every subject any of them finds.
+   */
   createRequest(
     request: CreateRequestRequest,
     callback: (error: ServiceError | null, response: CreateRequestResponse) => void,
@@ -5350,7 +5739,10 @@ export interface SubjectRightsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListRequestsResponse) => void,
   ): ClientUnaryCall;
-  /** RECEIVED -> VERIFIED: the requester's identity was checked (how, by whom). */
+  /**
+   * Records how the requester's identity was checked (how, by whom) for some or all of the
+   * request's identifiers; RECEIVED -> VERIFIED once every identifier is verified.
+   */
   verifyIdentity(
     request: VerifyIdentityRequest,
     callback: (error: ServiceError | null, response: VerifyIdentityResponse) => void,
@@ -5399,10 +5791,12 @@ export interface SubjectRightsServiceClient extends Client {
     callback: (error: ServiceError | null, response: RejectRequestResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Carries out a verified ERASURE request: destroys the person's key (crypto-shredding), leaves a
-   * suppression tombstone, completes the request and returns a signed erasure receipt. Refused with
-   * FAILED_PRECONDITION LEGAL_HOLD while a legal hold is open. Idempotent; a server that stops
-   * half-way finishes the erasure when it starts again.
+   * Carries out a verified ERASURE request: for every person the request reached (each
+   * identifier's subject and the subjects linked to them) destroys their key (crypto-shredding)
+   * and leaves suppression tombstones, completes the request and returns a signed erasure receipt
+   * listing each identifier's outcome. Refused with FAILED_PRECONDITION LEGAL_HOLD, naming the
+   * hold and the identifier, while a legal hold is open on any of them. Idempotent; a server that
+   * stops half-way finishes the erasure when it starts again.
    */
   eraseSubject(
     request: EraseSubjectRequest,
@@ -5420,7 +5814,8 @@ export interface SubjectRightsServiceClient extends Client {
     callback: (error: ServiceError | null, response: EraseSubjectResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Streams the export package of a verified ACCESS or PORTABILITY request: progress messages,
+   * Streams the export package of a verified ACCESS or PORTABILITY request (every person the
+   * request reached, each part labelled by the identifier that found it): progress messages,
    * the JSON package (format "consent-ledger.export/v1", docs/export-format.md) in chunks, its HTML
    * rendering in chunks, and last a manifest with both SHA-256 sums, signed by the tenant. Memory
    * stays bounded whatever the number of events. Each export is recorded on the request with
