@@ -68,9 +68,11 @@ export class SubjectExporter {
       // in the package as erased, and a request whose every person was erased has nothing left.
       const rows = r.state === 'VERIFIED' ? await this.resolver.refresh(tx, r, startedAt) : ((await this.rights.requestIdentifiers(tx, [r.id])).get(r.id) ?? []);
       const erased = new Set<string>();
+      const objections = new Map<string, number>();
       for (const row of distinctSubjects(rows)) {
         const subject = await this.subjects.lock(tx, tenantId, row.subjectId);
         if (!subject || subject.erased) erased.add(row.subjectId);
+        else if (subject.objectedAt !== undefined) objections.set(row.subjectId, subject.objectedAt);
       }
       const found = distinctSubjects(rows);
       if (found.length > 0 && found.every((row) => erased.has(row.subjectId))) {
@@ -81,14 +83,14 @@ export class SubjectExporter {
         await this.rights.addTransition(tx, { requestId: r.id, fromState: 'VERIFIED', toState: 'IN_PROGRESS', principal: principal.id, at: startedAt, note: 'export started' });
         await this.audit.append(tx, tenantId, { type: 'REQUEST_IN_PROGRESS', time: startedAt, principal: principal.id, ref: r.id, subject: r.subjectId ?? undefined });
       }
-      return { ...r, rows, erased };
+      return { ...r, rows, erased, objections };
     });
 
     // The parts of the package: one per identifier, each person's data under the first
     // identifier that found them (the others say "same person as identifier N").
     const parts = request.rows.map((row) => partOf(tenantId, request.rows, row, request.erased));
     const exported = distinctSubjects(request.rows).filter((row) => !request.erased.has(row.subjectId));
-    const facts = await this.facts(tenantId, exported);
+    const facts = await this.facts(tenantId, exported, request.objections);
     const pkg = new HashedWriter(sink, 'package');
     const html = new HashedWriter(sink, 'html');
     await sink.write({ kind: 'progress', done: 0, total: facts.total * 2 });
@@ -105,6 +107,8 @@ export class SubjectExporter {
       serviceWindows: facts.windows,
       requests: facts.requests,
       legalHolds: facts.holds,
+      restrictions: facts.restrictions,
+      objections: facts.objections,
     };
     // The package is the head object with "consentEvents" streamed in as its last member.
     await pkg.write(JSON.stringify(head).slice(0, -1) + ',"consentEvents":[');
@@ -168,7 +172,7 @@ export class SubjectExporter {
   }
 
   /** Everything about the persons except the events (small), decrypted where it is personal data. */
-  private async facts(tenantId: string, exported: Array<RequestIdentifierRecord & { subjectId: string }>) {
+  private async facts(tenantId: string, exported: Array<RequestIdentifierRecord & { subjectId: string }>, objections: Map<string, number>) {
     const result = {
       total: 0,
       identifiers: [] as Array<{ subject: string; kind: string; value: string }>,
@@ -176,7 +180,10 @@ export class SubjectExporter {
       windows: [] as Array<{ subject: string; channel: string; lastInboundTime: string }>,
       requests: [] as Array<{ subject: string; name: string; kind: string; state: string; receiveTime: string; dueTime: string }>,
       holds: [] as Array<{ subject: string; name: string; ground: string; placeTime: string; releaseTime: string | null }>,
+      restrictions: [] as Array<{ subject: string; name: string; ground: string; request: string; placeTime: string; notifyTime: string | null; liftTime: string | null; liftReason: string | null }>,
+      objections: [] as Array<{ subject: string; objectTime: string }>,
     };
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     for (const { subjectId } of exported) {
       const key = await this.keys.subjectKey(tenantId, subjectId);
       const subject = names.subject(tenantId, subjectId);
@@ -197,6 +204,13 @@ export class SubjectExporter {
           const releaseTime = h.releasedAt ? new Date(h.releasedAt).toISOString() : null;
           result.holds.push({ subject, name: `tenants/${tenantId}/legalHolds/${h.id}`, ground: h.ground, placeTime: new Date(h.placedAt).toISOString(), releaseTime });
         }
+        // Art. 18 and Art. 21: the person's restrictions (in force and lifted) and standing objection.
+        for (const r of await this.rights.listRestrictions(tx, tenantId, { subjectId, includeLifted: true }, null, 1000)) {
+          const request = `tenants/${tenantId}/requests/${r.requestId}`;
+          result.restrictions.push({ subject, name: `tenants/${tenantId}/restrictions/${r.id}`, ground: r.ground, request, placeTime: iso(r.placedAt)!, notifyTime: iso(r.notifiedAt), liftTime: iso(r.liftedAt), liftReason: r.liftReason });
+        }
+        const objectedAt = objections.get(subjectId);
+        if (objectedAt !== undefined) result.objections.push({ subject, objectTime: iso(objectedAt)! });
         result.total += await this.consent.countEvents(tx, tenantId, subjectId);
       });
     }

@@ -271,4 +271,20 @@ forEachDatabase('Requests for several identifiers of one person', (db) => {
     const again = await call(s.rights, s.rights.restrictProcessing, { name: request.name, ground: RestrictionGround.RESTRICTION_GROUND_A_ACCURACY_CONTESTED, note: 'case 11' });
     expect(again.restrictions.map((r) => r.name).sort()).to.deep.equal(done.restrictions.map((r) => r.name).sort());
   });
+  it("the export holds the person's restrictions and standing objection (Art. 15: all that is held about them)", async function () {
+    const p = phone('+4915112360012');
+    await optIn(p, 'm12-p');
+    await call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_OBJECTION, subjectIdentifier: p, receivedVia: ReceivedVia.RECEIVED_VIA_CHAT, requestId: 'm12-obj' }));
+    const restriction = await create(RequestKind.REQUEST_KIND_RESTRICTION, p, []);
+    await verify(restriction.name, []);
+    const { restrictions } = await call(s.rights, s.rights.restrictProcessing, { name: restriction.name, ground: RestrictionGround.RESTRICTION_GROUND_C_LEGAL_CLAIMS, note: 'case 12' });
+    const access = await create(RequestKind.REQUEST_KIND_ACCESS, p, []);
+    await verify(access.name, []);
+    const { doc } = await exportPackage(access.name);
+    const subject = access.identifiers[0].subject;
+    expect(doc.objections).to.deep.equal([{ subject, objectTime: new Date(T0).toISOString() }]);
+    expect(doc.restrictions).to.deep.equal([
+      { subject, name: restrictions[0].name, ground: 'C_LEGAL_CLAIMS', request: restriction.name, placeTime: new Date(T0).toISOString(), notifyTime: null, liftTime: null, liftReason: null },
+    ]);
+  });
 });

@@ -14,7 +14,7 @@ forEachDatabase('request identifiers migration 13 on requests made before it', (
     if (ds?.isInitialized) await ds.destroy();
   });
 
-  it('a verified request keeps its identifier, subject and verification; a received one has no verification; the person's requests are found through the new rows', async function () {
+  it('a verified request keeps its identifier, subject and verification; a received one has no verification; the requests of the person are found through the new rows', async function () {
     this.timeout(60_000);
     const full = await createDataSource(db().config);
     const before = new DataSource({ ...full.options, migrations: MIGRATIONS.slice(0, MIGRATIONS.indexOf(RequestIdentifiers1764000000013)) } as typeof full.options);
