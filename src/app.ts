@@ -210,7 +210,7 @@ async function startService(
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, NO_LINKS);
-  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, failpoint);
+  const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).

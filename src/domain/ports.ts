@@ -187,7 +187,7 @@ export interface ChangeRecord {
   /** The position of the change's audit entry in its tenant's log: the tenant's commit order. */
   auditSeq: number;
   tenantId: string;
-  kind: 'OPT_OUT' | 'ERASURE';
+  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED';
   subjectId: string;
   purposeId: string | null;
   channel: string | null;

@@ -9,7 +9,7 @@ import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
-import { LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ChangeFeedRepository, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
@@ -69,6 +69,7 @@ export class SubjectRightsService {
     private readonly audit: AuditTrail,
     private readonly objections: ObjectionRecorder,
     private readonly resolver: RequestSubjectResolver,
+    private readonly changes: ChangeFeedRepository,
     /** Test hook: called at named points of long operations (see docs/architecture.md). */
     private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
@@ -603,7 +604,9 @@ export class SubjectRightsService {
         };
         await this.repo.insertRestriction(tx, restriction);
         if (person.restrictedSince === undefined) await this.subjects.setRestrictedSince(tx, tenantId, person.subjectId, now);
-        await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: now, principal: principal.id, subject: person.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
+        const auditSeq = await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: now, principal: principal.id, subject: person.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
+        // Downstream copies stop processing too (StreamChanges), in commit order with the rest.
+        await this.changes.append(tx, [{ tenantId, kind: 'RESTRICTED', subjectId: person.subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
         restrictions.push(restriction);
         outcomes.set(row.subjectId, `restricted: ${restrictionName(restriction)}`);
       }
@@ -674,12 +677,17 @@ export class SubjectRightsService {
       }
       const change = { liftedBy: principal.id, liftedAt: now, liftReason: reason };
       await this.repo.updateRestriction(tx, id, change);
+      let since: number | null = null;
       if (person && !person.erased) {
         const open = await this.repo.listRestrictions(tx, tenantId, { subjectId: restriction.subjectId, includeLifted: false }, null, 1000);
-        const since = open.length > 0 ? Math.min(...open.map((r) => r.placedAt)) : null;
+        since = open.length > 0 ? Math.min(...open.map((r) => r.placedAt)) : null;
         await this.subjects.setRestrictedSince(tx, tenantId, restriction.subjectId, since);
       }
-      await this.audit.append(tx, tenantId, { type: 'RESTRICTION_LIFTED', time: now, principal: principal.id, subject: restriction.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(reason) });
+      const auditSeq = await this.audit.append(tx, tenantId, { type: 'RESTRICTION_LIFTED', time: now, principal: principal.id, subject: restriction.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(reason) });
+      // Only when no other restriction of the person stays in force may downstream resume.
+      if (person && !person.erased && since === null) {
+        await this.changes.append(tx, [{ tenantId, kind: 'UNRESTRICTED', subjectId: restriction.subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
+      }
       return { restriction: { ...restriction, ...change }, logSize: await this.audit.committedSize(tx, tenantId) };
     });
     this.observer?.(tenantId, done.restriction.subjectId, false, done.logSize);

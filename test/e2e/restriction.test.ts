@@ -2,7 +2,7 @@ import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
-import { ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
+import { ChangeKind, ConsentServiceClient, DecisionReason, StreamChangesResponse, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState, RestrictionGround } from '../../src/gen/consent/v1/subject_rights';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
@@ -119,6 +119,20 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
     expect(s.logs(), 'no identifier in the logs').to.not.include('+4915112350001');
   });
 
+  /** Every change of the tenant's feed so far: read until nothing more comes for half a second. */
+  const feedUntilIdle = () =>
+    new Promise<StreamChangesResponse[]>((resolve, reject) => {
+      const got: StreamChangesResponse[] = [];
+      const stream = s.consent.streamChanges({ parent: `tenants/${T}`, cursor: '' });
+      let idle = setTimeout(() => stream.cancel(), 1500);
+      stream.on('data', (c: StreamChangesResponse) => {
+        got.push(c);
+        clearTimeout(idle);
+        idle = setTimeout(() => stream.cancel(), 500);
+      });
+      stream.on('error', (err: { code: number }) => (err.code === status.CANCELLED ? resolve(got) : reject(err)));
+    });
+
   it('two restrictions of one person: lifting one leaves the person restricted until the other is lifted', async function () {
     const who = email('two-restrictions@example.com');
     await optIn(who, 'newsletter');
@@ -131,6 +145,10 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
     await call(s.rights, s.rights.liftRestriction, { name: second.name, reason: 'claim settled' });
     expect((await check(who)).verdict).to.equal(Verdict.VERDICT_ALLOW);
     expect(s.logs()).to.not.include('two-restrictions@');
+    // Downstream copies learn it through the change feed: each restriction, and the end of the last one only.
+    const changes = (await feedUntilIdle()).filter((c) => c.subject === first.subject);
+    expect(changes.map((c) => ChangeKind[c.kind])).to.deep.equal(['CHANGE_KIND_RESTRICTED', 'CHANGE_KIND_RESTRICTED', 'CHANGE_KIND_UNRESTRICTED']);
+    expect(changes.map((c) => [c.purpose, c.event])).to.deep.equal([['', ''], ['', ''], ['', '']]);
   });
 
   it('a request by an identifier the tenant holds nothing about completes with nothing to restrict', async function () {

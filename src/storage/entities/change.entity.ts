@@ -17,7 +17,7 @@ export class ChangeEntity {
   @Column({ name: 'tenant_id', type: 'varchar', length: 63 })
   tenantId!: string;
 
-  /** OPT_OUT or ERASURE. */
+  /** OPT_OUT, ERASURE, RESTRICTED or UNRESTRICTED. */
   @Column({ type: 'varchar', length: 16 })
   kind!: string;
 

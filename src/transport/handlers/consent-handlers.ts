@@ -1,4 +1,5 @@
 import { ServerDuplexStream } from '@grpc/grpc-js';
+import { ChangeRecord } from '../../domain/ports';
 import { CheckOutcome, CheckQuery, ConsentChecker } from '../../domain/consent-checker';
 import { ConsentHistory } from '../../domain/consent-history';
 import { ConsentImport, ImportItem } from '../../domain/consent-import';
@@ -88,6 +89,14 @@ function observedChecker(checker: ConsentChecker, observer: ConsentCallObserver)
   };
 }
 
+/** The change feed's kinds on the wire. */
+const CHANGE_KINDS: Record<ChangeRecord['kind'], ChangeKind> = {
+  OPT_OUT: ChangeKind.CHANGE_KIND_OPT_OUT,
+  ERASURE: ChangeKind.CHANGE_KIND_ERASURE,
+  RESTRICTED: ChangeKind.CHANGE_KIND_RESTRICTED,
+  UNRESTRICTED: ChangeKind.CHANGE_KIND_UNRESTRICTED,
+};
+
 export function consentHandlers(
   pipeline: CallPipeline,
   recorder: ConsentRecorder,
@@ -108,7 +117,7 @@ export function consentHandlers(
         (change, cursor) =>
           writeWithBackpressure(call, {
             cursor,
-            kind: change.kind === 'OPT_OUT' ? ChangeKind.CHANGE_KIND_OPT_OUT : ChangeKind.CHANGE_KIND_ERASURE,
+            kind: CHANGE_KINDS[change.kind],
             subject: names.subject(tenantId, change.subjectId),
             purpose: change.purposeId ? names.purpose(tenantId, change.purposeId) : '',
             channel: change.channel ? channels.toProto(change.channel as Channel) : 0,

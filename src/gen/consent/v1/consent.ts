@@ -47,6 +47,13 @@ export enum ChangeKind {
   CHANGE_KIND_OPT_OUT = 1,
   /** CHANGE_KIND_ERASURE - The subject was erased: erase your copies. */
   CHANGE_KIND_ERASURE = 2,
+  /**
+   * CHANGE_KIND_RESTRICTED - Processing of the subject was restricted (Art. 18(1)): stop everything but purposes allowed
+   * while restricted (Art. 18(2)) until CHANGE_KIND_UNRESTRICTED. Sent for each restriction placed.
+   */
+  CHANGE_KIND_RESTRICTED = 3,
+  /** CHANGE_KIND_UNRESTRICTED - The last restriction of the subject in force was lifted: processing may resume. */
+  CHANGE_KIND_UNRESTRICTED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -61,6 +68,12 @@ export function changeKindFromJSON(object: any): ChangeKind {
     case 2:
     case "CHANGE_KIND_ERASURE":
       return ChangeKind.CHANGE_KIND_ERASURE;
+    case 3:
+    case "CHANGE_KIND_RESTRICTED":
+      return ChangeKind.CHANGE_KIND_RESTRICTED;
+    case 4:
+    case "CHANGE_KIND_UNRESTRICTED":
+      return ChangeKind.CHANGE_KIND_UNRESTRICTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -76,6 +89,10 @@ export function changeKindToJSON(object: ChangeKind): string {
       return "CHANGE_KIND_OPT_OUT";
     case ChangeKind.CHANGE_KIND_ERASURE:
       return "CHANGE_KIND_ERASURE";
+    case ChangeKind.CHANGE_KIND_RESTRICTED:
+      return "CHANGE_KIND_RESTRICTED";
+    case ChangeKind.CHANGE_KIND_UNRESTRICTED:
+      return "CHANGE_KIND_UNRESTRICTED";
     case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
