@@ -142,7 +142,7 @@ export class SubjectRightsService {
         // No data was held about an identifier never recorded: nothing to destroy.
         subjectKnown: request.subjectId !== null,
         keyIdsDestroyed: erasure ? [erasure.keyId] : [],
-        counts: erasure?.counts ?? { identifiers: 0, eventsRetained: 0 },
+        counts: erasure?.counts ?? { identifiers: 0, eventsRetained: 0, links: 0 },
         method:
           'crypto-shredding: the subject key was deleted from the key store; the identifier rows and the derived consent state were deleted; ' +
           'each identifier left a keyed-hash tombstone that names no subject',
