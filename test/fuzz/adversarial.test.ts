@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ConsentServiceClient, RecordConsentRequest, StreamChangesResponse } from '../../src/gen/consent/v1/consent';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { RequestKind } from '../../src/gen/consent/v1/subject_rights';
+import { LinkIdentifiersRequest } from '../../src/gen/consent/v1/identity';
 import { JobState } from '../../src/gen/consent/v1/key';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
@@ -457,8 +458,8 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       made.restriction = (await call(rights, rights.restrictProcessing, { name: placed, ground: 1, note: 'case' })).restriction!.name;
       await placeHold(t, PHONE, 'seed-hold-2');
       // Linked identities: an open link to unlink, and a second for a page token.
-      made.link = (await call(identity, identity.linkIdentifiers, body('LinkIdentifiers', t) as never)).link!.name;
-      await call(identity, identity.linkIdentifiers, body('LinkIdentifiers', t) as never);
+      made.link = (await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)))).link!.name;
+      await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)));
     }
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);
     made.rotation = (await call(keys, keys.rotateTenantKey, { name: `tenants/${OWN}`, requestId: 'seed-rotation' })).rotation!.name;
