@@ -212,8 +212,8 @@ async function startService(
   const linkRows = new TypeormIdentityLinkRepository();
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
-  const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit);
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
+  const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
@@ -238,7 +238,11 @@ async function startService(
     writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects, committed.logSize);
     subjectEraser.observer = (tenantId: string, subjectId: string, logSize: number) => decisionCache.written(tenantId, [subjectId], false, logSize);
     subjectRights.observer = (tenantId, subjectId, createdSubject, logSize) => decisionCache.written(tenantId, [subjectId], createdSubject, logSize);
-    identityLinks.observer = (tenantId, created, logSize) => decisionCache.written(tenantId, created, true, logSize);
+    identityLinks.observer = (tenantId, changed, logSize) => {
+      if (changed.created.length > 0) decisionCache.written(tenantId, changed.created, true, logSize);
+      const objected = changed.objected.filter((id) => !changed.created.includes(id));
+      if (objected.length > 0) decisionCache.written(tenantId, objected, false, logSize);
+    };
   }
   const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);

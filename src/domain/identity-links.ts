@@ -8,6 +8,8 @@ import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { newId } from './consent-writer';
+import { ObjectionRecorder } from './objection';
+import { encodeConsistencyToken } from './consistency';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { IdentifierKind, IdentifierRef } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
@@ -118,10 +120,15 @@ export class IdentityLinks {
     private readonly clock: Clock,
     private readonly pages: PageLimits,
     private readonly audit: AuditTrail,
+    /** Carries a standing objection over to the subjects a link joins to the person. */
+    private readonly objections: ObjectionRecorder,
   ) {}
 
-  /** Told about each subject a link made, before the link is answered (the decision cache forgets the identifier). */
-  observer?: (tenantId: string, subjectIds: string[], logSize: number) => void;
+  /**
+   * Told, before a link is answered, about the subjects it made (`created`) and those whose
+   * checks it changed by carrying an objection over (`changed`): the decision cache forgets them.
+   */
+  observer?: (tenantId: string, changed: { created: string[]; objected: string[] }, logSize: number) => void;
 
   /**
    * The subjects reachable from `subjectIds` over open links (transitively), without the given
@@ -166,7 +173,7 @@ export class IdentityLinks {
     principal: Principal,
     tenantId: string,
     input: { first: RawIdentifier | undefined; second: RawIdentifier | undefined; method: string; verifiedBy: string; request: string; requestId: string },
-  ): Promise<IdentityLinkView> {
+  ): Promise<{ link: IdentityLinkView; consistencyToken: string }> {
     const violations: FieldViolation[] = [];
     const first = normaliseIdentifier(input.first, 'first');
     const second = normaliseIdentifier(input.second, 'second');
@@ -226,7 +233,7 @@ export class IdentityLinks {
       const replay = await this.repo.findByRequestId(tx, tenantId, input.requestId);
       if (replay) {
         if (replay.fingerprint !== fingerprint) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
-        return { link: replay, created: [] as string[], logSize: null };
+        return { link: replay, created: [] as string[], objected: [] as string[], logSize: null };
       }
       // Registered concurrently by a retry that was not visible when prepared: prepare again.
       if (!prepared) throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the link was made concurrently; retry');
@@ -302,10 +309,42 @@ export class IdentityLinks {
       for (const subject of [a, b]) {
         await this.audit.append(tx, tenantId, { type: IDENTITIES_LINKED, time: now, principal: principal.id, subject, ref: name, payloadSha256: sha256Hex(link.evidenceCiphertext) });
       }
-      return { link, created, logSize: await this.audit.committedSize(tx, tenantId) };
+      const objected = await this.carryObjection(tx, tenantId, [a, b, ...group.map((g) => g.subjectId)], newKeys, { id, name, principal: principal.id, now, side: { identifier: first, index: indexes[0] } });
+      return { link, created, objected, logSize: await this.audit.committedSize(tx, tenantId) };
     });
-    if (done.created.length > 0 && done.logSize !== null) this.observer?.(tenantId, done.created, done.logSize);
-    return this.view(done.link);
+    if (done.logSize !== null && done.created.length + done.objected.length > 0) this.observer?.(tenantId, { created: done.created, objected: done.objected }, done.logSize);
+    // A retry's token covers the first call too: the log's size now is past it.
+    const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
+    return { link: await this.view(done.link), consistencyToken: encodeConsistencyToken(tenantId, position) };
+  }
+
+  /**
+   * An objection by any of a person's identifiers reaches all of them (Art. 21(3)): when one of
+   * the subjects the link joins has a standing objection, it is applied to each of the others
+   * that has none, under their locks (ObjectionRecorder.apply: an OPT_OUT on every channel for
+   * every MARKETING purpose, the standing objection, a SUBJECT_OBJECTED entry whose `ref` is the
+   * link: its provenance). Returns the subjects it was applied to.
+   */
+  private async carryObjection(
+    tx: TxContext,
+    tenantId: string,
+    members: string[],
+    newKeys: Map<string, SubjectKey>,
+    link: { id: string; name: string; principal: string; now: number; side: { identifier: IdentifierRef; index: IdentifierIndex } },
+  ): Promise<string[]> {
+    const states = await this.subjects.lockMany(tx, tenantId, members);
+    if (![...states.values()].some((s) => s.objectedAt !== undefined && !s.erased)) return [];
+    const objected: string[] = [];
+    for (const subjectId of members) {
+      const state = states.get(subjectId);
+      if (!state || state.erased || state.objectedAt !== undefined) continue;
+      const key = newKeys.get(subjectId) ?? (await this.keys.subjectKey(tenantId, subjectId));
+      // The subject exists: apply() reads neither the identifier nor its index then.
+      const prepared = { tenantId, identifier: link.side.identifier, index: link.side.index, subjectId, key, erased: false };
+      const applied = await this.objections.apply(tx, prepared, { id: `${link.id}:${subjectId}`, principal: link.principal, now: link.now, ref: link.name });
+      if (applied.subjectId) objected.push(applied.subjectId);
+    }
+    return objected;
   }
 
   /** Closes a link, with the reason (no personal data). Closing a closed link: FAILED_PRECONDITION LINK_CLOSED. */

@@ -192,6 +192,39 @@ forEachDatabase('linked identities', (db) => {
     expect(foreign.fields).to.deep.equal(['request']);
   });
 
+  it('a standing objection of one identifier is carried over to the identifiers linked to it, with the link as provenance', async function () {
+    const p = phone('+4915112378871');
+    const e = email('objecting@example.org');
+    const c = { kind: { $case: 'customerId' as const, value: 'CUST-OBJ-1' }, defaultRegion: '' };
+    for (const who of [p, e, c]) await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: who }));
+    expect(await check(e)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    s.clock.advance(1000);
+    await createRequest(RequestKind.REQUEST_KIND_OBJECTION, p);
+    expect(await check(p)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    expect(await check(e), 'not linked yet').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+
+    s.clock.advance(1000);
+    const request = linkRequest(e, p);
+    const { link: made, consistencyToken } = await call(identity, identity.linkIdentifiers, request);
+    expect(consistencyToken).to.not.equal('');
+    expect(await check(e), 'the person objected').to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    const [E, P] = subjectIds(made!);
+    const objected = (await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.ref === made!.name);
+    expect(objected.map((x) => [x.entry.subject, x.entry.principal])).to.deep.equal([[E, 'dpo-desk']]);
+    // A retry changes nothing more; its token covers the first call.
+    const retry = await call(identity, identity.linkIdentifiers, request);
+    expect(retry.link).to.deep.equal(made);
+    expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.ref === made!.name)).to.have.length(1);
+
+    // Linking a third identifier to the objecting person (through e) carries it on; the phone's own objection stays one.
+    s.clock.advance(1000);
+    const third = await link(c, e);
+    expect(await check(c)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    const C = subjectIds(third)[0];
+    expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.ref === third.name).map((x) => x.entry.subject)).to.deep.equal([C]);
+    expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.subject === P)).to.have.length(1);
+  });
+
   it('refuses bad input naming the field, and changes nothing', async function () {
     const p = phone('+4915112378831');
     const sizeBefore = await s.app.services.audit.size(T);

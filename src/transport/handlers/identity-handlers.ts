@@ -14,18 +14,17 @@ const KINDS: Record<IdentifierKind, PbIdentifierKind> = {
 /** consent.v1.IdentityService: translate, call IdentityLinks, map back (never an identifier value). */
 export function identityHandlers(pipeline: CallPipeline, links: IdentityLinks): IdentityServiceServer {
   return {
-    linkIdentifiers: pipeline.unary('LinkIdentifiers', async (req, ctx) => ({
-      link: linkToProto(
-        await links.link(ctx.principal, parentTenant(req.parent), {
-          first: toRawIdentifier(req.first),
-          second: toRawIdentifier(req.second),
-          method: req.method,
-          verifiedBy: req.verifiedBy,
-          request: req.request,
-          requestId: req.requestId,
-        }),
-      ),
-    })),
+    linkIdentifiers: pipeline.unary('LinkIdentifiers', async (req, ctx) => {
+      const { link, consistencyToken } = await links.link(ctx.principal, parentTenant(req.parent), {
+        first: toRawIdentifier(req.first),
+        second: toRawIdentifier(req.second),
+        method: req.method,
+        verifiedBy: req.verifiedBy,
+        request: req.request,
+        requestId: req.requestId,
+      });
+      return { link: linkToProto(link), consistencyToken };
+    }),
     unlinkIdentifiers: pipeline.unary('UnlinkIdentifiers', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'identityLinks');
       return { link: linkToProto(await links.unlink(ctx.principal, tenantId, id, req.reason)) };

@@ -142,7 +142,14 @@ export interface LinkIdentifiersRequest {
 /** Response of IdentityService.LinkIdentifiers. */
 export interface LinkIdentifiersResponse {
   /** The link. */
-  link?: IdentityLink | undefined;
+  link?:
+    | IdentityLink
+    | undefined;
+  /**
+   * Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see what the link
+   * changed on any replica (a standing objection carried over to a linked identifier).
+   */
+  consistencyToken: string;
 }
 
 /** Request of IdentityService.UnlinkIdentifiers. */
@@ -640,13 +647,16 @@ export const LinkIdentifiersRequest: MessageFns<LinkIdentifiersRequest> = {
 };
 
 function createBaseLinkIdentifiersResponse(): LinkIdentifiersResponse {
-  return { link: undefined };
+  return { link: undefined, consistencyToken: "" };
 }
 
 export const LinkIdentifiersResponse: MessageFns<LinkIdentifiersResponse> = {
   encode(message: LinkIdentifiersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.link !== undefined) {
       IdentityLink.encode(message.link, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
     }
     return writer;
   },
@@ -672,6 +682,14 @@ export const LinkIdentifiersResponse: MessageFns<LinkIdentifiersResponse> = {
             message.link = IdentityLink.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -685,13 +703,23 @@ export const LinkIdentifiersResponse: MessageFns<LinkIdentifiersResponse> = {
   },
 
   fromJSON(object: any): LinkIdentifiersResponse {
-    return { link: isSet(object.link) ? IdentityLink.fromJSON(object.link) : undefined };
+    return {
+      link: isSet(object.link) ? IdentityLink.fromJSON(object.link) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
   },
 
   toJSON(message: LinkIdentifiersResponse): unknown {
     const obj: any = {};
     if (message.link !== undefined) {
       obj.link = IdentityLink.toJSON(message.link);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -704,6 +732,7 @@ export const LinkIdentifiersResponse: MessageFns<LinkIdentifiersResponse> = {
     message.link = (object.link !== undefined && object.link !== null)
       ? IdentityLink.fromPartial(object.link)
       : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
@@ -1116,7 +1145,9 @@ export const IdentityServiceService = {
    * verified data-subject request that is the person's verified path). An identifier the tenant
    * has no subject for becomes one. FAILED_PRECONDITION SUBJECT_ERASED for an erased identifier,
    * ALREADY_LINKED when an open link joins the two already, TOO_MANY_LINKS when the person would
-   * have more than 100 linked subjects. Idempotent by `request_id`.
+   * have more than 100 linked subjects. When one of the two (or a subject already linked to
+   * either) has a standing objection to direct marketing, it is applied to the others as well,
+   * with the link as its provenance. Idempotent by `request_id`.
    */
   linkIdentifiers: {
     path: "/consent.v1.IdentityService/LinkIdentifiers" as const,
@@ -1164,7 +1195,9 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    * verified data-subject request that is the person's verified path). An identifier the tenant
    * has no subject for becomes one. FAILED_PRECONDITION SUBJECT_ERASED for an erased identifier,
    * ALREADY_LINKED when an open link joins the two already, TOO_MANY_LINKS when the person would
-   * have more than 100 linked subjects. Idempotent by `request_id`.
+   * have more than 100 linked subjects. When one of the two (or a subject already linked to
+   * either) has a standing objection to direct marketing, it is applied to the others as well,
+   * with the link as its provenance. Idempotent by `request_id`.
    */
   linkIdentifiers: handleUnaryCall<LinkIdentifiersRequest, LinkIdentifiersResponse>;
   /** Closes a link, with the reason; FAILED_PRECONDITION LINK_CLOSED when it was closed already. */
@@ -1182,7 +1215,9 @@ export interface IdentityServiceClient extends Client {
    * verified data-subject request that is the person's verified path). An identifier the tenant
    * has no subject for becomes one. FAILED_PRECONDITION SUBJECT_ERASED for an erased identifier,
    * ALREADY_LINKED when an open link joins the two already, TOO_MANY_LINKS when the person would
-   * have more than 100 linked subjects. Idempotent by `request_id`.
+   * have more than 100 linked subjects. When one of the two (or a subject already linked to
+   * either) has a standing objection to direct marketing, it is applied to the others as well,
+   * with the link as its provenance. Idempotent by `request_id`.
    */
   linkIdentifiers(
     request: LinkIdentifiersRequest,
