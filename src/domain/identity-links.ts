@@ -98,6 +98,8 @@ const VERIFIED_STATES = ['VERIFIED', 'IN_PROGRESS', 'COMPLETED'];
 interface PreparedSide {
   identifier: IdentifierRef;
   index: IdentifierIndex;
+  /** The subject found for the identifier when prepared. */
+  subjectId?: string;
   /** For an identifier the tenant has no subject for: the new subject's id and key. */
   newSubject?: { id: string; key: SubjectKey };
 }
@@ -213,17 +215,20 @@ export class IdentityLinks {
       const out: PreparedSide[] = [];
       for (const side of sides) {
         const found = await this.subjects.findByIdentifier(tx, tenantId, side.index);
-        if (!found && (await this.subjects.findSuppressed(tx, tenantId, [side.index])).size > 0) throw erased();
-        out.push(found ? side : { ...side, newSubject: { id: newId(), key: null as unknown as SubjectKey } });
+        if (found?.erased || (!found && (await this.subjects.findSuppressed(tx, tenantId, [side.index])).size > 0)) throw erased();
+        out.push(found ? { ...side, subjectId: found.subjectId } : { ...side, newSubject: { id: newId(), key: null as unknown as SubjectKey } });
       }
       return { sides: out, fingerprint: this.keys.requestFingerprint(keyring, canonical) };
     });
     if (prepared) {
+      // The evidence is encrypted under the first person's key: counted against it first, like
+      // every encryption (a new person's key counts its identifier and the evidence).
       const fresh = prepared.sides.filter((s) => s.newSubject);
       if (fresh.length > 0) {
-        const made = await this.keys.createSubjectKeys(tenantId, fresh.map((s) => ({ subjectId: s.newSubject!.id, use: 1 })), now);
+        const made = await this.keys.createSubjectKeys(tenantId, fresh.map((s) => ({ subjectId: s.newSubject!.id, use: s === prepared.sides[0] ? 2 : 1 })), now);
         for (const side of fresh) side.newSubject!.key = made.get(side.newSubject!.id)!;
       }
+      if (prepared.sides[0].subjectId) await this.keys.reserveEncryptions(tenantId, prepared.sides[0].subjectId, 1);
     }
 
     const done = await this.tx.write(async (tx) => {
