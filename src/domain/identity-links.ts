@@ -218,7 +218,7 @@ export class IdentityLinks {
         if (found?.erased || (!found && (await this.subjects.findSuppressed(tx, tenantId, [side.index])).size > 0)) throw erased();
         out.push(found ? { ...side, subjectId: found.subjectId } : { ...side, newSubject: { id: newId(), key: null as unknown as SubjectKey } });
       }
-      return { sides: out, fingerprint: this.keys.requestFingerprint(keyring, canonical) };
+      return { sides: out };
     });
     if (prepared) {
       // The evidence is encrypted under the first person's key: counted against it first, like
