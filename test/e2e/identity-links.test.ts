@@ -341,6 +341,33 @@ forEachDatabase('linked identities', (db) => {
     expect(entries.filter((x) => JSON.parse(x.entryJson).ref === pe.name).map((x) => JSON.parse(x.entryJson).type)).to.deep.equal(['IDENTITIES_LINKED', 'IDENTITIES_LINKED']);
   });
 
+  it('concurrent links of one pair make one link; a link racing an erasure leaves no link to the erased person', async function () {
+    const p = phone('+4915112378881');
+    const e = email('racing@example.org');
+    const outcomes = await Promise.allSettled(Array.from({ length: 5 }, () => link(p, e)));
+    const made = outcomes.filter((o): o is PromiseFulfilledResult<IdentityLink> => o.status === 'fulfilled').map((o) => o.value);
+    expect(made, 'one link').to.have.length(1);
+    for (const o of outcomes.filter((x): x is PromiseRejectedResult => x.status === 'rejected')) {
+      expect([o.reason.code, String(o.reason.details)]).to.deep.equal([status.FAILED_PRECONDITION, `the open link ${made[0].name} joins the two already`]);
+    }
+    expect((await list(e)).map((l) => l.name)).to.deep.equal([made[0].name]);
+
+    for (let round = 0; round < 3; round++) {
+      const victim = phone(`+49151123789${round}0`);
+      const other = email(`race-${round}@example.org`);
+      await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: victim }));
+      const erasure = await createRequest(RequestKind.REQUEST_KIND_ERASURE, victim);
+      await verify(erasure.name);
+      const [linked, erased] = await Promise.allSettled([link(other, victim), call(rights, rights.eraseSubject, { name: erasure.name })]);
+      expect(erased.status, 'the erasure is not stopped by a link').to.equal('fulfilled');
+      if (linked.status === 'rejected') expect((linked.reason as { code: number }).code).to.equal(status.FAILED_PRECONDITION);
+      const victimSubject = (await call(rights, rights.getRequest, { name: erasure.name })).request!.subject;
+      const all = await call(identity, identity.listIdentityLinks, { parent: `tenants/${T}`, subjectIdentifier: undefined, includeUnlinked: true, pageSize: 500, pageToken: '' });
+      expect(all.links.filter((l) => l.subjects.includes(victimSubject)), `round ${round}: no link names the erased person`).to.deep.equal([]);
+      expect(await list(other, true)).to.deep.equal([]);
+    }
+  });
+
   it(`refuses a link that would join more than ${MAX_LINKED_SUBJECTS} subjects`, async function () {
     this.timeout(120_000);
     const hub = { kind: { $case: 'customerId' as const, value: 'CUST-HUB' }, defaultRegion: '' };
