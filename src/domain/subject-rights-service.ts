@@ -95,9 +95,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const started = await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.kind !== 'ERASURE') throw failedPrecondition('NOT_AN_ERASURE', `this is an ${request.kind} request, not an erasure`, name);
       if (request.state === 'COMPLETED') return request;
@@ -417,9 +415,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = `tenants/${tenantId}/requests/${id}`;
       const rows = (await this.repo.requestIdentifiers(tx, [id])).get(id) ?? [];
       const unknown = positions.filter((p) => !rows.some((r) => r.position === p));
@@ -463,9 +459,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.extensionReason !== null) throw failedPrecondition('ALREADY_EXTENDED', 'the deadline was already extended once (Art. 12(3) allows one extension)', name);
       if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`, name);
@@ -568,9 +562,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const done = await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.kind !== 'RESTRICTION') throw failedPrecondition('NOT_A_RESTRICTION', `this is an ${request.kind} request, not a restriction`, name);
       if (request.state === 'COMPLETED') return { restrictions: await this.repo.restrictionsOfRequest(tx, tenantId, id), subjects: [], logSize: null };
@@ -758,9 +750,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       if (!from.includes(request.state)) {
         throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state, request: `tenants/${tenantId}/requests/${id}` });
       }
@@ -768,6 +758,14 @@ export class SubjectRightsService {
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
     });
     return this.get(principal, tenantId, id);
+  }
+
+  /** The tenant checked, then the request locked against concurrent transitions; NOT_FOUND when it does not exist. */
+  private async lockedRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord> {
+    await this.tenants.require(tx, tenantId, false);
+    const request = await this.repo.lockRequest(tx, tenantId, id);
+    if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+    return request;
   }
 
   private async views(tx: TxContext, requests: SubjectRequestRecord[]): Promise<SubjectRequestView[]> {
