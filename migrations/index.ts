@@ -8,6 +8,7 @@ import { ErasureUnlinksAndSettingsVersions1764000000009 } from './1764000000009-
 import { ChangeFeedPositions1764000000010 } from './1764000000010-ChangeFeedPositions';
 import { SubjectObjections1764000000011 } from './1764000000011-SubjectObjections';
 import { Restrictions1764000000012 } from './1764000000012-Restrictions';
+import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChanges';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -21,4 +22,5 @@ export const MIGRATIONS = [
   ChangeFeedPositions1764000000010,
   SubjectObjections1764000000011,
   Restrictions1764000000012,
+  IdentifierChanges1764000000015,
 ];

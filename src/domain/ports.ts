@@ -10,6 +10,8 @@ export interface SubjectRef {
   objectedAt?: number;
   /** Art. 18: since when the person's processing is restricted (a restriction in force); absent: not restricted. */
   restrictedSince?: number;
+  /** A fresh subject of a reassigned identifier's new owner: when it passed to them; absent: not one. */
+  reassignedAt?: number;
 }
 
 /** Key of one identifier row: the blind index, never the plaintext. */
@@ -180,6 +182,39 @@ export interface ConsentRepository {
   ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>>;
 }
 
+/* ---- Identifiers that change (rectification, reassigned numbers) ---- */
+
+/** A report that an identifier now belongs to someone else (ConsentService.ReportReassignedIdentifier). */
+export interface ReassignmentRecord {
+  id: string;
+  tenantId: string;
+  requestId: string;
+  requestFingerprint: string;
+  kind: IdentifierKind;
+  blindIndex: string;
+  /** The subject the identifier moved off (null: it named nobody). */
+  oldSubjectId: string | null;
+  /** The fresh subject of the new owner. */
+  newSubjectId: string;
+  reassignTime: number;
+  source: string;
+  reportedBy: string;
+  createdAt: number;
+}
+
+export interface IdentifierChangeRepository {
+  findReassignment(tx: TxContext, tenantId: string, requestId: string): Promise<ReassignmentRecord | null>;
+  insertReassignment(tx: TxContext, report: ReassignmentRecord): Promise<void>;
+  /** A fresh subject of a reassigned identifier's new owner, marked with the reassignment time. */
+  insertReassignedSubject(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number; reassignedAt: number }): Promise<void>;
+  /** Moves an identifier row to another subject, with its value encrypted under that subject's key. */
+  moveIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex, subjectId: string, valueCiphertext: string): Promise<void>;
+  /** Deletes an identifier row (no tombstone: the identifier then names nobody). */
+  deleteIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<void>;
+  /** Deletes a subject's service-window rows (derived state): its windows are closed. */
+  closeWindows(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
+}
+
 /* ---- Change feed ---- */
 
 export interface ChangeRecord {
@@ -209,7 +244,7 @@ export interface ChangeFeedRepository {
 
 /* ---- Data-subject requests and legal holds ---- */
 
-export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION' | 'RESTRICTION';
+export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION' | 'RESTRICTION' | 'RECTIFICATION';
 export type RequestState = 'RECEIVED' | 'VERIFIED' | 'IN_PROGRESS' | 'COMPLETED' | 'REJECTED';
 /** States in which the deadline still matters. */
 export const OPEN_REQUEST_STATES: readonly RequestState[] = ['RECEIVED', 'VERIFIED', 'IN_PROGRESS'];
@@ -234,6 +269,10 @@ export interface SubjectRequestRecord {
   requestId: string;
   createdAt: number;
   updatedAt: number;
+  /** RECTIFICATION: the correct identifier (blind index; value under the subject key, null when no subject was known). */
+  rectifiedKind?: IdentifierKind | null;
+  rectifiedBlindIndex?: string | null;
+  rectifiedCiphertext?: string | null;
 }
 
 export interface RequestTransitionRecord {

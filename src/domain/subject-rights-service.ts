@@ -17,6 +17,7 @@ import { SubjectEraser } from './subject-eraser';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
 import { ObjectionRecorder, PreparedObjection } from './objection';
+import { checkRectifiedIdentifier, IdentifierRectification, RectifiedFields } from './identifier-rectification';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [
@@ -65,6 +66,9 @@ export class SubjectRightsService {
    * person at once; other processes follow the audit log).
    */
   observer?: (tenantId: string, subjectId: string, createdSubject: boolean, logSize: number) => void;
+
+  /** Art. 16: RECTIFICATION requests (identifier-rectification.ts); set by the composition root. */
+  rectification?: IdentifierRectification;
 
   /** A state change of a request: stored with its principal and appended to the audit log, in `tx`. */
   async recordTransition(tx: TxContext, tenantId: string, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
@@ -164,7 +168,7 @@ export class SubjectRightsService {
   async create(
     principal: Principal,
     tenantId: string,
-    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
+    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string; rectifiedIdentifier?: RawIdentifier },
   ): Promise<SubjectRequestView> {
     return (await this.createRequest(principal, tenantId, input)).request;
   }
@@ -177,14 +181,15 @@ export class SubjectRightsService {
   async createRequest(
     principal: Principal,
     tenantId: string,
-    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string },
+    input: { kind: RequestKind | null; identifier: RawIdentifier | undefined; receiveTime?: number; receivedVia: string | null; requestId: string; rectifiedIdentifier?: RawIdentifier },
   ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
-    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION or RESTRICTION' });
+    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION, RESTRICTION or RECTIFICATION' });
     if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
     if (isViolation(identifier)) violations.push(identifier);
+    const rectifiedIdentifier = checkRectifiedIdentifier(input.kind, input.rectifiedIdentifier, identifier, violations);
     const receiveTime = input.receiveTime ?? now;
     if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     checkRequestId(input.requestId, true, violations);
@@ -203,6 +208,12 @@ export class SubjectRightsService {
       });
       if (objection) objection = await this.objections.withKey(objection, now);
     }
+    // A rectification: the correct identifier encrypted under the person's key, outside the transaction.
+    let rectified: (RectifiedFields & { subjectId: string | null }) | null = null;
+    if (input.kind === 'RECTIFICATION' && rectifiedIdentifier && this.rectification) {
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      rectified = await this.rectification.prepare(tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) }, rectifiedIdentifier);
+    }
 
     const { id, applied } = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
@@ -220,6 +231,10 @@ export class SubjectRightsService {
       // The person the identifier names now. An erased person is not reached by it any more
       // (docs/keys.md, "Erasure"): a request by an erased identifier finds nothing of them.
       const subject = applied ? (applied.subjectId ? { subjectId: applied.subjectId } : null) : await this.subjects.findByIdentifier(tx, tenantId, index);
+      if (rectified && (subject?.subjectId ?? null) !== rectified.subjectId) {
+        // Recorded (or erased) since it was prepared: the value must be encrypted for the person found now.
+        throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the person changed concurrently; retry');
+      }
       const record: SubjectRequestRecord = {
         id: requestId,
         tenantId,
@@ -240,6 +255,7 @@ export class SubjectRightsService {
         createdAt: now,
         updatedAt: now,
       };
+      if (rectified) Object.assign(record, { rectifiedKind: rectified.rectifiedKind, rectifiedBlindIndex: rectified.rectifiedBlindIndex, rectifiedCiphertext: rectified.rectifiedCiphertext });
       await this.repo.insertRequest(tx, record);
       await this.recordTransition(tx, tenantId, { requestId: record.id, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${record.receivedVia}` });
       if (applied) {
@@ -471,6 +487,12 @@ export class SubjectRightsService {
     const request = await this.get(principal, tenantId, id);
     const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
     return { request, restriction: done.restriction, consistencyToken: encodeConsistencyToken(tenantId, position) };
+  }
+
+  /** Carries out a verified RECTIFICATION request (Art. 16): identifier-rectification.ts. */
+  async rectify(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
+    const { consistencyToken } = await this.rectification!.rectify(principal, tenantId, id, (tx, t, transition) => this.recordTransition(tx, t, transition));
+    return { request: await this.get(principal, tenantId, id), consistencyToken };
   }
 
   /** Art. 18(3): records that the person was informed before the restriction is lifted. */
