@@ -198,7 +198,6 @@ export class AuditService {
         } else if (fields.type === 'RESTRICTION_PLACED' || fields.type === 'RESTRICTION_LIFTED' || fields.type === IDENTIFIER_REASSIGNED) {
           // Art. 18 restrictions and their lifting; a reassignment of the identifier (the fresh
           // subject's, or the consents it ended for the old one), once recorded.
-          // Art. 18: restrictions of the person and their lifting, once recorded.
           if (fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });
         } else if (fields.type === SUBJECT_OBJECTED) {
           // The standing objection (Art. 21(3)) the rules read for MARKETING, once recorded.

@@ -92,6 +92,8 @@ export class IdentifierReassignment {
     authorizeTenant(principal, tenantId);
     const reassignTime = Math.min(input.reassignTime ?? now, now);
 
+    // The tenant first: an unknown one is NOT_FOUND, not a key that cannot be found.
+    await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
     const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
@@ -103,10 +105,7 @@ export class IdentifierReassignment {
     };
 
     // Keys before data: the fresh subject's key is made outside the transaction (a retry makes none).
-    const earlier = await this.tx.read(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      return this.identifiers.findReassignment(tx, tenantId, input.requestId);
-    });
+    const earlier = await this.tx.read((tx) => this.identifiers.findReassignment(tx, tenantId, input.requestId));
     if (earlier) return this.answer(tenantId, replayed(earlier).newSubjectId, null);
     const newSubjectId = newId();
     const newKey = (await this.keys.createSubjectKeys(tenantId, [{ subjectId: newSubjectId, use: 1 }], now)).get(newSubjectId)!;

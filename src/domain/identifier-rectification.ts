@@ -82,9 +82,12 @@ export class IdentifierRectification {
    * and its value encrypted under the key of the person `current` names (none when it names nobody:
    * the request will find no data held). The caller checks that the request names that person.
    */
-  async prepare(tenantId: string, current: IdentifierIndex, rectified: IdentifierRef): Promise<RectifiedFields & { subjectId: string | null }> {
+  async prepare(tenantId: string, currentIdentifier: IdentifierRef, rectified: IdentifierRef): Promise<RectifiedFields & { subjectId: string | null }> {
+    // The tenant first: an unknown one is NOT_FOUND, not a key that cannot be found.
+    await this.tx.read((tx) => this.tenants.require(tx, tenantId, false));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const index = { kind: rectified.kind, blindIndex: this.keys.blindIndex(keyring, rectified) };
+    const current = { kind: currentIdentifier.kind, blindIndex: this.keys.blindIndex(keyring, currentIdentifier) };
     const person = await this.tx.read((tx) => this.subjects.findByIdentifier(tx, tenantId, current));
     if (!person || person.erased) return { subjectId: null, rectifiedKind: index.kind, rectifiedBlindIndex: index.blindIndex, rectifiedCiphertext: null };
     await this.keys.reserveEncryptions(tenantId, person.subjectId, 1);

@@ -210,10 +210,7 @@ export class SubjectRightsService {
     }
     // A rectification: the correct identifier encrypted under the person's key, outside the transaction.
     let rectified: (RectifiedFields & { subjectId: string | null }) | null = null;
-    if (input.kind === 'RECTIFICATION' && rectifiedIdentifier && this.rectification) {
-      const keyring = await this.keys.tenantKeyring(tenantId);
-      rectified = await this.rectification.prepare(tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) }, rectifiedIdentifier);
-    }
+    if (input.kind === 'RECTIFICATION' && rectifiedIdentifier && this.rectification) rectified = await this.rectification.prepare(tenantId, identifier, rectifiedIdentifier);
 
     const { id, applied } = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
