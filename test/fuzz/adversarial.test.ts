@@ -13,7 +13,7 @@ import { Status } from '../../src/gen/google/rpc/status';
 import { bearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, made, PHONE, PHONE2, SERVICES } from '../support/rpc-catalog';
+import { body, made, PHONE, PHONE2, PHONE3, PHONE4, SERVICES } from '../support/rpc-catalog';
 import { startServerProcess, ServerProcess } from '../support/server-process';
 import { call, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens';
@@ -455,6 +455,10 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       const placed = await createRequest(t, RequestKind.REQUEST_KIND_RESTRICTION, PHONE, 'seed-restriction-2', true);
       made.restriction = (await call(rights, rights.restrictProcessing, { name: placed, ground: 1, note: 'case' })).restriction!.name;
       await placeHold(t, PHONE, 'seed-hold-2');
+      // Rectification (Art. 16): a verified request to carry out.
+      const { request: rect } = await call(rights, rights.createRequest, { parent: `tenants/${t}`, kind: RequestKind.REQUEST_KIND_RECTIFICATION, subjectIdentifier: who(PHONE3), rectifiedIdentifier: who(PHONE4), receiveTime: undefined, receivedVia: 1, requestId: 'seed-rectification' });
+      await call(rights, rights.verifyIdentity, { name: rect!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1' });
+      made.rectificationRequest = rect!.name;
     }
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);
     made.rotation = (await call(keys, keys.rotateTenantKey, { name: `tenants/${OWN}`, requestId: 'seed-rotation' })).rotation!.name;
