@@ -125,7 +125,8 @@ export function decide(facts: SubjectFacts | null, target: CheckTarget, at: numb
   // Rule 1a (Art. 18): while the person's processing is restricted, only purposes the tenant
   // marked as allowed under Art. 18(2) go on to the consent rules.
   if (facts.restricted === true && target.allowedWhileRestricted !== true) return deny(facts, 'RESTRICTED');
-  // Rule 1c: the identifier passed to someone else. Only what its new owner did after the
+  // Rule 1c (applied before 1b; the order between them changes no verdict): the identifier
+  // passed to someone else. Only what its new owner did after the
   // reassignment counts (an opt-in or an inbound message with a later event time); until there
   // is any, every check answers IDENTIFIER_REASSIGNED. A late import of the old owner's consent
   // (an earlier event time) never allows.

@@ -106,6 +106,8 @@ describe('documentation examples', function () {
     expect(dpo.err, 'the refusal decodes the details').to.include('FAILED_PRECONDITION').and.include('reason: LEGAL_HOLD').and.match(/hold: tenants\/acme\/legalHolds\/[0-9a-f]{32}/);
     expect(dpo.out, 'the erasure receipt verifies').to.include('erasure receipt (signature verified)');
     expect(dpo.out + dpo.err, 'no phone number in the output').to.not.match(/4915112345678/);
+    expect(dpo.out, 'the rectification completes').to.include('rectified: the phone identifier was replaced');
+    expect(dpo.out, 'the reassignment names the fresh subject').to.match(/new owner's subject: tenants\/acme\/subjects\/[0-9a-f]{32}/);
   });
 
   it("docs/api.md's opening: the services and the first calls as written", async function () {
