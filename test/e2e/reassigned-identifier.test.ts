@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, DecisionReason, ReportReassignedIdentifierRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { CreateRequestRequest, ReceivedVia, RequestKind } from '../../src/gen/consent/v1/subject_rights';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, expectGrpcError, startTestServer, T0, TestServer } from '../support/test-server';
@@ -91,7 +92,14 @@ forEachDatabase('Reassigned identifiers (ReportReassignedIdentifier)', (db) => {
       [oldSubject.split('/').pop(), 'dev-admin'],
       [done.subject.split('/').pop(), 'dev-admin'],
     ]);
-    // ExplainDecision shows the reassignment of the fresh subject.
+    // ExplainDecision names the reason and shows the fresh subject's reassignment entry, proven.
+    s.clock.advance(MINUTE);
+    const stranger = phone('+4915112360009');
+    await report(stranger);
+    const explained = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: stranger }) } as never);
+    const ex = explained as unknown as { decision: { reason: DecisionReason }; entries: Array<{ entry?: { entryJson: string }; inclusionProof: string[] }> };
+    expect(ex.decision.reason).to.equal(DecisionReason.DECISION_REASON_IDENTIFIER_REASSIGNED);
+    expect(ex.entries.map((e) => (JSON.parse(e.entry!.entryJson) as { type: string }).type)).to.deep.equal(['IDENTIFIER_REASSIGNED']);
     expect(s.logs(), 'no identifier in the logs').to.not.include('4915112360001');
     expect(s.logs()).to.not.include('old-owner@');
   });
@@ -138,6 +146,16 @@ forEachDatabase('Reassigned identifiers (ReportReassignedIdentifier)', (db) => {
     expect(await fields({ reassignTime: new Date(T0 + 10 * MINUTE) })).to.deep.equal(['reassign_time']);
     expect(await fields({ parent: 'tenant/x' })).to.deep.equal(['parent']);
     expect((await expectGrpcError(report(number, { parent: 'tenants/nobody' }), status.NOT_FOUND)).reason).to.equal('TENANT_NOT_FOUND');
+    // An erased person's identifier: every check denies it already; nothing is recorded.
+    const gone = phone('+4915112360005');
+    await optIn(gone);
+    const { request } = await call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: gone, receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: 'erase-gone' }));
+    await call(s.rights, s.rights.verifyIdentity, { name: request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna' });
+    await call(s.rights, s.rights.eraseSubject, { name: request!.name });
+    const erased = await expectGrpcError(report(gone), status.FAILED_PRECONDITION);
+    expect(erased.reason).to.equal('IDENTIFIER_ERASED');
+    expect(erased.message).to.not.include('4915112360005');
+    expect(await said(gone)).to.equal('VERDICT_DENY DECISION_REASON_SUBJECT_ERASED');
     expect(await said(number), 'nothing changed').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
     expect(s.logs()).to.not.include('4915112360004');
   });
