@@ -192,12 +192,15 @@ export class AuditService {
       const paired = new Set<string>();
       const withRecord = (row: StoredConsentEvent | undefined) => (row ? { event: row, recordSha256: eventRecordSha256(row) } : undefined);
       for (const entry of subjectEntries) {
-        const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
+        const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string; eventTime?: number };
         if (fields.type === 'SUBJECT_ERASED') {
           entries.push({ entry, proof: [] });
-        } else if (fields.type === 'RESTRICTION_PLACED' || fields.type === 'RESTRICTION_LIFTED' || fields.type === IDENTIFIER_REASSIGNED) {
-          // Art. 18 restrictions and their lifting; a reassignment of the identifier (the fresh
-          // subject's, or the consents it ended for the old one), once recorded.
+        } else if (fields.type === IDENTIFIER_REASSIGNED) {
+          // The reassignment that made this subject (rule 1c), once recorded; not one that later
+          // moved the identifier off it (its opt-outs are listed like any).
+          if (fields.eventTime === basis.subject.reassignedAt && fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });
+        } else if (fields.type === 'RESTRICTION_PLACED' || fields.type === 'RESTRICTION_LIFTED') {
+          // Art. 18: restrictions of the person and their lifting, once recorded.
           if (fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });
         } else if (fields.type === SUBJECT_OBJECTED) {
           // The standing objection (Art. 21(3)) the rules read for MARKETING, once recorded.

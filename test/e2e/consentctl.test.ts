@@ -94,6 +94,10 @@ describe('consentctl', function () {
     expect(subject).to.match(/^tenants\/cli-tenant\/subjects\/[0-9a-f]{32}$/);
     const again = await ctl('--name-only', 'reassigned', '--tenant', T, '--email', 'right@example.com', '--source', 'NEW_OWNER', '--request-id', 'cli-reassigned-1');
     expect(again.out.trim(), 'a retry names the same subject').to.equal(subject);
+    // The auditor's offline replay agrees: DENY IDENTIFIER_REASSIGNED, from the reassignment entry.
+    const explained = await ctl('audit', 'explain', '--tenant', T, '--email', 'right@example.com', '--purpose', 'newsletter', '--channel', 'email');
+    expect(explained.code, explained.err).to.equal(0);
+    expect(explained.out).to.include('DENY (IDENTIFIER_REASSIGNED)').and.include('IDENTIFIER_REASSIGNED').and.include('give the same decision');
     const badSource = await ctl('reassigned', '--tenant', T, '--email', 'right@example.com', '--source', 'carrier notice');
     expect(badSource.code).to.equal(2);
     expect(badSource.err).to.include('--source');
