@@ -488,7 +488,7 @@ export class SubjectRightsService {
 
   /** Carries out a verified RECTIFICATION request (Art. 16): identifier-rectification.ts. */
   async rectify(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
-    const { consistencyToken } = await this.rectification!.rectify(principal, tenantId, id, (tx, t, transition) => this.recordTransition(tx, t, transition));
+    const { consistencyToken } = await this.rectification!.rectify(principal, tenantId, id, (tx, tenant, transition) => this.recordTransition(tx, tenant, transition));
     return { request: await this.get(principal, tenantId, id), consistencyToken };
   }
 
