@@ -207,8 +207,6 @@ export interface IdentifierChangeRepository {
   insertReassignment(tx: TxContext, report: ReassignmentRecord): Promise<void>;
   /** A fresh subject of a reassigned identifier's new owner, marked with the reassignment time. */
   insertReassignedSubject(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number; reassignedAt: number }): Promise<void>;
-  /** Moves an identifier row to another subject, with its value encrypted under that subject's key. */
-  moveIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex, subjectId: string, valueCiphertext: string): Promise<void>;
   /** Deletes an identifier row (no tombstone: the identifier then names nobody). */
   deleteIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<void>;
   /** Deletes a subject's service-window rows (derived state): its windows are closed. */

@@ -38,16 +38,6 @@ export class SqlIdentifierChangeRepository implements IdentifierChangeRepository
     await managerOf(tx).query('INSERT INTO subjects (id, tenant_id, created_at, erased_at, reassigned_at) VALUES (?, ?, ?, NULL, ?)', [s.id, s.tenantId, s.createdAt, s.reassignedAt]);
   }
 
-  async moveIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex, subjectId: string, valueCiphertext: string): Promise<void> {
-    await managerOf(tx).query('UPDATE subject_identifiers SET subject_id = ?, value_ciphertext = ? WHERE tenant_id = ? AND kind = ? AND blind_index = ?', [
-      subjectId,
-      valueCiphertext,
-      tenantId,
-      index.kind,
-      index.blindIndex,
-    ]);
-  }
-
   async deleteIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<void> {
     await managerOf(tx).query('DELETE FROM subject_identifiers WHERE tenant_id = ? AND kind = ? AND blind_index = ?', [tenantId, index.kind, index.blindIndex]);
   }
