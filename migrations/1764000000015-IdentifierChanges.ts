@@ -11,12 +11,18 @@ import { MigrationInterface, QueryRunner, Table, TableColumn, TableIndex } from 
  * the time the identifier passed to someone else, the subject it moved off and the fresh subject
  * it moved to), and is the report's idempotency record; `subjects.reassigned_at` marks a fresh
  * subject made for an identifier's new owner, so the check path reads it with the subject.
+ *
+ * `subjects.identifiers_changed_at`: when an identifier last moved off the subject (rectified or
+ * reassigned). A consent write found the subject by identifier before it took the subject's lock;
+ * it compares the value it found with the one under the lock and looks the identifier up again
+ * when they differ, so no write lands on a person the identifier no longer names.
  */
 export class IdentifierChanges1764000000015 implements MigrationInterface {
   name = 'IdentifierChanges1764000000015';
 
   async up(queryRunner: QueryRunner): Promise<void> {
     await queryRunner.addColumn('subjects', new TableColumn({ name: 'reassigned_at', type: 'bigint', isNullable: true }));
+    await queryRunner.addColumn('subjects', new TableColumn({ name: 'identifiers_changed_at', type: 'bigint', isNullable: true }));
     await queryRunner.addColumn('subject_requests', new TableColumn({ name: 'rectified_kind', type: 'varchar', length: '16', isNullable: true }));
     await queryRunner.addColumn('subject_requests', new TableColumn({ name: 'rectified_blind_index', type: 'varchar', length: '64', isNullable: true }));
     await queryRunner.addColumn('subject_requests', new TableColumn({ name: 'rectified_ciphertext', type: 'text', isNullable: true }));
@@ -47,6 +53,7 @@ export class IdentifierChanges1764000000015 implements MigrationInterface {
     await queryRunner.dropColumn('subject_requests', 'rectified_ciphertext');
     await queryRunner.dropColumn('subject_requests', 'rectified_blind_index');
     await queryRunner.dropColumn('subject_requests', 'rectified_kind');
+    await queryRunner.dropColumn('subjects', 'identifiers_changed_at');
     await queryRunner.dropColumn('subjects', 'reassigned_at');
   }
 }

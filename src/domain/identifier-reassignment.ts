@@ -54,6 +54,10 @@ export interface ReassignmentInput {
  * subject, and a subject reached by a number that is no longer theirs cannot be asked again by
  * it; their other identifiers need a new consent (docs/consent-rules.md).
  *
+ * A consent write that found the old person by the identifier just before the report committed
+ * sees, under the person's lock, that an identifier moved off them (`identifiersChangedAt`) and
+ * looks the identifier up again (ConsentWriter), so it lands on the fresh subject instead.
+ *
  * Idempotent by request_id: a retry answers the fresh subject made first; the same request_id
  * with another body is FAILED_PRECONDITION REQUEST_ID_REUSED.
  */
@@ -175,6 +179,7 @@ export class IdentifierReassignment {
           await this.consent.saveStates(tx, tenantId, changed, []);
         }
         await this.identifiers.closeWindows(tx, tenantId, oldSubjectId);
+        await this.identifiers.markIdentifiersChanged(tx, tenantId, oldSubjectId, now);
       }
       // The identifier moves: its row (and the old person's ciphertext of it) goes, a new one names the fresh subject.
       if (found) await this.identifiers.deleteIdentifier(tx, tenantId, index);

@@ -167,6 +167,7 @@ export class IdentifierRectification {
       }
       const value = decryptField(key.key, requestContext(tenantId, person.subjectId, rectified), request.rectifiedCiphertext);
       await this.identifiers.deleteIdentifier(tx, tenantId, old);
+      await this.identifiers.markIdentifiersChanged(tx, tenantId, person.subjectId, now);
       if (!holder) {
         await this.subjects.insertIdentifier(tx, {
           ...rectified,

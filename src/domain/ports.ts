@@ -12,6 +12,8 @@ export interface SubjectRef {
   restrictedSince?: number;
   /** A fresh subject of a reassigned identifier's new owner: when it passed to them; absent: not one. */
   reassignedAt?: number;
+  /** When an identifier last moved off the subject (rectified or reassigned); absent: never. */
+  identifiersChangedAt?: number;
 }
 
 /** Key of one identifier row: the blind index, never the plaintext. */
@@ -209,6 +211,8 @@ export interface IdentifierChangeRepository {
   insertReassignedSubject(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number; reassignedAt: number }): Promise<void>;
   /** Deletes an identifier row (no tombstone: the identifier then names nobody). */
   deleteIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<void>;
+  /** Records that an identifier moved off the subject at `at` (consent writes that found the subject by it look again). */
+  markIdentifiersChanged(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void>;
   /** Deletes a subject's service-window rows (derived state): its windows are closed. */
   closeWindows(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
 }

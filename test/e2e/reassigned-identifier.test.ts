@@ -132,6 +132,30 @@ forEachDatabase('Reassigned identifiers (ReportReassignedIdentifier)', (db) => {
     expect((await check(number)).verdict).to.equal(Verdict.VERDICT_ALLOW);
   });
 
+  it('consent writes racing a reassignment never land on the person the number no longer names', async function () {
+    const number = phone('+4915112360020');
+    await optIn(number);
+    for (let round = 0; round < 8; round++) {
+      s.clock.advance(MINUTE);
+      const writes = Array.from({ length: 24 }, (_, i) => optIn(number, i % 2 ? 'newsletter' : 'orders'));
+      await Promise.all([...writes.slice(0, 12), report(number), ...writes.slice(12)]);
+    }
+    const entries = (await call(s.audit, s.audit.listAuditEntries, { parent: `tenants/${T}`, startIndex: 0, pageSize: 1000, subjectIdentifier: undefined, subject: '', purpose: '', entryTypes: ['IDENTIFIER_REASSIGNED', 'CONSENT_EVENT_OPT_IN'], principal: '', startTime: undefined, endTime: undefined })).entries.map(
+      (e) => JSON.parse(e.entryJson) as { seq: number; type: string; subject: string; ref: string },
+    );
+    // Each report's first entry names the subject the number moved off; nothing is recorded for it after.
+    const movedOff = new Map<string, number>();
+    const seenRefs = new Set<string>();
+    for (const e of entries) {
+      if (e.type !== 'IDENTIFIER_REASSIGNED' || seenRefs.has(e.ref)) continue;
+      seenRefs.add(e.ref);
+      if (entries.some((f) => f.ref === e.ref && f.seq > e.seq)) movedOff.set(e.subject, e.seq);
+    }
+    expect(movedOff.size).to.be.greaterThan(0);
+    const late = entries.filter((e) => e.type === 'CONSENT_EVENT_OPT_IN' && movedOff.has(e.subject) && e.seq > movedOff.get(e.subject)!);
+    expect(late, 'opt-ins recorded for a person after the number moved off them').to.deep.equal([]);
+  });
+
   it('every error path has a precise status, and bad input changes nothing', async function () {
     const number = phone('+4915112360004');
     await optIn(number);

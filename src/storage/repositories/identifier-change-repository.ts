@@ -42,6 +42,10 @@ export class SqlIdentifierChangeRepository implements IdentifierChangeRepository
     await managerOf(tx).query('DELETE FROM subject_identifiers WHERE tenant_id = ? AND kind = ? AND blind_index = ?', [tenantId, index.kind, index.blindIndex]);
   }
 
+  async markIdentifiersChanged(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void> {
+    await managerOf(tx).query('UPDATE subjects SET identifiers_changed_at = ? WHERE tenant_id = ? AND id = ?', [at, tenantId, subjectId]);
+  }
+
   async closeWindows(tx: TxContext, tenantId: string, subjectId: string): Promise<void> {
     await managerOf(tx).query('DELETE FROM service_windows WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
   }
