@@ -52,8 +52,10 @@ export const NO_LINKS: LinkedSubjects = { linkedSubjects: async () => [] };
 
 /**
  * Which persons a request reaches, kept on its identifier rows: for each identifier the requester
- * named, the subject it finds now (a consent recorded after the request was received counts; a
- * subject erased since keeps its row, so the outcome says so), and every subject linked to them,
+ * named, the subject it found when the request was received or, if none, the one it finds now (a
+ * consent recorded after the request was received counts; a subject erased since keeps its row,
+ * so the outcome says so; a number reassigned since never leads to its new owner), and every
+ * subject linked to them,
  * added as rows of their own (verified through the link). Called when the request is created and
  * again when it is carried out, so links made in between are followed.
  */
@@ -72,7 +74,7 @@ export class RequestSubjectResolver {
    */
   async refresh(tx: TxContext, request: SubjectRequestRecord, now: number): Promise<RequestIdentifierRecord[]> {
     const rows = (await this.requests.requestIdentifiers(tx, [request.id])).get(request.id) ?? [];
-    const resolved = await this.resolve(tx, request.tenantId, rows, now, {
+    const resolved = await this.resolve(tx, request.tenantId, rows, now, request.receiveTime, {
       insert: (added) => this.requests.insertRequestIdentifiers(tx, added),
       update: (position, change) => this.requests.updateRequestIdentifier(tx, request.id, position, change),
     });
@@ -89,13 +91,18 @@ export class RequestSubjectResolver {
     tenantId: string,
     rows: RequestIdentifierRecord[],
     now: number,
+    receivedAt: number,
     save: { insert(rows: RequestIdentifierRecord[]): Promise<void>; update(position: number, change: Partial<RequestIdentifierRecord>): Promise<void> },
   ): Promise<RequestIdentifierRecord[]> {
     const result = rows.map((r) => ({ ...r }));
     for (const row of result) {
-      if (row.viaLink !== null) continue;
+      // A row that found its person keeps them: the identifier may name someone else by now (a
+      // number reassigned since, an identifier rectified away), and the request is about the person
+      // who made it. One that found nobody takes the person recorded since, unless the identifier
+      // passed to that person (a reassigned number's new owner) after the request was received.
+      if (row.viaLink !== null || row.subjectId !== null) continue;
       const found = await this.subjects.findByIdentifier(tx, tenantId, { kind: row.identifierKind, blindIndex: row.blindIndex });
-      if (found && !found.erased && found.subjectId !== row.subjectId) {
+      if (found && !found.erased && !(found.reassignedAt !== undefined && found.reassignedAt > receivedAt)) {
         row.subjectId = found.subjectId;
         await save.update(row.position, { subjectId: found.subjectId });
       }

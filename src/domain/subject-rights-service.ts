@@ -319,7 +319,7 @@ export class SubjectRightsService {
       }
       // Persons linked to any of them: reached by the request too (rows inserted below).
       // (A rectification corrects the one identifier it names: it reaches nobody else.)
-      if (input.kind !== 'RECTIFICATION') rows = await this.resolver.resolve(tx, tenantId, rows, now, { insert: async () => undefined, update: async () => undefined });
+      if (input.kind !== 'RECTIFICATION') rows = await this.resolver.resolve(tx, tenantId, rows, now, receiveTime, { insert: async () => undefined, update: async () => undefined });
       if (prepared) {
         for (const row of rows) {
           if (row.viaLink === null || row.subjectId === null) continue;

@@ -387,4 +387,47 @@ forEachDatabase('Requests for several identifiers of one person', (db) => {
       expect(await check(p)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
     });
   });
+  it('a request keeps the person its identifier found: a number reassigned after receipt never leads to its new owner; a rectified one still reaches the person', async function () {
+    const p = phone('+4915112360030');
+    await optIn(p, 'm30-p');
+    const request = await create(RequestKind.REQUEST_KIND_ERASURE, p, []);
+    const oldOwner = request.identifiers[0].subject;
+    s.clock.advance(60_000);
+    const report = await call(s.consent, s.consent.reportReassignedIdentifier, { parent: `tenants/${T}`, subjectIdentifier: p, reassignTime: undefined, source: 'CARRIER_NOTICE', requestId: 'm30-rr' });
+    expect(report.subject).to.not.equal(oldOwner);
+    await verify(request.name, []);
+    const erased = await call(s.rights, s.rights.eraseSubject, { name: request.name });
+    expect(erased.request!.identifiers.map((i) => [i.subject, i.outcome])).to.deep.equal([[oldOwner, 'erased: subject key destroyed']]);
+    expect(await check(p), "the new owner is not erased").to.equal('VERDICT_DENY DECISION_REASON_IDENTIFIER_REASSIGNED');
+
+    // An identifier rectified after the request was received: the request still reaches the person.
+    const before = email('m31-old@example.com');
+    const after = email('m31-new@example.com');
+    await optIn(before, 'm31-e');
+    const access = await create(RequestKind.REQUEST_KIND_ERASURE, before, []);
+    const rect = await call(
+      s.rights,
+      s.rights.createRequest,
+      CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_RECTIFICATION, subjectIdentifier: before, rectifiedIdentifier: after, receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'm31-rect' }),
+    );
+    await verify(rect.request!.name, []);
+    await call(s.rights, s.rights.rectifyIdentifier, { name: rect.request!.name });
+    await verify(access.name, []);
+    const done = await call(s.rights, s.rights.eraseSubject, { name: access.name });
+    expect(done.request!.identifiers.map((i) => [i.subject, i.outcome])).to.deep.equal([[access.identifiers[0].subject, 'erased: subject key destroyed']]);
+    expect(await check(after)).to.equal('VERDICT_DENY DECISION_REASON_SUBJECT_ERASED');
+  });
+
+  it('a rectification names exactly one identifier', async function () {
+    const refused = await expectGrpcError(
+      call(
+        s.rights,
+        s.rights.createRequest,
+        CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_RECTIFICATION, subjectIdentifiers: [email('m32-a@example.com'), phone('+4915112360032')], rectifiedIdentifier: email('m32-b@example.com'), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'm32' }),
+      ),
+      status.INVALID_ARGUMENT,
+    );
+    expect(refused.fields).to.deep.equal(['subject_identifiers']);
+    expect(refused.message).to.not.include('m32-');
+  });
 });
