@@ -59,8 +59,8 @@ export const CONTENT_SECURITY_POLICY = {
 export async function buildConsole(config: ConsoleConfig, options: ConsoleOptions): Promise<FastifyInstance> {
   const { logger } = options;
   const now = options.now ?? Date.now;
-  // Fastify's own request log would write every URL; the hook below logs route patterns instead.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, disableRequestLogging: true });
+  // No Fastify request log (it would write every URL): the onResponse hook below logs route patterns instead.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
     // Nothing the console sends may be cached by a shared cache or leak its address onwards.
@@ -77,7 +77,6 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     // Tokens are bound to the signed-in person, so a token of one person is no use to another.
     getUserInfo: (request) => credentialFor(request).who,
     csrfOpts: { userInfo: true, hmacKey: randomBytes(32).toString('base64url') },
-    logLevel: 'silent',
   });
 
   const credentials = new WeakMap<FastifyRequest, Credential>();
