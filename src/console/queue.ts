@@ -86,8 +86,8 @@ export function parseFilter(query: Record<string, unknown>): QueueFilter {
   const state = String(query.state ?? 'open');
   const kind = String(query.kind ?? 'all');
   return {
-    state: state === 'all' || state in STATE_VALUES ? (state as QueueFilter['state']) : 'open',
-    kind: kind in KIND_VALUES ? (kind as QueueFilter['kind']) : 'all',
+    state: state === 'all' || Object.hasOwn(STATE_VALUES, state) ? (state as QueueFilter['state']) : 'open',
+    kind: Object.hasOwn(KIND_VALUES, kind) ? (kind as QueueFilter['kind']) : 'all',
     overdueOnly: query.overdue === 'on' || query.overdue === 'true',
   };
 }

@@ -34,6 +34,12 @@ const KIND_OPTIONS: Array<[string, string]> = [
 ];
 
 type TenantParams = { tenant: string };
+
+/** `table[key]` for the table's own keys only ("constructor" or "__proto__" from a form find nothing). */
+function own<T>(table: Readonly<Record<string, T>>, key: unknown): T | undefined {
+  const k = String(key ?? '');
+  return Object.hasOwn(table, k) ? table[k] : undefined;
+}
 type RequestParams = { tenant: string; id: string };
 
 /**
@@ -138,8 +144,8 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
       }
       const create = CreateRequestRequest.fromPartial({
         parent: `tenants/${tenant}`,
-        kind: KIND_VALUES[body.kind as keyof typeof KIND_VALUES] ?? RequestKind.REQUEST_KIND_UNSPECIFIED,
-        receivedVia: VIA_VALUES[body.received_via] ?? 0,
+        kind: own(KIND_VALUES, body.kind) ?? RequestKind.REQUEST_KIND_UNSPECIFIED,
+        receivedVia: own(VIA_VALUES, body.received_via) ?? 0,
         requestId: String(body.request_id ?? ''),
       });
       // The identifiers travel in the body of this call only: never in an address or a log line.
