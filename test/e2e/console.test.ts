@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
@@ -11,7 +12,9 @@ import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CreateRequestRequest, DataSubjectRequest, ListRequestsRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { builtCheckout, cleanEnv } from '../support/built-checkout';
 import { forEachDatabase } from '../support/databases';
+import { ROOT } from '../support/processes';
 import { consentRequest, email, phone } from '../support/fixtures';
 import { call, startTestServer, T0, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../support/tokens';
@@ -112,6 +115,8 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     ] as const) {
       tokens[who] = await issuer.sign({ sub: `${who}-person`, roles: [...roles], tenants: tenants === '*' ? '*' : [...tenants] });
     }
+    // A token the API must refuse: signed by a key it does not know.
+    tokens.forged = await issuer.sign({ sub: 'forger', roles: ['dpo'], tenants: '*' }, { forgery: 'unknown-kid' });
     const setup = as(tokens.setup);
     await call(s.tenants, s.tenants.createTenant, { tenantId: TENANT, displayName: 'ACME', requestId: '', settings: undefined }, setup);
     await call(
@@ -332,7 +337,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect((await getRequest(made.soon)).state).to.equal(RequestState.REQUEST_STATE_REJECTED);
   });
 
-  it('each role sees only what the API lets it: the auditor reads without actions, a sender gets nothing, another tenant\'s DPO finds nothing, no sign-in is asked to sign in', async function () {
+  it('each role sees only what the API lets it: the auditor reads without actions, a sender gets nothing, another tenant\'s DPO finds nothing, a forged token is refused, no sign-in is asked to sign in', async function () {
     this.timeout(60_000);
     const auditor = await pageAs('auditor');
     expect((await auditor.goto(`${base}/tenants/${TENANT}/requests?state=all`))!.status()).to.equal(200);
@@ -363,6 +368,11 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     const nobody = await pageAs(null);
     expect((await nobody.goto(`${base}/tenants/${TENANT}/requests`))!.status()).to.equal(401);
     expect(await nobody.locator('[role=alert]').textContent()).to.include('UNAUTHENTICATED');
+    // A forged token in the header: the console forwards it, the API refuses it.
+    const forger = await pageAs('forged');
+    expect((await forger.goto(`${base}/tenants/${TENANT}/requests`))!.status()).to.equal(401);
+    expect(await forger.locator('[role=alert]').textContent()).to.match(/UNAUTHENTICATED \([A-Z_]+\)/);
+    expect(await forger.locator('table.queue').count()).to.equal(0);
     // Assets need no sign-in and are served by the console itself.
     expect((await nobody.goto(`${base}/assets/htmx.min.js`))!.status()).to.equal(200);
   });
@@ -419,5 +429,46 @@ forEachDatabase('Web console in development mode', (db) => {
     const page = await fetch(`${base}${location}`);
     expect(await page.text()).to.include('<dd class="state">completed</dd>');
     expect((await call(s.rights, s.rights.getRequest, { name: location.split('?')[0].slice(1) })).request!.transitions[0].principal).to.equal('dev-admin');
+  });
+});
+
+describe('Web console from the build (npm start with CONSOLE_PORT)', () => {
+  it("npm run build copies every file the console reads at run time, and the built service serves the console's pages and assets", async function () {
+    this.timeout(120_000);
+    // The build script copies the console's non-TypeScript folders; the test checkout does the same.
+    const build = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.build as string;
+    const folders = readdirSync(path.join(ROOT, 'src', 'console'), { withFileTypes: true }).filter((d) => d.isDirectory() && readdirSync(path.join(ROOT, 'src', 'console', d.name)).some((f) => !f.endsWith('.ts')));
+    expect(folders.map((d) => d.name).sort()).to.deep.equal(['assets', 'views']);
+    expect(build).to.include("for(const d of ['views','assets'])fs.cpSync('src/console/'+d,'dist/src/console/'+d,{recursive:true})");
+
+    const checkout = builtCheckout();
+    const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: checkout.dir, env: cleanEnv({ PORT: '0', CONSOLE_PORT: '0', SHUTDOWN_DRAIN_MS: '0' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    try {
+      let port = 0;
+      for (let i = 0; i < 300 && !port; i++) {
+        const line = out.split('\n').find((l) => l.includes('"console listening"'));
+        if (line) port = JSON.parse(line).port;
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(port, `console listening (output: ${out.slice(-2000)})`).to.be.greaterThan(0);
+      const base = `http://127.0.0.1:${port}`;
+      const home = await fetch(`${base}/`);
+      expect(home.status).to.equal(200);
+      expect(await home.text()).to.include('<link rel="stylesheet" href="/assets/console.css">');
+      const css = await fetch(`${base}/assets/console.css`);
+      expect([css.status, css.headers.get('content-type')]).to.deep.equal([200, 'text/css; charset=utf-8']);
+      const htmx = await fetch(`${base}/assets/htmx.min.js`);
+      expect(htmx.status).to.equal(200);
+      expect(await htmx.text()).to.include('htmx');
+      expect((await fetch(`${base}/tenants/${TENANT}/requests`)).status, 'the API answers: the tenant does not exist').to.equal(404);
+    } finally {
+      const closed = new Promise((r) => child.once('close', r));
+      child.kill('SIGTERM');
+      await closed;
+      checkout.remove();
+    }
   });
 });
