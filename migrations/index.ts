@@ -9,6 +9,7 @@ import { ChangeFeedPositions1764000000010 } from './1764000000010-ChangeFeedPosi
 import { SubjectObjections1764000000011 } from './1764000000011-SubjectObjections';
 import { Restrictions1764000000012 } from './1764000000012-Restrictions';
 import { RequestIdentifiers1764000000013 } from './1764000000013-RequestIdentifiers';
+import { IdentityLinks1764000000014 } from './1764000000014-IdentityLinks';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -23,4 +24,5 @@ export const MIGRATIONS = [
   SubjectObjections1764000000011,
   Restrictions1764000000012,
   RequestIdentifiers1764000000013,
+  IdentityLinks1764000000014,
 ];

@@ -36,7 +36,7 @@ import { tenantHandlers } from './transport/handlers/tenant-handlers';
 import { keyHandlers } from './transport/handlers/key-handlers';
 import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
-import { NO_LINKS, RequestSubjectResolver } from './domain/request-identifiers';
+import { RequestSubjectResolver } from './domain/request-identifiers';
 import { ObjectionRecorder } from './domain/objection';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './domain/audit-service';
@@ -47,6 +47,9 @@ import { SubjectExporter } from './domain/subject-exporter';
 import { ChangeFeed } from './domain/change-feed';
 import { TypeormSubjectRightsRepository } from './storage/repositories/subject-rights-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
+import { identityHandlers } from './transport/handlers/identity-handlers';
+import { IdentityLinks } from './domain/identity-links';
+import { TypeormIdentityLinkRepository } from './storage/repositories/identity-link-repository';
 import { BackgroundJobs } from './jobs/background-jobs';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
@@ -93,6 +96,7 @@ export interface RunningApp {
     keyAdministration: KeyAdministration;
     keys: KeyManager;
     subjectRights: SubjectRightsService;
+    identityLinks: IdentityLinks;
     audit: AuditLog;
     auditService: AuditService;
     /** Null when DECISION_CACHE_ENTRIES=0. */
@@ -206,10 +210,13 @@ async function startService(
   // A span per group-commit batch, linked to the calls it carries (only when tracing is on).
   if (tracing) recorder.batchTracing = tracing;
   const jobs = new BackgroundJobs(logger);
-  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit);
+  const linkRows = new TypeormIdentityLinkRepository();
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
-  const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, NO_LINKS);
+  const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
+  // A request reaches the persons its identifiers find and everyone linked to them.
+  const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
@@ -234,6 +241,11 @@ async function startService(
     writer.observer = (tenantId, committed) => decisionCache.written(tenantId, committed.subjectIds, committed.createdSubjects, committed.logSize);
     subjectEraser.observer = (tenantId: string, subjectId: string, logSize: number) => decisionCache.written(tenantId, [subjectId], false, logSize);
     subjectRights.observer = (tenantId, subjectId, createdSubject, logSize) => decisionCache.written(tenantId, [subjectId], createdSubject, logSize);
+    identityLinks.observer = (tenantId, changed, logSize) => {
+      if (changed.created.length > 0) decisionCache.written(tenantId, changed.created, true, logSize);
+      const objected = changed.objected.filter((id) => !changed.created.includes(id));
+      if (objected.length > 0) decisionCache.written(tenantId, objected, false, logSize);
+    };
   }
   const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);
@@ -259,6 +271,7 @@ async function startService(
         subjectRights,
         new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
       ),
+      identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
     },
     { maxMessageBytes: config.limits.maxMessageBytes, health },
   );
@@ -375,7 +388,7 @@ async function startService(
     keyDataSource,
     config,
     logger,
-    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, audit, auditService, decisionCache, invalidator, tx },
+    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, identityLinks, audit, auditService, decisionCache, invalidator, tx },
     async stop() {
       // Draining: NOT_SERVING first, so that probes and load balancers stop sending calls, while
       // the calls that still arrive meanwhile are answered; then no new calls.

@@ -17,7 +17,7 @@ export function tenantName(tenant: string): string {
 }
 
 /** `tenants/{tenant}/{collection}/{32 hex digits}`, as the service names requests and legal holds. */
-export function childName(name: string, collection: 'requests' | 'legalHolds' | 'restrictions', what: string): string {
+export function childName(name: string, collection: 'requests' | 'legalHolds' | 'restrictions' | 'identityLinks', what: string): string {
   const m = new RegExp(`^tenants/([^/]+)/${collection}/[0-9a-f]{32}$`).exec(name);
   if (!m || !TENANT_ID.test(m[1])) throw usageError(`${what} must be a name such as tenants/acme/${collection}/0123456789abcdef0123456789abcdef (as printed when it was made)`);
   return name;
@@ -177,4 +177,23 @@ export function address(value: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw usageError(`--address must be host:port, such as 127.0.0.1:50051 (got "${value}")`);
   return value;
+}
+
+/**
+ * One identifier written as kind:value ("phone:+4915112345678", "email:ada@example.com",
+ * "customer:C-42"), for commands that take two (consentctl link --first, --second); checked as
+ * the service would check it. `region` reads a national phone number.
+ */
+export function taggedIdentifier(value: string, flag: string, region: string | undefined): SubjectIdentifier {
+  const m = /^(phone|email|customer):(.*)$/s.exec(value);
+  if (!m) throw usageError(`${flag} must be phone:<number>, email:<address> or customer:<id>`);
+  const [, kind, raw] = m;
+  const o: IdentifierOptions = kind === 'phone' ? { phone: raw, region } : kind === 'email' ? { email: raw } : { customerId: raw };
+  try {
+    return identifier(o);
+  } catch (err) {
+    // The flag of the pair, not --phone/--email (which this command has not).
+    if (err instanceof Error) err.message = err.message.replace(/^--(phone|email|customer-id)\b/, flag);
+    throw err;
+  }
 }

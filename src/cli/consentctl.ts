@@ -7,6 +7,7 @@ import { ChannelCredentials, credentials, Metadata, ServiceError } from '@grpc/g
 import { Command, CommanderError, Option } from 'commander';
 import { Channel as PbChannel, PurposeCategory } from '../gen/consent/v1/common';
 import { KeyServiceClient } from '../gen/consent/v1/key';
+import { IdentifierKind, IdentityLink, IdentityServiceClient } from '../gen/consent/v1/identity';
 import {
   CreateRequestRequest,
   DataSubjectRequest,
@@ -48,6 +49,7 @@ import {
   requiredText,
   subjectName,
   tenantName,
+  taggedIdentifier,
   tenantOf,
   writableFile,
   writableFolder,
@@ -195,6 +197,17 @@ function printRestrictions(restrictions: Restriction[], s: Session): void {
   );
 }
 
+function printLinks(links: IdentityLink[], s: Session): void {
+  if (s.json) return json(links.map((l) => IdentityLink.toJSON(l)));
+  if (s.nameOnly) return out(links.map((l) => `${l.name}\n`).join(''));
+  out(
+    renderTable(
+      ['LINK', 'SUBJECTS', 'KINDS', 'METHOD', 'VERIFIED BY', 'LINKED', 'UNLINKED', 'REASON'],
+      links.map((l) => [l.name, l.subjects.join(' '), l.kinds.map((k) => shortEnum(IdentifierKind, 'IDENTIFIER_KIND_', k)).join('+'), l.method, l.verifiedBy, iso(l.linkTime), iso(l.unlinkTime), l.unlinkReason]),
+    ),
+  );
+}
+
 const LEGAL_HOLD_GROUNDS: Record<string, LegalHoldGround> = {
   a: LegalHoldGround.LEGAL_HOLD_GROUND_A_FREEDOM_OF_EXPRESSION,
   b: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION,
@@ -243,6 +256,7 @@ export function buildProgram(): Command & { active(): Command } {
       .option('--region <CC>', 'region for national phone numbers, e.g. DE');
   const rightsClient = () => new SubjectRightsServiceClient(g().address, g().credentials);
   const keysClient = () => new KeyServiceClient(g().address, g().credentials);
+  const identityClient = () => new IdentityServiceClient(g().address, g().credentials);
   // An explanation carries every deciding entry of a person with its proof and record: a long
   // history (a daily chat for years) is several MB, beyond grpc-js's 4 MiB default.
   const auditClient = () => new AuditServiceClient(g().address, g().credentials, { 'grpc.max_receive_message_length': AUDIT_ANSWER_BYTES });
@@ -569,6 +583,60 @@ export function buildProgram(): Command & { active(): Command } {
         pageToken = page.nextPageToken;
       } while (pageToken);
       printRestrictions(all, g());
+    });
+
+  // Linked identities (issue 18): one person's identifiers, so that requests reach all of them.
+  program
+    .command('link')
+    .description("link two identifiers as one person, with the evidence (never widens consent: each identifier keeps its own)")
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--first <kind:value>', 'one identifier: phone:<number>, email:<address> or customer:<id>')
+    .requiredOption('--second <kind:value>', 'the other identifier, written the same way')
+    .option('--region <CC>', 'region for national phone numbers, e.g. DE')
+    .option('--method <method>', 'how the link was verified, e.g. ID_DOCUMENT (1-64 characters of A-Z a-z 0-9 _ . : -); default with --request: the request\'s')
+    .option('--by <staff>', "who verified it (a staff reference, not a name); default with --request: the request's verifier")
+    .option('--request <name>', "a verified data-subject request by one of the two identifiers: the person's verified path")
+    .option('--request-id <id>', 'idempotency key (default: random)')
+    .action(async (o) => {
+      const request = o.request === undefined ? '' : childName(o.request, 'requests', '--request');
+      if (!request && (o.method === undefined || o.by === undefined)) throw usageError('give --method and --by, or --request (a verified request)');
+      if (o.method !== undefined && !/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
+      const req = {
+        parent: tenantName(o.tenant),
+        first: taggedIdentifier(o.first, '--first', o.region),
+        second: taggedIdentifier(o.second, '--second', o.region),
+        method: (o.method as string | undefined) ?? '',
+        verifiedBy: o.by === undefined ? '' : requiredText(o.by, '--by', 128),
+        request,
+        requestId: requestId(o.requestId),
+      };
+      const identity = identityClient();
+      printLinks([(await rpc(g(), identity, identity.linkIdentifiers, req)).link!], g());
+    });
+  program
+    .command('unlink <name>')
+    .description('close an identity link, with the reason')
+    .requiredOption('--reason <text>', 'why (no personal data)')
+    .action(async (name: string, o) => {
+      const req = { name: childName(name, 'identityLinks', 'the link'), reason: requiredText(o.reason, '--reason', MAX_TEXT) };
+      const identity = identityClient();
+      printLinks([(await rpc(g(), identity, identity.unlinkIdentifiers, req)).link!], g());
+    });
+  who(program.command('links').description('identity links, newest first (of one identifier when given)'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--include-unlinked', 'closed links too')
+    .action(async (o) => {
+      const parent = tenantName(o.tenant);
+      const filter = hasIdentifier(o) ? identifier(o) : undefined;
+      const identity = identityClient();
+      const all: IdentityLink[] = [];
+      let pageToken = '';
+      do {
+        const page = await rpc(g(), identity, identity.listIdentityLinks, { parent, subjectIdentifier: filter, includeUnlinked: Boolean(o.includeUnlinked), pageSize: 500, pageToken });
+        all.push(...page.links);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      printLinks(all, g());
     });
 
   /** The pinned JWK set (--jwks, checked before any call), or the server's if none was pinned. */

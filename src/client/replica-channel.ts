@@ -25,6 +25,7 @@ const RETRIED_SERVICES = [
   'consent.v1.SubjectRightsService',
   'consent.v1.AuditService',
   'consent.v1.KeyService',
+  'consent.v1.IdentityService',
   'grpc.health.v1.Health',
 ];
 

@@ -98,8 +98,12 @@ export class ObjectionRecorder {
     return { ...prepared, key };
   }
 
-  /** In the request's transaction: records the objection (see the class). */
-  async apply(tx: TxContext, prepared: PreparedObjection, request: { id: string; principal: string; now: number; position?: number }): Promise<AppliedObjection> {
+  /**
+   * In the request's transaction: records the objection (see the class). `request.ref` is its
+   * provenance when it is not the request `id` itself: the identity link that carried a standing
+   * objection over to a linked subject (then `id` only keys the events' request ids).
+   */
+  async apply(tx: TxContext, prepared: PreparedObjection, request: { id: string; principal: string; now: number; position?: number; ref?: string }): Promise<AppliedObjection> {
     const { tenantId } = prepared;
     if (prepared.erased || !prepared.key) return { subjectId: null, createdSubject: false, purposes: 0, note: 'objection: the identifier was erased; every check denies it' };
     let subjectId = prepared.subjectId;
@@ -176,7 +180,7 @@ export class ObjectionRecorder {
       scopes.set(key, after);
       changed.push({ subjectId, scope: after });
     }
-    entries.push({ type: SUBJECT_OBJECTED, time: request.now, principal: request.principal, subject: subjectId, ref: `tenants/${tenantId}/requests/${request.id}`, eventTime: objectedAt });
+    entries.push({ type: SUBJECT_OBJECTED, time: request.now, principal: request.principal, subject: subjectId, ref: request.ref ?? `tenants/${tenantId}/requests/${request.id}`, eventTime: objectedAt });
     const first = await this.audit.appendAfter(tx, tenantId, async () => {
       if (rows.length > 0) await this.consent.insertEvents(tx, rows);
       return entries;

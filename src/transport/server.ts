@@ -7,6 +7,7 @@ import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
 import { AuditServiceServer, AuditServiceService } from '../gen/consent/v1/audit';
 import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
+import { IdentityServiceServer, IdentityServiceService } from '../gen/consent/v1/identity';
 import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
 import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/consent/v1/subject_rights';
@@ -16,7 +17,7 @@ import { RequestCheck, requestChecks } from './request-checks';
 import { CHECK_RESPONSE_ENCODERS } from './check-responses';
 import { CHECK_REQUEST_DECODERS } from './check-requests';
 
-export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService'] as const;
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService', 'consent.v1.IdentityService'] as const;
 
 export interface ServiceImplementations {
   tenant: TenantServiceServer;
@@ -25,6 +26,7 @@ export interface ServiceImplementations {
   key: KeyServiceServer;
   subjectRights: SubjectRightsServiceServer;
   audit: AuditServiceServer;
+  identity: IdentityServiceServer;
 }
 
 /**
@@ -52,6 +54,7 @@ export function createGrpcServer(
   server.addService(strictDecoding(KeyServiceService, checks), services.key);
   server.addService(strictDecoding(SubjectRightsServiceService, checks), services.subjectRights);
   server.addService(strictDecoding(AuditServiceService, checks), services.audit);
+  server.addService(strictDecoding(IdentityServiceService, checks), services.identity);
 
   const health = options.health ?? createHealth('SERVING');
   health.addToServer(server);

@@ -7,6 +7,7 @@ import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { expect } from 'chai';
 import { runConsentctl } from '../../src/cli/consentctl';
 import { AuditServiceService } from '../../src/gen/consent/v1/audit';
+import { IdentityServiceService } from '../../src/gen/consent/v1/identity';
 import { KeyServiceService } from '../../src/gen/consent/v1/key';
 import { SubjectRightsServiceService } from '../../src/gen/consent/v1/subject_rights';
 import { BadRequest, ErrorInfo, RetryInfo } from '../../src/gen/google/rpc/error_details';
@@ -37,7 +38,7 @@ async function fakeService(): Promise<{ address: string; calls: string[]; answer
     return { code: state.answer.code, details: state.answer.message, metadata };
   };
   const server = new Server();
-  for (const definition of [SubjectRightsServiceService, KeyServiceService, AuditServiceService] as unknown as ServiceDefinition[]) {
+  for (const definition of [SubjectRightsServiceService, KeyServiceService, AuditServiceService, IdentityServiceService] as unknown as ServiceDefinition[]) {
     const handlers: Record<string, UntypedHandleCall> = {};
     for (const [name, method] of Object.entries(definition)) {
       handlers[name] = method.responseStream
@@ -148,6 +149,9 @@ describe('consentctl: errors, usage and exit codes', function () {
       ['holds', 'place', '--tenant', 'acme', '--email', 'a@example.com', '--ground', 'e'],
       ['holds', 'release', 'tenants/acme/legalHolds/0123456789abcdef0123456789abcdef', '--note', 'settled'],
       ['holds', 'list', '--tenant', 'acme'],
+      ['link', '--tenant', 'acme', '--first', 'email:a@example.com', '--second', 'customer:C-1', '--method', 'ID_DOCUMENT', '--by', 'dpo-1'],
+      ['unlink', 'tenants/acme/identityLinks/0123456789abcdef0123456789abcdef', '--reason', 'not the same person'],
+      ['links', '--tenant', 'acme'],
       ['audit', 'keys', '--tenant', 'acme', '--out', path.join(dir, 'k.json')],
       ['audit', 'checkpoint', '--tenant', 'acme'],
       ['audit', 'checkpoints', '--tenant', 'acme'],
@@ -210,6 +214,15 @@ describe('consentctl: errors, usage and exit codes', function () {
       [['restrictions', 'notify', RESTRICTION, '--method', 'LETTER', '--by', ' '], '--by must not be empty'],
       [['restrictions', 'lift', RESTRICTION, '--reason', ''], '--reason must not be empty'],
       [['restrictions', 'list', '--tenant', 'ab'], '--tenant must be a tenant id'],
+      [['link', '--tenant', 'acme', '--first', 'a@example.com', '--second', 'customer:C-1', '--method', 'ID_DOCUMENT', '--by', 'dpo-1'], '--first must be phone:<number>, email:<address> or customer:<id>'],
+      [['link', '--tenant', 'acme', '--first', 'email:a@example.com', '--second', 'phone:12', '--method', 'ID_DOCUMENT', '--by', 'dpo-1'], '--second is not a valid phone number'],
+      [['link', '--tenant', 'acme', '--first', 'email:not-an-address', '--second', 'customer:C-1', '--method', 'ID_DOCUMENT', '--by', 'dpo-1'], '--first is not an e-mail address'],
+      [['link', '--tenant', 'acme', '--first', 'email:a@example.com', '--second', 'customer:C-1'], 'give --method and --by, or --request'],
+      [['link', '--tenant', 'acme', '--first', 'email:a@example.com', '--second', 'customer:C-1', '--method', 'ID DOCUMENT', '--by', 'dpo-1'], '--method must be 1-64 characters'],
+      [['link', '--tenant', 'acme', '--first', 'email:a@example.com', '--second', 'customer:C-1', '--request', 'requests/1'], '--request must be a name such as tenants/acme/requests/'],
+      [['unlink', REQUEST, '--reason', 'x'], 'the link must be a name such as tenants/acme/identityLinks/'],
+      [['unlink', 'tenants/acme/identityLinks/0123456789abcdef0123456789abcdef', '--reason', ' '], '--reason must not be empty'],
+      [['links', '--tenant', 'acme', '--email', 'nope'], '--email is not an e-mail address'],
       [['audit', 'keys', '--tenant', 'acme', '--out', file('missing-folder/keys.json')], '--out: cannot write into'],
       [['audit', 'checkpoint', '--tenant', 'acme', '--jwks', file('missing.json')], '--jwks: cannot read'],
       [['audit', 'checkpoints', '--tenant', 'acme', '--limit', '0'], '--limit must be a positive whole number'],

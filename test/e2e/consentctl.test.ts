@@ -72,6 +72,29 @@ describe('consentctl', function () {
     expect(erased.out).to.not.include('dpo-case@example.com');
   });
 
+  it('links two identifiers, lists and unlinks them, never printing an identifier', async function () {
+    const linked = await ctl('--json', 'link', '--tenant', T, '--first', 'email:cli-link@example.com', '--second', 'phone:0151 12378899', '--region', 'DE', '--method', 'ID_DOCUMENT', '--by', 'dpo-1', '--request-id', 'cli-link-1');
+    expect(linked.code, linked.err).to.equal(0);
+    const [made] = JSON.parse(linked.out) as Array<{ name: string; kinds: string[]; method: string; verifiedBy: string }>;
+    expect(made.name).to.match(/^tenants\/cli-tenant\/identityLinks\/[0-9a-f]{32}$/);
+    expect([made.kinds, made.method, made.verifiedBy]).to.deep.equal([['IDENTIFIER_KIND_EMAIL', 'IDENTIFIER_KIND_PHONE_NUMBER'], 'ID_DOCUMENT', 'dpo-1']);
+    const again = await ctl('--name-only', 'link', '--tenant', T, '--first', 'email:cli-link@example.com', '--second', 'phone:+4915112378899', '--method', 'ID_DOCUMENT', '--by', 'dpo-2');
+    expect(again.code).to.equal(1);
+    expect(again.err).to.include('ALREADY_LINKED').and.include(made.name);
+    const table = await ctl('links', '--tenant', T, '--phone', '+4915112378899');
+    expect(table.code, table.err).to.equal(0);
+    expect(table.out).to.include(made.name).and.include('email+phone_number').and.include('dpo-1');
+    expect(table.out).to.not.include('cli-link@example.com').and.not.include('12378899');
+    const unlinked = await ctl('unlink', made.name, '--reason', 'two different people');
+    expect(unlinked.code, unlinked.err).to.equal(0);
+    expect(unlinked.out).to.include('two different people');
+    expect((await ctl('--name-only', 'links', '--tenant', T)).out).to.not.include(made.name);
+    expect((await ctl('--name-only', 'links', '--tenant', T, '--include-unlinked')).out.trim().split('\n')).to.include(made.name);
+    const twice = await ctl('unlink', made.name, '--reason', 'again');
+    expect(twice.code).to.equal(1);
+    expect(twice.err).to.include('LINK_CLOSED');
+  });
+
   it('--name-only prints just the names, for scripts', async function () {
     const created = await ctl('--name-only', 'requests', 'create', '--tenant', T, '--kind', 'portability', '--email', 'dpo-case@example.com');
     expect(created.code, created.err).to.equal(0);

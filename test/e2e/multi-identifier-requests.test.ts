@@ -11,6 +11,8 @@ import {
   RequestState,
   RestrictionGround,
 } from '../../src/gen/consent/v1/subject_rights';
+import { credentials } from '@grpc/grpc-js';
+import { IdentityServiceClient, LinkIdentifiersRequest } from '../../src/gen/consent/v1/identity';
 import { verifyReceipt } from '../../src/cli/verify-receipt';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
@@ -286,5 +288,103 @@ forEachDatabase('Requests for several identifiers of one person', (db) => {
     expect(doc.restrictions).to.deep.equal([
       { subject, name: restrictions[0].name, ground: 'C_LEGAL_CLAIMS', request: restriction.name, placeTime: new Date(T0).toISOString(), notifyTime: null, liftTime: null, liftReason: null },
     ]);
+  });
+  describe('with identity links (issue 18, point 2)', () => {
+    let identity: IdentityServiceClient;
+    before(() => {
+      identity = new IdentityServiceClient(s.address, credentials.createInsecure());
+    });
+    after(() => identity.close());
+    const link = (first: SubjectIdentifier, second: SubjectIdentifier) =>
+      call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial({ parent: `tenants/${T}`, first, second, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', requestId: `lk-${++counter}` })).then((r) => r.link!);
+
+    it('a request by one identifier reaches the persons linked to it (rows via the link, verified by it); the link never widens consent', async function () {
+      const p = phone('+4915112360020');
+      const e = email('linked-twenty@example.com');
+      const c = customer('linked-20');
+      await optIn(p, 'm20-p');
+      const l1 = await link(p, e);
+      const l2 = await link(e, c);
+      expect(await check(e), 'a link never widens consent').to.equal('VERDICT_DENY DECISION_REASON_NO_CONSENT');
+      const request = await create(RequestKind.REQUEST_KIND_ACCESS, p, []);
+      expect(request.identifiers.map((i) => [i.position, i.kind, i.viaLink, i.verificationMethod])).to.deep.equal([
+        [1, 'PHONE', '', ''],
+        [2, 'EMAIL', l1.name, 'IDENTITY_LINK'],
+        [3, 'CUSTOMER_ID', l2.name, 'IDENTITY_LINK'],
+      ]);
+      expect(request.transitions[0].note).to.equal('received via EMAIL (1 identifier(s), 2 linked)');
+      const verified = await verify(request.name, []);
+      expect(verified.state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
+      expect(verified.identifiers.map((i) => i.verificationMethod)).to.deep.equal(['ID_DOCUMENT', 'IDENTITY_LINK', 'IDENTITY_LINK']);
+      const { doc } = await exportPackage(request.name);
+      expect(doc.parts.map((part) => [part.label, part.viaLink, part.outcome])).to.deep.equal([
+        ['identifier 1 (PHONE)', null, 'exported'],
+        ['identifier 2 (EMAIL, linked)', l1.name, 'exported'],
+        ['identifier 3 (CUSTOMER_ID, linked)', l2.name, 'exported'],
+      ]);
+      expect((doc.identifiers as Array<{ value: string }>).map((i) => i.value)).to.deep.equal(['+4915112360020', 'linked-twenty@example.com', 'linked-20']);
+    });
+
+    it('an objection by one identifier reaches every linked person at once', async function () {
+      const p = phone('+4915112360021');
+      const e = email('linked-twentyone@example.com');
+      await optIn(p, 'm21-p');
+      await optIn(e, 'm21-e');
+      await link(p, e);
+      const done = await call(
+        s.rights,
+        s.rights.createRequest,
+        CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_OBJECTION, subjectIdentifier: e, receivedVia: ReceivedVia.RECEIVED_VIA_CHAT, requestId: 'm21-obj' }),
+      );
+      expect(done.request!.identifiers.map((i) => [i.kind, i.viaLink !== '', i.outcome.startsWith('objection applied')])).to.deep.equal([
+        ['EMAIL', false, true],
+        ['PHONE', true, true],
+      ]);
+      expect(await check(p)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+      expect(await check(e)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    });
+
+    it('an erasure erases the linked persons too, also one linked after the request was received; the links go with them', async function () {
+      const p = phone('+4915112360022');
+      const e = email('linked-twentytwo@example.com');
+      const c = customer('linked-22');
+      await optIn(p, 'm22-p');
+      await optIn(e, 'm22-e');
+      await optIn(c, 'm22-c');
+      await link(p, e);
+      const request = await create(RequestKind.REQUEST_KIND_ERASURE, p, []);
+      expect(request.identifiers).to.have.length(2);
+      await link(e, c); // after the request was received: followed when it is carried out
+      await verify(request.name, []);
+      const erased = await call(s.rights, s.rights.eraseSubject, { name: request.name });
+      expect(erased.request!.identifiers.map((i) => [i.kind, i.outcome])).to.deep.equal([
+        ['PHONE', 'erased: subject key destroyed'],
+        ['EMAIL', 'erased: subject key destroyed'],
+        ['CUSTOMER_ID', 'erased: subject key destroyed'],
+      ]);
+      for (const who of [p, e, c]) expect(await check(who)).to.equal('VERDICT_DENY DECISION_REASON_SUBJECT_ERASED');
+      const jwks = (await call(s.keys, s.keys.getPublicKeys, { name: `tenants/${T}` })).jwks;
+      const receipt = (await verifyReceipt(erased.erasureReceipt, jwks)).payload as { keyIdsDestroyed: string[]; counts: { links: number } };
+      expect(receipt.keyIdsDestroyed).to.have.length(3);
+      expect(receipt.counts.links, 'each link counted once per person it joined').to.be.greaterThan(0);
+      const links = await call(identity, identity.listIdentityLinks, { parent: `tenants/${T}`, subjectIdentifier: undefined, includeUnlinked: true, pageSize: 500, pageToken: '' });
+      const gone = new Set(erased.request!.identifiers.map((i) => i.subject));
+      expect(links.links.filter((l) => l.subjects.some((x) => gone.has(x)))).to.deep.equal([]);
+    });
+
+    it('a legal hold on a linked person blocks the erasure and names the linked identifier', async function () {
+      const p = phone('+4915112360023');
+      const e = email('linked-twentythree@example.com');
+      await optIn(p, 'm23-p');
+      await optIn(e, 'm23-e');
+      await link(p, e);
+      const { hold } = await call(s.rights, s.rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: e, ground: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION, note: 'tax', requestId: 'm23-hold' });
+      const request = await create(RequestKind.REQUEST_KIND_ERASURE, p, []);
+      await verify(request.name, []);
+      const blocked = await expectGrpcError(call(s.rights, s.rights.eraseSubject, { name: request.name }), status.FAILED_PRECONDITION);
+      expect(blocked.reason).to.equal('LEGAL_HOLD');
+      expect(blocked.message).to.include(hold!.name).and.include('identifier 2 (EMAIL, linked)');
+      expect(await check(p)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    });
   });
 });

@@ -1,4 +1,5 @@
-import { status } from '@grpc/grpc-js';
+import { credentials, status } from '@grpc/grpc-js';
+import { IdentityServiceClient } from '../../src/gen/consent/v1/identity';
 import { expect } from 'chai';
 import { ListConsentEventsRequest } from '../../src/gen/consent/v1/consent';
 import { forEachDatabase } from '../support/databases';
@@ -21,6 +22,9 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
   after(async () => s?.stop());
   const rights = () => s.rights;
   const keys = () => s.keys;
+  let identityClient: IdentityServiceClient | undefined;
+  const identity = () => (identityClient ??= new IdentityServiceClient(s.address, credentials.createInsecure()));
+  after(() => identityClient?.close());
 
   const cases: Array<[string, () => Promise<unknown>, string, string]> = [
     ['RecordConsent for a purpose that does not exist', () => call(s.consent, s.consent.recordConsent, consentRequest(T, { purpose: `tenants/${T}/purposes/nope`, notice: `tenants/${T}/purposes/nope/notices/1` })), 'PURPOSE_NOT_FOUND', `tenants/${T}/purposes/nope`],
@@ -37,6 +41,9 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
     ['VerifyIdentity of an unknown request', () => call(rights(), rights().verifyIdentity, { name: `tenants/${T}/requests/${missingId}`, method: 'ID', verifiedBy: 'dpo', identifierPositions: [] }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
     ['EraseSubject of an unknown request', () => call(rights(), rights().eraseSubject, { name: `tenants/${T}/requests/${missingId}` }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
     ['ReleaseLegalHold of an unknown hold', () => call(rights(), rights().releaseLegalHold, { name: `tenants/${T}/legalHolds/${missingId}`, note: 'claim settled' }), 'LEGAL_HOLD_NOT_FOUND', `tenants/${T}/legalHolds/${missingId}`],
+    ['UnlinkIdentifiers of an unknown link', () => call(identity(), identity().unlinkIdentifiers, { name: `tenants/${T}/identityLinks/${missingId}`, reason: 'not the same person' }), 'IDENTITY_LINK_NOT_FOUND', `tenants/${T}/identityLinks/${missingId}`],
+    ['UnlinkIdentifiers of an id the service never assigns', () => call(identity(), identity().unlinkIdentifiers, { name: `tenants/${T}/identityLinks/link-1`, reason: 'x' }), 'IDENTITY_LINK_NOT_FOUND', `tenants/${T}/identityLinks`],
+    ['LinkIdentifiers with a request that does not exist', () => call(identity(), identity().linkIdentifiers, { parent: `tenants/${T}`, first: phone('+4915170009998'), second: phone('+4915170009997'), method: '', verifiedBy: '', request: `tenants/${T}/requests/${missingId}`, requestId: 'nf-link' }), 'REQUEST_NOT_FOUND', `tenants/${T}/requests/${missingId}`],
     ['GetKeyRotation of an unknown rotation', () => call(keys(), keys().getKeyRotation, { name: `tenants/${T}/keyRotations/${missingId}` }), 'KEY_ROTATION_NOT_FOUND', `tenants/${T}/keyRotations/${missingId}`],
   ];
   for (const [name, run, reason, resource] of cases) {

@@ -1,5 +1,6 @@
 import { credentials, Metadata, ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import { BadRequest } from '../../src/gen/google/rpc/error_details';
@@ -67,6 +68,9 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     made.restriction = (await unary<rightsPb.RestrictProcessingResponse>((cb) => rights.restrictProcessing(rightsPb.RestrictProcessingRequest.fromPartial({ name: placed, ground: 1, note: PLANTED.name }), md, cb))).restriction!.name;
     made.hold = (await unary<rightsPb.PlaceLegalHoldResponse>((cb) => rights.placeLegalHold(rightsPb.PlaceLegalHoldRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PLANTED.phone }, defaultRegion: '' }, ground: 1, note: PLANTED.name, requestId: 'p-hold' }), md, cb))).hold!.name;
     rights.close();
+    const identity = new identityPb.IdentityServiceClient(address(), credentials.createInsecure());
+    made.link = (await unary<identityPb.LinkIdentifiersResponse>((cb) => identity.linkIdentifiers(identityPb.LinkIdentifiersRequest.fromPartial({ ...body('LinkIdentifiers', OWN), verifiedBy: PLANTED.name }), md, cb))).link!.name;
+    identity.close();
     const keys = new keyPb.KeyServiceClient(address(), credentials.createInsecure());
     made.rotation = (await unary<keyPb.RotateTenantKeyResponse>((cb) => keys.rotateTenantKey(keyPb.RotateTenantKeyRequest.fromPartial({ name: `tenants/${OWN}`, requestId: 'p-rot' }), md, cb))).rotation!.name;
     keys.close();

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ConsentServiceClient, RecordConsentRequest, StreamChangesResponse } from '../../src/gen/consent/v1/consent';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { RequestKind } from '../../src/gen/consent/v1/subject_rights';
+import { LinkIdentifiersRequest } from '../../src/gen/consent/v1/identity';
 import { JobState } from '../../src/gen/consent/v1/key';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
@@ -418,13 +419,14 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
   const opts = { interceptors: [bearer(adminToken)] };
   const creds = credentials.createInsecure();
   const clients = SERVICES.map((s) => new s.Client(address, creds, opts) as unknown as Record<string, (...a: unknown[]) => unknown> & { close(): void });
-  const [tenants, purposes, consent, keys, rights, audit] = clients as unknown as [
+  const [tenants, purposes, consent, keys, rights, audit, identity] = clients as unknown as [
     TenantServiceClient,
     PurposeServiceClient,
     ConsentServiceClient,
     InstanceType<(typeof SERVICES)[3]['Client']>,
     InstanceType<(typeof SERVICES)[4]['Client']>,
     InstanceType<(typeof SERVICES)[5]['Client']>,
+    InstanceType<(typeof SERVICES)[6]['Client']>,
   ];
   const who = (phone: string) => ({ kind: { $case: 'phoneNumber' as const, value: phone }, defaultRegion: '' });
   try {
@@ -455,6 +457,9 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       const placed = await createRequest(t, RequestKind.REQUEST_KIND_RESTRICTION, PHONE, 'seed-restriction-2', true);
       made.restriction = (await call(rights, rights.restrictProcessing, { name: placed, ground: 1, note: 'case' })).restriction!.name;
       await placeHold(t, PHONE, 'seed-hold-2');
+      // Linked identities: an open link to unlink, and a second for a page token.
+      made.link = (await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)))).link!.name;
+      await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)));
     }
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);
     made.rotation = (await call(keys, keys.rotateTenantKey, { name: `tenants/${OWN}`, requestId: 'seed-rotation' })).rotation!.name;
@@ -479,6 +484,7 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
         'consent.v1.ListLegalHoldsRequest': (await call(rights, rights.listLegalHolds, { parent: p, ...first, includeReleased: true, subjectIdentifier: undefined })).nextPageToken,
         'consent.v1.ListConsentRecordsRequest': (await call(audit, audit.listConsentRecords, { parent: p, ...first })).nextPageToken,
         'consent.v1.ListCheckpointsRequest': (await call(audit, audit.listCheckpoints, { parent: p, ...first })).nextPageToken,
+        'consent.v1.ListIdentityLinksRequest': (await call(identity, identity.listIdentityLinks, { parent: p, ...first, includeUnlinked: true, subjectIdentifier: undefined })).nextPageToken,
       };
       return Object.fromEntries(Object.entries(tokens).filter(([, v]) => v));
     };
@@ -503,6 +509,7 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       made.accessRequest,
       made.hold,
       made.rotation,
+      made.link,
     ];
     return { own: OWN, other: OTHER, missing: MISSING, names, ownTokens, otherTokens, ownCursors, otherCursors };
   } finally {

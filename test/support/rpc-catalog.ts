@@ -1,6 +1,7 @@
 import { ChannelCredentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import * as auditPb from '../../src/gen/consent/v1/audit';
 import * as consentPb from '../../src/gen/consent/v1/consent';
+import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import * as purposePb from '../../src/gen/consent/v1/purpose';
 import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
@@ -26,6 +27,7 @@ export const SERVICES = [
   { name: 'consent.v1.KeyService', def: keyPb.KeyServiceService, Client: keyPb.KeyServiceClient, pb: keyPb },
   { name: 'consent.v1.SubjectRightsService', def: rightsPb.SubjectRightsServiceService, Client: rightsPb.SubjectRightsServiceClient, pb: rightsPb },
   { name: 'consent.v1.AuditService', def: auditPb.AuditServiceService, Client: auditPb.AuditServiceClient, pb: auditPb },
+  { name: 'consent.v1.IdentityService', def: identityPb.IdentityServiceService, Client: identityPb.IdentityServiceClient, pb: identityPb },
 ] as const;
 
 export interface Rpc {
@@ -45,7 +47,7 @@ export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
 );
 
 /** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
-export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '' };
+export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '' };
 
 /** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
 export function body(method: string, t: string): object {
@@ -99,6 +101,11 @@ export function body(method: string, t: string): object {
     GetConsistencyProof: { parent, firstSize: 1, secondSize: 1 },
     ExplainDecision: { parent, query: q },
     ListConsentRecords: { parent },
+    // A fresh e-mail address each time: linking the same two again is ALREADY_LINKED.
+    LinkIdentifiers: { parent, first: who.subjectIdentifier, second: { kind: { $case: 'email', value: `l${Math.random().toString(36).slice(2, 10)}@example.com` }, defaultRegion: '' }, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', requestId: `l-${Math.random()}` },
+    // An open link made before (unlinking again is LINK_CLOSED).
+    UnlinkIdentifiers: { name: swap(made.link), reason: 'not the same person' },
+    ListIdentityLinks: { parent },
   };
   const b = bodies[method];
   if (!b) throw new Error(`no request body for ${method}`);

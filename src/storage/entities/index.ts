@@ -2,6 +2,7 @@ import { AuditCheckpointEntity, AuditEntryEntity, AuditHeadEntity, AuditNodeEnti
 import { ChangeEntity } from './change.entity';
 import { ConsentEventEntity } from './consent-event.entity';
 import { ConsentStateEntity } from './consent-state.entity';
+import { IdentityLinkEntity } from './identity-link.entity';
 import { KeyRotationEntity } from './key-rotation.entity';
 import { LegalHoldEntity } from './legal-hold.entity';
 import { SubjectRequestEntity } from './subject-request.entity';
@@ -25,6 +26,7 @@ export {
   ChangeEntity,
   ConsentEventEntity,
   ConsentStateEntity,
+  IdentityLinkEntity,
   KeyRotationEntity,
   LegalHoldEntity,
   NoticeEntity,
@@ -63,4 +65,5 @@ export const ENTITIES = [
   AuditCheckpointEntity,
   TenantSettingsVersionEntity,
   SubjectRestrictionEntity,
+  IdentityLinkEntity,
 ];

@@ -53,6 +53,10 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.SubjectRightsService/LiftRestriction': ['DPO'],
   'consent.v1.SubjectRightsService/ListRestrictions': ['DPO', 'AUDITOR'],
 
+  'consent.v1.IdentityService/LinkIdentifiers': ['DPO'],
+  'consent.v1.IdentityService/UnlinkIdentifiers': ['DPO'],
+  'consent.v1.IdentityService/ListIdentityLinks': ['DPO', 'AUDITOR'],
+
   'consent.v1.AuditService/GetCheckpoint': ['AUDITOR', 'DPO'],
   'consent.v1.AuditService/ListCheckpoints': ['AUDITOR', 'DPO'],
   'consent.v1.AuditService/ListAuditEntries': ['AUDITOR', 'DPO'],

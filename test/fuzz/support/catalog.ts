@@ -4,6 +4,7 @@ import { createFileRegistry, DescMessage, fromBinary, Registry } from '@bufbuild
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { AuditServiceService } from '../../../src/gen/consent/v1/audit';
 import { ConsentServiceService } from '../../../src/gen/consent/v1/consent';
+import { IdentityServiceService } from '../../../src/gen/consent/v1/identity';
 import { KeyServiceService } from '../../../src/gen/consent/v1/key';
 import { PurposeServiceService } from '../../../src/gen/consent/v1/purpose';
 import { SubjectRightsServiceService } from '../../../src/gen/consent/v1/subject_rights';
@@ -49,6 +50,7 @@ export const GENERATED_SERVICES: Record<string, Record<string, GeneratedMethod>>
   'consent.v1.KeyService': KeyServiceService,
   'consent.v1.SubjectRightsService': SubjectRightsServiceService,
   'consent.v1.AuditService': AuditServiceService,
+  'consent.v1.IdentityService': IdentityServiceService,
 };
 
 let registry: Registry | undefined;

@@ -6,6 +6,7 @@ import { Channel, PurposeCategory } from '../../../src/gen/consent/v1/common';
 import { ConsentEventKind, ConsentServiceClient, StreamChangesResponse } from '../../../src/gen/consent/v1/consent';
 import { PurposeServiceClient } from '../../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../../src/gen/consent/v1/tenant';
+import { IdentityServiceClient } from '../../../src/gen/consent/v1/identity';
 import { JobState, KeyServiceClient } from '../../../src/gen/consent/v1/key';
 import { LegalHoldGround, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../../src/gen/consent/v1/subject_rights';
 import { consentRequest, email, phone, query, seedTenant } from '../../support/fixtures';
@@ -34,6 +35,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
   const rights = new SubjectRightsServiceClient(server.address, creds, opts);
   const keys = new KeyServiceClient(server.address, creds, opts);
   const audit = new AuditServiceClient(server.address, creds, opts);
+  const identity = new IdentityServiceClient(server.address, creds, opts);
   const s: TestServer = {
     ...server,
     tenants: new TenantServiceClient(server.address, creds, opts),
@@ -148,6 +150,24 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     }
     await call(rights, rights.releaseLegalHold, { name: holds[2], note: 'case closed' });
 
+    // Linked identities: two links of one person (a verified request the evidence of one), one closed.
+    const links: string[] = [];
+    for (const [i, second] of [email('grace@example.com'), customer('cust-44')].entries()) {
+      const { link } = await call(identity, identity.linkIdentifiers, {
+        parent: `tenants/${T}`,
+        first: who[0],
+        second,
+        method: i === 0 ? 'ID_DOCUMENT' : '',
+        verifiedBy: i === 0 ? 'staff-1' : '',
+        request: i === 0 ? '' : access,
+        requestId: `seed-link-${i}`,
+      });
+      add('name', link!.name);
+      add('request', access);
+      links.push(link!.name);
+    }
+    await call(identity, identity.unlinkIdentifiers, { name: links[1], reason: 'not the same person' });
+
     // A finished key rotation of the other tenant (its job runs in the background).
     const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
     add('name', rotation!.name);
@@ -193,6 +213,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
       (await call(rights, rights.listLegalHolds, { parent: p, pageSize: 1, pageToken: '', includeReleased: true, subjectIdentifier: undefined })).nextPageToken,
       (await call(audit, audit.listConsentRecords, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
       (await call(audit, audit.listCheckpoints, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
+      (await call(identity, identity.listIdentityLinks, { parent: p, pageSize: 1, pageToken: '', includeUnlinked: true, subjectIdentifier: undefined })).nextPageToken,
     ].filter(Boolean);
     add('page_token', ...tokens);
 
@@ -200,7 +221,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     s.clock.advance(10_000);
     add('cursor', ...(await firstCursors(s, p)));
   } finally {
-    for (const c of [rights, keys, audit, s.tenants, s.purposes, s.consent]) c.close();
+    for (const c of [rights, keys, audit, identity, s.tenants, s.purposes, s.consent]) c.close();
   }
 
   add('phone_number', '+4915112345678', '+4915112345679', '015112345678', '+1 202-555-0143', '+999', 'not a number');
