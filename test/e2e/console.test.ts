@@ -255,6 +255,33 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect(await page.locator('#verify-form').count(), 'nothing left to verify').to.equal(0);
   });
 
+  it('the DPO verifies one identifier of several: the ticked one only, and the request stays received until all are', async function () {
+    this.timeout(60_000);
+    const two = (
+      await call(
+        s.rights,
+        s.rights.createRequest,
+        CreateRequestRequest.fromPartial({ parent: `tenants/${TENANT}`, kind: RequestKind.REQUEST_KIND_ACCESS, subjectIdentifiers: [phone(PHONE_A), email(EMAIL_B)], receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'two-1' }),
+        as(tokens.setup),
+      )
+    ).request!;
+    const id = idOf(two.name);
+    const page = await pageAs('dpo');
+    await page.goto(`${base}/tenants/${TENANT}/requests/${id}`);
+    await page.check('#position-2');
+    await page.selectOption('#method', 'EMAIL_CONFIRMATION');
+    await page.fill('#verified_by', 'dpo-ben');
+    await Promise.all([page.waitForURL(/done=verified/), page.click('#verify-form button[type=submit]')]);
+    const after = await getRequest(id);
+    expect(after.state).to.equal(RequestState.REQUEST_STATE_RECEIVED);
+    expect(after.identifiers.map((i) => i.verificationMethod)).to.deep.equal(['', 'EMAIL_CONFIRMATION']);
+    expect(await page.locator('tr[data-position="2"] td').nth(3).textContent()).to.equal('EMAIL_CONFIRMATION');
+    expect(await page.locator('tr[data-position="1"] td').nth(3).textContent()).to.equal('not verified');
+    // One identifier left: the form stays, without a choice of identifiers.
+    expect(await page.locator('#verify-form').count()).to.equal(1);
+    expect(await page.locator('#verify-form input[name=positions]').count()).to.equal(0);
+  });
+
   it('the DPO rejects a request with a reason; a second rejection is refused by the API and the refusal is shown with its status and reason', async function () {
     this.timeout(60_000);
     const page = await pageAs('dpo');
@@ -403,6 +430,19 @@ forEachDatabase('Web console in development mode', (db) => {
   after(async () => {
     await web?.close();
     await s?.stop();
+  });
+
+  it('an API that cannot be reached is shown as UNAVAILABLE (503), not as an empty queue', async () => {
+    const lost = await startConsole({ port: 0, bindAddress: '127.0.0.1', signIn: 'development', proxyHeader: HEADER }, { api: new ApiClient({ address: '127.0.0.1:1' }), logger: createLogger('error', new PassThrough()) });
+    try {
+      const answer = await fetch(`http://127.0.0.1:${lost.port}/tenants/${TENANT}/requests`);
+      expect(answer.status).to.equal(503);
+      const html = await answer.text();
+      expect(html).to.include('<strong>UNAVAILABLE</strong>');
+      expect(html).not.to.include('No requests match');
+    } finally {
+      await lost.close();
+    }
   });
 
   it('needs no sign-in on loopback: the API\'s development principal applies; its CSRF cookie is HttpOnly and SameSite=Strict over plain http', async () => {
