@@ -255,6 +255,22 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect(await page.locator('#verify-form').count(), 'nothing left to verify').to.equal(0);
   });
 
+  it('the DPO extends a deadline once with a reason: the due date moves, the reason is shown, the form is gone', async function () {
+    this.timeout(60_000);
+    const before = await getRequest(made.erasure);
+    const page = await pageAs('dpo');
+    await page.goto(`${base}/tenants/${TENANT}/requests/${made.erasure}`);
+    await page.selectOption('#months', '2');
+    await page.fill('#extend_reason', 'several identifiers to search in archived systems');
+    await Promise.all([page.waitForURL(/done=extended/), page.click('#extend-form button[type=submit]')]);
+    expect(await page.locator('p.done').textContent()).to.equal('The deadline was extended.');
+    const after = await getRequest(made.erasure);
+    expect(after.extensionReason).to.equal('several identifiers to search in archived systems');
+    expect(after.dueTime!.getTime()).to.be.greaterThan(before.dueTime!.getTime() + 55 * DAY);
+    expect(await page.locator('dl.facts').textContent()).to.include('several identifiers to search in archived systems');
+    expect(await page.locator('#extend-form').count(), 'one extension only').to.equal(0);
+  });
+
   it('the DPO verifies one identifier of several: the ticked one only, and the request stays received until all are', async function () {
     this.timeout(60_000);
     const two = (

@@ -4,7 +4,7 @@ import { SubjectIdentifier } from '../../gen/consent/v1/common';
 import { CreateRequestRequest, DataSubjectRequest, ListRequestsRequest, RequestKind, RequestState } from '../../gen/consent/v1/subject_rights';
 import { ApiError } from '../api-client';
 import type { ConsolePageContext } from '../server';
-import { daysLeft, deadlineText, KIND_VALUES, parseFilter, queueRows, STATE_VALUES } from '../queue';
+import { daysLeft, deadlineText, isOpen, KIND_VALUES, parseFilter, queueRows, STATE_VALUES } from '../queue';
 import { VIA_OPTIONS, VIA_VALUES } from '../views';
 import { httpStatusOf } from '../http-errors';
 
@@ -45,7 +45,8 @@ type RequestParams = { tenant: string; id: string };
 /**
  * The DPO's data-subject request pages: the queue of a tenant (overdue first, due dates, days
  * left, filters), one request with its identifiers and history, registering a request, and the
- * verify-identity and reject actions (POST forms with CSRF tokens, answered by a redirect).
+ * verify-identity, extend-deadline and reject actions (POST forms with CSRF tokens, answered by a
+ * redirect).
  */
 export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): void {
   const { api, views } = ctx;
@@ -163,6 +164,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
 
   const DONE: Record<string, string> = {
     created: 'The request was registered.',
+    extended: 'The deadline was extended.',
     verified: 'The verification was recorded.',
     rejected: 'The request was rejected.',
   };
@@ -192,7 +194,12 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         request: found,
         deadline: deadlineText(days, found.overdue),
         // Offered only where the API would allow them; the API decides either way.
-        actions: { verify: isDpo && open && unverified.length > 0, reject: isDpo && open },
+        actions: {
+          verify: isDpo && open && unverified.length > 0,
+          // Art. 12(3): once, before the first deadline passes, while the request is not closed.
+          extend: isDpo && isOpen(found) && !found.extensionReason && !found.overdue,
+          reject: isDpo && open,
+        },
         unverified,
         verifyMethods: VERIFY_METHODS,
         csrf: isDpo ? reply.generateCsrf({ userInfo: credential.who }) : '',
@@ -219,6 +226,26 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           ctx.credential(request),
         );
         return reply.redirect(`/tenants/${tenant}/requests/${id}?done=verified`, 303);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        return requestPage(request, reply, err);
+      }
+    },
+  );
+
+  app.post(
+    '/tenants/:tenant/requests/:id/extend',
+    { schema: { params: requestParam }, preHandler: ctx.csrf },
+    async (request: FastifyRequest<{ Params: RequestParams; Body: Record<string, string> }>, reply) => {
+      const { tenant, id } = request.params;
+      try {
+        await api.call(
+          api.rights,
+          api.rights.extendDeadline,
+          { name: `tenants/${tenant}/requests/${id}`, months: Number(request.body?.months ?? 0) || 0, reason: String(request.body?.reason ?? '').trim() },
+          ctx.credential(request),
+        );
+        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=extended`, 303);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return requestPage(request, reply, err);
