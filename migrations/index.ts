@@ -10,6 +10,7 @@ import { SubjectObjections1764000000011 } from './1764000000011-SubjectObjection
 import { Restrictions1764000000012 } from './1764000000012-Restrictions';
 import { RequestIdentifiers1764000000013 } from './1764000000013-RequestIdentifiers';
 import { IdentityLinks1764000000014 } from './1764000000014-IdentityLinks';
+import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChanges';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -25,4 +26,5 @@ export const MIGRATIONS = [
   Restrictions1764000000012,
   RequestIdentifiers1764000000013,
   IdentityLinks1764000000014,
+  IdentifierChanges1764000000015,
 ];

@@ -38,6 +38,8 @@ import { KeyAdministration } from './domain/key-administration';
 import { SubjectEraser } from './domain/subject-eraser';
 import { RequestSubjectResolver } from './domain/request-identifiers';
 import { ObjectionRecorder } from './domain/objection';
+import { IdentifierReassignment } from './domain/identifier-reassignment';
+import { IdentifierRectification } from './domain/identifier-rectification';
 import { AuditLog } from './audit/audit-log';
 import { AuditService } from './domain/audit-service';
 import { auditHandlers } from './transport/handlers/audit-handlers';
@@ -46,6 +48,7 @@ import { SubjectRightsService } from './domain/subject-rights-service';
 import { SubjectExporter } from './domain/subject-exporter';
 import { ChangeFeed } from './domain/change-feed';
 import { TypeormSubjectRightsRepository } from './storage/repositories/subject-rights-repository';
+import { SqlIdentifierChangeRepository } from './storage/repositories/identifier-change-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { identityHandlers } from './transport/handlers/identity-handlers';
 import { IdentityLinks } from './domain/identity-links';
@@ -218,6 +221,10 @@ async function startService(
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
+  const identifierChanges = new SqlIdentifierChangeRepository();
+  const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit);
+  const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit);
+  subjectRights.rectification = rectification;
   const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).
@@ -246,6 +253,9 @@ async function startService(
       const objected = changed.objected.filter((id) => !changed.created.includes(id));
       if (objected.length > 0) decisionCache.written(tenantId, objected, false, logSize);
     };
+    reassignment.observer = (tenantId, subjectIds, createdSubject, logSize) => decisionCache.written(tenantId, subjectIds, createdSubject, logSize);
+    // The new identifier may be cached as naming nobody: as for a new person.
+    rectification.observer = (tenantId, subjectId, logSize) => decisionCache.written(tenantId, [subjectId], true, logSize);
   }
   const checker = new ConsentChecker(tx, subjects, consent, decisionState, tenants, purposes, keys, clock, decisionCache, monotonic);
   const history = new ConsentHistory(tx, directory, consent, tenants, purposes, keys, clock, config.limits);
@@ -263,7 +273,7 @@ async function startService(
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
       purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
-      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), config.limits, metrics ?? undefined),
+      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), reassignment, config.limits, metrics ?? undefined),
       key: keyHandlers(pipeline('consent.v1.KeyService'), keyAdmin),
       audit: auditHandlers(pipeline('consent.v1.AuditService'), auditService),
       subjectRights: subjectRightsHandlers(

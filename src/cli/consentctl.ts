@@ -5,9 +5,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { ChannelCredentials, credentials, Metadata, ServiceError } from '@grpc/grpc-js';
 import { Command, CommanderError, Option } from 'commander';
-import { Channel as PbChannel, PurposeCategory } from '../gen/consent/v1/common';
+import { Channel as PbChannel, PurposeCategory, SubjectIdentifier } from '../gen/consent/v1/common';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { IdentifierKind, IdentityLink, IdentityServiceClient } from '../gen/consent/v1/identity';
+import { ConsentServiceClient } from '../gen/consent/v1/consent';
 import {
   CreateRequestRequest,
   DataSubjectRequest,
@@ -284,7 +285,10 @@ export function buildProgram(): Command & { active(): Command } {
   const requests = program.command('requests').description('data-subject requests (Art. 15, 17, 20)');
   who(requests.command('create').description('register a request as received (deadline: one calendar month)'))
     .requiredOption('--tenant <id>', 'tenant id')
-    .requiredOption('--kind <kind>', 'access, portability, erasure, objection (takes effect at once) or restriction')
+    .requiredOption('--kind <kind>', 'access, portability, erasure, objection (takes effect at once), restriction or rectification')
+    .option('--new-phone <number>', 'rectification: the correct phone number (with --phone)')
+    .option('--new-email <address>', 'rectification: the correct e-mail address (with --email)')
+    .option('--new-customer-id <id>', 'rectification: the correct customer id (with --customer-id)')
     .option('--received-via <channel>', 'email, web-form, letter, phone, in-person, chat, other', 'email')
     .option('--received-at <iso-time>', 'when it was received (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
@@ -302,6 +306,7 @@ export function buildProgram(): Command & { active(): Command } {
         kind: enumValue(RequestKind, 'REQUEST_KIND_', o.kind, '--kind'),
         subjectIdentifier: identifier(o),
         subjectIdentifiers: further,
+        rectifiedIdentifier: rectifiedIdentifier(o),
         receivedVia: enumValue(ReceivedVia, 'RECEIVED_VIA_', o.receivedVia, '--received-via'),
         receiveTime: o.receivedAt !== undefined ? isoTime(o.receivedAt, '--received-at') : undefined,
         requestId: requestId(o.requestId),
@@ -426,6 +431,35 @@ export function buildProgram(): Command & { active(): Command } {
       const summary = { request, events: manifest.events, files, packageSha256: hashes.package, verified: problem === null };
       out(s.json ? JSON.stringify(summary, null, 2) + '\n' : `${manifest.events} events exported to ${folder}; signature and hashes ${problem === null ? 'verified' : 'DO NOT VERIFY'}\n`);
       if (problem) throw verificationFailed(`the export did not verify against the tenant's published keys: ${problem}`);
+    });
+
+  program
+    .command('rectify <name>')
+    .description('carry out a verified RECTIFICATION request (Art. 16): the correct identifier replaces the old one; history and consents follow it')
+    .action(async (name: string) => {
+      const rights = rightsClient();
+      const res = await rpc(g(), rights, rights.rectifyIdentifier, { name: childName(name, 'requests', 'the request') });
+      printRequest(res.request!, g());
+    });
+
+  who(program.command('reassigned').description("report that a phone number or e-mail address now belongs to someone else: the old owner's consents end, a fresh subject takes it"))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--source <source>', 'who says so: CARRIER_NOTICE, REASSIGNED_NUMBERS_DB, NEW_OWNER, ... (1-64 of A-Z a-z 0-9 _ . : -)')
+    .option('--at <iso-time>', 'when it passed to the new owner (default: now)')
+    .option('--request-id <id>', 'idempotency key (default: random)')
+    .action(async (o) => {
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.source)) throw usageError('--source must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. CARRIER_NOTICE');
+      const s = g();
+      const consent = new ConsentServiceClient(s.address, s.credentials);
+      const res = await rpc(s, consent, consent.reportReassignedIdentifier, {
+        parent: tenantName(o.tenant),
+        subjectIdentifier: identifier(o),
+        reassignTime: o.at !== undefined ? isoTime(o.at, '--at') : undefined,
+        source: o.source as string,
+        requestId: requestId(o.requestId),
+      });
+      if (s.json) return json({ subject: res.subject, consistencyToken: res.consistencyToken });
+      out(s.nameOnly ? `${res.subject}\n` : `reassigned: checks answer IDENTIFIER_REASSIGNED until the new owner opts in\nnew owner's subject: ${res.subject}\nconsistency token: ${res.consistencyToken}\n`);
     });
 
   program
@@ -909,4 +943,16 @@ export async function runConsentctl(argv: string[]): Promise<number> {
 if (require.main === module) {
   endQuietlyWhenReaderLeaves();
   runConsentctl(process.argv.slice(2)).then((code) => process.exit(code));
+}
+
+/** `requests create --new-*`: the correct identifier of a rectification (the same kind as the old one). */
+function rectifiedIdentifier(o: { newPhone?: string; newEmail?: string; newCustomerId?: string; region?: string }): SubjectIdentifier | undefined {
+  if (o.newPhone === undefined && o.newEmail === undefined && o.newCustomerId === undefined) return undefined;
+  try {
+    return identifier({ phone: o.newPhone, email: o.newEmail, customerId: o.newCustomerId, region: o.newPhone !== undefined ? o.region : undefined });
+  } catch (err) {
+    // The same checks as the person's identifier, named by the flags of the new one.
+    if (err instanceof CliError) throw usageError(err.message.replace('--phone', '--new-phone').replace('--email', '--new-email').replace('--customer-id', '--new-customer-id'));
+    throw err;
+  }
 }

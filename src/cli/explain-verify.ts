@@ -2,7 +2,7 @@ import { ExplainDecisionResponse } from '../gen/consent/v1/audit';
 import { PurposeCategory, Channel } from '../gen/consent/v1/common';
 import { DecisionReason, Verdict } from '../gen/consent/v1/consent';
 import { leafHash, ProofError, verifyInclusion } from '../audit/merkle';
-import { decide, foldEvents } from '../domain/consent-rules';
+import { decide, foldEvents, SubjectFacts } from '../domain/consent-rules';
 import { Channel as DomainChannel, EventKind, PurposeCategory as DomainCategory, SendChannel } from '../domain/model';
 import { EntryFields, recordIds, recordMismatch, VerificationFailure, VerifiedCheckpoint, verifyCheckpoint } from './audit-verify';
 
@@ -93,7 +93,10 @@ export async function verifyExplanation(
   const events = verified
     .filter((e) => e.type.startsWith('CONSENT_EVENT_') && e.time <= at)
     .map((e) => ({ id: e.ref!, kind: e.type.slice('CONSENT_EVENT_'.length) as EventKind, purposeId: e.purpose!, channel: e.channel as DomainChannel, eventTime: e.eventTime!, expireTime: e.expireTime }));
-  const facts = events.length === 0 ? null : { ...foldEvents(subjectId, events), erased: verified.some((e) => e.type === 'SUBJECT_ERASED') };
+  // A reassigned identifier's fresh subject is known from its IDENTIFIER_REASSIGNED entry on, with no event yet.
+  const reassigned = verified.find((e) => e.type === 'IDENTIFIER_REASSIGNED' && e.time <= at);
+  const facts: SubjectFacts | null = events.length === 0 && !reassigned ? null : { ...foldEvents(subjectId, events), erased: verified.some((e) => e.type === 'SUBJECT_ERASED') };
+  if (facts && reassigned?.eventTime !== undefined) facts.reassignedAt = reassigned.eventTime;
   const expected = decide(facts, { purposeId: question.purposeId, category, channel: question.channel }, at, windowMs);
 
   const reason = (DecisionReason[response.decision?.reason ?? 0] ?? '').replace('DECISION_REASON_', '');

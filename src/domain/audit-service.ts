@@ -16,6 +16,7 @@ import { Principal } from './principal';
 import { names } from './resource-names';
 import { SubjectDirectory } from './subject-directory';
 import { SUBJECT_OBJECTED } from './objection';
+import { IDENTIFIER_REASSIGNED } from './identifier-reassignment';
 import { TenantService } from './tenant-service';
 
 export interface SignedCheckpoint {
@@ -65,7 +66,7 @@ export interface Explanation {
 }
 
 /** Entry types that decide a check: consent events (by kind) and the subject's erasure. */
-const DECIDING_TYPES = ['CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'CONSENT_EVENT_OPT_IN_PENDING', 'CONSENT_EVENT_OPT_IN_CONFIRMED', 'CONSENT_EVENT_INBOUND_MESSAGE', 'SUBJECT_ERASED', SUBJECT_OBJECTED, 'RESTRICTION_PLACED', 'RESTRICTION_LIFTED'];
+const DECIDING_TYPES = ['CONSENT_EVENT_OPT_IN', 'CONSENT_EVENT_OPT_OUT', 'CONSENT_EVENT_OPT_IN_PENDING', 'CONSENT_EVENT_OPT_IN_CONFIRMED', 'CONSENT_EVENT_INBOUND_MESSAGE', 'SUBJECT_ERASED', SUBJECT_OBJECTED, 'RESTRICTION_PLACED', 'RESTRICTION_LIFTED', IDENTIFIER_REASSIGNED];
 /** Principal of checkpoints the service signs on its own schedule. */
 export const CHECKPOINT_PRINCIPAL = 'system:audit-checkpointer';
 
@@ -191,9 +192,13 @@ export class AuditService {
       const paired = new Set<string>();
       const withRecord = (row: StoredConsentEvent | undefined) => (row ? { event: row, recordSha256: eventRecordSha256(row) } : undefined);
       for (const entry of subjectEntries) {
-        const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string };
+        const fields = JSON.parse(entry.entryJson) as { type: string; ref?: string; time: number; purpose?: string; channel?: string; eventTime?: number };
         if (fields.type === 'SUBJECT_ERASED') {
           entries.push({ entry, proof: [] });
+        } else if (fields.type === IDENTIFIER_REASSIGNED) {
+          // The reassignment that made this subject (rule 1c), once recorded; not one that later
+          // moved the identifier off it (its opt-outs are listed like any).
+          if (fields.eventTime === basis.subject.reassignedAt && fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });
         } else if (fields.type === 'RESTRICTION_PLACED' || fields.type === 'RESTRICTION_LIFTED') {
           // Art. 18: restrictions of the person and their lifting, once recorded.
           if (fields.time <= Math.min(basis.at, checkpoint.time)) entries.push({ entry, proof: [] });

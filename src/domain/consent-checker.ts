@@ -309,12 +309,14 @@ export class ConsentChecker {
       if (subject.objectedAt !== undefined && subject.objectedAt <= query.at) past.objectedAt = subject.objectedAt;
       // A restriction in force then: placed by `at` and not lifted by then (Art. 18).
       if (await this.subjects.restrictedAt(tx, tenantId, subject.subjectId, query.at)) past.restricted = true;
+      if (subject.reassignedAt !== undefined) past.reassignedAt = subject.reassignedAt;
       return past;
     }
     const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
     const facts: SubjectFacts = { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
     if (subject.objectedAt !== undefined) facts.objectedAt = subject.objectedAt;
     if (subject.restrictedSince !== undefined) facts.restricted = true;
+    if (subject.reassignedAt !== undefined) facts.reassignedAt = subject.reassignedAt;
     return facts;
   }
 }
@@ -343,6 +345,7 @@ function factsOf(state: CachedIdentifier): SubjectFacts | null {
   const facts: SubjectFacts = { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
   if (state.subject.objectedAt !== undefined) facts.objectedAt = state.subject.objectedAt;
   if (state.subject.restrictedSince !== undefined) facts.restricted = true;
+  if (state.subject.reassignedAt !== undefined) facts.reassignedAt = state.subject.reassignedAt;
   return facts;
 }
 /** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */

@@ -34,6 +34,11 @@ export interface SubjectFacts {
   objectedAt?: number;
   /** Art. 18: a restriction of the person's processing is in force. */
   restricted?: boolean;
+  /**
+   * A fresh subject made for the new owner of a reassigned identifier: when it passed to them
+   * (ConsentService.ReportReassignedIdentifier); absent: not one.
+   */
+  reassignedAt?: number;
 }
 
 export type DecisionReason =
@@ -48,7 +53,8 @@ export type DecisionReason =
   | 'NO_CONSENT'
   | 'UNKNOWN_SUBJECT'
   | 'OBJECTED'
-  | 'RESTRICTED';
+  | 'RESTRICTED'
+  | 'IDENTIFIER_REASSIGNED';
 
 export interface Decision {
   allow: boolean;
@@ -119,6 +125,16 @@ export function decide(facts: SubjectFacts | null, target: CheckTarget, at: numb
   // Rule 1a (Art. 18): while the person's processing is restricted, only purposes the tenant
   // marked as allowed under Art. 18(2) go on to the consent rules.
   if (facts.restricted === true && target.allowedWhileRestricted !== true) return deny(facts, 'RESTRICTED');
+  // Rule 1c (applied before 1b; the order between them changes no verdict): the identifier
+  // passed to someone else. Only what its new owner did after the
+  // reassignment counts (an opt-in or an inbound message with a later event time); until there
+  // is any, every check answers IDENTIFIER_REASSIGNED. A late import of the old owner's consent
+  // (an earlier event time) never allows.
+  if (facts.reassignedAt !== undefined) {
+    const fresh = sinceReassignment(facts, facts.reassignedAt);
+    if (!fresh) return deny(facts, 'IDENTIFIER_REASSIGNED');
+    facts = fresh;
+  }
 
   // The scopes covering the purpose and channel asked about: `specific` ones name the purpose,
   // `general` ones all purposes (ALL_PURPOSES); each on the channel or on ANY.
@@ -208,6 +224,30 @@ export function foldEvents(
     scopes.set(key, applyToScope(scope, { ...event, kind: event.kind }));
   }
   return { subjectId, erased: false, suppressed: false, scopes: [...scopes.values()], windows: [...windows.values()] };
+}
+
+/**
+ * The facts of a reassigned identifier's new owner without what happened before `reassignedAt`
+ * (opt-ins and service windows of earlier event times; opt-outs stay, they only deny), or null
+ * when the new owner has neither opted in nor written since.
+ */
+function sinceReassignment(facts: SubjectFacts, reassignedAt: number): SubjectFacts | null {
+  let acted = false;
+  const scopes: ScopeState[] = [];
+  for (const s of facts.scopes) {
+    if (s.optIn && s.optIn.eventTime > reassignedAt) acted = true;
+    else if (s.optIn) {
+      const { optIn: _old, ...rest } = s;
+      if (rest.optOut) scopes.push(rest);
+      continue;
+    }
+    scopes.push(s);
+  }
+  const windows = facts.windows.filter((w) => w.lastInboundTime > reassignedAt);
+  if (windows.length > 0) acted = true;
+  if (!acted) return null;
+  const { reassignedAt: _marker, ...rest } = facts;
+  return { ...rest, scopes, windows };
 }
 
 /**

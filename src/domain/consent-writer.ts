@@ -105,6 +105,8 @@ interface Slot {
   events?: ConsentEvent[];
   /** Known before the transaction: a retry of a write already recorded. */
   replay?: boolean;
+  /** The person's `identifiersChangedAt` when found by identifier (compared under the lock). */
+  seenIdentifiersChange?: number;
 }
 
 /** What the transaction decided for one slot. */
@@ -216,6 +218,7 @@ export class ConsentWriter {
       const person = found.people.get(indexKey(slot.write.index));
       if (person) {
         slot.subjectId = person.subjectId;
+        slot.seenIdentifiersChange = person.identifiersChangedAt;
         continue;
       }
       let created = creating.get(indexKey(slot.write.index));
@@ -346,6 +349,11 @@ export class ConsentWriter {
       if (!person || person.erased) {
         // The erasure takes the same lock: a write that waited for it never writes for the erased person.
         decided.set(slot.position, { kind: 'error', error: failedPrecondition('SUBJECT_ERASED', 'the subject was erased', { subject: `tenants/${tenantId}/subjects/${slot.subjectId}` }) });
+        return false;
+      }
+      if (person.identifiersChangedAt !== slot.seenIdentifiersChange) {
+        // An identifier moved off the person (rectified, reassigned) since it was looked up: look again.
+        decided.set(slot.position, { kind: 'again' });
         return false;
       }
       if (slot.keyError) {

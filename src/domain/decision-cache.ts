@@ -53,6 +53,11 @@ export interface DecisionCacheStats {
 
 /** Audit entry types after which nothing cached for the tenant is trusted (keys changed, tenant gone). */
 const TENANT_WIDE = new Set(['KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED', 'TENANT_SHREDDED']);
+/**
+ * Audit entry types after which an identifier may name another subject (a rectification, a
+ * reassigned number): an entry cached as naming nobody may now name someone, so such entries go.
+ */
+const IDENTIFIER_MOVED = new Set(['IDENTIFIER_RECTIFIED', 'IDENTIFIER_REASSIGNED']);
 /** Audit entry types that change the tenant row the checks read (its settings: the service window). */
 const TENANT_ROW = new Set(['TENANT_SETTINGS_UPDATED', 'TENANT_SHREDDED']);
 
@@ -186,6 +191,7 @@ export class DecisionCache {
         this.stats.invalidations++;
         continue;
       }
+      if (change.type !== null && IDENTIFIER_MOVED.has(change.type)) track.negatives++;
       if (change.subjectId === null) continue;
       const keys = this.bySubject.get(`${tenantId}\0${change.subjectId}`);
       if (keys) {

@@ -10,6 +10,10 @@ export interface SubjectRef {
   objectedAt?: number;
   /** Art. 18: since when the person's processing is restricted (a restriction in force); absent: not restricted. */
   restrictedSince?: number;
+  /** A fresh subject of a reassigned identifier's new owner: when it passed to them; absent: not one. */
+  reassignedAt?: number;
+  /** When an identifier last moved off the subject (rectified or reassigned); absent: never. */
+  identifiersChangedAt?: number;
 }
 
 /** Key of one identifier row: the blind index, never the plaintext. */
@@ -180,6 +184,39 @@ export interface ConsentRepository {
   ): Promise<Array<{ seq: number; event: StoredConsentEvent; subjectErased: boolean }>>;
 }
 
+/* ---- Identifiers that change (rectification, reassigned numbers) ---- */
+
+/** A report that an identifier now belongs to someone else (ConsentService.ReportReassignedIdentifier). */
+export interface ReassignmentRecord {
+  id: string;
+  tenantId: string;
+  requestId: string;
+  requestFingerprint: string;
+  kind: IdentifierKind;
+  blindIndex: string;
+  /** The subject the identifier moved off (null: it named nobody). */
+  oldSubjectId: string | null;
+  /** The fresh subject of the new owner. */
+  newSubjectId: string;
+  reassignTime: number;
+  source: string;
+  reportedBy: string;
+  createdAt: number;
+}
+
+export interface IdentifierChangeRepository {
+  findReassignment(tx: TxContext, tenantId: string, requestId: string): Promise<ReassignmentRecord | null>;
+  insertReassignment(tx: TxContext, report: ReassignmentRecord): Promise<void>;
+  /** A fresh subject of a reassigned identifier's new owner, marked with the reassignment time. */
+  insertReassignedSubject(tx: TxContext, subject: { id: string; tenantId: string; createdAt: number; reassignedAt: number }): Promise<void>;
+  /** Deletes an identifier row (no tombstone: the identifier then names nobody). */
+  deleteIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<void>;
+  /** Records that an identifier moved off the subject at `at` (consent writes that found the subject by it look again). */
+  markIdentifiersChanged(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<void>;
+  /** Deletes a subject's service-window rows (derived state): its windows are closed. */
+  closeWindows(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
+}
+
 /* ---- Change feed ---- */
 
 export interface ChangeRecord {
@@ -209,7 +246,7 @@ export interface ChangeFeedRepository {
 
 /* ---- Data-subject requests and legal holds ---- */
 
-export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION' | 'RESTRICTION';
+export type RequestKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE' | 'OBJECTION' | 'RESTRICTION' | 'RECTIFICATION';
 export type RequestState = 'RECEIVED' | 'VERIFIED' | 'IN_PROGRESS' | 'COMPLETED' | 'REJECTED';
 /** States in which the deadline still matters. */
 export const OPEN_REQUEST_STATES: readonly RequestState[] = ['RECEIVED', 'VERIFIED', 'IN_PROGRESS'];
@@ -234,6 +271,10 @@ export interface SubjectRequestRecord {
   requestId: string;
   createdAt: number;
   updatedAt: number;
+  /** RECTIFICATION: the correct identifier (blind index; value under the subject key, null when no subject was known). */
+  rectifiedKind?: IdentifierKind | null;
+  rectifiedBlindIndex?: string | null;
+  rectifiedCiphertext?: string | null;
 }
 
 /**

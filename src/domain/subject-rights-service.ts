@@ -18,6 +18,7 @@ import { SubjectEraser, SubjectErasure } from './subject-eraser';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
 import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
+import { checkRectifiedIdentifier, IdentifierRectification, RectifiedFields } from './identifier-rectification';
 
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
 export const LEGAL_HOLD_GROUNDS = [
@@ -47,6 +48,8 @@ export interface NewRequestInput {
   receiveTime?: number;
   receivedVia: string | null;
   requestId: string;
+  /** RECTIFICATION only: the person's correct identifier. */
+  rectifiedIdentifier?: RawIdentifier;
 }
 
 const MAX_TEXT = 1000;
@@ -80,6 +83,9 @@ export class SubjectRightsService {
    */
   observer?: (tenantId: string, subjectId: string, createdSubject: boolean, logSize: number) => void;
 
+  /** Art. 16: RECTIFICATION requests (identifier-rectification.ts); set by the composition root. */
+  rectification?: IdentifierRectification;
+
   /** A state change of a request: stored with its principal and appended to the audit log, in `tx`. */
   async recordTransition(tx: TxContext, tenantId: string, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
     await this.repo.addTransition(tx, t);
@@ -95,9 +101,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const started = await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.kind !== 'ERASURE') throw failedPrecondition('NOT_AN_ERASURE', `this is an ${request.kind} request, not an erasure`, name);
       if (request.state === 'COMPLETED') return request;
@@ -225,9 +229,15 @@ export class SubjectRightsService {
   async createRequest(principal: Principal, tenantId: string, input: NewRequestInput): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const now = this.clock.now();
     const violations: FieldViolation[] = [];
-    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION or RESTRICTION' });
+    if (!input.kind) violations.push({ field: 'kind', reason: 'REQUIRED', description: 'ACCESS, PORTABILITY, ERASURE, OBJECTION, RESTRICTION or RECTIFICATION' });
     if (!input.receivedVia) violations.push({ field: 'received_via', reason: 'REQUIRED', description: 'how the request was received' });
     const identifiers = requestIdentifiers(input.identifier, input.identifiers ?? [], violations);
+    // A rectification corrects one identifier: exactly one is named, and its correct value given.
+    if (input.kind === 'RECTIFICATION' && identifiers.length > 1) {
+      violations.push({ field: 'subject_identifiers', reason: 'ONE_IDENTIFIER', description: 'a rectification names exactly one identifier: the one to correct' });
+    }
+    const identifier = identifiers[0] ?? { field: 'subject_identifier', reason: 'REQUIRED', description: 'the identifier to correct' };
+    const rectifiedIdentifier = checkRectifiedIdentifier(input.kind, input.rectifiedIdentifier, identifier, violations);
     const receiveTime = input.receiveTime ?? now;
     if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     checkRequestId(input.requestId, true, violations);
@@ -240,7 +250,12 @@ export class SubjectRightsService {
     const indexes = identifiers.map((i) => ({ kind: i.kind, blindIndex: this.keys.blindIndex(keyring, i) }));
     const sameBody = async (tx: TxContext, replay: SubjectRequestRecord) => {
       const named = ((await this.repo.requestIdentifiers(tx, [replay.id])).get(replay.id) ?? []).filter((r) => r.viaLink === null);
-      const same = replay.kind === input.kind && named.length === indexes.length && named.every((r, i) => r.identifierKind === indexes[i].kind && r.blindIndex === indexes[i].blindIndex);
+      const rectifiedIndex = rectifiedIdentifier ? this.keys.blindIndex(keyring, rectifiedIdentifier) : null;
+      const same =
+        replay.kind === input.kind &&
+        named.length === indexes.length &&
+        named.every((r, i) => r.identifierKind === indexes[i].kind && r.blindIndex === indexes[i].blindIndex) &&
+        (replay.rectifiedBlindIndex ?? null) === rectifiedIndex;
       if (!same) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
     };
 
@@ -255,6 +270,9 @@ export class SubjectRightsService {
       });
       if (prepared) prepared = await Promise.all(prepared.map((p) => this.objections.withKey(p, now)));
     }
+    // A rectification: the correct identifier encrypted under the person's key, outside the transaction.
+    let rectified: (RectifiedFields & { subjectId: string | null }) | null = null;
+    if (input.kind === 'RECTIFICATION' && rectifiedIdentifier && this.rectification) rectified = await this.rectification.prepare(tenantId, identifier, rectifiedIdentifier);
 
     const { id, applied } = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
@@ -300,7 +318,8 @@ export class SubjectRightsService {
         });
       }
       // Persons linked to any of them: reached by the request too (rows inserted below).
-      rows = await this.resolver.resolve(tx, tenantId, rows, now, { insert: async () => undefined, update: async () => undefined });
+      // (A rectification corrects the one identifier it names: it reaches nobody else.)
+      if (input.kind !== 'RECTIFICATION') rows = await this.resolver.resolve(tx, tenantId, rows, now, { insert: async () => undefined, update: async () => undefined });
       if (prepared) {
         for (const row of rows) {
           if (row.viaLink === null || row.subjectId === null) continue;
@@ -311,6 +330,10 @@ export class SubjectRightsService {
         }
       }
       const first = rows[0];
+      if (rectified && first.subjectId !== rectified.subjectId) {
+        // Recorded (or erased) since it was prepared: the value must be encrypted for the person found now.
+        throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the person changed concurrently; retry');
+      }
       const record: SubjectRequestRecord = {
         id: requestId,
         tenantId,
@@ -331,6 +354,7 @@ export class SubjectRightsService {
         createdAt: now,
         updatedAt: now,
       };
+      if (rectified) Object.assign(record, { rectifiedKind: rectified.rectifiedKind, rectifiedBlindIndex: rectified.rectifiedBlindIndex, rectifiedCiphertext: rectified.rectifiedCiphertext });
       await this.repo.insertRequest(tx, record);
       await this.repo.insertRequestIdentifiers(tx, rows);
       const reached = rows.length > indexes.length ? ` (${indexes.length} identifier(s), ${rows.length - indexes.length} linked)` : indexes.length > 1 ? ` (${indexes.length} identifiers)` : '';
@@ -417,9 +441,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = `tenants/${tenantId}/requests/${id}`;
       const rows = (await this.repo.requestIdentifiers(tx, [id])).get(id) ?? [];
       const unknown = positions.filter((p) => !rows.some((r) => r.position === p));
@@ -463,9 +485,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.extensionReason !== null) throw failedPrecondition('ALREADY_EXTENDED', 'the deadline was already extended once (Art. 12(3) allows one extension)', name);
       if (!OPEN_REQUEST_STATES.includes(request.state)) throw failedPrecondition('REQUEST_CLOSED', `the request is ${request.state}`, name);
@@ -568,9 +588,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const done = await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       const name = { request: `tenants/${tenantId}/requests/${id}` };
       if (request.kind !== 'RESTRICTION') throw failedPrecondition('NOT_A_RESTRICTION', `this is an ${request.kind} request, not a restriction`, name);
       if (request.state === 'COMPLETED') return { restrictions: await this.repo.restrictionsOfRequest(tx, tenantId, id), subjects: [], logSize: null };
@@ -626,6 +644,12 @@ export class SubjectRightsService {
     const request = await this.get(principal, tenantId, id);
     const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
     return { request, restrictions: done.restrictions, consistencyToken: encodeConsistencyToken(tenantId, position) };
+  }
+
+  /** Carries out a verified RECTIFICATION request (Art. 16): identifier-rectification.ts. */
+  async rectify(principal: Principal, tenantId: string, id: string): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
+    const { consistencyToken } = await this.rectification!.rectify(principal, tenantId, id, (tx, tenant, transition) => this.recordTransition(tx, tenant, transition));
+    return { request: await this.get(principal, tenantId, id), consistencyToken };
   }
 
   /** Art. 18(3): records that the person was informed before the restriction is lifted. */
@@ -758,9 +782,7 @@ export class SubjectRightsService {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     await this.tx.write(async (tx) => {
-      await this.tenants.require(tx, tenantId, false);
-      const request = await this.repo.lockRequest(tx, tenantId, id);
-      if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+      const request = await this.lockedRequest(tx, tenantId, id);
       if (!from.includes(request.state)) {
         throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state, request: `tenants/${tenantId}/requests/${id}` });
       }
@@ -768,6 +790,14 @@ export class SubjectRightsService {
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
     });
     return this.get(principal, tenantId, id);
+  }
+
+  /** The tenant checked, then the request locked against concurrent transitions; NOT_FOUND when it does not exist. */
+  private async lockedRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord> {
+    await this.tenants.require(tx, tenantId, false);
+    const request = await this.repo.lockRequest(tx, tenantId, id);
+    if (!request) throw notFound('REQUEST', `tenants/${tenantId}/requests/${id}`);
+    return request;
   }
 
   private async views(tx: TxContext, requests: SubjectRequestRecord[]): Promise<SubjectRequestView[]> {

@@ -8,7 +8,7 @@ import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import { ACCESS_POLICY } from '../../src/transport/auth/access-policy';
 import { ROLES } from '../../src/domain/principal';
 import { forEachDatabase } from '../support/databases';
-import { body, invoke, made, OWN, Outcome, PHONE, PHONE2, RPCS } from '../support/rpc-catalog';
+import { body, invoke, made, OWN, Outcome, PHONE, PHONE2, PHONE3, PHONE4, RPCS } from '../support/rpc-catalog';
 import { errorDetails, startTestServer, TestServer } from '../support/test-server';
 import { runConsentctl } from '../support/processes';
 import { createTokenIssuer, Forgery, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../support/tokens';
@@ -82,6 +82,15 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
     made.restriction = await new Promise<string>((resolve, reject) =>
       rights.restrictProcessing(rightsPb.RestrictProcessingRequest.fromPartial({ name: placed, ground: 1 }), md, (e, r) => (e ? reject(e) : resolve(r.restriction!.name))),
     );
+    // Rectification (Art. 16): a verified request to carry out.
+    made.rectificationRequest = await new Promise<string>((resolve, reject) =>
+      rights.createRequest(
+        rightsPb.CreateRequestRequest.fromPartial({ parent: `tenants/${OWN}`, kind: rightsPb.RequestKind.REQUEST_KIND_RECTIFICATION, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE3 }, defaultRegion: '' }, rectifiedIdentifier: { kind: { $case: 'phoneNumber', value: PHONE4 }, defaultRegion: '' }, receivedVia: 1, requestId: 'rect-1' }),
+        md,
+        (e, r) => (e ? reject(e) : resolve(r.request!.name)),
+      ),
+    );
+    await verify(made.rectificationRequest);
     rights.close();
     const hold = await new Promise<rightsPb.PlaceLegalHoldResponse>((resolve, reject) => {
       const c = new rightsPb.SubjectRightsServiceClient(address, tlsOnly());
@@ -109,7 +118,7 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
   after(async () => s?.stop());
 
   it('the access policy has a row for every RPC the server offers, and no other', function () {
-    expect(RPCS).to.have.length(46);
+    expect(RPCS).to.have.length(48);
     expect(Object.keys(ACCESS_POLICY).sort()).to.deep.equal(RPCS.map((r) => r.full).sort());
   });
 

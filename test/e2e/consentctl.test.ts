@@ -95,6 +95,38 @@ describe('consentctl', function () {
     expect(twice.err).to.include('LINK_CLOSED');
   });
 
+  it('rectifies an identifier (requests create --new-email, rectify) and reports a reassigned number (reassigned)', async function () {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('typo@exmaple.com') }));
+    const created = await ctl('--name-only', 'requests', 'create', '--tenant', T, '--kind', 'rectification', '--email', 'typo@exmaple.com', '--new-email', 'right@example.com', '--received-via', 'letter');
+    expect(created.code, created.err).to.equal(0);
+    const name = created.out.trim();
+    await ctl('requests', 'verify', name, '--method', 'ID_DOCUMENT', '--by', 'dpo-1');
+    const done = await ctl('rectify', name);
+    expect(done.code, done.err).to.equal(0);
+    expect(done.out).to.include('completed').and.include('rectified: the email identifier was replaced');
+    expect(done.out + done.err).to.not.include('right@example.com');
+    // The new flag must match the old identifier's kind; without the old one it is a usage error.
+    const mismatch = await ctl('requests', 'create', '--tenant', T, '--kind', 'rectification', '--email', 'right@example.com', '--new-phone', '+4915112399999');
+    expect(mismatch.code).to.not.equal(0);
+    expect(mismatch.err).to.include('rectified_identifier');
+    const bad = await ctl('requests', 'create', '--tenant', T, '--kind', 'rectification', '--email', 'right@example.com', '--new-email', 'not-an-address');
+    expect([bad.code, bad.err]).to.satisfy(([code, err]: [number, string]) => code === 2 && err.includes('--new-email'));
+
+    const reported = await ctl('--json', 'reassigned', '--tenant', T, '--email', 'right@example.com', '--source', 'NEW_OWNER', '--request-id', 'cli-reassigned-1');
+    expect(reported.code, reported.err).to.equal(0);
+    const subject = JSON.parse(reported.out).subject as string;
+    expect(subject).to.match(/^tenants\/cli-tenant\/subjects\/[0-9a-f]{32}$/);
+    const again = await ctl('--name-only', 'reassigned', '--tenant', T, '--email', 'right@example.com', '--source', 'NEW_OWNER', '--request-id', 'cli-reassigned-1');
+    expect(again.out.trim(), 'a retry names the same subject').to.equal(subject);
+    // The auditor's offline replay agrees: DENY IDENTIFIER_REASSIGNED, from the reassignment entry.
+    const explained = await ctl('audit', 'explain', '--tenant', T, '--email', 'right@example.com', '--purpose', 'newsletter', '--channel', 'email');
+    expect(explained.code, explained.err).to.equal(0);
+    expect(explained.out).to.include('DENY (IDENTIFIER_REASSIGNED)').and.include('IDENTIFIER_REASSIGNED').and.include('give the same decision');
+    const badSource = await ctl('reassigned', '--tenant', T, '--email', 'right@example.com', '--source', 'carrier notice');
+    expect(badSource.code).to.equal(2);
+    expect(badSource.err).to.include('--source');
+  });
+
   it('--name-only prints just the names, for scripts', async function () {
     const created = await ctl('--name-only', 'requests', 'create', '--tenant', T, '--kind', 'portability', '--email', 'dpo-case@example.com');
     expect(created.code, created.err).to.equal(0);

@@ -110,6 +110,8 @@ describe('documentation examples', function () {
     expect(dpo.out, 'each identifier of the request with its outcome').to.match(/1\s+PHONE\s+tenants\/acme\/subjects\/[0-9a-f]{32}\s+SMS_CODE by dpo-anna\s+erased: subject key destroyed/);
     expect(dpo.out).to.match(/2\s+EMAIL\s+\(nothing held\)\s+EMAIL_CONFIRMATION by dpo-anna\s+no data held/).and.match(/3\s+CUSTOMER_ID\s+\(nothing held\)\s+EMAIL_CONFIRMATION by dpo-anna\s+no data held/);
     expect(dpo.out + dpo.err, 'no identifier value in the output').to.not.match(/anna@example\.com|C-1042/);
+    expect(dpo.out, 'the rectification completes').to.include('rectified: the phone identifier was replaced');
+    expect(dpo.out, 'the reassignment names the fresh subject').to.match(/new owner's subject: tenants\/acme\/subjects\/[0-9a-f]{32}/);
   });
 
   it("docs/api.md's opening: the services and the first calls as written", async function () {

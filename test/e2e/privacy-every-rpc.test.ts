@@ -7,7 +7,7 @@ import { BadRequest } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, invoke, made, OWN, PHONE, PHONE2, RPCS } from '../support/rpc-catalog';
+import { body, invoke, made, OWN, PHONE, PHONE2, PHONE3, RPCS } from '../support/rpc-catalog';
 import { startTestServer, TestServer } from '../support/test-server';
 
 /** Personal data planted in every RPC; none of it may come back in a log line or an error. */
@@ -50,7 +50,7 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     const md = new Metadata();
     const rights = new rightsPb.SubjectRightsServiceClient(address(), credentials.createInsecure());
     const unary = <T>(f: (cb: (e: ServiceError | null, r: T) => void) => void) => new Promise<T>((resolve, reject) => f((e, r) => (e ? reject(e) : resolve(r))));
-    for (const phone of [PHONE, PHONE2, PLANTED.phone]) {
+    for (const phone of [PHONE, PHONE2, PHONE3, PLANTED.phone]) {
       await invoke(RPCS.find((r) => r.method === 'RecordConsent')!, address(), credentials.createInsecure(), null, { ...body('RecordConsent', OWN), subjectIdentifier: { kind: { $case: 'phoneNumber', value: phone }, defaultRegion: '' } });
     }
     const create = (kind: number, requestId: string, phone: string) =>
@@ -67,6 +67,13 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     await unary((cb) => rights.verifyIdentity({ name: placed, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name, identifierPositions: [] }, md, cb));
     made.restriction = (await unary<rightsPb.RestrictProcessingResponse>((cb) => rights.restrictProcessing(rightsPb.RestrictProcessingRequest.fromPartial({ name: placed, ground: 1, note: PLANTED.name }), md, cb))).restriction!.name;
     made.hold = (await unary<rightsPb.PlaceLegalHoldResponse>((cb) => rights.placeLegalHold(rightsPb.PlaceLegalHoldRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PLANTED.phone }, defaultRegion: '' }, ground: 1, note: PLANTED.name, requestId: 'p-hold' }), md, cb))).hold!.name;
+    // Rectification: PHONE3 to the planted e-mail's kind would be refused; to a planted number instead.
+    made.rectificationRequest = (
+      await unary<rightsPb.CreateRequestResponse>((cb) =>
+        rights.createRequest(rightsPb.CreateRequestRequest.fromPartial({ parent: `tenants/${OWN}`, kind: 6, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE3 }, defaultRegion: '' }, rectifiedIdentifier: { kind: { $case: 'phoneNumber', value: '+4915199988866' }, defaultRegion: '' }, receivedVia: 1, requestId: 'p-rect' }), md, cb),
+      )
+    ).request!.name;
+    await unary((cb) => rights.verifyIdentity({ name: made.rectificationRequest, method: 'ID_DOCUMENT', verifiedBy: PLANTED.name, identifierPositions: [] }, md, cb));
     rights.close();
     const identity = new identityPb.IdentityServiceClient(address(), credentials.createInsecure());
     made.link = (await unary<identityPb.LinkIdentifiersResponse>((cb) => identity.linkIdentifiers(identityPb.LinkIdentifiersRequest.fromPartial({ ...body('LinkIdentifiers', OWN), verifiedBy: PLANTED.name }), md, cb))).link!.name;

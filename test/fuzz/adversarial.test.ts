@@ -14,7 +14,7 @@ import { Status } from '../../src/gen/google/rpc/status';
 import { bearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, made, PHONE, PHONE2, SERVICES } from '../support/rpc-catalog';
+import { body, made, PHONE, PHONE2, PHONE3, PHONE4, SERVICES } from '../support/rpc-catalog';
 import { startServerProcess, ServerProcess } from '../support/server-process';
 import { call, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens';
@@ -460,6 +460,10 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       // Linked identities: an open link to unlink, and a second for a page token.
       made.link = (await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)))).link!.name;
       await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial(body('LinkIdentifiers', t)));
+      // Rectification (Art. 16): a verified request to carry out.
+      const { request: rect } = await call(rights, rights.createRequest, { parent: `tenants/${t}`, kind: RequestKind.REQUEST_KIND_RECTIFICATION, subjectIdentifier: who(PHONE3), rectifiedIdentifier: who(PHONE4), receiveTime: undefined, receivedVia: 1, requestId: 'seed-rectification', subjectIdentifiers: [] });
+      await call(rights, rights.verifyIdentity, { name: rect!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] });
+      made.rectificationRequest = rect!.name;
     }
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);
     made.rotation = (await call(keys, keys.rotateTenantKey, { name: `tenants/${OWN}`, requestId: 'seed-rotation' })).rotation!.name;

@@ -18,6 +18,11 @@ export const OWN = 'acme';
 export const PHONE = '+4915111122233';
 /** The person whose erasure request is carried out. */
 export const PHONE2 = '+4915111122244';
+/** The person whose RECTIFICATION request is carried out, and their correct number. */
+export const PHONE3 = '+4915111122266';
+export const PHONE4 = '+4915111122277';
+/** The number reported as reassigned (a fresh subject each time). */
+export const PHONE5 = '+4915111122288';
 
 /** Every consent.v1 service: its definition, its generated client and the module with its messages. */
 export const SERVICES = [
@@ -47,7 +52,7 @@ export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
 );
 
 /** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
-export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '' };
+export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '', rectificationRequest: '' };
 
 /** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
 export function body(method: string, t: string): object {
@@ -94,6 +99,9 @@ export function body(method: string, t: string): object {
     RecordRestrictionNotice: { name: swap(made.restriction), method: 'LETTER', notifiedBy: 'staff-1' },
     LiftRestriction: { name: swap(made.restriction), reason: 'accuracy verified' },
     ListRestrictions: { parent },
+    // A verified RECTIFICATION request (PHONE3 -> PHONE4; carried out by the call, again is idempotent).
+    RectifyIdentifier: { name: swap(made.rectificationRequest) },
+    ReportReassignedIdentifier: { parent, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE5 }, defaultRegion: '' }, source: 'CARRIER_NOTICE', requestId: `ra-${Math.random()}` },
     GetCheckpoint: { parent },
     ListCheckpoints: { parent },
     ListAuditEntries: { parent },

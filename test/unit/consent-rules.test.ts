@@ -225,6 +225,35 @@ describe('consent-rules', () => {
       }
     });
 
+    describe('rule 1c: a reassigned identifier', () => {
+      const R = T0 + H;
+      const service: CheckTarget = { purposeId: null, category: 'SERVICE', channel: 'WHATSAPP' };
+      it('nothing by the new owner yet: IDENTIFIER_REASSIGNED for every category, category-only checks too', () => {
+        const f = facts([], { reassignedAt: R });
+        for (const target of [marketing, { ...marketing, category: 'UTILITY' as const }, { ...marketing, category: 'AUTHENTICATION' as const }, service]) {
+          expect(decide(f, target, R + M, DAY), target.category).to.deep.equal({ allow: false, reason: 'IDENTIFIER_REASSIGNED', decidingEventId: undefined, subjectId: 'sub-1' });
+        }
+      });
+      it('an opt-in or a window dated at or before the reassignment (the old owner\'s, imported late) allows nothing', () => {
+        const f = facts([ev('OPT_IN', R), ev('INBOUND_MESSAGE', R - M, ALL_PURPOSES, 'WHATSAPP')], { reassignedAt: R });
+        expect(decide(f, marketing, R + M, DAY).reason).to.equal('IDENTIFIER_REASSIGNED');
+        expect(decide(f, service, R + M, DAY).reason).to.equal('IDENTIFIER_REASSIGNED');
+      });
+      it('the new owner\'s opt-in allows its purpose; other purposes follow the rules without the old consents', () => {
+        const mine = ev('OPT_IN', R + M);
+        const f = facts([mine, ev('OPT_IN', R - M, 'orders')], { reassignedAt: R });
+        expect(decide(f, marketing, R + 2 * M, DAY)).to.deep.include({ allow: true, reason: 'OPTED_IN', decidingEventId: mine.id });
+        expect(decide(f, { purposeId: 'orders', category: 'UTILITY', channel: 'WHATSAPP' }, R + 2 * M, DAY).reason).to.equal('NO_CONSENT');
+        expect(decide(f, service, R + 2 * M, DAY).reason).to.equal('SERVICE_WINDOW_CLOSED');
+      });
+      it('the new owner writing opens the window; an opt-out stays whenever it was dated', () => {
+        const out = ev('OPT_OUT', R - M);
+        const f = facts([out, ev('INBOUND_MESSAGE', R + M, ALL_PURPOSES, 'WHATSAPP')], { reassignedAt: R });
+        expect(decide(f, service, R + 2 * M, DAY).reason).to.equal('SERVICE_WINDOW_OPEN');
+        expect(decide(f, marketing, R + 2 * M, DAY)).to.deep.include({ allow: false, reason: 'OPTED_OUT', decidingEventId: out.id });
+      });
+    });
+
     it('an erased subject is SUBJECT_ERASED before anything else', () => {
       const f = { ...optedIn(), erased: true, suppressed: true };
       for (const category of ['MARKETING', 'UTILITY', 'AUTHENTICATION', 'SERVICE'] as const) {

@@ -80,6 +80,16 @@ describe('DecisionCache', function () {
     expect(c.get(T, idx(6)), 'a write of this process that made a person').to.equal(undefined);
   });
 
+  it('drops entries naming nobody after a rectification or a reassignment of a person it holds (the identifier moved)', function () {
+    for (const type of ['IDENTIFIER_RECTIFIED', 'IDENTIFIER_REASSIGNED']) {
+      const c = cache();
+      c.store(T, [idx(1), idx(5)], readOf(10, [1]), now);
+      c.apply(T, [{ seq: 10, type, subjectId: 's1' }], 11);
+      expect(c.get(T, idx(1)), `${type}: the person's identifier`).to.equal(undefined);
+      expect(c.get(T, idx(5)), `${type}: an identifier cached as nobody's`).to.equal(undefined);
+    }
+  });
+
   it("keeps no read that began before one of this process's own writes committed", function () {
     const c = cache();
     c.store(T, [idx(1)], readOf(10, [1]), now);

@@ -61,4 +61,14 @@ export class SubjectRequestEntity {
 
   @Column({ name: 'updated_at', type: 'bigint', transformer: epochMs })
   updatedAt!: number;
+
+  /** RECTIFICATION: the correct identifier's kind, blind index and value (under the subject key). */
+  @Column({ name: 'rectified_kind', type: 'varchar', length: 16, nullable: true })
+  rectifiedKind!: string | null;
+
+  @Column({ name: 'rectified_blind_index', type: 'varchar', length: 64, nullable: true })
+  rectifiedBlindIndex!: string | null;
+
+  @Column({ name: 'rectified_ciphertext', type: 'text', nullable: true })
+  rectifiedCiphertext!: string | null;
 }

@@ -24,4 +24,12 @@ export class SubjectEntity {
   /** Art. 18: since when the person's processing is restricted (a restriction in force); null: none. */
   @Column({ name: 'restricted_since', type: 'bigint', nullable: true, transformer: epochMs })
   restrictedSince!: number | null;
+
+  /** A fresh subject made for the new owner of a reassigned identifier: when it passed to them; null: not one. */
+  @Column({ name: 'reassigned_at', type: 'bigint', nullable: true, transformer: epochMs })
+  reassignedAt!: number | null;
+
+  /** When an identifier last moved off this subject (rectified or reassigned); null: never. */
+  @Column({ name: 'identifiers_changed_at', type: 'bigint', nullable: true, transformer: epochMs })
+  identifiersChangedAt!: number | null;
 }

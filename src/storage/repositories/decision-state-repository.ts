@@ -19,7 +19,7 @@ const MAX_INDEXES = 250;
  * SQLite's read of a statement), so the size is exactly the state's version: every write commits
  * its state rows and its audit entries, and moves the size, in one transaction.
  *
- * The parts are UNION ALL branches over the same eleven columns (`r` says which part a row is
+ * The parts are UNION ALL branches over the same twelve columns (`r` says which part a row is
  * of), each branch on a whole primary key or its prefix.
  */
 export class SqlDecisionStateRepository implements DecisionStateRepository {
@@ -41,7 +41,7 @@ export class SqlDecisionStateRepository implements DecisionStateRepository {
             version = num(row.n1);
             break;
           case 'i':
-            result.subjects.set(`${row.kind}:${row.blind}`, subjectRef(String(row.subject_id), { erased_at: row.n1, objected_at: row.n2, restricted_since: row.n3 }));
+            result.subjects.set(`${row.kind}:${row.blind}`, subjectRef(String(row.subject_id), { erased_at: row.n1, objected_at: row.n2, restricted_since: row.n3, reassigned_at: row.n4 }));
             break;
           case 'x':
             result.suppressed.add(`${row.kind}:${row.blind}`);
@@ -94,7 +94,7 @@ function stateOf(result: DecisionStateRead, subjectId: string) {
   return rows;
 }
 
-const COLUMNS = ['r', 'kind', 'blind', 'subject_id', 'n1', 'n2', 'n3', 's1', 's2', 's3', 's4', 's5'] as const;
+const COLUMNS = ['r', 'kind', 'blind', 'subject_id', 'n1', 'n2', 'n3', 'n4', 's1', 's2', 's3', 's4', 's5'] as const;
 
 /** One SELECT branch with the union's columns, the unnamed ones NULL. */
 function branch(values: Partial<Record<(typeof COLUMNS)[number], string>>, from: string): string {
@@ -109,7 +109,7 @@ function statementFor(tenantId: string, indexes: IdentifierIndex[]): { sql: stri
   for (const [kind, blinds] of byKind) {
     const named = `i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blinds.length)})`;
     const args = [tenantId, kind, ...blinds];
-    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at', n3: 's.restricted_since' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
+    parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at', n3: 's.restricted_since', n4: 's.reassigned_at' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
     params.push(...args);
     parts.push(branch({ r: "'x'", kind: 'x.kind', blind: 'x.blind_index' }, `suppressions x WHERE x.tenant_id = ? AND x.kind = ? AND x.blind_index IN (${placeholders(blinds.length)})`));
     params.push(...args);

@@ -6,8 +6,8 @@ import { forUpdate, insertRows, num, placeholders } from './sql-dialect';
 
 export class TypeormSubjectRepository implements SubjectRepository {
   async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
-    const rows: Array<{ subject_id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown }> = await managerOf(tx).query(
-      `SELECT i.subject_id, s.erased_at, s.objected_at, s.restricted_since FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+    const rows: Array<{ subject_id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await managerOf(tx).query(
+      `SELECT i.subject_id, s.erased_at, s.objected_at, s.restricted_since, s.reassigned_at, s.identifiers_changed_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
         WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index = ?`,
       [tenantId, index.kind, index.blindIndex],
     );
@@ -19,8 +19,8 @@ export class TypeormSubjectRepository implements SubjectRepository {
     // One query per identifier kind (a batch rarely mixes them), so that every lookup uses the
     // whole primary key (tenant_id, kind, blind_index) rather than a scan of the tenant.
     for (const [kind, blind] of byKind(indexes)) {
-      const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown }> = await managerOf(tx).query(
-        `SELECT i.blind_index, i.subject_id, s.erased_at, s.objected_at, s.restricted_since FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+      const rows: Array<{ blind_index: string; subject_id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await managerOf(tx).query(
+        `SELECT i.blind_index, i.subject_id, s.erased_at, s.objected_at, s.restricted_since, s.reassigned_at, s.identifiers_changed_at FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
           WHERE i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blind.length)})`,
         [tenantId, kind, ...blind],
       );
@@ -100,8 +100,8 @@ export class TypeormSubjectRepository implements SubjectRepository {
       const ids = [...new Set(subjectIds)];
       for (let start = 0; start < ids.length; start += 500) {
         const chunk = ids.slice(start, start + 500);
-        const rows: Array<{ id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown }> = await manager.query(
-          `SELECT id, erased_at, objected_at, restricted_since FROM subjects WHERE tenant_id = ? AND id IN (${placeholders(chunk.length)})`,
+        const rows: Array<{ id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await manager.query(
+          `SELECT id, erased_at, objected_at, restricted_since, reassigned_at, identifiers_changed_at FROM subjects WHERE tenant_id = ? AND id IN (${placeholders(chunk.length)})`,
           [tenantId, ...chunk],
         );
         for (const row of rows) found.set(row.id, subjectRef(row.id, row));
@@ -120,8 +120,8 @@ export class TypeormSubjectRepository implements SubjectRepository {
 
   async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
     const manager = managerOf(tx);
-    const rows: Array<{ erased_at: unknown; objected_at: unknown; restricted_since: unknown }> = await manager.query(
-      `SELECT erased_at, objected_at, restricted_since FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`,
+    const rows: Array<{ erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await manager.query(
+      `SELECT erased_at, objected_at, restricted_since, reassigned_at, identifiers_changed_at FROM subjects WHERE tenant_id = ? AND id = ?${forUpdate(manager)}`,
       [tenantId, subjectId],
     );
     return rows.length === 0 ? null : subjectRef(subjectId, rows[0]);
@@ -144,11 +144,13 @@ export class TypeormSubjectRepository implements SubjectRepository {
   }
 }
 
-/** A subject row as the domain sees it; `objectedAt` / `restrictedSince` only when set. */
-export function subjectRef(subjectId: string, row: { erased_at: unknown; objected_at: unknown; restricted_since: unknown }): SubjectRef {
+/** A subject row as the domain sees it; `objectedAt` / `restrictedSince` / `reassignedAt` only when set. */
+export function subjectRef(subjectId: string, row: { erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }): SubjectRef {
   const ref: SubjectRef = { subjectId, erased: row.erased_at !== null };
   if (row.objected_at !== null && row.objected_at !== undefined) ref.objectedAt = num(row.objected_at);
   if (row.restricted_since !== null && row.restricted_since !== undefined) ref.restrictedSince = num(row.restricted_since);
+  if (row.reassigned_at !== null && row.reassigned_at !== undefined) ref.reassignedAt = num(row.reassigned_at);
+  if (row.identifiers_changed_at !== null && row.identifiers_changed_at !== undefined) ref.identifiersChangedAt = num(row.identifiers_changed_at);
   return ref;
 }
 

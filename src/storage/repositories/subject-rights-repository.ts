@@ -191,5 +191,5 @@ function newestFirst(
 
 function toRequest(row: SubjectRequestEntity | null): SubjectRequestRecord | null {
   if (!row) return null;
-  return { ...row, kind: row.kind as RequestKind, state: row.state as RequestState, identifierKind: row.identifierKind as IdentifierKind };
+  return { ...row, kind: row.kind as RequestKind, state: row.state as RequestState, identifierKind: row.identifierKind as IdentifierKind, rectifiedKind: row.rectifiedKind as IdentifierKind | null };
 }

@@ -28,6 +28,8 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.ConsentService/StreamChanges': ['SENDER'],
   'consent.v1.ConsentService/GetConsentState': ['SENDER', 'RECORDER', 'DPO', 'AUDITOR'],
   'consent.v1.ConsentService/ListConsentEvents': ['DPO', 'AUDITOR'],
+  // A carrier's or a database's notice reaches the systems that record consent; the DPO may report too.
+  'consent.v1.ConsentService/ReportReassignedIdentifier': ['RECORDER', 'DPO'],
 
   'consent.v1.KeyService/RotateTenantKey': ['ADMIN'],
   'consent.v1.KeyService/GetKeyRotation': ['ADMIN'],
@@ -52,6 +54,7 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.SubjectRightsService/RecordRestrictionNotice': ['DPO'],
   'consent.v1.SubjectRightsService/LiftRestriction': ['DPO'],
   'consent.v1.SubjectRightsService/ListRestrictions': ['DPO', 'AUDITOR'],
+  'consent.v1.SubjectRightsService/RectifyIdentifier': ['DPO'],
 
   'consent.v1.IdentityService/LinkIdentifiers': ['DPO'],
   'consent.v1.IdentityService/UnlinkIdentifiers': ['DPO'],

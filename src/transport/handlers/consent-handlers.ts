@@ -9,6 +9,7 @@ import { WriteResult } from '../../domain/consent-writer';
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { ALL_PURPOSES, Channel, CONSENT_KINDS, ConsentKind, SendChannel } from '../../domain/model';
 import { ChangeFeed } from '../../domain/change-feed';
+import { IdentifierReassignment } from '../../domain/identifier-reassignment';
 import { BOUNDED, Consistency, decodeConsistencyToken } from '../../domain/consistency';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
 import {
@@ -34,6 +35,7 @@ import {
   RecordConsentResponse,
   RecordInboundMessageRequest,
   RecordInboundMessageResponse,
+  ReportReassignedIdentifierRequest,
   StreamCheckConsentRequest,
   StreamCheckConsentResponse,
 } from '../../gen/consent/v1/consent';
@@ -103,6 +105,7 @@ export function consentHandlers(
   realChecker: ConsentChecker,
   history: ConsentHistory,
   feed: ChangeFeed,
+  reassignment: IdentifierReassignment,
   limits: ConsentHandlerLimits,
   observer?: ConsentCallObserver,
 ): ConsentServiceServer {
@@ -126,6 +129,22 @@ export function consentHandlers(
           }, ctx.signal),
         () => ctx.signal.aborted || call.destroyed,
       );
+    }),
+
+    reportReassignedIdentifier: pipeline.unary('ReportReassignedIdentifier', async (req, ctx) => {
+      const tenantId = parentTenant(req.parent);
+      const violations: FieldViolation[] = [];
+      const reassignTime = requestTimeMs(req.reassignTime, 'reassign_time', violations);
+      if (violations.length > 0) throw invalidArgument(violations);
+      const { subjectId, consistencyToken } = await reassignment.report(ctx.principal, tenantId, {
+        identifier: toRawIdentifier(req.subjectIdentifier),
+        reassignTime,
+        source: req.source,
+        requestId: req.requestId,
+        // Serialised only once it passed its checks (a Timestamp out of range has no JSON form).
+        fingerprintSource: JSON.stringify(ReportReassignedIdentifierRequest.toJSON(req)),
+      });
+      return { subject: names.subject(tenantId, subjectId), consistencyToken };
     }),
 
     recordConsent: pipeline.unary('RecordConsent', async (req: RecordConsentRequest, ctx: CallContext): Promise<RecordConsentResponse> => {

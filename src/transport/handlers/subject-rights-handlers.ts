@@ -38,6 +38,7 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
         receiveTime,
         receivedVia: via.toDomain(req.receivedVia),
         requestId: req.requestId,
+        rectifiedIdentifier: req.rectifiedIdentifier ? toRawIdentifier(req.rectifiedIdentifier) : undefined,
       });
       return { request: requestToProto(request), consistencyToken };
     }),
@@ -69,6 +70,11 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     rejectRequest: pipeline.unary('RejectRequest', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
       return { request: requestToProto(await rights.reject(ctx.principal, tenantId, id, req.reason)) };
+    }),
+    rectifyIdentifier: pipeline.unary('RectifyIdentifier', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      const { request, consistencyToken } = await rights.rectify(ctx.principal, tenantId, id);
+      return { request: requestToProto(request), consistencyToken };
     }),
     eraseSubject: pipeline.unary('EraseSubject', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');

@@ -385,6 +385,13 @@ export enum DecisionReason {
    * and the purpose is not marked `allowed_while_restricted` (Art. 18(2)).
    */
   DECISION_REASON_RESTRICTED = 12,
+  /**
+   * DECISION_REASON_IDENTIFIER_REASSIGNED - DENY: the identifier was reported as reassigned to someone else
+   * (ConsentService.ReportReassignedIdentifier) and its new owner has not opted in since (an
+   * opt-in or inbound message with an event time after the reassignment). A consent of the old
+   * owner imported late, with an earlier event time, never allows.
+   */
+  DECISION_REASON_IDENTIFIER_REASSIGNED = 13,
   UNRECOGNIZED = -1,
 }
 
@@ -429,6 +436,9 @@ export function decisionReasonFromJSON(object: any): DecisionReason {
     case 12:
     case "DECISION_REASON_RESTRICTED":
       return DecisionReason.DECISION_REASON_RESTRICTED;
+    case 13:
+    case "DECISION_REASON_IDENTIFIER_REASSIGNED":
+      return DecisionReason.DECISION_REASON_IDENTIFIER_REASSIGNED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -464,6 +474,8 @@ export function decisionReasonToJSON(object: DecisionReason): string {
       return "DECISION_REASON_OBJECTED";
     case DecisionReason.DECISION_REASON_RESTRICTED:
       return "DECISION_REASON_RESTRICTED";
+    case DecisionReason.DECISION_REASON_IDENTIFIER_REASSIGNED:
+      return "DECISION_REASON_IDENTIFIER_REASSIGNED";
     case DecisionReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -997,6 +1009,35 @@ export interface ImportConsentsResponse {
   alreadyRecorded: number;
   /** Rows not recorded, each with its reason, in the order received. */
   rejections: ImportRejection[];
+}
+
+/** Request of ConsentService.ReportReassignedIdentifier. */
+export interface ReportReassignedIdentifierRequest {
+  /** "tenants/{tenant}". */
+  parent: string;
+  /** The identifier that now belongs to someone else (a phone number, or an e-mail address). */
+  subjectIdentifier?:
+    | SubjectIdentifier
+    | undefined;
+  /** When it passed to the new owner; default: now. Not in the future. */
+  reassignTime?:
+    | Date
+    | undefined;
+  /**
+   * Who says so: 1-64 characters of A-Z a-z 0-9 _ . : - ("CARRIER_NOTICE", "REASSIGNED_NUMBERS_DB",
+   * "NEW_OWNER", ...). No personal data.
+   */
+  source: string;
+  /** Required idempotency key. */
+  requestId: string;
+}
+
+/** Response of ConsentService.ReportReassignedIdentifier. */
+export interface ReportReassignedIdentifierResponse {
+  /** "tenants/{tenant}/subjects/{subject}": the fresh subject of the new owner (opaque). */
+  subject: string;
+  /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the report. */
+  consistencyToken: string;
 }
 
 function createBaseStreamChangesRequest(): StreamChangesRequest {
@@ -5072,6 +5113,250 @@ export const ImportConsentsResponse: MessageFns<ImportConsentsResponse> = {
   },
 };
 
+function createBaseReportReassignedIdentifierRequest(): ReportReassignedIdentifierRequest {
+  return { parent: "", subjectIdentifier: undefined, reassignTime: undefined, source: "", requestId: "" };
+}
+
+export const ReportReassignedIdentifierRequest: MessageFns<ReportReassignedIdentifierRequest> = {
+  encode(message: ReportReassignedIdentifierRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parent !== "") {
+      writer.uint32(10).string(message.parent);
+    }
+    if (message.subjectIdentifier !== undefined) {
+      SubjectIdentifier.encode(message.subjectIdentifier, writer.uint32(18).fork()).join();
+    }
+    if (message.reassignTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.reassignTime), writer.uint32(26).fork()).join();
+    }
+    if (message.source !== "") {
+      writer.uint32(34).string(message.source);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(42).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportReassignedIdentifierRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportReassignedIdentifierRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.parent = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectIdentifier = SubjectIdentifier.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reassignTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportReassignedIdentifierRequest {
+    return {
+      parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      subjectIdentifier: isSet(object.subjectIdentifier)
+        ? SubjectIdentifier.fromJSON(object.subjectIdentifier)
+        : isSet(object.subject_identifier)
+        ? SubjectIdentifier.fromJSON(object.subject_identifier)
+        : undefined,
+      reassignTime: isSet(object.reassignTime)
+        ? fromJsonTimestamp(object.reassignTime)
+        : isSet(object.reassign_time)
+        ? fromJsonTimestamp(object.reassign_time)
+        : undefined,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ReportReassignedIdentifierRequest): unknown {
+    const obj: any = {};
+    if (message.parent !== "") {
+      obj.parent = message.parent;
+    }
+    if (message.subjectIdentifier !== undefined) {
+      obj.subjectIdentifier = SubjectIdentifier.toJSON(message.subjectIdentifier);
+    }
+    if (message.reassignTime !== undefined) {
+      obj.reassignTime = message.reassignTime.toISOString();
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportReassignedIdentifierRequest>, I>>(
+    base?: I,
+  ): ReportReassignedIdentifierRequest {
+    return ReportReassignedIdentifierRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportReassignedIdentifierRequest>, I>>(
+    object: I,
+  ): ReportReassignedIdentifierRequest {
+    const message = createBaseReportReassignedIdentifierRequest();
+    message.parent = object.parent ?? "";
+    message.subjectIdentifier = (object.subjectIdentifier !== undefined && object.subjectIdentifier !== null)
+      ? SubjectIdentifier.fromPartial(object.subjectIdentifier)
+      : undefined;
+    message.reassignTime = object.reassignTime ?? undefined;
+    message.source = object.source ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseReportReassignedIdentifierResponse(): ReportReassignedIdentifierResponse {
+  return { subject: "", consistencyToken: "" };
+}
+
+export const ReportReassignedIdentifierResponse: MessageFns<ReportReassignedIdentifierResponse> = {
+  encode(message: ReportReassignedIdentifierResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== "") {
+      writer.uint32(10).string(message.subject);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportReassignedIdentifierResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportReassignedIdentifierResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportReassignedIdentifierResponse {
+    return {
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ReportReassignedIdentifierResponse): unknown {
+    const obj: any = {};
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportReassignedIdentifierResponse>, I>>(
+    base?: I,
+  ): ReportReassignedIdentifierResponse {
+    return ReportReassignedIdentifierResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportReassignedIdentifierResponse>, I>>(
+    object: I,
+  ): ReportReassignedIdentifierResponse {
+    const message = createBaseReportReassignedIdentifierResponse();
+    message.subject = object.subject ?? "";
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
 /** Recording consent (opt-in, opt-out, inbound messages) and answering "may I send this now?". */
 export type ConsentServiceService = typeof ConsentServiceService;
 export const ConsentServiceService = {
@@ -5206,6 +5491,28 @@ export const ConsentServiceService = {
       Buffer.from(ImportConsentsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImportConsentsResponse => ImportConsentsResponse.decode(value),
   },
+  /**
+   * Reports that a phone number (or e-mail address) now belongs to someone else. In one
+   * transaction: every consent and service window of the person it named ends at `reassign_time`
+   * (OPT_OUT events with the report as provenance), the identifier moves off that person (who
+   * keeps their history and other identifiers), and a fresh subject, linked to nothing, takes
+   * it. Checks for it answer DENY DECISION_REASON_IDENTIFIER_REASSIGNED until the new owner opts
+   * in (an opt-in recorded after the report, with an event time after `reassign_time`).
+   * Idempotent by `request_id`.
+   */
+  reportReassignedIdentifier: {
+    path: "/consent.v1.ConsentService/ReportReassignedIdentifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportReassignedIdentifierRequest): Buffer =>
+      Buffer.from(ReportReassignedIdentifierRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportReassignedIdentifierRequest =>
+      ReportReassignedIdentifierRequest.decode(value),
+    responseSerialize: (value: ReportReassignedIdentifierResponse): Buffer =>
+      Buffer.from(ReportReassignedIdentifierResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportReassignedIdentifierResponse =>
+      ReportReassignedIdentifierResponse.decode(value),
+  },
 } as const;
 
 export interface ConsentServiceServer extends UntypedServiceImplementation {
@@ -5253,6 +5560,16 @@ export interface ConsentServiceServer extends UntypedServiceImplementation {
    * own status and does not stop the others. Send at most 50,000 rows per call.
    */
   importConsents: handleClientStreamingCall<ImportConsentsRequest, ImportConsentsResponse>;
+  /**
+   * Reports that a phone number (or e-mail address) now belongs to someone else. In one
+   * transaction: every consent and service window of the person it named ends at `reassign_time`
+   * (OPT_OUT events with the report as provenance), the identifier moves off that person (who
+   * keeps their history and other identifiers), and a fresh subject, linked to nothing, takes
+   * it. Checks for it answer DENY DECISION_REASON_IDENTIFIER_REASSIGNED until the new owner opts
+   * in (an opt-in recorded after the report, with an event time after `reassign_time`).
+   * Idempotent by `request_id`.
+   */
+  reportReassignedIdentifier: handleUnaryCall<ReportReassignedIdentifierRequest, ReportReassignedIdentifierResponse>;
 }
 
 export interface ConsentServiceClient extends Client {
@@ -5414,6 +5731,30 @@ export interface ConsentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImportConsentsResponse) => void,
   ): ClientWritableStream<ImportConsentsRequest>;
+  /**
+   * Reports that a phone number (or e-mail address) now belongs to someone else. In one
+   * transaction: every consent and service window of the person it named ends at `reassign_time`
+   * (OPT_OUT events with the report as provenance), the identifier moves off that person (who
+   * keeps their history and other identifiers), and a fresh subject, linked to nothing, takes
+   * it. Checks for it answer DENY DECISION_REASON_IDENTIFIER_REASSIGNED until the new owner opts
+   * in (an opt-in recorded after the report, with an event time after `reassign_time`).
+   * Idempotent by `request_id`.
+   */
+  reportReassignedIdentifier(
+    request: ReportReassignedIdentifierRequest,
+    callback: (error: ServiceError | null, response: ReportReassignedIdentifierResponse) => void,
+  ): ClientUnaryCall;
+  reportReassignedIdentifier(
+    request: ReportReassignedIdentifierRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportReassignedIdentifierResponse) => void,
+  ): ClientUnaryCall;
+  reportReassignedIdentifier(
+    request: ReportReassignedIdentifierRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportReassignedIdentifierResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ConsentServiceClient = makeGenericClientConstructor(

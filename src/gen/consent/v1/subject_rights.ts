@@ -50,6 +50,11 @@ export enum RequestKind {
    * RestrictProcessing (which completes it); the restriction stays until LiftRestriction.
    */
   REQUEST_KIND_RESTRICTION = 5,
+  /**
+   * REQUEST_KIND_RECTIFICATION - Art. 16: rectification of an identifier (the person's new phone number or e-mail address,
+   * `rectified_identifier`). Verified like an erasure, then carried out with RectifyIdentifier.
+   */
+  REQUEST_KIND_RECTIFICATION = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -73,6 +78,9 @@ export function requestKindFromJSON(object: any): RequestKind {
     case 5:
     case "REQUEST_KIND_RESTRICTION":
       return RequestKind.REQUEST_KIND_RESTRICTION;
+    case 6:
+    case "REQUEST_KIND_RECTIFICATION":
+      return RequestKind.REQUEST_KIND_RECTIFICATION;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -94,6 +102,8 @@ export function requestKindToJSON(object: RequestKind): string {
       return "REQUEST_KIND_OBJECTION";
     case RequestKind.REQUEST_KIND_RESTRICTION:
       return "REQUEST_KIND_RESTRICTION";
+    case RequestKind.REQUEST_KIND_RECTIFICATION:
+      return "REQUEST_KIND_RECTIFICATION";
     case RequestKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -554,6 +564,11 @@ export interface CreateRequestRequest {
    * its own (VerifyIdentity) and reaches the person it finds, and the persons linked to it.
    */
   subjectIdentifiers: SubjectIdentifier[];
+  /**
+   * For REQUEST_KIND_RECTIFICATION (required there, refused otherwise): the person's correct
+   * identifier, of the same kind as `subject_identifier`. Stored encrypted, never in clear.
+   */
+  rectifiedIdentifier?: SubjectIdentifier | undefined;
 }
 
 /** Response of SubjectRightsService.CreateRequest. */
@@ -867,6 +882,22 @@ export interface ListRestrictionsResponse {
   restrictions: Restriction[];
   /** Empty at the end. */
   nextPageToken: string;
+}
+
+/** Request of SubjectRightsService.RectifyIdentifier. */
+export interface RectifyIdentifierRequest {
+  /** "tenants/{tenant}/requests/{request}" of a verified RECTIFICATION request. */
+  name: string;
+}
+
+/** Response of SubjectRightsService.RectifyIdentifier. */
+export interface RectifyIdentifierResponse {
+  /** The completed request. */
+  request?:
+    | DataSubjectRequest
+    | undefined;
+  /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see the rectification. */
+  consistencyToken: string;
 }
 
 function createBaseRequestTransition(): RequestTransition {
@@ -2244,6 +2275,7 @@ function createBaseCreateRequestRequest(): CreateRequestRequest {
     receivedVia: 0,
     requestId: "",
     subjectIdentifiers: [],
+    rectifiedIdentifier: undefined,
   };
 }
 
@@ -2269,6 +2301,9 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     }
     for (const v of message.subjectIdentifiers) {
       SubjectIdentifier.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.rectifiedIdentifier !== undefined) {
+      SubjectIdentifier.encode(message.rectifiedIdentifier, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2342,6 +2377,14 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
             message.subjectIdentifiers.push(SubjectIdentifier.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.rectifiedIdentifier = SubjectIdentifier.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2383,6 +2426,11 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
         : globalThis.Array.isArray(object?.subject_identifiers)
         ? object.subject_identifiers.map((e: any) => SubjectIdentifier.fromJSON(e))
         : [],
+      rectifiedIdentifier: isSet(object.rectifiedIdentifier)
+        ? SubjectIdentifier.fromJSON(object.rectifiedIdentifier)
+        : isSet(object.rectified_identifier)
+        ? SubjectIdentifier.fromJSON(object.rectified_identifier)
+        : undefined,
     };
   },
 
@@ -2409,6 +2457,9 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     if (message.subjectIdentifiers?.length) {
       obj.subjectIdentifiers = message.subjectIdentifiers.map((e) => SubjectIdentifier.toJSON(e));
     }
+    if (message.rectifiedIdentifier !== undefined) {
+      obj.rectifiedIdentifier = SubjectIdentifier.toJSON(message.rectifiedIdentifier);
+    }
     return obj;
   },
 
@@ -2426,6 +2477,9 @@ export const CreateRequestRequest: MessageFns<CreateRequestRequest> = {
     message.receivedVia = object.receivedVia ?? 0;
     message.requestId = object.requestId ?? "";
     message.subjectIdentifiers = object.subjectIdentifiers?.map((e) => SubjectIdentifier.fromPartial(e)) || [];
+    message.rectifiedIdentifier = (object.rectifiedIdentifier !== undefined && object.rectifiedIdentifier !== null)
+      ? SubjectIdentifier.fromPartial(object.rectifiedIdentifier)
+      : undefined;
     return message;
   },
 };
@@ -5417,6 +5471,164 @@ export const ListRestrictionsResponse: MessageFns<ListRestrictionsResponse> = {
   },
 };
 
+function createBaseRectifyIdentifierRequest(): RectifyIdentifierRequest {
+  return { name: "" };
+}
+
+export const RectifyIdentifierRequest: MessageFns<RectifyIdentifierRequest> = {
+  encode(message: RectifyIdentifierRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RectifyIdentifierRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRectifyIdentifierRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RectifyIdentifierRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RectifyIdentifierRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RectifyIdentifierRequest>, I>>(base?: I): RectifyIdentifierRequest {
+    return RectifyIdentifierRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RectifyIdentifierRequest>, I>>(object: I): RectifyIdentifierRequest {
+    const message = createBaseRectifyIdentifierRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRectifyIdentifierResponse(): RectifyIdentifierResponse {
+  return { request: undefined, consistencyToken: "" };
+}
+
+export const RectifyIdentifierResponse: MessageFns<RectifyIdentifierResponse> = {
+  encode(message: RectifyIdentifierResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RectifyIdentifierResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRectifyIdentifierResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = DataSubjectRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RectifyIdentifierResponse {
+    return {
+      request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
+  },
+
+  toJSON(message: RectifyIdentifierResponse): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RectifyIdentifierResponse>, I>>(base?: I): RectifyIdentifierResponse {
+    return RectifyIdentifierResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RectifyIdentifierResponse>, I>>(object: I): RectifyIdentifierResponse {
+    const message = createBaseRectifyIdentifierResponse();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? DataSubjectRequest.fromPartial(object.request)
+      : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
 /** Data-subject requests (GDPR Art. 15, 17, 18, 20, 21), legal holds and restrictions: the data-protection officer's work. */
 export type SubjectRightsServiceService = typeof SubjectRightsServiceService;
 export const SubjectRightsServiceService = {
@@ -5623,6 +5835,23 @@ export const SubjectRightsServiceService = {
       Buffer.from(ListRestrictionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListRestrictionsResponse => ListRestrictionsResponse.decode(value),
   },
+  /**
+   * Carries out a verified RECTIFICATION request (Art. 16): the person's identifier is replaced
+   * by the new one (`rectified_identifier` of the request) on the same subject, so their history
+   * and consents follow it; the old identifier keeps nothing. FAILED_PRECONDITION
+   * IDENTIFIER_IN_USE when the new identifier belongs to someone else. Idempotent.
+   */
+  rectifyIdentifier: {
+    path: "/consent.v1.SubjectRightsService/RectifyIdentifier" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RectifyIdentifierRequest): Buffer =>
+      Buffer.from(RectifyIdentifierRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RectifyIdentifierRequest => RectifyIdentifierRequest.decode(value),
+    responseSerialize: (value: RectifyIdentifierResponse): Buffer =>
+      Buffer.from(RectifyIdentifierResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RectifyIdentifierResponse => RectifyIdentifierResponse.decode(value),
+  },
 } as const;
 
 export interface SubjectRightsServiceServer extends UntypedServiceImplementation {
@@ -5684,6 +5913,13 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
   liftRestriction: handleUnaryCall<LiftRestrictionRequest, LiftRestrictionResponse>;
   /** Restrictions, newest first; paginated. */
   listRestrictions: handleUnaryCall<ListRestrictionsRequest, ListRestrictionsResponse>;
+  /**
+   * Carries out a verified RECTIFICATION request (Art. 16): the person's identifier is replaced
+   * by the new one (`rectified_identifier` of the request) on the same subject, so their history
+   * and consents follow it; the old identifier keeps nothing. FAILED_PRECONDITION
+   * IDENTIFIER_IN_USE when the new identifier belongs to someone else. Idempotent.
+   */
+  rectifyIdentifier: handleUnaryCall<RectifyIdentifierRequest, RectifyIdentifierResponse>;
 }
 
 export interface SubjectRightsServiceClient extends Client {
@@ -5948,6 +6184,27 @@ export interface SubjectRightsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListRestrictionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Carries out a verified RECTIFICATION request (Art. 16): the person's identifier is replaced
+   * by the new one (`rectified_identifier` of the request) on the same subject, so their history
+   * and consents follow it; the old identifier keeps nothing. FAILED_PRECONDITION
+   * IDENTIFIER_IN_USE when the new identifier belongs to someone else. Idempotent.
+   */
+  rectifyIdentifier(
+    request: RectifyIdentifierRequest,
+    callback: (error: ServiceError | null, response: RectifyIdentifierResponse) => void,
+  ): ClientUnaryCall;
+  rectifyIdentifier(
+    request: RectifyIdentifierRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RectifyIdentifierResponse) => void,
+  ): ClientUnaryCall;
+  rectifyIdentifier(
+    request: RectifyIdentifierRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RectifyIdentifierResponse) => void,
   ): ClientUnaryCall;
 }
 
