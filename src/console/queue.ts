@@ -79,6 +79,7 @@ export const KIND_VALUES = {
   erasure: RequestKind.REQUEST_KIND_ERASURE,
   objection: RequestKind.REQUEST_KIND_OBJECTION,
   restriction: RequestKind.REQUEST_KIND_RESTRICTION,
+  rectification: RequestKind.REQUEST_KIND_RECTIFICATION,
 } as const;
 
 /** Unknown values fall back to the defaults rather than failing: a stale bookmark still opens. */
@@ -106,4 +107,5 @@ export const KIND_LABELS: Record<number, string> = {
   [RequestKind.REQUEST_KIND_ERASURE]: 'erasure (Art. 17)',
   [RequestKind.REQUEST_KIND_OBJECTION]: 'objection (Art. 21)',
   [RequestKind.REQUEST_KIND_RESTRICTION]: 'restriction (Art. 18)',
+  [RequestKind.REQUEST_KIND_RECTIFICATION]: 'rectification (Art. 16)',
 };

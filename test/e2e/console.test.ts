@@ -218,6 +218,32 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect(await page.locator('#overdue').isChecked()).to.equal(true);
   });
 
+  it('rectification requests (Art. 16) are listed and filtered with their kind', async function () {
+    this.timeout(60_000);
+    const rectification = (
+      await call(
+        s.rights,
+        s.rights.createRequest,
+        CreateRequestRequest.fromPartial({
+          parent: `tenants/${TENANT}`,
+          kind: RequestKind.REQUEST_KIND_RECTIFICATION,
+          subjectIdentifiers: [phone(PHONE_B)],
+          rectifiedIdentifier: phone(PHONE_NEW),
+          receivedVia: ReceivedVia.RECEIVED_VIA_LETTER,
+          requestId: 'rectify-1',
+        }),
+        as(tokens.setup),
+      )
+    ).request!;
+    const page = await pageAs('dpo');
+    await page.goto(`${base}/tenants/${TENANT}/requests?state=all&kind=rectification`);
+    const rows = await page.locator('table.queue tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-request')));
+    expect(rows).to.deep.equal([idOf(rectification.name)]);
+    expect(await page.locator('table.queue tbody tr td').nth(1).textContent()).to.equal('rectification (Art. 16)');
+    // Rejected here so that the other tests' queues stay as they were.
+    await call(s.rights, s.rights.rejectRequest, { name: rectification.name, reason: 'test request' }, as(tokens.setup));
+  });
+
   it("a request's page shows its identifiers (kinds and opaque person names, never the values) and history; the DPO verifies the identity with a CSRF-protected form", async function () {
     this.timeout(60_000);
     const page = await pageAs('dpo');

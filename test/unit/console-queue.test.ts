@@ -45,5 +45,6 @@ describe('console queue', () => {
     expect(parseFilter({})).to.deep.equal({ state: 'open', kind: 'all', overdueOnly: false });
     expect(parseFilter({ state: 'in-progress', kind: 'erasure', overdue: 'on' })).to.deep.equal({ state: 'in-progress', kind: 'erasure', overdueOnly: true });
     expect(parseFilter({ state: 'bogus', kind: '__proto__' })).to.deep.equal({ state: 'open', kind: 'all', overdueOnly: false });
+    expect(parseFilter({ kind: 'rectification' }).kind).to.equal('rectification');
   });
 });

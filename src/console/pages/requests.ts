@@ -31,7 +31,10 @@ const KIND_OPTIONS: Array<[string, string]> = [
   ['erasure', 'erasure (Art. 17)'],
   ['objection', 'objection (Art. 21)'],
   ['restriction', 'restriction (Art. 18)'],
+  ['rectification', 'rectification (Art. 16)'],
 ];
+/** Kinds the create form offers: a rectification also needs the corrected identifier, which the form does not ask for yet. */
+const CREATE_KINDS = KIND_OPTIONS.filter(([v]) => v !== 'all' && v !== 'rectification');
 
 type TenantParams = { tenant: string };
 
@@ -115,7 +118,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         csrf: reply.generateCsrf({ userInfo: credential.who }),
         // A fresh idempotency key per form: submitting the same form twice registers one request.
         requestId: form.request_id && /^[A-Za-z0-9._:-]{1,128}$/.test(form.request_id) ? form.request_id : `console-${randomUUID()}`,
-        kindOptions: KIND_OPTIONS.filter(([v]) => v !== 'all'),
+        kindOptions: CREATE_KINDS,
         viaOptions: VIA_OPTIONS,
         identifierRows: IDENTIFIER_ROWS,
         form,
