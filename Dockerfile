@@ -56,6 +56,10 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["nod
 # only, ALLOW_UNAUTHENTICATED_NON_LOOPBACK=true exposes the development principal.
 # Several replicas on a MariaDB Galera cluster: docs/scaling.md, docs/deploy/compose.galera.yaml
 # (set DATABASE_CALL_TIMEOUT_MS longer than the cluster's evs.suspect_timeout there).
+# The web console (docs/console.md) is off unless CONSOLE_PORT is set; in a container set
+# CONSOLE_PORT=8080, CONSOLE_BIND_ADDRESS=0.0.0.0 and CONSOLE_SIGN_IN=proxy behind the
+# organisation's auth proxy, and publish that port. Its templates and stylesheet are in dist/
+# (npm run build copies them), htmx in node_modules: nothing is fetched at run time.
 # The heap cap is the one of `npm start` (package.json): V8 collects lazily below its default
 # limit (a quarter of the machine's memory), and a server cycling a full decision cache grew to
 # ~750 MiB resident without it (docs/benchmarks.md); live data stays far below 384 MB.

@@ -5,12 +5,14 @@ import { createLogger } from './logging/logger';
 import { verifyReceiptCommand } from './cli/verify-receipt';
 import { rewrapTenantKeys } from './cli/rewrap-tenant-keys';
 import { healthProbe } from './cli/health-probe';
+import { startConfiguredConsole } from './console/start';
 
 /**
  * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
  * exits; `consent-ledger rewrap-tenant-keys` re-wraps tenant keys under the active root key;
  * `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline;
- * `consent-ledger health` asks the local server's health port whether it serves (exit 0). Configuration comes from the environment (docs/configuration.md).
+ * `consent-ledger health` asks the local server's health port whether it serves (exit 0);
+ * `consent-ledger console` serves the web console alone, against CONSOLE_API_ADDRESS (docs/console.md). Configuration comes from the environment (docs/configuration.md).
  */
 async function main(): Promise<void> {
   // Offline tools first: they need no configuration, database or keys.
@@ -48,8 +50,19 @@ async function main(): Promise<void> {
     await rewrapTenantKeys(config, logger);
     return;
   }
+  if (command === 'console') {
+    if (!config.console?.apiAddress) {
+      process.stderr.write('consent-ledger: console needs CONSOLE_PORT and CONSOLE_API_ADDRESS (the gRPC API it calls; docs/console.md)\n');
+      process.exit(2);
+    }
+    const alone = await startConfiguredConsole(config, logger);
+    const stop = () => void alone.close().then(() => process.exit(0), () => process.exit(1));
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    return;
+  }
   if (command !== 'serve') {
-    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | health | rewrap-tenant-keys | verify-receipt)\n`);
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | health | rewrap-tenant-keys | verify-receipt | console)\n`);
     process.exit(2);
   }
 
@@ -62,15 +75,19 @@ async function main(): Promise<void> {
   });
 
   const app = await startApp(config, { logger });
+  // The web console, when CONSOLE_PORT is set: on its own port, calling this server's API.
+  const webConsole = config.console ? await startConfiguredConsole(config, logger, app.port) : null;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
-    app.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    Promise.resolve(webConsole?.close())
+      .then(() => app.stop())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -86,6 +86,32 @@ export interface Config {
   /** Bearer tokens (JWT) and how they are verified. */
   tokens?: TokenConfig;
   limits: Limits;
+  /** The web console for the DPO and auditors (CONSOLE_PORT; docs/console.md); undefined: off. */
+  console?: ConsoleConfig;
+}
+
+/**
+ * The web console (docs/console.md). It holds no powers of its own: every API call it makes
+ * carries the signed-in person's credential, or none in development mode.
+ */
+export interface ConsoleConfig {
+  /** HTTP port; 0 picks a free one (tests). */
+  port: number;
+  bindAddress: string;
+  /**
+   * 'development': no sign-in, calls go without credentials and the API's development principal
+   * applies (loopback only). 'proxy': a trusted auth proxy in front of the console signs people in
+   * and passes each request's bearer token (JWT) in `proxyHeader`, forwarded as the call's credential.
+   */
+  signIn: 'development' | 'proxy';
+  /** Lower-case header name the proxy puts the person's token in. */
+  proxyHeader: string;
+  /** host:port of the gRPC API; default this process's API on 127.0.0.1. */
+  apiAddress?: string;
+  /** CA certificates (PEM) the API's TLS certificate is checked against, when the API serves TLS. */
+  apiCaFile?: string;
+  /** The name the API's certificate is issued for, when it differs from the address's host. */
+  apiServerName?: string;
 }
 
 export interface MetricsConfig {
@@ -306,6 +332,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const auditCheckpointIntervalMs = int('AUDIT_CHECKPOINT_INTERVAL_MS', 3_600_000, 0, 7 * 24 * 3_600_000);
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
+  const consoleConfig = consoleFrom(source, { authMode, tls, tokens, int, file }, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port,
@@ -328,7 +356,46 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     tls,
     tokens,
     limits,
+    console: consoleConfig,
   };
+}
+
+/** The CONSOLE_* settings (docs/console.md); undefined when CONSOLE_PORT is unset. */
+function consoleFrom(
+  source: Record<string, string>,
+  api: {
+    authMode: Config['authMode'];
+    tls?: TlsConfig;
+    tokens?: TokenConfig;
+    int: (key: string, fallback: number, min: number, max: number) => number;
+    file: (key: string) => string | undefined;
+  },
+  problems: string[],
+): ConsoleConfig | undefined {
+  if ((source.CONSOLE_PORT ?? '') === '') {
+    const stray = Object.keys(source).filter((k) => k.startsWith('CONSOLE_'));
+    if (stray.length > 0) problems.push(`${stray.sort().join(', ')} ${stray.length > 1 ? 'are' : 'is'} only read with CONSOLE_PORT (the web console is off)`);
+    return undefined;
+  }
+  const port = api.int('CONSOLE_PORT', 0, 0, 65_535);
+  const bindAddress = source.CONSOLE_BIND_ADDRESS || '127.0.0.1';
+  const apiAddress = source.CONSOLE_API_ADDRESS || undefined;
+  const signIn = (source.CONSOLE_SIGN_IN || (api.authMode === 'development' && !apiAddress ? 'development' : 'proxy')) as ConsoleConfig['signIn'];
+  if (signIn !== 'development' && signIn !== 'proxy') problems.push(`CONSOLE_SIGN_IN must be development or proxy (got "${String(signIn)}")`);
+  if (signIn === 'development') {
+    // Anyone who reaches the console acts as the API's development principal: this machine only.
+    if (!isLoopback(bindAddress)) problems.push(`CONSOLE_SIGN_IN=development serves without sign-in: CONSOLE_BIND_ADDRESS must be loopback (got ${bindAddress}); use CONSOLE_SIGN_IN=proxy behind the organisation's auth proxy`);
+    if (!apiAddress && api.authMode !== 'development') problems.push('CONSOLE_SIGN_IN=development needs the API in development mode (the console has no credential of its own); use CONSOLE_SIGN_IN=proxy');
+  }
+  if (signIn === 'proxy' && !apiAddress && !api.tokens) {
+    // A development-mode API would answer every forwarded token as the all-powerful dev-admin.
+    problems.push('CONSOLE_SIGN_IN=proxy forwards bearer tokens: the API must verify them (set JWT_JWKS_FILE)');
+  }
+  const proxyHeader = (source.CONSOLE_AUTH_HEADER || 'x-forwarded-access-token').toLowerCase();
+  if (!/^[a-z0-9-]+$/.test(proxyHeader)) problems.push(`CONSOLE_AUTH_HEADER must be a header name (got "${proxyHeader}")`);
+  const apiCaFile = api.file('CONSOLE_API_CA_FILE');
+  if (!apiAddress && api.tls && !apiCaFile) problems.push('the API serves TLS: set CONSOLE_API_CA_FILE to the CA that issued its certificate, so the console can check it');
+  return { port, bindAddress, signIn, proxyHeader, apiAddress, apiCaFile, apiServerName: source.CONSOLE_API_SERVER_NAME || undefined };
 }
 
 /** 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach. */

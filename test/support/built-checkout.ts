@@ -22,13 +22,15 @@ function buildOnce(): string {
   if (built) return built;
   const out = mkdtempSync(path.join(os.tmpdir(), 'consent-build-'));
   // `npm run build` is `tsc -p tsconfig.build.json` plus the descriptor set beside the generated
-  // code; the same here, into a private outDir, so parallel builds never share dist/.
+  // code and the console's views and assets (test/e2e/console.test.ts checks the two agree); the same here, into a private outDir, so parallel builds never share dist/.
   const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(out, 'dist')], {
     cwd: ROOT,
     encoding: 'utf8',
   });
   if (tsc.status !== 0) throw new Error(`the build failed:\n${tsc.stdout}${tsc.stderr}`);
   copyFileSync(path.join(ROOT, 'src', 'gen', 'descriptor-set.binpb'), path.join(out, 'dist', 'src', 'gen', 'descriptor-set.binpb'));
+  // And the web console's templates and stylesheet, which it reads at run time.
+  for (const folder of ['views', 'assets']) cpSync(path.join(ROOT, 'src', 'console', folder), path.join(out, 'dist', 'src', 'console', folder), { recursive: true });
   process.once('exit', () => rmSync(out, { recursive: true, force: true }));
   built = out;
   return out;

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { CallOptions, ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { SubjectRightsServiceClient } from '../gen/consent/v1/subject_rights';
+import { TenantServiceClient } from '../gen/consent/v1/tenant';
+import { ErrorInfo } from '../gen/google/rpc/error_details';
+import { Status } from '../gen/google/rpc/status';
+import type { Credential } from './principal';
+
+/** Where the console reaches the gRPC API, and how it checks the API's certificate. */
+export interface ApiEndpoint {
+  address: string;
+  /** PEM CA certificates: the API serves TLS. Unset: plaintext (loopback). */
+  ca?: Buffer;
+  serverName?: string;
+}
+
+/** A refused or failed API call, as the console shows it: status name, reason, message (the API puts no personal data in them). */
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly statusName: string,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The ts-proto grpc-js unary method shape (its last overload). */
+type Unary<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, res: Res) => void) => unknown;
+
+/**
+ * The generated gRPC clients of the services the console uses, over one channel each, and a
+ * promise-returning `call` that attaches the signed-in person's credential to that one call.
+ * The console never calls with a credential of its own.
+ */
+export class ApiClient {
+  readonly rights: SubjectRightsServiceClient;
+  readonly tenants: TenantServiceClient;
+
+  constructor(endpoint: ApiEndpoint) {
+    const creds: ChannelCredentials = endpoint.ca ? credentials.createSsl(endpoint.ca) : credentials.createInsecure();
+    const options = endpoint.serverName ? { 'grpc.ssl_target_name_override': endpoint.serverName, 'grpc.default_authority': endpoint.serverName } : {};
+    this.rights = new SubjectRightsServiceClient(endpoint.address, creds, options);
+    this.tenants = new TenantServiceClient(endpoint.address, creds, options);
+  }
+
+  static fromFiles(address: string, caFile?: string, serverName?: string): ApiClient {
+    return new ApiClient({ address, ca: caFile ? readFileSync(caFile) : undefined, serverName });
+  }
+
+  /** One unary call as `credential`'s holder, with a deadline; rejects with ApiError. */
+  call<Req, Res>(client: object, method: Unary<Req, Res>, request: Req, credential: Credential, timeoutMs = 10_000): Promise<Res> {
+    const metadata = new Metadata();
+    if (credential.bearer) metadata.set('authorization', `Bearer ${credential.bearer}`);
+    return new Promise((resolve, reject) => {
+      method.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(toApiError(err)) : resolve(res)));
+    });
+  }
+
+  close(): void {
+    this.rights.close();
+    this.tenants.close();
+  }
+}
+
+/** The status name and AIP-193 reason of a failed call. */
+export function toApiError(err: ServiceError): ApiError {
+  const statusName = (status as unknown as Record<number, string>)[err.code] ?? `CODE_${err.code}`;
+  let reason = '';
+  let message = err.details || statusName;
+  const bin = err.metadata?.get('grpc-status-details-bin')[0];
+  if (bin instanceof Buffer) {
+    try {
+      const decoded = Status.decode(bin);
+      if (decoded.message) message = decoded.message;
+      const info = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
+      if (info) reason = ErrorInfo.decode(info.value).reason;
+    } catch {
+      // The status line alone then.
+    }
+  }
+  return new ApiError(err.code, statusName, reason, message);
+}
