@@ -42,13 +42,10 @@ export function requestIdentifiers(single: RawIdentifier | undefined, many: RawI
   return result;
 }
 
-/** Subjects reached through identity links (the closure over open links), excluding the given ones. */
+/** Subjects reached through identity links (the closure over open links), excluding the given ones: IdentityLinks. */
 export interface LinkedSubjects {
   linkedSubjects(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Array<{ subjectId: string; viaLink: string; from: string }>>;
 }
-
-/** Until identity links exist in a deployment: nobody is linked. */
-export const NO_LINKS: LinkedSubjects = { linkedSubjects: async () => [] };
 
 /**
  * Which persons a request reaches, kept on its identifier rows: for each identifier the requester
