@@ -174,6 +174,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     const receiptRows = await page.locator('table.receipt-subjects tbody tr').evaluateAll((trs) => trs.map((tr) => Array.from(tr.children as ArrayLike<{ textContent: string | null }>).map((td) => td.textContent)));
     expect(receiptRows.map((r) => r.slice(0, 4))).to.deep.equal(after.identifiers.map((i) => [String(i.position), i.kind, i.subject || 'nothing held', i.outcome]));
     expect(receiptRows[0][3]).to.match(/^erased/);
+    expect(receiptRows.map((r) => r[4]), 'a key destroyed for the person found only').to.deep.equal(['yes', 'no']);
     expect(await page.locator('#erase-action').count(), 'no second erasure offered').to.equal(0);
     expect(await seriousViolations(page)).to.deep.equal([]);
     await page.screenshot({ path: path.join(shots, 'request-erased.png'), fullPage: true });
@@ -182,7 +183,9 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
   it('legal holds: the DPO places a hold with the identifier in the POST body; the request page marks it; the erasure is refused with LEGAL_HOLD naming the hold; the hold is released with a note', async function () {
     this.timeout(60_000);
     const page = await pageAs('dpo');
-    await page.goto(`${base}/tenants/${TENANT}/legal-holds`);
+    // Reached from the queue.
+    await page.goto(`${base}/tenants/${TENANT}/requests`);
+    await Promise.all([page.waitForURL(/\/legal-holds$/), page.click('a[href$="/legal-holds"]')]);
     expect(await page.locator('table.holds tbody tr').textContent()).to.include('No legal holds');
     await page.selectOption('#id_kind', 'phone');
     await page.fill('#id_value', PHONE_C);
@@ -221,6 +224,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     const alert = await page.locator('[role=alert]').textContent();
     expect(alert).to.include('FAILED_PRECONDITION (LEGAL_HOLD)').and.include(holds[0].name);
     for (const value of PERSONAL) expect(alert, value).not.to.include(value);
+    expect(await page.locator('#hold-blocks').textContent()).to.include('Nothing was erased');
     expect((await getRequest(made.held)).state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
     await page.screenshot({ path: path.join(shots, 'erase-legal-hold.png'), fullPage: true });
 
