@@ -7,6 +7,8 @@ import type { ConsolePageContext } from '../server';
 import { daysLeft, deadlineText, isOpen, KIND_VALUES, parseFilter, queueRows, STATE_VALUES } from '../queue';
 import { VIA_OPTIONS, VIA_VALUES } from '../views';
 import { httpStatusOf } from '../http-errors';
+import { canErase, canExport, groundLabel, jwsPayload, openHolds } from './dpo-actions';
+import type { LegalHold } from '../../gen/consent/v1/subject_rights';
 
 /** The most requests the queue reads (pages of 500) before it says "narrow the filters". */
 const QUEUE_LIMIT = 2000;
@@ -170,6 +172,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
     extended: 'The deadline was extended.',
     verified: 'The verification was recorded.',
     rejected: 'The request was rejected.',
+    erased: 'The erasure was carried out: each person found was erased and the receipt below was signed.',
   };
 
   const requestPage = async (request: FastifyRequest<{ Params: RequestParams; Querystring?: { done?: string } }>, reply: FastifyReply, actionError?: ApiError) => {
@@ -187,6 +190,20 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
     const open = found.state === RequestState.REQUEST_STATE_RECEIVED || found.state === RequestState.REQUEST_STATE_VERIFIED;
     const unverified = found.identifiers.filter((i) => !i.verificationMethod);
     const days = daysLeft(found, ctx.now());
+    // The tenant's open holds on a person this request found (ListLegalHolds filters by identifier
+    // only, and the console has no identifier values: so all open holds, matched by person).
+    const subjects = new Set(found.identifiers.map((i) => i.subject).filter(Boolean));
+    let holds: Array<LegalHold & { groundText: string }> = [];
+    let holdsError: ApiError | undefined;
+    if (subjects.size > 0) {
+      try {
+        holds = (await openHolds(ctx, tenant, credential)).filter((h) => subjects.has(h.subject)).map((h) => ({ ...h, groundText: groundLabel(h.ground) }));
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        holdsError = err;
+      }
+    }
+    const receipt = found.erasureReceipt ? { jws: found.erasureReceipt, payload: jwsPayload(found.erasureReceipt) } : undefined;
     if (actionError) reply.code(httpStatusOf(actionError));
     const done = DONE[String((request.query as { done?: string } | undefined)?.done ?? '')];
     return reply.type('text/html').send(
@@ -202,7 +219,12 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           // Art. 12(3): once, before the first deadline passes, while the request is not closed.
           extend: isDpo && isOpen(found) && !found.extensionReason && !found.overdue,
           reject: isDpo && open,
+          erase: isDpo && canErase(found),
+          exportData: isDpo && canExport(found),
         },
+        holds,
+        holdsError,
+        receipt,
         unverified,
         verifyMethods: VERIFY_METHODS,
         csrf: isDpo ? reply.generateCsrf({ userInfo: credential.who }) : '',
