@@ -13,7 +13,7 @@ import { Credential, credentialOf, SignInRequired } from './principal';
 import { Views } from './views';
 import { homePage } from './pages/home';
 import { requestPages } from './pages/requests';
-import { dpoActionPages } from './pages/dpo-actions';
+import { dpoActionPages, MAX_EXPORT_BYTES } from './pages/dpo-actions';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -23,6 +23,8 @@ export interface ConsolePageContext {
   credential(request: FastifyRequest): Credential;
   /** preHandler of every state-changing route: refuses a POST without a valid CSRF token. */
   csrf: preHandlerHookHandler;
+  /** The largest export package the console downloads (MAX_EXPORT_BYTES unless a test sets less). */
+  maxExportBytes: number;
 }
 
 export interface ConsoleOptions {
@@ -31,6 +33,8 @@ export interface ConsoleOptions {
   logger: Logger;
   /** The clock "days left" is counted on (tests pass the server's). */
   now?: () => number;
+  /** The largest export package downloaded (default MAX_EXPORT_BYTES). */
+  maxExportBytes?: number;
 }
 
 export interface RunningConsole {
@@ -131,7 +135,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     return page(500, 'Something went wrong', 'INTERNAL', 'The console failed to show this page; the error was logged.');
   });
 
-  const ctx: ConsolePageContext = { api: options.api, views, now, credential: credentialFor, csrf: app.csrfProtection };
+  const ctx: ConsolePageContext = { api: options.api, views, now, credential: credentialFor, csrf: app.csrfProtection, maxExportBytes: options.maxExportBytes ?? MAX_EXPORT_BYTES };
   // Every page and action needs a sign-in (in proxy mode); assets do not.
   await app.register(async (pages) => {
     pages.addHook('onRequest', async (request) => {

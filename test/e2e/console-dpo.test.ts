@@ -268,6 +268,25 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect(await page.locator('#export-form').count(), 'a completed request can be exported again').to.equal(1);
   });
 
+  it('an export larger than the console holds is refused with 413 EXPORT_TOO_LARGE (consentctl export streams it), nothing downloaded', async function () {
+    this.timeout(60_000);
+    const small = await startConsole(
+      { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER },
+      { api: new ApiClient({ address: s.address }), logger: createLogger('error', new PassThrough()), now: () => s.clock.now(), maxExportBytes: 64 },
+    );
+    try {
+      const page = await pageAs('dpo');
+      await page.goto(`http://127.0.0.1:${small.port}/tenants/${TENANT}/requests/${made.access}`);
+      const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/export')), page.click('#export-form button[type=submit]')]);
+      expect(response.status()).to.equal(413);
+      expect(response.headers()['content-disposition']).to.equal(undefined);
+      const text = await response.text();
+      expect(text).to.include('EXPORT_TOO_LARGE').and.include('consentctl export').and.not.include(PHONE_D);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('a received (unverified) erasure request offers neither erasure nor export; its confirmation page offers no form', async function () {
     this.timeout(30_000);
     const page = await pageAs('dpo');

@@ -5,6 +5,12 @@ import { DataSubjectRequest, LegalHold, LegalHoldGround, RequestKind, RequestSta
 import { ApiError, toApiError } from '../api-client';
 import type { ConsolePageContext } from '../server';
 import { httpStatusOf } from '../http-errors';
+
+/**
+ * The largest export package the console downloads: it must hold the package until the manifest
+ * (whose hash and signature go in the headers) has arrived. Larger ones: `consentctl export`.
+ */
+export const MAX_EXPORT_BYTES = 64 * 1024 * 1024;
 import type { Credential } from '../principal';
 
 type RequestParams = { tenant: string; id: string };
@@ -128,15 +134,26 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
       const metadata = new Metadata();
       if (credential.bearer) metadata.set('authorization', `Bearer ${credential.bearer}`);
       const chunks: Buffer[] = [];
+      let size = 0;
+      let tooLarge = false;
       let manifest: { packageSha256: string; signedManifest: string; format: string; events: number } | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
           const stream = api.rights.exportSubjectData({ name: `tenants/${tenant}/requests/${id}` }, metadata, { deadline: Date.now() + 300_000 });
           stream.on('data', (m: { part?: { $case: string; value: unknown } }) => {
-            if (m.part?.$case === 'packageChunk') chunks.push(Buffer.from(m.part.value as Uint8Array));
-            else if (m.part?.$case === 'manifest') manifest = m.part.value as typeof manifest;
+            if (m.part?.$case === 'packageChunk') {
+              const chunk = Buffer.from(m.part.value as Uint8Array);
+              size += chunk.length;
+              chunks.push(chunk);
+              if (size > ctx.maxExportBytes && !tooLarge) {
+                // The console holds the package until its manifest (headers go first): bounded here.
+                tooLarge = true;
+                chunks.length = 0;
+                stream.cancel();
+              }
+            } else if (m.part?.$case === 'manifest') manifest = m.part.value as typeof manifest;
           });
-          stream.on('error', (e: ServiceError) => reject(toApiError(e)));
+          stream.on('error', (e: ServiceError) => (tooLarge ? resolve() : reject(toApiError(e))));
           stream.on('end', () => resolve());
         });
       } catch (err) {
@@ -144,9 +161,14 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
         reply.code(httpStatusOf(err));
         return reply.type('text/html').send(views.page('error', credential, { title: 'Export refused', heading: `Export of request ${id}`, tenant, error: err }));
       }
+      if (tooLarge) {
+        reply.code(413);
+        const error = new ApiError(8, 'RESOURCE_EXHAUSTED', 'EXPORT_TOO_LARGE', `the export is larger than the console downloads (${Math.floor(ctx.maxExportBytes / 1024)} KiB); use consentctl export, which streams it to files`);
+        return reply.type('text/html').send(views.page('error', credential, { title: 'Export too large', heading: `Export of request ${id}`, tenant, error }));
+      }
       if (!manifest) throw new Error('the export ended without its manifest');
       // The package is the person's own data, in the body only; the signed manifest (no personal
-      // data: sums, counts, names) travels in headers, and as a download of its own from the request page.
+      // data: sums, counts, names) travels in headers.
       return reply
         .type('application/json; charset=utf-8')
         .header('content-disposition', `attachment; filename="export-${tenant}-${id}.json"`)
