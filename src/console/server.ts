@@ -13,6 +13,7 @@ import { Credential, credentialOf, SignInRequired } from './principal';
 import { Views } from './views';
 import { homePage } from './pages/home';
 import { requestPages } from './pages/requests';
+import { auditorPages } from './pages/auditor';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -138,6 +139,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     });
     homePage(pages, ctx);
     requestPages(pages, ctx);
+    auditorPages(pages, ctx);
   });
   return app;
 }
