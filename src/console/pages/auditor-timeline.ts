@@ -26,7 +26,7 @@ export interface TimelineEvent {
 
 const WIDTH = 960;
 const LEFT = 220;
-const RIGHT = 20;
+const RIGHT = 50;
 const LANE = 36;
 const TOP = 30;
 
