@@ -177,6 +177,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     const optIn = await page.locator('table.events tbody tr').first().textContent();
     // Evidence as stored: the address truncated by the service when it was recorded.
     expect(optIn).to.include('web form').and.include('setup-person').and.include('198.51.100.0').and.include('AuditTest/1.0').and.include(`tenants/${TENANT}/purposes/newsletter/notices/1`);
+    expect(await page.locator('table.events tbody tr').first().locator('blockquote.notice-text').textContent(), 'the notice text').to.equal('Newsletter');
     expect(optIn).to.match(/Notice text SHA-256\s*[0-9a-f]{64}/);
     expect(await seriousViolations(page)).to.deep.equal([]);
     await page.screenshot({ path: path.join(shots, 'auditor-timeline.png'), fullPage: true });
@@ -224,6 +225,27 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     await page.screenshot({ path: path.join(shots, 'auditor-explain-deny.png'), fullPage: true });
     expect(page.url()).not.to.include('4915');
     for (const p of PERSONAL) expect(await page.content()).not.to.include(p);
+  });
+
+  it('a consent event row rewritten behind the service: the explanation says VERIFICATION FAILED with the reason', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await findB(page);
+    const optInId = await page.locator('table.events tbody tr').first().getAttribute('data-event');
+    const q = (sql: string, params: unknown[]) => s.app.dataSource.query(sql, params);
+    await q('UPDATE consent_events SET method = ? WHERE id = ?', ['PAPER', optInId]);
+    try {
+      await page.fill('#purpose', 'newsletter');
+      await page.selectOption('#channel', 'whatsapp');
+      await page.fill('#at', new Date(optInTime + DAY).toISOString().slice(0, 16));
+      await Promise.all([page.waitForResponse((r) => r.url().endsWith('/explain')), page.click('form[action$="/explain#explain"] button')]);
+      const failed = await page.locator('.verdict-bad').textContent();
+      expect(failed).to.match(/^VERIFICATION FAILED: consent event .* does not match audit entry \d+ \(stored row \(record hash\)\): the row was rewritten/);
+      expect(await page.locator('.verdict-ok').count()).to.equal(0);
+      await page.screenshot({ path: path.join(shots, 'auditor-explain-failed.png'), fullPage: true });
+    } finally {
+      await q('UPDATE consent_events SET method = ? WHERE id = ?', ['WEB_FORM', optInId]);
+    }
   });
 
   it('lists the checkpoints with signatures verified and checks consistency between two', async function () {

@@ -20,6 +20,8 @@ export interface TimelineEvent {
   notice: string;
   noticeSha256: string;
   noticeLanguage: string;
+  /** The notice's text, when ListNotices gave it. */
+  noticeText?: string;
   evidence: Array<[string, string]>;
   jurisdiction: string;
 }

@@ -4,6 +4,7 @@ import { AuditServiceClient, Checkpoint, ExplainDecisionResponse } from '../../g
 import { Channel, SubjectIdentifier } from '../../gen/consent/v1/common';
 import { CollectionMethod, ConsentEvent, ConsentEventKind, ConsentServiceClient } from '../../gen/consent/v1/consent';
 import { KeyServiceClient } from '../../gen/consent/v1/key';
+import { Notice, PurposeServiceClient } from '../../gen/consent/v1/purpose';
 import { ProofError, verifyConsistency } from '../../audit/merkle';
 import { VerificationFailure, VerifiedCheckpoint, verifyCheckpoint } from '../../cli/audit-verify';
 import { sendChannelOf, verifyExplanation, VerifiedExplanation } from '../../cli/explain-verify';
@@ -54,6 +55,7 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
   const consent = new ConsentServiceClient('console', credentials.createInsecure(), channel);
   const audit = new AuditServiceClient('console', credentials.createInsecure(), channel);
   const keys = new KeyServiceClient('console', credentials.createInsecure(), channel);
+  const purposes = new PurposeServiceClient('console', credentials.createInsecure(), channel);
   // Not closed here: they share the ApiClient's channel, which it closes.
 
   /** Identifiers looked up, per signed-in person and subject: never written anywhere. */
@@ -130,6 +132,12 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         .call(ctx.api.tenants, ctx.api.tenants.getTenant, { name: `tenants/${tenant}` }, credential)
         .then((r) => (Number(r.tenant?.settings?.serviceWindow?.seconds ?? 0) * 1000))
         .catch(() => 0);
+      // The texts of the notices the events name (ListNotices, open to every role); none shown when it fails.
+      const notices = new Map<string, Notice>();
+      for (const purpose of new Set(events.filter((e) => e.notice).map((e) => e.notice.split('/notices/')[0]))) {
+        const listed = await ctx.api.call(purposes, purposes.listNotices, { parent: purpose, pageSize: 100, pageToken: '' }, credential).catch(() => ({ notices: [] as Notice[] }));
+        for (const n of listed.notices) notices.set(n.name, n);
+      }
       events.sort((a, b) => (a.eventTime?.getTime() ?? 0) - (b.eventTime?.getTime() ?? 0));
       const rows: TimelineEvent[] = events.map((e) => ({
         id: last(e.name),
@@ -146,6 +154,7 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         notice: e.notice,
         noticeSha256: e.noticeTextSha256,
         noticeLanguage: e.noticeLanguage,
+        noticeText: notices.get(e.notice)?.text,
         evidence: Object.entries(e.evidence ?? {}).filter(([, v]) => v !== '' && v !== undefined) as Array<[string, string]>,
         jurisdiction: e.jurisdiction,
       }));
