@@ -96,6 +96,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
       ['setup', ['admin', 'recorder', 'dpo']],
       ['auditor', ['auditor']],
       ['auditor2', ['auditor']],
+      ['dpo', ['dpo']],
       ['sender', ['sender']],
     ] as const) {
       tokens[who] = await issuer.sign({ sub: `${who}-person`, roles: [...roles], tenants: [TENANT] });
@@ -265,6 +266,16 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     // The larger tree first: a clear failure, not a crash.
     await page.goto(`${base}/tenants/${TENANT}/checkpoints?first=${sizes[sizes.length - 1]}&second=${sizes[0]}`);
     expect(await page.locator('.verdict-bad').textContent()).to.match(/^VERIFICATION FAILED/);
+  });
+
+  it('a DPO sees the same pages: timeline and checkpoints', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('dpo');
+    await findB(page);
+    expect(await page.locator('table.events tbody tr').count()).to.equal(3);
+    expect(await page.locator('svg.timeline text.lane-label').count()).to.equal(2);
+    await page.goto(`${base}/tenants/${TENANT}/checkpoints`);
+    for (const v of await page.locator('table.checkpoints td.signature').allTextContents()) expect(v).to.match(/^verified \(key /);
   });
 
   it('a sender gets nothing: the lookup, a subject, and the checkpoints are refused by the API', async function () {

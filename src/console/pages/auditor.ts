@@ -28,6 +28,8 @@ const LOOKUP_TTL_MS = 15 * 60_000;
 const TENANT = { type: 'string', pattern: '^[a-z][a-z0-9-]{1,62}$' } as const;
 const SUBJECT = { type: 'string', pattern: '^[0-9a-f]{32}$' } as const;
 const MAX_EVENT_PAGES = 20;
+/** Lookups kept at most (the oldest go first): memory stays bounded whatever the traffic. */
+const MAX_LOOKUPS = 10_000;
 
 interface Lookup {
   identifier: SubjectIdentifier;
@@ -97,7 +99,10 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         const subject = first.consentEvents[0]?.subject;
         // Not echoed: the message names no identifier.
         if (!subject) return again('No person with recorded consent events has this identifier in this tenant (or they were erased).', 404);
-        lookups.set(key(credential, tenant, last(subject)), { identifier, expires: Date.now() + LOOKUP_TTL_MS });
+        const k = key(credential, tenant, last(subject));
+        lookups.delete(k);
+        if (lookups.size >= MAX_LOOKUPS) lookups.delete(lookups.keys().next().value!);
+        lookups.set(k, { identifier, expires: Date.now() + LOOKUP_TTL_MS });
         return reply.redirect(`/tenants/${tenant}/subjects/${last(subject)}`, 303);
       } catch (err) {
         return apiFailure(reply, request, tenant, err, 'Lookup refused');
