@@ -14,6 +14,7 @@ import { Views } from './views';
 import { homePage } from './pages/home';
 import { requestPages } from './pages/requests';
 import { dpoActionPages, MAX_EXPORT_BYTES } from './pages/dpo-actions';
+import { auditorPages } from './pages/auditor';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -144,6 +145,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     homePage(pages, ctx);
     requestPages(pages, ctx);
     dpoActionPages(pages, ctx);
+    auditorPages(pages, ctx);
   });
   return app;
 }

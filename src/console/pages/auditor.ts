@@ -1,0 +1,275 @@
+import { credentials } from '@grpc/grpc-js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AuditServiceClient, Checkpoint, ExplainDecisionResponse } from '../../gen/consent/v1/audit';
+import { Channel, SubjectIdentifier } from '../../gen/consent/v1/common';
+import { CollectionMethod, ConsentEvent, ConsentEventKind, ConsentServiceClient } from '../../gen/consent/v1/consent';
+import { KeyServiceClient } from '../../gen/consent/v1/key';
+import { Notice, PurposeServiceClient } from '../../gen/consent/v1/purpose';
+import { ProofError, verifyConsistency } from '../../audit/merkle';
+import { VerificationFailure, VerifiedCheckpoint, verifyCheckpoint } from '../../cli/audit-verify';
+import { sendChannelOf, verifyExplanation, VerifiedExplanation } from '../../cli/explain-verify';
+import { ApiError } from '../api-client';
+import { httpStatusOf } from '../http-errors';
+import type { Credential } from '../principal';
+import type { ConsolePageContext } from '../server';
+import { timelineSvg, TimelineEvent } from './auditor-timeline';
+
+/**
+ * Read-only pages for auditors (and DPOs): find a person by an identifier typed into a POST form,
+ * their consent timeline (a server-drawn SVG and a table of the same events), "was a message
+ * allowed at time T, and why" verified with consentctl's own verifier, and the tenant's signed
+ * checkpoints with a consistency check between two of them.
+ *
+ * The identifier never appears in an address, a log line or a page: after the lookup the person
+ * is addressed by the opaque subject id, and the identifier stays in this process's memory only,
+ * for the person who typed it, for LOOKUP_TTL_MS (the API lists events by identifier only).
+ */
+const LOOKUP_TTL_MS = 15 * 60_000;
+const TENANT = { type: 'string', pattern: '^[a-z][a-z0-9-]{1,62}$' } as const;
+const SUBJECT = { type: 'string', pattern: '^[0-9a-f]{32}$' } as const;
+const MAX_EVENT_PAGES = 20;
+/** Lookups kept at most (the oldest go first): memory stays bounded whatever the traffic. */
+const MAX_LOOKUPS = 10_000;
+
+interface Lookup {
+  identifier: SubjectIdentifier;
+  expires: number;
+}
+
+const IDENTIFIER_KINDS: Record<string, (v: string) => SubjectIdentifier['kind']> = {
+  phone: (v) => ({ $case: 'phoneNumber', value: v }),
+  email: (v) => ({ $case: 'email', value: v }),
+  customer: (v) => ({ $case: 'customerId', value: v }),
+};
+
+export const CHANNEL_OPTIONS = ['whatsapp', 'sms', 'email', 'push', 'voice'];
+
+const label = (e: Record<number, string>, v: number, prefix: string) => (e[v] ?? 'UNSPECIFIED').replace(prefix, '').toLowerCase().replace(/_/g, ' ');
+export const kindLabel = (k: ConsentEventKind) => label(ConsentEventKind, k, 'CONSENT_EVENT_KIND_');
+export const channelLabel = (c: Channel) => label(Channel, c, 'CHANNEL_');
+const methodLabel = (m: CollectionMethod) => label(CollectionMethod, m, 'COLLECTION_METHOD_');
+const last = (name: string) => name.slice(name.lastIndexOf('/') + 1);
+
+export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): void {
+  // The generated clients of the services these pages read, over the console's one channel.
+  const channel = { channelOverride: ctx.api.rights.getChannel() };
+  // (The address and credentials are those of the overriding channel; these two are not used.)
+  const consent = new ConsentServiceClient('console', credentials.createInsecure(), channel);
+  const audit = new AuditServiceClient('console', credentials.createInsecure(), channel);
+  const keys = new KeyServiceClient('console', credentials.createInsecure(), channel);
+  const purposes = new PurposeServiceClient('console', credentials.createInsecure(), channel);
+  // Not closed here: they share the ApiClient's channel, which it closes.
+
+  /** Identifiers looked up, per signed-in person and subject: never written anywhere. */
+  const lookups = new Map<string, Lookup>();
+  const key = (credential: Credential, tenant: string, subject: string) => `${credential.who}\u0000${tenant}\u0000${subject}`;
+  const remembered = (credential: Credential, tenant: string, subject: string): SubjectIdentifier | undefined => {
+    const now = Date.now();
+    for (const [k, v] of lookups) if (v.expires < now) lookups.delete(k);
+    return lookups.get(key(credential, tenant, subject))?.identifier;
+  };
+
+  const html = (reply: FastifyReply, request: FastifyRequest, template: string, data: Record<string, unknown>, code = 200) =>
+    reply.code(code).type('text/html').send(ctx.views.page(template, ctx.credential(request), data));
+  const apiFailure = (reply: FastifyReply, request: FastifyRequest, tenant: string, err: unknown, heading: string) => {
+    if (!(err instanceof ApiError)) throw err;
+    return html(reply, request, 'auditor-error', { title: heading, heading, tenant, error: err }, httpStatusOf(err));
+  };
+  const jwksOf = async (tenant: string, credential: Credential) => (await ctx.api.call(keys, keys.getPublicKeys, { name: `tenants/${tenant}` }, credential)).jwks;
+
+  app.get<{ Params: { tenant: string } }>('/tenants/:tenant/audit', { schema: { params: { type: 'object', properties: { tenant: TENANT }, required: ['tenant'] } } }, async (request, reply) =>
+    html(reply, request, 'auditor-find', { title: 'Find a person', tenant: request.params.tenant, csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }) }),
+  );
+
+  // The lookup: the identifier comes in the body only, and the answer is a redirect to the opaque subject.
+  app.post<{ Params: { tenant: string }; Body: { kind?: string; identifier?: string } }>(
+    '/tenants/:tenant/audit/find',
+    { preHandler: ctx.csrf, schema: { params: { type: 'object', properties: { tenant: TENANT }, required: ['tenant'] } } },
+    async (request, reply) => {
+      const { tenant } = request.params;
+      const credential = ctx.credential(request);
+      const make = IDENTIFIER_KINDS[request.body?.kind ?? ''];
+      const value = (request.body?.identifier ?? '').trim();
+      const again = (message: string, code: number) =>
+        html(reply, request, 'auditor-find', { title: 'Find a person', tenant, csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }), message }, code);
+      if (!make || !value) return again('Choose the kind of identifier and type it.', 400);
+      const identifier: SubjectIdentifier = { kind: make(value), defaultRegion: '' };
+      try {
+        const first = await ctx.api.call(consent, consent.listConsentEvents, { parent: `tenants/${tenant}`, subjectIdentifier: identifier, purpose: '', channel: 0, pageSize: 1, pageToken: '' }, credential);
+        const subject = first.consentEvents[0]?.subject;
+        // Not echoed: the message names no identifier.
+        if (!subject) return again('No person with recorded consent events has this identifier in this tenant (or they were erased).', 404);
+        const k = key(credential, tenant, last(subject));
+        lookups.delete(k);
+        if (lookups.size >= MAX_LOOKUPS) lookups.delete(lookups.keys().next().value!);
+        lookups.set(k, { identifier, expires: Date.now() + LOOKUP_TTL_MS });
+        return reply.redirect(`/tenants/${tenant}/subjects/${last(subject)}`, 303);
+      } catch (err) {
+        return apiFailure(reply, request, tenant, err, 'Lookup refused');
+      }
+    },
+  );
+
+  const subjectSchema = { params: { type: 'object', properties: { tenant: TENANT, subject: SUBJECT }, required: ['tenant', 'subject'] } };
+
+  const timelinePage = async (
+    request: FastifyRequest<{ Params: { tenant: string; subject: string } }>,
+    reply: FastifyReply,
+    explained?: { question: Record<string, string>; result?: VerifiedExplanation; failure?: string; response?: ExplainDecisionResponse },
+  ) => {
+    const { tenant, subject } = request.params;
+    const credential = ctx.credential(request);
+    const identifier = remembered(credential, tenant, subject);
+    if (!identifier) {
+      return html(reply, request, 'auditor-find', { title: 'Find a person', tenant, csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }), message: 'Look the person up again: the console keeps a lookup for 15 minutes, for the person who made it only.' }, 404);
+    }
+    try {
+      const events: ConsentEvent[] = [];
+      let pageToken = '';
+      for (let i = 0; i < MAX_EVENT_PAGES; i++) {
+        const page = await ctx.api.call(consent, consent.listConsentEvents, { parent: `tenants/${tenant}`, subjectIdentifier: identifier, purpose: '', channel: 0, pageSize: 500, pageToken }, credential);
+        events.push(...page.consentEvents);
+        pageToken = page.nextPageToken;
+        if (!pageToken) break;
+      }
+      // The tenant's service window draws an inbound message's window; a role that may not read settings sees none.
+      const windowMs = await ctx.api
+        .call(ctx.api.tenants, ctx.api.tenants.getTenant, { name: `tenants/${tenant}` }, credential)
+        .then((r) => (Number(r.tenant?.settings?.serviceWindow?.seconds ?? 0) * 1000))
+        .catch(() => 0);
+      // The texts of the notices the events name (ListNotices, open to every role); none shown when it fails.
+      const notices = new Map<string, Notice>();
+      for (const purpose of new Set(events.filter((e) => e.notice).map((e) => e.notice.split('/notices/')[0]))) {
+        const listed = await ctx.api.call(purposes, purposes.listNotices, { parent: purpose, pageSize: 100, pageToken: '' }, credential).catch(() => ({ notices: [] as Notice[] }));
+        for (const n of listed.notices) notices.set(n.name, n);
+      }
+      events.sort((a, b) => (a.eventTime?.getTime() ?? 0) - (b.eventTime?.getTime() ?? 0));
+      const rows: TimelineEvent[] = events.map((e) => ({
+        id: last(e.name),
+        kind: kindLabel(e.kind),
+        purpose: last(e.purpose) === '-' ? 'all purposes' : last(e.purpose),
+        channel: channelLabel(e.channel),
+        eventTime: e.eventTime?.getTime() ?? 0,
+        recordTime: e.recordTime?.getTime() ?? 0,
+        expireTime: e.expireTime?.getTime(),
+        windowEnd: e.kind === ConsentEventKind.CONSENT_EVENT_KIND_INBOUND_MESSAGE && windowMs > 0 ? (e.eventTime?.getTime() ?? 0) + windowMs : undefined,
+        method: methodLabel(e.method),
+        principal: e.principal,
+        collectedBy: e.collectedBy,
+        notice: e.notice,
+        noticeSha256: e.noticeTextSha256,
+        noticeLanguage: e.noticeLanguage,
+        noticeText: notices.get(e.notice)?.text,
+        evidence: Object.entries(e.evidence ?? {}).filter(([, v]) => v !== '' && v !== undefined) as Array<[string, string]>,
+        jurisdiction: e.jurisdiction,
+      }));
+      return html(reply, request, 'auditor-subject', {
+        title: 'Consent timeline',
+        tenant,
+        subject,
+        events: rows,
+        svg: timelineSvg(rows, ctx.now()),
+        csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }),
+        channels: CHANNEL_OPTIONS,
+        explained,
+      }, explained?.failure && !explained.result && !explained.response ? 400 : 200);
+    } catch (err) {
+      return apiFailure(reply, request, tenant, err, 'Timeline refused');
+    }
+  };
+
+  app.get<{ Params: { tenant: string; subject: string } }>('/tenants/:tenant/subjects/:subject', { schema: subjectSchema }, (request, reply) => timelinePage(request, reply));
+
+  // "Was a message allowed at time T, and why": ExplainDecision, verified as consentctl audit explain does.
+  app.post<{ Params: { tenant: string; subject: string }; Body: { purpose?: string; channel?: string; at?: string } }>(
+    '/tenants/:tenant/subjects/:subject/explain',
+    { preHandler: ctx.csrf, schema: subjectSchema },
+    async (request, reply) => {
+      const { tenant, subject } = request.params;
+      const credential = ctx.credential(request);
+      const question = { purpose: (request.body?.purpose ?? '').trim(), channel: request.body?.channel ?? '', at: request.body?.at ?? '' };
+      const identifier = remembered(credential, tenant, subject);
+      if (!identifier) return timelinePage(request, reply);
+      const sendChannel = sendChannelOf(question.channel);
+      const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(question.at) ? Date.parse(`${question.at}:00Z`) : NaN;
+      if (!sendChannel || !/^[a-z][a-z0-9-]{0,62}$/.test(question.purpose) || Number.isNaN(at)) {
+        return timelinePage(request, reply, { question, failure: 'Give a purpose id, a channel and a time (UTC).' });
+      }
+      let response: ExplainDecisionResponse;
+      try {
+        response = await ctx.api.call(
+          audit,
+          audit.explainDecision,
+          { parent: `tenants/${tenant}`, query: { subjectIdentifier: identifier, purpose: `tenants/${tenant}/purposes/${question.purpose}`, category: 0, channel: Channel[`CHANNEL_${sendChannel}` as keyof typeof Channel] as Channel, at: new Date(at) } },
+          credential,
+          30_000,
+        );
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        return timelinePage(request, reply, { question, failure: `The API refused: ${err.statusName}${err.reason ? ` (${err.reason})` : ''}: ${err.message}` });
+      }
+      try {
+        const jwks = await jwksOf(tenant, credential);
+        const result = await verifyExplanation(response, jwks, { tenant, purposeId: question.purpose, channel: sendChannel });
+        return timelinePage(request, reply, { question, result, response });
+      } catch (err) {
+        if (err instanceof VerificationFailure || err instanceof ApiError) return timelinePage(request, reply, { question, response, failure: err.message });
+        throw err;
+      }
+    },
+  );
+
+  // The tenant's checkpoints, each signature verified, and a consistency check between two of them.
+  app.get<{ Params: { tenant: string }; Querystring: { first?: string; second?: string } }>(
+    '/tenants/:tenant/checkpoints',
+    { schema: { params: { type: 'object', properties: { tenant: TENANT }, required: ['tenant'] }, querystring: { type: 'object', properties: { first: { type: 'string', pattern: '^[0-9]{0,15}$' }, second: { type: 'string', pattern: '^[0-9]{0,15}$' } } } } },
+    async (request, reply) => {
+      const { tenant } = request.params;
+      const credential = ctx.credential(request);
+      try {
+        const jwks = await jwksOf(tenant, credential);
+        const listed: Checkpoint[] = [];
+        let pageToken = '';
+        for (let i = 0; i < 10; i++) {
+          const page = await ctx.api.call(audit, audit.listCheckpoints, { parent: `tenants/${tenant}`, pageSize: 100, pageToken }, credential);
+          listed.push(...page.checkpoints);
+          pageToken = page.nextPageToken;
+          if (!pageToken) break;
+        }
+        const rows: Array<{ checkpoint: Checkpoint; verified?: VerifiedCheckpoint; failure?: string }> = [];
+        for (const checkpoint of listed) {
+          try {
+            const verified = await verifyCheckpoint(checkpoint.signedCheckpoint, jwks);
+            if (verified.tenant !== `tenants/${tenant}`) throw new VerificationFailure(`checkpoint is for ${verified.tenant}`);
+            if (verified.treeSize !== Number(checkpoint.treeSize) || verified.rootHash !== checkpoint.rootHash) throw new VerificationFailure('the listed size or root differs from the signed one');
+            rows.push({ checkpoint, verified });
+          } catch (err) {
+            if (!(err instanceof VerificationFailure)) throw err;
+            rows.push({ checkpoint, failure: err.message });
+          }
+        }
+        let consistency: { first: number; second: number; ok: boolean; message: string } | undefined;
+        const { first, second } = request.query;
+        if (first && second) {
+          const a = rows.find((r) => r.verified?.treeSize === Number(first))?.verified;
+          const b = rows.find((r) => r.verified?.treeSize === Number(second))?.verified;
+          if (!a || !b) consistency = { first: Number(first), second: Number(second), ok: false, message: 'VERIFICATION FAILED: choose two listed checkpoints whose signatures verified' };
+          else if (a.treeSize > b.treeSize) consistency = { first: a.treeSize, second: b.treeSize, ok: false, message: 'VERIFICATION FAILED: the first checkpoint must be the smaller tree' };
+          else {
+            const { hashes } = await ctx.api.call(audit, audit.getConsistencyProof, { parent: `tenants/${tenant}`, firstSize: a.treeSize, secondSize: b.treeSize }, credential);
+            try {
+              verifyConsistency(BigInt(a.treeSize), BigInt(b.treeSize), hashes.map((h) => Buffer.from(h, 'hex')), Buffer.from(a.rootHash, 'hex'), Buffer.from(b.rootHash, 'hex'));
+              consistency = { first: a.treeSize, second: b.treeSize, ok: true, message: `Consistency proof verified: the log of ${b.treeSize} entries extends the log of ${a.treeSize} entries unchanged.` };
+            } catch (err) {
+              if (!(err instanceof ProofError)) throw err;
+              consistency = { first: a.treeSize, second: b.treeSize, ok: false, message: `VERIFICATION FAILED: the log was rewritten since the checkpoint of size ${a.treeSize}: ${err.message}` };
+            }
+          }
+        }
+        return html(reply, request, 'auditor-checkpoints', { title: 'Checkpoints', tenant, rows, consistency, first, second });
+      } catch (err) {
+        return apiFailure(reply, request, tenant, err, 'Checkpoints refused');
+      }
+    },
+  );
+}

@@ -1,0 +1,306 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Metadata } from '@grpc/grpc-js';
+import axe from 'axe-core';
+import { expect } from 'chai';
+import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { ApiClient } from '../../src/console/api-client';
+import { RunningConsole, startConsole } from '../../src/console/server';
+import { ConsoleConfig } from '../../src/config/config';
+import { createLogger } from '../../src/logging/logger';
+import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
+import { ConsentEventKind, ListConsentEventsRequest, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
+import { forEachDatabase } from '../support/databases';
+import { consentRequest, phone } from '../support/fixtures';
+import { call, startTestServer, TestServer } from '../support/test-server';
+import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../support/tokens';
+
+/**
+ * Issue 19 point 4: the auditor's read-only console pages in Chromium against a real server with
+ * real data (opt-in with evidence, inbound message, opt-out, another person erased): find a
+ * person by a POSTed identifier, the timeline (SVG and table, with provenance), ExplainDecision
+ * verified with consentctl's verifier, checkpoints verified and a consistency check. The
+ * identifier never appears in an address, a browser message or a console log line.
+ * Screenshots go to test-artefacts/console/<database>/auditor-*.png (git-ignored).
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
+const HEADER = 'x-forwarded-access-token';
+const TENANT = 'acme';
+const PHONE_B = '+4915112340002';
+const PHONE_C = '+4915112340009';
+const DAY = 86_400_000;
+const PERSONAL = [PHONE_B, PHONE_C, '4915112340', encodeURIComponent(PHONE_B)];
+
+async function seriousViolations(page: Page): Promise<string[]> {
+  await page.evaluate(axe.source);
+  const violations = (await page.evaluate(
+    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
+  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
+}
+
+forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
+  let s: TestServer;
+  let issuer: TokenIssuer;
+  let web: RunningConsole;
+  let base: string;
+  let browser: Browser;
+  let subjectB = '';
+  let optInTime = 0;
+  let optOutTime = 0;
+  const consoleLog: Buffer[] = [];
+  const tokens: Record<string, string> = {};
+  const urls: string[] = [];
+  const browserMessages: string[] = [];
+  const contexts: BrowserContext[] = [];
+  const shots = path.join(ARTEFACTS, kind);
+
+  const as = (token: string) => {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    return md;
+  };
+
+  async function pageAs(who: string): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, extraHTTPHeaders: { [HEADER]: tokens[who] } });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('request', (r) => urls.push(r.url()));
+    page.on('console', (m) => browserMessages.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => browserMessages.push(`pageerror: ${e.message}`));
+    return page;
+  }
+
+  /** Looks person B up through the form; ends on their timeline. */
+  async function findB(page: Page): Promise<void> {
+    await page.goto(`${base}/tenants/${TENANT}/audit`);
+    await page.selectOption('#kind', 'phone');
+    await page.fill('#identifier', PHONE_B);
+    await Promise.all([page.waitForURL(new RegExp(`/tenants/${TENANT}/subjects/[0-9a-f]{32}$`)), page.click('button[type=submit]')]);
+  }
+
+  before(async function () {
+    this.timeout(120_000);
+    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
+    s = await startTestServer(db(), {
+      authMode: 'authenticated',
+      tokens: { jwksFile: path.join(db().dataDir, 'jwks.json'), issuer: TEST_ISSUER, audience: TEST_AUDIENCE, algorithms: ['ES256'], clockSkewMs: 60_000 },
+    });
+    for (const [who, roles] of [
+      ['setup', ['admin', 'recorder', 'dpo']],
+      ['auditor', ['auditor']],
+      ['auditor2', ['auditor']],
+      ['dpo', ['dpo']],
+      ['sender', ['sender']],
+    ] as const) {
+      tokens[who] = await issuer.sign({ sub: `${who}-person`, roles: [...roles], tenants: [TENANT] });
+    }
+    const setup = as(tokens.setup);
+    const now = Date.now();
+    s.clock.set(now - 30 * DAY);
+    await call(s.tenants, s.tenants.createTenant, { tenantId: TENANT, displayName: 'ACME', requestId: '', settings: undefined }, setup);
+    await call(
+      s.purposes,
+      s.purposes.createPurpose,
+      {
+        parent: `tenants/${TENANT}`,
+        purposeId: 'newsletter',
+        purpose: { name: '', displayName: 'newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined, allowedWhileRestricted: false },
+        requestId: '',
+      },
+      setup,
+    );
+    await call(s.purposes, s.purposes.publishNotice, { parent: `tenants/${TENANT}/purposes/newsletter`, language: 'en', text: 'Newsletter', requestId: 'n1' }, setup);
+    // B opts in on WhatsApp by a web form (with evidence), 20 days ago.
+    s.clock.set(now - 20 * DAY);
+    optInTime = s.clock.now();
+    await call(
+      s.consent,
+      s.consent.recordConsent,
+      consentRequest(TENANT, { subjectIdentifier: phone(PHONE_B), evidence: { sourceIp: '198.51.100.7', userAgent: 'AuditTest/1.0', pageUrl: 'https://acme.example/signup', inboundMessageId: '', freeText: '' } }),
+      setup,
+    );
+    // C opts in too; C is erased later.
+    await call(s.consent, s.consent.recordConsent, consentRequest(TENANT, { subjectIdentifier: phone(PHONE_C) }), setup);
+    s.clock.set(now - 10 * DAY);
+    await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${TENANT}`, subjectIdentifier: phone(PHONE_B), channel: Channel.CHANNEL_SMS, text: 'hello', requestId: 'in-1' }), setup);
+    await s.app.services.auditService.checkpointAll();
+    s.clock.set(now - 5 * DAY);
+    optOutTime = s.clock.now();
+    await call(s.consent, s.consent.recordConsent, consentRequest(TENANT, { subjectIdentifier: phone(PHONE_B), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, requestId: 'out-1' }), setup);
+    const cEvents = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${TENANT}`, subjectIdentifier: phone(PHONE_C), pageSize: 1 }), setup);
+    s.clock.set(now - 2 * DAY);
+    await s.app.services.subjectEraser.erase(TENANT, cEvents.consentEvents[0].subject.split('/').pop()!);
+    s.clock.set(now);
+    await s.app.services.auditService.checkpointAll();
+    const bEvents = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${TENANT}`, subjectIdentifier: phone(PHONE_B), pageSize: 1 }), setup);
+    subjectB = bEvents.consentEvents[0].subject.split('/').pop()!;
+
+    const logStream = new PassThrough();
+    logStream.on('data', (c: Buffer) => consoleLog.push(c));
+    const config: ConsoleConfig = { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER };
+    web = await startConsole(config, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() });
+    base = `http://127.0.0.1:${web.port}`;
+    mkdirSync(shots, { recursive: true });
+  });
+
+  after(async function () {
+    this.timeout(30_000);
+    for (const c of contexts) await c.close().catch(() => undefined);
+    await browser?.close();
+    await web?.close();
+    await s?.stop();
+  });
+
+  it('finds a person by a POSTed identifier and shows their timeline by opaque subject id: SVG lanes and an accessible table with provenance', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await findB(page);
+    expect(page.url()).to.equal(`${base}/tenants/${TENANT}/subjects/${subjectB}`);
+    const html = await page.content();
+    for (const p of PERSONAL) expect(html, 'no identifier in the page').not.to.include(p);
+    // The picture: one lane per purpose and channel, each event marked.
+    const lanes = await page.locator('svg.timeline text.lane-label').allTextContents();
+    expect(lanes).to.deep.equal(['all purposes · sms', 'newsletter · whatsapp']);
+    expect(await page.locator('svg.timeline circle.opt-in').count()).to.equal(1);
+    expect(await page.locator('svg.timeline rect.opt-out').count()).to.equal(1);
+    expect(await page.locator('svg.timeline circle.inbound-message').count()).to.equal(1);
+    expect(await page.locator('svg.timeline rect.window').count(), 'the inbound message opens a service window').to.equal(1);
+    // The table: the same events, oldest first, with their provenance.
+    const kinds = await page.locator('table.events tbody tr td:nth-child(2)').allTextContents();
+    expect(kinds).to.deep.equal(['opt in', 'inbound message', 'opt out']);
+    const optIn = await page.locator('table.events tbody tr').first().textContent();
+    // Evidence as stored: the address truncated by the service when it was recorded.
+    expect(optIn).to.include('web form').and.include('setup-person').and.include('198.51.100.0').and.include('AuditTest/1.0').and.include(`tenants/${TENANT}/purposes/newsletter/notices/1`);
+    expect(await page.locator('table.events tbody tr').first().locator('blockquote.notice-text').textContent(), 'the notice text').to.equal('Newsletter');
+    expect(optIn).to.match(/Notice text SHA-256\s*[0-9a-f]{64}/);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await page.screenshot({ path: path.join(shots, 'auditor-timeline.png'), fullPage: true });
+  });
+
+  it('an unknown identifier finds nobody (not echoed); a subject address without a lookup of ones own asks to look up again', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await page.goto(`${base}/tenants/${TENANT}/audit`);
+    await page.fill('#identifier', PHONE_C);
+    const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('button[type=submit]')]);
+    expect(response.status()).to.equal(404);
+    expect(await page.locator('[role=alert]').textContent()).to.include('No person');
+    expect(await page.locator('#identifier').inputValue(), 'not echoed back').to.equal('');
+    expect(await page.content()).not.to.include(PHONE_C);
+    // Another auditor's lookup is not this one's: it has to look the person up itself.
+    await findB(await pageAs('auditor'));
+    const other = await pageAs('auditor2');
+    const direct = await other.goto(`${base}/tenants/${TENANT}/subjects/${subjectB}`);
+    expect(direct!.status()).to.equal(404);
+    expect(await other.locator('[role=alert]').textContent()).to.include('Look the person up again');
+  });
+
+  it('explains a decision at a time and verifies the proof with consentctl audit explain\'s verifier', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await findB(page);
+    const ask = async (at: number) => {
+      await page.fill('#purpose', 'newsletter');
+      await page.selectOption('#channel', 'whatsapp');
+      await page.fill('#at', new Date(at).toISOString().slice(0, 16));
+      await Promise.all([page.waitForResponse((r) => r.url().endsWith('/explain')), page.click('form[action$="/explain#explain"] button')]);
+    };
+    await ask(optInTime + DAY);
+    expect(await page.locator('.verdict-ok').textContent()).to.match(/^Proof verified/);
+    expect(await page.locator('dd.decision').textContent()).to.equal('ALLOW');
+    expect(await page.locator('table.entries tbody tr').count()).to.be.at.least(1);
+    expect(await page.locator('table.entries').textContent()).to.include('(deciding)');
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await page.screenshot({ path: path.join(shots, 'auditor-explain-allow.png'), fullPage: true });
+    await ask(optOutTime + DAY);
+    expect(await page.locator('.verdict-ok').textContent()).to.match(/^Proof verified/);
+    expect(await page.locator('dd.decision').textContent()).to.equal('DENY');
+    expect(await page.locator('dd.reason').textContent()).to.match(/OPT/);
+    await page.screenshot({ path: path.join(shots, 'auditor-explain-deny.png'), fullPage: true });
+    expect(page.url()).not.to.include('4915');
+    for (const p of PERSONAL) expect(await page.content()).not.to.include(p);
+  });
+
+  it('a consent event row rewritten behind the service: the explanation says VERIFICATION FAILED with the reason', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await findB(page);
+    const optInId = await page.locator('table.events tbody tr').first().getAttribute('data-event');
+    const q = (sql: string, params: unknown[]) => s.app.dataSource.query(sql, params);
+    await q('UPDATE consent_events SET method = ? WHERE id = ?', ['PAPER', optInId]);
+    try {
+      await page.fill('#purpose', 'newsletter');
+      await page.selectOption('#channel', 'whatsapp');
+      await page.fill('#at', new Date(optInTime + DAY).toISOString().slice(0, 16));
+      await Promise.all([page.waitForResponse((r) => r.url().endsWith('/explain')), page.click('form[action$="/explain#explain"] button')]);
+      const failed = await page.locator('.verdict-bad').textContent();
+      expect(failed).to.match(/^VERIFICATION FAILED: consent event .* does not match audit entry \d+ \(stored row \(record hash\)\): the row was rewritten/);
+      expect(await page.locator('.verdict-ok').count()).to.equal(0);
+      await page.screenshot({ path: path.join(shots, 'auditor-explain-failed.png'), fullPage: true });
+    } finally {
+      await q('UPDATE consent_events SET method = ? WHERE id = ?', ['WEB_FORM', optInId]);
+    }
+  });
+
+  it('lists the checkpoints with signatures verified and checks consistency between two', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('auditor');
+    await page.goto(`${base}/tenants/${TENANT}/checkpoints`);
+    const signatures = await page.locator('table.checkpoints td.signature').allTextContents();
+    expect(signatures.length).to.be.at.least(2);
+    for (const v of signatures) expect(v).to.match(/^verified \(key /);
+    const sizes = (await page.locator('table.checkpoints tbody tr').evaluateAll((trs) => trs.map((tr) => Number(tr.getAttribute('data-size'))))).sort((a, b) => a - b);
+    await page.selectOption('#first', String(sizes[0]));
+    await page.selectOption('#second', String(sizes[sizes.length - 1]));
+    await Promise.all([page.waitForURL(/first=/), page.click('form.inline button')]);
+    expect(await page.locator('.verdict-ok').textContent()).to.match(/^Consistency proof verified/);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await page.screenshot({ path: path.join(shots, 'auditor-checkpoints.png'), fullPage: true });
+    // The larger tree first: a clear failure, not a crash.
+    await page.goto(`${base}/tenants/${TENANT}/checkpoints?first=${sizes[sizes.length - 1]}&second=${sizes[0]}`);
+    expect(await page.locator('.verdict-bad').textContent()).to.match(/^VERIFICATION FAILED/);
+  });
+
+  it('a DPO sees the same pages: timeline and checkpoints', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('dpo');
+    await findB(page);
+    expect(await page.locator('table.events tbody tr').count()).to.equal(3);
+    expect(await page.locator('svg.timeline text.lane-label').count()).to.equal(2);
+    await page.goto(`${base}/tenants/${TENANT}/checkpoints`);
+    for (const v of await page.locator('table.checkpoints td.signature').allTextContents()) expect(v).to.match(/^verified \(key /);
+  });
+
+  it('a sender gets nothing: the lookup, a subject, and the checkpoints are refused by the API', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('sender');
+    await page.goto(`${base}/tenants/${TENANT}/audit`);
+    await page.fill('#identifier', PHONE_B);
+    const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('button[type=submit]')]);
+    expect(response.status()).to.equal(403);
+    expect(await page.locator('[role=alert]').textContent()).to.include('PERMISSION_DENIED');
+    expect(await page.content()).not.to.include(subjectB);
+    const checkpoints = await page.goto(`${base}/tenants/${TENANT}/checkpoints`);
+    expect(checkpoints!.status()).to.equal(403);
+    expect(await page.locator('table.checkpoints').count()).to.equal(0);
+  });
+
+  it('no identifier in any address the browsers asked for, any browser message, or the console log', function () {
+    expect(urls.length).to.be.greaterThan(10);
+    const log = Buffer.concat(consoleLog).toString('utf8');
+    for (const p of PERSONAL) {
+      for (const u of urls) expect(u, 'address').not.to.include(p);
+      for (const m of browserMessages) expect(m, 'browser message').not.to.include(p);
+      expect(log, 'console log').not.to.include(p);
+      expect(s.logs(), 'server log').not.to.include(p);
+    }
+    expect(browserMessages.filter((m) => /Content Security Policy|pageerror/.test(m)), 'no CSP violations or page errors').to.deep.equal([]);
+  });
+});
