@@ -1,10 +1,8 @@
-import { credentials } from '@grpc/grpc-js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AuditServiceClient, Checkpoint, ExplainDecisionResponse } from '../../gen/consent/v1/audit';
+import { Checkpoint, ExplainDecisionResponse } from '../../gen/consent/v1/audit';
 import { Channel, SubjectIdentifier } from '../../gen/consent/v1/common';
-import { CollectionMethod, ConsentEvent, ConsentEventKind, ConsentServiceClient } from '../../gen/consent/v1/consent';
-import { KeyServiceClient } from '../../gen/consent/v1/key';
-import { Notice, PurposeServiceClient } from '../../gen/consent/v1/purpose';
+import { CollectionMethod, ConsentEvent, ConsentEventKind } from '../../gen/consent/v1/consent';
+import { Notice } from '../../gen/consent/v1/purpose';
 import { ProofError, verifyConsistency } from '../../audit/merkle';
 import { VerificationFailure, VerifiedCheckpoint, verifyCheckpoint } from '../../cli/audit-verify';
 import { sendChannelOf, verifyExplanation, VerifiedExplanation } from '../../cli/explain-verify';
@@ -51,14 +49,7 @@ const methodLabel = (m: CollectionMethod) => label(CollectionMethod, m, 'COLLECT
 const last = (name: string) => name.slice(name.lastIndexOf('/') + 1);
 
 export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): void {
-  // The generated clients of the services these pages read, over the console's one channel.
-  const channel = { channelOverride: ctx.api.rights.getChannel() };
-  // (The address and credentials are those of the overriding channel; these two are not used.)
-  const consent = new ConsentServiceClient('console', credentials.createInsecure(), channel);
-  const audit = new AuditServiceClient('console', credentials.createInsecure(), channel);
-  const keys = new KeyServiceClient('console', credentials.createInsecure(), channel);
-  const purposes = new PurposeServiceClient('console', credentials.createInsecure(), channel);
-  // Not closed here: they share the ApiClient's channel, which it closes.
+  const { consent, audit, keys, purposes } = ctx.api;
 
   /** Identifiers looked up, per signed-in person and subject: never written anywhere. */
   const lookups = new Map<string, Lookup>();

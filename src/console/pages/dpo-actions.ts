@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, ServiceError } from '@grpc/grpc-js';
+import { ServiceError } from '@grpc/grpc-js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DataSubjectRequest, LegalHold, LegalHoldGround, RequestKind, RequestState } from '../../gen/consent/v1/subject_rights';
 import { ApiError, toApiError } from '../api-client';
@@ -131,8 +131,7 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
     async (request: FastifyRequest<{ Params: RequestParams }>, reply) => {
       const { tenant, id } = request.params;
       const credential = ctx.credential(request);
-      const metadata = new Metadata();
-      if (credential.bearer) metadata.set('authorization', `Bearer ${credential.bearer}`);
+      const metadata = api.metadataFor(credential);
       const chunks: Buffer[] = [];
       let size = 0;
       let tooLarge = false;
