@@ -405,8 +405,9 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
     async (request: FastifyRequest<{ Params: PurposeParams; Body: Record<string, string> }>, reply) => {
       const { tenant, purpose } = request.params;
       const body = request.body ?? {};
-      // The text is kept exactly as typed (its hash is over these bytes), only line ends normalised by the browser.
-      const form = { language: String(body.language ?? '').trim(), text: String(body.text ?? ''), request_id: idempotencyKey(body.request_id) };
+      // The text is published exactly as typed (its hash is over these bytes) except line ends:
+      // browsers send a textarea's line breaks as CRLF, and the text is stored with LF as typed elsewhere.
+      const form = { language: String(body.language ?? '').trim(), text: String(body.text ?? '').replace(/\r\n/g, '\n'), request_id: idempotencyKey(body.request_id) };
       try {
         const published = await api.call(
           api.purposes,
