@@ -15,6 +15,7 @@ import { homePage } from './pages/home';
 import { requestPages } from './pages/requests';
 import { dpoActionPages, MAX_EXPORT_BYTES } from './pages/dpo-actions';
 import { auditorPages } from './pages/auditor';
+import { adminPages } from './pages/admin';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -146,6 +147,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     requestPages(pages, ctx);
     dpoActionPages(pages, ctx);
     auditorPages(pages, ctx);
+    adminPages(pages, ctx);
   });
   return app;
 }
