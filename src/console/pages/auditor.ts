@@ -278,7 +278,8 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         tenant,
         subject,
         events: rows,
-        svg: timelineSvg(rows, ctx.now(), { erasedAt, restrictions: restrictionList, objections: objections.map((o) => o.time) }),
+        // A restriction never lifted ends, in the picture, with the person: nothing is processed after an erasure.
+        svg: timelineSvg(rows, ctx.now(), { erasedAt, restrictions: restrictionList.map((r) => ({ from: r.from, to: r.to ?? erasedAt })), objections: objections.map((o) => o.time) }),
         erasure: erasure ? { time: erasure.time, index: erasure.index, leafHash: erasure.leafHash, principal: erasure.principal } : undefined,
         restrictions: restrictionList,
         objections,
