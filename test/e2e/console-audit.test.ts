@@ -11,6 +11,7 @@ import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { ConsentEventKind, ListConsentEventsRequest, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
+import { TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RestrictionGround } from '../../src/gen/consent/v1/subject_rights';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone } from '../support/fixtures';
@@ -374,9 +375,25 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     expect(response.status()).to.equal(403);
     expect(await page.locator('[role=alert]').textContent()).to.include('PERMISSION_DENIED');
     expect(await page.content()).not.to.include(subjectB);
+    // The subject page needs no lookup now: the API refuses the sender the audit entries.
+    const timeline = await page.goto(`${base}/tenants/${TENANT}/subjects/${subjectD}`);
+    expect(timeline!.status()).to.equal(403);
+    expect(await page.locator('svg.timeline').count()).to.equal(0);
     const checkpoints = await page.goto(`${base}/tenants/${TENANT}/checkpoints`);
     expect(checkpoints!.status()).to.equal(403);
     expect(await page.locator('table.checkpoints').count()).to.equal(0);
+  });
+
+  // Last but one: it changes the tenant's window length, which the pages above read unchanged.
+  it("after the tenant's window length changes, the page says the windows are drawn with today's length, not the one in force then", async function () {
+    this.timeout(60_000);
+    await call(s.tenants, s.tenants.updateTenantSettings, { settings: TenantSettings.fromPartial({ name: `tenants/${TENANT}/settings`, serviceWindow: { seconds: 48 * 3600, nanos: 0 } }), updateMask: ['service_window'] }, as(tokens.setup));
+    const page = await pageAs('auditor2');
+    await page.goto(`${base}/tenants/${TENANT}/subjects/${subjectB}`);
+    expect(await page.locator('p.window-note').textContent()).to.include('48 h').and.include('changed 1 time(s)');
+    const inbound = page.locator('table.events tbody tr', { hasText: 'inbound message' });
+    expect(await inbound.locator('td:nth-child(5)').textContent()).to.include("48 h, today's setting");
+    expect(await seriousViolations(page)).to.deep.equal([]);
   });
 
   it('no identifier in any address the browsers asked for, any browser message, or the console log', function () {
