@@ -60,8 +60,6 @@ declare module '@fastify/secure-session' {
 export interface OidcSignInOptions {
   logger: Logger;
   views: Views;
-  /** Test only: the provider's discovery and token calls may go over plain http on loopback. */
-  allowHttp?: boolean;
 }
 
 /**
@@ -103,7 +101,7 @@ export class OidcSignIn {
     // A page with the sign-out form (a POST with a CSRF token, so no other site can sign people out).
     app.get(SIGN_OUT_PATH, async (request, reply) => {
       const credential = credentialOf(request);
-      const csrfToken = await reply.generateCsrf();
+      const csrfToken = reply.generateCsrf({ userInfo: credential.who });
       return reply.type('text/html').send(this.options.views.page('sign-out', credential, { title: 'Sign out', csrf: csrfToken, atProvider: this.endSessionOrigin !== undefined }));
     });
     app.post(SIGN_OUT_PATH, { preHandler: csrf }, async (request, reply) => this.signOut(request, reply));
@@ -243,7 +241,8 @@ export class OidcSignIn {
         const secret = this.settings.clientSecretFile ? readFileSync(this.settings.clientSecretFile, 'utf8').trim() : this.settings.clientSecret;
         const config = await lib.discovery(new URL(this.settings.issuer), this.settings.clientId, secret, secret ? lib.ClientSecretPost(secret) : lib.None(), {
           timeout: 10,
-          ...(this.options.allowHttp || new URL(this.settings.issuer).protocol === 'http:' ? { execute: [lib.allowInsecureRequests] } : {}),
+          // Plain http only to a provider on loopback (the configuration refuses any other).
+          ...(new URL(this.settings.issuer).protocol === 'http:' ? { execute: [lib.allowInsecureRequests] } : {}),
         });
         const endSession = config.serverMetadata().end_session_endpoint;
         this.endSessionOrigin = endSession ? new URL(endSession).origin : undefined;
