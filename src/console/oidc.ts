@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import fastifySecureSession from '@fastify/secure-session';
@@ -77,6 +77,7 @@ export class OidcSignIn {
   /** Sessions signed out in this process, until their token would have expired anyway. */
   private readonly revoked = new LRUCache<string, true>({ max: 100_000, ttlAutopurge: false, ttl: SESSION_MAX_SECONDS * 1000 });
   readonly secure: boolean;
+  private readonly keys: Buffer[];
 
   constructor(
     private readonly settings: ConsoleOidcConfig,
@@ -84,13 +85,23 @@ export class OidcSignIn {
   ) {
     // Plain http only for a console on loopback (the configuration allows nothing else).
     this.secure = new URL(settings.publicUrl).protocol === 'https:';
+    this.keys = settings.sessionKeyFile ? readSessionKeys(settings.sessionKeyFile) : [randomBytes(32)];
+  }
+
+  /**
+   * The key CSRF tokens are bound to the person with: derived from the session key when it comes
+   * from CONSOLE_SESSION_KEY_FILE, so forms keep working across restarts and replicas like the
+   * session does; random per process otherwise.
+   */
+  csrfHmacKey(): string | undefined {
+    if (!this.settings.sessionKeyFile) return undefined;
+    return Buffer.from(hkdfSync('sha256', this.keys[0], Buffer.alloc(0), 'consent-ledger console csrf', 32)).toString('base64url');
   }
 
   /** The session cookie, and the routes of the flow (none of which needs a sign-in). */
   async register(app: FastifyInstance, csrf: preHandlerHookHandler, credentialOf: (request: FastifyRequest) => Credential): Promise<void> {
-    const keys = this.settings.sessionKeyFile ? readSessionKeys(this.settings.sessionKeyFile) : [randomBytes(32)];
     await app.register(fastifySecureSession, {
-      key: keys,
+      key: this.keys,
       // __Host-: Secure, path=/, no Domain: no other host or path can set or read it.
       cookieName: this.secure ? '__Host-console-session' : 'console-session',
       // Lax, not Strict: the provider's redirect back is a cross-site top-level GET that must carry it.

@@ -93,7 +93,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     cookieOpts: { path: '/', httpOnly: true, sameSite: 'strict', secure: secureCookies },
     // Tokens are bound to the signed-in person, so a token of one person is no use to another.
     getUserInfo: (request) => credentialFor(request).who,
-    csrfOpts: { userInfo: true, hmacKey: randomBytes(32).toString('base64url') },
+    csrfOpts: { userInfo: true, hmacKey: oidc?.csrfHmacKey() ?? randomBytes(32).toString('base64url') },
   });
 
   const credentials = new WeakMap<FastifyRequest, Credential>();

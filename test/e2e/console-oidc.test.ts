@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -288,6 +289,35 @@ forEachDatabase('Web console OIDC sign-in in Chromium', (db, kind) => {
     expect(page.status).to.equal(200);
     const csrf = page.headers.getSetCookie().find((c) => c.startsWith('__Host-console-csrf='))!;
     expect(csrf.split(';').slice(1).map((a) => a.trim().toLowerCase())).to.include.members(['path=/', 'httponly', 'secure', 'samesite=strict']);
+  });
+
+  it('with CONSOLE_SESSION_KEY_FILE a session and its forms work on another console process (a restart, a replica); without it they do not', async function () {
+    this.timeout(30_000);
+    const keyFile = path.join(db().dataDir, 'session.key');
+    writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`);
+    const oidc = { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid'], forwardToken: 'access_token' as const, publicUrl: base, sessionKeyFile: keyFile };
+    const start = (settings: typeof oidc | Omit<typeof oidc, 'sessionKeyFile'>) =>
+      startConsole({ port: 0, bindAddress: '127.0.0.1', signIn: 'oidc', proxyHeader: 'x-forwarded-access-token', oidc: settings }, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', new PassThrough()) });
+    const [one, two] = [await start(oidc), await start(oidc)];
+    const { sessionKeyFile: _none, ...withoutKey } = oidc;
+    const other = await start(withoutKey);
+    try {
+      const cookie = `console-session=${encodeURIComponent(one.app.encodeSecureSession(one.app.createSecureSession({ signedIn: { sid: 'replica-sid', token: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJkcG8tcGVyc29uIn0.c2ln', exp: Date.now() + 60_000 } })))}`;
+      const form = await fetch(`http://127.0.0.1:${one.port}/oidc/sign-out`, { headers: { cookie } });
+      expect(form.status).to.equal(200);
+      const csrfCookie = form.headers.getSetCookie().find((c) => c.startsWith('console-csrf='))!.split(';')[0];
+      const token = /name="_csrf" value="([^"]+)"/.exec(await form.text())![1];
+      const signOut = await fetch(`http://127.0.0.1:${two.port}/oidc/sign-out`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { cookie: `${cookie}; ${csrfCookie}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: token }).toString(),
+      });
+      expect(signOut.status, "the other process opens the session and accepts the first one's form").to.equal(303);
+      expect((await fetch(`http://127.0.0.1:${other.port}/oidc/sign-out`, { headers: { cookie }, redirect: 'manual' })).status, 'another key: no session').to.equal(302);
+    } finally {
+      for (const c of [one, two, other]) await c.close();
+    }
   });
 
   it('no code, state or token is in the console log or the API log, and no console address carries one; the log names the callback route only', () => {
