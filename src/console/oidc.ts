@@ -175,7 +175,7 @@ export class OidcSignIn {
     const login = request.session.get('login') as PendingLogin | undefined;
     // Whatever happens next, this state is used up: a replayed callback finds none.
     request.session.set('login', undefined);
-    if (!login || typeof login.state !== 'string' || Date.now() - login.startedAt > LOGIN_TTL_MS) {
+    if (!login || typeof login.state !== 'string' || typeof login.startedAt !== 'number' || Date.now() - login.startedAt > LOGIN_TTL_MS) {
       this.options.logger.warn('console: sign-in callback without a sign-in in progress');
       return this.failed(reply, 400, 'This sign-in was not started here, or took longer than ten minutes. Open the console again to sign in.');
     }
@@ -280,13 +280,18 @@ export class OidcSignIn {
   }
 }
 
-/** A path on this console to return to: never another origin (//host, /\host) nor the flow's own routes. */
+/** A path on this console to return to: never another origin (//host, /\\host) nor the flow's own routes. */
 export function sameOriginPath(candidate: string): string {
-  if (!candidate.startsWith('/') || candidate.startsWith('//') || candidate.startsWith('/\\') || candidate.startsWith('/oidc/')) return '/';
+  if (!candidate.startsWith('/')) return '/';
+  let path: string;
   try {
     const parsed = new URL(candidate, 'http://console.invalid');
-    return parsed.origin === 'http://console.invalid' ? `${parsed.pathname}${parsed.search}` : '/';
+    if (parsed.origin !== 'http://console.invalid') return '/';
+    path = `${parsed.pathname}${parsed.search}`;
   } catch {
     return '/';
   }
+  // Checked after normalising: "/a/../..//host" resolves to "//host", which a browser reads as another origin.
+  if (path.startsWith('//') || path.startsWith('/\\') || path.startsWith('/oidc/')) return '/';
+  return path;
 }
