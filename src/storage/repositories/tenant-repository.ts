@@ -83,5 +83,6 @@ export class TypeormTenantRepository implements TenantRepository {
 
 /** Settings written by older versions lack newer fields: defaults fill them in. */
 function parseSettings(json: string): TenantSettings {
-  return { ...DEFAULT_TENANT_SETTINGS, ...(JSON.parse(json) as Partial<TenantSettings>) };
+  const stored = JSON.parse(json) as Partial<TenantSettings>;
+  return { ...DEFAULT_TENANT_SETTINGS, ...stored, selfService: { ...DEFAULT_TENANT_SETTINGS.selfService, ...stored.selfService } };
 }
