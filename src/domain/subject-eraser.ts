@@ -6,6 +6,7 @@ import { ChangeFeedRepository, ConsentRepository, SubjectRepository } from './po
 import { TransactionRunner } from '../shared/unit-of-work';
 import { names } from './resource-names';
 import { IdentityLinkRepository } from './identity-links';
+import { SignUpRepository } from './self-service-signup';
 
 /** What an erasure did. */
 export interface SubjectErasure {
@@ -43,6 +44,8 @@ export class SubjectEraser {
     private readonly audit: AuditTrail,
     /** Identity links (issue 18): deleted with either person, in the erasure's transaction. */
     private readonly links: IdentityLinkRepository,
+    /** Sign-up confirmations and e-mail deliveries (issue 20): deleted with the person. */
+    private readonly signUps?: Pick<SignUpRepository, 'deleteOfSubject'>,
   ) {}
 
   /** Told about each committed erasure before it is answered (the decision cache forgets the person at once). */
@@ -58,6 +61,8 @@ export class SubjectEraser {
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       // A link names the person and holds evidence under their key: it goes with them.
       const links = await this.links.deleteOfSubject(tx, tenantId, subjectId);
+      // Pending sign-ups hold the address (deliveries) and codes of the person: useless once erased.
+      await this.signUps?.deleteOfSubject(tx, tenantId, subjectId);
       const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
@@ -81,6 +86,7 @@ export class SubjectEraser {
         if (!locked || locked.erased) return false;
         await this.subjects.markErased(tx, entry.tenantId, entry.subjectId, entry.erasedAt);
         await this.links.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
+        await this.signUps?.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         return true;
       });
       if (changed) replayed++;
