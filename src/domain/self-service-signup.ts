@@ -204,6 +204,8 @@ export class SelfServiceSignUp {
     const now = this.clock.now();
     const method: ConfirmationMethod = identifier.kind === 'PHONE' ? 'INBOUND_CODE' : 'EMAIL_LINK';
 
+    // The tenant first (NOT_FOUND, TENANT_ERASED): an unknown tenant has no keys to ask for.
+    await this.tx.read((tx) => this.tenants.require(tx, tenantId, true));
     const keyring = await this.keys.tenantKeyring(tenantId);
     const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
     const blindIndex = this.keys.blindIndex(keyring, identifier);
