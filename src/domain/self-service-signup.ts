@@ -494,7 +494,7 @@ export class SelfServiceSignUp {
   }
 
   /**
-   * The one-time code of a sign-up: 8 symbols of CODE_ALPHABET (about 39.6 bits), derived from the
+   * The one-time code of a sign-up: 8 symbols of CODE_ALPHABET, at least one a digit (about 39 bits), derived from the
    * request_id under the tenant's request key (HMAC), so a retry of the sign-up answers the same
    * code without the code being stored anywhere; nobody without the key can predict it.
    */
@@ -506,6 +506,8 @@ export class SelfServiceSignUp {
       out += CODE_ALPHABET[Number(value % BigInt(CODE_ALPHABET.length))];
       value /= BigInt(CODE_ALPHABET.length);
     }
+    // At least one digit, so that a word of a message ("MESSAGES") is never taken for a code.
+    if (!/[2-9]/.test(out)) out = `${out.slice(0, 3)}${'23456789'[Number(value % 8n)]}${out.slice(4)}`;
     return out;
   }
 
@@ -520,7 +522,10 @@ export class SelfServiceSignUp {
 export function codesIn(text: string): string[] {
   const out = new Set<string>();
   for (const m of text.matchAll(CODE_IN_TEXT)) {
-    out.add(`${m[1]}${m[2]}`.toUpperCase());
+    const code = `${m[1]}${m[2]}`.toUpperCase();
+    // Every code holds a digit (see SelfServiceSignUp.code): words of the message are no candidates.
+    if (!/[2-9]/.test(code)) continue;
+    out.add(code);
     if (out.size >= MAX_CODES_PER_MESSAGE) break;
   }
   return [...out];
