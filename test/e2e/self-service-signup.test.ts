@@ -190,7 +190,8 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     await signUp(signUpReq(who));
     const listed = (await deliveries()).find((d) => d.email === 'erase.me@example.org')!;
     const claims = JSON.parse(Buffer.from(tokenOf(listed.link).split('.')[1], 'base64url').toString()) as { sub: string };
-    await s.app.services.subjectEraser.erase(T, claims.sub);
+    const erased = await s.app.services.subjectEraser.erase(T, claims.sub);
+    expect(erased.counts.signUps, 'the confirmation and its delivery').to.equal(2);
     expect((await deliveries()).map((d) => d.name)).not.to.include(listed.name);
     expect((await expectGrpcError(confirm(tokenOf(listed.link)), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
   });
