@@ -100,7 +100,7 @@ export interface SignUpRepository {
   insertConfirmation(tx: TxContext, row: SignUpConfirmationRecord): Promise<void>;
   findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SignUpConfirmationRecord | null>;
   findByJti(tx: TxContext, tenantId: string, jti: string): Promise<SignUpConfirmationRecord | null>;
-  /** Confirmations of the subject whose code hash is one of `codeHashes`, locked (FOR UPDATE) when `lock`. */
+  /** Confirmations of the subject whose code hash is one of `codeHashes` (read only; confirm() locks the one it claims). */
   findByCodes(tx: TxContext, tenantId: string, subjectId: string, codeHashes: string[]): Promise<SignUpConfirmationRecord[]>;
   /** Locks the row and reads it as it is now. */
   lockConfirmation(tx: TxContext, tenantId: string, id: string): Promise<SignUpConfirmationRecord | null>;
