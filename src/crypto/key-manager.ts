@@ -269,6 +269,26 @@ export class KeyManager {
     return jws as unknown as string;
   }
 
+  /**
+   * Verifies a compact JWS this tenant signed (`sign`) with one of its signing keys that is not
+   * destroyed, and that its header `typ` is `typ`; the payload, or null for anything else (another
+   * tenant's token, another type, a forged or altered one, not a JWS at all). A key named by the
+   * token itself is never used.
+   */
+  async verify(tenantId: string, token: string, typ: string): Promise<unknown> {
+    if (token.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) return null;
+    const keys = (await this.store.signingKeys(tenantId)).filter((k) => k.state !== 'DESTROYED');
+    if (keys.length === 0) return null;
+    const keystore = await jose.JWK.asKeyStore({ keys: keys.map((k) => JSON.parse(k.publicJwk) as object) });
+    try {
+      const result = await jose.JWS.createVerify(keystore, { algorithms: ['ES256'], allowEmbeddedKey: false }).verify(token);
+      if ((result.header as { typ?: unknown }).typ !== typ) return null;
+      return JSON.parse(result.payload.toString('utf8')) as unknown;
+    } catch {
+      return null;
+    }
+  }
+
   /** The tenant's public signing keys (active and retired) as a JWK set; the active one is created if missing. */
   async publicKeys(tenantId: string, now: number): Promise<{ keys: object[] }> {
     await this.activeSigningKey(tenantId, now);

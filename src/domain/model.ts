@@ -54,7 +54,48 @@ export interface TenantSettings {
   defaultConsentValidityMonths: number;
   /** Validity in calendar months per purpose; a purpose is here or in purposeConsentValidityMs. */
   purposeConsentValidityMonths: Record<string, number>;
+  /** The privacy center's look and what it lets a person do (issue 20, docs/privacy-center.md). */
+  selfService: SelfServiceSettings;
 }
+
+/** Request kinds a preference link may verify the person for (SelfServiceSettings.link_verifies). */
+export type LinkVerifiableKind = 'ACCESS' | 'PORTABILITY' | 'ERASURE';
+
+export interface SelfServiceSettings {
+  /** '' means the tenant's display name. */
+  brandName: string;
+  /** "#rrggbb". */
+  brandColor: string;
+  /** The logo's bytes, base64 ('' for none); at most 32 KiB decoded. */
+  logoBase64: string;
+  /** 'image/png' | 'image/svg+xml' | '' (no logo). */
+  logoContentType: string;
+  /** 'de' | 'en', the first is the default. */
+  languages: string[];
+  /** E.164 or '' (WhatsApp not offered). */
+  whatsappNumber: string;
+  /** E.164 or '' (SMS not offered). */
+  smsNumber: string;
+  confirmationTtlMs: number;
+  linkVerifies: LinkVerifiableKind[];
+  maxPreferenceLinkTtlMs: number;
+  /** https origins allowed to frame the sign-up page. */
+  embedOrigins: string[];
+}
+
+export const DEFAULT_SELF_SERVICE_SETTINGS: Readonly<SelfServiceSettings> = Object.freeze({
+  brandName: '',
+  brandColor: '#1f4e79',
+  logoBase64: '',
+  logoContentType: '',
+  languages: ['en', 'de'],
+  whatsappNumber: '',
+  smsNumber: '',
+  confirmationTtlMs: 24 * 60 * 60 * 1000,
+  linkVerifies: [],
+  maxPreferenceLinkTtlMs: 30 * 24 * 60 * 60 * 1000,
+  embedOrigins: [],
+});
 
 export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
   serviceWindowMs: 24 * 60 * 60 * 1000,
@@ -64,6 +105,7 @@ export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
   purposeConsentValidityMs: {},
   defaultConsentValidityMonths: 0,
   purposeConsentValidityMonths: {},
+  selfService: DEFAULT_SELF_SERVICE_SETTINGS,
 });
 
 export interface Tenant {

@@ -224,7 +224,8 @@ export interface ChangeRecord {
   /** The position of the change's audit entry in its tenant's log: the tenant's commit order. */
   auditSeq: number;
   tenantId: string;
-  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED';
+  /** CONFIRMATION: an e-mail sign-up confirmation to deliver (`eventId` holds the delivery's id). */
+  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION';
   subjectId: string;
   purposeId: string | null;
   channel: string | null;

@@ -192,6 +192,7 @@ export class SubjectRightsService {
           identifiers: done.reduce((n, e) => n + e.counts.identifiers, 0),
           eventsRetained: done.reduce((n, e) => n + e.counts.eventsRetained, 0),
           links: done.reduce((n, e) => n + e.counts.links, 0),
+          signUps: done.reduce((n, e) => n + e.counts.signUps, 0),
         },
         // One entry per identifier of the request (by position and kind, never by value).
         subjects: subjectsPart,

@@ -33,12 +33,12 @@ forEachDatabase('strict input', (db) => {
   });
 
   /** Encodes `init` as the request message `type` and calls `method` of ConsentService with it. */
-  function unary(method: string, type: string, init: Record<string, unknown>, metadata = new Metadata()): Promise<{ err: ServiceError | null; headers: Metadata | null }> {
+  function unary(method: string, type: string, init: Record<string, unknown>, metadata = new Metadata(), service = 'ConsentService'): Promise<{ err: ServiceError | null; headers: Metadata | null }> {
     const desc = protoRegistry().getMessage(`consent.v1.${type}`)!;
     const bytes = Buffer.from(toBinary(desc, create(desc, init as never)));
     return new Promise((resolve) => {
       let headers: Metadata | null = null;
-      const c = raw.makeUnaryRequest(`/consent.v1.ConsentService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, {}, (err) => resolve({ err, headers }));
+      const c = raw.makeUnaryRequest(`/consent.v1.${service}/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, {}, (err) => resolve({ err, headers }));
       c.on('metadata', (m: Metadata) => (headers = m));
     });
   }
@@ -66,6 +66,16 @@ forEachDatabase('strict input', (db) => {
     const d = errorDetails(err!);
     expect(d.fields).to.deep.equal(['lawful_basis']);
     expect(d.reason).to.not.equal('INVALID_ARGUMENT');
+    expect(await eventCount()).to.equal(before);
+  });
+
+  it('a sign-up choice with an unknown channel number is INVALID_ARGUMENT naming it, and records nothing', async function () {
+    const before = await eventCount();
+    const choice = (channel: number) => ({ purpose: `${parent}/purposes/newsletter`, channel, notice: `${parent}/purposes/newsletter/notices/1` });
+    const init = { parent, subjectIdentifier: { kind: { case: 'email', value: 'strict.signup@example.org' } }, choices: [choice(3), choice(99)], language: 'en', requestId: 'strict-signup' };
+    const { err } = await unary('SignUp', 'SignUpRequest', init, new Metadata(), 'SelfServiceService');
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(err!).fields).to.deep.equal(['choices[1].channel']);
     expect(await eventCount()).to.equal(before);
   });
 

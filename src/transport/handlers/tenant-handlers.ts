@@ -1,13 +1,14 @@
 import { invalidArgument, Violations } from '../../shared/errors';
-import { Tenant, TenantSettings } from '../../domain/model';
+import { LinkVerifiableKind, SelfServiceSettings, Tenant, TenantSettings } from '../../domain/model';
 import { names, parseSettingsName, parseTenantName } from '../../domain/resource-names';
-import { SETTINGS_FIELDS, SETTINGS_WIRE_NAMES, SettingsField, TenantService } from '../../domain/tenant-service';
+import { SELF_SERVICE_FIELDS, SELF_SERVICE_WIRE_NAMES, SelfServiceField, SETTINGS_FIELDS, SETTINGS_WIRE_NAMES, SettingsField, TenantService } from '../../domain/tenant-service';
 import {
   CreateTenantRequest,
   CreateTenantResponse,
   GetTenantRequest,
   GetTenantResponse,
   Tenant as PbTenant,
+  SelfServiceSettings as PbSelfServiceSettings,
   TenantSettings as PbSettings,
   TenantServiceServer,
   UpdateTenantSettingsRequest,
@@ -54,7 +55,10 @@ function requireName<T>(parsed: T | null, field: string, pattern: string): T {
 /** AIP-134: an empty mask means every field that is populated in the request. */
 function maskFields(mask: string[] | undefined, settings: PbSettings | undefined): SettingsField[] {
   if (!mask || mask.length === 0) return populatedFields(settings);
-  const byWire = new Map(SETTINGS_FIELDS.map((f) => [SETTINGS_WIRE_NAMES[f], f]));
+  const byWire = new Map<string, SettingsField>(SETTINGS_FIELDS.map((f) => [SETTINGS_WIRE_NAMES[f], f]));
+  for (const f of SELF_SERVICE_FIELDS) byWire.set(`self_service.${SELF_SERVICE_WIRE_NAMES[f]}`, `selfService.${f}`);
+  // The logo and its content type are one field: either path names both.
+  byWire.set('self_service.logo_content_type', 'selfService.logo');
   const v = new Violations();
   const fields: SettingsField[] = [];
   for (const path of mask) {
@@ -76,7 +80,64 @@ function populatedFields(s: PbSettings | undefined): SettingsField[] {
   if (Object.keys(s.purposeConsentValidity).length > 0) fields.push('purposeConsentValidityMs');
   if (s.defaultConsentValidityMonths !== 0) fields.push('defaultConsentValidityMonths');
   if (Object.keys(s.purposeConsentValidityMonths).length > 0) fields.push('purposeConsentValidityMonths');
+  // A self-service message without a mask sets the fields it populates, one by one (AIP-134).
+  if (s.selfService) fields.push(...populatedSelfServiceFields(s.selfService).map((f) => `selfService.${f}` as const));
   return fields;
+}
+
+function populatedSelfServiceFields(s: PbSelfServiceSettings): SelfServiceField[] {
+  const set: Record<SelfServiceField, boolean> = {
+    brandName: s.brandName !== '',
+    brandColor: s.brandColor !== '',
+    logo: s.logo.length > 0 || s.logoContentType !== '',
+    languages: s.languages.length > 0,
+    whatsappNumber: s.whatsappNumber !== '',
+    smsNumber: s.smsNumber !== '',
+    confirmationTtlMs: s.confirmationTtl !== undefined,
+    linkVerifies: s.linkVerifies.length > 0,
+    maxPreferenceLinkTtlMs: s.maxPreferenceLinkTtl !== undefined,
+    embedOrigins: s.embedOrigins.length > 0,
+  };
+  return SELF_SERVICE_FIELDS.filter((f) => set[f]);
+}
+
+/** The self-service fields of the message that are populated; unset ones are left out (the domain fills in defaults). */
+function selfServiceFromProto(s: PbSelfServiceSettings | undefined): Partial<SelfServiceSettings> {
+  if (!s) return {};
+  const out: Partial<SelfServiceSettings> = {};
+  if (s.brandName !== '') out.brandName = s.brandName;
+  if (s.brandColor !== '') out.brandColor = s.brandColor;
+  if (s.logo.length > 0 || s.logoContentType !== '') {
+    out.logoBase64 = Buffer.from(s.logo).toString('base64');
+    out.logoContentType = s.logoContentType;
+  }
+  if (s.languages.length > 0) out.languages = [...s.languages];
+  if (s.whatsappNumber !== '') out.whatsappNumber = s.whatsappNumber;
+  if (s.smsNumber !== '') out.smsNumber = s.smsNumber;
+  const ttl = durationToMs(s.confirmationTtl);
+  if (ttl !== undefined) out.confirmationTtlMs = ttl;
+  // Unknown kinds pass through to the domain, which names them in its violation.
+  if (s.linkVerifies.length > 0) out.linkVerifies = s.linkVerifies as LinkVerifiableKind[];
+  const linkTtl = durationToMs(s.maxPreferenceLinkTtl);
+  if (linkTtl !== undefined) out.maxPreferenceLinkTtlMs = linkTtl;
+  if (s.embedOrigins.length > 0) out.embedOrigins = [...s.embedOrigins];
+  return out;
+}
+
+function selfServiceToProto(s: SelfServiceSettings): PbSelfServiceSettings {
+  return {
+    brandName: s.brandName,
+    brandColor: s.brandColor,
+    logo: Buffer.from(s.logoBase64, 'base64'),
+    logoContentType: s.logoContentType,
+    languages: s.languages,
+    whatsappNumber: s.whatsappNumber,
+    smsNumber: s.smsNumber,
+    confirmationTtl: msToDuration(s.confirmationTtlMs),
+    linkVerifies: s.linkVerifies,
+    maxPreferenceLinkTtl: msToDuration(s.maxPreferenceLinkTtlMs),
+    embedOrigins: s.embedOrigins,
+  };
 }
 
 function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): Partial<TenantSettings> {
@@ -108,6 +169,9 @@ function settingsFromProto(s: PbSettings | undefined, fields: SettingsField[]): 
       case 'purposeConsentValidityMonths':
         out.purposeConsentValidityMonths = { ...s.purposeConsentValidityMonths };
         break;
+      default:
+        // 'selfService' and 'selfService.*': the domain picks the named fields from the group.
+        out.selfService = selfServiceFromProto(s.selfService) as SelfServiceSettings;
     }
   }
   return out;
@@ -125,6 +189,7 @@ function settingsToProto(t: Tenant): PbSettings {
     updateTime: msToDate(t.updatedAt),
     defaultConsentValidityMonths: s.defaultConsentValidityMonths,
     purposeConsentValidityMonths: { ...s.purposeConsentValidityMonths },
+    selfService: selfServiceToProto(s.selfService),
   };
 }
 

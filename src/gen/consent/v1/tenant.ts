@@ -88,6 +88,12 @@ export interface TenantSettings {
   defaultConsentValidityMonths: number;
   /** Validity per purpose id in calendar months (1 to 120), e.g. {"newsletter": 24}. */
   purposeConsentValidityMonths: { [key: string]: number };
+  /**
+   * The person's side: the privacy center's sign-up and preference pages (self_service.proto,
+   * docs/privacy-center.md). Masked as a whole ("self_service") or by its fields
+   * ("self_service.brand_color", ...). Unset fields take their defaults.
+   */
+  selfService?: SelfServiceSettings | undefined;
 }
 
 export interface TenantSettings_PurposeConsentValidityEntry {
@@ -98,6 +104,52 @@ export interface TenantSettings_PurposeConsentValidityEntry {
 export interface TenantSettings_PurposeConsentValidityMonthsEntry {
   key: string;
   value: number;
+}
+
+/** How the tenant's privacy center looks and what it lets a person do. */
+export interface SelfServiceSettings {
+  /** The name shown on the pages; default: the tenant's display name. At most 100 characters. */
+  brandName: string;
+  /**
+   * The colour of headings and buttons, "#rrggbb"; default "#1f4e79". Must keep white text
+   * readable on it (contrast ratio at least 4.5:1, WCAG AA), INVALID_ARGUMENT otherwise.
+   */
+  brandColor: string;
+  /**
+   * The logo, PNG or SVG, at most 32 KiB; served by the privacy center itself (nothing is fetched
+   * from another origin). Empty: no logo.
+   */
+  logo: Buffer;
+  /** "image/png" or "image/svg+xml"; required with `logo`. */
+  logoContentType: string;
+  /** Languages of the pages, the first is the default; each "de" or "en". Default ["en", "de"]. */
+  languages: string[];
+  /**
+   * The tenant's WhatsApp Business number (E.164) people send the confirmation code to through a
+   * click-to-chat link; empty: WhatsApp is not offered on the sign-up page.
+   */
+  whatsappNumber: string;
+  /** The number people text the confirmation code to; empty: SMS is not offered. */
+  smsNumber: string;
+  /** How long a confirmation code or e-mail link stays valid: 10 minutes to 7 days; default 24 h. */
+  confirmationTtl?:
+    | Duration
+    | undefined;
+  /**
+   * Request kinds ("ACCESS", "PORTABILITY", "ERASURE") for which holding a preference link
+   * verifies the person (recorded as verification method "SIGNED_LINK"); the others wait for the
+   * DPO's verification. Default: none.
+   */
+  linkVerifies: string[];
+  /** The longest preference link the tenant issues: 1 hour to 90 days; default 30 days. */
+  maxPreferenceLinkTtl?:
+    | Duration
+    | undefined;
+  /**
+   * Origins that may embed the sign-up page in a frame (Content-Security-Policy frame-ancestors),
+   * e.g. "https://shop.example"; https only, at most 10. Default: none (the page cannot be framed).
+   */
+  embedOrigins: string[];
 }
 
 /** Request of TenantService.CreateTenant. */
@@ -297,6 +349,7 @@ function createBaseTenantSettings(): TenantSettings {
     updateTime: undefined,
     defaultConsentValidityMonths: 0,
     purposeConsentValidityMonths: {},
+    selfService: undefined,
   };
 }
 
@@ -330,6 +383,9 @@ export const TenantSettings: MessageFns<TenantSettings> = {
       TenantSettings_PurposeConsentValidityMonthsEntry.encode({ key: key as any, value }, writer.uint32(74).fork())
         .join();
     });
+    if (message.selfService !== undefined) {
+      SelfServiceSettings.encode(message.selfService, writer.uint32(82).fork()).join();
+    }
     return writer;
   },
 
@@ -422,6 +478,14 @@ export const TenantSettings: MessageFns<TenantSettings> = {
             if (entry9.value !== undefined) {
               message.purposeConsentValidityMonths[entry9.key] = entry9.value;
             }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.selfService = SelfServiceSettings.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -523,6 +587,11 @@ export const TenantSettings: MessageFns<TenantSettings> = {
           {},
         )
         : {},
+      selfService: isSet(object.selfService)
+        ? SelfServiceSettings.fromJSON(object.selfService)
+        : isSet(object.self_service)
+        ? SelfServiceSettings.fromJSON(object.self_service)
+        : undefined,
     };
   },
 
@@ -567,6 +636,9 @@ export const TenantSettings: MessageFns<TenantSettings> = {
         });
       }
     }
+    if (message.selfService !== undefined) {
+      obj.selfService = SelfServiceSettings.toJSON(message.selfService);
+    }
     return obj;
   },
 
@@ -607,6 +679,9 @@ export const TenantSettings: MessageFns<TenantSettings> = {
         },
         {},
       );
+    message.selfService = (object.selfService !== undefined && object.selfService !== null)
+      ? SelfServiceSettings.fromPartial(object.selfService)
+      : undefined;
     return message;
   },
 };
@@ -792,6 +867,289 @@ export const TenantSettings_PurposeConsentValidityMonthsEntry: MessageFns<
     const message = createBaseTenantSettings_PurposeConsentValidityMonthsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseSelfServiceSettings(): SelfServiceSettings {
+  return {
+    brandName: "",
+    brandColor: "",
+    logo: Buffer.alloc(0),
+    logoContentType: "",
+    languages: [],
+    whatsappNumber: "",
+    smsNumber: "",
+    confirmationTtl: undefined,
+    linkVerifies: [],
+    maxPreferenceLinkTtl: undefined,
+    embedOrigins: [],
+  };
+}
+
+export const SelfServiceSettings: MessageFns<SelfServiceSettings> = {
+  encode(message: SelfServiceSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.brandName !== "") {
+      writer.uint32(10).string(message.brandName);
+    }
+    if (message.brandColor !== "") {
+      writer.uint32(18).string(message.brandColor);
+    }
+    if (message.logo.length !== 0) {
+      writer.uint32(26).bytes(message.logo);
+    }
+    if (message.logoContentType !== "") {
+      writer.uint32(34).string(message.logoContentType);
+    }
+    for (const v of message.languages) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.whatsappNumber !== "") {
+      writer.uint32(50).string(message.whatsappNumber);
+    }
+    if (message.smsNumber !== "") {
+      writer.uint32(58).string(message.smsNumber);
+    }
+    if (message.confirmationTtl !== undefined) {
+      Duration.encode(message.confirmationTtl, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.linkVerifies) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.maxPreferenceLinkTtl !== undefined) {
+      Duration.encode(message.maxPreferenceLinkTtl, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.embedOrigins) {
+      writer.uint32(90).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SelfServiceSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSelfServiceSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.brandName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.brandColor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.logo = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.logoContentType = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.languages.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.whatsappNumber = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.smsNumber = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.confirmationTtl = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.linkVerifies.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.maxPreferenceLinkTtl = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.embedOrigins.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SelfServiceSettings {
+    return {
+      brandName: isSet(object.brandName)
+        ? globalThis.String(object.brandName)
+        : isSet(object.brand_name)
+        ? globalThis.String(object.brand_name)
+        : "",
+      brandColor: isSet(object.brandColor)
+        ? globalThis.String(object.brandColor)
+        : isSet(object.brand_color)
+        ? globalThis.String(object.brand_color)
+        : "",
+      logo: isSet(object.logo) ? Buffer.from(bytesFromBase64(object.logo)) : Buffer.alloc(0),
+      logoContentType: isSet(object.logoContentType)
+        ? globalThis.String(object.logoContentType)
+        : isSet(object.logo_content_type)
+        ? globalThis.String(object.logo_content_type)
+        : "",
+      languages: globalThis.Array.isArray(object?.languages)
+        ? object.languages.map((e: any) => globalThis.String(e))
+        : [],
+      whatsappNumber: isSet(object.whatsappNumber)
+        ? globalThis.String(object.whatsappNumber)
+        : isSet(object.whatsapp_number)
+        ? globalThis.String(object.whatsapp_number)
+        : "",
+      smsNumber: isSet(object.smsNumber)
+        ? globalThis.String(object.smsNumber)
+        : isSet(object.sms_number)
+        ? globalThis.String(object.sms_number)
+        : "",
+      confirmationTtl: isSet(object.confirmationTtl)
+        ? Duration.fromJSON(object.confirmationTtl)
+        : isSet(object.confirmation_ttl)
+        ? Duration.fromJSON(object.confirmation_ttl)
+        : undefined,
+      linkVerifies: globalThis.Array.isArray(object?.linkVerifies)
+        ? object.linkVerifies.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.link_verifies)
+        ? object.link_verifies.map((e: any) => globalThis.String(e))
+        : [],
+      maxPreferenceLinkTtl: isSet(object.maxPreferenceLinkTtl)
+        ? Duration.fromJSON(object.maxPreferenceLinkTtl)
+        : isSet(object.max_preference_link_ttl)
+        ? Duration.fromJSON(object.max_preference_link_ttl)
+        : undefined,
+      embedOrigins: globalThis.Array.isArray(object?.embedOrigins)
+        ? object.embedOrigins.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.embed_origins)
+        ? object.embed_origins.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SelfServiceSettings): unknown {
+    const obj: any = {};
+    if (message.brandName !== "") {
+      obj.brandName = message.brandName;
+    }
+    if (message.brandColor !== "") {
+      obj.brandColor = message.brandColor;
+    }
+    if (message.logo.length !== 0) {
+      obj.logo = base64FromBytes(message.logo);
+    }
+    if (message.logoContentType !== "") {
+      obj.logoContentType = message.logoContentType;
+    }
+    if (message.languages?.length) {
+      obj.languages = message.languages;
+    }
+    if (message.whatsappNumber !== "") {
+      obj.whatsappNumber = message.whatsappNumber;
+    }
+    if (message.smsNumber !== "") {
+      obj.smsNumber = message.smsNumber;
+    }
+    if (message.confirmationTtl !== undefined) {
+      obj.confirmationTtl = Duration.toJSON(message.confirmationTtl);
+    }
+    if (message.linkVerifies?.length) {
+      obj.linkVerifies = message.linkVerifies;
+    }
+    if (message.maxPreferenceLinkTtl !== undefined) {
+      obj.maxPreferenceLinkTtl = Duration.toJSON(message.maxPreferenceLinkTtl);
+    }
+    if (message.embedOrigins?.length) {
+      obj.embedOrigins = message.embedOrigins;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SelfServiceSettings>, I>>(base?: I): SelfServiceSettings {
+    return SelfServiceSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SelfServiceSettings>, I>>(object: I): SelfServiceSettings {
+    const message = createBaseSelfServiceSettings();
+    message.brandName = object.brandName ?? "";
+    message.brandColor = object.brandColor ?? "";
+    message.logo = object.logo ?? Buffer.alloc(0);
+    message.logoContentType = object.logoContentType ?? "";
+    message.languages = object.languages?.map((e) => e) || [];
+    message.whatsappNumber = object.whatsappNumber ?? "";
+    message.smsNumber = object.smsNumber ?? "";
+    message.confirmationTtl = (object.confirmationTtl !== undefined && object.confirmationTtl !== null)
+      ? Duration.fromPartial(object.confirmationTtl)
+      : undefined;
+    message.linkVerifies = object.linkVerifies?.map((e) => e) || [];
+    message.maxPreferenceLinkTtl = (object.maxPreferenceLinkTtl !== undefined && object.maxPreferenceLinkTtl !== null)
+      ? Duration.fromPartial(object.maxPreferenceLinkTtl)
+      : undefined;
+    message.embedOrigins = object.embedOrigins?.map((e) => e) || [];
     return message;
   },
 };
@@ -1441,6 +1799,14 @@ export const TenantServiceClient = makeGenericClientConstructor(
   service: typeof TenantServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
