@@ -51,6 +51,9 @@ import { TypeormSubjectRightsRepository } from './storage/repositories/subject-r
 import { SqlIdentifierChangeRepository } from './storage/repositories/identifier-change-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { identityHandlers } from './transport/handlers/identity-handlers';
+import { selfServiceLinkHandlers } from './transport/handlers/self-service-link-handlers';
+import { PreferenceLinks } from './domain/preference-links';
+import { SelfServiceTokens } from './domain/self-service-tokens';
 import { IdentityLinks } from './domain/identity-links';
 import { TypeormIdentityLinkRepository } from './storage/repositories/identity-link-repository';
 import { BackgroundJobs } from './jobs/background-jobs';
@@ -221,6 +224,7 @@ async function startService(
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
+  const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl);
   const identifierChanges = new SqlIdentifierChangeRepository();
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit);
   const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit);
@@ -282,6 +286,7 @@ async function startService(
         new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
       ),
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
+      selfService: { ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
     { maxMessageBytes: config.limits.maxMessageBytes, health },
   );

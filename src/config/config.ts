@@ -88,6 +88,12 @@ export interface Config {
   limits: Limits;
   /** The web console for the DPO and auditors (CONSOLE_PORT; docs/console.md); undefined: off. */
   console?: ConsoleConfig;
+  /**
+   * PRIVACY_CENTER_PUBLIC_URL: the privacy center's public https origin (and path prefix), without
+   * a trailing slash, for the links the service hands out (docs/privacy-center.md); '' when unset
+   * (links are then the path alone, to be prefixed by the tenant's system).
+   */
+  privacyCenterPublicUrl: string;
 }
 
 /**
@@ -333,6 +339,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
   const consoleConfig = consoleFrom(source, { authMode, tls, tokens, int, file }, problems);
+  const privacyCenterPublicUrl = (source.PRIVACY_CENTER_PUBLIC_URL ?? '').replace(/\/+$/, '');
+  if (privacyCenterPublicUrl !== '' && !/^https?:\/\/[^\s?#]+$/.test(privacyCenterPublicUrl)) {
+    problems.push('PRIVACY_CENTER_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://privacy.example.com');
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -357,6 +367,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     tokens,
     limits,
     console: consoleConfig,
+    privacyCenterPublicUrl,
   };
 }
 
