@@ -4,6 +4,7 @@ import * as consentPb from '../../src/gen/consent/v1/consent';
 import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import * as purposePb from '../../src/gen/consent/v1/purpose';
+import * as selfServicePb from '../../src/gen/consent/v1/self_service';
 import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import * as tenantPb from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
@@ -33,7 +34,22 @@ export const SERVICES = [
   { name: 'consent.v1.SubjectRightsService', def: rightsPb.SubjectRightsServiceService, Client: rightsPb.SubjectRightsServiceClient, pb: rightsPb },
   { name: 'consent.v1.AuditService', def: auditPb.AuditServiceService, Client: auditPb.AuditServiceClient, pb: auditPb },
   { name: 'consent.v1.IdentityService', def: identityPb.IdentityServiceService, Client: identityPb.IdentityServiceClient, pb: identityPb },
+  { name: 'consent.v1.SelfServiceService', def: selfServicePb.SelfServiceServiceService, Client: selfServicePb.SelfServiceServiceClient, pb: selfServicePb },
 ] as const;
+
+/**
+ * SelfServiceService methods this branch (preflink) does not serve: sign-up and its confirmation
+ * deliveries are served from branch `signup`. Remove this list when both are merged.
+ */
+export const NOT_SERVED_HERE: ReadonlySet<string> = new Set([
+  'consent.v1.SelfServiceService/SignUp',
+  'consent.v1.SelfServiceService/ConfirmSignUp',
+  'consent.v1.SelfServiceService/ListConfirmationDeliveries',
+  'consent.v1.SelfServiceService/AcknowledgeConfirmationDeliveries',
+]);
+
+/** The person a preference link is made for (made.preferenceToken). */
+export const PHONE6 = '+4915111122299';
 
 export interface Rpc {
   full: string;
@@ -49,10 +65,10 @@ export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
     const method = d.path.split('/').pop()!;
     return { full: `${service.name}/${method}`, method, service, camel, requestStream: d.requestStream, responseStream: d.responseStream };
   }),
-);
+).filter((rpc) => !NOT_SERVED_HERE.has(rpc.full));
 
 /** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
-export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '', rectificationRequest: '' };
+export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '', rectificationRequest: '', preferenceToken: '' };
 
 /** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
 export function body(method: string, t: string): object {
@@ -114,10 +130,37 @@ export function body(method: string, t: string): object {
     // An open link made before (unlinking again is LINK_CLOSED).
     UnlinkIdentifiers: { name: swap(made.link), reason: 'not the same person' },
     ListIdentityLinks: { parent },
+    // PHONE6 opted in before (preferenceLink below); the token is the own tenant's, so another
+    // tenant's parent is refused for the tenant before the token is looked at.
+    CreatePreferenceLink: { parent, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE6 }, defaultRegion: '' } },
+    GetPreferences: { parent, token: made.preferenceToken },
+    WithdrawWithLink: { parent, token: made.preferenceToken, scopes: [{ purpose: `${parent}/purposes/newsletter`, channel: 2 }], evidence: { userAgent: 'catalog' }, requestId: `w-${Math.random()}` },
+    CreateRequestWithLink: { parent, token: made.preferenceToken, kind: 1, requestId: `rl-${Math.random()}` },
   };
   const b = bodies[method];
   if (!b) throw new Error(`no request body for ${method}`);
   return b;
+}
+
+/**
+ * Records an opt-in of PHONE6 in the own tenant and makes a preference link for them
+ * (made.preferenceToken), with `token` (null: development mode) of a principal that may record.
+ */
+export async function preparePreferenceLink(address: string, creds: () => ChannelCredentials, token: string | null): Promise<void> {
+  const find = (method: string) => RPCS.find((r) => r.method === method)!;
+  const who = { kind: { $case: 'phoneNumber' as const, value: PHONE6 }, defaultRegion: '' };
+  const recorded = await invoke(find('RecordConsent'), address, creds(), token, { ...body('RecordConsent', OWN), subjectIdentifier: who });
+  if (recorded.code !== status.OK) throw new Error(`RecordConsent for the preference link: ${recorded.reason} ${recorded.message}`);
+  const client = new selfServicePb.SelfServiceServiceClient(address, creds());
+  const md = new Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  try {
+    made.preferenceToken = await new Promise<string>((resolve, reject) =>
+      client.createPreferenceLink(selfServicePb.CreatePreferenceLinkRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: who }), md, (e, r) => (e ? reject(e) : resolve(r.token))),
+    );
+  } finally {
+    client.close();
+  }
 }
 
 export interface Outcome {

@@ -7,6 +7,7 @@ import { ConsentServiceService } from '../../../src/gen/consent/v1/consent';
 import { IdentityServiceService } from '../../../src/gen/consent/v1/identity';
 import { KeyServiceService } from '../../../src/gen/consent/v1/key';
 import { PurposeServiceService } from '../../../src/gen/consent/v1/purpose';
+import { SelfServiceServiceService } from '../../../src/gen/consent/v1/self_service';
 import { SubjectRightsServiceService } from '../../../src/gen/consent/v1/subject_rights';
 import { TenantServiceService } from '../../../src/gen/consent/v1/tenant';
 
@@ -51,7 +52,19 @@ export const GENERATED_SERVICES: Record<string, Record<string, GeneratedMethod>>
   'consent.v1.SubjectRightsService': SubjectRightsServiceService,
   'consent.v1.AuditService': AuditServiceService,
   'consent.v1.IdentityService': IdentityServiceService,
+  'consent.v1.SelfServiceService': SelfServiceServiceService,
 };
+
+/**
+ * Methods this branch does not serve (sign-up, on branch `signup`; test/support/rpc-catalog.ts
+ * NOT_SERVED_HERE): left out of the catalog and of the declared paths until both are merged.
+ */
+const NOT_SERVED_HERE = new Set([
+  '/consent.v1.SelfServiceService/SignUp',
+  '/consent.v1.SelfServiceService/ConfirmSignUp',
+  '/consent.v1.SelfServiceService/ListConfirmationDeliveries',
+  '/consent.v1.SelfServiceService/AcknowledgeConfirmationDeliveries',
+]);
 
 let registry: Registry | undefined;
 
@@ -72,6 +85,7 @@ export function rpcCatalog(): Rpc[] {
     const desc = reg.getService(service);
     if (!desc) throw new Error(`service ${service} is not in the descriptor set: run npm run generate`);
     for (const generated of Object.values(methods)) {
+      if (NOT_SERVED_HERE.has(generated.path)) continue;
       const method = generated.path.split('/')[2];
       const m = desc.methods.find((x) => x.name === method);
       if (!m) throw new Error(`${generated.path} is not in the descriptor set: run npm run generate`);
@@ -96,7 +110,7 @@ export function declaredPaths(): string[] {
   const paths: string[] = [];
   for (const file of protoRegistry()) {
     if (file.kind !== 'service' || !file.typeName.startsWith('consent.v1.')) continue;
-    for (const m of file.methods) paths.push(`/${file.typeName}/${m.name}`);
+    for (const m of file.methods) if (!NOT_SERVED_HERE.has(`/${file.typeName}/${m.name}`)) paths.push(`/${file.typeName}/${m.name}`);
   }
   return paths.sort();
 }

@@ -7,6 +7,7 @@ import { ConsentEventKind, ConsentServiceClient, StreamChangesResponse } from '.
 import { PurposeServiceClient } from '../../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../../src/gen/consent/v1/tenant';
 import { IdentityServiceClient } from '../../../src/gen/consent/v1/identity';
+import { SelfServiceServiceClient } from '../../../src/gen/consent/v1/self_service';
 import { JobState, KeyServiceClient } from '../../../src/gen/consent/v1/key';
 import { LegalHoldGround, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../../src/gen/consent/v1/subject_rights';
 import { consentRequest, email, phone, query, seedTenant } from '../../support/fixtures';
@@ -36,6 +37,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
   const keys = new KeyServiceClient(server.address, creds, opts);
   const audit = new AuditServiceClient(server.address, creds, opts);
   const identity = new IdentityServiceClient(server.address, creds, opts);
+  const selfService = new SelfServiceServiceClient(server.address, creds, opts);
   const s: TestServer = {
     ...server,
     tenants: new TenantServiceClient(server.address, creds, opts),
@@ -168,6 +170,15 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     }
     await call(identity, identity.unlinkIdentifiers, { name: links[1], reason: 'not the same person' });
 
+    // A preference link of the first person, and a call of each method that takes its token.
+    const { token: preferenceToken } = await call(selfService, selfService.createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: who[0], ttl: { seconds: 7 * 86_400, nanos: 0 } });
+    add('token', preferenceToken);
+    await call(selfService, selfService.getPreferences, { parent: `tenants/${T}`, token: preferenceToken });
+    await call(selfService, selfService.withdrawWithLink, {
+      parent: `tenants/${T}`, token: preferenceToken, scopes: [{ purpose: `tenants/${T}/purposes/orders`, channel: Channel.CHANNEL_SMS }], all: false, evidence: undefined, requestId: 'seed-withdraw',
+    });
+    await call(selfService, selfService.createRequestWithLink, { parent: `tenants/${T}`, token: preferenceToken, kind: RequestKind.REQUEST_KIND_ACCESS, evidence: undefined, requestId: 'seed-request-link' });
+
     // A finished key rotation of the other tenant (its job runs in the background).
     const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
     add('name', rotation!.name);
@@ -221,7 +232,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     s.clock.advance(10_000);
     add('cursor', ...(await firstCursors(s, p)));
   } finally {
-    for (const c of [rights, keys, audit, identity, s.tenants, s.purposes, s.consent]) c.close();
+    for (const c of [rights, keys, audit, identity, selfService, s.tenants, s.purposes, s.consent]) c.close();
   }
 
   add('phone_number', '+4915112345678', '+4915112345679', '015112345678', '+1 202-555-0143', '+999', 'not a number');
