@@ -47,7 +47,7 @@ const OTHER = 'other-tenant-that-exists';
 const MISSING = 'missing';
 /** Tenants the caller's token names: its own, the one CreateTenant makes, the one ShredTenant shreds. */
 const CALLER_TENANTS = [OWN, 'acme-new', 'acme-scrap'];
-const ALL_ROLES = ['sender', 'recorder', 'dpo', 'auditor', 'admin'];
+const ALL_ROLES = ['sender', 'recorder', 'dpo', 'auditor', 'admin', 'self_service'];
 
 /** Statuses a call may end with: what the caller did wrong, or what is in its way. */
 const PROPER = new Set<number>([
