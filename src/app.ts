@@ -55,6 +55,8 @@ import { selfServiceSignUpHandlers } from './transport/handlers/self-service-sig
 import { SelfServiceSignUp } from './domain/self-service-signup';
 import { SelfServiceTokens } from './domain/self-service-tokens';
 import { SqlSignUpRepository } from './storage/repositories/signup-repository';
+import { selfServiceLinkHandlers } from './transport/handlers/self-service-link-handlers';
+import { PreferenceLinks } from './domain/preference-links';
 import { IdentityLinks } from './domain/identity-links';
 import { TypeormIdentityLinkRepository } from './storage/repositories/identity-link-repository';
 import { BackgroundJobs } from './jobs/background-jobs';
@@ -227,6 +229,7 @@ async function startService(
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
+  const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl);
   const identifierChanges = new SqlIdentifierChangeRepository();
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit);
   const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit);
@@ -288,7 +291,7 @@ async function startService(
         new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
       ),
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
-      selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp) },
+      selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
     { maxMessageBytes: config.limits.maxMessageBytes, health },
   );

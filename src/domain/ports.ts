@@ -117,6 +117,8 @@ export interface SubjectRepository {
   markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number>;
   /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`: when each was erased. */
   findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>>;
+  /** The subject with this opaque id as it is now (no lock), or null (never known, or its tenant purged). */
+  find(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
   /**
    * Serialises writers of one subject until the transaction ends, and reads the subject as it
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.

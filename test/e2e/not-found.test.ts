@@ -1,6 +1,6 @@
 import { credentials, status } from '@grpc/grpc-js';
 import { IdentityServiceClient } from '../../src/gen/consent/v1/identity';
-import { SelfServiceServiceClient } from '../../src/gen/consent/v1/self_service';
+import { SelfServiceServiceClient, WithdrawWithLinkRequest } from '../../src/gen/consent/v1/self_service';
 import { Channel } from '../../src/gen/consent/v1/common';
 import { expect } from 'chai';
 import { ListConsentEventsRequest } from '../../src/gen/consent/v1/consent';
@@ -39,6 +39,12 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
       language: 'en',
       requestId: `nf-su-${Math.random()}`,
     });
+  const selfService = self;
+  /** A preference link of a person recorded for it. */
+  const preferenceToken = async () => {
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915170009990'), requestId: 'nf-pref' }));
+    return (await call(selfService(), selfService().createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: phone('+4915170009990'), ttl: undefined })).token;
+  };
 
   const cases: Array<[string, () => Promise<unknown>, string, string]> = [
     ['RecordConsent for a purpose that does not exist', () => call(s.consent, s.consent.recordConsent, consentRequest(T, { purpose: `tenants/${T}/purposes/nope`, notice: `tenants/${T}/purposes/nope/notices/1` })), 'PURPOSE_NOT_FOUND', `tenants/${T}/purposes/nope`],
@@ -64,6 +70,15 @@ forEachDatabase('missing resources are NOT_FOUND', (db) => {
     ['ConfirmSignUp in a tenant that does not exist', () => call(self(), self().confirmSignUp, { parent: 'tenants/ghost', token: 'x.y.z', evidence: undefined }), 'TENANT_NOT_FOUND', 'tenants/ghost'],
     ['ListConfirmationDeliveries of a tenant that does not exist', () => call(self(), self().listConfirmationDeliveries, { parent: 'tenants/ghost', pageSize: 0, pageToken: '' }), 'TENANT_NOT_FOUND', 'tenants/ghost'],
     ['AcknowledgeConfirmationDeliveries of an id the service never assigns', () => call(self(), self().acknowledgeConfirmationDeliveries, { parent: `tenants/${T}`, names: [`tenants/${T}/confirmationDeliveries/d-1`] }), 'CONFIRMATION_DELIVERY_NOT_FOUND', `tenants/${T}/confirmationDeliveries`],
+    ['CreatePreferenceLink for a person never recorded', () => call(selfService(), selfService().createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: phone('+4915170009996'), ttl: undefined }), 'SUBJECT_NOT_FOUND', ''],
+    ['CreatePreferenceLink in a tenant that does not exist', () => call(selfService(), selfService().createPreferenceLink, { parent: 'tenants/ghost', subjectIdentifier: phone('+4915170009996'), ttl: undefined }), 'TENANT_NOT_FOUND', 'tenants/ghost'],
+    ['GetPreferences in a tenant that does not exist', () => call(selfService(), selfService().getPreferences, { parent: 'tenants/ghost', token: 'a.b.c' }), 'TENANT_NOT_FOUND', 'tenants/ghost'],
+    [
+      'WithdrawWithLink of a purpose that does not exist',
+      async () => call(selfService(), selfService().withdrawWithLink, WithdrawWithLinkRequest.fromPartial({ parent: `tenants/${T}`, token: await preferenceToken(), scopes: [{ purpose: `tenants/${T}/purposes/nope`, channel: 1 }], requestId: 'nf-wd' })),
+      'PURPOSE_NOT_FOUND',
+      `tenants/${T}/purposes/nope`,
+    ],
     ['GetKeyRotation of an unknown rotation', () => call(keys(), keys().getKeyRotation, { name: `tenants/${T}/keyRotations/${missingId}` }), 'KEY_ROTATION_NOT_FOUND', `tenants/${T}/keyRotations/${missingId}`],
   ];
   for (const [name, run, reason, resource] of cases) {

@@ -7,7 +7,7 @@ import { BadRequest } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, invoke, made, OWN, PHONE, PHONE2, PHONE3, RPCS, seedSignUps } from '../support/rpc-catalog';
+import { body, invoke, made, OWN, PHONE, PHONE2, PHONE3, preparePreferenceLink, RPCS, seedSignUps } from '../support/rpc-catalog';
 import { startTestServer, TestServer } from '../support/test-server';
 
 /** Personal data planted in every RPC; none of it may come back in a log line or an error. */
@@ -84,6 +84,7 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     const keys = new keyPb.KeyServiceClient(address(), credentials.createInsecure());
     made.rotation = (await unary<keyPb.RotateTenantKeyResponse>((cb) => keys.rotateTenantKey(keyPb.RotateTenantKeyRequest.fromPartial({ name: `tenants/${OWN}`, requestId: 'p-rot' }), md, cb))).rotation!.name;
     keys.close();
+    await preparePreferenceLink(address(), () => credentials.createInsecure(), null);
 
     for (const malformed of [false, true]) {
       for (const rpc of RPCS.filter((r) => r.method !== 'ShredTenant' || malformed)) {

@@ -4,8 +4,8 @@ import * as consentPb from '../../src/gen/consent/v1/consent';
 import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import * as purposePb from '../../src/gen/consent/v1/purpose';
-import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import * as selfServicePb from '../../src/gen/consent/v1/self_service';
+import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import * as tenantPb from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
 import { errorDetails } from './test-server';
@@ -38,15 +38,15 @@ export const SERVICES = [
 ] as const;
 
 /**
- * Methods in the protos that this branch does not serve yet (UNIMPLEMENTED): the preference-link
- * half of SelfServiceService, built on branch `preflink`, which empties this set when merged.
+/**
+ * Methods in the protos that the server does not serve yet (UNIMPLEMENTED), for a branch that
+ * declares methods another branch builds. Empty: since branches signup and preflink were merged,
+ * every SelfServiceService method is served.
  */
-export const NOT_SERVED_YET: ReadonlySet<string> = new Set([
-  'consent.v1.SelfServiceService/CreatePreferenceLink',
-  'consent.v1.SelfServiceService/GetPreferences',
-  'consent.v1.SelfServiceService/WithdrawWithLink',
-  'consent.v1.SelfServiceService/CreateRequestWithLink',
-]);
+export const NOT_SERVED_YET: ReadonlySet<string> = new Set<string>();
+
+/** The person a preference link is made for (made.preferenceToken). */
+export const PHONE6 = '+4915111122299';
 
 export interface Rpc {
   full: string;
@@ -81,6 +81,8 @@ export const made = {
   confirmationTokens: [] as string[],
   /** A delivery of the own tenant (acknowledging it again is fine: it counts 0). */
   delivery: '',
+  /** A preference link of PHONE6 in the own tenant (preparePreferenceLink). */
+  preferenceToken: '',
 };
 
 /**
@@ -188,10 +190,37 @@ export function body(method: string, t: string): object {
     },
     ListConfirmationDeliveries: { parent },
     AcknowledgeConfirmationDeliveries: { parent, names: [swap(made.delivery)] },
+    // PHONE6 opted in before (preferenceLink below); the token is the own tenant's, so another
+    // tenant's parent is refused for the tenant before the token is looked at.
+    CreatePreferenceLink: { parent, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE6 }, defaultRegion: '' } },
+    GetPreferences: { parent, token: made.preferenceToken },
+    WithdrawWithLink: { parent, token: made.preferenceToken, scopes: [{ purpose: `${parent}/purposes/newsletter`, channel: 2 }], evidence: { userAgent: 'catalog' }, requestId: `w-${Math.random()}` },
+    CreateRequestWithLink: { parent, token: made.preferenceToken, kind: 1, requestId: `rl-${Math.random()}` },
   };
   const b = bodies[method];
   if (!b) throw new Error(`no request body for ${method}`);
   return b;
+}
+
+/**
+ * Records an opt-in of PHONE6 in the own tenant and makes a preference link for them
+ * (made.preferenceToken), with `token` (null: development mode) of a principal that may record.
+ */
+export async function preparePreferenceLink(address: string, creds: () => ChannelCredentials, token: string | null): Promise<void> {
+  const find = (method: string) => RPCS.find((r) => r.method === method)!;
+  const who = { kind: { $case: 'phoneNumber' as const, value: PHONE6 }, defaultRegion: '' };
+  const recorded = await invoke(find('RecordConsent'), address, creds(), token, { ...body('RecordConsent', OWN), subjectIdentifier: who });
+  if (recorded.code !== status.OK) throw new Error(`RecordConsent for the preference link: ${recorded.reason} ${recorded.message}`);
+  const client = new selfServicePb.SelfServiceServiceClient(address, creds());
+  const md = new Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  try {
+    made.preferenceToken = await new Promise<string>((resolve, reject) =>
+      client.createPreferenceLink(selfServicePb.CreatePreferenceLinkRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: who }), md, (e, r) => (e ? reject(e) : resolve(r.token))),
+    );
+  } finally {
+    client.close();
+  }
 }
 
 export interface Outcome {

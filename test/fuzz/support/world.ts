@@ -38,6 +38,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
   const audit = new AuditServiceClient(server.address, creds, opts);
   const identity = new IdentityServiceClient(server.address, creds, opts);
   const self = new SelfServiceServiceClient(server.address, creds, opts);
+  const selfService = self;
   const s: TestServer = {
     ...server,
     tenants: new TenantServiceClient(server.address, creds, opts),
@@ -169,6 +170,15 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
       links.push(link!.name);
     }
     await call(identity, identity.unlinkIdentifiers, { name: links[1], reason: 'not the same person' });
+
+    // A preference link of the first person, and a call of each method that takes its token.
+    const { token: preferenceToken } = await call(selfService, selfService.createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: who[0], ttl: { seconds: 7 * 86_400, nanos: 0 } });
+    add('token', preferenceToken);
+    await call(selfService, selfService.getPreferences, { parent: `tenants/${T}`, token: preferenceToken });
+    await call(selfService, selfService.withdrawWithLink, {
+      parent: `tenants/${T}`, token: preferenceToken, scopes: [{ purpose: `tenants/${T}/purposes/orders`, channel: Channel.CHANNEL_SMS }], all: false, evidence: undefined, requestId: 'seed-withdraw',
+    });
+    await call(selfService, selfService.createRequestWithLink, { parent: `tenants/${T}`, token: preferenceToken, kind: RequestKind.REQUEST_KIND_ACCESS, evidence: undefined, requestId: 'seed-request-link' });
 
     // A finished key rotation of the other tenant (its job runs in the background).
     const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
