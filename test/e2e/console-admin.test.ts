@@ -275,6 +275,35 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(JSON.stringify(settings)).to.equal(before);
   });
 
+  it('privacy-center settings: set through the same form (only the changed fields), a colour white text is unreadable on refused at its field', async function () {
+    this.timeout(60_000);
+    const page = await pageAs('admin');
+    await page.goto(`${base}/tenants/${TENANT}/admin`);
+    expect(await page.locator('#privacy-center-settings').textContent()).to.equal('Privacy center');
+    await page.fill('#pc_brand_color', '#2a6041');
+    await page.fill('#pc_whatsapp_number', '+49 30 1234567');
+    await page.fill('#pc_link_verifies', 'ACCESS');
+    await page.fill('#pc_embed_origins', 'https://shop.example');
+    await Promise.all([page.waitForURL(/done=settings$/), page.click('#settings-form button[type=submit]')]);
+    const saved = (await getSettings()).selfService!;
+    expect(saved.brandColor).to.equal('#2a6041');
+    expect(saved.whatsappNumber).to.equal('+49301234567');
+    expect(saved.linkVerifies).to.deep.equal(['ACCESS']);
+    expect(saved.embedOrigins).to.deep.equal(['https://shop.example']);
+    expect(saved.languages, 'a field not changed keeps its value').to.deep.equal(['en', 'de']);
+    expect(await page.locator('#fact-privacy-center').textContent()).to.match(/#2a6041, languages en de; channels offered: e-mail, WhatsApp; no logo; links verify: ACCESS/);
+
+    const before = JSON.stringify(await getSettings());
+    await page.fill('#pc_brand_color', '#ffff00');
+    const [refused] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('#settings-form button[type=submit]')]);
+    expect(refused.status()).to.equal(400);
+    expect(await page.locator('#pc_brand_color-error').textContent()).to.match(/^settings\.self_service\.brand_color: white text on it has contrast 1\.07:1/);
+    expect(await page.locator('#pc_brand_color').inputValue()).to.equal('#ffff00');
+    expect(JSON.stringify(await getSettings())).to.equal(before);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await page.screenshot({ path: path.join(shots, 'admin-privacy-center-refused.png'), fullPage: true });
+  });
+
   it('key: the epochs as GetTenantKeyInfo has them; a rotation behind a confirmation page (nothing without the tick), followed until it ends; the key page then shows the new epoch', async function () {
     this.timeout(90_000);
     const page = await pageAs('admin');

@@ -19,7 +19,7 @@ describe('console tenant settings form', () => {
     const opened = settingsForm(
       TenantSettings.fromPartial({ serviceWindow: { seconds: 86_400, nanos: 0 }, optOutKeywords: ['STOP'], optInKeywords: ['START'], defaultConsentValidityMonths: 24, purposeConsentValidityMonths: { news: 12 } }),
     );
-    expect(opened).to.deep.equal({ service_window: '1d', opt_out_keywords: 'STOP', opt_in_keywords: 'START', default_validity: '24mo', purpose_validity: 'news 12mo' });
+    expect(opened).to.deep.include({ service_window: '1d', opt_out_keywords: 'STOP', opt_in_keywords: 'START', default_validity: '24mo', purpose_validity: 'news 12mo' });
     const orig = Object.fromEntries(Object.entries(opened).map(([k, v]) => [`orig_${k}`, v]));
     expect(settingsUpdate('t', { ...opened, ...orig }).mask).to.deep.equal([]);
     const changed = settingsUpdate('t', { ...opened, ...orig, service_window: '2h', default_validity: '730d', purpose_validity: 'news 30d\nalerts: 6mo' });
@@ -35,6 +35,36 @@ describe('console tenant settings form', () => {
     const cleared = settingsUpdate('t', { ...opened, ...orig, default_validity: '' });
     expect(cleared.mask).to.deep.equal(['default_consent_validity', 'default_consent_validity_months']);
     expect(cleared.settings.defaultConsentValidity).to.equal(undefined);
+  });
+
+  it('privacy-center settings: each changed field masked on its own under self_service; an emptied one goes back to its default', () => {
+    const opened = settingsForm(
+      TenantSettings.fromPartial({
+        serviceWindow: { seconds: 86_400, nanos: 0 },
+        selfService: { brandColor: '#1f4e79', languages: ['en', 'de'], confirmationTtl: { seconds: 86_400, nanos: 0 }, whatsappNumber: '+4930123456', embedOrigins: ['https://shop.example'] },
+      }),
+    );
+    expect(opened).to.deep.include({ pc_brand_color: '#1f4e79', pc_languages: 'en de', pc_confirmation_ttl: '1d', pc_whatsapp_number: '+4930123456', pc_embed_origins: 'https://shop.example', pc_link_verifies: '' });
+    const orig = Object.fromEntries(Object.entries(opened).map(([k, v]) => [`orig_${k}`, v]));
+    expect(settingsUpdate('t', { ...opened, ...orig }).mask).to.deep.equal([]);
+    const changed = settingsUpdate('t', {
+      ...opened,
+      ...orig,
+      pc_brand_color: '#2A6041',
+      pc_whatsapp_number: '',
+      pc_link_verifies: 'access portability',
+      pc_embed_origins: 'https://shop.example\r\nhttps://www.shop.example\r\n',
+      pc_confirmation_ttl: '2h',
+    });
+    expect(changed.violations).to.deep.equal([]);
+    expect(changed.mask).to.deep.equal(['self_service.brand_color', 'self_service.whatsapp_number', 'self_service.confirmation_ttl', 'self_service.link_verifies', 'self_service.embed_origins']);
+    expect(changed.settings.selfService).to.deep.include({ brandColor: '#2A6041', whatsappNumber: '', linkVerifies: ['ACCESS', 'PORTABILITY'], embedOrigins: ['https://shop.example', 'https://www.shop.example'] });
+    expect(changed.settings.selfService!.confirmationTtl).to.deep.equal({ seconds: 7200, nanos: 0 });
+    const bad = settingsUpdate('t', { ...opened, ...orig, pc_max_preference_link_ttl: 'a month' });
+    expect(bad.violations.map((v) => v.field)).to.deep.equal(['settings.self_service.max_preference_link_ttl']);
+    expect(bad.mask).to.deep.equal([]);
+    expect(formFieldOf('settings.self_service.brand_color')).to.equal('pc_brand_color');
+    expect(formFieldOf('settings.self_service.embed_origins[1]')).to.equal('pc_embed_origins');
   });
 
   it('does not send what it cannot read, naming the field', () => {

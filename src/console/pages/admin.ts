@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PurposeCategory } from '../../gen/consent/v1/common';
 import { JobState, KeyEpoch, KeyEpochState, KeyRotation } from '../../gen/consent/v1/key';
 import { Notice, Purpose } from '../../gen/consent/v1/purpose';
-import { Tenant, TenantSettings } from '../../gen/consent/v1/tenant';
+import { SelfServiceSettings, Tenant, TenantSettings } from '../../gen/consent/v1/tenant';
 import { Duration } from '../../gen/google/protobuf/duration';
 import { ApiError } from '../api-client';
 import { httpStatusOf } from '../http-errors';
@@ -104,11 +104,51 @@ export function settingsForm(s: TenantSettings | undefined): Record<string, stri
     opt_in_keywords: s.optInKeywords.join(' '),
     default_validity: s.defaultConsentValidityMonths ? `${s.defaultConsentValidityMonths}mo` : formatDuration(s.defaultConsentValidity),
     purpose_validity: perPurpose.join('\n'),
+    ...selfServiceForm(s.selfService),
   };
 }
 
-const SETTINGS_FIELDS = ['service_window', 'opt_out_keywords', 'opt_in_keywords', 'default_validity', 'purpose_validity'] as const;
-type SettingsFormField = (typeof SETTINGS_FIELDS)[number];
+/**
+ * The privacy center's settings (TenantSettings.self_service) as form fields: form field, the API
+ * field under `self_service`, and how the text is read. The logo is not edited here (it is bytes;
+ * the page says whether one is set and how to change it).
+ */
+const SELF_SERVICE_FORM = [
+  ['pc_brand_name', 'brand_name', 'text'],
+  ['pc_brand_color', 'brand_color', 'text'],
+  ['pc_languages', 'languages', 'words'],
+  ['pc_whatsapp_number', 'whatsapp_number', 'text'],
+  ['pc_sms_number', 'sms_number', 'text'],
+  ['pc_confirmation_ttl', 'confirmation_ttl', 'duration'],
+  ['pc_link_verifies', 'link_verifies', 'words'],
+  ['pc_max_preference_link_ttl', 'max_preference_link_ttl', 'duration'],
+  ['pc_embed_origins', 'embed_origins', 'lines'],
+] as const;
+type SelfServiceFormField = (typeof SELF_SERVICE_FORM)[number][0];
+
+function selfServiceForm(s: SelfServiceSettings | undefined): Record<SelfServiceFormField, string> {
+  return {
+    pc_brand_name: s?.brandName ?? '',
+    pc_brand_color: s?.brandColor ?? '',
+    pc_languages: (s?.languages ?? []).join(' '),
+    pc_whatsapp_number: s?.whatsappNumber ?? '',
+    pc_sms_number: s?.smsNumber ?? '',
+    pc_confirmation_ttl: formatDuration(s?.confirmationTtl),
+    pc_link_verifies: (s?.linkVerifies ?? []).join(' '),
+    pc_max_preference_link_ttl: formatDuration(s?.maxPreferenceLinkTtl),
+    pc_embed_origins: (s?.embedOrigins ?? []).join('\n'),
+  };
+}
+
+const SETTINGS_FIELDS = [
+  'service_window',
+  'opt_out_keywords',
+  'opt_in_keywords',
+  'default_validity',
+  'purpose_validity',
+  ...SELF_SERVICE_FORM.map(([f]) => f),
+] as const;
+type SettingsFormField = 'service_window' | 'opt_out_keywords' | 'opt_in_keywords' | 'default_validity' | 'purpose_validity' | SelfServiceFormField;
 
 /** Which form field an API field violation ("settings.default_consent_validity_months") belongs to. */
 export function formFieldOf(apiField: string): SettingsFormField | undefined {
@@ -118,7 +158,8 @@ export function formFieldOf(apiField: string): SettingsFormField | undefined {
   if (f.startsWith('opt_in_keywords')) return 'opt_in_keywords';
   if (f.startsWith('default_consent_validity')) return 'default_validity';
   if (f.startsWith('purpose_consent_validity')) return 'purpose_validity';
-  return undefined;
+  const sub = /^self_service\.([a-z_]+)/.exec(f)?.[1];
+  return SELF_SERVICE_FORM.find(([, api]) => api === sub)?.[0];
 }
 
 /**
@@ -174,6 +215,49 @@ export function settingsUpdate(
     }
     if (ok) mask.push('purpose_consent_validity', 'purpose_consent_validity_months');
   }
+  // Privacy center: each changed field masked on its own; an emptied field goes back to its default.
+  const selfService = SelfServiceSettings.fromPartial({});
+  for (const [f, api, kind] of SELF_SERVICE_FORM) {
+    if (!changed(f)) continue;
+    const text = value(f);
+    switch (api) {
+      case 'brand_name':
+        selfService.brandName = text;
+        break;
+      case 'brand_color':
+        selfService.brandColor = text;
+        break;
+      case 'whatsapp_number':
+        selfService.whatsappNumber = text.replace(/[\s()-]/g, '');
+        break;
+      case 'sms_number':
+        selfService.smsNumber = text.replace(/[\s()-]/g, '');
+        break;
+      case 'languages':
+        selfService.languages = keywordsOf(text.toLowerCase());
+        break;
+      case 'link_verifies':
+        selfService.linkVerifies = keywordsOf(text.toUpperCase());
+        break;
+      case 'embed_origins':
+        selfService.embedOrigins = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+        break;
+      case 'confirmation_ttl':
+      case 'max_preference_link_ttl': {
+        if (kind !== 'duration' || !text) break;
+        const seconds = parseDuration(text);
+        if (seconds === undefined) {
+          violations.push({ field: `settings.self_service.${api}`, description: 'write a duration such as 24h, 90m or 30d, or nothing for the default' });
+          continue;
+        }
+        if (api === 'confirmation_ttl') selfService.confirmationTtl = { seconds, nanos: 0 };
+        else selfService.maxPreferenceLinkTtl = { seconds, nanos: 0 };
+        break;
+      }
+    }
+    mask.push(`self_service.${api}`);
+  }
+  if (mask.some((m) => m.startsWith('self_service.'))) settings.selfService = selfService;
   return { settings, mask, violations };
 }
 
