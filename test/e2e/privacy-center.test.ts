@@ -9,7 +9,7 @@ import { PrivacyCenterConfig } from '../../src/config/config';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, Verdict } from '../../src/gen/consent/v1/consent';
 import { SelfServiceServiceClient } from '../../src/gen/consent/v1/self_service';
-import { RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
 import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { createLogger } from '../../src/logging/logger';
 import { ApiClient } from '../../src/privacy-center/api-client';
@@ -476,7 +476,22 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(opened.status()).to.equal(410);
     await page.waitForSelector('#failure');
     expect(await page.textContent('#failure')).to.include('expired');
+    expect(await seriousViolations(page)).to.deep.equal([]);
     await shot(page, 'failure-expired');
+
+    // A link made before the person was erased.
+    const erasedLink = await preferenceLink(phone(PHONE_B));
+    const dpo = as('dpo');
+    const request = (
+      await call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${TENANT}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifiers: [phone(PHONE_B)], receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: 'pc-erase-b' }), dpo)
+    ).request!;
+    await call(s.rights, s.rights.verifyIdentity, { name: request.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-desk', identifierPositions: [] }, dpo);
+    await call(s.rights, s.rights.eraseSubject, { name: request.name }, dpo);
+    await page.goto('about:blank');
+    const [erased] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.goto(erasedLink)]);
+    expect(erased.status()).to.equal(410);
+    await page.waitForSelector('#failure');
+    expect(await page.textContent('#failure')).to.include('has been erased');
   });
 
   it('no phone number or e-mail address in any log line of the server or the privacy center, or in any address the browser visited', function () {
