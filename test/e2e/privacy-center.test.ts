@@ -57,6 +57,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   let selfService: SelfServiceServiceClient;
   let pc: RunningPrivacyCenter;
   let pcLimited: RunningPrivacyCenter;
+  let pcProxied: RunningPrivacyCenter;
   let base: string;
   let browser: Browser;
   const pcLog: Buffer[] = [];
@@ -166,6 +167,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     const logger = createLogger('debug', logStream);
     pc = await startPrivacyCenter(config, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0, now: () => s.clock.now() });
     pcLimited = await startPrivacyCenter({ ...config, postsPerMinute: 2 }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
+    pcProxied = await startPrivacyCenter({ ...config, trustProxy: ['loopback'], publicUrl: 'https://privacy.example.com' }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
     base = `http://127.0.0.1:${pc.port}`;
     mkdirSync(shots, { recursive: true });
   });
@@ -176,6 +178,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     await browser?.close();
     await pc?.close();
     await pcLimited?.close();
+    await pcProxied?.close();
     selfService?.close();
     await s?.stop();
   });
@@ -492,6 +495,27 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(erased.status()).to.equal(410);
     await page.waitForSelector('#failure');
     expect(await page.textContent('#failure')).to.include('has been erased');
+  });
+
+  it('behind a trusted proxy: the person\'s IP from X-Forwarded-For, the public address in the evidence, the CSRF cookie Secure, SameSite=None, Partitioned', async function () {
+    const proxied = `http://127.0.0.1:${pcProxied.port}`;
+    const form = await fetch(`${proxied}/t/${TENANT}/signup?lang=en`, { headers: { 'x-forwarded-for': '203.0.113.77' } });
+    const cookie = form.headers.get('set-cookie')!;
+    expect(cookie).to.match(/^__Host-pc-csrf=/).and.include('Secure').and.include('HttpOnly').and.include('SameSite=None').and.include('Partitioned');
+    const html = await form.text();
+    const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+    const notice = /value="newsletter\|3\|(\d+)"/.exec(html)![1];
+    const body = new URLSearchParams({ _csrf: field('_csrf'), request_id: field('request_id'), lang: 'en', identifier: EMAIL_B, choice: `newsletter|3|${notice}` });
+    const posted = await fetch(`${proxied}/t/${TENANT}/signup`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookie.split(';')[0], 'x-forwarded-for': '203.0.113.77', 'user-agent': 'ProxiedBrowser/1.0' },
+      body,
+    });
+    expect(posted.status).to.equal(200);
+    const pending = (await events(email(EMAIL_B))).find((e) => e.kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING && e.purpose === purpose('newsletter'))!;
+    expect(pending.evidence!.sourceIp).to.equal('203.0.113.0');
+    expect(pending.evidence!.pageUrl).to.equal(`https://privacy.example.com/t/${TENANT}/signup`);
+    expect(pending.evidence!.userAgent).to.equal('ProxiedBrowser/1.0');
   });
 
   it('no phone number or e-mail address in any log line of the server or the privacy center, or in any address the browser visited', function () {
