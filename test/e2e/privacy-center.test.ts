@@ -40,8 +40,10 @@ const PHONE_B = '+4915112340102';
 const PHONE_LIMIT = '+4915112340103';
 const EMAIL_A = 'erika.mustermann@example.org';
 const EMAIL_B = 'max.muster@example.org';
-const PERSONAL = [PHONE_A, PHONE_B, PHONE_LIMIT, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
-const PNG_1PX = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+const PERSONAL = ['203.0.113.77', PHONE_A, PHONE_B, PHONE_LIMIT, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
+const LOGO = Buffer.from(
+  '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="36" viewBox="0 0 120 36"><rect width="120" height="36" rx="6" fill="#8a1538"/><circle cx="18" cy="18" r="10" fill="#ffffff"/><rect x="36" y="12" width="72" height="12" rx="3" fill="#ffffff"/></svg>',
+);
 const BRAND = '#8a1538';
 
 async function seriousViolations(page: Page): Promise<string[]> {
@@ -140,8 +142,8 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     const settings = SelfServiceSettings.fromPartial({
       brandName: 'ACME Shop',
       brandColor: BRAND,
-      logo: PNG_1PX,
-      logoContentType: 'image/png',
+      logo: LOGO,
+      logoContentType: 'image/svg+xml',
       languages: ['en', 'de'],
       whatsappNumber: WA_NUMBER,
       smsNumber: SMS_NUMBER,
@@ -208,7 +210,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
       expect(await style(page, '.brand-bar', 'backgroundColor')).to.equal('rgb(138, 21, 56)');
       expect(await style(page, 'h1', 'color')).to.equal('rgb(138, 21, 56)');
       expect(await page.textContent('.brand-name')).to.equal('ACME Shop');
-      expect(await page.locator('img.logo').evaluate((img) => (img as unknown as { complete: boolean; naturalWidth: number }).complete && (img as unknown as { naturalWidth: number }).naturalWidth)).to.equal(1);
+      expect(await page.locator('img.logo').evaluate((img) => (img as unknown as { complete: boolean; naturalWidth: number }).complete && (img as unknown as { naturalWidth: number }).naturalWidth)).to.equal(120);
       expect(await page.locator('[style]').count(), 'no inline style').to.equal(0);
       expect(await seriousViolations(page)).to.deep.equal([]);
       await shot(page, `signup-${lang}`);
@@ -247,10 +249,10 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect((await fetch(`${base}/t/${TENANT}/brand.css`, { headers: { 'if-none-match': etag } })).status).to.equal(304);
     const logo = await fetch(`${base}/t/${TENANT}/logo`);
     expect(logo.status).to.equal(200);
-    expect(logo.headers.get('content-type')).to.equal('image/png');
+    expect(logo.headers.get('content-type')).to.equal('image/svg+xml');
     expect(logo.headers.get('content-security-policy')).to.equal("default-src 'none'; style-src 'unsafe-inline'; sandbox");
     expect(logo.headers.get('x-content-type-options')).to.equal('nosniff');
-    expect(Buffer.from(await logo.arrayBuffer()).equals(PNG_1PX)).to.equal(true);
+    expect(Buffer.from(await logo.arrayBuffer()).equals(LOGO)).to.equal(true);
     expect((await fetch(`${base}/t/${PLAIN}/logo`)).status).to.equal(404);
     expect((await fetch(`${base}/t/nosuchtenant/signup`)).status).to.equal(404);
   });
