@@ -47,6 +47,6 @@ export function confirmPages(app: FastifyInstance, ctx: PrivacyCenterContext): v
     }
     const label = (purpose: string) => page.purposes.find((p) => p.name === purpose)?.displayName ?? purpose.slice(purpose.lastIndexOf('/') + 1);
     const items = res.events.map((e) => ({ purpose: label(e.purpose), channel: s.channelLabels[e.channel] ?? '' }));
-    return reply.type('text/html').send(ctx.views.page('confirmed', { lang, tenant: page, title: s.confirmedTitle, languageSwitch: { kind: 'links' } }, { items }));
+    return reply.type('text/html').send(ctx.views.page('confirmed', { lang, tenant: page, title: s.confirmedTitle }, { items }));
   });
 }
