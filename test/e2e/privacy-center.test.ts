@@ -14,7 +14,7 @@ import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/te
 import { createLogger } from '../../src/logging/logger';
 import { ApiClient } from '../../src/privacy-center/api-client';
 import { RunningPrivacyCenter, startPrivacyCenter } from '../../src/privacy-center/server';
-import { forEachDatabase } from '../support/databases';
+import { createTestDatabase, forEachDatabase } from '../support/databases';
 import { email, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens';
@@ -530,5 +530,42 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     }
     // Tokens are never in a logged route.
     expect(Buffer.concat(pcLog).toString('utf8')).not.to.match(/eyJ[A-Za-z0-9_-]{10,}/);
+  });
+});
+
+describe('Privacy center in development mode (no credential, API in development mode)', function () {
+  let s: TestServer;
+  let pc: RunningPrivacyCenter;
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  before(async function () {
+    this.timeout(60_000);
+    db = await createTestDatabase('sqlite');
+    s = await startTestServer(db);
+    await call(s.tenants, s.tenants.createTenant, { tenantId: 'devshop', displayName: 'Dev Shop', requestId: '', settings: undefined });
+    await call(s.purposes, s.purposes.createPurpose, { parent: 'tenants/devshop', purposeId: 'news', purpose: { name: '', displayName: 'News', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined, allowedWhileRestricted: false }, requestId: '' });
+    await call(s.purposes, s.purposes.publishNotice, { parent: 'tenants/devshop/purposes/news', language: 'en', text: 'News now and then.', requestId: 'dev-n' });
+    pc = await startPrivacyCenter({ port: 0, bindAddress: '127.0.0.1', publicUrl: '', trustProxy: [], postsPerMinute: 20 }, { api: new ApiClient({ address: s.address }), logger: createLogger('error', new PassThrough()) });
+  });
+  after(async () => {
+    await pc?.close();
+    await s?.stop();
+    await db?.drop();
+  });
+
+  it('serves the sign-up page and signs up an e-mail address as the development principal', async function () {
+    const base = `http://127.0.0.1:${pc.port}`;
+    const form = await fetch(`${base}/t/devshop/signup`);
+    expect(form.status).to.equal(200);
+    const cookie = form.headers.get('set-cookie')!;
+    expect(cookie).to.match(/^pc-csrf=/).and.include('HttpOnly').and.include('SameSite=Lax');
+    const html = await form.text();
+    const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+    const posted = await fetch(`${base}/t/devshop/signup`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookie.split(';')[0] },
+      body: new URLSearchParams({ _csrf: field('_csrf'), request_id: field('request_id'), lang: 'en', identifier: 'dev.person@example.org', choice: `news|${Channel.CHANNEL_EMAIL}|1` }),
+    });
+    expect(posted.status).to.equal(200);
+    expect(await posted.text()).to.include('Please check your mailbox');
   });
 });
