@@ -11,6 +11,7 @@ import { Restrictions1764000000012 } from './1764000000012-Restrictions';
 import { RequestIdentifiers1764000000013 } from './1764000000013-RequestIdentifiers';
 import { IdentityLinks1764000000014 } from './1764000000014-IdentityLinks';
 import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChanges';
+import { SignUpConfirmations1764000000016 } from './1764000000016-SignUpConfirmations';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -27,4 +28,5 @@ export const MIGRATIONS = [
   RequestIdentifiers1764000000013,
   IdentityLinks1764000000014,
   IdentifierChanges1764000000015,
+  SignUpConfirmations1764000000016,
 ];

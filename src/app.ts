@@ -51,6 +51,12 @@ import { TypeormSubjectRightsRepository } from './storage/repositories/subject-r
 import { SqlIdentifierChangeRepository } from './storage/repositories/identifier-change-repository';
 import { subjectRightsHandlers } from './transport/handlers/subject-rights-handlers';
 import { identityHandlers } from './transport/handlers/identity-handlers';
+import { selfServiceSignUpHandlers } from './transport/handlers/self-service-signup-handlers';
+import { SelfServiceSignUp } from './domain/self-service-signup';
+import { SelfServiceTokens } from './domain/self-service-tokens';
+import { SqlSignUpRepository } from './storage/repositories/signup-repository';
+import { selfServiceLinkHandlers } from './transport/handlers/self-service-link-handlers';
+import { PreferenceLinks } from './domain/preference-links';
 import { IdentityLinks } from './domain/identity-links';
 import { TypeormIdentityLinkRepository } from './storage/repositories/identity-link-repository';
 import { BackgroundJobs } from './jobs/background-jobs';
@@ -214,13 +220,16 @@ async function startService(
   if (tracing) recorder.batchTracing = tracing;
   const jobs = new BackgroundJobs(logger);
   const linkRows = new TypeormIdentityLinkRepository();
-  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows);
+  const signUpRows = new SqlSignUpRepository();
+  const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows, signUpRows);
+  const signUp = new SelfServiceSignUp(tx, signUpRows, recorder, subjects, purposeRows, tenants, keys, new SelfServiceTokens(keys), changeRows, audit, clock, config.limits, config.privacyCenterPublicUrl);
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
   const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
+  const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl);
   const identifierChanges = new SqlIdentifierChangeRepository();
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit);
   const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit);
@@ -273,7 +282,7 @@ async function startService(
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
       purpose: purposeHandlers(pipeline('consent.v1.PurposeService'), purposes),
-      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), reassignment, config.limits, metrics ?? undefined),
+      consent: consentHandlers(pipeline('consent.v1.ConsentService'), recorder, checker, history, new ChangeFeed(tx, changeRows, audit, tenants, keys), reassignment, config.limits, metrics ?? undefined, signUp),
       key: keyHandlers(pipeline('consent.v1.KeyService'), keyAdmin),
       audit: auditHandlers(pipeline('consent.v1.AuditService'), auditService),
       subjectRights: subjectRightsHandlers(
@@ -282,6 +291,7 @@ async function startService(
         new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
       ),
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
+      selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
     { maxMessageBytes: config.limits.maxMessageBytes, health },
   );

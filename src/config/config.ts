@@ -90,6 +90,12 @@ export interface Config {
   console?: ConsoleConfig;
   /** The privacy center, the person's pages (PRIVACY_CENTER_PORT; docs/privacy-center.md); undefined: off. */
   privacyCenter?: PrivacyCenterConfig;
+  /**
+   * PRIVACY_CENTER_PUBLIC_URL: the privacy center's public https origin (and path prefix), without
+   * a trailing slash, for the links the service hands out (docs/privacy-center.md); '' when unset
+   * (links are then the path alone, to be prefixed by the tenant's system).
+   */
+  privacyCenterPublicUrl: string;
 }
 
 /**
@@ -133,8 +139,10 @@ export interface ConsoleConfig {
    * 'development': no sign-in, calls go without credentials and the API's development principal
    * applies (loopback only). 'proxy': a trusted auth proxy in front of the console signs people in
    * and passes each request's bearer token (JWT) in `proxyHeader`, forwarded as the call's credential.
+   * 'oidc': the console signs people in itself at the organisation's OpenID Connect provider
+   * (`oidc`) and forwards the token it receives.
    */
-  signIn: 'development' | 'proxy';
+  signIn: 'development' | 'proxy' | 'oidc';
   /** Lower-case header name the proxy puts the person's token in. */
   proxyHeader: string;
   /** host:port of the gRPC API; default this process's API on 127.0.0.1. */
@@ -143,6 +151,40 @@ export interface ConsoleConfig {
   apiCaFile?: string;
   /** The name the API's certificate is issued for, when it differs from the address's host. */
   apiServerName?: string;
+  /** With signIn 'oidc' only: the provider, the client and the session cookie. */
+  oidc?: ConsoleOidcConfig;
+}
+
+/** CONSOLE_OIDC_* and CONSOLE_SESSION_KEY_FILE (docs/console.md, "Signing in"). */
+export interface ConsoleOidcConfig {
+  /** The issuer identifier; its discovery document is `<issuer>/.well-known/openid-configuration`. */
+  issuer: string;
+  clientId: string;
+  /** Exactly one of these, or neither for a public client (PKCE only). */
+  clientSecret?: string;
+  clientSecretFile?: string;
+  /** The console's public origin (https://console.example.org); the callback is `<publicUrl>/oidc/callback`. */
+  publicUrl: string;
+  scopes: string[];
+  /** Which token the console forwards to the API as the person's credential (a JWT the API verifies). */
+  forwardToken: 'access_token' | 'id_token';
+  /** Keys that encrypt the session cookie (first one encrypts, all decrypt); random per process when unset. */
+  sessionKeyFile?: string;
+}
+
+/**
+ * The keys of CONSOLE_SESSION_KEY_FILE: one per line, 32 bytes each in base64 or hex
+ * (`openssl rand -base64 32`). The first encrypts new cookies; the others still open cookies made
+ * with them, so a key can be rotated without signing everyone out.
+ */
+export function readSessionKeys(file: string): Buffer[] {
+  const lines = readFileSync(file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (lines.length === 0) throw new Error(`CONSOLE_SESSION_KEY_FILE ${file} holds no key (one key a line: 32 bytes in base64 or hex, e.g. from openssl rand -base64 32)`);
+  return lines.map((line, i) => {
+    const key = /^[0-9a-f]{64}$/i.test(line) ? Buffer.from(line, 'hex') : Buffer.from(line, 'base64');
+    if (key.length !== 32) throw new Error(`CONSOLE_SESSION_KEY_FILE ${file}: key ${i + 1} is not 32 bytes in base64 or hex (got ${key.length} bytes)`);
+    return key;
+  });
 }
 
 export interface MetricsConfig {
@@ -364,7 +406,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (auditCheckpointIntervalMs > 0 && auditCheckpointIntervalMs < 1000) problems.push('AUDIT_CHECKPOINT_INTERVAL_MS must be 0 (off) or at least 1000');
 
   const consoleConfig = consoleFrom(source, { authMode, tls, tokens, int, file }, problems);
-  const privacyCenter = privacyCenterFrom(source, { authMode, tls, tokens, int, file }, problems);
+  const privacyCenterPublicUrl = (source.PRIVACY_CENTER_PUBLIC_URL ?? '').replace(/\/+$/, '');
+  if (privacyCenterPublicUrl !== '' && !/^https?:\/\/[^\s?#]+$/.test(privacyCenterPublicUrl)) {
+    problems.push('PRIVACY_CENTER_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://privacy.example.com');
+  }
+  const privacyCenter = privacyCenterFrom(source, { authMode, tls, tokens, int, file, publicUrl: privacyCenterPublicUrl }, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -390,6 +436,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     limits,
     console: consoleConfig,
     privacyCenter,
+    privacyCenterPublicUrl,
   };
 }
 
@@ -414,21 +461,97 @@ function consoleFrom(
   const bindAddress = source.CONSOLE_BIND_ADDRESS || '127.0.0.1';
   const apiAddress = source.CONSOLE_API_ADDRESS || undefined;
   const signIn = (source.CONSOLE_SIGN_IN || (api.authMode === 'development' && !apiAddress ? 'development' : 'proxy')) as ConsoleConfig['signIn'];
-  if (signIn !== 'development' && signIn !== 'proxy') problems.push(`CONSOLE_SIGN_IN must be development or proxy (got "${String(signIn)}")`);
+  if (signIn !== 'development' && signIn !== 'proxy' && signIn !== 'oidc') problems.push(`CONSOLE_SIGN_IN must be development, proxy or oidc (got "${String(signIn)}")`);
   if (signIn === 'development') {
     // Anyone who reaches the console acts as the API's development principal: this machine only.
     if (!isLoopback(bindAddress)) problems.push(`CONSOLE_SIGN_IN=development serves without sign-in: CONSOLE_BIND_ADDRESS must be loopback (got ${bindAddress}); use CONSOLE_SIGN_IN=proxy behind the organisation's auth proxy`);
     if (!apiAddress && api.authMode !== 'development') problems.push('CONSOLE_SIGN_IN=development needs the API in development mode (the console has no credential of its own); use CONSOLE_SIGN_IN=proxy');
   }
-  if (signIn === 'proxy' && !apiAddress && !api.tokens) {
+  if ((signIn === 'proxy' || signIn === 'oidc') && !apiAddress && !api.tokens) {
     // A development-mode API would answer every forwarded token as the all-powerful dev-admin.
-    problems.push('CONSOLE_SIGN_IN=proxy forwards bearer tokens: the API must verify them (set JWT_JWKS_FILE)');
+    problems.push(`CONSOLE_SIGN_IN=${signIn} forwards bearer tokens: the API must verify them (set JWT_JWKS_FILE)`);
   }
   const proxyHeader = (source.CONSOLE_AUTH_HEADER || 'x-forwarded-access-token').toLowerCase();
   if (!/^[a-z0-9-]+$/.test(proxyHeader)) problems.push(`CONSOLE_AUTH_HEADER must be a header name (got "${proxyHeader}")`);
   const apiCaFile = api.file('CONSOLE_API_CA_FILE');
   if (!apiAddress && api.tls && !apiCaFile) problems.push('the API serves TLS: set CONSOLE_API_CA_FILE to the CA that issued its certificate, so the console can check it');
-  return { port, bindAddress, signIn, proxyHeader, apiAddress, apiCaFile, apiServerName: source.CONSOLE_API_SERVER_NAME || undefined };
+  const oidc = signIn === 'oidc' ? consoleOidcFrom(source, bindAddress, apiAddress ? undefined : api.tokens, api.file, problems) : undefined;
+  if (signIn !== 'oidc') {
+    const stray = Object.keys(source).filter((k) => (k.startsWith('CONSOLE_OIDC_') || k === 'CONSOLE_SESSION_KEY_FILE') && source[k] !== '');
+    if (stray.length > 0) problems.push(`${stray.sort().join(', ')} ${stray.length > 1 ? 'are' : 'is'} only read with CONSOLE_SIGN_IN=oidc`);
+  }
+  return { port, bindAddress, signIn, proxyHeader, apiAddress, apiCaFile, apiServerName: source.CONSOLE_API_SERVER_NAME || undefined, ...(oidc ? { oidc } : {}) };
+}
+
+/** CONSOLE_OIDC_*: the provider, the client, the public address and the session keys. */
+function consoleOidcFrom(
+  source: Record<string, string>,
+  bindAddress: string,
+  tokens: TokenConfig | undefined,
+  file: (key: string) => string | undefined,
+  problems: string[],
+): ConsoleOidcConfig | undefined {
+  const before = problems.length;
+  const url = (key: string, what: string): URL | undefined => {
+    const raw = source[key];
+    if (!raw) {
+      problems.push(`CONSOLE_SIGN_IN=oidc needs ${key} (${what})`);
+      return undefined;
+    }
+    try {
+      const parsed = new URL(raw);
+      if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error('not http(s)');
+      if (parsed.search || parsed.hash) throw new Error('no query or fragment');
+      return parsed;
+    } catch (err) {
+      problems.push(`${key} must be an http(s) URL without query or fragment (${(err as Error).message})`);
+      return undefined;
+    }
+  };
+  const issuer = url('CONSOLE_OIDC_ISSUER', "the issuer URL of the organisation's OpenID Connect provider, e.g. https://sso.example.org/realms/staff");
+  // Tokens and codes cross these connections: in clear only between processes on one machine.
+  if (issuer && issuer.protocol === 'http:' && !isLoopback(issuer.hostname)) problems.push(`CONSOLE_OIDC_ISSUER must use https (got ${issuer.origin}); http only for a provider on loopback`);
+  const publicUrl = url('CONSOLE_OIDC_REDIRECT_URL', "the console's public address, e.g. https://console.example.org; the provider redirects back to <it>/oidc/callback");
+  if (publicUrl) {
+    if (!/^\/?(oidc\/callback)?$/.test(publicUrl.pathname.replace(/\/$/, ''))) problems.push(`CONSOLE_OIDC_REDIRECT_URL must be the console's origin (or <origin>/oidc/callback); the console serves no path prefix (got path ${publicUrl.pathname})`);
+    if (publicUrl.protocol === 'http:' && !(isLoopback(publicUrl.hostname) && isLoopback(bindAddress))) {
+      problems.push(`CONSOLE_OIDC_REDIRECT_URL must use https (got ${publicUrl.origin}): the session cookie is Secure; plain http only with the console and the address on loopback`);
+    }
+  }
+  const clientId = source.CONSOLE_OIDC_CLIENT_ID ?? '';
+  if (!clientId) problems.push('CONSOLE_SIGN_IN=oidc needs CONSOLE_OIDC_CLIENT_ID (the client registered at the provider)');
+  const clientSecretFile = file('CONSOLE_OIDC_CLIENT_SECRET_FILE');
+  const clientSecret = source.CONSOLE_OIDC_CLIENT_SECRET || undefined;
+  if (clientSecret && clientSecretFile) problems.push('set CONSOLE_OIDC_CLIENT_SECRET or CONSOLE_OIDC_CLIENT_SECRET_FILE, not both');
+  const scopes = (source.CONSOLE_OIDC_SCOPES || 'openid').split(/[\s,]+/).filter(Boolean);
+  if (!scopes.includes('openid')) problems.push(`CONSOLE_OIDC_SCOPES must include openid (got "${scopes.join(' ')}")`);
+  if (scopes.some((s) => !/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(s))) problems.push('CONSOLE_OIDC_SCOPES must be scope names separated by spaces or commas');
+  const forwardToken = (source.CONSOLE_OIDC_TOKEN || 'access_token') as ConsoleOidcConfig['forwardToken'];
+  if (forwardToken !== 'access_token' && forwardToken !== 'id_token') problems.push(`CONSOLE_OIDC_TOKEN must be access_token or id_token (got "${String(forwardToken)}")`);
+  // An ID token is issued to the console (aud = client id): the API only accepts it when it expects that audience.
+  if (forwardToken === 'id_token' && tokens?.audience && tokens.audience !== clientId) {
+    problems.push(`CONSOLE_OIDC_TOKEN=id_token forwards ID tokens, whose audience is the client id "${clientId}", but the API expects JWT_AUDIENCE=${tokens.audience}`);
+  }
+  const sessionKeyFile = file('CONSOLE_SESSION_KEY_FILE');
+  if (sessionKeyFile && existsSync(sessionKeyFile)) {
+    try {
+      readSessionKeys(sessionKeyFile);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length > before || !issuer || !publicUrl) return undefined;
+  return {
+    // Exactly as given: discovery checks the document's issuer against it, trailing slash and all.
+    issuer: source.CONSOLE_OIDC_ISSUER,
+    clientId,
+    ...(clientSecret ? { clientSecret } : {}),
+    ...(clientSecretFile ? { clientSecretFile } : {}),
+    publicUrl: publicUrl.origin,
+    scopes,
+    forwardToken,
+    ...(sessionKeyFile ? { sessionKeyFile } : {}),
+  };
 }
 
 /** The PRIVACY_CENTER_* settings (docs/privacy-center.md); undefined when PRIVACY_CENTER_PORT is unset. */
@@ -440,13 +563,12 @@ function privacyCenterFrom(
     tokens?: TokenConfig;
     int: (key: string, fallback: number, min: number, max: number) => number;
     file: (key: string) => string | undefined;
+    /** PRIVACY_CENTER_PUBLIC_URL as checked above (the API's links use it too). */
+    publicUrl: string;
   },
   problems: string[],
 ): PrivacyCenterConfig | undefined {
-  const publicUrl = (source.PRIVACY_CENTER_PUBLIC_URL ?? '').replace(/\/+$/, '');
-  if (publicUrl !== '' && !/^https?:\/\/[^\s?#]+$/.test(publicUrl)) {
-    problems.push('PRIVACY_CENTER_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://privacy.example.com');
-  }
+  const publicUrl = api.publicUrl;
   if ((source.PRIVACY_CENTER_PORT ?? '') === '') {
     // PRIVACY_CENTER_PUBLIC_URL is also read by the API (the links it hands out), so it may stand alone.
     const stray = Object.keys(source).filter((k) => k.startsWith('PRIVACY_CENTER_') && k !== 'PRIVACY_CENTER_PUBLIC_URL');

@@ -6,7 +6,7 @@ import { KeyServiceClient } from '../gen/consent/v1/key';
 import { PurposeServiceClient } from '../gen/consent/v1/purpose';
 import { SubjectRightsServiceClient } from '../gen/consent/v1/subject_rights';
 import { TenantServiceClient } from '../gen/consent/v1/tenant';
-import { ErrorInfo } from '../gen/google/rpc/error_details';
+import { BadRequest, ErrorInfo } from '../gen/google/rpc/error_details';
 import { Status } from '../gen/google/rpc/status';
 import type { Credential } from './principal';
 
@@ -25,6 +25,8 @@ export class ApiError extends Error {
     readonly statusName: string,
     readonly reason: string,
     message: string,
+    /** INVALID_ARGUMENT's field violations (google.rpc.BadRequest), so a form can show each next to its field. */
+    readonly violations: ReadonlyArray<{ field: string; description: string }> = [],
   ) {
     super(message);
     this.name = 'ApiError';
@@ -90,6 +92,7 @@ export function toApiError(err: ServiceError): ApiError {
   const statusName = (status as unknown as Record<number, string>)[err.code] ?? `CODE_${err.code}`;
   let reason = '';
   let message = err.details || statusName;
+  let violations: Array<{ field: string; description: string }> = [];
   const bin = err.metadata?.get('grpc-status-details-bin')[0];
   if (bin instanceof Buffer) {
     try {
@@ -97,9 +100,11 @@ export function toApiError(err: ServiceError): ApiError {
       if (decoded.message) message = decoded.message;
       const info = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
       if (info) reason = ErrorInfo.decode(info.value).reason;
+      const bad = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'));
+      if (bad) violations = BadRequest.decode(bad.value).fieldViolations.map((v) => ({ field: v.field, description: v.description }));
     } catch {
       // The status line alone then.
     }
   }
-  return new ApiError(err.code, statusName, reason, message);
+  return new ApiError(err.code, statusName, reason, message, violations);
 }

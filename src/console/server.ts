@@ -15,6 +15,8 @@ import { homePage } from './pages/home';
 import { requestPages } from './pages/requests';
 import { dpoActionPages, MAX_EXPORT_BYTES } from './pages/dpo-actions';
 import { auditorPages } from './pages/auditor';
+import { adminPages } from './pages/admin';
+import { OidcSignIn } from './oidc';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -36,6 +38,13 @@ export interface ConsoleOptions {
   now?: () => number;
   /** The largest export package downloaded (default MAX_EXPORT_BYTES). */
   maxExportBytes?: number;
+}
+
+/** The CSP of a console: with OIDC sign-in, the sign-out form's redirect may go on to the provider's sign-out. */
+function contentSecurityPolicy(oidc: OidcSignIn | undefined) {
+  if (!oidc) return CONTENT_SECURITY_POLICY;
+  // Chromium applies form-action to the redirects that follow a form's POST.
+  return { ...CONTENT_SECURITY_POLICY, formAction: ["'self'", () => oidc.formActionOrigin()] };
 }
 
 export interface RunningConsole {
@@ -67,29 +76,32 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
   const now = options.now ?? Date.now;
   // No Fastify request log (it would write every URL): the onResponse hook below logs route patterns instead.
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const views = new Views();
+  const oidc = config.signIn === 'oidc' && config.oidc ? new OidcSignIn(config.oidc, { logger, views }) : undefined;
   await app.register(fastifyHelmet, {
-    contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
+    contentSecurityPolicy: { useDefaults: false, directives: contentSecurityPolicy(oidc) },
     // Nothing the console sends may be cached by a shared cache or leak its address onwards.
     referrerPolicy: { policy: 'no-referrer' },
   });
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody);
-  const behindProxy = config.signIn === 'proxy';
+  // Secure cookies behind the (TLS-terminating) proxy and with OIDC on https; plain http on loopback only.
+  const secureCookies = config.signIn === 'proxy' || (oidc?.secure ?? false);
   await app.register(fastifyCsrf, {
     // The CSRF secret lives in a cookie of its own: HttpOnly, SameSite=Strict, and Secure with the
-    // __Host- prefix behind the (TLS-terminating) proxy. Plain http on loopback in development.
-    cookieKey: behindProxy ? '__Host-console-csrf' : 'console-csrf',
-    cookieOpts: { path: '/', httpOnly: true, sameSite: 'strict', secure: behindProxy },
+    // __Host- prefix when served over https. Plain http on loopback in development.
+    cookieKey: secureCookies ? '__Host-console-csrf' : 'console-csrf',
+    cookieOpts: { path: '/', httpOnly: true, sameSite: 'strict', secure: secureCookies },
     // Tokens are bound to the signed-in person, so a token of one person is no use to another.
     getUserInfo: (request) => credentialFor(request).who,
-    csrfOpts: { userInfo: true, hmacKey: randomBytes(32).toString('base64url') },
+    csrfOpts: { userInfo: true, hmacKey: oidc?.csrfHmacKey() ?? randomBytes(32).toString('base64url') },
   });
 
   const credentials = new WeakMap<FastifyRequest, Credential>();
   const credentialFor = (request: FastifyRequest): Credential => {
     let credential = credentials.get(request);
     if (!credential) {
-      credential = credentialOf(request, config);
+      credential = oidc ? oidc.credential(request) : credentialOf(request, config);
       credentials.set(request, credential);
     }
     return credential;
@@ -113,7 +125,6 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     logger.info('console request', { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode, duration_ms: Math.round(reply.elapsedTime) });
   });
 
-  const views = new Views();
   app.setNotFoundHandler(async (request, reply) =>
     reply.code(404).type('text/html').send(views.page('error', safeCredential(request), { title: 'Not found', heading: 'Not found', error: { statusName: 'NOT_FOUND', reason: '', message: 'There is no page at this address.' } })),
   );
@@ -127,6 +138,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
   app.setErrorHandler(async (error: Error & { code?: string; statusCode?: number; validation?: unknown }, request, reply) => {
     const page = (code: number, heading: string, statusName: string, message: string) =>
       reply.code(code).type('text/html').send(views.page('error', safeCredential(request), { title: heading, heading, error: { statusName, reason: '', message } }));
+    if (error instanceof SignInRequired && oidc) return oidc.challenge(request, reply, () => page(401, 'Sign-in required', 'UNAUTHENTICATED', 'You are not signed in (or your sign-in has ended). Open the console again to sign in.'));
     if (error instanceof SignInRequired) return page(401, 'Sign-in required', 'UNAUTHENTICATED', `${error.message}. Open the console through the organisation's sign-in.`);
     if (error.code?.startsWith('FST_CSRF_')) {
       return page(403, 'Form refused', 'CSRF_CHECK_FAILED', 'This form did not come from the console page you are signed in to (its CSRF token is missing or invalid). Go back, reload the page and send it again.');
@@ -136,6 +148,8 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     return page(500, 'Something went wrong', 'INTERNAL', 'The console failed to show this page; the error was logged.');
   });
 
+  // The OIDC flow's routes: the callback and the signed-out page need no sign-in; sign-out needs CSRF.
+  if (oidc) await oidc.register(app, app.csrfProtection, credentialFor);
   const ctx: ConsolePageContext = { api: options.api, views, now, credential: credentialFor, csrf: app.csrfProtection, maxExportBytes: options.maxExportBytes ?? MAX_EXPORT_BYTES };
   // Every page and action needs a sign-in (in proxy mode); assets do not.
   await app.register(async (pages) => {
@@ -146,6 +160,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     requestPages(pages, ctx);
     dpoActionPages(pages, ctx);
     auditorPages(pages, ctx);
+    adminPages(pages, ctx);
   });
   return app;
 }

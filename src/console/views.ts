@@ -14,7 +14,7 @@ export class Views {
 
   /** A page inside the layout; `data` goes to the template as `it` with the formatting helpers. */
   page(template: string, credential: Credential, data: Record<string, unknown>): string {
-    return this.eta.render(`./${template}`, { ...HELPERS, who: credential.who, roles: credential.roles, tenant: undefined, ...data });
+    return this.eta.render(`./${template}`, { ...HELPERS, who: credential.who, roles: credential.roles, signOut: credential.signOut === true, tenant: undefined, ...data });
   }
 }
 

@@ -5,7 +5,7 @@ import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { Purpose, PurposeCategory, SendChannel, Tenant } from './model';
-import { ConsentRepository, DecisionStateRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
+import { ConsentRepository, DecisionStateRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository, SubjectStateRows } from './ports';
 import { BOUNDED, Consistency } from './consistency';
 import { CachedIdentifier, DecisionCache, ERASED, identifierState } from './decision-cache';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
@@ -312,13 +312,20 @@ export class ConsentChecker {
       if (subject.reassignedAt !== undefined) past.reassignedAt = subject.reassignedAt;
       return past;
     }
-    const rows = state.get(subject.subjectId) ?? { scopes: [], windows: [] };
-    const facts: SubjectFacts = { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, ...rows };
-    if (subject.objectedAt !== undefined) facts.objectedAt = subject.objectedAt;
-    if (subject.restrictedSince !== undefined) facts.restricted = true;
-    if (subject.reassignedAt !== undefined) facts.reassignedAt = subject.reassignedAt;
-    return facts;
+    return liveFacts(subject, state.get(subject.subjectId) ?? { scopes: [], windows: [] });
   }
+}
+
+/**
+ * What the rules know of a person now: the current-state rows and the subject's marks. Every
+ * live decision is made from these (checks, and the preference page's "granted").
+ */
+export function liveFacts(subject: SubjectRef, rows: SubjectStateRows): SubjectFacts {
+  const facts: SubjectFacts = { subjectId: subject.subjectId, erased: subject.erased, suppressed: false, scopes: rows.scopes, windows: rows.windows };
+  if (subject.objectedAt !== undefined) facts.objectedAt = subject.objectedAt;
+  if (subject.restrictedSince !== undefined) facts.restricted = true;
+  if (subject.reassignedAt !== undefined) facts.reassignedAt = subject.reassignedAt;
+  return facts;
 }
 
 /** The facts and service window a question about a past moment is decided on. */
@@ -342,11 +349,7 @@ const TOKEN_WAIT_ATTEMPTS = 5;
 function factsOf(state: CachedIdentifier): SubjectFacts | null {
   if (state.subject === ERASED) return ERASED_FACTS;
   if (state.subject === null) return null;
-  const facts: SubjectFacts = { subjectId: state.subject.subjectId, erased: state.subject.erased, suppressed: false, scopes: state.rows.scopes, windows: state.rows.windows };
-  if (state.subject.objectedAt !== undefined) facts.objectedAt = state.subject.objectedAt;
-  if (state.subject.restrictedSince !== undefined) facts.restricted = true;
-  if (state.subject.reassignedAt !== undefined) facts.reassignedAt = state.subject.reassignedAt;
-  return facts;
+  return liveFacts(state.subject, state.rows);
 }
 /** What the rules know of an erased identifier: only that it was erased (no subject is left to name). */
 const ERASED_FACTS: SubjectFacts = Object.freeze({ subjectId: '', erased: true, suppressed: false, scopes: [], windows: [] });

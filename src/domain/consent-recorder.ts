@@ -16,6 +16,7 @@ import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
 import { SubjectDirectory } from './subject-directory';
+import { IdentifierIndex } from './ports';
 import { TenantService } from './tenant-service';
 
 export interface RecordConsentInput {
@@ -56,6 +57,21 @@ export interface InboundResult {
   windowExpireTime: number;
   /** The consistency token of the write (encodeConsistencyToken). */
   consistencyToken: string;
+}
+
+/** OPT_OUTs for a person known by opaque id (ConsentRecorder.withdrawForSubject). */
+export interface SubjectWithdrawal {
+  tenantId: string;
+  subjectId: string;
+  /** One of the person's identifiers as stored (kind and blind index; no value). */
+  index: IdentifierIndex;
+  /** Purpose ids (or ALL_PURPOSES) and channels (or ANY). */
+  scopes: Array<{ purposeId: string; channel: Channel }>;
+  eventTime: number;
+  evidence: Evidence;
+  requestId: string;
+  /** The request as received, canonically serialised: tells a retry from a reused request_id. */
+  fingerprintSource: string;
 }
 
 const OPT_IN_KINDS: ReadonlySet<ConsentKind> = new Set(['OPT_IN', 'OPT_IN_PENDING', 'OPT_IN_CONFIRMED']);
@@ -239,6 +255,47 @@ export class ConsentRecorder {
     }, this.waitLimit);
     const [inbound, keyword] = result.events;
     return { inbound, keyword, windowExpireTime: result.windowExpireTime!, consistencyToken: encodeConsistencyToken(input.tenantId, result.logSize) };
+  }
+
+  /**
+   * OPT_OUTs for a person known by opaque id (a preference link: SelfServiceService.WithdrawWithLink),
+   * through the same group commit as every consent write (audit log, change feed, caches). `index`
+   * is one of the person's stored identifiers: the write is refused (SUBJECT_ERASED) rather than
+   * made for anyone else if it no longer names them. One write per scope; a single scope keeps the
+   * caller's request id, several get `{request_id}#{n}` (n from 1, in the order given), so a retry
+   * is answered with the first call's events.
+   */
+  async withdrawForSubject(principal: Principal, input: SubjectWithdrawal): Promise<{ events: ConsentEvent[]; consistencyToken: string }> {
+    const now = this.clock.now();
+    const violations: FieldViolation[] = [];
+    this.checkEventTime(input.eventTime, now, violations);
+    checkRequestId(input.requestId, true, violations);
+    const evidence = prepareEvidence(input.evidence, 'evidence', violations);
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, input.tenantId);
+    for (const purposeId of new Set(input.scopes.map((s) => s.purposeId))) {
+      const references = this.references(input.tenantId, purposeId === ALL_PURPOSES ? null : purposeId);
+      if (references instanceof Promise) await references;
+    }
+    const keyring = this.keys.cachedTenantKeyring(input.tenantId) ?? (await this.keys.tenantKeyring(input.tenantId));
+    const writes: PreparedWrite[] = input.scopes.map((scope, i) => ({
+      tenantId: input.tenantId,
+      principal: principal.id,
+      requestId: input.scopes.length === 1 ? input.requestId : `${input.requestId}#${i + 1}`,
+      fingerprint: this.keys.requestFingerprint(keyring, `${input.fingerprintSource}\u0000${i}`),
+      // Never used: the write finds the person by `index` and never creates one (subjectId).
+      identifier: { kind: input.index.kind, value: '' },
+      index: input.index,
+      subjectId: input.subjectId,
+      recordTime: now,
+      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: input.eventTime, method: 'WEB_FORM', evidence, jurisdiction: '' },
+      imported: false,
+    }));
+    const results = await Promise.all(writes.map((w) => this.queue.submit(input.tenantId, w, this.waitLimit)));
+    return {
+      events: results.map((r) => r.events[0]),
+      consistencyToken: encodeConsistencyToken(input.tenantId, Math.max(...results.map((r) => r.logSize))),
+    };
   }
 
   /**

@@ -53,6 +53,12 @@ export interface PreparedWrite {
   body: ConsentBody | InboundBody;
   /** From an import (ImportConsents or method IMPORT): refused for an erased person's identifier. */
   imported: boolean;
+  /**
+   * A write for a person known by opaque id (a preference link): `index` is one of their
+   * identifiers as stored and `identifier.value` is not known. The write never creates a person:
+   * when the index no longer names this subject (erased, or the identifier moved), it is refused.
+   */
+  subjectId?: string;
 }
 
 /** What a write came to. */
@@ -207,6 +213,14 @@ export class ConsentWriter {
     slots = slots.filter((slot) => {
       if (!isImport(slot.write) || found.people.has(indexKey(slot.write.index)) || !found.suppressed.has(indexKey(slot.write.index)) || found.recorded.has(slot.write.requestId)) return true;
       outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again') };
+      return false;
+    });
+
+    // A write for a known person whose identifier names nobody else now: never a new subject.
+    slots = slots.filter((slot) => {
+      const wanted = slot.write.subjectId;
+      if (wanted === undefined || found.recorded.has(slot.write.requestId) || found.people.get(indexKey(slot.write.index))?.subjectId === wanted) return true;
+      outcomes[slot.position] = { error: failedPrecondition('SUBJECT_ERASED', 'the person was erased (or their identifier changed) meanwhile', { subject: `tenants/${tenantId}/subjects/${wanted}` }) };
       return false;
     });
 

@@ -117,6 +117,8 @@ export interface SubjectRepository {
   markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number>;
   /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`: when each was erased. */
   findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>>;
+  /** The subject with this opaque id as it is now (no lock), or null (never known, or its tenant purged). */
+  find(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
   /**
    * Serialises writers of one subject until the transaction ends, and reads the subject as it
    * is under the lock (null if it is gone), so a writer sees an erasure that committed first.
@@ -224,7 +226,8 @@ export interface ChangeRecord {
   /** The position of the change's audit entry in its tenant's log: the tenant's commit order. */
   auditSeq: number;
   tenantId: string;
-  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED';
+  /** CONFIRMATION: an e-mail sign-up confirmation to deliver (`eventId` holds the delivery's id). */
+  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION';
   subjectId: string;
   purposeId: string | null;
   channel: string | null;

@@ -1,5 +1,9 @@
 /** Roles a caller can have; docs/security.md shows what each may call. */
-export const ROLES = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN'] as const;
+/**
+ * SELF_SERVICE: the privacy center's own credential (issue 20). It may call only the person-facing
+ * methods of SelfServiceService, whose tokens bind what a person may do.
+ */
+export const ROLES = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN', 'SELF_SERVICE'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** The caller of an RPC, set once per call by the transport's call pipeline. */

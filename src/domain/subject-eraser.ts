@@ -6,6 +6,7 @@ import { ChangeFeedRepository, ConsentRepository, SubjectRepository } from './po
 import { TransactionRunner } from '../shared/unit-of-work';
 import { names } from './resource-names';
 import { IdentityLinkRepository } from './identity-links';
+import { SignUpRepository } from './self-service-signup';
 
 /** What an erasure did. */
 export interface SubjectErasure {
@@ -14,9 +15,10 @@ export interface SubjectErasure {
   keyId: string;
   /**
    * Identifiers replaced by tombstones, events kept without readable evidence, and identity links
-   * (open or closed) deleted with the person (0 on a repeat).
+   * (open or closed) and sign-up confirmations and e-mail deliveries (issue 20) deleted with the
+   * person (0 on a repeat).
    */
-  counts: { identifiers: number; eventsRetained: number; links: number };
+  counts: { identifiers: number; eventsRetained: number; links: number; signUps: number };
   /** False when a repeat found the key already gone. */
   keyDestroyed: boolean;
   alreadyErased: boolean;
@@ -43,6 +45,8 @@ export class SubjectEraser {
     private readonly audit: AuditTrail,
     /** Identity links (issue 18): deleted with either person, in the erasure's transaction. */
     private readonly links: IdentityLinkRepository,
+    /** Sign-up confirmations and e-mail deliveries (issue 20): deleted with the person. */
+    private readonly signUps?: Pick<SignUpRepository, 'deleteOfSubject'>,
   ) {}
 
   /** Told about each committed erasure before it is answered (the decision cache forgets the person at once). */
@@ -53,15 +57,17 @@ export class SubjectEraser {
     const { erasedAt, alreadyErased, counts, logSize } = await this.tx.write(async (tx) => {
       const locked = await this.subjects.lock(tx, tenantId, subjectId);
       if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
-      if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0, links: 0 }, logSize: 0 };
+      if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0, links: 0, signUps: 0 }, logSize: 0 };
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       // A link names the person and holds evidence under their key: it goes with them.
       const links = await this.links.deleteOfSubject(tx, tenantId, subjectId);
+      // Pending sign-ups hold the address (deliveries) and codes of the person: useless once erased.
+      const signUps = (await this.signUps?.deleteOfSubject(tx, tenantId, subjectId)) ?? 0;
       const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
-      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained, links }, logSize: auditSeq + 1 };
+      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained, links, signUps }, logSize: auditSeq + 1 };
     });
     if (!alreadyErased) this.observer?.(tenantId, subjectId, logSize);
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);
@@ -81,6 +87,7 @@ export class SubjectEraser {
         if (!locked || locked.erased) return false;
         await this.subjects.markErased(tx, entry.tenantId, entry.subjectId, entry.erasedAt);
         await this.links.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
+        await this.signUps?.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         return true;
       });
       if (changed) replayed++;

@@ -9,7 +9,7 @@ import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
-import { ChangeFeedRepository, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ChangeFeedRepository, IdentifierIndex, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
@@ -20,7 +20,11 @@ import { sha256Hex } from '../shared/hashing';
 import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
 import { checkRectifiedIdentifier, IdentifierRectification, RectifiedFields } from './identifier-rectification';
 
-export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER'] as const;
+export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER', 'SELF_SERVICE'] as const;
+/** How a request made on the preference page was received (SelfServiceService.CreateRequestWithLink). */
+export const RECEIVED_VIA_SELF_SERVICE = 'SELF_SERVICE';
+/** The verification method a preference link stands for (the person holds the tenant-signed link). */
+export const SIGNED_LINK = 'SIGNED_LINK';
 export const LEGAL_HOLD_GROUNDS = [
   'A_FREEDOM_OF_EXPRESSION',
   'B_LEGAL_OBLIGATION',
@@ -192,6 +196,7 @@ export class SubjectRightsService {
           identifiers: done.reduce((n, e) => n + e.counts.identifiers, 0),
           eventsRetained: done.reduce((n, e) => n + e.counts.eventsRetained, 0),
           links: done.reduce((n, e) => n + e.counts.links, 0),
+          signUps: done.reduce((n, e) => n + e.counts.signUps, 0),
         },
         // One entry per identifier of the request (by position and kind, never by value).
         subjects: subjectsPart,
@@ -380,6 +385,98 @@ export class SubjectRightsService {
       consistencyToken = encodeConsistencyToken(tenantId, position);
     }
     return { request, consistencyToken };
+  }
+
+  /**
+   * A request a person makes on the preference page for the subject their signed link names
+   * (docs/privacy-center.md, "Preference links"): received via SELF_SERVICE by the privacy
+   * center's principal, the link's id in the transition note. When the tenant lets the link verify
+   * the person for this kind, the verification is recorded at once (method SIGNED_LINK, verified_by
+   * "preference link {jti}") and the request is VERIFIED; otherwise it waits in RECEIVED for the
+   * DPO. `index` is one of the person's identifiers as stored (no value is handled). A retry
+   * (same request_id) returns the request made first; while one of the same kind made through the
+   * page is open, that one is returned instead of a second.
+   */
+  async createForSubject(
+    principal: Principal,
+    tenantId: string,
+    input: { kind: RequestKind; subjectId: string; index: IdentifierIndex; linkId: string; linkVerifies: boolean; requestId: string },
+  ): Promise<SubjectRequestView> {
+    const violations: FieldViolation[] = [];
+    checkRequestId(input.requestId, true, violations);
+    if (violations.length > 0) throw invalidArgument(violations);
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    const link = `preference link ${input.linkId}`;
+    const id = await this.tx.write(async (tx) => {
+      await this.tenants.require(tx, tenantId, false);
+      const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
+      if (replay) {
+        if (replay.kind !== input.kind || replay.subjectId !== input.subjectId || replay.receivedVia !== RECEIVED_VIA_SELF_SERVICE) {
+          throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
+        }
+        return replay.id;
+      }
+      // Under the subject's lock: an erasure that committed first shows, one that follows waits.
+      const subject = await this.subjects.lock(tx, tenantId, input.subjectId);
+      if (!subject || subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the person of this link was erased');
+      const open = (await this.repo.requestsOfSubject(tx, tenantId, input.subjectId)).find(
+        (r) => r.receivedVia === RECEIVED_VIA_SELF_SERVICE && r.kind === input.kind && r.subjectId === input.subjectId && OPEN_REQUEST_STATES.includes(r.state),
+      );
+      if (open) return open.id;
+      const requestId = randomBytes(16).toString('hex');
+      const verification = input.linkVerifies ? { verificationMethod: SIGNED_LINK, verifiedBy: link, verifiedAt: now } : { verificationMethod: null, verifiedBy: null, verifiedAt: null };
+      const first: RequestIdentifierRecord = {
+        requestId,
+        tenantId,
+        position: 1,
+        identifierKind: input.index.kind,
+        blindIndex: input.index.blindIndex,
+        subjectId: input.subjectId,
+        viaLink: null,
+        ...verification,
+        outcome: null,
+      };
+      // Persons linked to them are reached too, verified through their identity link (as CreateRequest).
+      const rows = await this.resolver.resolve(tx, tenantId, [first], now, now, { insert: async () => undefined, update: async () => undefined });
+      const record: SubjectRequestRecord = {
+        id: requestId,
+        tenantId,
+        kind: input.kind,
+        state: input.linkVerifies ? 'VERIFIED' : 'RECEIVED',
+        identifierKind: input.index.kind,
+        blindIndex: input.index.blindIndex,
+        subjectId: input.subjectId,
+        receivedVia: RECEIVED_VIA_SELF_SERVICE,
+        receiveTime: now,
+        dueTime: requestDeadline(now),
+        extensionReason: null,
+        verificationMethod: input.linkVerifies ? SIGNED_LINK : null,
+        verifiedBy: input.linkVerifies ? link : null,
+        rejectionReason: null,
+        result: null,
+        requestId: input.requestId,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await this.repo.insertRequest(tx, record);
+      await this.repo.insertRequestIdentifiers(tx, rows);
+      const linked = rows.length > 1 ? ` (${rows.length - 1} linked)` : '';
+      await this.recordTransition(tx, tenantId, { requestId, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${RECEIVED_VIA_SELF_SERVICE} with ${link}${linked}` });
+      if (input.linkVerifies) {
+        await this.recordTransition(tx, tenantId, { requestId, fromState: 'RECEIVED', toState: 'VERIFIED', principal: principal.id, at: now, note: `identity verified by ${SIGNED_LINK} (${link})` });
+      }
+      return requestId;
+    });
+    return this.get(principal, tenantId, id);
+  }
+
+  /** The person's open requests made through the preference page, oldest first (in the caller's transaction). */
+  async openSelfServiceRequests(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestView[]> {
+    const open = (await this.repo.requestsOfSubject(tx, tenantId, subjectId)).filter(
+      (r) => r.receivedVia === RECEIVED_VIA_SELF_SERVICE && r.subjectId === subjectId && OPEN_REQUEST_STATES.includes(r.state),
+    );
+    return this.views(tx, open);
   }
 
   async get(principal: Principal, tenantId: string, id: string): Promise<SubjectRequestView> {

@@ -180,7 +180,7 @@ export function decisionToProto(tenantId: string, d: Decision): PbDecision {
 }
 
 /** The resource kinds named `tenants/{tenant}/{collection}/{id}` with server-assigned ids. */
-const CHILD_RESOURCES: Record<string, string> = { requests: 'REQUEST', legalHolds: 'LEGAL_HOLD', keyRotations: 'KEY_ROTATION', restrictions: 'RESTRICTION', identityLinks: 'IDENTITY_LINK' };
+const CHILD_RESOURCES: Record<string, string> = { requests: 'REQUEST', legalHolds: 'LEGAL_HOLD', keyRotations: 'KEY_ROTATION', restrictions: 'RESTRICTION', identityLinks: 'IDENTITY_LINK', confirmationDeliveries: 'CONFIRMATION_DELIVERY' };
 
 /**
  * Parses `tenants/{tenant}/{collection}/{id}`. A name of another shape is INVALID_ARGUMENT; a

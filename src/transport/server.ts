@@ -10,6 +10,7 @@ import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/c
 import { IdentityServiceServer, IdentityServiceService } from '../gen/consent/v1/identity';
 import { KeyServiceServer, KeyServiceService } from '../gen/consent/v1/key';
 import { PurposeServiceService, PurposeServiceServer } from '../gen/consent/v1/purpose';
+import { SelfServiceServiceServer, SelfServiceServiceService } from '../gen/consent/v1/self_service';
 import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/consent/v1/subject_rights';
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
@@ -17,7 +18,7 @@ import { RequestCheck, requestChecks } from './request-checks';
 import { CHECK_RESPONSE_ENCODERS } from './check-responses';
 import { CHECK_REQUEST_DECODERS } from './check-requests';
 
-export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService', 'consent.v1.IdentityService'] as const;
+export const SERVICE_NAMES = ['consent.v1.TenantService', 'consent.v1.PurposeService', 'consent.v1.ConsentService', 'consent.v1.KeyService', 'consent.v1.SubjectRightsService', 'consent.v1.AuditService', 'consent.v1.IdentityService', 'consent.v1.SelfServiceService'] as const;
 
 export interface ServiceImplementations {
   tenant: TenantServiceServer;
@@ -27,6 +28,8 @@ export interface ServiceImplementations {
   subjectRights: SubjectRightsServiceServer;
   audit: AuditServiceServer;
   identity: IdentityServiceServer;
+  /** Methods not given answer UNIMPLEMENTED (grpc-js's default handler). */
+  selfService: Partial<SelfServiceServiceServer>;
 }
 
 /**
@@ -55,6 +58,7 @@ export function createGrpcServer(
   server.addService(strictDecoding(SubjectRightsServiceService, checks), services.subjectRights);
   server.addService(strictDecoding(AuditServiceService, checks), services.audit);
   server.addService(strictDecoding(IdentityServiceService, checks), services.identity);
+  server.addService(strictDecoding(SelfServiceServiceService, checks), services.selfService as SelfServiceServiceServer);
 
   const health = options.health ?? createHealth('SERVING');
   health.addToServer(server);

@@ -8,7 +8,7 @@ import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import { ACCESS_POLICY } from '../../src/transport/auth/access-policy';
 import { ROLES } from '../../src/domain/principal';
 import { forEachDatabase } from '../support/databases';
-import { body, invoke, made, OWN, Outcome, PHONE, PHONE2, PHONE3, PHONE4, RPCS } from '../support/rpc-catalog';
+import { body, invoke, made, NOT_SERVED_YET, OWN, Outcome, PHONE, PHONE2, PHONE3, PHONE4, preparePreferenceLink, RPCS, seedSignUps } from '../support/rpc-catalog';
 import { errorDetails, startTestServer, TestServer } from '../support/test-server';
 import { runConsentctl } from '../support/processes';
 import { createTokenIssuer, Forgery, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../support/tokens';
@@ -60,6 +60,9 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
       await ok('CreatePurpose', { parent: `tenants/${t}`, purposeId: 'newsletter', purpose: { category: 1 } });
       await ok('PublishNotice', { parent: `tenants/${t}/purposes/newsletter`, language: 'en', text: 'Newsletter', requestId: 'n1' });
     }
+    const selfServiceMd = new Metadata();
+    selfServiceMd.set('authorization', `Bearer ${await tokenFor(['admin', 'recorder', 'self_service'], '*')}`);
+    await seedSignUps(address, tlsOnly(), selfServiceMd, [OWN, FOREIGN], 60);
     await ok('RecordConsent', body('RecordConsent', OWN));
     await ok('RecordConsent', { ...body('RecordConsent', OWN), subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE2 }, defaultRegion: '' } });
     const rights = new rightsPb.SubjectRightsServiceClient(address, tlsOnly());
@@ -107,6 +110,7 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
         return e ? reject(e) : resolve(r.link!.name);
       });
     });
+    await preparePreferenceLink(address, tlsOnly, await admin());
     const keys = new keyPb.KeyServiceClient(address, tlsOnly());
     made.rotation = await new Promise<string>((resolve, reject) =>
       keys.rotateTenantKey(keyPb.RotateTenantKeyRequest.fromPartial({ name: `tenants/${OWN}`, requestId: 'rot-setup' }), md, (e, r) => {
@@ -118,8 +122,9 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
   after(async () => s?.stop());
 
   it('the access policy has a row for every RPC the server offers, and no other', function () {
-    expect(RPCS).to.have.length(48);
-    expect(Object.keys(ACCESS_POLICY).sort()).to.deep.equal(RPCS.map((r) => r.full).sort());
+    expect(RPCS).to.have.length(56);
+    // Rows for methods another branch serves are decided already (NOT_SERVED_YET answer UNIMPLEMENTED).
+    expect(Object.keys(ACCESS_POLICY).filter((m) => !NOT_SERVED_YET.has(m)).sort()).to.deep.equal(RPCS.map((r) => r.full).sort());
   });
 
   for (const role of ROLES.map((r) => r.toLowerCase())) {

@@ -52,7 +52,7 @@ forEachDatabase('erasure requests', (db) => {
     const verified = await verifyReceipt(erasureReceipt, jwks);
     expect(verified.payload).to.include({ request: request.name, subjectKnown: true, sub: request.subject });
     expect(verified.payload.keyIdsDestroyed).to.deep.equal([`${request.subject}/key`]);
-    expect(verified.payload.counts).to.deep.equal({ identifiers: 1, eventsRetained: 1, links: 0 });
+    expect(verified.payload.counts).to.deep.equal({ identifiers: 1, eventsRetained: 1, links: 0, signUps: 0 });
     expect(JSON.stringify(verified.payload)).to.not.include('gone@example.com');
 
     const again = await call(rights, rights.eraseSubject, { name: request.name });

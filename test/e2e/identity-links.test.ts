@@ -314,7 +314,7 @@ forEachDatabase('linked identities', (db) => {
     const receipt = JSON.parse(Buffer.from(done.erasureReceipt.split('.')[1], 'base64url').toString('utf8')) as { counts: Record<string, number> };
     // The request by the phone number reaches the linked e-mail address's person too (both erased);
     // the open and the closed link went with the phone's person, nothing was left for the other.
-    expect(receipt.counts, 'the open and the closed link went with the person').to.deep.equal({ identifiers: 2, eventsRetained: 1, links: 2 });
+    expect(receipt.counts, 'the open and the closed link went with the person').to.deep.equal({ identifiers: 2, eventsRetained: 1, links: 2, signUps: 0 });
     expect(done.request!.identifiers.map((i) => [i.kind, i.viaLink, i.outcome])).to.deep.equal([
       ['PHONE', '', 'erased: subject key destroyed'],
       ['EMAIL', pe.name, 'erased: subject key destroyed'],

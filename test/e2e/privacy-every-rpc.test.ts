@@ -7,7 +7,7 @@ import { BadRequest } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, invoke, made, OWN, PHONE, PHONE2, PHONE3, RPCS } from '../support/rpc-catalog';
+import { body, invoke, made, OWN, PHONE, PHONE2, PHONE3, preparePreferenceLink, RPCS, seedSignUps } from '../support/rpc-catalog';
 import { startTestServer, TestServer } from '../support/test-server';
 
 /** Personal data planted in every RPC; none of it may come back in a log line or an error. */
@@ -48,6 +48,9 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     await seedTenant(s, OWN);
     await seedTenant(s, 'acme-scrap');
     const md = new Metadata();
+    // Sign-ups of the planted address too: its delivery is listed, its address must not be logged.
+    await seedSignUps(address(), credentials.createInsecure(), md, [OWN], 3);
+    await invoke(RPCS.find((r) => r.method === 'SignUp')!, address(), credentials.createInsecure(), null, { ...body('SignUp', OWN), subjectIdentifier: { kind: { $case: 'email', value: PLANTED.email }, defaultRegion: '' } });
     const rights = new rightsPb.SubjectRightsServiceClient(address(), credentials.createInsecure());
     const unary = <T>(f: (cb: (e: ServiceError | null, r: T) => void) => void) => new Promise<T>((resolve, reject) => f((e, r) => (e ? reject(e) : resolve(r))));
     for (const phone of [PHONE, PHONE2, PHONE3, PLANTED.phone]) {
@@ -81,6 +84,7 @@ forEachDatabase('personal data sent through every RPC stays out of logs and erro
     const keys = new keyPb.KeyServiceClient(address(), credentials.createInsecure());
     made.rotation = (await unary<keyPb.RotateTenantKeyResponse>((cb) => keys.rotateTenantKey(keyPb.RotateTenantKeyRequest.fromPartial({ name: `tenants/${OWN}`, requestId: 'p-rot' }), md, cb))).rotation!.name;
     keys.close();
+    await preparePreferenceLink(address(), () => credentials.createInsecure(), null);
 
     for (const malformed of [false, true]) {
       for (const rpc of RPCS.filter((r) => r.method !== 'ShredTenant' || malformed)) {

@@ -1,7 +1,8 @@
-import { Client, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { expect } from 'chai';
 import { ListConsentEventsRequest, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { SelfServiceServiceClient } from '../../src/gen/consent/v1/self_service';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, seedTenant } from '../support/fixtures';
 import { call, errorDetails, startTestServer, TestServer } from '../support/test-server';
@@ -32,13 +33,13 @@ forEachDatabase('strict input', (db) => {
     await s?.stop();
   });
 
-  /** Encodes `init` as the request message `type` and calls `method` of ConsentService with it. */
-  function unary(method: string, type: string, init: Record<string, unknown>, metadata = new Metadata()): Promise<{ err: ServiceError | null; headers: Metadata | null }> {
+  /** Encodes `init` as the request message `type` and calls `method` of ConsentService (or `service`) with it. */
+  function unary(method: string, type: string, init: Record<string, unknown>, metadata = new Metadata(), service = 'ConsentService'): Promise<{ err: ServiceError | null; headers: Metadata | null }> {
     const desc = protoRegistry().getMessage(`consent.v1.${type}`)!;
     const bytes = Buffer.from(toBinary(desc, create(desc, init as never)));
     return new Promise((resolve) => {
       let headers: Metadata | null = null;
-      const c = raw.makeUnaryRequest(`/consent.v1.ConsentService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, {}, (err) => resolve({ err, headers }));
+      const c = raw.makeUnaryRequest(`/consent.v1.${service}/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, {}, (err) => resolve({ err, headers }));
       c.on('metadata', (m: Metadata) => (headers = m));
     });
   }
@@ -66,6 +67,16 @@ forEachDatabase('strict input', (db) => {
     const d = errorDetails(err!);
     expect(d.fields).to.deep.equal(['lawful_basis']);
     expect(d.reason).to.not.equal('INVALID_ARGUMENT');
+    expect(await eventCount()).to.equal(before);
+  });
+
+  it('a sign-up choice with an unknown channel number is INVALID_ARGUMENT naming it, and records nothing', async function () {
+    const before = await eventCount();
+    const choice = (channel: number) => ({ purpose: `${parent}/purposes/newsletter`, channel, notice: `${parent}/purposes/newsletter/notices/1` });
+    const init = { parent, subjectIdentifier: { kind: { case: 'email', value: 'strict.signup@example.org' } }, choices: [choice(3), choice(99)], language: 'en', requestId: 'strict-signup' };
+    const { err } = await unary('SignUp', 'SignUpRequest', init, new Metadata(), 'SelfServiceService');
+    expect(err?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(err!).fields).to.deep.equal(['choices[1].channel']);
     expect(await eventCount()).to.equal(before);
   });
 
@@ -125,6 +136,26 @@ forEachDatabase('strict input', (db) => {
     expect(answers[0].result!.decision).to.not.equal(undefined);
     expect(answers[1].result!.error!.code).to.equal(status.INVALID_ARGUMENT);
     expect(answers[2].result!.decision).to.not.equal(undefined);
+  });
+
+  it('preference links: an unknown channel in a withdrawal scope and an unknown request kind are INVALID_ARGUMENT and change nothing', async function () {
+    const selfService = new SelfServiceServiceClient(s.address, credentials.createInsecure());
+    try {
+      const { token } = await call(selfService, selfService.createPreferenceLink, { parent, subjectIdentifier: phone('+4915112349999'), ttl: undefined });
+      const before = await eventCount();
+      const withdrawn = await unary('WithdrawWithLink', 'WithdrawWithLinkRequest', { parent, token, scopes: [{ purpose: `${parent}/purposes/newsletter`, channel: 99 }], requestId: 'strict-wd' }, new Metadata(), 'SelfServiceService');
+      expect(withdrawn.err?.code).to.equal(status.INVALID_ARGUMENT);
+      expect(errorDetails(withdrawn.err!).fields).to.deep.equal(['scopes[0].channel']);
+      const requested = await unary('CreateRequestWithLink', 'CreateRequestWithLinkRequest', { parent, token, kind: 42, requestId: 'strict-rq' }, new Metadata(), 'SelfServiceService');
+      expect(requested.err?.code).to.equal(status.INVALID_ARGUMENT);
+      expect(errorDetails(requested.err!).fields).to.deep.equal(['kind']);
+      const ttl = await unary('CreatePreferenceLink', 'CreatePreferenceLinkRequest', { parent, subjectIdentifier: who, ttl: { seconds: 3600n, nanos: -1 } }, new Metadata(), 'SelfServiceService');
+      expect(ttl.err?.code).to.equal(status.INVALID_ARGUMENT);
+      expect(errorDetails(ttl.err!).fields).to.deep.equal(['ttl']);
+      expect(await eventCount()).to.equal(before);
+    } finally {
+      selfService.close();
+    }
   });
 
   describe('x-request-id', function () {

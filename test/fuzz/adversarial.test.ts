@@ -14,7 +14,7 @@ import { Status } from '../../src/gen/google/rpc/status';
 import { bearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
-import { body, made, PHONE, PHONE2, PHONE3, PHONE4, SERVICES } from '../support/rpc-catalog';
+import { body, made, PHONE, PHONE2, PHONE3, PHONE4, preparePreferenceLink, SERVICES, seedSignUps } from '../support/rpc-catalog';
 import { startServerProcess, ServerProcess } from '../support/server-process';
 import { call, TestServer } from '../support/test-server';
 import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens';
@@ -47,7 +47,7 @@ const OTHER = 'other-tenant-that-exists';
 const MISSING = 'missing';
 /** Tenants the caller's token names: its own, the one CreateTenant makes, the one ShredTenant shreds. */
 const CALLER_TENANTS = [OWN, 'acme-new', 'acme-scrap'];
-const ALL_ROLES = ['sender', 'recorder', 'dpo', 'auditor', 'admin'];
+const ALL_ROLES = ['sender', 'recorder', 'dpo', 'auditor', 'admin', 'self_service'];
 
 /** Statuses a call may end with: what the caller did wrong, or what is in its way. */
 const PROPER = new Set<number>([
@@ -465,7 +465,11 @@ async function seed(address: string, adminToken: string): Promise<AdversarialCon
       await call(rights, rights.verifyIdentity, { name: rect!.name, method: 'ID_DOCUMENT', verifiedBy: 'staff-1', identifierPositions: [] });
       made.rectificationRequest = rect!.name;
     }
+    // Sign-ups (issue 20): the "de" notice SignUp's base names, and single-use confirmation tokens.
+    await seedSignUps(address, creds, md, [OWN, OTHER], 100);
     unverifiedRequest = await createRequest(OWN, RequestKind.REQUEST_KIND_ACCESS, PHONE, 'seed-unverified', false);
+    // A preference link of the own tenant (made.preferenceToken) for the SelfServiceService bodies.
+    await preparePreferenceLink(address, () => creds, adminToken);
     made.rotation = (await call(keys, keys.rotateTenantKey, { name: `tenants/${OWN}`, requestId: 'seed-rotation' })).rotation!.name;
     // The rotation's re-wrap runs in the background: RotateTenantKey's own base needs it done.
     for (let i = 0; ; i++) {

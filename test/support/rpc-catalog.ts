@@ -4,6 +4,7 @@ import * as consentPb from '../../src/gen/consent/v1/consent';
 import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import * as purposePb from '../../src/gen/consent/v1/purpose';
+import * as selfServicePb from '../../src/gen/consent/v1/self_service';
 import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
 import * as tenantPb from '../../src/gen/consent/v1/tenant';
 import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
@@ -33,7 +34,19 @@ export const SERVICES = [
   { name: 'consent.v1.SubjectRightsService', def: rightsPb.SubjectRightsServiceService, Client: rightsPb.SubjectRightsServiceClient, pb: rightsPb },
   { name: 'consent.v1.AuditService', def: auditPb.AuditServiceService, Client: auditPb.AuditServiceClient, pb: auditPb },
   { name: 'consent.v1.IdentityService', def: identityPb.IdentityServiceService, Client: identityPb.IdentityServiceClient, pb: identityPb },
+  { name: 'consent.v1.SelfServiceService', def: selfServicePb.SelfServiceServiceService, Client: selfServicePb.SelfServiceServiceClient, pb: selfServicePb },
 ] as const;
+
+/**
+/**
+ * Methods in the protos that the server does not serve yet (UNIMPLEMENTED), for a branch that
+ * declares methods another branch builds. Empty: since branches signup and preflink were merged,
+ * every SelfServiceService method is served.
+ */
+export const NOT_SERVED_YET: ReadonlySet<string> = new Set<string>();
+
+/** The person a preference link is made for (made.preferenceToken). */
+export const PHONE6 = '+4915111122299';
 
 export interface Rpc {
   full: string;
@@ -49,10 +62,57 @@ export const RPCS: Rpc[] = SERVICES.flatMap((service) =>
     const method = d.path.split('/').pop()!;
     return { full: `${service.name}/${method}`, method, service, camel, requestStream: d.requestStream, responseStream: d.responseStream };
   }),
-);
+).filter((rpc) => !NOT_SERVED_YET.has(rpc.full));
 
 /** Names filled in before the matrix runs (requests, holds, rotations made in `before`). */
-export const made = { accessRequest: '', erasureRequest: '', rejectRequest: '', hold: '', rotation: '', restrictionRequest: '', restriction: '', link: '', rectificationRequest: '' };
+export const made = {
+  accessRequest: '',
+  erasureRequest: '',
+  rejectRequest: '',
+  hold: '',
+  rotation: '',
+  restrictionRequest: '',
+  restriction: '',
+  link: '',
+  rectificationRequest: '',
+  /** Per tenant: the newsletter's "de" notice version that SignUp names (PublishNotice's body publishes "en" ones). */
+  signUpNotice: {} as Record<string, number>,
+  /** Unused e-mail confirmation tokens of the own tenant (single use: ConfirmSignUp takes one per call). */
+  confirmationTokens: [] as string[],
+  /** A delivery of the own tenant (acknowledging it again is fine: it counts 0). */
+  delivery: '',
+  /** A preference link of PHONE6 in the own tenant (preparePreferenceLink). */
+  preferenceToken: '',
+};
+
+/**
+ * Makes what the sign-up methods' bodies need in `tenants`: a "de" newsletter notice, and for the
+ * first tenant `count` e-mail sign-ups whose confirmation tokens ConfirmSignUp's body uses.
+ * `md` must carry a principal with the roles admin, self_service and recorder (or none: development).
+ */
+export async function seedSignUps(address: string, creds: ChannelCredentials, md: Metadata, tenants: string[], count = 40): Promise<void> {
+  const unary = <R>(f: (cb: (e: ServiceError | null, r: R) => void) => void) => new Promise<R>((resolve, reject) => f((e, r) => (e ? reject(e) : resolve(r))));
+  const purposes = new purposePb.PurposeServiceClient(address, creds);
+  const self = new selfServicePb.SelfServiceServiceClient(address, creds);
+  try {
+    for (const t of tenants) {
+      const notice = await unary<purposePb.PublishNoticeResponse>((cb) => purposes.publishNotice({ parent: `tenants/${t}/purposes/newsletter`, language: 'de', text: 'Newsletter (de)', requestId: `signup-de-${t}` }, md, cb));
+      made.signUpNotice[t] = Number(notice.notice!.name.split('/').pop());
+    }
+    const t = tenants[0];
+    for (let i = 0; i < count; i++) await unary((cb) => self.signUp(selfServicePb.SignUpRequest.fromPartial(body('SignUp', t)), md, cb));
+    let pageToken = '';
+    do {
+      const page = await unary<selfServicePb.ListConfirmationDeliveriesResponse>((cb) => self.listConfirmationDeliveries({ parent: `tenants/${t}`, pageSize: 500, pageToken }, md, cb));
+      for (const d of page.deliveries) made.confirmationTokens.push(/#token=(.+)$/.exec(d.link)![1]);
+      made.delivery ||= page.deliveries[0]?.name ?? '';
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  } finally {
+    purposes.close();
+    self.close();
+  }
+}
 
 /** A request each RPC should accept for tenant `t` (the own tenant's resources, renamed for another). */
 export function body(method: string, t: string): object {
@@ -114,10 +174,53 @@ export function body(method: string, t: string): object {
     // An open link made before (unlinking again is LINK_CLOSED).
     UnlinkIdentifiers: { name: swap(made.link), reason: 'not the same person' },
     ListIdentityLinks: { parent },
+    // A fresh address each time (at most 5 sign-ups per identifier and hour); the "de" notice seedSignUps published.
+    SignUp: {
+      parent,
+      subjectIdentifier: { kind: { $case: 'email', value: `s${Math.random().toString(36).slice(2, 10)}@example.com` }, defaultRegion: '' },
+      choices: [{ purpose: `${parent}/purposes/newsletter`, channel: 3, notice: `${parent}/purposes/newsletter/notices/${made.signUpNotice[t] ?? 1}` }],
+      evidence: { sourceIp: '198.51.100.7', userAgent: 'catalog' },
+      language: 'de',
+      requestId: `su-${Math.random()}`,
+    },
+    // Single use: a fresh token of seedSignUps per call (the own tenant's; another tenant's call never reaches it).
+    // A getter: only a call of ConfirmSignUp takes a token.
+    get ConfirmSignUp() {
+      return { parent, token: made.confirmationTokens.pop() ?? 'no-token-left', evidence: { userAgent: 'catalog' } };
+    },
+    ListConfirmationDeliveries: { parent },
+    AcknowledgeConfirmationDeliveries: { parent, names: [swap(made.delivery)] },
+    // PHONE6 opted in before (preferenceLink below); the token is the own tenant's, so another
+    // tenant's parent is refused for the tenant before the token is looked at.
+    CreatePreferenceLink: { parent, subjectIdentifier: { kind: { $case: 'phoneNumber', value: PHONE6 }, defaultRegion: '' } },
+    GetPreferences: { parent, token: made.preferenceToken },
+    WithdrawWithLink: { parent, token: made.preferenceToken, scopes: [{ purpose: `${parent}/purposes/newsletter`, channel: 2 }], evidence: { userAgent: 'catalog' }, requestId: `w-${Math.random()}` },
+    CreateRequestWithLink: { parent, token: made.preferenceToken, kind: 1, requestId: `rl-${Math.random()}` },
   };
   const b = bodies[method];
   if (!b) throw new Error(`no request body for ${method}`);
   return b;
+}
+
+/**
+ * Records an opt-in of PHONE6 in the own tenant and makes a preference link for them
+ * (made.preferenceToken), with `token` (null: development mode) of a principal that may record.
+ */
+export async function preparePreferenceLink(address: string, creds: () => ChannelCredentials, token: string | null): Promise<void> {
+  const find = (method: string) => RPCS.find((r) => r.method === method)!;
+  const who = { kind: { $case: 'phoneNumber' as const, value: PHONE6 }, defaultRegion: '' };
+  const recorded = await invoke(find('RecordConsent'), address, creds(), token, { ...body('RecordConsent', OWN), subjectIdentifier: who });
+  if (recorded.code !== status.OK) throw new Error(`RecordConsent for the preference link: ${recorded.reason} ${recorded.message}`);
+  const client = new selfServicePb.SelfServiceServiceClient(address, creds());
+  const md = new Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  try {
+    made.preferenceToken = await new Promise<string>((resolve, reject) =>
+      client.createPreferenceLink(selfServicePb.CreatePreferenceLinkRequest.fromPartial({ parent: `tenants/${OWN}`, subjectIdentifier: who }), md, (e, r) => (e ? reject(e) : resolve(r.token))),
+    );
+  } finally {
+    client.close();
+  }
 }
 
 export interface Outcome {

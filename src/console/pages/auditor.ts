@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Checkpoint, ExplainDecisionResponse } from '../../gen/consent/v1/audit';
+import { Checkpoint, ExplainDecisionResponse, ListAuditEntriesRequest } from '../../gen/consent/v1/audit';
 import { Channel, SubjectIdentifier } from '../../gen/consent/v1/common';
 import { CollectionMethod, ConsentEvent, ConsentEventKind } from '../../gen/consent/v1/consent';
 import { Notice } from '../../gen/consent/v1/purpose';
@@ -14,20 +14,61 @@ import { timelineSvg, TimelineEvent } from './auditor-timeline';
 
 /**
  * Read-only pages for auditors (and DPOs): find a person by an identifier typed into a POST form,
- * their consent timeline (a server-drawn SVG and a table of the same events), "was a message
- * allowed at time T, and why" verified with consentctl's own verifier, and the tenant's signed
- * checkpoints with a consistency check between two of them.
+ * their consent timeline (a server-drawn SVG and tables of the same facts), "was a message allowed
+ * at time T, and why" verified with consentctl's own verifier, and the tenant's signed checkpoints
+ * with a consistency check between two of them.
  *
- * The identifier never appears in an address, a log line or a page: after the lookup the person
- * is addressed by the opaque subject id, and the identifier stays in this process's memory only,
- * for the person who typed it, for LOOKUP_TTL_MS (the API lists events by identifier only).
+ * A person's page is addressed by the opaque subject id and drawn from their audit entries
+ * (ListAuditEntries by subject), which hold no personal data and outlive an erasure: so it works
+ * for anyone allowed to read the log, without a lookup, also for an erased person (reached from
+ * the erasure request's page). The identifier never appears in an address, a log line or a page;
+ * after a lookup it stays in this process's memory only, for the person who typed it, for
+ * LOOKUP_TTL_MS, because two things are still asked by identifier only: the event rows'
+ * provenance (ListConsentEvents) and ExplainDecision.
  */
 const LOOKUP_TTL_MS = 15 * 60_000;
 const TENANT = { type: 'string', pattern: '^[a-z][a-z0-9-]{1,62}$' } as const;
 const SUBJECT = { type: 'string', pattern: '^[0-9a-f]{32}$' } as const;
 const MAX_EVENT_PAGES = 20;
+/** Audit entries of one subject read at most (pages of ENTRY_PAGE): the page says when it stopped. */
+const MAX_ENTRY_PAGES = 20;
+const ENTRY_PAGE = 500;
 /** Lookups kept at most (the oldest go first): memory stays bounded whatever the traffic. */
 const MAX_LOOKUPS = 10_000;
+
+/** One of the subject's audit entries, as its canonical JSON says (docs/audit.md). */
+export interface SubjectEntry {
+  index: number;
+  leafHash: string;
+  type: string;
+  time: number;
+  principal: string;
+  purpose?: string;
+  channel?: string;
+  ref: string;
+  eventTime?: number;
+  expireTime?: number;
+  noticeSha256?: string;
+}
+
+export function parseEntry(index: number, leafHash: string, entryJson: string): SubjectEntry {
+  const j = JSON.parse(entryJson) as Record<string, unknown>;
+  const str = (k: string) => (typeof j[k] === 'string' ? (j[k] as string) : undefined);
+  const num = (k: string) => (typeof j[k] === 'number' ? (j[k] as number) : undefined);
+  return {
+    index,
+    leafHash,
+    type: str('type') ?? 'UNKNOWN',
+    time: num('time') ?? 0,
+    principal: str('principal') ?? '',
+    purpose: str('purpose'),
+    channel: str('channel'),
+    ref: str('ref') ?? '',
+    eventTime: num('eventTime'),
+    expireTime: num('expireTime'),
+    noticeSha256: str('noticeSha256'),
+  };
+}
 
 interface Lookup {
   identifier: SubjectIdentifier;
@@ -103,6 +144,27 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
 
   const subjectSchema = { params: { type: 'object', properties: { tenant: TENANT, subject: SUBJECT }, required: ['tenant', 'subject'] } };
 
+  /**
+   * The subject's audit entries, oldest first, parsed: what the page knows without an identifier.
+   * Entries hold no personal data (opaque ids, kinds, times, hashes) and outlive an erasure.
+   */
+  const subjectEntries = async (tenant: string, subject: string, credential: Credential): Promise<{ entries: SubjectEntry[]; truncated: boolean }> => {
+    const entries: SubjectEntry[] = [];
+    let startIndex = 0;
+    for (let i = 0; i < MAX_ENTRY_PAGES; i++) {
+      const page = await ctx.api.call(
+        audit,
+        audit.listAuditEntries,
+        ListAuditEntriesRequest.fromPartial({ parent: `tenants/${tenant}`, subject: `tenants/${tenant}/subjects/${subject}`, startIndex, pageSize: ENTRY_PAGE }),
+        credential,
+      );
+      for (const e of page.entries) entries.push(parseEntry(Number(e.index), e.leafHash, e.entryJson));
+      if (page.entries.length < ENTRY_PAGE) return { entries, truncated: false };
+      startIndex = Number(page.nextIndex);
+    }
+    return { entries, truncated: true };
+  };
+
   const timelinePage = async (
     request: FastifyRequest<{ Params: { tenant: string; subject: string } }>,
     reply: FastifyReply,
@@ -110,57 +172,122 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
   ) => {
     const { tenant, subject } = request.params;
     const credential = ctx.credential(request);
-    const identifier = remembered(credential, tenant, subject);
-    if (!identifier) {
-      return html(reply, request, 'auditor-find', { title: 'Find a person', tenant, csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }), message: 'Look the person up again: the console keeps a lookup for 15 minutes, for the person who made it only.' }, 404);
-    }
     try {
-      const events: ConsentEvent[] = [];
-      let pageToken = '';
-      for (let i = 0; i < MAX_EVENT_PAGES; i++) {
-        const page = await ctx.api.call(consent, consent.listConsentEvents, { parent: `tenants/${tenant}`, subjectIdentifier: identifier, purpose: '', channel: 0, pageSize: 500, pageToken }, credential);
-        events.push(...page.consentEvents);
-        pageToken = page.nextPageToken;
-        if (!pageToken) break;
+      // 1. The audit log, by opaque subject id: kinds, purposes, channels, times, erasure, rights.
+      const { entries, truncated } = await subjectEntries(tenant, subject, credential);
+      if (entries.length === 0) {
+        return html(reply, request, 'auditor-find', { title: 'Find a person', tenant, csrfToken: reply.generateCsrf({ userInfo: credential.who }), message: 'No audit entry names this subject in this tenant.' }, 404);
       }
-      // The tenant's service window draws an inbound message's window; a role that may not read settings sees none.
-      const windowMs = await ctx.api
-        .call(ctx.api.tenants, ctx.api.tenants.getTenant, { name: `tenants/${tenant}` }, credential)
-        .then((r) => (Number(r.tenant?.settings?.serviceWindow?.seconds ?? 0) * 1000))
-        .catch(() => 0);
-      // The texts of the notices the events name (ListNotices, open to every role); none shown when it fails.
+      const erasure = entries.find((e) => e.type === 'SUBJECT_ERASED');
+      const erasedAt = erasure?.time;
+      const restrictions = new Map<string, { name: string; from: number; to?: number; noticeRecorded?: number }>();
+      const objections: Array<{ time: number; ref: string }> = [];
+      const others: SubjectEntry[] = [];
+      for (const e of entries) {
+        if (e.type === 'RESTRICTION_PLACED') restrictions.set(e.ref, { name: e.ref, from: e.time });
+        else if (e.type === 'RESTRICTION_LIFTED' && restrictions.has(e.ref)) restrictions.get(e.ref)!.to = e.time;
+        else if (e.type === 'RESTRICTION_NOTICE_RECORDED' && restrictions.has(e.ref)) restrictions.get(e.ref)!.noticeRecorded = e.time;
+        else if (e.type === 'SUBJECT_OBJECTED') objections.push({ time: e.time, ref: e.ref });
+        else if (!e.type.startsWith('CONSENT_EVENT_') && e.type !== 'SUBJECT_ERASED') others.push(e);
+      }
+      const eventEntries = entries.filter((e) => e.type.startsWith('CONSENT_EVENT_'));
+
+      // 2. Provenance (method, evidence, collector, notice version, jurisdiction) is in the event
+      // rows, listed by identifier only: shown while this person's own lookup lasts, never after
+      // an erasure (the identifiers are gone and the contents shredded).
+      const identifier = erasedAt === undefined ? remembered(credential, tenant, subject) : undefined;
+      const details = new Map<string, ConsentEvent>();
+      if (identifier) {
+        let pageToken = '';
+        for (let i = 0; i < MAX_EVENT_PAGES; i++) {
+          const page = await ctx.api.call(consent, consent.listConsentEvents, { parent: `tenants/${tenant}`, subjectIdentifier: identifier, purpose: '', channel: 0, pageSize: 500, pageToken }, credential);
+          for (const e of page.consentEvents) if (last(e.subject) === subject) details.set(last(e.name), e);
+          pageToken = page.nextPageToken;
+          if (!pageToken) break;
+        }
+      }
+
+      // 3. Notice texts (ListNotices, open to every role): by the version an event names, or else
+      // by the text hash its audit entry carries, so an erased person's notices are still shown.
       const notices = new Map<string, Notice>();
-      for (const purpose of new Set(events.filter((e) => e.notice).map((e) => e.notice.split('/notices/')[0]))) {
-        const listed = await ctx.api.call(purposes, purposes.listNotices, { parent: purpose, pageSize: 100, pageToken: '' }, credential).catch(() => ({ notices: [] as Notice[] }));
-        for (const n of listed.notices) notices.set(n.name, n);
+      const byHash = new Map<string, Notice>();
+      for (const purpose of new Set(eventEntries.filter((e) => e.noticeSha256 && e.purpose && e.purpose !== '-').map((e) => e.purpose!))) {
+        const listed = await ctx.api.call(purposes, purposes.listNotices, { parent: `tenants/${tenant}/purposes/${purpose}`, pageSize: 100, pageToken: '' }, credential).catch(() => ({ notices: [] as Notice[] }));
+        for (const n of listed.notices) {
+          notices.set(n.name, n);
+          if (!byHash.has(n.textSha256)) byHash.set(n.textSha256, n);
+        }
       }
-      events.sort((a, b) => (a.eventTime?.getTime() ?? 0) - (b.eventTime?.getTime() ?? 0));
-      const rows: TimelineEvent[] = events.map((e) => ({
-        id: last(e.name),
-        kind: kindLabel(e.kind),
-        purpose: last(e.purpose) === '-' ? 'all purposes' : last(e.purpose),
-        channel: channelLabel(e.channel),
-        eventTime: e.eventTime?.getTime() ?? 0,
-        recordTime: e.recordTime?.getTime() ?? 0,
-        expireTime: e.expireTime?.getTime(),
-        windowEnd: e.kind === ConsentEventKind.CONSENT_EVENT_KIND_INBOUND_MESSAGE && windowMs > 0 ? (e.eventTime?.getTime() ?? 0) + windowMs : undefined,
-        method: methodLabel(e.method),
-        principal: e.principal,
-        collectedBy: e.collectedBy,
-        notice: e.notice,
-        noticeSha256: e.noticeTextSha256,
-        noticeLanguage: e.noticeLanguage,
-        noticeText: notices.get(e.notice)?.text,
-        evidence: Object.entries(e.evidence ?? {}).filter(([, v]) => v !== '' && v !== undefined) as Array<[string, string]>,
-        jurisdiction: e.jurisdiction,
-      }));
+
+      // 4. Service windows: the rules apply the window length in force at the moment asked about
+      // (docs/consent-rules.md). The API gives today's length (GetTenant); the log says whether the
+      // settings changed since the first inbound message, i.e. whether today's length is the one
+      // that applied while those windows were open. A role that may not read settings sees none.
+      const inbound = eventEntries.filter((e) => e.type === 'CONSENT_EVENT_INBOUND_MESSAGE');
+      let windowMs = 0;
+      let window: { hours: number; changesSince: number } | undefined;
+      if (inbound.length > 0) {
+        windowMs = await ctx.api
+          .call(ctx.api.tenants, ctx.api.tenants.getTenant, { name: `tenants/${tenant}` }, credential)
+          .then((r) => Number(r.tenant?.settings?.serviceWindow?.seconds ?? 0) * 1000)
+          .catch(() => 0);
+        if (windowMs > 0) {
+          const since = Math.min(...inbound.map((e) => e.eventTime ?? e.time));
+          const changes = await ctx.api.call(
+            audit,
+            audit.listAuditEntries,
+            ListAuditEntriesRequest.fromPartial({ parent: `tenants/${tenant}`, entryTypes: ['TENANT_SETTINGS_UPDATED'], startTime: new Date(since), pageSize: ENTRY_PAGE }),
+            credential,
+          );
+          window = { hours: windowMs / 3_600_000, changesSince: changes.entries.length };
+        }
+      }
+
+      const rows: TimelineEvent[] = eventEntries.map((a) => {
+        const e = details.get(a.ref);
+        const kind = a.type.replace('CONSENT_EVENT_', '').toLowerCase().replace(/_/g, ' ');
+        const eventTime = a.eventTime ?? a.time;
+        const notice = e?.notice || (a.noticeSha256 ? byHash.get(a.noticeSha256)?.name : undefined);
+        return {
+          id: a.ref,
+          kind,
+          purpose: !a.purpose || a.purpose === '-' ? 'all purposes' : a.purpose,
+          channel: (a.channel ?? 'any').toLowerCase(),
+          eventTime,
+          recordTime: a.time,
+          expireTime: a.expireTime,
+          windowEnd: a.type === 'CONSENT_EVENT_INBOUND_MESSAGE' && windowMs > 0 ? eventTime + windowMs : undefined,
+          auditIndex: a.index,
+          leafHash: a.leafHash,
+          shredded: erasedAt !== undefined && a.time <= erasedAt,
+          method: e ? methodLabel(e.method) : undefined,
+          principal: a.principal,
+          collectedBy: e?.collectedBy,
+          notice,
+          noticeSha256: a.noticeSha256 ?? '',
+          noticeLanguage: e?.noticeLanguage || (notice ? notices.get(notice)?.language ?? byHash.get(a.noticeSha256 ?? '')?.language : undefined),
+          noticeText: notice ? notices.get(notice)?.text : undefined,
+          evidence: e ? (Object.entries(e.evidence ?? {}).filter(([, v]) => v !== '' && v !== undefined) as Array<[string, string]>) : undefined,
+          jurisdiction: e?.jurisdiction,
+        };
+      });
+      rows.sort((a, b) => a.eventTime - b.eventTime || (a.auditIndex ?? 0) - (b.auditIndex ?? 0));
+      const restrictionList = [...restrictions.values()];
       return html(reply, request, 'auditor-subject', {
         title: 'Consent timeline',
         tenant,
         subject,
         events: rows,
-        svg: timelineSvg(rows, ctx.now()),
-        csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }),
+        // A restriction never lifted ends, in the picture, with the person: nothing is processed after an erasure.
+        svg: timelineSvg(rows, ctx.now(), { erasedAt, restrictions: restrictionList.map((r) => ({ from: r.from, to: r.to ?? erasedAt })), objections: objections.map((o) => o.time) }),
+        erasure: erasure ? { time: erasure.time, index: erasure.index, leafHash: erasure.leafHash, principal: erasure.principal } : undefined,
+        restrictions: restrictionList,
+        objections,
+        others,
+        truncated,
+        window,
+        lookup: identifier !== undefined,
+        csrfToken: reply.generateCsrf({ userInfo: credential.who }),
         channels: CHANNEL_OPTIONS,
         explained,
       }, explained?.failure && !explained.result && !explained.response ? 400 : 200);
@@ -180,7 +307,8 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
       const credential = ctx.credential(request);
       const question = { purpose: (request.body?.purpose ?? '').trim(), channel: request.body?.channel ?? '', at: request.body?.at ?? '' };
       const identifier = remembered(credential, tenant, subject);
-      if (!identifier) return timelinePage(request, reply);
+      // ExplainDecision asks by identifier: without this person's own lookup there is none to ask with.
+      if (!identifier) return timelinePage(request, reply, { question, failure: 'ExplainDecision asks by identifier: find the person by an identifier first (an erased person has none left).' });
       const sendChannel = sendChannelOf(question.channel);
       const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(question.at) ? Date.parse(`${question.at}:00Z`) : NaN;
       if (!sendChannel || !/^[a-z][a-z0-9-]{0,62}$/.test(question.purpose) || Number.isNaN(at)) {

@@ -118,6 +118,14 @@ export class TypeormSubjectRepository implements SubjectRepository {
     return found;
   }
 
+  async find(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
+    const rows: Array<{ erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await managerOf(tx).query(
+      'SELECT erased_at, objected_at, restricted_since, reassigned_at, identifiers_changed_at FROM subjects WHERE tenant_id = ? AND id = ?',
+      [tenantId, subjectId],
+    );
+    return rows.length === 0 ? null : subjectRef(subjectId, rows[0]);
+  }
+
   async lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null> {
     const manager = managerOf(tx);
     const rows: Array<{ erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await manager.query(

@@ -73,7 +73,7 @@ export class TypeormTenantRepository implements TenantRepository {
       await m.query(`DELETE FROM consent_events WHERE seq IN (${placeholders(events.length)})`, events.map((e) => e.seq));
       return false;
     }
-    for (const table of ['consent_state', 'service_windows', 'identity_links', 'subject_identifiers', 'subjects', 'notices', 'purposes', 'key_rotations', 'tenant_settings_versions']) {
+    for (const table of ['consent_state', 'service_windows', 'identity_links', 'signup_confirmations', 'confirmation_deliveries', 'subject_identifiers', 'subjects', 'notices', 'purposes', 'key_rotations', 'tenant_settings_versions']) {
       await m.query(`DELETE FROM ${table} WHERE tenant_id = ?`, [id]);
     }
     await m.query('UPDATE tenants SET purged_at = ? WHERE id = ?', [at, id]);

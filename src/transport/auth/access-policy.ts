@@ -67,6 +67,17 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.AuditService/GetConsistencyProof': ['AUDITOR', 'DPO'],
   'consent.v1.AuditService/ExplainDecision': ['AUDITOR', 'DPO'],
   'consent.v1.AuditService/ListConsentRecords': ['AUDITOR', 'DPO'],
+
+  // The privacy center (role self_service) calls the person-facing methods; what a person may do is
+  // bound by the signed token they hold. The tenant's systems (recorder) deliver e-mails and make links.
+  'consent.v1.SelfServiceService/SignUp': ['SELF_SERVICE'],
+  'consent.v1.SelfServiceService/ConfirmSignUp': ['SELF_SERVICE'],
+  'consent.v1.SelfServiceService/ListConfirmationDeliveries': ['RECORDER'],
+  'consent.v1.SelfServiceService/AcknowledgeConfirmationDeliveries': ['RECORDER'],
+  'consent.v1.SelfServiceService/CreatePreferenceLink': ['RECORDER'],
+  'consent.v1.SelfServiceService/GetPreferences': ['SELF_SERVICE'],
+  'consent.v1.SelfServiceService/WithdrawWithLink': ['SELF_SERVICE'],
+  'consent.v1.SelfServiceService/CreateRequestWithLink': ['SELF_SERVICE'],
 });
 
 /** Refuses the call unless the principal has a role the table allows for `method`. */

@@ -12,6 +12,7 @@ import { ChangeFeed } from '../../domain/change-feed';
 import { IdentifierReassignment } from '../../domain/identifier-reassignment';
 import { BOUNDED, Consistency, decodeConsistencyToken } from '../../domain/consistency';
 import { names, parseNoticeName, parseTenantName } from '../../domain/resource-names';
+import { confirmationDeliveryName, SelfServiceSignUp } from '../../domain/self-service-signup';
 import {
   ChangeKind,
   CollectionMethod,
@@ -97,6 +98,7 @@ const CHANGE_KINDS: Record<ChangeRecord['kind'], ChangeKind> = {
   ERASURE: ChangeKind.CHANGE_KIND_ERASURE,
   RESTRICTED: ChangeKind.CHANGE_KIND_RESTRICTED,
   UNRESTRICTED: ChangeKind.CHANGE_KIND_UNRESTRICTED,
+  CONFIRMATION: ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED,
 };
 
 export function consentHandlers(
@@ -108,6 +110,8 @@ export function consentHandlers(
   reassignment: IdentifierReassignment,
   limits: ConsentHandlerLimits,
   observer?: ConsentCallObserver,
+  /** Sign-ups' double opt-in: an inbound message may carry a confirmation code. */
+  signUp?: SelfServiceSignUp,
 ): ConsentServiceServer {
   const checker: Checker = observer ? observedChecker(realChecker, observer) : realChecker;
   return {
@@ -124,8 +128,10 @@ export function consentHandlers(
             subject: names.subject(tenantId, change.subjectId),
             purpose: change.purposeId ? names.purpose(tenantId, change.purposeId) : '',
             channel: change.channel ? channels.toProto(change.channel as Channel) : 0,
-            event: change.eventId ? names.consentEvent(tenantId, change.subjectId, change.eventId) : '',
+            // A confirmation's "event" is its delivery (no consent event, no address).
+            event: change.eventId && change.kind !== 'CONFIRMATION' ? names.consentEvent(tenantId, change.subjectId, change.eventId) : '',
             time: msToDate(change.at),
+            confirmationDelivery: change.kind === 'CONFIRMATION' && change.eventId ? confirmationDeliveryName(tenantId, change.eventId) : '',
           }, ctx.signal),
         () => ctx.signal.aborted || call.destroyed,
       );
@@ -259,11 +265,14 @@ export function consentHandlers(
           requestId: req.requestId,
           fingerprintSource: JSON.stringify(RecordInboundMessageRequest.toJSON(req)),
         });
+        // A sign-up's one-time code in the text confirms its pending opt-ins (self-service-signup.ts).
+        const confirmed = signUp ? await signUp.confirmByInbound(ctx.principal, tenantId, toRawIdentifier(req.subjectIdentifier), result.inbound, req.text) : { events: [] };
         return {
           inboundEvent: eventToProto(result.inbound),
           keywordEvent: result.keyword ? eventToProto(result.keyword) : undefined,
           serviceWindowExpireTime: msToDate(result.windowExpireTime),
-          consistencyToken: result.consistencyToken,
+          consistencyToken: confirmed.consistencyToken ?? result.consistencyToken,
+          confirmedEvents: confirmed.events.map(eventToProto),
         };
       },
     ),

@@ -183,7 +183,7 @@ function exportPartToProto(part: ExportPart): ExportSubjectDataResponse['part'] 
   }
 }
 
-function requestToProto(r: SubjectRequestView): DataSubjectRequest {
+export function requestToProto(r: SubjectRequestView): DataSubjectRequest {
   return {
     name: `tenants/${r.tenantId}/requests/${r.id}`,
     kind: kinds.toProto(r.kind),

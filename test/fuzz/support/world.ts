@@ -7,6 +7,7 @@ import { ConsentEventKind, ConsentServiceClient, StreamChangesResponse } from '.
 import { PurposeServiceClient } from '../../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../../src/gen/consent/v1/tenant';
 import { IdentityServiceClient } from '../../../src/gen/consent/v1/identity';
+import { SelfServiceServiceClient } from '../../../src/gen/consent/v1/self_service';
 import { JobState, KeyServiceClient } from '../../../src/gen/consent/v1/key';
 import { LegalHoldGround, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../../src/gen/consent/v1/subject_rights';
 import { consentRequest, email, phone, query, seedTenant } from '../../support/fixtures';
@@ -36,6 +37,8 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
   const keys = new KeyServiceClient(server.address, creds, opts);
   const audit = new AuditServiceClient(server.address, creds, opts);
   const identity = new IdentityServiceClient(server.address, creds, opts);
+  const self = new SelfServiceServiceClient(server.address, creds, opts);
+  const selfService = self;
   const s: TestServer = {
     ...server,
     tenants: new TenantServiceClient(server.address, creds, opts),
@@ -168,6 +171,15 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     }
     await call(identity, identity.unlinkIdentifiers, { name: links[1], reason: 'not the same person' });
 
+    // A preference link of the first person, and a call of each method that takes its token.
+    const { token: preferenceToken } = await call(selfService, selfService.createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: who[0], ttl: { seconds: 7 * 86_400, nanos: 0 } });
+    add('token', preferenceToken);
+    await call(selfService, selfService.getPreferences, { parent: `tenants/${T}`, token: preferenceToken });
+    await call(selfService, selfService.withdrawWithLink, {
+      parent: `tenants/${T}`, token: preferenceToken, scopes: [{ purpose: `tenants/${T}/purposes/orders`, channel: Channel.CHANNEL_SMS }], all: false, evidence: undefined, requestId: 'seed-withdraw',
+    });
+    await call(selfService, selfService.createRequestWithLink, { parent: `tenants/${T}`, token: preferenceToken, kind: RequestKind.REQUEST_KIND_ACCESS, evidence: undefined, requestId: 'seed-request-link' });
+
     // A finished key rotation of the other tenant (its job runs in the background).
     const { rotation } = await call(keys, keys.rotateTenantKey, { name: 'tenants/globex', requestId: 'seed-rotation' });
     add('name', rotation!.name);
@@ -205,6 +217,24 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     await call(keys, keys.getTenantKeyInfo, { name: p });
     await call(keys, keys.getPublicKeys, { name: p });
 
+    // Sign-ups (issue 20): e-mail ones with their deliveries, one confirmed by its link, one acknowledged.
+    for (const [i, address] of ['signup.one@example.com', 'signup.two@example.com', 'signup.three@example.com'].entries()) {
+      await call(self, self.signUp, {
+        parent: p,
+        subjectIdentifier: email(address),
+        choices: [{ purpose: `${p}/purposes/newsletter`, channel: Channel.CHANNEL_EMAIL, notice: `${p}/purposes/newsletter/notices/1` }],
+        evidence: { sourceIp: '192.0.2.1', userAgent: 'Mozilla/5.0', pageUrl: 'https://example.com/signup', inboundMessageId: '', freeText: '' },
+        language: 'en',
+        requestId: `seed-signup-${i}`,
+      });
+    }
+    const { deliveries } = await call(self, self.listConfirmationDeliveries, { parent: p, pageSize: 0, pageToken: '' });
+    const linkTokens = deliveries.map((d) => /#token=(.+)$/.exec(d.link)![1]);
+    await call(self, self.confirmSignUp, { parent: p, token: linkTokens[0], evidence: { sourceIp: '192.0.2.1', userAgent: 'Mozilla/5.0', pageUrl: '', inboundMessageId: '', freeText: '' } });
+    await call(self, self.acknowledgeConfirmationDeliveries, { parent: p, names: [deliveries[2].name] });
+    add('token', ...linkTokens, 'not.a.token');
+    add('names', ...deliveries.map((d) => d.name));
+
     // Page tokens of every List method, so random requests also continue real listings.
     const tokens = [
       (await call(s.purposes, s.purposes.listPurposes, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
@@ -214,6 +244,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
       (await call(audit, audit.listConsentRecords, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
       (await call(audit, audit.listCheckpoints, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
       (await call(identity, identity.listIdentityLinks, { parent: p, pageSize: 1, pageToken: '', includeUnlinked: true, subjectIdentifier: undefined })).nextPageToken,
+      (await call(self, self.listConfirmationDeliveries, { parent: p, pageSize: 1, pageToken: '' })).nextPageToken,
     ].filter(Boolean);
     add('page_token', ...tokens);
 
@@ -221,7 +252,7 @@ export async function seedWorld(server: TestServer): Promise<{ dict: Dictionary;
     s.clock.advance(10_000);
     add('cursor', ...(await firstCursors(s, p)));
   } finally {
-    for (const c of [rights, keys, audit, identity, s.tenants, s.purposes, s.consent]) c.close();
+    for (const c of [rights, keys, audit, identity, self, s.tenants, s.purposes, s.consent]) c.close();
   }
 
   add('phone_number', '+4915112345678', '+4915112345679', '015112345678', '+1 202-555-0143', '+999', 'not a number');

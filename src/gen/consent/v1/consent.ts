@@ -54,6 +54,12 @@ export enum ChangeKind {
   CHANGE_KIND_RESTRICTED = 3,
   /** CHANGE_KIND_UNRESTRICTED - The last restriction of the subject in force was lifted: processing may resume. */
   CHANGE_KIND_UNRESTRICTED = 4,
+  /**
+   * CHANGE_KIND_CONFIRMATION_REQUESTED - A person signed up by e-mail on the privacy center (SelfServiceService.SignUp): a confirmation
+   * mail waits for the tenant's system; `confirmation_delivery` names it
+   * (SelfServiceService.ListConfirmationDeliveries gives the address and the link). No address here.
+   */
+  CHANGE_KIND_CONFIRMATION_REQUESTED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -74,6 +80,9 @@ export function changeKindFromJSON(object: any): ChangeKind {
     case 4:
     case "CHANGE_KIND_UNRESTRICTED":
       return ChangeKind.CHANGE_KIND_UNRESTRICTED;
+    case 5:
+    case "CHANGE_KIND_CONFIRMATION_REQUESTED":
+      return ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -93,6 +102,8 @@ export function changeKindToJSON(object: ChangeKind): string {
       return "CHANGE_KIND_RESTRICTED";
     case ChangeKind.CHANGE_KIND_UNRESTRICTED:
       return "CHANGE_KIND_UNRESTRICTED";
+    case ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED:
+      return "CHANGE_KIND_CONFIRMATION_REQUESTED";
     case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -557,7 +568,11 @@ export interface StreamChangesResponse {
   /** The opt-out event. */
   event: string;
   /** When the change was recorded. */
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /** CHANGE_KIND_CONFIRMATION_REQUESTED: "tenants/{tenant}/confirmationDeliveries/{delivery}". */
+  confirmationDelivery: string;
 }
 
 /**
@@ -728,6 +743,11 @@ export interface RecordInboundMessageResponse {
     | undefined;
   /** Opaque: pass it as `consistency.at_least_as_fresh` to a check that must see this message. */
   consistencyToken: string;
+  /**
+   * The OPT_IN_CONFIRMED events recorded because the text held the one-time code of a pending
+   * sign-up (SelfServiceService.SignUp) of this same identifier and channel; empty otherwise.
+   */
+  confirmedEvents: ConsentEvent[];
 }
 
 /** How fresh the state behind a check must be (docs/api.md, "Consistency"). Unset: minimize_latency. */
@@ -1126,7 +1146,16 @@ export const StreamChangesRequest: MessageFns<StreamChangesRequest> = {
 };
 
 function createBaseStreamChangesResponse(): StreamChangesResponse {
-  return { cursor: "", kind: 0, subject: "", purpose: "", channel: 0, event: "", time: undefined };
+  return {
+    cursor: "",
+    kind: 0,
+    subject: "",
+    purpose: "",
+    channel: 0,
+    event: "",
+    time: undefined,
+    confirmationDelivery: "",
+  };
 }
 
 export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
@@ -1151,6 +1180,9 @@ export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(58).fork()).join();
+    }
+    if (message.confirmationDelivery !== "") {
+      writer.uint32(66).string(message.confirmationDelivery);
     }
     return writer;
   },
@@ -1224,6 +1256,14 @@ export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.confirmationDelivery = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1245,6 +1285,11 @@ export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
       channel: isSet(object.channel) ? channelFromJSON(object.channel) : 0,
       event: isSet(object.event) ? globalThis.String(object.event) : "",
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      confirmationDelivery: isSet(object.confirmationDelivery)
+        ? globalThis.String(object.confirmationDelivery)
+        : isSet(object.confirmation_delivery)
+        ? globalThis.String(object.confirmation_delivery)
+        : "",
     };
   },
 
@@ -1271,6 +1316,9 @@ export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.confirmationDelivery !== "") {
+      obj.confirmationDelivery = message.confirmationDelivery;
+    }
     return obj;
   },
 
@@ -1286,6 +1334,7 @@ export const StreamChangesResponse: MessageFns<StreamChangesResponse> = {
     message.channel = object.channel ?? 0;
     message.event = object.event ?? "";
     message.time = object.time ?? undefined;
+    message.confirmationDelivery = object.confirmationDelivery ?? "";
     return message;
   },
 };
@@ -2477,7 +2526,13 @@ export const RecordInboundMessageRequest: MessageFns<RecordInboundMessageRequest
 };
 
 function createBaseRecordInboundMessageResponse(): RecordInboundMessageResponse {
-  return { inboundEvent: undefined, keywordEvent: undefined, serviceWindowExpireTime: undefined, consistencyToken: "" };
+  return {
+    inboundEvent: undefined,
+    keywordEvent: undefined,
+    serviceWindowExpireTime: undefined,
+    consistencyToken: "",
+    confirmedEvents: [],
+  };
 }
 
 export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageResponse> = {
@@ -2493,6 +2548,9 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
     }
     if (message.consistencyToken !== "") {
       writer.uint32(34).string(message.consistencyToken);
+    }
+    for (const v of message.confirmedEvents) {
+      ConsentEvent.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2542,6 +2600,14 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
             message.consistencyToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.confirmedEvents.push(ConsentEvent.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2576,6 +2642,11 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
         : isSet(object.consistency_token)
         ? globalThis.String(object.consistency_token)
         : "",
+      confirmedEvents: globalThis.Array.isArray(object?.confirmedEvents)
+        ? object.confirmedEvents.map((e: any) => ConsentEvent.fromJSON(e))
+        : globalThis.Array.isArray(object?.confirmed_events)
+        ? object.confirmed_events.map((e: any) => ConsentEvent.fromJSON(e))
+        : [],
     };
   },
 
@@ -2593,6 +2664,9 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
     if (message.consistencyToken !== "") {
       obj.consistencyToken = message.consistencyToken;
     }
+    if (message.confirmedEvents?.length) {
+      obj.confirmedEvents = message.confirmedEvents.map((e) => ConsentEvent.toJSON(e));
+    }
     return obj;
   },
 
@@ -2609,6 +2683,7 @@ export const RecordInboundMessageResponse: MessageFns<RecordInboundMessageRespon
       : undefined;
     message.serviceWindowExpireTime = object.serviceWindowExpireTime ?? undefined;
     message.consistencyToken = object.consistencyToken ?? "";
+    message.confirmedEvents = object.confirmedEvents?.map((e) => ConsentEvent.fromPartial(e)) || [];
     return message;
   },
 };

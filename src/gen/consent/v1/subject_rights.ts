@@ -178,6 +178,8 @@ export enum ReceivedVia {
   RECEIVED_VIA_IN_PERSON = 5,
   RECEIVED_VIA_CHAT = 6,
   RECEIVED_VIA_OTHER = 7,
+  /** RECEIVED_VIA_SELF_SERVICE - Made by the person on the privacy center's preference page (SelfServiceService.CreateRequestWithLink). */
+  RECEIVED_VIA_SELF_SERVICE = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -207,6 +209,9 @@ export function receivedViaFromJSON(object: any): ReceivedVia {
     case 7:
     case "RECEIVED_VIA_OTHER":
       return ReceivedVia.RECEIVED_VIA_OTHER;
+    case 8:
+    case "RECEIVED_VIA_SELF_SERVICE":
+      return ReceivedVia.RECEIVED_VIA_SELF_SERVICE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -232,6 +237,8 @@ export function receivedViaToJSON(object: ReceivedVia): string {
       return "RECEIVED_VIA_CHAT";
     case ReceivedVia.RECEIVED_VIA_OTHER:
       return "RECEIVED_VIA_OTHER";
+    case ReceivedVia.RECEIVED_VIA_SELF_SERVICE:
+      return "RECEIVED_VIA_SELF_SERVICE";
     case ReceivedVia.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

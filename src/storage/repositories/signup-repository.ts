@@ -1,0 +1,144 @@
+import { ConfirmationDeliveryRecord, ConfirmationMethod, PendingScope, SignUpConfirmationRecord, SignUpRepository } from '../../domain/self-service-signup';
+import { IdentifierKind, SendChannel } from '../../domain/model';
+import { TxContext } from '../../shared/unit-of-work';
+import { managerOf } from '../transaction-runner';
+import { forUpdate, num, placeholders } from './sql-dialect';
+
+const CONFIRMATION_COLUMNS = [
+  'id', 'tenant_id', 'subject_id', 'identifier_kind', 'blind_index', 'method', 'code_sha256', 'token_jti', 'channel', 'language', 'scopes_json',
+  'created_at', 'expires_at', 'confirmed_at', 'confirmed_event_ids', 'confirmed_ref', 'request_id', 'request_fingerprint',
+];
+const DELIVERY_COLUMNS = ['id', 'tenant_id', 'subject_id', 'confirmation_id', 'address_ciphertext', 'link_ciphertext', 'language', 'created_at', 'expires_at', 'acknowledged_at'];
+
+/** Sign-up confirmations and e-mail deliveries (migration 1764000000016). Plain SQL, no entity. */
+export class SqlSignUpRepository implements SignUpRepository {
+  async insertConfirmation(tx: TxContext, r: SignUpConfirmationRecord): Promise<void> {
+    await managerOf(tx).query(`INSERT INTO signup_confirmations (${CONFIRMATION_COLUMNS.join(', ')}) VALUES (${placeholders(CONFIRMATION_COLUMNS.length)})`, [
+      r.id, r.tenantId, r.subjectId, r.identifierKind, r.blindIndex, r.method, r.codeSha256, r.tokenJti, r.channel, r.language, JSON.stringify(r.scopes),
+      r.createdAt, r.expiresAt, r.confirmedAt, r.confirmedEventIds ? JSON.stringify(r.confirmedEventIds) : null, r.confirmedRef, r.requestId, r.fingerprint,
+    ]);
+  }
+
+  async findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SignUpConfirmationRecord | null> {
+    return this.one(tx, 'tenant_id = ? AND request_id = ?', [tenantId, requestId]);
+  }
+
+  async findByJti(tx: TxContext, tenantId: string, jti: string): Promise<SignUpConfirmationRecord | null> {
+    return this.one(tx, 'tenant_id = ? AND token_jti = ?', [tenantId, jti]);
+  }
+
+  async findByCodes(tx: TxContext, tenantId: string, subjectId: string, codeHashes: string[]): Promise<SignUpConfirmationRecord[]> {
+    if (codeHashes.length === 0) return [];
+    const rows: Array<Record<string, unknown>> = await managerOf(tx).query(
+      `SELECT * FROM signup_confirmations WHERE tenant_id = ? AND subject_id = ? AND code_sha256 IN (${placeholders(codeHashes.length)}) ORDER BY created_at, id`,
+      [tenantId, subjectId, ...codeHashes],
+    );
+    return rows.map(confirmationOf);
+  }
+
+  async lockConfirmation(tx: TxContext, tenantId: string, id: string): Promise<SignUpConfirmationRecord | null> {
+    const m = managerOf(tx);
+    const rows: Array<Record<string, unknown>> = await m.query(`SELECT * FROM signup_confirmations WHERE tenant_id = ? AND id = ?${forUpdate(m)}`, [tenantId, id]);
+    return rows.length ? confirmationOf(rows[0]) : null;
+  }
+
+  async createdSince(tx: TxContext, tenantId: string, blindIndex: string, since: number): Promise<number[]> {
+    const rows: Array<{ created_at: unknown }> = await managerOf(tx).query('SELECT created_at FROM signup_confirmations WHERE tenant_id = ? AND blind_index = ? AND created_at > ? ORDER BY created_at', [tenantId, blindIndex, since]);
+    return rows.map((r) => num(r.created_at));
+  }
+
+  async markConfirmed(tx: TxContext, tenantId: string, id: string, at: number, eventIds: string[], ref: string): Promise<void> {
+    await managerOf(tx).query('UPDATE signup_confirmations SET confirmed_at = ?, confirmed_event_ids = ?, confirmed_ref = ? WHERE tenant_id = ? AND id = ?', [at, JSON.stringify(eventIds), ref, tenantId, id]);
+  }
+
+  async insertDelivery(tx: TxContext, d: ConfirmationDeliveryRecord): Promise<void> {
+    await managerOf(tx).query(`INSERT INTO confirmation_deliveries (${DELIVERY_COLUMNS.join(', ')}) VALUES (${placeholders(DELIVERY_COLUMNS.length)})`, [
+      d.id, d.tenantId, d.subjectId, d.confirmationId, d.addressCiphertext, d.linkCiphertext, d.language, d.createdAt, d.expiresAt, d.acknowledgedAt,
+    ]);
+  }
+
+  async deliveryOf(tx: TxContext, tenantId: string, confirmationId: string): Promise<ConfirmationDeliveryRecord | null> {
+    const rows: Array<Record<string, unknown>> = await managerOf(tx).query('SELECT * FROM confirmation_deliveries WHERE tenant_id = ? AND confirmation_id = ?', [tenantId, confirmationId]);
+    return rows.length ? deliveryOf(rows[0]) : null;
+  }
+
+  async openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number): Promise<ConfirmationDeliveryRecord[]> {
+    const cursor = after ? ' AND (created_at > ? OR (created_at = ? AND id > ?))' : '';
+    const rows: Array<Record<string, unknown>> = await managerOf(tx).query(
+      `SELECT * FROM confirmation_deliveries WHERE tenant_id = ? AND acknowledged_at IS NULL AND expires_at > ?${cursor} ORDER BY created_at, id LIMIT ${Math.floor(limit)}`,
+      after ? [tenantId, now, after.createdAt, after.createdAt, after.id] : [tenantId, now],
+    );
+    return rows.map(deliveryOf);
+  }
+
+  async acknowledge(tx: TxContext, tenantId: string, ids: string[], now: number): Promise<number> {
+    const m = managerOf(tx);
+    const open: Array<{ id: unknown }> = await m.query(
+      `SELECT id FROM confirmation_deliveries WHERE tenant_id = ? AND id IN (${placeholders(ids.length)}) AND acknowledged_at IS NULL AND expires_at > ?${forUpdate(m)}`,
+      [tenantId, ...ids, now],
+    );
+    if (open.length === 0) return 0;
+    const openIds = open.map((r) => String(r.id));
+    await m.query(`UPDATE confirmation_deliveries SET acknowledged_at = ? WHERE tenant_id = ? AND id IN (${placeholders(openIds.length)})`, [now, tenantId, ...openIds]);
+    return openIds.length;
+  }
+
+  async deleteOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<number> {
+    const m = managerOf(tx);
+    let count = 0;
+    for (const table of ['confirmation_deliveries', 'signup_confirmations']) {
+      const rows: Array<{ n: unknown }> = await m.query(`SELECT COUNT(*) AS n FROM ${table} WHERE tenant_id = ? AND subject_id = ?`, [tenantId, subjectId]);
+      const n = Number(rows[0]?.n ?? 0);
+      if (n > 0) await m.query(`DELETE FROM ${table} WHERE tenant_id = ? AND subject_id = ?`, [tenantId, subjectId]);
+      count += n;
+    }
+    return count;
+  }
+
+  private async one(tx: TxContext, where: string, params: unknown[]): Promise<SignUpConfirmationRecord | null> {
+    const rows: Array<Record<string, unknown>> = await managerOf(tx).query(`SELECT * FROM signup_confirmations WHERE ${where}`, params);
+    return rows.length ? confirmationOf(rows[0]) : null;
+  }
+}
+
+function str(v: unknown): string | null {
+  return v === null || v === undefined ? null : String(v);
+}
+
+function confirmationOf(r: Record<string, unknown>): SignUpConfirmationRecord {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    subjectId: String(r.subject_id),
+    identifierKind: String(r.identifier_kind) as IdentifierKind,
+    blindIndex: String(r.blind_index),
+    method: String(r.method) as ConfirmationMethod,
+    codeSha256: str(r.code_sha256),
+    tokenJti: str(r.token_jti),
+    channel: String(r.channel) as SendChannel,
+    language: String(r.language),
+    scopes: JSON.parse(String(r.scopes_json)) as PendingScope[],
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    confirmedAt: r.confirmed_at === null ? null : num(r.confirmed_at),
+    confirmedEventIds: r.confirmed_event_ids === null ? null : (JSON.parse(String(r.confirmed_event_ids)) as string[]),
+    confirmedRef: str(r.confirmed_ref),
+    requestId: String(r.request_id),
+    fingerprint: String(r.request_fingerprint),
+  };
+}
+
+function deliveryOf(r: Record<string, unknown>): ConfirmationDeliveryRecord {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    subjectId: String(r.subject_id),
+    confirmationId: String(r.confirmation_id),
+    addressCiphertext: String(r.address_ciphertext),
+    linkCiphertext: String(r.link_ciphertext),
+    language: String(r.language),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    acknowledgedAt: r.acknowledged_at === null ? null : num(r.acknowledged_at),
+  };
+}
