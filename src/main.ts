@@ -6,13 +6,15 @@ import { verifyReceiptCommand } from './cli/verify-receipt';
 import { rewrapTenantKeys } from './cli/rewrap-tenant-keys';
 import { healthProbe } from './cli/health-probe';
 import { startConfiguredConsole } from './console/start';
+import { startConfiguredPrivacyCenter } from './privacy-center/start';
 
 /**
  * Entry point. `consent-ledger` serves; `consent-ledger migrate` applies pending migrations and
  * exits; `consent-ledger rewrap-tenant-keys` re-wraps tenant keys under the active root key;
  * `consent-ledger verify-receipt --jwks FILE RECEIPT` checks a consent receipt offline;
  * `consent-ledger health` asks the local server's health port whether it serves (exit 0);
- * `consent-ledger console` serves the web console alone, against CONSOLE_API_ADDRESS (docs/console.md). Configuration comes from the environment (docs/configuration.md).
+ * `consent-ledger console` serves the web console alone, against CONSOLE_API_ADDRESS (docs/console.md);
+ * `consent-ledger privacy-center` serves the privacy center alone, against PRIVACY_CENTER_API_ADDRESS (docs/privacy-center.md). Configuration comes from the environment (docs/configuration.md).
  */
 async function main(): Promise<void> {
   // Offline tools first: they need no configuration, database or keys.
@@ -61,8 +63,19 @@ async function main(): Promise<void> {
     process.on('SIGTERM', stop);
     return;
   }
+  if (command === 'privacy-center') {
+    if (!config.privacyCenter?.apiAddress) {
+      process.stderr.write('consent-ledger: privacy-center needs PRIVACY_CENTER_PORT and PRIVACY_CENTER_API_ADDRESS (the gRPC API it calls; docs/privacy-center.md)\n');
+      process.exit(2);
+    }
+    const alone = await startConfiguredPrivacyCenter(config, logger);
+    const stop = () => void alone.close().then(() => process.exit(0), () => process.exit(1));
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    return;
+  }
   if (command !== 'serve') {
-    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | health | rewrap-tenant-keys | verify-receipt | console)\n`);
+    process.stderr.write(`consent-ledger: unknown command "${command}" (use: serve | migrate | health | rewrap-tenant-keys | verify-receipt | console | privacy-center)\n`);
     process.exit(2);
   }
 
@@ -77,12 +90,14 @@ async function main(): Promise<void> {
   const app = await startApp(config, { logger });
   // The web console, when CONSOLE_PORT is set: on its own port, calling this server's API.
   const webConsole = config.console ? await startConfiguredConsole(config, logger, app.port) : null;
+  // The privacy center, when PRIVACY_CENTER_PORT is set: the person's pages, on a port of their own.
+  const privacyCenter = config.privacyCenter ? await startConfiguredPrivacyCenter(config, logger, app.port) : null;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
-    Promise.resolve(webConsole?.close())
+    Promise.all([webConsole?.close(), privacyCenter?.close()])
       .then(() => app.stop())
       .then(
         () => process.exit(0),

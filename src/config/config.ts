@@ -88,12 +88,43 @@ export interface Config {
   limits: Limits;
   /** The web console for the DPO and auditors (CONSOLE_PORT; docs/console.md); undefined: off. */
   console?: ConsoleConfig;
+  /** The privacy center, the person's pages (PRIVACY_CENTER_PORT; docs/privacy-center.md); undefined: off. */
+  privacyCenter?: PrivacyCenterConfig;
   /**
    * PRIVACY_CENTER_PUBLIC_URL: the privacy center's public https origin (and path prefix), without
    * a trailing slash, for the links the service hands out (docs/privacy-center.md); '' when unset
    * (links are then the path alone, to be prefixed by the tenant's system).
    */
   privacyCenterPublicUrl: string;
+}
+
+/**
+ * The privacy center (docs/privacy-center.md): the public sign-up, confirmation and preference
+ * pages. A gRPC client of the API with its own credential (role self_service), which lets it call
+ * the person-facing methods only; what a person may do is bound by the signed token they hold.
+ */
+export interface PrivacyCenterConfig {
+  /** HTTP port; 0 picks a free one (tests). */
+  port: number;
+  bindAddress: string;
+  /** host:port of the gRPC API; default this process's API on 127.0.0.1. */
+  apiAddress?: string;
+  apiCaFile?: string;
+  apiServerName?: string;
+  /** A file holding the privacy center's bearer token (JWT, role self_service); unset: development mode (no credential). */
+  apiTokenFile?: string;
+  /**
+   * The public https origin (and path prefix) people reach the pages at, without a trailing slash;
+   * '' when unset (loopback development). Page addresses in the evidence and cookie security follow it.
+   */
+  publicUrl: string;
+  /**
+   * Which proxies' X-Forwarded-For is believed for the person's IP (Fastify trustProxy: addresses,
+   * CIDRs, `loopback`, `uniquelocal`...); empty: the socket's address.
+   */
+  trustProxy: string[];
+  /** POST forms one IP may send per minute (sign-up, confirm, withdraw, requests). */
+  postsPerMinute: number;
 }
 
 /**
@@ -379,6 +410,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (privacyCenterPublicUrl !== '' && !/^https?:\/\/[^\s?#]+$/.test(privacyCenterPublicUrl)) {
     problems.push('PRIVACY_CENTER_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://privacy.example.com');
   }
+  const privacyCenter = privacyCenterFrom(source, { authMode, tls, tokens, int, file, publicUrl: privacyCenterPublicUrl }, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -403,6 +435,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     tokens,
     limits,
     console: consoleConfig,
+    privacyCenter,
     privacyCenterPublicUrl,
   };
 }
@@ -519,6 +552,54 @@ function consoleOidcFrom(
     forwardToken,
     ...(sessionKeyFile ? { sessionKeyFile } : {}),
   };
+}
+
+/** The PRIVACY_CENTER_* settings (docs/privacy-center.md); undefined when PRIVACY_CENTER_PORT is unset. */
+function privacyCenterFrom(
+  source: Record<string, string>,
+  api: {
+    authMode: Config['authMode'];
+    tls?: TlsConfig;
+    tokens?: TokenConfig;
+    int: (key: string, fallback: number, min: number, max: number) => number;
+    file: (key: string) => string | undefined;
+    /** PRIVACY_CENTER_PUBLIC_URL as checked above (the API's links use it too). */
+    publicUrl: string;
+  },
+  problems: string[],
+): PrivacyCenterConfig | undefined {
+  const publicUrl = api.publicUrl;
+  if ((source.PRIVACY_CENTER_PORT ?? '') === '') {
+    // PRIVACY_CENTER_PUBLIC_URL is also read by the API (the links it hands out), so it may stand alone.
+    const stray = Object.keys(source).filter((k) => k.startsWith('PRIVACY_CENTER_') && k !== 'PRIVACY_CENTER_PUBLIC_URL');
+    if (stray.length > 0) problems.push(`${stray.sort().join(', ')} ${stray.length > 1 ? 'are' : 'is'} only read with PRIVACY_CENTER_PORT (the privacy center is off)`);
+    return undefined;
+  }
+  const port = api.int('PRIVACY_CENTER_PORT', 0, 0, 65_535);
+  const bindAddress = source.PRIVACY_CENTER_BIND_ADDRESS || '127.0.0.1';
+  const apiAddress = source.PRIVACY_CENTER_API_ADDRESS || undefined;
+  const apiTokenFile = api.file('PRIVACY_CENTER_API_TOKEN_FILE');
+  if (!apiTokenFile) {
+    // No credential: only against a development-mode API, and only on this machine.
+    if (!apiAddress && api.authMode !== 'development') problems.push('the API wants credentials: set PRIVACY_CENTER_API_TOKEN_FILE to a file with the privacy center\'s bearer token (JWT with the role self_service)');
+    if (!isLoopback(bindAddress)) problems.push(`the privacy center without PRIVACY_CENTER_API_TOKEN_FILE (development mode) serves on loopback only (got PRIVACY_CENTER_BIND_ADDRESS=${bindAddress})`);
+  } else if (!apiAddress && !api.tokens) {
+    problems.push('PRIVACY_CENTER_API_TOKEN_FILE holds a bearer token: the API must verify it (set JWT_JWKS_FILE)');
+  }
+  if (!isLoopback(bindAddress) && !publicUrl.startsWith('https://')) {
+    // Its cookies are Secure and the links people get point at it: in front of people it is https.
+    problems.push(`the privacy center on ${bindAddress} needs PRIVACY_CENTER_PUBLIC_URL, its public https address (TLS terminated by the proxy in front)`);
+  }
+  const apiCaFile = api.file('PRIVACY_CENTER_API_CA_FILE');
+  if (!apiAddress && api.tls && !apiCaFile) problems.push('the API serves TLS: set PRIVACY_CENTER_API_CA_FILE to the CA that issued its certificate, so the privacy center can check it');
+  const trustProxy = (source.PRIVACY_CENTER_TRUST_PROXY ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  for (const entry of trustProxy) {
+    if (!/^(loopback|linklocal|uniquelocal)$/.test(entry) && !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(entry)) {
+      problems.push(`PRIVACY_CENTER_TRUST_PROXY: "${entry}" is not an IP address, a CIDR range or one of loopback, linklocal, uniquelocal`);
+    }
+  }
+  const postsPerMinute = api.int('PRIVACY_CENTER_POSTS_PER_MINUTE', 20, 1, 100_000);
+  return { port, bindAddress, apiAddress, apiCaFile, apiServerName: source.PRIVACY_CENTER_API_SERVER_NAME || undefined, apiTokenFile, publicUrl, trustProxy, postsPerMinute };
 }
 
 /** 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach. */

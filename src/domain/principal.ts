@@ -1,7 +1,8 @@
 /** Roles a caller can have; docs/security.md shows what each may call. */
 /**
  * SELF_SERVICE: the privacy center's own credential (issue 20). It may call only the person-facing
- * methods of SelfServiceService, whose tokens bind what a person may do.
+ * methods of SelfServiceService, whose tokens bind what a person may do, and read what its pages
+ * show (GetTenant, ListPurposes, ListNotices).
  */
 export const ROLES = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN', 'SELF_SERVICE'] as const;
 export type Role = (typeof ROLES)[number];

@@ -28,6 +28,9 @@ const ALLOWED: Record<string, string[]> = {
   // The web console is a client of the gRPC API with no powers of its own: never the domain,
   // storage or keys, only the generated clients (docs/console.md).
   console: ['config', 'logging', 'gen'],
+  // The privacy center likewise (docs/privacy-center.md): a gRPC client with its own self_service
+  // credential; never the domain, storage or keys, and not the console either.
+  'privacy-center': ['config', 'logging', 'gen'],
 };
 
 /**

@@ -11,13 +11,16 @@ const ALL: readonly Role[] = ['SENDER', 'RECORDER', 'DPO', 'AUDITOR', 'ADMIN'];
  */
 export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.freeze({
   'consent.v1.TenantService/CreateTenant': ['ADMIN'],
-  'consent.v1.TenantService/GetTenant': ['ADMIN', 'DPO', 'AUDITOR'],
+  // The privacy center (self_service) reads a tenant's settings for its pages: branding, languages,
+  // numbers, embedding origins (docs/privacy-center.md). Settings hold no personal data.
+  'consent.v1.TenantService/GetTenant': ['ADMIN', 'DPO', 'AUDITOR', 'SELF_SERVICE'],
   'consent.v1.TenantService/UpdateTenantSettings': ['ADMIN'],
 
   'consent.v1.PurposeService/CreatePurpose': ['ADMIN'],
   'consent.v1.PurposeService/PublishNotice': ['ADMIN'],
-  'consent.v1.PurposeService/ListPurposes': ALL,
-  'consent.v1.PurposeService/ListNotices': ALL,
+  // The sign-up page shows each purpose with its current notice text.
+  'consent.v1.PurposeService/ListPurposes': [...ALL, 'SELF_SERVICE'],
+  'consent.v1.PurposeService/ListNotices': [...ALL, 'SELF_SERVICE'],
 
   'consent.v1.ConsentService/RecordConsent': ['RECORDER'],
   'consent.v1.ConsentService/RecordInboundMessage': ['RECORDER'],

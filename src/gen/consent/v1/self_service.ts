@@ -2738,7 +2738,8 @@ export const CreateRequestWithLinkResponse: MessageFns<CreateRequestWithLinkResp
  * The person's own side (issue 20, docs/privacy-center.md): sign-up with double opt-in, and a
  * preference page reached through a signed per-person link, where withdrawing is as easy as giving
  * (GDPR Art. 7(3)). The privacy center (a public web front end) calls these methods with its own
- * credential (role `self_service`, which may call nothing else); what a person may do is bound by
+ * credential (role `self_service`, which may call nothing else but GetTenant, ListPurposes and
+ * ListNotices for what its pages show); what a person may do is bound by
  * the signed token they hold, which the API verifies. Tokens are compact JWS signed with the
  * tenant's signing key (the key of consent receipts, KeyService.GetPublicKeys), naming the tenant,
  * the opaque subject, what the token is for and its expiry; they hold no identifier and are useless

@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ConsentEventKind } from '../../gen/consent/v1/consent';
+import { GetPreferencesResponse } from '../../gen/consent/v1/self_service';
+import { RequestKind } from '../../gen/consent/v1/subject_rights';
+import { fill, formatTime, Language, STRINGS } from '../i18n';
+import type { PrivacyCenterContext } from '../server';
+import { TENANT_PARAM, TOKEN_PARAMS, TOKEN_PATTERN } from '../params';
+import type { TenantPage } from '../tenant-page';
+import { requestIdOf } from './signup';
+
+const KIND_IDS: Record<number, string> = {
+  [RequestKind.REQUEST_KIND_ACCESS]: 'access',
+  [RequestKind.REQUEST_KIND_PORTABILITY]: 'portability',
+  [RequestKind.REQUEST_KIND_ERASURE]: 'erasure',
+};
+const KINDS: Record<string, RequestKind> = { access: RequestKind.REQUEST_KIND_ACCESS, portability: RequestKind.REQUEST_KIND_PORTABILITY, erasure: RequestKind.REQUEST_KIND_ERASURE };
+
+/**
+ * The preference page of a preference link: /t/{tenant}/preferences#token=... (the token in the
+ * fragment, posted by the page's script) or /t/{tenant}/preferences/{token}. It shows per purpose
+ * and channel what the person agreed to, when, and the notice they saw; withdrawing one or all is
+ * one POST each (WithdrawWithLink); access, portability and erasure requests (CreateRequestWithLink),
+ * erasure behind a confirmation step. Every form carries the token in its body, never in an address.
+ */
+export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext): void {
+  const tenantOf = async (request: FastifyRequest, reply: FastifyReply): Promise<{ page: TenantPage; lang: Language } | FastifyReply> => {
+    const { tenant } = request.params as { tenant: string };
+    try {
+      const page = await ctx.tenants.get(tenant);
+      return { page, lang: ctx.language(request, page) };
+    } catch (err) {
+      return ctx.tenantFailure(request, reply, err);
+    }
+  };
+  const isReply = (x: unknown): x is FastifyReply => typeof x === 'object' && x !== null && 'send' in x;
+  const tokenOf = (request: FastifyRequest): string => {
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const token = typeof body.token === 'string' ? body.token.trim() : '';
+    return token.length <= 4096 && TOKEN_PATTERN.test(token) ? token : '';
+  };
+
+  /** Reads the person's preferences and renders the page (with a banner after an action). */
+  const render = async (reply: FastifyReply, page: TenantPage, lang: Language, token: string, banner = '', code = 200) => {
+    const s = STRINGS[lang];
+    let prefs: GetPreferencesResponse;
+    try {
+      prefs = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.getPreferences, { parent: `tenants/${page.id}`, token });
+    } catch (err) {
+      return ctx.apiFailure(reply, err, { lang, tenant: page });
+    }
+    const now = ctx.now();
+    const label = (purpose: string, given: string) => given || page.purposes.find((p) => p.name === purpose)?.displayName || purpose.slice(purpose.lastIndexOf('/') + 1);
+    const rows = prefs.preferences.map((p) => {
+      const pending = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING;
+      const when = formatTime(lang, p.eventTime);
+      let status = s.statusNotGranted;
+      if (p.granted) status = fill(s.statusGranted, { time: when });
+      else if (pending) status = fill(s.statusPending, { time: when });
+      else if (p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT) status = fill(s.statusWithdrawn, { time: when });
+      else if (p.expireTime && p.expireTime.getTime() <= now) status = fill(s.statusExpired, { time: formatTime(lang, p.expireTime) });
+      return {
+        purposeLabel: label(p.purpose, p.purposeDisplayName),
+        channelLabel: s.channelLabels[p.channel] ?? '',
+        status,
+        granted: p.granted,
+        pending,
+        withdrawable: p.granted || pending,
+        notice: p.notice,
+        noticeText: p.noticeText,
+        scope: `${p.purpose.slice(p.purpose.lastIndexOf('/') + 1)}|${p.channel}`,
+        requestId: randomUUID(),
+      };
+    });
+    const requestOptions = prefs.requestOptions
+      .filter((o) => KIND_IDS[o.kind])
+      .map((o) => ({ id: KIND_IDS[o.kind], label: s.requestKind[o.kind], verifies: o.linkVerifies, requestId: randomUUID() }));
+    const openRequests = prefs.openRequests.map((r) => ({ kind: s.requestKindName[r.kind] ?? '', state: s.requestStates[r.state] ?? '' }));
+    const csrf = reply.generateCsrf();
+    return reply
+      .code(code)
+      .type('text/html')
+      .send(
+        ctx.views.page('preferences', { lang, tenant: page, title: s.prefsTitle, languageSwitch: { kind: 'form', action: `/t/${page.id}/preferences/view`, token, csrf } }, {
+          rows,
+          anyWithdrawable: rows.some((r) => r.withdrawable),
+          allRequestId: randomUUID(),
+          requestOptions,
+          openRequests,
+          banner,
+          token,
+          csrf,
+          expires: prefs.expireTime,
+        }),
+      );
+  };
+
+  app.get('/t/:tenant/preferences', { schema: { params: TENANT_PARAM } }, async (request, reply) => {
+    const t = await tenantOf(request, reply);
+    if (isReply(t)) return t;
+    return reply.type('text/html').send(ctx.views.page('preferences-open', { lang: t.lang, tenant: t.page, title: STRINGS[t.lang].prefsTitle, languageSwitch: { kind: 'links' } }, { csrf: reply.generateCsrf() }));
+  });
+
+  app.get('/t/:tenant/preferences/:token', { schema: { params: TOKEN_PARAMS } }, async (request, reply) => {
+    const t = await tenantOf(request, reply);
+    if (isReply(t)) return t;
+    const { token } = request.params as { token: string };
+    if (!TOKEN_PATTERN.test(token)) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].failInvalid);
+    return render(reply, t.page, t.lang, token);
+  });
+
+  // Opening by the fragment's token, and the language switch of the page.
+  app.post('/t/:tenant/preferences/view', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
+    const t = await tenantOf(request, reply);
+    if (isReply(t)) return t;
+    const token = tokenOf(request);
+    if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].failInvalid);
+    return render(reply, t.page, t.lang, token);
+  });
+
+  app.post('/t/:tenant/preferences/withdraw', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
+    const t = await tenantOf(request, reply);
+    if (isReply(t)) return t;
+    const s = STRINGS[t.lang];
+    const token = tokenOf(request);
+    if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, s.failInvalid);
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const all = body.all === '1';
+    const scopes = [];
+    if (!all) {
+      const [purposeId, channelText] = typeof body.scope === 'string' ? body.scope.split('|') : [];
+      if (!purposeId || !/^[a-z][a-z0-9-]{0,62}$/.test(purposeId) || !/^[1-9]$/.test(channelText ?? '')) return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, s.failBadRequest);
+      scopes.push({ purpose: `tenants/${t.page.id}/purposes/${purposeId}`, channel: Number(channelText) });
+    }
+    try {
+      await ctx.api.call(ctx.api.selfService, ctx.api.selfService.withdrawWithLink, {
+        parent: `tenants/${t.page.id}`,
+        token,
+        scopes,
+        all,
+        evidence: ctx.evidence(request, `/t/${t.page.id}/preferences`),
+        requestId: requestIdOf(body.request_id),
+      });
+    } catch (err) {
+      return ctx.apiFailure(reply, err, { lang: t.lang, tenant: t.page });
+    }
+    return render(reply, t.page, t.lang, token, fill(all ? s.withdrawnAllBanner : s.withdrawnBanner, { brand: t.page.brandName }));
+  });
+
+  app.post('/t/:tenant/preferences/request', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
+    const t = await tenantOf(request, reply);
+    if (isReply(t)) return t;
+    const s = STRINGS[t.lang];
+    const token = tokenOf(request);
+    if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, s.failInvalid);
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const kind = typeof body.kind === 'string' ? KINDS[body.kind] : undefined;
+    if (!kind) return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, s.failBadRequest);
+    if (kind === RequestKind.REQUEST_KIND_ERASURE && body.confirm !== 'erase') {
+      // Erasure is irreversible: first a page saying so, with a box to tick; nothing is asked yet.
+      const notTicked = body.step === 'confirm';
+      const csrf = reply.generateCsrf();
+      return reply
+        .code(notTicked ? 400 : 200)
+        .type('text/html')
+        .send(ctx.views.page('erase-confirm', { lang: t.lang, tenant: t.page, title: s.eraseTitle }, { token, csrf, requestId: requestIdOf(body.request_id), notTicked }));
+    }
+    let created;
+    try {
+      created = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.createRequestWithLink, {
+        parent: `tenants/${t.page.id}`,
+        token,
+        kind,
+        evidence: ctx.evidence(request, `/t/${t.page.id}/preferences`),
+        requestId: requestIdOf(body.request_id),
+      });
+    } catch (err) {
+      return ctx.apiFailure(reply, err, { lang: t.lang, tenant: t.page });
+    }
+    const r = created.request!;
+    const due = r.dueTime ? formatTime(t.lang, new Date(r.dueTime.getTime() - 1)) : '';
+    const banner = fill(s.requestCreated, { kind: s.requestKindName[r.kind] ?? '', state: s.requestStates[r.state] ?? '', due });
+    return render(reply, t.page, t.lang, token, banner);
+  });
+}
