@@ -89,7 +89,9 @@ export async function buildPrivacyCenter(config: PrivacyCenterConfig, options: P
   const now = options.now ?? Date.now;
   // No Fastify request log (it would write every address, tokens included): onResponse logs route patterns.
   // trustProxy: only the configured proxies' X-Forwarded-For is believed for the person's IP.
-  const app = Fastify({ logger: false, bodyLimit: 16 * 1024, trustProxy: config.trustProxy.length ? config.trustProxy : false });
+  // maxParamLength: a link's token (a signed JWS, about 400 characters) may be a path segment
+  // (`/t/{tenant}/preferences/{token}`, for pages opened without JavaScript); Fastify's default is 100.
+  const app = Fastify({ logger: false, bodyLimit: 16 * 1024, routerOptions: { maxParamLength: 4096 }, trustProxy: config.trustProxy.length ? config.trustProxy : false });
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
     // Addresses hold tokens: they must not leave with a Referer (the WhatsApp link, the tenant's site).

@@ -382,6 +382,10 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(await page.locator('details .notice-text').first().textContent()).to.include('at most one message a week');
     expect(await seriousViolations(page)).to.deep.equal([]);
     await shot(page, 'preferences');
+    // The same link with the token as a path segment (for mail clients and pages without JavaScript).
+    const byPath = await fetch(link.replace('/preferences#token=', '/preferences/'));
+    expect(byPath.status, 'a token of a JWS\'s length fits a path segment').to.equal(200);
+    expect(await byPath.text()).to.include('Your privacy preferences');
 
     await submit(page, `tr[data-scope="newsletter|${Channel.CHANNEL_WHATSAPP}"] button.withdraw`);
     expect(await page.textContent('#banner')).to.include('Withdrawn');
