@@ -521,7 +521,8 @@ describe('Web console from the build (npm start with CONSOLE_PORT)', () => {
     const build = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.build as string;
     const folders = readdirSync(path.join(ROOT, 'src', 'console'), { withFileTypes: true }).filter((d) => d.isDirectory() && readdirSync(path.join(ROOT, 'src', 'console', d.name)).some((f) => !f.endsWith('.ts')));
     expect(folders.map((d) => d.name).sort()).to.deep.equal(['assets', 'views']);
-    expect(build).to.include("for(const d of ['views','assets'])fs.cpSync('src/console/'+d,'dist/src/console/'+d,{recursive:true})");
+    // The same loop copies the privacy center's folders: the console must be among the apps it copies.
+    expect(build).to.include("for(const a of ['console','privacy-center'])for(const d of ['views','assets'])fs.cpSync('src/'+a+'/'+d,'dist/src/'+a+'/'+d,{recursive:true})");
 
     const checkout = builtCheckout();
     const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: checkout.dir, env: cleanEnv({ PORT: '0', CONSOLE_PORT: '0', SHUTDOWN_DRAIN_MS: '0' }), stdio: ['ignore', 'pipe', 'pipe'] });
