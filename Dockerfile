@@ -60,6 +60,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["nod
 # CONSOLE_PORT=8080, CONSOLE_BIND_ADDRESS=0.0.0.0 and CONSOLE_SIGN_IN=proxy behind the
 # organisation's auth proxy, and publish that port. Its templates and stylesheet are in dist/
 # (npm run build copies them), htmx in node_modules: nothing is fetched at run time.
+# The privacy center (docs/privacy-center.md) likewise: PRIVACY_CENTER_PORT=8081,
+# PRIVACY_CENTER_BIND_ADDRESS=0.0.0.0, PRIVACY_CENTER_API_TOKEN_FILE (a mounted token with role
+# self_service) and PRIVACY_CENTER_PUBLIC_URL (its https address behind the TLS proxy).
 # The heap cap is the one of `npm start` (package.json): V8 collects lazily below its default
 # limit (a quarter of the machine's memory), and a server cycling a full decision cache grew to
 # ~750 MiB resident without it (docs/benchmarks.md); live data stays far below 384 MB.
