@@ -73,8 +73,12 @@ export interface GaleraCluster {
   createDatabase(name: string, via?: number): Promise<void>;
   /** SIGKILL to node i and its children: a crashed host. Resolves once it is gone. */
   kill(i: number): Promise<void>;
-  /** SIGSTOP to node i: its sockets stay open and it answers nothing, a node cut off from its peers. */
-  pause(i: number): void;
+  /**
+   * SIGSTOP to node i: its sockets stay open and it answers nothing, a node cut off from its peers.
+   * Resolves once every thread of it is stopped (the signal takes effect asynchronously; a query
+   * sent in between could still be answered).
+   */
+  pause(i: number): Promise<void>;
   /** SIGCONT to node i: it carries on, finds it was left out, and rejoins. */
   resume(i: number): void;
   /** Starts a killed node again; it rejoins by IST (or SST). Resolves when it is Synced. */
@@ -131,6 +135,27 @@ function signalGroup(pid: number | undefined, ...signals: NodeJS.Signals[]): voi
     } catch {
       // already gone
     }
+  }
+}
+
+/** Waits until every thread of pid is in state T (stopped), as /proc shows it. */
+async function allThreadsStopped(pid: number, timeoutMs: number): Promise<void> {
+  const taskDir = `/proc/${pid}/task`;
+  if (!existsSync(taskDir)) return; // not Linux, or gone: nothing to wait for
+  const started = Date.now();
+  for (;;) {
+    const states = readdirSync(taskDir).map((tid) => {
+      try {
+        // stat is "tid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
+        const stat = readFileSync(path.join(taskDir, tid, 'stat'), 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        return 'T'; // the thread ended meanwhile
+      }
+    });
+    if (states.every((state) => state === 'T' || state === 't')) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`process ${pid} was sent SIGSTOP but not all its threads stopped within ${timeoutMs} ms (states ${states.join('')})`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
@@ -449,10 +474,11 @@ rm -rf -- "$1"`,
       await node.gone;
       cluster.nodes = snapshot();
     },
-    pause(i) {
+    async pause(i) {
       const node = nodeAt(i);
       signalGroup(node.child?.pid, 'SIGSTOP');
       node.paused = true;
+      if (node.child?.pid) await allThreadsStopped(node.child.pid, 5000);
     },
     resume(i) {
       const node = nodeAt(i);

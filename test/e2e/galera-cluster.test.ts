@@ -159,7 +159,7 @@ if (testDatabaseKinds().includes('mariadb')) {
     it('stalls writes on nodes 0 and 1 for about the suspect timeout when node 2 is paused (SIGSTOP); node 2 does not answer; it rejoins when resumed', async function () {
       const [c0, c1, c2] = [await connect(0), await connect(1), await connect(2, false)];
       const before = await count(c0, 'w');
-      cluster.pause(2);
+      await cluster.pause(2);
       const paused = performance.now();
       const onPaused = c2.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM w');
       const [w0, w1] = await Promise.all([writeFor(c0, 'w', 'node0-pause', SUSPECT_MS + 3000), writeFor(c1, 'w', 'node1-pause', SUSPECT_MS + 3000)]);
