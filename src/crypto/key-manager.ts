@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { freshRandom, hkdfSha256, hmacSha256 } from './primitives';
+import { freshRandom, hkdfSha256, hmacKey, hmacSha256Hex } from './primitives';
+import type { KeyObject } from 'node:crypto';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../shared/errors';
@@ -16,10 +17,10 @@ export interface TenantKeyring {
   epoch: number;
   /** Subject-key wrapping keys (A256KW) of every readable epoch (active and retiring). */
   wrappingKeys: ReadonlyMap<number, jose.JWK.Key>;
-  /** HMAC key of the identifier blind index. */
-  indexKey: Buffer;
+  /** HMAC key of the identifier blind index (a KeyObject: imported once, not per HMAC). */
+  indexKey: KeyObject;
   /** HMAC key of request fingerprints (idempotency), separate from the index key. */
-  requestKey: Buffer;
+  requestKey: KeyObject;
   /** AES-256-GCM key of page tokens. */
   pageTokenKey: Buffer;
 }
@@ -135,8 +136,8 @@ export class KeyManager {
       tenantId,
       epoch: active.epoch,
       wrappingKeys,
-      indexKey: derive(secret!, 'consent-ledger/blind-index/v1'),
-      requestKey: derive(secret!, 'consent-ledger/request-fingerprint/v1'),
+      indexKey: hmacKey(derive(secret!, 'consent-ledger/blind-index/v1')),
+      requestKey: hmacKey(derive(secret!, 'consent-ledger/request-fingerprint/v1')),
       pageTokenKey: derive(secret!, 'consent-ledger/page-token/v1'),
     };
     this.tenantCache.set(tenantId, keyring);
@@ -425,12 +426,12 @@ export class KeyManager {
    * them): equal identifiers, equal index; not reversible without the tenant key.
    */
   blindIndex(keyring: TenantKeyring, identifier: { kind: string; value: string }): string {
-    return hmacSha256(keyring.indexKey, `${identifier.kind}\u0000${identifier.value}`).toString('hex');
+    return hmacSha256Hex(keyring.indexKey, `${identifier.kind}\u0000${identifier.value}`);
   }
 
   /** Keyed fingerprint of a request (may contain personal data, so never a plain hash). */
   requestFingerprint(keyring: TenantKeyring, canonicalRequest: string): string {
-    return hmacSha256(keyring.requestKey, canonicalRequest).toString('hex');
+    return hmacSha256Hex(keyring.requestKey, canonicalRequest);
   }
 
   /** Seals page tokens of one listing under the tenant's page-token key. */

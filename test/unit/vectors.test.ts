@@ -3,7 +3,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import jose from 'node-jose';
 import { decryptField, FieldDecryptionError } from '../../src/crypto/field-cipher';
 import { aesKeyWrapKey, KEY_WRAP_ALGORITHMS, unwrapKey, wrapKey } from '../../src/crypto/jose';
-import { GcmError, gcmOpen, gcmSeal, hkdfSha256, hmacSha256 } from '../../src/crypto/primitives';
+import { GcmError, gcmOpen, gcmSeal, hkdfSha256, hmacKey, hmacSha256, hmacSha256Hex } from '../../src/crypto/primitives';
 import {
   AeadTest,
   eachVector,
@@ -182,6 +182,16 @@ describe('published test vectors', () => {
       }
       expect(failures).to.deep.equal([]);
       expect(tally.toObject()).to.deep.equal({ 'tagSize 128': 33, 'tagSize 256': 33 });
+    });
+
+    it('hmac_sha256_test.json valid: hmacSha256Hex with a KeyObject (the blind index and request fingerprints) gives the same tag in hex (66 vectors)', () => {
+      const failures: string[] = [];
+      for (const v of vectors.filter((x) => x.test.result === 'valid')) {
+        const ours = hmacSha256Hex(hmacKey(v.key), v.msg);
+        if (!/^[0-9a-f]{64}$/.test(ours)) failures.push(`tcId ${v.test.tcId}: not 64 hex digits`);
+        if (!ours.startsWith(v.tag.toString('hex'))) failures.push(`tcId ${v.test.tcId}: tag differs`);
+      }
+      expect(failures).to.deep.equal([]);
     });
 
     it('hmac_sha256_test.json invalid (modified tags): our tag, cut to tagSize, differs from the given tag (108 vectors)', () => {
