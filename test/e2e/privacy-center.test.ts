@@ -1,10 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { PrivacyCenterConfig } from '../../src/config/config';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, Verdict } from '../../src/gen/consent/v1/consent';
@@ -14,6 +13,7 @@ import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/te
 import { createLogger } from '../../src/logging/logger';
 import { ApiClient } from '../../src/privacy-center/api-client';
 import { RunningPrivacyCenter, startPrivacyCenter } from '../../src/privacy-center/server';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { createTestDatabase, forEachDatabase } from '../support/databases';
 import { email, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -29,8 +29,6 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens
  * Screenshots: test-artefacts/privacy-center/<database>/.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/privacy-center');
 const TENANT = 'acme';
 const PLAIN = 'plain';
 const WA_NUMBER = '+4930123456';
@@ -46,14 +44,6 @@ const LOGO = Buffer.from(
 );
 const BRAND = '#8a1538';
 
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
-
 forEachDatabase('Privacy center in Chromium', (db, kind) => {
   let s: TestServer;
   let selfService: SelfServiceServiceClient;
@@ -66,7 +56,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   const tokens: Record<string, string> = {};
   const urls: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('privacy-center', kind);
 
   const as = (who: string) => {
     const md = new Metadata();
@@ -106,7 +96,6 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   }
   const style = (page: Page, selector: string, property: string) =>
     page.locator(selector).evaluate((e, p) => (globalThis as unknown as { getComputedStyle(e: unknown): Record<string, string> }).getComputedStyle(e)[p], property);
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
   const submit = async (page: Page, selector: string) => {
     const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click(selector)]);
     await page.waitForLoadState();
@@ -120,8 +109,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(180_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     const issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
     writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
     s = await startTestServer(db(), {
@@ -171,7 +159,6 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     pcLimited = await startPrivacyCenter({ ...config, postsPerMinute: 2 }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
     pcProxied = await startPrivacyCenter({ ...config, trustProxy: ['loopback'], publicUrl: 'https://privacy.example.com' }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
     base = `http://127.0.0.1:${pc.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
