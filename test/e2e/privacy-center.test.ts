@@ -126,6 +126,8 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     ] as const) {
       tokens[who] = await issuer.sign({ sub: `${who}-svc`, roles: [...roles], tenants: who === 'pc' || who === 'admin' ? '*' : [TENANT], exp: Math.floor(Date.now() / 1000) + 3600 });
     }
+    // The privacy center's own credential, refused by the API: signed by a key it does not know.
+    tokens.forged = await issuer.sign({ sub: 'pc-svc', roles: ['self_service'], tenants: '*', exp: Math.floor(Date.now() / 1000) + 3600 }, { forgery: 'unknown-kid' });
     selfService = new SelfServiceServiceClient(s.address, credentials.createInsecure());
     const settings = SelfServiceSettings.fromPartial({
       brandName: 'ACME Shop',
@@ -509,6 +511,33 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(pending.evidence!.sourceIp).to.equal('203.0.113.0');
     expect(pending.evidence!.pageUrl).to.equal(`https://privacy.example.com/t/${TENANT}/signup`);
     expect(pending.evidence!.userAgent).to.equal('ProxiedBrowser/1.0');
+  });
+
+  it("the API refusing the privacy center's own token answers 502 (its operator's problem, not the visitor's), an unreachable API 503; the warning names status and route only", async function () {
+    this.timeout(30_000);
+    const forgedFile = path.join(db().dataDir, 'privacy-center-forged.jwt');
+    writeFileSync(forgedFile, `${tokens.forged}\n`);
+    const log: Buffer[] = [];
+    const logStream = new PassThrough();
+    logStream.on('data', (c: Buffer) => log.push(c));
+    const config: PrivacyCenterConfig = { port: 0, bindAddress: '127.0.0.1', publicUrl: '', trustProxy: [], postsPerMinute: 1000, apiTokenFile: forgedFile };
+    const refused = await startPrivacyCenter(config, { api: ApiClient.fromFiles(s.address, undefined, undefined, forgedFile), logger: createLogger('debug', logStream), tenantCacheMs: 0 });
+    // Nothing listens on port 1: the channel fails at once with UNAVAILABLE.
+    const unreachable = await startPrivacyCenter({ ...config, apiTokenFile: undefined }, { api: new ApiClient({ address: '127.0.0.1:1' }), logger: createLogger('debug', logStream), tenantCacheMs: 0 });
+    try {
+      const page = await fetch(`http://127.0.0.1:${refused.port}/t/${TENANT}/signup?lang=en`);
+      expect(page.status).to.equal(502);
+      expect(await page.text()).to.include('Something went wrong');
+      const down = await fetch(`http://127.0.0.1:${unreachable.port}/t/${TENANT}/signup?lang=de`);
+      expect(down.status).to.equal(503);
+      expect(await down.text()).to.include('Der Dienst ist gerade nicht erreichbar');
+    } finally {
+      await refused.close();
+      await unreachable.close();
+    }
+    const lines = Buffer.concat(log).toString('utf8');
+    expect(lines).to.include('privacy center: API call failed').and.include('UNAUTHENTICATED').and.include('UNAVAILABLE').and.include('/t/:tenant/signup');
+    expect(lines, 'never the token').not.to.include(tokens.forged.split('.')[2]);
   });
 
   it('no phone number or e-mail address in any log line of the server or the privacy center, or in any address the browser visited', function () {
