@@ -1,13 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { CallOptions, ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { ChannelCredentials, credentials, Metadata } from '@grpc/grpc-js';
 import { AuditServiceClient } from '../gen/consent/v1/audit';
 import { ConsentServiceClient } from '../gen/consent/v1/consent';
 import { KeyServiceClient } from '../gen/consent/v1/key';
 import { PurposeServiceClient } from '../gen/consent/v1/purpose';
 import { SubjectRightsServiceClient } from '../gen/consent/v1/subject_rights';
 import { TenantServiceClient } from '../gen/consent/v1/tenant';
-import { BadRequest, ErrorInfo } from '../gen/google/rpc/error_details';
-import { Status } from '../gen/google/rpc/status';
+import { Unary, unaryCall } from '../web/grpc-errors';
 import type { Credential } from './principal';
 
 /** Where the console reaches the gRPC API, and how it checks the API's certificate. */
@@ -18,23 +17,8 @@ export interface ApiEndpoint {
   serverName?: string;
 }
 
-/** A refused or failed API call, as the console shows it: status name, reason, message (the API puts no personal data in them). */
-export class ApiError extends Error {
-  constructor(
-    readonly code: number,
-    readonly statusName: string,
-    readonly reason: string,
-    message: string,
-    /** INVALID_ARGUMENT's field violations (google.rpc.BadRequest), so a form can show each next to its field. */
-    readonly violations: ReadonlyArray<{ field: string; description: string }> = [],
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
-/** The ts-proto grpc-js unary method shape (its last overload). */
-type Unary<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, res: Res) => void) => unknown;
+/** A refused or failed API call as the console shows it (the mechanism shared with the privacy center). */
+export { ApiError, toApiError } from '../web/grpc-errors';
 
 /**
  * The generated gRPC clients of the services the console uses, over one channel each, and a
@@ -75,36 +59,11 @@ export class ApiClient {
 
   /** One unary call as `credential`'s holder, with a deadline; rejects with ApiError. */
   call<Req, Res>(client: object, method: Unary<Req, Res>, request: Req, credential: Credential, timeoutMs = 10_000): Promise<Res> {
-    const metadata = this.metadataFor(credential);
-    return new Promise((resolve, reject) => {
-      method.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(toApiError(err)) : resolve(res)));
-    });
+    return unaryCall(client, method, request, this.metadataFor(credential), timeoutMs);
   }
 
   close(): void {
     this.rights.close();
     this.tenants.close();
   }
-}
-
-/** The status name and AIP-193 reason of a failed call. */
-export function toApiError(err: ServiceError): ApiError {
-  const statusName = (status as unknown as Record<number, string>)[err.code] ?? `CODE_${err.code}`;
-  let reason = '';
-  let message = err.details || statusName;
-  let violations: Array<{ field: string; description: string }> = [];
-  const bin = err.metadata?.get('grpc-status-details-bin')[0];
-  if (bin instanceof Buffer) {
-    try {
-      const decoded = Status.decode(bin);
-      if (decoded.message) message = decoded.message;
-      const info = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
-      if (info) reason = ErrorInfo.decode(info.value).reason;
-      const bad = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'));
-      if (bad) violations = BadRequest.decode(bad.value).fieldViolations.map((v) => ({ field: v.field, description: v.description }));
-    } catch {
-      // The status line alone then.
-    }
-  }
-  return new ApiError(err.code, statusName, reason, message, violations);
 }

@@ -1,29 +1,26 @@
 import { status } from '@grpc/grpc-js';
+import { HttpStatusTable, httpStatusIn } from '../web/grpc-errors';
 import type { ApiError } from './api-client';
+
+/**
+ * The console's HTTP status per gRPC status: a refusal of the signed-in person's own credential
+ * is theirs (401, 403); anything not listed is the API's failure (502).
+ */
+export const CONSOLE_HTTP_STATUS: HttpStatusTable = {
+  [status.INVALID_ARGUMENT]: 400,
+  [status.OUT_OF_RANGE]: 400,
+  [status.UNAUTHENTICATED]: 401,
+  [status.PERMISSION_DENIED]: 403,
+  [status.NOT_FOUND]: 404,
+  [status.ALREADY_EXISTS]: 409,
+  [status.FAILED_PRECONDITION]: 409,
+  [status.ABORTED]: 409,
+  [status.RESOURCE_EXHAUSTED]: 429,
+  [status.UNAVAILABLE]: 503,
+  [status.DEADLINE_EXCEEDED]: 504,
+};
 
 /** The HTTP status a page answers with when the API refused or failed its call. */
 export function httpStatusOf(error: ApiError): number {
-  switch (error.code) {
-    case status.INVALID_ARGUMENT:
-    case status.OUT_OF_RANGE:
-      return 400;
-    case status.UNAUTHENTICATED:
-      return 401;
-    case status.PERMISSION_DENIED:
-      return 403;
-    case status.NOT_FOUND:
-      return 404;
-    case status.ALREADY_EXISTS:
-    case status.FAILED_PRECONDITION:
-    case status.ABORTED:
-      return 409;
-    case status.RESOURCE_EXHAUSTED:
-      return 429;
-    case status.UNAVAILABLE:
-      return 503;
-    case status.DEADLINE_EXCEEDED:
-      return 504;
-    default:
-      return 502;
-  }
+  return httpStatusIn(CONSOLE_HTTP_STATUS, error);
 }

@@ -64,6 +64,12 @@ export class KeyManager {
   private readonly subjectCache: LRUCache<string, SubjectKey> | null;
   private readonly signerCache: LRUCache<string, jose.JWK.Key>;
   /**
+   * Imported public signing keys by `{tenant}/{kid}`, with the stored JWK they were imported from.
+   * Only the import is cached: which keys may verify (not destroyed) is read from the key store on
+   * every verify, so a tenant shredded or a key added by another process counts at once.
+   */
+  private readonly verifierCache: LRUCache<string, { publicJwk: string; key: jose.JWK.Key }>;
+  /**
    * Encryptions this process may still make with a subject key without asking the key store:
    * counted there in blocks (ENCRYPTION_LEASE) ahead of use, so a write does not commit a key
    * store transaction of its own. What a process leased and did not use is lost (at a restart,
@@ -80,6 +86,7 @@ export class KeyManager {
     const ttl = Math.max(limits.subjectKeyCacheTtlMs, 1);
     this.tenantCache = new LRUCache({ max: 1000, ttl });
     this.signerCache = new LRUCache({ max: 1000, ttl });
+    this.verifierCache = new LRUCache({ max: 1000, ttl });
     this.subjectCache =
       limits.subjectKeyCacheSize > 0 && limits.subjectKeyCacheTtlMs > 0 ? new LRUCache({ max: limits.subjectKeyCacheSize, ttl }) : null;
   }
@@ -274,20 +281,35 @@ export class KeyManager {
    * Verifies a compact JWS this tenant signed (`sign`) with one of its signing keys that is not
    * destroyed, and that its header `typ` is `typ`; the payload, or null for anything else (another
    * tenant's token, another type, a forged or altered one, not a JWS at all). A key named by the
-   * token itself is never used.
+   * token itself is never used. The live keys are read from the key store on every call (a shred
+   * or a new key of another process counts at once); only their import is cached.
    */
   async verify(tenantId: string, token: string, typ: string): Promise<unknown> {
     if (token.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) return null;
+    const header = headerOf(token);
+    if (!header) return null;
     const keys = (await this.store.signingKeys(tenantId)).filter((k) => k.state !== 'DESTROYED');
-    if (keys.length === 0) return null;
-    const keystore = await jose.JWK.asKeyStore({ keys: keys.map((k) => JSON.parse(k.publicJwk) as object) });
+    // The key the header names (`sign` always names one); without a kid, the tenant's first key.
+    const stored = typeof header.kid === 'string' ? keys.find((k) => k.kid === header.kid) : header.kid === undefined ? keys[0] : undefined;
+    if (!stored) return null;
     try {
-      const result = await jose.JWS.createVerify(keystore, { algorithms: ['ES256'], allowEmbeddedKey: false }).verify(token);
+      const key = await this.verificationKey(tenantId, stored.kid, stored.publicJwk);
+      const result = await jose.JWS.createVerify(key, { algorithms: ['ES256'], allowEmbeddedKey: false }).verify(token);
       if ((result.header as { typ?: unknown }).typ !== typ) return null;
       return JSON.parse(result.payload.toString('utf8')) as unknown;
     } catch {
       return null;
     }
+  }
+
+  /** The imported public key of a signing key, imported once per cache period (the stored JWK decides). */
+  private async verificationKey(tenantId: string, kid: string, publicJwk: string): Promise<jose.JWK.Key> {
+    const cacheKey = `${tenantId}/${kid}`;
+    const cached = this.verifierCache.get(cacheKey);
+    if (cached?.publicJwk === publicJwk) return cached.key;
+    const key = await jose.JWK.asKey(JSON.parse(publicJwk) as object);
+    this.verifierCache.set(cacheKey, { publicJwk, key });
+    return key;
   }
 
   /** The tenant's public signing keys (active and retired) as a JWK set; the active one is created if missing. */
@@ -463,6 +485,7 @@ export class KeyManager {
   forgetTenant(tenantId: string): void {
     this.tenantCache.delete(tenantId);
     this.signerCache.delete(tenantId);
+    for (const key of this.verifierCache.keys()) if (key.startsWith(`${tenantId}/`)) this.verifierCache.delete(key);
     if (!this.subjectCache) return;
     for (const key of this.subjectCache.keys()) if (key.startsWith(`${tenantId}/`)) this.subjectCache.delete(key);
   }
@@ -549,6 +572,16 @@ async function unwrapOrUnavailable(unwrap: () => Promise<Buffer>, said: { messag
   } catch {
     // The cause may describe key material; it is deliberately not passed on.
     throw new DomainError('UNAVAILABLE', 'KEY_UNWRAP_FAILED', said.message, said.metadata);
+  }
+}
+
+/** The protected header of a compact JWS, or null when it is not a JSON object. */
+function headerOf(token: string): { kid?: unknown } | null {
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    return typeof header === 'object' && header !== null && !Array.isArray(header) ? (header as { kid?: unknown }) : null;
+  } catch {
+    return null;
   }
 }
 

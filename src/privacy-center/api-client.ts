@@ -1,10 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
-import { CallOptions, ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
+import { ChannelCredentials, credentials, Metadata, status } from '@grpc/grpc-js';
 import { PurposeServiceClient } from '../gen/consent/v1/purpose';
 import { SelfServiceServiceClient } from '../gen/consent/v1/self_service';
 import { TenantServiceClient } from '../gen/consent/v1/tenant';
-import { ErrorInfo } from '../gen/google/rpc/error_details';
-import { Status } from '../gen/google/rpc/status';
+import { ApiError, HttpStatusTable, httpStatusIn, toApiError, Unary, unaryCall } from '../web/grpc-errors';
 
 /** Where the privacy center reaches the gRPC API, how it checks the API's certificate, and its credential. */
 export interface ApiEndpoint {
@@ -16,20 +15,8 @@ export interface ApiEndpoint {
   tokenFile?: string;
 }
 
-/** A refused or failed API call: status name, AIP-193 reason, message (the API puts no personal data in them). */
-export class ApiError extends Error {
-  constructor(
-    readonly code: number,
-    readonly statusName: string,
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
-type Unary<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, res: Res) => void) => unknown;
+/** A refused or failed API call as the privacy center handles it (the mechanism shared with the console). */
+export { ApiError, toApiError };
 
 /**
  * The generated clients the privacy center uses, over one channel, and `call`, which attaches the
@@ -76,9 +63,7 @@ export class ApiClient {
     const metadata = new Metadata();
     const token = this.bearer();
     if (token) metadata.set('authorization', `Bearer ${token}`);
-    return new Promise((resolve, reject) => {
-      method.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(toApiError(err)) : resolve(res)));
-    });
+    return unaryCall(client, method, request, metadata, timeoutMs);
   }
 
   close(): void {
@@ -86,48 +71,26 @@ export class ApiClient {
   }
 }
 
-/** The status name and AIP-193 reason of a failed call. */
-export function toApiError(err: ServiceError): ApiError {
-  const statusName = (status as unknown as Record<number, string>)[err.code] ?? `CODE_${err.code}`;
-  let reason = '';
-  let message = err.details || statusName;
-  const bin = err.metadata?.get('grpc-status-details-bin')[0];
-  if (bin instanceof Buffer) {
-    try {
-      const decoded = Status.decode(bin);
-      if (decoded.message) message = decoded.message;
-      const info = decoded.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
-      if (info) reason = ErrorInfo.decode(info.value).reason;
-    } catch {
-      // The status line alone then.
-    }
-  }
-  return new ApiError(err.code, statusName, reason, message);
-}
+/**
+ * The privacy center's HTTP status per gRPC status. Unlike the console's, a refused credential is
+ * not the visitor's: UNAUTHENTICATED and PERMISSION_DENIED answer the privacy center's OWN token,
+ * so they are its operator's problem (502, as anything not listed).
+ */
+export const PRIVACY_CENTER_HTTP_STATUS: HttpStatusTable = {
+  [status.INVALID_ARGUMENT]: 400,
+  [status.OUT_OF_RANGE]: 400,
+  [status.UNAUTHENTICATED]: 502,
+  [status.PERMISSION_DENIED]: 502,
+  [status.NOT_FOUND]: 404,
+  [status.ALREADY_EXISTS]: 409,
+  [status.FAILED_PRECONDITION]: 409,
+  [status.ABORTED]: 409,
+  [status.RESOURCE_EXHAUSTED]: 429,
+  [status.UNAVAILABLE]: 503,
+  [status.DEADLINE_EXCEEDED]: 504,
+};
 
 /** The HTTP status a page answers with when the API refused or failed its call. */
 export function httpStatusOf(error: ApiError): number {
-  switch (error.code) {
-    case status.INVALID_ARGUMENT:
-    case status.OUT_OF_RANGE:
-      return 400;
-    case status.UNAUTHENTICATED:
-    case status.PERMISSION_DENIED:
-      // The privacy center's own credential was refused: its operator's problem, not the person's.
-      return 502;
-    case status.NOT_FOUND:
-      return 404;
-    case status.ALREADY_EXISTS:
-    case status.FAILED_PRECONDITION:
-    case status.ABORTED:
-      return 409;
-    case status.RESOURCE_EXHAUSTED:
-      return 429;
-    case status.UNAVAILABLE:
-      return 503;
-    case status.DEADLINE_EXCEEDED:
-      return 504;
-    default:
-      return 502;
-  }
+  return httpStatusIn(PRIVACY_CENTER_HTTP_STATUS, error);
 }

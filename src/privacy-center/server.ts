@@ -37,12 +37,19 @@ export interface PrivacyCenterContext {
   evidence(request: FastifyRequest, pagePath: string): Evidence;
   /** A failure page with its HTTP status. */
   fail(reply: FastifyReply, code: number, frame: { lang: Language; tenant?: TenantPage; languageSwitch?: LanguageSwitch }, message: string, detail?: string): FastifyReply;
-  /** The failure page of a refused or failed API call: its reason decides the words and the status. */
-  apiFailure(reply: FastifyReply, error: unknown, frame: { lang: Language; tenant?: TenantPage }): FastifyReply;
   /** Lets the tenant's embed_origins frame this answer (the sign-up pages). */
   embeddable(reply: FastifyReply, tenant: TenantPage): void;
-  /** The answer to a tenant the API does not know (or a failure reading it). */
-  tenantFailure(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply;
+  /**
+   * The address's tenant (its page model) and the page language; undefined once the failure page
+   * is sent (404 for a tenant the API does not know), and the handler then returns `reply`.
+   */
+  tenantOrFailure(request: FastifyRequest, reply: FastifyReply): Promise<{ page: TenantPage; lang: Language } | undefined>;
+  /**
+   * The result of `call` (an API call); undefined once the failure page of its refusal is sent
+   * (its reason decides the words and the status), and the handler then returns `reply`. Anything
+   * but an API refusal is thrown on, to the error handler.
+   */
+  callOrFailure<T extends object>(reply: FastifyReply, frame: { lang: Language; tenant?: TenantPage }, call: () => Promise<T>): Promise<T | undefined>;
 }
 
 export interface PrivacyCenterOptions {
@@ -142,12 +149,19 @@ export async function buildPrivacyCenter(config: PrivacyCenterConfig, options: P
   };
   const fail: PrivacyCenterContext['fail'] = (reply, code, frame, message, detail) =>
     reply.code(code).type('text/html').send(views.page('failure', { ...frame, title: STRINGS[frame.lang].failTitle }, { message, detail: detail ?? '', back: '' }));
-  const apiFailure: PrivacyCenterContext['apiFailure'] = (reply, error, frame) => {
+  /** The failure page of a refused or failed API call: its reason decides the words and the status. */
+  const apiFailure = (reply: FastifyReply, error: unknown, frame: { lang: Language; tenant?: TenantPage }): FastifyReply => {
     const s = STRINGS[frame.lang];
     if (!(error instanceof ApiError)) throw error;
     const [code, message] = failureOf(error, s);
     if (code >= 500) logger.warn('privacy center: API call failed', { status: error.statusName, reason: error.reason, route: reply.request.routeOptions.url ?? 'unmatched' });
     return fail(reply, code, frame, message);
+  };
+  /** The answer to a tenant the API does not know (or a failure reading it). */
+  const tenantFailure = (request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply => {
+    const lang = language(request);
+    if (error instanceof ApiError && (error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT)) return fail(reply, 404, { lang }, STRINGS[lang].failNotFound);
+    return apiFailure(reply, error, { lang });
   };
   const ctx: PrivacyCenterContext = {
     api: options.api,
@@ -171,12 +185,25 @@ export async function buildPrivacyCenter(config: PrivacyCenterConfig, options: P
       };
     },
     fail,
-    apiFailure,
     embeddable,
-    tenantFailure: (request, reply, error) => {
-      const lang = language(request);
-      if (error instanceof ApiError && (error.code === status.NOT_FOUND || error.code === status.INVALID_ARGUMENT)) return fail(reply, 404, { lang }, STRINGS[lang].failNotFound);
-      return apiFailure(reply, error, { lang });
+    tenantOrFailure: async (request, reply) => {
+      const { tenant } = request.params as { tenant: string };
+      let page: TenantPage;
+      try {
+        page = await tenants.get(tenant);
+      } catch (err) {
+        tenantFailure(request, reply, err);
+        return undefined;
+      }
+      return { page, lang: language(request, page) };
+    },
+    callOrFailure: async (reply, frame, call) => {
+      try {
+        return await call();
+      } catch (err) {
+        apiFailure(reply, err, frame);
+        return undefined;
+      }
     },
   };
 

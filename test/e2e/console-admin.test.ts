@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient } from '../../src/console/api-client';
 import { RunningConsole, startConsole } from '../../src/console/server';
 import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { PurposeCategory } from '../../src/gen/consent/v1/common';
 import { JobState, KeyEpochState } from '../../src/gen/consent/v1/key';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -26,22 +26,12 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../s
  * browser context per person). Screenshots go to test-artefacts/console/<database>/admin-*.png.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
 const HEADER = 'x-forwarded-access-token';
 const TENANT = 'acme';
 const PHONE_A = '+4915112340011';
 const PHONE_B = '+4915112340012';
 const PERSONAL = [PHONE_A, PHONE_B, '4915112340'];
 const NOTICE_TEXT = 'We send you our newsletter twice a month.\nYou can unsubscribe at any time by replying STOP.';
-
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
 
 forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
   let s: TestServer;
@@ -53,7 +43,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
   const tokens: Record<string, string> = {};
   const urls: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('console', kind);
 
   const as = (token: string) => {
     const md = new Metadata();
@@ -80,8 +70,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(120_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
     writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
     s = await startTestServer(db(), {
@@ -120,7 +109,6 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     const config: ConsoleConfig = { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER };
     web = await startConsole(config, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() });
     base = `http://127.0.0.1:${web.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -148,7 +136,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await page.locator('#purpose-form').count()).to.equal(1);
     expect(await page.locator('#service_window').inputValue()).to.equal('1d');
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-tenant.png'), fullPage: true });
+    await shot(page, 'admin-tenant');
   });
 
   it('create a purpose through the form, then publish its notice: the page shows the published text and the SHA-256 the service computed (and the console checked)', async function () {
@@ -180,7 +168,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await page.locator('#published-check').textContent()).to.include('The console computed the same SHA-256');
     expect(await rowsOf(page, 'table.notices tbody tr')).to.deep.equal([['1', 'en', NOTICE_TEXT, sha256(NOTICE_TEXT), notices[0].createTime!.toISOString().slice(0, 16).replace('T', ' ') + ' UTC']]);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-notice-published.png'), fullPage: true });
+    await shot(page, 'admin-notice-published');
 
     // A second version: newest first, both listed with their own hashes.
     await page.fill('#language', 'de');
@@ -248,7 +236,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await page.locator('#service_window').inputValue()).to.equal('8d');
     expect(JSON.stringify(await getSettings())).to.equal(before);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-settings-refused.png'), fullPage: true });
+    await shot(page, 'admin-settings-refused');
 
     // A validity for a purpose the tenant does not have: refused at the per-purpose field.
     await page.fill('#service_window', '2d');
@@ -301,7 +289,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await page.locator('#pc_brand_color').inputValue()).to.equal('#ffff00');
     expect(JSON.stringify(await getSettings())).to.equal(before);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-privacy-center-refused.png'), fullPage: true });
+    await shot(page, 'admin-privacy-center-refused');
   });
 
   it('key: the epochs as GetTenantKeyInfo has them; a rotation behind a confirmation page (nothing without the tick), followed until it ends; the key page then shows the new epoch', async function () {
@@ -317,7 +305,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect((await rowsOf(page, 'table.epochs tbody tr')).map((r) => [r[0], r[1], r[2], r[5]])).to.deep.equal([['1', 'active', epochs[0].rootKeyId, String(epochs[0].subjectKeys)]]);
     expect(epochs[0].subjectKeys).to.equal(2);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-keys.png'), fullPage: true });
+    await shot(page, 'admin-keys');
 
     await Promise.all([page.waitForURL(/\/keys\/rotate$/), page.click('#rotate-action a')]);
     expect(await page.locator('main').textContent()).to.include('cannot be undone');
@@ -343,7 +331,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await page.locator('#rotation-state').textContent()).to.equal('succeeded');
     expect(await page.locator('#rotation-progress').textContent()).to.equal(`${job.subjectKeysDone} of ${job.subjectKeysTotal} subject keys re-wrapped (100%)`);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'admin-rotation.png'), fullPage: true });
+    await shot(page, 'admin-rotation');
 
     await page.goto(`${base}/tenants/${TENANT}/admin/keys`);
     const after = await keyInfo();
@@ -376,7 +364,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
       expect(await page.locator('form').count(), `${who}: no forms`).to.equal(0);
       expect(await page.locator('input[name=_csrf]').count()).to.equal(0);
       expect(await seriousViolations(page)).to.deep.equal([]);
-      if (who === 'auditor') await page.screenshot({ path: path.join(shots, 'admin-tenant-auditor.png'), fullPage: true });
+      if (who === 'auditor') await shot(page, 'admin-tenant-auditor');
       expect((await page.goto(`${base}/tenants/${TENANT}/admin/purposes/newsletter`))!.status()).to.equal(200);
       expect(await page.locator('table.notices tbody tr').count()).to.equal(2);
       expect(await page.locator('form').count()).to.equal(0);
@@ -397,7 +385,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
       expect(await sender.content()).not.to.include(NOTICE_TEXT.slice(0, 20));
     }
     expect(await seriousViolations(sender)).to.deep.equal([]);
-    await sender.screenshot({ path: path.join(shots, 'admin-sender-refused.png'), fullPage: true });
+    await shot(sender, 'admin-sender-refused');
 
     // The admin role on another tenant: this tenant answers as one that does not exist.
     const stranger = await pageAs('stranger');

@@ -1,10 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient } from '../../src/console/api-client';
 import { RunningConsole, startConsole } from '../../src/console/server';
 import { ConsoleConfig } from '../../src/config/config';
@@ -13,6 +12,7 @@ import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { ConsentEventKind, ListConsentEventsRequest, RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
 import { TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RestrictionGround } from '../../src/gen/consent/v1/subject_rights';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -30,8 +30,6 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../s
  * Screenshots go to test-artefacts/console/<database>/auditor-*.png (git-ignored).
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
 const HEADER = 'x-forwarded-access-token';
 const TENANT = 'acme';
 const PHONE_B = '+4915112340002';
@@ -39,14 +37,6 @@ const PHONE_C = '+4915112340009';
 const PHONE_D = '+4915112340004';
 const DAY = 86_400_000;
 const PERSONAL = [PHONE_B, PHONE_C, PHONE_D, '4915112340', encodeURIComponent(PHONE_B), encodeURIComponent(PHONE_D)];
-
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
 
 forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
   let s: TestServer;
@@ -65,7 +55,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
   const urls: string[] = [];
   const browserMessages: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('console', kind);
 
   const as = (token: string) => {
     const md = new Metadata();
@@ -93,8 +83,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(120_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
     writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
     s = await startTestServer(db(), {
@@ -183,7 +172,6 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     const config: ConsoleConfig = { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER };
     web = await startConsole(config, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() });
     base = `http://127.0.0.1:${web.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -217,7 +205,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     expect(await page.locator('table.events tbody tr').first().locator('blockquote.notice-text').textContent(), 'the notice text').to.equal('Newsletter');
     expect(optIn).to.match(/Notice text SHA-256\s*[0-9a-f]{64}/);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'auditor-timeline.png'), fullPage: true });
+    await shot(page, 'auditor-timeline');
   });
 
   it('an unknown identifier finds nobody (not echoed); without a lookup of ones own the page is drawn from the audit log, without provenance', async function () {
@@ -282,7 +270,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     expect(await page.locator('table.rights tr.objection-row').count()).to.equal(1);
     expect(await page.locator('form[action$="/explain#explain"]').count(), 'an erased person has no identifier to explain by').to.equal(0);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'auditor-erased-timeline.png'), fullPage: true });
+    await shot(page, 'auditor-erased-timeline');
     // The lookup cannot find them: their identifiers are gone.
     await page.goto(`${base}/tenants/${TENANT}/audit`);
     await page.fill('#identifier', PHONE_D);
@@ -306,12 +294,12 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     expect(await page.locator('table.entries tbody tr').count()).to.be.at.least(1);
     expect(await page.locator('table.entries').textContent()).to.include('(deciding)');
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'auditor-explain-allow.png'), fullPage: true });
+    await shot(page, 'auditor-explain-allow');
     await ask(optOutTime + DAY);
     expect(await page.locator('.verdict-ok').textContent()).to.match(/^Proof verified/);
     expect(await page.locator('dd.decision').textContent()).to.equal('DENY');
     expect(await page.locator('dd.reason').textContent()).to.match(/OPT/);
-    await page.screenshot({ path: path.join(shots, 'auditor-explain-deny.png'), fullPage: true });
+    await shot(page, 'auditor-explain-deny');
     expect(page.url()).not.to.include('4915');
     for (const p of PERSONAL) expect(await page.content()).not.to.include(p);
   });
@@ -331,7 +319,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
       const failed = await page.locator('.verdict-bad').textContent();
       expect(failed).to.match(/^VERIFICATION FAILED: consent event .* does not match audit entry \d+ \(stored row \(record hash\)\): the row was rewritten/);
       expect(await page.locator('.verdict-ok').count()).to.equal(0);
-      await page.screenshot({ path: path.join(shots, 'auditor-explain-failed.png'), fullPage: true });
+      await shot(page, 'auditor-explain-failed');
     } finally {
       await q('UPDATE consent_events SET method = ? WHERE id = ?', ['WEB_FORM', optInId]);
     }
@@ -350,7 +338,7 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     await Promise.all([page.waitForURL(/first=/), page.click('form.inline button')]);
     expect(await page.locator('.verdict-ok').textContent()).to.match(/^Consistency proof verified/);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'auditor-checkpoints.png'), fullPage: true });
+    await shot(page, 'auditor-checkpoints');
     // The larger tree first: a clear failure, not a crash.
     await page.goto(`${base}/tenants/${TENANT}/checkpoints?first=${sizes[sizes.length - 1]}&second=${sizes[0]}`);
     expect(await page.locator('.verdict-bad').textContent()).to.match(/^VERIFICATION FAILED/);

@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient } from '../../src/console/api-client';
 import { RunningConsole, startConsole } from '../../src/console/server';
 import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CreateRequestRequest, DataSubjectRequest, LegalHoldGround, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -24,8 +24,6 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../s
  * context per person). Screenshots go to test-artefacts/console/<database>/.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
 const HEADER = 'x-forwarded-access-token';
 const TENANT = 'acme';
 const PHONE_B = '+4915112340002';
@@ -33,14 +31,6 @@ const EMAIL_B = 'anna.schmidt@example.org';
 const PHONE_C = '+4915112340004';
 const PHONE_D = '+4915112340005';
 const PERSONAL = [PHONE_B, EMAIL_B, PHONE_C, PHONE_D, '4915112340', 'anna.schmidt'];
-
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
 
 forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
   let s: TestServer;
@@ -53,7 +43,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
   const made: Record<'erasure' | 'held' | 'access' | 'received', string> = { erasure: '', held: '', access: '', received: '' };
   const urls: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('console', kind);
 
   const as = (token: string) => {
     const md = new Metadata();
@@ -75,8 +65,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(120_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
     writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
     s = await startTestServer(db(), {
@@ -128,7 +117,6 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     const config: ConsoleConfig = { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER };
     web = await startConsole(config, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() });
     base = `http://127.0.0.1:${web.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -157,7 +145,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect(text).to.include('crypto-shredding').and.include('irreversible').and.include('erasure receipt');
     for (const value of PERSONAL) expect(await page.content(), value).not.to.include(value);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'erase-confirm.png'), fullPage: true });
+    await shot(page, 'erase-confirm');
 
     // Sent without the tick: refused by the console, nothing erased.
     const [unconfirmed] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('#erase-form button[type=submit]')]);
@@ -177,7 +165,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect(receiptRows.map((r) => r[4]), 'a key destroyed for the person found only').to.deep.equal(['yes', 'no']);
     expect(await page.locator('#erase-action').count(), 'no second erasure offered').to.equal(0);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'request-erased.png'), fullPage: true });
+    await shot(page, 'request-erased');
   });
 
   it('legal holds: the DPO places a hold with the identifier in the POST body; the request page marks it; the erasure is refused with LEGAL_HOLD naming the hold; the hold is released with a note', async function () {
@@ -200,7 +188,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect(holds[0].subject).to.equal(held.identifiers[0].subject);
     expect(await page.locator(`tr[data-hold="${idOf(holds[0].name)}"]`).textContent()).to.include('(e) legal claims').and.include('case 2026-17');
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'legal-holds.png'), fullPage: true });
+    await shot(page, 'legal-holds');
 
     // Bad input is shown with its status and changes nothing.
     await page.fill('#id_value', PHONE_C);
@@ -226,7 +214,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     for (const value of PERSONAL) expect(alert, value).not.to.include(value);
     expect(await page.locator('#hold-blocks').textContent()).to.include('Nothing was erased');
     expect((await getRequest(made.held)).state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
-    await page.screenshot({ path: path.join(shots, 'erase-legal-hold.png'), fullPage: true });
+    await shot(page, 'erase-legal-hold');
 
     await page.goto(`${base}/tenants/${TENANT}/legal-holds`);
     const id = idOf(holds[0].name);
@@ -334,7 +322,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect(await auditor.locator('table.holds tbody tr').count()).to.be.greaterThan(0);
     expect(await auditor.locator('form').count(), 'no place or release forms').to.equal(0);
     expect(await seriousViolations(auditor)).to.deep.equal([]);
-    await auditor.screenshot({ path: path.join(shots, 'legal-holds-auditor.png'), fullPage: true });
+    await shot(auditor, 'legal-holds-auditor');
 
     const sender = await pageAs('sender');
     const holds = await sender.goto(`${base}/tenants/${TENANT}/legal-holds`);

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient } from '../../src/console/api-client';
 import { RunningConsole, startConsole } from '../../src/console/server';
 import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { launchChromium, screenshots } from '../support/browser';
 import { forEachDatabase } from '../support/databases';
 import { phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -25,8 +26,6 @@ import { createTokenIssuer } from '../support/tokens';
  * it is cheap. Screenshots go to test-artefacts/console/<database>/.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
 const TENANT = 'acme';
 const CLIENT_ID = 'consent-console';
 const CLIENT_SECRET = 'console-client-secret-for-tests';
@@ -55,7 +54,7 @@ forEachDatabase('Web console OIDC sign-in in Chromium', (db, kind) => {
   /** Everything that must never be logged: codes, states and tokens seen in the tests. */
   const secrets: string[] = [];
   const consoleUrls: string[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('console', kind);
 
   const idOf = (name: string) => name.slice(name.lastIndexOf('/') + 1);
   let setupToken = '';
@@ -91,8 +90,7 @@ forEachDatabase('Web console OIDC sign-in in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(120_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     idp = await startTestIdp({
@@ -128,7 +126,6 @@ forEachDatabase('Web console OIDC sign-in in Chromium', (db, kind) => {
       { ...config, port: 0, oidc: { ...oidc, publicUrl: SECURE_ORIGIN } },
       { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() },
     );
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -171,7 +168,7 @@ forEachDatabase('Web console OIDC sign-in in Chromium', (db, kind) => {
     expect(page.url()).to.equal(`${base}/tenants/${TENANT}/requests?state=all`);
     expect(await page.locator('table.queue tbody tr').count()).to.equal(1);
     expect(await page.locator('p.who strong').textContent()).to.equal('dpo-person');
-    await page.screenshot({ path: path.join(shots, 'oidc-signed-in.png'), fullPage: true });
+    await shot(page, 'oidc-signed-in');
 
     const cookies = await page.context().cookies(base);
     const session = cookies.find((c) => c.name === 'console-session')!;

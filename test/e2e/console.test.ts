@@ -1,17 +1,17 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { ApiClient } from '../../src/console/api-client';
 import { RunningConsole, startConsole } from '../../src/console/server';
 import { ConsoleConfig } from '../../src/config/config';
 import { createLogger } from '../../src/logging/logger';
 import { PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CreateRequestRequest, DataSubjectRequest, ListRequestsRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { builtCheckout, cleanEnv } from '../support/built-checkout';
 import { forEachDatabase } from '../support/databases';
 import { ROOT } from '../support/processes';
@@ -27,8 +27,6 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER, TokenIssuer } from '../s
  * Screenshots go to test-artefacts/console/<database>/ (git-ignored).
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/console');
 const HEADER = 'x-forwarded-access-token';
 const TENANT = 'acme';
 const PHONE_A = '+4915112340001';
@@ -37,27 +35,6 @@ const EMAIL_B = 'anna.schmidt@example.org';
 const PHONE_NEW = '+4915112340003';
 const DAY = 86_400_000;
 const PERSONAL = [PHONE_A, PHONE_B, EMAIL_B, PHONE_NEW, '4915112340', 'anna.schmidt', encodeURIComponent(PHONE_NEW)];
-
-function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}: the console's browser tests cannot run (apt-get install -y chromium, or set CHROMIUM_PATH). .ci/run installs it.`);
-  }
-  // playwright-core starts it with a fresh temporary profile (--user-data-dir) of its own.
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-}
-
-/** axe-core's serious and critical violations on the page (injected through the DevTools protocol: the page's CSP forbids inline scripts). */
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
 
 forEachDatabase('Web console in Chromium', (db, kind) => {
   let s: TestServer;
@@ -72,7 +49,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
   const urls: string[] = [];
   const browserMessages: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('console', kind);
 
   const as = (token: string) => {
     const md = new Metadata();
@@ -155,7 +132,6 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     const config: ConsoleConfig = { port: 0, bindAddress: '127.0.0.1', signIn: 'proxy', proxyHeader: HEADER };
     web = await startConsole(config, { api: new ApiClient({ address: s.address }), logger: createLogger('debug', logStream), now: () => s.clock.now() });
     base = `http://127.0.0.1:${web.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -191,7 +167,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     }
     expect((await getRequest(made.overdue)).overdue).to.equal(true);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'queue.png'), fullPage: true });
+    await shot(page, 'queue');
   });
 
   it('the queue filters by state and kind (htmx swaps the table and keeps the address in step), and by overdue', async function () {
@@ -262,7 +238,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     for (const value of PERSONAL) expect(html, value).not.to.include(value);
     expect(await page.locator('#verify-form input[name=_csrf]').inputValue()).to.have.length.greaterThan(20);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'request.png'), fullPage: true });
+    await shot(page, 'request');
 
     await page.selectOption('#method', 'ID_DOCUMENT');
     await page.fill('#verified_by', 'dpo-anna');
@@ -351,7 +327,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     const page = await pageAs('dpo');
     await page.goto(`${base}/tenants/${TENANT}/requests/new`);
     expect(await seriousViolations(page)).to.deep.equal([]);
-    await page.screenshot({ path: path.join(shots, 'new-request.png'), fullPage: true });
+    await shot(page, 'new-request');
     const count = async () => (await call(s.rights, s.rights.listRequests, ListRequestsRequest.fromPartial({ parent: `tenants/${TENANT}`, pageSize: 500 }), as(tokens.dpo))).requests.length;
     const before = await count();
 
@@ -426,7 +402,7 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect(await sender.locator('[role=alert]').textContent()).to.match(/PERMISSION_DENIED \(ROLE_NOT_ALLOWED\)/);
     expect(await sender.locator('table.queue').count()).to.equal(0);
     expect(await seriousViolations(sender)).to.deep.equal([]);
-    await sender.screenshot({ path: path.join(shots, 'sender-refused.png'), fullPage: true });
+    await shot(sender, 'sender-refused');
     expect((await sender.goto(`${base}/tenants/${TENANT}/requests/${made.erasure}`))!.status()).to.equal(403);
     expect(await sender.locator('table.identifiers').count()).to.equal(0);
 

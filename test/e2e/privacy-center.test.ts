@@ -1,10 +1,9 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import axe from 'axe-core';
 import { expect } from 'chai';
-import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
+import { Browser, BrowserContext, Page } from 'playwright-core';
 import { PrivacyCenterConfig } from '../../src/config/config';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, Verdict } from '../../src/gen/consent/v1/consent';
@@ -14,6 +13,7 @@ import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/te
 import { createLogger } from '../../src/logging/logger';
 import { ApiClient } from '../../src/privacy-center/api-client';
 import { RunningPrivacyCenter, startPrivacyCenter } from '../../src/privacy-center/server';
+import { launchChromium, screenshots, seriousViolations } from '../support/browser';
 import { createTestDatabase, forEachDatabase } from '../support/databases';
 import { email, phone } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
@@ -29,8 +29,6 @@ import { createTokenIssuer, TEST_AUDIENCE, TEST_ISSUER } from '../support/tokens
  * Screenshots: test-artefacts/privacy-center/<database>/.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTEFACTS = path.resolve(__dirname, '../../test-artefacts/privacy-center');
 const TENANT = 'acme';
 const PLAIN = 'plain';
 const WA_NUMBER = '+4930123456';
@@ -46,14 +44,6 @@ const LOGO = Buffer.from(
 );
 const BRAND = '#8a1538';
 
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.evaluate(axe.source);
-  const violations = (await page.evaluate(
-    'axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })))',
-  )) as Array<{ id: string; impact: string; help: string; nodes: number }>;
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes} elements)`);
-}
-
 forEachDatabase('Privacy center in Chromium', (db, kind) => {
   let s: TestServer;
   let selfService: SelfServiceServiceClient;
@@ -66,7 +56,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   const tokens: Record<string, string> = {};
   const urls: string[] = [];
   const contexts: BrowserContext[] = [];
-  const shots = path.join(ARTEFACTS, kind);
+  const { shot } = screenshots('privacy-center', kind);
 
   const as = (who: string) => {
     const md = new Metadata();
@@ -106,7 +96,6 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   }
   const style = (page: Page, selector: string, property: string) =>
     page.locator(selector).evaluate((e, p) => (globalThis as unknown as { getComputedStyle(e: unknown): Record<string, string> }).getComputedStyle(e)[p], property);
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
   const submit = async (page: Page, selector: string) => {
     const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click(selector)]);
     await page.waitForLoadState();
@@ -120,8 +109,7 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
 
   before(async function () {
     this.timeout(180_000);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
+    browser = await launchChromium();
     const issuer = await createTokenIssuer({ issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
     writeFileSync(path.join(db().dataDir, 'jwks.json'), issuer.jwks);
     s = await startTestServer(db(), {
@@ -138,6 +126,8 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     ] as const) {
       tokens[who] = await issuer.sign({ sub: `${who}-svc`, roles: [...roles], tenants: who === 'pc' || who === 'admin' ? '*' : [TENANT], exp: Math.floor(Date.now() / 1000) + 3600 });
     }
+    // The privacy center's own credential, refused by the API: signed by a key it does not know.
+    tokens.forged = await issuer.sign({ sub: 'pc-svc', roles: ['self_service'], tenants: '*', exp: Math.floor(Date.now() / 1000) + 3600 }, { forgery: 'unknown-kid' });
     selfService = new SelfServiceServiceClient(s.address, credentials.createInsecure());
     const settings = SelfServiceSettings.fromPartial({
       brandName: 'ACME Shop',
@@ -171,7 +161,6 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     pcLimited = await startPrivacyCenter({ ...config, postsPerMinute: 2 }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
     pcProxied = await startPrivacyCenter({ ...config, trustProxy: ['loopback'], publicUrl: 'https://privacy.example.com' }, { api: ApiClient.fromFiles(s.address, undefined, undefined, tokenFile), logger, tenantCacheMs: 0 });
     base = `http://127.0.0.1:${pc.port}`;
-    mkdirSync(shots, { recursive: true });
   });
 
   after(async function () {
@@ -522,6 +511,33 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(pending.evidence!.sourceIp).to.equal('203.0.113.0');
     expect(pending.evidence!.pageUrl).to.equal(`https://privacy.example.com/t/${TENANT}/signup`);
     expect(pending.evidence!.userAgent).to.equal('ProxiedBrowser/1.0');
+  });
+
+  it("the API refusing the privacy center's own token answers 502 (its operator's problem, not the visitor's), an unreachable API 503; the warning names status and route only", async function () {
+    this.timeout(30_000);
+    const forgedFile = path.join(db().dataDir, 'privacy-center-forged.jwt');
+    writeFileSync(forgedFile, `${tokens.forged}\n`);
+    const log: Buffer[] = [];
+    const logStream = new PassThrough();
+    logStream.on('data', (c: Buffer) => log.push(c));
+    const config: PrivacyCenterConfig = { port: 0, bindAddress: '127.0.0.1', publicUrl: '', trustProxy: [], postsPerMinute: 1000, apiTokenFile: forgedFile };
+    const refused = await startPrivacyCenter(config, { api: ApiClient.fromFiles(s.address, undefined, undefined, forgedFile), logger: createLogger('debug', logStream), tenantCacheMs: 0 });
+    // Nothing listens on port 1: the channel fails at once with UNAVAILABLE.
+    const unreachable = await startPrivacyCenter({ ...config, apiTokenFile: undefined }, { api: new ApiClient({ address: '127.0.0.1:1' }), logger: createLogger('debug', logStream), tenantCacheMs: 0 });
+    try {
+      const page = await fetch(`http://127.0.0.1:${refused.port}/t/${TENANT}/signup?lang=en`);
+      expect(page.status).to.equal(502);
+      expect(await page.text()).to.include('Something went wrong');
+      const down = await fetch(`http://127.0.0.1:${unreachable.port}/t/${TENANT}/signup?lang=de`);
+      expect(down.status).to.equal(503);
+      expect(await down.text()).to.include('Der Dienst ist gerade nicht erreichbar');
+    } finally {
+      await refused.close();
+      await unreachable.close();
+    }
+    const lines = Buffer.concat(log).toString('utf8');
+    expect(lines).to.include('privacy center: API call failed').and.include('UNAUTHENTICATED').and.include('UNAVAILABLE').and.include('/t/:tenant/signup');
+    expect(lines, 'never the token').not.to.include(tokens.forged.split('.')[2]);
   });
 
   it('no phone number or e-mail address in any log line of the server or the privacy center, or in any address the browser visited', function () {

@@ -25,12 +25,15 @@ const ALLOWED: Record<string, string[]> = {
   transport: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'gen', 'observability'],
   cli: ['shared', 'config', 'logging', 'crypto', 'audit', 'domain', 'storage', 'transport', 'gen', 'root'],
   gen: [],
+  // What both web front ends share of being a gRPC client (src/web/grpc-errors.ts): the generated
+  // messages only.
+  web: ['gen'],
   // The web console is a client of the gRPC API with no powers of its own: never the domain,
   // storage or keys, only the generated clients (docs/console.md).
-  console: ['config', 'logging', 'gen'],
+  console: ['config', 'logging', 'gen', 'web'],
   // The privacy center likewise (docs/privacy-center.md): a gRPC client with its own self_service
   // credential; never the domain, storage or keys, and not the console either.
-  'privacy-center': ['config', 'logging', 'gen'],
+  'privacy-center': ['config', 'logging', 'gen', 'web'],
 };
 
 /**

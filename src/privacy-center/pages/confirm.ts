@@ -2,7 +2,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STRINGS } from '../i18n';
 import type { PrivacyCenterContext } from '../server';
 import { TENANT_PARAM, TOKEN_PARAMS, TOKEN_PATTERN } from '../params';
-import type { TenantPage } from '../tenant-page';
 
 /**
  * The e-mail confirmation, /t/{tenant}/confirm#token=... (the link the API hands out; the token
@@ -12,14 +11,9 @@ import type { TenantPage } from '../tenant-page';
  */
 export function confirmPages(app: FastifyInstance, ctx: PrivacyCenterContext): void {
   const show = async (request: FastifyRequest, reply: FastifyReply, token: string) => {
-    const { tenant } = request.params as { tenant: string };
-    let page: TenantPage;
-    try {
-      page = await ctx.tenants.get(tenant);
-    } catch (err) {
-      return ctx.tenantFailure(request, reply, err);
-    }
-    const lang = ctx.language(request, page);
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
+    const { page, lang } = t;
     if (token && !TOKEN_PATTERN.test(token)) return ctx.fail(reply, 404, { lang, tenant: page }, STRINGS[lang].failInvalid);
     return reply.type('text/html').send(ctx.views.page('confirm', { lang, tenant: page, title: STRINGS[lang].confirmTitle, languageSwitch: { kind: 'links' } }, { csrf: reply.generateCsrf(), token }));
   };
@@ -27,24 +21,18 @@ export function confirmPages(app: FastifyInstance, ctx: PrivacyCenterContext): v
   app.get('/t/:tenant/confirm/:token', { schema: { params: TOKEN_PARAMS } }, async (request, reply) => show(request, reply, (request.params as { token: string }).token));
 
   app.post('/t/:tenant/confirm', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
-    const { tenant } = request.params as { tenant: string };
-    let page: TenantPage;
-    try {
-      page = await ctx.tenants.get(tenant);
-    } catch (err) {
-      return ctx.tenantFailure(request, reply, err);
-    }
-    const lang = ctx.language(request, page);
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
+    const { page, lang } = t;
+    const tenant = page.id;
     const s = STRINGS[lang];
     const body = (request.body ?? {}) as Record<string, unknown>;
     const token = typeof body.token === 'string' ? body.token.trim() : '';
     if (!TOKEN_PATTERN.test(token) || token.length > 4096) return ctx.fail(reply, 404, { lang, tenant: page }, s.failInvalid);
-    let res;
-    try {
-      res = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.confirmSignUp, { parent: `tenants/${tenant}`, token, evidence: ctx.evidence(request, `/t/${tenant}/confirm`) });
-    } catch (err) {
-      return ctx.apiFailure(reply, err, { lang, tenant: page });
-    }
+    const res = await ctx.callOrFailure(reply, { lang, tenant: page }, () =>
+      ctx.api.call(ctx.api.selfService, ctx.api.selfService.confirmSignUp, { parent: `tenants/${tenant}`, token, evidence: ctx.evidence(request, `/t/${tenant}/confirm`) }),
+    );
+    if (!res) return reply;
     const label = (purpose: string) => page.purposes.find((p) => p.name === purpose)?.displayName ?? purpose.slice(purpose.lastIndexOf('/') + 1);
     const items = res.events.map((e) => ({ purpose: label(e.purpose), channel: s.channelLabels[e.channel] ?? '' }));
     return reply.type('text/html').send(ctx.views.page('confirmed', { lang, tenant: page, title: s.confirmedTitle }, { items }));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ConsentEventKind } from '../../gen/consent/v1/consent';
-import { GetPreferencesResponse } from '../../gen/consent/v1/self_service';
+import { WithdrawScope } from '../../gen/consent/v1/self_service';
 import { RequestKind } from '../../gen/consent/v1/subject_rights';
 import { fill, formatTime, Language, STRINGS } from '../i18n';
 import type { PrivacyCenterContext } from '../server';
@@ -24,16 +24,6 @@ const KINDS: Record<string, RequestKind> = { access: RequestKind.REQUEST_KIND_AC
  * erasure behind a confirmation step. Every form carries the token in its body, never in an address.
  */
 export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext): void {
-  const tenantOf = async (request: FastifyRequest, reply: FastifyReply): Promise<{ page: TenantPage; lang: Language } | FastifyReply> => {
-    const { tenant } = request.params as { tenant: string };
-    try {
-      const page = await ctx.tenants.get(tenant);
-      return { page, lang: ctx.language(request, page) };
-    } catch (err) {
-      return ctx.tenantFailure(request, reply, err);
-    }
-  };
-  const isReply = (x: unknown): x is FastifyReply => typeof x === 'object' && x !== null && 'send' in x;
   const tokenOf = (request: FastifyRequest): string => {
     const body = (request.body ?? {}) as Record<string, unknown>;
     const token = typeof body.token === 'string' ? body.token.trim() : '';
@@ -43,12 +33,8 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
   /** Reads the person's preferences and renders the page (with a banner after an action). */
   const render = async (reply: FastifyReply, page: TenantPage, lang: Language, token: string, banner = '', code = 200) => {
     const s = STRINGS[lang];
-    let prefs: GetPreferencesResponse;
-    try {
-      prefs = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.getPreferences, { parent: `tenants/${page.id}`, token });
-    } catch (err) {
-      return ctx.apiFailure(reply, err, { lang, tenant: page });
-    }
+    const prefs = await ctx.callOrFailure(reply, { lang, tenant: page }, () => ctx.api.call(ctx.api.selfService, ctx.api.selfService.getPreferences, { parent: `tenants/${page.id}`, token }));
+    if (!prefs) return reply;
     const now = ctx.now();
     const label = (purpose: string, given: string) => given || page.purposes.find((p) => p.name === purpose)?.displayName || purpose.slice(purpose.lastIndexOf('/') + 1);
     const rows = prefs.preferences.map((p) => {
@@ -96,14 +82,14 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
   };
 
   app.get('/t/:tenant/preferences', { schema: { params: TENANT_PARAM } }, async (request, reply) => {
-    const t = await tenantOf(request, reply);
-    if (isReply(t)) return t;
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
     return reply.type('text/html').send(ctx.views.page('preferences-open', { lang: t.lang, tenant: t.page, title: STRINGS[t.lang].prefsTitle, languageSwitch: { kind: 'links' } }, { csrf: reply.generateCsrf() }));
   });
 
   app.get('/t/:tenant/preferences/:token', { schema: { params: TOKEN_PARAMS } }, async (request, reply) => {
-    const t = await tenantOf(request, reply);
-    if (isReply(t)) return t;
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
     const { token } = request.params as { token: string };
     if (!TOKEN_PATTERN.test(token)) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].failInvalid);
     return render(reply, t.page, t.lang, token);
@@ -111,45 +97,44 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
 
   // Opening by the fragment's token, and the language switch of the page.
   app.post('/t/:tenant/preferences/view', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
-    const t = await tenantOf(request, reply);
-    if (isReply(t)) return t;
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
     const token = tokenOf(request);
     if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].failInvalid);
     return render(reply, t.page, t.lang, token);
   });
 
   app.post('/t/:tenant/preferences/withdraw', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
-    const t = await tenantOf(request, reply);
-    if (isReply(t)) return t;
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
     const s = STRINGS[t.lang];
     const token = tokenOf(request);
     if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, s.failInvalid);
     const body = (request.body ?? {}) as Record<string, unknown>;
     const all = body.all === '1';
-    const scopes = [];
+    const scopes: WithdrawScope[] = [];
     if (!all) {
       const [purposeId, channelText] = typeof body.scope === 'string' ? body.scope.split('|') : [];
       if (!purposeId || !/^[a-z][a-z0-9-]{0,62}$/.test(purposeId) || !/^[1-9]$/.test(channelText ?? '')) return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, s.failBadRequest);
       scopes.push({ purpose: `tenants/${t.page.id}/purposes/${purposeId}`, channel: Number(channelText) });
     }
-    try {
-      await ctx.api.call(ctx.api.selfService, ctx.api.selfService.withdrawWithLink, {
+    const withdrawn = await ctx.callOrFailure(reply, { lang: t.lang, tenant: t.page }, () =>
+      ctx.api.call(ctx.api.selfService, ctx.api.selfService.withdrawWithLink, {
         parent: `tenants/${t.page.id}`,
         token,
         scopes,
         all,
         evidence: ctx.evidence(request, `/t/${t.page.id}/preferences`),
         requestId: requestIdOf(body.request_id),
-      });
-    } catch (err) {
-      return ctx.apiFailure(reply, err, { lang: t.lang, tenant: t.page });
-    }
+      }),
+    );
+    if (!withdrawn) return reply;
     return render(reply, t.page, t.lang, token, fill(all ? s.withdrawnAllBanner : s.withdrawnBanner, { brand: t.page.brandName }));
   });
 
   app.post('/t/:tenant/preferences/request', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
-    const t = await tenantOf(request, reply);
-    if (isReply(t)) return t;
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
     const s = STRINGS[t.lang];
     const token = tokenOf(request);
     if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, s.failInvalid);
@@ -165,18 +150,16 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
         .type('text/html')
         .send(ctx.views.page('erase-confirm', { lang: t.lang, tenant: t.page, title: s.eraseTitle }, { token, csrf, requestId: requestIdOf(body.request_id), notTicked }));
     }
-    let created;
-    try {
-      created = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.createRequestWithLink, {
+    const created = await ctx.callOrFailure(reply, { lang: t.lang, tenant: t.page }, () =>
+      ctx.api.call(ctx.api.selfService, ctx.api.selfService.createRequestWithLink, {
         parent: `tenants/${t.page.id}`,
         token,
         kind,
         evidence: ctx.evidence(request, `/t/${t.page.id}/preferences`),
         requestId: requestIdOf(body.request_id),
-      });
-    } catch (err) {
-      return ctx.apiFailure(reply, err, { lang: t.lang, tenant: t.page });
-    }
+      }),
+    );
+    if (!created) return reply;
     const r = created.request!;
     const due = r.dueTime ? formatTime(t.lang, new Date(r.dueTime.getTime() - 1)) : '';
     const banner = fill(s.requestCreated, { kind: s.requestKindName[r.kind] ?? '', state: s.requestStates[r.state] ?? '', due });

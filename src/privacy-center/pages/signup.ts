@@ -60,26 +60,17 @@ export function signupPages(app: FastifyInstance, ctx: PrivacyCenterContext): vo
   };
 
   app.get('/t/:tenant/signup', { schema: { params: TENANT_PARAM } }, async (request, reply) => {
-    const { tenant } = request.params as { tenant: string };
-    let page: TenantPage;
-    try {
-      page = await ctx.tenants.get(tenant);
-    } catch (err) {
-      return ctx.tenantFailure(request, reply, err);
-    }
-    return form(reply, page, ctx.language(request, page), 200, { identifier: '', ticked: [], errors: [] });
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
+    return form(reply, t.page, t.lang, 200, { identifier: '', ticked: [], errors: [] });
   });
 
   app.post('/t/:tenant/signup', { ...ctx.post, schema: { params: TENANT_PARAM }, preHandler: ctx.csrf }, async (request, reply) => {
-    const { tenant } = request.params as { tenant: string };
-    let page: TenantPage;
-    try {
-      page = await ctx.tenants.get(tenant);
-    } catch (err) {
-      return ctx.tenantFailure(request, reply, err);
-    }
+    const t = await ctx.tenantOrFailure(request, reply);
+    if (!t) return reply;
+    const { page, lang } = t;
+    const tenant = page.id;
     ctx.embeddable(reply, page);
-    const lang = ctx.language(request, page);
     const s = STRINGS[lang];
     const body = (request.body ?? {}) as Record<string, unknown>;
     const typed = typeof body.identifier === 'string' ? body.identifier.slice(0, 254) : '';
@@ -107,19 +98,17 @@ export function signupPages(app: FastifyInstance, ctx: PrivacyCenterContext): vo
     if (errors.length) return form(reply, page, lang, 400, { identifier: typed, ticked, errors });
     if (outdated) return ctx.fail(reply, 409, { lang, tenant: page, languageSwitch: { kind: 'links' } }, s.failOutdated);
 
-    let res;
-    try {
-      res = await ctx.api.call(ctx.api.selfService, ctx.api.selfService.signUp, {
+    const res = await ctx.callOrFailure(reply, { lang, tenant: page }, () =>
+      ctx.api.call(ctx.api.selfService, ctx.api.selfService.signUp, {
         parent: `tenants/${tenant}`,
         subjectIdentifier: identifier,
         choices,
         evidence: ctx.evidence(request, `/t/${tenant}/signup`),
         language: lang,
         requestId: requestIdOf(body.request_id),
-      });
-    } catch (err) {
-      return ctx.apiFailure(reply, err, { lang, tenant: page });
-    }
+      }),
+    );
+    if (!res) return reply;
     const frame = { lang, tenant: page, title: '' };
     if (res.method === ConfirmationMethod.CONFIRMATION_METHOD_INBOUND_CODE) {
       const chose = (c: Channel) => choices.some((x) => x.channel === c);
