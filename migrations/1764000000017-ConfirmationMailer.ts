@@ -12,7 +12,8 @@ import { MigrationInterface, QueryRunner, TableColumn, TableIndex } from 'typeor
  * - `mail_attempts`, `mail_next_attempt_at`: transient failures (SMTP unreachable, 4xx) are tried
  *   again after a growing delay.
  * - `mail_state`: NULL while the mailer still tries, 'SENT' (then `acknowledged_at` is set too),
- *   'FAILED' after a permanent refusal (5xx for the recipient or the message) or too many attempts.
+ *   'FAILED' after a permanent refusal (5xx for the recipient or the message) or too many attempts,
+ *   'EXPIRED' when it expired unsent (so the scan from the oldest open delivery skips it).
  * - `mail_last_error`: the failure's class and SMTP reply code only ("EENVELOPE 550"); never the
  *   server's text, which may repeat the address.
  * The index serves the mailer's scan over all tenants, oldest first.

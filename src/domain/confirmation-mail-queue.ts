@@ -6,6 +6,9 @@ import { Clock } from './clock';
 import { openDelivery, SignUpRepository } from './self-service-signup';
 import { TenantService } from './tenant-service';
 
+/** How often (service clock) deliveries that expired unsent are marked EXPIRED. */
+const EXPIRY_SWEEP_MS = 60_000;
+
 /**
  * The confirmation deliveries as the service's mailer sees them (src/jobs/confirmation-mailer.ts):
  * leased across all tenants, oldest first, decrypted with the same code ListConfirmationDeliveries
@@ -13,6 +16,8 @@ import { TenantService } from './tenant-service';
  * from the service's clock, the one sign-ups and expiry use.
  */
 export class ConfirmationMailQueue implements MailQueue {
+  private lastExpiry = Number.NEGATIVE_INFINITY;
+
   constructor(
     private readonly tx: TransactionRunner,
     private readonly repo: SignUpRepository,
@@ -23,6 +28,11 @@ export class ConfirmationMailQueue implements MailQueue {
 
   async lease(owner: string, limit: number, leaseMs: number): Promise<{ jobs: MailJob[]; unreadable: UnreadableJob[] }> {
     const now = this.clock.now();
+    // Once a minute: deliveries that expired unsent leave the scan's way (they are never sent).
+    if (now - this.lastExpiry >= EXPIRY_SWEEP_MS) {
+      this.lastExpiry = now;
+      await this.tx.write((tx) => this.repo.expireUnmailed(tx, now));
+    }
     const candidates = await this.tx.read((tx) => this.repo.mailCandidates(tx, now, limit));
     if (candidates.length === 0) return { jobs: [], unreadable: [] };
     const leased = await this.tx.write((tx) => this.repo.leaseForMail(tx, candidates, owner, now, now + leaseMs));

@@ -125,6 +125,11 @@ export interface SignUpRepository {
   leaseForMail(tx: TxContext, ids: string[], owner: string, now: number, until: number): Promise<Array<{ delivery: ConfirmationDeliveryRecord; attempts: number }>>;
   /** Records the outcome of a leased delivery, ends the lease; false when `owner` no longer holds it. */
   finishMail(tx: TxContext, id: string, owner: string, outcome: MailOutcome): Promise<boolean>;
+  /**
+   * Marks the deliveries that expired unsent as such (mail_state EXPIRED), so that the mailer's
+   * scan, which starts at the oldest open delivery, does not walk over them again; returns how many.
+   */
+  expireUnmailed(tx: TxContext, now: number): Promise<number>;
   /** Creation time of the oldest delivery the mailer has yet to send (not expired), or null. */
   oldestMailable(tx: TxContext, now: number): Promise<number | null>;
   /** Acknowledges those of `ids` still open at `now`; returns how many. */

@@ -109,7 +109,8 @@ export class SqlSignUpRepository implements SignUpRepository {
       `UPDATE confirmation_deliveries SET mail_lease_owner = ?, mail_lease_until = ?, mail_attempts = mail_attempts + 1 WHERE id IN (${placeholders(ids.length)}) AND ${MAILABLE}`,
       [owner, until, ...ids, now, now, now],
     );
-    const rows: Array<Record<string, unknown>> = await m.query('SELECT * FROM confirmation_deliveries WHERE mail_lease_owner = ? ORDER BY created_at, id', [owner]);
+    // By primary key: the rows just leased are among `ids`.
+    const rows: Array<Record<string, unknown>> = await m.query(`SELECT * FROM confirmation_deliveries WHERE id IN (${placeholders(ids.length)}) AND mail_lease_owner = ? ORDER BY created_at, id`, [...ids, owner]);
     return rows.map((r) => ({ delivery: deliveryOf(r), attempts: num(r.mail_attempts) }));
   }
 
@@ -129,6 +130,18 @@ export class SqlSignUpRepository implements SignUpRepository {
       await m.query(`UPDATE confirmation_deliveries SET mail_attempts = mail_attempts - 1, ${release} WHERE id = ?`, [id]);
     }
     return true;
+  }
+
+  async expireUnmailed(tx: TxContext, now: number): Promise<number> {
+    const m = managerOf(tx);
+    const rows: Array<{ id: unknown }> = await m.query('SELECT id FROM confirmation_deliveries WHERE acknowledged_at IS NULL AND mail_state IS NULL AND expires_at <= ?', [now]);
+    if (rows.length === 0) return 0;
+    const ids = rows.map((r) => String(r.id));
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      await m.query(`UPDATE confirmation_deliveries SET mail_state = 'EXPIRED', mail_lease_owner = NULL, mail_lease_until = NULL WHERE id IN (${placeholders(chunk.length)}) AND acknowledged_at IS NULL AND mail_state IS NULL AND expires_at <= ?`, [...chunk, now]);
+    }
+    return ids.length;
   }
 
   async oldestMailable(tx: TxContext, now: number): Promise<number | null> {
