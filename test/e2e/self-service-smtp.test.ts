@@ -6,16 +6,17 @@ import { expect } from 'chai';
 import { ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { loadConfig, SmtpConfig } from '../../src/config/config';
-import { Channel, SubjectIdentifier } from '../../src/gen/consent/v1/common';
+import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { ConsentEventKind, ListConsentEventsRequest } from '../../src/gen/consent/v1/consent';
 import { SelfServiceServiceClient, SignUpRequest } from '../../src/gen/consent/v1/self_service';
-import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/tenant';
+import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
+import { SelfServiceSettings, TenantServiceClient, TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { smtpSender } from '../../src/jobs/confirmation-mailer';
 import { managerOf } from '../../src/storage/transaction-runner';
 import { forEachDatabase } from '../support/databases';
 import { email, seedTenant } from '../support/fixtures';
 import { freePort } from '../support/processes';
-import { startServerProcess } from '../support/server-process';
+import { ServerProcess, startServerProcess } from '../support/server-process';
 import { call, startTestServer, TestServer } from '../support/test-server';
 import { waitUntil } from '../support/wait';
 
@@ -364,6 +365,85 @@ forEachDatabase('Confirmation mails over SMTP', (db) => {
       await mail.start();
     }
     expect(s.logs()).to.not.include('waiting.person@example.org');
+  });
+});
+
+forEachDatabase('Confirmation mails from two server processes on one database', (db) => {
+  let mail: TestMailServer;
+  const processes: ServerProcess[] = [];
+  const passwordFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'smtp-pw-')), 'password');
+  writeFileSync(passwordFile, `${PASSWORD}\n`);
+
+  after(async () => {
+    for (const p of processes) await p.stop();
+    await mail?.stop();
+  });
+
+  it('each mail is sent once, by one of them; neither logs an address, a link or the password', async function () {
+    this.timeout(120_000);
+    mail = new TestMailServer(await freePort());
+    await mail.start();
+    const env = {
+      SMTP_URL: `smtp://127.0.0.1:${mail.port}`,
+      SMTP_FROM: 'noreply@ledger.example',
+      SMTP_USER: USER,
+      SMTP_PASSWORD_FILE: passwordFile,
+      SMTP_POLL_INTERVAL_MS: '50',
+      PRIVACY_CENTER_PUBLIC_URL: 'https://privacy.example',
+    };
+    // The first makes the development root key in the data folder; the second reads it.
+    processes.push(await startServerProcess(db(), { env }));
+    processes.push(await startServerProcess(db(), { env: { ...env, ROOT_KEYS_FILE: path.join(db().dataDir, 'root-keys.dev.json') } }));
+    const clients = processes.map((p) => ({
+      tenants: new TenantServiceClient(p.address, credentials.createInsecure()),
+      purposes: new PurposeServiceClient(p.address, credentials.createInsecure()),
+      self: new SelfServiceServiceClient(p.address, credentials.createInsecure()),
+    }));
+    try {
+      const { tenants, purposes } = clients[0];
+      await call(tenants, tenants.createTenant, { tenantId: T, displayName: 'Shop', requestId: '', settings: undefined });
+      await call(purposes, purposes.createPurpose, {
+        parent: `tenants/${T}`,
+        purposeId: 'newsletter',
+        purpose: { name: '', displayName: 'newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: '', createTime: undefined, allowedWhileRestricted: false },
+        requestId: '',
+      });
+      await call(purposes, purposes.publishNotice, { parent: `tenants/${T}/purposes/newsletter`, language: 'en', text: 'Newsletter', requestId: 'notice-en' });
+      const addresses = Array.from({ length: 30 }, (_, i) => `process.${i}@example.org`);
+      // Through both processes, alternately, so that both mailers find work at once.
+      await Promise.all(
+        addresses.map((address, i) => {
+          const { self } = clients[i % 2];
+          return call(
+            self,
+            self.signUp,
+            SignUpRequest.fromPartial({
+              parent: `tenants/${T}`,
+              subjectIdentifier: email(address),
+              choices: [{ purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_EMAIL, notice: `tenants/${T}/purposes/newsletter/notices/1` }],
+              evidence: EVIDENCE,
+              language: 'en',
+              requestId: `proc-${i}`,
+            }),
+          );
+        }),
+      );
+      await waitUntil(async () => addresses.every((a) => mail.to(a).length > 0), 30_000, performance.now(), 20);
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const a of addresses) expect(mail.to(a), a).to.have.length(1);
+      expect(mail.mails).to.have.length(addresses.length);
+      const sent = processes.map((p) => (p.output().match(/"confirmation mail sent"/g) ?? []).length);
+      console.log(`      mails sent by the first process: ${sent[0]}, by the second: ${sent[1]}`);
+      expect(sent[0] + sent[1]).to.equal(addresses.length);
+      for (const p of processes) {
+        const out = p.output();
+        expect(out).to.not.include(PASSWORD);
+        expect(out).to.not.include('#token=');
+        for (const a of addresses) expect(out, a).to.not.include(a);
+      }
+    } finally {
+      for (const c of clients) for (const client of Object.values(c)) client.close();
+    }
   });
 });
 
