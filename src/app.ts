@@ -226,6 +226,25 @@ async function startService(
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows, signUpRows);
   const signUp = new SelfServiceSignUp(tx, signUpRows, recorder, subjects, purposeRows, tenants, keys, new SelfServiceTokens(keys), changeRows, audit, clock, config.limits, config.privacyCenterPublicUrl, Boolean(config.smtp));
   const mailQueue = new ConfirmationMailQueue(tx, signUpRows, tenants, keys, clock);
+  // The confirmation mails, when SMTP_URL is set (docs/privacy-center.md, "Confirmation mails").
+  // The password is read from its file here, once, and handed to the transport only; the mailer
+  // starts once the service is up (below).
+  const mailer = config.smtp
+    ? new ConfirmationMailer(
+        mailQueue,
+        smtpSender({
+          host: config.smtp.host,
+          port: config.smtp.port,
+          implicitTls: config.smtp.implicitTls,
+          requireTls: config.smtp.requireTls,
+          ignoreTls: config.smtp.ignoreTls,
+          user: config.smtp.user,
+          password: config.smtp.passwordFile ? readSmtpPassword(config.smtp.passwordFile) : undefined,
+        }),
+        { from: config.smtp.from, pollIntervalMs: config.smtp.pollIntervalMs, onResult: (result) => metrics?.confirmationMail(result) },
+        logger,
+      )
+    : null;
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
   const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
@@ -383,24 +402,7 @@ async function startService(
       : undefined;
   checkpointTimer?.unref();
 
-  // The confirmation mails, when SMTP_URL is set (docs/privacy-center.md, "Confirmation mails").
-  // The password is read from its file here, once, and handed to the transport only.
-  const mailer = config.smtp
-    ? new ConfirmationMailer(
-        mailQueue,
-        smtpSender({
-          host: config.smtp.host,
-          port: config.smtp.port,
-          implicitTls: config.smtp.implicitTls,
-          requireTls: config.smtp.requireTls,
-          ignoreTls: config.smtp.ignoreTls,
-          user: config.smtp.user,
-          password: config.smtp.passwordFile ? readSmtpPassword(config.smtp.passwordFile) : undefined,
-        }),
-        { from: config.smtp.from, pollIntervalMs: config.smtp.pollIntervalMs, onResult: (result) => metrics?.confirmationMail(result) },
-        logger,
-      )
-    : null;
+  // The mailer starts with the service (created above, before the port was bound).
   mailer?.start((name, work) => jobs.start(name, work));
 
   // Started: health says SERVING (unless a database probe said otherwise meanwhile).

@@ -116,12 +116,14 @@ export interface SignUpRepository {
   markConfirmed(tx: TxContext, tenantId: string, id: string, at: number, eventIds: string[], ref: string): Promise<void>;
   insertDelivery(tx: TxContext, row: ConfirmationDeliveryRecord): Promise<void>;
   deliveryOf(tx: TxContext, tenantId: string, confirmationId: string): Promise<ConfirmationDeliveryRecord | null>;
-  /** Not acknowledged, not expired at `now`, after (createdAt, id), oldest first. */
-  /** With `mailFailedOnly`, only those the service's mailer gave up on (SMTP configured). */
+  /**
+   * Not acknowledged, not expired at `now`, after (createdAt, id), oldest first; with
+   * `mailFailedOnly`, only those the service's mailer gave up on (SMTP configured).
+   */
   openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number, mailFailedOnly?: boolean): Promise<ConfirmationDeliveryRecord[]>;
   /** Ids of deliveries of all tenants the mailer may take at `now`, oldest first. */
   mailCandidates(tx: TxContext, now: number, limit: number): Promise<string[]>;
-  /** Leases those of `ids` still mailable at `now` to `owner` until `until` (one attempt more); returns every row `owner` holds. */
+  /** Leases those of `ids` still mailable at `now` to `owner` until `until` (one attempt more); returns those `owner` now holds. */
   leaseForMail(tx: TxContext, ids: string[], owner: string, now: number, until: number): Promise<Array<{ delivery: ConfirmationDeliveryRecord; attempts: number }>>;
   /** Records the outcome of a leased delivery, ends the lease; false when `owner` no longer holds it. */
   finishMail(tx: TxContext, id: string, owner: string, outcome: MailOutcome): Promise<boolean>;
