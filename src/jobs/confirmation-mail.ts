@@ -57,8 +57,7 @@ const TEXTS: Record<'de' | 'en', Texts> = {
 
 export function renderConfirmationMail(input: ConfirmationMailInput): RenderedMail {
   const t = input.language === 'de' ? TEXTS.de : TEXTS.en;
-  // One line of header text: a brand name with a line break must not start a second header line.
-  const brand = input.brandName.replace(/[\r\n\t]+/g, ' ').trim();
+  const brand = oneLine(input.brandName);
   const when = formatExpiry(input.expireTime, t.locale);
   const text = [t.greeting, '', t.intro(brand), '', input.link, '', t.expiry(when), '', t.ignore, '', `-- ${brand}`, ''].join('\n');
   const e = escapeHtml;
@@ -85,6 +84,11 @@ function formatExpiry(ms: number, locale: string): string {
   const parts = Object.fromEntries(f.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
   const day = locale === 'de-DE' ? `${parts.day}.` : parts.day;
   return `${day} ${parts.month} ${parts.year}, ${parts.hour}:${parts.minute} UTC`;
+}
+
+/** One line of header text: a brand name with a line break must not start a second header line. */
+export function oneLine(s: string): string {
+  return s.replace(/[\r\n\t]+/g, ' ').trim();
 }
 
 function escapeHtml(s: string): string {

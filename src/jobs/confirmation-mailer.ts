@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createTransport } from 'nodemailer';
 import { Logger } from '../logging/logger';
-import { renderConfirmationMail } from './confirmation-mail';
+import { oneLine, renderConfirmationMail } from './confirmation-mail';
 
 /**
  * Sends the e-mail double-opt-in confirmations itself when SMTP_URL is set (issue 20,
@@ -235,7 +235,7 @@ export class ConfirmationMailer {
     const mail = renderConfirmationMail({ language: job.language, brandName: job.brandName, link: job.link, expireTime: job.expireTime });
     const started = performance.now();
     try {
-      await this.sender.send({ from: { name: job.brandName, address: this.options.from }, to: job.email, ...mail });
+      await this.sender.send({ from: { name: oneLine(job.brandName), address: this.options.from }, to: job.email, ...mail });
     } catch (err) {
       await this.afterFailure(job, classifySendError(err));
       return;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config/config';
-import { renderConfirmationMail } from '../../src/jobs/confirmation-mail';
+import { oneLine, renderConfirmationMail } from '../../src/jobs/confirmation-mail';
 import { classifySendError, retryDelayMs } from '../../src/jobs/confirmation-mailer';
 
 /** The confirmation mail (src/jobs/confirmation-mail.ts) and the SMTP_* settings (docs/privacy-center.md, "Confirmation mails"). */
@@ -34,6 +34,8 @@ describe('confirmation mail rendering', () => {
   it('escapes the brand in HTML and keeps it on one line in the subject; fetches nothing (no remote resources)', () => {
     const m = renderConfirmationMail({ language: 'en', brandName: 'Evil <img src=x>\r\nBcc: a@b', link, expireTime });
     expect(m.subject).to.not.match(/[\r\n]/);
+    // The sender's display name is the brand as well.
+    expect(oneLine(' Shop\r\nBcc: a@b\t ')).to.equal('Shop Bcc: a@b');
     expect(m.html).to.not.include('<img');
     expect(m.html).to.include('Evil &lt;img src=x&gt; Bcc: a@b');
     // The only URL in the mail is the link itself: no images, styles, fonts or tracking.
