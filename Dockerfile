@@ -63,6 +63,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["nod
 # The privacy center (docs/privacy-center.md) likewise: PRIVACY_CENTER_PORT=8081,
 # PRIVACY_CENTER_BIND_ADDRESS=0.0.0.0, PRIVACY_CENTER_API_TOKEN_FILE (a mounted token with role
 # self_service) and PRIVACY_CENTER_PUBLIC_URL (its https address behind the TLS proxy).
+# The e-mail confirmations are mailed by the service itself when SMTP_URL is set (smtp:// with
+# STARTTLS required, or smtps://), with SMTP_FROM, and SMTP_USER + SMTP_PASSWORD_FILE (mount the
+# password as a file, e.g. a Docker secret; SMTP_PASSWORD is refused) (docs/privacy-center.md).
 # The heap cap is the one of `npm start` (package.json): V8 collects lazily below its default
 # limit (a quarter of the machine's memory), and a server cycling a full decision cache grew to
 # ~750 MiB resident without it (docs/benchmarks.md); live data stays far below 384 MB.

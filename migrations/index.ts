@@ -12,6 +12,7 @@ import { RequestIdentifiers1764000000013 } from './1764000000013-RequestIdentifi
 import { IdentityLinks1764000000014 } from './1764000000014-IdentityLinks';
 import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChanges';
 import { SignUpConfirmations1764000000016 } from './1764000000016-SignUpConfirmations';
+import { ConfirmationMailer1764000000017 } from './1764000000017-ConfirmationMailer';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -29,4 +30,5 @@ export const MIGRATIONS = [
   IdentityLinks1764000000014,
   IdentifierChanges1764000000015,
   SignUpConfirmations1764000000016,
+  ConfirmationMailer1764000000017,
 ];

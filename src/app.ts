@@ -2,7 +2,7 @@ import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { DataSource } from 'typeorm';
 import { Server } from '@grpc/grpc-js';
-import { Config } from './config/config';
+import { Config, readSmtpPassword } from './config/config';
 import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
 import { Clock, systemClock } from './domain/clock';
@@ -53,6 +53,7 @@ import { subjectRightsHandlers } from './transport/handlers/subject-rights-handl
 import { identityHandlers } from './transport/handlers/identity-handlers';
 import { selfServiceSignUpHandlers } from './transport/handlers/self-service-signup-handlers';
 import { SelfServiceSignUp } from './domain/self-service-signup';
+import { ConfirmationMailQueue } from './domain/confirmation-mail-queue';
 import { SelfServiceTokens } from './domain/self-service-tokens';
 import { SqlSignUpRepository } from './storage/repositories/signup-repository';
 import { selfServiceLinkHandlers } from './transport/handlers/self-service-link-handlers';
@@ -60,6 +61,7 @@ import { PreferenceLinks } from './domain/preference-links';
 import { IdentityLinks } from './domain/identity-links';
 import { TypeormIdentityLinkRepository } from './storage/repositories/identity-link-repository';
 import { BackgroundJobs } from './jobs/background-jobs';
+import { ConfirmationMailer, smtpSender } from './jobs/confirmation-mailer';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
@@ -222,7 +224,27 @@ async function startService(
   const linkRows = new TypeormIdentityLinkRepository();
   const signUpRows = new SqlSignUpRepository();
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows, signUpRows);
-  const signUp = new SelfServiceSignUp(tx, signUpRows, recorder, subjects, purposeRows, tenants, keys, new SelfServiceTokens(keys), changeRows, audit, clock, config.limits, config.privacyCenterPublicUrl);
+  const signUp = new SelfServiceSignUp(tx, signUpRows, recorder, subjects, purposeRows, tenants, keys, new SelfServiceTokens(keys), changeRows, audit, clock, config.limits, config.privacyCenterPublicUrl, Boolean(config.smtp));
+  const mailQueue = new ConfirmationMailQueue(tx, signUpRows, tenants, keys, clock);
+  // The confirmation mails, when SMTP_URL is set (docs/privacy-center.md, "Confirmation mails").
+  // The password is read from its file here, once, and handed to the transport only; the mailer
+  // starts once the service is up (below).
+  const mailer = config.smtp
+    ? new ConfirmationMailer(
+        mailQueue,
+        smtpSender({
+          host: config.smtp.host,
+          port: config.smtp.port,
+          implicitTls: config.smtp.implicitTls,
+          requireTls: config.smtp.requireTls,
+          ignoreTls: config.smtp.ignoreTls,
+          user: config.smtp.user,
+          password: config.smtp.passwordFile ? readSmtpPassword(config.smtp.passwordFile) : undefined,
+        }),
+        { from: config.smtp.from, pollIntervalMs: config.smtp.pollIntervalMs, onResult: (result) => metrics?.confirmationMail(result) },
+        logger,
+      )
+    : null;
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
   const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
@@ -353,6 +375,7 @@ async function startService(
         return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
       },
       subjectRequests: () => withoutCallBudget(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
+      oldestConfirmationDeliveryMs: () => withoutCallBudget(() => mailQueue.oldestOpenAgeMs()),
     };
   }
   const metricsServer = metrics && config.metrics ? await startMetricsServer(metrics, config.metrics.port, config.metrics.bindAddress, (err) => logger.warn('metrics could not be collected', { error: errorSummary(err) })) : null;
@@ -379,6 +402,9 @@ async function startService(
       : undefined;
   checkpointTimer?.unref();
 
+  // The mailer starts with the service (created above, before the port was bound).
+  mailer?.start((name, work) => jobs.start(name, work));
+
   // Started: health says SERVING (unless a database probe said otherwise meanwhile).
   started = true;
   publishHealth();
@@ -389,6 +415,7 @@ async function startService(
     auth_mode: config.authMode,
     tls: config.tls ? (config.tls.clientCaFile ? 'client certificates' : 'server only') : 'off',
     bearer_tokens: config.tokens ? 'on' : 'off',
+    confirmation_mails: config.smtp ? `${config.smtp.implicitTls ? 'smtps' : 'smtp'}://${config.smtp.host}:${config.smtp.port}${config.smtp.implicitTls || config.smtp.requireTls ? ' (TLS required)' : ''}` : 'off',
   });
   if (config.authMode === 'development') {
     logger.warn(
@@ -425,6 +452,7 @@ async function startService(
       for (const p of probes) p.close();
       clearInterval(checkpointTimer);
       await checkpointing;
+      await mailer?.stop();
       await jobs.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

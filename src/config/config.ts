@@ -96,6 +96,33 @@ export interface Config {
    * (links are then the path alone, to be prefixed by the tenant's system).
    */
   privacyCenterPublicUrl: string;
+  /** The service mails the e-mail sign-up confirmations itself (SMTP_*; docs/privacy-center.md); undefined: off. */
+  smtp?: SmtpConfig;
+}
+
+/**
+ * SMTP_URL and friends (docs/privacy-center.md, "Confirmation mails"). The password stays in its
+ * file until the mailer starts: it is in no variable, no config value and no log line.
+ */
+export interface SmtpConfig {
+  host: string;
+  port: number;
+  /** smtps://: TLS from the first byte. */
+  implicitTls: boolean;
+  /** smtp://: STARTTLS required (SMTP_REQUIRE_TLS; default true unless the host is loopback). */
+  requireTls: boolean;
+  /** smtp:// to a loopback relay without SMTP_REQUIRE_TLS: stay in plain text even when STARTTLS is offered. */
+  ignoreTls: boolean;
+  /** The sender address; the display name is the tenant's brand name. */
+  from: string;
+  user?: string;
+  passwordFile?: string;
+  pollIntervalMs: number;
+}
+
+/** The SMTP password: the file's first line (a trailing newline is no part of it). */
+export function readSmtpPassword(file: string): string {
+  return readFileSync(file, 'utf8').split(/\r?\n/)[0];
 }
 
 /**
@@ -411,6 +438,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     problems.push('PRIVACY_CENTER_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://privacy.example.com');
   }
   const privacyCenter = privacyCenterFrom(source, { authMode, tls, tokens, int, file, publicUrl: privacyCenterPublicUrl }, problems);
+  const smtp = smtpFrom(source, { int, bool, file, publicUrl: privacyCenterPublicUrl }, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -437,7 +465,74 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     console: consoleConfig,
     privacyCenter,
     privacyCenterPublicUrl,
+    ...(smtp ? { smtp } : {}),
   };
+}
+
+/**
+ * The SMTP_* settings; undefined when SMTP_URL is unset. No message quotes SMTP_URL or the
+ * password file's content: a URL may carry credentials someone put there by mistake.
+ */
+function smtpFrom(
+  source: Record<string, string>,
+  api: {
+    int: (key: string, fallback: number, min: number, max: number) => number;
+    bool: (key: string, fallback: boolean) => boolean;
+    file: (key: string) => string | undefined;
+    publicUrl: string;
+  },
+  problems: string[],
+): SmtpConfig | undefined {
+  if (source.SMTP_PASSWORD !== undefined) problems.push('SMTP_PASSWORD is not read: put the password in a file readable by the service and name it in SMTP_PASSWORD_FILE');
+  if ((source.SMTP_URL ?? '') === '') {
+    const stray = Object.keys(source).filter((k) => k.startsWith('SMTP_') && k !== 'SMTP_PASSWORD');
+    if (stray.length > 0) problems.push(`${stray.sort().join(', ')} ${stray.length > 1 ? 'are' : 'is'} only read with SMTP_URL (the service sends no mail)`);
+    return undefined;
+  }
+  const before = problems.length;
+  let url: URL | undefined;
+  try {
+    url = new URL(source.SMTP_URL);
+  } catch {
+    problems.push('SMTP_URL is not a URL (expected smtp://host:port or smtps://host:port)');
+  }
+  let host = '';
+  let port = 0;
+  let implicitTls = false;
+  if (url) {
+    if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') problems.push(`SMTP_URL scheme must be smtp: (STARTTLS) or smtps: (TLS) (got "${url.protocol}")`);
+    if (url.username || url.password) problems.push('SMTP_URL must not hold credentials: set SMTP_USER and SMTP_PASSWORD_FILE');
+    else if ((url.pathname && url.pathname !== '/') || url.search || url.hash) problems.push('SMTP_URL must be smtp://host:port or smtps://host:port, without path, query or fragment');
+    host = url.hostname.replace(/^\[|\]$/g, '');
+    if (!host) problems.push('SMTP_URL must name a host, e.g. smtp://mail.example.org:587');
+    implicitTls = url.protocol === 'smtps:';
+    port = url.port ? Number(url.port) : implicitTls ? 465 : 587;
+  }
+  const loopbackHost = isLoopback(host);
+  const requireTls = api.bool('SMTP_REQUIRE_TLS', !loopbackHost);
+  const from = source.SMTP_FROM ?? '';
+  if (!from) problems.push('SMTP_URL needs SMTP_FROM, the sender address of the confirmation mails (e.g. noreply@example.org)');
+  else if (from.length > 254 || !/^[^\s@<>()"',;:\\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(from)) {
+    problems.push('SMTP_FROM must be a plain e-mail address such as noreply@example.org (no display name: the tenant\'s brand name is used)');
+  }
+  const user = source.SMTP_USER || undefined;
+  const passwordFile = api.file('SMTP_PASSWORD_FILE');
+  if (user && !source.SMTP_PASSWORD_FILE) problems.push('SMTP_USER needs SMTP_PASSWORD_FILE, a file holding the password');
+  if (source.SMTP_PASSWORD_FILE && !user) problems.push('SMTP_PASSWORD_FILE is only read with SMTP_USER');
+  if (passwordFile && existsSync(passwordFile)) {
+    try {
+      if (readSmtpPassword(passwordFile) === '') problems.push(`SMTP_PASSWORD_FILE ${passwordFile} is empty (the password is its first line)`);
+    } catch (err) {
+      problems.push(`SMTP_PASSWORD_FILE ${passwordFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  if (user && !implicitTls && !requireTls && !loopbackHost) {
+    problems.push('SMTP_USER over smtp:// without SMTP_REQUIRE_TLS would send the password in clear: use smtps:// or SMTP_REQUIRE_TLS=true');
+  }
+  if (!api.publicUrl) problems.push('SMTP_URL needs PRIVACY_CENTER_PUBLIC_URL: the mailed links must be absolute (https://privacy.example.com/t/...)');
+  const pollIntervalMs = api.int('SMTP_POLL_INTERVAL_MS', 1000, 50, 3_600_000);
+  if (problems.length > before) return undefined;
+  return { host, port, implicitTls, requireTls, ignoreTls: loopbackHost && !requireTls, from, ...(user ? { user } : {}), ...(passwordFile ? { passwordFile } : {}), pollIntervalMs };
 }
 
 /** The CONSOLE_* settings (docs/console.md); undefined when CONSOLE_PORT is unset. */

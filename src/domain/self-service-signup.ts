@@ -96,6 +96,13 @@ export interface ConfirmationDeliveryRecord {
   acknowledgedAt: number | null;
 }
 
+/** What became of a mail the mailer leased (src/jobs/confirmation-mailer.ts). */
+export type MailOutcome =
+  | { kind: 'SENT'; at: number }
+  | { kind: 'RETRY'; nextAttemptAt: number; error: string }
+  | { kind: 'FAILED'; error: string }
+  | { kind: 'RELEASED' };
+
 export interface SignUpRepository {
   insertConfirmation(tx: TxContext, row: SignUpConfirmationRecord): Promise<void>;
   findByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SignUpConfirmationRecord | null>;
@@ -109,8 +116,24 @@ export interface SignUpRepository {
   markConfirmed(tx: TxContext, tenantId: string, id: string, at: number, eventIds: string[], ref: string): Promise<void>;
   insertDelivery(tx: TxContext, row: ConfirmationDeliveryRecord): Promise<void>;
   deliveryOf(tx: TxContext, tenantId: string, confirmationId: string): Promise<ConfirmationDeliveryRecord | null>;
-  /** Not acknowledged, not expired at `now`, after (createdAt, id), oldest first. */
-  openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number): Promise<ConfirmationDeliveryRecord[]>;
+  /**
+   * Not acknowledged, not expired at `now`, after (createdAt, id), oldest first; with
+   * `mailFailedOnly`, only those the service's mailer gave up on (SMTP configured).
+   */
+  openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number, mailFailedOnly?: boolean): Promise<ConfirmationDeliveryRecord[]>;
+  /** Ids of deliveries of all tenants the mailer may take at `now`, oldest first. */
+  mailCandidates(tx: TxContext, now: number, limit: number): Promise<string[]>;
+  /** Leases those of `ids` still mailable at `now` to `owner` until `until` (one attempt more); returns those `owner` now holds. */
+  leaseForMail(tx: TxContext, ids: string[], owner: string, now: number, until: number): Promise<Array<{ delivery: ConfirmationDeliveryRecord; attempts: number }>>;
+  /** Records the outcome of a leased delivery, ends the lease; false when `owner` no longer holds it. */
+  finishMail(tx: TxContext, id: string, owner: string, outcome: MailOutcome): Promise<boolean>;
+  /**
+   * Marks the deliveries that expired unsent as such (mail_state EXPIRED), so that the mailer's
+   * scan, which starts at the oldest open delivery, does not walk over them again; returns how many.
+   */
+  expireUnmailed(tx: TxContext, now: number): Promise<number>;
+  /** Creation time of the oldest delivery the mailer has yet to send (not expired), or null. */
+  oldestMailable(tx: TxContext, now: number): Promise<number | null>;
   /** Acknowledges those of `ids` still open at `now`; returns how many. */
   acknowledge(tx: TxContext, tenantId: string, ids: string[], now: number): Promise<number>;
   /** Deletes the subject's confirmations and deliveries (erasure); returns how many rows. */
@@ -173,6 +196,11 @@ export class SelfServiceSignUp {
     private readonly pages: PageLimits,
     /** PRIVACY_CENTER_PUBLIC_URL without a trailing slash; '' when not configured. */
     private readonly publicUrl: string,
+    /**
+     * SMTP_URL is set: the service's mailer sends the deliveries, and ListConfirmationDeliveries
+     * hands out only those it gave up on (a permanent refusal), so that no mail goes out twice.
+     */
+    private readonly mailerOwnsDeliveries = false,
   ) {}
 
   async signUp(principal: Principal, tenantId: string, input: SignUpInput): Promise<SignUpResult> {
@@ -450,24 +478,13 @@ export class SelfServiceSignUp {
       const after = decodePageToken<string>(pageToken, {}, 'string', sealer, v);
       v.throwIfAny();
       const cursor = after ? { createdAt: Number(after.split(':')[0]), id: after.split(':')[1] } : null;
-      const rows = await this.repo.openDeliveries(tx, tenantId, now, cursor, size + 1);
+      const rows = await this.repo.openDeliveries(tx, tenantId, now, cursor, size + 1, this.mailerOwnsDeliveries);
       const items = rows.slice(0, size);
       const last = items[items.length - 1];
       return { items, nextPageToken: rows.length > size ? encodePageToken(`${last.createdAt}:${last.id}`, {}, sealer) : '' };
     });
     const items: ConfirmationDeliveryView[] = [];
-    for (const d of page.items) {
-      const key = await this.keys.subjectKey(tenantId, d.subjectId);
-      items.push({
-        id: d.id,
-        tenantId,
-        email: decryptField(key.key, deliveryContext(tenantId, d.subjectId, d.id, 'address_ciphertext'), d.addressCiphertext),
-        link: decryptField(key.key, deliveryContext(tenantId, d.subjectId, d.id, 'link_ciphertext'), d.linkCiphertext),
-        language: d.language,
-        expireTime: d.expiresAt,
-        createTime: d.createdAt,
-      });
-    }
+    for (const d of page.items) items.push(await openDelivery(this.keys, d));
     return { items, nextPageToken: page.nextPageToken };
   }
 
@@ -542,6 +559,23 @@ function used(row: SignUpConfirmationRecord): DomainError {
 
 export function confirmationDeliveryName(tenantId: string, id: string): string {
   return `tenants/${tenantId}/confirmationDeliveries/${id}`;
+}
+
+/**
+ * A delivery with its address and link decrypted under the subject key: what
+ * ListConfirmationDeliveries answers and what the service's mailer sends.
+ */
+export async function openDelivery(keys: KeyManager, d: ConfirmationDeliveryRecord): Promise<ConfirmationDeliveryView> {
+  const key = await keys.subjectKey(d.tenantId, d.subjectId);
+  return {
+    id: d.id,
+    tenantId: d.tenantId,
+    email: decryptField(key.key, deliveryContext(d.tenantId, d.subjectId, d.id, 'address_ciphertext'), d.addressCiphertext),
+    link: decryptField(key.key, deliveryContext(d.tenantId, d.subjectId, d.id, 'link_ciphertext'), d.linkCiphertext),
+    language: d.language,
+    expireTime: d.expiresAt,
+    createTime: d.createdAt,
+  };
 }
 
 function deliveryContext(tenantId: string, subjectId: string, id: string, column: string) {

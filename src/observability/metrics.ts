@@ -29,6 +29,8 @@ export interface MetricSources {
   auditLogs?(): Promise<Array<{ tenant: string; size: number; checkpointAgeSeconds: number | null }>>;
   /** Per tenant: data-subject requests open, due within 7 days, past their due time. */
   subjectRequests?(): Promise<Array<{ tenant: string; open: number; dueSoon: number; overdue: number }>>;
+  /** Age of the oldest e-mail confirmation delivery not yet sent or handed out, not expired (null: none). */
+  oldestConfirmationDeliveryMs?(): Promise<number | null>;
 }
 
 export const OTHER_TENANTS = '_other';
@@ -101,6 +103,7 @@ export class ServiceMetrics {
   /** Decisions per tenant label, verdict and reason. */
   private readonly decisions = new Map<string, Map<string, Map<string, { n: number }>>>();
   private readonly writes: Counter<'tenant' | 'kind'>;
+  private readonly confirmationMails: Counter<'result'>;
   private readonly batchSize: Histogram<string>;
   private readonly commitSeconds: Histogram<string>;
   /** Cached children: one label combination, one object, found by a joined key. */
@@ -148,6 +151,23 @@ export class ServiceMetrics {
       },
     });
     this.writes = new Counter({ name: 'consent_writes_total', help: 'Consent events and inbound messages recorded, by kind.', labelNames: ['tenant', 'kind'], registers });
+    // No tenant label: the mailer's health is one thing (the SMTP server), and logs name the tenant.
+    this.confirmationMails = new Counter({
+      name: 'consent_confirmation_mails_total',
+      help: 'Confirmation mails the service tried to send (SMTP_URL set), by result: sent, retry (a transient failure, tried again later), failed (refused for good, or too many attempts).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['sent', 'retry', 'failed']) this.confirmationMails.inc({ result }, 0);
+    new Gauge({
+      name: 'consent_confirmation_delivery_oldest_seconds',
+      help: 'Age of the oldest e-mail confirmation delivery neither sent nor handed out yet (not expired); 0 when there is none.',
+      registers,
+      async collect() {
+        const ms = (await sources.oldestConfirmationDeliveryMs?.()) ?? null;
+        this.set(ms === null ? 0 : ms / 1000);
+      },
+    });
     this.batchSize = new Histogram({ name: 'consent_commit_batch_size', help: 'Writes committed together in one group-commit transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
     this.commitSeconds = new Histogram({ name: 'consent_commit_seconds', help: 'Time from a batch leaving the queue to its commit being durable.', buckets: RPC_BUCKETS, registers });
 
@@ -250,6 +270,11 @@ export class ServiceMetrics {
     const f = this.figures(type, service, method);
     f.handled.set(code, (f.handled.get(code) ?? 0) + 1);
     f.observe(seconds);
+  }
+
+  /** One confirmation mail's outcome (src/jobs/confirmation-mailer.ts). */
+  confirmationMail(result: 'sent' | 'retry' | 'failed'): void {
+    this.confirmationMails.inc({ result });
   }
 
   checkDecided(tenant: string, verdict: string, reason: string): void {

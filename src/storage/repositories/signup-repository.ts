@@ -1,4 +1,4 @@
-import { ConfirmationDeliveryRecord, ConfirmationMethod, PendingScope, SignUpConfirmationRecord, SignUpRepository } from '../../domain/self-service-signup';
+import { ConfirmationDeliveryRecord, ConfirmationMethod, MailOutcome, PendingScope, SignUpConfirmationRecord, SignUpRepository } from '../../domain/self-service-signup';
 import { IdentifierKind, SendChannel } from '../../domain/model';
 import { TxContext } from '../../shared/unit-of-work';
 import { managerOf } from '../transaction-runner';
@@ -9,6 +9,13 @@ const CONFIRMATION_COLUMNS = [
   'created_at', 'expires_at', 'confirmed_at', 'confirmed_event_ids', 'confirmed_ref', 'request_id', 'request_fingerprint',
 ];
 const DELIVERY_COLUMNS = ['id', 'tenant_id', 'subject_id', 'confirmation_id', 'address_ciphertext', 'link_ciphertext', 'language', 'created_at', 'expires_at', 'acknowledged_at'];
+
+/**
+ * A delivery the mailer may take now (three `?`: now, now, now): not handed out or sent, not given
+ * up on, not expired, its retry time reached, no unexpired lease.
+ */
+const MAILABLE =
+  'acknowledged_at IS NULL AND mail_state IS NULL AND expires_at > ? AND (mail_next_attempt_at IS NULL OR mail_next_attempt_at <= ?) AND (mail_lease_until IS NULL OR mail_lease_until <= ?)';
 
 /** Sign-up confirmations and e-mail deliveries (migration 1764000000016). Plain SQL, no entity. */
 export class SqlSignUpRepository implements SignUpRepository {
@@ -62,10 +69,11 @@ export class SqlSignUpRepository implements SignUpRepository {
     return rows.length ? deliveryOf(rows[0]) : null;
   }
 
-  async openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number): Promise<ConfirmationDeliveryRecord[]> {
+  async openDeliveries(tx: TxContext, tenantId: string, now: number, after: { createdAt: number; id: string } | null, limit: number, mailFailedOnly = false): Promise<ConfirmationDeliveryRecord[]> {
     const cursor = after ? ' AND (created_at > ? OR (created_at = ? AND id > ?))' : '';
+    const failed = mailFailedOnly ? " AND mail_state = 'FAILED'" : '';
     const rows: Array<Record<string, unknown>> = await managerOf(tx).query(
-      `SELECT * FROM confirmation_deliveries WHERE tenant_id = ? AND acknowledged_at IS NULL AND expires_at > ?${cursor} ORDER BY created_at, id LIMIT ${Math.floor(limit)}`,
+      `SELECT * FROM confirmation_deliveries WHERE tenant_id = ? AND acknowledged_at IS NULL AND expires_at > ?${failed}${cursor} ORDER BY created_at, id LIMIT ${Math.floor(limit)}`,
       after ? [tenantId, now, after.createdAt, after.createdAt, after.id] : [tenantId, now],
     );
     return rows.map(deliveryOf);
@@ -81,6 +89,67 @@ export class SqlSignUpRepository implements SignUpRepository {
     const openIds = open.map((r) => String(r.id));
     await m.query(`UPDATE confirmation_deliveries SET acknowledged_at = ? WHERE tenant_id = ? AND id IN (${placeholders(openIds.length)})`, [now, tenantId, ...openIds]);
     return openIds.length;
+  }
+
+  async mailCandidates(tx: TxContext, now: number, limit: number): Promise<string[]> {
+    const rows: Array<{ id: unknown }> = await managerOf(tx).query(
+      `SELECT id FROM confirmation_deliveries WHERE ${MAILABLE} ORDER BY created_at, id LIMIT ${Math.floor(limit)}`,
+      [now, now, now],
+    );
+    return rows.map((r) => String(r.id));
+  }
+
+  async leaseForMail(tx: TxContext, ids: string[], owner: string, now: number, until: number): Promise<Array<{ delivery: ConfirmationDeliveryRecord; attempts: number }>> {
+    if (ids.length === 0) return [];
+    const m = managerOf(tx);
+    // One conditional UPDATE: a row another replica leased (or sent, or that expired) since the
+    // candidates were read no longer matches MAILABLE and stays theirs. On MySQL the UPDATE waits
+    // for a competing lease's commit and then sees it; SQLite serialises writers (BEGIN IMMEDIATE).
+    await m.query(
+      `UPDATE confirmation_deliveries SET mail_lease_owner = ?, mail_lease_until = ?, mail_attempts = mail_attempts + 1 WHERE id IN (${placeholders(ids.length)}) AND ${MAILABLE}`,
+      [owner, until, ...ids, now, now, now],
+    );
+    // By primary key: the rows just leased are among `ids`.
+    const rows: Array<Record<string, unknown>> = await m.query(`SELECT * FROM confirmation_deliveries WHERE id IN (${placeholders(ids.length)}) AND mail_lease_owner = ? ORDER BY created_at, id`, [...ids, owner]);
+    return rows.map((r) => ({ delivery: deliveryOf(r), attempts: num(r.mail_attempts) }));
+  }
+
+  async finishMail(tx: TxContext, id: string, owner: string, outcome: MailOutcome): Promise<boolean> {
+    const m = managerOf(tx);
+    const held: Array<{ id: unknown }> = await m.query(`SELECT id FROM confirmation_deliveries WHERE id = ? AND mail_lease_owner = ?${forUpdate(m)}`, [id, owner]);
+    if (held.length === 0) return false;
+    const release = 'mail_lease_owner = NULL, mail_lease_until = NULL';
+    if (outcome.kind === 'SENT') {
+      await m.query(`UPDATE confirmation_deliveries SET mail_state = 'SENT', acknowledged_at = ?, mail_last_error = NULL, ${release} WHERE id = ?`, [outcome.at, id]);
+    } else if (outcome.kind === 'RETRY') {
+      await m.query(`UPDATE confirmation_deliveries SET mail_next_attempt_at = ?, mail_last_error = ?, ${release} WHERE id = ?`, [outcome.nextAttemptAt, outcome.error, id]);
+    } else if (outcome.kind === 'FAILED') {
+      await m.query(`UPDATE confirmation_deliveries SET mail_state = 'FAILED', mail_last_error = ?, ${release} WHERE id = ?`, [outcome.error, id]);
+    } else {
+      // Not attempted after all (shutdown between lease and send): as if never leased.
+      await m.query(`UPDATE confirmation_deliveries SET mail_attempts = mail_attempts - 1, ${release} WHERE id = ?`, [id]);
+    }
+    return true;
+  }
+
+  async expireUnmailed(tx: TxContext, now: number): Promise<number> {
+    const m = managerOf(tx);
+    const rows: Array<{ id: unknown }> = await m.query('SELECT id FROM confirmation_deliveries WHERE acknowledged_at IS NULL AND mail_state IS NULL AND expires_at <= ?', [now]);
+    if (rows.length === 0) return 0;
+    const ids = rows.map((r) => String(r.id));
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      await m.query(`UPDATE confirmation_deliveries SET mail_state = 'EXPIRED', mail_lease_owner = NULL, mail_lease_until = NULL WHERE id IN (${placeholders(chunk.length)}) AND acknowledged_at IS NULL AND mail_state IS NULL AND expires_at <= ?`, [...chunk, now]);
+    }
+    return ids.length;
+  }
+
+  async oldestMailable(tx: TxContext, now: number): Promise<number | null> {
+    const rows: Array<{ oldest: unknown }> = await managerOf(tx).query(
+      'SELECT MIN(created_at) AS oldest FROM confirmation_deliveries WHERE acknowledged_at IS NULL AND mail_state IS NULL AND expires_at > ?',
+      [now],
+    );
+    return rows[0]?.oldest === null || rows[0]?.oldest === undefined ? null : num(rows[0].oldest);
   }
 
   async deleteOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<number> {

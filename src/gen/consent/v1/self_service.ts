@@ -2784,6 +2784,8 @@ export const SelfServiceServiceService = {
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
    * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
+   * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
   listConfirmationDeliveries: {
     path: "/consent.v1.SelfServiceService/ListConfirmationDeliveries" as const,
@@ -2894,6 +2896,8 @@ export interface SelfServiceServiceServer extends UntypedServiceImplementation {
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
    * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
+   * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
   listConfirmationDeliveries: handleUnaryCall<ListConfirmationDeliveriesRequest, ListConfirmationDeliveriesResponse>;
   /** Marks deliveries as handed to the mail system; they are no longer listed. Role `recorder`. */
@@ -2971,6 +2975,8 @@ export interface SelfServiceServiceClient extends Client {
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
    * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
+   * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
   listConfirmationDeliveries(
     request: ListConfirmationDeliveriesRequest,
