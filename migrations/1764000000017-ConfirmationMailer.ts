@@ -13,7 +13,9 @@ import { MigrationInterface, QueryRunner, TableColumn, TableIndex } from 'typeor
  *   again after a growing delay.
  * - `mail_state`: NULL while the mailer still tries, 'SENT' (then `acknowledged_at` is set too),
  *   'FAILED' after a permanent refusal (5xx for the recipient or the message) or too many attempts,
- *   'EXPIRED' when it expired unsent (so the scan from the oldest open delivery skips it).
+ *   'EXPIRED' when it expired unsent (so the scan from the oldest open delivery skips it),
+ *   'OBSOLETE' when its sign-up was confirmed before it was sent or acknowledged (set by the
+ *   confirmation, with `acknowledged_at`: no mail for a sign-up that needs none).
  * - `mail_last_error`: the failure's class and SMTP reply code only ("EENVELOPE 550"); never the
  *   server's text, which may repeat the address.
  * The index serves the mailer's scan over all tenants, oldest first.

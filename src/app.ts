@@ -225,7 +225,7 @@ async function startService(
   const signUpRows = new SqlSignUpRepository();
   const subjectEraser = new SubjectEraser(tx, subjects, keys, clock, changeRows, consent, audit, linkRows, signUpRows);
   const signUp = new SelfServiceSignUp(tx, signUpRows, recorder, subjects, purposeRows, tenants, keys, new SelfServiceTokens(keys), changeRows, audit, clock, config.limits, config.privacyCenterPublicUrl, Boolean(config.smtp));
-  const mailQueue = new ConfirmationMailQueue(tx, signUpRows, tenants, keys, clock);
+  const mailQueue = new ConfirmationMailQueue(tx, signUpRows, tenants, keys, clock, config.privacyCenterPublicUrl);
   // The confirmation mails, when SMTP_URL is set (docs/privacy-center.md, "Confirmation mails").
   // The password is read from its file here, once, and handed to the transport only; the mailer
   // starts once the service is up (below).

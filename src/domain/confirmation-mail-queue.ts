@@ -24,6 +24,11 @@ export class ConfirmationMailQueue implements MailQueue {
     private readonly tenants: TenantService,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
+    /**
+     * PRIVACY_CENTER_PUBLIC_URL (required with SMTP): put in front of a link stored without it
+     * (a sign-up made before the address was configured), so no mail carries a bare path.
+     */
+    private readonly publicUrl: string,
   ) {}
 
   async lease(owner: string, limit: number, leaseMs: number): Promise<{ jobs: MailJob[]; unreadable: UnreadableJob[] }> {
@@ -49,7 +54,8 @@ export class ConfirmationMailQueue implements MailQueue {
           brands.set(delivery.tenantId, brandName);
         }
         const view = await openDelivery(this.keys, delivery);
-        jobs.push({ id: view.id, tenantId: view.tenantId, leaseOwner: owner, email: view.email, link: view.link, language: view.language, expireTime: view.expireTime, brandName, attempts });
+        const link = view.link.startsWith('/') && this.publicUrl ? `${this.publicUrl}${view.link}` : view.link;
+        jobs.push({ id: view.id, tenantId: view.tenantId, leaseOwner: owner, email: view.email, link, language: view.language, expireTime: view.expireTime, brandName, attempts });
       } catch (err) {
         unreadable.push({ id: delivery.id, tenantId: delivery.tenantId, leaseOwner: owner, attempts, error: err instanceof DomainError ? err.reason.slice(0, 40) : ((err as Error)?.name ?? 'Error').slice(0, 40) });
       }

@@ -160,11 +160,22 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     const e = await expectGrpcError(confirm(token), status.FAILED_PRECONDITION);
     expect(e.reason).to.equal('TOKEN_USED');
 
-    // Acknowledged deliveries are no longer listed; a second acknowledgement counts nothing.
+    // The confirmation settled the delivery (listed, never acknowledged: say the tenant's mailer sent
+    // it and crashed): no longer listed, so it is not mailed again; acknowledging it counts nothing.
+    expect((await deliveries()).map((d) => d.name)).not.to.include(listed.name);
+    expect((await call(self, self.acknowledgeConfirmationDeliveries, { parent: `tenants/${T}`, names: [listed.name] })).acknowledged).to.equal(0);
+  });
+
+  it('an acknowledged delivery is no longer listed; a second acknowledgement counts nothing; the link still confirms', async function () {
+    const who = email('acknowledged@example.org');
+    await signUp(signUpReq(who));
+    const listed = (await deliveries()).find((d) => d.email === 'acknowledged@example.org')!;
     const ack = await call(self, self.acknowledgeConfirmationDeliveries, { parent: `tenants/${T}`, names: [listed.name] });
     expect(ack.acknowledged).to.equal(1);
     expect((await deliveries()).map((d) => d.name)).not.to.include(listed.name);
     expect((await call(self, self.acknowledgeConfirmationDeliveries, { parent: `tenants/${T}`, names: [listed.name] })).acknowledged).to.equal(0);
+    const confirmed = await confirm(tokenOf(listed.link));
+    expect(confirmed.events.map((e) => e.kind)).to.deep.equal([ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED]);
   });
 
   it('an expired link is TOKEN_EXPIRED, a foreign tenant\'s token or garbage TOKEN_INVALID; nothing is confirmed', async function () {

@@ -334,6 +334,53 @@ forEachDatabase('Confirmation mails over SMTP', (db) => {
     }
   });
 
+  it('deliveries made before SMTP and the public address were set: a bare link is mailed with the public address; one confirmed meanwhile is not mailed or listed', async function () {
+    this.timeout(60_000);
+    // A server as the service ran before: no SMTP, no PRIVACY_CENTER_PUBLIC_URL (links are paths),
+    // the tenant's own system fetching the deliveries.
+    const before = await startTestServer(db());
+    const beforeSelf = new SelfServiceServiceClient(before.address, credentials.createInsecure());
+    const relative = 'relative.link@example.org';
+    const confirmedMeanwhile = 'confirmed.meanwhile@example.org';
+    planted.push(relative, confirmedMeanwhile);
+    never.push(confirmedMeanwhile);
+    await mail.stop();
+    try {
+      before.clock.set(s.clock.now());
+      await signUp(confirmedMeanwhile, 'en', before, beforeSelf);
+      await signUp(relative, 'en', before, beforeSelf);
+      // Listed by the server without SMTP, with bare links; the first is mailed by the tenant's system
+      // (not acknowledged: it crashed), and the person confirms.
+      const open = (await call(beforeSelf, beforeSelf.listConfirmationDeliveries, { parent: `tenants/${T}`, pageSize: 0, pageToken: '' })).deliveries;
+      const first = open.find((d) => d.email === confirmedMeanwhile)!;
+      expect(first.link).to.match(/^\/t\/smtp-shop\/confirm#token=/);
+      planted.push(...open.map((d) => d.link));
+      await call(beforeSelf, beforeSelf.confirmSignUp, { parent: `tenants/${T}`, token: first.link.split('#token=')[1], evidence: EVIDENCE });
+      const listedAfter = (await call(beforeSelf, beforeSelf.listConfirmationDeliveries, { parent: `tenants/${T}`, pageSize: 0, pageToken: '' })).deliveries;
+      expect(listedAfter.map((d) => d.email), 'a confirmed sign-up\'s delivery is no longer listed').to.not.include(confirmedMeanwhile);
+      expect(listedAfter.map((d) => d.email)).to.include(relative);
+      const settled = (await rows()).find((r) => r.id === first.name.split('/').pop())!;
+      expect(settled).to.deep.include({ mail_state: 'OBSOLETE', mail_lease_owner: null });
+      expect(Number(settled.acknowledged_at)).to.equal(before.clock.now());
+    } finally {
+      beforeSelf.close();
+      await before.stop();
+      await mail.start();
+    }
+    // Now the service with SMTP and the public address mails what is open.
+    s.clock.advance(HOUR);
+    await waitUntil(async () => mail.to(relative).length > 0, 10_000);
+    await settle();
+    expect(mail.to(relative)).to.have.length(1);
+    const link = linkIn(mail.to(relative)[0]);
+    expect(mail.to(relative)[0].text).to.not.match(/^\/t\//m);
+    planted.push(link);
+    expect(mail.to(confirmedMeanwhile), 'no mail for a sign-up already confirmed').to.have.length(0);
+    // The mailed link works: it confirms the sign-up.
+    const confirmed = await call(self, self.confirmSignUp, { parent: `tenants/${T}`, token: link.split('#token=')[1], evidence: EVIDENCE });
+    expect(confirmed.events.map((e) => e.kind)).to.deep.equal([ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED]);
+  });
+
   it('in all: one mail per sign-up, none to an expired, erased or refused delivery; the SMTP login worked; no address, link, token or the password in the log', function () {
     expect(mail.badLogins).to.equal(0);
     for (const a of never) expect(mail.to(a), a).to.have.length(0);

@@ -55,7 +55,15 @@ export class SqlSignUpRepository implements SignUpRepository {
   }
 
   async markConfirmed(tx: TxContext, tenantId: string, id: string, at: number, eventIds: string[], ref: string): Promise<void> {
-    await managerOf(tx).query('UPDATE signup_confirmations SET confirmed_at = ?, confirmed_event_ids = ?, confirmed_ref = ? WHERE tenant_id = ? AND id = ?', [at, JSON.stringify(eventIds), ref, tenantId, id]);
+    const m = managerOf(tx);
+    await m.query('UPDATE signup_confirmations SET confirmed_at = ?, confirmed_event_ids = ?, confirmed_ref = ? WHERE tenant_id = ? AND id = ?', [at, JSON.stringify(eventIds), ref, tenantId, id]);
+    // A confirmed sign-up needs no confirmation mail any more: its delivery, if not yet handed out
+    // or sent (a tenant's mailer that sent it but crashed before acknowledging, or one made before
+    // SMTP was configured), is neither listed nor mailed again.
+    await m.query(
+      "UPDATE confirmation_deliveries SET acknowledged_at = ?, mail_state = 'OBSOLETE', mail_lease_owner = NULL, mail_lease_until = NULL WHERE tenant_id = ? AND confirmation_id = ? AND acknowledged_at IS NULL AND (mail_state IS NULL OR mail_state = 'FAILED')",
+      [at, tenantId, id],
+    );
   }
 
   async insertDelivery(tx: TxContext, d: ConfirmationDeliveryRecord): Promise<void> {

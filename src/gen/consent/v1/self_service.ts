@@ -2783,7 +2783,7 @@ export const SelfServiceServiceService = {
   /**
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
-   * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * acknowledged, expired, or its sign-up confirmed. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
    * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
    * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
@@ -2895,7 +2895,7 @@ export interface SelfServiceServiceServer extends UntypedServiceImplementation {
   /**
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
-   * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * acknowledged, expired, or its sign-up confirmed. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
    * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
    * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
@@ -2974,7 +2974,7 @@ export interface SelfServiceServiceClient extends Client {
   /**
    * The e-mail confirmations the tenant's system has to deliver (address, link, language), when the
    * service sends no mail itself (no SMTP configured). Role `recorder`. A delivery is listed until
-   * acknowledged or expired. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
+   * acknowledged, expired, or its sign-up confirmed. The change feed announces each new one (CHANGE_KIND_CONFIRMATION_REQUESTED).
    * With SMTP configured the service mails them itself, and only the deliveries its mailer gave up
    * on (refused for good by the SMTP server) are listed: never one it leased, retries or sent.
    */
