@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { HttpStatusTable, httpStatusIn } from '../web/grpc-errors';
+import { COMMON_HTTP_STATUS, HttpStatusTable, httpStatusIn } from '../web/grpc-errors';
 import type { ApiError } from './api-client';
 
 /**
@@ -7,17 +7,9 @@ import type { ApiError } from './api-client';
  * is theirs (401, 403); anything not listed is the API's failure (502).
  */
 export const CONSOLE_HTTP_STATUS: HttpStatusTable = {
-  [status.INVALID_ARGUMENT]: 400,
-  [status.OUT_OF_RANGE]: 400,
+  ...COMMON_HTTP_STATUS,
   [status.UNAUTHENTICATED]: 401,
   [status.PERMISSION_DENIED]: 403,
-  [status.NOT_FOUND]: 404,
-  [status.ALREADY_EXISTS]: 409,
-  [status.FAILED_PRECONDITION]: 409,
-  [status.ABORTED]: 409,
-  [status.RESOURCE_EXHAUSTED]: 429,
-  [status.UNAVAILABLE]: 503,
-  [status.DEADLINE_EXCEEDED]: 504,
 };
 
 /** The HTTP status a page answers with when the API refused or failed its call. */

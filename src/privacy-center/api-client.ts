@@ -3,7 +3,7 @@ import { ChannelCredentials, credentials, Metadata, status } from '@grpc/grpc-js
 import { PurposeServiceClient } from '../gen/consent/v1/purpose';
 import { SelfServiceServiceClient } from '../gen/consent/v1/self_service';
 import { TenantServiceClient } from '../gen/consent/v1/tenant';
-import { ApiError, HttpStatusTable, httpStatusIn, toApiError, Unary, unaryCall } from '../web/grpc-errors';
+import { ApiError, COMMON_HTTP_STATUS, HttpStatusTable, httpStatusIn, toApiError, Unary, unaryCall } from '../web/grpc-errors';
 
 /** Where the privacy center reaches the gRPC API, how it checks the API's certificate, and its credential. */
 export interface ApiEndpoint {
@@ -77,17 +77,9 @@ export class ApiClient {
  * so they are its operator's problem (502, as anything not listed).
  */
 export const PRIVACY_CENTER_HTTP_STATUS: HttpStatusTable = {
-  [status.INVALID_ARGUMENT]: 400,
-  [status.OUT_OF_RANGE]: 400,
+  ...COMMON_HTTP_STATUS,
   [status.UNAUTHENTICATED]: 502,
   [status.PERMISSION_DENIED]: 502,
-  [status.NOT_FOUND]: 404,
-  [status.ALREADY_EXISTS]: 409,
-  [status.FAILED_PRECONDITION]: 409,
-  [status.ABORTED]: 409,
-  [status.RESOURCE_EXHAUSTED]: 429,
-  [status.UNAVAILABLE]: 503,
-  [status.DEADLINE_EXCEEDED]: 504,
 };
 
 /** The HTTP status a page answers with when the API refused or failed its call. */

@@ -64,6 +64,24 @@ export function toApiError(err: ServiceError): ApiError {
 /** A front end's answer per gRPC status code; a code it does not list is a failure of the API behind it. */
 export type HttpStatusTable = Readonly<Partial<Record<status, number>>>;
 
+/**
+ * The statuses both front ends answer alike: the caller's input (400), what is missing or in the
+ * way (404, 409), limits (429) and the API's own trouble (503, 504). The credential's refusals
+ * (UNAUTHENTICATED, PERMISSION_DENIED) are each front end's own: the signed-in person's in the
+ * console, the privacy center's own token there.
+ */
+export const COMMON_HTTP_STATUS: HttpStatusTable = {
+  [status.INVALID_ARGUMENT]: 400,
+  [status.OUT_OF_RANGE]: 400,
+  [status.NOT_FOUND]: 404,
+  [status.ALREADY_EXISTS]: 409,
+  [status.FAILED_PRECONDITION]: 409,
+  [status.ABORTED]: 409,
+  [status.RESOURCE_EXHAUSTED]: 429,
+  [status.UNAVAILABLE]: 503,
+  [status.DEADLINE_EXCEEDED]: 504,
+};
+
 /** What a page answers when the API failed in a way its table does not name: the gateway's fault. */
 export const UNLISTED_STATUS_HTTP = 502;
 
