@@ -57,7 +57,10 @@ export class ConfirmationMailQueue implements MailQueue {
         const link = view.link.startsWith('/') && this.publicUrl ? `${this.publicUrl}${view.link}` : view.link;
         jobs.push({ id: view.id, tenantId: view.tenantId, leaseOwner: owner, email: view.email, link, language: view.language, expireTime: view.expireTime, brandName, attempts });
       } catch (err) {
-        unreadable.push({ id: delivery.id, tenantId: delivery.tenantId, leaseOwner: owner, attempts, error: err instanceof DomainError ? err.reason.slice(0, 40) : ((err as Error)?.name ?? 'Error').slice(0, 40) });
+        // A tenant shredded (TENANT_ERASED) or gone never becomes readable again; anything else
+        // (UNAVAILABLE: the key store or database just now) may pass.
+        const permanent = err instanceof DomainError && (err.kind === 'FAILED_PRECONDITION' || err.kind === 'NOT_FOUND');
+        unreadable.push({ id: delivery.id, tenantId: delivery.tenantId, leaseOwner: owner, attempts, permanent, error: err instanceof DomainError ? err.reason.slice(0, 40) : ((err as Error)?.name ?? 'Error').slice(0, 40) });
       }
     }
     return { jobs, unreadable };

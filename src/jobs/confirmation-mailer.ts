@@ -41,6 +41,8 @@ export interface UnreadableJob {
   attempts: number;
   /** An error class or reason, no data. */
   error: string;
+  /** It will never be readable (its tenant was shredded): given up at once, not retried. */
+  permanent: boolean;
 }
 
 /** The deliveries' side of the mailer (implemented by the domain: src/domain/confirmation-mail-queue.ts). */
@@ -199,8 +201,9 @@ export class ConfirmationMailer {
     const owner = `${process.pid}-${randomBytes(12).toString('hex')}`.slice(0, 64);
     const { jobs, unreadable } = await this.queue.lease(owner, this.batchSize, this.leaseMs);
     for (const u of unreadable) {
-      // Keys unreadable just now (a database hiccup; an erased person's rows go with the erasure).
-      await this.afterFailure(u, { permanent: false, error: u.error });
+      // Keys unreadable just now (a database hiccup), or for good (the tenant shredded; an erased
+      // person's rows go with the erasure).
+      await this.afterFailure(u, { permanent: u.permanent, error: u.error, why: 'confirmation mail not sent: its delivery can never be read (the tenant is gone); not retried' });
     }
     for (const job of jobs) {
       if (this.stopping) {
@@ -248,12 +251,12 @@ export class ConfirmationMailer {
     else this.logger.warn('confirmation mail sent, but the delivery was no longer leased by this process', fields);
   }
 
-  private async afterFailure(job: { id: string; tenantId: string; leaseOwner: string; attempts: number }, failure: { permanent: boolean; error: string }): Promise<void> {
+  private async afterFailure(job: { id: string; tenantId: string; leaseOwner: string; attempts: number }, failure: { permanent: boolean; error: string; why?: string }): Promise<void> {
     const fields = { delivery: job.id, tenant: job.tenantId, attempts: job.attempts, error: failure.error };
     if (failure.permanent || job.attempts >= this.maxAttempts) {
       await this.queue.failed(job, failure.permanent ? failure.error : `GAVE_UP ${failure.error}`.slice(0, 64));
       this.options.onResult?.('failed');
-      this.logger.warn(failure.permanent ? 'confirmation mail refused by the SMTP server; not retried' : 'confirmation mail failed too often; not retried', fields);
+      this.logger.warn(failure.permanent ? (failure.why ?? 'confirmation mail refused by the SMTP server; not retried') : 'confirmation mail failed too often; not retried', fields);
       return;
     }
     const delay = retryDelayMs(job.attempts);

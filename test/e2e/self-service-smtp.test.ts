@@ -381,6 +381,47 @@ forEachDatabase('Confirmation mails over SMTP', (db) => {
     expect(confirmed.events.map((e) => e.kind)).to.deep.equal([ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED]);
   });
 
+  it('a delivery of a tenant shredded before it went out: never sent, given up at once (FAILED TENANT_ERASED), not retried', async function () {
+    this.timeout(30_000);
+    const shredded = 'smtp-shredded';
+    const address = 'shredded.tenant@example.org';
+    planted.push(address);
+    never.push(address);
+    await seedTenant(s, shredded);
+    await mail.stop();
+    let id: string;
+    try {
+      await call(self, self.signUp, SignUpRequest.fromPartial({
+        parent: `tenants/${shredded}`,
+        subjectIdentifier: email(address),
+        choices: [{ purpose: `tenants/${shredded}/purposes/newsletter`, channel: Channel.CHANNEL_EMAIL, notice: `tenants/${shredded}/purposes/newsletter/notices/1` }],
+        evidence: EVIDENCE,
+        language: 'en',
+        requestId: 'shredded-signup',
+      }));
+      await waitUntil(async () => (await newestRow()).mail_last_error !== null, 10_000);
+      id = (await newestRow()).id;
+      await call(s.keys, s.keys.shredTenant, { name: `tenants/${shredded}`, confirmTenantId: shredded, requestId: '' });
+    } finally {
+      await mail.start();
+    }
+    s.clock.advance(HOUR);
+    // The shred's purge deletes the tenant's rows in the background; until it has, the mailer
+    // finds the delivery unreadable for good and gives it up at once.
+    const row = async () => (await rows()).find((r) => r.id === id);
+    await waitUntil(async () => {
+      const r = await row();
+      return r === undefined || r.mail_state === 'FAILED';
+    }, 10_000);
+    const left = await row();
+    if (left) expect(left).to.deep.include({ mail_state: 'FAILED', mail_last_error: 'TENANT_ERASED', acknowledged_at: null, mail_lease_owner: null });
+    s.clock.advance(3 * HOUR);
+    await settle();
+    const later = await row();
+    if (later) expect(Number(later.mail_attempts), 'not tried again').to.equal(2);
+    expect(mail.to(address)).to.have.length(0);
+  });
+
   it('in all: one mail per sign-up, none to an expired, erased or refused delivery; the SMTP login worked; no address, link, token or the password in the log', function () {
     expect(mail.badLogins).to.equal(0);
     for (const a of never) expect(mail.to(a), a).to.have.length(0);

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config/config';
 import { oneLine, renderConfirmationMail } from '../../src/jobs/confirmation-mail';
-import { classifySendError, retryDelayMs } from '../../src/jobs/confirmation-mailer';
+import { classifySendError, ConfirmationMailer, MailQueue, MailSender, retryDelayMs, UnreadableJob } from '../../src/jobs/confirmation-mailer';
+import { Logger } from '../../src/logging/logger';
 
 /** The confirmation mail (src/jobs/confirmation-mail.ts) and the SMTP_* settings (docs/privacy-center.md, "Confirmation mails"). */
 describe('confirmation mail rendering', () => {
@@ -137,5 +138,34 @@ describe('SMTP configuration', () => {
     expect(problems({ SMTP_URL: base.SMTP_URL, SMTP_FROM: base.SMTP_FROM })).to.deep.equal([
       'SMTP_URL needs PRIVACY_CENTER_PUBLIC_URL: the mailed links must be absolute (https://privacy.example.com/t/...)',
     ]);
+  });
+});
+
+describe('ConfirmationMailer: what becomes of a delivery it cannot read', () => {
+  /** The queue's side recorded in memory: what the mailer decided for each leased delivery. */
+  function queueWith(unreadable: UnreadableJob[]) {
+    const outcomes: string[] = [];
+    const queue: MailQueue = {
+      lease: async () => ({ jobs: [], unreadable: unreadable.splice(0) }),
+      sent: async () => true,
+      retry: async (job, delayMs, error) => void outcomes.push(`${job.id} retry ${error} ${delayMs > 0}`),
+      failed: async (job, error) => void outcomes.push(`${job.id} failed ${error}`),
+      release: async (job) => void outcomes.push(`${job.id} released`),
+    };
+    return { queue, outcomes };
+  }
+  const sender: MailSender = { send: async () => undefined, close: () => undefined };
+  const logged: string[] = [];
+  const logger = { info: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) } as unknown as Logger;
+
+  it('its tenant gone (permanent): given up at once as FAILED; its keys unreadable just now: retried later', async () => {
+    const { queue, outcomes } = queueWith([
+      { id: 'd1', tenantId: 't', leaseOwner: 'o', attempts: 1, error: 'TENANT_ERASED', permanent: true },
+      { id: 'd2', tenantId: 't', leaseOwner: 'o', attempts: 1, error: 'SUBJECT_KEY_UNAVAILABLE', permanent: false },
+    ]);
+    const mailer = new ConfirmationMailer(queue, sender, { from: 'noreply@ledger.example', pollIntervalMs: 1000 }, logger);
+    expect(await mailer.runOnce()).to.equal(2);
+    expect(outcomes).to.deep.equal(['d1 failed TENANT_ERASED', 'd2 retry SUBJECT_KEY_UNAVAILABLE true']);
+    expect(logged).to.include('confirmation mail not sent: its delivery can never be read (the tenant is gone); not retried');
   });
 });
