@@ -90,8 +90,9 @@ async function oneEventPerPerson(db: Parameters<typeof countStoredEvents>[0], te
 }
 
 /** consentctl import as its own process (one process: tsx as a loader, so a signal reaches it). */
-function startImport(address: string, file: string, tenant: string): ChildProcess {
-  return spawn(process.execPath, ['--require', 'tsx/cjs', 'src/cli/consentctl.ts', '--address', address, '--json', 'import', file, '--tenant', tenant, '--rows-per-call', '1000'], {
+/** consentctl import in a child process; each call of `rowsPerCall` rows is committed when answered. */
+function startImport(address: string, file: string, tenant: string, rowsPerCall = 1000): ChildProcess {
+  return spawn(process.execPath, ['--require', 'tsx/cjs', 'src/cli/consentctl.ts', '--address', address, '--json', 'import', file, '--tenant', tenant, '--rows-per-call', String(rowsPerCall)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -181,17 +182,34 @@ forEachDatabase('crash safety: an import', (db, kind) => {
     // pipe (seen in CI: the summary printed before the SIGINT ending was not in `out` yet).
     const exited = (child: ChildProcess) => new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
 
-    const killed = startImport(server.address, file, CLI);
+    // Small calls (each is committed when answered), so that both runs stop with rows still to go.
+    const killed = startImport(server.address, file, CLI, 250);
+    const killedEnd = exited(killed);
     await waitFor(ROWS * 0.2);
     killed.kill('SIGKILL');
-    expect((await exited(killed)).signal).to.equal('SIGKILL');
+    expect((await killedEnd).signal).to.equal('SIGKILL');
+    // The server goes on committing the killed run's call in flight: wait until that has settled,
+    // so that what is stored next is the next run's own. (Counting from before let the killed
+    // run's last call reach the mark while the next consentctl was still starting, before its
+    // Ctrl-C handler existed: it ended by the signal's default action, without a summary.)
+    let settled = await countStoredEvents(db(), [CLI]);
+    for (let quiet = 0, until = Date.now() + 60_000; quiet < 10 && Date.now() < until; ) {
+      await sleep(100);
+      const now = await countStoredEvents(db(), [CLI]);
+      quiet = now === settled ? quiet + 1 : 0;
+      settled = now;
+    }
+    expect(settled, 'the killed run left rows for the next one').to.be.at.most(ROWS * 0.6);
 
-    const interrupted = startImport(server.address, file, CLI);
+    const interrupted = startImport(server.address, file, CLI, 100);
+    // Listened for from the start: a run that ended before the Ctrl-C would otherwise be waited for forever.
+    const interruptedEnd = exited(interrupted);
     let out = '';
     interrupted.stdout!.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    await waitFor(ROWS * 0.6);
+    // Rows stored beyond what the killed run left: this run is importing (its Ctrl-C handler is in place).
+    await waitFor(settled + 100);
     interrupted.kill('SIGINT');
-    const end = await exited(interrupted);
+    const end = await interruptedEnd;
     expect(end.signal, 'ends as an interrupted program, after its summary').to.equal('SIGINT');
     const summary = JSON.parse(out) as { stopped: string; recorded: number; alreadyRecorded: number };
     expect(summary.stopped).to.equal('interrupted');
