@@ -24,10 +24,7 @@ export class ConfirmationMailQueue implements MailQueue {
     private readonly tenants: TenantService,
     private readonly keys: KeyManager,
     private readonly clock: Clock,
-    /**
-     * PRIVACY_CENTER_PUBLIC_URL (required with SMTP): put in front of a link stored without it
-     * (a sign-up made before the address was configured), so no mail carries a bare path.
-     */
+    /** PRIVACY_CENTER_PUBLIC_URL (required with SMTP): no mail carries a bare path (openDelivery). */
     private readonly publicUrl: string,
   ) {}
 
@@ -53,9 +50,8 @@ export class ConfirmationMailQueue implements MailQueue {
           brandName = tenant.settings.selfService.brandName || tenant.displayName || tenant.id;
           brands.set(delivery.tenantId, brandName);
         }
-        const view = await openDelivery(this.keys, delivery);
-        const link = view.link.startsWith('/') && this.publicUrl ? `${this.publicUrl}${view.link}` : view.link;
-        jobs.push({ id: view.id, tenantId: view.tenantId, leaseOwner: owner, email: view.email, link, language: view.language, expireTime: view.expireTime, brandName, attempts });
+        const view = await openDelivery(this.keys, delivery, this.publicUrl);
+        jobs.push({ id: view.id, tenantId: view.tenantId, leaseOwner: owner, email: view.email, link: view.link, language: view.language, expireTime: view.expireTime, brandName, attempts });
       } catch (err) {
         // A tenant shredded (TENANT_ERASED) or gone never becomes readable again; anything else
         // (UNAVAILABLE: the key store or database just now) may pass.

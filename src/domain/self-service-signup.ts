@@ -484,7 +484,7 @@ export class SelfServiceSignUp {
       return { items, nextPageToken: rows.length > size ? encodePageToken(`${last.createdAt}:${last.id}`, {}, sealer) : '' };
     });
     const items: ConfirmationDeliveryView[] = [];
-    for (const d of page.items) items.push(await openDelivery(this.keys, d));
+    for (const d of page.items) items.push(await openDelivery(this.keys, d, this.publicUrl));
     return { items, nextPageToken: page.nextPageToken };
   }
 
@@ -563,15 +563,17 @@ export function confirmationDeliveryName(tenantId: string, id: string): string {
 
 /**
  * A delivery with its address and link decrypted under the subject key: what
- * ListConfirmationDeliveries answers and what the service's mailer sends.
+ * ListConfirmationDeliveries answers and what the service's mailer sends. A link stored as a bare
+ * path (made before PRIVACY_CENTER_PUBLIC_URL was set) gets today's `publicUrl` in front.
  */
-export async function openDelivery(keys: KeyManager, d: ConfirmationDeliveryRecord): Promise<ConfirmationDeliveryView> {
+export async function openDelivery(keys: KeyManager, d: ConfirmationDeliveryRecord, publicUrl: string): Promise<ConfirmationDeliveryView> {
   const key = await keys.subjectKey(d.tenantId, d.subjectId);
+  const link = decryptField(key.key, deliveryContext(d.tenantId, d.subjectId, d.id, 'link_ciphertext'), d.linkCiphertext);
   return {
     id: d.id,
     tenantId: d.tenantId,
     email: decryptField(key.key, deliveryContext(d.tenantId, d.subjectId, d.id, 'address_ciphertext'), d.addressCiphertext),
-    link: decryptField(key.key, deliveryContext(d.tenantId, d.subjectId, d.id, 'link_ciphertext'), d.linkCiphertext),
+    link: link.startsWith('/') && publicUrl ? `${publicUrl}${link}` : link,
     language: d.language,
     expireTime: d.expiresAt,
     createTime: d.createdAt,
