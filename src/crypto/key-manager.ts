@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { KeyObject, randomBytes } from 'node:crypto';
 import { freshRandom, hkdfSha256, hmacKey, hmacSha256Hex } from './primitives';
-import type { KeyObject } from 'node:crypto';
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../shared/errors';

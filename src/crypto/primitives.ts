@@ -39,7 +39,7 @@ export function gcmOpen(key: Buffer, iv: Buffer, aad: Buffer, ciphertext: Buffer
   }
 }
 
-export function hmacSha256(key: Buffer | KeyObject, data: Buffer | string): Buffer {
+export function hmacSha256(key: Buffer, data: Buffer | string): Buffer {
   return createHmac('sha256', key).update(data).digest();
 }
 
