@@ -35,3 +35,60 @@ export function drained(call: WritableCall<unknown>, signal: AbortSignal): Promi
     signal.addEventListener('abort', done);
   });
 }
+
+/** The part of a grpc-js server stream (a Node.js Writable in object mode) that batched writes use. */
+export interface CorkableCall<Res> extends WritableCall<Res> {
+  cork(): void;
+  uncork(): void;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+interface WritevTarget {
+  _write(chunk: unknown, encoding: string, callback: WriteCallback): void;
+  _writev?: null | ((chunks: Array<{ chunk: unknown }>, callback: WriteCallback) => void);
+}
+
+/**
+ * Hands every message of `chunks` to the transport at once. grpc-js's server stream defines only
+ * `_write`, and its write completes when HTTP/2 has taken the data, so a Writable without
+ * `_writev` passes the transport one message per turn of the event loop: each answer of a stream
+ * became its own HTTP/2 write, DATA frame and socket write. Passing them together lets the HTTP/2
+ * stream (which has `_writev`) send a chunk's answers in one write. The callback runs once
+ * every message is written, or with the first error.
+ *
+ * Handing grpc-js several messages at once is safe here: its server call (no server interceptors
+ * are installed) serialises each message and writes it to the HTTP/2 stream at once, which
+ * buffers in order. (With interceptors, grpc-js holds a single pending message while response
+ * metadata is being processed; the call pipeline sends the metadata before a handler writes.)
+ * test/unit/stream-flow.test.ts notices if grpc-js starts defining `_writev` itself.
+ */
+function writevEach(this: WritevTarget, chunks: Array<{ chunk: unknown }>, callback: WriteCallback): void {
+  let pending = chunks.length;
+  let settled = false;
+  const done: WriteCallback = (error) => {
+    if (settled) return;
+    if (error) {
+      settled = true;
+      callback(error);
+    } else if (--pending === 0) {
+      settled = true;
+      callback();
+    }
+  };
+  for (const { chunk } of chunks) this._write(chunk, 'buffer', done);
+}
+
+/**
+ * Writes `messages` in order as one batch (see `writevEach`) and returns whether the stream's
+ * buffer still has room (false: wait for `drained` before writing more).
+ */
+export function writeBatch<Res>(call: CorkableCall<Res>, messages: readonly Res[]): boolean {
+  if (messages.length === 0) return true;
+  const target = call as unknown as WritevTarget;
+  if (typeof target._writev !== 'function') target._writev = writevEach;
+  call.cork();
+  let room = true;
+  for (const message of messages) room = call.write(message) && room;
+  call.uncork();
+  return room;
+}

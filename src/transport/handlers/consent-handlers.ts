@@ -41,7 +41,7 @@ import {
   StreamCheckConsentResponse,
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
-import { drained, writeWithBackpressure } from '../stream-flow';
+import { drained, writeBatch, writeWithBackpressure } from '../stream-flow';
 import { itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import {
@@ -448,9 +448,7 @@ async function runCheckStream(
     }
     const batch = queue.splice(0, chunk);
     const responses = await decideStreamBatch(batch, ctx, checker);
-    let writable = true;
-    for (const response of responses) writable = call.write(response) && writable;
-    if (!writable) await drained(call, ctx.signal);
+    if (!writeBatch(call, responses)) await drained(call, ctx.signal);
     if (ctx.signal.aborted) return;
     if (queue.length < chunk) call.resume();
   }
