@@ -19,8 +19,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Three replicas of the service on one database, and one client over all three with the options
  * of src/client/replica-channel.ts (round_robin, outlier detection, retry on UNAVAILABLE), as
  * docs/scaling.md shows it. One replica is killed with SIGKILL while writers and checkers run:
- * the client sees no failed call (the retry policy covers what was in flight on the dead replica
- * and round_robin stops picking it), and every acknowledged write is stored exactly once.
+ * no call sent after the kill fails (round_robin stops picking the dead replica and the retry
+ * policy covers what it had not answered), at most the calls in flight at the kill reach the
+ * application as UNAVAILABLE (those the replica had begun to answer: gRPC may not retry them,
+ * the application does, with the same request_id), and every acknowledged write is stored
+ * exactly once.
  */
 for (const kind of testDatabaseKinds()) {
   describe(`a round_robin client over three replicas, one killed under load [${kind}]`, function () {
@@ -53,6 +56,11 @@ for (const kind of testDatabaseKinds()) {
         await seedTenant(clients as unknown as TestServer, T);
         const ledger = new WriteLedger();
         const failures: string[] = [];
+        /** Failed calls that were sent after the SIGKILL: the retry policy must have covered these. */
+        const failuresSentAfterKill: string[] = [];
+        let inFlight = 0;
+        let inFlightAtKill = -1;
+        let killSent = false;
         let checks = 0;
         let killedAt = -1;
         let killing: Promise<void> | undefined;
@@ -63,15 +71,22 @@ for (const kind of testDatabaseKinds()) {
         // What the client saw fail. The channel's retry policy retries a call on UNAVAILABLE as
         // long as nothing of the answer arrived; a replica killed between sending an answer's
         // headers and its body leaves a call that gRPC may not retry (it is committed), and the
-        // application retries it, with the same request_id for a write. Any other failure is final.
+        // application retries it, with the same request_id for a write. Only a call in flight
+        // when the replica was killed can be left so; any other failure is final.
         const retried = async <R>(method: string, send: () => Promise<R>): Promise<R> => {
           for (;;) {
+            const sentAfterKill = killSent;
+            inFlight++;
             try {
               return await send();
             } catch (e) {
               const err = e as ServiceError;
-              failures.push(`${method}: ${status[err.code]} ${err.details}`);
+              const failure = `${method}: ${status[err.code]} ${err.details}`;
+              failures.push(failure);
+              if (sentAfterKill) failuresSentAfterKill.push(failure);
               if (err.code !== status.UNAVAILABLE) throw err;
+            } finally {
+              inFlight--;
             }
           }
         };
@@ -80,6 +95,8 @@ for (const kind of testDatabaseKinds()) {
           for (let n = next++; n < PEOPLE; n = next++) {
             if (n === Math.floor(PEOPLE / 3)) {
               killedAt = ledger.count('acknowledged');
+              inFlightAtKill = inFlight;
+              killSent = true; // killServerProcess sends SIGKILL before its first await
               killing = killServerProcess(replicas[1]);
             }
             for (const kindOf of [ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN, ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT]) {
@@ -100,14 +117,17 @@ for (const kind of testDatabaseKinds()) {
         };
         await Promise.all([...Array.from({ length: 8 }, writer), ...Array.from({ length: 4 }, checker)]);
 
-        console.log(`      ${ledger.count('acknowledged')} writes and ${checks} checks; replica 2 killed after ${killedAt} acknowledged writes; failures seen by the application (all retried by it): ${failures.length}${failures.length ? ` (${failures.join('; ')})` : ''}`);
+        console.log(`      ${ledger.count('acknowledged')} writes and ${checks} checks; replica 2 killed after ${killedAt} acknowledged writes with ${inFlightAtKill} calls in flight (on all replicas); failures seen by the application (all retried by it): ${failures.length}${failures.length ? ` (${failures.join('; ')})` : ''}`);
         await killing;
         expect(await replicas[1].exited, 'replica 2 was killed').to.equal('SIGKILL');
         const served = replicas.map((r) => r.output().split('\n').filter((l) => l.includes('"method":"RecordConsent"')).length);
         console.log(`      RecordConsent calls answered by each replica: ${served.join(', ')}`);
         expect(served[1], 'replica 2 served writes before it was killed').to.be.above(0);
         expect(failures.filter((f) => !f.includes(': UNAVAILABLE ')), 'calls that failed otherwise than UNAVAILABLE').to.deep.equal([]);
-        expect(failures.length, `calls the channel's retry policy did not cover: ${failures.join('; ')}`).to.be.at.most(3);
+        // Calls the retry policy could not cover are those answered in part when the replica died:
+        // at most the calls in flight then (usually 0-1 of them; 4 under a loaded CI machine).
+        expect(failuresSentAfterKill, 'calls sent after the kill that reached the application as failures').to.deep.equal([]);
+        expect(failures.length, `calls the channel's retry policy did not cover: ${failures.join('; ')}`).to.be.at.most(inFlightAtKill);
         expect(ledger.count('acknowledged')).to.equal(2 * PEOPLE);
         expect(checkExactlyOnce(ledger, await readStoredEvents(db, [T])), 'every acknowledged write stored exactly once').to.deep.equal([]);
         expect(await checkChangeFeed(replicas[0].address, ledger, [T]), 'the change feed holds every opt-out once').to.deep.equal([]);
