@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
 import { countStatements } from '../support/statement-count';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
-import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { ServerProcess, startServerProcess } from '../support/server-process';
 import { waitUntil } from '../support/wait';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
@@ -54,6 +54,37 @@ forEachDatabase('decision cache', (db, kind) => {
       await fresh.stop();
       await own.drop();
     }
+  });
+
+  it('a batch of misses of both identifier kinds, of several shapes, is read in one statement each and answered as stored', async function () {
+    const optIn = (id: ReturnType<typeof phone>) => call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: id }));
+    const optOut = (id: ReturnType<typeof phone>) => call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: id, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+    const batch = async (ids: Array<ReturnType<typeof phone>>) => {
+      const asked = await countStatements(s, () => call(s.consent, s.consent.checkConsentBatch, { parent: `tenants/${T}`, queries: ids.map((id) => query(T, { subjectIdentifier: id })) }));
+      expect(asked.count, `statements of one batch of misses: ${JSON.stringify(asked.statements)}`).to.equal(1);
+      return asked.result.results.map((r) => (r.decision!.verdict === Verdict.VERDICT_ALLOW ? 'ALLOW' : DecisionReason[r.decision!.reason]));
+    };
+    await optIn(person(70));
+    await optIn(email('shape-b@example.com'));
+    await optIn(email('shape-c@example.com'));
+    await optOut(email('shape-d@example.com'));
+    await optIn(person(71));
+    await optIn(email('shape-g@example.com'));
+    await optIn(person(72));
+    await optOut(person(72));
+    s.clock.advance(1000);
+    // Phones and e-mails mixed, known and unknown, an identifier twice.
+    expect(await batch([person(70), email('shape-b@example.com'), person(73), email('shape-unknown@example.com'), email('shape-b@example.com'), person(70)])).to.deep.equal([
+      'ALLOW',
+      'ALLOW',
+      'DECISION_REASON_UNKNOWN_SUBJECT',
+      'DECISION_REASON_UNKNOWN_SUBJECT',
+      'ALLOW',
+      'ALLOW',
+    ]);
+    // Another shape (e-mails first), then the same shape with other people: its statement is reused.
+    expect(await batch([email('shape-c@example.com'), email('shape-d@example.com'), person(71)])).to.deep.equal(['ALLOW', 'DECISION_REASON_OPTED_OUT', 'ALLOW']);
+    expect(await batch([email('shape-f@example.com'), email('shape-g@example.com'), person(72)])).to.deep.equal(['DECISION_REASON_UNKNOWN_SUBJECT', 'ALLOW', 'DECISION_REASON_OPTED_OUT']);
   });
 
   it('reads its own writes at once: opt-in, opt-out, a new person, an erasure', async function () {
