@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
@@ -514,7 +514,7 @@ forEachDatabase('Confirmation mails from two server processes on one database', 
           try {
             return await work();
           } catch (err) {
-            if ((err as { code?: number }).code !== 14 || attempt >= 5) throw err;
+            if ((err as { code?: number }).code !== status.UNAVAILABLE || attempt >= 5) throw err;
             await new Promise((r) => setTimeout(r, 200 * attempt));
           }
         }

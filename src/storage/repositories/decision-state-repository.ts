@@ -112,8 +112,7 @@ function statementFor(tenantId: string, indexes: IdentifierIndex[]): { sql: stri
   const params: unknown[] = [tenantId];
   for (const [kind, blinds] of byKind) {
     shape += `${kind}:${blinds.length};`;
-    // The same arguments for each of the kind's four branches (sqlFor).
-    for (let branchNo = 0; branchNo < 4; branchNo++) params.push(tenantId, kind, ...blinds);
+    for (let branchNo = 0; branchNo < BRANCHES_PER_KIND; branchNo++) params.push(tenantId, kind, ...blinds);
   }
   return { sql: sqlFor(shape, byKind), params };
 }
@@ -124,6 +123,8 @@ function statementFor(tenantId: string, indexes: IdentifierIndex[]): { sql: stri
  * was ~5% of a cache miss's time (profile of bench:checks' cold window).
  */
 const SQL_BY_SHAPE = new Map<string, string>();
+/** Per identifier kind the statement has these branches, each taking (tenant, kind, ...blind indexes). */
+const BRANCHES_PER_KIND = 4;
 const SHAPES_KEPT = 512;
 
 function sqlFor(shape: string, byKind: Map<IdentifierKind, string[]>): string {
@@ -131,6 +132,7 @@ function sqlFor(shape: string, byKind: Map<IdentifierKind, string[]>): string {
   if (known !== undefined) return known;
   const parts: string[] = [branch({ r: "'h'", n1: 'size' }, 'audit_heads WHERE tenant_id = ?')];
   for (const blinds of byKind.values()) {
+    // BRANCHES_PER_KIND branches: the person ('i'), tombstones ('x'), scopes ('c'), windows ('w').
     const named = `i.tenant_id = ? AND i.kind = ? AND i.blind_index IN (${placeholders(blinds.length)})`;
     parts.push(branch({ r: "'i'", kind: 'i.kind', blind: 'i.blind_index', subject_id: 'i.subject_id', n1: 's.erased_at', n2: 's.objected_at', n3: 's.restricted_since', n4: 's.reassigned_at' }, `subject_identifiers i JOIN subjects s ON s.id = i.subject_id WHERE ${named}`));
     parts.push(branch({ r: "'x'", kind: 'x.kind', blind: 'x.blind_index' }, `suppressions x WHERE x.tenant_id = ? AND x.kind = ? AND x.blind_index IN (${placeholders(blinds.length)})`));
