@@ -12,6 +12,9 @@ export interface CachedIdentifier {
 }
 
 interface Entry {
+  /** The tenant and kind of the identifier: the key (its blind index) alone does not say them. */
+  tenantId: string;
+  kind: IdentifierIndex['kind'];
   value: CachedIdentifier;
   /** The tenant's epoch when stored: a key change or a shred empties the tenant by moving it. */
   epoch: number;
@@ -78,6 +81,12 @@ const TENANT_ROW = new Set(['TENANT_SETTINGS_UPDATED', 'TENANT_SHREDDED']);
  * than B. Writes of this process are applied at once (read your writes).
  */
 export class DecisionCache {
+  /**
+   * Keyed by the blind index alone: the string the HMAC gave, hashed once by V8 and then looked up
+   * as it is (a key joined with the tenant and kind was a new string to flatten and hash on every
+   * check). Blind indexes are HMACs of kind and value under a key of the tenant's, so two entries
+   * never share one in practice; each entry still names its tenant and kind, and a hit must match both.
+   */
   private readonly entries: LRUCache<string, Entry>;
   /** `${tenant}\0${subjectId}` -> the keys of the entries that name the subject. */
   private readonly bySubject = new Map<string, string[]>();
@@ -141,8 +150,8 @@ export class DecisionCache {
       this.stats.stale++;
       return undefined;
     }
-    const entry = this.entries.get(keyOf(tenantId, index));
-    if (!entry || entry.epoch !== track.epoch || (entry.negative !== undefined && entry.negative !== track.negatives)) {
+    const entry = this.entries.get(index.blindIndex);
+    if (!entry || entry.tenantId !== tenantId || entry.kind !== index.kind || entry.epoch !== track.epoch || (entry.negative !== undefined && entry.negative !== track.negatives)) {
       this.stats.misses++;
       return undefined;
     }
@@ -169,9 +178,9 @@ export class DecisionCache {
     }
     for (const index of indexes) {
       const value = identifierState(read, index);
-      const key = keyOf(tenantId, index);
+      const key = index.blindIndex;
       const person = value.subject !== null && value.subject !== ERASED ? value.subject : null;
-      this.entries.set(key, { value, epoch: track.epoch, negative: person ? undefined : track.negatives });
+      this.entries.set(key, { tenantId, kind: index.kind, value, epoch: track.epoch, negative: person ? undefined : track.negatives });
       if (person) this.link(tenantId, person.subjectId, key);
     }
   }
@@ -245,7 +254,7 @@ export class DecisionCache {
   private unlink(key: string, entry: Entry): void {
     const subject = entry.value.subject;
     if (!subject || subject === ERASED) return;
-    const s = `${key.slice(0, key.indexOf('\0'))}\0${subject.subjectId}`;
+    const s = `${entry.tenantId}\0${subject.subjectId}`;
     const keys = this.bySubject.get(s);
     if (!keys) return;
     const rest = keys.filter((k) => k !== key);
@@ -263,7 +272,3 @@ export function identifierState(read: DecisionStateRead, index: IdentifierIndex)
 }
 
 const EMPTY_ROWS: SubjectStateRows = Object.freeze({ scopes: [], windows: [] }) as unknown as SubjectStateRows;
-
-function keyOf(tenantId: string, index: IdentifierIndex): string {
-  return `${tenantId}\0${index.kind}:${index.blindIndex}`;
-}

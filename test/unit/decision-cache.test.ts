@@ -38,6 +38,25 @@ describe('DecisionCache', function () {
     expect(c.position(T)).to.equal(10);
   });
 
+  it('never answers one tenant or kind with an entry of another that has the same blind index', function () {
+    const c = cache();
+    c.store(T, [idx(1)], readOf(10, [1]), now);
+    c.store('other', [idx(9)], readOf(20, []), now);
+    expect(c.get('other', idx(1)), "the other tenant, T's blind index").to.equal(undefined);
+    expect(c.get(T, { kind: 'EMAIL', blindIndex: 'b1' }), 'another kind, same blind index').to.equal(undefined);
+    expect(c.get(T, idx(1))?.subject).to.deep.equal({ subjectId: 's1', erased: false });
+    // The other tenant reads the same blind index: its entry takes the key, and T's person is unlinked with it.
+    const othersRead: DecisionStateRead = { version: 21, subjects: new Map([['PHONE:b1', { subjectId: 'o1', erased: false }]]), suppressed: new Set(), state: new Map() };
+    c.store('other', [idx(1)], othersRead, now);
+    expect(c.get('other', idx(1))?.subject).to.deep.equal({ subjectId: 'o1', erased: false });
+    expect(c.get(T, idx(1)), "T's entry was replaced: a miss, never the other tenant's person").to.equal(undefined);
+    c.apply(T, [{ seq: 10, type: 'CONSENT_EVENT_OPT_OUT', subjectId: 's1' }], 11);
+    expect(c.get('other', idx(1)), "a change of T's person leaves the other tenant's entry").to.not.equal(undefined);
+    c.apply('other', [{ seq: 21, type: 'CONSENT_EVENT_OPT_OUT', subjectId: 'o1' }], 22);
+    expect(c.get('other', idx(1))).to.equal(undefined);
+    expect(c.size).to.equal(1); // 'other' idx(9), naming nobody
+  });
+
   it('answers only within B of the last catch-up, and only at or past a token position', function () {
     const c = cache(100, 1000);
     c.store(T, [idx(1)], readOf(10, [1]), now);
