@@ -55,6 +55,7 @@ const handlers: UntypedServiceImplementation = {
   },
   streamCheckConsent(call: ServerDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse>) {
     // Answers are written in the turn their questions arrived in (as the service's chunks are).
+    // No back-pressure: the benchmark's clients read every answer as it comes.
     let pending: StreamCheckConsentResponse[] = [];
     let scheduled = false;
     const flush = () => {

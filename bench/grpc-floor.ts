@@ -27,6 +27,10 @@ import { formatMs, formatRate } from './stats';
 const quick = process.argv.includes('--quick');
 const outIndex = process.argv.indexOf('--out');
 const out = outIndex >= 0 ? process.argv[outIndex + 1] : null;
+if (outIndex >= 0 && !out) {
+  process.stderr.write('--out: a file name is required\n');
+  process.exit(2);
+}
 const roundsIndex = process.argv.indexOf('--rounds');
 const ROUNDS = roundsIndex >= 0 ? Number(process.argv[roundsIndex + 1]) : quick ? 1 : 3;
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1 && ROUNDS <= 20)) {
