@@ -18,10 +18,10 @@ import { formatMs, formatRate } from './stats';
  * bench/grpc-floor-server.ts: a server with the service's wire format (its check decoders and
  * encoders, and its stream writes) but none of its work. The table is the ceiling the service's
  * check path can reach here, and the unary check's cost against Health/Check on a server that does
- * nothing else: the part of issue 15's ratios that no service code can remove. The unary pair
- * (Health/Check, then CheckConsent) runs `--rounds` times (default 3), alternating, and the median
- * of the rounds' ratios is reported: one pair's ratio moves by a third between runs on this
- * shared machine.
+ * nothing else: the part of issue 15's ratios that no service code can remove. Each round
+ * (`--rounds`, default 3) runs Health/Check and CheckConsent closed loop, then both in open loop at
+ * half that round's CheckConsent rate (as bench:checks); the median of the rounds' ratios is
+ * reported: one pair's ratio moves by a third between runs on this shared machine.
  */
 
 const quick = process.argv.includes('--quick');
@@ -43,8 +43,10 @@ const CONCURRENCY = 64;
 const TARGET: CheckTarget = { parent: 'tenants/floor', purpose: 'tenants/floor/purposes/newsletter', subjects: 20_000 };
 
 interface Row {
-  /** The unary pair's round (1-based); batch and stream run once. */
+  /** The unary pairs' round (1-based); batch and stream run once. */
   round?: number;
+  /** Open loop at half the round's closed-loop CheckConsent rate (latency from each call's scheduled time). */
+  open?: boolean;
   workload: string;
   load: string;
   unit: string;
@@ -99,18 +101,25 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     generators = await LoadGenerators.start({ count: 2, address, serverPid: child.pid! });
-    const measure = async (workload: string, loadText: string, unit: string, job: JobRequest, concurrency: number, round?: number) => {
+    const measure = async (workload: string, loadText: string, unit: string, job: JobRequest, concurrency: number, round?: number, openRate?: number) => {
       log(`  ${workload}, ${loadText}${round ? `, round ${round}` : ''} ...`);
-      const m = await generators!.run(job, { concurrency, warmupMs: WARMUP_MS, durationMs: WINDOW_MS });
+      const openLoop = openRate ? { rate: openRate, maxInFlight: Math.max(1000, openRate * 5) } : undefined;
+      const m = await generators!.run(job, { concurrency, warmupMs: WARMUP_MS, durationMs: WINDOW_MS, openLoop });
       const failures = Object.entries(m.failed);
       if (failures.length > 0) throw new Error(`${workload}: failed calls ${JSON.stringify(m.failed)} ${JSON.stringify(m.failureMessages)}`);
       log(`    ${formatRate(m.rate)} ${unit}, server ${cpuPerOpUs(m, 'server')?.toFixed(1)} µs/op, generators ${cpuPerOpUs(m, 'generators')?.toFixed(1)} µs/op`);
-      rows.push({ round, workload, load: loadText, unit, m });
+      rows.push({ round, open: openRate !== undefined, workload, load: loadText, unit, m });
+      return m;
     };
     const uniform = (seed: number) => ({ kind: 'uniform' as const, seed });
     for (let round = 1; round <= ROUNDS; round++) {
+      const checkJob: JobRequest = { kind: 'check-unary', params: { target: TARGET, keys: uniform(round) } satisfies UnaryCheckParams };
       await measure('Health/Check (no-op RPC)', `${CONCURRENCY} in flight`, 'calls/s', { kind: 'health-check' }, CONCURRENCY, round);
-      await measure('CheckConsent', `${CONCURRENCY} in flight`, 'calls/s', { kind: 'check-unary', params: { target: TARGET, keys: uniform(round) } satisfies UnaryCheckParams }, CONCURRENCY, round);
+      const check = await measure('CheckConsent', `${CONCURRENCY} in flight`, 'calls/s', checkJob, CONCURRENCY, round);
+      // As bench:checks: both again in open loop at half the check's closed-loop rate.
+      const rate = Math.max(10, Math.round(check.rate / 2));
+      await measure('Health/Check (no-op RPC)', `open loop ${formatRate(rate)}/s`, 'calls/s', { kind: 'health-check' }, 1, round, rate);
+      await measure('CheckConsent', `open loop ${formatRate(rate)}/s`, 'calls/s', checkJob, 1, round, rate);
     }
     await measure(
       'CheckConsentBatch (1,000 per call)',
@@ -133,8 +142,9 @@ async function main(): Promise<void> {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
 
-  // Each row against the no-op of its round (batch and stream: of the last round).
-  const noopOf = (r: Row) => rows.filter((n) => n.workload.startsWith('Health/Check') && (r.round === undefined || n.round === r.round)).at(-1)!;
+  // Each row against the no-op of its round and loop (batch and stream: the last closed-loop one).
+  const noopOf = (r: Row) =>
+    rows.filter((n) => n.workload.startsWith('Health/Check') && (r.round === undefined ? !n.open : n.round === r.round && n.open === r.open)).at(-1)!;
   const lines = [
     '## gRPC floor: the check methods on a server that does nothing else',
     '',
@@ -142,11 +152,12 @@ async function main(): Promise<void> {
     ...machineInfo(),
     `- Machine load before the run: ${load === null ? '?' : `${Math.round(load)}% of one core`}. 2 load-generator processes (the jobs of bench:checks, every answer verified); windows of ${WINDOW_MS / 1000} s after ${WARMUP_MS / 1000} s of warm-up.`,
     '',
-    '| Round | Workload | Load | Rate | vs no-op | p50 | p99 | Server CPU per op | vs no-op | Generators CPU per op | CPU, % of a core: generators / server |',
-    '|--:|---|---|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| Round | Workload | Load | Rate | vs no-op | p50 | p99 | p99 vs no-op | Server CPU per op | vs no-op | Generators CPU per op | CPU, % of a core: generators / server | Notes |',
+    '|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|',
   ];
   const cpuRatios: number[] = [];
   const rateRatios: number[] = [];
+  const p99Ratios: number[] = [];
   for (const r of rows) {
     const noop = noopOf(r);
     const isNoop = r === noop;
@@ -154,10 +165,11 @@ async function main(): Promise<void> {
     const noopCpu = cpuPerOpUs(noop.m, 'server');
     const gen = cpuPerOpUs(r.m, 'generators');
     const unary = r.unit === 'calls/s';
-    if (unary && !isNoop && server !== null && noopCpu !== null) {
+    if (unary && !isNoop && !r.open && server !== null && noopCpu !== null) {
       cpuRatios.push(server / noopCpu);
       rateRatios.push(r.m.rate / noop.m.rate);
     }
+    if (unary && !isNoop && r.open) p99Ratios.push(r.m.latency.p99Ms / noop.m.latency.p99Ms);
     lines.push(
       [
         '',
@@ -165,19 +177,24 @@ async function main(): Promise<void> {
         r.workload,
         r.load,
         `${formatRate(r.m.rate)} ${r.unit}`,
-        isNoop || !unary ? '–' : `${(r.m.rate / noop.m.rate).toFixed(2)}x`,
+        isNoop || !unary || r.open ? '–' : `${(r.m.rate / noop.m.rate).toFixed(2)}x`,
         formatMs(r.m.latency.p50Ms),
         formatMs(r.m.latency.p99Ms),
+        isNoop || !r.open ? '–' : `${(r.m.latency.p99Ms / noop.m.latency.p99Ms).toFixed(2)}x`,
         server === null ? '?' : `${server.toFixed(1)} µs`,
         isNoop || server === null || noopCpu === null ? '–' : `${(server / noopCpu).toFixed(2)}x`,
         gen === null ? '?' : `${gen.toFixed(1)} µs`,
         `${pct(r.m.cpu.generators, r.m.cpu.seconds)} / ${pct(r.m.cpu.server, r.m.cpu.seconds)}`,
+        r.open ? `generators started calls late by at most ${(r.m.maxima.lateMs ?? 0).toFixed(1)} ms (${formatRate(r.m.counters.lateOver5ms ?? 0)} calls > 5 ms late)` : '',
         '',
       ].join(' | ').trim(),
     );
   }
   const range = (v: number[]) => `median ${median(v).toFixed(2)}x (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}x over ${v.length} round${v.length === 1 ? '' : 's'})`;
-  lines.push('', `- Floor CheckConsent vs Health/Check: server CPU per call ${range(cpuRatios)}; rate ${range(rateRatios)}.`);
+  lines.push(
+    '',
+    `- Floor CheckConsent vs Health/Check: server CPU per call ${range(cpuRatios)}; rate ${range(rateRatios)}; p99 in open loop at half the check's rate ${range(p99Ratios)}.`,
+  );
   lines.push(
     '',
     '- Server CPU per op: the floor server\'s CPU time over the window / calls (unary) or decisions (batch, stream) completed in it; generators likewise, summed over both processes.',
