@@ -8,14 +8,13 @@ import {
   ConsentDecision,
   ConsentQuery,
   ConsentServiceService,
-  DecisionReason,
   StreamCheckConsentRequest,
   StreamCheckConsentResponse,
-  Verdict,
 } from '../src/gen/consent/v1/consent';
 import { CHECK_REQUEST_DECODERS } from '../src/transport/check-requests';
 import { CHECK_RESPONSE_ENCODERS } from '../src/transport/check-responses';
 import { writeBatch } from '../src/transport/stream-flow';
+import { expectedDecision } from './check-jobs';
 
 /**
  * The floor of bench/grpc-floor.ts: a gRPC server with nothing of the service but its wire
@@ -33,17 +32,12 @@ import { writeBatch } from '../src/transport/stream-flow';
 /** The same deciding event for every answer, as long as the service's (a time-ordered 36-character id). */
 const DECIDING_EVENT = '0190f3b2c1aa-7e4d9f0b1c2d3e4f5a6b7c8d';
 
+/** The answer the benchmark expects for the subject a query names (the inverse of checkSubjectPhone). */
 function decide(query: ConsentQuery | undefined): ConsentDecision {
   const kind = query?.subjectIdentifier?.kind;
   const phone = kind?.$case === 'phoneNumber' ? kind.value : '';
-  const i = Number(phone.slice(6)) - 10_000_000;
-  const optedOut = i % 10 === 9;
-  return {
-    verdict: optedOut ? Verdict.VERDICT_DENY : Verdict.VERDICT_ALLOW,
-    reason: optedOut ? DecisionReason.DECISION_REASON_OPTED_OUT : DecisionReason.DECISION_REASON_OPTED_IN,
-    decidingEvent: DECIDING_EVENT,
-    validUntil: undefined,
-  };
+  const { verdict, reason } = expectedDecision(Number(phone.slice('+49151'.length)) - 10_000_000);
+  return { verdict, reason, decidingEvent: DECIDING_EVENT, validUntil: undefined };
 }
 
 const handlers: UntypedServiceImplementation = {
