@@ -20,6 +20,7 @@ import { TenantService } from './domain/tenant-service';
 import { createLogger, Logger } from './logging/logger';
 import { createDataSource, ensureMysqlDatabase } from './storage/data-source';
 import { DatabaseProbe } from './storage/database-probe';
+import { SqliteCheckpointer } from './storage/sqlite-checkpointer';
 import { checkSchema, migrateSchema, MigrationEvents, Store } from './storage/schema';
 import { TypeormConsentRepository } from './storage/repositories/consent-repository';
 import { TypeormKeyStore } from './storage/keystore/typeorm-key-store';
@@ -95,6 +96,8 @@ export interface RunningApp {
   server: Server;
   dataSource: DataSource;
   keyDataSource: DataSource;
+  /** The checkpointers of the SQLite files (data, key store); none on MySQL/MariaDB or in memory. */
+  sqliteCheckpointers: SqliteCheckpointer[];
   config: Config;
   logger: Logger;
   /** The domain services, for operations without an RPC yet (subject erasure), tools and benchmarks. */
@@ -405,6 +408,9 @@ async function startService(
   // The mailer starts with the service (created above, before the port was bound).
   mailer?.start((name, work) => jobs.start(name, work));
 
+  // SQLite files are checkpointed from a worker thread, not inside commits (sqlite-checkpointer.ts).
+  const checkpointers = [config.database, config.keyStore].flatMap((db) => (db.kind === 'sqlite' && db.file !== ':memory:' ? [new SqliteCheckpointer(db.file, logger)] : []));
+
   // Started: health says SERVING (unless a database probe said otherwise meanwhile).
   started = true;
   publishHealth();
@@ -433,6 +439,7 @@ async function startService(
     server,
     dataSource,
     keyDataSource,
+    sqliteCheckpointers: checkpointers,
     config,
     logger,
     services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, identityLinks, audit, auditService, decisionCache, invalidator, tx },
@@ -464,6 +471,7 @@ async function startService(
           resolve();
         });
       });
+      await Promise.all(checkpointers.map((c) => c.stop()));
       if (dataSource.isInitialized) await dataSource.destroy();
       if (keyDataSource.isInitialized) await keyDataSource.destroy();
       await tracing?.shutdown().catch(() => undefined);

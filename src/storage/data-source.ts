@@ -8,6 +8,7 @@ import { KEYSTORE_MIGRATIONS } from '../../migrations/keystore';
 import { KEYSTORE_ENTITIES } from './keystore/entities';
 import { DatabaseConfig, DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '../config/config';
 import { ENTITIES } from './entities';
+import { SQLITE_AUTOCHECKPOINT_FALLBACK_PAGES } from './sqlite-checkpointer';
 
 /** The timeouts each data source was built with; its transaction runner and probe read them. */
 const TIMEOUTS = new WeakMap<DataSource, DatabaseTimeouts>();
@@ -102,6 +103,9 @@ function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys', timeout
         // WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
+        // The WAL is copied into the file by the checkpointer's thread (sqlite-checkpointer.ts);
+        // this connection does it itself only past a fallback threshold.
+        db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_FALLBACK_PAGES}`);
         db.pragma('foreign_keys = ON');
       },
     };
