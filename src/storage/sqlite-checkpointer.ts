@@ -1,5 +1,9 @@
 import { Worker } from 'node:worker_threads';
-import { Logger } from '../logging/logger';
+
+/** Where the checkpointer reports trouble: the service's logger (storage does not depend on logging). */
+export interface CheckpointerLog {
+  warn(message: string, fields: Record<string, unknown>): void;
+}
 
 /** How often the checkpointer copies committed WAL pages into the database file. */
 export const SQLITE_CHECKPOINT_INTERVAL_MS = 200;
@@ -75,7 +79,7 @@ export class SqliteCheckpointer {
 
   constructor(
     private readonly file: string,
-    private readonly logger: Logger,
+    private readonly logger: CheckpointerLog,
     intervalMs: number = SQLITE_CHECKPOINT_INTERVAL_MS,
   ) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, driver: require.resolve('better-sqlite3'), intervalMs } });
