@@ -41,7 +41,7 @@ const USAGE = `usage: npm run bench:import -- [--db sqlite|mariadb|both] [--quic
   --out       also write the report to FILE
   --profile   run the server under the V8 CPU profiler (DIR/server-<db>.cpuprofile) and summarise where its time went
   --verify    run consentctl audit verify --records afterwards (every row against its audit entry)
-  --keep      keep the MariaDB database and the generated file`;
+  --keep      keep the MariaDB database, the SQLite data directory and the generated file`;
 
 const TENANT = 'bench-import';
 const PURPOSE = 'newsletter';
@@ -257,8 +257,9 @@ async function runDatabase(kind: DatabaseKind, file: string, rows: number, optio
       verify = verified.out.trim().split('\n').slice(-2, -1)[0] ?? 'verified';
     }
     const diff = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
-    await server.stop({ keepData: false });
+    await server.stop({ keepData: options.keep });
     stopped = true;
+    if (options.keep) log(`${kind}: the server's data directory is kept: ${server.dataDir}`);
     let profile: string[] = [];
     if (options.profileDir) {
       const profileFile = path.join(options.profileDir, `server-${kind}.cpuprofile`);
