@@ -43,6 +43,8 @@ interface Options {
   label: string | null;
   /** Run the server built in this folder (DIR/dist/src/main.js) instead of this checkout's dist/. */
   root: string | null;
+  /** Run only these workloads (phase keys), e.g. to time one of them with a preload or profiler. */
+  only: Set<string> | null;
 }
 
 interface Settings {
@@ -73,6 +75,8 @@ const QUIET_PERCENT = 25;
 const SERVICE_DB = 'consent_bench_writes';
 const RAW_DB = 'consent_bench_writes_raw';
 const TENANT = 'bench';
+/** The workloads' keys (phasesFor), for --only. */
+const PHASE_KEYS = ['no-op-1', 'no-op-16', 'no-op-256', 'write-1-tenant-16', 'write-1-tenant-256', 'write-1-tenant-1', 'write-100-tenants-16', 'write-100-tenants-256', 'raw-insert-16', 'raw-insert-256'];
 const PURPOSE_ID = 'newsletter';
 
 const USAGE = `usage: npm run bench:writes -- [--db sqlite|mariadb|both] [--quick] [--out FILE] [--profile DIR] [--generators N] [--keep] [--verbose] [--label TEXT] [--root DIR]
@@ -86,10 +90,12 @@ const USAGE = `usage: npm run bench:writes -- [--db sqlite|mariadb|both] [--quic
   --verbose     echo the server's output
   --label       describe the code under test in the report (default: git commit of this checkout)
   --root        run the server built in DIR (DIR/dist/src/main.js, e.g. a snapshot of some commits built elsewhere
-                while others edit src/ here) instead of this checkout's dist/, which is then not rebuilt`;
+                while others edit src/ here) instead of this checkout's dist/, which is then not rebuilt
+  --only        run only these workloads, comma-separated: ${PHASE_KEYS.join(', ')}
+                (e.g. one write window under a preload or profiler; goals without their workloads show –)`;
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { databases: ['sqlite', 'mariadb'], quick: false, out: null, profileDir: null, generators: 2, keep: false, verbose: false, label: null, root: null };
+  const options: Options = { databases: ['sqlite', 'mariadb'], quick: false, out: null, profileDir: null, generators: 2, keep: false, verbose: false, label: null, root: null, only: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -132,6 +138,13 @@ function parseArgs(argv: string[]): Options {
       case '--root':
         options.root = path.resolve(value());
         break;
+      case '--only': {
+        const keys = value().split(',').map((k) => k.trim()).filter((k) => k !== '');
+        const unknown = keys.filter((k) => !PHASE_KEYS.includes(k));
+        if (keys.length === 0 || unknown.length > 0) usageError(`--only takes workloads out of ${PHASE_KEYS.join(', ')}${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`);
+        options.only = new Set(keys);
+        break;
+      }
       case '--help':
       case '-h':
         process.stdout.write(`${USAGE}\n`);
@@ -471,7 +484,8 @@ async function benchmarkDatabase(kind: DatabaseKind, s: Settings, options: Optio
     generators = await LoadGenerators.start({ count: generatorCount, address: server.address, serverPid: server.pid, databasePid });
     log(`  ${generatorCount} load generator(s): pids ${generators.pids.join(', ')}`);
 
-    const phases = phasesFor(kind, runId, single, spread, s, raw);
+    const phases = phasesFor(kind, runId, single, spread, s, raw).filter((phase) => !options.only || options.only.has(phase.key));
+    if (options.only && phases.length !== options.only.size) throw new Error(`--only: the workloads are ${phasesFor(kind, runId, single, spread, s, raw).map((p) => p.key).join(', ')}`);
     const results: PhaseResult[] = [];
     const windows: ProfileWindow[] = [];
     for (const phase of phases) {
