@@ -164,6 +164,14 @@ export class IdentityLinks {
     return found;
   }
 
+  /** Whether the link named `linkName` (of `tenantId`) was undone by UnlinkIdentifiers; a link deleted with an erased person is not found, so false. */
+  async wasUnlinked(tx: TxContext, tenantId: string, linkName: string): Promise<boolean> {
+    const prefix = identityLinkName(tenantId, '');
+    if (!linkName.startsWith(prefix)) return false;
+    const link = await this.repo.find(tx, tenantId, linkName.slice(prefix.length));
+    return link !== null && link.unlinkedAt !== null;
+  }
+
   /**
    * Links two identifiers as one person (see the class). An identifier the tenant has no subject
    * for becomes a subject (its key made first, outside the transaction), so the link holds for

@@ -45,6 +45,13 @@ export function requestIdentifiers(single: RawIdentifier | undefined, many: RawI
 /** Subjects reached through identity links (the closure over open links), excluding the given ones: IdentityLinks. */
 export interface LinkedSubjects {
   linkedSubjects(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Array<{ subjectId: string; viaLink: string; from: string }>>;
+  /** Whether the link named `linkName` was undone by UnlinkIdentifiers (false for an open link, and for one deleted with an erased person). */
+  wasUnlinked(tx: TxContext, tenantId: string, linkName: string): Promise<boolean>;
+}
+
+/** The outcome of a row that reaches nobody now. */
+export function unreachedOutcome(row: { viaLink: string | null }): string {
+  return row.viaLink === null ? 'no data held' : 'not reached: the identity link was undone (UnlinkIdentifiers)';
 }
 
 /**
@@ -54,7 +61,9 @@ export interface LinkedSubjects {
  * so the outcome says so; a number reassigned since never leads to its new owner), and every
  * subject linked to them,
  * added as rows of their own (verified through the link). Called when the request is created and
- * again when it is carried out, so links made in between are followed.
+ * again when it is carried out, so links made in between are followed, and links undone in
+ * between (UnlinkIdentifiers: "two different people") no longer reach anyone: such a row keeps its
+ * identifier and link but loses its subject, and its outcome says why.
  */
 export class RequestSubjectResolver {
   constructor(
@@ -104,9 +113,27 @@ export class RequestSubjectResolver {
         await save.update(row.position, { subjectId: found.subjectId });
       }
     }
+    // Persons reached by a link the DPO has undone since are no longer part of the request, and
+    // neither is anyone reached only through them. An erasure deletes the erased person's links
+    // (without undoing them): while a person the request reaches is erased, the links that are
+    // left do not say who else the request reached, so only rows whose own link was undone go.
+    const direct = new Set(result.filter((r) => r.viaLink === null && r.subjectId !== null).map((r) => r.subjectId!));
+    const linked = direct.size > 0 ? await this.links.linkedSubjects(tx, tenantId, [...direct]) : [];
+    const reachable = new Set([...direct, ...linked.map((l) => l.subjectId)]);
+    const unreached = result.filter((r) => r.viaLink !== null && r.subjectId !== null && !reachable.has(r.subjectId));
+    if (unreached.length > 0) {
+      let someoneErased = false;
+      for (const subjectId of new Set(result.map((r) => r.subjectId).filter((s): s is string => s !== null))) {
+        if ((await this.subjects.find(tx, tenantId, subjectId))?.erased) someoneErased = true;
+      }
+      for (const row of unreached) {
+        if (someoneErased && !(await this.links.wasUnlinked(tx, tenantId, row.viaLink!))) continue;
+        row.subjectId = null;
+        await save.update(row.position, { subjectId: null });
+      }
+    }
     const known = new Set(result.map((r) => r.subjectId).filter((s): s is string => s !== null));
     if (known.size === 0) return result;
-    const linked = await this.links.linkedSubjects(tx, tenantId, [...known]);
     const added: RequestIdentifierRecord[] = [];
     let position = Math.max(...result.map((r) => r.position));
     for (const link of linked) {

@@ -9,7 +9,7 @@ import { openEvent } from './event-codec';
 import { ConsentEvent } from './model';
 import { AuditTrail } from '../audit/audit-types';
 import { ConsentRepository, RequestIdentifierRecord, SubjectRepository, SubjectRightsRepository } from './ports';
-import { distinctSubjects, identifierLabel, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
+import { distinctSubjects, identifierLabel, RequestSubjectResolver, sameAsEarlier, unreachedOutcome } from './request-identifiers';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { Principal } from './principal';
 import { names } from './resource-names';
@@ -239,7 +239,7 @@ export class SubjectExporter {
 /** One identifier's part of the package: what it found, labelled by position and kind. */
 function partOf(tenantId: string, rows: RequestIdentifierRecord[], row: RequestIdentifierRecord, erased: Set<string>) {
   const earlier = sameAsEarlier(rows, row);
-  const outcome = row.subjectId === null ? 'no data held' : earlier ? earlier : erased.has(row.subjectId) ? 'erased: nothing left to export' : 'exported';
+  const outcome = row.subjectId === null ? unreachedOutcome(row) : earlier ? earlier : erased.has(row.subjectId) ? 'erased: nothing left to export' : 'exported';
   return {
     position: row.position,
     label: identifierLabel(row),

@@ -6,7 +6,7 @@ import { Clock } from './clock';
 import { extendedDeadline, requestDeadline } from './deadlines';
 import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier } from './request-identifiers';
+import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier, unreachedOutcome } from './request-identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
 import { ChangeFeedRepository, IdentifierIndex, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
@@ -162,7 +162,7 @@ export class SubjectRightsService {
     for (const row of distinctSubjects(rows)) erasures.set(row.subjectId, await this.eraser.erase(request.tenantId, row.subjectId));
     const outcomes = rows.map((row) => {
       const earlier = sameAsEarlier(rows, row);
-      if (row.subjectId === null) return { row, outcome: 'no data held' };
+      if (row.subjectId === null) return { row, outcome: unreachedOutcome(row) };
       if (earlier) return { row, outcome: earlier };
       const e = erasures.get(row.subjectId)!;
       return { row, outcome: e.alreadyErased ? 'erased: subject key destroyed (erased earlier)' : 'erased: subject key destroyed' };
@@ -727,7 +727,7 @@ export class SubjectRightsService {
         outcomes.set(row.subjectId, `restricted: ${restrictionName(restriction)}`);
       }
       for (const row of rows) {
-        const outcome = row.subjectId === null ? 'no data held' : (sameAsEarlier(rows, row) ?? outcomes.get(row.subjectId)!);
+        const outcome = row.subjectId === null ? unreachedOutcome(row) : (sameAsEarlier(rows, row) ?? outcomes.get(row.subjectId)!);
         await this.repo.updateRequestIdentifier(tx, id, row.position, { outcome: outcome.slice(0, 200) });
       }
       await this.repo.updateRequest(tx, id, { state: 'COMPLETED', updatedAt: now });

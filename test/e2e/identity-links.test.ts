@@ -347,6 +347,57 @@ forEachDatabase('linked identities', (db) => {
     expect(entries.filter((x) => JSON.parse(x.entryJson).ref === pe.name).map((x) => JSON.parse(x.entryJson).type)).to.deep.equal(['IDENTITIES_LINKED', 'IDENTITIES_LINKED']);
   });
 
+  it('a link undone before the request is carried out no longer reaches anyone: not erased, not exported, and neither is anyone reached only through it', async function () {
+    const a = phone('+4915112378891');
+    const b = email('undone-link-b@example.org');
+    const c = email('undone-link-c@example.org');
+    for (const who of [a, b, c]) await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: who, purpose: `tenants/${T}/purposes/newsletter` }));
+    const ab = await link(a, b);
+    const bc = await link(b, c);
+    const [A, B] = subjectIds(ab);
+    const C = subjectIds(bc).find((id) => id !== B)!;
+
+    // Received while A, B and C were linked: the request reaches all three ...
+    const access = await createRequest(RequestKind.REQUEST_KIND_ACCESS, a);
+    const erasure = await createRequest(RequestKind.REQUEST_KIND_ERASURE, a);
+    expect(erasure.identifiers.map((i) => [i.viaLink, i.subject])).to.deep.equal([
+      ['', `tenants/${T}/subjects/${A}`],
+      [ab.name, `tenants/${T}/subjects/${B}`],
+      [bc.name, `tenants/${T}/subjects/${C}`],
+    ]);
+    // ... then the DPO finds that A and B are two different people.
+    await unlink(ab.name, 'two different people');
+    await verify(access.name);
+    await verify(erasure.name);
+
+    const parts = await new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const stream = rights.exportSubjectData({ name: access.name });
+      stream.on('data', (m: { part?: { $case: string; value: unknown } }) => {
+        if (m.part?.$case === 'packageChunk') chunks.push(m.part.value as Buffer);
+      });
+      stream.on('error', reject);
+      stream.on('end', () => resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { parts: Array<Record<string, unknown>> }).parts));
+    });
+    const unreached = 'not reached: the identity link was undone (UnlinkIdentifiers)';
+    expect(parts.map((p) => [p.viaLink, p.outcome])).to.deep.equal([
+      [null, 'exported'],
+      [ab.name, unreached],
+      [bc.name, unreached],
+    ]);
+
+    const done = await call(rights, rights.eraseSubject, { name: erasure.name });
+    expect(done.request!.identifiers.map((i) => [i.viaLink, i.subject, i.outcome])).to.deep.equal([
+      ['', `tenants/${T}/subjects/${A}`, 'erased: subject key destroyed'],
+      [ab.name, '', unreached],
+      [bc.name, '', unreached],
+    ]);
+    expect(await check(a)).to.equal('VERDICT_DENY DECISION_REASON_SUBJECT_ERASED');
+    expect(await check(b), 'the other person keeps their consent').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    expect(await check(c)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    expect(await linked([B]), 'their own link is untouched').to.deep.equal([{ subjectId: C, viaLink: bc.name, from: B }]);
+  });
+
   it('concurrent links of one pair make one link; a link racing an erasure leaves no link to the erased person', async function () {
     const p = phone('+4915112378881');
     const e = email('racing@example.org');
