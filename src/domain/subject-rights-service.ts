@@ -113,6 +113,9 @@ export class SubjectRightsService {
       if (request.state === 'REJECTED') throw failedPrecondition('INVALID_TRANSITION', 'the request was rejected', name);
       // Every person the request reaches now (found since, linked since): a hold on any blocks it.
       const rows = request.state === 'VERIFIED' ? await this.resolver.refresh(tx, request, now) : ((await this.repo.requestIdentifiers(tx, [id])).get(id) ?? []);
+      // The persons' locks first (PlaceLegalHold takes them too): a hold placed concurrently is
+      // either committed before and seen here, or sees this erasure started and is refused.
+      await this.subjects.lockMany(tx, tenantId, distinctSubjects(rows).map((row) => row.subjectId));
       const held: Array<{ hold: LegalHoldRecord; row: RequestIdentifierRecord }> = [];
       for (const row of distinctSubjects(rows)) {
         for (const hold of await this.repo.listHolds(tx, tenantId, { subjectId: row.subjectId, includeReleased: false }, null, 10)) held.push({ hold, row });
@@ -609,13 +612,30 @@ export class SubjectRightsService {
     const now = this.clock.now();
     return this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
-      const replay = await this.repo.findHoldByRequestId(tx, tenantId, input.requestId);
-      if (replay) return replay;
       const keyring = await this.keys.tenantKeyring(tenantId);
-      const subject = await this.subjects.findByIdentifier(tx, tenantId, { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) });
-      // The message names no identifier: it is personal data.
-      if (!subject) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
-      if (subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased already');
+      const index = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
+      const replay = await this.repo.findHoldByRequestId(tx, tenantId, input.requestId);
+      if (replay) {
+        // A retry answers the hold placed first; the same request_id for another hold is refused
+        // (otherwise the caller believes a hold is in place that never was).
+        const named = await this.subjects.findByIdentifier(tx, tenantId, index);
+        const same = replay.ground === input.ground && replay.note === input.note && (named === null || named.subjectId === replay.subjectId); // null: erased since
+        if (!same) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different legal hold', { request_id: input.requestId });
+        return replay;
+      }
+      const found = await this.subjects.findByIdentifier(tx, tenantId, index);
+      // The messages name no identifier: it is personal data. An erased identifier names nobody
+      // any more, but it is not unknown either.
+      if (!found && (await this.subjects.findSuppressed(tx, tenantId, [index])).size > 0) throw failedPrecondition('SUBJECT_ERASED', 'the person with this identifier was erased; nothing is kept under it');
+      if (!found) throw new DomainError('NOT_FOUND', 'SUBJECT_NOT_FOUND', 'no subject with this identifier');
+      // Under the person's lock, which the erasure takes too: an erasure that committed first is
+      // seen, and so is one that was started (IN_PROGRESS: it no longer looks at holds) and will
+      // shred the person whatever is placed now.
+      const subject = await this.subjects.lock(tx, tenantId, found.subjectId);
+      if (!subject || subject.erased) throw failedPrecondition('SUBJECT_ERASED', 'the subject was erased already');
+      if (await this.erasureUnderWay(tx, tenantId, subject.subjectId)) {
+        throw failedPrecondition('SUBJECT_ERASED', 'an erasure of this subject is under way (its request is IN_PROGRESS); a hold can no longer stop it');
+      }
       const hold: LegalHoldRecord = {
         id: randomBytes(16).toString('hex'),
         tenantId,
@@ -633,6 +653,14 @@ export class SubjectRightsService {
       await this.audit.append(tx, tenantId, { type: 'LEGAL_HOLD_PLACED', time: now, principal: principal.id, subject: hold.subjectId, ref: hold.id, payloadSha256: sha256Hex(hold.ground) });
       return hold;
     });
+  }
+
+  /** Whether an erasure request that was started (IN_PROGRESS) reaches `subjectId`. */
+  private async erasureUnderWay(tx: TxContext, tenantId: string, subjectId: string): Promise<boolean> {
+    const started = (await this.repo.inProgressErasures(tx)).filter((r) => r.tenantId === tenantId);
+    if (started.length === 0) return false;
+    const rows = await this.repo.requestIdentifiers(tx, started.map((r) => r.id));
+    return [...rows.values()].some((list) => list.some((row) => row.subjectId === subjectId));
   }
 
   async releaseHold(principal: Principal, tenantId: string, id: string, note: string): Promise<LegalHoldRecord> {

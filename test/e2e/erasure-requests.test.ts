@@ -13,6 +13,7 @@ import {
   RequestState,
   SubjectRightsServiceClient,
 } from '../../src/gen/consent/v1/subject_rights';
+import { TypeormSubjectRightsRepository } from '../../src/storage/repositories/subject-rights-repository';
 import { forEachDatabase, TestDatabase } from '../support/databases';
 import { consentRequest, email, query, seedTenant } from '../support/fixtures';
 import { freePort, ROOT, TSX } from '../support/processes';
@@ -111,6 +112,72 @@ forEachDatabase('erasure requests', (db) => {
     await call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'claim settled' });
     const { request: done } = await call(rights, rights.eraseSubject, { name: request.name });
     expect(done!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+  });
+
+  it('a hold request_id reused for another hold is refused; a hold on an erased identifier is FAILED_PRECONDITION SUBJECT_ERASED', async function () {
+    for (const who of ['hold-first@example.com', 'hold-second@example.com']) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    const place = (who: string, note: string, requestId: string) =>
+      call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_B_LEGAL_OBLIGATION, note, requestId });
+    const { hold } = await place('hold-first@example.com', 'case 1', 'hold-reuse');
+    expect((await place('hold-first@example.com', 'case 1', 'hold-reuse')).hold!.name, 'a retry answers the first hold').to.equal(hold!.name);
+    for (const [who, note] of [
+      ['hold-second@example.com', 'case 1'],
+      ['hold-first@example.com', 'another note'],
+    ]) {
+      const reused = await expectGrpcError(place(who, note, 'hold-reuse'), status.FAILED_PRECONDITION);
+      expect(reused.reason).to.equal('REQUEST_ID_REUSED');
+    }
+    const held = await call(rights, rights.listLegalHolds, { parent: `tenants/${T}`, subjectIdentifier: email('hold-second@example.com'), includeReleased: true, pageSize: 0, pageToken: '' });
+    expect(held.holds, 'no hold was placed on the second person').to.deep.equal([]);
+    await call(rights, rights.releaseLegalHold, { name: hold!.name, note: 'done' });
+
+    const erased = await verifiedErasure('hold-second@example.com');
+    await call(rights, rights.eraseSubject, { name: erased.name });
+    const refused = await expectGrpcError(place('hold-second@example.com', 'too late', 'hold-after-erasure'), status.FAILED_PRECONDITION);
+    expect(refused.reason).to.equal('SUBJECT_ERASED');
+    expect(refused.message).to.not.include('hold-second');
+  });
+
+  it('a hold cannot be placed once an erasure of the person has started; racing an erasure, a hold either blocks it or is refused', async function () {
+    this.timeout(60_000);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('started@example.com') }));
+    const started = await verifiedErasure('started@example.com');
+    // The state a process leaves between its two steps (the request IN_PROGRESS, the person not shredded yet).
+    const id = started.name.split('/').pop()!;
+    await s.app.services.tx.write((tx) => new TypeormSubjectRightsRepository().updateRequest(tx, id, { state: 'IN_PROGRESS' }));
+    const refused = await expectGrpcError(
+      call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email('started@example.com'), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'late', requestId: 'hold-started' }),
+      status.FAILED_PRECONDITION,
+    );
+    expect([refused.reason, refused.message]).to.deep.equal(['SUBJECT_ERASED', 'an erasure of this subject is under way (its request is IN_PROGRESS); a hold can no longer stop it']);
+    await call(rights, rights.eraseSubject, { name: started.name });
+
+    for (let i = 0; i < 8; i++) {
+      const who = `race-${i}@example.com`;
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+      const request = await verifiedErasure(who);
+      const [erasure, hold] = await Promise.all([
+        call(rights, rights.eraseSubject, { name: request.name }).then(
+          (r) => ({ ok: true as const, state: r.request!.state }),
+          (e: { code: number; details: string }) => ({ ok: false as const, code: e.code, details: e.details }),
+        ),
+        new Promise((r) => setTimeout(r, i)).then(() =>
+          call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'race', requestId: `hold-race-${i}` }).then(
+            (r) => ({ ok: true as const, hold: r.hold! }),
+            (e: { code: number }) => ({ ok: false as const, code: e.code }),
+          ),
+        ),
+      ]);
+      if (hold.ok) {
+        expect(erasure, 'a hold that was placed blocks the erasure').to.deep.include({ ok: false, code: status.FAILED_PRECONDITION });
+        const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email(who) }) });
+        expect(check.decision!.reason, 'nothing was erased under the hold').to.equal(DecisionReason.DECISION_REASON_OPTED_IN);
+        await call(rights, rights.releaseLegalHold, { name: hold.hold.name, note: 'race over' });
+      } else {
+        expect(hold.code, 'a refused hold is FAILED_PRECONDITION').to.equal(status.FAILED_PRECONDITION);
+        expect(erasure).to.deep.include({ ok: true, state: RequestState.REQUEST_STATE_COMPLETED });
+      }
+    }
   });
 
   it('refuses unverified and non-erasure requests; an unknown person completes with nothing to destroy', async function () {
