@@ -66,6 +66,7 @@ import { ConfirmationMailer, smtpSender } from './jobs/confirmation-mailer';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
+import { ArrivalGuardEvents, requestArrivalGuard } from './transport/request-arrival-guard';
 import type { HealthImplementation } from 'grpc-health-check';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
 import { RpcTelemetry } from './observability/rpc-telemetry';
@@ -126,6 +127,28 @@ export interface RunningApp {
  * Crash tests stop the process at a named point: CONSENT_FAILPOINT=erasure.started makes the
  * process exit (as a kill would) right after an erasure was durably started. Unset in production.
  */
+/** The request-arrival guard's reports, at most one warning per 10 s each (an attack must not flood the log). */
+function arrivalGuardLog(logger: Logger): ArrivalGuardEvents {
+  const every = 10_000;
+  const state = { refused: 0, timedOut: 0, refusedAt: 0, timedOutAt: 0 };
+  return {
+    refused(pending) {
+      state.refused++;
+      if (Date.now() - state.refusedAt < every) return;
+      state.refusedAt = Date.now();
+      logger.warn('calls refused: too many calls wait for their request message (MAX_PENDING_REQUESTS)', { refused: state.refused, pending });
+      state.refused = 0;
+    },
+    timedOut(count) {
+      state.timedOut += count;
+      if (Date.now() - state.timedOutAt < every) return;
+      state.timedOutAt = Date.now();
+      logger.warn('calls ended: their request message did not arrive in time (REQUEST_ARRIVAL_TIMEOUT_MS)', { ended: state.timedOut });
+      state.timedOut = 0;
+    },
+  };
+}
+
 function failpoint(name: string): void {
   if (process.env.CONSENT_FAILPOINT === name) process.kill(process.pid, 'SIGKILL');
 }
@@ -303,6 +326,7 @@ async function startService(
   const telemetry = new RpcTelemetry(metrics ?? undefined, tracing ?? undefined);
   if (metrics) writer.metrics = metrics;
   const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service, telemetry);
+  const arrivalGuard = requestArrivalGuard({ maxPending: config.limits.maxPendingRequests, timeoutMs: config.limits.requestArrivalTimeoutMs, events: arrivalGuardLog(logger) });
   const { server } = createGrpcServer(
     {
       tenant: tenantHandlers(pipeline('consent.v1.TenantService'), tenants),
@@ -318,7 +342,7 @@ async function startService(
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
       selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
-    { maxMessageBytes: config.limits.maxMessageBytes, health },
+    { maxMessageBytes: config.limits.maxMessageBytes, health, interceptors: [arrivalGuard.interceptor] },
   );
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();
@@ -471,6 +495,7 @@ async function startService(
           resolve();
         });
       });
+      arrivalGuard.stop();
       await Promise.all(checkpointers.map((c) => c.stop()));
       if (dataSource.isInitialized) await dataSource.destroy();
       if (keyDataSource.isInitialized) await keyDataSource.destroy();

@@ -274,6 +274,10 @@ export interface Limits {
   rateBurst: number;
   /** Streams one principal may hold open at once. */
   maxStreamsPerPrincipal: number;
+  /** Calls held at once whose request message has not arrived yet (more: RESOURCE_EXHAUSTED). */
+  maxPendingRequests: number;
+  /** How long a call may wait for its request message (then DEADLINE_EXCEEDED). */
+  requestArrivalTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -395,6 +399,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     ratePerSecond: int('RATE_LIMIT_PER_SECOND', 5000, 0, 1_000_000),
     rateBurst: int('RATE_LIMIT_BURST', 10000, 1, 10_000_000),
     maxStreamsPerPrincipal: int('MAX_STREAMS_PER_PRINCIPAL', 32, 1, 10_000),
+    maxPendingRequests: int('MAX_PENDING_REQUESTS', 1000, 1, 1_000_000),
+    requestArrivalTimeoutMs: int('REQUEST_ARRIVAL_TIMEOUT_MS', 10_000, 100, 600_000),
   };
   if (limits.defaultPageSize > limits.maxPageSize) problems.push('DEFAULT_PAGE_SIZE must not exceed MAX_PAGE_SIZE');
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Server, ServerCredentials, ServiceDefinition } from '@grpc/grpc-js';
+import { Server, ServerCredentials, ServerInterceptor, ServiceDefinition } from '@grpc/grpc-js';
 import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -39,9 +39,11 @@ export interface ServiceImplementations {
  */
 export function createGrpcServer(
   services: ServiceImplementations,
-  options: { maxMessageBytes: number; health?: HealthImplementation },
+  options: { maxMessageBytes: number; health?: HealthImplementation; interceptors?: ServerInterceptor[] },
 ): { server: Server; health: HealthImplementation } {
   const server = new Server({
+    // The request-arrival guard (request-arrival-guard.ts) runs for every call before its handler.
+    interceptors: options.interceptors ?? [],
     // Larger requests end with RESOURCE_EXHAUSTED before any handler runs.
     'grpc.max_receive_message_length': options.maxMessageBytes,
     // HTTP/2 streams per connection (every call is one, unary too): bounds what one connection can

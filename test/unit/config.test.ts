@@ -60,6 +60,8 @@ describe('loadConfig', () => {
         rateBurst: 10000,
         maxStreamsPerPrincipal: 32,
         maxImportRows: 50_000,
+        maxPendingRequests: 1000,
+        requestArrivalTimeoutMs: 10_000,
       });
     });
 
@@ -469,5 +471,8 @@ describe('loadConfig: authentication', () => {
     const c = loadConfig({ MAX_MESSAGE_BYTES: '65536', RATE_LIMIT_PER_SECOND: '100', RATE_LIMIT_BURST: '200', MAX_STREAMS_PER_PRINCIPAL: '4' });
     expect(c.limits).to.include({ maxMessageBytes: 65536, ratePerSecond: 100, rateBurst: 200, maxStreamsPerPrincipal: 4 });
     expect(configError(() => loadConfig({ MAX_MESSAGE_BYTES: '10' })).problems[0]).to.include('MAX_MESSAGE_BYTES must be an integer from 1024');
+    expect(loadConfig({ MAX_PENDING_REQUESTS: '50', REQUEST_ARRIVAL_TIMEOUT_MS: '2500' }).limits).to.include({ maxPendingRequests: 50, requestArrivalTimeoutMs: 2500 });
+    expect(configError(() => loadConfig({ MAX_PENDING_REQUESTS: '0' })).problems[0]).to.include('MAX_PENDING_REQUESTS must be an integer from 1');
+    expect(configError(() => loadConfig({ REQUEST_ARRIVAL_TIMEOUT_MS: '10' })).problems[0]).to.include('REQUEST_ARRIVAL_TIMEOUT_MS must be an integer from 100');
   });
 });
