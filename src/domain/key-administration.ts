@@ -52,7 +52,9 @@ export class KeyAdministration {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const shredTime = await this.tx.write(async (tx) => {
-      const tenant = await this.tenantRows.find(tx, tenantId);
+      // Locked: of concurrent shreds one marks the tenant and writes the audit entry, the others
+      // wait and answer its time.
+      const tenant = await this.tenantRows.lock(tx, tenantId);
       if (!tenant) throw notFound('TENANT', names.tenant(tenantId));
       if (tenant.erasedAt !== null) return tenant.erasedAt;
       await this.tenantRows.markErased(tx, tenantId, now);
@@ -60,7 +62,7 @@ export class KeyAdministration {
       return now;
     });
     this.tenants.evict(tenantId);
-    const destroyedEpochs = await this.keys.destroyTenantKeys(tenantId, now);
+    const destroyedEpochs = await this.keys.destroyTenantKeys(tenantId, shredTime);
     this.jobs.start(`purge tenants/${tenantId}`, () => this.purge(tenantId));
     return { shredTime, destroyedEpochs };
   }

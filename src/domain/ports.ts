@@ -37,6 +37,8 @@ export interface TenantRecord {
 export interface TenantRepository {
   insert(tx: TxContext, tenant: TenantRecord): Promise<void>;
   find(tx: TxContext, id: string): Promise<TenantRecord | null>;
+  /** `find` under the row's lock (MySQL: FOR UPDATE; SQLite's writers are serialised anyway). */
+  lock(tx: TxContext, id: string): Promise<TenantRecord | null>;
   /** Stores new settings, in force from `updatedAt` (the previous versions are kept). */
   updateSettings(tx: TxContext, id: string, settings: TenantSettings, updatedAt: number): Promise<void>;
   /** The settings in force at `at`, or null before the first known version. */

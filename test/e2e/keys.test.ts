@@ -121,6 +121,20 @@ forEachDatabase('KeyService', (db) => {
     await expectGrpcError(call(keys, keys.shredTenant, { name: 'tenants/nobody', confirmTenantId: 'nobody', requestId: '' }), status.NOT_FOUND);
   });
 
+  it('concurrent ShredTenant calls shred once: one audit entry, every answer with the same shred time', async function () {
+    await seedTenant(s, 'shred-c');
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => {
+        s.clock.advance(7 * i); // each call would otherwise take the same time from the test clock
+        return call(keys, keys.shredTenant, { name: 'tenants/shred-c', confirmTenantId: 'shred-c', requestId: '' });
+      }),
+    );
+    expect(new Set(answers.map((a) => JSON.stringify(a.shredTime))).size, 'one shred time').to.equal(1);
+    expect(answers.flatMap((a) => a.destroyedEpochs)).to.deep.equal([1]);
+    const entries = await s.app.services.audit.entries('shred-c', 0, 10_000);
+    expect(entries.filter((e) => JSON.parse(e.entryJson).type === 'TENANT_SHREDDED')).to.have.length(1);
+  });
+
   it('after ShredTenant every call for the tenant fails cleanly, other tenants are untouched, and a dump taken before reveals nothing', async function () {
     this.timeout(60_000);
     const T = 'shred-b';

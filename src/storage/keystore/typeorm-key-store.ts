@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
 import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
-import { insertRows, num } from '../repositories/sql-dialect';
+import { forUpdate, insertRows, num } from '../repositories/sql-dialect';
 import { SigningKeyEntity, SubjectErasureEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
 
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
@@ -51,8 +51,9 @@ export class TypeormKeyStore implements KeyStore {
   destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
     return this.tx.write(async (t) => {
       const m = managerOf(t);
-      const live = await m.find(TenantKeyEntity, { select: { epoch: true, state: true }, where: { tenantId } });
-      const epochs = live.filter((k) => k.state !== 'DESTROYED').map((k) => k.epoch);
+      // Locked: of concurrent shreds one destroys the epochs and says so; the others find them destroyed.
+      const live: Array<{ epoch: number | string; state: string }> = await m.query(`SELECT epoch, state FROM tenant_keys WHERE tenant_id = ?${forUpdate(m)}`, [tenantId]);
+      const epochs = live.filter((k) => k.state !== 'DESTROYED').map((k) => Number(k.epoch));
       if (epochs.length > 0) {
         await m.query(`UPDATE tenant_keys SET state = 'DESTROYED', wrapped_key = NULL, destroyed_at = ? WHERE tenant_id = ? AND state <> 'DESTROYED'`, [at, tenantId]);
       }

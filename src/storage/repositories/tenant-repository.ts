@@ -3,7 +3,7 @@ import { TxContext } from '../../shared/unit-of-work';
 import { DEFAULT_TENANT_SETTINGS, TenantSettings } from '../../domain/model';
 import { TenantEntity, TenantSettingsVersionEntity } from '../entities';
 import { managerOf } from '../transaction-runner';
-import { num, optNum, placeholders } from './sql-dialect';
+import { forUpdate, num, optNum, placeholders } from './sql-dialect';
 
 export class TypeormTenantRepository implements TenantRepository {
   async insert(tx: TxContext, tenant: TenantRecord): Promise<void> {
@@ -20,10 +20,18 @@ export class TypeormTenantRepository implements TenantRepository {
     });
   }
 
-  async find(tx: TxContext, id: string): Promise<TenantRecord | null> {
+  find(tx: TxContext, id: string): Promise<TenantRecord | null> {
+    return this.read(tx, id, '');
+  }
+
+  lock(tx: TxContext, id: string): Promise<TenantRecord | null> {
+    return this.read(tx, id, forUpdate(managerOf(tx)));
+  }
+
+  private async read(tx: TxContext, id: string, lock: string): Promise<TenantRecord | null> {
     // Raw SQL: every write batch reads its tenant, and TypeORM's findOneBy costs several times the query.
     const rows: Array<Record<string, unknown>> = await managerOf(tx).query(
-      'SELECT id, display_name, settings_json, create_request_id, created_at, updated_at, erased_at FROM tenants WHERE id = ?',
+      `SELECT id, display_name, settings_json, create_request_id, created_at, updated_at, erased_at FROM tenants WHERE id = ?${lock}`,
       [id],
     );
     if (rows.length === 0) return null;
