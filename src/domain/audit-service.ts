@@ -144,12 +144,14 @@ export class AuditService {
       const keyring = await this.keys.tenantKeyring(tenantId);
       const subject = await this.tx.read((tx) => this.directory.find(tx, keyring, identifier));
       // Nobody with this identifier: no entries, the same answer as a subject without any.
-      if (!subject) return { entries: [], nextIndex: Math.max(start, logSize) };
+      if (!subject) return { entries: [], nextIndex: logSize };
       filter.subjectId = subject.subjectId;
     }
     const entries = await this.log.entries(tenantId, start, size, filter);
-    // A full page may have more after it; a short one means nothing else matches up to the size read.
-    const nextIndex = entries.length === size ? entries[entries.length - 1].seq + 1 : Math.max(start, logSize);
+    // A full page may have more after it; a short one means nothing else matches up to the size
+    // read, so the next page starts at that size (also for a start past the end: a client that
+    // tails the log from there sees the entries appended next, none skipped).
+    const nextIndex = entries.length === size ? entries[entries.length - 1].seq + 1 : logSize;
     return { entries, nextIndex };
   }
 

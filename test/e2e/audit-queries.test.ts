@@ -93,6 +93,11 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     const nobody = await list({ subjectIdentifier: phone('+4915199999999') });
     expect(nobody.entries).to.deep.equal([]);
     expect(nobody.nextIndex).to.equal(size);
+    // A start past the end: nothing, and the next page starts at the log's size, not past it.
+    for (const startIndex of [size + 1, size + 1000, Number.MAX_SAFE_INTEGER]) {
+      const beyond = await list({ startIndex });
+      expect([beyond.entries, beyond.nextIndex]).to.deep.equal([[], size]);
+    }
     expect(s.logs()).to.not.include('44400001').and.not.include(EMAIL_B).and.not.include('99999999');
   });
 
