@@ -1,7 +1,8 @@
 import { Client, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { expect } from 'chai';
-import { ListConsentEventsRequest, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { CheckConsentBatchResponse, ListConsentEventsRequest, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { BadRequest, ErrorInfo } from '../../src/gen/google/rpc/error_details';
 import { SelfServiceServiceClient } from '../../src/gen/consent/v1/self_service';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, seedTenant } from '../support/fixtures';
@@ -113,6 +114,27 @@ forEachDatabase('strict input', (db) => {
     const { err } = await unary('CheckConsent', 'CheckConsentRequest', { parent, query: { subjectIdentifier: who, channel: 1, purpose: `${parent}/purposes/newsletter`, at: { seconds: 1n, nanos: -1 } } });
     expect(errorDetails(err!).fields).to.deep.equal(['query.at']);
     expect(await eventCount()).to.equal(before);
+  });
+
+  it('a batch query with an unknown channel number fails alone, with the reason CheckConsent gives for it (UNKNOWN_ENUM_VALUE)', async function () {
+    const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter` };
+    const desc = protoRegistry().getMessage('consent.v1.CheckConsentBatchRequest')!;
+    const bytes = Buffer.from(toBinary(desc, create(desc, { parent, queries: [{ ...q, channel: 77 }, { ...q, channel: 1 }, { ...q, channel: -5 }] } as never)));
+    const response = await new Promise<CheckConsentBatchResponse>((resolve, reject) =>
+      raw.makeUnaryRequest('/consent.v1.ConsentService/CheckConsentBatch', (b: Buffer) => b, (b: Buffer) => CheckConsentBatchResponse.decode(b), bytes, new Metadata(), {}, (err, r) => (err ? reject(err) : resolve(r!))),
+    );
+    const single = await unary('CheckConsent', 'CheckConsentRequest', { parent, query: { ...q, channel: 77 } });
+    const singleReason = errorDetails(single.err!).reason;
+    expect(singleReason).to.equal('UNKNOWN_ENUM_VALUE');
+    const itemError = (i: number) => {
+      const st = response.results[i].error!;
+      const info = st.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
+      const bad = st.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'));
+      return { code: st.code, reason: info ? ErrorInfo.decode(info.value).reason : '', fields: bad ? BadRequest.decode(bad.value).fieldViolations.map((v) => v.field) : [] };
+    };
+    expect(itemError(0)).to.deep.equal({ code: status.INVALID_ARGUMENT, reason: singleReason, fields: ['queries[0].channel'] });
+    expect(response.results[1].decision, 'its neighbour is answered').to.not.equal(undefined);
+    expect(itemError(2)).to.deep.equal({ code: status.INVALID_ARGUMENT, reason: singleReason, fields: ['queries[2].channel'] });
   });
 
   it('a streamed check with an unknown enum fails alone; its neighbours are answered', async function () {

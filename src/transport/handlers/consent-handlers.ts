@@ -292,8 +292,10 @@ export function consentHandlers(
         }
         const queries = req.queries.map((q, i) => {
           const query = queryFromProto(q, tenantId, `queries[${i}]`);
-          // Out-of-range values the decoder found in this item fail it alone.
-          for (const v of itemViolationsOf(req, i)) if (!query.violations.some((w) => w.field === v.field)) query.violations.push(v);
+          // Out-of-range values the decoder found in this item fail it alone; a field the wire check
+          // refused is named once, with the wire check's reason (as CheckConsent and the stream do).
+          const wire = itemViolationsOf(req, i);
+          if (wire.length > 0) query.violations = [...wire, ...query.violations.filter((v) => !wire.some((w) => w.field === v.field))];
           return query;
         });
         const outcomes = await checker.checkMany(ctx.principal, tenantId, queries, requiredConsistency(req.consistency, tenantId));
