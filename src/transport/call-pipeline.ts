@@ -114,6 +114,32 @@ class CallState {
   }
 }
 
+/**
+ * Runs `answer` once the client's part is known: at once, unless the handler returned because the
+ * client's input ended. A cancelling grpc-js client ends its input (END_STREAM) and resets the
+ * stream (RST_STREAM) right after, so the reader sees 'end' first and 'cancelled' a moment later;
+ * a client that simply finished sending waits for the answer. `answer` learns whether the client
+ * ended the call, for the log line and the metrics (the client saw CANCELLED, not OK).
+ */
+function afterClientInput(call: { cancelled?: boolean; readableEnded?: boolean; once(event: 'cancelled', listener: () => void): unknown }, answer: (endedByClient: boolean) => void): void {
+  if (call.cancelled === true || call.readableEnded !== true) {
+    answer(call.cancelled === true);
+    return;
+  }
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    answer(call.cancelled === true);
+  };
+  const timer = setTimeout(finish, RESET_GRACE_MS);
+  call.once('cancelled', finish);
+}
+
+/** How long a stream whose client finished sending waits for a reset that may follow (afterClientInput). */
+const RESET_GRACE_MS = 25;
+
 /** `answer`, noting first that the call was answered. */
 function answering<Res>(state: CallState, answer: sendUnaryData<Res>): sendUnaryData<Res> {
   return (err, response) => {
@@ -165,7 +191,7 @@ export class CallPipeline {
         const run = () => withCallBudget(budgetOf(call, ctx), () => handler(call.request, ctx));
         (observed ? observed.run(run) : run()).then(
           (response) => {
-            this.log(method, ctx, started, status.OK, 'OK');
+            this.logAnswered(method, ctx, started, call.cancelled === true);
             call.sendMetadata(requestIdHeader(ctx.requestId));
             callback(null, response);
           },
@@ -205,8 +231,10 @@ export class CallPipeline {
         (observed ? observed.run(run) : run()).then(
           (response) => {
             close();
-            this.log(method, ctx, started, status.OK, 'OK');
-            callback(null, response);
+            afterClientInput(call, (cancelled) => {
+              this.logAnswered(method, ctx, started, cancelled);
+              callback(null, response);
+            });
           },
           (err: unknown) => {
             close();
@@ -274,10 +302,15 @@ export class CallPipeline {
       (observed ? observed.run(run) : run()).then(
         () => {
           close();
-          this.log(method, ctx, started, status.OK, 'OK');
-          observed?.end(status.OK);
-          state.answer();
-          call.end();
+          // A handler that returns because the client cancelled (or its deadline passed) ended a
+          // call the client saw end with CANCELLED / DEADLINE_EXCEEDED, not OK.
+          afterClientInput(call, (cancelled) => {
+            state.answer();
+            const endedByClient = cancelled || state.cancelledFirst;
+            this.logAnswered(method, ctx, started, endedByClient);
+            observed?.end(endedByClient ? status.CANCELLED : status.OK);
+            call.end();
+          });
         },
         (err: unknown) => {
           close();
@@ -347,6 +380,12 @@ export class CallPipeline {
   /** Whether info lines are written, as of the logger's level `infoLevel` (see log()). */
   private infoEnabled = false;
   private infoLevel: string | undefined;
+
+  /** A handler's success: logged as OK, or as the client saw it when it had ended the call first. */
+  private logAnswered(method: string, ctx: CallContext, started: bigint, endedByClient: boolean): void {
+    if (endedByClient) this.log(method, ctx, started, status.CANCELLED, 'CALL_ENDED_BY_CLIENT');
+    else this.log(method, ctx, started, status.OK, 'OK');
+  }
 
   private log(method: string, ctx: CallContext, started: bigint, code: status, reason: string): void {
     // winston formats a message before its transports filter by level: skip the work when off.

@@ -75,6 +75,52 @@ forEachDatabase('call limits: open streams, cancellation, deadlines and message 
     await Promise.all(again.map((x) => x.ended));
   });
 
+  it('a stream the client cancels, or whose deadline passes, is logged as the client saw it (CANCELLED, CALL_ENDED_BY_CLIENT), not OK', async function () {
+    this.timeout(30_000);
+    const withId = (id: string) => {
+      const m = new Metadata();
+      m.set('x-request-id', id);
+      return m;
+    };
+    const settle = (stream: NodeJS.EventEmitter) =>
+      new Promise<number | null>((resolve) => {
+        stream.on('error', (e: ServiceError) => resolve(e.code));
+        stream.on('end', () => resolve(null));
+        stream.on('data', () => undefined);
+      });
+    const lineOf = async (id: string) => {
+      for (let i = 0; i < 50; i++) {
+        const line = s
+          .logs()
+          .split('\n')
+          .find((l) => l.includes(`"request_id":"${id}"`) && l.includes('"message":"rpc"'));
+        if (line) return JSON.parse(line) as { code: string; reason: string; method: string };
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no rpc log line for ${id}`);
+    };
+
+    const feed = consent.streamChanges(StreamChangesRequest.fromPartial({ parent: `tenants/${T}` }), withId('cancelled-feed'));
+    const feedEnded = settle(feed);
+    await new Promise((r) => setTimeout(r, 300));
+    feed.cancel();
+    expect(await feedEnded).to.equal(status.CANCELLED);
+
+    const late = consent.streamChanges(StreamChangesRequest.fromPartial({ parent: `tenants/${T}` }), withId('deadline-feed'), { deadline: Date.now() + 400 });
+    expect(await settle(late)).to.equal(status.DEADLINE_EXCEEDED);
+
+    const checks = consent.streamCheckConsent(withId('cancelled-checks'));
+    const checksEnded = settle(checks);
+    await new Promise((r) => setTimeout(r, 300));
+    checks.cancel();
+    expect(await checksEnded).to.equal(status.CANCELLED);
+
+    for (const id of ['cancelled-feed', 'deadline-feed', 'cancelled-checks']) {
+      const line = await lineOf(id);
+      expect([line.code, line.reason], id).to.deep.equal(['CANCELLED', 'CALL_ENDED_BY_CLIENT']);
+    }
+  });
+
   it('a request larger than MAX_MESSAGE_BYTES is RESOURCE_EXHAUSTED and changes nothing', async function () {
     const tenants = new TenantServiceClient(s.address, credentials.createInsecure());
     try {
