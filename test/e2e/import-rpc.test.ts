@@ -4,6 +4,8 @@ import { credentials, makeGenericClientConstructor, Metadata, ServiceError, stat
 import { expect } from 'chai';
 import { Channel } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, ConsentServiceClient, ImportConsentsRequest, ImportConsentsResponse, ImportRow } from '../../src/gen/consent/v1/consent';
+import { ErrorInfo } from '../../src/gen/google/rpc/error_details';
+import { Status } from '../../src/gen/google/rpc/status';
 import { asBearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
@@ -45,6 +47,13 @@ function messages(from: number, to: number, size = 250, parent = `tenants/${T}`)
     out.push({ parent: start === from ? parent : '', rows: Array.from({ length: Math.min(size, to - start) }, (_, k) => row(start + k)) });
   }
   return out;
+}
+
+/** google.rpc.ErrorInfo.metadata of a failed call. */
+function errorInfoMetadata(err: ServiceError): Record<string, string> {
+  const st = Status.decode(err.metadata.get('grpc-status-details-bin')[0] as Buffer);
+  const info = st.details.find((d) => d.typeUrl.endsWith('google.rpc.ErrorInfo'));
+  return info ? ErrorInfo.decode(info.value).metadata : {};
 }
 
 interface Sent {
@@ -120,12 +129,17 @@ forEachDatabase('ImportConsents', (db) => {
     expect(errorDetails(none.error!).fields).to.deep.equal(['parent']);
     const empty = await importCall(s.consent, []);
     expect(empty.error?.code, 'an empty stream names no tenant').to.equal(status.INVALID_ARGUMENT);
-    const two = await importCall(s.consent, [...messages(100, 110, 10), ...messages(110, 120, 10, 'tenants/another-tenant')]);
-    expect(two.error?.code).to.equal(status.INVALID_ARGUMENT);
-    expect(errorDetails(two.error!).fields).to.deep.equal(['parent']);
     const unknown = await importCall(s.consent, messages(100, 110, 10, 'tenants/no-such-tenant'));
     expect(unknown.error?.code).to.equal(status.NOT_FOUND);
     expect(await storedEvents()).to.equal(before);
+    // A second parent after rows were taken: the earlier messages' rows are imported (rows are
+    // committed while the stream arrives), none of the offending message's, and the error says so.
+    const two = await importCall(s.consent, [...messages(100, 110, 10), ...messages(110, 120, 10, 'tenants/another-tenant')]);
+    expect(two.error?.code).to.equal(status.INVALID_ARGUMENT);
+    expect(errorDetails(two.error!).fields).to.deep.equal(['parent']);
+    expect(two.error!.details).to.include('rows of the earlier messages imported: 10 (10 recorded, 0 already recorded, 0 rejected); none of this message or after it');
+    expect(errorInfoMetadata(two.error!)).to.deep.include({ rows_before: '10', recorded: '10', already_recorded: '0', rejected: '0' });
+    expect(await storedEvents()).to.equal(before + 10);
   });
 
   it('refuses a message it cannot read (the whole call) and a row with a value out of range (that row)', async function () {
@@ -152,6 +166,7 @@ forEachDatabase('ImportConsents', (db) => {
     });
     expect(broken?.code).to.equal(status.INVALID_ARGUMENT);
     expect(errorDetails(broken!).reason).to.equal('UNDECODABLE_REQUEST');
+    expect(errorInfoMetadata(broken!)).to.deep.include({ rows_before: '1', recorded: '1' });
     // A Timestamp out of range in one row: that row only. Seconds -1 (1969) become -62135596801
     // (before year 1): the same varint length, so only that value changes on the wire.
     const encoded = Buffer.from(ImportConsentsRequest.encode({ parent: `tenants/${T}`, rows: [row(201), row(202, { eventTime: new Date(-1000) })] }).finish());
@@ -186,11 +201,12 @@ forEachDatabase('ImportConsents', (db) => {
     expect(error?.code).to.equal(status.INVALID_ARGUMENT);
     const details = errorDetails(error!);
     expect(details.fields).to.deep.equal(['rows']);
-    expect(details.message).to.include('30');
-    // Under the limit nothing was committed yet (the first batch was still being filled).
-    expect(await storedEvents(limited)).to.equal(before);
-    const fits = await importCall(limited.consent, messages(300, 330, 10));
-    expect(fits.response?.recorded).to.equal(30);
+    expect(details.message).to.include('at most 30 rows per call');
+    // The messages within the limit are imported, the one that crossed it is not; the error says how many.
+    expect(errorInfoMetadata(error!)).to.deep.include({ rows_before: '30', recorded: '30' });
+    expect(await storedEvents(limited)).to.equal(before + 30);
+    const again = await importCall(limited.consent, messages(300, 330, 10));
+    expect([again.response?.recorded, again.response?.alreadyRecorded]).to.deep.equal([0, 30]);
   });
 
   it('a client that cancels mid-stream: committed batches stay, the handler ends, the same rows again are recorded exactly once', async function () {

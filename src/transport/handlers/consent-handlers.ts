@@ -198,18 +198,24 @@ export function consentHandlers(
       ctx.signal.addEventListener('abort', stopOnCancel);
       try {
         for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
-          const refused = refusalOf(message);
-          if (refused) throw refused;
-          if (parent === undefined) parent = message.parent;
-          else if (message.parent && message.parent !== parent) {
-            throw invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }]);
+          const problem =
+            refusalOf(message) ??
+            (parent !== undefined && message.parent && message.parent !== parent
+              ? invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }])
+              : rows + message.rows.length > limits.maxImportRows
+                ? invalidArgument([{ field: 'rows', reason: 'TOO_MANY', description: `at most ${limits.maxImportRows} rows per call; send the rest in another call` }])
+                : null);
+          if (problem) {
+            // Rows are committed while the stream arrives, so those of the earlier messages may be
+            // in already: all of them are committed now (each once, by request_id), none of this
+            // message's, and the error says how far the import got (a re-run imports the rest).
+            await importer?.finish();
+            throw importStoppedAt(problem, rows, recorded, alreadyRecorded, rejections.length);
           }
+          if (parent === undefined) parent = message.parent;
           const tenantId = parentTenant(parent);
           importer ??= await recorder.startImport(ctx.principal, tenantId, report);
           rows += message.rows.length;
-          if (rows > limits.maxImportRows) {
-            throw invalidArgument([{ field: 'rows', reason: 'TOO_MANY', description: `at most ${limits.maxImportRows} rows per call; send the rest in another call` }]);
-          }
           const items: Array<ImportItem<number>> = [];
           message.rows.forEach((row, i) => {
             const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
@@ -399,6 +405,24 @@ function consentInputFromProto(req: ConsentFields, tenantId: string, fingerprint
     requestId: req.requestId,
     fingerprintSource,
   };
+}
+
+/**
+ * A call-level error of ImportConsents that came after rows were taken: the same status and
+ * reason, its message and ErrorInfo metadata saying which rows were imported (those of the earlier
+ * messages: `rows_before`, of which `recorded`, `already_recorded`, `rejected`).
+ */
+function importStoppedAt(err: unknown, rowsBefore: number, recorded: number, alreadyRecorded: number, rejected: number): unknown {
+  if (!(err instanceof DomainError) || rowsBefore === 0) return err;
+  const done = `rows of the earlier messages imported: ${rowsBefore} (${recorded} recorded, ${alreadyRecorded} already recorded, ${rejected} rejected); none of this message or after it`;
+  return new DomainError(
+    err.kind,
+    err.reason,
+    `${err.message}; ${done}`,
+    { ...err.metadata, rows_before: String(rowsBefore), recorded: String(recorded), already_recorded: String(alreadyRecorded), rejected: String(rejected) },
+    err.violations,
+    err.retryDelayMs,
+  );
 }
 
 /**
