@@ -114,12 +114,16 @@ export class IdentifierRectification {
     const now = this.clock.now();
     const name = { request: `tenants/${tenantId}/requests/${id}` };
     // The person's key before the transaction (keys before data); checked again under the locks.
-    const before = await this.tx.read(async (tx) => {
+    const { before, erased } = await this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
-      return this.repo.findRequest(tx, tenantId, id);
+      const request = await this.repo.findRequest(tx, tenantId, id);
+      // An erased person's key is destroyed: no key to fetch, and the transaction completes the
+      // request with nothing held (asking the key store would fail, as unavailable, for ever).
+      const person = request?.subjectId ? await this.subjects.find(tx, tenantId, request.subjectId) : null;
+      return { before: request, erased: person?.erased === true };
     });
     if (!before) throw notFound('REQUEST', name.request);
-    const needsKey = before.kind === 'RECTIFICATION' && before.state === 'VERIFIED' && before.subjectId !== null && before.rectifiedCiphertext;
+    const needsKey = before.kind === 'RECTIFICATION' && before.state === 'VERIFIED' && before.subjectId !== null && before.rectifiedCiphertext && !erased;
     if (needsKey) await this.keys.reserveEncryptions(tenantId, before.subjectId!, 1);
     const key = needsKey ? await this.keys.subjectKey(tenantId, before.subjectId!) : null;
 

@@ -115,6 +115,20 @@ forEachDatabase('Rectification of an identifier (Art. 16)', (db) => {
     expect(await said(phone('+4915112379998'))).to.equal('VERDICT_DENY DECISION_REASON_UNKNOWN_SUBJECT');
   });
 
+  it('a person erased after the request was verified: the rectification completes with no data held (not UNAVAILABLE for ever)', async function () {
+    const who = phone('+4915112370021');
+    await optIn(who);
+    const request = await verified(who, phone('+4915112370022'));
+    const erasure = await verify((await create(who, undefined, RequestKind.REQUEST_KIND_ERASURE)).name);
+    await call(s.rights, s.rights.eraseSubject, { name: erasure.name });
+    const done = await rectify(request.name);
+    expect(done.request!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    expect(done.request!.transitions.pop()!.note).to.equal('completed: no data held');
+    expect((await rectify(request.name)).request!.state, 'a retry answers the completed request').to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    expect(await said(phone('+4915112370022')), 'nobody got the new identifier').to.equal('VERDICT_DENY DECISION_REASON_UNKNOWN_SUBJECT');
+    expect(s.logs()).to.not.include('"rpc failed"');
+  });
+
   it('a new identifier of someone else is IDENTIFIER_IN_USE; an erased one is IDENTIFIER_ERASED; nothing changes', async function () {
     const a = phone('+4915112370011');
     const b = phone('+4915112370012');
