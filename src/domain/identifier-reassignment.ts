@@ -88,6 +88,9 @@ export class IdentifierReassignment {
     if (input.reassignTime !== undefined && input.reassignTime > now + MAX_SKEW_MS) {
       violations.push({ field: 'reassign_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     }
+    if (input.reassignTime !== undefined && input.reassignTime < Date.UTC(2000, 0, 1)) {
+      violations.push({ field: 'reassign_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01 (as event times)' });
+    }
     if (!SOURCE.test(input.source)) {
       violations.push({ field: 'source', reason: input.source ? 'INVALID_SOURCE' : 'REQUIRED', description: '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. CARRIER_NOTICE' });
     }

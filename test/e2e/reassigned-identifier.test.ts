@@ -168,6 +168,7 @@ forEachDatabase('Reassigned identifiers (ReportReassignedIdentifier)', (db) => {
     expect(await fields({ source: 'x'.repeat(65) })).to.deep.equal(['source']);
     expect(await fields({ requestId: '' })).to.deep.equal(['request_id']);
     expect(await fields({ reassignTime: new Date(T0 + 10 * MINUTE) })).to.deep.equal(['reassign_time']);
+    expect(await fields({ reassignTime: new Date(Date.UTC(1, 0, 1)) }), 'before 2000').to.deep.equal(['reassign_time']);
     expect(await fields({ parent: 'tenant/x' })).to.deep.equal(['parent']);
     expect((await expectGrpcError(report(number, { parent: 'tenants/nobody' }), status.NOT_FOUND)).reason).to.equal('TENANT_NOT_FOUND');
     // An erased person's identifier: every check denies it already; nothing is recorded.

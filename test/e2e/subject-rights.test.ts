@@ -70,6 +70,14 @@ forEachDatabase('SubjectRightsService', (db) => {
     );
     expect(err.fields).to.have.members(['kind', 'received_via', 'request_id']);
     await expectGrpcError(create({ receiveTime: new Date(s.clock.now() + DAY) }), status.INVALID_ARGUMENT);
+    // Before 2000 (as event times): year 1 would be due in 1901, 1970 would be overdue at once.
+    const before = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${T}`, state: 0, kind: 0, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' })).requests.length;
+    for (const receiveTime of [new Date(Date.UTC(1, 0, 1)), new Date(Date.UTC(99, 5, 15)), new Date(0), new Date(Date.UTC(1999, 11, 31, 23, 59, 59))]) {
+      const old = await expectGrpcError(create({ receiveTime, requestId: `old-${receiveTime.getTime()}` }), status.INVALID_ARGUMENT);
+      expect([old.fields, old.reason], receiveTime.toISOString()).to.deep.equal([['receive_time'], 'OUT_OF_RANGE']);
+    }
+    const after = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${T}`, state: 0, kind: 0, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' })).requests.length;
+    expect(after, 'nothing registered').to.equal(before);
   });
 
   it('verify, extend once before the deadline, and reject follow the lifecycle', async function () {
