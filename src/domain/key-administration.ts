@@ -74,6 +74,10 @@ export class KeyAdministration {
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
     const rotation = await this.tx.write(async (tx) => {
+      // The tenant's row locked first: concurrent rotations of a tenant take turns, so only one
+      // opens an epoch (in the key store, outside this transaction); the others then find it
+      // (the same request_id) or find it running (ROTATION_IN_PROGRESS).
+      await this.tenantRows.lock(tx, tenantId);
       await this.tenants.require(tx, tenantId, false);
       const replay = await this.rotations.findByRequest(tx, tenantId, requestId);
       if (replay) return replay;

@@ -78,6 +78,37 @@ forEachDatabase('KeyService', (db) => {
     expect(replay.event!.evidence!.userAgent).to.equal('KeyTest/1.0');
   });
 
+  it('concurrent rotations with one request_id open one epoch; with another request_id a second rotation is ROTATION_IN_PROGRESS', async function () {
+    this.timeout(60_000);
+    const T = 'rot-race';
+    await seedTenant(s, T);
+    for (let i = 0; i < 40; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(300 + i), evidence, requestId: `race-${i}` }));
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: i < 6 ? 'one-rotation' : `another-${i}` }).then(
+          (r) => ({ ok: true as const, rotation: r.rotation! }),
+          (e: { code: number; details: string }) => ({ ok: false as const, code: e.code, details: e.details }),
+        ),
+      ),
+    );
+    const same = answers.slice(0, 6);
+    for (const a of same) expect(a.ok, JSON.stringify(a)).to.equal(true);
+    const names = new Set(same.map((a) => (a.ok ? `${a.rotation.name} ${a.rotation.fromEpoch}->${a.rotation.toEpoch}` : '')));
+    // The two other request ids may have come first, or after this rotation ended: then they rotated on.
+    const others = answers.slice(6);
+    for (const a of others) if (!a.ok) expect([a.code, a.details]).to.deep.equal([status.FAILED_PRECONDITION, 'a key rotation of this tenant is still running']);
+    expect(names.size, [...names].join(', ')).to.equal(1);
+    for (const a of answers) if (a.ok) await waitForRotation(a.rotation);
+    const rotations = answers.filter((a) => a.ok).map((a) => (a.ok ? a.rotation : null)!);
+    const opened = new Set(rotations.map((r) => r.toEpoch));
+    const info = await call(keys, keys.getTenantKeyInfo, { name: `tenants/${T}` });
+    // Every epoch in the key store was opened by a rotation someone was told about; the last is active.
+    expect(info.epochs.map((e) => e.epoch).sort()).to.deep.equal([1, ...[...opened].sort()]);
+    expect(info.epochs.filter((e) => e.state === KeyEpochState.KEY_EPOCH_STATE_ACTIVE).map((e) => e.epoch)).to.deep.equal([Math.max(...opened)]);
+    const check = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(305) }));
+    expect(check.consentEvents[0].evidence!.userAgent, 'still readable').to.equal('KeyTest/1.0');
+  });
+
   it('counts AES-GCM encryptions per subject key and refuses past the configured limit', async function () {
     const limited = await startTestServer(db(), { limits: { ...s.app.config.limits, maxEncryptionsPerKey: 3 } });
     try {
