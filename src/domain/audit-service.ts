@@ -18,6 +18,7 @@ import { SubjectDirectory } from './subject-directory';
 import { SUBJECT_OBJECTED } from './objection';
 import { IDENTIFIER_REASSIGNED } from './identifier-reassignment';
 import { TenantService } from './tenant-service';
+import { characterCount } from '../shared/text';
 
 export interface SignedCheckpoint {
   size: number;
@@ -135,7 +136,7 @@ export class AuditService {
     if (identifier && query.subjectId) v.add('subject', 'CONFLICTING_FILTERS', 'give subject or subject_identifier, not both');
     if (query.startTime !== undefined && query.endTime !== undefined) v.check(query.startTime < query.endTime, 'end_time', 'INVALID_RANGE', 'must be after start_time');
     for (const [i, type] of query.types.entries()) v.check(/^[A-Z][A-Z0-9_]{0,39}$/.test(type), `entry_types[${i}]`, 'INVALID_FORMAT', 'must be an entry type such as CONSENT_EVENT_OPT_OUT');
-    v.check(query.principal === undefined || query.principal.length <= 128, 'principal', 'TOO_LONG', 'must be at most 128 characters');
+    v.check(query.principal === undefined || characterCount(query.principal) <= 128, 'principal', 'TOO_LONG', 'must be at most 128 characters');
     v.throwIfAny();
     await this.requireTenant(principal, tenantId);
     const logSize = await this.log.size(tenantId);

@@ -18,6 +18,7 @@ import { checkRequestId } from './request-id';
 import { SubjectDirectory } from './subject-directory';
 import { IdentifierIndex } from './ports';
 import { TenantService } from './tenant-service';
+import { characterCount } from '../shared/text';
 
 export interface RecordConsentInput {
   tenantId: string;
@@ -187,7 +188,7 @@ export class ConsentRecorder {
     if (input.lawfulBasis !== undefined && !optIn) {
       violations.push({ field: 'lawful_basis', reason: 'NOT_AN_OPT_IN', description: 'only opt-ins have a lawful basis; a withdrawal needs none' });
     }
-    if (input.jurisdiction.length > 16) violations.push({ field: 'jurisdiction', reason: 'TOO_LONG', description: 'at most 16 characters' });
+    if (characterCount(input.jurisdiction) > 16) violations.push({ field: 'jurisdiction', reason: 'TOO_LONG', description: 'at most 16 characters' });
     // An imported row without a request_id gets one derived from what it says (below).
     const derivedRequestId = imported && input.requestId === '';
     checkRequestId(input.requestId, !derivedRequestId, violations);

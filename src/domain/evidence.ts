@@ -2,6 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { Evidence } from './model';
 import { FieldViolation } from '../shared/errors';
+import { characterCount } from '../shared/text';
 
 const MAX_TEXT = 4096;
 const MAX_SHORT = 2048;
@@ -35,7 +36,7 @@ export function prepareEvidence(evidence: Evidence, field: string, violations: F
   text('freeText', 'free_text', MAX_TEXT);
   if (evidence.collectedBy !== undefined && evidence.collectedBy !== '') {
     // A top-level request field, not part of the evidence message.
-    if (evidence.collectedBy.length > 200) {
+    if (characterCount(evidence.collectedBy) > 200) {
       violations.push({ field: 'collected_by', reason: 'TOO_LONG', description: 'must be at most 200 characters' });
     } else {
       out.collectedBy = evidence.collectedBy;

@@ -2,6 +2,7 @@ import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/
 import { FieldViolation } from '../shared/errors';
 import { IdentifierRef } from './model';
 import { fastE164 } from './phone-fast-path';
+import { characterCount } from '../shared/text';
 
 /** What the transport hands over: at most one of the identifier kinds, as the caller wrote it. */
 export interface RawIdentifier {
@@ -56,7 +57,7 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
   }
   if (raw.customerId !== undefined) {
     const value = raw.customerId.trim();
-    if (value.length === 0 || value.length > 128) {
+    if (value.length === 0 || characterCount(value) > 128) {
       return violationOf(field, 'customer_id', 'INVALID_CUSTOMER_ID', 'must be 1 to 128 characters');
     }
     return { kind: 'CUSTOMER_ID', value };

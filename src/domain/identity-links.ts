@@ -19,6 +19,7 @@ import { Page } from './purpose-service';
 import { checkRequestId } from './request-id';
 import { names } from './resource-names';
 import { TenantService } from './tenant-service';
+import { characterCount } from '../shared/text';
 
 /** Audit entry types: one entry per linked subject, `ref` the link's name, no personal data. */
 export const IDENTITIES_LINKED = 'IDENTITIES_LINKED';
@@ -205,7 +206,7 @@ export class IdentityLinks {
       if (!METHOD.test(input.method)) violations.push({ field: 'method', reason: input.method ? 'INVALID_METHOD' : 'REQUIRED', description: '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT' });
     }
     if (!viaRequest || input.verifiedBy !== '') {
-      if (input.verifiedBy.trim().length === 0 || input.verifiedBy.length > 128) violations.push({ field: 'verified_by', reason: 'REQUIRED', description: 'a staff reference of 1-128 characters' });
+      if (input.verifiedBy.trim().length === 0 || characterCount(input.verifiedBy) > 128) violations.push({ field: 'verified_by', reason: 'REQUIRED', description: 'a staff reference of 1-128 characters' });
     }
     checkRequestId(input.requestId, true, violations);
     if (violations.length > 0 || isViolation(first) || isViolation(second)) throw invalidArgument(violations);
@@ -363,7 +364,7 @@ export class IdentityLinks {
   /** Closes a link, with the reason (no personal data). Closing a closed link: FAILED_PRECONDITION LINK_CLOSED. */
   async unlink(principal: Principal, tenantId: string, id: string, reason: string): Promise<IdentityLinkView> {
     const v = new Violations();
-    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.check(reason.trim().length > 0 && characterCount(reason) <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();

@@ -14,6 +14,7 @@ import { sha256Hex } from '../shared/hashing';
 import { Principal } from './principal';
 import { names, PURPOSE_ID } from './resource-names';
 import { TenantService } from './tenant-service';
+import { characterCount } from '../shared/text';
 
 /** What a MySQL TEXT column holds (65,535 bytes); SQLite holds more, the limit is the same. */
 const MAX_NOTICE_BYTES = 65_535;
@@ -49,8 +50,8 @@ export class PurposeService {
     const v = new Violations();
     v.check(PURPOSE_ID.test(input.purposeId), 'purpose_id', 'INVALID_ID', '1-63 characters: lower-case letters, digits and "-", starting with a letter');
     v.check(input.category !== null && PURPOSE_CATEGORIES.includes(input.category), 'purpose.category', 'REQUIRED', 'one of MARKETING, UTILITY, AUTHENTICATION, SERVICE');
-    v.check(input.displayName.length <= 200, 'purpose.display_name', 'TOO_LONG', 'at most 200 characters');
-    v.check(input.description.length <= 4000, 'purpose.description', 'TOO_LONG', 'at most 4,000 characters');
+    v.check(characterCount(input.displayName) <= 200, 'purpose.display_name', 'TOO_LONG', 'at most 200 characters');
+    v.check(characterCount(input.description) <= 4000, 'purpose.description', 'TOO_LONG', 'at most 4,000 characters');
     const ids: FieldViolation[] = [];
     checkRequestId(input.requestId, false, ids);
     for (const id of ids) v.add(id.field, id.reason, id.description);

@@ -19,6 +19,7 @@ import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
 import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
 import { checkRectifiedIdentifier, IdentifierRectification, RectifiedFields } from './identifier-rectification';
+import { characterCount } from '../shared/text';
 
 
 /** The earliest time a request may say it was received (consent events have the same floor). */
@@ -536,7 +537,7 @@ export class SubjectRightsService {
   async verifyIdentity(principal: Principal, tenantId: string, id: string, method: string, verifiedBy: string, positions: number[] = []): Promise<SubjectRequestView> {
     const v = new Violations();
     v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
-    v.check(verifiedBy.trim().length > 0 && verifiedBy.length <= 128, 'verified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.check(verifiedBy.trim().length > 0 && characterCount(verifiedBy) <= 128, 'verified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
     v.check(
       positions.every((p) => Number.isInteger(p) && p >= 1) && new Set(positions).size === positions.length,
       'identifier_positions',
@@ -578,7 +579,7 @@ export class SubjectRightsService {
 
   reject(principal: Principal, tenantId: string, id: string, reason: string): Promise<SubjectRequestView> {
     const v = new Violations();
-    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.check(reason.trim().length > 0 && characterCount(reason) <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
     v.throwIfAny();
     return this.transition(principal, tenantId, id, ['RECEIVED', 'VERIFIED'], 'REJECTED', 'rejected', { rejectionReason: reason });
   }
@@ -586,7 +587,7 @@ export class SubjectRightsService {
   async extendDeadline(principal: Principal, tenantId: string, id: string, months: number, reason: string): Promise<SubjectRequestView> {
     const v = new Violations();
     v.check(months === 1 || months === 2, 'months', 'OUT_OF_RANGE', 'one or two further months (Art. 12(3))');
-    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.check(reason.trim().length > 0 && characterCount(reason) <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -611,7 +612,7 @@ export class SubjectRightsService {
     const identifier = normaliseIdentifier(input.identifier, 'subject_identifier');
     if (isViolation(identifier)) violations.push(identifier);
     if (!input.ground) violations.push({ field: 'ground', reason: 'REQUIRED', description: 'an Art. 17(3) ground (a-e)' });
-    if (input.note.length > MAX_TEXT) violations.push({ field: 'note', reason: 'TOO_LONG', description: `at most ${MAX_TEXT} characters` });
+    if (characterCount(input.note) > MAX_TEXT) violations.push({ field: 'note', reason: 'TOO_LONG', description: `at most ${MAX_TEXT} characters` });
     checkRequestId(input.requestId, true, violations);
     if (violations.length > 0 || isViolation(identifier)) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
@@ -671,7 +672,7 @@ export class SubjectRightsService {
 
   async releaseHold(principal: Principal, tenantId: string, id: string, note: string): Promise<LegalHoldRecord> {
     const v = new Violations();
-    v.check(note.trim().length > 0 && note.length <= MAX_TEXT, 'note', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.check(note.trim().length > 0 && characterCount(note) <= MAX_TEXT, 'note', 'REQUIRED', `1-${MAX_TEXT} characters`);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -714,7 +715,7 @@ export class SubjectRightsService {
   ): Promise<{ request: SubjectRequestView; restrictions: RestrictionRecord[]; consistencyToken: string }> {
     const v = new Violations();
     v.check(ground !== null, 'ground', 'REQUIRED', 'an Art. 18(1) ground (a-d)');
-    v.check(note.length <= MAX_TEXT, 'note', 'TOO_LONG', `at most ${MAX_TEXT} characters`);
+    v.check(characterCount(note) <= MAX_TEXT, 'note', 'TOO_LONG', `at most ${MAX_TEXT} characters`);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -787,7 +788,7 @@ export class SubjectRightsService {
   async recordRestrictionNotice(principal: Principal, tenantId: string, id: string, method: string, notifiedBy: string): Promise<RestrictionRecord> {
     const v = new Violations();
     v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
-    v.check(notifiedBy.trim().length > 0 && notifiedBy.length <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.check(notifiedBy.trim().length > 0 && characterCount(notifiedBy) <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -815,7 +816,7 @@ export class SubjectRightsService {
    */
   async liftRestriction(principal: Principal, tenantId: string, id: string, reason: string): Promise<{ restriction: RestrictionRecord; consistencyToken: string }> {
     const v = new Violations();
-    v.check(reason.trim().length > 0 && reason.length <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
+    v.check(reason.trim().length > 0 && characterCount(reason) <= MAX_TEXT, 'reason', 'REQUIRED', `1-${MAX_TEXT} characters`);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();

@@ -13,6 +13,7 @@ import { Principal } from './principal';
 import { names, PURPOSE_ID, TENANT_ID } from './resource-names';
 import { normaliseKeyword } from './keywords';
 import { checkRequestId } from './request-id';
+import { characterCount } from '../shared/text';
 
 export const SETTINGS_FIELDS = [
   'serviceWindowMs',
@@ -103,7 +104,7 @@ export class TenantService {
         description: '3-63 characters: lower-case letters, digits and "-", starting with a letter',
       });
     }
-    if (input.displayName.length > 200) violations.push({ field: 'display_name', reason: 'TOO_LONG', description: 'at most 200 characters' });
+    if (characterCount(input.displayName) > 200) violations.push({ field: 'display_name', reason: 'TOO_LONG', description: 'at most 200 characters' });
     checkRequestId(input.requestId, false, violations);
     const settings = validateSettings(
       { ...DEFAULT_TENANT_SETTINGS, ...input.settings, selfService: { ...DEFAULT_SELF_SERVICE_SETTINGS, ...input.settings.selfService } },

@@ -200,6 +200,11 @@ describe('normaliseIdentifier', () => {
       });
     });
 
+    it('counts characters, not UTF-16 units: 128 emoji are 128 characters', () => {
+      expect(ok({ customerId: '\u{1F600}'.repeat(128) }).value).to.equal('\u{1F600}'.repeat(128));
+      expect(violation({ customerId: '\u{1F600}'.repeat(129) }).reason).to.equal('INVALID_CUSTOMER_ID');
+    });
+
     it('refuses empty and blank ids', () => {
       for (const id of ['', '   ', '\t\n']) expect(violation({ customerId: id }).reason, JSON.stringify(id)).to.equal('INVALID_CUSTOMER_ID');
     });
