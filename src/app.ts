@@ -67,6 +67,7 @@ import { TypeormKeyRotationRepository } from './storage/repositories/key-rotatio
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
 import { bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
 import { ArrivalGuardEvents, requestArrivalGuard } from './transport/request-arrival-guard';
+import { routeGrpcJsLogs } from './transport/grpc-js-log';
 import type { HealthImplementation } from 'grpc-health-check';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
 import { RpcTelemetry } from './observability/rpc-telemetry';
@@ -156,6 +157,8 @@ function failpoint(name: string): void {
 /** Connects the database, runs migrations (unless disabled), loads keys, wires and starts the server. */
 export async function startApp(config: Config, options: AppOptions = {}): Promise<RunningApp> {
   const logger = options.logger ?? createLogger(config.logLevel);
+  // grpc-js's own lines go through this logger too (one of them quotes request headers).
+  routeGrpcJsLogs(logger);
   const clock = options.clock ?? systemClock;
 
   // Before anything changes on disk or in a database: a second instance on the same port fails here.

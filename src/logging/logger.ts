@@ -23,7 +23,8 @@ export function createLogger(level: string, stream?: NodeJS.WritableStream): Log
 /**
  * A winston format that replaces e-mail addresses, phone numbers and IP addresses in every string
  * of a log entry (message, nested metadata, arrays, object keys, Error messages and stacks) with
- * `[redacted:email]`, `[redacted:phone]`, `[redacted:ip]`. Numbers are left alone: durations,
+ * `[redacted:email]`, `[redacted:phone]`, `[redacted:ip]`, and bearer tokens (compact JWS/JWE, `Bearer`/`Basic`
+ * credentials) with `[redacted:token]`. Numbers are left alone: durations,
  * counts and ports are numbers, and nothing personal is logged as one.
  *
  * It never changes the caller's objects. The entry gets a new top-level object (winston passes a
@@ -93,8 +94,16 @@ const OWN_ADDRESSES = new Set(['127.0.0.1', '0.0.0.0', '::1', '::']);
 /** Every pattern needs a digit or '@'. Method names, codes and reasons have none and cost one scan. */
 const HAS_DIGIT_OR_AT = /[\d@]/;
 
-/** `text` with e-mail addresses, phone numbers and IPs (other than our own) replaced. */
+/** A compact JWS/JWE (a bearer token): base64url of a JSON object, which begins `eyJ`, then dot-separated parts. */
+const JWT = /eyJ[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,4}/g;
+/** An HTTP authorization value of any scheme's credentials. */
+const BEARER = /\b(Bearer|Basic)[ \t]+[^\s,;]+/gi;
+
+/** `text` with e-mail addresses, phone numbers, IPs (other than our own) and credentials replaced. */
 export function redactString(text: string): string {
+  // Credentials first: a token is not personal data, but it lets its reader act as its holder.
+  if (text.includes('eyJ')) text = text.replace(JWT, '[redacted:token]');
+  if (/bearer|basic/i.test(text)) text = text.replace(BEARER, '$1 [redacted:token]');
   if (!HAS_DIGIT_OR_AT.test(text)) return text;
   let out = text;
   if (out.includes('@')) out = out.replace(EMAIL, '[redacted:email]');

@@ -197,6 +197,11 @@ describe('log redaction', () => {
       ['fe80::1%eth0', '[redacted:ip]%eth0'],
       ['2001:0db8:85a3:0000:0000:8a2e:0370:7334', '[redacted:ip]'],
       [IPV6_MAPPED, '[redacted:ip]'],
+      // Credentials (found by an adversarial probe: grpc-js quoted a refused header's bearer token).
+      ['Failed to add metadata entry authorization: Bearer\teyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln contains illegal characters', 'Failed to add metadata entry authorization: Bearer [redacted:token] contains illegal characters'],
+      ['token eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_x end', 'token [redacted:token] end'],
+      ['jwe eyJhbGciOiJkaXIifQ..aXY.Y2lwaGVy.dGFn', 'jwe [redacted:token]'],
+      ['authorization: basic dXNlcjpwYXNz', 'authorization: basic [redacted:token]'],
     ];
     for (const [input, expected] of personal) {
       it(`redacts ${JSON.stringify(input)}`, () => expect(redactString(input)).to.equal(expected));

@@ -62,6 +62,8 @@ export class TokenVerifier {
     } catch {
       throw unauthenticated('TOKEN_MALFORMED', 'the bearer token is not a compact JWS');
     }
+    // JSON that is not an object (null, a number, a list) is no JWS header either.
+    if (!isJsonObject(header)) throw unauthenticated('TOKEN_MALFORMED', 'the bearer token is not a compact JWS');
     // Pinned before any key is looked up: "none", HMAC with a public key as secret and the like never get that far.
     if (typeof header.alg !== 'string' || !(this.settings.algorithms as readonly string[]).includes(header.alg)) {
       throw unauthenticated('TOKEN_ALGORITHM_NOT_ALLOWED', `the bearer token's algorithm is not one of ${this.settings.algorithms.join(', ')}`);
@@ -78,6 +80,7 @@ export class TokenVerifier {
     } catch {
       throw unauthenticated('TOKEN_MALFORMED', 'the bearer token has no JSON claims');
     }
+    if (!isJsonObject(claims)) throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the bearer token\'s claims are not a JSON object');
     const principal = this.check(claims, now);
     const expMs = (claims.exp as number) * 1000;
     this.cache.set(token, { principal, expMs }, { ttl: Math.max(1, Math.min(5 * 60_000, expMs + this.settings.clockSkewMs - now)) });
@@ -125,4 +128,8 @@ export function parseTenants(value: unknown): string[] | '*' {
     throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the credential names no valid tenants (a list of tenant ids, or "*")');
   }
   return value as string[];
+}
+
+function isJsonObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
