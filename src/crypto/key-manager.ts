@@ -8,6 +8,7 @@ import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
 import { KeyStore, StoredSubjectKey, StoredTenantKey } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
 import { TokenSealer } from './token-sealer';
+import { hasCanonicalSignature } from './jws-signature';
 
 /** A tenant's unwrapped keys and the keys derived from them. Never leaves this process. */
 export interface TenantKeyring {
@@ -286,7 +287,7 @@ export class KeyManager {
   async verify(tenantId: string, token: string, typ: string): Promise<unknown> {
     if (token.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) return null;
     const header = headerOf(token);
-    if (!header) return null;
+    if (!header || !hasCanonicalSignature(token, 'ES256')) return null;
     const keys = (await this.store.signingKeys(tenantId)).filter((k) => k.state !== 'DESTROYED');
     // The key the header names (`sign` always names one); without a kid, the tenant's first key.
     const stored = typeof header.kid === 'string' ? keys.find((k) => k.kid === header.kid) : header.kid === undefined ? keys[0] : undefined;

@@ -254,6 +254,12 @@ forEachDatabase('preference links', (db) => {
       ['other use', wrongUse],
       ['tampered', tampered],
       ['not a token', 'abc'],
+      // Bytes appended to the signature, or another base64url spelling of it (node-jose checks an
+      // ES256 signature's first 64 bytes only; found by an adversarial probe).
+      ['signature + AA', `${token}AA`],
+      ['signature + A', `${token}A`],
+      ['signature + 16 zero bytes', `${token}${Buffer.alloc(16).toString('base64url')}`],
+      ['signature + garbage!', `${h}.${p}.${Buffer.concat([Buffer.from(sig, 'base64url'), Buffer.from('garbage!')]).toString('base64url')}`],
     ]) {
       // One call at a time: a rejection is awaited as soon as it happens.
       for (const attempt of [() => preferences(bad), () => withdraw(bad, { all: true }), () => requestWithLink(bad, RequestKind.REQUEST_KIND_ACCESS)]) {

@@ -44,4 +44,15 @@ describe('TokenVerifier: JSON that is not an object', () => {
     const ok = await verifier.verify(await signed(JSON.stringify({ sub: 'svc', roles: ['sender'], tenants: ['acme'], exp })), now);
     expect(ok.id).to.equal('svc');
   });
+
+  it('a signature with bytes appended, or spelt otherwise in base64url, is TOKEN_SIGNATURE_INVALID', async () => {
+    const exp = Math.floor(now / 1000) + 600;
+    const token = await signed(JSON.stringify({ sub: 'svc', roles: ['sender'], tenants: ['acme'], exp }));
+    expect((await verifier.verify(token, now)).id).to.equal('svc');
+    const [h, p, sig] = token.split('.');
+    const bytes = Buffer.from(sig, 'base64url');
+    for (const bad of [`${token}AA`, `${token}A`, `${h}.${p}.${Buffer.concat([bytes, Buffer.alloc(16)]).toString('base64url')}`, `${h}.${p}.${sig.slice(0, -1)}${sig.endsWith('A') ? 'B' : 'A'}`]) {
+      expect(await refusal(bad), bad.slice(-12)).to.equal('UNAUTHENTICATED TOKEN_SIGNATURE_INVALID');
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import jose from 'node-jose';
 import { LRUCache } from 'lru-cache';
 import { unauthenticated } from '../../shared/errors';
+import { hasCanonicalSignature } from '../../crypto/jws-signature';
 import { Principal, Role, ROLES } from '../../domain/principal';
 import { TENANT_ID } from '../../domain/resource-names';
 
@@ -69,6 +70,8 @@ export class TokenVerifier {
       throw unauthenticated('TOKEN_ALGORITHM_NOT_ALLOWED', `the bearer token's algorithm is not one of ${this.settings.algorithms.join(', ')}`);
     }
     let payload: Buffer;
+    // One spelling per signature: node-jose ignores bytes after an ECDSA signature.
+    if (!hasCanonicalSignature(token, header.alg)) throw unauthenticated('TOKEN_SIGNATURE_INVALID', 'the bearer token is not signed by a trusted key');
     try {
       payload = (await jose.JWS.createVerify(this.keystore, { algorithms: [...this.settings.algorithms] }).verify(token)).payload;
     } catch {
