@@ -17,6 +17,7 @@ import { dpoActionPages, MAX_EXPORT_BYTES } from './pages/dpo-actions';
 import { auditorPages } from './pages/auditor';
 import { adminPages } from './pages/admin';
 import { OidcSignIn } from './oidc';
+import { boundedHttpServer } from '../web/bounded-http-server';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -38,7 +39,10 @@ export interface ConsoleOptions {
   now?: () => number;
   /** The largest export package downloaded (default MAX_EXPORT_BYTES). */
   maxExportBytes?: number;
+  /** How long a whole request (headers and body) may take to arrive (default HTTP_REQUEST_TIMEOUT_MS, src/web/bounded-http-server.ts). */
+  requestTimeoutMs?: number;
 }
+
 
 /** The CSP of a console: with OIDC sign-in, the sign-out form's redirect may go on to the provider's sign-out. */
 function contentSecurityPolicy(oidc: OidcSignIn | undefined) {
@@ -75,7 +79,7 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
   const { logger } = options;
   const now = options.now ?? Date.now;
   // No Fastify request log (it would write every URL): the onResponse hook below logs route patterns instead.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, serverFactory: boundedHttpServer(options.requestTimeoutMs) });
   const views = new Views();
   const oidc = config.signIn === 'oidc' && config.oidc ? new OidcSignIn(config.oidc, { logger, views }) : undefined;
   await app.register(fastifyHelmet, {

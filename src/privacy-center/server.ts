@@ -19,6 +19,7 @@ import { brandRoutes } from './pages/brand';
 import { signupPages } from './pages/signup';
 import { confirmPages } from './pages/confirm';
 import { preferencePages } from './pages/preferences';
+import { boundedHttpServer } from '../web/bounded-http-server';
 
 /** What every page module gets. */
 export interface PrivacyCenterContext {
@@ -58,6 +59,8 @@ export interface PrivacyCenterOptions {
   /** How long a tenant's page model is kept (default 10 s; tests pass 0). */
   tenantCacheMs?: number;
   now?: () => number;
+  /** How long a whole request (headers and body) may take to arrive (default HTTP_REQUEST_TIMEOUT_MS, src/web/bounded-http-server.ts). */
+  requestTimeoutMs?: number;
 }
 
 export interface RunningPrivacyCenter {
@@ -98,7 +101,14 @@ export async function buildPrivacyCenter(config: PrivacyCenterConfig, options: P
   // trustProxy: only the configured proxies' X-Forwarded-For is believed for the person's IP.
   // maxParamLength: a link's token (a signed JWS, about 400 characters) may be a path segment
   // (`/t/{tenant}/preferences/{token}`, for pages opened without JavaScript); Fastify's default is 100.
-  const app = Fastify({ logger: false, bodyLimit: 16 * 1024, routerOptions: { maxParamLength: 4096 }, trustProxy: config.trustProxy.length ? config.trustProxy : false });
+  // serverFactory: a request whose body trickles in is ended (408) after HTTP_REQUEST_TIMEOUT_MS.
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024,
+    serverFactory: boundedHttpServer(options.requestTimeoutMs),
+    routerOptions: { maxParamLength: 4096 },
+    trustProxy: config.trustProxy.length ? config.trustProxy : false,
+  });
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
     // Addresses hold tokens: they must not leave with a Referer (the WhatsApp link, the tenant's site).
