@@ -14,6 +14,7 @@ import { names, PURPOSE_ID, TENANT_ID } from './resource-names';
 import { normaliseKeyword } from './keywords';
 import { checkRequestId } from './request-id';
 import { characterCount } from '../shared/text';
+import { svgActiveContent } from './svg-logo';
 
 export const SETTINGS_FIELDS = [
   'serviceWindowMs',
@@ -322,8 +323,9 @@ function validateSelfService(s: SelfServiceSettings, prefix: string, violations:
     } else if (s.logoContentType === 'image/svg+xml') {
       const text = logo.toString('utf8');
       if (!/^\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*<svg[\s>]/i.test(text)) violations.push({ field: at('logo'), reason: 'NOT_SVG', description: 'is not an SVG image' });
-      else if (/<script|javascript:|\son[a-z]+\s*=|<foreignObject|xlink:href\s*=\s*["'](?!#)|\bhref\s*=\s*["'](?!#)/i.test(text)) {
-        violations.push({ field: at('logo'), reason: 'ACTIVE_CONTENT', description: 'an SVG logo may hold no script, event handler, foreign object or external reference' });
+      else {
+        const found = svgActiveContent(text);
+        if (found) violations.push({ field: at('logo'), reason: 'ACTIVE_CONTENT', description: `an SVG logo may hold drawing only (no script, event handler, animation, foreign content, external reference or loading style); found ${found}` });
       }
     } else {
       violations.push({ field: at('logo_content_type'), reason: 'UNSUPPORTED_TYPE', description: 'must be image/png or image/svg+xml' });
