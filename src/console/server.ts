@@ -18,6 +18,7 @@ import { auditorPages } from './pages/auditor';
 import { adminPages } from './pages/admin';
 import { OidcSignIn } from './oidc';
 import { boundedHttpServer } from '../web/bounded-http-server';
+import { frameworkErrorPage } from '../web/framework-errors';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -79,7 +80,16 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
   const { logger } = options;
   const now = options.now ?? Date.now;
   // No Fastify request log (it would write every URL): the onResponse hook below logs route patterns instead.
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, serverFactory: boundedHttpServer(options.requestTimeoutMs) });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    serverFactory: boundedHttpServer(options.requestTimeoutMs),
+    // An address Fastify's router refuses (too long, undecodable): the console's error page, with the headers.
+    frameworkErrors: frameworkErrorPage(CONTENT_SECURITY_POLICY, (request, reply, code) => {
+      logger.info('console request', { method: request.method, route: 'refused address', status: code });
+      reply.code(code).type('text/html').send(views.page('error', safeCredential(request), { title: 'Bad address', heading: 'Bad address', error: { statusName: 'INVALID_ARGUMENT', reason: '', message: 'The address is malformed or too long.' } }));
+    }),
+  });
   const views = new Views();
   const oidc = config.signIn === 'oidc' && config.oidc ? new OidcSignIn(config.oidc, { logger, views }) : undefined;
   await app.register(fastifyHelmet, {
@@ -148,6 +158,11 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
       return page(403, 'Form refused', 'CSRF_CHECK_FAILED', 'This form did not come from the console page you are signed in to (its CSRF token is missing or invalid). Go back, reload the page and send it again.');
     }
     if (error.validation) return page(400, 'Bad address', 'INVALID_ARGUMENT', 'The address names no valid tenant or request.');
+    // A request the browser (or a client) got wrong: broken or too large a body, an unsupported
+    // content type. Its status as Fastify set it, not a 500 logged as the console's fault.
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return page(error.statusCode, 'Request refused', 'INVALID_ARGUMENT', 'The console could not read this request (its body is malformed, too large or of a type the console does not take). Go back and send the form again.');
+    }
     logger.error('console: unexpected error', { route: request.routeOptions.url ?? 'unmatched', error: { name: error.name, message: error.message } });
     return page(500, 'Something went wrong', 'INTERNAL', 'The console failed to show this page; the error was logged.');
   });

@@ -20,6 +20,7 @@ import { signupPages } from './pages/signup';
 import { confirmPages } from './pages/confirm';
 import { preferencePages } from './pages/preferences';
 import { boundedHttpServer } from '../web/bounded-http-server';
+import { frameworkErrorPage } from '../web/framework-errors';
 
 /** What every page module gets. */
 export interface PrivacyCenterContext {
@@ -106,6 +107,12 @@ export async function buildPrivacyCenter(config: PrivacyCenterConfig, options: P
     logger: false,
     bodyLimit: 16 * 1024,
     serverFactory: boundedHttpServer(options.requestTimeoutMs),
+    // An address Fastify's router refuses (too long a token, undecodable): the failure page, with the headers.
+    frameworkErrors: frameworkErrorPage(CONTENT_SECURITY_POLICY, (request, reply, code) => {
+      const lang = chooseLanguage(['en', 'de'], undefined, request.headers['accept-language']);
+      logger.info('privacy center request', { method: request.method, route: 'refused address', status: code });
+      fail(reply, code, { lang }, STRINGS[lang].failNotFound);
+    }),
     routerOptions: { maxParamLength: 4096 },
     trustProxy: config.trustProxy.length ? config.trustProxy : false,
   });

@@ -488,6 +488,24 @@ forEachDatabase('Web console in development mode', (db) => {
     expect(await page.text()).to.include('<dd class="state">completed</dd>');
     expect((await call(s.rights, s.rights.getRequest, { name: location.split('?')[0].slice(1) })).request!.transitions[0].principal).to.equal('dev-admin');
   });
+
+  it('a request body it cannot read is a 4xx page, not a 500 logged as its own fault', async () => {
+    const base = `http://127.0.0.1:${web.port}`;
+    const before = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${TENANT}`, state: 0, kind: 0, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' })).requests.length;
+    const sent: Array<[string, string, string]> = [
+      ['application/json', 'broken JSON', '{"a":'],
+      ['application/x-www-form-urlencoded', 'a body over the limit', `a=${'x'.repeat(200 * 1024)}`],
+      ['multipart/form-data; boundary=x', 'multipart', '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n--x--\r\n'],
+      ['text/xml', 'XML', '<a/>'],
+    ];
+    for (const [type, what, body] of sent) {
+      const answer = await fetch(`${base}/tenants/${TENANT}/requests`, { method: 'POST', headers: { 'content-type': type }, body });
+      expect(answer.status, what).to.be.within(400, 499);
+      expect(await answer.text(), what).to.include('Request refused');
+    }
+    const after = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${TENANT}`, state: 0, kind: 0, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' })).requests.length;
+    expect(after).to.equal(before);
+  });
 });
 
 describe('Web console from the build (npm start with CONSOLE_PORT)', () => {

@@ -453,6 +453,10 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(last!.status()).to.equal(429);
     expect(await limited.textContent('#failure')).to.include('Too many attempts');
     expect(await seriousViolations(limited)).to.deep.equal([]);
+    // Opening a preference link by its address counts too (each asks the API): 2, then 429.
+    const linkOpenings: number[] = [];
+    for (let i = 0; i < 3; i++) linkOpenings.push((await fetch(`${limitedBase}/t/${TENANT}/preferences/eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2ln${i}`)).status);
+    expect(linkOpenings).to.deep.equal([404, 404, 429]);
 
     // Per identifier (the API): 5 sign-ups an hour, the 6th refused with the same page.
     const statuses: number[] = [];
@@ -463,6 +467,22 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(statuses).to.deep.equal([200, 200, 200, 200, 200, 429]);
     expect(await page.textContent('#failure')).to.include('Too many attempts');
     await shot(page, 'failure-rate-limited');
+  });
+
+  it('a request kind the form does not offer ("__proto__", "constructor", "toString") is a 400 page, not a 502', async function () {
+    const link = await preferenceLink(email(EMAIL_A));
+    const token = link.split('#token=')[1];
+    const form = await fetch(`${base}/t/${TENANT}/preferences?lang=en`);
+    const cookie = form.headers.get('set-cookie')!.split(';')[0];
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await form.text())![1];
+    for (const kind of ['__proto__', 'constructor', 'toString', 'nonsense']) {
+      const posted = await fetch(`${base}/t/${TENANT}/preferences/request`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+        body: new URLSearchParams({ _csrf: csrf, token, kind, lang: 'en' }),
+      });
+      expect(posted.status, kind).to.equal(400);
+    }
   });
 
   it('an expired preference link and an erased person get their own pages (410)', async function () {

@@ -16,7 +16,7 @@ import { startTestServer, TestServer } from '../support/test-server';
  */
 const LIMIT_MS = 1_000;
 
-forEachDatabase('web front ends: slow request bodies', (db) => {
+forEachDatabase('web front ends: slow request bodies, addresses the router refuses', (db) => {
   let s: TestServer;
   let web: RunningConsole;
   let pc: RunningPrivacyCenter;
@@ -57,6 +57,22 @@ forEachDatabase('web front ends: slow request bodies', (db) => {
     ] as const) {
       expect(outcome.answer.split('\r\n')[0], name).to.equal('HTTP/1.1 408 Request Timeout');
       expect(outcome.closedAfterMs, name).to.be.at.least(LIMIT_MS - 100).and.below(LIMIT_MS + 3_000);
+    }
+  });
+
+  it('an address too long for the router is their own 414 page with the security headers, not Fastify\'s JSON repeating the path', async function () {
+    const long = 'a'.repeat(5000);
+    for (const [name, url] of [
+      ['console', `http://127.0.0.1:${web.port}/tenants/${long}/requests`],
+      ['privacy center', `http://127.0.0.1:${pc.port}/t/acme/preferences/${long}`],
+    ]) {
+      const answer = await fetch(url);
+      const body = await answer.text();
+      expect(answer.status, name).to.equal(414);
+      expect(answer.headers.get('content-type'), name).to.match(/^text\/html/);
+      expect(answer.headers.get('content-security-policy'), name).to.include("default-src 'none'").and.include("frame-ancestors 'none'");
+      expect([answer.headers.get('x-frame-options'), answer.headers.get('cache-control'), answer.headers.get('referrer-policy')], name).to.deep.equal(['DENY', 'no-store', 'no-referrer']);
+      expect(body, name).to.not.include('aaaaaaaaaa').and.not.include('FST_ERR');
     }
   });
 });

@@ -120,7 +120,9 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
     async (request, reply) => {
       const { tenant } = request.params;
       const credential = ctx.credential(request);
-      const make = IDENTIFIER_KINDS[request.body?.kind ?? ''];
+      // Own keys only: a form's kind of "__proto__" or "toString" names no identifier kind.
+      const asked = request.body?.kind ?? '';
+      const make = Object.hasOwn(IDENTIFIER_KINDS, asked) ? IDENTIFIER_KINDS[asked] : undefined;
       const value = (request.body?.identifier ?? '').trim();
       const again = (message: string, code: number) =>
         html(reply, request, 'auditor-find', { title: 'Find a person', tenant, csrfToken: reply.generateCsrf({ userInfo: ctx.credential(request).who }), message }, code);

@@ -14,7 +14,12 @@ const KIND_IDS: Record<number, string> = {
   [RequestKind.REQUEST_KIND_PORTABILITY]: 'portability',
   [RequestKind.REQUEST_KIND_ERASURE]: 'erasure',
 };
-const KINDS: Record<string, RequestKind> = { access: RequestKind.REQUEST_KIND_ACCESS, portability: RequestKind.REQUEST_KIND_PORTABILITY, erasure: RequestKind.REQUEST_KIND_ERASURE };
+/** A Map, not an object: a form's `kind` of "__proto__" or "toString" must find nothing (an object literal inherits them). */
+const KINDS: ReadonlyMap<string, RequestKind> = new Map([
+  ['access', RequestKind.REQUEST_KIND_ACCESS],
+  ['portability', RequestKind.REQUEST_KIND_PORTABILITY],
+  ['erasure', RequestKind.REQUEST_KIND_ERASURE],
+]);
 
 /**
  * The preference page of a preference link: /t/{tenant}/preferences#token=... (the token in the
@@ -87,7 +92,8 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     return reply.type('text/html').send(ctx.views.page('preferences-open', { lang: t.lang, tenant: t.page, title: STRINGS[t.lang].prefsTitle, languageSwitch: { kind: 'links' } }, { csrf: reply.generateCsrf() }));
   });
 
-  app.get('/t/:tenant/preferences/:token', { schema: { params: TOKEN_PARAMS } }, async (request, reply) => {
+  // Opening a link by its address asks the API too: limited like the form submissions.
+  app.get('/t/:tenant/preferences/:token', { ...ctx.post, schema: { params: TOKEN_PARAMS } }, async (request, reply) => {
     const t = await ctx.tenantOrFailure(request, reply);
     if (!t) return reply;
     const { token } = request.params as { token: string };
@@ -139,7 +145,7 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     const token = tokenOf(request);
     if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, s.failInvalid);
     const body = (request.body ?? {}) as Record<string, unknown>;
-    const kind = typeof body.kind === 'string' ? KINDS[body.kind] : undefined;
+    const kind = typeof body.kind === 'string' ? KINDS.get(body.kind) : undefined;
     if (!kind) return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, s.failBadRequest);
     if (kind === RequestKind.REQUEST_KIND_ERASURE && body.confirm !== 'erase') {
       // Erasure is irreversible: first a page saying so, with a box to tick; nothing is asked yet.
