@@ -62,6 +62,7 @@ interface AnyCall {
   /** grpc-js sets it before it emits 'cancelled'. */
   readonly cancelled?: boolean;
   once(event: 'cancelled', listener: () => void): unknown;
+  removeListener(event: 'cancelled', listener: () => void): unknown;
 }
 
 /** What both streaming call kinds offer the pipeline. */
@@ -121,7 +122,10 @@ class CallState {
  * a client that simply finished sending waits for the answer. `answer` learns whether the client
  * ended the call, for the log line and the metrics (the client saw CANCELLED, not OK).
  */
-function afterClientInput(call: { cancelled?: boolean; readableEnded?: boolean; once(event: 'cancelled', listener: () => void): unknown }, answer: (endedByClient: boolean) => void): void {
+function afterClientInput(
+  call: { cancelled?: boolean; readableEnded?: boolean; once(event: 'cancelled', listener: () => void): unknown; removeListener(event: 'cancelled', listener: () => void): unknown },
+  answer: (endedByClient: boolean) => void,
+): void {
   if (call.cancelled === true || call.readableEnded !== true) {
     answer(call.cancelled === true);
     return;
@@ -131,6 +135,7 @@ function afterClientInput(call: { cancelled?: boolean; readableEnded?: boolean; 
     if (done) return;
     done = true;
     clearTimeout(timer);
+    call.removeListener('cancelled', finish);
     answer(call.cancelled === true);
   };
   const timer = setTimeout(finish, RESET_GRACE_MS);
