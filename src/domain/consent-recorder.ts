@@ -11,7 +11,7 @@ import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
 import { prepareEvidence } from './evidence';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Notice } from './model';
+import { ALL_PURPOSES, Channel, EARLIEST_RECORD_TIME, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Notice } from './model';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -319,7 +319,7 @@ export class ConsentRecorder {
     if (eventTime > now + this.maxEventTimeSkewMs) {
       violations.push({ field: 'event_time', reason: 'IN_THE_FUTURE', description: 'must not be more than 5 minutes in the future' });
     }
-    if (eventTime < Date.UTC(2000, 0, 1)) {
+    if (eventTime < EARLIEST_RECORD_TIME) {
       violations.push({ field: 'event_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
     }
   }

@@ -10,7 +10,7 @@ import { auditEntryOf, newId } from './consent-writer';
 import { encodeConsistencyToken } from './consistency';
 import { sealEvent } from './event-codec';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { ConsentEvent } from './model';
+import { ConsentEvent, EARLIEST_RECORD_TIME } from './model';
 import { ChangeFeedRepository, ConsentRepository, IdentifierChangeRepository, ReassignmentRecord, StoredConsentEvent, SubjectRepository } from './ports';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
@@ -88,7 +88,7 @@ export class IdentifierReassignment {
     if (input.reassignTime !== undefined && input.reassignTime > now + MAX_SKEW_MS) {
       violations.push({ field: 'reassign_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     }
-    if (input.reassignTime !== undefined && input.reassignTime < Date.UTC(2000, 0, 1)) {
+    if (input.reassignTime !== undefined && input.reassignTime < EARLIEST_RECORD_TIME) {
       violations.push({ field: 'reassign_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01 (as event times)' });
     }
     if (!SOURCE.test(input.source)) {

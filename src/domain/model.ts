@@ -2,6 +2,9 @@
  * The domain's vocabulary. Values are the enum names of consent.v1 without their prefix,
  * and the same strings are stored in the database, so a row reads the way the API speaks.
  */
+/** The earliest time anything the service records may carry (event, receive and reassign times). */
+export const EARLIEST_RECORD_TIME = Date.UTC(2000, 0, 1);
+
 export const CHANNELS = ['WHATSAPP', 'SMS', 'EMAIL', 'PUSH', 'VOICE', 'ANY'] as const;
 export type Channel = (typeof CHANNELS)[number];
 /** A channel a message is actually sent on. */

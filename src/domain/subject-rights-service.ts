@@ -1,3 +1,4 @@
+import { EARLIEST_RECORD_TIME } from './model';
 import { encodeConsistencyToken } from './consistency';
 import { randomBytes } from 'node:crypto';
 import { KeyManager } from '../crypto/key-manager';
@@ -21,9 +22,6 @@ import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './object
 import { checkRectifiedIdentifier, IdentifierRectification, RectifiedFields } from './identifier-rectification';
 import { characterCount } from '../shared/text';
 
-
-/** The earliest time a request may say it was received (consent events have the same floor). */
-const EARLIEST_TIME = Date.UTC(2000, 0, 1);
 export const RECEIVED_VIA = ['EMAIL', 'WEB_FORM', 'LETTER', 'PHONE', 'IN_PERSON', 'CHAT', 'OTHER', 'SELF_SERVICE'] as const;
 /** How a request made on the preference page was received (SelfServiceService.CreateRequestWithLink). */
 export const RECEIVED_VIA_SELF_SERVICE = 'SELF_SERVICE';
@@ -254,7 +252,7 @@ export class SubjectRightsService {
     if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     // As for consent events: nothing this service records is older (a year 0-99 would also get
     // its deadline in the wrong century: Date.UTC maps those years to 19xx).
-    if (receiveTime < EARLIEST_TIME) violations.push({ field: 'receive_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
+    if (receiveTime < EARLIEST_RECORD_TIME) violations.push({ field: 'receive_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
     checkRequestId(input.requestId, true, violations);
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
