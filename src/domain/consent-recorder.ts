@@ -215,7 +215,7 @@ export class ConsentRecorder {
         kind: input.kind,
         purposeId: input.purposeId,
         channel: input.channel,
-        eventTime,
+        eventTime: takenEffectBy(eventTime, now),
         method: input.method,
         notice: notice && { purposeId: notice.purposeId, version: notice.version, textSha256: notice.textSha256, language: notice.language },
         evidence,
@@ -251,7 +251,7 @@ export class ConsentRecorder {
       identifier,
       index: this.subjects.index(keyring, identifier),
       recordTime: now,
-      body: { type: 'inbound', channel: input.channel, eventTime, text: input.text, messageId: input.messageId },
+      body: { type: 'inbound', channel: input.channel, eventTime: takenEffectBy(eventTime, now), text: input.text, messageId: input.messageId },
       imported: false,
     }, this.waitLimit);
     const [inbound, keyword] = result.events;
@@ -289,7 +289,7 @@ export class ConsentRecorder {
       index: input.index,
       subjectId: input.subjectId,
       recordTime: now,
-      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: input.eventTime, method: 'WEB_FORM', evidence, jurisdiction: '' },
+      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: takenEffectBy(input.eventTime, now), method: 'WEB_FORM', evidence, jurisdiction: '' },
       imported: false,
     }));
     const results = await Promise.all(writes.map((w) => this.queue.submit(input.tenantId, w, this.waitLimit)));
@@ -323,6 +323,19 @@ export class ConsentRecorder {
       violations.push({ field: 'event_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
     }
   }
+}
+
+/**
+ * The event time recorded for an action the caller dates `eventTime`, told to the service at
+ * `now`: an event time ahead of the service's clock (accepted up to five minutes ahead, a
+ * sender's clock running fast) is recorded as `now`. A person cannot have acted after the
+ * service was told, and the rules order a person's actions by event time: an opt-in dated four
+ * minutes ahead would otherwise outrank every withdrawal recorded in those four minutes, and go
+ * on outranking them after (Art. 7(3): a withdrawal takes effect at once). The request's
+ * fingerprint keeps the time as sent, so a retry is still recognised.
+ */
+export function takenEffectBy(eventTime: number, now: number): number {
+  return eventTime > now ? now : eventTime;
 }
 
 /** Request ids the service derives for imported rows that have none: this prefix and 128 bits of the row's fingerprint. */

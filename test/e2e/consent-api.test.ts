@@ -148,8 +148,31 @@ forEachDatabase('ConsentService over gRPC', (db) => {
       });
     }
 
-    it('an event 4 minutes in the future is accepted (clock skew)', async function () {
-      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email('skew@example.com'), eventTime: new Date(s.clock.now() + 4 * 60_000) }));
+    it('an event 4 minutes in the future is accepted (clock skew) and recorded at receipt: a withdrawal right after it takes effect at once', async function () {
+      const person = email('skew@example.com');
+      const ahead = consentRequest(T, { subjectIdentifier: person, eventTime: new Date(s.clock.now() + 4 * 60_000) });
+      const first = await call(s.consent, s.consent.recordConsent, ahead);
+      expect(first.event!.eventTime!.getTime(), 'recorded as the time it was received').to.equal(s.clock.now());
+      expect((await call(s.consent, s.consent.recordConsent, ahead)).event, 'a retry as sent is recognised').to.deep.equal(first.event);
+      const check = () => call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person, channel: Channel.CHANNEL_WHATSAPP }) }).then((r) => r.decision!);
+      expect((await check()).reason).to.equal(DecisionReason.DECISION_REASON_OPTED_IN);
+      // A withdrawal recorded a second later, dated by the server (Art. 7(3)), and the same by STOP on the channel.
+      s.clock.advance(1000);
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' }));
+      expect((await check()).reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+      s.clock.advance(4 * 60_000);
+      expect((await check()).reason, 'also once the time it was dated has passed').to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+
+      const texter = phone('+4915112349917');
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: texter, eventTime: new Date(s.clock.now() + 4 * 60_000) }));
+      s.clock.advance(1000);
+      const stop = await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
+        parent: `tenants/${T}`, subjectIdentifier: texter, channel: Channel.CHANNEL_WHATSAPP, text: 'STOP', requestId: `skew-stop-${process.pid}`, eventTime: new Date(s.clock.now() + 4 * 60_000),
+      }));
+      expect(stop.inboundEvent!.eventTime!.getTime()).to.equal(s.clock.now());
+      expect(stop.serviceWindowExpireTime!.getTime(), 'the window runs from receipt').to.equal(s.clock.now() + 24 * 3600_000);
+      const checked = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: texter }) });
+      expect(checked.decision!.reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
     });
   });
 
