@@ -335,7 +335,7 @@ export class IdentityLinks {
   /**
    * An objection by any of a person's identifiers reaches all of them (Art. 21(3)): when one of
    * the subjects the link joins has a standing objection, it is applied to each of the others
-   * that has none, under their locks (ObjectionRecorder.apply: an OPT_OUT on every channel for
+   * that has none, or an earlier one it consented to marketing after, under their locks (ObjectionRecorder.apply: an OPT_OUT on every channel for
    * every MARKETING purpose, the standing objection, a SUBJECT_OBJECTED entry whose `ref` is the
    * link: its provenance). Returns the subjects it was applied to.
    */
@@ -347,11 +347,17 @@ export class IdentityLinks {
     link: { id: string; name: string; principal: string; now: number; side: { identifier: IdentifierRef; index: IdentifierIndex } },
   ): Promise<string[]> {
     const states = await this.subjects.lockMany(tx, tenantId, members);
-    if (![...states.values()].some((s) => s.objectedAt !== undefined && !s.erased)) return [];
+    // The latest standing objection of the joined subjects reaches every other one that has none,
+    // and one that objected earlier and consented to marketing again since: its own objection no
+    // longer covers that consent, the person's later one does.
+    let latest: number | undefined;
+    for (const s of states.values()) if (!s.erased && s.objectedAt !== undefined && (latest === undefined || s.objectedAt > latest)) latest = s.objectedAt;
+    if (latest === undefined) return [];
     const objected: string[] = [];
     for (const subjectId of members) {
       const state = states.get(subjectId);
-      if (!state || state.erased || state.objectedAt !== undefined) continue;
+      if (!state || state.erased) continue;
+      if (state.objectedAt !== undefined && (state.objectedAt >= latest || !(await this.objections.consentedToMarketingSince(tx, tenantId, subjectId, state.objectedAt)))) continue;
       const key = newKeys.get(subjectId) ?? (await this.keys.subjectKey(tenantId, subjectId));
       // The subject exists: apply() reads neither the identifier nor its index then.
       const prepared = { tenantId, identifier: link.side.identifier, index: link.side.index, subjectId, key, erased: false };

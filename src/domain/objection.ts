@@ -68,6 +68,20 @@ export class ObjectionRecorder {
     private readonly audit: AuditTrail,
   ) {}
 
+  /**
+   * Whether the person consented to a MARKETING purpose after `since` (their own standing
+   * objection): one that objected and opted in again. A later objection of someone linked to
+   * them must reach that consent (identity-links.ts, carryObjection); one that objected and did
+   * not consent since is covered by their own objection already.
+   */
+  async consentedToMarketingSince(tx: TxContext, tenantId: string, subjectId: string, since: number): Promise<boolean> {
+    const scopes = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId)?.scopes ?? [];
+    const later = new Set(scopes.filter((s) => s.optIn && s.optIn.eventTime > since).map((s) => s.purposeId));
+    if (later.size === 0) return false;
+    for (const purposeId of later) if ((await this.purposes.find(tx, tenantId, purposeId))?.category === 'MARKETING') return true;
+    return false;
+  }
+
   /** Outside any transaction: the person (and key), or a key for a new person. */
   async prepare(tx: TxContext, tenantId: string, identifier: IdentifierRef, index: IdentifierIndex): Promise<PreparedObjection> {
     const found = await this.subjects.findByIdentifier(tx, tenantId, index);

@@ -225,6 +225,29 @@ forEachDatabase('linked identities', (db) => {
     expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.subject === P)).to.have.length(1);
   });
 
+  it('a later objection reaches a linked identifier that objected earlier and consented again since', async function () {
+    const e = email('reconsented@example.org');
+    const p = phone('+4915112378881');
+    await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: e }));
+    s.clock.advance(1000);
+    await createRequest(RequestKind.REQUEST_KIND_OBJECTION, e);
+    expect(await check(e)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    s.clock.advance(1000);
+    await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: e }));
+    expect(await check(e), 'a consent after the objection').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: p }));
+    s.clock.advance(1000);
+    await createRequest(RequestKind.REQUEST_KIND_OBJECTION, p);
+
+    s.clock.advance(1000);
+    const made = await link(p, e);
+    expect(await check(e), 'the person objected after that consent').to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    const E = subjectIds(made)[1];
+    expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.ref === made.name).map((x) => x.entry.subject)).to.deep.equal([E]);
+    const fully = await call(consent, consent.checkConsent, { parent: `tenants/${T}`, consistency: { requirement: { $case: 'fullyConsistent', value: true } }, query: query(T, { subjectIdentifier: e, purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_WHATSAPP }) });
+    expect(DecisionReason[fully.decision!.reason]).to.equal('DECISION_REASON_OBJECTED');
+  });
+
   it('refuses bad input naming the field, and changes nothing', async function () {
     const p = phone('+4915112378831');
     const sizeBefore = await s.app.services.audit.size(T);
