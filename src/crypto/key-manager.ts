@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import { DomainError, failedPrecondition } from '../shared/errors';
 import { decryptField, encryptField, FieldContext } from './field-cipher';
 import { aesKeyWrapKey, unwrapKey, wrapKey } from './jose';
-import { KeyStore, StoredSubjectKey, StoredTenantKey } from './key-store';
+import { EpochNotActiveError, KeyStore, StoredSubjectKey, StoredTenantKey } from './key-store';
 import { RootKeyProvider } from './root-key-provider';
 import { TokenSealer } from './token-sealer';
 import { hasCanonicalSignature } from './jws-signature';
@@ -51,6 +51,8 @@ const KEY_BYTES = 32;
  * unused lease is negligible.
  */
 const ENCRYPTION_LEASE = 256;
+/** Attempts to store a new key when the tenant key keeps rotating under it (underActiveEpoch). */
+const EPOCH_ATTEMPTS = 3;
 
 /**
  * Holds the key hierarchy root -> tenant (per epoch) -> subject. A tenant key epoch wraps 64
@@ -156,11 +158,37 @@ export class KeyManager {
    * make. Called before the subject's rows are written (the key store is another database).
    */
   async createSubjectKey(tenantId: string, subjectId: string, now: number, encryptions: number): Promise<SubjectKey> {
-    const keyring = await this.tenantKeyring(tenantId);
     const key = randomBytes(KEY_BYTES);
-    const wrappedKey = await wrapKey(keyring.wrappingKeys.get(keyring.epoch)!, key, bindSubject(tenantId, subjectId, keyring.epoch));
-    await this.store.insertSubjectKey({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey, encryptions, createdAt: now });
+    await this.underActiveEpoch(tenantId, async (keyring) => {
+      const wrappedKey = await wrapKey(keyring.wrappingKeys.get(keyring.epoch)!, key, bindSubject(tenantId, subjectId, keyring.epoch));
+      await this.store.insertSubjectKey({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey, encryptions, createdAt: now });
+    });
     return { kid: subjectKid(tenantId, subjectId), key };
+  }
+
+  /**
+   * Runs `store`, which wraps keys under the keyring's active epoch and stores them. When that
+   * epoch was rotated meanwhile (by another process, whose rotation this one's cached keyring
+   * has not seen, or by a rotation here that began after the keyring was read), the key store
+   * refuses (EpochNotActiveError) and nothing is stored: the keyring is read again and the keys
+   * wrapped anew. A key stored under a retiring epoch would be missed by the re-wrap and lost
+   * with the epoch.
+   */
+  private async underActiveEpoch(tenantId: string, store: (keyring: TenantKeyring) => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const keyring = await this.tenantKeyring(tenantId);
+      try {
+        await store(keyring);
+        return;
+      } catch (err) {
+        if (!(err instanceof EpochNotActiveError)) throw err;
+        this.tenantCache.delete(tenantId);
+        this.signerCache.delete(tenantId);
+        if (attempt >= EPOCH_ATTEMPTS) {
+          throw new DomainError('UNAVAILABLE', 'TENANT_KEY_ROTATING', 'the tenant key changed while a key was stored; retry', {}, [], 1000);
+        }
+      }
+    }
   }
 
   /** The subject's key; UNAVAILABLE when it cannot be read (fail closed, never plaintext). */
@@ -222,23 +250,30 @@ export class KeyManager {
    * before the subjects' rows are written, like createSubjectKey.
    */
   async createSubjectKeys(tenantId: string, subjects: Array<{ subjectId: string; use: number }>, now: number): Promise<Map<string, SubjectKey>> {
-    const keyring = await this.tenantKeyring(tenantId);
-    const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
-    const created = new Map<string, SubjectKey>();
-    const stored: StoredSubjectKey[] = [];
+    const fresh: Array<{ subjectId: string; key: Buffer; lease: number; use: number }> = [];
     for (const { subjectId, use } of subjects) {
-      const key = freshRandom(KEY_BYTES);
       const lease = Math.min(Math.max(use, ENCRYPTION_LEASE), this.limits.maxEncryptionsPerKey);
       if (use > lease) {
         throw failedPrecondition('KEY_USAGE_LIMIT_REACHED', 'the subject key has reached its encryption limit', { limit: String(this.limits.maxEncryptionsPerKey) });
       }
-      stored.push({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey: await wrapKey(wrapping, key, bindSubject(tenantId, subjectId, keyring.epoch)), encryptions: lease, createdAt: now });
+      fresh.push({ subjectId, key: freshRandom(KEY_BYTES), lease, use });
+    }
+    await this.underActiveEpoch(tenantId, async (keyring) => {
+      const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
+      const stored: StoredSubjectKey[] = [];
+      for (const { subjectId, key, lease } of fresh) {
+        stored.push({ tenantId, subjectId, epoch: keyring.epoch, wrappedKey: await wrapKey(wrapping, key, bindSubject(tenantId, subjectId, keyring.epoch)), encryptions: lease, createdAt: now });
+      }
+      await this.store.insertSubjectKeys(stored);
+    });
+    // Cached once stored: a key the store refused is never used.
+    const created = new Map<string, SubjectKey>();
+    for (const { subjectId, key, lease, use } of fresh) {
       const subjectKey = { kid: subjectKid(tenantId, subjectId), key };
       created.set(subjectId, subjectKey);
       this.subjectCache?.set(`${tenantId}/${subjectId}`, subjectKey);
       this.encryptionLeases.set(`${tenantId}/${subjectId}`, { remaining: lease - use });
     }
-    await this.store.insertSubjectKeys(stored);
     return created;
   }
 
@@ -322,28 +357,30 @@ export class KeyManager {
   private async activeSigningKey(tenantId: string, now: number): Promise<jose.JWK.Key> {
     const cached = this.signerCache.get(tenantId);
     if (cached) return cached;
-    const keyring = await this.tenantKeyring(tenantId);
-    const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
-    const bind = { tenant: tenantId, epoch: keyring.epoch, use: 'signing' };
-    const stored = (await this.store.signingKeys(tenantId)).filter((k) => k.state === 'ACTIVE' && k.epoch === keyring.epoch).pop();
-    let key: jose.JWK.Key;
-    if (stored?.wrappedPrivateKey) {
-      const jwk = await unwrapOrUnavailable(() => unwrapKey(wrapping, stored.wrappedPrivateKey!, bind));
-      key = await jose.JWK.asKey(JSON.parse(jwk.toString('utf8')) as object);
-    } else {
-      key = await jose.JWK.createKeyStore().generate('EC', 'P-256', { alg: 'ES256', use: 'sig' });
+    let key: jose.JWK.Key | undefined;
+    await this.underActiveEpoch(tenantId, async (keyring) => {
+      const wrapping = keyring.wrappingKeys.get(keyring.epoch)!;
+      const bind = { tenant: tenantId, epoch: keyring.epoch, use: 'signing' };
+      const stored = (await this.store.signingKeys(tenantId)).filter((k) => k.state === 'ACTIVE' && k.epoch === keyring.epoch).pop();
+      if (stored?.wrappedPrivateKey) {
+        const jwk = await unwrapOrUnavailable(() => unwrapKey(wrapping, stored.wrappedPrivateKey!, bind));
+        key = await jose.JWK.asKey(JSON.parse(jwk.toString('utf8')) as object);
+        return;
+      }
+      const made = await jose.JWK.createKeyStore().generate('EC', 'P-256', { alg: 'ES256', use: 'sig' });
       await this.store.insertSigningKey({
         tenantId,
-        kid: key.kid,
+        kid: made.kid,
         epoch: keyring.epoch,
         state: 'ACTIVE',
-        wrappedPrivateKey: await wrapKey(wrapping, Buffer.from(JSON.stringify(key.toJSON(true))), bind),
-        publicJwk: JSON.stringify(key.toJSON()),
+        wrappedPrivateKey: await wrapKey(wrapping, Buffer.from(JSON.stringify(made.toJSON(true))), bind),
+        publicJwk: JSON.stringify(made.toJSON()),
         createdAt: now,
       });
-    }
-    this.signerCache.set(tenantId, key);
-    return key;
+      key = made;
+    });
+    this.signerCache.set(tenantId, key!);
+    return key!;
   }
 
   /**
@@ -360,7 +397,9 @@ export class KeyManager {
     const secret = (await this.unwrapTenantKey(active)).subarray(KEY_BYTES);
     const to = Math.max(...epochs.map((k) => k.epoch)) + 1;
     const material = Buffer.concat([randomBytes(KEY_BYTES), secret]);
-    await this.store.insertTenantKey({
+    // One key-store transaction: a crash leaves either no new epoch or the new one ACTIVE and
+    // every earlier one RETIRING (also any other epoch left ACTIVE by a process before this fix).
+    await this.store.openTenantKeyEpoch({
       tenantId,
       epoch: to,
       state: 'ACTIVE',
@@ -369,7 +408,6 @@ export class KeyManager {
       createdAt: now,
       destroyedAt: null,
     });
-    await this.store.updateTenantKey(tenantId, active.epoch, { state: 'RETIRING' });
     this.forgetTenant(tenantId);
     return { from: active.epoch, to };
   }

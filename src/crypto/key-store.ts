@@ -35,12 +35,35 @@ export interface StoredSigningKey {
 }
 
 /**
+ * A key was to be wrapped under a tenant key epoch that is no longer ACTIVE: another process (or
+ * an earlier call of this one) rotated the tenant's key since the wrapping key was read. Nothing
+ * was stored; wrap again under the active epoch. Storing it would leave a key that the rotation
+ * in progress does not move and that is lost when the retiring epoch is destroyed.
+ */
+export class EpochNotActiveError extends Error {
+  constructor(
+    readonly tenantId: string,
+    readonly epoch: number,
+  ) {
+    super(`tenant key epoch ${epoch} is no longer active`);
+    this.name = 'EpochNotActiveError';
+  }
+}
+
+/**
  * The key store: wrapped keys, kept in a database of their own (KEYSTORE_URL), never in the data
  * database. Each call is its own transaction; callers order their writes so that a crash leaves
  * at worst an unused key behind, never data without a key or a key for erased data.
  */
 export interface KeyStore {
   insertTenantKey(key: StoredTenantKey): Promise<void>;
+  /**
+   * Opens a new epoch in one transaction: inserts `key` (ACTIVE) and marks every other ACTIVE
+   * epoch of the tenant RETIRING; returns those epochs. Subject and signing keys wrapped under an
+   * epoch are stored only while it is ACTIVE (EpochNotActiveError), under a lock this waits for:
+   * once it commits, no key can join a retiring epoch behind the re-wrap's back.
+   */
+  openTenantKeyEpoch(key: StoredTenantKey): Promise<number[]>;
   /** Every tenant that has key epochs. */
   tenantIds(): Promise<string[]>;
   /** Every epoch of a tenant's key, oldest first (destroyed ones too, without key material). */
@@ -50,8 +73,9 @@ export interface KeyStore {
   deleteUnusedTenantKeys(tenantId: string): Promise<void>;
   /** Destroys every epoch of a tenant's key at once; returns the epochs destroyed now. */
   destroyTenantKeys(tenantId: string, at: number): Promise<number[]>;
+  /** Stores a subject key; EpochNotActiveError when its epoch is not ACTIVE (then nothing is stored). */
   insertSubjectKey(key: StoredSubjectKey): Promise<void>;
-  /** Inserts several subject keys in one transaction. */
+  /** Inserts several subject keys (all of one tenant and epoch) in one transaction; EpochNotActiveError as insertSubjectKey. */
   insertSubjectKeys(keys: StoredSubjectKey[]): Promise<void>;
   subjectKey(tenantId: string, subjectId: string): Promise<StoredSubjectKey | null>;
   /** Deletes a subject's key; false if there was none. */
@@ -71,6 +95,7 @@ export interface KeyStore {
   eraseSubject(tenantId: string, subjectId: string, at: number): Promise<boolean>;
   /** Every recorded subject erasure, oldest first. */
   subjectErasures(): Promise<Array<{ tenantId: string; subjectId: string; erasedAt: number }>>;
+  /** Stores a signing key; EpochNotActiveError when its epoch is not ACTIVE. */
   insertSigningKey(key: StoredSigningKey): Promise<void>;
   signingKeys(tenantId: string): Promise<StoredSigningKey[]>;
   /** Retires signing keys of `epochs` (private part deleted, public part kept), or destroys all when `epochs` is 'all'. */

@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import jose from 'node-jose';
 import { DataSource } from 'typeorm';
 import { KeyManager } from '../../src/crypto/key-manager';
+import { EpochNotActiveError } from '../../src/crypto/key-store';
 import { JwkSetRootKeyProvider } from '../../src/crypto/root-key-provider';
 import { createDataSource } from '../../src/storage/data-source';
 import { TypeormKeyStore } from '../../src/storage/keystore/typeorm-key-store';
@@ -119,5 +120,101 @@ forEachDatabase('key manager: signed tokens', (db) => {
     expect(await keys.verify('no-such-tenant', token, TYP), 'a tenant without keys').to.equal(null);
     expect(await keys.verify(tenant, 'a'.repeat(9000), TYP), 'not a JWS').to.equal(null);
     expect(await keys.verify(tenant, token, TYP), 'and the real one still verifies').to.not.equal(null);
+  });
+});
+
+/**
+ * A rotation seen by another process (another KeyManager on the same key store) that still holds
+ * the tenant's keyring from before: found by a fault probe, a second server wrapped new people's
+ * keys under the epoch the rotation had just destroyed (their data unreadable, every later write
+ * of theirs refused, an opt-out impossible).
+ */
+forEachDatabase('key manager: rotation across processes', (db) => {
+  let ds: DataSource;
+  let store: TypeormKeyStore;
+  let root: JwkSetRootKeyProvider;
+  before(async function () {
+    ds = await createDataSource(db().keyStore, 'keys');
+    await ds.initialize();
+    await ds.runMigrations();
+    store = new TypeormKeyStore(ds);
+    root = await JwkSetRootKeyProvider.fromJson(JSON.stringify({ keys: [{ kty: 'oct', kid: 'root-1', k: randomBytes(32).toString('base64url') }] }), 'test');
+  });
+  after(async () => {
+    if (ds?.isInitialized) await ds.destroy();
+  });
+  let n = 0;
+  const freshTenant = () => `rot${++n}-${randomBytes(3).toString('hex')}`;
+  const epochsOf = async (tenant: string) => (await store.tenantKeys(tenant)).map((k) => [k.epoch, k.state]);
+
+  it('a process holding the keyring from before a finished rotation stores new subject and signing keys under the new epoch, and every process reads them', async function () {
+    const tenant = freshTenant();
+    const a = new KeyManager(root, store, LIMITS);
+    const b = new KeyManager(root, store, LIMITS);
+    await a.createTenantKey(tenant, 1);
+    await b.createSubjectKeys(tenant, [{ subjectId: 'before', use: 1 }], 2);
+    expect(b.cachedTenantKeyring(tenant)?.epoch, 'b holds epoch 1').to.equal(1);
+
+    await a.openEpoch(tenant, 3);
+    expect(await a.rewrapSubjectKeys(tenant, () => 4, () => undefined)).to.deep.equal([1]);
+    expect(await epochsOf(tenant)).to.deep.equal([[1, 'DESTROYED'], [2, 'ACTIVE']]);
+    expect(b.cachedTenantKeyring(tenant)?.epoch, 'b still holds epoch 1').to.equal(1);
+
+    const made = await b.createSubjectKeys(tenant, [{ subjectId: 'after-1', use: 1 }, { subjectId: 'after-2', use: 1 }], 5);
+    const single = await b.createSubjectKey(tenant, 'after-3', 5, 1);
+    for (const id of ['after-1', 'after-2', 'after-3']) expect((await store.subjectKey(tenant, id))?.epoch, id).to.equal(2);
+    expect(b.cachedTenantKeyring(tenant)?.epoch, 'b read the keyring again').to.equal(2);
+    const fresh = new KeyManager(root, store, LIMITS);
+    expect((await fresh.subjectKey(tenant, 'after-1')).key.equals(made.get('after-1')!.key), 'readable by a process that did not make it').to.equal(true);
+    expect((await fresh.subjectKey(tenant, 'after-3')).key.equals(single.key)).to.equal(true);
+    expect((await fresh.subjectKey(tenant, 'before')).key.length).to.equal(32);
+
+    // A signing key first made after the rotation by a process that missed it.
+    const c = freshTenant();
+    const x = new KeyManager(root, store, LIMITS);
+    const y = new KeyManager(root, store, LIMITS);
+    await x.createTenantKey(c, 1);
+    await y.tenantKeyring(c);
+    await x.openEpoch(c, 2);
+    await x.rewrapSubjectKeys(c, () => 3, () => undefined);
+    const token = await y.sign(c, { hello: 1 }, TYP, 4);
+    expect((await store.signingKeys(c)).map((k) => [k.epoch, k.state])).to.deep.equal([[2, 'ACTIVE']]);
+    expect(await new KeyManager(root, store, LIMITS).verify(c, token, TYP)).to.deep.equal({ hello: 1 });
+  });
+
+  it('the key store refuses a key under an epoch that is not ACTIVE, and opening an epoch retires every active one at once', async function () {
+    const tenant = freshTenant();
+    const base = { tenantId: tenant, wrappedKey: 'w', rootKeyId: 'r', createdAt: 1, destroyedAt: null };
+    await store.insertTenantKey({ ...base, epoch: 1, state: 'ACTIVE' });
+    // Left by a process before this fix: two ACTIVE epochs after a crash inside a rotation.
+    await store.insertTenantKey({ ...base, epoch: 2, state: 'ACTIVE' });
+    expect(await store.openTenantKeyEpoch({ ...base, epoch: 3, state: 'ACTIVE' })).to.have.members([1, 2]);
+    expect(await epochsOf(tenant)).to.deep.equal([[1, 'RETIRING'], [2, 'RETIRING'], [3, 'ACTIVE']]);
+    const key = { tenantId: tenant, subjectId: 's', wrappedKey: 'w', encryptions: 0, createdAt: 1 };
+    for (const epoch of [1, 2, 9]) {
+      const refused = await store.insertSubjectKeys([{ ...key, epoch }]).then(() => null, (e: unknown) => e);
+      expect(refused, `epoch ${epoch}`).to.be.instanceOf(EpochNotActiveError);
+      const single = await store.insertSubjectKey({ ...key, epoch }).then(() => null, (e: unknown) => e);
+      expect(single).to.be.instanceOf(EpochNotActiveError);
+    }
+    expect(await store.subjectKey(tenant, 's'), 'nothing stored').to.equal(null);
+    await store.insertSubjectKey({ ...key, epoch: 3 });
+    expect((await store.subjectKey(tenant, 's'))?.epoch).to.equal(3);
+  });
+
+  it('a rotation after a crash that left two epochs ACTIVE moves every key off both and destroys them', async function () {
+    const tenant = freshTenant();
+    const a = new KeyManager(root, store, LIMITS);
+    await a.createTenantKey(tenant, 1);
+    await a.createSubjectKeys(tenant, [{ subjectId: 'old-1', use: 1 }, { subjectId: 'old-2', use: 1 }], 2);
+    // The crash of the earlier two-step open: epoch 2 inserted ACTIVE, epoch 1 never marked RETIRING.
+    await a.openEpoch(tenant, 3);
+    await store.updateTenantKey(tenant, 1, { state: 'ACTIVE' });
+    a.forgetTenant(tenant);
+    expect(await epochsOf(tenant)).to.deep.equal([[1, 'ACTIVE'], [2, 'ACTIVE']]);
+    await a.openEpoch(tenant, 4);
+    expect(await a.rewrapSubjectKeys(tenant, () => 5, () => undefined)).to.have.members([1, 2]);
+    expect(await epochsOf(tenant)).to.deep.equal([[1, 'DESTROYED'], [2, 'DESTROYED'], [3, 'ACTIVE']]);
+    for (const id of ['old-1', 'old-2']) expect((await store.subjectKey(tenant, id))?.epoch).to.equal(3);
   });
 });

@@ -14,6 +14,8 @@ forEachDatabase('key store', (db) => {
     await ds.initialize();
     await ds.runMigrations();
     store = new TypeormKeyStore(ds);
+    // Subject keys are stored only under an ACTIVE epoch of their tenant.
+    for (const tenantId of ['t', 'rot']) await store.insertTenantKey({ tenantId, epoch: 1, state: 'ACTIVE', wrappedKey: 'w', rootKeyId: 'r', createdAt: 1, destroyedAt: null });
   });
   after(async () => {
     if (ds?.isInitialized) await ds.destroy();

@@ -1,7 +1,7 @@
-import { DataSource } from 'typeorm';
-import { KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
+import { DataSource, EntityManager } from 'typeorm';
+import { EpochNotActiveError, KeyStore, StoredSigningKey, StoredSubjectKey, StoredTenantKey, TenantKeyState } from '../../crypto/key-store';
 import { TypeormTransactionRunner, managerOf } from '../transaction-runner';
-import { forUpdate, insertRows, num } from '../repositories/sql-dialect';
+import { forShare, forUpdate, insertRows, num } from '../repositories/sql-dialect';
 import { SigningKeyEntity, SubjectErasureEntity, SubjectKeyEntity, TenantKeyEntity } from './entities';
 
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
@@ -15,6 +15,20 @@ export class TypeormKeyStore implements KeyStore {
   insertTenantKey(key: StoredTenantKey): Promise<void> {
     return this.tx.write(async (t) => {
       await managerOf(t).insert(TenantKeyEntity, { ...key });
+    });
+  }
+
+  openTenantKeyEpoch(key: StoredTenantKey): Promise<number[]> {
+    return this.tx.write(async (t) => {
+      const m = managerOf(t);
+      // Locked: a key being stored under the active epoch (requireActive's shared lock) commits first.
+      const rows: Array<{ epoch: number | string; state: string }> = await m.query(`SELECT epoch, state FROM tenant_keys WHERE tenant_id = ?${forUpdate(m)}`, [key.tenantId]);
+      const retiring = rows.filter((r) => r.state === 'ACTIVE').map((r) => num(r.epoch));
+      await m.insert(TenantKeyEntity, { ...key });
+      if (retiring.length > 0) {
+        await m.query(`UPDATE tenant_keys SET state = 'RETIRING' WHERE tenant_id = ? AND state = 'ACTIVE' AND epoch <> ?`, [key.tenantId, key.epoch]);
+      }
+      return retiring;
     });
   }
 
@@ -63,6 +77,7 @@ export class TypeormKeyStore implements KeyStore {
 
   insertSubjectKey(key: StoredSubjectKey): Promise<void> {
     return this.tx.write(async (t) => {
+      await requireActive(managerOf(t), key.tenantId, key.epoch);
       await managerOf(t).insert(SubjectKeyEntity, { ...key });
     });
   }
@@ -70,6 +85,9 @@ export class TypeormKeyStore implements KeyStore {
   insertSubjectKeys(keys: StoredSubjectKey[]): Promise<void> {
     if (keys.length === 0) return Promise.resolve();
     return this.tx.write(async (t) => {
+      for (const [tenantId, epoch] of new Map(keys.map((k) => [`${k.tenantId}\u0000${k.epoch}`, [k.tenantId, k.epoch] as const])).values()) {
+        await requireActive(managerOf(t), tenantId, epoch);
+      }
       await insertRows(
         managerOf(t),
         'subject_keys',
@@ -140,6 +158,7 @@ export class TypeormKeyStore implements KeyStore {
 
   insertSigningKey(key: StoredSigningKey): Promise<void> {
     return this.tx.write(async (t) => {
+      await requireActive(managerOf(t), key.tenantId, key.epoch);
       await managerOf(t).insert(SigningKeyEntity, { ...key });
     });
   }
@@ -184,4 +203,14 @@ export class TypeormKeyStore implements KeyStore {
       return rows.length;
     });
   }
+}
+
+/**
+ * Refuses to store a key under an epoch that is not ACTIVE (rotated or destroyed since the caller
+ * read it), holding a shared lock on the epoch's row until the transaction ends: a rotation's
+ * openTenantKeyEpoch waits for it, so a key stored here is there before the re-wrap looks.
+ */
+async function requireActive(m: EntityManager, tenantId: string, epoch: number): Promise<void> {
+  const rows: Array<{ state: string }> = await m.query(`SELECT state FROM tenant_keys WHERE tenant_id = ? AND epoch = ?${forShare(m)}`, [tenantId, epoch]);
+  if (rows[0]?.state !== 'ACTIVE') throw new EpochNotActiveError(tenantId, epoch);
 }

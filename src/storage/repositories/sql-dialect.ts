@@ -6,6 +6,12 @@ export function forUpdate(manager: EntityManager): string {
   return manager.connection.options.type === 'better-sqlite3' ? '' : ' FOR UPDATE';
 }
 
+/** A shared lock on the rows read: concurrent readers go on, a writer of those rows waits for the transaction. */
+export function forShare(manager: EntityManager): string {
+  // SQLite: BEGIN IMMEDIATE already holds the file's write lock (see forUpdate).
+  return manager.connection.options.type === 'better-sqlite3' ? '' : ' LOCK IN SHARE MODE';
+}
+
 /** `?, ?, ?` for an IN list. */
 export function placeholders(count: number): string {
   return new Array(count).fill('?').join(', ');
