@@ -833,7 +833,7 @@ export function buildProgram(): Command & { active(): Command } {
       }
       out(
         `\nverified: every entry is in the signed log, every event row matches its entry, and the rules replayed over the entries give the same decision ` +
-          `(category ${verified.reportedByServer.category} and service window ${verified.reportedByServer.serviceWindowSeconds}s, in force then, as reported by the service)\n`,
+          `(category ${verified.reportedByServer.category}${verified.reportedByServer.allowedWhileRestricted ? ', allowed while restricted' : ''} and service window ${verified.reportedByServer.serviceWindowSeconds}s, in force then, as reported by the service)\n`,
       );
       if (!verified.complete) {
         out(

@@ -30,7 +30,7 @@ export interface VerifiedExplanation {
    * that the identifier was erased (a tombstone names no subject, so there is nothing to prove it
    * by; only ever a DENY is taken on that word).
    */
-  reportedByServer: { category: string; serviceWindowSeconds: number; identifierErased: boolean };
+  reportedByServer: { category: string; allowedWhileRestricted: boolean; serviceWindowSeconds: number; identifierErased: boolean };
   /**
    * People of the tenant erased after the asked time. Not 0: an erased person's events are not
    * reachable by identifier any more, so the reconstruction may lack what decided the answer.
@@ -97,7 +97,13 @@ export async function verifyExplanation(
   const reassigned = verified.find((e) => e.type === 'IDENTIFIER_REASSIGNED' && e.time <= at);
   const facts: SubjectFacts | null = events.length === 0 && !reassigned ? null : { ...foldEvents(subjectId, events), erased: verified.some((e) => e.type === 'SUBJECT_ERASED') };
   if (facts && reassigned?.eventTime !== undefined) facts.reassignedAt = reassigned.eventTime;
-  const expected = decide(facts, { purposeId: question.purposeId, category, channel: question.channel }, at, windowMs);
+  if (facts) {
+    const { objectedAt, restricted } = standingMarks(verified, at);
+    if (objectedAt !== undefined) facts.objectedAt = objectedAt;
+    if (restricted) facts.restricted = true;
+  }
+  const allowedWhileRestricted = response.allowedWhileRestricted;
+  const expected = decide(facts, { purposeId: question.purposeId, category, channel: question.channel, allowedWhileRestricted }, at, windowMs);
 
   const reason = (DecisionReason[response.decision?.reason ?? 0] ?? '').replace('DECISION_REASON_', '');
   const verdict = response.decision?.verdict === Verdict.VERDICT_ALLOW ? 'ALLOW' : 'DENY';
@@ -120,10 +126,27 @@ export async function verifyExplanation(
     time: new Date(at).toISOString(),
     subject: response.subject,
     entries: verified.map((e) => ({ index: e.index, type: e.type, time: e.time, purpose: e.purpose, channel: e.channel, eventTime: e.eventTime, event: e.ref })),
-    reportedByServer: { category, serviceWindowSeconds: windowMs / 1000, identifierErased },
+    reportedByServer: { category, allowedWhileRestricted, serviceWindowSeconds: windowMs / 1000, identifierErased },
     erasuresSince: response.erasuresSince,
     complete: response.erasuresSince === 0 && !identifierErased,
   };
+}
+
+/**
+ * The person's standing marks at `at`, from the verified entries recorded by then: the objection
+ * to direct marketing (Art. 21(3)) of the latest SUBJECT_OBJECTED entry, at its event time, and
+ * whether a restriction (Art. 18) was placed and not lifted (entries named by the restriction).
+ */
+function standingMarks(verified: Array<EntryFields & { index: number }>, at: number): { objectedAt?: number; restricted: boolean } {
+  let objectedAt: number | undefined;
+  const open = new Set<string>();
+  for (const e of verified) {
+    if (e.time > at) continue;
+    if (e.type === 'SUBJECT_OBJECTED' && e.eventTime !== undefined) objectedAt = e.eventTime;
+    else if (e.type === 'RESTRICTION_PLACED' && e.ref !== undefined) open.add(e.ref);
+    else if (e.type === 'RESTRICTION_LIFTED' && e.ref !== undefined) open.delete(e.ref);
+  }
+  return { objectedAt, restricted: open.size > 0 };
 }
 
 /** The domain channel of a --channel flag value, or null. */

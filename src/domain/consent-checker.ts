@@ -33,6 +33,8 @@ export interface DecisionBasis {
   /** The time decided for. */
   at: number;
   category: PurposeCategory;
+  /** The purpose may be used while the person's processing is restricted (Art. 18(2)). */
+  allowedWhileRestricted: boolean;
   serviceWindowMs: number;
   /** Unset for a person the tenant never recorded. */
   subject?: SubjectRef;
@@ -202,7 +204,7 @@ export class ConsentChecker {
       const resolved = (await this.resolveSubjects(tx, tenantId, [prepared])).get(prepared.key);
       // The settings in force at the asked time (the service window length), not today's.
       const settings = prepared.live ? tenant.settings : await this.tenants.settingsAt(tx, tenant, prepared.at);
-      const basis = { at: prepared.at, category: prepared.target.category, serviceWindowMs: settings.serviceWindowMs };
+      const basis = { at: prepared.at, category: prepared.target.category, allowedWhileRestricted: prepared.target.allowedWhileRestricted === true, serviceWindowMs: settings.serviceWindowMs };
       // An erased identifier explains nothing: what is left of the person is not reachable by it.
       if (resolved === ERASED) return { ...basis, decision: decide(ERASED_FACTS, prepared.target, prepared.at, basis.serviceWindowMs), events: [] };
       const subject = resolved;
@@ -305,8 +307,10 @@ export class ConsentChecker {
       // Nothing recorded yet at `at`: the service did not know the person then.
       if (events.length === 0) return null;
       const past: SubjectFacts = { ...foldEvents(subject.subjectId, events), erased: subject.erased };
-      // The objection counts from its time on (its opt-outs are in the replayed events anyway).
-      if (subject.objectedAt !== undefined && subject.objectedAt <= query.at) past.objectedAt = subject.objectedAt;
+      // The standing objection as it was then: the latest one recorded by `at` (a later objection
+      // moves it forward, but must not take back what an earlier one denied at that moment).
+      const objectedAt = subject.objectedAt === undefined ? undefined : await this.subjects.objectedAtBy(tx, tenantId, subject.subjectId, query.at);
+      if (objectedAt !== undefined) past.objectedAt = objectedAt;
       // A restriction in force then: placed by `at` and not lifted by then (Art. 18).
       if (await this.subjects.restrictedAt(tx, tenantId, subject.subjectId, query.at)) past.restricted = true;
       if (subject.reassignedAt !== undefined) past.reassignedAt = subject.reassignedAt;

@@ -128,6 +128,12 @@ export interface SubjectRepository {
   lock(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRef | null>;
   /** Records the person's standing objection to direct marketing (Art. 21(3)) at `objectedAt` (event-time axis). */
   setObjection(tx: TxContext, tenantId: string, subjectId: string, objectedAt: number): Promise<void>;
+  /**
+   * Art. 21(3): the person's standing objection as it stood at `at` (event-time axis): that of the
+   * latest objection recorded by then, or undefined when none was. Read from the log's
+   * SUBJECT_OBJECTED entries, the record of every objection (`subjects.objected_at` keeps the latest).
+   */
+  objectedAtBy(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number | undefined>;
   /** Art. 18: whether a restriction of the person was in force at `at` (placed by then, not lifted by then). */
   restrictedAt(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<boolean>;
   /** Art. 18: since when a restriction of the person is in force (the earliest open one), or null. */

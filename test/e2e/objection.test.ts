@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
+import { verifyExplanation } from '../../src/cli/explain-verify';
 import { decodeConsistencyToken } from '../../src/domain/consistency';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
@@ -182,26 +183,74 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect(deciding!.record!.kind).to.equal(ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT);
   });
 
+  it('a check at a past moment answers as the service did then, also after a later objection; the auditor\'s offline replay of ExplainDecision agrees', async function () {
+    const who = phone('+4915112340009');
+    const jwks = (await call(s.keys, s.keys.getPublicKeys, { name: `tenants/${T}` })).jwks;
+    const explainedAndVerified = async (purposeId: string, at?: Date) => {
+      const x = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: who, purpose: `tenants/${T}/purposes/${purposeId}`, at }) });
+      const verified = await verifyExplanation(x, jwks, { tenant: T, purposeId, channel: 'WHATSAPP' });
+      return `${verified.verdict} ${verified.reason}`;
+    };
+    await optIn(who, 'newsletter');
+    s.clock.advance(MINUTE);
+    await object({ subjectIdentifier: who });
+    s.clock.advance(MINUTE);
+    await createPurpose(s, T, 'promo-past', PurposeCategory.PURPOSE_CATEGORY_MARKETING);
+    // A paper form dated before the objection, entered now: it allows nothing.
+    await optIn(who, 'promo-past', { method: CollectionMethod.COLLECTION_METHOD_PAPER, eventTime: new Date(T0 - 3_600_000) });
+    expect((await check(who, 'promo-past')).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+    expect(await explainedAndVerified('promo-past'), 'an objected person explained and verified offline').to.equal('DENY OBJECTED');
+    const then = new Date(s.clock.now());
+    s.clock.advance(MINUTE);
+    await object({ subjectIdentifier: who });
+    s.clock.advance(MINUTE);
+    expect((await check(who, 'promo-past', Channel.CHANNEL_WHATSAPP, then)).reason, 'as answered then').to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+    expect(await explainedAndVerified('promo-past', then)).to.equal('DENY OBJECTED');
+    expect(await explainedAndVerified('newsletter', then)).to.equal('DENY OBJECTED');
+    // Before the first objection the consent allowed, and still does at that moment.
+    expect(await explainedAndVerified('newsletter', new Date(T0 + 1000))).to.equal('ALLOW OPTED_IN');
+    // A new consent after both objections allows, and is verified as allowing.
+    await optIn(who, 'promo-past');
+    expect(await explainedAndVerified('promo-past')).to.equal('ALLOW OPTED_IN');
+  });
+
   it('an objection racing concurrent opt-ins: an opt-in committed before the objection never allows; one committed after it allows only if it is later', async function () {
-    const orders = { optInFirst: 0, objectionFirst: 0 };
-    for (let n = 0; n < 12; n++) {
-      const who = phone(`+49151123411${String(n).padStart(2, '0')}`);
-      await optIn(who, 'offers');
-      // The racing opt-in's event time is after the objection's moment (within the allowed skew).
-      const [opted, objected] = await Promise.all([optIn(who, 'newsletter', { eventTime: new Date(s.clock.now() + MINUTE) }), object({ subjectIdentifier: who })]);
-      const optInAt = decodeConsistencyToken(opted.consistencyToken, T, 't') as number;
-      const objectionAt = decodeConsistencyToken(objected.consistencyToken, T, 't') as number;
-      const d = await check(who);
-      if (optInAt < objectionAt) {
-        orders.optInFirst++;
-        expect([d.verdict, d.reason], `round ${n}: the opt-in committed first`).to.deep.equal([Verdict.VERDICT_DENY, DecisionReason.DECISION_REASON_OBJECTED]);
-      } else {
-        orders.objectionFirst++;
-        expect([d.verdict, d.reason], `round ${n}: the opt-in was recorded after the objection`).to.deep.equal([Verdict.VERDICT_ALLOW, DecisionReason.DECISION_REASON_OPTED_IN]);
+    const orders = { optInFirst: 0, objectionFirst: 0, later: 0 };
+    // The clock moves a millisecond at every reading, as a real one would between the two calls
+    // (an event time ahead of the clock is recorded as the time of receipt, so only a later
+    // reading can date the opt-in after the objection).
+    const { now } = s.clock;
+    s.clock.now = function ticking(this: typeof s.clock) {
+      this.advance(1);
+      return now.call(this);
+    };
+    try {
+      for (let n = 0; n < 12; n++) {
+        const who = phone(`+49151123411${String(n).padStart(2, '0')}`);
+        await optIn(who, 'offers');
+        const [opted, objected] = await Promise.all([optIn(who, 'newsletter'), object({ subjectIdentifier: who })]);
+        const optInAt = decodeConsistencyToken(opted.consistencyToken, T, 't') as number;
+        const objectionAt = decodeConsistencyToken(objected.consistencyToken, T, 't') as number;
+        const d = await check(who);
+        if (optInAt < objectionAt) {
+          orders.optInFirst++;
+          expect([d.verdict, d.reason], `round ${n}: the opt-in committed first`).to.deep.equal([Verdict.VERDICT_DENY, DecisionReason.DECISION_REASON_OBJECTED]);
+        } else {
+          orders.objectionFirst++;
+          // Committed after the objection: it allows only if the person's consent is dated after the objection.
+          const [entry] = (await auditEntries(s, T, objected.request!.subject, ['SUBJECT_OBJECTED'])) as unknown as Array<{ eventTime: number }>;
+          const later = opted.event!.eventTime!.getTime() > entry.eventTime;
+          if (later) orders.later++;
+          expect([d.verdict, d.reason], `round ${n}: the opt-in was recorded after the objection`).to.deep.equal(
+            later ? [Verdict.VERDICT_ALLOW, DecisionReason.DECISION_REASON_OPTED_IN] : [Verdict.VERDICT_DENY, DecisionReason.DECISION_REASON_OBJECTED],
+          );
+        }
+        expect((await check(who, 'offers')).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
       }
-      expect((await check(who, 'offers')).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+    } finally {
+      s.clock.now = now;
     }
-    console.log(`      commit orders seen: opt-in first ${orders.optInFirst}, objection first ${orders.objectionFirst}`);
+    console.log(`      commit orders seen: opt-in first ${orders.optInFirst}, objection first ${orders.objectionFirst} (${orders.later} of them dated later)`);
   });
 
   it('every error path has a precise status', async function () {

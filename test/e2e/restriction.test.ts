@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { ChangeKind, ConsentServiceClient, DecisionReason, StreamChangesResponse, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState, RestrictionGround } from '../../src/gen/consent/v1/subject_rights';
+import { verifyExplanation } from '../../src/cli/explain-verify';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { ServerProcess, startServerProcess } from '../support/server-process';
@@ -102,6 +103,16 @@ forEachDatabase('Restriction of processing (Art. 18)', (db) => {
       DecisionReason.DECISION_REASON_RESTRICTED,
       DecisionReason.DECISION_REASON_OPTED_IN,
     ]);
+    // The auditor's offline replay of ExplainDecision gives the same at each moment, also for the
+    // purpose allowed while restricted (the setting as reported, like the category).
+    const jwks = (await call(s.keys, s.keys.getPublicKeys, { name: `tenants/${T}` })).jwks;
+    const verifiedAt = async (purposeId: string, ms: number) => {
+      const x = await call(s.audit, s.audit.explainDecision, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: who, purpose: `tenants/${T}/purposes/${purposeId}`, at: new Date(ms) }) });
+      const v = await verifyExplanation(x, jwks, { tenant: T, purposeId, channel: 'WHATSAPP' });
+      return `${v.verdict} ${v.reason}${v.reportedByServer.allowedWhileRestricted ? ' (allowed while restricted)' : ''}`;
+    };
+    expect(await Promise.all([T0 + 30_000, T0 + MINUTE + 30_000, T0 + 3 * MINUTE + 30_000].map((ms) => verifiedAt('newsletter', ms)))).to.deep.equal(['ALLOW OPTED_IN', 'DENY RESTRICTED', 'ALLOW OPTED_IN']);
+    expect(await verifiedAt('claims', T0 + MINUTE + 30_000)).to.equal('ALLOW SERVICE_WINDOW_OPEN (allowed while restricted)');
     expect((await expectGrpcError(lift(), status.FAILED_PRECONDITION)).reason).to.equal('RESTRICTION_LIFTED');
     expect((await expectGrpcError(call(s.rights, s.rights.recordRestrictionNotice, { name: restriction.name, method: 'LETTER', notifiedBy: 'x' }), status.FAILED_PRECONDITION)).reason).to.equal('RESTRICTION_LIFTED');
 

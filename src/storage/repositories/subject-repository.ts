@@ -135,6 +135,17 @@ export class TypeormSubjectRepository implements SubjectRepository {
     return rows.length === 0 ? null : subjectRef(subjectId, rows[0]);
   }
 
+  async objectedAtBy(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number | undefined> {
+    // The person's entries by the subject index, newest first; the objection's time is its entry's eventTime.
+    const rows: Array<{ entry_json: string }> = await managerOf(tx).query(
+      `SELECT entry_json FROM audit_entries WHERE tenant_id = ? AND subject_id = ? AND entry_type = 'SUBJECT_OBJECTED' AND entry_time <= ? ORDER BY seq DESC LIMIT 1`,
+      [tenantId, subjectId, at],
+    );
+    if (rows.length === 0) return undefined;
+    const eventTime = (JSON.parse(rows[0].entry_json) as { eventTime?: number }).eventTime;
+    return typeof eventTime === 'number' ? eventTime : undefined;
+  }
+
   async restrictedAt(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<boolean> {
     const rows: unknown[] = await managerOf(tx).query(
       'SELECT 1 AS r FROM subject_restrictions WHERE tenant_id = ? AND subject_id = ? AND placed_at <= ? AND (lifted_at IS NULL OR lifted_at > ?) LIMIT 1',

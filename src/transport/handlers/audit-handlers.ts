@@ -68,6 +68,7 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         serviceWindow: msToDuration(x.basis.serviceWindowMs),
         time: msToDate(x.basis.at),
         erasuresSince: x.erasuresSince,
+        allowedWhileRestricted: x.basis.allowedWhileRestricted,
       };
     }),
     listConsentRecords: pipeline.unary('ListConsentRecords', async (req, ctx) => {

@@ -231,7 +231,8 @@ export interface ExplainDecisionResponse {
     | undefined;
   /**
    * The subject's entries recorded by `at` that the rules read for this purpose and channel
-   * (consent events, and an erasure), in log order.
+   * (consent events, an erasure, objections for a MARKETING purpose, restrictions placed and
+   * lifted, the reassignment that made the subject), in log order.
    */
   entries: ExplainedEntry[];
   /** The purpose category the rules applied. */
@@ -251,6 +252,11 @@ export interface ExplainDecisionResponse {
    * for a person not erased since. The entries shown are proven either way.
    */
   erasuresSince: number;
+  /**
+   * The purpose may be used while the person's processing is restricted (Art. 18(2), the purpose's
+   * allowed_while_restricted): the setting the rules applied, as `category` is.
+   */
+  allowedWhileRestricted: boolean;
 }
 
 /** Request of AuditService.ListConsentRecords. */
@@ -1964,6 +1970,7 @@ function createBaseExplainDecisionResponse(): ExplainDecisionResponse {
     serviceWindow: undefined,
     time: undefined,
     erasuresSince: 0,
+    allowedWhileRestricted: false,
   };
 }
 
@@ -1992,6 +1999,9 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
     }
     if (message.erasuresSince !== 0) {
       writer.uint32(64).int64(message.erasuresSince);
+    }
+    if (message.allowedWhileRestricted !== false) {
+      writer.uint32(72).bool(message.allowedWhileRestricted);
     }
     return writer;
   },
@@ -2073,6 +2083,14 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
             message.erasuresSince = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.allowedWhileRestricted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2105,6 +2123,11 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
         : isSet(object.erasures_since)
         ? globalThis.Number(object.erasures_since)
         : 0,
+      allowedWhileRestricted: isSet(object.allowedWhileRestricted)
+        ? globalThis.Boolean(object.allowedWhileRestricted)
+        : isSet(object.allowed_while_restricted)
+        ? globalThis.Boolean(object.allowed_while_restricted)
+        : false,
     };
   },
 
@@ -2134,6 +2157,9 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
     if (message.erasuresSince !== 0) {
       obj.erasuresSince = Math.round(message.erasuresSince);
     }
+    if (message.allowedWhileRestricted !== false) {
+      obj.allowedWhileRestricted = message.allowedWhileRestricted;
+    }
     return obj;
   },
 
@@ -2156,6 +2182,7 @@ export const ExplainDecisionResponse: MessageFns<ExplainDecisionResponse> = {
       : undefined;
     message.time = object.time ?? undefined;
     message.erasuresSince = object.erasuresSince ?? 0;
+    message.allowedWhileRestricted = object.allowedWhileRestricted ?? false;
     return message;
   },
 };
