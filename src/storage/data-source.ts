@@ -107,6 +107,11 @@ function buildDataSource(config: DatabaseConfig, store: 'data' | 'keys', timeout
         // this connection does it itself only past a fallback threshold.
         db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_FALLBACK_PAGES}`);
         db.pragma('foreign_keys = ON');
+        // Deleted rows are overwritten with zeros, in their pages and in freed pages: a destroyed
+        // subject key must not stay in the file's free space, where a copy of the folder (a
+        // backup) would carry it (crypto-shredding, docs/keys.md). The data file holds only
+        // ciphertext and hashes of erased people; FAST zeroes what costs no extra writes there.
+        db.pragma(store === 'keys' ? 'secure_delete = ON' : 'secure_delete = FAST');
       },
     };
   } else {

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { StoredSubjectKey } from '../../src/crypto/key-store';
@@ -6,7 +7,7 @@ import { TypeormKeyStore } from '../../src/storage/keystore/typeorm-key-store';
 import { forEachDatabase } from '../support/databases';
 
 /** The key store, on its own database, on every backend. */
-forEachDatabase('key store', (db) => {
+forEachDatabase('key store', (db, kind) => {
   let ds: DataSource;
   let store: TypeormKeyStore;
   before(async function () {
@@ -65,6 +66,25 @@ forEachDatabase('key store', (db) => {
     expect((await store.subjectKey('t', 's2'))!.encryptions).to.equal(3);
     expect(await store.reserveEncryptions('t', 'missing', 1, 3)).to.equal(false);
   });
+
+  if (kind === 'sqlite') {
+    // Found by a probe: the deleted row stayed in the file's free pages and in the write-ahead
+    // log, so a copy of the data folder taken after the erasure still held the key.
+    it('an erased subject key and a shredded tenant key leave no trace in the SQLite files (file and write-ahead log)', async function () {
+      const file = (db().keyStore as { file: string }).file;
+      const bytes = () => Buffer.concat([readFileSync(file), existsSync(`${file}-wal`) ? readFileSync(`${file}-wal`) : Buffer.alloc(0)]);
+      const secret = (n: number) => `WRAPPED-SECRET-${n}-`.padEnd(120, 'x');
+      await store.insertTenantKey({ tenantId: 'gone', epoch: 1, state: 'ACTIVE', wrappedKey: 'TENANT-KEY-SECRET'.padEnd(120, 'y'), rootKeyId: 'r', createdAt: 1, destroyedAt: null });
+      for (let n = 0; n < 20; n++) await store.insertSubjectKey({ ...subjectKey(`e${n}`, 1, 'gone'), wrappedKey: secret(n) });
+      expect(bytes().includes(secret(7)), 'stored').to.equal(true);
+      expect(await store.eraseSubject('gone', 'e7', 5)).to.equal(true);
+      expect(bytes().includes(secret(7)), 'the erased key').to.equal(false);
+      expect(bytes().includes(secret(8)), 'the others stay').to.equal(true);
+      expect(await store.destroyTenantKeys('gone', 6)).to.deep.equal([1]);
+      expect(bytes().includes('TENANT-KEY-SECRET'), 'the shredded tenant key').to.equal(false);
+      expect(store.walNotTruncated).to.equal(0);
+    });
+  }
 
   it('re-wraps only keys still under the old epoch, and purges a tenant in batches', async function () {
     for (const id of ['r1', 'r2', 'r3']) await store.insertSubjectKey(subjectKey(id, 1, 'rot'));

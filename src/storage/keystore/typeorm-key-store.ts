@@ -7,9 +7,28 @@ import { SigningKeyEntity, SubjectErasureEntity, SubjectKeyEntity, TenantKeyEnti
 /** The key store on its own TypeORM data source (its own SQLite file or MySQL database). */
 export class TypeormKeyStore implements KeyStore {
   private readonly tx: TypeormTransactionRunner;
+  private readonly sqlite: boolean;
+  /** Erasures and shreds after which the SQLite write-ahead log could not be emptied at once (another connection was busy). */
+  walNotTruncated = 0;
 
   constructor(dataSource: DataSource) {
     this.tx = new TypeormTransactionRunner(dataSource);
+    this.sqlite = dataSource.options.type === 'better-sqlite3';
+  }
+
+  /**
+   * SQLite: empties the write-ahead log after a key was destroyed. The connection deletes with
+   * `secure_delete` (data-source.ts), so the file's pages hold zeros where the key was; but the
+   * log still holds the page as it was before, until a later write happens to overwrite that
+   * frame, and a copy of the data folder taken meanwhile (a backup) would carry the key. TRUNCATE
+   * copies the log into the file and cuts it to zero bytes. Run as a read unit: serialised with
+   * this connection's transactions, outside any of them. Best effort: when another connection (a
+   * second process, a reader) holds the log, SQLite says busy and the next erasure empties it.
+   */
+  private async forgetDestroyedKeys(): Promise<void> {
+    if (!this.sqlite) return;
+    const [row] = (await this.tx.read((t) => managerOf(t).query('PRAGMA wal_checkpoint(TRUNCATE)'))) as Array<{ busy: number }>;
+    if (row?.busy) this.walNotTruncated++;
   }
 
   insertTenantKey(key: StoredTenantKey): Promise<void> {
@@ -62,8 +81,8 @@ export class TypeormKeyStore implements KeyStore {
     });
   }
 
-  destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
-    return this.tx.write(async (t) => {
+  async destroyTenantKeys(tenantId: string, at: number): Promise<number[]> {
+    const destroyed = await this.tx.write(async (t) => {
       const m = managerOf(t);
       // Locked: of concurrent shreds one destroys the epochs and says so; the others find them destroyed.
       const live: Array<{ epoch: number | string; state: string }> = await m.query(`SELECT epoch, state FROM tenant_keys WHERE tenant_id = ?${forUpdate(m)}`, [tenantId]);
@@ -73,6 +92,8 @@ export class TypeormKeyStore implements KeyStore {
       }
       return epochs;
     });
+    if (destroyed.length > 0) await this.forgetDestroyedKeys();
+    return destroyed;
   }
 
   insertSubjectKey(key: StoredSubjectKey): Promise<void> {
@@ -141,8 +162,8 @@ export class TypeormKeyStore implements KeyStore {
     });
   }
 
-  eraseSubject(tenantId: string, subjectId: string, at: number): Promise<boolean> {
-    return this.tx.write(async (t) => {
+  async eraseSubject(tenantId: string, subjectId: string, at: number): Promise<boolean> {
+    const deleted = await this.tx.write(async (t) => {
       const m = managerOf(t);
       if (!(await m.findOneBy(SubjectErasureEntity, { tenantId, subjectId }))) {
         await m.insert(SubjectErasureEntity, { tenantId, subjectId, erasedAt: at });
@@ -150,6 +171,8 @@ export class TypeormKeyStore implements KeyStore {
       const result = await m.delete(SubjectKeyEntity, { tenantId, subjectId });
       return (result.affected ?? 0) > 0;
     });
+    if (deleted) await this.forgetDestroyedKeys();
+    return deleted;
   }
 
   subjectErasures(): Promise<Array<{ tenantId: string; subjectId: string; erasedAt: number }>> {
