@@ -13,6 +13,7 @@ import { IdentityLinks1764000000014 } from './1764000000014-IdentityLinks';
 import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChanges';
 import { SignUpConfirmations1764000000016 } from './1764000000016-SignUpConfirmations';
 import { ConfirmationMailer1764000000017 } from './1764000000017-ConfirmationMailer';
+import { ErasureRecords1764000000018 } from './1764000000018-ErasureRecords';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -31,4 +32,5 @@ export const MIGRATIONS = [
   IdentifierChanges1764000000015,
   SignUpConfirmations1764000000016,
   ConfirmationMailer1764000000017,
+  ErasureRecords1764000000018,
 ];

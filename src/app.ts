@@ -126,7 +126,8 @@ export interface RunningApp {
 
 /**
  * Crash tests stop the process at a named point: CONSENT_FAILPOINT=erasure.started makes the
- * process exit (as a kill would) right after an erasure was durably started. Unset in production.
+ * process exit (as a kill would) right after an erasure was durably started, erasure.subject-erased
+ * after it erased the first person of a request. Unset in production.
  */
 /** The request-arrival guard's reports, at most one warning per 10 s each (an attack must not flood the log). */
 function arrivalGuardLog(logger: Logger): ArrivalGuardEvents {

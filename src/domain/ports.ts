@@ -306,6 +306,12 @@ export interface RequestIdentifierRecord {
   verifiedAt: number | null;
   /** What carrying out the request did for it (no personal data). */
   outcome: string | null;
+  /**
+   * ERASURE: the erasure of `subjectId` by this request, recorded in the erasure's own
+   * transaction (JSON of ErasureRecord), so that a request finished after an interruption still
+   * reports what its first attempt erased.
+   */
+  erasure?: string | null;
 }
 
 export interface RequestTransitionRecord {
@@ -378,6 +384,8 @@ export interface SubjectRightsRepository {
   /** The identifiers of each request, in position order. */
   requestIdentifiers(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestIdentifierRecord[]>>;
   updateRequestIdentifier(tx: TxContext, requestId: string, position: number, change: Partial<RequestIdentifierRecord>): Promise<void>;
+  /** Records on every row of the request that names `subjectId` what erasing them came to (RequestIdentifierRecord.erasure). */
+  recordErasure(tx: TxContext, requestId: string, subjectId: string, erasure: string): Promise<void>;
   /** Every request that reached a subject (through any of its identifiers), oldest first. */
   requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]>;
   /** ERASURE requests left IN_PROGRESS (by a process that stopped mid-way). */

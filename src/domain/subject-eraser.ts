@@ -3,10 +3,16 @@ import { Clock } from './clock';
 import { notFound } from '../shared/errors';
 import { AuditTrail } from '../audit/audit-types';
 import { ChangeFeedRepository, ConsentRepository, SubjectRepository } from './ports';
-import { TransactionRunner } from '../shared/unit-of-work';
+import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { names } from './resource-names';
 import { IdentityLinkRepository } from './identity-links';
 import { SignUpRepository } from './self-service-signup';
+
+/** What erasing a person came to, as an ERASURE request keeps it. */
+export interface ErasureRecord {
+  erasedAt: number;
+  counts: SubjectErasure['counts'];
+}
 
 /** What an erasure did. */
 export interface SubjectErasure {
@@ -52,7 +58,16 @@ export class SubjectEraser {
   /** Told about each committed erasure before it is answered (the decision cache forgets the person at once). */
   observer?: (tenantId: string, subjectId: string, logSize: number) => void;
 
-  async erase(tenantId: string, subjectId: string): Promise<SubjectErasure> {
+  /**
+   * Erases the person. `by` names who asks (the SUBJECT_ERASED entry's principal; the service's
+   * own name when unset) and, for an ERASURE request, `record` runs in the erasure's transaction
+   * with what it came to (the request keeps it: a finish after an interruption reports it).
+   */
+  async erase(
+    tenantId: string,
+    subjectId: string,
+    by: { principal?: string; record?: (tx: TxContext, erasure: ErasureRecord) => Promise<void> } = {},
+  ): Promise<SubjectErasure> {
     const now = this.clock.now();
     const { erasedAt, alreadyErased, counts, logSize } = await this.tx.write(async (tx) => {
       const locked = await this.subjects.lock(tx, tenantId, subjectId);
@@ -64,10 +79,12 @@ export class SubjectEraser {
       const links = await this.links.deleteOfSubject(tx, tenantId, subjectId);
       // Pending sign-ups hold the address (deliveries) and codes of the person: useless once erased.
       const signUps = (await this.signUps?.deleteOfSubject(tx, tenantId, subjectId)) ?? 0;
-      const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
+      const auditSeq = await this.audit.append(tx, tenantId, { type: 'SUBJECT_ERASED', time: now, principal: by.principal ?? 'system:subject-eraser', subject: subjectId, ref: `tenants/${tenantId}/subjects/${subjectId}/key` });
       // Other systems erase their copies from the feed; same transaction as the erasure mark.
       await this.changes.append(tx, [{ tenantId, kind: 'ERASURE', subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
-      return { erasedAt: now, alreadyErased: false, counts: { identifiers, eventsRetained, links, signUps }, logSize: auditSeq + 1 };
+      const counts = { identifiers, eventsRetained, links, signUps };
+      await by.record?.(tx, { erasedAt: now, counts });
+      return { erasedAt: now, alreadyErased: false, counts, logSize: auditSeq + 1 };
     });
     if (!alreadyErased) this.observer?.(tenantId, subjectId, logSize);
     const keyDestroyed = await this.keys.destroySubjectKey(tenantId, subjectId, erasedAt);

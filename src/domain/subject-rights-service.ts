@@ -15,7 +15,7 @@ import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
-import { SubjectEraser, SubjectErasure } from './subject-eraser';
+import { ErasureRecord, SubjectEraser, SubjectErasure } from './subject-eraser';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
 import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
@@ -164,7 +164,18 @@ export class SubjectRightsService {
     // Each person once, in position order; the key store's destruction is idempotent, so a
     // restart after a crash half-way erases the rest and reports the same outcomes.
     const erasures = new Map<string, SubjectErasure>();
-    for (const row of distinctSubjects(rows)) erasures.set(row.subjectId, await this.eraser.erase(request.tenantId, row.subjectId));
+    for (const row of distinctSubjects(rows)) {
+      const subjectId = row.subjectId;
+      const erasure = await this.eraser.erase(request.tenantId, subjectId, {
+        principal: principalId,
+        record: (tx, done) => this.repo.recordErasure(tx, request.id, subjectId, JSON.stringify(done)),
+      });
+      // Erased by an earlier attempt of this very request (interrupted before it completed): the
+      // receipt reports what that attempt did, not "erased earlier" with nothing counted.
+      const recorded = erasure.alreadyErased ? recordedErasure(rows, subjectId) : undefined;
+      erasures.set(subjectId, recorded ? { ...erasure, alreadyErased: false, erasedAt: recorded.erasedAt, counts: recorded.counts } : erasure);
+      this.failpoint('erasure.subject-erased');
+    }
     const outcomes = rows.map((row) => {
       const earlier = sameAsEarlier(rows, row);
       if (row.subjectId === null) return { row, outcome: unreachedOutcome(row) };
@@ -953,4 +964,10 @@ function parseCursor(token: string | null): NewestFirstCursor | null {
   if (!token) return null;
   const [time, id] = token.split(':');
   return { createdAt: Number(time), id };
+}
+
+/** The erasure of `subjectId` an earlier attempt of the request recorded (RequestIdentifierRecord.erasure), if any. */
+function recordedErasure(rows: RequestIdentifierRecord[], subjectId: string): ErasureRecord | undefined {
+  const json = rows.find((r) => r.subjectId === subjectId && r.erasure)?.erasure;
+  return json ? (JSON.parse(json) as ErasureRecord) : undefined;
 }

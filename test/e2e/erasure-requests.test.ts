@@ -233,7 +233,61 @@ forEachDatabase('erasure requests', (db) => {
       await restarted.stop();
     }
   });
+
+  // Found by a fault probe: the receipt of a request finished after an interruption said "erased
+  // earlier" with every count 0 for the persons its first attempt had erased.
+  it('a request interrupted after erasing its first person is finished with the receipt an uninterrupted one gives, naming who erased them', async function () {
+    this.timeout(120_000);
+    const people = ['first-of-two@example.com', 'second-of-two@example.com'];
+    for (const [i, who] of people.entries()) {
+      for (let k = 0; k <= i; k++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    }
+    const { request: created } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifiers: people.map(email), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    await call(rights, rights.verifyIdentity, { name: created!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] });
+    await eraseUntilKilled(db(), 'erasure.subject-erased', created!.name);
+    const halfway = await call(rights, rights.getRequest, { name: created!.name });
+    expect(halfway.request!.state).to.equal(RequestState.REQUEST_STATE_IN_PROGRESS);
+
+    // Finished by a retry here (the next start would do the same: resumeErasures).
+    const { request: done, erasureReceipt } = await call(rights, rights.eraseSubject, { name: created!.name });
+    expect(done!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    const payload = (await verifyReceipt(erasureReceipt, (await call(keys, keys.getPublicKeys, { name: `tenants/${T}` })).jwks)).payload as {
+      counts: Record<string, number>;
+      subjects: Array<{ outcome: string; counts: Record<string, number> }>;
+    };
+    expect(payload.counts).to.deep.equal({ identifiers: 2, eventsRetained: 3, links: 0, signUps: 0 });
+    expect(payload.subjects.map((x) => [x.outcome, x.counts.eventsRetained])).to.deep.equal([
+      ['erased: subject key destroyed', 1],
+      ['erased: subject key destroyed', 2],
+    ]);
+    expect(done!.identifiers.map((i) => i.outcome)).to.deep.equal(['erased: subject key destroyed', 'erased: subject key destroyed']);
+    const erasedBy = await s.app.services.audit.entries(T, 0, 100_000, { types: ['SUBJECT_ERASED'] });
+    const subjects = done!.identifiers.map((i) => i.subject.split('/').pop());
+    const byWhom = erasedBy.map((e) => JSON.parse(e.entryJson) as { subject: string; principal: string }).filter((e) => subjects.includes(e.subject));
+    expect(byWhom.map((e) => e.principal), 'the principal who erased them, in the killed process and in the retry').to.deep.equal(['dev-admin', 'dev-admin']);
+  });
 });
+
+/** Runs a server process with CONSENT_FAILPOINT=`failpoint`, asks it to erase `name` and waits until the failpoint kills it. */
+async function eraseUntilKilled(db: TestDatabase, failpoint: string, name: string): Promise<void> {
+  const port = await freePort();
+  const child = spawn(TSX[0], [TSX[1], 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...childEnv(db, port), CONSENT_FAILPOINT: failpoint }, stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ? -1 : code)));
+  const other = new SubjectRightsServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  try {
+    for (let i = 0; ; i++) {
+      if (await call(other, other.getRequest, { name }).then(() => true, () => false)) break;
+      if (i > 300) throw new Error('child server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const lost = await call(other, other.eraseSubject, { name }).then(() => null, (e: { code: number }) => e);
+    expect(lost?.code, 'the call died with the process').to.equal(status.UNAVAILABLE);
+    expect([-1, 137], 'killed at the failpoint').to.include(await exited);
+  } finally {
+    other.close();
+    child.kill('SIGKILL');
+  }
+}
 
 function childEnv(db: TestDatabase, port: number): Record<string, string> {
   const url = (c: TestDatabase['config']) => (c.kind === 'sqlite' ? `sqlite:${c.file}` : c.url);

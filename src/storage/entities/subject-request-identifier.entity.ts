@@ -41,4 +41,8 @@ export class SubjectRequestIdentifierEntity {
 
   @Column({ type: 'varchar', length: 200, nullable: true })
   outcome!: string | null;
+
+  /** An ERASURE request's erasure of this row's subject, as recorded in its transaction (JSON: time and counts). */
+  @Column({ type: 'varchar', length: 200, nullable: true })
+  erasure!: string | null;
 }

@@ -95,6 +95,10 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     await managerOf(tx).update(SubjectRequestIdentifierEntity, { requestId, position }, change);
   }
 
+  async recordErasure(tx: TxContext, requestId: string, subjectId: string, erasure: string): Promise<void> {
+    await managerOf(tx).update(SubjectRequestIdentifierEntity, { requestId, subjectId }, { erasure });
+  }
+
   async requestsOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<SubjectRequestRecord[]> {
     const rows = await managerOf(tx)
       .createQueryBuilder(SubjectRequestEntity, 'r')
