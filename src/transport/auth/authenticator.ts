@@ -8,8 +8,8 @@ import { TokenVerifier } from './token-verifier';
 /** What a call brings to prove who it is. */
 export interface CallCredentials {
   metadata: Metadata;
-  /** The client certificate of a TLS connection, when the client sent one. */
-  peerCertificate?: PeerCertificate;
+  /** The client certificate of a TLS connection, when the client sent one (looked up when called). */
+  peerCertificate(): PeerCertificate | undefined;
 }
 
 /**
@@ -46,7 +46,8 @@ export class CredentialAuthenticator implements Authenticator {
   ) {}
 
   authenticate(credentials: CallCredentials, now: number): Principal | Promise<Principal> {
-    const presented = hasCertificate(credentials.peerCertificate) ? credentials.peerCertificate : undefined;
+    const peer = credentials.peerCertificate();
+    const presented = hasCertificate(peer) ? peer : undefined;
     let fromCertificate: Principal | undefined;
     if (presented) {
       if (!this.certificates) throw unauthenticated('CLIENT_CERTIFICATE_NOT_ACCEPTED', 'this server does not accept client certificates');

@@ -30,16 +30,16 @@ export class CallLimits {
   admitCall(principalId: string, now: number): void {
     const { ratePerSecond, burst } = this.settings;
     if (ratePerSecond <= 0) return;
-    const bucket = this.buckets.get(principalId) ?? { tokens: burst, at: now };
+    // The bucket is changed in place: `get` already marks it recently used, so only a new one is set.
+    let bucket = this.buckets.get(principalId);
+    if (!bucket) this.buckets.set(principalId, (bucket = { tokens: burst, at: now }));
     bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * ratePerSecond);
     bucket.at = now;
     if (bucket.tokens < 1) {
-      this.buckets.set(principalId, bucket);
       const waitMs = ((1 - bucket.tokens) / ratePerSecond) * 1000;
       throw new DomainError('RESOURCE_EXHAUSTED', 'RATE_LIMITED', `more than ${ratePerSecond} calls a second from this principal; retry later`, {}, [], waitMs);
     }
     bucket.tokens -= 1;
-    this.buckets.set(principalId, bucket);
   }
 
   /** Opens a stream for the principal; the returned function closes it (idempotent). */
