@@ -166,7 +166,12 @@ export class SubjectExporter {
         const part = parts.find((p) => p.position === row.position)!;
         await this.rights.updateRequestIdentifier(tx, request.id, row.position, { outcome: part.outcome });
       }
-      await this.audit.append(tx, tenantId, { type: 'SUBJECT_EXPORTED', time: now, principal: principal.id, ref: request.id, subject: request.subjectId ?? undefined, payloadSha256: manifest.packageSha256 });
+      // One entry per person whose data went out (each person's own history shows the export);
+      // an export that found nobody is recorded once, without a subject.
+      const subjects = [...new Set(exported.map((row) => row.subjectId))];
+      for (const subject of subjects.length > 0 ? subjects : [undefined]) {
+        await this.audit.append(tx, tenantId, { type: 'SUBJECT_EXPORTED', time: now, principal: principal.id, ref: request.id, subject, payloadSha256: manifest.packageSha256 });
+      }
     });
     await sink.write({ kind: 'manifest', packageSha256: manifest.packageSha256, htmlSha256: manifest.htmlSha256, events: facts.total, signed });
   }

@@ -192,6 +192,14 @@ forEachDatabase('Requests for several identifiers of one person', (db) => {
     const done = (await call(s.rights, s.rights.getRequest, { name: request.name })).request!;
     expect(done.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
     expect(done.identifiers.map((i) => i.outcome)).to.deep.equal(['exported', 'no data held', 'exported']);
+    // Who read what: each person whose data went out has the export in their own history.
+    const exportedEntries = (await s.app.services.audit.entries(T, 0, 100_000, { types: ['SUBJECT_EXPORTED'] }))
+      .map((x) => JSON.parse(x.entryJson) as { subject?: string; ref: string; principal: string })
+      .filter((x) => x.ref === request.name.split('/').pop());
+    expect(exportedEntries.map((x) => [x.subject, x.principal])).to.deep.equal([
+      [emailSubject.split('/').pop(), 'dev-admin'],
+      [phoneSubject.split('/').pop(), 'dev-admin'],
+    ]);
   });
 
   it('a legal hold on any identifier blocks the erasure and is named; after its release every person is erased and the receipt lists each outcome', async function () {
