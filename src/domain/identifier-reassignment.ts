@@ -133,6 +133,39 @@ export class IdentifierReassignment {
       const events: ConsentEvent[] = [];
       const changed: Array<{ subjectId: string; scope: ScopeState }> = [];
       let oldSubjectId: string | null = null;
+      // A late report: withdrawals the old person's history got since the reassignment may have
+      // been the new owner's (a STOP from the number), and opt-outs always count for the new
+      // owner (docs/consent-rules.md): each is carried over to the fresh subject, as a copy
+      // without the evidence (that stays the old person's, under their key). On the safe side:
+      // one the old owner made by another identifier also denies the new owner until they opt in.
+      const freshScopes = new Map<string, ScopeState>();
+      const carryWithdrawals = (history: StoredConsentEvent[]) => {
+        for (const out of history) {
+          if (out.kind !== 'OPT_OUT' || out.eventTime < reassignTime) continue;
+          const event: ConsentEvent = {
+            id: newId(),
+            tenantId,
+            subjectId: newSubjectId,
+            kind: 'OPT_OUT',
+            purposeId: out.purposeId,
+            channel: out.channel,
+            eventTime: out.eventTime,
+            recordTime: now,
+            method: out.method,
+            principal: principal.id,
+            evidence: {},
+            lawfulBasis: null,
+            jurisdiction: '',
+            requestId: `reassigned:${reportId}#carried:${out.id}`,
+          };
+          const sealed = sealEvent(event, newKey, '');
+          events.push(event);
+          rows.push(sealed);
+          entries.push(auditEntryOf(event, sealed));
+          const key = `${out.purposeId}\u0000${out.channel}`;
+          freshScopes.set(key, applyToScope(freshScopes.get(key) ?? { purposeId: out.purposeId, channel: out.channel }, { id: event.id, kind: 'OPT_OUT', eventTime: event.eventTime }));
+        }
+      };
       if (found) {
         const locked = await this.subjects.lock(tx, tenantId, found.subjectId);
         if (locked && !locked.erased) {
@@ -165,6 +198,8 @@ export class IdentifierReassignment {
             entries.push(auditEntryOf(event, sealed));
             changed.push({ subjectId: oldSubjectId, scope: applyToScope(scope, { id: event.id, kind: 'OPT_OUT', eventTime: event.eventTime }) });
           }
+          // Before the reassignment entries: the events' entries come first, in the events' order (auditSeq below).
+          if (reassignTime < now) carryWithdrawals(await this.consent.eventsRecordedBy(tx, tenantId, oldSubjectId, now));
           entries.push({ type: IDENTIFIER_REASSIGNED, time: now, principal: principal.id, subject: oldSubjectId, ref: `reassigned:${reportId}`, eventTime: reassignTime });
         }
       }
@@ -179,7 +214,7 @@ export class IdentifierReassignment {
             tx,
             events.map((event, i) => ({ tenantId, kind: 'OPT_OUT' as const, subjectId: event.subjectId, purposeId: event.purposeId, channel: event.channel, eventId: event.id, at: now, auditSeq: first + i })),
           );
-          await this.consent.saveStates(tx, tenantId, changed, []);
+          await this.consent.saveStates(tx, tenantId, [...changed, ...[...freshScopes.values()].map((scope) => ({ subjectId: newSubjectId, scope }))], []);
         }
         await this.identifiers.closeWindows(tx, tenantId, oldSubjectId);
         await this.identifiers.markIdentifiersChanged(tx, tenantId, oldSubjectId, now);

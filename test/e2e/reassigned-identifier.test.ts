@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
-import { CollectionMethod, ConsentEventKind, DecisionReason, ReportReassignedIdentifierRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { CollectionMethod, ConsentEventKind, DecisionReason, ListConsentEventsRequest, ReportReassignedIdentifierRequest, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind } from '../../src/gen/consent/v1/subject_rights';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
@@ -102,6 +102,39 @@ forEachDatabase('Reassigned identifiers (ReportReassignedIdentifier)', (db) => {
     expect(ex.entries.map((e) => (JSON.parse(e.entry!.entryJson) as { type: string }).type)).to.deep.equal(['IDENTIFIER_REASSIGNED']);
     expect(s.logs(), 'no identifier in the logs').to.not.include('4915112360001');
     expect(s.logs()).to.not.include('old-owner@');
+  });
+
+  // Found by an adversarial probe: the new owner's STOP, written before the carrier's late report,
+  // stayed with the old owner, and the new owner's next message opened a window that allowed.
+  it('a late report carries the withdrawals dated after the reassignment to the new owner: their STOP counts', async function () {
+    const number = phone('+4915112360021');
+    const H = 3_600_000;
+    s.clock.set(T0 + 72 * H);
+    await optIn(number, 'newsletter', new Date(T0));
+    await optIn(number, 'orders', new Date(T0));
+    // Before the reassignment: the old owner withdrew one purpose (stays theirs).
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: number, purpose: `tenants/${T}/purposes/orders`, notice: '', kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, eventTime: new Date(T0 + 12 * H) }));
+    // After it (48 h ago), but before anyone knew: STOP by SMS from the number, 24 h ago.
+    await call(s.consent, s.consent.recordInboundMessage, { parent: `tenants/${T}`, subjectIdentifier: number, channel: Channel.CHANNEL_SMS, text: 'STOP', eventTime: new Date(T0 + 48 * H), messageId: 'sms-stop-1', requestId: `in-${++counter}` } as never);
+    const done = await report(number, { reassignTime: new Date(T0 + 24 * H) });
+    const fresh = done.subject;
+    // The new owner writes: the service window opens, but their STOP on SMS stands.
+    await call(s.consent, s.consent.recordInboundMessage, { parent: `tenants/${T}`, subjectIdentifier: number, channel: Channel.CHANNEL_SMS, text: 'where is my parcel?', eventTime: undefined, messageId: '', requestId: `in-${++counter}` } as never);
+    for (const purpose of [null, 'orders']) {
+      const d = await check(number, purpose, Channel.CHANNEL_SMS);
+      expect(`${Verdict[d.verdict]} ${DecisionReason[d.reason]}`, String(purpose)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    }
+    // Marketing on WhatsApp: the new owner has written (rule 1c is passed) but never consented.
+    expect(await said(number)).to.equal('VERDICT_DENY DECISION_REASON_NO_CONSENT');
+    // The fresh subject's history: the carried STOP (method KEYWORD, no evidence), not the old owner's earlier opt-out.
+    const history = (await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: number, pageSize: 500 }))).consentEvents;
+    expect(history.every((e) => e.name.startsWith(`${fresh}/`)), 'the number shows the fresh subject only').to.equal(true);
+    const carried = history.filter((r) => r.kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT);
+    expect(carried.map((r) => [r.purpose, r.channel, CollectionMethod[r.method], r.eventTime!.getTime()])).to.deep.equal([
+      [`tenants/${T}/purposes/-`, Channel.CHANNEL_SMS, 'COLLECTION_METHOD_KEYWORD', T0 + 48 * H],
+    ]);
+    expect(carried[0].requestId).to.match(/^reassigned:[0-9a-f]{32}#carried:[0-9a-f]{32}$/);
+    expect(carried[0].evidence?.inboundMessageId ?? '', 'the evidence stays the old owner\'s').to.equal('');
   });
 
   it('a reassignment is answered as it was by a retry; another body under the same request_id is refused', async function () {
