@@ -82,6 +82,8 @@ export interface AppOptions {
   clock?: Clock;
   /** Where spans go instead of what OTEL_* configures (tests: an in-memory exporter). */
   spanExporter?: SpanExporter;
+  /** How often stalled erasure requests are looked for, and after how long one counts as stalled (tests: shorter). */
+  erasureSweep?: { intervalMs: number; stalledMs: number };
 }
 
 /** A started service: its bound port, and how to stop it. */
@@ -150,6 +152,10 @@ function arrivalGuardLog(logger: Logger): ArrivalGuardEvents {
     },
   };
 }
+
+/** How often the service looks for erasure requests a failed call left IN_PROGRESS, and how long one must have been so. */
+const ERASURE_SWEEP_INTERVAL_MS = 10_000;
+const ERASURE_STALLED_MS = 30_000;
 
 function failpoint(name: string): void {
   if (process.env.CONSENT_FAILPOINT === name) process.kill(process.pid, 'SIGKILL');
@@ -433,6 +439,24 @@ async function startService(
       : undefined;
   checkpointTimer?.unref();
 
+  // Erasure requests a failed call left half done (some persons erased, others not) are finished
+  // by the service itself after a while, not only by a retry or the next start.
+  let sweepingErasures = false;
+  const erasureSweep = setInterval(() => {
+    if (sweepingErasures) return;
+    sweepingErasures = true;
+    jobs.start('finish stalled erasures', async () => {
+      try {
+        const finished = await subjectRights.resumeStalledErasures(options.erasureSweep?.stalledMs ?? ERASURE_STALLED_MS);
+        if (finished > 0) logger.warn('erasure requests left half done by a failed call were finished', { requests: finished });
+      } finally {
+        sweepingErasures = false;
+      }
+    });
+    if (jobs.shuttingDown) sweepingErasures = false;
+  }, options.erasureSweep?.intervalMs ?? ERASURE_SWEEP_INTERVAL_MS);
+  erasureSweep.unref();
+
   // The mailer starts with the service (created above, before the port was bound).
   mailer?.start((name, work) => jobs.start(name, work));
 
@@ -486,6 +510,7 @@ async function startService(
       await invalidator?.stop();
       for (const p of probes) p.close();
       clearInterval(checkpointTimer);
+      clearInterval(erasureSweep);
       await checkpointing;
       await mailer?.stop();
       await jobs.stop();

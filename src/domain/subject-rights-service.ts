@@ -140,7 +140,7 @@ export class SubjectRightsService {
     });
     if (started.state !== 'COMPLETED') {
       this.failpoint('erasure.started');
-      await this.finishErasure(started, principal.id);
+      await this.finishing(started, principal.id);
     }
     const request = await this.get(principal, tenantId, id);
     // The log's size now covers the erasure, done by this call or by an earlier one.
@@ -150,13 +150,40 @@ export class SubjectRightsService {
 
   /** Finishes erasures a stopped process left IN_PROGRESS (called at start). */
   async resumeErasures(): Promise<number> {
-    const pending = await this.tx.read((tx) => this.repo.inProgressErasures(tx));
+    return this.resumeStalledErasures(null);
+  }
+
+  /**
+   * Finishes erasures left IN_PROGRESS for at least `stalledMs` (null: all) that this process is
+   * not working on: by a process that stopped, or by a call that failed half-way (the database gone for a
+   * moment) and was not retried. Until then some of the request's persons may be erased and
+   * others not; the service finishes it by itself (the background sweep, app.ts) rather than
+   * waiting for a retry or the next start. Another process may finish the same request at the
+   * same moment: each person's erasure is idempotent under their lock and the request completes
+   * once, with the same receipt content.
+   */
+  async resumeStalledErasures(stalledMs: number | null): Promise<number> {
+    const now = this.clock.now();
+    // null (at start): every one, whatever the clocks of the processes that started them say.
+    const pending = (await this.tx.read((tx) => this.repo.inProgressErasures(tx))).filter((r) => (stalledMs === null || now - r.updatedAt >= stalledMs) && !this.inFlight.has(r.id));
     for (const request of pending) {
       const transitions = (await this.tx.read((tx) => this.repo.transitions(tx, [request.id]))).get(request.id) ?? [];
       const startedBy = transitions.filter((t) => t.toState === 'IN_PROGRESS').pop()?.principal ?? 'system';
-      await this.finishErasure(request, startedBy);
+      await this.finishing(request, startedBy);
     }
     return pending.length;
+  }
+
+  /** Erasure requests this process is finishing now (the sweep leaves them alone). */
+  private readonly inFlight = new Set<string>();
+
+  private async finishing(request: SubjectRequestRecord, principalId: string): Promise<void> {
+    this.inFlight.add(request.id);
+    try {
+      await this.finishErasure(request, principalId);
+    } finally {
+      this.inFlight.delete(request.id);
+    }
   }
 
   private async finishErasure(request: SubjectRequestRecord, principalId: string): Promise<void> {

@@ -266,6 +266,41 @@ forEachDatabase('erasure requests', (db) => {
     const byWhom = erasedBy.map((e) => JSON.parse(e.entryJson) as { subject: string; principal: string }).filter((e) => subjects.includes(e.subject));
     expect(byWhom.map((e) => e.principal), 'the principal who erased them, in the killed process and in the retry').to.deep.equal(['dev-admin', 'dev-admin']);
   });
+
+  // Found by a fault probe: a request left half done (some persons erased, others not) by a call
+  // that failed stayed so until someone retried it or a process restarted.
+  it('a running server finishes by itself an erasure request another process left half done', async function () {
+    this.timeout(120_000);
+    const people = ['left-half-1@example.com', 'left-half-2@example.com'];
+    for (const who of people) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    const { request: created } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifiers: people.map(email), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    await call(rights, rights.verifyIdentity, { name: created!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] });
+    const check = (srv: TestServer, who: string) =>
+      call(srv.consent, srv.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email(who) }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } }).then((r) => DecisionReason[r.decision!.reason]);
+    // A server running all along (its start-time resume found nothing to do), its clock at the
+    // killed process's time: it must not need a restart to finish what that process left.
+    const sweeping = await startTestServer(db(), {}, { erasureSweep: { intervalMs: 100, stalledMs: 30_000 } });
+    try {
+      sweeping.clock.set(Date.now());
+      await eraseUntilKilled(db(), 'erasure.subject-erased', created!.name);
+      expect([await check(s, people[0]), await check(s, people[1])], 'half done').to.deep.equal(['DECISION_REASON_SUBJECT_ERASED', 'DECISION_REASON_OPTED_IN']);
+      const sweepRights = new SubjectRightsServiceClient(sweeping.address, credentials.createInsecure());
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await call(sweepRights, sweepRights.getRequest, { name: created!.name })).request!.state, 'not stalled long enough yet').to.equal(RequestState.REQUEST_STATE_IN_PROGRESS);
+      sweeping.clock.advance(60_000);
+      let state = RequestState.REQUEST_STATE_IN_PROGRESS;
+      for (let i = 0; i < 100 && state !== RequestState.REQUEST_STATE_COMPLETED; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        state = (await call(sweepRights, sweepRights.getRequest, { name: created!.name })).request!.state;
+      }
+      sweepRights.close();
+      expect(state, 'finished without a retry or a restart').to.equal(RequestState.REQUEST_STATE_COMPLETED);
+      expect([await check(sweeping, people[0]), await check(sweeping, people[1])]).to.deep.equal(['DECISION_REASON_SUBJECT_ERASED', 'DECISION_REASON_SUBJECT_ERASED']);
+      expect(sweeping.logs()).to.include('erasure requests left half done by a failed call were finished');
+    } finally {
+      await sweeping.stop();
+    }
+  });
 });
 
 /** Runs a server process with CONSENT_FAILPOINT=`failpoint`, asks it to erase `name` and waits until the failpoint kills it. */
