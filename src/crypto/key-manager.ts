@@ -489,6 +489,16 @@ export class KeyManager {
     return hmacSha256Hex(keyring.indexKey, `${identifier.kind}\u0000${identifier.value}`);
   }
 
+  /**
+   * What an erasure leaves in place of a blind index in the rows that pair it with the erased
+   * person (SubjectRepository.sealIdentifierReferences): a keyed hash of it, which matches no
+   * tombstone and no identifier row, yet lets a retry of the same request be recognised
+   * (compared with this of the retry's own blind index).
+   */
+  erasedReference(keyring: TenantKeyring, blindIndex: string): string {
+    return hmacSha256Hex(keyring.requestKey, `erased-reference/v1\u0000${blindIndex}`);
+  }
+
   /** Keyed fingerprint of a request (may contain personal data, so never a plain hash). */
   requestFingerprint(keyring: TenantKeyring, canonicalRequest: string): string {
     return hmacSha256Hex(keyring.requestKey, canonicalRequest);

@@ -117,6 +117,14 @@ export interface SubjectRepository {
    * identifiers were replaced by tombstones.
    */
   markErased(tx: TxContext, tenantId: string, subjectId: string, at: number): Promise<number>;
+  /**
+   * With the erasure: replaces the blind index in every other row that pairs one of the person's
+   * identifiers with their subject id (data-subject requests and their identifiers, rectified
+   * identifiers, reassignment reports) by `seal(blindIndex)`, so that the tombstone, which
+   * carries the same blind index, is joined to nothing: it names no subject, and a person
+   * recorded later under the identifier is not linked to the erased one. Returns the rows sealed.
+   */
+  sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number>;
   /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`: when each was erased. */
   findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>>;
   /** The subject with this opaque id as it is now (no lock), or null (never known, or its tenant purged). */

@@ -69,11 +69,14 @@ export class SubjectEraser {
     by: { principal?: string; record?: (tx: TxContext, erasure: ErasureRecord) => Promise<void> } = {},
   ): Promise<SubjectErasure> {
     const now = this.clock.now();
+    const keyring = await this.keys.tenantKeyring(tenantId);
     const { erasedAt, alreadyErased, counts, logSize } = await this.tx.write(async (tx) => {
       const locked = await this.subjects.lock(tx, tenantId, subjectId);
       if (!locked) throw notFound('SUBJECT', names.subject(tenantId, subjectId));
       if (locked.erased) return { erasedAt: now, alreadyErased: true, counts: { identifiers: 0, eventsRetained: 0, links: 0, signUps: 0 }, logSize: 0 };
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
+      // The tombstones carry the identifiers' blind indexes: no other row may pair them with the person.
+      await this.subjects.sealIdentifierReferences(tx, tenantId, subjectId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex));
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       // A link names the person and holds evidence under their key: it goes with them.
       const links = await this.links.deleteOfSubject(tx, tenantId, subjectId);
@@ -99,10 +102,13 @@ export class SubjectEraser {
   async replayLedger(): Promise<number> {
     let replayed = 0;
     for (const entry of await this.keys.subjectErasures()) {
+      // A shredded tenant has no keyring: its blind indexes are keyed hashes nobody can compute any more.
+      const keyring = await this.keys.tenantKeyring(entry.tenantId).catch(() => null);
       const changed = await this.tx.write(async (tx) => {
         const locked = await this.subjects.lock(tx, entry.tenantId, entry.subjectId);
         if (!locked || locked.erased) return false;
         await this.subjects.markErased(tx, entry.tenantId, entry.subjectId, entry.erasedAt);
+        if (keyring) await this.subjects.sealIdentifierReferences(tx, entry.tenantId, entry.subjectId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex));
         await this.links.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         await this.signUps?.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         return true;

@@ -299,14 +299,16 @@ export class SubjectRightsService {
       return this.keys.tenantKeyring(tenantId);
     });
     const indexes = identifiers.map((i) => ({ kind: i.kind, blindIndex: this.keys.blindIndex(keyring, i) }));
+    // A request whose person was erased since keeps its blind indexes sealed (erasedReference).
+    const sameIndex = (stored: string, given: string) => stored === given || stored === this.keys.erasedReference(keyring, given);
     const sameBody = async (tx: TxContext, replay: SubjectRequestRecord) => {
       const named = ((await this.repo.requestIdentifiers(tx, [replay.id])).get(replay.id) ?? []).filter((r) => r.viaLink === null);
       const rectifiedIndex = rectifiedIdentifier ? this.keys.blindIndex(keyring, rectifiedIdentifier) : null;
       const same =
         replay.kind === input.kind &&
         named.length === indexes.length &&
-        named.every((r, i) => r.identifierKind === indexes[i].kind && r.blindIndex === indexes[i].blindIndex) &&
-        (replay.rectifiedBlindIndex ?? null) === rectifiedIndex;
+        named.every((r, i) => r.identifierKind === indexes[i].kind && sameIndex(r.blindIndex, indexes[i].blindIndex)) &&
+        ((replay.rectifiedBlindIndex ?? null) === rectifiedIndex || (rectifiedIndex !== null && sameIndex(replay.rectifiedBlindIndex ?? '', rectifiedIndex)));
       if (!same) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
     };
 

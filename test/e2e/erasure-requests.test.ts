@@ -71,7 +71,21 @@ forEachDatabase('erasure requests', (db) => {
   it('after the erasure nothing is reachable by the identifier: a new access request exports nothing of the person, a new sign-up starts an unlinked history', async function () {
     const who = 'reachable@example.com';
     const first = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
-    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
+    const erasure = await verifiedErasure(who);
+    await call(rights, rights.eraseSubject, { name: erasure.name });
+    // In the database too (found by a probe): the tombstone's blind index is paired with no
+    // subject by any other row (the request and its identifier kept it next to the subject id).
+    const erasedId = first.event!.subject.split('/').pop();
+    const [tombstone] = (await s.app.dataSource.query('SELECT blind_index FROM suppressions WHERE tenant_id = ? ORDER BY erased_at DESC', [T])) as Array<{ blind_index: string }>;
+    for (const [table, column] of [['subject_requests', 'blind_index'], ['subject_requests', 'rectified_blind_index'], ['subject_request_identifiers', 'blind_index'], ['identifier_reassignments', 'blind_index']]) {
+      const rows = (await s.app.dataSource.query(`SELECT subject_id FROM ${table === 'identifier_reassignments' ? `(SELECT old_subject_id AS subject_id, ${column} FROM ${table} UNION ALL SELECT new_subject_id, ${column} FROM ${table}) t` : table} WHERE ${column} = ?`, [tombstone.blind_index])) as unknown[];
+      expect(rows, `${table}.${column}`).to.deep.equal([]);
+    }
+    const kept = (await s.app.dataSource.query('SELECT subject_id FROM subject_requests WHERE id = ?', [erasure.name.split('/').pop()])) as Array<{ subject_id: string }>;
+    expect(kept.map((r) => r.subject_id), 'the request still names whom it erased').to.deep.equal([erasedId]);
+    // A retry of the request's creation is still recognised as the same request.
+    const retried = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifier: email(who), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${n}` }));
+    expect(retried.request!.name).to.equal(erasure.name);
 
     const access = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
     expect(access.subject, 'the request finds no subject').to.equal('');

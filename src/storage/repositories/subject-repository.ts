@@ -60,6 +60,41 @@ export class TypeormSubjectRepository implements SubjectRepository {
     return identifiers.length;
   }
 
+  async sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number> {
+    const m = managerOf(tx);
+    let sealed = 0;
+    const requestRows: Array<{ request_id: string; position: unknown; blind_index: string }> = await m.query(
+      'SELECT request_id, position, blind_index FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ?',
+      [tenantId, subjectId],
+    );
+    for (const r of requestRows) {
+      await m.query('UPDATE subject_request_identifiers SET blind_index = ? WHERE request_id = ? AND position = ?', [seal(r.blind_index), r.request_id, num(r.position)]);
+      sealed++;
+    }
+    const requests: Array<{ id: string; blind_index: string; rectified_blind_index: string | null }> = await m.query(
+      'SELECT id, blind_index, rectified_blind_index FROM subject_requests WHERE tenant_id = ? AND subject_id = ?',
+      [tenantId, subjectId],
+    );
+    for (const r of requests) {
+      await m.query('UPDATE subject_requests SET blind_index = ?, rectified_blind_index = ? WHERE tenant_id = ? AND id = ?', [
+        seal(r.blind_index),
+        r.rectified_blind_index === null ? null : seal(r.rectified_blind_index),
+        tenantId,
+        r.id,
+      ]);
+      sealed++;
+    }
+    const reports: Array<{ id: string; blind_index: string }> = await m.query(
+      'SELECT id, blind_index FROM identifier_reassignments WHERE tenant_id = ? AND (old_subject_id = ? OR new_subject_id = ?)',
+      [tenantId, subjectId, subjectId],
+    );
+    for (const r of reports) {
+      await m.query('UPDATE identifier_reassignments SET blind_index = ? WHERE tenant_id = ? AND id = ?', [seal(r.blind_index), tenantId, r.id]);
+      sealed++;
+    }
+    return sealed;
+  }
+
   async findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>> {
     const found = new Map<string, { erasedAt: number }>();
     // One query per kind and 500 indexes (an import asks for a whole batch), each on the whole key.
