@@ -14,6 +14,7 @@ import { IdentifierChanges1764000000015 } from './1764000000015-IdentifierChange
 import { SignUpConfirmations1764000000016 } from './1764000000016-SignUpConfirmations';
 import { ConfirmationMailer1764000000017 } from './1764000000017-ConfirmationMailer';
 import { ErasureRecords1764000000018 } from './1764000000018-ErasureRecords';
+import { RequestNotices1764000000019 } from './1764000000019-RequestNotices';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -33,4 +34,5 @@ export const MIGRATIONS = [
   SignUpConfirmations1764000000016,
   ConfirmationMailer1764000000017,
   ErasureRecords1764000000018,
+  RequestNotices1764000000019,
 ];

@@ -294,6 +294,17 @@ export interface SubjectRequestRecord {
   rectifiedKind?: IdentifierKind | null;
   rectifiedBlindIndex?: string | null;
   rectifiedCiphertext?: string | null;
+  /** Art. 12(3): that the person was told of the extension (RecordRequestNotice). */
+  extensionNotice?: RequestNotice | null;
+  /** Art. 12(4): that the person was told of the rejection. */
+  rejectionNotice?: RequestNotice | null;
+}
+
+/** That the person was told something about their request: how, by whom, when recorded. */
+export interface RequestNotice {
+  method: string;
+  notifiedBy: string;
+  at: number;
 }
 
 /**
@@ -378,7 +389,7 @@ export interface SubjectRightsRepository {
   findRequestByRequestId(tx: TxContext, tenantId: string, requestId: string): Promise<SubjectRequestRecord | null>;
   /** The request, locked against concurrent transitions until the transaction ends. */
   lockRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null>;
-  updateRequest(tx: TxContext, id: string, change: Partial<SubjectRequestRecord>): Promise<void>;
+  updateRequest(tx: TxContext, id: string, change: Partial<Omit<SubjectRequestRecord, 'extensionNotice' | 'rejectionNotice'>>): Promise<void>;
   addTransition(tx: TxContext, transition: Omit<RequestTransitionRecord, 'seq'>): Promise<void>;
   transitions(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestTransitionRecord[]>>;
   listRequests(
@@ -392,6 +403,8 @@ export interface SubjectRightsRepository {
   /** The identifiers of each request, in position order. */
   requestIdentifiers(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestIdentifierRecord[]>>;
   updateRequestIdentifier(tx: TxContext, requestId: string, position: number, change: Partial<RequestIdentifierRecord>): Promise<void>;
+  /** Records that the person was told of the request's extension or rejection (Art. 12(3)-(4)). */
+  recordNotice(tx: TxContext, id: string, topic: 'EXTENSION' | 'REJECTION', notice: RequestNotice): Promise<void>;
   /** Records on every row of the request that names `subjectId` what erasing them came to (RequestIdentifierRecord.erasure). */
   recordErasure(tx: TxContext, requestId: string, subjectId: string, erasure: string): Promise<void>;
   /** Every request that reached a subject (through any of its identifiers), oldest first. */

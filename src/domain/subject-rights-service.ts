@@ -622,6 +622,38 @@ export class SubjectRightsService {
     return this.transition(principal, tenantId, id, ['RECEIVED', 'VERIFIED'], 'REJECTED', 'rejected', { rejectionReason: reason });
   }
 
+  /**
+   * Art. 12(3)-(4): records that the person was told of the extension of their request's deadline
+   * (and its reasons), or of its rejection (its reasons and their right to complain): how, by whom,
+   * when. On the request, as a transition note and in the audit log. A retry with the same values
+   * answers the same; other values once recorded are ALREADY_NOTIFIED (the record is not rewritten).
+   */
+  async recordNotice(principal: Principal, tenantId: string, id: string, topic: 'EXTENSION' | 'REJECTION' | null, method: string, notifiedBy: string): Promise<SubjectRequestView> {
+    const v = new Violations();
+    v.check(topic !== null, 'topic', 'REQUIRED', 'EXTENSION or REJECTION');
+    v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+    v.check(notifiedBy.trim().length > 0 && characterCount(notifiedBy) <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    v.throwIfAny();
+    authorizeTenant(principal, tenantId);
+    const now = this.clock.now();
+    await this.tx.write(async (tx) => {
+      const request = await this.lockedRequest(tx, tenantId, id);
+      const name = `tenants/${tenantId}/requests/${id}`;
+      if (topic === 'EXTENSION' && request.extensionReason === null) throw failedPrecondition('NOT_EXTENDED', 'the deadline of this request was not extended', { request: name });
+      if (topic === 'REJECTION' && request.state !== 'REJECTED') throw failedPrecondition('NOT_REJECTED', 'this request was not rejected', { request: name });
+      const recorded = topic === 'EXTENSION' ? request.extensionNotice : request.rejectionNotice;
+      if (recorded) {
+        if (recorded.method === method && recorded.notifiedBy === notifiedBy) return;
+        throw failedPrecondition('ALREADY_NOTIFIED', `the notice of the ${topic === 'EXTENSION' ? 'extension' : 'rejection'} was recorded already`, { request: name });
+      }
+      await this.repo.recordNotice(tx, id, topic!, { method, notifiedBy, at: now });
+      const what = topic === 'EXTENSION' ? 'the extension and its reasons (Art. 12(3))' : 'the rejection, its reasons and the right to complain (Art. 12(4))';
+      await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `person informed of ${what} by ${method}` });
+      await this.audit.append(tx, tenantId, { type: 'REQUEST_NOTICE_RECORDED', time: now, principal: principal.id, subject: request.subjectId ?? undefined, ref: name, payloadSha256: sha256Hex(`${topic}\u0000${method}`) });
+    });
+    return this.get(principal, tenantId, id);
+  }
+
   async extendDeadline(principal: Principal, tenantId: string, id: string, months: number, reason: string): Promise<SubjectRequestView> {
     const v = new Violations();
     v.check(months === 1 || months === 2, 'months', 'OUT_OF_RANGE', 'one or two further months (Art. 12(3))');

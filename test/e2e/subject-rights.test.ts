@@ -6,6 +6,7 @@ import {
   LegalHoldGround,
   ReceivedVia,
   RequestKind,
+  RequestNoticeTopic,
   RequestState,
   SubjectRightsServiceClient,
 } from '../../src/gen/consent/v1/subject_rights';
@@ -104,6 +105,48 @@ forEachDatabase('SubjectRightsService', (db) => {
     ]);
     expect(rejected!.transitions.every((t) => t.principal === 'dev-admin')).to.equal(true);
     expect((await expectGrpcError(call(rights, rights.rejectRequest, { name: request.name, reason: 'again' }), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
+  });
+
+  // Art. 12(3)-(4), found missing by a probe: the person must be told of an extension (with its
+  // reasons, within the first month) and of a rejection (reasons, right to complain); the DPO records it.
+  it('records that the person was told of the extension and of the rejection; every error path has its status and changes nothing', async function () {
+    s.clock.set(T0);
+    const request = await create();
+    const notice = (topic: RequestNoticeTopic, method = 'LETTER', notifiedBy = 'staff-7', name = request.name) => call(rights, rights.recordRequestNotice, { name, topic, method, notifiedBy });
+    const failed = async (p: Promise<unknown>, code: status) => {
+      const e = await expectGrpcError(p, code);
+      return code === status.INVALID_ARGUMENT ? e.fields.join(',') : e.reason;
+    };
+    const unchanged = async () => {
+      const r = (await call(rights, rights.getRequest, { name: request.name })).request!;
+      return [r.extensionNotice, r.rejectionNotice, r.transitions.length];
+    };
+    const before = await unchanged();
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION), status.FAILED_PRECONDITION), 'not extended yet').to.equal('NOT_EXTENDED');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION), status.FAILED_PRECONDITION)).to.equal('NOT_REJECTED');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_UNSPECIFIED), status.INVALID_ARGUMENT)).to.equal('topic');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'by phone!'), status.INVALID_ARGUMENT)).to.equal('method');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', ' '), status.INVALID_ARGUMENT)).to.equal('notified_by');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', 'x'.repeat(129)), status.INVALID_ARGUMENT)).to.equal('notified_by');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', 'staff-7', `tenants/${T}/requests/${'0'.repeat(32)}`), status.NOT_FOUND)).to.equal('REQUEST_NOT_FOUND');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', 'staff-7', `tenants/nope/requests/${'0'.repeat(32)}`), status.NOT_FOUND)).to.equal('TENANT_NOT_FOUND');
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', 'staff-7', 'requests/1'), status.INVALID_ARGUMENT)).to.equal('name');
+    expect(await unchanged(), 'nothing changed').to.deep.equal(before);
+
+    await call(rights, rights.extendDeadline, { name: request.name, months: 1, reason: 'many requests this month' });
+    s.clock.advance(DAY);
+    const told = (await notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'EMAIL', 'staff-7')).request!;
+    expect(told.extensionNotice).to.deep.equal({ method: 'EMAIL', notifiedBy: 'staff-7', notifyTime: new Date(T0 + DAY) });
+    expect(told.rejectionNotice).to.equal(undefined);
+    expect(told.transitions[told.transitions.length - 1]).to.deep.include({ principal: 'dev-admin', note: 'person informed of the extension and its reasons (Art. 12(3)) by EMAIL' });
+    expect((await notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'EMAIL', 'staff-7')).request, 'a retry answers the same').to.deep.equal(told);
+    expect(await failed(notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', 'staff-8'), status.FAILED_PRECONDITION), 'not rewritten').to.equal('ALREADY_NOTIFIED');
+
+    await call(rights, rights.rejectRequest, { name: request.name, reason: 'identity could not be verified' });
+    const rejected = (await notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION, 'LETTER', 'staff-9')).request!;
+    expect([rejected.state, rejected.rejectionNotice?.method, rejected.extensionNotice?.method]).to.deep.equal([RequestState.REQUEST_STATE_REJECTED, 'LETTER', 'EMAIL']);
+    const entries = await s.app.services.audit.entries(T, 0, 100_000, { types: ['REQUEST_NOTICE_RECORDED'] });
+    expect(entries.map((e) => (JSON.parse(e.entryJson) as { ref: string; principal: string }).ref).filter((ref) => ref === request.name)).to.have.length(2);
   });
 
   it('an extension after the first deadline is refused', async function () {

@@ -149,6 +149,8 @@ export function body(method: string, t: string): object {
     VerifyIdentity: { name: swap(made.accessRequest), method: 'ID_DOCUMENT', verifiedBy: 'staff-1' },
     ExtendDeadline: { name: swap(made.accessRequest), months: 1, reason: 'complex request with many records' },
     RejectRequest: { name: swap(made.rejectRequest), reason: 'not the person' },
+    // The person told of the extension (Art. 12(3)); NOT_EXTENDED until ExtendDeadline ran on it.
+    RecordRequestNotice: { name: swap(made.accessRequest), topic: 1, method: 'LETTER', notifiedBy: 'staff-1' },
     EraseSubject: { name: swap(made.erasureRequest) },
     ExportSubjectData: { name: swap(made.accessRequest) },
     PlaceLegalHold: { parent, ...who, ground: 1, note: 'case', requestId: `h-${Math.random()}` },

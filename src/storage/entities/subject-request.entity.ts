@@ -71,4 +71,11 @@ export class SubjectRequestEntity {
 
   @Column({ name: 'rectified_ciphertext', type: 'text', nullable: true })
   rectifiedCiphertext!: string | null;
+
+  /** Art. 12(3)-(4): the person told of the extension / the rejection (JSON of RequestNotice), NULL until recorded. */
+  @Column({ name: 'extension_notice', type: 'varchar', length: 300, nullable: true })
+  extensionNotice!: string | null;
+
+  @Column({ name: 'rejection_notice', type: 'varchar', length: 300, nullable: true })
+  rejectionNotice!: string | null;
 }

@@ -1,5 +1,5 @@
 import { Brackets, EntityManager } from 'typeorm';
-import { LegalHoldRecord, NewestFirstCursor, RestrictionRecord, OPEN_REQUEST_STATES, RequestIdentifierRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
+import { LegalHoldRecord, NewestFirstCursor, RestrictionRecord, OPEN_REQUEST_STATES, RequestIdentifierRecord, RequestKind, RequestState, RequestNotice, RequestTransitionRecord, SubjectRequestRecord, SubjectRightsRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { IdentifierKind } from '../../domain/model';
 import { LegalHoldEntity, SubjectRequestEntity, SubjectRequestIdentifierEntity, SubjectRequestTransitionEntity, SubjectRestrictionEntity } from '../entities';
@@ -8,7 +8,8 @@ import { forUpdate } from './sql-dialect';
 
 export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
   async insertRequest(tx: TxContext, request: SubjectRequestRecord): Promise<void> {
-    await managerOf(tx).insert(SubjectRequestEntity, { ...request });
+    const { extensionNotice, rejectionNotice, ...row } = request;
+    await managerOf(tx).insert(SubjectRequestEntity, { ...row, extensionNotice: noticeJson(extensionNotice), rejectionNotice: noticeJson(rejectionNotice) });
   }
 
   async findRequest(tx: TxContext, tenantId: string, id: string): Promise<SubjectRequestRecord | null> {
@@ -25,8 +26,12 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     return this.findRequest(tx, tenantId, id);
   }
 
-  async updateRequest(tx: TxContext, id: string, change: Partial<SubjectRequestRecord>): Promise<void> {
+  async updateRequest(tx: TxContext, id: string, change: Partial<Omit<SubjectRequestRecord, 'extensionNotice' | 'rejectionNotice'>>): Promise<void> {
     await managerOf(tx).update(SubjectRequestEntity, { id }, change);
+  }
+
+  async recordNotice(tx: TxContext, id: string, topic: 'EXTENSION' | 'REJECTION', notice: RequestNotice): Promise<void> {
+    await managerOf(tx).update(SubjectRequestEntity, { id }, topic === 'EXTENSION' ? { extensionNotice: JSON.stringify(notice) } : { rejectionNotice: JSON.stringify(notice) });
   }
 
   async addTransition(tx: TxContext, t: Omit<RequestTransitionRecord, 'seq'>): Promise<void> {
@@ -193,7 +198,19 @@ function newestFirst(
   );
 }
 
+function noticeJson(notice: RequestNotice | null | undefined): string | null {
+  return notice ? JSON.stringify(notice) : null;
+}
+
 function toRequest(row: SubjectRequestEntity | null): SubjectRequestRecord | null {
   if (!row) return null;
-  return { ...row, kind: row.kind as RequestKind, state: row.state as RequestState, identifierKind: row.identifierKind as IdentifierKind, rectifiedKind: row.rectifiedKind as IdentifierKind | null };
+  return {
+    ...row,
+    kind: row.kind as RequestKind,
+    state: row.state as RequestState,
+    identifierKind: row.identifierKind as IdentifierKind,
+    rectifiedKind: row.rectifiedKind as IdentifierKind | null,
+    extensionNotice: row.extensionNotice ? (JSON.parse(row.extensionNotice) as RequestNotice) : null,
+    rejectionNotice: row.rejectionNotice ? (JSON.parse(row.rejectionNotice) as RequestNotice) : null,
+  };
 }

@@ -46,6 +46,7 @@ export const ACCESS_POLICY: Readonly<Record<string, readonly Role[]>> = Object.f
   'consent.v1.SubjectRightsService/ListRequests': ['DPO', 'AUDITOR'],
   'consent.v1.SubjectRightsService/VerifyIdentity': ['DPO'],
   'consent.v1.SubjectRightsService/ExtendDeadline': ['DPO'],
+  'consent.v1.SubjectRightsService/RecordRequestNotice': ['DPO'],
   'consent.v1.SubjectRightsService/RejectRequest': ['DPO'],
   'consent.v1.SubjectRightsService/EraseSubject': ['DPO'],
   // Personal data leaves the service here: the DPO only, never the auditor.

@@ -1,6 +1,6 @@
 import { DomainError, FieldViolation, invalidArgument } from '../../shared/errors';
 import { EXPORT_FORMAT, ExportPart, SubjectExporter } from '../../domain/subject-exporter';
-import { LegalHoldRecord, RequestKind, RequestState, RestrictionRecord } from '../../domain/ports';
+import { LegalHoldRecord, RequestKind, RequestNotice, RequestState, RestrictionRecord } from '../../domain/ports';
 import { LegalHoldGround, RestrictionGround, SubjectRequestView, SubjectRightsService } from '../../domain/subject-rights-service';
 import {
   DataSubjectRequest,
@@ -9,6 +9,7 @@ import {
   LegalHoldGround as PbGround,
   ReceivedVia as PbVia,
   RequestKind as PbKind,
+  RequestNoticeTopic,
   RequestState as PbState,
   Restriction,
   RestrictionGround as PbRestrictionGround,
@@ -66,6 +67,11 @@ export function subjectRightsHandlers(pipeline: CallPipeline, rights: SubjectRig
     extendDeadline: pipeline.unary('ExtendDeadline', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
       return { request: requestToProto(await rights.extendDeadline(ctx.principal, tenantId, id, req.months, req.reason)) };
+    }),
+    recordRequestNotice: pipeline.unary('RecordRequestNotice', async (req, ctx) => {
+      const { tenantId, id } = childName(req.name, 'requests');
+      const topic = req.topic === RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION ? 'EXTENSION' : req.topic === RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION ? 'REJECTION' : null;
+      return { request: requestToProto(await rights.recordNotice(ctx.principal, tenantId, id, topic, req.method, req.notifiedBy)) };
     }),
     rejectRequest: pipeline.unary('RejectRequest', async (req, ctx) => {
       const { tenantId, id } = childName(req.name, 'requests');
@@ -217,7 +223,13 @@ export function requestToProto(r: SubjectRequestView): DataSubjectRequest {
       outcome: i.outcome ?? '',
     })),
     dueDate: dueDateOf(r.dueTime),
+    extensionNotice: noticeToProto(r.extensionNotice),
+    rejectionNotice: noticeToProto(r.rejectionNotice),
   };
+}
+
+function noticeToProto(n: RequestNotice | null | undefined): { method: string; notifiedBy: string; notifyTime: Date | undefined } | undefined {
+  return n ? { method: n.method, notifiedBy: n.notifiedBy, notifyTime: msToDate(n.at) } : undefined;
 }
 
 /** The due day (UTC) of a deadline that is the exclusive midnight after it. */

@@ -245,6 +245,48 @@ export function receivedViaToJSON(object: ReceivedVia): string {
   }
 }
 
+/** What the person was told about (RecordRequestNotice). */
+export enum RequestNoticeTopic {
+  REQUEST_NOTICE_TOPIC_UNSPECIFIED = 0,
+  /** REQUEST_NOTICE_TOPIC_EXTENSION - The deadline's extension and its reasons (Art. 12(3)). */
+  REQUEST_NOTICE_TOPIC_EXTENSION = 1,
+  /** REQUEST_NOTICE_TOPIC_REJECTION - The rejection, its reasons and the right to complain to a supervisory authority (Art. 12(4)). */
+  REQUEST_NOTICE_TOPIC_REJECTION = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function requestNoticeTopicFromJSON(object: any): RequestNoticeTopic {
+  switch (object) {
+    case 0:
+    case "REQUEST_NOTICE_TOPIC_UNSPECIFIED":
+      return RequestNoticeTopic.REQUEST_NOTICE_TOPIC_UNSPECIFIED;
+    case 1:
+    case "REQUEST_NOTICE_TOPIC_EXTENSION":
+      return RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION;
+    case 2:
+    case "REQUEST_NOTICE_TOPIC_REJECTION":
+      return RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RequestNoticeTopic.UNRECOGNIZED;
+  }
+}
+
+export function requestNoticeTopicToJSON(object: RequestNoticeTopic): string {
+  switch (object) {
+    case RequestNoticeTopic.REQUEST_NOTICE_TOPIC_UNSPECIFIED:
+      return "REQUEST_NOTICE_TOPIC_UNSPECIFIED";
+    case RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION:
+      return "REQUEST_NOTICE_TOPIC_EXTENSION";
+    case RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION:
+      return "REQUEST_NOTICE_TOPIC_REJECTION";
+    case RequestNoticeTopic.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Art. 17(3) grounds that override erasure. */
 export enum LegalHoldGround {
   LEGAL_HOLD_GROUND_UNSPECIFIED = 0,
@@ -437,6 +479,42 @@ export interface DataSubjectRequest {
    * done for it; in position order. The identifier values are never returned.
    */
   identifiers: RequestIdentifier[];
+  /**
+   * When and how the person was told of the extension (Art. 12(3)); unset until recorded
+   * (RecordRequestNotice).
+   */
+  extensionNotice?:
+    | RequestNotice
+    | undefined;
+  /** When and how the person was told of the rejection (Art. 12(4)); unset until recorded. */
+  rejectionNotice?: RequestNotice | undefined;
+}
+
+/** That the person was told something about their request (RecordRequestNotice). */
+export interface RequestNotice {
+  /** How ("LETTER", "EMAIL", ...). */
+  method: string;
+  /** Who told them (a staff reference). */
+  notifiedBy: string;
+  /** When it was recorded. */
+  notifyTime?: Date | undefined;
+}
+
+/** Request of SubjectRightsService.RecordRequestNotice. */
+export interface RecordRequestNoticeRequest {
+  /** "tenants/{tenant}/requests/{request}". */
+  name: string;
+  topic: RequestNoticeTopic;
+  /** How the person was told: 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER. */
+  method: string;
+  /** Who told them: a staff reference of 1-128 characters, no personal data of the person. */
+  notifiedBy: string;
+}
+
+/** Response of SubjectRightsService.RecordRequestNotice. */
+export interface RecordRequestNoticeResponse {
+  /** The request after the change. */
+  request?: DataSubjectRequest | undefined;
 }
 
 /** One identifier of a request: named by the requester, or reached through an identity link. */
@@ -1067,6 +1145,8 @@ function createBaseDataSubjectRequest(): DataSubjectRequest {
     erasureReceipt: "",
     dueDate: undefined,
     identifiers: [],
+    extensionNotice: undefined,
+    rejectionNotice: undefined,
   };
 }
 
@@ -1122,6 +1202,12 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     }
     for (const v of message.identifiers) {
       RequestIdentifier.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.extensionNotice !== undefined) {
+      RequestNotice.encode(message.extensionNotice, writer.uint32(146).fork()).join();
+    }
+    if (message.rejectionNotice !== undefined) {
+      RequestNotice.encode(message.rejectionNotice, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -1275,6 +1361,22 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
             message.identifiers.push(RequestIdentifier.decode(reader, reader.uint32()));
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.extensionNotice = RequestNotice.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.rejectionNotice = RequestNotice.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1350,6 +1452,16 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
       identifiers: globalThis.Array.isArray(object?.identifiers)
         ? object.identifiers.map((e: any) => RequestIdentifier.fromJSON(e))
         : [],
+      extensionNotice: isSet(object.extensionNotice)
+        ? RequestNotice.fromJSON(object.extensionNotice)
+        : isSet(object.extension_notice)
+        ? RequestNotice.fromJSON(object.extension_notice)
+        : undefined,
+      rejectionNotice: isSet(object.rejectionNotice)
+        ? RequestNotice.fromJSON(object.rejectionNotice)
+        : isSet(object.rejection_notice)
+        ? RequestNotice.fromJSON(object.rejection_notice)
+        : undefined,
     };
   },
 
@@ -1406,6 +1518,12 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
     if (message.identifiers?.length) {
       obj.identifiers = message.identifiers.map((e) => RequestIdentifier.toJSON(e));
     }
+    if (message.extensionNotice !== undefined) {
+      obj.extensionNotice = RequestNotice.toJSON(message.extensionNotice);
+    }
+    if (message.rejectionNotice !== undefined) {
+      obj.rejectionNotice = RequestNotice.toJSON(message.rejectionNotice);
+    }
     return obj;
   },
 
@@ -1433,6 +1551,311 @@ export const DataSubjectRequest: MessageFns<DataSubjectRequest> = {
       ? DateMessage.fromPartial(object.dueDate)
       : undefined;
     message.identifiers = object.identifiers?.map((e) => RequestIdentifier.fromPartial(e)) || [];
+    message.extensionNotice = (object.extensionNotice !== undefined && object.extensionNotice !== null)
+      ? RequestNotice.fromPartial(object.extensionNotice)
+      : undefined;
+    message.rejectionNotice = (object.rejectionNotice !== undefined && object.rejectionNotice !== null)
+      ? RequestNotice.fromPartial(object.rejectionNotice)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRequestNotice(): RequestNotice {
+  return { method: "", notifiedBy: "", notifyTime: undefined };
+}
+
+export const RequestNotice: MessageFns<RequestNotice> = {
+  encode(message: RequestNotice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    if (message.notifiedBy !== "") {
+      writer.uint32(18).string(message.notifiedBy);
+    }
+    if (message.notifyTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.notifyTime), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestNotice {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestNotice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notifiedBy = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notifyTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestNotice {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      notifiedBy: isSet(object.notifiedBy)
+        ? globalThis.String(object.notifiedBy)
+        : isSet(object.notified_by)
+        ? globalThis.String(object.notified_by)
+        : "",
+      notifyTime: isSet(object.notifyTime)
+        ? fromJsonTimestamp(object.notifyTime)
+        : isSet(object.notify_time)
+        ? fromJsonTimestamp(object.notify_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RequestNotice): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.notifiedBy !== "") {
+      obj.notifiedBy = message.notifiedBy;
+    }
+    if (message.notifyTime !== undefined) {
+      obj.notifyTime = message.notifyTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestNotice>, I>>(base?: I): RequestNotice {
+    return RequestNotice.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestNotice>, I>>(object: I): RequestNotice {
+    const message = createBaseRequestNotice();
+    message.method = object.method ?? "";
+    message.notifiedBy = object.notifiedBy ?? "";
+    message.notifyTime = object.notifyTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRecordRequestNoticeRequest(): RecordRequestNoticeRequest {
+  return { name: "", topic: 0, method: "", notifiedBy: "" };
+}
+
+export const RecordRequestNoticeRequest: MessageFns<RecordRequestNoticeRequest> = {
+  encode(message: RecordRequestNoticeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.topic !== 0) {
+      writer.uint32(16).int32(message.topic);
+    }
+    if (message.method !== "") {
+      writer.uint32(26).string(message.method);
+    }
+    if (message.notifiedBy !== "") {
+      writer.uint32(34).string(message.notifiedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRequestNoticeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRequestNoticeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.topic = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.notifiedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRequestNoticeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      topic: isSet(object.topic) ? requestNoticeTopicFromJSON(object.topic) : 0,
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      notifiedBy: isSet(object.notifiedBy)
+        ? globalThis.String(object.notifiedBy)
+        : isSet(object.notified_by)
+        ? globalThis.String(object.notified_by)
+        : "",
+    };
+  },
+
+  toJSON(message: RecordRequestNoticeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.topic !== 0) {
+      obj.topic = requestNoticeTopicToJSON(message.topic);
+    }
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.notifiedBy !== "") {
+      obj.notifiedBy = message.notifiedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRequestNoticeRequest>, I>>(base?: I): RecordRequestNoticeRequest {
+    return RecordRequestNoticeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRequestNoticeRequest>, I>>(object: I): RecordRequestNoticeRequest {
+    const message = createBaseRecordRequestNoticeRequest();
+    message.name = object.name ?? "";
+    message.topic = object.topic ?? 0;
+    message.method = object.method ?? "";
+    message.notifiedBy = object.notifiedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordRequestNoticeResponse(): RecordRequestNoticeResponse {
+  return { request: undefined };
+}
+
+export const RecordRequestNoticeResponse: MessageFns<RecordRequestNoticeResponse> = {
+  encode(message: RecordRequestNoticeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.request !== undefined) {
+      DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordRequestNoticeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordRequestNoticeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.request = DataSubjectRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordRequestNoticeResponse {
+    return { request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined };
+  },
+
+  toJSON(message: RecordRequestNoticeResponse): unknown {
+    const obj: any = {};
+    if (message.request !== undefined) {
+      obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordRequestNoticeResponse>, I>>(base?: I): RecordRequestNoticeResponse {
+    return RecordRequestNoticeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordRequestNoticeResponse>, I>>(object: I): RecordRequestNoticeResponse {
+    const message = createBaseRecordRequestNoticeResponse();
+    message.request = (object.request !== undefined && object.request !== null)
+      ? DataSubjectRequest.fromPartial(object.request)
+      : undefined;
     return message;
   },
 };
@@ -5714,6 +6137,22 @@ export const SubjectRightsServiceService = {
     responseDeserialize: (value: Buffer): RejectRequestResponse => RejectRequestResponse.decode(value),
   },
   /**
+   * Records that the person was told of an extension of the deadline and its reasons (Art. 12(3):
+   * within one month of receipt), or of the rejection of their request, its reasons and their
+   * right to lodge a complaint (Art. 12(4)). A retry with the same values answers the same.
+   */
+  recordRequestNotice: {
+    path: "/consent.v1.SubjectRightsService/RecordRequestNotice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordRequestNoticeRequest): Buffer =>
+      Buffer.from(RecordRequestNoticeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordRequestNoticeRequest => RecordRequestNoticeRequest.decode(value),
+    responseSerialize: (value: RecordRequestNoticeResponse): Buffer =>
+      Buffer.from(RecordRequestNoticeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordRequestNoticeResponse => RecordRequestNoticeResponse.decode(value),
+  },
+  /**
    * Carries out a verified ERASURE request: for every person the request reached (each
    * identifier's subject and the subjects linked to them) destroys their key (crypto-shredding)
    * and leaves suppression tombstones, completes the request and returns a signed erasure receipt
@@ -5882,6 +6321,12 @@ export interface SubjectRightsServiceServer extends UntypedServiceImplementation
   /** RECEIVED or VERIFIED -> REJECTED, with a reason. */
   rejectRequest: handleUnaryCall<RejectRequestRequest, RejectRequestResponse>;
   /**
+   * Records that the person was told of an extension of the deadline and its reasons (Art. 12(3):
+   * within one month of receipt), or of the rejection of their request, its reasons and their
+   * right to lodge a complaint (Art. 12(4)). A retry with the same values answers the same.
+   */
+  recordRequestNotice: handleUnaryCall<RecordRequestNoticeRequest, RecordRequestNoticeResponse>;
+  /**
    * Carries out a verified ERASURE request: for every person the request reached (each
    * identifier's subject and the subjects linked to them) destroys their key (crypto-shredding)
    * and leaves suppression tombstones, completes the request and returns a signed erasure receipt
@@ -6032,6 +6477,26 @@ export interface SubjectRightsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RejectRequestResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records that the person was told of an extension of the deadline and its reasons (Art. 12(3):
+   * within one month of receipt), or of the rejection of their request, its reasons and their
+   * right to lodge a complaint (Art. 12(4)). A retry with the same values answers the same.
+   */
+  recordRequestNotice(
+    request: RecordRequestNoticeRequest,
+    callback: (error: ServiceError | null, response: RecordRequestNoticeResponse) => void,
+  ): ClientUnaryCall;
+  recordRequestNotice(
+    request: RecordRequestNoticeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordRequestNoticeResponse) => void,
+  ): ClientUnaryCall;
+  recordRequestNotice(
+    request: RecordRequestNoticeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordRequestNoticeResponse) => void,
   ): ClientUnaryCall;
   /**
    * Carries out a verified ERASURE request: for every person the request reached (each
