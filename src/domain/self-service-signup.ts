@@ -451,7 +451,7 @@ export class SelfServiceSignUp {
         consistencyToken = recorded.consistencyToken;
         if (recorded.event.subjectId === row.subjectId) events.push(recorded.event);
       } catch (err) {
-        if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN')) continue;
+        if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN' || err.reason === 'PENDING_OPT_IN_WITHDRAWN')) continue;
         throw err;
       }
     }

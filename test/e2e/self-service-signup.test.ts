@@ -2,7 +2,7 @@ import { credentials, ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { ChangeKind, CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, ListConsentEventsRequest, StreamChangesResponse, Verdict } from '../../src/gen/consent/v1/consent';
-import { ConfirmationMethod, SelfServiceServiceClient, SignUpRequest, SignUpResponse } from '../../src/gen/consent/v1/self_service';
+import { ConfirmationMethod, SelfServiceServiceClient, SignUpRequest, SignUpResponse, WithdrawWithLinkRequest } from '../../src/gen/consent/v1/self_service';
 import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/tenant';
 import { RetryInfo } from '../../src/gen/google/rpc/error_details';
 import { Status } from '../../src/gen/google/rpc/status';
@@ -103,6 +103,46 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     expect(again.confirmedEvents).to.have.length(0);
     expect(again.inboundEvent!.kind).to.equal(ConsentEventKind.CONSENT_EVENT_KIND_INBOUND_MESSAGE);
     expect((await events(who)).filter((e) => e.kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED)).to.have.length(1);
+  });
+
+  // Found by a probe (Art. 7(3)): a sign-up withdrawn on the preference page while pending was
+  // confirmed anyway when the code or the link arrived afterwards (ALLOW OPTED_IN).
+  it('a sign-up withdrawn before its confirmation stays withdrawn: the code, the link and an API confirmation confirm nothing', async function () {
+    const withdraw = async (who: SubjectIdentifier, all: boolean, channel: Channel) => {
+      const { token } = await call(self, self.createPreferenceLink, { parent: `tenants/${T}`, subjectIdentifier: who, ttl: undefined });
+      s.clock.advance(1000);
+      await call(self, self.withdrawWithLink, WithdrawWithLinkRequest.fromPartial({ parent: `tenants/${T}`, token, all, scopes: all ? [] : [{ purpose: `tenants/${T}/purposes/newsletter`, channel }], evidence: EVIDENCE, requestId: `wd-${Math.random()}` }));
+      s.clock.advance(1000);
+    };
+    for (const [number, all] of [['+4915112399010', false], ['+4915112399011', true]] as const) {
+      const who = phone(number);
+      const r = await signUp(signUpReq(who));
+      await withdraw(who, all, Channel.CHANNEL_WHATSAPP);
+      expect(await check(who)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+      const got = await inbound(who, r.confirmationText);
+      expect(got.confirmedEvents, all ? 'withdrawn everything' : 'withdrawn the scope').to.have.length(0);
+      expect(await check(who), 'still withdrawn').to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    }
+    const mail = email('withdrawn.before.confirming@example.org');
+    await signUp(signUpReq(mail));
+    const link = (await deliveries()).find((d) => d.email === 'withdrawn.before.confirming@example.org')!.link;
+    await withdraw(mail, false, Channel.CHANNEL_EMAIL);
+    const clicked = await confirm(tokenOf(link));
+    expect(clicked.events, 'the link confirms nothing').to.deep.equal([]);
+    expect(await check(mail, Channel.CHANNEL_EMAIL)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    // The same rule for a confirmation recorded through the API.
+    const refused = await expectGrpcError(
+      call(consent, consent.recordConsent, {
+        parent: `tenants/${T}`, subjectIdentifier: mail, purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_EMAIL, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED,
+        method: CollectionMethod.COLLECTION_METHOD_WEB_FORM, notice: '', eventTime: undefined, expireTime: undefined, evidence: undefined, lawfulBasis: 0, jurisdiction: '', requestId: `api-confirm-${Math.random()}`, issueReceipt: false,
+      } as never),
+      status.FAILED_PRECONDITION,
+    );
+    expect(refused.reason).to.equal('PENDING_OPT_IN_WITHDRAWN');
+    // A new sign-up (with its notice) consents again.
+    const again = await signUp(signUpReq(phone('+4915112399010')));
+    expect((await inbound(phone('+4915112399010'), again.confirmationText)).confirmedEvents).to.have.length(1);
+    expect(await check(phone('+4915112399010'))).to.match(/^VERDICT_ALLOW /);
   });
 
   it('a retried SignUp answers the same code and records nothing twice; the same request_id with another body is refused', async function () {

@@ -35,6 +35,7 @@ export function confirmPages(app: FastifyInstance, ctx: PrivacyCenterContext): v
     if (!res) return reply;
     const label = (purpose: string) => page.purposes.find((p) => p.name === purpose)?.displayName ?? purpose.slice(purpose.lastIndexOf('/') + 1);
     const items = res.events.map((e) => ({ purpose: label(e.purpose), channel: s.channelLabels[e.channel] ?? '' }));
-    return reply.type('text/html').send(ctx.views.page('confirmed', { lang, tenant: page, title: s.confirmedTitle }, { items }));
+    // Nothing confirmed: every scope of the sign-up was withdrawn before the click (Art. 7(3)).
+    return reply.type('text/html').send(ctx.views.page('confirmed', { lang, tenant: page, title: items.length > 0 ? s.confirmedTitle : s.confirmedNothingTitle }, { items }));
   });
 }
