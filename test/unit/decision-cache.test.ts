@@ -146,9 +146,18 @@ describe('DecisionCache', function () {
     expect(c.get(T, idx(4))).to.not.equal(undefined);
   });
 
-  it('consistency tokens: round trip, other tenants and garbage refused', function () {
+  it('consistency tokens: round trip, other tenants and garbage refused; one cut short or altered is refused, not read as another position', function () {
     const token = encodeConsistencyToken(T, 42);
     expect(decodeConsistencyToken(token, T, 'f')).to.equal(42);
+    const long = encodeConsistencyToken(T, 206);
+    for (let cut = 1; cut < long.length - 4; cut++) expect(decodeConsistencyToken(long.slice(0, -cut), T, 'f'), `cut by ${cut}`).to.have.property('reason', 'INVALID_CONSISTENCY_TOKEN');
+    for (const variant of [`${long}=`, long.replace('.', '. '), `${long.slice(0, 8)}!${long.slice(8)}`, long.toUpperCase()]) {
+      expect(decodeConsistencyToken(variant, T, 'f'), variant).to.have.property('reason', 'INVALID_CONSISTENCY_TOKEN');
+    }
+    // A token of a server before ct2 (rolling upgrade): accepted exactly as it wrote them, nothing else.
+    expect(decodeConsistencyToken(`ct1.${Buffer.from(`${T}:206`).toString('base64url')}`, T, 'f')).to.equal(206);
+    expect(decodeConsistencyToken(`ct1.${Buffer.from(`${T}:0206`).toString('base64url')}`, T, 'f')).to.have.property('reason', 'INVALID_CONSISTENCY_TOKEN');
+    expect(decodeConsistencyToken(`ct1.${Buffer.from(`${T}:206`).toString('base64url')}==`, T, 'f')).to.have.property('reason', 'INVALID_CONSISTENCY_TOKEN');
     expect(decodeConsistencyToken(token, 'other', 'f')).to.deep.include({ field: 'f', reason: 'INVALID_CONSISTENCY_TOKEN' });
     for (const bad of ['', 'ct1.', 'x', `ct1.${Buffer.from('acme:-1').toString('base64url')}`, `ct1.${Buffer.from('acme:99999999999999999').toString('base64url')}`]) {
       expect(decodeConsistencyToken(bad, T, 'f'), bad).to.have.property('reason', 'INVALID_CONSISTENCY_TOKEN');
