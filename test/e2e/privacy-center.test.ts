@@ -36,9 +36,10 @@ const SMS_NUMBER = '+4930123457';
 const PHONE_A = '+4915112340101';
 const PHONE_B = '+4915112340102';
 const PHONE_LIMIT = '+4915112340103';
+const PHONE_R = '+4915112340105';
 const EMAIL_A = 'erika.mustermann@example.org';
 const EMAIL_B = 'max.muster@example.org';
-const PERSONAL = ['203.0.113.77', PHONE_A, PHONE_B, PHONE_LIMIT, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
+const PERSONAL = ['203.0.113.77', PHONE_A, PHONE_B, PHONE_LIMIT, PHONE_R, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
 const LOGO = Buffer.from(
   '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="36" viewBox="0 0 120 36"><rect width="120" height="36" rx="6" fill="#8a1538"/><circle cx="18" cy="18" r="10" fill="#ffffff"/><rect x="36" y="12" width="72" height="12" rx="3" fill="#ffffff"/></svg>',
 );
@@ -394,6 +395,39 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(await page.textContent('#banner')).to.include('Everything is withdrawn');
     expect((await check(phone(PHONE_A), 'offers', Channel.CHANNEL_WHATSAPP)).verdict).to.equal(Verdict.VERDICT_DENY);
     expect(await page.locator('#withdraw-all-form').count(), 'nothing left to withdraw').to.equal(0);
+  });
+
+  // Found by a probe (Art. 7(3)): while a restriction held every message back, the page said "not
+  // agreed" and offered no way to withdraw a consent that applies again once the restriction ends.
+  it('a consent held back by a restriction still shows as agreed, with its Withdraw button; withdrawn then, it stays withdrawn after the lifting', async function () {
+    this.timeout(60_000);
+    const who = phone(PHONE_R);
+    for (const id of ['newsletter', 'offers']) {
+      await call(s.consent, s.consent.recordConsent, {
+        parent: `tenants/${TENANT}`, subjectIdentifier: who, purpose: purpose(id), channel: Channel.CHANNEL_WHATSAPP, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN,
+        method: CollectionMethod.COLLECTION_METHOD_WEB_FORM, notice: `${purpose(id)}/notices/1`, eventTime: undefined, expireTime: undefined, evidence: undefined, lawfulBasis: 0, jurisdiction: '', requestId: `pc-r-${id}`, issueReceipt: false,
+      } as never, as('recorder'));
+    }
+    const created = await call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${TENANT}`, kind: RequestKind.REQUEST_KIND_RESTRICTION, subjectIdentifier: who, receivedVia: ReceivedVia.RECEIVED_VIA_LETTER, requestId: 'pc-restrict-1' }), as('dpo'));
+    await call(s.rights, s.rights.verifyIdentity, { name: created.request!.name, method: 'ID_DOCUMENT', verifiedBy: 'dpo-1', identifierPositions: [] }, as('dpo'));
+    const restricted = await call(s.rights, s.rights.restrictProcessing, { name: created.request!.name, ground: 1, note: 'accuracy contested' }, as('dpo'));
+    expect((await check(who, 'newsletter', Channel.CHANNEL_WHATSAPP)).verdict, 'held back').to.equal(Verdict.VERDICT_DENY);
+
+    const page = await newPage();
+    await page.goto(await preferenceLink(who));
+    await page.waitForSelector('table.prefs');
+    const statuses = await page.locator('table.prefs tbody tr .status').allTextContents();
+    expect(statuses.map((t) => t.trim())).to.satisfy((all: string[]) => all.length === 2 && all.every((t) => /^agreed on /.test(t)));
+    expect(await page.locator('table.prefs tbody tr button.withdraw').count(), 'each can be withdrawn').to.equal(2);
+    expect(await page.locator('#withdraw-all-form').count()).to.equal(1);
+    await shot(page, 'preferences-restricted');
+    await submit(page, `tr[data-scope="newsletter|${Channel.CHANNEL_WHATSAPP}"] button.withdraw`);
+    expect(await page.textContent(`tr[data-scope="newsletter|${Channel.CHANNEL_WHATSAPP}"] .status`)).to.match(/^withdrawn on /);
+
+    await call(s.rights, s.rights.recordRestrictionNotice, { name: restricted.restriction!.name, method: 'LETTER', notifiedBy: 'dpo-1' }, as('dpo'));
+    await call(s.rights, s.rights.liftRestriction, { name: restricted.restriction!.name, reason: 'checked: accurate' }, as('dpo'));
+    expect((await check(who, 'newsletter', Channel.CHANNEL_WHATSAPP)).verdict, 'the withdrawal stands').to.equal(Verdict.VERDICT_DENY);
+    expect((await check(who, 'offers', Channel.CHANNEL_WHATSAPP)).verdict, 'the other consent applies again').to.equal(Verdict.VERDICT_ALLOW);
   });
 
   it('requests by link: a copy of my data is verified by the link (tenant allows ACCESS); erasure needs the confirmation step and then waits for the DPO', async function () {

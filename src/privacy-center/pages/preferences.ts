@@ -44,19 +44,25 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     const label = (purpose: string, given: string) => given || page.purposes.find((p) => p.name === purpose)?.displayName || purpose.slice(purpose.lastIndexOf('/') + 1);
     const rows = prefs.preferences.map((p) => {
       const pending = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING;
+      // What the person agreed to, not whether a message may be sent now: a consent given and
+      // not withdrawn stays "agreed" (and can be withdrawn, Art. 7(3)) also while it allows
+      // nothing for a moment (a restriction, a SERVICE purpose outside its service window).
+      const consented = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN || p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED;
+      const expired = p.expireTime !== undefined && p.expireTime.getTime() <= now;
       const when = formatTime(lang, p.eventTime);
       let status = s.statusNotGranted;
-      if (p.granted) status = fill(s.statusGranted, { time: when });
-      else if (pending) status = fill(s.statusPending, { time: when });
+      if (pending) status = fill(s.statusPending, { time: when });
       else if (p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT) status = fill(s.statusWithdrawn, { time: when });
-      else if (p.expireTime && p.expireTime.getTime() <= now) status = fill(s.statusExpired, { time: formatTime(lang, p.expireTime) });
+      else if (consented && expired) status = fill(s.statusExpired, { time: formatTime(lang, p.expireTime!) });
+      else if (consented || p.granted) status = fill(s.statusGranted, { time: when });
+      const agreed = !pending && ((consented && !expired) || p.granted);
       return {
         purposeLabel: label(p.purpose, p.purposeDisplayName),
         channelLabel: s.channelLabels[p.channel] ?? '',
         status,
-        granted: p.granted,
+        granted: agreed,
         pending,
-        withdrawable: p.granted || pending,
+        withdrawable: agreed || pending,
         notice: p.notice,
         noticeText: p.noticeText,
         scope: `${p.purpose.slice(p.purpose.lastIndexOf('/') + 1)}|${p.channel}`,
