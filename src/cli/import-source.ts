@@ -40,7 +40,8 @@ export function readRecords(file: string, format: SourceFormat, onHeader: (colum
 }
 
 /** Physical lines of text chunks, numbered from 1, without their line break (LF or CRLF). */
-async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<{ line: number; text: string }> {
+/** Physical lines without their ending; `crlf` says whether it was CR LF (a quoted CSV field keeps it as written). */
+async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<{ line: number; text: string; crlf?: boolean }> {
   let rest = '';
   let line = 0;
   let first = true;
@@ -52,7 +53,8 @@ async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<{ line: num
     rest += chunk;
     let start = 0;
     for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n', start)) {
-      yield { line: ++line, text: rest.charCodeAt(nl - 1) === 13 && nl > start ? rest.slice(start, nl - 1) : rest.slice(start, nl) };
+      const crlf = rest.charCodeAt(nl - 1) === 13 && nl > start;
+      yield { line: ++line, text: crlf ? rest.slice(start, nl - 1) : rest.slice(start, nl), crlf };
       start = nl + 1;
     }
     rest = rest.slice(start);
@@ -115,12 +117,13 @@ export class CsvHeaderError extends Error {}
 type FieldsRecord = { line: number; fields: string[] } | { line: number; error: { reason: string; message: string } };
 
 /** RFC 4180 records (lists of fields) of physical lines; a quoted field may span lines. */
-async function* csvFields(source: AsyncGenerator<{ line: number; text: string }>): AsyncGenerator<FieldsRecord> {
+async function* csvFields(source: AsyncGenerator<{ line: number; text: string; crlf?: boolean }>): AsyncGenerator<FieldsRecord> {
   // Lines read ahead while a quoted field was still open, to be read again after an error.
-  const replay: Array<{ line: number; text: string }> = [];
+  const replay: Array<{ line: number; text: string; crlf?: boolean }> = [];
   const next = async () => (replay.length > 0 ? replay.shift()! : (await source.next()).value ?? null);
   for (let current = await next(); current !== null; current = await next()) {
-    if (current.text === '') continue;
+    // Blank lines, also of spaces or tabs only, are skipped (docs/import.md).
+    if (current.text.trim() === '') continue;
     if (!current.text.includes('"')) {
       yield { line: current.line, fields: current.text.split(',') };
       continue;
@@ -130,6 +133,7 @@ async function* csvFields(source: AsyncGenerator<{ line: number; text: string }>
     let text = current.text;
     let parsed: string[] | 'open' | 'malformed' | 'skipped' = parseQuoted(text);
     let size = text.length;
+    let ending = current.crlf ? '\r\n' : '\n';
     while (parsed === 'open') {
       const more = await next();
       if (more === null || size > MAX_RECORD_CHARS) {
@@ -141,7 +145,9 @@ async function* csvFields(source: AsyncGenerator<{ line: number; text: string }>
         break;
       }
       taken.push(more);
-      text += '\n' + more.text;
+      // The line break inside the quoted field, as the file has it (RFC 4180: part of the field).
+      text += ending + more.text;
+      ending = more.crlf ? '\r\n' : '\n';
       size += more.text.length + 1;
       parsed = parseQuoted(text);
     }
