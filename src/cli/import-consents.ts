@@ -66,6 +66,8 @@ export interface ImportSummary {
   rowsPerSecond: number;
   /** Set when the run did not finish: why. */
   stopped: string | null;
+  /** The whole file was read (a stop came while the service's last answers were awaited). */
+  readToEnd: boolean;
 }
 
 /**
@@ -231,9 +233,12 @@ export async function importFile(
   let recorded = 0;
   let alreadyRecorded = 0;
   let calls = 0;
-  // The call being sent (read through a function: callbacks below change it).
+  // The call being sent, or the one whose answer is awaited (read through a function: callbacks
+  // below change them). Ctrl-C cancels either: a call awaited at the end of the file too.
   let call: ImportCall | null = null;
-  const currentCall = (): ImportCall | null => call;
+  let closing: ImportCall | null = null;
+  const currentCall = (): ImportCall | null => call ?? closing;
+  let readToEnd = false;
   let inCall = 0;
   let batch: ImportRow[] = [];
   let failure: CliError | null = null;
@@ -256,9 +261,12 @@ export async function importFile(
 
   const closeCall = async () => {
     const current = call!;
+    closing = current;
     call = null;
     inCall = 0;
-    const answer = await current.finish();
+    const answer = await current.finish().finally(() => {
+      if (closing === current) closing = null;
+    });
     recorded += answer.recorded;
     alreadyRecorded += answer.alreadyRecorded;
     rejects.answered(answer.rejections.map((r) => ({ line: r.line, problems: problemsOf(r.status) })));
@@ -294,6 +302,7 @@ export async function importFile(
       if (batch.length >= options.rowsPerMessage || inCall + batch.length >= options.rowsPerCall) await flush();
     }
     if (!stopped) {
+      readToEnd = true;
       await flush();
       if (call) await closeCall();
     }
@@ -317,6 +326,8 @@ export async function importFile(
   }
   if (stopped === 'interrupted') failure = null;
   if (failure && stopped === null) stopped = failure.message;
+  // Ctrl-C after the last answer came: nothing was left undone.
+  if (stopped === 'interrupted' && readToEnd && currentCall() === null && rows === recorded + alreadyRecorded + rejects.lines.size) stopped = null;
 
   const seconds = (Date.now() - started) / 1000;
   const rejected = rejects.lines.size;
@@ -334,6 +345,7 @@ export async function importFile(
     seconds: Math.round(seconds * 100) / 100,
     rowsPerSecond: seconds > 0 ? Math.round(rows / seconds) : rows,
     stopped,
+    readToEnd,
   };
   return { summary, failure };
 }
@@ -360,7 +372,7 @@ export function describeSummary(s: ImportSummary): string {
   if (s.stopped) {
     lines.push(`  not confirmed:      ${n(s.unconfirmed)}`);
     lines.push(
-      `STOPPED (${s.stopped}) before the end of the file: run the same command again to import the rest; rows already imported are recognised by their request_id and not imported twice`,
+      `STOPPED (${s.stopped}) ${s.readToEnd ? 'before the service confirmed every row' : 'before the end of the file'}: run the same command again to import the rest; rows already imported are recognised by their request_id and not imported twice`,
     );
   }
   return lines.join('\n') + '\n';
