@@ -22,6 +22,8 @@ const BATCHES_IN_FLIGHT = COMMITTING + 1;
 /** A batch in the pipeline: its people, and when it started and finished committing. */
 interface Batch {
   people: Set<string>;
+  /** Its rows' request ids: a later batch that reuses one waits, so the file's first row with it is the one recorded. */
+  requestIds: Set<string>;
   started: Promise<void>;
   done: Promise<void>;
 }
@@ -96,15 +98,20 @@ export class ConsentImport<T> {
     const prepared = this.prepare(items);
     const earlier = [...this.unfinished];
     let markStarted!: () => void;
-    const batch: Batch = { people: new Set(), started: new Promise<void>((resolve) => (markStarted = resolve)), done: Promise.resolve() };
+    const batch: Batch = { people: new Set(), requestIds: new Set(), started: new Promise<void>((resolve) => (markStarted = resolve)), done: Promise.resolve() };
     this.unfinished.add(batch);
     batch.done = (async () => {
       try {
         const ready = await prepared;
-        for (const write of ready.writes) batch.people.add(`${write.index.kind}:${write.index.blindIndex}`);
-        // Batches start committing in order; one that shares a person with an earlier one waits for it.
+        for (const write of ready.writes) {
+          batch.people.add(`${write.index.kind}:${write.index.blindIndex}`);
+          batch.requestIds.add(write.requestId);
+        }
+        // Batches start committing in order; one that shares a person or a request id with an
+        // earlier one waits for it (the same request_id twice: the file's first row wins, the
+        // later one is REQUEST_ID_REUSED, never the other way round).
         if (earlier.length > 0) await earlier[earlier.length - 1].started;
-        for (const other of earlier) if (shares(other.people, batch.people)) await other.done;
+        for (const other of earlier) if (shares(other.people, batch.people) || shares(other.requestIds, batch.requestIds)) await other.done;
         while (this.committing >= COMMITTING) await new Promise<void>((resolve) => this.commitSlot.push(resolve));
         markStarted();
         if (this.stopped || this.failure) return;

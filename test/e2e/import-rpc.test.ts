@@ -122,6 +122,26 @@ forEachDatabase('ImportConsents', (db) => {
     expect(await storedEvents()).to.equal(before + 5);
   });
 
+  // Found by a probe: two rows of one file with the same request_id, a batch apart: the later one
+  // was often recorded and the earlier one refused (two batches commit at once).
+  it('the same request_id on two rows a batch apart: the first row is recorded, the later one REQUEST_ID_REUSED, every time', async function () {
+    this.timeout(120_000);
+    for (let round = 0; round < 3; round++) {
+      const base = 10_000 + round * 3_000;
+      const sent = messages(base, base + 2_500);
+      const rows = sent.flatMap((m) => m.rows);
+      rows[0].requestId = `dup-${round}`;
+      rows[1_500].requestId = `dup-${round}`;
+      // The first batch's rows cost more to prepare (evidence to encrypt): without an order
+      // between the two batches, the second one reaches the database first.
+      for (const r of rows.slice(0, 1_000)) r.evidence = { sourceIp: '203.0.113.9', userAgent: 'x'.repeat(400), pageUrl: 'https://example.org/form', inboundMessageId: '', freeText: 'y'.repeat(800) };
+      const { response, error } = await importCall(s.consent, sent);
+      expect(error, error?.details).to.equal(undefined);
+      expect(response!.rejections.map((r) => [r.line, r.status!.code]), `round ${round}`).to.deep.equal([[rows[1_500].line, status.FAILED_PRECONDITION]]);
+      expect(response!.recorded).to.equal(2_499);
+    }
+  });
+
   it('refuses a call without a parent, with two parents, or for a tenant that does not exist, recording nothing', async function () {
     const before = await storedEvents();
     const none = await importCall(s.consent, messages(100, 110, 10, ''));
