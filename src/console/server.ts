@@ -19,6 +19,7 @@ import { adminPages } from './pages/admin';
 import { OidcSignIn } from './oidc';
 import { boundedHttpServer } from '../web/bounded-http-server';
 import { frameworkErrorPage } from '../web/framework-errors';
+import { Confirmations } from './confirmations';
 
 /** What every page module gets: the API, the templates, the clock, the caller's credential, the CSRF check. */
 export interface ConsolePageContext {
@@ -30,6 +31,8 @@ export interface ConsolePageContext {
   csrf: preHandlerHookHandler;
   /** The largest export package the console downloads (MAX_EXPORT_BYTES unless a test sets less). */
   maxExportBytes: number;
+  /** The confirmation an action's redirect carries to the page it leads to. */
+  confirmations: Confirmations;
 }
 
 export interface ConsoleOptions {
@@ -169,7 +172,15 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
 
   // The OIDC flow's routes: the callback and the signed-out page need no sign-in; sign-out needs CSRF.
   if (oidc) await oidc.register(app, app.csrfProtection, credentialFor);
-  const ctx: ConsolePageContext = { api: options.api, views, now, credential: credentialFor, csrf: app.csrfProtection, maxExportBytes: options.maxExportBytes ?? MAX_EXPORT_BYTES };
+  const ctx: ConsolePageContext = {
+    api: options.api,
+    views,
+    now,
+    credential: credentialFor,
+    csrf: app.csrfProtection,
+    maxExportBytes: options.maxExportBytes ?? MAX_EXPORT_BYTES,
+    confirmations: new Confirmations(secureCookies),
+  };
   // Every page and action needs a sign-in (in proxy mode); assets do not.
   await app.register(async (pages) => {
     pages.addHook('onRequest', async (request) => {

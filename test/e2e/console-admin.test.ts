@@ -147,7 +147,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     await page.fill('#display_name', 'Newsletter');
     await page.selectOption('#category', 'marketing');
     await page.fill('#description', 'Monthly offers');
-    await Promise.all([page.waitForURL(/\/admin\/purposes\/newsletter\?done=created$/), page.click('#purpose-form button[type=submit]')]);
+    await Promise.all([page.waitForURL(/\/admin\/purposes\/newsletter$/), page.click('#purpose-form button[type=submit]')]);
     const created = (await listPurposes()).find((p) => idOf(p.name) === 'newsletter')!;
     expect(created.category).to.equal(PurposeCategory.PURPOSE_CATEGORY_MARKETING);
     expect(created.displayName).to.equal('Newsletter');
@@ -213,7 +213,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     await page.fill('#opt_in_keywords', 'START YES UNSTOP GO');
     await page.fill('#default_validity', '24mo');
     await page.fill('#purpose_validity', 'newsletter 730d');
-    await Promise.all([page.waitForURL(/done=settings$/), page.click('#settings-form button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#settings-form button[type=submit]')]);
     let settings = await getSettings();
     expect(settings.serviceWindow!.seconds).to.equal(172_800);
     expect(settings.optInKeywords).to.deep.equal(['START', 'YES', 'UNSTOP', 'GO']);
@@ -258,7 +258,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
 
     // The form sent unchanged changes nothing.
     await page.goto(`${base}/tenants/${TENANT}/admin`);
-    await Promise.all([page.waitForURL(/done=unchanged$/), page.click('#settings-form button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#settings-form button[type=submit]')]);
     settings = await getSettings();
     expect(JSON.stringify(settings)).to.equal(before);
   });
@@ -272,7 +272,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     await page.fill('#pc_whatsapp_number', '+49 30 1234567');
     await page.fill('#pc_link_verifies', 'ACCESS');
     await page.fill('#pc_embed_origins', 'https://shop.example');
-    await Promise.all([page.waitForURL(/done=settings$/), page.click('#settings-form button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#settings-form button[type=submit]')]);
     const saved = (await getSettings()).selfService!;
     expect(saved.brandColor).to.equal('#2a6041');
     expect(saved.whatsappNumber).to.equal('+49301234567');
@@ -316,7 +316,7 @@ forEachDatabase('Web console tenant admin pages in Chromium', (db, kind) => {
     expect(await keyInfo()).to.have.length(1);
 
     await page.check('#confirm');
-    await Promise.all([page.waitForURL(/\/keys\/rotations\/[A-Za-z0-9_-]+\?done=started$/), page.click('#rotate-form button[type=submit]')]);
+    await Promise.all([page.waitForURL(/\/keys\/rotations\/[A-Za-z0-9_-]+$/), page.click('#rotate-form button[type=submit]')]);
     const rotationId = new URL(page.url()).pathname.split('/').pop()!;
     const name = `tenants/${TENANT}/keyRotations/${rotationId}`;
     expect(await page.locator('[role=status]').textContent()).to.include('The rotation was started');

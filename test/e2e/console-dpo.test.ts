@@ -154,7 +154,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     expect((await getRequest(made.erasure)).state).to.equal(RequestState.REQUEST_STATE_VERIFIED);
 
     await page.check('#confirm');
-    await Promise.all([page.waitForURL(/done=erased/), page.click('#erase-form button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#erase-form button[type=submit]')]);
     const after = await getRequest(made.erasure);
     expect(after.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
     expect(await page.locator('dd.state').textContent()).to.equal('completed');
@@ -179,7 +179,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     await page.fill('#id_value', PHONE_C);
     await page.selectOption('#ground', 'e');
     await page.fill('#hold_note', 'case 2026-17');
-    await Promise.all([page.waitForURL(/done=placed/), page.click('#place-hold-form button[type=submit]')]);
+    await Promise.all([page.waitForNavigation(), page.click('#place-hold-form button[type=submit]')]);
     const holds = await openHolds();
     expect(holds).to.have.length(1);
     expect(holds[0].ground).to.equal(LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS);
@@ -219,7 +219,7 @@ forEachDatabase('Web console DPO actions in Chromium', (db, kind) => {
     await page.goto(`${base}/tenants/${TENANT}/legal-holds`);
     const id = idOf(holds[0].name);
     await page.fill(`#release-note-${id}`, 'claim settled');
-    await Promise.all([page.waitForURL(/done=released/), page.click(`tr[data-hold="${id}"] button[type=submit]`)]);
+    await Promise.all([page.waitForNavigation(), page.click(`tr[data-hold="${id}"] button[type=submit]`)]);
     expect(await openHolds()).to.have.length(0);
     await page.goto(`${base}/tenants/${TENANT}/legal-holds?released=1`);
     expect(await page.locator(`tr[data-hold="${id}"]`).textContent()).to.include('claim settled').and.include('by dpo-person');

@@ -324,7 +324,6 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
       const f = v.field.replace(/^purpose\./, '');
       (purposeFieldErrors[f] ??= []).push(`${v.field}: ${v.description}`);
     }
-    const query = (request.query ?? {}) as { done?: string };
     return reply.type('text/html').send(
       views.page('admin-tenant', credential, {
         title: `Administration of ${tenant}`,
@@ -349,7 +348,7 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
         settingsRequestKey: `console-${randomUUID()}`,
         purposeRequestId: idempotencyKey(opts.purposeForm?.request_id),
         duration: formatDuration,
-        done: shown ? undefined : { settings: 'The settings were saved.', unchanged: 'Nothing was changed: the form held the settings as they were.' }[String(query.done ?? '')],
+        done: shown ? undefined : ctx.confirmations.take(request, reply, { settings: 'The settings were saved.', unchanged: 'Nothing was changed: the form held the settings as they were.' }),
       }),
     );
   };
@@ -369,10 +368,10 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
         const described = update.violations.map((v) => `${v.field}: ${v.description}`).join('; ');
         return tenantPage(request, reply, { settingsError: new ApiError(3, 'INVALID_ARGUMENT', 'UNREADABLE_VALUE', `nothing was changed: ${described}`, update.violations), settingsForm: form });
       }
-      if (update.mask.length === 0) return reply.redirect(`/tenants/${tenant}/admin?done=unchanged`, 303);
+      if (update.mask.length === 0) return ctx.confirmations.redirect(reply, `/tenants/${tenant}/admin`, 'unchanged');
       try {
         await api.call(api.tenants, api.tenants.updateTenantSettings, { settings: update.settings, updateMask: update.mask }, ctx.credential(request));
-        return reply.redirect(`/tenants/${tenant}/admin?done=settings`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/admin`, 'settings');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return tenantPage(request, reply, { settingsError: err, settingsForm: form });
@@ -411,7 +410,7 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
           },
           ctx.credential(request),
         );
-        return reply.redirect(`/tenants/${tenant}/admin/purposes/${idOf(created.purpose!.name)}?done=created`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/admin/purposes/${idOf(created.purpose!.name)}`, 'created');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return tenantPage(request, reply, { purposeError: err, purposeForm: form });
@@ -467,7 +466,7 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
         notices: rows,
         truncated,
         published,
-        done: !error && query.done === 'created' ? 'The purpose was created. Publish the text of its notice below.' : undefined,
+        done: error ? undefined : ctx.confirmations.take(request, reply, { created: 'The purpose was created. Publish the text of its notice below.' }),
         admin,
         csrf: admin ? reply.generateCsrf({ userInfo: credential.who }) : '',
         // PublishNotice requires an idempotency key: a fresh one per form, kept when the form comes back refused.
@@ -580,7 +579,7 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
       if (request.body?.confirm !== 'rotate') return rotatePage(request, reply, undefined, true);
       try {
         const started = await api.call(api.keys, api.keys.rotateTenantKey, { name: `tenants/${tenant}`, requestId: idempotencyKey(request.body?.request_id) }, ctx.credential(request));
-        return reply.redirect(`/tenants/${tenant}/admin/keys/rotations/${idOf(started.rotation!.name)}?done=started`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/admin/keys/rotations/${idOf(started.rotation!.name)}`, 'started');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return rotatePage(request, reply, err);
@@ -612,7 +611,7 @@ export function adminPages(app: FastifyInstance, ctx: ConsolePageContext): void 
           stateText: JOB_STATES[job.state] ?? 'unknown',
           running: job.state === JobState.JOB_STATE_RUNNING,
           percent: total > 0 ? Math.floor((100 * done) / total) : job.state === JobState.JOB_STATE_SUCCEEDED ? 100 : 0,
-          done: request.query.done === 'started' ? 'The rotation was started. Reload this page to follow it.' : undefined,
+          done: ctx.confirmations.take(request, reply, { started: 'The rotation was started. Reload this page to follow it.' }),
         }),
       );
     },

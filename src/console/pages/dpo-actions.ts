@@ -115,7 +115,7 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
       if (request.body?.confirm !== 'erase') return confirmPage(request, reply, undefined, true);
       try {
         await api.call(api.rights, api.rights.eraseSubject, { name: `tenants/${tenant}/requests/${id}` }, ctx.credential(request), 60_000);
-        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=erased`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'erased');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return confirmPage(request, reply, err);
@@ -203,7 +203,7 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
         csrf: isDpo ? reply.generateCsrf({ userInfo: credential.who }) : '',
         groundOptions: GROUND_OPTIONS,
         requestId: `console-${randomUUID()}`,
-        done: shown ? undefined : { placed: 'The legal hold was placed.', released: 'The legal hold was released.' }[String(query.done ?? '')],
+        done: shown ? undefined : ctx.confirmations.take(request, reply, { placed: 'The legal hold was placed.', released: 'The legal hold was released.' }),
         error: shown,
       }),
     );
@@ -238,7 +238,7 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
           },
           ctx.credential(request),
         );
-        return reply.redirect(`/tenants/${tenant}/legal-holds?done=placed`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/legal-holds`, 'placed');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return holdsPage(request, reply, err);
@@ -253,7 +253,7 @@ export function dpoActionPages(app: FastifyInstance, ctx: ConsolePageContext): v
       const { tenant, hold } = request.params;
       try {
         await api.call(api.rights, api.rights.releaseLegalHold, { name: `tenants/${tenant}/legalHolds/${hold}`, note: String(request.body?.note ?? '').trim() }, ctx.credential(request));
-        return reply.redirect(`/tenants/${tenant}/legal-holds?done=released`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/legal-holds`, 'released');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return holdsPage(request, reply, err);

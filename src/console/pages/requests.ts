@@ -159,7 +159,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
       try {
         const created = await api.call(api.rights, api.rights.createRequest, create, credential);
         const id = created.request!.name.slice(created.request!.name.lastIndexOf('/') + 1);
-        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=created`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'created');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return newRequestPage(request, reply, err, { kind: body.kind ?? '', received_via: body.received_via ?? '', request_id: body.request_id ?? '' });
@@ -205,7 +205,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
     }
     const receipt = found.erasureReceipt ? { jws: found.erasureReceipt, payload: jwsPayload(found.erasureReceipt) } : undefined;
     if (actionError) reply.code(httpStatusOf(actionError));
-    const done = DONE[String((request.query as { done?: string } | undefined)?.done ?? '')];
+    const done = ctx.confirmations.take(request, reply, DONE);
     return reply.type('text/html').send(
       views.page('request', credential, {
         title: `Request ${id}`,
@@ -250,7 +250,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           { name: `tenants/${tenant}/requests/${id}`, method: String(body.method ?? ''), verifiedBy: String(body.verified_by ?? '').trim(), identifierPositions: positions },
           ctx.credential(request),
         );
-        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=verified`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'verified');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return requestPage(request, reply, err);
@@ -270,7 +270,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           { name: `tenants/${tenant}/requests/${id}`, months: Number(request.body?.months ?? 0) || 0, reason: String(request.body?.reason ?? '').trim() },
           ctx.credential(request),
         );
-        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=extended`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'extended');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return requestPage(request, reply, err);
@@ -285,7 +285,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
       const { tenant, id } = request.params;
       try {
         await api.call(api.rights, api.rights.rejectRequest, { name: `tenants/${tenant}/requests/${id}`, reason: String(request.body?.reason ?? '').trim() }, ctx.credential(request));
-        return reply.redirect(`/tenants/${tenant}/requests/${id}?done=rejected`, 303);
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'rejected');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return requestPage(request, reply, err);
