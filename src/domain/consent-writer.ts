@@ -379,7 +379,9 @@ export class ConsentWriter {
 
     // Each subject's state, read once and folded event by event in batch order.
     // People this batch creates have no state yet: only the known ones are read.
-    const states = await this.consent.loadState(tx, tenantId, [...new Set([...live.filter((s) => !s.created).map((s) => s.subjectId!), ...replaying.map((r) => r.stored[0].subjectId)])]);
+    // A retry needs its person's state only for an inbound message's window (its answer says when it closes).
+    const replayedInbound = replaying.filter((r) => r.stored.some((e) => e.kind === 'INBOUND_MESSAGE'));
+    const states = await this.consent.loadState(tx, tenantId, [...new Set([...live.filter((s) => !s.created).map((s) => s.subjectId!), ...replayedInbound.map((r) => r.stored[0].subjectId)])]);
     const scopes = new Map<string, Map<string, ScopeState>>();
     const windows = new Map<string, Map<Channel, WindowState>>();
     const scopesOf = (subjectId: string) => {
@@ -519,7 +521,10 @@ export class ConsentWriter {
   /** The answer of a retry: its first call's events, opened (decrypted) outside the transaction. */
   private async replayOutcome(d: Extract<Decision, { kind: 'replay' }>, serviceWindowMs: number, slot: Slot, logSize: number): Promise<ItemOutcome<WriteResult>> {
     try {
-      const key = d.stored.some((e) => e.evidenceCiphertext !== null) ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
+      // An import's answer counts rows and never shows evidence: its retries are answered without
+      // reading the person's key (a file run again an hour later read a thousand keys per batch).
+      const needsKey = !slot.write.imported && d.stored.some((e) => e.evidenceCiphertext !== null);
+      const key = needsKey ? await this.keys.subjectKey(d.stored[0].tenantId, d.stored[0].subjectId) : null;
       const events = d.stored.map((e) => openEvent(e, key));
       const inbound = slot.write.body.type === 'inbound';
       return { ok: { events, replayed: true, windowExpireTime: inbound && d.windowStart !== undefined ? d.windowStart + serviceWindowMs : undefined, logSize } };
