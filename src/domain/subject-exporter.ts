@@ -183,7 +183,17 @@ export class SubjectExporter {
       identifiers: [] as Array<{ subject: string; kind: string; value: string }>,
       state: [] as Array<{ subject: string; purpose: string; channel: string; status: string }>,
       windows: [] as Array<{ subject: string; channel: string; lastInboundTime: string }>,
-      requests: [] as Array<{ subject: string; name: string; kind: string; state: string; receiveTime: string; dueTime: string }>,
+      requests: [] as Array<{
+        subject: string;
+        name: string;
+        kind: string;
+        state: string;
+        receiveTime: string;
+        dueTime: string;
+        extensionReason: string | null;
+        rejectionReason: string | null;
+        history: Array<{ state: string; time: string; note: string }>;
+      }>,
       holds: [] as Array<{ subject: string; name: string; ground: string; placeTime: string; releaseTime: string | null }>,
       restrictions: [] as Array<{ subject: string; name: string; ground: string; request: string; placeTime: string; notifyTime: string | null; liftTime: string | null; liftReason: string | null }>,
       objections: [] as Array<{ subject: string; objectTime: string }>,
@@ -201,9 +211,23 @@ export class SubjectExporter {
         const stateRows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId) ?? { scopes: [], windows: [] };
         for (const st of stateRows.scopes) result.state.push({ subject, purpose: names.purpose(tenantId, st.purposeId), channel: st.channel, status: scopeStatus(st, now) });
         for (const w of stateRows.windows) result.windows.push({ subject, channel: w.channel, lastInboundTime: new Date(w.lastInboundTime).toISOString() });
-        for (const r of await this.rights.requestsOfSubject(tx, tenantId, subjectId)) {
+        // Art. 15(1): the person's own requests, with what was done and why (the steps, the reasons
+        // for an extension or a rejection); the staff who took the steps are not named.
+        const requests = await this.rights.requestsOfSubject(tx, tenantId, subjectId);
+        const transitions = await this.rights.transitions(tx, requests.map((r) => r.id));
+        for (const r of requests) {
           const receiveTime = new Date(r.receiveTime).toISOString();
-          result.requests.push({ subject, name: `tenants/${tenantId}/requests/${r.id}`, kind: r.kind, state: r.state, receiveTime, dueTime: new Date(r.dueTime).toISOString() });
+          result.requests.push({
+            subject,
+            name: `tenants/${tenantId}/requests/${r.id}`,
+            kind: r.kind,
+            state: r.state,
+            receiveTime,
+            dueTime: new Date(r.dueTime).toISOString(),
+            extensionReason: r.extensionReason,
+            rejectionReason: r.rejectionReason,
+            history: (transitions.get(r.id) ?? []).map((t) => ({ state: t.toState, time: new Date(t.at).toISOString(), note: t.note })),
+          });
         }
         for (const h of await this.rights.listHolds(tx, tenantId, { subjectId, includeReleased: true }, null, 1000)) {
           const releaseTime = h.releasedAt ? new Date(h.releasedAt).toISOString() : null;
@@ -298,6 +322,7 @@ function eventJson(e: ConsentEvent) {
     method: e.method,
     notice: e.notice ? { name: names.notice(e.tenantId, e.notice.purposeId, e.notice.version), textSha256: e.notice.textSha256, language: e.notice.language } : null,
     recordedBy: e.principal,
+    requestId: e.requestId,
     evidence: e.evidence,
     lawfulBasis: e.lawfulBasis,
     jurisdiction: e.jurisdiction || null,

@@ -69,6 +69,13 @@ forEachDatabase('ExportSubjectData', (db) => {
     expect(doc.consentEvents[0].evidence.userAgent).to.equal('<script>alert(1)</script>');
     expect(doc.serviceWindows).to.have.length(1);
     expect(doc.requests.map((r: { name: string }) => r.name)).to.include(request.name);
+    // Art. 15(1) (found missing by a probe): the request's steps and each event's request id.
+    const own = doc.requests.find((r: { name: string }) => r.name === request.name) as { history: Array<{ state: string; note: string }>; extensionReason: unknown; rejectionReason: unknown };
+    expect(own.history.map((h) => h.state)).to.deep.equal(['RECEIVED', 'VERIFIED', 'IN_PROGRESS']);
+    expect(own.history[1].note).to.match(/identity verified/);
+    expect(JSON.stringify(own.history), 'staff are not named').to.not.include('dev-admin');
+    expect([own.extensionReason, own.rejectionReason]).to.deep.equal([null, null]);
+    expect(doc.consentEvents[0].requestId).to.equal('ex-ev-0');
     expect(manifest.events).to.equal(601);
     expect(createHash('sha256').update(pkg).digest('hex')).to.equal(manifest.packageSha256);
     expect(createHash('sha256').update(html).digest('hex')).to.equal(manifest.htmlSha256);
