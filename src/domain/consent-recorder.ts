@@ -215,7 +215,9 @@ export class ConsentRecorder {
         kind: input.kind,
         purposeId: input.purposeId,
         channel: input.channel,
-        eventTime: takenEffectBy(eventTime, now),
+        // Only consents are clamped: an opt-out dated ahead errs on the safe side, and the
+        // preference page dates one at a later opt-in's time on purpose (preference-links.ts).
+        eventTime: input.kind === 'OPT_OUT' ? eventTime : takenEffectBy(eventTime, now),
         method: input.method,
         notice: notice && { purposeId: notice.purposeId, version: notice.version, textSha256: notice.textSha256, language: notice.language },
         evidence,
@@ -289,7 +291,7 @@ export class ConsentRecorder {
       index: input.index,
       subjectId: input.subjectId,
       recordTime: now,
-      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: takenEffectBy(input.eventTime, now), method: 'WEB_FORM', evidence, jurisdiction: '' },
+      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: input.eventTime, method: 'WEB_FORM', evidence, jurisdiction: '' },
       imported: false,
     }));
     const results = await Promise.all(writes.map((w) => this.queue.submit(input.tenantId, w, this.waitLimit)));
@@ -326,8 +328,8 @@ export class ConsentRecorder {
 }
 
 /**
- * The event time recorded for an action the caller dates `eventTime`, told to the service at
- * `now`: an event time ahead of the service's clock (accepted up to five minutes ahead, a
+ * The event time recorded for a consent (or an inbound message) the caller dates `eventTime`,
+ * told to the service at `now`: an event time ahead of the service's clock (accepted up to five minutes ahead, a
  * sender's clock running fast) is recorded as `now`. A person cannot have acted after the
  * service was told, and the rules order a person's actions by event time: an opt-in dated four
  * minutes ahead would otherwise outrank every withdrawal recorded in those four minutes, and go
