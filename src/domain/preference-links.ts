@@ -135,7 +135,10 @@ export class PreferenceLinks {
         const granted = channels.some(
           (channel) => decide(facts, { purposeId: purpose.id, category: purpose.category, channel, allowedWhileRestricted: purpose.allowedWhileRestricted }, now, tenant.settings.serviceWindowMs).allow,
         );
-        const last = lastAction(scope, general);
+        // Opt-outs covering this scope: all purposes (keyword STOP, "withdraw everything") and
+        // this purpose on every channel (an objection's), as the rules read them.
+        const covering = [...general, ...rows.scopes.filter((s) => s !== scope && s.purposeId === scope.purposeId && s.channel === 'ANY')];
+        const last = lastAction(scope, covering);
         const noticeRef = noticeOf.get(`${scope.purposeId}\u0000${scope.channel}`);
         const notice = noticeRef ? await this.purposes.findNotice(tx, tenantId, noticeRef.purposeId, noticeRef.version) : null;
         preferences.push({
@@ -280,10 +283,10 @@ function checkToken(token: string, violations: FieldViolation[]): void {
   else if (token.length > MAX_TOKEN_LENGTH) violations.push({ field: 'token', reason: 'TOKEN_INVALID', description: 'not a valid link of this tenant for this use' });
 }
 
-/** The latest of the scope's own events and the all-purpose opt-outs that cover it. */
-function lastAction(scope: ScopeState, general: ScopeState[]): { kind: OptInKind | 'OPT_OUT'; eventTime: number } {
+/** The latest of the scope's own events and the opt-outs of the covering scopes (all purposes, or the purpose on every channel). */
+function lastAction(scope: ScopeState, covering: ScopeState[]): { kind: OptInKind | 'OPT_OUT'; eventTime: number } {
   let last: { kind: OptInKind | 'OPT_OUT'; eventTime: number } = { kind: scope.optIn!.kind, eventTime: scope.optIn!.eventTime };
-  const outs = [scope.optOut, ...general.filter((g) => g.channel === 'ANY' || g.channel === scope.channel).map((g) => g.optOut)];
+  const outs = [scope.optOut, ...covering.filter((g) => g.channel === 'ANY' || g.channel === scope.channel).map((g) => g.optOut)];
   for (const out of outs) if (out && out.eventTime >= last.eventTime) last = { kind: 'OPT_OUT', eventTime: out.eventTime };
   return last;
 }

@@ -155,6 +155,20 @@ forEachDatabase('preference links', (db) => {
     s.clock.set(now);
   });
 
+  // Found in review: an objection's opt-outs (the purpose on every channel) did not count as the
+  // scope's latest action, so the page showed the person as agreed with a Withdraw button.
+  it('GetPreferences: after an objection each marketing scope\'s latest action is the opt-out', async function () {
+    const who = phone('+4915112377902');
+    await optIn(T, who, 'newsletter', Channel.CHANNEL_WHATSAPP);
+    await optIn(T, who, 'newsletter', Channel.CHANNEL_SMS);
+    s.clock.advance(1000);
+    await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_OBJECTION, subjectIdentifier: who, receivedVia: ReceivedVia.RECEIVED_VIA_PHONE, requestId: `obj-${++counter}` }));
+    const { token } = await makeLink(who);
+    const prefs = (await preferences(token)).preferences.filter((p) => p.purpose.endsWith('/newsletter'));
+    expect(prefs).to.have.length(2);
+    for (const p of prefs) expect([Channel[p.channel], ConsentEventKind[p.lastKind], p.granted]).to.deep.equal([Channel[p.channel], 'CONSENT_EVENT_KIND_OPT_OUT', false]);
+  });
+
   it('WithdrawWithLink one scope: that check denies at once, the other allows; the evidence is in the history; retries answer the same', async function () {
     expect(await check(person, 'newsletter', Channel.CHANNEL_WHATSAPP)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
     const request = { scopes: [{ purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_WHATSAPP }], requestId: 'wd-one' };
