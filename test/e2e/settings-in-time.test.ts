@@ -32,7 +32,7 @@ forEachDatabase('settings in time: validity in months, due dates, settings in fo
 
   it('a validity in calendar months ends on the same day, or the last day of a shorter month', async function () {
     const updated = await update({ purposeConsentValidityMonths: { newsletter: 1 }, defaultConsentValidityMonths: 24 });
-    expect(updated.consistencyToken, "the update's consistency token").to.match(/^ct1\./);
+    expect(updated.consistencyToken, "the update's consistency token").to.match(/^ct2\./);
     const cases: Array<[string, number, number]> = [
       // event time, expected expiry: Jan 31 + 1 month is the end of February, at the same time of day.
       ['leap year', Date.UTC(2028, 0, 31, 10, 30), Date.UTC(2028, 1, 29, 10, 30)],
