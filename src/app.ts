@@ -358,7 +358,8 @@ async function startService(
   const replayed = await subjectEraser.replayLedger();
   if (replayed > 0) logger.warn('erasures replayed onto the data (restored from a backup?)', { subjects: replayed });
   const resumed = await subjectRights.resumeErasures();
-  if (resumed > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed });
+  if (resumed.finished > 0) logger.warn('erasure requests left in progress were finished', { requests: resumed.finished });
+  if (resumed.failed > 0) logger.error('erasure requests left in progress could not be finished; tried again every 10 s', { requests: resumed.failed, reason: resumed.reason });
   const port = await bind(server, config.bindAddress, config.port, createServerCredentials(config));
   invalidator?.start();
 
@@ -447,8 +448,9 @@ async function startService(
     sweepingErasures = true;
     jobs.start('finish stalled erasures', async () => {
       try {
-        const finished = await subjectRights.resumeStalledErasures(options.erasureSweep?.stalledMs ?? ERASURE_STALLED_MS);
+        const { finished, failed, reason } = await subjectRights.resumeStalledErasures(options.erasureSweep?.stalledMs ?? ERASURE_STALLED_MS);
         if (finished > 0) logger.warn('erasure requests left half done by a failed call were finished', { requests: finished });
+        if (failed > 0) logger.error('erasure requests left half done could not be finished; tried again in 10 s', { requests: failed, reason });
       } finally {
         sweepingErasures = false;
       }

@@ -149,7 +149,7 @@ export class SubjectRightsService {
   }
 
   /** Finishes erasures a stopped process left IN_PROGRESS (called at start). */
-  async resumeErasures(): Promise<number> {
+  async resumeErasures(): Promise<{ finished: number; failed: number; reason?: string }> {
     return this.resumeStalledErasures(null);
   }
 
@@ -162,16 +162,27 @@ export class SubjectRightsService {
    * same moment: each person's erasure is idempotent under their lock and the request completes
    * once, with the same receipt content.
    */
-  async resumeStalledErasures(stalledMs: number | null): Promise<number> {
+  async resumeStalledErasures(stalledMs: number | null): Promise<{ finished: number; failed: number; reason?: string }> {
     const now = this.clock.now();
     // null (at start): every one, whatever the clocks of the processes that started them say.
     const pending = (await this.tx.read((tx) => this.repo.inProgressErasures(tx))).filter((r) => (stalledMs === null || now - r.updatedAt >= stalledMs) && !this.inFlight.has(r.id));
+    let finished = 0;
+    let failure: unknown;
     for (const request of pending) {
-      const transitions = (await this.tx.read((tx) => this.repo.transitions(tx, [request.id]))).get(request.id) ?? [];
-      const startedBy = transitions.filter((t) => t.toState === 'IN_PROGRESS').pop()?.principal ?? 'system';
-      await this.finishing(request, startedBy);
+      // Each on its own: one that keeps failing (its tenant shredded since, the key store gone)
+      // must not keep the ones after it waiting, nor the service from starting. Failures are
+      // counted (with the first one's reason) for the log; the sweep tries them again.
+      try {
+        const transitions = (await this.tx.read((tx) => this.repo.transitions(tx, [request.id]))).get(request.id) ?? [];
+        const startedBy = transitions.filter((t) => t.toState === 'IN_PROGRESS').pop()?.principal ?? 'system';
+        await this.finishing(request, startedBy);
+        finished++;
+      } catch (err) {
+        failure ??= err;
+      }
     }
-    return pending.length;
+    const reason = failure === undefined ? undefined : failure instanceof DomainError ? failure.reason : ((failure as Error)?.name ?? 'Error');
+    return { finished, failed: pending.length - finished, reason };
   }
 
   /** Erasure requests this process is finishing now (the sweep leaves them alone). */
@@ -195,11 +206,18 @@ export class SubjectRightsService {
       const subjectId = row.subjectId;
       const erasure = await this.eraser.erase(request.tenantId, subjectId, {
         principal: principalId,
-        record: (tx, done) => this.repo.recordErasure(tx, request.id, subjectId, JSON.stringify(done)),
+        record: async (tx, done) => {
+          await this.repo.recordErasure(tx, request.id, subjectId, JSON.stringify(done));
+          // Still being worked on: another process's sweep does not take it up meanwhile.
+          await this.repo.updateRequest(tx, request.id, { updatedAt: done.erasedAt });
+        },
       });
-      // Erased by an earlier attempt of this very request (interrupted before it completed): the
-      // receipt reports what that attempt did, not "erased earlier" with nothing counted.
-      const recorded = erasure.alreadyErased ? recordedErasure(rows, subjectId) : undefined;
+      // Erased by an earlier attempt of this very request (interrupted before it completed, or
+      // another process finishing it at the same time): the receipt reports what that attempt did,
+      // read again now, not "erased earlier" with nothing counted.
+      const recorded = erasure.alreadyErased
+        ? recordedErasure((await this.tx.read((tx) => this.repo.requestIdentifiers(tx, [request.id]))).get(request.id) ?? rows, subjectId)
+        : undefined;
       erasures.set(subjectId, recorded ? { ...erasure, alreadyErased: false, erasedAt: recorded.erasedAt, counts: recorded.counts } : erasure);
       this.failpoint('erasure.subject-erased');
     }
