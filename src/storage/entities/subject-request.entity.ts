@@ -6,6 +6,7 @@ import { epochMs } from './columns';
 @Index('uq_subject_requests_request', ['tenantId', 'requestId'], { unique: true })
 @Index('ix_subject_requests_due', ['tenantId', 'state', 'dueTime'])
 @Index('ix_subject_requests_created', ['tenantId', 'createdAt'])
+@Index('ix_subject_requests_subject', ['tenantId', 'subjectId'])
 export class SubjectRequestEntity {
   @PrimaryColumn({ type: 'varchar', length: 32 })
   id!: string;
@@ -73,9 +74,9 @@ export class SubjectRequestEntity {
   rectifiedCiphertext!: string | null;
 
   /** Art. 12(3)-(4): the person told of the extension / the rejection (JSON of RequestNotice), NULL until recorded. */
-  @Column({ name: 'extension_notice', type: 'varchar', length: 300, nullable: true })
+  @Column({ name: 'extension_notice', type: 'text', nullable: true })
   extensionNotice!: string | null;
 
-  @Column({ name: 'rejection_notice', type: 'varchar', length: 300, nullable: true })
+  @Column({ name: 'rejection_notice', type: 'text', nullable: true })
   rejectionNotice!: string | null;
 }
