@@ -13,16 +13,21 @@ export class Confirmations {
     this.name = secure ? '__Host-console-done' : 'console-done';
   }
 
-  /** Redirects (303) to `url` with `done` waiting for the page there. */
+  /** Redirects (303) to `url` with `done` waiting for the page there (and no other: the cookie names the page). */
   redirect(reply: FastifyReply, url: string, done: string): FastifyReply {
-    reply.setCookie(this.name, done, { path: '/', httpOnly: true, sameSite: 'strict', secure: this.secure, maxAge: 60 });
+    reply.setCookie(this.name, `${done}@${url}`, { path: '/', httpOnly: true, sameSite: 'strict', secure: this.secure, maxAge: 60 });
     return reply.redirect(url, 303);
   }
 
   /** The message of the confirmation waiting for this page (one of `messages`), if any; shown once. */
   take(request: FastifyRequest, reply: FastifyReply, messages: Readonly<Record<string, string>>): string | undefined {
-    const done = request.cookies[this.name];
-    if (done === undefined) return undefined;
+    const value = request.cookies[this.name];
+    if (value === undefined) return undefined;
+    const at = value.indexOf('@');
+    const done = value.slice(0, at);
+    const page = value.slice(at + 1);
+    // Another page (another tab, a redirect target that failed first) leaves it for its own.
+    if (at < 1 || page !== request.url.split('?')[0]) return undefined;
     reply.clearCookie(this.name, { path: '/', httpOnly: true, sameSite: 'strict', secure: this.secure });
     return Object.hasOwn(messages, done) ? messages[done] : undefined;
   }

@@ -487,7 +487,10 @@ forEachDatabase('Web console in development mode', (db) => {
     // The confirmation travels in a one-minute cookie the action sets, shown once (found by a
     // probe: "?done=erased" in a hand-written link showed a success nobody had had).
     const flash = (created.headers.getSetCookie?.() ?? []).find((c) => c.startsWith('console-done='))!;
-    expect(flash).to.match(/^console-done=created;.*HttpOnly/i).and.match(/SameSite=Strict/i);
+    expect(flash).to.match(/^console-done=created(@|%40)[^;]+;.*HttpOnly/i).and.match(/SameSite=Strict/i);
+    const elsewhere = await fetch(`${base}/tenants/${TENANT}/requests`, { headers: { cookie: flash.split(';')[0] } });
+    expect(await elsewhere.text(), 'another page leaves it').to.not.include('The request was registered.');
+    expect(elsewhere.headers.get('set-cookie') ?? '').to.not.match(/console-done=;/);
     const page = await fetch(`${base}${location}`, { headers: { cookie: flash.split(';')[0] } });
     const shown = await page.text();
     expect(shown).to.include('<dd class="state">completed</dd>').and.include('The request was registered.');
