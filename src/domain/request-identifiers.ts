@@ -107,7 +107,10 @@ export class RequestSubjectResolver {
       // who made it. One that found nobody takes the person recorded since, unless the identifier
       // passed to that person (a reassigned number's new owner) after the request was received.
       if (row.viaLink !== null || row.subjectId !== null) continue;
-      const found = await this.subjects.findByIdentifier(tx, tenantId, { kind: row.identifierKind, blindIndex: row.blindIndex });
+      const seen = await this.subjects.findByIdentifier(tx, tenantId, { kind: row.identifierKind, blindIndex: row.blindIndex });
+      // Under the person's lock: an erasure that committed meanwhile shows (it seals the rows that
+      // pair its person with a blind index; none may be added behind it).
+      const found = seen && !seen.erased ? await this.subjects.lock(tx, tenantId, seen.subjectId) : seen;
       if (found && !found.erased && !(found.reassignedAt !== undefined && found.reassignedAt > receivedAt)) {
         row.subjectId = found.subjectId;
         await save.update(row.position, { subjectId: found.subjectId });

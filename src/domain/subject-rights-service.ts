@@ -400,6 +400,14 @@ export class SubjectRightsService {
           row.outcome = applied.note;
         }
       }
+      // Under the persons' locks, so that an erasure that committed meanwhile shows: it seals every
+      // row pairing its person with a blind index (docs/keys.md), and none may be added behind it.
+      const persons = [...new Set(rows.map((r) => r.subjectId).filter((x): x is string => x !== null))];
+      if (persons.length > 0) {
+        const locked = await this.subjects.lockMany(tx, tenantId, persons);
+        for (const row of rows) if (row.subjectId !== null && (locked.get(row.subjectId)?.erased ?? true)) row.subjectId = null;
+        rows = rows.filter((row) => row.viaLink === null || row.subjectId !== null);
+      }
       const first = rows[0];
       if (rectified && first.subjectId !== rectified.subjectId) {
         // Recorded (or erased) since it was prepared: the value must be encrypted for the person found now.
