@@ -657,8 +657,7 @@ export class SubjectRightsService {
   async recordNotice(principal: Principal, tenantId: string, id: string, topic: 'EXTENSION' | 'REJECTION' | null, method: string, notifiedBy: string): Promise<SubjectRequestView> {
     const v = new Violations();
     v.check(topic !== null, 'topic', 'REQUIRED', 'EXTENSION or REJECTION');
-    v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
-    v.check(notifiedBy.trim().length > 0 && characterCount(notifiedBy) <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    checkNotice(v, method, notifiedBy);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -883,8 +882,7 @@ export class SubjectRightsService {
   /** Art. 18(3): records that the person was informed before the restriction is lifted. */
   async recordRestrictionNotice(principal: Principal, tenantId: string, id: string, method: string, notifiedBy: string): Promise<RestrictionRecord> {
     const v = new Violations();
-    v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
-    v.check(notifiedBy.trim().length > 0 && characterCount(notifiedBy) <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
+    checkNotice(v, method, notifiedBy);
     v.throwIfAny();
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
@@ -1057,4 +1055,10 @@ function parseCursor(token: string | null): NewestFirstCursor | null {
 function recordedErasure(rows: RequestIdentifierRecord[], subjectId: string): ErasureRecord | undefined {
   const json = rows.find((r) => r.subjectId === subjectId && r.erasure)?.erasure;
   return json ? (JSON.parse(json) as ErasureRecord) : undefined;
+}
+
+/** How and by whom a person was told something (RecordRequestNotice, RecordRestrictionNotice): the fields' checks. */
+function checkNotice(v: Violations, method: string, notifiedBy: string): void {
+  v.check(/^[A-Za-z0-9_.:-]{1,64}$/.test(method), 'method', 'INVALID_METHOD', '1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+  v.check(notifiedBy.trim().length > 0 && characterCount(notifiedBy) <= 128, 'notified_by', 'REQUIRED', 'a staff reference of 1-128 characters');
 }
