@@ -102,6 +102,21 @@ forEachDatabase('erasure requests', (db) => {
     expect(events.map((e) => e.name), 'only the new history').to.deep.equal([fresh.event!.name]);
   });
 
+  it('erasing the new owner of a reassigned number seals the reassignment report\'s blind index too', async function () {
+    const who = 'passed-on@example.com';
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    const reported = await call(s.consent, s.consent.reportReassignedIdentifier, { parent: `tenants/${T}`, subjectIdentifier: email(who), reassignTime: undefined, source: 'CARRIER_NOTICE', requestId: `ra-${++n}` } as never);
+    const fresh = (reported as unknown as { subject: string }).subject.split('/').pop();
+    const report = () => s.app.dataSource.query('SELECT blind_index FROM identifier_reassignments WHERE tenant_id = ? AND new_subject_id = ?', [T, fresh]) as Promise<Array<{ blind_index: string }>>;
+    const [before] = await report();
+    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
+    const tombstones = (await s.app.dataSource.query('SELECT blind_index FROM suppressions WHERE tenant_id = ?', [T])) as Array<{ blind_index: string }>;
+    expect(tombstones.map((t) => t.blind_index), 'the tombstone carries the number\'s blind index').to.include(before.blind_index);
+    const [after] = await report();
+    expect(after.blind_index, 'sealed: it no longer joins the tombstone').to.not.equal(before.blind_index);
+    expect(tombstones.map((t) => t.blind_index)).to.not.include(after.blind_index);
+  });
+
   /** The JSON package of an export, reassembled from its chunks. */
   function exportPackage(name: string): Promise<{ consentEvents: unknown[] }> {
     return new Promise((resolve, reject) => {
