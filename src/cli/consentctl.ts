@@ -19,6 +19,7 @@ import {
   ListRequestsRequest,
   ReceivedVia,
   RequestKind,
+  RequestNoticeTopic,
   RequestState,
   Restriction,
   RestrictionGround,
@@ -147,7 +148,9 @@ function printRequest(r: DataSubjectRequest, s: Session): void {
   if (s.nameOnly) return out(`${r.name}\n`);
   printRequests([r], s);
   if (r.extensionReason) out(`\nextended: ${r.extensionReason}\n`);
+  if (r.extensionNotice) out(`person told of the extension: ${r.extensionNotice.method} by ${r.extensionNotice.notifiedBy}, ${r.extensionNotice.notifyTime?.toISOString() ?? ''}\n`);
   if (r.rejectionReason) out(`\nrejected: ${r.rejectionReason}\n`);
+  if (r.rejectionNotice) out(`person told of the rejection: ${r.rejectionNotice.method} by ${r.rejectionNotice.notifiedBy}, ${r.rejectionNotice.notifyTime?.toISOString() ?? ''}\n`);
   if (r.identifiers.length > 0) {
     const verified = (i: RequestIdentifier) => (i.verificationMethod ? `${i.verificationMethod} by ${i.verifiedBy}` : '-');
     out('\n' + renderTable(['#', 'KIND', 'SUBJECT', 'VERIFIED', 'OUTCOME'], r.identifiers.map((i) => [String(i.position), i.kind, i.subject || '(nothing held)', verified(i), i.outcome || '-'])));
@@ -371,6 +374,22 @@ export function buildProgram(): Command & { active(): Command } {
       const req = { name: childName(name, 'requests', 'the request'), months: Number(o.months), reason: requiredText(o.reason, '--reason', MAX_TEXT) };
       const rights = rightsClient();
       printRequest((await rpc(g(), rights, rights.extendDeadline, req)).request!, g());
+    });
+  requests
+    .command('notify <name>')
+    .description('record that the person was told of the extension and its reasons (Art. 12(3)) or of the rejection and their right to complain (Art. 12(4))')
+    .requiredOption('--topic <topic>', 'extension or rejection')
+    .requiredOption('--method <method>', 'how they were told, e.g. LETTER, EMAIL')
+    .requiredOption('--by <staff>', 'who told them (a staff reference, not a name)')
+    .action(async (name: string, o) => {
+      const topics: Record<string, RequestNoticeTopic> = { extension: RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, rejection: RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION };
+      const given = String(o.topic).toLowerCase();
+      if (!Object.hasOwn(topics, given)) throw usageError('--topic must be extension or rejection');
+      const topic = topics[given];
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+      const req = { name: childName(name, 'requests', 'the request'), topic, method: o.method as string, notifiedBy: requiredText(o.by, '--by', 128) };
+      const rights = rightsClient();
+      printRequest((await rpc(g(), rights, rights.recordRequestNotice, req)).request!, g());
     });
   requests
     .command('reject <name>')

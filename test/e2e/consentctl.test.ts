@@ -35,6 +35,13 @@ describe('consentctl', function () {
     const verified = await ctl('requests', 'verify', name, '--method', 'ID_DOCUMENT', '--by', 'dpo-1');
     expect(verified.code, verified.err).to.equal(0);
     expect(verified.out).to.include('verified').and.include('identity verified by ID_DOCUMENT');
+    // Art. 12(3): extended, and the person told so.
+    const early = await ctl('requests', 'notify', name, '--topic', 'extension', '--method', 'LETTER', '--by', 'dpo-1');
+    expect([early.code, early.err], 'not extended yet').to.satisfy(([code, err]: [number, string]) => code === 1 && err.includes('NOT_EXTENDED'));
+    expect((await ctl('requests', 'extend', name, '--months', '1', '--reason', 'many records')).code).to.equal(0);
+    const told = await ctl('requests', 'notify', name, '--topic', 'extension', '--method', 'LETTER', '--by', 'dpo-1');
+    expect(told.code, told.err).to.equal(0);
+    expect(told.out).to.include('person told of the extension: LETTER by dpo-1');
     const out = path.join(db.dataDir, 'export-1');
     const exported = await ctl('export', name, '--out', out);
     expect(exported.code, exported.err).to.equal(0);
