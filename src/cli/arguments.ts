@@ -68,6 +68,15 @@ export function requiredText(value: string, flag: string, max: number): string {
   return value;
 }
 
+/**
+ * A short code the service records as given (a verification or notice method, a report's source):
+ * 1-64 characters of A-Z a-z 0-9 _ . : -, as the service checks it.
+ */
+export function codeText(value: string, flag: string, example: string): string {
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(value)) throw usageError(`${flag} must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ${example}`);
+  return value;
+}
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** An idempotency key as every write method accepts it; default: a fresh random one. */

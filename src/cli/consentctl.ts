@@ -49,6 +49,7 @@ import {
   readableFile,
   requestId,
   requiredText,
+  codeText,
   subjectName,
   tenantName,
   taggedIdentifier,
@@ -358,7 +359,7 @@ export function buildProgram(): Command & { active(): Command } {
     .requiredOption('--by <staff>', 'who verified it (a staff reference, not a name)')
     .option('--identifier <positions>', "only these identifiers of the request, by position (\"1\" or \"2,3\"; default: all not yet verified)")
     .action(async (name: string, o) => {
-      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
+      codeText(o.method, '--method', 'ID_DOCUMENT');
       const positions = o.identifier === undefined ? [] : String(o.identifier).split(',').map((p) => positiveInt(p.trim(), '--identifier'));
       const req = { name: childName(name, 'requests', 'the request'), method: o.method as string, verifiedBy: requiredText(o.by, '--by', 128), identifierPositions: positions };
       const rights = rightsClient();
@@ -386,7 +387,7 @@ export function buildProgram(): Command & { active(): Command } {
       const given = String(o.topic).toLowerCase();
       if (!Object.hasOwn(topics, given)) throw usageError('--topic must be extension or rejection');
       const topic = topics[given];
-      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+      codeText(o.method, '--method', 'LETTER');
       const req = { name: childName(name, 'requests', 'the request'), topic, method: o.method as string, notifiedBy: requiredText(o.by, '--by', 128) };
       const rights = rightsClient();
       printRequest((await rpc(g(), rights, rights.recordRequestNotice, req)).request!, g());
@@ -467,7 +468,7 @@ export function buildProgram(): Command & { active(): Command } {
     .option('--at <iso-time>', 'when it passed to the new owner (default: now)')
     .option('--request-id <id>', 'idempotency key (default: random)')
     .action(async (o) => {
-      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.source)) throw usageError('--source must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. CARRIER_NOTICE');
+      codeText(o.source, '--source', 'CARRIER_NOTICE');
       const s = g();
       const consent = new ConsentServiceClient(s.address, s.credentials);
       const res = await rpc(s, consent, consent.reportReassignedIdentifier, {
@@ -607,7 +608,7 @@ export function buildProgram(): Command & { active(): Command } {
     .requiredOption('--method <method>', 'how, e.g. LETTER, EMAIL (1-64 characters of A-Z a-z 0-9 _ . : -)')
     .requiredOption('--by <staff>', 'who informed them (a staff reference, not a name)')
     .action(async (name: string, o) => {
-      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. LETTER');
+      codeText(o.method, '--method', 'LETTER');
       const req = { name: childName(name, 'restrictions', 'the restriction'), method: o.method as string, notifiedBy: requiredText(o.by, '--by', 128) };
       const rights = rightsClient();
       printRestrictions([(await rpc(g(), rights, rights.recordRestrictionNotice, req)).restriction!], g());
@@ -653,7 +654,7 @@ export function buildProgram(): Command & { active(): Command } {
     .action(async (o) => {
       const request = o.request === undefined ? '' : childName(o.request, 'requests', '--request');
       if (!request && (o.method === undefined || o.by === undefined)) throw usageError('give --method and --by, or --request (a verified request)');
-      if (o.method !== undefined && !/^[A-Za-z0-9_.:-]{1,64}$/.test(o.method)) throw usageError('--method must be 1-64 characters of A-Z a-z 0-9 _ . : -, e.g. ID_DOCUMENT');
+      if (o.method !== undefined) codeText(o.method, '--method', 'ID_DOCUMENT');
       const req = {
         parent: tenantName(o.tenant),
         first: taggedIdentifier(o.first, '--first', o.region),
