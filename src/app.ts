@@ -292,7 +292,7 @@ async function startService(
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit);
   const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit);
   subjectRights.rectification = rectification;
-  const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit);
+  const keyAdmin = new KeyAdministration(tx, tenantRows, tenants, new TypeormKeyRotationRepository(), keys, jobs, clock, audit, failpoint);
   // The decision cache follows the audit logs of the tenants it holds (CacheInvalidator) and
   // forgets this process's own writes at once, before they are answered (read your writes).
   const monotonic = () => performance.now();

@@ -35,6 +35,8 @@ export class KeyAdministration {
     private readonly jobs: BackgroundJobs,
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
+    /** Test hook: kills the process at a named point (app.ts, CONSENT_FAILPOINT). */
+    private readonly failpoint: (name: string) => void = () => undefined,
   ) {}
 
   /**
@@ -104,7 +106,9 @@ export class KeyAdministration {
       await this.audit.append(tx, tenantId, { type: 'KEY_ROTATION_STARTED', time: now, principal: principal.id, ref: `${from}->${to}` });
       return record;
     });
-    if (rotation.state === 'RUNNING') this.jobs.start(`rotate tenants/${tenantId}`, () => this.rewrap(rotation));
+    // A retry of a rotation that is still RUNNING resumes it here unless this process runs it
+    // already (its process may have died).
+    if (rotation.state === 'RUNNING') this.startRewrap(rotation);
     return rotation;
   }
 
@@ -134,7 +138,7 @@ export class KeyAdministration {
   /** Resumes what a stopped process left: running rotations and purges of erased tenants. */
   async resume(): Promise<void> {
     const [running, unpurged] = await this.tx.read(async (tx) => [await this.rotations.running(tx), await this.tenantRows.listUnpurged(tx)] as const);
-    for (const rotation of running) this.jobs.start(`rotate tenants/${rotation.tenantId}`, () => this.rewrap(rotation));
+    for (const rotation of running) this.startRewrap(rotation);
     for (const tenantId of unpurged) {
       // A shred that stopped between marking and destroying: finish destroying first.
       await this.keys.destroyTenantKeys(tenantId, this.clock.now());
@@ -142,20 +146,39 @@ export class KeyAdministration {
     }
   }
 
+  /** Rotations this process is re-wrapping now, by id: one job each. */
+  private readonly rewrapping = new Set<string>();
+
+  private startRewrap(rotation: KeyRotationRecord): void {
+    if (this.rewrapping.has(rotation.id)) return;
+    this.rewrapping.add(rotation.id);
+    this.jobs.start(`rotate tenants/${rotation.tenantId}`, () => this.rewrap(rotation).finally(() => this.rewrapping.delete(rotation.id)));
+  }
+
+  /**
+   * Re-wraps the rotation's subject keys and ends it. Another process may run the same rotation
+   * (a retry or a restart resumed it while the first was still alive): re-wrapping a key twice is
+   * harmless (a row moves only off the old epoch), and only the first to end the rotation records
+   * its end and its audit entry.
+   */
   private async rewrap(rotation: KeyRotationRecord): Promise<void> {
+    // A resumed rotation counts only the keys still to re-wrap; what an earlier process recorded
+    // (total, done) is carried over, so the progress reads as one rotation and never goes back.
+    const earlier = { total: rotation.total, done: rotation.done };
     try {
       await this.keys.rewrapSubjectKeys(rotation.tenantId, () => this.clock.now(), async (p) => {
         if (this.jobs.shuttingDown) throw new Error('stopped for shutdown; resumed at the next start');
-        await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { total: p.total, done: p.done }));
+        await this.tx.write((tx) => this.rotations.updateRunning(tx, rotation.id, resumedProgress(earlier, p)));
+        if (p.done > 0) this.failpoint('key-rotation.progress');
       });
       await this.tx.write(async (tx) => {
-        await this.rotations.update(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() });
+        if (!(await this.rotations.updateRunning(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() }))) return;
         await this.audit.append(tx, rotation.tenantId, { type: 'KEY_EPOCH_DESTROYED', time: this.clock.now(), principal: rotation.principal, ref: String(rotation.fromEpoch) });
       });
     } catch (err) {
       if (this.jobs.shuttingDown) return; // stays RUNNING; resume() picks it up
       const reason = (err as { reason?: string }).reason ?? 'INTERNAL';
-      await this.tx.write((tx) => this.rotations.update(tx, rotation.id, { state: 'FAILED', error: reason, endedAt: this.clock.now() }));
+      await this.tx.write((tx) => this.rotations.updateRunning(tx, rotation.id, { state: 'FAILED', error: reason, endedAt: this.clock.now() }));
       throw err;
     }
   }
@@ -171,3 +194,14 @@ export class KeyAdministration {
   }
 }
 
+
+/**
+ * A rotation's progress from what an earlier process recorded (`earlier`: zero for a new rotation)
+ * and this run's count (`run`: the keys this run found left, and how many of them it has done).
+ * Keys re-wrapped after the earlier process last recorded its progress count as done: the total is
+ * the first run's, and done is the total less what is left.
+ */
+export function resumedProgress(earlier: { total: number; done: number }, run: { total: number; done: number }): { total: number; done: number } {
+  const total = Math.max(earlier.total, earlier.done + run.total);
+  return { total, done: total - (run.total - run.done) };
+}

@@ -74,7 +74,11 @@ export interface KeyRotationRepository {
   findByRequest(tx: TxContext, tenantId: string, requestId: string): Promise<KeyRotationRecord | null>;
   /** RUNNING rotations, of one tenant or of all. */
   running(tx: TxContext, tenantId?: string): Promise<KeyRotationRecord[]>;
-  update(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<void>;
+  /**
+   * Changes a rotation that is still RUNNING; false when it has ended (another process, or an
+   * earlier run of this one, finished it), and then nothing is changed.
+   */
+  updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<boolean>;
 }
 
 export interface PurposeRecord extends Purpose {

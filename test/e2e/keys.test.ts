@@ -3,10 +3,12 @@ import { expect } from 'chai';
 import { credentials } from '@grpc/grpc-js';
 import { Channel } from '../../src/gen/consent/v1/common';
 import { ListConsentEventsRequest, RecordInboundMessageRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
 import { JobState, KeyEpochState, KeyRotation, KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { forEachDatabase } from '../support/databases';
 import { dropRestored, dumpDatabase } from '../support/dumps';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
+import { startServerProcess } from '../support/server-process';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
 
 const evidence = { sourceIp: '198.51.100.7', userAgent: 'KeyTest/1.0', pageUrl: '', inboundMessageId: '', freeText: '' };
@@ -107,6 +109,54 @@ forEachDatabase('KeyService', (db) => {
     expect(info.epochs.filter((e) => e.state === KeyEpochState.KEY_EPOCH_STATE_ACTIVE).map((e) => e.epoch)).to.deep.equal([Math.max(...opened)]);
     const check = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(305) }));
     expect(check.consentEvents[0].evidence!.userAgent, 'still readable').to.equal('KeyTest/1.0');
+  });
+
+  it('a rotation resumed after a crash reports the whole rotation, also when two processes resume it at once', async function () {
+    this.timeout(120_000);
+    const T = 'rot-resume';
+    await seedTenant(s, T);
+    // More subject keys than one re-wrap batch (200), so the killed process has recorded progress.
+    for (let i = 0; i < 250; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(1000 + i + j), evidence, requestId: `resume-${i + j}` }))),
+      );
+    }
+    // A second process rotates and is killed right after recording its first batch.
+    const doomed = await startServerProcess(db(), { env: { CONSENT_FAILPOINT: 'key-rotation.progress', LOG_LEVEL: 'warn' } });
+    const other = new KeyServiceClient(doomed.address, credentials.createInsecure());
+    try {
+      // The background job may kill the process before the answer leaves it.
+      await call(other, other.rotateTenantKey, { name: `tenants/${T}`, requestId: 'resume-rotation' }).catch((e: { code: number }) => expect(e.code).to.equal(status.UNAVAILABLE));
+      expect(['SIGKILL', 137], 'killed at the failpoint').to.include(await doomed.exited);
+    } finally {
+      other.close();
+      await doomed.stop(1000);
+    }
+    const rows = (await s.app.dataSource.query('SELECT id, state, total, done FROM key_rotations WHERE tenant_id = ?', [T])) as { id: string; state: string; total: number; done: number }[];
+    expect(rows.map((r) => [r.state, Number(r.total), Number(r.done)])).to.deep.equal([['RUNNING', 250, 200]]);
+
+    // Two resume it at once: a restarted process, and a retry of the call here (which resumes a
+    // rotation whose process died).
+    const restarted = await startServerProcess(db(), { env: { LOG_LEVEL: 'warn' } });
+    try {
+      const retried = (await call(keys, keys.rotateTenantKey, { name: `tenants/${T}`, requestId: 'resume-rotation' })).rotation!;
+      expect(retried.name).to.equal(`tenants/${T}/keyRotations/${rows[0].id}`);
+      const done = await waitForRotation(retried);
+      expect([done.state, done.subjectKeysTotal, done.subjectKeysDone]).to.deep.equal([JobState.JOB_STATE_SUCCEEDED, 250, 250]);
+      // Both processes' jobs have ended once the epoch is destroyed and nothing is left to move.
+      await s.app.services.keyAdministration.resume();
+    } finally {
+      await restarted.stop();
+    }
+    const info = await call(keys, keys.getTenantKeyInfo, { name: `tenants/${T}` });
+    expect(info.epochs.map((e) => [e.epoch, e.state, e.subjectKeys])).to.deep.equal([
+      [1, KeyEpochState.KEY_EPOCH_STATE_DESTROYED, 0],
+      [2, KeyEpochState.KEY_EPOCH_STATE_ACTIVE, 250],
+    ]);
+    const { entries } = await call(s.audit, s.audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, entryTypes: ['KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED'], pageSize: 500 }));
+    expect(entries.map((e) => JSON.parse(e.entryJson).type), 'the rotation ended once').to.deep.equal(['KEY_ROTATION_STARTED', 'KEY_EPOCH_DESTROYED']);
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(1249) }) });
+    expect(check.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
   });
 
   it('counts AES-GCM encryptions per subject key and refuses past the configured limit', async function () {

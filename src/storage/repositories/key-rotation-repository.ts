@@ -21,8 +21,9 @@ export class TypeormKeyRotationRepository implements KeyRotationRepository {
     return rows.map((r) => toRecord(r)!);
   }
 
-  async update(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<void> {
-    await managerOf(tx).update(KeyRotationEntity, { id }, change);
+  async updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<boolean> {
+    const result = await managerOf(tx).update(KeyRotationEntity, { id, state: 'RUNNING' }, change);
+    return (result.affected ?? 0) > 0;
   }
 }
 
