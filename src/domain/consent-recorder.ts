@@ -39,6 +39,11 @@ export interface RecordConsentInput {
   fingerprintSource: string;
   /** Return a signed consent receipt (opt-in kinds only). */
   issueReceipt?: boolean;
+  /**
+   * The person the write must be for (a sign-up's confirmation): refused (SUBJECT_ERASED) when the
+   * identifier names nobody or someone else by the time it commits; never creates a person.
+   */
+  subjectId?: string;
 }
 
 export interface RecordInboundInput {
@@ -209,6 +214,7 @@ export class ConsentRecorder {
       fingerprint,
       identifier,
       index: this.subjects.index(keyring, identifier),
+      subjectId: input.subjectId,
       recordTime: now,
       body: {
         type: 'consent',

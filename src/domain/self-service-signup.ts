@@ -446,12 +446,18 @@ export class SelfServiceSignUp {
           jurisdiction: '',
           requestId: `ss-confirm:${row.id}:${i}`,
           fingerprintSource: canonicalJson({ v: 'signup-confirm/1', confirmation: row.id, scope: i }),
+          // The person who signed up, not whoever holds the address now: an address reported
+          // reassigned or rectified since confirms nothing for its new holder (Art. 7(1)).
+          subjectId: row.subjectId,
         });
         // Each later write's token covers the earlier ones (log positions grow).
         consistencyToken = recorded.consistencyToken;
         if (recorded.event.subjectId === row.subjectId) events.push(recorded.event);
       } catch (err) {
         if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN' || err.reason === 'PENDING_OPT_IN_WITHDRAWN')) continue;
+        if (err instanceof DomainError && err.reason === 'SUBJECT_ERASED' && events.length === 0) {
+          throw failedPrecondition('SIGNUP_SUPERSEDED', 'the address of this sign-up no longer belongs to the person who signed up (erased, corrected or reassigned since): nothing was confirmed');
+        }
         throw err;
       }
     }

@@ -276,6 +276,8 @@ export function failureOf(error: ApiError, s: Strings): [number, string] {
       return [409, s.failUsed];
     case 'SUBJECT_ERASED':
       return [410, s.failErased];
+    case 'SIGNUP_SUPERSEDED':
+      return [410, s.failSuperseded];
     case 'NOTICE_OUTDATED':
       return [409, s.failOutdated];
     case 'RATE_LIMITED':

@@ -247,6 +247,28 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     expect((await expectGrpcError(confirm(tokenOf(listed.link)), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_ERASED');
   });
 
+  it('a link of a sign-up whose address was reported reassigned since is SIGNUP_SUPERSEDED: the new holder\'s own sign-up stays pending', async function () {
+    const address = 'shared.box@example.org';
+    const who = email(address);
+    await signUp(signUpReq(who));
+    const first = (await deliveries()).find((d) => d.email === address)!;
+    await call(self, self.acknowledgeConfirmationDeliveries, { parent: `tenants/${T}`, names: [first.name] });
+    await call(consent, consent.reportReassignedIdentifier, { parent: `tenants/${T}`, subjectIdentifier: who, reassignTime: undefined, source: 'CARRIER_NOTICE', requestId: `rr-${Math.random()}` } as never);
+    s.clock.advance(60_000);
+    // The address's new holder signs up; only the former holder's old link is clicked.
+    await signUp(signUpReq(who));
+    expect(await check(who, Channel.CHANNEL_EMAIL)).to.equal('VERDICT_DENY DECISION_REASON_CONFIRMATION_PENDING');
+    const before = await tableCounts();
+    expect((await expectGrpcError(confirm(tokenOf(first.link)), status.FAILED_PRECONDITION)).reason).to.equal('SIGNUP_SUPERSEDED');
+    expect(await check(who, Channel.CHANNEL_EMAIL), 'nothing confirmed for the new holder').to.equal('VERDICT_DENY DECISION_REASON_CONFIRMATION_PENDING');
+    expect((await events(who)).map((e) => ConsentEventKind[e.kind])).to.deep.equal(['CONSENT_EVENT_KIND_OPT_IN_PENDING']);
+    expect(await tableCounts(), 'nothing recorded').to.deep.equal(before);
+    // The new holder's own link confirms.
+    const second = (await deliveries()).find((d) => d.email === address && d.name !== first.name)!;
+    expect((await confirm(tokenOf(second.link))).events).to.have.length(1);
+    expect(await check(who, Channel.CHANNEL_EMAIL)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+  });
+
   it('refusals: outdated notice, channel not offered, channel of another kind, language, identifier kind, choices; nothing changes', async function () {
     const who = phone('+4915112399010');
     const before = await tableCounts();

@@ -2768,7 +2768,8 @@ export const SelfServiceServiceService = {
    * Confirms a pending double opt-in with the token of an e-mail confirmation link: records
    * OPT_IN_CONFIRMED for each scope the sign-up left pending, with the click's evidence.
    * FAILED_PRECONDITION TOKEN_EXPIRED, TOKEN_USED (answered with the first confirmation's time),
-   * SUBJECT_ERASED; INVALID_ARGUMENT for a token that is not one of this tenant's.
+   * SUBJECT_ERASED, SIGNUP_SUPERSEDED (the address now belongs to someone else or was corrected:
+   * nothing is confirmed); INVALID_ARGUMENT for a token that is not one of this tenant's.
    */
   confirmSignUp: {
     path: "/consent.v1.SelfServiceService/ConfirmSignUp" as const,
@@ -2889,7 +2890,8 @@ export interface SelfServiceServiceServer extends UntypedServiceImplementation {
    * Confirms a pending double opt-in with the token of an e-mail confirmation link: records
    * OPT_IN_CONFIRMED for each scope the sign-up left pending, with the click's evidence.
    * FAILED_PRECONDITION TOKEN_EXPIRED, TOKEN_USED (answered with the first confirmation's time),
-   * SUBJECT_ERASED; INVALID_ARGUMENT for a token that is not one of this tenant's.
+   * SUBJECT_ERASED, SIGNUP_SUPERSEDED (the address now belongs to someone else or was corrected:
+   * nothing is confirmed); INVALID_ARGUMENT for a token that is not one of this tenant's.
    */
   confirmSignUp: handleUnaryCall<ConfirmSignUpRequest, ConfirmSignUpResponse>;
   /**
@@ -2954,7 +2956,8 @@ export interface SelfServiceServiceClient extends Client {
    * Confirms a pending double opt-in with the token of an e-mail confirmation link: records
    * OPT_IN_CONFIRMED for each scope the sign-up left pending, with the click's evidence.
    * FAILED_PRECONDITION TOKEN_EXPIRED, TOKEN_USED (answered with the first confirmation's time),
-   * SUBJECT_ERASED; INVALID_ARGUMENT for a token that is not one of this tenant's.
+   * SUBJECT_ERASED, SIGNUP_SUPERSEDED (the address now belongs to someone else or was corrected:
+   * nothing is confirmed); INVALID_ARGUMENT for a token that is not one of this tenant's.
    */
   confirmSignUp(
     request: ConfirmSignUpRequest,
