@@ -13,6 +13,7 @@ import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { ConsentEvent, EARLIEST_RECORD_TIME } from './model';
 import { ChangeFeedRepository, ConsentRepository, IdentifierChangeRepository, ReassignmentRecord, StoredConsentEvent, SubjectRepository } from './ports';
 import { Principal } from './principal';
+import { SignUpRepository } from './self-service-signup';
 import { checkRequestId } from './request-id';
 import { TenantService } from './tenant-service';
 
@@ -72,6 +73,7 @@ export class IdentifierReassignment {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
+    private readonly signUps: Pick<SignUpRepository, 'supersedeDeliveries'>,
   ) {}
 
   /** Told about each committed report before it is answered (the decision cache forgets both people at once). */
@@ -217,6 +219,8 @@ export class IdentifierReassignment {
           await this.consent.saveStates(tx, tenantId, [...changed, ...[...freshScopes.values()].map((scope) => ({ subjectId: newSubjectId, scope }))], []);
         }
         await this.identifiers.closeWindows(tx, tenantId, oldSubjectId);
+        // The former holder's confirmation mails not yet sent would reach the new holder.
+        await this.signUps.supersedeDeliveries(tx, tenantId, oldSubjectId, index, now);
         await this.identifiers.markIdentifiersChanged(tx, tenantId, oldSubjectId, now);
       }
       // The identifier moves: its row (and the old person's ciphertext of it) goes, a new one names the fresh subject.

@@ -9,8 +9,9 @@ import { Clock } from './clock';
 import { encodeConsistencyToken } from './consistency';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { IdentifierRef } from './model';
-import { IdentifierChangeRepository, IdentifierIndex, RequestKind, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ChangeFeedRepository, IdentifierChangeRepository, IdentifierIndex, RequestKind, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { Principal } from './principal';
+import { SignUpRepository } from './self-service-signup';
 import { TenantService } from './tenant-service';
 
 /** Audit entry type of a carried-out rectification; names the subject and, as `ref`, the request. */
@@ -72,6 +73,8 @@ export class IdentifierRectification {
     private readonly keys: KeyManager,
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
+    private readonly changes: ChangeFeedRepository,
+    private readonly signUps: Pick<SignUpRepository, 'supersedeDeliveries'>,
   ) {}
 
   /** Told about each committed rectification before it is answered (the decision cache forgets the person at once). */
@@ -181,7 +184,11 @@ export class IdentifierRectification {
           valueCiphertext: encryptField(key.key, key.kid, identifierContext(tenantId, person.subjectId, rectified), value),
         });
       }
-      await this.audit.append(tx, tenantId, { type: IDENTIFIER_RECTIFIED, time: now, principal: principal.id, subject: person.subjectId, ref: name.request, payloadSha256: sha256Hex(rectified.kind) });
+      // A confirmation mail of a sign-up still waiting to go to the old (wrong) address does not go.
+      await this.signUps.supersedeDeliveries(tx, tenantId, person.subjectId, old, now);
+      const auditSeq = await this.audit.append(tx, tenantId, { type: IDENTIFIER_RECTIFIED, time: now, principal: principal.id, subject: person.subjectId, ref: name.request, payloadSha256: sha256Hex(rectified.kind) });
+      // Art. 19: recipients that keep copies learn of the rectification on the change feed.
+      await this.changes.append(tx, [{ tenantId, kind: 'RECTIFIED', subjectId: person.subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
       await complete(person.subjectId, `rectified: the ${rectified.kind.toLowerCase()} identifier was replaced; history and consents follow it`);
       return { subjectId: person.subjectId, logSize: await this.audit.committedSize(tx, tenantId) };
     });

@@ -247,7 +247,7 @@ export interface ChangeRecord {
   auditSeq: number;
   tenantId: string;
   /** CONFIRMATION: an e-mail sign-up confirmation to deliver (`eventId` holds the delivery's id). */
-  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION';
+  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION' | 'RECTIFIED';
   subjectId: string;
   purposeId: string | null;
   channel: string | null;

@@ -136,6 +136,12 @@ export interface SignUpRepository {
   oldestMailable(tx: TxContext, now: number): Promise<number | null>;
   /** Acknowledges those of `ids` still open at `now`; returns how many. */
   acknowledge(tx: TxContext, tenantId: string, ids: string[], now: number): Promise<number>;
+  /**
+   * The identifier no longer names the subject (rectified, reported reassigned): deliveries of the
+   * subject's unconfirmed sign-ups with that identifier that are not yet handed out or sent are
+   * made obsolete (neither listed nor mailed): the address is wrong, or someone else's now.
+   */
+  supersedeDeliveries(tx: TxContext, tenantId: string, subjectId: string, identifier: { kind: string; blindIndex: string }, at: number): Promise<void>;
   /** Deletes the subject's confirmations and deliveries (erasure); returns how many rows. */
   deleteOfSubject(tx: TxContext, tenantId: string, subjectId: string): Promise<number>;
 }

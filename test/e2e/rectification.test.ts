@@ -2,7 +2,8 @@ import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, SubjectIdentifier } from '../../src/gen/consent/v1/common';
-import { ConsentServiceClient, DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { ChangeKind, ConsentServiceClient, DecisionReason, ListConsentEventsRequest, StreamChangesResponse, Verdict } from '../../src/gen/consent/v1/consent';
+import { SelfServiceServiceClient, SignUpRequest } from '../../src/gen/consent/v1/self_service';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
 import { createTestDatabase, forEachDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
@@ -106,6 +107,42 @@ forEachDatabase('Rectification of an identifier (Art. 16)', (db) => {
     expect((await expectGrpcError(rectify(rejected.name), status.FAILED_PRECONDITION)).reason).to.equal('INVALID_TRANSITION');
     expect(await said(next), 'nothing changed').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
     expect(s.logs()).to.not.include('right@example.com');
+  });
+
+  it('recipients learn of it on the change feed (Art. 19); a pending sign-up\'s mail to the old address is not sent and its link confirms nothing', async function () {
+    const self = new SelfServiceServiceClient(s.address, credentials.createInsecure());
+    try {
+      const old = email('misstyped.addres@example.org');
+      const next = email('correct.address@example.org');
+      const signUp = (who: SubjectIdentifier) =>
+        call(self, self.signUp, SignUpRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: who, choices: [{ purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_EMAIL, notice: `tenants/${T}/purposes/newsletter/notices/1` }], evidence: { sourceIp: '203.0.113.9' }, language: 'en', requestId: `rect-su-${++counter}` }));
+      const deliveries = async () => (await call(self, self.listConfirmationDeliveries, { parent: `tenants/${T}`, pageSize: 0, pageToken: '' })).deliveries;
+      await signUp(old);
+      const pending = (await deliveries()).find((d) => d.email === 'misstyped.addres@example.org')!;
+      const subject = `tenants/${T}/subjects/${(JSON.parse(Buffer.from(/#token=(.+)$/.exec(pending.link)![1].split('.')[1], 'base64url').toString()) as { sub: string }).sub}`;
+      const request = await verified(old, next);
+      s.clock.advance(MINUTE);
+      await rectify(request.name);
+
+      expect((await deliveries()).map((d) => d.name), 'the mail to the wrong address is not listed').not.to.include(pending.name);
+      const link = decodeURIComponent(/#token=(.+)$/.exec(pending.link)![1]);
+      const refused = await expectGrpcError(call(self, self.confirmSignUp, { parent: `tenants/${T}`, token: link, evidence: { sourceIp: '198.51.100.3' } } as never), status.FAILED_PRECONDITION);
+      expect(refused.reason).to.equal('SIGNUP_SUPERSEDED');
+      const pendingNow = await check(next, 'newsletter', Channel.CHANNEL_EMAIL);
+      expect(`${Verdict[pendingNow.verdict]} ${DecisionReason[pendingNow.reason]}`, 'still pending: nobody at the right address confirmed').to.equal('VERDICT_DENY DECISION_REASON_CONFIRMATION_PENDING');
+
+      const feed: StreamChangesResponse[] = [];
+      const stream = s.consent.streamChanges({ parent: `tenants/${T}`, cursor: '' });
+      stream.on('data', (c: StreamChangesResponse) => feed.push(c));
+      stream.on('error', () => undefined);
+      await waitUntil(async () => feed.some((c) => c.kind === ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED && c.subject === subject), 5000);
+      stream.cancel();
+      const change = feed.find((c) => c.kind === ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED && c.subject === subject)!;
+      expect([change.subject, change.purpose, change.event]).to.deep.equal([subject, '', '']);
+      expect(JSON.stringify(StreamChangesResponse.toJSON(change))).not.to.include('example.org');
+    } finally {
+      self.close();
+    }
   });
 
   it('an identifier the tenant holds nothing about completes with no data held', async function () {

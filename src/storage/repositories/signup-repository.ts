@@ -66,6 +66,13 @@ export class SqlSignUpRepository implements SignUpRepository {
     );
   }
 
+  async supersedeDeliveries(tx: TxContext, tenantId: string, subjectId: string, identifier: { kind: string; blindIndex: string }, at: number): Promise<void> {
+    await managerOf(tx).query(
+      "UPDATE confirmation_deliveries SET acknowledged_at = ?, mail_state = 'OBSOLETE', mail_lease_owner = NULL, mail_lease_until = NULL WHERE tenant_id = ? AND subject_id = ? AND acknowledged_at IS NULL AND (mail_state IS NULL OR mail_state = 'FAILED') AND confirmation_id IN (SELECT id FROM signup_confirmations WHERE tenant_id = ? AND subject_id = ? AND identifier_kind = ? AND blind_index = ? AND confirmed_at IS NULL)",
+      [at, tenantId, subjectId, tenantId, subjectId, identifier.kind, identifier.blindIndex],
+    );
+  }
+
   async insertDelivery(tx: TxContext, d: ConfirmationDeliveryRecord): Promise<void> {
     await managerOf(tx).query(`INSERT INTO confirmation_deliveries (${DELIVERY_COLUMNS.join(', ')}) VALUES (${placeholders(DELIVERY_COLUMNS.length)})`, [
       d.id, d.tenantId, d.subjectId, d.confirmationId, d.addressCiphertext, d.linkCiphertext, d.language, d.createdAt, d.expiresAt, d.acknowledgedAt,

@@ -60,6 +60,12 @@ export enum ChangeKind {
    * (SelfServiceService.ListConfirmationDeliveries gives the address and the link). No address here.
    */
   CHANGE_KIND_CONFIRMATION_REQUESTED = 5,
+  /**
+   * CHANGE_KIND_IDENTIFIER_RECTIFIED - An identifier of the subject was rectified (Art. 16; told to recipients, Art. 19): the old
+   * identifier was wrong and no longer names the person; a copy kept by it must be dropped or
+   * corrected (the person is found under the corrected identifier from now on).
+   */
+  CHANGE_KIND_IDENTIFIER_RECTIFIED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -83,6 +89,9 @@ export function changeKindFromJSON(object: any): ChangeKind {
     case 5:
     case "CHANGE_KIND_CONFIRMATION_REQUESTED":
       return ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED;
+    case 6:
+    case "CHANGE_KIND_IDENTIFIER_RECTIFIED":
+      return ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -104,6 +113,8 @@ export function changeKindToJSON(object: ChangeKind): string {
       return "CHANGE_KIND_UNRESTRICTED";
     case ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED:
       return "CHANGE_KIND_CONFIRMATION_REQUESTED";
+    case ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED:
+      return "CHANGE_KIND_IDENTIFIER_RECTIFIED";
     case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
