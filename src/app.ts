@@ -283,7 +283,7 @@ async function startService(
     : null;
   const subjectRightsRepo = new TypeormSubjectRightsRepository();
   const objections = new ObjectionRecorder(subjects, consent, purposeRows, changeRows, keys, audit);
-  const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections);
+  const identityLinks = new IdentityLinks(tx, linkRows, subjects, subjectRightsRepo, tenants, keys, clock, config.limits, audit, objections, changeRows);
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
@@ -317,8 +317,8 @@ async function startService(
     subjectRights.observer = (tenantId, subjectId, createdSubject, logSize) => decisionCache.written(tenantId, [subjectId], createdSubject, logSize);
     identityLinks.observer = (tenantId, changed, logSize) => {
       if (changed.created.length > 0) decisionCache.written(tenantId, changed.created, true, logSize);
-      const objected = changed.objected.filter((id) => !changed.created.includes(id));
-      if (objected.length > 0) decisionCache.written(tenantId, objected, false, logSize);
+      const carried = changed.carried.filter((id) => !changed.created.includes(id));
+      if (carried.length > 0) decisionCache.written(tenantId, carried, false, logSize);
     };
     reassignment.observer = (tenantId, subjectIds, createdSubject, logSize) => decisionCache.written(tenantId, subjectIds, createdSubject, logSize);
     // The new identifier may be cached as naming nobody: as for a new person.

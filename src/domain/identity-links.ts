@@ -13,7 +13,7 @@ import { encodeConsistencyToken } from './consistency';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { IdentifierKind, IdentifierRef } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
-import { IdentifierIndex, NewestFirstCursor, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ChangeFeedRepository, IdentifierIndex, NewestFirstCursor, RestrictionRecord, restrictionName, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { Principal } from './principal';
 import { Page } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -125,13 +125,16 @@ export class IdentityLinks {
     private readonly audit: AuditTrail,
     /** Carries a standing objection over to the subjects a link joins to the person. */
     private readonly objections: ObjectionRecorder,
+    /** Where a restriction carried over is announced (CHANGE_KIND_RESTRICTED). */
+    private readonly changes: ChangeFeedRepository,
   ) {}
 
   /**
    * Told, before a link is answered, about the subjects it made (`created`) and those whose
-   * checks it changed by carrying an objection over (`changed`): the decision cache forgets them.
+   * checks it changed by carrying an objection or a restriction over (`carried`): the decision
+   * cache forgets them.
    */
-  observer?: (tenantId: string, changed: { created: string[]; objected: string[] }, logSize: number) => void;
+  observer?: (tenantId: string, changed: { created: string[]; carried: string[] }, logSize: number) => void;
 
   /**
    * The subjects reachable from `subjectIds` over open links (transitively), without the given
@@ -247,7 +250,7 @@ export class IdentityLinks {
       const replay = await this.repo.findByRequestId(tx, tenantId, input.requestId);
       if (replay) {
         if (replay.fingerprint !== fingerprint) throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
-        return { link: replay, created: [] as string[], objected: [] as string[], logSize: null };
+        return { link: replay, created: [] as string[], carried: [] as string[], logSize: null };
       }
       // Registered concurrently by a retry that was not visible when prepared: prepare again.
       if (!prepared) throw new DomainError('ABORTED', 'CONCURRENT_UPDATE', 'the link was made concurrently; retry');
@@ -323,10 +326,12 @@ export class IdentityLinks {
       for (const subject of [a, b]) {
         await this.audit.append(tx, tenantId, { type: IDENTITIES_LINKED, time: now, principal: principal.id, subject, ref: name, payloadSha256: sha256Hex(link.evidenceCiphertext) });
       }
-      const objected = await this.carryObjection(tx, tenantId, [a, b, ...group.map((g) => g.subjectId)], newKeys, { id, name, principal: principal.id, now, side: { identifier: first, index: indexes[0] } });
-      return { link, created, objected, logSize: await this.audit.committedSize(tx, tenantId) };
+      const members = [a, b, ...group.map((g) => g.subjectId)];
+      const objected = await this.carryObjection(tx, tenantId, members, newKeys, { id, name, principal: principal.id, now, side: { identifier: first, index: indexes[0] } });
+      const restricted = await this.carryRestrictions(tx, tenantId, members, { name, principal: principal.id, now });
+      return { link, created, carried: [...new Set([...objected, ...restricted])], logSize: await this.audit.committedSize(tx, tenantId) };
     });
-    if (done.logSize !== null && done.created.length + done.objected.length > 0) this.observer?.(tenantId, { created: done.created, objected: done.objected }, done.logSize);
+    if (done.logSize !== null && done.created.length + done.carried.length > 0) this.observer?.(tenantId, { created: done.created, carried: done.carried }, done.logSize);
     // A retry's token covers the first call too: the log's size now is past it.
     const position = done.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
     return { link: await this.view(done.link), consistencyToken: encodeConsistencyToken(tenantId, position) };
@@ -365,6 +370,51 @@ export class IdentityLinks {
       if (applied.subjectId) objected.push(applied.subjectId);
     }
     return objected;
+  }
+
+  /**
+   * A restriction of processing in force on any of a person's identifiers covers all of them
+   * (Art. 18: it is the person's). For each RESTRICTION request with a restriction in force on one
+   * of the subjects the link joins, every other one without a restriction of that request gets its
+   * own (same ground; placed by the linking principal now; its note names where it came from), with
+   * a RESTRICTION_PLACED entry and a CHANGE_KIND_RESTRICTED change, as if the request had named it:
+   * it is told to the person and lifted like the others (Art. 18(3)). Returns the subjects restricted.
+   */
+  private async carryRestrictions(tx: TxContext, tenantId: string, members: string[], link: { name: string; principal: string; now: number }): Promise<string[]> {
+    const states = await this.subjects.lockMany(tx, tenantId, members);
+    const inForce = new Map<string, RestrictionRecord[]>();
+    for (const subjectId of members) inForce.set(subjectId, await this.requests.listRestrictions(tx, tenantId, { subjectId, includeLifted: false }, null, 1000));
+    const byRequest = new Map<string, RestrictionRecord>();
+    for (const list of inForce.values()) for (const r of list) if (!byRequest.has(r.requestId)) byRequest.set(r.requestId, r);
+    const restricted = new Set<string>();
+    for (const [requestId, source] of byRequest) {
+      for (const subjectId of members) {
+        const state = states.get(subjectId);
+        if (!state || state.erased || inForce.get(subjectId)!.some((r) => r.requestId === requestId)) continue;
+        const restriction: RestrictionRecord = {
+          id: randomBytes(16).toString('hex'),
+          tenantId,
+          subjectId,
+          ground: source.ground,
+          requestId,
+          note: `carried over from ${restrictionName(source)} by ${link.name}`,
+          placedBy: link.principal,
+          placedAt: link.now,
+          notifiedBy: null,
+          noticeMethod: null,
+          notifiedAt: null,
+          liftedBy: null,
+          liftedAt: null,
+          liftReason: null,
+        };
+        await this.requests.insertRestriction(tx, restriction);
+        if (state.restrictedSince === undefined && !restricted.has(subjectId)) await this.subjects.setRestrictedSince(tx, tenantId, subjectId, link.now);
+        const auditSeq = await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: link.now, principal: link.principal, subject: subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
+        await this.changes.append(tx, [{ tenantId, kind: 'RESTRICTED', subjectId, purposeId: null, channel: null, eventId: null, at: link.now, auditSeq }]);
+        restricted.add(subjectId);
+      }
+    }
+    return [...restricted];
   }
 
   /** Closes a link, with the reason (no personal data). Closing a closed link: FAILED_PRECONDITION LINK_CLOSED. */

@@ -362,6 +362,11 @@ export interface LegalHoldRecord {
 }
 
 /** A restriction of processing (Art. 18) of a subject; in force while `liftedAt` is null. */
+/** A restriction's resource name, "tenants/{tenant}/restrictions/{id}". */
+export function restrictionName(r: Pick<RestrictionRecord, 'tenantId' | 'id'>): string {
+  return `tenants/${r.tenantId}/restrictions/${r.id}`;
+}
+
 export interface RestrictionRecord {
   id: string;
   tenantId: string;

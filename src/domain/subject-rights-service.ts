@@ -10,7 +10,7 @@ import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier, unreachedOutcome } from './request-identifiers';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { AuditTrail } from '../audit/audit-types';
-import { ChangeFeedRepository, IdentifierIndex, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
+import { ChangeFeedRepository, IdentifierIndex, LegalHoldRecord, NewestFirstCursor, OPEN_REQUEST_STATES, RequestIdentifierRecord, RestrictionRecord, restrictionName, RequestKind, RequestState, RequestTransitionRecord, SubjectRepository, SubjectRequestRecord, SubjectRightsRepository } from './ports';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { Page } from './purpose-service';
 import { Principal } from './principal';
@@ -1039,10 +1039,6 @@ export class SubjectRightsService {
     }));
   }
 
-}
-
-function restrictionName(r: RestrictionRecord): string {
-  return `tenants/${r.tenantId}/restrictions/${r.id}`;
 }
 
 function parseCursor(token: string | null): NewestFirstCursor | null {

@@ -9,7 +9,7 @@ import { Channel, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
 import { IdentifierKind, IdentityLink, IdentityServiceClient, LinkIdentifiersRequest } from '../../src/gen/consent/v1/identity';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
-import { CreateRequestRequest, ReceivedVia, RequestKind, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
+import { CreateRequestRequest, ReceivedVia, RequestKind, RestrictionGround, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { asBearer } from '../support/bearer';
 import { forEachDatabase } from '../support/databases';
@@ -223,6 +223,37 @@ forEachDatabase('linked identities', (db) => {
     const C = subjectIds(third)[0];
     expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.ref === third.name).map((x) => x.entry.subject)).to.deep.equal([C]);
     expect((await auditEntries()).filter((x) => x.entry.type === 'SUBJECT_OBJECTED' && x.entry.subject === P)).to.have.length(1);
+  });
+
+  it('a restriction in force on one identifier is carried over to an identifier linked later: its own restriction, told and lifted like the others', async function () {
+    const p = phone('+4915112378881');
+    const e = email('restricted.person@example.org');
+    for (const who of [p, e]) await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: who }));
+    s.clock.advance(1000);
+    const request = await verify((await createRequest(RequestKind.REQUEST_KIND_RESTRICTION, p)).name);
+    const placed = (await call(rights, rights.restrictProcessing, { name: request.name, ground: RestrictionGround.RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING, note: 'case 77' })).restriction!;
+    expect(await check(p)).to.equal('VERDICT_DENY DECISION_REASON_RESTRICTED');
+    expect(await check(e), 'not linked yet').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+
+    s.clock.advance(1000);
+    const made = await link(e, p);
+    expect(await check(e), 'the person is restricted').to.equal('VERDICT_DENY DECISION_REASON_RESTRICTED');
+    const [E] = subjectIds(made);
+    const listed = (await call(rights, rights.listRestrictions, { parent: `tenants/${T}`, subjectIdentifier: e, includeLifted: false, pageSize: 0, pageToken: '' })).restrictions;
+    expect(listed.map((r) => [r.ground, r.request, r.placedBy, r.note])).to.deep.equal([[RestrictionGround.RESTRICTION_GROUND_B_UNLAWFUL_PROCESSING, request.name, 'dpo-desk', `carried over from ${placed.name} by ${made.name}`]]);
+    const entries = (await auditEntries()).filter((x) => x.entry.type === 'RESTRICTION_PLACED' && x.entry.ref === listed[0].name);
+    expect(entries.map((x) => [x.entry.subject, x.entry.principal])).to.deep.equal([[E, 'dpo-desk']]);
+    // A retry of the link carries nothing twice.
+    expect(await link(e, p, { requestId: `link-${counter}` })).to.deep.equal(made);
+    expect((await call(rights, rights.listRestrictions, { parent: `tenants/${T}`, subjectIdentifier: e, includeLifted: false, pageSize: 0, pageToken: '' })).restrictions).to.have.length(1);
+
+    // Lifting the phone's restriction leaves the e-mail's in force until it is lifted too (Art. 18(3) for each).
+    for (const r of [placed, listed[0]]) await call(rights, rights.recordRestrictionNotice, { name: r.name, method: 'LETTER', notifiedBy: 'dpo-anna' });
+    await call(rights, rights.liftRestriction, { name: placed.name, reason: 'the processing was lawful after all' });
+    expect(await check(p)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    expect(await check(e)).to.equal('VERDICT_DENY DECISION_REASON_RESTRICTED');
+    await call(rights, rights.liftRestriction, { name: listed[0].name, reason: 'the processing was lawful after all' });
+    expect(await check(e)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
   });
 
   it('a later objection reaches a linked identifier that objected earlier and consented again since', async function () {

@@ -15,7 +15,7 @@ function repositoryOf(pairs: Array<[string, string, string]>): IdentityLinkRepos
 
 function linksOver(pairs: Array<[string, string, string]>): IdentityLinks {
   const unused = null as never;
-  return new IdentityLinks(unused, repositoryOf(pairs), unused, unused, unused, unused, unused, unused, unused, unused);
+  return new IdentityLinks(unused, repositoryOf(pairs), unused, unused, unused, unused, unused, unused, unused, unused, unused);
 }
 
 const tx = {} as TxContext;
