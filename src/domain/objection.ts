@@ -22,7 +22,7 @@ export interface PreparedObjection {
   newSubjectId?: string;
   /** The key of the person: found, or made for a new person. Null: an erased identifier. */
   key: SubjectKey | null;
-  /** The identifier is an erased person's tombstone: every check already denies it; nothing is created. */
+  /** The identifier names an erased person (being erased, or reached by subject): every check denies it; nothing is created. */
   erased: boolean;
 }
 
@@ -86,11 +86,13 @@ export class ObjectionRecorder {
   async prepare(tx: TxContext, tenantId: string, identifier: IdentifierRef, index: IdentifierIndex): Promise<PreparedObjection> {
     const found = await this.subjects.findByIdentifier(tx, tenantId, index);
     if (found && !found.erased) return { tenantId, identifier, index, subjectId: found.subjectId, key: await this.keys.subjectKey(tenantId, found.subjectId), erased: false };
-    const suppressed = await this.subjects.findSuppressed(tx, tenantId, [index]);
-    if (suppressed.size > 0 || found) return { tenantId, identifier, index, subjectId: null, key: null, erased: true };
-    // A person the tenant never recorded: the objection is kept for them (a consent imported or
-    // recorded later with an earlier time must not allow marketing), so they become a subject;
-    // their key is made by `withKey`, outside this read.
+    // The row of a person being erased: every check denies them already.
+    if (found) return { tenantId, identifier, index, subjectId: null, key: null, erased: true };
+    // A person the tenant never recorded, or an erased person's identifier (its tombstone): the
+    // objection is kept for them (Art. 21(3): a consent imported or recorded later with an earlier
+    // time must not allow marketing; a consent recorded after an erasure starts a fresh subject,
+    // which would not know of it), so they become a subject with just the objection; their key is
+    // made by `withKey`, outside this read.
     return { tenantId, identifier, index, subjectId: null, newSubjectId: newId(), key: null, erased: false };
   }
 

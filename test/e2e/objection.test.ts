@@ -155,15 +155,26 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect(JSON.stringify(row)).to.not.include('never-seen-objector');
   });
 
-  it("by an erased person's identifier: completed, nothing created (every check already denies it)", async function () {
+  it("by an erased person's identifier: kept for a fresh subject, so a consent recorded after the erasure but dated before the objection allows nothing", async function () {
     const who = phone('+4915112340004');
     await optIn(who);
     const state = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: who });
     await s.app.services.subjectEraser.erase(T, state.subject.split('/').pop()!);
-    const { request } = await object({ subjectIdentifier: who });
-    expect([request!.state, request!.subject]).to.deep.equal([RequestState.REQUEST_STATE_COMPLETED, '']);
-    expect(request!.transitions[1].note).to.include('erased');
     expect((await check(who)).reason).to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    s.clock.advance(MINUTE);
+    const { request } = await object({ subjectIdentifier: who });
+    expect(request!.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    expect(request!.subject, 'a fresh subject, not the erased one').to.match(/subjects\/[0-9a-f]{32}$/).and.not.equal(state.subject);
+    expect((await check(who)).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+    s.clock.advance(MINUTE);
+    // A paper consent dated a week back, and the old list imported again: neither allows.
+    await optIn(who, 'newsletter', { method: CollectionMethod.COLLECTION_METHOD_PAPER, eventTime: new Date(T0 - 7 * 86_400_000) });
+    await optIn(who, 'offers', { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(T0 - 86_400_000) });
+    expect([(await check(who)).reason, (await check(who, 'offers')).reason]).to.deep.equal([DecisionReason.DECISION_REASON_OBJECTED, DecisionReason.DECISION_REASON_OBJECTED]);
+    // The person's own consent after the objection allows that purpose again.
+    await optIn(who);
+    expect((await check(who)).verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect((await check(who, 'offers')).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
   });
 
   it('ExplainDecision shows why: the OBJECTED decision, the objection entry and its opt-out of the purpose, proven', async function () {
