@@ -304,11 +304,15 @@ export class SubjectRightsService {
     }
     const identifier = identifiers[0] ?? { field: 'subject_identifier', reason: 'REQUIRED', description: 'the identifier to correct' };
     const rectifiedIdentifier = checkRectifiedIdentifier(input.kind, input.rectifiedIdentifier, identifier, violations);
-    const receiveTime = input.receiveTime ?? now;
-    if (receiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
+    const givenReceiveTime = input.receiveTime ?? now;
+    if (givenReceiveTime > now + 5 * 60_000) violations.push({ field: 'receive_time', reason: 'IN_THE_FUTURE', description: 'must not be in the future' });
     // As for consent events: nothing this service records is older (a year 0-99 would also get
     // its deadline in the wrong century: Date.UTC maps those years to 19xx).
-    if (receiveTime < EARLIEST_RECORD_TIME) violations.push({ field: 'receive_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
+    if (givenReceiveTime < EARLIEST_RECORD_TIME) violations.push({ field: 'receive_time', reason: 'OUT_OF_RANGE', description: 'must not be before 2000-01-01' });
+    // A time up to 5 minutes ahead (a caller's clock skew) counts as now: a request cannot have
+    // been received later than it is registered, and a deadline counted from a time ahead could
+    // fall a day late (one received just before midnight UTC).
+    const receiveTime = Math.min(givenReceiveTime, now);
     checkRequestId(input.requestId, true, violations);
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);

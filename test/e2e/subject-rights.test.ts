@@ -59,6 +59,17 @@ forEachDatabase('SubjectRightsService', (db) => {
     expect(JSON.stringify(row), 'no identifier in clear').to.not.include('known@example.com');
   });
 
+  it('a receive_time up to 5 minutes ahead (clock skew) counts as now: the deadline is not a day late', async function () {
+    // Four minutes before midnight UTC: a time 4 minutes ahead would be the next day.
+    s.clock.set(Date.UTC(2026, 2, 14, 23, 56));
+    const request = await create({ receiveTime: new Date(Date.UTC(2026, 2, 15, 0, 0)) });
+    expect(request.receiveTime!.toISOString()).to.equal('2026-03-14T23:56:00.000Z');
+    expect(request.dueTime!.toISOString(), '14 March -> end of 14 April').to.equal('2026-04-15T00:00:00.000Z');
+    expect(request.dueDate).to.deep.equal({ year: 2026, month: 4, day: 14 });
+    const ahead = await expectGrpcError(create({ receiveTime: new Date(s.clock.now() + 6 * 60_000) }), status.INVALID_ARGUMENT);
+    expect([ahead.fields, ahead.reason]).to.deep.equal([['receive_time'], 'IN_THE_FUTURE']);
+  });
+
   it('a request about someone the tenant never recorded is registered without a subject', async function () {
     const request = await create({ subjectIdentifier: email('stranger@example.com') });
     expect(request.subject).to.equal('');
