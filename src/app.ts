@@ -347,7 +347,7 @@ async function startService(
       subjectRights: subjectRightsHandlers(
         pipeline('consent.v1.SubjectRightsService'),
         subjectRights,
-        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects),
+        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects, purposeRows),
       ),
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
       selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },

@@ -8,7 +8,7 @@ import { failedPrecondition, notFound } from '../shared/errors';
 import { openEvent } from './event-codec';
 import { ConsentEvent } from './model';
 import { AuditTrail } from '../audit/audit-types';
-import { ConsentRepository, RequestIdentifierRecord, SubjectRepository, SubjectRightsRepository } from './ports';
+import { ConsentRepository, PurposeRepository, RequestIdentifierRecord, SubjectRepository, SubjectRightsRepository } from './ports';
 import { distinctSubjects, identifierLabel, RequestSubjectResolver, sameAsEarlier, unreachedOutcome } from './request-identifiers';
 import { TransactionRunner } from '../shared/unit-of-work';
 import { Principal } from './principal';
@@ -49,6 +49,7 @@ export class SubjectExporter {
     private readonly clock: Clock,
     private readonly audit: AuditTrail,
     private readonly resolver: RequestSubjectResolver,
+    private readonly purposes: PurposeRepository,
   ) {}
 
   async export(principal: Principal, tenantId: string, requestId: string, sink: ExportSink): Promise<void> {
@@ -109,6 +110,7 @@ export class SubjectExporter {
       legalHolds: facts.holds,
       restrictions: facts.restrictions,
       objections: facts.objections,
+      purposes: facts.purposes,
     };
     // The package is the head object with "consentEvents" streamed in as its last member.
     await pkg.write(JSON.stringify(head).slice(0, -1) + ',"consentEvents":[');
@@ -122,6 +124,7 @@ export class SubjectExporter {
     await pkg.write(']}');
     await pkg.flush();
 
+    const purposeNames = new Map(facts.purposes.map((p) => [p.name, p.displayName]));
     await html.write(renderHead(head));
     let section: number | null = null;
     await this.eachEvent(tenantId, exported, async (event, row) => {
@@ -129,7 +132,7 @@ export class SubjectExporter {
         await html.write(renderSection(row));
         section = row.position;
       }
-      await html.write(renderEvent(event));
+      await html.write(renderEvent(event, purposeNames));
       if (++done % PAGE === 0) await sink.write({ kind: 'progress', done, total: facts.total * 2 });
     });
     await html.write('</tbody></table></body></html>\n');
@@ -197,7 +200,9 @@ export class SubjectExporter {
       holds: [] as Array<{ subject: string; name: string; ground: string; placeTime: string; releaseTime: string | null }>,
       restrictions: [] as Array<{ subject: string; name: string; ground: string; request: string; placeTime: string; notifyTime: string | null; liftTime: string | null; liftReason: string | null }>,
       objections: [] as Array<{ subject: string; objectTime: string }>,
+      purposes: [] as Array<{ name: string; displayName: string; category: string; description: string; allowedWhileRestricted: boolean }>,
     };
+    const purposeIds = new Set<string>();
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     for (const { subjectId } of exported) {
       const key = await this.keys.subjectKey(tenantId, subjectId);
@@ -209,7 +214,10 @@ export class SubjectExporter {
         }
         const now = this.clock.now();
         const stateRows = (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId) ?? { scopes: [], windows: [] };
-        for (const st of stateRows.scopes) result.state.push({ subject, purpose: names.purpose(tenantId, st.purposeId), channel: st.channel, status: scopeStatus(st, now) });
+        for (const st of stateRows.scopes) {
+          result.state.push({ subject, purpose: names.purpose(tenantId, st.purposeId), channel: st.channel, status: scopeStatus(st, now) });
+          purposeIds.add(st.purposeId);
+        }
         for (const w of stateRows.windows) result.windows.push({ subject, channel: w.channel, lastInboundTime: new Date(w.lastInboundTime).toISOString() });
         // Art. 15(1): the person's own requests, with what was done and why (the steps, the reasons
         // for an extension or a rejection); the staff who took the steps are not named.
@@ -243,6 +251,13 @@ export class SubjectExporter {
         result.total += await this.consent.countEvents(tx, tenantId, subjectId);
       });
     }
+    // Art. 15(1)(a): the purposes the person's data is processed for, as the tenant describes them.
+    await this.tx.read(async (tx) => {
+      for (const id of [...purposeIds].filter((p) => p !== '-').sort()) {
+        const p = await this.purposes.find(tx, tenantId, id);
+        if (p) result.purposes.push({ name: names.purpose(tenantId, p.id), displayName: p.displayName, category: p.category, description: p.description, allowedWhileRestricted: p.allowedWhileRestricted });
+      }
+    });
     return result;
   }
 
@@ -333,6 +348,14 @@ function eventJson(e: ConsentEvent) {
 const escape = (s: unknown) =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
+/** A table of rows (cells already text); "None." when there are none. */
+function table(headings: string[], rows: Array<Array<string | null>>): string {
+  if (rows.length === 0) return '<p>None.</p>';
+  const head = `<table><thead><tr>${headings.map((h) => `<th>${escape(h)}</th>`).join('')}</tr></thead><tbody>`;
+  return [head, ...rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c ?? '')}</td>`).join('')}</tr>`), '</tbody></table>'].join('\n');
+}
+
+/** Everything of the package but the events, for people: the same content as package.json. */
 function renderHead(head: {
   tenant: string;
   request: string;
@@ -340,17 +363,40 @@ function renderHead(head: {
   generatedAt: string;
   identifiers: Array<{ kind: string; value: string }>;
   parts: Array<{ label: string; outcome: string }>;
+  purposes: Array<{ name: string; displayName: string; category: string; description: string; allowedWhileRestricted: boolean }>;
+  consentState: Array<{ purpose: string; channel: string; status: string }>;
+  serviceWindows: Array<{ channel: string; lastInboundTime: string }>;
+  objections: Array<{ objectTime: string }>;
+  restrictions: Array<{ name: string; ground: string; placeTime: string; notifyTime: string | null; liftTime: string | null; liftReason: string | null }>;
+  legalHolds: Array<{ name: string; ground: string; placeTime: string; releaseTime: string | null }>;
+  requests: Array<{ name: string; kind: string; state: string; receiveTime: string; dueTime: string; extensionReason: string | null; rejectionReason: string | null }>;
 }): string {
+  const purposeName = new Map(head.purposes.map((p) => [p.name, p.displayName]));
+  const purposeLabel = (name: string) => (name.endsWith('/purposes/-') ? 'all purposes' : purposeName.get(name) ?? name);
   return [
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your data</title>',
-    '<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}</style></head><body>',
+    '<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}</style></head><body>',
     `<h1>The data ${escape(head.tenant)} holds about you</h1>`,
     `<p>Request ${escape(head.request)}, generated ${escape(head.generatedAt)}.</p>`,
     '<h2>How we know you</h2><ul>',
     ...head.identifiers.map((i) => `<li>${escape(i.kind)}: ${escape(i.value)}</li>`),
     '</ul><h2>What each identifier of your request found</h2><ul>',
     ...head.parts.map((p) => `<li>${escape(p.label)}: ${escape(p.outcome)}</li>`),
-    '</ul><h2>Your consent history</h2><table><thead><tr><th>When</th><th>What</th><th>Purpose</th><th>Channel</th><th>How</th><th>Notice</th><th>Evidence</th></tr></thead><tbody>',
+    '</ul><h2>What your data is used for</h2>',
+    table(['Purpose', 'Kind', 'Description', 'Also while processing is restricted'], head.purposes.map((p) => [p.displayName || p.name, p.category, p.description, p.allowedWhileRestricted ? 'yes' : 'no'])),
+    '<h2>Your consents now</h2>',
+    table(['Purpose', 'Channel', 'Status'], head.consentState.map((s) => [purposeLabel(s.purpose), s.channel, s.status])),
+    '<h2>Your last messages to us (customer-service window)</h2>',
+    table(['Channel', 'Last message'], head.serviceWindows.map((w) => [w.channel, w.lastInboundTime])),
+    '<h2>Your objection to direct marketing</h2>',
+    table(['Since'], head.objections.map((o) => [o.objectTime])),
+    '<h2>Restrictions of processing</h2>',
+    table(['Restriction', 'Ground', 'Placed', 'You were told', 'Lifted', 'Why lifted'], head.restrictions.map((r) => [r.name, r.ground, r.placeTime, r.notifyTime, r.liftTime, r.liftReason])),
+    '<h2>Legal holds</h2>',
+    table(['Hold', 'Ground', 'Placed', 'Released'], head.legalHolds.map((h) => [h.name, h.ground, h.placeTime, h.releaseTime])),
+    '<h2>Your requests</h2>',
+    table(['Request', 'Kind', 'State', 'Received', 'Due', 'Extended because', 'Rejected because'], head.requests.map((r) => [r.name, r.kind, r.state, r.receiveTime, r.dueTime, r.extensionReason, r.rejectionReason])),
+    '<h2>Your consent history</h2><table><thead><tr><th>When</th><th>What</th><th>Purpose</th><th>Channel</th><th>How</th><th>Notice</th><th>Evidence</th></tr></thead><tbody>',
   ].join('\n');
 }
 
@@ -359,11 +405,11 @@ function renderSection(row: RequestIdentifierRecord): string {
   return `<tr><th colspan="7">Found by ${escape(identifierLabel(row))}</th></tr>\n`;
 }
 
-function renderEvent(e: ConsentEvent): string {
+function renderEvent(e: ConsentEvent, purposeNames: Map<string, string>): string {
   const evidence = Object.entries(e.evidence)
     .filter(([, v]) => v)
     .map(([k, v]) => `${escape(k)}: ${escape(v)}`)
     .join('<br>');
   const notice = e.notice ? `v${e.notice.version} (${escape(e.notice.language)}, sha256 ${escape(e.notice.textSha256.slice(0, 12))}…)` : '';
-  return `<tr><td>${escape(new Date(e.eventTime).toISOString())}</td><td>${escape(e.kind)}</td><td>${escape(e.purposeId === '-' ? 'all purposes' : e.purposeId)}</td><td>${escape(e.channel)}</td><td>${escape(e.method)}</td><td>${notice}</td><td>${evidence}</td></tr>\n`;
+  return `<tr><td>${escape(new Date(e.eventTime).toISOString())}</td><td>${escape(e.kind)}</td><td>${escape(e.purposeId === '-' ? 'all purposes' : purposeNames.get(names.purpose(e.tenantId, e.purposeId)) || e.purposeId)}</td><td>${escape(e.channel)}</td><td>${escape(e.method)}</td><td>${notice}</td><td>${evidence}</td></tr>\n`;
 }

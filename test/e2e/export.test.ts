@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { verifyReceipt } from '../../src/cli/verify-receipt';
-import { Channel } from '../../src/gen/consent/v1/common';
+import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
 import { CreateRequestRequest, ExportSubjectDataResponse, ReceivedVia, RequestKind, RequestState, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
@@ -89,6 +89,31 @@ forEachDatabase('ExportSubjectData', (db) => {
     const last = after.transitions[after.transitions.length - 1];
     expect(last.note).to.match(/^exported 601 events/);
     expect(last.principal, 'who read what').to.equal('dev-admin');
+  });
+
+  it('Art. 15(1): the package names the purposes with their description, and the HTML shows everything the JSON holds', async function () {
+    await call(s.purposes, s.purposes.createPurpose, {
+      parent: `tenants/${T}`,
+      purposeId: 'weekly',
+      purpose: { name: '', displayName: 'Weekly newsletter', category: PurposeCategory.PURPOSE_CATEGORY_MARKETING, description: 'Offers of the week, every Monday', createTime: undefined, allowedWhileRestricted: false },
+      requestId: '',
+    });
+    await call(s.purposes, s.purposes.publishNotice, { parent: `tenants/${T}/purposes/weekly`, language: 'en', text: 'Weekly offers', requestId: 'notice-weekly' });
+    const person = phone('+4915190000077');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, purpose: `tenants/${T}/purposes/weekly`, notice: `tenants/${T}/purposes/weekly/notices/1` }));
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, purpose: `tenants/${T}/purposes/orders`, notice: `tenants/${T}/purposes/orders/notices/1` }));
+    const request = await verifiedRequest(person);
+    const parts = await exportAll(request.name);
+    const doc = JSON.parse(Buffer.concat(parts.filter((p) => p.part!.$case === 'packageChunk').map((p) => p.part!.value as Buffer)).toString('utf8'));
+    expect(doc.purposes).to.deep.equal([
+      { name: `tenants/${T}/purposes/orders`, displayName: 'orders', category: 'UTILITY', description: '', allowedWhileRestricted: false },
+      { name: `tenants/${T}/purposes/weekly`, displayName: 'Weekly newsletter', category: 'MARKETING', description: 'Offers of the week, every Monday', allowedWhileRestricted: false },
+    ]);
+    expect(Object.keys(doc).pop(), 'the events stay the last member').to.equal('consentEvents');
+    const html = Buffer.concat(parts.filter((p) => p.part!.$case === 'htmlChunk').map((p) => p.part!.value as Buffer)).toString('utf8');
+    for (const text of ['What your data is used for', 'Weekly newsletter', 'Offers of the week, every Monday', 'Your consents now', 'OPTED_IN', 'Your requests', request.name, 'Restrictions of processing', 'Your objection to direct marketing']) {
+      expect(html, text).to.include(text);
+    }
   });
 
   it('refuses unverified and erasure requests; a stranger gets an empty package', async function () {
