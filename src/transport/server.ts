@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Server, ServerCredentials, ServerInterceptor, ServiceDefinition } from '@grpc/grpc-js';
+import { Server, ServerCredentials, ServerDuplexStream, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -65,7 +65,7 @@ export function createGrpcServer(
   const health = options.health ?? createHealth('SERVING');
   health.addToServer(server);
 
-  new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(server);
+  new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(withReflectionBackPressure(server));
   return { server, health };
 }
 
@@ -181,6 +181,44 @@ function undecodable(why: string): DomainError {
   return new DomainError('INVALID_ARGUMENT', 'UNDECODABLE_REQUEST', `the request is not a valid message of this method: ${why.slice(0, 200)}`, {}, [
     { field: '', reason: 'UNDECODABLE_REQUEST', description: 'not a valid protobuf message of this method (a 64-bit integer above 2^53 - 1 counts as invalid)' },
   ]);
+}
+
+/**
+ * @grpc/reflection answers every request of a ServerReflectionInfo stream with a write, whatever
+ * the client reads: a client that sends small requests and never reads makes the server buffer
+ * every answer (tens of KB each) until the process runs out of memory. Its handlers are added
+ * through this wrapper, which pauses reading a stream while its answers wait to be sent (the
+ * write returned false) and resumes on 'drain': HTTP/2 flow control then holds the client back.
+ */
+function withReflectionBackPressure(server: Server): Pick<Server, 'addService'> {
+  return {
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      const wrapped: UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(implementation)) {
+        wrapped[name] = (stream: ServerDuplexStream<unknown, unknown>) => (handler as (s: ServerDuplexStream<unknown, unknown>) => void)(pausingWhileFull(stream));
+      }
+      server.addService(definition, wrapped);
+    },
+  };
+}
+
+/** `stream`, its write pausing the reading side while the written answers wait to be sent. */
+export function pausingWhileFull<S extends { write(message: unknown): boolean; pause(): unknown; resume(): unknown; once(event: 'drain', listener: () => void): unknown }>(stream: S): S {
+  const write = stream.write.bind(stream);
+  let waiting = false;
+  stream.write = (message: unknown) => {
+    const more = write(message);
+    if (!more && !waiting) {
+      waiting = true;
+      stream.pause();
+      stream.once('drain', () => {
+        waiting = false;
+        stream.resume();
+      });
+    }
+    return more;
+  };
+  return stream;
 }
 
 /**

@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { credentials } from '@grpc/grpc-js';
+import { Client, credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
 import { createTestDatabase, TestDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
+import { startServerProcess } from '../support/server-process';
 import { call, startTestServer, TestServer } from '../support/test-server';
 import { NOT_SERVED_YET } from '../support/rpc-catalog';
 
@@ -48,6 +50,38 @@ describe('health and reflection', function () {
       }
     } finally {
       health.close();
+    }
+  });
+
+  it('reflection holds back a client that sends requests and never reads the answers (no unbounded buffering)', async function () {
+    // Its own server process: without back-pressure this flood ends that process, not mocha.
+    const child = await startServerProcess(db, { env: { LOG_LEVEL: 'warn' } });
+    const client = new Client(child.address, credentials.createInsecure());
+    try {
+      // A reflection request for a file: ~35 bytes asking for an answer of tens of KB.
+      const symbol = Buffer.from('consent.v1.SubjectRightsService');
+      const request = Buffer.concat([Buffer.from([0x22, symbol.length]), symbol]);
+      const stream = client.makeBidiStreamRequest('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', (b: Buffer) => b, (b: Buffer) => b);
+      stream.on('error', () => undefined);
+      stream.pause();
+      const sent = { n: 0 };
+      const total = 200_000;
+      for (let i = 0; i < total; i++) stream.write(request, () => sent.n++);
+      // Without back-pressure the server goes on taking a window's worth of requests every few
+      // seconds (queueing their answers); with it, it stops once the answers wait to be sent.
+      await new Promise((r) => setTimeout(r, 4000));
+      const settled = sent.n;
+      await new Promise((r) => setTimeout(r, 6000));
+      expect(sent.n, 'requests the server took while the client read nothing, after it had stopped').to.equal(settled);
+      expect(settled).to.be.below(total);
+      expect(child.hasExited(), 'the server lives').to.equal(false);
+      const rssKb = Number(readFileSync(`/proc/${child.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]);
+      expect(rssKb, 'server memory (KiB)').to.be.below(600 * 1024);
+      stream.cancel();
+      expect(await child.health(), 'still answering').to.equal('SERVING');
+    } finally {
+      client.close();
+      await child.stop();
     }
   });
 
