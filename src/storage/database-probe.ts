@@ -9,7 +9,9 @@ import { timeoutsOf } from './data-source';
  * MySQL/MariaDB: on a connection of its own, not from the pool, so that a pool busy with
  * legitimate work does not read as an outage, and an outage is seen even when no call is made.
  * `SELECT 1` rather than a protocol ping: a Galera node that is not synced answers pings but
- * refuses queries ("WSREP has not yet prepared node for application use"). A connection that did
+ * refuses queries ("WSREP has not yet prepared node for application use"). On a Galera node
+ * (`wsrep_on`) the probe asks `wsrep_ready` instead: a node cut off from the cluster (non-Primary)
+ * still answers `SELECT 1`, which reads no table, while every real query fails. A connection that did
  * not answer in time is destroyed and the next probe opens a new one, so the probe recovers by
  * itself when the server does.
  *
@@ -18,6 +20,8 @@ import { timeoutsOf } from './data-source';
  */
 export class DatabaseProbe {
   private connection: mysql.Connection | null = null;
+  /** Whether the probe's connection is to a Galera node (asked once per connection). */
+  private galera = false;
   private readonly timeoutMs: number;
 
   constructor(private readonly dataSource: DataSource) {
@@ -58,9 +62,16 @@ export class DatabaseProbe {
         const connection = await mysql.createConnection({ uri: options.url, connectTimeout: Math.min(options.connectTimeout ?? this.timeoutMs, this.timeoutMs) });
         connection.on('error', () => this.drop());
         this.connection = connection;
+        // MariaDB reports wsrep_ready OFF without Galera too: only a node with wsrep_on is asked.
+        const [on] = (await connection.query("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")) as unknown as [Array<{ Value?: string }>];
+        this.galera = on.length > 0 && String(on[0].Value).toUpperCase() === 'ON';
       }
-      await this.connection.query('SELECT 1');
-      return true;
+      if (!this.galera) {
+        await this.connection.query('SELECT 1');
+        return true;
+      }
+      const [ready] = (await this.connection.query("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")) as unknown as [Array<{ Value?: string }>];
+      return ready.length > 0 && String(ready[0].Value).toUpperCase() === 'ON';
     } catch {
       this.drop();
       return false;

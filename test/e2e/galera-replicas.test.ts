@@ -366,6 +366,24 @@ if (testDatabaseKinds().includes('mariadb')) {
       await waitUntil(async () => (await replicas[2].process.health()) === 'SERVING', 60_000, performance.now(), 200);
     });
 
+    it('a node cut off from the cluster (non-Primary, still answering SELECT 1): its replica says NOT_SERVING, and SERVING again once it rejoins', async function () {
+      const node = await mysql.createConnection(cluster.nodes[2].url);
+      try {
+        expect(await replicas[2].process.health()).to.equal('SERVING');
+        // Galera's own partition: the node stays up and answers, but is no longer of the cluster.
+        await node.query("SET GLOBAL wsrep_provider_options='gmcast.isolate=1'");
+        const isolated = performance.now();
+        const notServing = await waitUntil(async () => (await replicas[2].process.health()) === 'NOT_SERVING', 30_000, isolated, 200);
+        const [[ready]] = (await node.query("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")) as unknown as [[{ Value: string }]];
+        report.push(`gmcast.isolate of node 3: its replica NOT_SERVING ${Math.round(notServing)} ms after (wsrep_ready ${ready.Value})`);
+        expect(await replicas[0].process.health(), 'the others serve').to.equal('SERVING');
+      } finally {
+        await node.query("SET GLOBAL wsrep_provider_options='gmcast.isolate=0'");
+        await node.end();
+      }
+      await waitUntil(async () => (await replicas[2].process.health()) === 'SERVING', 60_000, performance.now(), 200);
+    });
+
     it('a round_robin client over the three replicas loses nothing when one replica is SIGKILLed', async function () {
       const target = replicaTarget(replicas.map((r) => r.process.address));
       const client = new ConsentServiceClient(target, credentials.createInsecure(), replicaChannelOptions());
