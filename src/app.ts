@@ -3,6 +3,7 @@ import net from 'node:net';
 import { DataSource } from 'typeorm';
 import { Server } from '@grpc/grpc-js';
 import { Config, readSmtpPassword } from './config/config';
+import { DEFAULT_REQUEST_ITEMS, IMPORT_ROWS_PER_MESSAGE, ItemLimits } from './transport/request-item-limits';
 import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
 import { Clock, systemClock } from './domain/clock';
@@ -156,6 +157,25 @@ function arrivalGuardLog(logger: Logger): ArrivalGuardEvents {
 /** How often the service looks for erasure requests a failed call left IN_PROGRESS, and how long one must have been so. */
 const ERASURE_SWEEP_INTERVAL_MS = 10_000;
 const ERASURE_STALLED_MS = 30_000;
+
+/**
+ * List items a request may hold (request-item-limits.ts): CheckConsentBatch its queries,
+ * ImportConsents its rows per message, any other request DEFAULT_REQUEST_ITEMS.
+ */
+function itemLimitsOf(limits: Config['limits']): ItemLimits {
+  return {
+    defaultLimit: DEFAULT_REQUEST_ITEMS,
+    byMethod: {
+      '/consent.v1.ConsentService/CheckConsentBatch': { limit: limits.maxBatchChecks, field: 'queries', reason: 'BATCH_SIZE', description: `must hold 1 to ${limits.maxBatchChecks} queries` },
+      '/consent.v1.ConsentService/ImportConsents': {
+        limit: IMPORT_ROWS_PER_MESSAGE,
+        field: 'rows',
+        reason: 'TOO_MANY',
+        description: `at most ${IMPORT_ROWS_PER_MESSAGE} rows per message; send the rest in further messages`,
+      },
+    },
+  };
+}
 
 function failpoint(name: string): void {
   if (process.env.CONSENT_FAILPOINT === name) process.kill(process.pid, 'SIGKILL');
@@ -352,7 +372,7 @@ async function startService(
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
       selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
-    { maxMessageBytes: config.limits.maxMessageBytes, health, interceptors: [arrivalGuard.interceptor] },
+    { maxMessageBytes: config.limits.maxMessageBytes, itemLimits: itemLimitsOf(config.limits), health, interceptors: [arrivalGuard.interceptor] },
   );
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();

@@ -15,6 +15,7 @@ import { SubjectRightsServiceServer, SubjectRightsServiceService } from '../gen/
 import { TenantServiceService, TenantServiceServer } from '../gen/consent/v1/tenant';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { RequestCheck, requestChecks } from './request-checks';
+import { ItemLimitCheck, ItemLimits, requestItemLimits } from './request-item-limits';
 import { CHECK_RESPONSE_ENCODERS } from './check-responses';
 import { CHECK_REQUEST_DECODERS } from './check-requests';
 
@@ -39,7 +40,7 @@ export interface ServiceImplementations {
  */
 export function createGrpcServer(
   services: ServiceImplementations,
-  options: { maxMessageBytes: number; health?: HealthImplementation; interceptors?: ServerInterceptor[] },
+  options: { maxMessageBytes: number; itemLimits: ItemLimits; health?: HealthImplementation; interceptors?: ServerInterceptor[] },
 ): { server: Server; health: HealthImplementation } {
   const server = new Server({
     // The request-arrival guard (request-arrival-guard.ts) runs for every call before its handler.
@@ -53,14 +54,15 @@ export function createGrpcServer(
   });
   const descriptorSet = readFileSync(path.join(__dirname, '..', 'gen', 'descriptor-set.binpb'));
   const checks = requestChecks(descriptorSet);
-  server.addService(strictDecoding(TenantServiceService, checks), services.tenant);
-  server.addService(strictDecoding(PurposeServiceService, checks), services.purpose);
-  server.addService(strictDecoding(ConsentServiceService, checks), services.consent);
-  server.addService(strictDecoding(KeyServiceService, checks), services.key);
-  server.addService(strictDecoding(SubjectRightsServiceService, checks), services.subjectRights);
-  server.addService(strictDecoding(AuditServiceService, checks), services.audit);
-  server.addService(strictDecoding(IdentityServiceService, checks), services.identity);
-  server.addService(strictDecoding(SelfServiceServiceService, checks), services.selfService as SelfServiceServiceServer);
+  const counts = requestItemLimits(descriptorSet, options.itemLimits);
+  server.addService(strictDecoding(TenantServiceService, checks, counts), services.tenant);
+  server.addService(strictDecoding(PurposeServiceService, checks, counts), services.purpose);
+  server.addService(strictDecoding(ConsentServiceService, checks, counts), services.consent);
+  server.addService(strictDecoding(KeyServiceService, checks, counts), services.key);
+  server.addService(strictDecoding(SubjectRightsServiceService, checks, counts), services.subjectRights);
+  server.addService(strictDecoding(AuditServiceService, checks, counts), services.audit);
+  server.addService(strictDecoding(IdentityServiceService, checks, counts), services.identity);
+  server.addService(strictDecoding(SelfServiceServiceService, checks, counts), services.selfService as SelfServiceServiceServer);
 
   const health = options.health ?? createHealth('SERVING');
   health.addToServer(server);
@@ -131,20 +133,25 @@ function byItem(violations: FieldViolation[], field: string): Map<number, FieldV
  * (check-requests.ts), their responses encoded by check-responses.ts: the same messages and
  * bytes, less work.
  */
-function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<string, RequestCheck>): D {
+function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<string, RequestCheck>, counts: Map<string, ItemLimitCheck>): D {
   const wrapped: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(definition)) {
     const check = checks.get(method.path) ?? (() => []);
+    const count = counts.get(method.path);
     const fast = CHECK_REQUEST_DECODERS[method.path];
     wrapped[name] = {
       ...method,
       // The check methods' answers in one exact-size buffer (check-responses.ts), same bytes.
       responseSerialize: CHECK_RESPONSE_ENCODERS[method.path] ?? method.responseSerialize,
       requestDeserialize: (bytes: Buffer) => {
+        const refuse = (error: DomainError) => Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [REFUSED]: error });
+        // Before anything is decoded: more list items than the method takes is refused on the
+        // wire (request-item-limits.ts), not after an object was made of each.
+        const tooMany = count?.(bytes);
+        if (tooMany) return refuse(invalidArgument([tooMany]));
         // A check request as clients usually write it needs neither pass below (check-requests.ts).
         const simple = fast?.(bytes);
         if (simple) return simple;
-        const refuse = (error: DomainError) => Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [REFUSED]: error });
         // The schema check first: it reads 64-bit values the generated decoder refuses, so a
         // Timestamp 2e9 years out is named as its field rather than "undecodable".
         let violations: FieldViolation[] = [];
