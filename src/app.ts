@@ -66,7 +66,7 @@ import { BackgroundJobs } from './jobs/background-jobs';
 import { ConfirmationMailer, smtpSender } from './jobs/confirmation-mailer';
 import { TypeormKeyRotationRepository } from './storage/repositories/key-rotation-repository';
 import { TypeormChangeFeedRepository } from './storage/repositories/change-feed-repository';
-import { bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
+import { addHealth, bind, createGrpcServer, createHealth, SERVICE_NAMES } from './transport/server';
 import { ArrivalGuardEvents, requestArrivalGuard } from './transport/request-arrival-guard';
 import { routeGrpcJsLogs } from './transport/grpc-js-log';
 import type { HealthImplementation } from 'grpc-health-check';
@@ -207,7 +207,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
 /** grpc.health.v1 alone on a plaintext port (HEALTH_PORT), for probes that cannot present the API's credentials. */
 async function startHealthServer(health: HealthImplementation, where: { port: number; bindAddress: string }, logger: Logger): Promise<{ server: Server; port: number }> {
   const server = new Server();
-  health.addToServer(server);
+  addHealth(server, health);
   const port = await bind(server, where.bindAddress, where.port).catch((err: Error) => {
     server.forceShutdown();
     throw new Error(`cannot listen on ${where.bindAddress}:${where.port} for health (HEALTH_PORT): ${err.message}. Nothing was started or migrated`);

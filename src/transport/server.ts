@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Server, ServerCredentials, ServerDuplexStream, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, ServerDuplexStream, ServerInterceptor, ServerWritableStream, ServiceDefinition, status, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -65,10 +65,42 @@ export function createGrpcServer(
   server.addService(strictDecoding(SelfServiceServiceService, checks, counts), services.selfService as SelfServiceServiceServer);
 
   const health = options.health ?? createHealth('SERVING');
-  health.addToServer(server);
+  addHealth(server, health);
 
   new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(withReflectionBackPressure(server));
   return { server, health };
+}
+
+/**
+ * Health/Watch streams open at once in this process (every port together). Health needs no
+ * credentials and its streams stay open until the client goes: without a bound, a client opening
+ * tens of thousands of them (about 10 KB each) ran the process out of memory (found by a probe).
+ * Probes use Check; a watcher per load balancer or sidecar is far below this.
+ */
+export const MAX_HEALTH_WATCHES = 1000;
+const healthWatches = { open: 0 };
+
+/** Adds grpc.health.v1 to `server`, Watch streams bounded by MAX_HEALTH_WATCHES (RESOURCE_EXHAUSTED beyond). */
+export function addHealth(server: Pick<Server, 'addService'>, health: HealthImplementation): void {
+  health.addToServer({
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      const watch = implementation.watch as ((call: ServerWritableStream<unknown, unknown>) => void) | undefined;
+      if (!watch) return server.addService(definition, implementation);
+      server.addService(definition, {
+        ...implementation,
+        watch: (call: ServerWritableStream<unknown, unknown>) => {
+          if (healthWatches.open >= MAX_HEALTH_WATCHES) {
+            call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `at most ${MAX_HEALTH_WATCHES} health watches are open at once; use Check` });
+            return;
+          }
+          healthWatches.open++;
+          // grpc-js emits 'cancelled' once the stream closes, however it ends.
+          call.once('cancelled', () => healthWatches.open--);
+          watch(call);
+        },
+      });
+    },
+  } as Server);
 }
 
 /** grpc.health.v1 with one status for the whole server ('') and for each of our services. */

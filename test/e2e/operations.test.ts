@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Client, credentials } from '@grpc/grpc-js';
+import { Client, credentials, status as grpcStatus } from '@grpc/grpc-js';
+import { MAX_HEALTH_WATCHES } from '../../src/transport/server';
 import { expect } from 'chai';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
 import { createTestDatabase, TestDatabase } from '../support/databases';
@@ -53,6 +54,38 @@ describe('health and reflection', function () {
     }
   });
 
+  it(`at most ${MAX_HEALTH_WATCHES} Health/Watch streams are open at once: one more is RESOURCE_EXHAUSTED, a closed one frees its place`, async function () {
+    // A connection each (grpc-js would share one, and a connection carries at most 1,000 streams).
+    const clients = [0, 1, 2].map(() => new HealthClient(s.address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
+    const open: Array<{ cancel(): void }> = [];
+    const watch = (client: HealthClient) =>
+      new Promise<{ stream: { cancel(): void }; first: string }>((resolve) => {
+        const stream = client.watch({ service: '' });
+        stream.on('data', (r: { status: HealthCheckResponse_ServingStatus }) => resolve({ stream, first: HealthCheckResponse_ServingStatus[r.status] }));
+        stream.on('error', (e: { code: number }) => resolve({ stream, first: `error ${e.code}` }));
+      });
+    try {
+      for (let i = 0; i < MAX_HEALTH_WATCHES; i += 100) {
+        const batch = await Promise.all(Array.from({ length: 100 }, (_, j) => watch(clients[(i + j) % 2])));
+        for (const w of batch) {
+          expect(w.first).to.equal('SERVING');
+          open.push(w.stream);
+        }
+      }
+      expect((await watch(clients[2])).first, 'one more').to.equal(`error ${grpcStatus.RESOURCE_EXHAUSTED}`);
+      open.pop()!.cancel();
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await watch(clients[2]);
+      expect(again.first, 'a place freed').to.equal('SERVING');
+      open.push(again.stream);
+      // Check is not limited.
+      expect((await call(clients[2], clients[2].check, { service: '' })).status).to.equal(HealthCheckResponse_ServingStatus.SERVING);
+    } finally {
+      for (const stream of open) stream.cancel();
+      for (const c of clients) c.close();
+    }
+  });
+
   it('reflection holds back a client that sends requests and never reads the answers (no unbounded buffering)', async function () {
     // Its own server process: without back-pressure this flood ends that process, not mocha.
     const child = await startServerProcess(db, { env: { LOG_LEVEL: 'warn' } });
@@ -68,12 +101,19 @@ describe('health and reflection', function () {
       const total = 200_000;
       for (let i = 0; i < total; i++) stream.write(request, () => sent.n++);
       // Without back-pressure the server goes on taking a window's worth of requests every few
-      // seconds (queueing their answers); with it, it stops once the answers wait to be sent.
-      await new Promise((r) => setTimeout(r, 4000));
-      const settled = sent.n;
-      await new Promise((r) => setTimeout(r, 6000));
-      expect(sent.n, 'requests the server took while the client read nothing, after it had stopped').to.equal(settled);
-      expect(settled).to.be.below(total);
+      // seconds (queueing their answers) until the client has sent everything; with it, it takes
+      // a few windows and then stops for good once the answers wait to be sent.
+      let last = -1;
+      let since = performance.now();
+      while (performance.now() - since < 6000) {
+        await new Promise((r) => setTimeout(r, 500));
+        if (sent.n !== last) {
+          last = sent.n;
+          since = performance.now();
+        }
+        if (sent.n === total) break;
+      }
+      expect(sent.n, 'requests the server took while the client read nothing').to.be.below(total);
       expect(child.hasExited(), 'the server lives').to.equal(false);
       const rssKb = Number(readFileSync(`/proc/${child.child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]);
       expect(rssKb, 'server memory (KiB)').to.be.below(600 * 1024);
