@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 
 /**
@@ -31,41 +32,57 @@ export interface SourceProgress {
 
 /** The records of `file` in order; `progress` is updated as the file is read. */
 export function readRecords(file: string, format: SourceFormat, onHeader: (columns: string[]) => void = () => {}): { records: AsyncGenerator<SourceRecord>; progress: SourceProgress } {
-  const stream = createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 16 });
-  const chunks = stream as AsyncIterable<string>;
+  // Bytes, not text: a line that is not valid UTF-8 is rejected, not read with U+FFFD in place of
+  // what it says (an identifier changed that way is another person's, or nobody's).
+  const stream = createReadStream(file, { highWaterMark: 1 << 16 });
+  const chunks = stream as AsyncIterable<Buffer>;
   return {
     records: format === 'csv' ? csvRecords(chunks, onHeader) : jsonLineRecords(chunks),
     progress: { bytesRead: () => stream.bytesRead },
   };
 }
 
-/** Physical lines of text chunks, numbered from 1, without their line break (LF or CRLF). */
-/** Physical lines without their ending; `crlf` says whether it was CR LF (a quoted CSV field keeps it as written). */
-async function* lines(chunks: AsyncIterable<string>): AsyncGenerator<{ line: number; text: string; crlf?: boolean }> {
-  let rest = '';
+/** A physical line: numbered from 1, without its ending; `crlf` says whether it was CR LF (a quoted CSV field keeps it as written); `invalid` that its bytes are not UTF-8. */
+type Line = { line: number; text: string; crlf?: boolean; invalid?: boolean };
+
+/** The lines of a file's chunks (bytes, or text in tests); a UTF-8 byte order mark is dropped. */
+async function* lines(chunks: AsyncIterable<string | Buffer>): AsyncGenerator<Line> {
+  let rest: Buffer = Buffer.alloc(0);
   let line = 0;
   let first = true;
-  for await (let chunk of chunks) {
+  const made = (bytes: Buffer, crlf?: boolean): Line => {
+    const text = bytes.toString('utf8');
+    return isUtf8(bytes) ? { line: ++line, text, crlf } : { line: ++line, text, crlf, invalid: true };
+  };
+  for await (const piece of chunks) {
+    let chunk = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
     if (first) {
-      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
+      if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
       first = false;
     }
-    rest += chunk;
+    rest = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
     let start = 0;
-    for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n', start)) {
-      const crlf = rest.charCodeAt(nl - 1) === 13 && nl > start;
-      yield { line: ++line, text: crlf ? rest.slice(start, nl - 1) : rest.slice(start, nl), crlf };
+    for (let nl = rest.indexOf(10); nl >= 0; nl = rest.indexOf(10, start)) {
+      const crlf = nl > start && rest[nl - 1] === 13;
+      yield made(rest.subarray(start, crlf ? nl - 1 : nl), crlf);
       start = nl + 1;
     }
-    rest = rest.slice(start);
+    rest = rest.subarray(start);
   }
-  if (rest.length > 0) yield { line: ++line, text: rest.endsWith('\r') ? rest.slice(0, -1) : rest };
+  if (rest.length > 0) yield made(rest[rest.length - 1] === 13 ? rest.subarray(0, -1) : rest);
 }
 
+/** The rejection of a record with a line that is not UTF-8. */
+const NOT_UTF8 = { reason: 'INVALID_UTF8', message: 'the line is not valid UTF-8 text (save the file as UTF-8)' };
+
 /** JSON Lines: each non-blank line one JSON object. */
-export async function* jsonLineRecords(chunks: AsyncIterable<string>): AsyncGenerator<SourceRecord> {
-  for await (const { line, text } of lines(chunks)) {
+export async function* jsonLineRecords(chunks: AsyncIterable<string | Buffer>): AsyncGenerator<SourceRecord> {
+  for await (const { line, text, invalid } of lines(chunks)) {
     if (text.trim() === '') continue;
+    if (invalid) {
+      yield { line, error: NOT_UTF8 };
+      continue;
+    }
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -86,7 +103,7 @@ export async function* jsonLineRecords(chunks: AsyncIterable<string>): AsyncGene
  * every later record becomes the values of those columns. Blank lines are skipped. A record with more or fewer fields than the
  * header, or with malformed quotes, is reported and skipped.
  */
-export async function* csvRecords(chunks: AsyncIterable<string>, onHeader: (columns: string[]) => void = () => {}): AsyncGenerator<SourceRecord> {
+export async function* csvRecords(chunks: AsyncIterable<string | Buffer>, onHeader: (columns: string[]) => void = () => {}): AsyncGenerator<SourceRecord> {
   let header: string[] | null = null;
   for await (const record of csvFields(lines(chunks))) {
     if ('error' in record) {
@@ -117,13 +134,17 @@ export class CsvHeaderError extends Error {}
 type FieldsRecord = { line: number; fields: string[] } | { line: number; error: { reason: string; message: string } };
 
 /** RFC 4180 records (lists of fields) of physical lines; a quoted field may span lines. */
-async function* csvFields(source: AsyncGenerator<{ line: number; text: string; crlf?: boolean }>): AsyncGenerator<FieldsRecord> {
+async function* csvFields(source: AsyncGenerator<Line>): AsyncGenerator<FieldsRecord> {
   // Lines read ahead while a quoted field was still open, to be read again after an error.
-  const replay: Array<{ line: number; text: string; crlf?: boolean }> = [];
+  const replay: Line[] = [];
   const next = async () => (replay.length > 0 ? replay.shift()! : (await source.next()).value ?? null);
   for (let current = await next(); current !== null; current = await next()) {
     // Blank lines, also of spaces or tabs only, are skipped (docs/import.md).
     if (current.text.trim() === '') continue;
+    if (current.invalid && !current.text.includes('"')) {
+      yield { line: current.line, error: NOT_UTF8 };
+      continue;
+    }
     if (!current.text.includes('"')) {
       yield { line: current.line, fields: current.text.split(',') };
       continue;
@@ -158,7 +179,9 @@ async function* csvFields(source: AsyncGenerator<{ line: number; text: string; c
       yield { line: current.line, error: { reason: 'MALFORMED_QUOTES', message: 'a quote inside an unquoted field, or text after a closing quote (RFC 4180: quote the whole field and double the quotes inside it)' } };
       continue;
     }
-    yield { line: current.line, fields: parsed };
+    // A record over several lines is rejected whole when one of them is not UTF-8.
+    if (taken.some((l) => l.invalid)) yield { line: current.line, error: NOT_UTF8 };
+    else yield { line: current.line, fields: parsed };
   }
 }
 

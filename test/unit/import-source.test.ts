@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { importRowOf } from '../../src/cli/import-rows';
-import { csvRecords, SourceRecord } from '../../src/cli/import-source';
+import { csvRecords, jsonLineRecords, SourceRecord } from '../../src/cli/import-source';
 
 /** consentctl import's reading of a file: the CSV records and the checks of each row's values (found by a probe). */
 describe('consentctl import: reading the file', function () {
@@ -27,6 +27,34 @@ describe('consentctl import: reading the file', function () {
     expect(crlf[1]).to.deep.equal({ line: 5, values: { phone: '+4915112345679', free_text: 'x' } });
     const lf = await read('phone,free_text\n+4915112345678,"multi\nline"\n');
     expect(lf[0]).to.deep.equal({ line: 2, values: { phone: '+4915112345678', free_text: 'multi\nline' } });
+  });
+
+  it('rejects a line that is not UTF-8 (a Latin-1 file) instead of reading U+FFFD into the identifier; the other rows are read, multi-byte characters split across chunks too', async function () {
+    const latin1 = Buffer.concat([
+      Buffer.from('customer_id,kind\n'),
+      Buffer.from('M\u00fcller-1,opt_out\n', 'latin1'),
+      Buffer.from('Schmidt-2,opt_out\n'),
+      Buffer.from('"M\u00f6ller\n-3",opt_out\n', 'latin1'),
+      Buffer.from('M\u00fcller-4,opt_out\n', 'utf8'),
+    ]);
+    // Two bytes at a time: the UTF-8 "\u00fc" of the last row is split between two chunks.
+    const out: SourceRecord[] = [];
+    async function* bytes(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < latin1.length; i += 2) yield latin1.subarray(i, i + 2);
+    }
+    for await (const r of csvRecords(bytes())) out.push(r);
+    expect(out).to.deep.equal([
+      { line: 2, error: { reason: 'INVALID_UTF8', message: 'the line is not valid UTF-8 text (save the file as UTF-8)' } },
+      { line: 3, values: { customer_id: 'Schmidt-2', kind: 'opt_out' } },
+      { line: 4, error: { reason: 'INVALID_UTF8', message: 'the line is not valid UTF-8 text (save the file as UTF-8)' } },
+      { line: 6, values: { customer_id: 'M\u00fcller-4', kind: 'opt_out' } },
+    ]);
+    const jsonl: SourceRecord[] = [];
+    async function* lines(): AsyncGenerator<Buffer> {
+      yield Buffer.concat([Buffer.from('{"customer_id":"M\u00fcller-1"}\n', 'latin1'), Buffer.from('{"customer_id":"ok"}\n')]);
+    }
+    for await (const r of jsonLineRecords(lines())) jsonl.push(r);
+    expect(jsonl.map((r) => ('error' in r ? r.error.reason : r.values.customer_id))).to.deep.equal(['INVALID_UTF8', 'ok']);
   });
 
   it('refuses a date or time that does not exist instead of moving it to another day', function () {
