@@ -24,6 +24,13 @@ import { Progress } from './terminal-output';
 export const MAX_IMPORT_ROWS = 50_000;
 /** Rows per message of the stream: a few hundred keep messages far below the 4 MiB limit. */
 export const ROWS_PER_MESSAGE = 500;
+
+/**
+ * Encoded bytes of rows per message at most: rows with long evidence (user agents, page URLs, free
+ * text within their limits) reach the service's MAX_MESSAGE_BYTES (4 MiB by default) well before
+ * ROWS_PER_MESSAGE of them, so a message is also sent once this much is in it.
+ */
+export const BYTES_PER_MESSAGE = 3 * 1024 * 1024;
 /** One call may take a while on a slow database; a service that stops answering altogether ends it. */
 const CALL_DEADLINE_MS = 15 * 60_000;
 /** The largest answer of a call: 50,000 rejections with their statuses and details fit several times. */
@@ -241,6 +248,7 @@ export async function importFile(
   let readToEnd = false;
   let inCall = 0;
   let batch: ImportRow[] = [];
+  let batchBytes = 0;
   let failure: CliError | null = null;
   let stopped: string | null = null;
 
@@ -280,6 +288,7 @@ export async function importFile(
     }
     const sending = batch;
     batch = [];
+    batchBytes = 0;
     inCall += sending.length;
     await call.send(sending);
     if (inCall >= options.rowsPerCall) await closeCall();
@@ -298,7 +307,11 @@ export async function importFile(
         rejects.local(record.line, row);
         continue;
       }
+      // A row that would take the message past BYTES_PER_MESSAGE goes into the next one.
+      const size = ImportRow.encode(row).finish().length + 8;
+      if (batch.length > 0 && batchBytes + size > BYTES_PER_MESSAGE) await flush();
       batch.push(row);
+      batchBytes += size;
       if (batch.length >= options.rowsPerMessage || inCall + batch.length >= options.rowsPerCall) await flush();
     }
     if (!stopped) {

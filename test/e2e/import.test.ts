@@ -190,6 +190,20 @@ forEachDatabase('consentctl import', (db) => {
     expect(await storedCount()).to.equal(before);
   });
 
+  it('rows with evidence at its length limits are imported: messages are cut by size too, not only by count (found by a probe)', async function () {
+    this.timeout(120_000);
+    const ua = 'Mozilla/5.0 ' + 'x'.repeat(2048 - 12);
+    const url = 'https://example.org/' + 'p'.repeat(2048 - 20);
+    const lines = ['customer_id,purpose,channel,kind,event_time,user_agent,page_url,free_text,collected_by,inbound_message_id'];
+    for (let i = 0; i < 600; i++) lines.push(`big-row-${i},newsletter,sms,opt_out,2024-01-01T00:00:00Z,${ua},${url},${'f'.repeat(4096)},${'c'.repeat(200)},${'m'.repeat(256)}`);
+    writeFileSync(file('large-rows.csv'), lines.join('\n') + '\n');
+    const before = await storedCount();
+    const run = await ctl('--json', 'import', file('large-rows.csv'), '--tenant', T);
+    expect(run.code, run.err).to.equal(0);
+    expect(JSON.parse(run.out)).to.include({ rows: 600, recorded: 600, rejected: 0, stopped: null });
+    expect(await storedCount()).to.equal(before + 600);
+  });
+
   it('audit verify --records is clean after the imports', async function () {
     this.timeout(120_000);
     const verified = await ctl('audit', 'verify', '--tenant', T, '--records');
