@@ -355,7 +355,8 @@ async function startService(
   const metrics = config.metrics ? new ServiceMetrics(config.metrics.maxTenants, metricSources()) : null;
   const telemetry = new RpcTelemetry(metrics ?? undefined, tracing ?? undefined);
   if (metrics) writer.metrics = metrics;
-  const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service, telemetry);
+  const openStreams = new Set<() => void>();
+  const pipeline = (service: string) => new CallPipeline(logger, authenticator, limits, service, telemetry, openStreams);
   const arrivalGuard = requestArrivalGuard({ maxPending: config.limits.maxPendingRequests, timeoutMs: config.limits.requestArrivalTimeoutMs, events: arrivalGuardLog(logger) });
   const { server } = createGrpcServer(
     {
@@ -536,15 +537,20 @@ async function startService(
       await checkpointing;
       await mailer?.stop();
       await jobs.stop();
+      // No new calls from here. Unary and client-streaming calls in flight finish: each waits for
+      // the database at most DATABASE_CALL_TIMEOUT_MS, so they are cut (CANCELLED) only after
+      // that and a margin. Server-streaming and bidi streams would stay open as long as their
+      // clients read: they end now with UNAVAILABLE SHUTTING_DOWN, which clients retry elsewhere.
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, 5000);
+        }, Math.max(5000, config.databaseTimeouts.callMs + 2000));
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
+        for (const end of [...openStreams]) end();
       });
       arrivalGuard.stop();
       await Promise.all(checkpointers.map((c) => c.stop()));

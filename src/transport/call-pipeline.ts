@@ -19,6 +19,7 @@ import { MethodPolicy, methodPolicy } from './auth/access-policy';
 import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
 import { toGrpcError } from './error-mapper';
+import { DomainError } from '../shared/errors';
 import { refusalOf } from './server';
 import { CallBudget, withCallBudget } from '../shared/call-budget';
 import { RpcType } from '../observability/metrics';
@@ -99,6 +100,11 @@ class CallState {
     this.answered = true;
   }
 
+  /** Stops the work of a call the server ended itself (shutdown): its signal aborts. */
+  abortWork(): void {
+    (this.controller ??= new AbortController()).abort();
+  }
+
   get signal(): AbortSignal {
     if (!this.controller) {
       const controller = (this.controller = new AbortController());
@@ -169,6 +175,11 @@ export class CallPipeline {
     private readonly service: string,
     /** Metrics and traces of each call, when either is on (src/observability). */
     private readonly telemetry?: RpcTelemetry,
+    /**
+     * The server-streaming and bidi calls open now, each as a function that ends it (shutdown:
+     * endOpenStreams). Shared by the pipelines of all services.
+     */
+    private readonly openStreams?: Set<() => void>,
   ) {}
 
   /** The call's observation when telemetry is on; its end is reported with the call's status. */
@@ -303,10 +314,23 @@ export class CallPipeline {
         this.logError(method, ctx.requestId, started, e.code, e.reason, refused, ctx);
         return;
       }
+      // A stream stays open until its client goes; at shutdown it is ended with a status the
+      // client retries (UNAVAILABLE), and its work stopped, instead of being cut with CANCELLED.
+      let endedByServer = false;
+      const endForShutdown = () => {
+        if (state.answered || endedByServer) return;
+        endedByServer = true;
+        const e = endWith(new DomainError('UNAVAILABLE', 'SHUTTING_DOWN', 'the server is shutting down: connect again (another replica serves) and resume', {}, [], 1000));
+        this.logError(method, ctx.requestId, started, e.code, e.reason, null, ctx);
+        state.abortWork();
+      };
+      this.openStreams?.add(endForShutdown);
       const run = () => withCallBudget(budgetOf(call, ctx), () => handler(call, ctx));
       (observed ? observed.run(run) : run()).then(
         () => {
           close();
+          this.openStreams?.delete(endForShutdown);
+          if (endedByServer) return;
           // A handler that returns because the client cancelled (or its deadline passed) ended a
           // call the client saw end with CANCELLED / DEADLINE_EXCEEDED, not OK.
           afterClientInput(call, (cancelled) => {
@@ -319,6 +343,8 @@ export class CallPipeline {
         },
         (err: unknown) => {
           close();
+          this.openStreams?.delete(endForShutdown);
+          if (endedByServer) return;
           const e = endWith(err);
           this.logError(method, ctx.requestId, started, e.code, e.reason, err, ctx);
         },

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
+import mysql from 'mysql2/promise';
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import { DatabaseConfig } from '../../src/config/config';
@@ -10,7 +11,7 @@ import { ConsentServiceClient } from '../../src/gen/consent/v1/consent';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { TenantServiceClient } from '../../src/gen/consent/v1/tenant';
 import { createTestDatabase, testDatabaseKinds, TestDatabase } from '../support/databases';
-import { phone, query, seedTenant } from '../support/fixtures';
+import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { ROOT, TSX } from '../support/processes';
 import { ServerProcess, startServerProcess } from '../support/server-process';
 import { call, TestServer } from '../support/test-server';
@@ -173,5 +174,91 @@ for (const kind of testDatabaseKinds()) {
         for (const c of Object.values(clients)) c.close();
       }
     });
+  });
+}
+
+/**
+ * What a SIGTERM does to calls in flight (found by a probe): a unary write waiting for the
+ * database less than DATABASE_CALL_TIMEOUT_MS is finished, not cut after a fixed 5 s; a stream
+ * that would stay open as long as its client reads ends at once with UNAVAILABLE SHUTTING_DOWN,
+ * which clients retry on another replica, and the process exits 0.
+ */
+for (const kind of testDatabaseKinds()) {
+  describe(`calls in flight at SIGTERM [${kind}]`, function () {
+    this.timeout(90_000);
+    let db: TestDatabase;
+    before(async function () {
+      db = await createTestDatabase(kind);
+    });
+    after(async function () {
+      await db?.drop();
+    });
+
+    it('a StreamChanges consumer is ended with UNAVAILABLE SHUTTING_DOWN, not cut with CANCELLED; the process exits 0', async function () {
+      const server = await startServerProcess(db, { env: { SHUTDOWN_DRAIN_MS: '300' } });
+      const clients = {
+        tenants: new TenantServiceClient(server.address, credentials.createInsecure()),
+        purposes: new PurposeServiceClient(server.address, credentials.createInsecure()),
+        consent: new ConsentServiceClient(server.address, credentials.createInsecure()),
+      };
+      try {
+        await seedTenant(clients as unknown as TestServer, 'feed-at-stop');
+        const ended = new Promise<{ code: number; reason: string | undefined; at: number }>((resolve) => {
+          const stream = clients.consent.streamChanges({ parent: 'tenants/feed-at-stop', cursor: '' });
+          stream.on('data', () => undefined);
+          stream.on('error', (e: { code: number; metadata?: Metadata }) => {
+            const info = e.metadata?.get('grpc-status-details-bin')[0];
+            resolve({ code: e.code, reason: info ? /SHUTTING_DOWN/.exec(Buffer.from(info as Buffer).toString('latin1'))?.[0] : undefined, at: Date.now() });
+          });
+        });
+        await new Promise((r) => setTimeout(r, 500));
+        const signalled = Date.now();
+        server.child.kill('SIGTERM');
+        const end = await ended;
+        expect([end.code, end.reason]).to.deep.equal([status.UNAVAILABLE, 'SHUTTING_DOWN']);
+        expect(end.at - signalled, 'ended soon after the drain period').to.be.below(3000);
+        expect(await server.exited).to.equal(0);
+      } finally {
+        for (const c of Object.values(clients)) c.close();
+        await server.stop(1000);
+      }
+    });
+
+    if (kind === 'mariadb') {
+      it('writes waiting 7 s for a lock (under DATABASE_CALL_TIMEOUT_MS 9 s) are finished and stored, not cut at 5 s', async function () {
+        const server = await startServerProcess(db, { env: { SHUTDOWN_DRAIN_MS: '500', DATABASE_CALL_TIMEOUT_MS: '9000' } });
+        const clients = {
+          tenants: new TenantServiceClient(server.address, credentials.createInsecure()),
+          purposes: new PurposeServiceClient(server.address, credentials.createInsecure()),
+          consent: new ConsentServiceClient(server.address, credentials.createInsecure()),
+        };
+        const locker = await mysql.createConnection((db.config as { url: string }).url);
+        try {
+          const T = 'slow-at-stop';
+          await seedTenant(clients as unknown as TestServer, T);
+          await call(clients.consent, clients.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915116000000'), requestId: 'warm' }));
+          await locker.beginTransaction();
+          await locker.query('SELECT size FROM audit_heads WHERE tenant_id = ? FOR UPDATE', [T]);
+          const writes = Array.from({ length: 4 }, (_, i) =>
+            call(clients.consent, clients.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(`+491511600000${i + 1}`), requestId: `slow-${i}` })).then(
+              () => 'OK',
+              (e: { code: number }) => status[e.code],
+            ),
+          );
+          await new Promise((r) => setTimeout(r, 500));
+          server.child.kill('SIGTERM');
+          await new Promise((r) => setTimeout(r, 6500));
+          await locker.commit();
+          expect(await Promise.all(writes)).to.deep.equal(['OK', 'OK', 'OK', 'OK']);
+          expect(await server.exited).to.equal(0);
+          const [rows] = (await locker.query("SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id = ? AND request_id LIKE 'slow-%'", [T])) as unknown as [Array<{ n: number }>];
+          expect(Number(rows[0].n)).to.equal(4);
+        } finally {
+          await locker.end().catch(() => undefined);
+          for (const c of Object.values(clients)) c.close();
+          await server.stop(1000);
+        }
+      });
+    }
   });
 }
