@@ -72,7 +72,7 @@ import { routeGrpcJsLogs } from './transport/grpc-js-log';
 import type { HealthImplementation } from 'grpc-health-check';
 import { MetricSources, ServiceMetrics } from './observability/metrics';
 import { RpcTelemetry } from './observability/rpc-telemetry';
-import { withoutCallBudget } from './shared/call-budget';
+import { withCallBudget } from './shared/call-budget';
 import { startMetricsServer } from './observability/metrics-server';
 import type { Tracing } from './observability/tracing';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -428,13 +428,35 @@ async function startService(
       retries: () => tx.stats,
       ready: () => started && healthy && !draining,
       pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
-      auditLogs: async () => {
+      auditLogs: scrapeRead(async () => {
         const now = clock.now();
-        const logs = await withoutCallBudget(() => tx.read((t) => operations.auditLogs(t)));
+        const logs = await tx.read((t) => operations.auditLogs(t));
         return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
-      },
-      subjectRequests: () => withoutCallBudget(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
-      oldestConfirmationDeliveryMs: () => withoutCallBudget(() => mailQueue.oldestOpenAgeMs()),
+      }),
+      subjectRequests: scrapeRead(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
+      oldestConfirmationDeliveryMs: scrapeRead(() => mailQueue.oldestOpenAgeMs()),
+    };
+  }
+  /**
+   * A scrape's database read: within min(DATABASE_CALL_TIMEOUT_MS, 5 s), under a scraper's usual
+   * timeout (10 s), and never failing the scrape. A database that is down or hung leaves those
+   * gauges without samples while the rest, `consent_ready 0` among them, is still exported (it
+   * answered 503 before, after 60 s when the database hung, so `up` said the process was down).
+   */
+  let scrapeReadsFailing = false;
+  function scrapeRead<T>(read: () => Promise<T>): () => Promise<T | undefined> {
+    return async () => {
+      const ms = Math.min(config.databaseTimeouts.callMs, 5000);
+      try {
+        const value = await withCallBudget({ deadline: Date.now() + ms, signal: AbortSignal.timeout(ms) }, read);
+        if (scrapeReadsFailing) logger.info('metrics read the database again');
+        scrapeReadsFailing = false;
+        return value;
+      } catch (err) {
+        if (!scrapeReadsFailing) logger.warn('metrics could not read the database; those gauges are left out until it answers', { error: errorSummary(err) });
+        scrapeReadsFailing = true;
+        return undefined;
+      }
     };
   }
   const metricsServer = metrics && config.metrics ? await startMetricsServer(metrics, config.metrics.port, config.metrics.bindAddress, (err) => logger.warn('metrics could not be collected', { error: errorSummary(err) })) : null;

@@ -26,11 +26,11 @@ export interface MetricSources {
   /** Whether this replica reports SERVING on grpc.health.v1 (a NOT_SERVING replica still answers scrapes). */
   ready?(): boolean;
   /** Per tenant: audit log size and the age of its latest signed checkpoint (null: none yet). */
-  auditLogs?(): Promise<Array<{ tenant: string; size: number; checkpointAgeSeconds: number | null }>>;
+  auditLogs?(): Promise<Array<{ tenant: string; size: number; checkpointAgeSeconds: number | null }> | undefined>;
   /** Per tenant: data-subject requests open, due within 7 days, past their due time. */
-  subjectRequests?(): Promise<Array<{ tenant: string; open: number; dueSoon: number; overdue: number }>>;
+  subjectRequests?(): Promise<Array<{ tenant: string; open: number; dueSoon: number; overdue: number }> | undefined>;
   /** Age of the oldest e-mail confirmation delivery not yet sent or handed out, not expired (null: none). */
-  oldestConfirmationDeliveryMs?(): Promise<number | null>;
+  oldestConfirmationDeliveryMs?(): Promise<number | null | undefined>;
 }
 
 export const OTHER_TENANTS = '_other';
@@ -164,8 +164,9 @@ export class ServiceMetrics {
       help: 'Age of the oldest e-mail confirmation delivery neither sent nor handed out yet (not expired); 0 when there is none.',
       registers,
       async collect() {
-        const ms = (await sources.oldestConfirmationDeliveryMs?.()) ?? null;
-        this.set(ms === null ? 0 : ms / 1000);
+        const ms = await sources.oldestConfirmationDeliveryMs?.();
+        // Undefined: the database could not be read; the last value read stays.
+        if (ms !== undefined) this.set(ms === null ? 0 : ms / 1000);
       },
     });
     this.batchSize = new Histogram({ name: 'consent_commit_batch_size', help: 'Writes committed together in one group-commit transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers });
@@ -218,7 +219,19 @@ export class ServiceMetrics {
     });
     new Gauge({ name: 'consent_ready', help: '1 while this replica reports SERVING on grpc.health.v1 (its databases answer, it is not draining), else 0.', registers, collect() { this.set(sources.ready?.() === false ? 0 : 1); } });
     const labelOf = (tenant: string) => this.tenantLabel(tenant);
-    const auditSize = new Gauge({ name: 'consent_audit_log_size', help: "Entries in a tenant's audit log.", labelNames: ['tenant'], registers });
+    // Each gauge reads what it shows in its own collect: the registry serialises a gauge right
+    // after collecting it, so one filled by another gauge's collect showed the previous scrape.
+    new Gauge({
+      name: 'consent_audit_log_size',
+      help: "Entries in a tenant's audit log.",
+      labelNames: ['tenant'],
+      registers,
+      async collect() {
+        this.reset();
+        // Tenants counted under _other: their sizes add up.
+        for (const log of (await sources.auditLogs?.()) ?? []) this.inc({ tenant: labelOf(log.tenant) }, log.size);
+      },
+    });
     new Gauge({
       name: 'consent_audit_checkpoint_age_seconds',
       help: "Time since a tenant's latest signed audit checkpoint (absent: none yet).",
@@ -226,12 +239,10 @@ export class ServiceMetrics {
       registers,
       async collect() {
         this.reset();
-        auditSize.reset();
-        // Tenants counted under _other: the sizes add up, the age is the oldest of theirs.
+        // Tenants counted under _other: the age is the oldest of theirs.
         const ages = new Map<string, number>();
         for (const log of (await sources.auditLogs?.()) ?? []) {
           const tenant = labelOf(log.tenant);
-          auditSize.inc({ tenant }, log.size);
           if (log.checkpointAgeSeconds !== null) ages.set(tenant, Math.max(ages.get(tenant) ?? 0, log.checkpointAgeSeconds));
         }
         for (const [tenant, age] of ages) this.set({ tenant }, age);

@@ -102,6 +102,15 @@ forEachDatabase('metrics (/metrics on METRICS_PORT)', (db, kind) => {
     expect(sample(later, 'consent_subject_requests', { tenant: T, state: 'overdue' })).to.equal(1);
   });
 
+  it('consent_audit_log_size is the log size at the scrape, not the one before (found by a probe: one scrape behind)', async function () {
+    const T = 'metrics-a';
+    const size = async () => Number(((await s.app.dataSource.query('SELECT size FROM audit_heads WHERE tenant_id = ?', [T])) as Array<{ size: unknown }>)[0].size);
+    await get(s.app.metricsPort!, '/metrics');
+    for (let i = 0; i < 5; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(`+4915199887${String(700 + i)}`) }));
+    const { body } = await get(s.app.metricsPort!, '/metrics');
+    expect(sample(body, 'consent_audit_log_size', { tenant: T })).to.equal(await size());
+  });
+
   it('the number of tenant label values is bounded: tenants past METRICS_MAX_TENANTS are counted as _other', async function () {
     for (const t of ['metrics-b', 'metrics-c', 'metrics-d', 'metrics-e']) {
       await call(s.consent, s.consent.checkConsent, { parent: `tenants/${t}`, query: query(t, { subjectIdentifier: phone(PHONE) }) } as never);
