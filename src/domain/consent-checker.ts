@@ -23,6 +23,8 @@ export interface CheckQuery {
   at?: number;
   /** Shape violations the transport found; the query is answered with INVALID_ARGUMENT. */
   violations: FieldViolation[];
+  /** The transport could not decode the query's fields (only `violations` say anything about it). */
+  undecoded?: boolean;
   /** Path of the query in its request ("query", "queries[3]"), for field violations. */
   fieldPrefix: string;
 }
@@ -273,6 +275,7 @@ export class ConsentChecker {
 
   /** A query checked, normalised and blind-indexed (no awaits: a batch's queries cost no turns of the event loop). */
   private prepareWith(keyring: TenantKeyring, query: CheckQuery, position: number, now: number, purposes: Map<string, Purpose | DomainError>): PreparedQuery {
+    if (query.undecoded) throw invalidArgument(query.violations);
     const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
     if (query.violations.length > 0 || isViolation(identifier)) {
       const violations = [...query.violations];

@@ -132,6 +132,63 @@ const ITEMISED: Record<string, string> = {
   '/consent.v1.ConsentService/ImportConsents': 'rows',
 };
 
+/** The field number of both itemised fields (CheckConsentBatchRequest.queries, ImportConsentsRequest.rows). */
+const ITEM_FIELD_NUMBER = 2;
+
+/**
+ * `bytes` with the items at `indexes` of field `field` replaced by near-empty ones (same positions):
+ * of such an item only its small varint fields are kept (an ImportRow's `line`, which its rejection
+ * names); every other field of it goes, among them the value the decoder could not hold.
+ */
+function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>): Buffer {
+  const reader = new BinaryReader(bytes);
+  const parts: Uint8Array[] = [];
+  let index = 0;
+  while (reader.pos < reader.len) {
+    const start = reader.pos;
+    const [number, wireType] = reader.tag();
+    const afterTag = reader.pos;
+    reader.skip(wireType);
+    if (number === field && wireType === WireType.LengthDelimited && indexes.has(index++)) {
+      const kept = smallVarints(bytes.subarray(afterTag, reader.pos));
+      parts.push(bytes.subarray(start, afterTag), new Uint8Array([kept.length]), kept);
+    } else {
+      parts.push(bytes.subarray(start, reader.pos));
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/** The varint fields of a length-delimited item (its length prefix first) whose values take at most 7 bytes (below 2^49). */
+function smallVarints(item: Uint8Array): Uint8Array {
+  const inner = new BinaryReader(item).bytes();
+  const reader = new BinaryReader(inner);
+  const kept: Uint8Array[] = [];
+  let size = 0;
+  while (reader.pos < reader.len) {
+    const start = reader.pos;
+    const [, wireType] = reader.tag();
+    const afterTag = reader.pos;
+    reader.skip(wireType);
+    if (wireType === WireType.Varint && reader.pos - afterTag <= 7 && size + reader.pos - start <= 100) {
+      kept.push(inner.subarray(start, reader.pos));
+      size += reader.pos - start;
+    }
+  }
+  return Buffer.concat(kept);
+}
+
+/** Marks the items decoded as empty ones because the decoder could not hold a value of theirs. */
+const ITEMS_BLANKED = Symbol('items blanked');
+
+/**
+ * Whether item `index` was decoded as an empty item (a value of it the decoder cannot hold): its
+ * wire violations are all there is to say about it; its decoded fields are not what was sent.
+ */
+export function itemBlanked(request: unknown, index: number): boolean {
+  return (request as Record<symbol, Set<number> | undefined>)[ITEMS_BLANKED]?.has(index) === true;
+}
+
 /** The schema violations found in item `index` of a request's itemised field (none: empty). */
 export function itemViolationsOf(request: unknown, index: number): FieldViolation[] {
   const found = (request as Record<symbol, Map<number, FieldViolation[]> | undefined>)[ITEM_VIOLATIONS];
@@ -200,6 +257,18 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         try {
           message = method.requestDeserialize(bytes) as object;
         } catch (err) {
+          // A value the decoder cannot hold (an int64 above 2^53) in some items of an itemised
+          // method: those items are decoded as empty ones and answered with their violations,
+          // the others as usual.
+          const items = !unreadable && ITEMISED[method.path] ? byItem(violations, ITEMISED[method.path]) : null;
+          if (items && items.size > 0) {
+            try {
+              const blanked = method.requestDeserialize(blankItems(bytes, ITEM_FIELD_NUMBER, new Set(items.keys()))) as object;
+              return Object.assign(blanked, { [ITEM_VIOLATIONS]: items, [ITEMS_BLANKED]: new Set(items.keys()) });
+            } catch {
+              // Something else in the message: refused whole below.
+            }
+          }
           return refuse(violations.length > 0 ? invalidArgument(violations) : undecodable((err as Error).message));
         }
         if (unreadable) return refuse(undecodable(unreadable.message));

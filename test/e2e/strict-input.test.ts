@@ -137,6 +137,18 @@ forEachDatabase('strict input', (db) => {
     expect(itemError(2)).to.deep.equal({ code: status.INVALID_ARGUMENT, reason: singleReason, fields: ['queries[2].channel'] });
   });
 
+  it('a batch query whose time does not fit a number (seconds above 2^53) fails alone too (found by a probe: it failed the whole call)', async function () {
+    const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter`, channel: 1 };
+    const desc = protoRegistry().getMessage('consent.v1.CheckConsentBatchRequest')!;
+    const bytes = Buffer.from(toBinary(desc, create(desc, { parent, queries: [q, { ...q, at: { seconds: 1n << 60n, nanos: 0 } }, q] } as never)));
+    const response = await new Promise<CheckConsentBatchResponse>((resolve, reject) =>
+      raw.makeUnaryRequest('/consent.v1.ConsentService/CheckConsentBatch', (b: Buffer) => b, (b: Buffer) => CheckConsentBatchResponse.decode(b), bytes, new Metadata(), {}, (err, r) => (err ? reject(err) : resolve(r!))),
+    );
+    expect(response.results.map((r) => (r.decision ? 'decision' : r.error!.code))).to.deep.equal(['decision', status.INVALID_ARGUMENT, 'decision']);
+    const bad = response.results[1].error!.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'))!;
+    expect(BadRequest.decode(bad.value).fieldViolations.map((v) => `${v.field} ${v.reason}`)).to.deep.equal(['queries[1].at INVALID_TIMESTAMP']);
+  });
+
   it('a streamed check with an unknown enum fails alone; its neighbours are answered', async function () {
     const desc = protoRegistry().getMessage('consent.v1.StreamCheckConsentRequest')!;
     const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter` };

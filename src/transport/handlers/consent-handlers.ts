@@ -42,7 +42,7 @@ import {
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
 import { drained, writeBatch, writeWithBackpressure } from '../stream-flow';
-import { itemViolationsOf, refusalOf } from '../server';
+import { itemBlanked, itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import {
   categories,
@@ -220,6 +220,11 @@ export function consentHandlers(
           const items: Array<ImportItem<number>> = [];
           message.rows.forEach((row, i) => {
             const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
+            if (itemBlanked(message, i)) {
+              // Decoded as an empty row (a value the decoder cannot hold): only what the wire check found.
+              rejections.push({ line: row.line, status: toStatus(invalidArgument(violations)) });
+              return;
+            }
             const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, '');
             // A field the wire check already refused is named once, with the wire check's reason.
             const mapped = 'violations' in input ? input.violations.filter((v) => !violations.some((w) => w.field === v.field)) : [];
@@ -302,7 +307,9 @@ export function consentHandlers(
           // Out-of-range values the decoder found in this item fail it alone; a field the wire check
           // refused is named once, with the wire check's reason (as CheckConsent and the stream do).
           const wire = itemViolationsOf(req, i);
-          if (wire.length > 0) query.violations = [...wire, ...query.violations.filter((v) => !wire.some((w) => w.field === v.field))];
+          // An item decoded as an empty one (a value the decoder cannot hold): only what the wire check found.
+          if (itemBlanked(req, i)) Object.assign(query, { violations: wire, undecoded: true });
+          else if (wire.length > 0) query.violations = [...wire, ...query.violations.filter((v) => !wire.some((w) => w.field === v.field))];
           return query;
         });
         const outcomes = await checker.checkMany(ctx.principal, tenantId, queries, requiredConsistency(req.consistency, tenantId));
