@@ -217,7 +217,10 @@ export class CallPipeline {
           },
         );
       };
-      this.withContext(method, policy, call, state, proceed, (err) => this.fail(method, '-', started, err, callback));
+      this.withContext(method, policy, call, state, proceed, (err, requestId) => {
+        call.sendMetadata(requestIdHeader(requestId));
+        this.fail(method, requestId, started, err, callback);
+      });
     };
   }
 
@@ -258,7 +261,10 @@ export class CallPipeline {
           },
         );
       };
-      this.withContext(method, policy, call, state, proceed, (err) => this.fail(method, '-', started, err, callback));
+      this.withContext(method, policy, call, state, proceed, (err, requestId) => {
+        call.sendMetadata(requestIdHeader(requestId));
+        this.fail(method, requestId, started, err, callback);
+      });
     };
   }
 
@@ -350,9 +356,10 @@ export class CallPipeline {
         },
       );
     };
-    this.withContext(method, policy, call, state, proceed, (err) => {
+    this.withContext(method, policy, call, state, proceed, (err, requestId) => {
+      call.sendMetadata(requestIdHeader(requestId));
       const e = endWith(err);
-      this.logError(method, '-', started, e.code, e.reason, err);
+      this.logError(method, requestId, started, e.code, e.reason, err);
     });
   }
 
@@ -367,22 +374,23 @@ export class CallPipeline {
     call: AnyCall,
     state: CallState,
     proceed: (ctx: CallContext) => void,
-    refuse: (err: unknown) => void,
+    refuse: (err: unknown, requestId: string) => void,
   ): void {
+    // The call's id also for a refusal (unauthenticated, no role, over a limit): echoed and logged.
+    const requestId = requestIdOf(call.metadata);
     let ctx: CallContext | Promise<CallContext>;
     try {
-      ctx = this.context(method, policy, call, state);
+      ctx = this.context(method, policy, call, state, requestId);
     } catch (err) {
-      refuse(err);
+      refuse(err, requestId);
       return;
     }
-    if (ctx instanceof Promise) ctx.then(proceed, refuse);
+    if (ctx instanceof Promise) ctx.then(proceed, (err: unknown) => refuse(err, requestId));
     else proceed(ctx);
   }
 
   /** Who is calling, whether it may call this method, and whether it is within its limits (throws if not). */
-  private context(method: string, policy: MethodPolicy, call: AnyCall, state: CallState): CallContext | Promise<CallContext> {
-    const requestId = requestIdOf(call.metadata);
+  private context(method: string, policy: MethodPolicy, call: AnyCall, state: CallState, requestId: string): CallContext | Promise<CallContext> {
     const now = Date.now();
     // The peer certificate is looked up only by an authenticator that reads it: grpc-js finds it
     // through the HTTP/2 session's socket proxy, a cost every call would otherwise pay.

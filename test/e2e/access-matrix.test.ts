@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ChannelCredentials, credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import * as consentPb from '../../src/gen/consent/v1/consent';
 import * as identityPb from '../../src/gen/consent/v1/identity';
 import * as keyPb from '../../src/gen/consent/v1/key';
 import * as rightsPb from '../../src/gen/consent/v1/subject_rights';
@@ -179,6 +180,35 @@ forEachDatabase('access matrix: every RPC x every role x own / foreign tenant x 
       }
     }
     expect(failures, failures.join('\n')).to.deep.equal([]);
+  });
+
+  it('a refused call (no credentials; a role without the method) echoes its x-request-id and logs it (found by a probe: "-")', async function () {
+    const consent = new consentPb.ConsentServiceClient(address, tlsOnly());
+    try {
+      const refused = async (requestId: string, token: string | null, run: (md: Metadata) => { on(event: 'metadata', l: (m: Metadata) => void): unknown }, wanted: status) => {
+        const md = new Metadata();
+        md.set('x-request-id', requestId);
+        if (token) md.set('authorization', `Bearer ${token}`);
+        let echoed = '';
+        let code = -1;
+        await new Promise<void>((resolve) => {
+          const call = run(md) as unknown as { on(event: string, l: (x: unknown) => void): unknown };
+          call.on('metadata', (m) => (echoed = String((m as Metadata).get('x-request-id')[0] ?? '')));
+          call.on('error', () => undefined);
+          call.on('status', (st) => {
+            code = (st as { code: number }).code;
+            resolve();
+          });
+        });
+        expect([code, echoed], requestId).to.deep.equal([wanted, requestId]);
+        const line = s.logs().split('\n').find((l) => l.includes(`"request_id":"${requestId}"`));
+        expect(line, `the log line of ${requestId}`).to.not.equal(undefined);
+      };
+      await refused('refused-unary-1', null, (md) => consent.checkConsent({ parent: `tenants/${OWN}`, query: undefined } as never, md, () => undefined), status.UNAUTHENTICATED);
+      await refused('refused-stream-1', await tokenFor(['recorder']), (md) => consent.streamChanges({ parent: `tenants/${OWN}`, cursor: '' }, md), status.PERMISSION_DENIED);
+    } finally {
+      consent.close();
+    }
   });
 
   it('client certificates authenticate their identity with the roles the principals file grants', async function () {
