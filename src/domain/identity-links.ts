@@ -375,22 +375,24 @@ export class IdentityLinks {
   /**
    * A restriction of processing in force on any of a person's identifiers covers all of them
    * (Art. 18: it is the person's). For each RESTRICTION request with a restriction in force on one
-   * of the subjects the link joins, every other one without a restriction of that request gets its
+   * of the subjects the link joins, every other one that never had a restriction of that request gets its
    * own (same ground; placed by the linking principal now; its note names where it came from), with
    * a RESTRICTION_PLACED entry and a CHANGE_KIND_RESTRICTED change, as if the request had named it:
    * it is told to the person and lifted like the others (Art. 18(3)). Returns the subjects restricted.
    */
   private async carryRestrictions(tx: TxContext, tenantId: string, members: string[], link: { name: string; principal: string; now: number }): Promise<string[]> {
     const states = await this.subjects.lockMany(tx, tenantId, members);
-    const inForce = new Map<string, RestrictionRecord[]>();
-    for (const subjectId of members) inForce.set(subjectId, await this.requests.listRestrictions(tx, tenantId, { subjectId, includeLifted: false }, null, 1000));
+    const held = new Map<string, RestrictionRecord[]>();
+    for (const subjectId of members) held.set(subjectId, await this.requests.listRestrictions(tx, tenantId, { subjectId, includeLifted: true }, null, 1000));
     const byRequest = new Map<string, RestrictionRecord>();
-    for (const list of inForce.values()) for (const r of list) if (!byRequest.has(r.requestId)) byRequest.set(r.requestId, r);
+    for (const list of held.values()) for (const r of list) if (r.liftedAt === null && !byRequest.has(r.requestId)) byRequest.set(r.requestId, r);
     const restricted = new Set<string>();
     for (const [requestId, source] of byRequest) {
       for (const subjectId of members) {
         const state = states.get(subjectId);
-        if (!state || state.erased || inForce.get(subjectId)!.some((r) => r.requestId === requestId)) continue;
+        // A subject with a restriction of this request already, in force or lifted (after its own
+        // notice, by the DPO's decision for that subject), gets no second one.
+        if (!state || state.erased || held.get(subjectId)!.some((r) => r.requestId === requestId)) continue;
         const restriction: RestrictionRecord = {
           id: randomBytes(16).toString('hex'),
           tenantId,
