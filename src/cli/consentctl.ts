@@ -418,7 +418,13 @@ export function buildProgram(): Command & { active(): Command } {
       await new Promise<void>((resolve, reject) => {
         const stream = rights.exportSubjectData({ name: request }, s.metadata());
         stream.on('data', (p: ExportSubjectDataResponse) => {
-          const part = p.part!;
+          const part = p.part;
+          // Nothing is taken on the server's word: a message that is none of the parts ends the export.
+          if (!part) {
+            stream.cancel();
+            reject(verificationFailed('the server sent an export message that holds no part; nothing was written'));
+            return;
+          }
           if (part.$case === 'progress' && !s.json) progress.update(`exporting: ${part.value.eventsDone}/${part.value.eventsTotal}`);
           if (part.$case === 'packageChunk') pkg.push(part.value);
           if (part.$case === 'htmlChunk') html.push(part.value);

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Metadata, Server, ServerCredentials, ServiceDefinition, status, UntypedHandleCall } from '@grpc/grpc-js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { expect } from 'chai';
 import { runConsentctl } from '../../src/cli/consentctl';
+import { EXIT } from '../../src/cli/exit-codes';
 import { AuditServiceService } from '../../src/gen/consent/v1/audit';
 import { IdentityServiceService } from '../../src/gen/consent/v1/identity';
 import { KeyServiceService } from '../../src/gen/consent/v1/key';
@@ -180,6 +181,27 @@ describe('consentctl: errors, usage and exit codes', function () {
     const nobody = await ctl('--address', '127.0.0.1:1', 'holds', 'list', '--tenant', 'acme');
     expect(nobody.code).to.equal(3);
     expect(nobody.err).to.match(/^consentctl: cannot reach the service at 127\.0\.0\.1:1 \(UNAVAILABLE\): .*ECONNREFUSED.*is it running, and is --address right\?\n$/);
+  });
+
+  it('export: a server message that holds no part ends the export as a verification failure, nothing written (found by a probe: an uncaught TypeError)', async function () {
+    const server = new Server();
+    server.addService({ exportSubjectData: SubjectRightsServiceService.exportSubjectData } as unknown as ServiceDefinition, {
+      exportSubjectData: (call: { write(m: object): void; end(): void }) => {
+        call.write({});
+        call.end();
+      },
+    } as unknown as Record<string, UntypedHandleCall>);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const out = mkdtempSync(path.join(os.tmpdir(), 'ctl-export-'));
+    try {
+      const r = await ctl('--address', `127.0.0.1:${port}`, 'export', 'tenants/acme/requests/0123456789abcdef0123456789abcdef', '--out', path.join(out, 'files'));
+      expect(r.code, r.err).to.equal(EXIT.FAILED);
+      expect(r.err).to.include('VERIFICATION FAILED').and.include('holds no part').and.not.include('TypeError');
+      expect(existsSync(path.join(out, 'files')), 'nothing written').to.equal(false);
+    } finally {
+      server.forceShutdown();
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it('checks every argument before sending anything: exit 2, the reason and the command\'s usage, no call', async function () {
