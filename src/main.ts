@@ -101,7 +101,11 @@ async function main(): Promise<void> {
       .then(() => app.stop())
       .then(
         () => process.exit(0),
-        () => process.exit(1),
+        (err: unknown) => {
+          const e = err as { name?: string; code?: string; message?: string };
+          logger.error('shutdown failed', { error: { name: e?.name, code: e?.code, message: e?.message } });
+          process.exit(1);
+        },
       );
   };
   process.on('SIGINT', () => shutdown('SIGINT'));

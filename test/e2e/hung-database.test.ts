@@ -5,11 +5,12 @@ import path from 'node:path';
 import { credentials, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import mysql from 'mysql2/promise';
-import { Verdict } from '../../src/gen/consent/v1/consent';
+import { ConsentServiceClient, Verdict } from '../../src/gen/consent/v1/consent';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../src/gen/grpc/health/v1/health';
 import { testDatabaseKinds, TestDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
 import { PrivateMariaDb, startPrivateMariaDb } from '../support/private-mariadb';
+import { startServerProcess } from '../support/server-process';
 import { call, errorDetails, startTestServer, TestServer } from '../support/test-server';
 
 /**
@@ -238,6 +239,41 @@ if (testDatabaseKinds().includes('mariadb')) {
       const after = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone('+4915112000000') }) });
       expect(after.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
       expect(Date.now() - started, 'no call waits on a connection that hung').to.be.below(1000);
+    });
+
+    it('SIGTERM while the host hangs and writers keep writing: the process ends with 0 (found by a probe: exit 1, nothing logged)', async function () {
+      const child = await startServerProcess(db, { env: { SHUTDOWN_DRAIN_MS: '3000', LOG_LEVEL: 'info' } });
+      const consent = new ConsentServiceClient(child.address, credentials.createInsecure());
+      let writing = true;
+      const codes = new Set<string>();
+      // Writers that keep writing through the hang and the drain: connections are opened (and time
+      // out) while the process stops.
+      const writer = async (w: number) => {
+        for (let n = 0; writing && !child.hasExited(); n++) {
+          const outcome = await call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: phone(`+4915112${String(990000 + w * 1000 + (n % 1000))}`), requestId: `term-${w}-${n}` })).then(
+            () => 'OK',
+            (e: ServiceError) => status[e.code],
+          );
+          codes.add(outcome);
+          if (outcome !== 'OK') await sleep(50);
+        }
+      };
+      const writers = Array.from({ length: 8 }, (_, w) => writer(w));
+      try {
+        await sleep(1500);
+        mariadb.pause();
+        await sleep(1000);
+        child.child.kill('SIGTERM');
+        const code = await Promise.race([child.exited, sleep(60_000).then(() => 'still running')]);
+        expect(code, child.output().slice(-3000)).to.equal(0);
+        expect([...codes].filter((c) => c !== 'OK' && c !== 'UNAVAILABLE'), 'answers other than OK and UNAVAILABLE').to.deep.equal([]);
+      } finally {
+        writing = false;
+        mariadb.resume();
+        await Promise.all(writers);
+        consent.close();
+        await child.stop(1000);
+      }
     });
 
     it('checks under load while the host hangs: no ALLOW later than B after the stop, then UNAVAILABLE; answering again within 5 s of the resume', async function () {
