@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseRootKeySet } from '../shared/root-key-set';
 import { TracingExporter, tracingFromEnv } from './tracing-config';
 
 /** How the database is reached. SQLite is the zero-config default; MySQL/MariaDB is production. */
@@ -291,6 +292,23 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 
+/** What is wrong with the configured root key set, or null (a development set not made yet is fine). */
+function rootKeySetProblem(rootKeys: RootKeySource): string | null {
+  if (rootKeys.kind === 'env') {
+    const parsed = parseRootKeySet(rootKeys.json, 'ROOT_KEYS_JSON');
+    return typeof parsed === 'string' ? parsed : null;
+  }
+  if (!existsSync(rootKeys.file)) return rootKeys.kind === 'file' ? `ROOT_KEYS_FILE ${rootKeys.file} does not exist` : null;
+  let text: string;
+  try {
+    text = readFileSync(rootKeys.file, 'utf8');
+  } catch (err) {
+    return `the root key set ${rootKeys.file} cannot be read (${(err as { code?: string }).code ?? 'error'})`;
+  }
+  const parsed = parseRootKeySet(text, rootKeys.file);
+  return typeof parsed === 'string' ? parsed : null;
+}
+
 /**
  * Reads configuration from environment variables, over an optional JSON file named by
  * CONFIG_FILE (same keys as the variables). Collects every problem before failing, so an
@@ -339,6 +357,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (source.ROOT_KEYS_JSON) rootKeys = { kind: 'env', json: source.ROOT_KEYS_JSON };
   else if (source.ROOT_KEYS_FILE) rootKeys = { kind: 'file', file: path.resolve(cwd, source.ROOT_KEYS_FILE) };
   else rootKeys = { kind: 'generated-dev', file: path.join(dataDir, 'root-keys.dev.json') };
+  // The set's shape is checked with every other problem (exit 2), not when the keys are loaded.
+  const rootKeyProblem = rootKeySetProblem(rootKeys);
+  if (rootKeyProblem) problems.push(rootKeyProblem);
 
   const logLevel = (source.LOG_LEVEL || 'info') as Config['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);

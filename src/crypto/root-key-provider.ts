@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import path from 'node:path';
 import jose from 'node-jose';
 import { RootKeySource } from '../config/config';
+import { parseRootKeySet, RootKeySet } from '../shared/root-key-set';
 import { unwrapKey, wrapKey } from './jose';
 
 /**
@@ -19,12 +20,6 @@ export interface RootKeyProvider {
   unwrap(wrapped: string, bind: { tenant: string; epoch: number }): Promise<Buffer>;
 }
 
-interface JwkSetFile {
-  keys: Array<{ kty: string; kid?: string; k?: string; alg?: string }>;
-  /** Which key wraps new tenant keys; default: the first. */
-  active?: string;
-}
-
 /** Root keys from a JWK set of 256-bit symmetric keys (kty "oct", alg "A256KW"). */
 export class JwkSetRootKeyProvider implements RootKeyProvider {
   private constructor(
@@ -33,25 +28,11 @@ export class JwkSetRootKeyProvider implements RootKeyProvider {
   ) {}
 
   static async fromJson(json: string, origin: string): Promise<JwkSetRootKeyProvider> {
-    let parsed: JwkSetFile;
-    try {
-      parsed = JSON.parse(json) as JwkSetFile;
-    } catch {
-      throw new Error(`root key set from ${origin} is not valid JSON`);
-    }
-    if (!parsed || !Array.isArray(parsed.keys) || parsed.keys.length === 0) {
-      throw new Error(`root key set from ${origin} must be a JWK set {"keys":[...]} with at least one key`);
-    }
+    const parsed = parseRootKeySet(json, origin);
+    if (typeof parsed === 'string') throw new Error(parsed);
     const store = jose.JWK.createKeyStore();
-    for (const [i, jwk] of parsed.keys.entries()) {
-      if (jwk.kty !== 'oct' || !jwk.kid || !jwk.k || Buffer.from(jwk.k, 'base64url').length !== 32) {
-        throw new Error(`root key ${i} from ${origin} must be {"kty":"oct","kid":...,"k":<256-bit base64url>}`);
-      }
-      await store.add({ ...jwk, alg: 'A256KW', use: 'enc' });
-    }
-    const active = parsed.active ?? parsed.keys[0].kid!;
-    if (!store.get(active)) throw new Error(`root key set from ${origin}: active key "${active}" is not in the set`);
-    return new JwkSetRootKeyProvider(store, active);
+    for (const jwk of parsed.keys) await store.add({ ...jwk, alg: 'A256KW', use: 'enc' });
+    return new JwkSetRootKeyProvider(store, parsed.active ?? parsed.keys[0].kid!);
   }
 
   keyIds(): string[] {
@@ -87,7 +68,7 @@ export async function loadRootKeys(source: RootKeySource): Promise<RootKeyLoadRe
       }
       mkdirSync(path.dirname(source.file), { recursive: true });
       const kid = `root-dev-${new Date().toISOString().slice(0, 10)}`;
-      const jwks: JwkSetFile = { keys: [{ kty: 'oct', kid, alg: 'A256KW', k: randomBytes(32).toString('base64url') }] };
+      const jwks: RootKeySet = { keys: [{ kty: 'oct', kid, alg: 'A256KW', k: randomBytes(32).toString('base64url') }] };
       writeFileSync(source.file, JSON.stringify(jwks, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
       chmodSync(source.file, 0o600);
       return { provider: await JwkSetRootKeyProvider.fromJson(JSON.stringify(jwks), source.file), generatedFile: source.file };

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config/config';
@@ -246,15 +246,22 @@ describe('loadConfig', () => {
 
   describe('root keys', () => {
     it('ROOT_KEYS_JSON gives an env source', () => {
-      const json = '{"keys":[]}';
+      const json = JSON.stringify({ keys: [{ kty: 'oct', kid: 'k1', k: Buffer.alloc(32, 1).toString('base64url') }] });
       expect(loadConfig({ ROOT_KEYS_JSON: json }, cwd).rootKeys).to.deep.equal({ kind: 'env', json });
     });
 
     it('ROOT_KEYS_FILE resolves against cwd', () => {
-      expect(loadConfig({ ROOT_KEYS_FILE: 'keys/root.json' }, cwd).rootKeys).to.deep.equal({
-        kind: 'file',
-        file: path.join(cwd, 'keys', 'root.json'),
-      });
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'rootkeys-cwd-'));
+      try {
+        mkdirSync(path.join(dir, 'keys'));
+        writeFileSync(path.join(dir, 'keys', 'root.json'), JSON.stringify({ keys: [{ kty: 'oct', kid: 'k1', k: Buffer.alloc(32, 1).toString('base64url') }] }));
+        expect(loadConfig({ ROOT_KEYS_FILE: 'keys/root.json' }, dir).rootKeys).to.deep.equal({
+          kind: 'file',
+          file: path.join(dir, 'keys', 'root.json'),
+        });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('the generated-dev file follows DATA_DIR', () => {
@@ -280,7 +287,9 @@ describe('loadConfig', () => {
         ),
       );
       expect(err.name).to.equal('ConfigError');
-      expect(err.problems).to.have.length(4);
+      // ...and the set's own problem (the JSON one is used when both are set).
+      expect(err.problems).to.have.length(5);
+      expect(err.problems).to.include('root key set from ROOT_KEYS_JSON must be a JWK set {"keys":[...]} with at least one key');
       expect(err.problems.some((p) => p.startsWith('PORT must be an integer from 0 to 65535 (got "70000")'))).to.equal(true);
       expect(err.problems.some((p) => p.startsWith('LOG_LEVEL must be one of') && p.includes('"verbose"'))).to.equal(true);
       expect(err.problems.some((p) => p.includes('scheme must be mysql:, mariadb: or sqlite:') && p.includes('"postgres:"'))).to.equal(true);
@@ -474,5 +483,35 @@ describe('loadConfig: authentication', () => {
     expect(loadConfig({ MAX_PENDING_REQUESTS: '50', REQUEST_ARRIVAL_TIMEOUT_MS: '2500' }).limits).to.include({ maxPendingRequests: 50, requestArrivalTimeoutMs: 2500 });
     expect(configError(() => loadConfig({ MAX_PENDING_REQUESTS: '0' })).problems[0]).to.include('MAX_PENDING_REQUESTS must be an integer from 1');
     expect(configError(() => loadConfig({ REQUEST_ARRIVAL_TIMEOUT_MS: '10' })).problems[0]).to.include('REQUEST_ARRIVAL_TIMEOUT_MS must be an integer from 100');
+  });
+
+  describe('root key set (found by a probe: checked only at start, exit 1, not with the other problems)', () => {
+    const cwd = path.resolve(os.tmpdir(), 'consent-ledger-config-test-cwd');
+    const key = (bytes: number) => Buffer.alloc(bytes, 7).toString('base64url');
+    it('a malformed ROOT_KEYS_JSON, a short key, an unknown active key are listed with every other problem', () => {
+      const err = configError(() => loadConfig({ PORT: 'abc', ROOT_KEYS_JSON: '{"keys": [' }, cwd));
+      expect(err.problems.some((p) => p.includes('PORT'))).to.equal(true);
+      expect(err.problems).to.include('root key set from ROOT_KEYS_JSON is not valid JSON');
+      const short = configError(() => loadConfig({ ROOT_KEYS_JSON: JSON.stringify({ keys: [{ kty: 'oct', kid: 'k1', k: key(16) }] }) }, cwd));
+      expect(short.problems).to.deep.equal(['root key 0 from ROOT_KEYS_JSON must be {"kty":"oct","kid":...,"k":<256-bit base64url>}']);
+      const active = configError(() => loadConfig({ ROOT_KEYS_JSON: JSON.stringify({ active: 'k9', keys: [{ kty: 'oct', kid: 'k1', k: key(32) }] }) }, cwd));
+      expect(active.problems).to.deep.equal(['root key set from ROOT_KEYS_JSON: active key "k9" is not in the set']);
+      expect(JSON.stringify([short.problems, active.problems])).to.not.include(key(16)).and.not.include(key(32));
+      expect(loadConfig({ ROOT_KEYS_JSON: JSON.stringify({ keys: [{ kty: 'oct', kid: 'k1', k: key(32) }] }) }, cwd).rootKeys.kind).to.equal('env');
+    });
+
+    it('a ROOT_KEYS_FILE that does not exist or holds no valid set is a problem too', () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'rootkeys-'));
+      try {
+        const missing = configError(() => loadConfig({ ROOT_KEYS_FILE: path.join(dir, 'none.json'), PORT: 'abc' }, cwd));
+        expect(missing.problems.some((p) => p.startsWith('ROOT_KEYS_FILE') && p.endsWith('does not exist'))).to.equal(true);
+        expect(missing.problems.some((p) => p.includes('PORT'))).to.equal(true);
+        writeFileSync(path.join(dir, 'bad.json'), '{"keys": []}');
+        const empty = configError(() => loadConfig({ ROOT_KEYS_FILE: path.join(dir, 'bad.json') }, cwd));
+        expect(empty.problems).to.deep.equal([`root key set from ${path.join(dir, 'bad.json')} must be a JWK set {"keys":[...]} with at least one key`]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 });
