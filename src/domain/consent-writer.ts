@@ -199,19 +199,23 @@ export class ConsentWriter {
     // a person to be imported was erased (their identifier's tombstone).
     const found = await this.tx.read(async (tx) => {
       const people = await this.subjects.findByIdentifiers(tx, tenantId, distinctIndexes(slots));
-      const importing = slots.filter((s) => isImport(s.write) && !people.has(indexKey(s.write.index)));
+      const importing = slots.filter((s) => isImport(s.write));
       return {
         tenant: await this.tenants.require(tx, tenantId, first),
         people,
         recorded: new Set((await this.consent.findByRequestIds(tx, tenantId, requestIds)).map((e) => e.requestId)),
-        suppressed: importing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, distinctIndexes(importing)) : new Map<string, unknown>(),
+        suppressed: importing.length > 0 ? await this.subjects.findSuppressed(tx, tenantId, distinctIndexes(importing)) : new Map<string, { erasedAt: number }>(),
       };
     });
     const settings = found.tenant.settings;
-    // Art. 21(3): an erased person's objection to direct marketing must survive a re-import of an
-    // old list. Only the person's own new consent (any other method) starts a fresh subject.
+    // Art. 17 and 21(3): an old list cannot bring back someone who asked to be forgotten. An
+    // import for an erased person's identifier is refused while nobody holds it, and for
+    // whoever holds it since (a fresh subject: the person's own new consent, an objection) when
+    // it is dated at or before the erasure: that is the old person's data.
     slots = slots.filter((slot) => {
-      if (!isImport(slot.write) || found.people.has(indexKey(slot.write.index)) || !found.suppressed.has(indexKey(slot.write.index)) || found.recorded.has(slot.write.requestId)) return true;
+      const tombstone = found.suppressed.get(indexKey(slot.write.index));
+      if (!isImport(slot.write) || !tombstone || found.recorded.has(slot.write.requestId)) return true;
+      if (found.people.has(indexKey(slot.write.index)) && slot.write.body.eventTime > tombstone.erasedAt) return true;
       outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again') };
       return false;
     });

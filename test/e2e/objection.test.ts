@@ -167,14 +167,32 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect(request!.subject, 'a fresh subject, not the erased one').to.match(/subjects\/[0-9a-f]{32}$/).and.not.equal(state.subject);
     expect((await check(who)).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
     s.clock.advance(MINUTE);
-    // A paper consent dated a week back, and the old list imported again: neither allows.
+    // A paper consent dated a week back allows nothing; the old list imported again is refused.
     await optIn(who, 'newsletter', { method: CollectionMethod.COLLECTION_METHOD_PAPER, eventTime: new Date(T0 - 7 * 86_400_000) });
-    await optIn(who, 'offers', { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(T0 - 86_400_000) });
+    expect((await expectGrpcError(optIn(who, 'offers', { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(T0 - 86_400_000) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_SUPPRESSED');
     expect([(await check(who)).reason, (await check(who, 'offers')).reason]).to.deep.equal([DecisionReason.DECISION_REASON_OBJECTED, DecisionReason.DECISION_REASON_OBJECTED]);
     // The person's own consent after the objection allows that purpose again.
     await optIn(who);
     expect((await check(who)).verdict).to.equal(Verdict.VERDICT_ALLOW);
     expect((await check(who, 'offers')).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+  });
+
+  it("an old list imported for an erased person's identifier stays out also once someone holds it again (an objection, a new consent): rows dated before the erasure are SUBJECT_SUPPRESSED", async function () {
+    const who = phone('+4915112340014');
+    await optIn(who, 'otp');
+    const state = await call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: who });
+    s.clock.advance(MINUTE);
+    await s.app.services.subjectEraser.erase(T, state.subject.split('/').pop()!);
+    const oldRow = { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(T0 - 86_400_000) };
+    const refused = async () => (await expectGrpcError(optIn(who, 'otp', oldRow), status.FAILED_PRECONDITION)).reason;
+    expect(await refused()).to.equal('SUBJECT_SUPPRESSED');
+    s.clock.advance(MINUTE);
+    await object({ subjectIdentifier: who });
+    expect(await refused(), 'after an objection made a fresh subject').to.equal('SUBJECT_SUPPRESSED');
+    expect((await check(who, 'otp')).verdict, 'the AUTHENTICATION purpose, which the objection does not cover').to.equal(Verdict.VERDICT_DENY);
+    // Data dated after the erasure is the holder's own: imported.
+    await optIn(who, 'otp', { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(s.clock.now() - 1000) });
+    expect((await check(who, 'otp')).verdict).to.equal(Verdict.VERDICT_ALLOW);
   });
 
   it('ExplainDecision shows why: the OBJECTED decision, the objection entry and its opt-out of the purpose, proven', async function () {
