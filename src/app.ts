@@ -373,7 +373,7 @@ async function startService(
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
       selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
     },
-    { maxMessageBytes: config.limits.maxMessageBytes, itemLimits: itemLimitsOf(config.limits), health, interceptors: [arrivalGuard.interceptor] },
+    { maxMessageBytes: config.limits.maxMessageBytes, itemLimits: itemLimitsOf(config.limits), health, interceptors: [arrivalGuard.interceptor], openStreams },
   );
   await keyAdmin.resume();
   const replayed = await subjectEraser.replayLedger();

@@ -40,7 +40,14 @@ export interface ServiceImplementations {
  */
 export function createGrpcServer(
   services: ServiceImplementations,
-  options: { maxMessageBytes: number; itemLimits: ItemLimits; health?: HealthImplementation; interceptors?: ServerInterceptor[] },
+  options: {
+    maxMessageBytes: number;
+    itemLimits: ItemLimits;
+    health?: HealthImplementation;
+    interceptors?: ServerInterceptor[];
+    /** Where the health watches and reflection streams register how to end them (shutdown), as the call pipeline's streams do. */
+    openStreams?: Set<() => void>;
+  },
 ): { server: Server; health: HealthImplementation } {
   const server = new Server({
     // The request-arrival guard (request-arrival-guard.ts) runs for every call before its handler.
@@ -65,9 +72,9 @@ export function createGrpcServer(
   server.addService(strictDecoding(SelfServiceServiceService, checks, counts), services.selfService as SelfServiceServiceServer);
 
   const health = options.health ?? createHealth('SERVING');
-  addHealth(server, health);
+  addHealth(server, health, options.openStreams);
 
-  new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(withReflectionBackPressure(server));
+  new ReflectionService(reflectionDescriptors(descriptorSet)).addToServer(withReflectionBackPressure(server, options.openStreams));
   return { server, health };
 }
 
@@ -81,7 +88,7 @@ export const MAX_HEALTH_WATCHES = 1000;
 const healthWatches = { open: 0 };
 
 /** Adds grpc.health.v1 to `server`, Watch streams bounded by MAX_HEALTH_WATCHES (RESOURCE_EXHAUSTED beyond). */
-export function addHealth(server: Pick<Server, 'addService'>, health: HealthImplementation): void {
+export function addHealth(server: Pick<Server, 'addService'>, health: HealthImplementation, openStreams?: Set<() => void>): void {
   health.addToServer({
     addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
       const watch = implementation.watch as ((call: ServerWritableStream<unknown, unknown>) => void) | undefined;
@@ -94,8 +101,17 @@ export function addHealth(server: Pick<Server, 'addService'>, health: HealthImpl
             return;
           }
           healthWatches.open++;
-          // grpc-js emits 'cancelled' once the stream closes, however it ends.
-          call.once('cancelled', () => healthWatches.open--);
+          const end = () => call.end();
+          openStreams?.add(end);
+          let open = true;
+          const closed = () => {
+            if (!open) return;
+            open = false;
+            healthWatches.open--;
+            openStreams?.delete(end);
+          };
+          call.once('cancelled', closed);
+          call.once('finish', closed);
           watch(call);
         },
       });
@@ -298,12 +314,19 @@ function undecodable(why: string): DomainError {
  * through this wrapper, which pauses reading a stream while its answers wait to be sent (the
  * write returned false) and resumes on 'drain': HTTP/2 flow control then holds the client back.
  */
-function withReflectionBackPressure(server: Server): Pick<Server, 'addService'> {
+function withReflectionBackPressure(server: Server, openStreams?: Set<() => void>): Pick<Server, 'addService'> {
   return {
     addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
       const wrapped: UntypedServiceImplementation = {};
       for (const [name, handler] of Object.entries(implementation)) {
-        wrapped[name] = (stream: ServerDuplexStream<unknown, unknown>) => (handler as (s: ServerDuplexStream<unknown, unknown>) => void)(pausingWhileFull(stream));
+        wrapped[name] = (stream: ServerDuplexStream<unknown, unknown>) => {
+          // Ended at shutdown like the service's own streams (a client may hold one open for ever).
+          const end = () => stream.end();
+          openStreams?.add(end);
+          stream.once('cancelled', () => openStreams?.delete(end));
+          stream.once('finish', () => openStreams?.delete(end));
+          (handler as (s: ServerDuplexStream<unknown, unknown>) => void)(pausingWhileFull(stream));
+        };
       }
       server.addService(definition, wrapped);
     },

@@ -194,8 +194,16 @@ for (const kind of testDatabaseKinds()) {
       await db?.drop();
     });
 
-    it('a StreamChanges consumer is ended with UNAVAILABLE SHUTTING_DOWN, not cut with CANCELLED; the process exits 0', async function () {
-      const server = await startServerProcess(db, { env: { SHUTDOWN_DRAIN_MS: '300' } });
+    it('a StreamChanges consumer is ended with UNAVAILABLE SHUTTING_DOWN, not cut with CANCELLED; a health watch ends too; the process exits 0 at once', async function () {
+      // A long call budget: the process must not wait for it when only streams are open.
+      const server = await startServerProcess(db, { env: { SHUTDOWN_DRAIN_MS: '300', DATABASE_CALL_TIMEOUT_MS: '20000' } });
+      const health = new HealthClient(server.address, credentials.createInsecure());
+      const watching = health.watch({ service: '' });
+      watching.on('data', () => undefined);
+      const watchEnded = new Promise<number>((resolve) => {
+        watching.on('status', (st: { code: number }) => resolve(st.code));
+        watching.on('error', () => undefined);
+      });
       const clients = {
         tenants: new TenantServiceClient(server.address, credentials.createInsecure()),
         purposes: new PurposeServiceClient(server.address, credentials.createInsecure()),
@@ -217,8 +225,11 @@ for (const kind of testDatabaseKinds()) {
         const end = await ended;
         expect([end.code, end.reason]).to.deep.equal([status.UNAVAILABLE, 'SHUTTING_DOWN']);
         expect(end.at - signalled, 'ended soon after the drain period').to.be.below(3000);
+        expect(await watchEnded, 'the health watch').to.equal(status.OK);
         expect(await server.exited).to.equal(0);
+        expect(Date.now() - signalled, 'exited without waiting for the call budget').to.be.below(4000);
       } finally {
+        health.close();
         for (const c of Object.values(clients)) c.close();
         await server.stop(1000);
       }
