@@ -3,7 +3,7 @@ import net from 'node:net';
 import { DataSource } from 'typeorm';
 import { Server } from '@grpc/grpc-js';
 import { Config, readSmtpPassword } from './config/config';
-import { DEFAULT_REQUEST_ITEMS, IMPORT_ROWS_PER_MESSAGE, ItemLimits } from './transport/request-item-limits';
+import { DEFAULT_REQUEST_ITEMS, ItemLimits } from './transport/request-item-limits';
 import { KeyManager } from './crypto/key-manager';
 import { loadRootKeys } from './crypto/root-key-provider';
 import { Clock, systemClock } from './domain/clock';
@@ -160,7 +160,7 @@ const ERASURE_STALLED_MS = 30_000;
 
 /**
  * List items a request may hold (request-item-limits.ts): CheckConsentBatch its queries,
- * ImportConsents its rows per message, any other request DEFAULT_REQUEST_ITEMS.
+ * an ImportConsents message the rows a whole call may hold, any other request DEFAULT_REQUEST_ITEMS.
  */
 function itemLimitsOf(limits: Config['limits']): ItemLimits {
   return {
@@ -168,10 +168,10 @@ function itemLimitsOf(limits: Config['limits']): ItemLimits {
     byMethod: {
       '/consent.v1.ConsentService/CheckConsentBatch': { limit: limits.maxBatchChecks, field: 'queries', reason: 'BATCH_SIZE', description: `must hold 1 to ${limits.maxBatchChecks} queries` },
       '/consent.v1.ConsentService/ImportConsents': {
-        limit: IMPORT_ROWS_PER_MESSAGE,
+        limit: limits.maxImportRows,
         field: 'rows',
         reason: 'TOO_MANY',
-        description: `at most ${IMPORT_ROWS_PER_MESSAGE} rows per message; send the rest in further messages`,
+        description: `at most ${limits.maxImportRows} rows per call; send the rest in another call`,
       },
     },
   };

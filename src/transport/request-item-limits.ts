@@ -11,13 +11,11 @@ import { FieldViolation } from '../shared/errors';
  * could refuse them. Counting needs no allocation per item: the bytes are walked, items skipped.
  *
  * The count covers the whole request (nested lists too): a method's own limit (CheckConsentBatch's
- * MAX_BATCH_CHECKS queries, ImportConsents' rows per message) or `defaultLimit` for any other.
+ * MAX_BATCH_CHECKS queries; an ImportConsents message MAX_IMPORT_ROWS rows, what a whole call
+ * may hold) or `defaultLimit` for any other.
  */
 /** List items any request may hold unless its method says otherwise: far above what any of ours needs. */
 export const DEFAULT_REQUEST_ITEMS = 10_000;
-
-/** Rows one ImportConsents message may hold (consentctl sends 500); a call holds MAX_IMPORT_ROWS. */
-export const IMPORT_ROWS_PER_MESSAGE = 5_000;
 
 export type ItemLimitCheck = (bytes: Uint8Array) => FieldViolation | null;
 
