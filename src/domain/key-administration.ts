@@ -172,7 +172,9 @@ export class KeyAdministration {
         if (p.done > 0) this.failpoint('key-rotation.progress');
       });
       await this.tx.write(async (tx) => {
-        if (!(await this.rotations.updateRunning(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now() }))) return;
+        // Also over a FAILED mark another process left meanwhile: this run moved every key and
+        // destroyed the old epoch, and that is what the audit log must say.
+        if (!(await this.rotations.updateRunning(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now(), error: null }, ['RUNNING', 'FAILED']))) return;
         await this.audit.append(tx, rotation.tenantId, { type: 'KEY_EPOCH_DESTROYED', time: this.clock.now(), principal: rotation.principal, ref: String(rotation.fromEpoch) });
       });
     } catch (err) {

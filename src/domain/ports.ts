@@ -75,10 +75,10 @@ export interface KeyRotationRepository {
   /** RUNNING rotations, of one tenant or of all. */
   running(tx: TxContext, tenantId?: string): Promise<KeyRotationRecord[]>;
   /**
-   * Changes a rotation that is still RUNNING; false when it has ended (another process, or an
-   * earlier run of this one, finished it), and then nothing is changed.
+   * Changes a rotation that is still RUNNING (or in one of `from`); false when it is not (another
+   * process, or an earlier run of this one, ended it), and then nothing is changed.
    */
-  updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<boolean>;
+  updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>, from?: Array<KeyRotationRecord['state']>): Promise<boolean>;
 }
 
 export interface PurposeRecord extends Purpose {

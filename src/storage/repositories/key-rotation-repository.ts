@@ -1,3 +1,4 @@
+import { In } from 'typeorm';
 import { KeyRotationRecord, KeyRotationRepository } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
 import { KeyRotationEntity } from '../entities';
@@ -21,8 +22,8 @@ export class TypeormKeyRotationRepository implements KeyRotationRepository {
     return rows.map((r) => toRecord(r)!);
   }
 
-  async updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>): Promise<boolean> {
-    const result = await managerOf(tx).update(KeyRotationEntity, { id, state: 'RUNNING' }, change);
+  async updateRunning(tx: TxContext, id: string, change: Partial<Pick<KeyRotationRecord, 'state' | 'total' | 'done' | 'error' | 'endedAt'>>, from: Array<KeyRotationRecord['state']> = ['RUNNING']): Promise<boolean> {
+    const result = await managerOf(tx).update(KeyRotationEntity, { id, state: In(from) }, change);
     return (result.affected ?? 0) > 0;
   }
 }
