@@ -428,11 +428,14 @@ async function startService(
       retries: () => tx.stats,
       ready: () => started && healthy && !draining,
       pools: () => [poolState('data', dataSource), poolState('keys', keyDataSource)].filter((p) => p !== null),
-      auditLogs: scrapeRead(async () => {
-        const now = clock.now();
-        const logs = await tx.read((t) => operations.auditLogs(t));
-        return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
-      }),
+      // Two gauges show it: one read serves both within a scrape.
+      auditLogs: sharedWhileRunning(
+        scrapeRead(async () => {
+          const now = clock.now();
+          const logs = await tx.read((t) => operations.auditLogs(t));
+          return logs.map((l) => ({ tenant: l.tenant, size: l.size, checkpointAgeSeconds: l.lastCheckpoint === null ? null : Math.max(0, (now - l.lastCheckpoint) / 1000) }));
+        }),
+      ),
       subjectRequests: scrapeRead(() => tx.read((t) => operations.openSubjectRequests(t, clock.now()))),
       oldestConfirmationDeliveryMs: scrapeRead(() => mailQueue.oldestOpenAgeMs()),
     };
@@ -443,6 +446,14 @@ async function startService(
    * gauges without samples while the rest, `consent_ready 0` among them, is still exported (it
    * answered 503 before, after 60 s when the database hung, so `up` said the process was down).
    */
+  /** `read`, its answer shared by the calls made while it is under way (the gauges of one scrape collect at once). */
+  function sharedWhileRunning<T>(read: () => Promise<T>): () => Promise<T> {
+    let running: Promise<T> | null = null;
+    return () => {
+      if (!running) running = read().finally(() => (running = null));
+      return running;
+    };
+  }
   let scrapeReadsFailing = false;
   function scrapeRead<T>(read: () => Promise<T>): () => Promise<T | undefined> {
     return async () => {

@@ -462,7 +462,10 @@ export class SelfServiceSignUp {
       } catch (err) {
         if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN' || err.reason === 'PENDING_OPT_IN_WITHDRAWN')) continue;
         if (err instanceof DomainError && err.reason === 'SUBJECT_ERASED' && events.length === 0) {
-          throw failedPrecondition('SIGNUP_SUPERSEDED', 'the address of this sign-up no longer belongs to the person who signed up (erased, corrected or reassigned since): nothing was confirmed');
+          // The writer says the address no longer names the signer: erased meanwhile, or moved on.
+          const person = await this.tx.read((tx) => this.subjects.find(tx, row.tenantId, row.subjectId));
+          if (!person || person.erased) throw failedPrecondition('SUBJECT_ERASED', 'the person who signed up was erased since');
+          throw failedPrecondition('SIGNUP_SUPERSEDED', 'the address of this sign-up no longer belongs to the person who signed up (corrected or reassigned since): nothing was confirmed');
         }
         throw err;
       }

@@ -71,7 +71,10 @@ export class DatabaseProbe {
         return true;
       }
       const [ready] = (await this.connection.query("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")) as unknown as [Array<{ Value?: string }>];
-      return ready.length > 0 && String(ready[0].Value).toUpperCase() === 'ON';
+      if (ready.length === 0 || String(ready[0].Value).toUpperCase() !== 'ON') return false;
+      // A node an operator drains (wsrep_reject_queries) stays ready but refuses every query.
+      const [reject] = (await this.connection.query("SHOW GLOBAL VARIABLES LIKE 'wsrep_reject_queries'")) as unknown as [Array<{ Value?: string }>];
+      return reject.length === 0 || String(reject[0].Value).toUpperCase() === 'NONE';
     } catch {
       this.drop();
       return false;
