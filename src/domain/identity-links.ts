@@ -9,6 +9,7 @@ import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { newId } from './consent-writer';
 import { ObjectionRecorder } from './objection';
+import { placeRestriction } from './restriction-placement';
 import { encodeConsistencyToken } from './consistency';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { IdentifierKind, IdentifierRef } from './model';
@@ -393,26 +394,20 @@ export class IdentityLinks {
         // A subject with a restriction of this request already, in force or lifted (after its own
         // notice, by the DPO's decision for that subject), gets no second one.
         if (!state || state.erased || held.get(subjectId)!.some((r) => r.requestId === requestId)) continue;
-        const restriction: RestrictionRecord = {
-          id: randomBytes(16).toString('hex'),
-          tenantId,
-          subjectId,
-          ground: source.ground,
-          requestId,
-          note: `carried over from ${restrictionName(source)} by ${link.name}`,
-          placedBy: link.principal,
-          placedAt: link.now,
-          notifiedBy: null,
-          noticeMethod: null,
-          notifiedAt: null,
-          liftedBy: null,
-          liftedAt: null,
-          liftReason: null,
-        };
-        await this.requests.insertRestriction(tx, restriction);
-        if (state.restrictedSince === undefined && !restricted.has(subjectId)) await this.subjects.setRestrictedSince(tx, tenantId, subjectId, link.now);
-        const auditSeq = await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: link.now, principal: link.principal, subject: subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
-        await this.changes.append(tx, [{ tenantId, kind: 'RESTRICTED', subjectId, purposeId: null, channel: null, eventId: null, at: link.now, auditSeq }]);
+        await placeRestriction(
+          tx,
+          { requests: this.requests, subjects: this.subjects, audit: this.audit, changes: this.changes },
+          {
+            tenantId,
+            subjectId,
+            ground: source.ground,
+            requestId,
+            note: `carried over from ${restrictionName(source)} by ${link.name}`,
+            principal: link.principal,
+            at: link.now,
+            restrictedAlready: state.restrictedSince !== undefined || restricted.has(subjectId),
+          },
+        );
         restricted.add(subjectId);
       }
     }

@@ -16,6 +16,7 @@ import { Page } from './purpose-service';
 import { Principal } from './principal';
 import { checkRequestId } from './request-id';
 import { ErasureRecord, SubjectEraser, SubjectErasure } from './subject-eraser';
+import { placeRestriction } from './restriction-placement';
 import { TenantService } from './tenant-service';
 import { sha256Hex } from '../shared/hashing';
 import { AppliedObjection, ObjectionRecorder, PreparedObjection } from './objection';
@@ -836,27 +837,11 @@ export class SubjectRightsService {
           outcomes.set(row.subjectId, 'erased: nothing to restrict');
           continue;
         }
-        const restriction: RestrictionRecord = {
-          id: randomBytes(16).toString('hex'),
-          tenantId,
-          subjectId: person.subjectId,
-          ground: ground!,
-          requestId: id,
-          note,
-          placedBy: principal.id,
-          placedAt: now,
-          notifiedBy: null,
-          noticeMethod: null,
-          notifiedAt: null,
-          liftedBy: null,
-          liftedAt: null,
-          liftReason: null,
-        };
-        await this.repo.insertRestriction(tx, restriction);
-        if (person.restrictedSince === undefined) await this.subjects.setRestrictedSince(tx, tenantId, person.subjectId, now);
-        const auditSeq = await this.audit.append(tx, tenantId, { type: 'RESTRICTION_PLACED', time: now, principal: principal.id, subject: person.subjectId, ref: restrictionName(restriction), payloadSha256: sha256Hex(restriction.ground) });
-        // Downstream copies stop processing too (StreamChanges), in commit order with the rest.
-        await this.changes.append(tx, [{ tenantId, kind: 'RESTRICTED', subjectId: person.subjectId, purposeId: null, channel: null, eventId: null, at: now, auditSeq }]);
+        const restriction = await placeRestriction(
+          tx,
+          { requests: this.repo, subjects: this.subjects, audit: this.audit, changes: this.changes },
+          { tenantId, subjectId: person.subjectId, ground: ground!, requestId: id, note, principal: principal.id, at: now, restrictedAlready: person.restrictedSince !== undefined },
+        );
         restrictions.push(restriction);
         outcomes.set(row.subjectId, `restricted: ${restrictionName(restriction)}`);
       }
