@@ -159,14 +159,15 @@ const ERASURE_SWEEP_INTERVAL_MS = 10_000;
 const ERASURE_STALLED_MS = 30_000;
 
 /**
- * List items a request may hold (request-item-limits.ts): CheckConsentBatch its queries,
- * an ImportConsents message the rows a whole call may hold, any other request DEFAULT_REQUEST_ITEMS.
+ * List items a request may hold (request-item-limits.ts): an ImportConsents message the rows a
+ * whole call may hold, any other request DEFAULT_REQUEST_ITEMS. The wire count stops requests
+ * built to exhaust memory; a CheckConsentBatch over MAX_BATCH_CHECKS (at most 10,000) but under
+ * that is answered by its handler, which names every problem of the request (BATCH_SIZE, parent).
  */
 function itemLimitsOf(limits: Config['limits']): ItemLimits {
   return {
     defaultLimit: DEFAULT_REQUEST_ITEMS,
     byMethod: {
-      '/consent.v1.ConsentService/CheckConsentBatch': { limit: limits.maxBatchChecks, field: 'queries', reason: 'BATCH_SIZE', description: `must hold 1 to ${limits.maxBatchChecks} queries` },
       '/consent.v1.ConsentService/ImportConsents': {
         limit: limits.maxImportRows,
         field: 'rows',

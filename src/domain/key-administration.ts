@@ -165,16 +165,22 @@ export class KeyAdministration {
     // A resumed rotation counts only the keys still to re-wrap; what an earlier process recorded
     // (total, done) is carried over, so the progress reads as one rotation and never goes back.
     const earlier = { total: rotation.total, done: rotation.done };
+    let latest = earlier;
     try {
       await this.keys.rewrapSubjectKeys(rotation.tenantId, () => this.clock.now(), async (p) => {
         if (this.jobs.shuttingDown) throw new Error('stopped for shutdown; resumed at the next start');
-        await this.tx.write((tx) => this.rotations.updateRunning(tx, rotation.id, resumedProgress(earlier, p)));
+        latest = resumedProgress(earlier, p);
+        const progress = latest;
+        await this.tx.write((tx) => this.rotations.updateRunning(tx, rotation.id, progress));
         if (p.done > 0) this.failpoint('key-rotation.progress');
       });
       await this.tx.write(async (tx) => {
         // Also over a FAILED mark another process left meanwhile: this run moved every key and
         // destroyed the old epoch, and that is what the audit log must say.
-        if (!(await this.rotations.updateRunning(tx, rotation.id, { state: 'SUCCEEDED', endedAt: this.clock.now(), error: null }, ['RUNNING', 'FAILED']))) return;
+        // Every key is moved: done is the total, whatever another process running the same
+        // rotation last wrote as its own progress.
+        const ended = { state: 'SUCCEEDED' as const, endedAt: this.clock.now(), error: null, total: latest.total, done: latest.total };
+        if (!(await this.rotations.updateRunning(tx, rotation.id, ended, ['RUNNING', 'FAILED']))) return;
         await this.audit.append(tx, rotation.tenantId, { type: 'KEY_EPOCH_DESTROYED', time: this.clock.now(), principal: rotation.principal, ref: String(rotation.fromEpoch) });
       });
     } catch (err) {
