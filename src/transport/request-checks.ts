@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
-import { createFileRegistry, DescField, DescMessage, FileRegistry, fromBinary, ScalarType } from '@bufbuild/protobuf';
+import { DescField, DescMessage, ScalarType } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { FieldViolation } from '../shared/errors';
+import { plannedFields, requestMethods } from './descriptor-plans';
 
 /**
  * Checks a request's wire bytes against its message descriptor for what the generated decoder
@@ -63,22 +63,13 @@ const CHECKED_SCALARS: Partial<Record<ScalarType, CheckedScalar>> = {
 
 /** Builds the check of each method's request, keyed by the gRPC path "/pkg.Service/Method". */
 export function requestChecks(descriptorSet: Uint8Array): Map<string, RequestCheck> {
-  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptorSet));
   const plans = new Map<string, MessagePlan | null>();
   const checks = new Map<string, RequestCheck>();
-  for (const service of servicesOf(registry)) {
-    for (const method of service.methods) {
-      const plan = planOf(method.input, plans);
-      checks.set(`/${service.typeName}/${method.name}`, plan ? (bytes) => walk(bytes, plan, '', 0) : () => []);
-    }
+  for (const { path, input } of requestMethods(descriptorSet)) {
+    const plan = planOf(input, plans);
+    checks.set(path, plan ? (bytes) => walk(bytes, plan, '', 0) : () => []);
   }
   return checks;
-}
-
-function servicesOf(registry: FileRegistry) {
-  const services = [];
-  for (const file of registry.files) services.push(...file.services);
-  return services;
 }
 
 /** The plan of a message type, or null when no field below it can hold a value to check. */
@@ -89,18 +80,7 @@ function planOf(message: DescMessage, plans: Map<string, MessagePlan | null>): M
     plans.set(message.typeName, plan);
     return plan;
   }
-  // Provisional entry: a recursive type refers to itself while its plan is being built.
-  const plan: MessagePlan = { kind: 'plain', fields: new Map() };
-  plans.set(message.typeName, plan);
-  for (const field of message.fields) {
-    const fieldPlan = planOfField(field, plans);
-    if (fieldPlan) plan.fields.set(field.number, fieldPlan);
-  }
-  if (plan.fields.size === 0) {
-    plans.set(message.typeName, null);
-    return null;
-  }
-  return plan;
+  return plannedFields<FieldPlan, MessagePlan>(message, plans, { kind: 'plain', fields: new Map() }, (field) => planOfField(field, plans));
 }
 
 function planOfField(field: DescField, plans: Map<string, MessagePlan | null>): FieldPlan | null {

@@ -1,7 +1,7 @@
-import { createFileRegistry, DescField, DescMessage, fromBinary, ScalarType } from '@bufbuild/protobuf';
+import { DescField, DescMessage, ScalarType } from '@bufbuild/protobuf';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { FieldViolation } from '../shared/errors';
+import { plannedFields, requestMethods } from './descriptor-plans';
 
 /**
  * How many list items (repeated fields' elements, map entries) a request may hold, counted on the
@@ -49,30 +49,24 @@ class BudgetSpent {
 }
 
 export function requestItemLimits(descriptorSet: Uint8Array, limits: ItemLimits): Map<string, ItemLimitCheck> {
-  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptorSet));
   const plans = new Map<string, CountPlan | null>();
   const checks = new Map<string, ItemLimitCheck>();
-  for (const file of registry.files) {
-    for (const service of file.services) {
-      for (const method of service.methods) {
-        const path = `/${service.typeName}/${method.name}`;
-        const plan = planOf(method.input, plans);
-        if (!plan) continue;
-        const own = limits.byMethod[path];
-        const limit = own?.limit ?? limits.defaultLimit;
-        checks.set(path, (bytes) => {
-          const budget = { left: limit };
-          try {
-            walk(bytes, plan, '', budget, 0);
-            return null;
-          } catch (err) {
-            if (!(err instanceof BudgetSpent)) return null; // unreadable bytes: the decoder's check names them
-            if (own) return { field: own.field, reason: own.reason, description: own.description };
-            return { field: err.field, reason: 'TOO_MANY', description: `a request holds at most ${limit} list items (repeated fields and map entries together)` };
-          }
-        });
+  for (const { path, input } of requestMethods(descriptorSet)) {
+    const plan = planOf(input, plans);
+    if (!plan) continue;
+    const own = limits.byMethod[path];
+    const limit = own?.limit ?? limits.defaultLimit;
+    checks.set(path, (bytes) => {
+      const budget = { left: limit };
+      try {
+        walk(bytes, plan, '', budget, 0);
+        return null;
+      } catch (err) {
+        if (!(err instanceof BudgetSpent)) return null; // unreadable bytes: the decoder's check names them
+        if (own) return { field: own.field, reason: own.reason, description: own.description };
+        return { field: err.field, reason: 'TOO_MANY', description: `a request holds at most ${limit} list items (repeated fields and map entries together)` };
       }
-    }
+    });
   }
   return checks;
 }
@@ -80,18 +74,7 @@ export function requestItemLimits(descriptorSet: Uint8Array, limits: ItemLimits)
 /** The plan of a message type: null when nothing below it is a list or a map. */
 function planOf(message: DescMessage, plans: Map<string, CountPlan | null>): CountPlan | null {
   if (plans.has(message.typeName)) return plans.get(message.typeName) ?? null;
-  // Provisional entry for recursive types.
-  const plan: CountPlan = { fields: new Map() };
-  plans.set(message.typeName, plan);
-  for (const field of message.fields) {
-    const entry = entryOf(field, plans);
-    if (entry) plan.fields.set(field.number, entry);
-  }
-  if (plan.fields.size === 0) {
-    plans.set(message.typeName, null);
-    return null;
-  }
-  return plan;
+  return plannedFields<FieldEntry, CountPlan>(message, plans, { fields: new Map() }, (field) => entryOf(field, plans));
 }
 
 function entryOf(field: DescField, plans: Map<string, CountPlan | null>): FieldEntry | null {
