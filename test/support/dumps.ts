@@ -14,7 +14,14 @@ const run = promisify(execFile);
  */
 export async function dumpDatabase(config: DatabaseConfig, live: DataSource, label: string): Promise<{ restore(): Promise<DatabaseConfig> }> {
   if (config.kind === 'sqlite') {
-    await live.query('PRAGMA wal_checkpoint(TRUNCATE)');
+    // Everything committed must be in the file before it is copied: a checkpoint that another
+    // connection held up (the checkpointer thread, a reader) reports busy and is tried again.
+    for (let i = 0; ; i++) {
+      const [row] = (await live.query('PRAGMA wal_checkpoint(TRUNCATE)')) as Array<{ busy: number; log: number; checkpointed: number }>;
+      if (Number(row.busy) === 0 && Number(row.log) === Number(row.checkpointed)) break;
+      if (i >= 200) throw new Error('the WAL could not be checkpointed for the dump');
+      await new Promise((r) => setTimeout(r, 25));
+    }
     const copy = `${config.file}.${label}.bak`;
     copyFileSync(config.file, copy);
     return {
