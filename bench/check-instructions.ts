@@ -8,7 +8,7 @@ import { ConsentQuery, StreamCheckConsentRequest, StreamCheckConsentResponse, Ve
 import { checkSubjectPhone, expectedDecision } from './check-jobs';
 import { Clients, createClients, healthCheck, unary } from './clients';
 import { CountedServer, InstructionCount, runCalls } from './callgrind-server';
-import { ensureBuilt, freePort, mariadbUrl, PROJECT_ROOT } from './server-process';
+import { ensureBuilt, freePort, mariadbUrl, PROJECT_ROOT, SERVER_LOG_LEVEL } from './server-process';
 
 /**
  * `npx tsx bench/check-instructions.ts [--db sqlite|mariadb] [--root DIR] [--calls N] [--in-flight N] [--rounds N] [--out FILE]`
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     PORT: String(port),
     BIND_ADDRESS: '127.0.0.1',
     DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: SERVER_LOG_LEVEL,
     // As bench:checks: the per-principal limit would refuse what the unlimited no-op gets.
     RATE_LIMIT_PER_SECOND: '1000000',
     RATE_LIMIT_BURST: '1000000',

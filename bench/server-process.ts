@@ -24,6 +24,22 @@ export function startFlags(root = PROJECT_ROOT): string[] {
 }
 const HOST = '127.0.0.1';
 
+/**
+ * The benchmarked server's LOG_LEVEL: `warn` unless BENCH_SERVER_LOG_LEVEL says otherwise. At
+ * `info` (the service's default) every call writes a log line; `BENCH_SERVER_LOG_LEVEL=info`
+ * measures the service as `npm start` runs it.
+ */
+export const SERVER_LOG_LEVEL = serverLogLevel(process.env.BENCH_SERVER_LOG_LEVEL);
+
+function serverLogLevel(given: string | undefined): string {
+  if (given === undefined || given === '') return 'warn';
+  if (!['error', 'warn', 'info', 'debug'].includes(given)) {
+    process.stderr.write(`bench: BENCH_SERVER_LOG_LEVEL must be error, warn, info or debug (got "${given}")\n`);
+    process.exit(2);
+  }
+  return given;
+}
+
 export type DatabaseKind = 'sqlite' | 'mariadb';
 
 /**
@@ -177,7 +193,7 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Nothing from the caller's environment may point the server at another database or key set.
   for (const key of ['CONFIG_FILE', 'DATABASE_URL', 'KEYSTORE_URL', 'ROOT_KEYS_JSON', 'ROOT_KEYS_FILE', 'RUN_MIGRATIONS', 'AUTH_MODE']) delete env[key];
-  Object.assign(env, { PORT: String(port), BIND_ADDRESS: HOST, DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+  Object.assign(env, { PORT: String(port), BIND_ADDRESS: HOST, DATA_DIR: dataDir, LOG_LEVEL: SERVER_LOG_LEVEL });
   if (options.database === 'mariadb') env.DATABASE_URL = options.mariadbDatabase ? mariadbUrl(options.mariadbDatabase) : MARIADB_URL;
   Object.assign(env, options.env ?? {});
 

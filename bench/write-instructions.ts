@@ -8,7 +8,7 @@ import { CreatePurposeRequest, PublishNoticeRequest } from '../src/gen/consent/v
 import { CreateTenantRequest } from '../src/gen/consent/v1/tenant';
 import { Clients, createClients, healthCheck, unary } from './clients';
 import { CountedServer, runCalls } from './callgrind-server';
-import { dropMariaDb, ensureBuilt, mariadbUrl, PROJECT_ROOT, resetMariaDb, freePort } from './server-process';
+import { dropMariaDb, ensureBuilt, mariadbUrl, PROJECT_ROOT, resetMariaDb, freePort, SERVER_LOG_LEVEL } from './server-process';
 
 /**
  * `npx tsx bench/write-instructions.ts [--db sqlite|mariadb] [--root DIR] [--calls N] [--warmup N] [--in-flight 16,256] [--out FILE] [--keep DIR]`
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     PORT: String(port),
     BIND_ADDRESS: '127.0.0.1',
     DATA_DIR: path.join(work, 'data'),
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: SERVER_LOG_LEVEL,
     DATABASE_CALL_TIMEOUT_MS: '600000',
     DATABASE_ACQUIRE_TIMEOUT_MS: '600000',
     DATABASE_CONNECT_TIMEOUT_MS: '600000',

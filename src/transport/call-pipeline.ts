@@ -14,7 +14,7 @@ import {
 } from '@grpc/grpc-js';
 import { PeerCertificate } from 'node:tls';
 import { Principal } from '../domain/principal';
-import { Logger, redactString } from '../logging/logger';
+import { logCallLine, Logger, redactString } from '../logging/logger';
 import { MethodPolicy, methodPolicy } from './auth/access-policy';
 import { Authenticator } from './auth/authenticator';
 import { CallLimits } from './auth/call-limits';
@@ -428,16 +428,20 @@ export class CallPipeline {
     else this.log(method, ctx, started, status.OK, 'OK');
   }
 
-  private log(method: string, ctx: CallContext, started: bigint, code: status, reason: string): void {
-    // winston formats a message before its transports filter by level: skip the work when off.
+  /** Whether the logger writes info lines. */
+  private infoOn(): boolean {
     // isInfoEnabled() walks the transports (~1% of a cached check): asked again only when the
     // level changes (the service's transports have no levels of their own).
     if (this.logger.level !== this.infoLevel) {
       this.infoLevel = this.logger.level;
       this.infoEnabled = this.logger.isInfoEnabled();
     }
-    if (!this.infoEnabled) return;
-    this.logger.info('rpc', {
+    return this.infoEnabled;
+  }
+
+  private log(method: string, ctx: CallContext, started: bigint, code: status, reason: string): void {
+    if (!this.infoOn()) return;
+    logCallLine(this.logger, {
       method,
       code: status[code],
       reason,
@@ -472,8 +476,8 @@ export class CallPipeline {
       // stored encrypted or as a blind index. Query parameters are deliberately left out.
       const e = err as { name?: string; code?: string; message?: string; stack?: string };
       this.logger.error('rpc failed', { ...fields, error: { name: e?.name, code: e?.code, message: e?.message, stack: e?.stack } });
-    } else {
-      this.logger.info('rpc', fields);
+    } else if (this.infoOn()) {
+      logCallLine(this.logger, fields);
     }
   }
 }
