@@ -15,6 +15,7 @@ import { SignUpConfirmations1764000000016 } from './1764000000016-SignUpConfirma
 import { ConfirmationMailer1764000000017 } from './1764000000017-ConfirmationMailer';
 import { ErasureRecords1764000000018 } from './1764000000018-ErasureRecords';
 import { RequestNotices1764000000019 } from './1764000000019-RequestNotices';
+import { SignUpMailboxes1764000000020 } from './1764000000020-SignUpMailboxes';
 
 /** Every data-database migration, in order. Listed explicitly so compiled and tsx runs load the same set. */
 export const MIGRATIONS = [
@@ -35,4 +36,5 @@ export const MIGRATIONS = [
   ConfirmationMailer1764000000017,
   ErasureRecords1764000000018,
   RequestNotices1764000000019,
+  SignUpMailboxes1764000000020,
 ];

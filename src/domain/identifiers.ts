@@ -66,6 +66,31 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
 }
 
 /**
+ * An address a mail can be sent to (RFC 5321's Mailbox, internationalised as RFC 6531 allows: a
+ * dot-atom local part, a domain of letter/digit/hyphen labels, the last one starting with a
+ * letter, no trailing dot), from a normalised EMAIL identifier's value; null when the value is
+ * none. The identifier parser above is lenient on purpose: a person recorded under an odd
+ * spelling must still be able to withdraw under it. Only sending needs this: a display-name form
+ * ('"a"<someone@example.org>') or a trailing dot passed the parser and made extra mailboxes.
+ */
+export function mailboxOf(email: string): { address: string; mailbox: string } | null {
+  const at = email.lastIndexOf('@');
+  if (at <= 0) return null;
+  const local = email.slice(0, at);
+  const domain = email.slice(at + 1);
+  if (Buffer.byteLength(local) > 64 || domain.length > 253 || !LOCAL_PART.test(local) || !DOMAIN.test(domain)) return null;
+  // Sub-addresses (local+tag@domain) reach the same mailbox at most providers: one mailbox for
+  // limits on what is sent to it. Other provider rules (dots at some) are not guessed.
+  const plus = local.indexOf('+');
+  return { address: email, mailbox: plus > 0 ? `${local.slice(0, plus)}@${domain}` : email };
+}
+
+const ATEXT = "[\\p{L}\\p{N}!#$%&'*+/=?^_`{|}~-]";
+const LOCAL_PART = new RegExp(`^${ATEXT}+(?:\\.${ATEXT}+)*$`, 'u');
+const LABEL = '[\\p{L}\\p{N}](?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?';
+const DOMAIN = new RegExp(`^(?:${LABEL}\\.)+\\p{L}(?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?$`, 'u');
+
+/**
  * A phone number as libphonenumber alone decides it (the path before the fast path existed, and
  * the rest of the numbers since): also the oracle the fast path is tested and measured against.
  */

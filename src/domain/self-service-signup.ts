@@ -10,7 +10,7 @@ import { Clock } from './clock';
 import { ConsentRecorder } from './consent-recorder';
 import { newId } from './consent-writer';
 import { prepareEvidence } from './evidence';
-import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
+import { isViolation, mailboxOf, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { ConsentEvent, Evidence, IdentifierKind, SendChannel } from './model';
 import { decodePageToken, encodePageToken, PageLimits, resolvePageSize } from './pagination';
 import { ChangeFeedRepository, PurposeRepository, SubjectRepository } from './ports';
@@ -62,6 +62,12 @@ export interface SignUpConfirmationRecord {
   subjectId: string;
   identifierKind: IdentifierKind;
   blindIndex: string;
+  /**
+   * The blind index of the mailbox the confirmation goes to (an e-mail address without its
+   * +tag; a phone number's own index): what the per-identifier limit counts, so that sub-addresses
+   * of one mailbox share it. Null on rows made before migration 20 filled it.
+   */
+  mailboxIndex: string | null;
   method: ConfirmationMethod;
   /** SHA-256 (hex) of the normalised code (8 symbols, no dash); INBOUND_CODE only. */
   codeSha256: string | null;
@@ -112,7 +118,8 @@ export interface SignUpRepository {
   /** Locks the row and reads it as it is now. */
   lockConfirmation(tx: TxContext, tenantId: string, id: string): Promise<SignUpConfirmationRecord | null>;
   /** Creation times of the identifier's sign-ups since `since`, oldest first. */
-  createdSince(tx: TxContext, tenantId: string, blindIndex: string, since: number): Promise<number[]>;
+  /** Creation times (ascending) of the sign-ups to one mailbox (mailbox index) since `since`. */
+  createdSince(tx: TxContext, tenantId: string, mailboxIndex: string, since: number): Promise<number[]>;
   markConfirmed(tx: TxContext, tenantId: string, id: string, at: number, eventIds: string[], ref: string): Promise<void>;
   insertDelivery(tx: TxContext, row: ConfirmationDeliveryRecord): Promise<void>;
   deliveryOf(tx: TxContext, tenantId: string, confirmationId: string): Promise<ConfirmationDeliveryRecord | null>;
@@ -216,6 +223,12 @@ export class SelfServiceSignUp {
     else if (identifier.kind !== 'PHONE' && identifier.kind !== 'EMAIL') {
       v.push({ field: 'subject_identifier', reason: 'IDENTIFIER_KIND_NOT_OFFERED', description: 'a phone number or an e-mail address' });
     }
+    // A confirmation mail goes to this address: it must be one a mail can be sent to (no display
+    // name, quotes or trailing dot), and its mailbox is what the limit below counts.
+    const mailbox = !isViolation(identifier) && identifier.kind === 'EMAIL' ? mailboxOf(identifier.value) : null;
+    if (!isViolation(identifier) && identifier.kind === 'EMAIL' && !mailbox) {
+      v.push({ field: 'subject_identifier.email', reason: 'INVALID_EMAIL', description: 'is not an address a confirmation can be mailed to' });
+    }
     if (input.choices.length < 1 || input.choices.length > MAX_CHOICES) {
       v.push({ field: 'choices', reason: input.choices.length ? 'TOO_MANY' : 'REQUIRED', description: `1-${MAX_CHOICES} choices` });
     }
@@ -243,6 +256,7 @@ export class SelfServiceSignUp {
     const keyring = await this.keys.tenantKeyring(tenantId);
     const fingerprint = this.keys.requestFingerprint(keyring, input.fingerprintSource);
     const blindIndex = this.keys.blindIndex(keyring, identifier);
+    const mailboxIndex = mailbox && mailbox.mailbox !== identifier.value ? this.keys.blindIndex(keyring, { kind: 'EMAIL', value: mailbox.mailbox }) : blindIndex;
     const checked = await this.tx.read(async (tx) => {
       const tenant = await this.tenants.require(tx, tenantId, false);
       const settings = tenant.settings.selfService;
@@ -268,10 +282,10 @@ export class SelfServiceSignUp {
           });
         }
       }
-      const recent = await this.repo.createdSince(tx, tenantId, blindIndex, now - SIGNUP_WINDOW_MS);
+      const recent = await this.repo.createdSince(tx, tenantId, mailboxIndex, now - SIGNUP_WINDOW_MS);
       if (recent.length >= MAX_SIGNUPS_PER_IDENTIFIER) {
         const retryMs = recent[recent.length - MAX_SIGNUPS_PER_IDENTIFIER] + SIGNUP_WINDOW_MS - now;
-        throw new DomainError('RESOURCE_EXHAUSTED', 'RATE_LIMITED', `at most ${MAX_SIGNUPS_PER_IDENTIFIER} sign-ups per identifier and hour`, {}, [], Math.max(1000, retryMs));
+        throw new DomainError('RESOURCE_EXHAUSTED', 'RATE_LIMITED', `at most ${MAX_SIGNUPS_PER_IDENTIFIER} sign-ups per identifier (an e-mail address's sub-addresses count as one) and hour`, {}, [], Math.max(1000, retryMs));
       }
       return { replay: null, settings };
     });
@@ -317,6 +331,7 @@ export class SelfServiceSignUp {
       subjectId,
       identifierKind: identifier.kind,
       blindIndex,
+      mailboxIndex,
       method,
       codeSha256: code ? sha256(code) : null,
       tokenJti: issued ? issued.claims.jti : null,

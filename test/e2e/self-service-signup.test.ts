@@ -323,6 +323,33 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     await signUp(signUpReq(unknown));
   });
 
+  it("an e-mail address's sub-addresses share the mailbox's 5 sign-ups an hour; forms no mail can be sent to are INVALID_ARGUMENT and queue nothing", async function () {
+    const mailsBefore = (await deliveries()).length;
+    // Five through sub-addresses and the address itself: the sixth, in any spelling of the mailbox, is refused.
+    for (const address of ['mailbox.owner+1@example.org', 'mailbox.owner+2@example.org', 'Mailbox.Owner@example.org', 'mailbox.owner+news@example.org', 'mailbox.owner+x+y@example.org']) {
+      await signUp(signUpReq(email(address), { choices: [choice(Channel.CHANNEL_EMAIL)] }));
+    }
+    for (const address of ['mailbox.owner+6@example.org', 'mailbox.owner@example.org']) {
+      const e = await expectGrpcError(signUp(signUpReq(email(address), { choices: [choice(Channel.CHANNEL_EMAIL)] })), status.RESOURCE_EXHAUSTED);
+      expect(e.reason).to.equal('RATE_LIMITED');
+      expect(e.message).not.to.include('mailbox.owner');
+    }
+    // Another mailbox of the same domain is not affected.
+    await signUp(signUpReq(email('other.owner+1@example.org'), { choices: [choice(Channel.CHANNEL_EMAIL)] }));
+    expect((await deliveries()).length).to.equal(mailsBefore + 6);
+
+    const before = await tableCounts();
+    for (const address of ['"a"<mailbox.victim@example.org>', 'mailbox.victim@example.org.', 'mailbox..victim@example.org', '.mailbox.victim@example.org', 'mailbox.victim@-example.org', 'mailbox.victim@example.123', 'mailbox victim@example.org']) {
+      const e = await expectGrpcError(signUp(signUpReq(email(address), { choices: [choice(Channel.CHANNEL_EMAIL)] })), status.INVALID_ARGUMENT);
+      expect(e.fields, address).to.include('subject_identifier.email');
+      expect(e.message).not.to.include('victim');
+    }
+    expect(await tableCounts()).to.deep.equal(before);
+    expect((await deliveries()).length).to.equal(mailsBefore + 6);
+    // Internationalised addresses are mail addresses too.
+    await signUp(signUpReq(email('jürgen.müller@bücher.example'), { choices: [choice(Channel.CHANNEL_EMAIL)] }));
+  });
+
   it('ListConfirmationDeliveries pages; AcknowledgeConfirmationDeliveries checks names', async function () {
     for (let i = 0; i < 3; i++) await signUp(signUpReq(email(`page${i}@example.org`)));
     const all = await deliveries();

@@ -6,7 +6,7 @@ import { forUpdate, num, placeholders } from './sql-dialect';
 
 const CONFIRMATION_COLUMNS = [
   'id', 'tenant_id', 'subject_id', 'identifier_kind', 'blind_index', 'method', 'code_sha256', 'token_jti', 'channel', 'language', 'scopes_json',
-  'created_at', 'expires_at', 'confirmed_at', 'confirmed_event_ids', 'confirmed_ref', 'request_id', 'request_fingerprint',
+  'created_at', 'expires_at', 'confirmed_at', 'confirmed_event_ids', 'confirmed_ref', 'request_id', 'request_fingerprint', 'mailbox_index',
 ];
 const DELIVERY_COLUMNS = ['id', 'tenant_id', 'subject_id', 'confirmation_id', 'address_ciphertext', 'link_ciphertext', 'language', 'created_at', 'expires_at', 'acknowledged_at'];
 
@@ -22,7 +22,7 @@ export class SqlSignUpRepository implements SignUpRepository {
   async insertConfirmation(tx: TxContext, r: SignUpConfirmationRecord): Promise<void> {
     await managerOf(tx).query(`INSERT INTO signup_confirmations (${CONFIRMATION_COLUMNS.join(', ')}) VALUES (${placeholders(CONFIRMATION_COLUMNS.length)})`, [
       r.id, r.tenantId, r.subjectId, r.identifierKind, r.blindIndex, r.method, r.codeSha256, r.tokenJti, r.channel, r.language, JSON.stringify(r.scopes),
-      r.createdAt, r.expiresAt, r.confirmedAt, r.confirmedEventIds ? JSON.stringify(r.confirmedEventIds) : null, r.confirmedRef, r.requestId, r.fingerprint,
+      r.createdAt, r.expiresAt, r.confirmedAt, r.confirmedEventIds ? JSON.stringify(r.confirmedEventIds) : null, r.confirmedRef, r.requestId, r.fingerprint, r.mailboxIndex,
     ]);
   }
 
@@ -49,8 +49,8 @@ export class SqlSignUpRepository implements SignUpRepository {
     return rows.length ? confirmationOf(rows[0]) : null;
   }
 
-  async createdSince(tx: TxContext, tenantId: string, blindIndex: string, since: number): Promise<number[]> {
-    const rows: Array<{ created_at: unknown }> = await managerOf(tx).query('SELECT created_at FROM signup_confirmations WHERE tenant_id = ? AND blind_index = ? AND created_at > ? ORDER BY created_at', [tenantId, blindIndex, since]);
+  async createdSince(tx: TxContext, tenantId: string, mailboxIndex: string, since: number): Promise<number[]> {
+    const rows: Array<{ created_at: unknown }> = await managerOf(tx).query('SELECT created_at FROM signup_confirmations WHERE tenant_id = ? AND mailbox_index = ? AND created_at > ? ORDER BY created_at', [tenantId, mailboxIndex, since]);
     return rows.map((r) => num(r.created_at));
   }
 
@@ -196,6 +196,7 @@ function confirmationOf(r: Record<string, unknown>): SignUpConfirmationRecord {
     subjectId: String(r.subject_id),
     identifierKind: String(r.identifier_kind) as IdentifierKind,
     blindIndex: String(r.blind_index),
+    mailboxIndex: str(r.mailbox_index),
     method: String(r.method) as ConfirmationMethod,
     codeSha256: str(r.code_sha256),
     tokenJti: str(r.token_jti),
