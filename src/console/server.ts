@@ -133,6 +133,14 @@ export async function buildConsole(config: ConsoleConfig, options: ConsoleOption
     app.get(url, async (_request, reply) => reply.type(asset.type).header('cache-control', 'public, max-age=3600').send(asset.body));
   }
 
+  // A form's fields are single strings (a JSON body too), but for the few fields a form repeats
+  // on purpose: a field sent twice or as an object is refused here (400) instead of reaching a
+  // page's code as an array (a lookup answered 500 and logged an error for it).
+  app.addHook('preValidation', async (request) => {
+    const problem = formBodyProblem(request.body);
+    if (problem) throw Object.assign(new Error(problem), { statusCode: 400 });
+  });
+
   // Pages are personal: never stored by a browser or proxy cache.
   app.addHook('onSend', async (request, reply) => {
     if (!request.url.startsWith('/assets/')) reply.header('cache-control', 'no-store');
@@ -210,4 +218,19 @@ export async function startConsole(config: ConsoleConfig, options: ConsoleOption
       options.api.close();
     },
   };
+}
+
+/** Fields a console form sends more than once on purpose (a request's identifiers to act on). */
+const REPEATABLE_FIELDS = new Set(['positions']);
+
+/** Why a request body is not a console form's (a field that is not a string, or repeated), or null. */
+export function formBodyProblem(body: unknown): string | null {
+  if (body === undefined || body === null || typeof body !== 'object' || Buffer.isBuffer(body)) return null;
+  if (Array.isArray(body)) return 'the body is not a form';
+  for (const [name, value] of Object.entries(body)) {
+    if (typeof value === 'string') continue;
+    if (REPEATABLE_FIELDS.has(name) && Array.isArray(value) && value.every((v) => typeof v === 'string')) continue;
+    return 'a form field is repeated or not text';
+  }
+  return null;
 }

@@ -440,10 +440,13 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
 forEachDatabase('Web console in development mode', (db) => {
   let s: TestServer;
   let web: RunningConsole;
+  const consoleLog = new PassThrough();
+  const consoleErrors: string[] = [];
   before(async function () {
     s = await startTestServer(db());
     await call(s.tenants, s.tenants.createTenant, { tenantId: TENANT, displayName: 'ACME', requestId: '', settings: undefined });
-    web = await startConsole({ port: 0, bindAddress: '127.0.0.1', signIn: 'development', proxyHeader: HEADER }, { api: new ApiClient({ address: s.address }), logger: createLogger('error', new PassThrough()), now: () => T0 });
+    consoleLog.on('data', (c: Buffer) => consoleErrors.push(c.toString('utf8')));
+    web = await startConsole({ port: 0, bindAddress: '127.0.0.1', signIn: 'development', proxyHeader: HEADER }, { api: new ApiClient({ address: s.address }), logger: createLogger('error', consoleLog), now: () => T0 });
   });
   after(async () => {
     await web?.close();
@@ -520,6 +523,29 @@ forEachDatabase('Web console in development mode', (db) => {
     }
     const after = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${TENANT}`, state: 0, kind: 0, overdue: false, dueBefore: undefined, pageSize: 500, pageToken: '' })).requests.length;
     expect(after).to.equal(before);
+  });
+
+  it('a form field sent twice, or a JSON body whose field is not text, is a 400 page, not a 500 logged as its own fault', async () => {
+    const base = `http://127.0.0.1:${web.port}`;
+    const errorsBefore = consoleErrors.length;
+    // With a valid CSRF token, as a signed-in auditor's browser (or script) sends it.
+    const form = await fetch(`${base}/tenants/${TENANT}/audit`);
+    const cookie = form.headers.get('set-cookie')!.split(';')[0];
+    const token = /name="_csrf" value="([^"]+)"/.exec(await form.text())![1];
+    const sent: Array<[string, string, string, string]> = [
+      ['/audit/find', 'application/x-www-form-urlencoded', 'identifier twice', `_csrf=${token}&kind=phone&identifier=%2B4915112345678&identifier=%2B4915112345679`],
+      ['/audit/find', 'application/json', 'identifier as an object', JSON.stringify({ _csrf: token, kind: 'phone', identifier: { a: 1 } })],
+      ['/audit/find', 'application/json', 'kind as a number', JSON.stringify({ _csrf: token, kind: 7, identifier: '+4915112345678' })],
+      ['/requests', 'application/x-www-form-urlencoded', 'kind twice', `_csrf=${token}&kind=objection&kind=erasure`],
+    ];
+    for (const [route, type, what, body] of sent) {
+      const answer = await fetch(`${base}/tenants/${TENANT}${route}`, { method: 'POST', headers: { 'content-type': type, cookie }, body });
+      expect(answer.status, what).to.equal(400);
+      const html = await answer.text();
+      expect(html, what).to.include('Request refused');
+      expect(html, what).to.not.include('4915112345678');
+    }
+    expect(consoleErrors.slice(errorsBefore).join(''), 'console error log').to.equal('');
   });
 });
 
