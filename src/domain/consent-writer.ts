@@ -199,7 +199,7 @@ export class ConsentWriter {
     // a person to be imported was erased (their identifier's tombstone).
     const found = await this.tx.read(async (tx) => {
       const people = await this.subjects.findByIdentifiers(tx, tenantId, distinctIndexes(slots));
-      const importing = slots.filter((s) => isImport(s.write));
+      const importing = slots.filter((s) => isImport(s.write) || backdatedGrant(s.write));
       return {
         tenant: await this.tenants.require(tx, tenantId, first),
         people,
@@ -212,11 +212,19 @@ export class ConsentWriter {
     // import for an erased person's identifier is refused while nobody holds it, and for
     // whoever holds it since (a fresh subject: the person's own new consent, an objection) when
     // it is dated at or before the erasure: that is the old person's data.
+    // The same for any other write that grants something (an opt-in, an inbound message's window)
+    // dated at or before the erasure: a paper or web-form opt-in sent again with its old date
+    // would bring back the erased person's consent (ALLOW). Withdrawals are never refused.
     slots = slots.filter((slot) => {
       const tombstone = found.suppressed.get(indexKey(slot.write.index));
-      if (!isImport(slot.write) || !tombstone || found.recorded.has(slot.write.requestId)) return true;
-      if (found.people.has(indexKey(slot.write.index)) && slot.write.body.eventTime > tombstone.erasedAt) return true;
-      outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again') };
+      if (!tombstone || found.recorded.has(slot.write.requestId)) return true;
+      if (isImport(slot.write)) {
+        if (found.people.has(indexKey(slot.write.index)) && slot.write.body.eventTime > tombstone.erasedAt) return true;
+        outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', 'this identifier belongs to an erased subject and cannot be imported again') };
+        return false;
+      }
+      if (!backdatedGrant(slot.write) || slot.write.body.eventTime > tombstone.erasedAt) return true;
+      outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', "this identifier's subject was erased after the event's time: the erased person's consent cannot be recorded again") };
       return false;
     });
 
@@ -646,6 +654,16 @@ function withdrawnSince(scopes: Iterable<ScopeState>, purposeId: string, channel
     if ((s.purposeId === purposeId || s.purposeId === ALL_PURPOSES) && (s.channel === channel || s.channel === 'ANY' || channel === 'ANY')) return true;
   }
   return false;
+}
+
+/**
+ * A write that grants something (an opt-in of any kind, an inbound message opening a window)
+ * dated before it was recorded: it may be the erased person's old consent sent again. Live writes
+ * are dated when recorded and never need the tombstones read.
+ */
+function backdatedGrant(w: PreparedWrite): boolean {
+  if (w.body.eventTime >= w.recordTime) return false;
+  return w.body.type === 'inbound' || w.body.kind !== 'OPT_OUT';
 }
 
 function isImport(w: PreparedWrite): boolean {

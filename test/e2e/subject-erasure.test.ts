@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { CollectionMethod, DecisionReason, ListConsentEventsRequest, Verdict } from '../../src/gen/consent/v1/consent';
+import { Channel } from '../../src/gen/consent/v1/common';
+import { CollectionMethod, ConsentEventKind, DecisionReason, ListConsentEventsRequest, RecordInboundMessageRequest, Verdict } from '../../src/gen/consent/v1/consent';
 import { createDataSource } from '../../src/storage/data-source';
 import { forEachDatabase } from '../support/databases';
 import { dropRestored, dumpDatabase } from '../support/dumps';
@@ -82,6 +83,36 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     expect(after.decision!.verdict, 'the new consent counts').to.equal(Verdict.VERDICT_ALLOW);
     const keys = await s.app.keyDataSource.query('SELECT COUNT(*) AS n FROM subject_keys WHERE subject_id = ?', [erasedId]);
     expect(Number(keys[0].n), 'the erased key was not recreated').to.equal(0);
+  });
+
+  it("a consent dated before the erasure, sent again by any method (paper, web form, an inbound message), is SUBJECT_SUPPRESSED: it would bring the erased person's consent back; a withdrawal is still taken", async function () {
+    const now = s.clock.now();
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(4), evidence, eventTime: new Date(now - 365 * 86_400_000) }));
+    await s.app.services.subjectEraser.erase(T, await subjectIdOf(4));
+    const yearAgo = new Date(now - 365 * 86_400_000);
+    for (const [what, method, kind] of [
+      ['paper opt-in', CollectionMethod.COLLECTION_METHOD_PAPER, ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN],
+      ['web-form opt-in', CollectionMethod.COLLECTION_METHOD_WEB_FORM, ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN],
+      ['pending opt-in', CollectionMethod.COLLECTION_METHOD_WEB_FORM, ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING],
+    ] as const) {
+      const refused = await expectGrpcError(call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(4), method, kind, eventTime: yearAgo, evidence })), status.FAILED_PRECONDITION);
+      expect(refused.reason, what).to.equal('SUBJECT_SUPPRESSED');
+      expect(refused.message, what).to.not.include('+49');
+    }
+    const inbound = await expectGrpcError(
+      call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(4), channel: Channel.CHANNEL_WHATSAPP, text: 'hello', eventTime: new Date(s.clock.now() - 60_000), requestId: 'erased-inbound-1' })),
+      status.FAILED_PRECONDITION,
+    );
+    expect(inbound.reason, 'an inbound message dated before the erasure').to.equal('SUBJECT_SUPPRESSED');
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(4) }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+    expect(check.decision!.reason, 'still erased').to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    // A withdrawal dated before the erasure restricts only: taken.
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(4), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, eventTime: yearAgo }));
+    // The person's own new consent, dated after the erasure, counts.
+    s.clock.advance(1000);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(4), evidence }));
+    const after = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(4) }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+    expect(after.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
   });
 
   it('a dump taken before the erasure, restored next to the current key store, decrypts nothing of the erased subject', async function () {
