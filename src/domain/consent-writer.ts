@@ -430,11 +430,23 @@ export class ConsentWriter {
           decided.set(slot.position, { kind: 'error', error: failedPrecondition('BEFORE_PENDING_OPT_IN', 'a confirmation cannot precede the pending opt-in it confirms') });
           continue;
         }
+        // A pending opt-in with an expiry is an offer to confirm until then (the privacy center's
+        // links and codes stop too): a confirmation dated at or after it confirms nothing.
+        if (pending.expireTime !== undefined && pending.expireTime !== null && events[0].eventTime >= pending.expireTime) {
+          decided.set(slot.position, { kind: 'error', error: failedPrecondition('PENDING_OPT_IN_EXPIRED', 'the pending opt-in expired before this confirmation; a new opt-in is needed') });
+          continue;
+        }
         // Withdrawn after the sign-up (Art. 7(3)): the person's later confirmation of the earlier
         // step must not revive it; a new opt-in (with its notice) is what consents again.
         if (withdrawnSince(scopesOf(subjectId).values(), events[0].purposeId, events[0].channel, pending.eventTime)) {
           decided.set(slot.position, { kind: 'error', error: failedPrecondition('PENDING_OPT_IN_WITHDRAWN', 'the pending opt-in was withdrawn after it was given; a new opt-in is needed') });
           continue;
+        }
+        // Art. 7(1): the confirmed event decides checks from now on, so it carries the notice the
+        // person was shown at the pending step when the confirmation names none.
+        if (!events[0].notice) {
+          const notice = await this.consent.noticeOf(tx, tenantId, pending.eventId);
+          if (notice) events[0] = { ...events[0], notice };
         }
       }
       let windowStart: number | undefined;

@@ -185,6 +185,8 @@ export interface SubjectStateRows {
 export interface ConsentRepository {
   /** The events recorded under any of these request ids. */
   findByRequestIds(tx: TxContext, tenantId: string, requestIds: string[]): Promise<StoredConsentEvent[]>;
+  /** The notice an event names (undefined: none, or no such event). */
+  noticeOf(tx: TxContext, tenantId: string, eventId: string): Promise<ConsentEvent['notice']>;
   /** Inserts events in the order given (their seq follows it), with multi-row statements. */
   insertEvents(tx: TxContext, events: StoredConsentEvent[]): Promise<void>;
   /** Inserts or replaces the current-state rows of scopes and service windows. */

@@ -475,7 +475,7 @@ export class SelfServiceSignUp {
         consistencyToken = recorded.consistencyToken;
         if (recorded.event.subjectId === row.subjectId) events.push(recorded.event);
       } catch (err) {
-        if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN' || err.reason === 'PENDING_OPT_IN_WITHDRAWN')) continue;
+        if (err instanceof DomainError && (err.reason === 'NO_PENDING_OPT_IN' || err.reason === 'BEFORE_PENDING_OPT_IN' || err.reason === 'PENDING_OPT_IN_WITHDRAWN' || err.reason === 'PENDING_OPT_IN_EXPIRED')) continue;
         if (err instanceof DomainError && err.reason === 'SUBJECT_ERASED' && events.length === 0) {
           // The writer says the address no longer names the signer: erased meanwhile, or moved on.
           const person = await this.tx.read((tx) => this.subjects.find(tx, row.tenantId, row.subjectId));

@@ -205,6 +205,43 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     expect(err.reason).to.equal('BEFORE_PENDING_OPT_IN');
   });
 
+  it('a confirmation dated at or after its pending opt-in expired is PENDING_OPT_IN_EXPIRED and changes nothing', async function () {
+    const person = email('doi-lapsed@example.com');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING, expireTime: new Date(s.clock.now() + 1000) }));
+    s.clock.advance(2000);
+    const before = await eventCount(person);
+    const err = await expectGrpcError(
+      call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED })),
+      status.FAILED_PRECONDITION,
+    );
+    expect(err.reason).to.equal('PENDING_OPT_IN_EXPIRED');
+    expect(await eventCount(person)).to.equal(before);
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+    expect(check.decision!.verdict).to.equal(Verdict.VERDICT_DENY);
+    // Dated before the expiry (recorded late), the confirmation counts.
+    const other = email('doi-in-time@example.com');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: other, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING, expireTime: new Date(s.clock.now() + 1000) }));
+    const pendingAt = s.clock.now();
+    s.clock.advance(5000);
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: other, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED, eventTime: new Date(pendingAt + 500) }));
+  });
+
+  it("a confirmation that names no notice carries its pending opt-in's notice: the event that decides checks proves what the person was shown (Art. 7(1))", async function () {
+    const person = email('doi-notice@example.com');
+    const pending = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING }));
+    expect(pending.event!.notice).to.equal(`tenants/${T}/purposes/newsletter/notices/1`);
+    s.clock.advance(1000);
+    const confirmed = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED, notice: '' }));
+    expect(confirmed.event!.notice).to.equal(pending.event!.notice);
+    expect(confirmed.event!.noticeTextSha256).to.equal(pending.event!.noticeTextSha256).and.to.have.length(64);
+    expect(confirmed.event!.noticeLanguage).to.equal(pending.event!.noticeLanguage);
+    const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+    expect(check.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    expect(check.decision!.decidingEvent).to.equal(confirmed.event!.name);
+    const listed = await call(s.consent, s.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person }));
+    expect(listed.consentEvents.find((e) => e.name === confirmed.event!.name)!.notice, 'as stored').to.equal(pending.event!.notice);
+  });
+
   it('RecordInboundMessage names the message_id field when it is too long', async function () {
     const err = await expectGrpcError(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
       parent: `tenants/${T}`, subjectIdentifier: phone('+4915199990009'), channel: Channel.CHANNEL_SMS, text: 'hi', messageId: 'm'.repeat(300), requestId: 'in-long',

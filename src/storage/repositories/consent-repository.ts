@@ -1,7 +1,7 @@
 import { ScopeState, WindowState } from '../../domain/consent-rules';
 import { ConsentEventFilter, ConsentRepository, StoredConsentEvent, SubjectStateRows } from '../../domain/ports';
 import { TxContext } from '../../shared/unit-of-work';
-import { Channel, CollectionMethod, EventKind, LawfulBasis, OptInKind } from '../../domain/model';
+import { Channel, CollectionMethod, ConsentEvent, EventKind, LawfulBasis, OptInKind } from '../../domain/model';
 import { managerOf } from '../transaction-runner';
 import { insertRows, num, optNum, placeholders, upsertRows } from './sql-dialect';
 
@@ -16,6 +16,11 @@ type EventRow = Record<string, unknown>;
  * explicit columns: entity hydration is the expensive part of an ORM read.
  */
 export class TypeormConsentRepository implements ConsentRepository {
+  async noticeOf(tx: TxContext, tenantId: string, eventId: string): Promise<ConsentEvent['notice']> {
+    const rows: EventRow[] = await managerOf(tx).query(`SELECT ${EVENT_COLUMNS} FROM consent_events WHERE tenant_id = ? AND id = ?`, [tenantId, eventId]);
+    return rows.length > 0 ? toEvent(rows[0]).notice : undefined;
+  }
+
   async findByRequestIds(tx: TxContext, tenantId: string, requestIds: string[]): Promise<StoredConsentEvent[]> {
     const ids = [...new Set(requestIds)];
     const found: StoredConsentEvent[] = [];
