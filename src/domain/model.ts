@@ -103,7 +103,9 @@ export const DEFAULT_SELF_SERVICE_SETTINGS: Readonly<SelfServiceSettings> = Obje
 export const DEFAULT_TENANT_SETTINGS: Readonly<TenantSettings> = Object.freeze({
   serviceWindowMs: 24 * 60 * 60 * 1000,
   optOutKeywords: ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'REVOKE', 'OPTOUT', 'STOPP', 'ABMELDEN'],
-  optInKeywords: ['START', 'YES', 'UNSTOP'],
+  // Not YES: a person who sent STOP and later answers "yes" to an unrelated question (a delivery,
+  // an appointment) would lift the withdrawal, and with it every earlier opt-in of the channel.
+  optInKeywords: ['START', 'UNSTOP'],
   defaultConsentValidityMs: 0,
   purposeConsentValidityMs: {},
   defaultConsentValidityMonths: 0,

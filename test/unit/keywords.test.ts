@@ -12,7 +12,7 @@ describe(matchKeyword.name, () => {
       });
     }
 
-    for (const text of ['START', 'start', ' Start ', 'YES', 'yes', 'UNSTOP', 'unstop\r\n']) {
+    for (const text of ['START', 'start', ' Start ', 'UNSTOP', 'unstop\r\n']) {
       it(`${JSON.stringify(text)} is OPT_IN`, () => {
         expect(matchKeyword(text, DEFAULTS)).to.equal('OPT_IN');
       });
@@ -40,6 +40,9 @@ describe(matchKeyword.name, () => {
       'S T O P',
       'STOPPED',
       'yes please',
+      // An answer to an unrelated question must not lift a STOP (consent-rules.md, Keywords).
+      'YES',
+      'yes',
       'Hello',
       'ST0P',
       'st\u200bop',
