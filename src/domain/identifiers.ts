@@ -1,3 +1,4 @@
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
 import { FieldViolation } from '../shared/errors';
 import { IdentifierRef } from './model';
@@ -35,7 +36,7 @@ function acceptablePhone(value: string): boolean {
 /**
  * Normalises an identifier so that every spelling of the same person finds the same subject:
  * phone numbers to E.164 (libphonenumber's full metadata, so only numbers that can exist pass),
- * e-mail addresses trimmed and lower-cased, customer ids trimmed.
+ * e-mail addresses as normaliseEmail spells them, customer ids trimmed.
  * Violations name the field, never the value: the value is personal data.
  */
 export function normaliseIdentifier(raw: RawIdentifier | undefined, field: string): IdentifierRef | FieldViolation {
@@ -49,7 +50,7 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
     return fast !== undefined ? { kind: 'PHONE', value: fast } : phoneByLibrary({ phoneNumber: raw.phoneNumber, defaultRegion: raw.defaultRegion }, field);
   }
   if (raw.email !== undefined) {
-    const value = raw.email.trim().toLowerCase();
+    const value = normaliseEmail(raw.email);
     if (value.length > MAX_IDENTIFIER_LENGTH || !EMAIL.test(value)) {
       return violationOf(field, 'email', 'INVALID_EMAIL', 'is not an e-mail address');
     }
@@ -63,6 +64,31 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
     return { kind: 'CUSTOMER_ID', value };
   }
   return violationOf(field, '', 'REQUIRED', 'set one of phone_number, email, customer_id');
+}
+
+/**
+ * One spelling per mailbox: trimmed, Unicode NFC (a keyboard's é and e + combining accent are one
+ * letter), lower-cased; the domain as IDNA (UTS #46) reads it, in its Unicode form (an A-label
+ * "xn--bcher-kva.example", "BÜCHER.example" and a full-width letter all become "bücher.example"),
+ * without a trailing dot (the root: "example.org." is "example.org"). ASCII addresses come out as
+ * they always did (trimmed, lower-cased), so their blind indexes are unchanged; so are NFC
+ * addresses with a Unicode domain. A domain IDNA refuses is kept lower-cased as written (the
+ * identifier stays usable, e.g. to withdraw under it; sending to it is mailboxOf's to refuse).
+ */
+export function normaliseEmail(raw: string): string {
+  const text = raw.trim().normalize('NFC');
+  const at = text.lastIndexOf('@');
+  if (at < 0) return text.toLowerCase();
+  const local = text.slice(0, at).toLowerCase().normalize('NFC');
+  let domain = text.slice(at + 1);
+  if (domain.endsWith('.') && domain.length > 1) domain = domain.slice(0, -1);
+  if (/[^\x00-\x7f]/.test(domain) || /(^|\.)xn--/i.test(domain)) {
+    const ascii = domainToASCII(domain);
+    domain = ascii ? domainToUnicode(ascii).normalize('NFC') : domain.toLowerCase().normalize('NFC');
+  } else {
+    domain = domain.toLowerCase();
+  }
+  return `${local}@${domain}`;
 }
 
 /**

@@ -242,6 +242,23 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     expect(listed.consentEvents.find((e) => e.name === confirmed.event!.name)!.notice, 'as stored').to.equal(pending.event!.notice);
   });
 
+  it('an opt-out under another Unicode spelling of the same address withdraws the opt-in (NFD, A-label domain, trailing dot): one person, not two', async function () {
+    const spellings: Array<[string, string]> = [
+      ['josé@example.com', 'jose\u0301@example.com'],
+      ['anna@bücher.example', 'anna@xn--bcher-kva.example'],
+      ['ben@example.org', 'Ben@Example.org.'],
+    ];
+    for (const [given, withdrawn] of spellings) {
+      const optIn = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(given) }));
+      s.clock.advance(1000);
+      const optOut = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(withdrawn), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }));
+      expect(optOut.event!.subject, `${given} / ${withdrawn}`).to.equal(optIn.event!.subject);
+      const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: email(given) }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+      expect(check.decision!.verdict, given).to.equal(Verdict.VERDICT_DENY);
+      expect(check.decision!.reason, given).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+    }
+  });
+
   it('RecordInboundMessage names the message_id field when it is too long', async function () {
     const err = await expectGrpcError(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
       parent: `tenants/${T}`, subjectIdentifier: phone('+4915199990009'), channel: Channel.CHANNEL_SMS, text: 'hi', messageId: 'm'.repeat(300), requestId: 'in-long',

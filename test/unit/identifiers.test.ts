@@ -163,6 +163,22 @@ describe('normaliseIdentifier', () => {
       expect(new Set(values).size).to.equal(1);
     });
 
+    it('one value for every Unicode spelling of one mailbox: NFC and NFD, an IDN domain as U-label, A-label or upper case, a full-width letter, a trailing dot', () => {
+      const same = (spellings: string[]) => {
+        const values = spellings.map((e) => ok({ email: e }).value);
+        expect(new Set(values).size, spellings.join(' | ')).to.equal(1);
+        return values[0];
+      };
+      expect(same(['josé@example.com', 'jose\u0301@example.com', 'JOSÉ@Example.com', 'JOSE\u0301@EXAMPLE.COM'])).to.equal('josé@example.com');
+      expect(same(['anna@bücher.example', 'anna@bu\u0308cher.example', 'anna@xn--bcher-kva.example', 'anna@BÜCHER.EXAMPLE', 'anna@XN--BCHER-KVA.example'])).to.equal('anna@bücher.example');
+      expect(same(['anna@ｅxample.com', 'anna@example.com', 'anna@example.com.', 'Anna@Example.COM.'])).to.equal('anna@example.com');
+    });
+
+    it('leaves ASCII addresses as they were always spelled (their blind indexes stay), and different mailboxes different', () => {
+      for (const e of ['a.b+tag@example.org', 'x_y-z@sub.example.co.uk', "o'hara@example.ie"]) expect(ok({ email: e.toUpperCase() }).value).to.equal(e);
+      expect(ok({ email: 'jose@example.com' }).value).to.not.equal(ok({ email: 'josé@example.com' }).value);
+    });
+
     it('keeps plus addressing', () => {
       expect(ok({ email: 'user+tag@example.org' }).value).to.equal('user+tag@example.org');
     });
