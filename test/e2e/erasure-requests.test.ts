@@ -102,6 +102,30 @@ forEachDatabase('erasure requests', (db) => {
     expect(events.map((e) => e.name), 'only the new history').to.deep.equal([fresh.event!.name]);
   });
 
+  it("an erasure also seals the request's identifiers under which nothing was held: a person recorded later under one cannot be joined to the erased person", async function () {
+    const held = 'seal-held@example.com';
+    const unheld = 'seal-unheld@example.com';
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(held) }));
+    const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ERASURE, subjectIdentifiers: [email(held), email(unheld)], receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] });
+    const erasedId = request!.subject.split('/').pop()!;
+    const rowsOf = () => s.app.dataSource.query('SELECT position, blind_index, subject_id FROM subject_request_identifiers WHERE request_id = ? ORDER BY position', [request!.name.split('/').pop()]) as Promise<Array<{ position: unknown; blind_index: string; subject_id: string | null }>>;
+    const before = await rowsOf();
+    expect(before.map((r) => r.subject_id)).to.deep.equal([erasedId, null]);
+    await call(rights, rights.eraseSubject, { name: request!.name });
+
+    const later = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(unheld) }));
+    const laterId = later.event!.subject.split('/').pop()!;
+    const joined = (await s.app.dataSource.query(
+      'SELECT r.subject_id AS erased FROM subject_identifiers i JOIN subject_request_identifiers q ON q.tenant_id = i.tenant_id AND q.blind_index = i.blind_index JOIN subject_requests r ON r.id = q.request_id WHERE i.tenant_id = ? AND i.subject_id = ?',
+      [T, laterId],
+    )) as Array<{ erased: string }>;
+    expect(joined, 'the later person joins no request of the erased one').to.deep.equal([]);
+    const after = await rowsOf();
+    const changed = after.map((r) => r.blind_index !== before.find((b) => Number(b.position) === Number(r.position))!.blind_index);
+    expect(changed, 'every row of the request sealed').to.deep.equal([true, true]);
+  });
+
   it('erasing the new owner of a reassigned number seals the reassignment report\'s blind index too', async function () {
     const who = 'passed-on@example.com';
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));

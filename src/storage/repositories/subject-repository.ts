@@ -63,9 +63,14 @@ export class TypeormSubjectRepository implements SubjectRepository {
   async sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number> {
     const m = managerOf(tx);
     let sealed = 0;
+    // The rows that found the person, and the rows of the same requests that found nobody (the
+    // person's other identifiers under which nothing was held): joined to a person recorded later
+    // under such an identifier, they would say that this is the erased person. Sealed, they no
+    // longer resolve to anyone recorded since (a request naming the erased person is about them).
     const requestRows: Array<{ request_id: string; position: unknown; blind_index: string }> = await m.query(
-      'SELECT request_id, position, blind_index FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ?',
-      [tenantId, subjectId],
+      `SELECT request_id, position, blind_index FROM subject_request_identifiers WHERE tenant_id = ? AND (subject_id = ? OR (subject_id IS NULL AND request_id IN (
+         SELECT request_id FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ? UNION SELECT id FROM subject_requests WHERE tenant_id = ? AND subject_id = ?)))`,
+      [tenantId, subjectId, tenantId, subjectId, tenantId, subjectId],
     );
     for (const r of requestRows) {
       await m.query('UPDATE subject_request_identifiers SET blind_index = ? WHERE request_id = ? AND position = ?', [seal(r.blind_index), r.request_id, num(r.position)]);
