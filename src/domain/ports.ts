@@ -129,6 +129,12 @@ export interface SubjectRepository {
    * recorded later under the identifier is not linked to the erased one. Returns the rows sealed.
    */
   sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number>;
+  /**
+   * Replaces the free texts staff wrote about the person's requests, restrictions and legal holds
+   * (reasons of an extension, a rejection, a lifting or a release) with ERASED_TEXT: they may
+   * name or describe the person and are stored in plaintext, so they go with the erasure.
+   */
+  redactFreeTexts(tx: TxContext, tenantId: string, subjectId: string): Promise<void>;
   /** Suppression tombstones of these identifiers, keyed by `${kind}:${blindIndex}`: when each was erased. */
   findSuppressed(tx: TxContext, tenantId: string, indexes: IdentifierIndex[]): Promise<Map<string, { erasedAt: number }>>;
   /** The subject with this opaque id as it is now (no lock), or null (never known, or its tenant purged). */

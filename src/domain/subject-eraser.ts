@@ -77,6 +77,7 @@ export class SubjectEraser {
       const identifiers = await this.subjects.markErased(tx, tenantId, subjectId, now);
       // The tombstones carry the identifiers' blind indexes: no other row may pair them with the person.
       await this.subjects.sealIdentifierReferences(tx, tenantId, subjectId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex));
+      await this.subjects.redactFreeTexts(tx, tenantId, subjectId);
       const eventsRetained = await this.consent.countEvents(tx, tenantId, subjectId);
       // A link names the person and holds evidence under their key: it goes with them.
       const links = await this.links.deleteOfSubject(tx, tenantId, subjectId);
@@ -109,6 +110,7 @@ export class SubjectEraser {
         if (!locked || locked.erased) return false;
         await this.subjects.markErased(tx, entry.tenantId, entry.subjectId, entry.erasedAt);
         if (keyring) await this.subjects.sealIdentifierReferences(tx, entry.tenantId, entry.subjectId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex));
+        await this.subjects.redactFreeTexts(tx, entry.tenantId, entry.subjectId);
         await this.links.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         await this.signUps?.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         return true;

@@ -126,6 +126,30 @@ forEachDatabase('erasure requests', (db) => {
     expect(changed, 'every row of the request sealed').to.deep.equal([true, true]);
   });
 
+  it("the reasons staff wrote about the person's requests and holds (extension, rejection, release) are erased with the person: they are plaintext and may name them", async function () {
+    const who = 'reasons@example.com';
+    const planted = { extension: 'Jane Reasonable is in hospital, +4915199887766', rejection: 'duplicate of the call from +4915199887766', release: 'claim of Jane Reasonable settled' };
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    const access = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
+    await call(rights, rights.extendDeadline, { name: access.name, months: 2, reason: planted.extension });
+    const { request: dup } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ACCESS, subjectIdentifier: email(who), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    await call(rights, rights.rejectRequest, { name: dup!.name, reason: planted.rejection });
+    const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'case 18', requestId: 'hold-reasons' });
+    await call(rights, rights.releaseLegalHold, { name: hold!.name, note: planted.release });
+    expect((await call(rights, rights.getRequest, { name: access.name })).request!.extensionReason).to.equal(planted.extension);
+
+    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
+    expect((await call(rights, rights.getRequest, { name: access.name })).request!.extensionReason).to.equal('(erased with the person)');
+    expect((await call(rights, rights.getRequest, { name: dup!.name })).request!.rejectionReason).to.equal('(erased with the person)');
+    const dump = JSON.stringify([
+      await s.app.dataSource.query('SELECT * FROM subject_requests WHERE tenant_id = ?', [T]),
+      await s.app.dataSource.query('SELECT * FROM legal_holds WHERE tenant_id = ?', [T]),
+      await s.app.dataSource.query('SELECT * FROM subject_request_transitions'),
+    ]);
+    for (const text of Object.values(planted)) expect(dump, text).to.not.include(text);
+    expect(dump).to.not.include('Jane Reasonable').and.not.include('4915199887766');
+  });
+
   it('erasing the new owner of a reassigned number seals the reassignment report\'s blind index too', async function () {
     const who = 'passed-on@example.com';
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));

@@ -4,6 +4,9 @@ import { SubjectEntity, SubjectIdentifierEntity, SuppressionEntity } from '../en
 import { managerOf } from '../transaction-runner';
 import { forUpdate, insertRows, num, placeholders } from './sql-dialect';
 
+/** What a free text about an erased person's requests reads afterwards (SubjectRepository.redactFreeTexts). */
+export const ERASED_TEXT = '(erased with the person)';
+
 export class TypeormSubjectRepository implements SubjectRepository {
   async findByIdentifier(tx: TxContext, tenantId: string, index: IdentifierIndex): Promise<SubjectRef | null> {
     const rows: Array<{ subject_id: string; erased_at: unknown; objected_at: unknown; restricted_since: unknown; reassigned_at?: unknown; identifiers_changed_at?: unknown }> = await managerOf(tx).query(
@@ -58,6 +61,16 @@ export class TypeormSubjectRepository implements SubjectRepository {
     await m.query('DELETE FROM consent_state WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
     await m.query('DELETE FROM service_windows WHERE tenant_id = ? AND subject_id = ?', [tenantId, subjectId]);
     return identifiers.length;
+  }
+
+  async redactFreeTexts(tx: TxContext, tenantId: string, subjectId: string): Promise<void> {
+    const m = managerOf(tx);
+    const ofPerson = 'tenant_id = ? AND (subject_id = ? OR id IN (SELECT request_id FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ?))';
+    const params = [tenantId, subjectId, tenantId, subjectId];
+    await m.query(`UPDATE subject_requests SET extension_reason = ? WHERE extension_reason IS NOT NULL AND ${ofPerson}`, [ERASED_TEXT, ...params]);
+    await m.query(`UPDATE subject_requests SET rejection_reason = ? WHERE rejection_reason IS NOT NULL AND ${ofPerson}`, [ERASED_TEXT, ...params]);
+    await m.query('UPDATE subject_restrictions SET lift_reason = ? WHERE lift_reason IS NOT NULL AND tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
+    await m.query('UPDATE legal_holds SET release_note = ? WHERE release_note IS NOT NULL AND tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
   }
 
   async sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number> {
