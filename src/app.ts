@@ -115,6 +115,7 @@ export interface RunningApp {
     keyAdministration: KeyAdministration;
     keys: KeyManager;
     subjectRights: SubjectRightsService;
+    subjectExporter: SubjectExporter;
     identityLinks: IdentityLinks;
     audit: AuditLog;
     auditService: AuditService;
@@ -308,6 +309,7 @@ async function startService(
   // A request reaches the persons its identifiers find and everyone linked to them.
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
+  const subjectExporter = new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects, purposeRows);
   const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl);
   const identifierChanges = new SqlIdentifierChangeRepository();
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit, signUpRows);
@@ -369,7 +371,7 @@ async function startService(
       subjectRights: subjectRightsHandlers(
         pipeline('consent.v1.SubjectRightsService'),
         subjectRights,
-        new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects, purposeRows),
+        subjectExporter,
       ),
       identity: identityHandlers(pipeline('consent.v1.IdentityService'), identityLinks),
       selfService: { ...selfServiceSignUpHandlers(pipeline('consent.v1.SelfServiceService'), signUp), ...selfServiceLinkHandlers(pipeline('consent.v1.SelfServiceService'), preferenceLinks) },
@@ -551,7 +553,7 @@ async function startService(
     sqliteCheckpointers: checkpointers,
     config,
     logger,
-    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, identityLinks, audit, auditService, decisionCache, invalidator, tx },
+    services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, subjectExporter, identityLinks, audit, auditService, decisionCache, invalidator, tx },
     async stop() {
       // Draining: NOT_SERVING first, so that probes and load balancers stop sending calls, while
       // the calls that still arrive meanwhile are answered; then no new calls.

@@ -4,7 +4,8 @@ import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
 import { scopeStatus } from './consent-rules';
-import { failedPrecondition, notFound } from '../shared/errors';
+import { DomainError, failedPrecondition, notFound } from '../shared/errors';
+import { sha256Hex } from '../shared/hashing';
 import { openEvent } from './event-codec';
 import { ConsentEvent } from './model';
 import { AuditTrail } from '../audit/audit-types';
@@ -55,6 +56,8 @@ export class SubjectExporter {
   async export(principal: Principal, tenantId: string, requestId: string, sink: ExportSink): Promise<void> {
     authorizeTenant(principal, tenantId);
     const startedAt = this.clock.now();
+    /** Set when every person the request reaches was erased: the request is closed, then SUBJECT_ERASED answered. */
+    let nothingLeft: { name: { request: string } } | null = null;
     const request = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const r = await this.rights.lockRequest(tx, tenantId, requestId);
@@ -77,7 +80,16 @@ export class SubjectExporter {
       }
       const found = distinctSubjects(rows);
       if (found.length > 0 && found.every((row) => erased.has(row.subjectId))) {
-        throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export', name);
+        if (r.state === 'COMPLETED') throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export', name);
+        // Answered: the controller holds nothing of the person any more (Art. 15(1) asks for
+        // that confirmation too). Left VERIFIED or IN_PROGRESS, the request could never be
+        // closed (a rejection is refused once it is in progress) and turned overdue for good.
+        await this.rights.updateRequest(tx, r.id, { state: 'COMPLETED', updatedAt: startedAt });
+        const note = 'nothing left to export: every person the request reached was erased';
+        await this.rights.addTransition(tx, { requestId: r.id, fromState: r.state, toState: 'COMPLETED', principal: principal.id, at: startedAt, note });
+        await this.audit.append(tx, tenantId, { type: 'REQUEST_COMPLETED', time: startedAt, principal: principal.id, ref: r.id, payloadSha256: sha256Hex(note) });
+        nothingLeft = { name };
+        return null;
       }
       if (r.state === 'VERIFIED') {
         await this.rights.updateRequest(tx, r.id, { state: 'IN_PROGRESS', updatedAt: startedAt });
@@ -86,6 +98,7 @@ export class SubjectExporter {
       }
       return { ...r, rows, erased, objections };
     });
+    if (!request) throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export (the request is completed with this note)', nothingLeft!.name);
 
     // The parts of the package: one per identifier, each person's data under the first
     // identifier that found them (the others say "same person as identifier N").
@@ -116,7 +129,7 @@ export class SubjectExporter {
     await pkg.write(JSON.stringify(head).slice(0, -1) + ',"consentEvents":[');
     let done = 0;
     let first = true;
-    await this.eachEvent(tenantId, exported, async (event, row) => {
+    await this.eachEvent(tenantId, request.id, exported, async (event, row) => {
       await pkg.write((first ? '' : ',') + JSON.stringify({ ...eventJson(event), foundBy: row.position }));
       first = false;
       if (++done % PAGE === 0) await sink.write({ kind: 'progress', done, total: facts.total * 2 });
@@ -127,7 +140,7 @@ export class SubjectExporter {
     const purposeNames = new Map(facts.purposes.map((p) => [p.name, p.displayName]));
     await html.write(renderHead(head));
     let section: number | null = null;
-    await this.eachEvent(tenantId, exported, async (event, row) => {
+    await this.eachEvent(tenantId, request.id, exported, async (event, row) => {
       if (section !== row.position) {
         await html.write(renderSection(row));
         section = row.position;
@@ -155,6 +168,12 @@ export class SubjectExporter {
     await this.tx.write(async (tx) => {
       const current = await this.rights.lockRequest(tx, tenantId, request.id);
       if (!current) return;
+      // An erasure that committed while the package was sent (eachEvent stops at its rows; one
+      // after the last page is caught here): the export is not recorded as done.
+      for (const row of exported) {
+        const subject = await this.subjects.lock(tx, tenantId, row.subjectId);
+        if (!subject || subject.erased) throw erasedDuringExport(tenantId, request.id);
+      }
       if (current.state !== 'COMPLETED') await this.rights.updateRequest(tx, request.id, { state: 'COMPLETED', updatedAt: now });
       await this.rights.addTransition(tx, {
         requestId: request.id,
@@ -264,6 +283,7 @@ export class SubjectExporter {
   /** Calls `visit` for each event of each person, person by person, oldest first, one page in memory at a time. */
   private async eachEvent(
     tenantId: string,
+    requestId: string,
     exported: Array<RequestIdentifierRecord & { subjectId: string }>,
     visit: (event: ConsentEvent, row: RequestIdentifierRecord) => Promise<void>,
   ): Promise<void> {
@@ -272,12 +292,18 @@ export class SubjectExporter {
       let after = 0;
       for (;;) {
         const page = await this.tx.read((tx) => this.consent.list(tx, tenantId, { subjectId: row.subjectId }, after, PAGE));
+        // The person was erased meanwhile: nothing more of theirs goes out, from the cached key either.
+        if (page.some((r) => r.subjectErased)) throw erasedDuringExport(tenantId, requestId);
         for (const r of page) await visit(openEvent(r.event, r.event.evidenceCiphertext === null ? null : key), row);
         if (page.length < PAGE) break;
         after = page[page.length - 1].seq;
       }
     }
   }
+}
+
+function erasedDuringExport(tenantId: string, requestId: string): DomainError {
+  return failedPrecondition('SUBJECT_ERASED', 'a person of this request was erased while the export ran: the export stopped and is not complete; export again for what is left', { request: `tenants/${tenantId}/requests/${requestId}` });
 }
 
 /** One identifier's part of the package: what it found, labelled by position and kind. */

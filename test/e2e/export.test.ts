@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { verifyReceipt } from '../../src/cli/verify-receipt';
+import { DEVELOPMENT_PRINCIPAL } from '../../src/domain/principal';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
 import { RecordInboundMessageRequest } from '../../src/gen/consent/v1/consent';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
@@ -43,6 +44,47 @@ forEachDatabase('ExportSubjectData', (db) => {
       stream.on('end', () => resolve(parts));
     });
   }
+
+  it('an erasure that commits while an export runs stops it (no more of the person goes out, not recorded as done); exported again, the request is completed with nothing left', async function () {
+    this.timeout(60_000);
+    const person = phone('+4915190000077');
+    const evidence = { sourceIp: '203.0.113.9', userAgent: 'race/1.0', pageUrl: '', inboundMessageId: '', freeText: '' };
+    for (let i = 0; i < 1200; i++) await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, evidence, requestId: `ex-race-${i}` }));
+    const request = await verifiedRequest(person);
+    const requestId = request.name.split('/').pop()!;
+    const subjectId = request.subject.split('/').pop()!;
+    // The erasure commits after the first page of events went out (the sink is awaited between pages).
+    let erased = false;
+    let chunksAfterErasure = 0;
+    const sink = {
+      async write(part: { kind: string; done?: number }) {
+        if (erased && part.kind !== 'progress') chunksAfterErasure++;
+        if (!erased && part.kind === 'progress' && (part.done ?? 0) >= 500) {
+          await s.app.services.subjectEraser.erase(T, subjectId);
+          erased = true;
+        }
+      },
+    };
+    let failure: unknown;
+    await s.app.services.subjectExporter.export(DEVELOPMENT_PRINCIPAL, T, requestId, sink as never).catch((err: unknown) => (failure = err));
+    expect(erased, 'the erasure ran during the export').to.equal(true);
+    expect((failure as { reason?: string })?.reason).to.equal('SUBJECT_ERASED');
+    expect(chunksAfterErasure, 'at most what was buffered before the erasure').to.be.at.most(1);
+    const after = (await call(rights, rights.getRequest, { name: request.name })).request!;
+    expect(after.state, 'not recorded as done').to.equal(RequestState.REQUEST_STATE_IN_PROGRESS);
+    const exported = await s.app.services.audit.entries(T, 0, 100_000, { types: ['SUBJECT_EXPORTED'], subjectId });
+    expect(exported, 'no SUBJECT_EXPORTED entry').to.deep.equal([]);
+
+    // Exported again: every person it reached is erased; the request is closed, not left in progress for good.
+    const again = await expectGrpcError(exportAll(request.name), status.FAILED_PRECONDITION);
+    expect(again.reason).to.equal('SUBJECT_ERASED');
+    const closed = (await call(rights, rights.getRequest, { name: request.name })).request!;
+    expect(closed.state).to.equal(RequestState.REQUEST_STATE_COMPLETED);
+    expect(closed.transitions[closed.transitions.length - 1].note).to.include('nothing left to export');
+    const third = await expectGrpcError(exportAll(request.name), status.FAILED_PRECONDITION);
+    expect(third.reason).to.equal('SUBJECT_ERASED');
+    expect((await call(rights, rights.getRequest, { name: request.name })).request!.transitions, 'completed once').to.have.length(closed.transitions.length);
+  });
 
   it('streams a JSON package and an HTML rendering with a signed manifest of their hashes', async function () {
     this.timeout(60_000);
