@@ -41,6 +41,8 @@ export interface StoredAuditEntry {
   seq: number;
   entryJson: string;
   leafHash: string;
+  /** Set when the columns the entry is found by disagree with its JSON (changed behind the service). */
+  indexProblem?: string;
 }
 
 /** Appends an entry to the tenant's audit log inside the transaction that makes the change. */

@@ -132,12 +132,14 @@ export async function verifyAuditLog(options: {
     if (options.entries || options.records || options.collect) {
       const leaves: Buffer[] = [];
       const eventEntries = new Map<string, EntryFields>();
+      let indexProblem: { index: number; problem: string } | null = null;
       let next = 0;
       while (next < current.treeSize) {
         const page = await rpc(audit, audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent, startIndex: next, pageSize: 500 }));
         if (page.entries.length === 0) break;
         for (const e of page.entries) {
           leaves.push(rehash(e, leaves.length));
+          if (e.indexProblem && !indexProblem) indexProblem = { index: e.index, problem: e.indexProblem };
           options.collect?.push({ index: e.index, entryJson: e.entryJson, leafHash: e.leafHash });
           const fields = JSON.parse(e.entryJson) as EntryFields;
           if (options.records && fields.type.startsWith(CONSENT_EVENT) && fields.ref) eventEntries.set(fields.ref, fields);
@@ -157,6 +159,11 @@ export async function verifyAuditLog(options: {
           }
         }
         throw new VerificationFailure('the entries do not add up to the signed root');
+      }
+      // The entries are the signed ones; the columns the service finds them by in filtered listings
+      // are not hashed, and the service reports where they disagree with an entry.
+      if (indexProblem) {
+        throw new VerificationFailure(`entry ${indexProblem.index}: ${indexProblem.problem}: the log's index was changed behind the service, so filtered listings (a person's history, audit explain) may miss this entry`);
       }
       result.entriesChecked = leaves.length;
       if (options.records) result.recordsChecked = await crossCheckRecords(audit, rpc, parent, eventEntries, current.treeSize);

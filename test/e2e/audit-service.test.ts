@@ -6,6 +6,7 @@ import { verifyCheckpoint } from '../../src/cli/audit-verify';
 import { verifyExplanation } from '../../src/cli/explain-verify';
 import { AuditServiceClient, ListAuditEntriesRequest } from '../../src/gen/consent/v1/audit';
 import { KeyServiceClient } from '../../src/gen/consent/v1/key';
+import { ConsentEventKind } from '../../src/gen/consent/v1/consent';
 import { countStatements } from '../support/statement-count';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, phone, query, seedTenant } from '../support/fixtures';
@@ -92,6 +93,40 @@ forEachDatabase('AuditService and consentctl audit', (db) => {
     const covered = await ctl('audit', 'verify', '--tenant', T, '--entries');
     expect(covered.code).to.equal(1);
     expect(covered.err).to.include(`entry ${Number(row.seq)} does not belong to the signed tree`);
+  });
+});
+
+forEachDatabase('audit index columns changed in the database', (db) => {
+  it("hide an entry from filtered listings but not from consentctl audit verify --entries, which names the entry and the column", async function () {
+    this.timeout(120_000);
+    const s = await startTestServer(db());
+    const ctl = (...args: string[]) => runConsentctl(s.address, ...args);
+    try {
+      const T = 'audindex';
+      await seedTenant(s, T);
+      const person = phone('+4915177711100');
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person }));
+      const optOut = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }));
+      const subject = optOut.event!.subject;
+      const listed = async () => (await call(s.audit, s.audit.listAuditEntries, ListAuditEntriesRequest.fromPartial({ parent: `tenants/${T}`, subject, pageSize: 500 }))).entries.map((e) => JSON.parse(e.entryJson).type as string);
+      expect(await listed()).to.include('CONSENT_EVENT_OPT_OUT');
+      expect((await ctl('audit', 'verify', '--tenant', T, '--entries')).code).to.equal(0);
+
+      // The opt-out's entry is unchanged (JSON, leaf, tree); only the column it is found by goes.
+      const [row] = (await s.app.dataSource.query("SELECT seq FROM audit_entries WHERE tenant_id = ? AND entry_type = 'CONSENT_EVENT_OPT_OUT'", [T])) as Array<{ seq: unknown }>;
+      await s.app.dataSource.query('UPDATE audit_entries SET subject_id = NULL WHERE tenant_id = ? AND seq = ?', [T, row.seq]);
+      expect(await listed(), 'the filtered listing misses it').to.not.include('CONSENT_EVENT_OPT_OUT');
+      const found = await ctl('audit', 'verify', '--tenant', T, '--entries');
+      expect(found.code).to.equal(1);
+      expect(found.err).to.include(`entry ${Number(row.seq)}: its subject column differs from its hashed JSON`);
+
+      await s.app.dataSource.query('UPDATE audit_entries SET subject_id = ?, entry_type = ? WHERE tenant_id = ? AND seq = ?', [subject.split('/').pop(), 'CONSENT_EVENT_OPT_IN', T, row.seq]);
+      const retyped = await ctl('audit', 'verify', '--tenant', T, '--entries');
+      expect(retyped.code).to.equal(1);
+      expect(retyped.err).to.include(`entry ${Number(row.seq)}: its type column differs from its hashed JSON`);
+    } finally {
+      await s.stop();
+    }
   });
 });
 

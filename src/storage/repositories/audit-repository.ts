@@ -56,11 +56,14 @@ export class TypeormAuditRepository implements AuditRepository {
 
   async entries(tx: TxContext, tenantId: string, fromSeq: number, limit: number, filter: AuditEntryFilter = {}): Promise<StoredAuditEntry[]> {
     const { where, params } = whereOf(tenantId, fromSeq, filter);
-    const rows: Array<{ seq: unknown; entry_json: string; leaf_hash: string }> = await managerOf(tx).query(
-      `SELECT seq, entry_json, leaf_hash FROM audit_entries WHERE ${where} ORDER BY seq LIMIT ${Math.floor(limit)}`,
+    const rows: IndexedEntryRow[] = await managerOf(tx).query(
+      `SELECT seq, entry_json, leaf_hash, entry_type, subject_id, purpose_id, principal, entry_time FROM audit_entries WHERE ${where} ORDER BY seq LIMIT ${Math.floor(limit)}`,
       params,
     );
-    return rows.map((r) => ({ seq: num(r.seq), entryJson: r.entry_json, leafHash: r.leaf_hash }));
+    return rows.map((r) => {
+      const indexProblem = indexColumnsProblem(r);
+      return indexProblem ? { seq: num(r.seq), entryJson: r.entry_json, leafHash: r.leaf_hash, indexProblem } : { seq: num(r.seq), entryJson: r.entry_json, leafHash: r.leaf_hash };
+    });
   }
 
   async count(tx: TxContext, tenantId: string, filter: AuditEntryFilter): Promise<number> {
@@ -96,6 +99,40 @@ export class TypeormAuditRepository implements AuditRepository {
 }
 
 /** The WHERE clause (and its parameters) of the entries from `fromSeq` on that match `filter`. */
+interface IndexedEntryRow {
+  seq: unknown;
+  entry_json: string;
+  leaf_hash: string;
+  entry_type: string;
+  subject_id: string | null;
+  purpose_id: string | null;
+  principal: string;
+  entry_time: unknown;
+}
+
+/**
+ * The columns an entry is found by (type, subject, purpose, principal, time) are copies of its
+ * hashed JSON, not hashed themselves: changed behind the service, they would hide an entry from a
+ * filtered view (a person's restriction from ExplainDecision, an opt-out from their history) while
+ * every proof still verifies. Every entry read is compared with its JSON and carries what differs,
+ * so the full walk of `consentctl audit verify --entries` finds any such change.
+ */
+function indexColumnsProblem(r: IndexedEntryRow): string | undefined {
+  let entry: { type?: unknown; subject?: unknown; purpose?: unknown; principal?: unknown; time?: unknown };
+  try {
+    entry = JSON.parse(r.entry_json) as typeof entry;
+  } catch {
+    return 'its JSON does not parse';
+  }
+  const differs: string[] = [];
+  if (entry.type !== r.entry_type) differs.push('type');
+  if ((entry.subject ?? null) !== r.subject_id) differs.push('subject');
+  if ((entry.purpose ?? null) !== r.purpose_id) differs.push('purpose');
+  if (entry.principal !== r.principal) differs.push('principal');
+  if (entry.time !== num(r.entry_time)) differs.push('time');
+  return differs.length === 0 ? undefined : `its ${differs.join(', ')} column${differs.length > 1 ? 's differ' : ' differs'} from its hashed JSON`;
+}
+
 function whereOf(tenantId: string, fromSeq: number, filter: AuditEntryFilter): { where: string; params: unknown[] } {
   const where = ['tenant_id = ?', 'seq >= ?'];
   const params: unknown[] = [tenantId, fromSeq];

@@ -44,7 +44,7 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         startTime,
         endTime,
       });
-      return { entries: page.entries.map((e) => ({ index: e.seq, entryJson: e.entryJson, leafHash: e.leafHash })), nextIndex: page.nextIndex };
+      return { entries: page.entries.map((e) => ({ index: e.seq, entryJson: e.entryJson, leafHash: e.leafHash, indexProblem: e.indexProblem ?? '' })), nextIndex: page.nextIndex };
     }),
     getInclusionProof: pipeline.unary('GetInclusionProof', async (req, ctx) => ({
       hashes: (await audit.inclusionProof(ctx.principal, parentTenant(req.parent), req.index, req.treeSize)).map((h) => h.toString('hex')),
@@ -60,7 +60,7 @@ export function auditHandlers(pipeline: CallPipeline, audit: AuditService): Audi
         subject: x.basis.subject ? names.subject(tenantId, x.basis.subject.subjectId) : '',
         checkpoint: checkpointToProto(tenantId, x.checkpoint),
         entries: x.entries.map((e) => ({
-          entry: e.entry ? { index: e.entry.seq, entryJson: e.entry.entryJson, leafHash: e.entry.leafHash } : undefined,
+          entry: e.entry ? { index: e.entry.seq, entryJson: e.entry.entryJson, leafHash: e.entry.leafHash, indexProblem: e.entry.indexProblem ?? '' } : undefined,
           inclusionProof: e.proof.map((h) => h.toString('hex')),
           record: e.record ? recordToProto(e.record) : undefined,
         })),

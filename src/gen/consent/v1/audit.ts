@@ -98,6 +98,13 @@ export interface AuditEntry {
   entryJson: string;
   /** SHA-256(0x00 || entry_json), lower-case hex. */
   leafHash: string;
+  /**
+   * Empty when the columns the entry is found by in filtered listings (type, subject, purpose,
+   * principal, time: copies of entry_json, not hashed) agree with entry_json. Otherwise what
+   * differs: the log's index was changed behind the service, and filtered listings (a person's
+   * history, ExplainDecision) may miss this entry. `consentctl audit verify --entries` fails on it.
+   */
+  indexProblem: string;
 }
 
 /** Request of AuditService.ListAuditEntries. */
@@ -759,7 +766,7 @@ export const ListCheckpointsResponse: MessageFns<ListCheckpointsResponse> = {
 };
 
 function createBaseAuditEntry(): AuditEntry {
-  return { index: 0, entryJson: "", leafHash: "" };
+  return { index: 0, entryJson: "", leafHash: "", indexProblem: "" };
 }
 
 export const AuditEntry: MessageFns<AuditEntry> = {
@@ -772,6 +779,9 @@ export const AuditEntry: MessageFns<AuditEntry> = {
     }
     if (message.leafHash !== "") {
       writer.uint32(26).string(message.leafHash);
+    }
+    if (message.indexProblem !== "") {
+      writer.uint32(34).string(message.indexProblem);
     }
     return writer;
   },
@@ -813,6 +823,14 @@ export const AuditEntry: MessageFns<AuditEntry> = {
             message.leafHash = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.indexProblem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -838,6 +856,11 @@ export const AuditEntry: MessageFns<AuditEntry> = {
         : isSet(object.leaf_hash)
         ? globalThis.String(object.leaf_hash)
         : "",
+      indexProblem: isSet(object.indexProblem)
+        ? globalThis.String(object.indexProblem)
+        : isSet(object.index_problem)
+        ? globalThis.String(object.index_problem)
+        : "",
     };
   },
 
@@ -852,6 +875,9 @@ export const AuditEntry: MessageFns<AuditEntry> = {
     if (message.leafHash !== "") {
       obj.leafHash = message.leafHash;
     }
+    if (message.indexProblem !== "") {
+      obj.indexProblem = message.indexProblem;
+    }
     return obj;
   },
 
@@ -863,6 +889,7 @@ export const AuditEntry: MessageFns<AuditEntry> = {
     message.index = object.index ?? 0;
     message.entryJson = object.entryJson ?? "";
     message.leafHash = object.leafHash ?? "";
+    message.indexProblem = object.indexProblem ?? "";
     return message;
   },
 };
