@@ -485,8 +485,11 @@ async function startService(
           checkpointing = checkpointing
             .then(() => auditService.checkpointAll())
             .then(
-              ({ signed, failed }) => {
+              ({ signed, failed, inconsistent }) => {
                 if (signed > 0) logger.info('audit checkpoints signed', { tenants: signed });
+                for (const { tenantId, problem } of inconsistent) {
+                  logger.error('audit log tampered with: not signed; verify it with consentctl audit verify --since <a kept checkpoint>', { tenant: tenantId, problem });
+                }
                 if (failed > 0) logger.warn('audit checkpoints could not be signed for some tenants; retried at the next interval', { tenants: failed });
               },
               (err: unknown) => {

@@ -1,4 +1,5 @@
 import { AuditLog } from '../audit/audit-log';
+import { verifyConsistency } from '../audit/merkle';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
@@ -99,11 +100,19 @@ export class AuditService {
    * periodic job. A tenant that cannot be signed for (erased meanwhile, key store unreachable)
    * is counted as failed and tried again next time; the others still get theirs.
    */
-  async checkpointAll(): Promise<{ signed: number; failed: number }> {
+  async checkpointAll(): Promise<{ signed: number; failed: number; inconsistent: Array<{ tenantId: string; problem: string }> }> {
     let signed = 0;
     let failed = 0;
+    const inconsistent: Array<{ tenantId: string; problem: string }> = [];
     for (const tenantId of await this.log.tenantsWithoutLatestCheckpoint()) {
       try {
+        // The service is the first witness of its own log: it never signs a log that does not
+        // extend the checkpoint it kept last (one rewritten in the database behind it).
+        const problem = await this.departureFromLastKept(tenantId);
+        if (problem) {
+          inconsistent.push({ tenantId, problem });
+          continue;
+        }
         const c = await this.sign(tenantId);
         await this.log.keepCheckpoint({ tenantId, treeSize: c.size, rootHash: c.rootHex, signedAt: c.time, jws: c.signed });
         signed++;
@@ -111,7 +120,30 @@ export class AuditService {
         failed++;
       }
     }
-    return { signed, failed };
+    return { signed, failed, inconsistent };
+  }
+
+  /**
+   * Why the tenant's log does not extend its last kept checkpoint (as signed, where its key is
+   * still there to verify it: else as kept), or null when it does: a consistency proof from the
+   * stored tree, checked against the kept root.
+   */
+  private async departureFromLastKept(tenantId: string): Promise<string | null> {
+    const [kept] = await this.log.checkpoints(tenantId, null, 1);
+    if (!kept) return null;
+    const signedForm = (await this.keys.verify(tenantId, kept.jws, 'audit-checkpoint+jwt')) as { treeSize?: unknown; rootHash?: unknown } | null;
+    if (signedForm && (signedForm.treeSize !== kept.treeSize || signedForm.rootHash !== kept.rootHash)) {
+      return `the kept checkpoint of size ${kept.treeSize} differs from what it signed`;
+    }
+    const head = await this.log.head(tenantId);
+    if (head.size < kept.treeSize) return `the log holds ${head.size} entries, fewer than the ${kept.treeSize} of its last kept checkpoint`;
+    const proof = await this.log.consistencyProof(tenantId, kept.treeSize, head.size);
+    try {
+      verifyConsistency(BigInt(kept.treeSize), BigInt(head.size), proof, Buffer.from(kept.rootHash, 'hex'), head.root);
+    } catch {
+      return `the log no longer extends its last kept checkpoint (size ${kept.treeSize}): entries before it were changed`;
+    }
+    return null;
   }
 
   async listCheckpoints(principal: Principal, tenantId: string, pageSize: number, pageToken: string): Promise<{ items: CheckpointRecord[]; nextPageToken: string }> {

@@ -179,7 +179,7 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     this.timeout(60_000);
     const service = s.app.services.auditService;
     expect((await service.checkpointAll()).signed).to.be.at.least(1);
-    expect(await service.checkpointAll(), 'nothing new: nothing signed').to.deep.equal({ signed: 0, failed: 0 });
+    expect(await service.checkpointAll(), 'nothing new: nothing signed').to.deep.equal({ signed: 0, failed: 0, inconsistent: [] });
     s.clock.set(T0 + 5 * M);
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: phone('+4915144400002') }));
     expect((await service.checkpointAll()).signed).to.be.at.least(1);
@@ -202,6 +202,26 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     const shown = await ctl('audit', 'checkpoints', '--tenant', T);
     expect(shown.code, shown.err).to.equal(0);
     expect(shown.out).to.include(newer.rootHash).and.include(older.rootHash);
+  });
+
+  it('signs no checkpoint over a log that no longer extends its last kept checkpoint (rewritten in the database), and says which tenant', async function () {
+    this.timeout(60_000);
+    const service = s.app.services.auditService;
+    const other = 'audsign';
+    await seedTenant(s, other);
+    for (let i = 0; i < 4; i++) await call(s.consent, s.consent.recordConsent, consentRequest(other, { subjectIdentifier: phone(`+491514440010${i}`) }));
+    await service.checkpointAll();
+    const kept = async () => (await call(audit, audit.listCheckpoints, { parent: `tenants/${other}`, pageSize: 0, pageToken: '' })).checkpoints.length;
+    const keptBefore = await kept();
+    expect(keptBefore).to.be.at.least(1);
+    // An early leaf rewritten behind the service (its node hash), then the log grows.
+    await s.app.dataSource.query('UPDATE audit_nodes SET hash = ? WHERE tenant_id = ? AND level = 0 AND idx = 1', [Buffer.alloc(32, 7).toString('hex'), other]);
+    await call(s.consent, s.consent.recordConsent, consentRequest(other, { subjectIdentifier: phone('+4915144400199') }));
+    const result = await service.checkpointAll();
+    expect(result.inconsistent.map((i) => i.tenantId)).to.deep.equal([other]);
+    expect(result.inconsistent[0].problem).to.include('no longer extends its last kept checkpoint');
+    expect(await kept(), 'nothing signed over it').to.equal(keptBefore);
+    expect(await service.checkpointAll(), 'asked again: still refused').to.deep.include({ inconsistent: result.inconsistent });
   });
 
   it('finds event rows changed, reordered, added or deleted in the database, and names them', async function () {
