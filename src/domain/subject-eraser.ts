@@ -40,6 +40,9 @@ export interface SubjectErasure {
  * repeat (or a restart after a crash between the two steps) finishes the key destruction.
  * Its cost is a handful of rows, whatever the number of the subject's events.
  */
+/** Who the audit log names for an erasure written again onto restored data (replayLedger). */
+const REPLAY_PRINCIPAL = 'system:erasure-replay';
+
 export class SubjectEraser {
   constructor(
     private readonly tx: TransactionRunner,
@@ -113,6 +116,12 @@ export class SubjectEraser {
         await this.subjects.redactFreeTexts(tx, entry.tenantId, entry.subjectId);
         await this.links.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
         await this.signUps?.deleteOfSubject(tx, entry.tenantId, entry.subjectId);
+        // The restored log predates the erasure: its entry (and the feed's change) were lost with
+        // the backup's cut-off. Written again, at the erasure's time, by the replay.
+        if (keyring) {
+          const auditSeq = await this.audit.append(tx, entry.tenantId, { type: 'SUBJECT_ERASED', time: entry.erasedAt, principal: REPLAY_PRINCIPAL, subject: entry.subjectId, ref: `tenants/${entry.tenantId}/subjects/${entry.subjectId}/key` });
+          await this.changes.append(tx, [{ tenantId: entry.tenantId, kind: 'ERASURE', subjectId: entry.subjectId, purposeId: null, channel: null, eventId: null, at: entry.erasedAt, auditSeq }]);
+        }
         return true;
       });
       if (changed) replayed++;

@@ -145,6 +145,9 @@ forEachDatabase('subject erasure by key destruction', (db) => {
       expect(history.consentEvents, 'nothing reachable by the erased identifier').to.deep.equal([]);
       const kept = await call(fromBackup.consent, fromBackup.consent.listConsentEvents, ListConsentEventsRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(11) }));
       expect(kept.consentEvents[0].evidence!.freeText).to.equal('planted note');
+      // The restored log predates the erasure; the replay writes its entry again (Art. 5(2)).
+      const entries = await fromBackup.app.services.audit.entries(T, 0, 100_000, { types: ['SUBJECT_ERASED'], subjectId: erasedId });
+      expect(entries.map((e) => JSON.parse(e.entryJson).principal), 'the erasure is in the restored log').to.deep.equal(['system:erasure-replay']);
     } finally {
       await fromBackup.stop();
       await dropRestored(restored);
