@@ -420,6 +420,8 @@ export interface SubjectRightsRepository {
   /** The identifiers of each request, in position order. */
   requestIdentifiers(tx: TxContext, requestIds: string[]): Promise<Map<string, RequestIdentifierRecord[]>>;
   updateRequestIdentifier(tx: TxContext, requestId: string, position: number, change: Partial<RequestIdentifierRecord>): Promise<void>;
+  /** Seals the blind index of the request's rows that found nobody (SubjectRepository.sealIdentifierReferences says why). */
+  sealUnreachedIdentifiers(tx: TxContext, requestId: string, seal: (blindIndex: string) => string): Promise<void>;
   /** Records that the person was told of the request's extension or rejection (Art. 12(3)-(4)). */
   recordNotice(tx: TxContext, id: string, topic: 'EXTENSION' | 'REJECTION', notice: RequestNotice): Promise<void>;
   /** Records on every row of the request that names `subjectId` what erasing them came to (RequestIdentifierRecord.erasure). */

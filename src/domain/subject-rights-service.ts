@@ -272,10 +272,13 @@ export class SubjectRightsService {
       'erasure-receipt+jwt',
       now,
     );
+    const keyring = done.length > 0 ? await this.keys.tenantKeyring(request.tenantId) : null;
     await this.tx.write(async (tx) => {
       const current = await this.repo.lockRequest(tx, request.tenantId, request.id);
       if (!current || current.state === 'COMPLETED') return;
       for (const { row, outcome } of outcomes) await this.repo.updateRequestIdentifier(tx, request.id, row.position, { outcome });
+      // Its identifiers under which nothing was held no longer pair with the erased person's request.
+      if (keyring) await this.repo.sealUnreachedIdentifiers(tx, request.id, (blindIndex) => this.keys.erasedReference(keyring, blindIndex));
       await this.repo.updateRequest(tx, request.id, { state: 'COMPLETED', result: receipt, updatedAt: now });
       const note = done.length === 0 ? 'completed: no data held' : done.length === 1 ? 'erased: subject key destroyed' : `erased: ${done.length} subject keys destroyed`;
       await this.recordTransition(tx, request.tenantId, { requestId: request.id, fromState: current.state, toState: 'COMPLETED', principal: principalId, at: now, note });

@@ -16,7 +16,7 @@ import {
 } from '../../src/gen/consent/v1/subject_rights';
 import { TypeormSubjectRightsRepository } from '../../src/storage/repositories/subject-rights-repository';
 import { forEachDatabase, TestDatabase } from '../support/databases';
-import { consentRequest, email, query, seedTenant } from '../support/fixtures';
+import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { freePort, ROOT, TSX } from '../support/processes';
 import { call, expectGrpcError, startTestServer, TestServer } from '../support/test-server';
 
@@ -124,6 +124,26 @@ forEachDatabase('erasure requests', (db) => {
     const after = await rowsOf();
     const changed = after.map((r) => r.blind_index !== before.find((b) => Number(b.position) === Number(r.position))!.blind_index);
     expect(changed, 'every row of the request sealed').to.deep.equal([true, true]);
+  });
+
+  it("another request's erasure of one of its persons leaves an open request's other identifiers resolvable: a person recorded since under one is erased or exported by it", async function () {
+    const who = 'seal-open@example.com';
+    const ph = phone('+4915140777044');
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
+    const open = async (kind: RequestKind) => {
+      const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind, subjectIdentifiers: [email(who), ph], receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+      return (await call(rights, rights.verifyIdentity, { name: request!.name, method: 'EMAIL_CONFIRMATION', verifiedBy: 'dpo-1', identifierPositions: [] })).request!;
+    };
+    const erasure = await open(RequestKind.REQUEST_KIND_ERASURE);
+    const access = await open(RequestKind.REQUEST_KIND_ACCESS);
+    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
+    s.clock.advance(1000);
+    const later = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: ph }));
+    const exported = await exportPackage(access.name);
+    expect((exported.consentEvents as Array<{ name: string }>).map((e) => e.name), 'the access request reaches the person recorded since').to.deep.equal([later.event!.name]);
+    await call(rights, rights.eraseSubject, { name: erasure.name });
+    const state = await expectGrpcError(call(s.consent, s.consent.getConsentState, { parent: `tenants/${T}`, subjectIdentifier: ph }), status.FAILED_PRECONDITION);
+    expect(state.reason, 'the erasure request erased them').to.equal('SUBJECT_ERASED');
   });
 
   it("the reasons staff wrote about the person's requests and holds (extension, rejection, release) are erased with the person: they are plaintext and may name them", async function () {

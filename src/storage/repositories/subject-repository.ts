@@ -76,14 +76,17 @@ export class TypeormSubjectRepository implements SubjectRepository {
   async sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number> {
     const m = managerOf(tx);
     let sealed = 0;
-    // The rows that found the person, and the rows of the same requests that found nobody (the
-    // person's other identifiers under which nothing was held): joined to a person recorded later
-    // under such an identifier, they would say that this is the erased person. Sealed, they no
-    // longer resolve to anyone recorded since (a request naming the erased person is about them).
+    // The rows that found the person, and, of the requests naming the person that are closed, the
+    // rows that found nobody (the person's other identifiers under which nothing was held):
+    // joined to a person recorded later under such an identifier, they would say that this is the
+    // erased person. An open request's such rows stay: it resolves them again when it runs (a
+    // person recorded since under them is the requester's too), and an erasure request seals its
+    // own when it completes (SubjectRightsService).
     const requestRows: Array<{ request_id: string; position: unknown; blind_index: string }> = await m.query(
       `SELECT request_id, position, blind_index FROM subject_request_identifiers WHERE tenant_id = ? AND (subject_id = ? OR (subject_id IS NULL AND request_id IN (
-         SELECT request_id FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ? UNION SELECT id FROM subject_requests WHERE tenant_id = ? AND subject_id = ?)))`,
-      [tenantId, subjectId, tenantId, subjectId, tenantId, subjectId],
+         SELECT request_id FROM subject_request_identifiers WHERE tenant_id = ? AND subject_id = ? UNION SELECT id FROM subject_requests WHERE tenant_id = ? AND subject_id = ?)
+         AND request_id IN (SELECT id FROM subject_requests WHERE tenant_id = ? AND state IN ('COMPLETED', 'REJECTED'))))`,
+      [tenantId, subjectId, tenantId, subjectId, tenantId, subjectId, tenantId],
     );
     for (const r of requestRows) {
       await m.query('UPDATE subject_request_identifiers SET blind_index = ? WHERE request_id = ? AND position = ?', [seal(r.blind_index), r.request_id, num(r.position)]);

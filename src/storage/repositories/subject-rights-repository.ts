@@ -100,6 +100,12 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     await managerOf(tx).update(SubjectRequestIdentifierEntity, { requestId, position }, change);
   }
 
+  async sealUnreachedIdentifiers(tx: TxContext, requestId: string, seal: (blindIndex: string) => string): Promise<void> {
+    const m = managerOf(tx);
+    const rows: Array<{ position: unknown; blind_index: string }> = await m.query('SELECT position, blind_index FROM subject_request_identifiers WHERE request_id = ? AND subject_id IS NULL', [requestId]);
+    for (const r of rows) await m.query('UPDATE subject_request_identifiers SET blind_index = ? WHERE request_id = ? AND position = ?', [seal(r.blind_index), requestId, Number(r.position)]);
+  }
+
   async recordErasure(tx: TxContext, requestId: string, subjectId: string, erasure: string): Promise<void> {
     await managerOf(tx).update(SubjectRequestIdentifierEntity, { requestId, subjectId }, { erasure });
   }
