@@ -101,7 +101,7 @@ export class AuditLog implements AuditTrail {
     return this.tx.read((tx) => this.repo.checkpoints(tx, tenantId, beforeSize, limit));
   }
 
-  /** Tenants whose log grew since their last kept checkpoint. */
+  /** Tenants whose log size differs from their last kept checkpoint's: grown, or shrunk (tampered with: checkpointAll reports it). */
   tenantsWithoutLatestCheckpoint(): Promise<string[]> {
     return this.tx.read((tx) => this.repo.tenantsWithoutLatestCheckpoint(tx));
   }

@@ -135,6 +135,13 @@ export class AuditService {
     if (signedForm && (signedForm.treeSize !== kept.treeSize || signedForm.rootHash !== kept.rootHash)) {
       return `the kept checkpoint of size ${kept.treeSize} differs from what it signed`;
     }
+    // Unverifiable is fine only when its signing key is gone (destroyed by a rotation): while the
+    // key is published, a kept checkpoint that does not verify was replaced in the database.
+    if (!signedForm) {
+      const kid = jwsKeyId(kept.jws);
+      const published = ((await this.keys.publicKeys(tenantId, this.clock.now())).keys as Array<{ kid?: unknown }>).some((k) => k.kid === kid);
+      if (kid === undefined || published) return `the kept checkpoint of size ${kept.treeSize} does not verify with the tenant's signing key`;
+    }
     const head = await this.log.head(tenantId);
     if (head.size < kept.treeSize) return `the log holds ${head.size} entries, fewer than the ${kept.treeSize} of its last kept checkpoint`;
     const proof = await this.log.consistencyProof(tenantId, kept.treeSize, head.size);
@@ -304,4 +311,14 @@ export class AuditService {
 /** The event a consent-event entry describes, in the shape the rules read. */
 function eventOf(entry: { type: string; purpose?: string; channel?: string }): { kind: EventKind; purposeId?: string; channel?: string } {
   return { kind: entry.type.slice('CONSENT_EVENT_'.length) as EventKind, purposeId: entry.purpose, channel: entry.channel };
+}
+
+/** The key id a compact JWS's protected header names, if it is readable. */
+function jwsKeyId(token: string): string | undefined {
+  try {
+    const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -222,6 +222,24 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     expect(result.inconsistent[0].problem).to.include('no longer extends its last kept checkpoint');
     expect(await kept(), 'nothing signed over it').to.equal(keptBefore);
     expect(await service.checkpointAll(), 'asked again: still refused').to.deep.include({ inconsistent: result.inconsistent });
+
+    // The kept checkpoint replaced too (its root set to the rewritten tree's, its JWS garbage), and a log cut short.
+    const [replaced, shortened] = ['audsign-b', 'audsign-c'];
+    for (const t of [replaced, shortened]) {
+      await seedTenant(s, t);
+      for (let i = 0; i < 4; i++) await call(s.consent, s.consent.recordConsent, consentRequest(t, { subjectIdentifier: phone(`+491514440020${i}`) }));
+    }
+    await service.checkpointAll();
+    await s.app.dataSource.query('UPDATE audit_nodes SET hash = ? WHERE tenant_id = ? AND level = 0 AND idx = 1', [Buffer.alloc(32, 9).toString('hex'), replaced]);
+    const [{ tree_size: keptSize }] = (await s.app.dataSource.query('SELECT tree_size FROM audit_checkpoints WHERE tenant_id = ? ORDER BY tree_size DESC LIMIT 1', [replaced])) as Array<{ tree_size: unknown }>;
+    const rewrittenRoot = (await s.app.services.audit.root(replaced, Number(keptSize))).toString('hex');
+    await s.app.dataSource.query('UPDATE audit_checkpoints SET root_hash = ?, jws = ? WHERE tenant_id = ?', [rewrittenRoot, 'eyJhbGciOiJFUzI1NiJ9.e30.x', replaced]);
+    await call(s.consent, s.consent.recordConsent, consentRequest(replaced, { subjectIdentifier: phone('+4915144400299') }));
+    await s.app.dataSource.query('UPDATE audit_heads SET size = size - 2 WHERE tenant_id = ?', [shortened]);
+    const second = await service.checkpointAll();
+    const problems = new Map(second.inconsistent.map((i) => [i.tenantId, i.problem]));
+    expect(problems.get(replaced), 'a replaced kept checkpoint').to.include('does not verify');
+    expect(problems.get(shortened), 'a log cut short').to.include('fewer than');
   });
 
   it('finds event rows changed, reordered, added or deleted in the database, and names them', async function () {

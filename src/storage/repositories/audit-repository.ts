@@ -91,14 +91,14 @@ export class TypeormAuditRepository implements AuditRepository {
   async tenantsWithoutLatestCheckpoint(tx: TxContext): Promise<string[]> {
     const rows: Array<{ tenant_id: string }> = await managerOf(tx).query(
       `SELECT h.tenant_id FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
-        WHERE t.erased_at IS NULL AND h.size > COALESCE((SELECT MAX(c.tree_size) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id), 0)
+        WHERE t.erased_at IS NULL AND h.size <> COALESCE((SELECT MAX(c.tree_size) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id), 0)
         ORDER BY h.tenant_id`,
     );
     return rows.map((r) => r.tenant_id);
   }
 }
 
-/** The WHERE clause (and its parameters) of the entries from `fromSeq` on that match `filter`. */
+/** An entry as read, with the columns it is found by. */
 interface IndexedEntryRow {
   seq: unknown;
   entry_json: string;
@@ -133,6 +133,7 @@ function indexColumnsProblem(r: IndexedEntryRow): string | undefined {
   return differs.length === 0 ? undefined : `its ${differs.join(', ')} column${differs.length > 1 ? 's differ' : ' differs'} from its hashed JSON`;
 }
 
+/** The WHERE clause (and its parameters) of the entries from `fromSeq` on that match `filter`. */
 function whereOf(tenantId: string, fromSeq: number, filter: AuditEntryFilter): { where: string; params: unknown[] } {
   const where = ['tenant_id = ?', 'seq >= ?'];
   const params: unknown[] = [tenantId, fromSeq];
