@@ -224,6 +224,7 @@ export class ConsentRecorder {
         // Only consents are clamped: an opt-out dated ahead errs on the safe side, and the
         // preference page dates one at a later opt-in's time on purpose (preference-links.ts).
         eventTime: input.kind === 'OPT_OUT' ? eventTime : takenEffectBy(eventTime, now),
+        serverDated: input.eventTime === undefined,
         method: input.method,
         notice: notice && { purposeId: notice.purposeId, version: notice.version, textSha256: notice.textSha256, language: notice.language },
         evidence,
@@ -259,7 +260,7 @@ export class ConsentRecorder {
       identifier,
       index: this.subjects.index(keyring, identifier),
       recordTime: now,
-      body: { type: 'inbound', channel: input.channel, eventTime: takenEffectBy(eventTime, now), text: input.text, messageId: input.messageId },
+      body: { type: 'inbound', channel: input.channel, eventTime: takenEffectBy(eventTime, now), text: input.text, messageId: input.messageId, serverDated: input.eventTime === undefined },
       imported: false,
     }, this.waitLimit);
     const [inbound, keyword] = result.events;

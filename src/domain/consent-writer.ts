@@ -29,6 +29,8 @@ export interface ConsentBody {
   lawfulBasis?: LawfulBasis;
   jurisdiction: string;
   expireTime?: number;
+  /** The caller gave no event time: `eventTime` is this server's clock at receipt. */
+  serverDated?: boolean;
 }
 
 /** An inbound message: opens the channel's service window; its text may be a keyword. */
@@ -38,6 +40,8 @@ export interface InboundBody {
   eventTime: number;
   text: string;
   messageId: string;
+  /** The caller gave no event time: `eventTime` is this server's clock at receipt. */
+  serverDated?: boolean;
 }
 
 /** One write, prepared outside any transaction by the recorder (or the importer). */
@@ -224,6 +228,8 @@ export class ConsentWriter {
         return false;
       }
       if (!backdatedGrant(slot.write) || slot.write.body.eventTime > tombstone.erasedAt) return true;
+      // A STOP that arrives late withdraws (nothing to restore): taken like every withdrawal.
+      if (slot.write.body.type === 'inbound' && matchKeyword(slot.write.body.text, settings) === 'OPT_OUT') return true;
       outcomes[slot.position] = { error: failedPrecondition('SUBJECT_SUPPRESSED', "this identifier's subject was erased after the event's time: the erased person's consent cannot be recorded again") };
       return false;
     });
@@ -450,7 +456,15 @@ export class ConsentWriter {
         }
       }
       let windowStart: number | undefined;
-      for (const event of events) {
+      for (let i = 0; i < events.length; i++) {
+        // A withdrawal dated by this server's clock comes after every opt-in already recorded for
+        // what it withdraws (the recording order says so); a clock behind the one that dated an
+        // opt-in (another replica's, or this one's stepped back) must not make it lose to it.
+        if (events[i].kind === 'OPT_OUT' && slot.write.body.serverDated) {
+          const latest = latestOptInCovered(scopesOf(subjectId).values(), events[i].purposeId, events[i].channel);
+          if (latest > events[i].eventTime) events[i] = { ...events[i], eventTime: latest };
+        }
+        const event = events[i];
         const sealed = sealEvent(event, slot.key!, slot.write.fingerprint);
         rows.push(sealed);
         entries.push(auditEntryOf(event, sealed));
@@ -669,9 +683,27 @@ function withdrawnSince(scopes: Iterable<ScopeState>, purposeId: string, channel
 }
 
 /**
- * A write that grants something (an opt-in of any kind, an inbound message opening a window)
- * dated before it was recorded: it may be the erased person's old consent sent again. Live writes
- * are dated when recorded and never need the tombstones read.
+ * The latest event time of the opt-ins an opt-out of (purposeId, channel) withdraws: of the
+ * purpose (any, for an all-purpose opt-out) on the channel, an opt-in on every channel (ANY)
+ * included, and every channel's for an opt-out on ANY; 0 when there is none.
+ */
+function latestOptInCovered(scopes: Iterable<ScopeState>, purposeId: string, channel: Channel): number {
+  let latest = 0;
+  for (const s of scopes) {
+    if (!s.optIn) continue;
+    if (purposeId !== ALL_PURPOSES && s.purposeId !== purposeId) continue;
+    if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
+    if (s.optIn.eventTime > latest) latest = s.optIn.eventTime;
+  }
+  return latest;
+}
+
+/**
+ * A write that may grant something (an opt-in of any kind, an inbound message opening a window;
+ * an opt-out keyword is let through where the settings are known) dated before it was recorded:
+ * it may be the erased person's old consent sent again. Writes without an event time are dated
+ * when recorded and never need the tombstones read; one whose caller gave a time (a gateway's
+ * receipt time, a click a moment ago) reads them with its batch.
  */
 function backdatedGrant(w: PreparedWrite): boolean {
   if (w.body.eventTime >= w.recordTime) return false;

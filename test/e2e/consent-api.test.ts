@@ -259,6 +259,37 @@ forEachDatabase('ConsentService over gRPC', (db) => {
     }
   });
 
+  it("a withdrawal dated by the server's clock wins over every opt-in recorded before it, also when that clock is behind the one that dated the opt-in (a replica's, or one stepped back)", async function () {
+    const person = phone('+4915199990071');
+    const optIn = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person }));
+    const checkNow = async () => (await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } })).decision!;
+    expect((await checkNow()).verdict).to.equal(Verdict.VERDICT_ALLOW);
+    const ahead = s.clock.now();
+    s.clock.set(ahead - 10 * 60_000);
+    try {
+      const optOut = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }));
+      expect(optOut.event!.eventTime!.getTime(), 'dated at the opt-in it withdraws').to.equal(optIn.event!.eventTime!.getTime());
+      expect((await checkNow()).reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+      // A STOP by message, dated by the server: the same.
+      const other = phone('+4915199990072');
+      s.clock.set(ahead);
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: other, channel: Channel.CHANNEL_SMS }));
+      s.clock.set(ahead - 10 * 60_000);
+      await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: other, channel: Channel.CHANNEL_SMS, text: 'STOP', requestId: `late-stop-${Date.now()}` }));
+      const stopped = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: other, channel: Channel.CHANNEL_SMS }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+      expect(stopped.decision!.reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+      // A withdrawal the caller dates before an opt-in still loses to it: the person acted in that order.
+      const third = phone('+4915199990073');
+      s.clock.set(ahead);
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: third }));
+      await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: third, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, eventTime: new Date(ahead - 60_000) }));
+      const dated = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: third }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
+      expect(dated.decision!.verdict).to.equal(Verdict.VERDICT_ALLOW);
+    } finally {
+      s.clock.set(ahead + 1000);
+    }
+  });
+
   it('RecordInboundMessage names the message_id field when it is too long', async function () {
     const err = await expectGrpcError(call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({
       parent: `tenants/${T}`, subjectIdentifier: phone('+4915199990009'), channel: Channel.CHANNEL_SMS, text: 'hi', messageId: 'm'.repeat(300), requestId: 'in-long',

@@ -167,8 +167,8 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect(request!.subject, 'a fresh subject, not the erased one').to.match(/subjects\/[0-9a-f]{32}$/).and.not.equal(state.subject);
     expect((await check(who)).reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
     s.clock.advance(MINUTE);
-    // A paper consent dated a week back allows nothing; the old list imported again is refused.
-    await optIn(who, 'newsletter', { method: CollectionMethod.COLLECTION_METHOD_PAPER, eventTime: new Date(T0 - 7 * 86_400_000) });
+    // A paper consent dated a week back (before the erasure) and the old list imported again are refused.
+    expect((await expectGrpcError(optIn(who, 'newsletter', { method: CollectionMethod.COLLECTION_METHOD_PAPER, eventTime: new Date(T0 - 7 * 86_400_000) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_SUPPRESSED');
     expect((await expectGrpcError(optIn(who, 'offers', { method: CollectionMethod.COLLECTION_METHOD_IMPORT, eventTime: new Date(T0 - 86_400_000) }), status.FAILED_PRECONDITION)).reason).to.equal('SUBJECT_SUPPRESSED');
     expect([(await check(who)).reason, (await check(who, 'offers')).reason]).to.deep.equal([DecisionReason.DECISION_REASON_OBJECTED, DecisionReason.DECISION_REASON_OBJECTED]);
     // The person's own consent after the objection allows that purpose again.

@@ -106,6 +106,9 @@ forEachDatabase('subject erasure by key destruction', (db) => {
     expect(inbound.reason, 'an inbound message dated before the erasure').to.equal('SUBJECT_SUPPRESSED');
     const check = await call(s.consent, s.consent.checkConsent, { parent: `tenants/${T}`, query: query(T, { subjectIdentifier: person(4) }), consistency: { requirement: { $case: 'fullyConsistent', value: true } } });
     expect(check.decision!.reason, 'still erased').to.equal(DecisionReason.DECISION_REASON_SUBJECT_ERASED);
+    // A STOP sent before the erasure and delivered after it withdraws: taken.
+    const stop = await call(s.consent, s.consent.recordInboundMessage, RecordInboundMessageRequest.fromPartial({ parent: `tenants/${T}`, subjectIdentifier: person(4), channel: Channel.CHANNEL_WHATSAPP, text: 'STOP', eventTime: new Date(s.clock.now() - 60_000), requestId: 'erased-inbound-stop' }));
+    expect(stop.keywordEvent!.kind, 'a late STOP').to.equal(ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT);
     // A withdrawal dated before the erasure restricts only: taken.
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(4), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, eventTime: yearAgo }));
     // The person's own new consent, dated after the erasure, counts.
