@@ -76,7 +76,11 @@ export function normaliseIdentifier(raw: RawIdentifier | undefined, field: strin
  * identifier stays usable, e.g. to withdraw under it; sending to it is mailboxOf's to refuse).
  */
 export function normaliseEmail(raw: string): string {
-  const text = raw.trim().normalize('NFC');
+  // Almost every address: ASCII, no A-label, no trailing dot. What the rest does comes to this
+  // (checks normalise an address per query: the long way costs ~10x).
+  const trimmed = raw.trim();
+  if (ASCII.test(trimmed) && !trimmed.endsWith('.') && !/xn--/i.test(trimmed)) return trimmed.toLowerCase();
+  const text = trimmed.normalize('NFC');
   const at = text.lastIndexOf('@');
   if (at < 0) return text.toLowerCase();
   const local = text.slice(0, at).toLowerCase().normalize('NFC');
@@ -111,10 +115,12 @@ export function mailboxOf(email: string): { address: string; mailbox: string } |
   return { address: email, mailbox: plus > 0 ? `${local.slice(0, plus)}@${domain}` : email };
 }
 
-const ATEXT = "[\\p{L}\\p{N}!#$%&'*+/=?^_`{|}~-]";
+// Letters with their combining marks (\p{M}: Devanagari, Thai and other scripts write vowels so).
+const ATEXT = "[\\p{L}\\p{M}\\p{N}!#$%&'*+/=?^_`{|}~-]";
 const LOCAL_PART = new RegExp(`^${ATEXT}+(?:\\.${ATEXT}+)*$`, 'u');
-const LABEL = '[\\p{L}\\p{N}](?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?';
-const DOMAIN = new RegExp(`^(?:${LABEL}\\.)+\\p{L}(?:[\\p{L}\\p{N}-]{0,61}[\\p{L}\\p{N}])?$`, 'u');
+const LABEL = '[\\p{L}\\p{N}](?:[\\p{L}\\p{M}\\p{N}-]{0,61}[\\p{L}\\p{M}\\p{N}])?';
+const DOMAIN = new RegExp(`^(?:${LABEL}\\.)+\\p{L}(?:[\\p{L}\\p{M}\\p{N}-]{0,61}[\\p{L}\\p{M}\\p{N}])?$`, 'u');
+const ASCII = /^[\x00-\x7f]*$/;
 
 /**
  * A phone number as libphonenumber alone decides it (the path before the fast path existed, and

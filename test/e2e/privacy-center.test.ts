@@ -296,6 +296,14 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(response.status()).to.equal(400);
     expect(await page.textContent('#form-errors')).to.include('mindestens ein');
     expect(await events(phone(PHONE_B)).catch(() => [])).to.deep.equal([]);
+    // An address no confirmation can be mailed to (display name): the form again, the address kept, nothing recorded.
+    await page.uncheck(`#c-newsletter-${Channel.CHANNEL_SMS}`);
+    response = await signUp(page, '"x"<someone.else@example.org>', [`newsletter-${Channel.CHANNEL_EMAIL}`]);
+    expect(response.status()).to.equal(400);
+    expect(await page.textContent('#form-errors')).to.include('E-Mail-Adresse');
+    expect(await page.inputValue('#identifier')).to.equal('"x"<someone.else@example.org>');
+    expect(await events(email('someone.else@example.org')).catch(() => [])).to.deep.equal([]);
+    await page.uncheck(`#c-newsletter-${Channel.CHANNEL_EMAIL}`);
     response = await signUp(page, PHONE_B.replace('+49', '0049 '), [`newsletter-${Channel.CHANNEL_SMS}`]);
     expect(response.status()).to.equal(200);
     const text = (await page.textContent('#confirmation-text'))!.trim();

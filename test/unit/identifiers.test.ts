@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { FieldViolation } from '../../src/shared/errors';
-import { isViolation, normaliseIdentifier, RawIdentifier } from '../../src/domain/identifiers';
+import { isViolation, mailboxOf, normaliseIdentifier, RawIdentifier } from '../../src/domain/identifiers';
 import { IdentifierRef } from '../../src/domain/model';
 
 const FIELD = 'query.subject_identifier';
@@ -177,6 +177,12 @@ describe('normaliseIdentifier', () => {
     it('leaves ASCII addresses as they were always spelled (their blind indexes stay), and different mailboxes different', () => {
       for (const e of ['a.b+tag@example.org', 'x_y-z@sub.example.co.uk', "o'hara@example.ie"]) expect(ok({ email: e.toUpperCase() }).value).to.equal(e);
       expect(ok({ email: 'jose@example.com' }).value).to.not.equal(ok({ email: 'josé@example.com' }).value);
+    });
+
+    it('a mailbox: addresses in scripts that write vowels as combining marks are ones a mail can be sent to; display names, quotes, empty labels are not', () => {
+      for (const e of ['info@उदाहरण.भारत', 'ผู้ใช้@ตัวอย่าง.ไทย', 'josé@bücher.example', "o'hara+news@example.ie"]) expect(mailboxOf(ok({ email: e }).value), e).to.not.equal(null);
+      for (const e of ['"a"<x@example.org>', 'a..b@example.org', 'a@-example.org', 'a@example.123']) expect(mailboxOf(ok({ email: e }).value), e).to.equal(null);
+      expect(mailboxOf('a.b+tag+more@example.org')!.mailbox).to.equal('a.b@example.org');
     });
 
     it('keeps plus addressing', () => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Channel, SubjectIdentifier } from '../../gen/consent/v1/common';
 import { ConfirmationMethod, SignUpChoice } from '../../gen/consent/v1/self_service';
+import { ApiError } from '../../web/grpc-errors';
 import { Language, STRINGS } from '../i18n';
 import type { PrivacyCenterContext } from '../server';
 import { TENANT_PARAM } from '../params';
@@ -98,17 +99,27 @@ export function signupPages(app: FastifyInstance, ctx: PrivacyCenterContext): vo
     if (errors.length) return form(reply, page, lang, 400, { identifier: typed, ticked, errors });
     if (outdated) return ctx.fail(reply, 409, { lang, tenant: page, languageSwitch: { kind: 'links' } }, s.failOutdated);
 
-    const res = await ctx.callOrFailure(reply, { lang, tenant: page }, () =>
-      ctx.api.call(ctx.api.selfService, ctx.api.selfService.signUp, {
-        parent: `tenants/${tenant}`,
-        subjectIdentifier: identifier,
-        choices,
-        evidence: ctx.evidence(request, `/t/${tenant}/signup`),
-        language: lang,
-        requestId: requestIdOf(body.request_id),
-      }),
-    );
-    if (!res) return reply;
+    const outcome = await ctx.callOrFailure(reply, { lang, tenant: page }, async () => {
+      try {
+        return {
+          res: await ctx.api.call(ctx.api.selfService, ctx.api.selfService.signUp, {
+            parent: `tenants/${tenant}`,
+            subjectIdentifier: identifier,
+            choices,
+            evidence: ctx.evidence(request, `/t/${tenant}/signup`),
+            language: lang,
+            requestId: requestIdOf(body.request_id),
+          }),
+        };
+      } catch (err) {
+        // An address no confirmation can be mailed to (the API's rule): the form again, with what was typed.
+        if (err instanceof ApiError && err.violations.some((v) => v.field === 'subject_identifier.email')) return { res: null };
+        throw err;
+      }
+    });
+    if (!outcome) return reply;
+    if (!outcome.res) return form(reply, page, lang, 400, { identifier: typed, ticked, errors: [s.errIdentifier] });
+    const res = outcome.res;
     const frame = { lang, tenant: page, title: '' };
     if (res.method === ConfirmationMethod.CONFIRMATION_METHOD_INBOUND_CODE) {
       const chose = (c: Channel) => choices.some((x) => x.channel === c);
