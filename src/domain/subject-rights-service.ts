@@ -702,6 +702,7 @@ export class SubjectRightsService {
       if (now >= request.dueTime) throw failedPrecondition('DEADLINE_PASSED', 'an extension must be decided before the first deadline passes', name);
       await this.repo.updateRequest(tx, id, { dueTime: extendedDeadline(request.receiveTime, months as 1 | 2), extensionReason: reason, updatedAt: now });
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `deadline extended by ${months} month(s)` });
+      await this.redactIfErased(tx, tenantId, await this.subjectsOfRequest(tx, request));
     });
     return this.get(principal, tenantId, id);
   }
@@ -787,6 +788,7 @@ export class SubjectRightsService {
       const change = { releasedBy: principal.id, releasedAt: now, releaseNote: note };
       await this.repo.updateHold(tx, id, change);
       await this.audit.append(tx, tenantId, { type: 'LEGAL_HOLD_RELEASED', time: now, principal: principal.id, subject: hold.subjectId, ref: hold.id });
+      await this.redactIfErased(tx, tenantId, [hold.subjectId]);
       return { ...hold, ...change };
     });
   }
@@ -920,6 +922,7 @@ export class SubjectRightsService {
       }
       const change = { liftedBy: principal.id, liftedAt: now, liftReason: reason };
       await this.repo.updateRestriction(tx, id, change);
+      if (person?.erased) await this.subjects.redactFreeTexts(tx, tenantId, restriction.subjectId);
       let since: number | null = null;
       if (person && !person.erased) {
         const open = await this.repo.listRestrictions(tx, tenantId, { subjectId: restriction.subjectId, includeLifted: false }, null, 1000);
@@ -1006,8 +1009,22 @@ export class SubjectRightsService {
       }
       await this.repo.updateRequest(tx, id, { ...change, state: to, updatedAt: now });
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
+      await this.redactIfErased(tx, tenantId, await this.subjectsOfRequest(tx, request));
     });
     return this.get(principal, tenantId, id);
+  }
+
+  /** The persons a request reached: its first subject and every identifier's. */
+  private async subjectsOfRequest(tx: TxContext, request: SubjectRequestRecord): Promise<string[]> {
+    const rows = (await this.repo.requestIdentifiers(tx, [request.id])).get(request.id) ?? [];
+    return [...new Set([request.subjectId, ...rows.map((r) => r.subjectId)].filter((s): s is string => s !== null))];
+  }
+
+  /** A reason written about an erased person goes the way of those written before the erasure (redactFreeTexts). */
+  private async redactIfErased(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<void> {
+    for (const subjectId of subjectIds) {
+      if ((await this.subjects.find(tx, tenantId, subjectId))?.erased) await this.subjects.redactFreeTexts(tx, tenantId, subjectId);
+    }
   }
 
   /** The tenant checked, then the request locked against concurrent transitions; NOT_FOUND when it does not exist. */

@@ -158,8 +158,12 @@ forEachDatabase('erasure requests', (db) => {
     await call(rights, rights.releaseLegalHold, { name: hold!.name, note: planted.release });
     expect((await call(rights, rights.getRequest, { name: access.name })).request!.extensionReason).to.equal(planted.extension);
 
+    const stillOpen = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
     await call(rights, rights.eraseSubject, { name: (await verifiedErasure(who)).name });
     expect((await call(rights, rights.getRequest, { name: access.name })).request!.extensionReason).to.equal('(erased with the person)');
+    // A reason written about the erased person afterwards goes the same way.
+    await call(rights, rights.rejectRequest, { name: stillOpen.name, reason: planted.rejection });
+    expect((await call(rights, rights.getRequest, { name: stillOpen.name })).request!.rejectionReason, 'written after the erasure').to.equal('(erased with the person)');
     expect((await call(rights, rights.getRequest, { name: dup!.name })).request!.rejectionReason).to.equal('(erased with the person)');
     const dump = JSON.stringify([
       await s.app.dataSource.query('SELECT * FROM subject_requests WHERE tenant_id = ?', [T]),
