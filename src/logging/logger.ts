@@ -12,14 +12,15 @@ import winston from 'winston';
 export type Logger = winston.Logger;
 
 export function createLogger(level: string, stream?: NodeJS.WritableStream): Logger {
+  const transport = stream ? new winston.transports.Stream({ stream }) : new winston.transports.Console();
   const logger = winston.createLogger({
     level,
     // Redaction first: it then never scans the timestamp, and later formats write onto its copy.
     format: winston.format.combine(redactPersonalData(), winston.format.timestamp(), winston.format.json()),
     defaultMeta: { service: SERVICE },
-    transports: [stream ? new winston.transports.Stream({ stream }) : new winston.transports.Console()],
+    transports: [transport],
   });
-  callLineSinks.set(logger, stream ?? null);
+  callLineSinks.set(logger, { transport, stream: stream ?? null });
   return logger;
 }
 
@@ -39,7 +40,7 @@ export interface CallLine {
  * Where createLogger's loggers write (null: the console's stdout, as winston's Console
  * transport). A logger made elsewhere has no entry and takes winston's way.
  */
-const callLineSinks = new WeakMap<Logger, NodeJS.WritableStream | null>();
+const callLineSinks = new WeakMap<Logger, { transport: winston.transport; stream: NodeJS.WritableStream | null }>();
 
 /**
  * Logs one call's line at `info` (the caller has checked that info is on), byte for byte the line
@@ -52,7 +53,7 @@ const callLineSinks = new WeakMap<Logger, NodeJS.WritableStream | null>();
  */
 export function logCallLine(logger: Logger, line: CallLine): void {
   const sink = callLineSinks.get(logger);
-  if (sink === undefined || logger.silent || logger.transports.length !== 1 || !wellFormed(line)) {
+  if (sink === undefined || logger.silent || logger.transports.length !== 1 || logger.transports[0] !== sink.transport || !wellFormed(line)) {
     logger.info('rpc', line);
     return;
   }
@@ -61,7 +62,7 @@ export function logCallLine(logger: Logger, line: CallLine): void {
     `{"code":${JSON.stringify(redactString(line.code))},"duration_ms":${JSON.stringify(line.duration_ms)},"level":"info","message":"rpc",` +
     `"method":${JSON.stringify(redactString(line.method))},${principal}"reason":${JSON.stringify(redactString(line.reason))},` +
     `"request_id":${JSON.stringify(redactString(line.request_id))},"service":"${SERVICE}","timestamp":"${new Date().toISOString()}"}${EOL}`;
-  if (sink) sink.write(text);
+  if (sink.stream) sink.stream.write(text);
   else process.stdout.write(text);
 }
 

@@ -67,8 +67,17 @@ describe('the per-call log line (logCallLine)', () => {
     extra.on('data', (c: Buffer) => extraChunks.push(c));
     added.logger.add(new winston.transports.Stream({ stream: extra }));
     logCallLine(added.logger, LINES[0]);
+    // Its one transport replaced (configure): the new one gets the line, through winston.
+    const replaced = capture();
+    const other = new PassThrough();
+    const otherChunks: Buffer[] = [];
+    other.on('data', (c: Buffer) => otherChunks.push(c));
+    replaced.logger.configure({ level: 'info', format: winston.format.json(), transports: [new winston.transports.Stream({ stream: other })] });
+    logCallLine(replaced.logger, LINES[0]);
     await settled();
 
+    expect(replaced.text(), 'not the old stream').to.equal('');
+    expect(Buffer.concat(otherChunks).toString('utf8')).to.include('"message":"rpc"');
     expect(silent.text()).to.equal('');
     expect(foreign.text()).to.equal('foreign rpc\n');
     expect(added.text()).to.include('"message":"rpc"');
