@@ -384,6 +384,30 @@ forEachDatabase('Web console: auditor pages in Chromium', (db, kind) => {
     expect(await seriousViolations(page)).to.deep.equal([]);
   });
 
+  it("a person looked up by a number reported reassigned since: the explanation, which would be about the number's new holder, is not shown on their page", async function () {
+    this.timeout(60_000);
+    const number = '+4915112340077';
+    await call(s.consent, s.consent.recordConsent, consentRequest(TENANT, { subjectIdentifier: phone(number) }), as(tokens.setup));
+    const page = await pageAs('auditor');
+    await page.goto(`${base}/tenants/${TENANT}/audit`);
+    await page.selectOption('#kind', 'phone');
+    await page.fill('#identifier', number);
+    await Promise.all([page.waitForURL(new RegExp(`/tenants/${TENANT}/subjects/[0-9a-f]{32}$`)), page.click('button[type=submit]')]);
+    const formerHolder = page.url().split('/').pop()!;
+    await call(s.consent, s.consent.recordConsent, consentRequest(TENANT, { subjectIdentifier: phone(number), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }), as(tokens.setup));
+    await call(s.consent, s.consent.reportReassignedIdentifier, { parent: `tenants/${TENANT}`, subjectIdentifier: phone(number), reassignTime: undefined, source: 'CARRIER_NOTICE', requestId: 'console-reassigned-1' } as never, as(tokens.setup));
+    s.clock.advance(60_000);
+    await call(s.consent, s.consent.recordConsent, consentRequest(TENANT, { subjectIdentifier: phone(number) }), as(tokens.setup));
+    await page.fill('#purpose', 'newsletter');
+    await page.selectOption('#channel', 'whatsapp');
+    await page.fill('#at', new Date(s.clock.now()).toISOString().slice(0, 16));
+    await Promise.all([page.waitForResponse((r) => r.url().endsWith('/explain')), page.click('form[action$="/explain#explain"] button')]);
+    expect(page.url()).to.include(formerHolder);
+    expect(await page.locator('.verdict-ok').count(), 'no verified answer about someone else').to.equal(0);
+    expect(await page.locator('div.error[role=alert]', { hasText: 'no longer names them' }).count(), 'says why').to.equal(1);
+    await shot(page, 'auditor-explain-reassigned');
+  });
+
   it('no identifier in any address the browsers asked for, any browser message, or the console log', function () {
     expect(urls.length).to.be.greaterThan(10);
     const log = Buffer.concat(consoleLog).toString('utf8');

@@ -329,6 +329,15 @@ export function auditorPages(app: FastifyInstance, ctx: ConsolePageContext): voi
         if (!(err instanceof ApiError)) throw err;
         return timelinePage(request, reply, { question, failure: `The API refused: ${err.statusName}${err.reason ? ` (${err.reason})` : ''}: ${err.message}` });
       }
+      // ExplainDecision asks by identifier, which names whoever holds it now: after a reassignment
+      // or rectification that is someone else, whose decision must not appear on this person's page.
+      if (response.subject !== '' && response.subject !== `tenants/${tenant}/subjects/${subject}`) {
+        lookups.delete(key(credential, tenant, subject));
+        return timelinePage(request, reply, {
+          question,
+          failure: "The identifier this person was looked up by no longer names them (it was reassigned or corrected since): the answer would be about someone else, so it is not shown. Find the person again by an identifier they hold now.",
+        });
+      }
       try {
         const jwks = await jwksOf(tenant, credential);
         const result = await verifyExplanation(response, jwks, { tenant, purposeId: question.purpose, channel: sendChannel });
