@@ -310,7 +310,7 @@ async function startService(
   const requestSubjects = new RequestSubjectResolver(subjects, consent, subjectRightsRepo, identityLinks);
   const subjectRights = new SubjectRightsService(tx, subjectRightsRepo, subjects, tenants, keys, subjectEraser, clock, config.limits, audit, objections, requestSubjects, changeRows, failpoint);
   const subjectExporter = new SubjectExporter(tx, subjectRightsRepo, subjects, consent, tenants, keys, clock, audit, requestSubjects, purposeRows);
-  const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl);
+  const preferenceLinks = new PreferenceLinks(tx, subjects, consent, directory, purposeRows, tenants, keys, new SelfServiceTokens(keys), recorder, subjectRights, clock, config.privacyCenterPublicUrl, identityLinks);
   const identifierChanges = new SqlIdentifierChangeRepository();
   const reassignment = new IdentifierReassignment(tx, subjects, consent, changeRows, identifierChanges, tenants, keys, clock, audit, signUpRows);
   const rectification = new IdentifierRectification(tx, subjectRightsRepo, subjects, identifierChanges, tenants, keys, clock, audit, changeRows, signUpRows);

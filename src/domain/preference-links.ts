@@ -1,6 +1,6 @@
 import { KeyManager } from '../crypto/key-manager';
 import { DomainError, failedPrecondition, FieldViolation, invalidArgument } from '../shared/errors';
-import { canonicalJson } from '../shared/hashing';
+import { canonicalJson, sha256Hex } from '../shared/hashing';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
@@ -9,7 +9,7 @@ import { ConsentRecorder } from './consent-recorder';
 import { decide, ScopeState } from './consent-rules';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { ALL_PURPOSES, Channel, ConsentEvent, Evidence, IdentifierKind, LinkVerifiableKind, OptInKind, SendChannel } from './model';
-import { ConsentRepository, IdentifierIndex, PurposeRepository, RequestKind, SubjectRef, SubjectRepository } from './ports';
+import { ConsentRepository, IdentifierIndex, PurposeRepository, RequestKind, SubjectRef, SubjectRepository, SubjectStateRows } from './ports';
 import { Principal } from './principal';
 import { SelfServiceClaims, SelfServiceTokens } from './self-service-tokens';
 import { SubjectDirectory } from './subject-directory';
@@ -79,6 +79,8 @@ export class PreferenceLinks {
     private readonly clock: Clock,
     /** PRIVACY_CENTER_PUBLIC_URL without a trailing slash; '' when unset. */
     private readonly publicUrl: string,
+    /** Identity links (IdentityService): "withdraw everything" reaches the persons linked to the link's. */
+    private readonly links?: { linkedSubjects(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<Array<{ subjectId: string }>> },
   ) {}
 
   /** CreatePreferenceLink: a signed link for the person `raw` names (role recorder). */
@@ -192,34 +194,68 @@ export class PreferenceLinks {
     });
     if (violations.length > 0) throw invalidArgument(violations);
     const { claims, now } = await this.verify(principal, tenantId, input.token);
-    const { subject, index, rows } = await this.tx.read(async (tx) => {
+    const { subject, index, rows, linked } = await this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const subject = await this.liveSubject(tx, tenantId, claims.sub);
+      // "Everything" is everything of the person: the identifiers a DPO linked to this one too
+      // (as their requests and objections reach them), each withdrawn under its own subject.
+      const linked: Array<{ subjectId: string; index: IdentifierIndex; rows: SubjectStateRows }> = [];
+      if (input.all && this.links) {
+        for (const { subjectId } of await this.links.linkedSubjects(tx, tenantId, [subject.subjectId])) {
+          const other = await this.subjects.find(tx, tenantId, subjectId);
+          const first = other && !other.erased ? (await this.consent.identifiersOf(tx, tenantId, subjectId))[0] : undefined;
+          if (!first) continue;
+          linked.push({ subjectId, index: { kind: first.kind as IdentifierKind, blindIndex: first.blindIndex }, rows: (await this.consent.loadState(tx, tenantId, [subjectId])).get(subjectId) ?? { scopes: [], windows: [] } });
+        }
+      }
       return {
         subject,
         index: await this.indexOf(tx, tenantId, subject.subjectId),
         rows: (await this.consent.loadState(tx, tenantId, [subject.subjectId])).get(subject.subjectId) ?? { scopes: [], windows: [] },
+        linked,
       };
     });
     const scopes = input.all ? [{ purposeId: ALL_PURPOSES, channel: 'ANY' as Channel }] : input.scopes;
     // Opt-out wins ties (consent-rules.ts): timed no earlier than any opt-in it must override.
-    let eventTime = now;
-    for (const s of rows.scopes) {
-      const covered = input.all || scopes.some((w) => w.purposeId === s.purposeId && (w.channel === 'ANY' || w.channel === s.channel));
-      if (covered && s.optIn && s.optIn.eventTime > eventTime) eventTime = s.optIn.eventTime;
-    }
+    const timeFor = (state: SubjectStateRows) => {
+      let eventTime = now;
+      for (const s of state.scopes) {
+        const covered = input.all || scopes.some((w) => w.purposeId === s.purposeId && (w.channel === 'ANY' || w.channel === s.channel));
+        if (covered && s.optIn && s.optIn.eventTime > eventTime) eventTime = s.optIn.eventTime;
+      }
+      return eventTime;
+    };
     const evidence: Evidence = { ...input.evidence, freeText: input.evidence.freeText || PREFERENCE_PAGE_PROVENANCE, collectedBy: undefined, inboundMessageId: undefined };
-    return this.recorder.withdrawForSubject(principal, {
+    const result = await this.recorder.withdrawForSubject(principal, {
       tenantId,
       subjectId: subject.subjectId,
       index,
       scopes,
-      eventTime,
+      eventTime: timeFor(rows),
       evidence,
       requestId: input.requestId,
       // What the person asked for, not the token (a retry may come with a fresh link for the same person).
       fingerprintSource: canonicalJson({ v: 'withdraw-with-link/1', subject: subject.subjectId, scopes, all: input.all, evidence: input.fingerprintSource }),
     });
+    const events = [...result.events];
+    let consistencyToken = result.consistencyToken;
+    for (const other of linked) {
+      // Each linked person's withdrawal has a request id of its own, derived: a retry finds it.
+      const more = await this.recorder.withdrawForSubject(principal, {
+        tenantId,
+        subjectId: other.subjectId,
+        index: other.index,
+        scopes,
+        eventTime: timeFor(other.rows),
+        evidence,
+        requestId: `wl-${sha256Hex(`${input.requestId}\u0000${other.subjectId}`).slice(0, 40)}`,
+        fingerprintSource: canonicalJson({ v: 'withdraw-with-link-linked/1', subject: other.subjectId, via: subject.subjectId, scopes, evidence: input.fingerprintSource }),
+      });
+      events.push(...more.events);
+      // Later writes' tokens cover the earlier ones (log positions grow).
+      consistencyToken = more.consistencyToken;
+    }
+    return { events, consistencyToken };
   }
 
   /** CreateRequestWithLink: a data-subject request of the link's person (see SubjectRightsService.createForSubject). */

@@ -6,7 +6,7 @@ import { SelfServiceTokens } from '../../src/domain/self-service-tokens';
 import { parseSubjectName } from '../../src/domain/resource-names';
 import { Channel, SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
-import { IdentifierKind } from '../../src/gen/consent/v1/identity';
+import { IdentifierKind, IdentityServiceClient, LinkIdentifiersRequest } from '../../src/gen/consent/v1/identity';
 import { PurposeServiceClient } from '../../src/gen/consent/v1/purpose';
 import { CreateRequestWithLinkRequest, SelfServiceServiceClient, WithdrawWithLinkRequest } from '../../src/gen/consent/v1/self_service';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState, SubjectRightsServiceClient } from '../../src/gen/consent/v1/subject_rights';
@@ -39,6 +39,7 @@ forEachDatabase('preference links', (db) => {
   let tenants: TenantServiceClient;
   const clients: Array<{ close(): void }> = [];
   const as = <C extends { close(): void }>(c: C) => (clients.push(c), c);
+  let adminToken: () => Promise<string>;
 
   before(async function () {
     this.timeout(60_000);
@@ -47,6 +48,7 @@ forEachDatabase('preference links', (db) => {
     writeFileSync(jwksFile, issuer.jwks);
     const exp = Math.floor(Date.now() / 1000) + 3600;
     const admin = await issuer.sign({ sub: 'pref-admin', roles: ['sender', 'recorder', 'dpo', 'auditor', 'admin'], tenants: '*', exp });
+    adminToken = async () => admin;
     const centerToken = await issuer.sign({ sub: 'privacy-center', roles: ['self_service'], tenants: [T, OTHER], exp });
     const recorderToken = await issuer.sign({ sub: 'shop-crm', roles: ['recorder'], tenants: [T, OTHER], exp });
     s = await startTestServer(db(), {
@@ -206,6 +208,31 @@ forEachDatabase('preference links', (db) => {
       [false, 'CONSENT_EVENT_KIND_OPT_OUT'],
       [false, 'CONSENT_EVENT_KIND_OPT_OUT'],
     ]);
+  });
+
+  it("WithdrawWithLink all reaches the identifiers a DPO linked to the link's person (each withdrawn under its own subject); a scope withdrawal does not; a retry records nothing twice", async function () {
+    const number = phone('+4915122200401');
+    const address = email('linked.withdraw@example.org');
+    const unlinked = email('not.linked@example.org');
+    await optIn(T, number, 'newsletter', Channel.CHANNEL_WHATSAPP);
+    await optIn(T, address, 'newsletter', Channel.CHANNEL_EMAIL);
+    await optIn(T, unlinked, 'newsletter', Channel.CHANNEL_EMAIL);
+    const identity = as(new IdentityServiceClient(s.address, credentials.createInsecure(), asBearer(await adminToken())));
+    await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial({ parent: `tenants/${T}`, first: number, second: address, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', requestId: `link-${++counter}` }));
+    const { token: numberToken } = await makeLink(number);
+    await withdraw(numberToken, { scopes: [{ purpose: `tenants/${T}/purposes/newsletter`, channel: Channel.CHANNEL_WHATSAPP }] });
+    expect(await check(address, 'newsletter', Channel.CHANNEL_EMAIL), 'a scope of the link person only').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    const requestId = `wd-all-linked-${++counter}`;
+    const first = await withdraw(numberToken, { all: true, requestId });
+    expect(first.events).to.have.length(2);
+    expect(new Set(first.events.map((e) => e.subject)).size, 'one opt-out per person').to.equal(2);
+    expect(await check(number, 'newsletter', Channel.CHANNEL_WHATSAPP, first.consistencyToken)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    expect(await check(address, 'newsletter', Channel.CHANNEL_EMAIL, first.consistencyToken), 'the linked address').to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    expect(await check(unlinked, 'newsletter', Channel.CHANNEL_EMAIL, first.consistencyToken), 'an unlinked person').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    const size = await auditSize();
+    const again = await withdraw(numberToken, { all: true, requestId });
+    expect(again.events.map((e) => e.name)).to.deep.equal(first.events.map((e) => e.name));
+    expect(await auditSize(), 'a retry records nothing').to.equal(size);
   });
 
   it('WithdrawWithLink refuses bad input precisely and records nothing', async function () {
