@@ -87,8 +87,8 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
   // Without PRIVACY_CENTER_PUBLIC_URL the API hands out the path: the tenant's system prefixes it.
   const absolute = (link: string) => (link.startsWith('http') ? link : `${base}${link}`);
 
-  async function newPage(options: { locale?: string; userAgent?: string } = {}): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1000, height: 900 }, locale: options.locale ?? 'en-GB', userAgent: options.userAgent });
+  async function newPage(options: { locale?: string; userAgent?: string; javaScriptEnabled?: boolean } = {}): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 900 }, locale: options.locale ?? 'en-GB', userAgent: options.userAgent, javaScriptEnabled: options.javaScriptEnabled });
     contexts.push(context);
     const page = await context.newPage();
     page.on('request', (r) => urls.push(r.url()));
@@ -366,6 +366,13 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     const page = await newPage({ userAgent: 'PrivacyCenterTest/2.0' });
     const link = await preferenceLink(phone(PHONE_A));
     expect(link).to.match(new RegExp(`/t/${TENANT}/preferences#token=`));
+    // Without JavaScript the link's code (in the fragment) cannot reach the server: the page says
+    // so, and does not claim that the link is invalid.
+    const noScript = await newPage({ javaScriptEnabled: false });
+    await noScript.goto(link);
+    const [opened] = await Promise.all([noScript.waitForResponse((r) => r.request().method() === 'POST'), noScript.click('#open-form button[type=submit]')]);
+    expect(opened.status()).to.equal(400);
+    expect(await noScript.content()).to.include('needs JavaScript').and.not.include('not valid');
     await page.goto(link);
     await page.waitForSelector('table.prefs');
     expect(await page.textContent('h1')).to.equal('Your privacy preferences');
