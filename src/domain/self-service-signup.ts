@@ -299,6 +299,9 @@ export class SelfServiceSignUp {
     if (checked.replay) return answer(checked.replay.expiresAt);
 
     // The pending opt-ins, through the write path; retried, they are answered from the first call.
+    // They lapse when the sign-up does: a confirmation after that confirms nothing by any path,
+    // and the preference page shows them as not confirmed in time rather than as waiting.
+    const expiresAt = now + checked.settings.confirmationTtlMs;
     const base = `ss-${createHash('sha256').update(input.requestId).digest('hex').slice(0, 40)}`;
     const pending: ConsentEvent[] = [];
     for (const [i, c] of input.choices.entries()) {
@@ -313,12 +316,12 @@ export class SelfServiceSignUp {
         evidence,
         jurisdiction: '',
         requestId: `${base}:p${i}`,
+        expireTime: expiresAt,
         fingerprintSource: canonicalJson({ v: 'signup-pending/1', request: input.fingerprintSource, choice: i }),
       });
       pending.push(event);
     }
     const subjectId = pending[0].subjectId;
-    const expiresAt = now + checked.settings.confirmationTtlMs;
     const id = newId();
     const channel: SendChannel = method === 'EMAIL_LINK' ? 'EMAIL' : input.choices.some((c) => c.channel === 'WHATSAPP') ? 'WHATSAPP' : 'SMS';
     const issued = method === 'EMAIL_LINK' ? await this.tokens.issue(tenantId, subjectId, 'signup-confirmation', now, checked.settings.confirmationTtlMs) : null;

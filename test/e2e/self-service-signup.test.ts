@@ -9,7 +9,7 @@ import { Status } from '../../src/gen/google/rpc/status';
 import { SelfServiceTokens } from '../../src/domain/self-service-tokens';
 import { managerOf } from '../../src/storage/transaction-runner';
 import { forEachDatabase } from '../support/databases';
-import { email, phone, query, seedTenant } from '../support/fixtures';
+import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, expectGrpcError, startTestServer, T0, TestServer } from '../support/test-server';
 
 /**
@@ -160,9 +160,14 @@ forEachDatabase('Self-service sign-up with double opt-in', (db) => {
     const r = await signUp(signUpReq(who));
     expect((await inbound(phone(P.phone4), r.confirmationText)).confirmedEvents, 'another number').to.have.length(0);
     expect((await inbound(who, r.confirmationText, Channel.CHANNEL_SMS)).confirmedEvents, 'another channel').to.have.length(0);
+    // The pending opt-ins lapse with the sign-up: by any path (the API's too), and the preference page can say so.
+    const pendingEvents = (await events(who)).filter((e) => e.kind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING);
+    expect(pendingEvents.map((e) => e.expireTime?.getTime())).to.deep.equal(pendingEvents.map(() => r.expireTime!.getTime()));
     s.clock.advance(24 * HOUR + 1);
     expect((await inbound(who, r.confirmationText)).confirmedEvents, 'expired').to.have.length(0);
     expect(await check(who)).to.equal('VERDICT_DENY DECISION_REASON_CONFIRMATION_PENDING');
+    const late = await expectGrpcError(call(consent, consent.recordConsent, consentRequest(T, { subjectIdentifier: who, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_CONFIRMED, notice: '' })), status.FAILED_PRECONDITION);
+    expect(late.reason).to.equal('PENDING_OPT_IN_EXPIRED');
   });
 
   it('e-mail: the delivery is announced on the change feed and listed with the link; ConfirmSignUp confirms; a second click is TOKEN_USED', async function () {

@@ -43,7 +43,9 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     const now = ctx.now();
     const label = (purpose: string, given: string) => given || page.purposes.find((p) => p.name === purpose)?.displayName || purpose.slice(purpose.lastIndexOf('/') + 1);
     const rows = prefs.preferences.map((p) => {
-      const pending = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING;
+      // A sign-up whose confirmation time passed confirms nothing any more: it is not waiting.
+      const lapsed = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING && p.expireTime !== undefined && p.expireTime.getTime() <= ctx.now();
+      const pending = p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN_PENDING && !lapsed;
       // What the person agreed to, not whether a message may be sent now: a consent given and
       // not withdrawn stays "agreed" (and can be withdrawn, Art. 7(3)) also while it allows
       // nothing for a moment (a restriction, a SERVICE purpose outside its service window).
@@ -52,10 +54,11 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
       const when = formatTime(lang, p.eventTime);
       let status = s.statusNotGranted;
       if (pending) status = fill(s.statusPending, { time: when });
+      else if (lapsed) status = fill(s.statusPendingLapsed, { time: formatTime(lang, p.expireTime!) });
       else if (p.lastKind === ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT) status = fill(s.statusWithdrawn, { time: when });
       else if (consented && expired) status = fill(s.statusExpired, { time: formatTime(lang, p.expireTime!) });
       else if (consented || p.granted) status = fill(s.statusGranted, { time: when });
-      const agreed = !pending && ((consented && !expired) || p.granted);
+      const agreed = !pending && !lapsed && ((consented && !expired) || p.granted);
       return {
         purposeLabel: label(p.purpose, p.purposeDisplayName),
         channelLabel: s.channelLabels[p.channel] ?? '',
