@@ -609,6 +609,26 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     expect(lines, 'never the token').not.to.include(tokens.forged.split('.')[2]);
   });
 
+  it('a sign-up not confirmed in time shows as such on the preference page, not as waiting, and has no Withdraw button', async function () {
+    this.timeout(60_000);
+    const who = '+4915112399555';
+    const page = await newPage();
+    await page.goto(`${base}/t/${TENANT}/signup`);
+    expect((await signUp(page, who, [`newsletter-${Channel.CHANNEL_WHATSAPP}`])).status()).to.equal(200);
+    const link = await preferenceLink(phone(who));
+    const row = () => page.locator('table.prefs tbody tr', { hasText: 'Newsletter' }).first();
+    await page.goto(link);
+    await page.waitForSelector('table.prefs');
+    expect((await row().locator('.status').textContent())!.trim()).to.match(/^waiting for your confirmation/);
+    s.clock.advance(25 * 3_600_000);
+    await page.goto('about:blank');
+    await page.goto(link);
+    await page.waitForSelector('table.prefs');
+    expect((await row().locator('.status').textContent())!.trim()).to.match(/^not confirmed in time/);
+    expect(await row().locator('button').count(), 'nothing to withdraw').to.equal(0);
+    await shot(page, 'preferences-lapsed-signup');
+  });
+
   it('no phone number or e-mail address in any log line of the server or the privacy center, or in any address the browser visited', function () {
     const logs = `${s.logs()}\n${Buffer.concat(pcLog).toString('utf8')}`;
     expect(logs).to.include('privacy center request');
