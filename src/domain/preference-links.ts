@@ -299,7 +299,7 @@ export class PreferenceLinks {
   private async indexOf(tx: TxContext, tenantId: string, subjectId: string): Promise<IdentifierIndex> {
     const first = (await this.consent.identifiersOf(tx, tenantId, subjectId))[0];
     // Every identifier moved to others (rectified, reassigned): nothing reaches the person any more.
-    if (!first) throw failedPrecondition('SUBJECT_ERASED', 'the person of this link has no identifier any more');
+    if (!first) throw failedPrecondition('NO_IDENTIFIER', 'the identifier this link was made for belongs to someone else now (reassigned or corrected): nothing of the person can be changed through it; their data is kept and can be asked for through the business');
     return { kind: first.kind as IdentifierKind, blindIndex: first.blindIndex };
   }
 }

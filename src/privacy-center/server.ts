@@ -278,6 +278,8 @@ export function failureOf(error: ApiError, s: Strings): [number, string] {
       return [410, s.failErased];
     case 'SIGNUP_SUPERSEDED':
       return [410, s.failSuperseded];
+    case 'NO_IDENTIFIER':
+      return [410, s.failNoIdentifier];
     case 'NOTICE_OUTDATED':
       return [409, s.failOutdated];
     case 'RATE_LIMITED':

@@ -235,6 +235,19 @@ forEachDatabase('preference links', (db) => {
     expect(await auditSize(), 'a retry records nothing').to.equal(size);
   });
 
+  it("a former holder's link, after the number was reported reassigned: withdrawing and requests are NO_IDENTIFIER (not SUBJECT_ERASED: nothing was erased), and nothing is recorded", async function () {
+    const number = phone('+4915122200402');
+    await optIn(T, number, 'newsletter', Channel.CHANNEL_WHATSAPP);
+    const { token: formerToken } = await makeLink(number);
+    await call(consent, consent.reportReassignedIdentifier, { parent: `tenants/${T}`, subjectIdentifier: number, reassignTime: undefined, source: 'CARRIER_NOTICE', requestId: `ra-${++counter}` } as never);
+    const size = await auditSize();
+    const withdrawn = await expectGrpcError(withdraw(formerToken, { all: true }), status.FAILED_PRECONDITION);
+    expect(withdrawn.reason).to.equal('NO_IDENTIFIER');
+    const asked = await expectGrpcError(requestWithLink(formerToken, RequestKind.REQUEST_KIND_ACCESS), status.FAILED_PRECONDITION);
+    expect(asked.reason).to.equal('NO_IDENTIFIER');
+    expect(await auditSize(), 'nothing recorded').to.equal(size);
+  });
+
   it('WithdrawWithLink refuses bad input precisely and records nothing', async function () {
     const before = await auditSize();
     const cases: Array<[Partial<WithdrawWithLinkRequest>, string]> = [

@@ -12,4 +12,13 @@ describe('privacy center: the words for a refused confirmation', () => {
       expect(words).not.to.equal(s.failInvalid);
     }
   });
+
+  it('a link whose identifier passed to someone else does not say the data was erased', () => {
+    for (const s of Object.values(STRINGS)) {
+      const [code, words] = failureOf({ code: status.FAILED_PRECONDITION, reason: 'NO_IDENTIFIER', message: 'x' } as never, s);
+      expect(code).to.equal(410);
+      expect(words).to.equal(s.failNoIdentifier);
+      expect(words).not.to.equal(s.failErased);
+    }
+  });
 });
