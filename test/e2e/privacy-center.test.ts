@@ -614,7 +614,10 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     const who = '+4915112399555';
     const page = await newPage();
     await page.goto(`${base}/t/${TENANT}/signup`);
-    expect((await signUp(page, who, [`newsletter-${Channel.CHANNEL_WHATSAPP}`])).status()).to.equal(200);
+    expect((await signUp(page, who, [`newsletter-${Channel.CHANNEL_WHATSAPP}`, `newsletter-${Channel.CHANNEL_SMS}`])).status()).to.equal(200);
+    // WhatsApp and SMS ticked: the code must arrive on WhatsApp, so SMS is not offered to send it.
+    expect(await page.locator('#whatsapp-link').count()).to.equal(1);
+    expect(await page.locator('#sms-link').count(), 'no SMS path that would confirm nothing').to.equal(0);
     const link = await preferenceLink(phone(who));
     const row = () => page.locator('table.prefs tbody tr', { hasText: 'Newsletter' }).first();
     await page.goto(link);

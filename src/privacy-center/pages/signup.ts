@@ -123,6 +123,9 @@ export function signupPages(app: FastifyInstance, ctx: PrivacyCenterContext): vo
     const frame = { lang, tenant: page, title: '' };
     if (res.method === ConfirmationMethod.CONFIRMATION_METHOD_INBOUND_CODE) {
       const chose = (c: Channel) => choices.some((x) => x.channel === c);
+      // The code must arrive on WhatsApp when any choice is WhatsApp (the API's rule): then SMS is
+      // not offered, or a person who texted it would confirm nothing and not be told.
+      const bySms = chose(Channel.CHANNEL_SMS) && !chose(Channel.CHANNEL_WHATSAPP);
       const text = res.confirmationText;
       return reply.type('text/html').send(
         ctx.views.page('signup-phone', { ...frame, title: s.phoneResultTitle }, {
@@ -130,8 +133,8 @@ export function signupPages(app: FastifyInstance, ctx: PrivacyCenterContext): vo
           text,
           expires: res.expireTime,
           whatsappLink: chose(Channel.CHANNEL_WHATSAPP) && page.whatsappNumber ? `https://wa.me/${page.whatsappNumber.replace(/^\+/, '')}?text=${encodeURIComponent(text)}` : '',
-          smsLink: chose(Channel.CHANNEL_SMS) && page.smsNumber ? `sms:${page.smsNumber}?body=${encodeURIComponent(text)}` : '',
-          smsNumber: chose(Channel.CHANNEL_SMS) ? page.smsNumber : '',
+          smsLink: bySms && page.smsNumber ? `sms:${page.smsNumber}?body=${encodeURIComponent(text)}` : '',
+          smsNumber: bySms ? page.smsNumber : '',
         }),
       );
     }
