@@ -271,6 +271,18 @@ forEachDatabase('Web console in Chromium', (db, kind) => {
     expect(after.dueTime!.getTime()).to.be.greaterThan(before.dueTime!.getTime() + 55 * DAY);
     expect(await page.locator('dl.facts').textContent()).to.include('several identifiers to search in archived systems');
     expect(await page.locator('#extend-form').count(), 'one extension only').to.equal(0);
+    // Art. 12(3): that the person was told of it is recorded from the same page.
+    expect(await page.locator('dd.extension-notice').textContent()).to.equal('not recorded yet');
+    await page.selectOption('#notice_method', 'LETTER');
+    await page.fill('#notified_by', 'dpo-desk-2');
+    await Promise.all([page.waitForNavigation(), page.click('#notice-form button[type=submit]')]);
+    expect(await page.locator('p.done').textContent()).to.equal('The notice to the person was recorded.');
+    const noticed = await getRequest(made.erasure);
+    expect(noticed.extensionNotice).to.deep.include({ method: 'LETTER', notifiedBy: 'dpo-desk-2' });
+    expect(await page.locator('dd.extension-notice').textContent()).to.include('by LETTER (dpo-desk-2)');
+    expect(await page.locator('#notice-form').count(), 'recorded once').to.equal(0);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await shot(page, 'request-extension-notice');
   });
 
   it('the DPO verifies one identifier of several: the ticked one only, and the request stays received until all are', async function () {

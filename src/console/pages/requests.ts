@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SubjectIdentifier } from '../../gen/consent/v1/common';
-import { CreateRequestRequest, DataSubjectRequest, ListRequestsRequest, RequestKind, RequestState } from '../../gen/consent/v1/subject_rights';
+import { CreateRequestRequest, DataSubjectRequest, ListRequestsRequest, RequestKind, RequestNoticeTopic, RequestState } from '../../gen/consent/v1/subject_rights';
 import { ApiError } from '../api-client';
 import type { ConsolePageContext } from '../server';
 import { daysLeft, deadlineText, isOpen, KIND_VALUES, parseFilter, queueRows, STATE_VALUES } from '../queue';
@@ -172,6 +172,7 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
     extended: 'The deadline was extended.',
     verified: 'The verification was recorded.',
     rejected: 'The request was rejected.',
+    noticed: 'The notice to the person was recorded.',
     erased: 'The erasure was carried out: each person found was erased and the receipt below was signed.',
   };
 
@@ -219,6 +220,8 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           // Art. 12(3): once, before the first deadline passes, while the request is not closed.
           extend: isDpo && isOpen(found) && !found.extensionReason && !found.overdue,
           reject: isDpo && open,
+          // Art. 12(3)-(4): that the person was told, once an extension or a rejection exists.
+          notice: !isDpo ? undefined : found.extensionReason && !found.extensionNotice ? 'EXTENSION' : found.rejectionReason && !found.rejectionNotice ? 'REJECTION' : undefined,
           erase: isDpo && canErase(found),
           exportData: isDpo && canExport(found),
         },
@@ -271,6 +274,27 @@ export function requestPages(app: FastifyInstance, ctx: ConsolePageContext): voi
           ctx.credential(request),
         );
         return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'extended');
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        return requestPage(request, reply, err);
+      }
+    },
+  );
+
+  app.post(
+    '/tenants/:tenant/requests/:id/notice',
+    { schema: { params: requestParam }, preHandler: ctx.csrf },
+    async (request: FastifyRequest<{ Params: RequestParams; Body: Record<string, string> }>, reply) => {
+      const { tenant, id } = request.params;
+      const topic = request.body?.topic === 'EXTENSION' ? RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION : request.body?.topic === 'REJECTION' ? RequestNoticeTopic.REQUEST_NOTICE_TOPIC_REJECTION : RequestNoticeTopic.REQUEST_NOTICE_TOPIC_UNSPECIFIED;
+      try {
+        await api.call(
+          api.rights,
+          api.rights.recordRequestNotice,
+          { name: `tenants/${tenant}/requests/${id}`, topic, method: String(request.body?.method ?? '').trim(), notifiedBy: String(request.body?.notified_by ?? '').trim() },
+          ctx.credential(request),
+        );
+        return ctx.confirmations.redirect(reply, `/tenants/${tenant}/requests/${id}`, 'noticed');
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return requestPage(request, reply, err);
