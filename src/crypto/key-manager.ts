@@ -337,6 +337,11 @@ export class KeyManager {
     }
   }
 
+  /** Whether the tenant's signing key `kid` exists and was destroyed (a rotation): what it signed can no longer be verified. */
+  async signingKeyDestroyed(tenantId: string, kid: string): Promise<boolean> {
+    return (await this.store.signingKeys(tenantId)).some((k) => k.kid === kid && k.state === 'DESTROYED');
+  }
+
   /** The imported public key of a signing key, imported once per cache period (the stored JWK decides). */
   private async verificationKey(tenantId: string, kid: string, publicJwk: string): Promise<jose.JWK.Key> {
     const cacheKey = `${tenantId}/${kid}`;

@@ -135,12 +135,11 @@ export class AuditService {
     if (signedForm && (signedForm.treeSize !== kept.treeSize || signedForm.rootHash !== kept.rootHash)) {
       return `the kept checkpoint of size ${kept.treeSize} differs from what it signed`;
     }
-    // Unverifiable is fine only when its signing key is gone (destroyed by a rotation): while the
-    // key is published, a kept checkpoint that does not verify was replaced in the database.
+    // Unverifiable is fine only when the key store holds its signing key as destroyed (by a
+    // rotation); a kept checkpoint that names a live key, or no key the store knows, was replaced.
     if (!signedForm) {
       const kid = jwsKeyId(kept.jws);
-      const published = ((await this.keys.publicKeys(tenantId, this.clock.now())).keys as Array<{ kid?: unknown }>).some((k) => k.kid === kid);
-      if (kid === undefined || published) return `the kept checkpoint of size ${kept.treeSize} does not verify with the tenant's signing key`;
+      if (kid === undefined || !(await this.keys.signingKeyDestroyed(tenantId, kid))) return `the kept checkpoint of size ${kept.treeSize} does not verify with the tenant's signing key`;
     }
     const head = await this.log.head(tenantId);
     if (head.size < kept.treeSize) return `the log holds ${head.size} entries, fewer than the ${kept.treeSize} of its last kept checkpoint`;

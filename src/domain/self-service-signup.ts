@@ -301,7 +301,7 @@ export class SelfServiceSignUp {
     // The pending opt-ins, through the write path; retried, they are answered from the first call.
     // They lapse when the sign-up does: a confirmation after that confirms nothing by any path,
     // and the preference page shows them as not confirmed in time rather than as waiting.
-    const expiresAt = now + checked.settings.confirmationTtlMs;
+    const offeredUntil = now + checked.settings.confirmationTtlMs;
     const base = `ss-${createHash('sha256').update(input.requestId).digest('hex').slice(0, 40)}`;
     const pending: ConsentEvent[] = [];
     for (const [i, c] of input.choices.entries()) {
@@ -316,15 +316,18 @@ export class SelfServiceSignUp {
         evidence,
         jurisdiction: '',
         requestId: `${base}:p${i}`,
-        expireTime: expiresAt,
+        expireTime: offeredUntil,
         fingerprintSource: canonicalJson({ v: 'signup-pending/1', request: input.fingerprintSource, choice: i }),
       });
       pending.push(event);
     }
     const subjectId = pending[0].subjectId;
+    // A retry whose first call recorded the pending opt-ins but not the sign-up's row replays
+    // those events: the sign-up lapses when they do, not at this call's own later time.
+    const expiresAt = Math.min(...pending.map((e) => e.expireTime ?? offeredUntil));
     const id = newId();
     const channel: SendChannel = method === 'EMAIL_LINK' ? 'EMAIL' : input.choices.some((c) => c.channel === 'WHATSAPP') ? 'WHATSAPP' : 'SMS';
-    const issued = method === 'EMAIL_LINK' ? await this.tokens.issue(tenantId, subjectId, 'signup-confirmation', now, checked.settings.confirmationTtlMs) : null;
+    const issued = method === 'EMAIL_LINK' ? await this.tokens.issue(tenantId, subjectId, 'signup-confirmation', now, Math.max(1000, expiresAt - now)) : null;
     if (issued) await this.keys.reserveEncryptions(tenantId, subjectId, 2);
     const key = issued ? await this.keys.subjectKey(tenantId, subjectId) : null;
 

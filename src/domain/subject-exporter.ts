@@ -98,6 +98,11 @@ export class SubjectExporter {
       }
       return { ...r, rows, erased, objections };
     });
+    if (!request) {
+      // Closed: its identifiers under which nothing was held no longer pair with the erased persons.
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      await this.tx.write((tx) => this.rights.sealUnreachedIdentifiers(tx, requestId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex)));
+    }
     if (!request) throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export (the request is completed with this note)', nothingLeft!.name);
 
     // The parts of the package: one per identifier, each person's data under the first

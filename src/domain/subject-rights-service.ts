@@ -1002,15 +1002,21 @@ export class SubjectRightsService {
   ): Promise<SubjectRequestView> {
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
-    await this.tx.write(async (tx) => {
+    const closing = to === 'COMPLETED' || to === 'REJECTED';
+    const someoneErased = await this.tx.write(async (tx) => {
       const request = await this.lockedRequest(tx, tenantId, id);
       if (!from.includes(request.state)) {
         throw failedPrecondition('INVALID_TRANSITION', `a ${request.state} request cannot become ${to}`, { state: request.state, request: `tenants/${tenantId}/requests/${id}` });
       }
       await this.repo.updateRequest(tx, id, { ...change, state: to, updatedAt: now });
       await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: to, principal: principal.id, at: now, note });
-      await this.redactIfErased(tx, tenantId, await this.subjectsOfRequest(tx, request));
+      return this.redactIfErased(tx, tenantId, await this.subjectsOfRequest(tx, request));
     });
+    // Closed, a request naming an erased person no longer pairs its unreached identifiers with them.
+    if (closing && someoneErased) {
+      const keyring = await this.keys.tenantKeyring(tenantId);
+      await this.tx.write((tx) => this.repo.sealUnreachedIdentifiers(tx, id, (blindIndex) => this.keys.erasedReference(keyring, blindIndex)));
+    }
     return this.get(principal, tenantId, id);
   }
 
@@ -1021,10 +1027,15 @@ export class SubjectRightsService {
   }
 
   /** A reason written about an erased person goes the way of those written before the erasure (redactFreeTexts). */
-  private async redactIfErased(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<void> {
+  private async redactIfErased(tx: TxContext, tenantId: string, subjectIds: string[]): Promise<boolean> {
+    let someone = false;
     for (const subjectId of subjectIds) {
-      if ((await this.subjects.find(tx, tenantId, subjectId))?.erased) await this.subjects.redactFreeTexts(tx, tenantId, subjectId);
+      if ((await this.subjects.find(tx, tenantId, subjectId))?.erased) {
+        await this.subjects.redactFreeTexts(tx, tenantId, subjectId);
+        someone = true;
+      }
     }
+    return someone;
   }
 
   /** The tenant checked, then the request locked against concurrent transitions; NOT_FOUND when it does not exist. */

@@ -224,8 +224,8 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     expect(await service.checkpointAll(), 'asked again: still refused').to.deep.include({ inconsistent: result.inconsistent });
 
     // The kept checkpoint replaced too (its root set to the rewritten tree's, its JWS garbage), and a log cut short.
-    const [replaced, shortened] = ['audsign-b', 'audsign-c'];
-    for (const t of [replaced, shortened]) {
+    const [replaced, shortened, unknownKey] = ['audsign-b', 'audsign-c', 'audsign-d'];
+    for (const t of [replaced, shortened, unknownKey]) {
       await seedTenant(s, t);
       for (let i = 0; i < 4; i++) await call(s.consent, s.consent.recordConsent, consentRequest(t, { subjectIdentifier: phone(`+491514440020${i}`) }));
     }
@@ -235,11 +235,19 @@ forEachDatabase('audit queries: filters, explained decisions, kept checkpoints, 
     const rewrittenRoot = (await s.app.services.audit.root(replaced, Number(keptSize))).toString('hex');
     await s.app.dataSource.query('UPDATE audit_checkpoints SET root_hash = ?, jws = ? WHERE tenant_id = ?', [rewrittenRoot, 'eyJhbGciOiJFUzI1NiJ9.e30.x', replaced]);
     await call(s.consent, s.consent.recordConsent, consentRequest(replaced, { subjectIdentifier: phone('+4915144400299') }));
+    // ...or one naming a key id the key store never had, as if destroyed long ago.
+    await s.app.dataSource.query('UPDATE audit_nodes SET hash = ? WHERE tenant_id = ? AND level = 0 AND idx = 1', [Buffer.alloc(32, 5).toString('hex'), unknownKey]);
+    const [{ tree_size: keptD }] = (await s.app.dataSource.query('SELECT tree_size FROM audit_checkpoints WHERE tenant_id = ? ORDER BY tree_size DESC LIMIT 1', [unknownKey])) as Array<{ tree_size: unknown }>;
+    const rewrittenD = (await s.app.services.audit.root(unknownKey, Number(keptD))).toString('hex');
+    const forgedHeader = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'destroyed-long-ago' })).toString('base64url');
+    await s.app.dataSource.query('UPDATE audit_checkpoints SET root_hash = ?, jws = ? WHERE tenant_id = ?', [rewrittenD, `${forgedHeader}.e30.x`, unknownKey]);
+    await call(s.consent, s.consent.recordConsent, consentRequest(unknownKey, { subjectIdentifier: phone('+4915144400298') }));
     await s.app.dataSource.query('UPDATE audit_heads SET size = size - 2 WHERE tenant_id = ?', [shortened]);
     const second = await service.checkpointAll();
     const problems = new Map(second.inconsistent.map((i) => [i.tenantId, i.problem]));
     expect(problems.get(replaced), 'a replaced kept checkpoint').to.include('does not verify');
     expect(problems.get(shortened), 'a log cut short').to.include('fewer than');
+    expect(problems.get(unknownKey), 'a key id the store never had').to.include('does not verify');
   });
 
   it('finds event rows changed, reordered, added or deleted in the database, and names them', async function () {

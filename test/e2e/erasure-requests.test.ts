@@ -146,6 +146,21 @@ forEachDatabase('erasure requests', (db) => {
     expect(state.reason, 'the erasure request erased them').to.equal('SUBJECT_ERASED');
   });
 
+  it("an open request naming an erased person seals its unreached identifiers when it is closed (rejected)", async function () {
+    const held = 'seal-close@example.com';
+    const unheld = 'seal-close-unheld@example.com';
+    await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(held) }));
+    const { request } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ACCESS, subjectIdentifiers: [email(held), email(unheld)], receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
+    await call(rights, rights.eraseSubject, { name: (await verifiedErasure(held)).name });
+    await call(rights, rights.rejectRequest, { name: request!.name, reason: 'the person was erased meanwhile' });
+    const later = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(unheld) }));
+    const joined = (await s.app.dataSource.query(
+      'SELECT r.id FROM subject_identifiers i JOIN subject_request_identifiers q ON q.tenant_id = i.tenant_id AND q.blind_index = i.blind_index JOIN subject_requests r ON r.id = q.request_id WHERE i.tenant_id = ? AND i.subject_id = ?',
+      [T, later.event!.subject.split('/').pop()],
+    )) as Array<{ id: string }>;
+    expect(joined, 'the later person joins no request of the erased one').to.deep.equal([]);
+  });
+
   it("the reasons staff wrote about the person's requests and holds (extension, rejection, release) are erased with the person: they are plaintext and may name them", async function () {
     const who = 'reasons@example.com';
     const planted = { extension: 'Jane Reasonable is in hospital, +4915199887766', rejection: 'duplicate of the call from +4915199887766', release: 'claim of Jane Reasonable settled' };
