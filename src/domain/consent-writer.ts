@@ -463,6 +463,11 @@ export class ConsentWriter {
         if (events[i].kind === 'OPT_OUT' && slot.write.body.serverDated) {
           const latest = latestOptInCovered(scopesOf(subjectId).values(), events[i].purposeId, events[i].channel);
           if (latest > events[i].eventTime) events[i] = { ...events[i], eventTime: latest };
+        } else if (events[i].kind !== 'OPT_OUT' && events[i].kind !== 'INBOUND_MESSAGE' && slot.write.body.serverDated) {
+          // And a consent dated by this server after such a withdrawal comes after it too: the
+          // person's new opt-in must not lose to a withdrawal dated ahead by the rule above.
+          const latest = latestOptOutCovering(scopesOf(subjectId).values(), events[i].purposeId, events[i].channel);
+          if (latest >= events[i].eventTime) events[i] = { ...events[i], eventTime: latest + 1 };
         }
         const event = events[i];
         const sealed = sealEvent(event, slot.key!, slot.write.fingerprint);
@@ -694,6 +699,22 @@ function latestOptInCovered(scopes: Iterable<ScopeState>, purposeId: string, cha
     if (purposeId !== ALL_PURPOSES && s.purposeId !== purposeId) continue;
     if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
     if (s.optIn.eventTime > latest) latest = s.optIn.eventTime;
+  }
+  return latest;
+}
+
+/**
+ * The latest event time of the opt-outs an opt-in of (purposeId, channel) must come after to
+ * apply: of the purpose or of all purposes, on its channel, on every channel (ANY), or any channel
+ * for an opt-in on ANY; -1 when there is none.
+ */
+function latestOptOutCovering(scopes: Iterable<ScopeState>, purposeId: string, channel: Channel): number {
+  let latest = -1;
+  for (const s of scopes) {
+    if (!s.optOut) continue;
+    if (s.purposeId !== ALL_PURPOSES && s.purposeId !== purposeId) continue;
+    if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
+    if (s.optOut.eventTime > latest) latest = s.optOut.eventTime;
   }
   return latest;
 }

@@ -270,6 +270,11 @@ forEachDatabase('ConsentService over gRPC', (db) => {
       const optOut = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }));
       expect(optOut.event!.eventTime!.getTime(), 'dated at the opt-in it withdraws').to.equal(optIn.event!.eventTime!.getTime());
       expect((await checkNow()).reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+      // The person consents again a minute later, dated by the same slow clock: it comes after the withdrawal.
+      s.clock.advance(60_000);
+      const again = await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: person }));
+      expect(again.event!.eventTime!.getTime()).to.equal(optOut.event!.eventTime!.getTime() + 1);
+      expect((await checkNow()).verdict, 'the new consent applies').to.equal(Verdict.VERDICT_ALLOW);
       // A STOP by message, dated by the server: the same.
       const other = phone('+4915199990072');
       s.clock.set(ahead);

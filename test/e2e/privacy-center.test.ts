@@ -373,6 +373,11 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     const [opened] = await Promise.all([noScript.waitForResponse((r) => r.request().method() === 'POST'), noScript.click('#open-form button[type=submit]')]);
     expect(opened.status()).to.equal(400);
     expect(await noScript.content()).to.include('needs JavaScript').and.not.include('not valid');
+    // With JavaScript on, a link cut short (no token in it) is an invalid link, not a missing script.
+    await page.goto(link.split('#')[0]);
+    const [cut] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('#open-form button[type=submit]')]);
+    expect(cut.status()).to.equal(404);
+    expect(await page.content()).to.include('not valid').and.not.include('needs JavaScript');
     await page.goto(link);
     await page.waitForSelector('table.prefs');
     expect(await page.textContent('h1')).to.equal('Your privacy preferences');

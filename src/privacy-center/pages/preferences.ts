@@ -117,8 +117,8 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     const token = tokenOf(request);
     // No code at all came with the form: the page's script did not run to read it from the link
     // (JavaScript off), which is not an invalid link.
-    const sent = (request.body as Record<string, unknown> | undefined)?.token;
-    if (!token && (sent === undefined || sent === '')) return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].prefsNoScript);
+    const body = request.body as Record<string, unknown> | undefined;
+    if (!token && (body?.token === undefined || body.token === '') && body?.script !== '1') return ctx.fail(reply, 400, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].prefsNoScript);
     if (!token) return ctx.fail(reply, 404, { lang: t.lang, tenant: t.page }, STRINGS[t.lang].failInvalid);
     return render(reply, t.page, t.lang, token);
   });
