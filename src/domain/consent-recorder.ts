@@ -298,7 +298,9 @@ export class ConsentRecorder {
       index: input.index,
       subjectId: input.subjectId,
       recordTime: now,
-      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: input.eventTime, method: 'WEB_FORM', evidence, jurisdiction: '' },
+      // Dated by this server (the preference page times it): the writer moves it after any opt-in
+      // recorded since the page read the person's state (consent-writer.ts).
+      body: { type: 'consent', kind: 'OPT_OUT', purposeId: scope.purposeId, channel: scope.channel, eventTime: input.eventTime, method: 'WEB_FORM', evidence, jurisdiction: '', serverDated: true },
       imported: false,
     }));
     const results = await Promise.all(writes.map((w) => this.queue.submit(input.tenantId, w, this.waitLimit)));

@@ -201,7 +201,12 @@ export class PreferenceLinks {
       // (as their requests and objections reach them), each withdrawn under its own subject.
       const linked: Array<{ subjectId: string; index: IdentifierIndex; rows: SubjectStateRows }> = [];
       if (input.all && this.links) {
-        for (const { subjectId } of await this.links.linkedSubjects(tx, tenantId, [subject.subjectId])) {
+        // More links than a request may follow (TOO_MANY_LINKS) must not stop the person's own withdrawal.
+        const reached = await this.links.linkedSubjects(tx, tenantId, [subject.subjectId]).catch((err: unknown) => {
+          if (err instanceof DomainError && err.reason === 'TOO_MANY_LINKS') return [];
+          throw err;
+        });
+        for (const { subjectId } of reached) {
           const other = await this.subjects.find(tx, tenantId, subjectId);
           const first = other && !other.erased ? (await this.consent.identifiersOf(tx, tenantId, subjectId))[0] : undefined;
           if (!first) continue;
@@ -241,6 +246,7 @@ export class PreferenceLinks {
     let consistencyToken = result.consistencyToken;
     for (const other of linked) {
       // Each linked person's withdrawal has a request id of its own, derived: a retry finds it.
+      // One erased (or whose identifier moved) since it was read has nothing left to withdraw.
       const more = await this.recorder.withdrawForSubject(principal, {
         tenantId,
         subjectId: other.subjectId,
@@ -250,7 +256,11 @@ export class PreferenceLinks {
         evidence,
         requestId: `wl-${sha256Hex(`${input.requestId}\u0000${other.subjectId}`).slice(0, 40)}`,
         fingerprintSource: canonicalJson({ v: 'withdraw-with-link-linked/1', subject: other.subjectId, via: subject.subjectId, scopes, evidence: input.fingerprintSource }),
+      }).catch((err: unknown) => {
+        if (err instanceof DomainError && err.reason === 'SUBJECT_ERASED') return null;
+        throw err;
       });
+      if (!more) continue;
       events.push(...more.events);
       // Later writes' tokens cover the earlier ones (log positions grow).
       consistencyToken = more.consistencyToken;
