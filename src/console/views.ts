@@ -26,10 +26,11 @@ const VIA_LABELS: Record<number, string> = {
   [ReceivedVia.RECEIVED_VIA_IN_PERSON]: 'in person',
   [ReceivedVia.RECEIVED_VIA_CHAT]: 'chat',
   [ReceivedVia.RECEIVED_VIA_OTHER]: 'other',
+  [ReceivedVia.RECEIVED_VIA_SELF_SERVICE]: "the privacy center (the person's preference link)",
 };
 
 /** Formatting the templates share: dates in UTC (the deadlines are UTC days). */
-const HELPERS = {
+export const HELPERS = {
   kindLabel: (k: number) => KIND_LABELS[k] ?? 'unknown',
   stateLabel: (s: number) => STATE_LABELS[s] ?? 'unknown',
   viaLabel: (v: number) => VIA_LABELS[v] ?? 'unknown',
