@@ -444,7 +444,7 @@ export class ConsentWriter {
         }
         // Withdrawn after the sign-up (Art. 7(3)): the person's later confirmation of the earlier
         // step must not revive it; a new opt-in (with its notice) is what consents again.
-        if (withdrawnSince(scopesOf(subjectId).values(), events[0].purposeId, events[0].channel, pending.eventTime)) {
+        if (latestOptOutCovering(scopesOf(subjectId).values(), events[0].purposeId, events[0].channel) >= pending.eventTime) {
           decided.set(slot.position, { kind: 'error', error: failedPrecondition('PENDING_OPT_IN_WITHDRAWN', 'the pending opt-in was withdrawn after it was given; a new opt-in is needed') });
           continue;
         }
@@ -676,15 +676,6 @@ export function auditEntryOf(event: ConsentEvent, sealed: StoredConsentEvent): A
     expireTime: event.expireTime,
     recordSha256: eventRecordSha256(sealed, payloadSha256),
   };
-}
-
-/** Whether an opt-out covering the purpose on the channel (its own, or all purposes; the channel, or all) is dated at or after `since`. */
-function withdrawnSince(scopes: Iterable<ScopeState>, purposeId: string, channel: Channel, since: number): boolean {
-  for (const s of scopes) {
-    if (!s.optOut || s.optOut.eventTime < since) continue;
-    if ((s.purposeId === purposeId || s.purposeId === ALL_PURPOSES) && (s.channel === channel || s.channel === 'ANY' || channel === 'ANY')) return true;
-  }
-  return false;
 }
 
 /**

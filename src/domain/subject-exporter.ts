@@ -56,8 +56,6 @@ export class SubjectExporter {
   async export(principal: Principal, tenantId: string, requestId: string, sink: ExportSink): Promise<void> {
     authorizeTenant(principal, tenantId);
     const startedAt = this.clock.now();
-    /** Set when every person the request reaches was erased: the request is closed, then SUBJECT_ERASED answered. */
-    let nothingLeft: { name: { request: string } } | null = null;
     const request = await this.tx.write(async (tx) => {
       await this.tenants.require(tx, tenantId, false);
       const r = await this.rights.lockRequest(tx, tenantId, requestId);
@@ -88,7 +86,7 @@ export class SubjectExporter {
         const note = 'nothing left to export: every person the request reached was erased';
         await this.rights.addTransition(tx, { requestId: r.id, fromState: r.state, toState: 'COMPLETED', principal: principal.id, at: startedAt, note });
         await this.audit.append(tx, tenantId, { type: 'REQUEST_COMPLETED', time: startedAt, principal: principal.id, ref: r.id, payloadSha256: sha256Hex(note) });
-        nothingLeft = { name };
+        // null: every person the request reaches was erased; the request is closed, then SUBJECT_ERASED answered.
         return null;
       }
       if (r.state === 'VERIFIED') {
@@ -102,8 +100,8 @@ export class SubjectExporter {
       // Closed: its identifiers under which nothing was held no longer pair with the erased persons.
       const keyring = await this.keys.tenantKeyring(tenantId);
       await this.tx.write((tx) => this.rights.sealUnreachedIdentifiers(tx, requestId, (blindIndex) => this.keys.erasedReference(keyring, blindIndex)));
+      throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export (the request is completed with this note)', { request: `tenants/${tenantId}/requests/${requestId}` });
     }
-    if (!request) throw failedPrecondition('SUBJECT_ERASED', 'the person was erased after this request was made; nothing is left to export (the request is completed with this note)', nothingLeft!.name);
 
     // The parts of the package: one per identifier, each person's data under the first
     // identifier that found them (the others say "same person as identifier N").
