@@ -26,8 +26,14 @@ export const DEFAULT_LINK_TTL_MS = 30 * DAY;
 export const MAX_WITHDRAW_SCOPES = 100;
 /** Tokens are a few hundred bytes; anything longer is not one of ours (and is not verified). */
 const MAX_TOKEN_LENGTH = 4096;
-/** The kinds the preference page offers, in the order it shows them. */
+/** The kinds a link may verify the person for (tenant setting `self_service.link_verifies`). */
 export const LINK_REQUEST_KINDS: readonly LinkVerifiableKind[] = ['ACCESS', 'PORTABILITY', 'ERASURE'];
+/**
+ * The kinds the preference page offers, in the order it shows them: those, and the objection to
+ * direct marketing, which needs no verification (Art. 21(3)-(5): honoured at once, by automated means).
+ */
+export const LINK_KINDS: readonly LinkRequestKind[] = [...LINK_REQUEST_KINDS, 'OBJECTION'];
+export type LinkRequestKind = LinkVerifiableKind | 'OBJECTION';
 const SEND_CHANNELS: readonly SendChannel[] = ['WHATSAPP', 'SMS', 'EMAIL', 'PUSH', 'VOICE'];
 /** free_text of a withdrawal made on the page, unless the page gives its own. */
 export const PREFERENCE_PAGE_PROVENANCE = 'preference page';
@@ -49,7 +55,8 @@ export interface PreferencesView {
   subjectId: string;
   identifierKind: IdentifierKind;
   preferences: PreferenceView[];
-  requestOptions: Array<{ kind: LinkVerifiableKind; linkVerifies: boolean }>;
+  /** linkVerifies of OBJECTION is always true: it needs no proof of identity. */
+  requestOptions: Array<{ kind: LinkRequestKind; linkVerifies: boolean }>;
   openRequests: SubjectRequestView[];
   expireTime: number;
 }
@@ -160,7 +167,7 @@ export class PreferenceLinks {
         subjectId: subject.subjectId,
         identifierKind: (identifiers[0]?.kind as IdentifierKind | undefined) ?? 'CUSTOMER_ID',
         preferences,
-        requestOptions: LINK_REQUEST_KINDS.map((kind) => ({ kind, linkVerifies: verifies.includes(kind) })),
+        requestOptions: LINK_KINDS.map((kind) => ({ kind, linkVerifies: kind === 'OBJECTION' || verifies.includes(kind) })),
         openRequests: await this.rights.openSelfServiceRequests(tx, tenantId, subject.subjectId),
         expireTime: claims.exp * 1000,
       };
@@ -269,11 +276,15 @@ export class PreferenceLinks {
   }
 
   /** CreateRequestWithLink: a data-subject request of the link's person (see SubjectRightsService.createForSubject). */
-  async createRequest(principal: Principal, tenantId: string, input: { token: string; kind: RequestKind | null; requestId: string; evidence: Evidence }): Promise<SubjectRequestView> {
+  async createRequest(
+    principal: Principal,
+    tenantId: string,
+    input: { token: string; kind: RequestKind | null; requestId: string; evidence: Evidence },
+  ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const violations: FieldViolation[] = [];
     checkToken(input.token, violations);
-    if (!input.kind || !(LINK_REQUEST_KINDS as readonly string[]).includes(input.kind)) {
-      violations.push({ field: 'kind', reason: 'UNSUPPORTED_KIND', description: 'ACCESS, PORTABILITY or ERASURE' });
+    if (!input.kind || !(LINK_KINDS as readonly string[]).includes(input.kind)) {
+      violations.push({ field: 'kind', reason: 'UNSUPPORTED_KIND', description: 'ACCESS, PORTABILITY, ERASURE or OBJECTION' });
     }
     if (violations.length > 0) throw invalidArgument(violations);
     const { claims } = await this.verify(principal, tenantId, input.token);

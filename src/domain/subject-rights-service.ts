@@ -478,26 +478,32 @@ export class SubjectRightsService {
    * DPO. `index` is one of the person's identifiers as stored (no value is handled). A retry
    * (same request_id) returns the request made first; while one of the same kind made through the
    * page is open, that one is returned instead of a second.
+   *
+   * An OBJECTION (Art. 21(2)-(3), offered on the page as Art. 21(4)-(5) ask: clearly, separately,
+   * by automated means) needs no verification (it only restricts) and takes effect in the same
+   * transaction for the person and everyone linked to them, as CreateRequest's objection does
+   * (ObjectionRecorder): the request is COMPLETED at once, and the consistency token covers it.
    */
   async createForSubject(
     principal: Principal,
     tenantId: string,
     input: { kind: RequestKind; subjectId: string; index: IdentifierIndex; linkId: string; linkVerifies: boolean; requestId: string },
-  ): Promise<SubjectRequestView> {
+  ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     const violations: FieldViolation[] = [];
     checkRequestId(input.requestId, true, violations);
     if (violations.length > 0) throw invalidArgument(violations);
     authorizeTenant(principal, tenantId);
     const now = this.clock.now();
     const link = `preference link ${input.linkId}`;
-    const id = await this.tx.write(async (tx) => {
+    const objection = input.kind === 'OBJECTION';
+    const { id, applied } = await this.tx.write(async (tx): Promise<{ id: string; applied: { subjects: AppliedObjection[]; logSize: number } | null }> => {
       await this.tenants.require(tx, tenantId, false);
       const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
       if (replay) {
         if (replay.kind !== input.kind || replay.subjectId !== input.subjectId || replay.receivedVia !== RECEIVED_VIA_SELF_SERVICE) {
           throw failedPrecondition('REQUEST_ID_REUSED', 'request_id was already used for a different request', { request_id: input.requestId });
         }
-        return replay.id;
+        return { id: replay.id, applied: null };
       }
       // Under the subject's lock: an erasure that committed first shows, one that follows waits.
       const subject = await this.subjects.lock(tx, tenantId, input.subjectId);
@@ -505,9 +511,11 @@ export class SubjectRightsService {
       const open = (await this.repo.requestsOfSubject(tx, tenantId, input.subjectId)).find(
         (r) => r.receivedVia === RECEIVED_VIA_SELF_SERVICE && r.kind === input.kind && r.subjectId === input.subjectId && OPEN_REQUEST_STATES.includes(r.state),
       );
-      if (open) return open.id;
+      if (open) return { id: open.id, applied: null };
       const requestId = randomBytes(16).toString('hex');
-      const verification = input.linkVerifies ? { verificationMethod: SIGNED_LINK, verifiedBy: link, verifiedAt: now } : { verificationMethod: null, verifiedBy: null, verifiedAt: null };
+      // An objection is not verified: it takes effect below, whatever the tenant's link settings.
+      const verifies = input.linkVerifies && !objection;
+      const verification = verifies ? { verificationMethod: SIGNED_LINK, verifiedBy: link, verifiedAt: now } : { verificationMethod: null, verifiedBy: null, verifiedAt: null };
       const first: RequestIdentifierRecord = {
         requestId,
         tenantId,
@@ -521,11 +529,22 @@ export class SubjectRightsService {
       };
       // Persons linked to them are reached too, verified through their identity link (as CreateRequest).
       const rows = await this.resolver.resolve(tx, tenantId, [first], now, now, { insert: async () => undefined, update: async () => undefined });
+      // The objection, for the person and each person linked to them, under their locks.
+      const objected: AppliedObjection[] = [];
+      if (objection) {
+        for (const row of rows) {
+          if (row.subjectId === null) continue;
+          const person = await this.objections.prepareSubject(tx, tenantId, row.subjectId, { kind: row.identifierKind, blindIndex: row.blindIndex });
+          const applied = await this.objections.apply(tx, person, { id: requestId, principal: principal.id, now, position: row.position });
+          row.outcome = applied.note;
+          objected.push(applied);
+        }
+      }
       const record: SubjectRequestRecord = {
         id: requestId,
         tenantId,
         kind: input.kind,
-        state: input.linkVerifies ? 'VERIFIED' : 'RECEIVED',
+        state: objection ? 'COMPLETED' : verifies ? 'VERIFIED' : 'RECEIVED',
         identifierKind: input.index.kind,
         blindIndex: input.index.blindIndex,
         subjectId: input.subjectId,
@@ -533,8 +552,8 @@ export class SubjectRightsService {
         receiveTime: now,
         dueTime: requestDeadline(now),
         extensionReason: null,
-        verificationMethod: input.linkVerifies ? SIGNED_LINK : null,
-        verifiedBy: input.linkVerifies ? link : null,
+        verificationMethod: verifies ? SIGNED_LINK : null,
+        verifiedBy: verifies ? link : null,
         rejectionReason: null,
         result: null,
         requestId: input.requestId,
@@ -545,12 +564,27 @@ export class SubjectRightsService {
       await this.repo.insertRequestIdentifiers(tx, rows);
       const linked = rows.length > 1 ? ` (${rows.length - 1} linked)` : '';
       await this.recordTransition(tx, tenantId, { requestId, fromState: null, toState: 'RECEIVED', principal: principal.id, at: now, note: `received via ${RECEIVED_VIA_SELF_SERVICE} with ${link}${linked}` });
-      if (input.linkVerifies) {
+      if (verifies) {
         await this.recordTransition(tx, tenantId, { requestId, fromState: 'RECEIVED', toState: 'VERIFIED', principal: principal.id, at: now, note: `identity verified by ${SIGNED_LINK} (${link})` });
       }
-      return requestId;
+      if (objection) {
+        // Art. 21(3): honoured at once, without identity verification (it only restricts).
+        const purposes = Math.max(0, ...objected.map((a) => a.purposes));
+        const note = objected.length === 1 ? objected[0].note : `objection applied for ${distinctSubjects(rows).length} person(s): OPT_OUT on every channel for ${purposes} MARKETING purpose(s)`;
+        await this.recordTransition(tx, tenantId, { requestId, fromState: 'RECEIVED', toState: 'COMPLETED', principal: principal.id, at: now, note: note.slice(0, 200) });
+        return { id: requestId, applied: { subjects: objected, logSize: await this.audit.committedSize(tx, tenantId) } };
+      }
+      return { id: requestId, applied: null };
     });
-    return this.get(principal, tenantId, id);
+    for (const a of applied?.subjects ?? []) if (a.subjectId !== null) this.observer?.(tenantId, a.subjectId, a.createdSubject, applied!.logSize);
+    const request = await this.get(principal, tenantId, id);
+    let consistencyToken = '';
+    if (request.kind === 'OBJECTION') {
+      // A retry's token covers the first call's objection too: the log's size now is past it.
+      const position = applied?.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
+      consistencyToken = encodeConsistencyToken(tenantId, position);
+    }
+    return { request, consistencyToken };
   }
 
   /** The person's open requests made through the preference page, oldest first (in the caller's transaction). */

@@ -92,6 +92,11 @@ const EN = {
   requestVerifiedByLink: 'no further proof of identity needed',
   requestNeedsDpo: 'the data protection officer verifies your identity first',
   requestCreated: 'Your request ({kind}) was registered: {state}. It is answered by {due}.',
+  objectHeading: 'Your right to object to direct marketing',
+  objectIntro:
+    'You may object at any time to the use of your data for direct marketing (Art. 21 GDPR). {brand} then sends you no marketing messages on any channel until you agree to them again. Your objection takes effect at once; no proof of identity is needed.',
+  objectButton: 'Object to direct marketing',
+  objectedBanner: 'Your objection is recorded: from now on {brand} sends you no marketing messages on any channel.',
   openRequests: 'Your open requests',
   eraseTitle: 'Erase your data?',
   eraseIntro: 'Erasure removes what {brand} holds about you in this service, irreversibly: your consents and their history become unreadable. You will no longer receive anything, and this link stops working once it is done.',
@@ -186,6 +191,11 @@ const DE: Strings = {
   requestVerifiedByLink: 'kein weiterer Identitätsnachweis nötig',
   requestNeedsDpo: 'der Datenschutzbeauftragte prüft zuerst Ihre Identität',
   requestCreated: 'Ihr Antrag ({kind}) ist eingegangen: {state}. Er wird bis {due} beantwortet.',
+  objectHeading: 'Ihr Recht, der Direktwerbung zu widersprechen',
+  objectIntro:
+    'Sie können der Verwendung Ihrer Daten für Direktwerbung jederzeit widersprechen (Art. 21 DSGVO). {brand} sendet Ihnen dann auf keinem Kanal mehr Werbung, bis Sie wieder einwilligen. Ihr Widerspruch gilt sofort; ein Identitätsnachweis ist nicht nötig.',
+  objectButton: 'Der Direktwerbung widersprechen',
+  objectedBanner: 'Ihr Widerspruch ist eingetragen: {brand} sendet Ihnen ab sofort auf keinem Kanal mehr Werbung.',
   openRequests: 'Ihre offenen Anträge',
   eraseTitle: 'Ihre Daten löschen?',
   eraseIntro: 'Die Löschung entfernt unwiderruflich, was {brand} in diesem Dienst über Sie gespeichert hat: Ihre Einwilligungen und deren Verlauf werden unlesbar. Sie erhalten nichts mehr, und dieser Link funktioniert danach nicht mehr.',

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { Browser, BrowserContext, Page } from 'playwright-core';
 import { PrivacyCenterConfig } from '../../src/config/config';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
-import { CollectionMethod, ConsentEventKind, Verdict } from '../../src/gen/consent/v1/consent';
+import { CollectionMethod, ConsentEventKind, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
 import { SelfServiceServiceClient } from '../../src/gen/consent/v1/self_service';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
 import { SelfServiceSettings, TenantSettings } from '../../src/gen/consent/v1/tenant';
@@ -37,9 +37,10 @@ const PHONE_A = '+4915112340101';
 const PHONE_B = '+4915112340102';
 const PHONE_LIMIT = '+4915112340103';
 const PHONE_R = '+4915112340105';
+const PHONE_O = '+4915112340106';
 const EMAIL_A = 'erika.mustermann@example.org';
 const EMAIL_B = 'max.muster@example.org';
-const PERSONAL = ['203.0.113.77', PHONE_A, PHONE_B, PHONE_LIMIT, PHONE_R, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
+const PERSONAL = ['203.0.113.77', PHONE_A, PHONE_B, PHONE_LIMIT, PHONE_R, PHONE_O, EMAIL_A, EMAIL_B, '15112340', 'erika.mustermann', 'max.muster', encodeURIComponent(EMAIL_A)];
 const LOGO = Buffer.from(
   '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="36" viewBox="0 0 120 36"><rect width="120" height="36" rx="6" fill="#8a1538"/><circle cx="18" cy="18" r="10" fill="#ffffff"/><rect x="36" y="12" width="72" height="12" rx="3" fill="#ffffff"/></svg>',
 );
@@ -448,6 +449,43 @@ forEachDatabase('Privacy center in Chromium', (db, kind) => {
     await call(s.rights, s.rights.liftRestriction, { name: restricted.restriction!.name, reason: 'checked: accurate' }, as('dpo'));
     expect((await check(who, 'newsletter', Channel.CHANNEL_WHATSAPP)).verdict, 'the withdrawal stands').to.equal(Verdict.VERDICT_DENY);
     expect((await check(who, 'offers', Channel.CHANNEL_WHATSAPP)).verdict, 'the other consent applies again').to.equal(Verdict.VERDICT_ALLOW);
+  });
+
+  // Art. 21(4)-(5): the right to object is shown clearly and separately, and exercised by one click.
+  it('the objection to direct marketing, in a section of its own: one click, no proof of identity; every marketing check of the person denies (OBJECTED) right after, and the page shows the consents withdrawn', async function () {
+    this.timeout(60_000);
+    const who = phone(PHONE_O);
+    for (const id of ['newsletter', 'offers']) {
+      await call(s.consent, s.consent.recordConsent, {
+        parent: `tenants/${TENANT}`, subjectIdentifier: who, purpose: purpose(id), channel: Channel.CHANNEL_WHATSAPP, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_IN,
+        method: CollectionMethod.COLLECTION_METHOD_WEB_FORM, notice: `${purpose(id)}/notices/1`, eventTime: undefined, expireTime: undefined, evidence: undefined, lawfulBasis: 0, jurisdiction: '', requestId: `pc-o-${id}`, issueReceipt: false,
+      } as never, as('recorder'));
+    }
+    s.clock.advance(1000);
+    const page = await newPage();
+    await page.goto(await preferenceLink(who));
+    await page.waitForSelector('#objection');
+    expect(await page.textContent('#objection-heading')).to.equal('Your right to object to direct marketing');
+    expect(await page.textContent('#objection')).to.include('Art. 21 GDPR').and.include('no proof of identity is needed');
+    expect(await page.locator('.requests #request-objection').count(), 'apart from the requests').to.equal(0);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await shot(page, 'objection-offered');
+    const response = await submit(page, '#request-objection button[type=submit]');
+    expect(response.status()).to.equal(200);
+    expect(await page.textContent('#banner')).to.include('Your objection is recorded');
+    for (const id of ['newsletter', 'offers']) {
+      for (const channel of [Channel.CHANNEL_WHATSAPP, Channel.CHANNEL_SMS]) {
+        const d = await check(who, id, channel);
+        expect([Verdict[d.verdict], DecisionReason[d.reason]], `${id} ${Channel[channel]}`).to.deep.equal(['VERDICT_DENY', 'DECISION_REASON_OBJECTED']);
+      }
+    }
+    const statuses = await page.locator('table.prefs tbody tr .status').allTextContents();
+    expect(statuses.map((t) => t.trim())).to.satisfy((all: string[]) => all.length === 2 && all.every((t) => /^withdrawn on /.test(t)));
+    expect(await page.locator('#withdraw-all-form').count(), 'nothing left to withdraw').to.equal(0);
+    expect(await seriousViolations(page)).to.deep.equal([]);
+    await shot(page, 'objection-recorded');
+    const objection = (await call(s.rights, s.rights.listRequests, { parent: `tenants/${TENANT}`, state: 0, kind: RequestKind.REQUEST_KIND_OBJECTION, overdue: false, dueBefore: undefined, pageSize: 100, pageToken: '' }, as('dpo'))).requests;
+    expect(objection.map((r) => [RequestState[r.state], ReceivedVia[r.receivedVia]])).to.deep.equal([['REQUEST_STATE_COMPLETED', 'RECEIVED_VIA_SELF_SERVICE']]);
   });
 
   it('requests by link: a copy of my data is verified by the link (tenant allows ACCESS); erasure needs the confirmation step and then waits for the DPO', async function () {

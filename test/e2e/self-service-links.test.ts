@@ -137,6 +137,7 @@ forEachDatabase('preference links', (db) => {
       ['REQUEST_KIND_ACCESS', false],
       ['REQUEST_KIND_PORTABILITY', false],
       ['REQUEST_KIND_ERASURE', false],
+      ['REQUEST_KIND_OBJECTION', true],
     ]);
     expect(got.openRequests).to.deep.equal([]);
   });
@@ -290,16 +291,70 @@ forEachDatabase('preference links', (db) => {
     expect([verified.verificationMethod, verified.verifiedBy]).to.deep.equal(['SIGNED_LINK', `preference link ${jti}`]);
 
     const shown = await preferences(token);
-    expect(shown.requestOptions.map((o) => o.linkVerifies)).to.deep.equal([false, false, true]);
+    expect(shown.requestOptions.map((o) => o.linkVerifies)).to.deep.equal([false, false, true, true]);
     expect(shown.openRequests.map((r) => r.name).sort(), "created at the same instant: compared as a set").to.deep.equal([received.name, first.name, verified.name].sort());
 
     const before = await auditSize();
-    for (const kind of [RequestKind.REQUEST_KIND_OBJECTION, RequestKind.REQUEST_KIND_RECTIFICATION, RequestKind.REQUEST_KIND_UNSPECIFIED]) {
+    for (const kind of [RequestKind.REQUEST_KIND_RESTRICTION, RequestKind.REQUEST_KIND_RECTIFICATION, RequestKind.REQUEST_KIND_UNSPECIFIED]) {
       const bad = await expectGrpcError(requestWithLink(token, kind), status.INVALID_ARGUMENT);
       expect(bad.fields).to.deep.equal(['kind']);
     }
     expect(await auditSize()).to.equal(before);
     await setLinkVerifies([]);
+  });
+
+  // Art. 21(3)-(5): the person objects on the page, by automated means, without proof of identity.
+  it('CreateRequestWithLink OBJECTION: COMPLETED at once, whatever the link settings; marketing denied on every channel for the person and the persons linked to them (the token sees it), utility untouched; a retry records nothing twice', async function () {
+    const number = phone('+4915122200501');
+    const address = email('linked.objection@example.org');
+    await optIn(T, number, 'newsletter', Channel.CHANNEL_WHATSAPP);
+    await optIn(T, number, 'newsletter', Channel.CHANNEL_SMS);
+    await optIn(T, number, 'orders', Channel.CHANNEL_WHATSAPP);
+    await optIn(T, address, 'newsletter', Channel.CHANNEL_EMAIL);
+    const identity = as(new IdentityServiceClient(s.address, credentials.createInsecure(), asBearer(await adminToken())));
+    await call(identity, identity.linkIdentifiers, LinkIdentifiersRequest.fromPartial({ parent: `tenants/${T}`, first: number, second: address, method: 'ID_DOCUMENT', verifiedBy: 'dpo-anna', requestId: `link-${++counter}` }));
+    // Warm the decision cache: the objection must reach a cached answer too.
+    expect(await check(number, 'newsletter', Channel.CHANNEL_SMS)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    expect(await check(address, 'newsletter', Channel.CHANNEL_EMAIL)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    await setLinkVerifies([]);
+    const { token: numberToken } = await makeLink(number);
+    s.clock.advance(1000);
+    const requestId = `obj-link-${++counter}`;
+    const made = await requestWithLink(numberToken, RequestKind.REQUEST_KIND_OBJECTION, { requestId });
+    const r = made.request!;
+    expect([RequestKind[r.kind], RequestState[r.state], ReceivedVia[r.receivedVia], r.verificationMethod]).to.deep.equal(['REQUEST_KIND_OBJECTION', 'REQUEST_STATE_COMPLETED', 'RECEIVED_VIA_SELF_SERVICE', '']);
+    expect(r.transitions.map((t) => [t.principal, RequestState[t.toState]])).to.deep.equal([
+      ['privacy-center', 'REQUEST_STATE_RECEIVED'],
+      ['privacy-center', 'REQUEST_STATE_COMPLETED'],
+    ]);
+    expect(r.transitions[1].note).to.match(/^objection applied for 2 person\(s\)/);
+    expect(made.consistencyToken).to.not.equal('');
+    for (const [who, channel] of [[number, Channel.CHANNEL_SMS], [number, Channel.CHANNEL_WHATSAPP], [number, Channel.CHANNEL_EMAIL], [address, Channel.CHANNEL_EMAIL]] as const) {
+      expect(await check(who, 'newsletter', channel, made.consistencyToken), `${Channel[channel]} with the token`).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+      expect(await check(who, 'newsletter', channel), `${Channel[channel]} from the cache`).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    }
+    expect(await check(number, 'orders', Channel.CHANNEL_WHATSAPP), 'a utility purpose').to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    // The page shows the marketing scopes as withdrawn; no open request is left.
+    const shown = await preferences(numberToken);
+    expect(shown.preferences.filter((p) => p.purpose.endsWith('/newsletter')).map((p) => [ConsentEventKind[p.lastKind], p.granted])).to.deep.equal([
+      ['CONSENT_EVENT_KIND_OPT_OUT', false],
+      ['CONSENT_EVENT_KIND_OPT_OUT', false],
+    ]);
+    expect(shown.openRequests).to.deep.equal([]);
+    const size = await auditSize();
+    const again = await requestWithLink(numberToken, RequestKind.REQUEST_KIND_OBJECTION, { requestId });
+    expect(again.request!.name).to.equal(r.name);
+    expect(again.consistencyToken).to.not.equal('');
+    expect(await auditSize(), 'a retry records nothing').to.equal(size);
+    expect((await expectGrpcError(requestWithLink(numberToken, RequestKind.REQUEST_KIND_ACCESS, { requestId }), status.FAILED_PRECONDITION)).reason).to.equal('REQUEST_ID_REUSED');
+    // The DPO sees it as the person's own request, completed.
+    const listed = await call(rights, rights.getRequest, { name: r.name });
+    expect(RequestState[listed.request!.state]).to.equal('REQUEST_STATE_COMPLETED');
+    // Only a new opt-in of the person, after the objection, allows again (rule 1b).
+    s.clock.advance(1000);
+    await optIn(T, number, 'newsletter', Channel.CHANNEL_SMS);
+    expect(await check(number, 'newsletter', Channel.CHANNEL_SMS)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    expect(await check(number, 'newsletter', Channel.CHANNEL_WHATSAPP)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
   });
 
   it('a token of another tenant, person or use, a tampered and an expired one are refused and change nothing', async function () {

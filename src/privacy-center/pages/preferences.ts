@@ -13,12 +13,14 @@ const KIND_IDS: Record<number, string> = {
   [RequestKind.REQUEST_KIND_ACCESS]: 'access',
   [RequestKind.REQUEST_KIND_PORTABILITY]: 'portability',
   [RequestKind.REQUEST_KIND_ERASURE]: 'erasure',
+  [RequestKind.REQUEST_KIND_OBJECTION]: 'objection',
 };
 /** A Map, not an object: a form's `kind` of "__proto__" or "toString" must find nothing (an object literal inherits them). */
 const KINDS: ReadonlyMap<string, RequestKind> = new Map([
   ['access', RequestKind.REQUEST_KIND_ACCESS],
   ['portability', RequestKind.REQUEST_KIND_PORTABILITY],
   ['erasure', RequestKind.REQUEST_KIND_ERASURE],
+  ['objection', RequestKind.REQUEST_KIND_OBJECTION],
 ]);
 
 /**
@@ -26,7 +28,8 @@ const KINDS: ReadonlyMap<string, RequestKind> = new Map([
  * fragment, posted by the page's script) or /t/{tenant}/preferences/{token}. It shows per purpose
  * and channel what the person agreed to, when, and the notice they saw; withdrawing one or all is
  * one POST each (WithdrawWithLink); access, portability and erasure requests (CreateRequestWithLink),
- * erasure behind a confirmation step. Every form carries the token in its body, never in an address.
+ * erasure behind a confirmation step; the objection to direct marketing (Art. 21), in a section of
+ * its own, one POST that takes effect at once. Every form carries the token in its body, never in an address.
  */
 export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext): void {
   const tokenOf = (request: FastifyRequest): string => {
@@ -72,9 +75,11 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
         requestId: randomUUID(),
       };
     });
+    // The objection is offered apart from the requests, as Art. 21(4) asks ("clearly and separately").
     const requestOptions = prefs.requestOptions
-      .filter((o) => KIND_IDS[o.kind])
+      .filter((o) => KIND_IDS[o.kind] && o.kind !== RequestKind.REQUEST_KIND_OBJECTION)
       .map((o) => ({ id: KIND_IDS[o.kind], label: s.requestKind[o.kind], verifies: o.linkVerifies, requestId: randomUUID() }));
+    const objection = prefs.requestOptions.some((o) => o.kind === RequestKind.REQUEST_KIND_OBJECTION) ? { requestId: randomUUID() } : null;
     const openRequests = prefs.openRequests.map((r) => ({ kind: s.requestKindName[r.kind] ?? '', state: s.requestStates[r.state] ?? '' }));
     const csrf = reply.generateCsrf();
     return reply
@@ -86,6 +91,7 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
           anyWithdrawable: rows.some((r) => r.withdrawable),
           allRequestId: randomUUID(),
           requestOptions,
+          objection,
           openRequests,
           banner,
           token,
@@ -180,6 +186,7 @@ export function preferencePages(app: FastifyInstance, ctx: PrivacyCenterContext)
     );
     if (!created) return reply;
     const r = created.request!;
+    if (r.kind === RequestKind.REQUEST_KIND_OBJECTION) return render(reply, t.page, t.lang, token, fill(s.objectedBanner, { brand: t.page.brandName }));
     const due = r.dueTime ? formatTime(t.lang, new Date(r.dueTime.getTime() - 1)) : '';
     const banner = fill(s.requestCreated, { kind: s.requestKindName[r.kind] ?? '', state: s.requestStates[r.state] ?? '', due });
     return render(reply, t.page, t.lang, token, banner);

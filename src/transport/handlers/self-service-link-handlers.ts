@@ -73,13 +73,13 @@ export function selfServiceLinkHandlers(
 
     createRequestWithLink: pipeline.unary('CreateRequestWithLink', async (req, ctx) => {
       const tenantId = parentTenant(req.parent);
-      const request = await links.createRequest(ctx.principal, tenantId, {
+      const { request, consistencyToken } = await links.createRequest(ctx.principal, tenantId, {
         token: req.token,
         kind: requestKinds.toDomain(req.kind),
         requestId: req.requestId,
         evidence: evidenceFromProto(req.evidence),
       });
-      return { request: requestToProto(request) };
+      return { request: requestToProto(request), consistencyToken };
     }),
   };
 }

@@ -260,7 +260,10 @@ export interface GetPreferencesResponse {
 /** A data-subject request kind the preference page offers. */
 export interface SelfServiceRequestOption {
   kind: RequestKind;
-  /** True: the link's possession verifies the person for this kind (tenant setting). */
+  /**
+   * True: the link's possession verifies the person for this kind (tenant setting); always true
+   * for OBJECTION, which needs no proof of identity.
+   */
   linkVerifies: boolean;
 }
 
@@ -302,7 +305,7 @@ export interface CreateRequestWithLinkRequest {
   parent: string;
   /** The preference link's token. */
   token: string;
-  /** ACCESS, PORTABILITY or ERASURE. */
+  /** ACCESS, PORTABILITY, ERASURE or OBJECTION. */
   kind: RequestKind;
   /** The click's evidence. */
   evidence?:
@@ -314,8 +317,15 @@ export interface CreateRequestWithLinkRequest {
 
 /** Response of SelfServiceService.CreateRequestWithLink. */
 export interface CreateRequestWithLinkResponse {
-  /** The request (VERIFIED when the link verifies the person for its kind, else RECEIVED). */
-  request?: DataSubjectRequest | undefined;
+  /**
+   * The request (VERIFIED when the link verifies the person for its kind, else RECEIVED; an
+   * OBJECTION COMPLETED).
+   */
+  request?:
+    | DataSubjectRequest
+    | undefined;
+  /** For an OBJECTION: a check with this token sees it (CheckConsent's `consistency`); else empty. */
+  consistencyToken: string;
 }
 
 function createBaseSignUpChoice(): SignUpChoice {
@@ -2664,13 +2674,16 @@ export const CreateRequestWithLinkRequest: MessageFns<CreateRequestWithLinkReque
 };
 
 function createBaseCreateRequestWithLinkResponse(): CreateRequestWithLinkResponse {
-  return { request: undefined };
+  return { request: undefined, consistencyToken: "" };
 }
 
 export const CreateRequestWithLinkResponse: MessageFns<CreateRequestWithLinkResponse> = {
   encode(message: CreateRequestWithLinkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.request !== undefined) {
       DataSubjectRequest.encode(message.request, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
     }
     return writer;
   },
@@ -2696,6 +2709,14 @@ export const CreateRequestWithLinkResponse: MessageFns<CreateRequestWithLinkResp
             message.request = DataSubjectRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2709,13 +2730,23 @@ export const CreateRequestWithLinkResponse: MessageFns<CreateRequestWithLinkResp
   },
 
   fromJSON(object: any): CreateRequestWithLinkResponse {
-    return { request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined };
+    return {
+      request: isSet(object.request) ? DataSubjectRequest.fromJSON(object.request) : undefined,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
   },
 
   toJSON(message: CreateRequestWithLinkResponse): unknown {
     const obj: any = {};
     if (message.request !== undefined) {
       obj.request = DataSubjectRequest.toJSON(message.request);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
     }
     return obj;
   },
@@ -2730,6 +2761,7 @@ export const CreateRequestWithLinkResponse: MessageFns<CreateRequestWithLinkResp
     message.request = (object.request !== undefined && object.request !== null)
       ? DataSubjectRequest.fromPartial(object.request)
       : undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
@@ -2858,10 +2890,11 @@ export const SelfServiceServiceService = {
     responseDeserialize: (value: Buffer): WithdrawWithLinkResponse => WithdrawWithLinkResponse.decode(value),
   },
   /**
-   * Creates a data-subject request (access, portability, erasure) for the link's person; identity
-   * verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for that kind
-   * (`self_service.link_verifies`), otherwise the request waits for the DPO's verification.
-   * Idempotent by `request_id`.
+   * Creates a data-subject request (access, portability, erasure, objection) for the link's person;
+   * identity verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for
+   * that kind (`self_service.link_verifies`), otherwise the request waits for the DPO's
+   * verification. An OBJECTION (Art. 21(2)-(3)) needs none: it takes effect at once for the person
+   * and everyone linked to them, as CreateRequest's does, and is COMPLETED. Idempotent by `request_id`.
    */
   createRequestWithLink: {
     path: "/consent.v1.SelfServiceService/CreateRequestWithLink" as const,
@@ -2920,10 +2953,11 @@ export interface SelfServiceServiceServer extends UntypedServiceImplementation {
    */
   withdrawWithLink: handleUnaryCall<WithdrawWithLinkRequest, WithdrawWithLinkResponse>;
   /**
-   * Creates a data-subject request (access, portability, erasure) for the link's person; identity
-   * verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for that kind
-   * (`self_service.link_verifies`), otherwise the request waits for the DPO's verification.
-   * Idempotent by `request_id`.
+   * Creates a data-subject request (access, portability, erasure, objection) for the link's person;
+   * identity verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for
+   * that kind (`self_service.link_verifies`), otherwise the request waits for the DPO's
+   * verification. An OBJECTION (Art. 21(2)-(3)) needs none: it takes effect at once for the person
+   * and everyone linked to them, as CreateRequest's does, and is COMPLETED. Idempotent by `request_id`.
    */
   createRequestWithLink: handleUnaryCall<CreateRequestWithLinkRequest, CreateRequestWithLinkResponse>;
 }
@@ -3067,10 +3101,11 @@ export interface SelfServiceServiceClient extends Client {
     callback: (error: ServiceError | null, response: WithdrawWithLinkResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Creates a data-subject request (access, portability, erasure) for the link's person; identity
-   * verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for that kind
-   * (`self_service.link_verifies`), otherwise the request waits for the DPO's verification.
-   * Idempotent by `request_id`.
+   * Creates a data-subject request (access, portability, erasure, objection) for the link's person;
+   * identity verification is recorded as "SIGNED_LINK" when the tenant's settings allow it for
+   * that kind (`self_service.link_verifies`), otherwise the request waits for the DPO's
+   * verification. An OBJECTION (Art. 21(2)-(3)) needs none: it takes effect at once for the person
+   * and everyone linked to them, as CreateRequest's does, and is COMPLETED. Idempotent by `request_id`.
    */
   createRequestWithLink(
     request: CreateRequestWithLinkRequest,
