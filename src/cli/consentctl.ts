@@ -34,7 +34,7 @@ import { sendChannelOf, verifyExplanation } from './explain-verify';
 import { CliError, EXIT, EXIT_CODE_TABLE, usageError, verificationFailed } from './exit-codes';
 import { grpcFailure, isServiceError } from './grpc-errors';
 import { endQuietlyWhenReaderLeaves, progressOn } from './terminal-output';
-import { describeSummary, exitCodeOf, importableFile, importFile, importFormatOf, MAX_IMPORT_ROWS, ROWS_PER_MESSAGE } from './import-consents';
+import { describeSummary, exitCodeOf, importableFile, importFile, importFormatOf, MAX_IMPORT_ROWS, rejectsApartFromInput, ROWS_PER_MESSAGE } from './import-consents';
 import {
   address as checkAddress,
   childName,
@@ -530,6 +530,8 @@ export function buildProgram(): Command & { active(): Command } {
       const format = importFormatOf(file, o.format);
       const rejectsFile = o.rejects !== undefined ? writableFile(o.rejects, '--rejects') : undefined;
       const rowsPerCall = positiveInt(o.rowsPerCall, '--rows-per-call');
+      // After every other argument, before any file is opened: --rejects must not be the input.
+      if (rejectsFile !== undefined) rejectsApartFromInput(file, rejectsFile);
       const s = g();
       const interrupt = new AbortController();
       const onSigint = () => interrupt.abort();

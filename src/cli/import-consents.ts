@@ -1,4 +1,5 @@
 import { accessSync, constants, createWriteStream, statSync, WriteStream } from 'node:fs';
+import path from 'node:path';
 import { once } from 'node:events';
 import { ChannelCredentials, ClientWritableStream, Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { ConsentServiceClient, ImportConsentsRequest, ImportConsentsResponse, ImportRow } from '../gen/consent/v1/consent';
@@ -6,7 +7,7 @@ import { BadRequest, ErrorInfo } from '../gen/google/rpc/error_details';
 import { Status } from '../gen/google/rpc/status';
 import { CliError, EXIT, usageError } from './exit-codes';
 import { grpcFailure } from './grpc-errors';
-import { columnOf, headerProblem, importRowOf, RowProblem } from './import-rows';
+import { columnOf, headerProblem, importRowOf, MAX_ROW_BYTES, oversizeProblems, RowProblem } from './import-rows';
 import { CsvHeaderError, readRecords, SourceFormat } from './import-source';
 import { Progress } from './terminal-output';
 
@@ -73,6 +74,8 @@ export interface ImportSummary {
   rowsPerSecond: number;
   /** Set when the run did not finish: why. */
   stopped: string | null;
+  /** The file was refused before any row was sent (its header row; exit 2): nothing was sent, nothing written to the rejects file. */
+  refused: boolean;
   /** The whole file was read (a stop came while the service's last answers were awaited). */
   readToEnd: boolean;
 }
@@ -83,7 +86,8 @@ export interface ImportSummary {
  * neighbours went in (calls cover consecutive lines), then both are written together, sorted.
  */
 class Rejects {
-  private readonly out: WriteStream | null;
+  /** Opened once the file's header was accepted: a file refused leaves an earlier rejects file as it was. */
+  private out: WriteStream | null = null;
   private readonly jsonl: boolean;
   /** Lines of rejected rows; and of those this program rejected itself. */
   readonly lines = new Set<number>();
@@ -93,8 +97,13 @@ class Rejects {
 
   constructor(readonly file: string | undefined) {
     this.jsonl = file !== undefined && /\.jsonl?$/i.test(file);
-    this.out = file !== undefined ? createWriteStream(file, { encoding: 'utf8' }) : null;
-    if (this.out && !this.jsonl) this.out.write('line,reason,field,message\r\n');
+  }
+
+  /** Creates (or empties) the rejects file, once. */
+  open(): void {
+    if (this.file === undefined || this.out) return;
+    this.out = createWriteStream(this.file, { encoding: 'utf8' });
+    if (!this.jsonl) this.out.write('line,reason,field,message\r\n');
   }
 
   /** A row this program rejected: written with the next answer of the service. */
@@ -113,6 +122,7 @@ class Rejects {
 
   private write(line: number, problems: RowProblem[]): void {
     this.lines.add(line);
+    this.open();
     for (const p of problems) {
       if (this.out) {
         this.out.write(this.jsonl ? `${JSON.stringify({ line, reason: p.reason, field: p.field, message: p.message })}\n` : `${line},${csvField(p.reason)},${csvField(p.field)},${csvField(p.message)}\r\n`);
@@ -122,8 +132,13 @@ class Rejects {
     }
   }
 
-  async close(): Promise<void> {
-    this.answered([]);
+  /** Writes what is waiting and closes the file; `refused`: the file was refused before anything was sent, nothing is written. */
+  async close(refused = false): Promise<void> {
+    if (refused) this.waiting = [];
+    else {
+      this.answered([]);
+      this.open();
+    }
     if (!this.out) {
       if (this.lines.size > REJECTIONS_SHOWN) process.stderr.write(`(${this.lines.size} rows rejected in all; --rejects FILE writes every one)\n`);
       return;
@@ -205,6 +220,26 @@ export function importableFile(file: string): void {
   if (!statSync(file).isFile()) throw usageError(`${file} is not a file`);
 }
 
+/**
+ * --rejects must not be the file being imported, by any path to it (another spelling, a symbolic
+ * or hard link: the same device and inode): opening it for writing empties it before a row is
+ * read, and the business's list is gone (found by a probe). Checked after every other argument,
+ * before any file is opened.
+ */
+export function rejectsApartFromInput(input: string, rejects: string): void {
+  let same = path.resolve(input) === path.resolve(rejects);
+  if (!same) {
+    try {
+      const a = statSync(input);
+      const b = statSync(rejects);
+      same = a.dev === b.dev && a.ino === b.ino;
+    } catch {
+      // The rejects file does not exist yet: it is not the input.
+    }
+  }
+  if (same) throw usageError(`--rejects ${rejects} is the file being imported: writing the rejected rows there would destroy it before it is read; give another file`);
+}
+
 /** The file's format: --format, or from its name (.csv, .jsonl, .json); a usage error otherwise (exit 2). */
 export function importFormatOf(file: string, given: string | undefined): SourceFormat {
   const format = (given ?? (/\.jsonl?$/i.test(file) ? 'jsonl' : /\.csv$/i.test(file) ? 'csv' : '')).toLowerCase();
@@ -228,6 +263,7 @@ export async function importFile(
   const parent = `tenants/${options.tenant}`;
   const fileBytes = statSync(options.file).size;
   const rejects = new Rejects(options.rejectsFile);
+  let refused = false;
   // An answer lists every rejected row of its call with its status: up to 50,000 of them, far
   // beyond grpc-js's default 4 MiB for a message received.
   const client = new ConsentServiceClient(target.address, target.credentials, { 'grpc.max_send_message_length': 4 * 1024 * 1024, 'grpc.max_receive_message_length': MAX_ANSWER_BYTES });
@@ -297,6 +333,8 @@ export async function importFile(
   try {
     for await (const record of records) {
       if (stopped) break;
+      // The header (CSV) was accepted: the rejects file is made now.
+      rejects.open();
       rows++;
       if ('error' in record) {
         rejects.local(record.line, [{ reason: record.error.reason, field: '', message: record.error.message }]);
@@ -307,8 +345,14 @@ export async function importFile(
         rejects.local(record.line, row);
         continue;
       }
-      // A row that would take the message past BYTES_PER_MESSAGE goes into the next one.
       const size = ImportRow.encode(row).finish().length + 8;
+      // A row larger than any row within the service's limits is not sent: it alone would take
+      // its message past the service's 4 MiB and the whole call would be refused.
+      if (size > MAX_ROW_BYTES) {
+        rejects.local(record.line, oversizeProblems(row));
+        continue;
+      }
+      // A row that would take the message past BYTES_PER_MESSAGE goes into the next one.
       if (batch.length > 0 && batchBytes + size > BYTES_PER_MESSAGE) await flush();
       batch.push(row);
       batchBytes += size;
@@ -323,6 +367,8 @@ export async function importFile(
     if (err instanceof CsvHeaderError) {
       currentCall()?.cancel();
       failure = usageError(err.message);
+      // The header is the file's first record: nothing was sent.
+      refused = calls === 0;
     } else if (isServiceError(err)) {
       failure = stopped === 'interrupted' ? null : grpcFailure(err, target.address);
       stopped ??= `${status[err.code] ?? err.code}`;
@@ -335,7 +381,7 @@ export async function importFile(
     interrupt.removeEventListener('abort', onInterrupt);
     if (stopped) currentCall()?.cancel();
     client.close();
-    await rejects.close();
+    await rejects.close(refused);
   }
   if (stopped === 'interrupted') failure = null;
   if (failure && stopped === null) stopped = failure.message;
@@ -358,6 +404,7 @@ export async function importFile(
     seconds: Math.round(seconds * 100) / 100,
     rowsPerSecond: seconds > 0 ? Math.round(rows / seconds) : rows,
     stopped,
+    refused,
     readToEnd,
   };
   return { summary, failure };
@@ -376,6 +423,9 @@ function formatDuration(seconds: number): string {
 /** The summary as a person reads it. */
 export function describeSummary(s: ImportSummary): string {
   const n = (x: number) => x.toLocaleString('en');
+  if (s.refused) {
+    return `${s.file} -> tenants/${s.tenant}: NOT IMPORTED, nothing was sent (the reason is on stderr)\n  fix the file's header row (its first line, naming the columns: docs/import.md) and run the command again\n`;
+  }
   const lines = [
     `${s.file} -> tenants/${s.tenant}: ${n(s.rows)} rows read in ${s.seconds} s (${n(s.rowsPerSecond)} rows/s)`,
     `  recorded now:       ${n(s.recorded)}`,

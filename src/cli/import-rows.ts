@@ -1,7 +1,7 @@
 import { CollectionMethod, ConsentEventKind, ImportRow, LawfulBasis } from '../gen/consent/v1/consent';
 import { Channel } from '../gen/consent/v1/common';
 import { PURPOSE_ID } from '../domain/resource-names';
-import { SourceValues } from './import-source';
+import type { SourceValues } from './import-source';
 
 /**
  * The columns of an import file (docs/import.md) and how one record becomes an ImportRow. Only
@@ -46,14 +46,60 @@ export interface RowProblem {
   message: string;
 }
 
-/** The header's problem, if any: an unknown column (a typo would silently drop data) or a required one missing. */
+/**
+ * What a header name may look like to be shown back: a file without its header row has a row of
+ * data where the header should be, and its values (phone numbers, e-mail addresses, names) must
+ * not reach an error message. Unknown columns are therefore named by their place, with the
+ * column they may have been meant as; their text is never repeated.
+ */
+const COLUMN_SHAPE = /^[a-z][a-z_ -]{0,39}$/;
+
+/** The header's problem, if any: an unknown column (a typo would silently drop data), an empty one, or a required one missing. */
 export function headerProblem(columns: string[]): string | null {
-  const unknown = columns.filter((c) => !(IMPORT_COLUMNS as readonly string[]).includes(c));
-  if (unknown.length > 0) return `unknown column${unknown.length > 1 ? 's' : ''} ${unknown.map((c) => `"${c}"`).join(', ')} (the columns are: ${IMPORT_COLUMNS.join(', ')})`;
+  const known = (c: string) => (IMPORT_COLUMNS as readonly string[]).includes(c);
+  const unknown = columns.flatMap((c, i) => (c !== '' && !known(c) ? [i] : []));
+  const empty = columns.flatMap((c, i) => (c === '' ? [i + 1] : []));
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  if (unknown.length > 0) {
+    // A row of data rather than a header: text no column name has (digits, @, +, dots), or mostly
+    // unknown names none of which looks like a misspelt column.
+    const dataLike = unknown.some((i) => !COLUMN_SHAPE.test(columns[i])) || (unknown.length * 2 > columns.length && unknown.every((i) => likelyColumn(columns[i]) === null));
+    if (dataLike) {
+      return `the header row names ${plural(unknown.length, 'unknown column')} (not shown: they may be personal data): the file may lack its header row, a first line naming the columns (${IMPORT_COLUMNS.join(', ')})`;
+    }
+    const named = unknown.map((i) => {
+      const meant = likelyColumn(columns[i]);
+      return `column ${i + 1}${meant ? ` (did you mean "${meant}"?)` : ''}`;
+    });
+    return `the header row names ${plural(unknown.length, 'unknown column')}: ${named.join(', ')}; the columns are: ${IMPORT_COLUMNS.join(', ')}`;
+  }
+  if (empty.length > 0) return `in the header row, ${empty.length === 1 ? `column ${empty[0]} is` : `columns ${empty.join(', ')} are`} empty (a comma too many?)`;
   const missing = REQUIRED_COLUMNS.filter((c) => !columns.includes(c));
   if (missing.length > 0) return `missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
   if (!IDENTIFIER_COLUMNS.some((c) => columns.includes(c))) return `no identifier column: give at least one of ${IDENTIFIER_COLUMNS.join(', ')}`;
   return null;
+}
+
+/** The column a header name that is not one was probably meant as (a typo, or a longer name such as phone_number), if any. */
+function likelyColumn(name: string): string | null {
+  const parts = name.split(/[_ -]+/).filter((p) => p.length >= 4);
+  let best: { column: string; distance: number } | null = null;
+  for (const column of IMPORT_COLUMNS) {
+    const distance = editDistance(name, column);
+    if (distance <= (column.length <= 4 ? 1 : 2) && (best === null || distance < best.distance)) best = { column, distance };
+  }
+  if (best) return best.column;
+  return IMPORT_COLUMNS.find((column) => column.split('_').some((p) => parts.includes(p))) ?? null;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 const CHANNELS: Record<string, Channel> = {
@@ -112,18 +158,29 @@ const PHONE_CHARACTERS = /^\+?[0-9\s().\/-]{1,64}$/;
 /** One record as the row to send, or what is wrong with it (every bad column). */
 export function importRowOf(values: SourceValues, tenant: string, line: number): ImportRow | RowProblem[] {
   const problems: RowProblem[] = [];
-  const text = (column: string): string => {
+  // Every value as text, once. A JSON Lines value must be a string: a JSON number is read as a
+  // double, which keeps 15-17 significant digits, so 12345678901234567890 in customer_id would be
+  // recorded as 12345678901234567000, another person's identifier (found by a probe). Only
+  // `notice` may be a number, a whole one (docs/import.md).
+  const given = new Map<string, string>();
+  const invalid = new Set<string>();
+  for (const column of IMPORT_COLUMNS) {
     const v = values[column];
-    if (v === undefined || v === null) return '';
-    if (typeof v === 'string') return v.trim();
-    if (typeof v === 'number' && Number.isFinite(v)) return String(v);
-    problems.push({ reason: 'INVALID_VALUE', field: column, message: 'must be text (or a number)' });
-    return '';
-  };
+    if (v === undefined || v === null) continue;
+    if (typeof v === 'string') given.set(column, v.trim());
+    else if (column === 'notice' && typeof v === 'number' && Number.isSafeInteger(v) && v > 0) given.set(column, String(v));
+    else {
+      invalid.add(column);
+      if (column === 'notice') problems.push({ reason: 'INVALID_NOTICE', field: column, message: "must be the version number of the purpose's notice, a whole number such as 1 (or its digits as text)" });
+      else problems.push({ reason: 'INVALID_VALUE', field: column, message: `must be text (a JSON string in quotes), not ${typeof v === 'number' ? 'a number: a JSON number may not keep every digit' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`}` });
+    }
+  }
+  const text = (column: string): string => given.get(column) ?? '';
   for (const key of Object.keys(values)) {
     if (!(IMPORT_COLUMNS as readonly string[]).includes(key)) problems.push({ reason: 'UNKNOWN_FIELD', field: key, message: `not a column of an import (the columns are: ${IMPORT_COLUMNS.join(', ')})` });
   }
   const choice = <E>(column: string, table: Record<string, E>, fallback?: E): E | undefined => {
+    if (invalid.has(column)) return undefined;
     const raw = text(column);
     if (raw === '') {
       if (fallback === undefined) problems.push({ reason: 'REQUIRED', field: column, message: `required: one of ${Object.keys(table).join(', ')}` });
@@ -134,6 +191,7 @@ export function importRowOf(values: SourceValues, tenant: string, line: number):
     return value;
   };
   const time = (column: string, required: boolean): Date | undefined => {
+    if (invalid.has(column)) return undefined;
     const raw = text(column);
     if (raw === '') {
       if (required) problems.push({ reason: 'REQUIRED', field: column, message: 'required: when the person acted, ISO 8601 such as 2024-03-01T10:00:00Z' });
@@ -147,10 +205,12 @@ export function importRowOf(values: SourceValues, tenant: string, line: number):
     return date;
   };
 
-  const identifiers = IDENTIFIER_COLUMNS.filter((c) => text(c) !== '');
+  const identifiers = IDENTIFIER_COLUMNS.filter((c) => text(c) !== '' || invalid.has(c));
   let subjectIdentifier: ImportRow['subjectIdentifier'];
   const region = text('region');
-  if (identifiers.length !== 1) {
+  if (identifiers.length === 1 && invalid.has(identifiers[0])) {
+    // Its problem is said already.
+  } else if (identifiers.length !== 1) {
     problems.push({
       reason: identifiers.length === 0 ? 'REQUIRED' : 'ONE_IDENTIFIER_PER_ROW',
       field: identifiers.length === 0 ? 'phone' : identifiers.join(','),
@@ -167,7 +227,7 @@ export function importRowOf(values: SourceValues, tenant: string, line: number):
   }
 
   const purpose = text('purpose');
-  if (purpose === '') problems.push({ reason: 'REQUIRED', field: 'purpose', message: 'required: a purpose id such as newsletter ("-" for an opt-out of all purposes)' });
+  if (purpose === '' && !invalid.has('purpose')) problems.push({ reason: 'REQUIRED', field: 'purpose', message: 'required: a purpose id such as newsletter ("-" for an opt-out of all purposes)' });
   else if (purpose !== '-' && !PURPOSE_ID.test(purpose)) problems.push({ reason: 'INVALID_PURPOSE_NAME', field: 'purpose', message: 'must be a purpose id such as newsletter (a-z, 0-9, -), or "-" for an opt-out of all purposes' });
   const channel = choice('channel', CHANNELS);
   const kind = choice('kind', KINDS);
@@ -214,4 +274,66 @@ export function columnOf(field: string): string {
   if (identifier[field]) return identifier[field];
   if (field.startsWith('evidence.')) return field.slice('evidence.'.length);
   return field;
+}
+
+/**
+ * The largest encoded row consentctl sends. Within the service's field limits (docs/api.md,
+ * Limits: evidence texts 2,048 + 2,048 + 256 + 4,096 bytes, collected_by 200 and jurisdiction 16
+ * characters, identifiers of at most 320 characters) a row encodes to about 12 KB at most, so a
+ * larger one cannot be recorded; sent, one row of several megabytes took its message past the
+ * service's 4 MiB MAX_MESSAGE_BYTES and the whole call was refused (RESOURCE_EXHAUSTED), every
+ * run again (found by a probe). Such a row is rejected here, on its own, before it is sent.
+ */
+export const MAX_ROW_BYTES = 64 * 1024;
+
+/** The service's limits of the columns that have one (docs/api.md, Limits; src/domain/evidence.ts). */
+const COLUMN_LIMITS: Array<{ column: string; max: number; unit: 'bytes' | 'characters' }> = [
+  { column: 'phone', max: 64, unit: 'characters' },
+  { column: 'email', max: 320, unit: 'characters' },
+  { column: 'customer_id', max: 128, unit: 'characters' },
+  { column: 'user_agent', max: 2048, unit: 'bytes' },
+  { column: 'page_url', max: 2048, unit: 'bytes' },
+  { column: 'inbound_message_id', max: 256, unit: 'bytes' },
+  { column: 'free_text', max: 4096, unit: 'bytes' },
+  { column: 'collected_by', max: 200, unit: 'characters' },
+  { column: 'jurisdiction', max: 16, unit: 'characters' },
+  { column: 'request_id', max: 128, unit: 'characters' },
+];
+
+/** The text of each column of a row as it is sent. */
+function sentColumns(row: ImportRow): Record<string, string> {
+  const id = row.subjectIdentifier?.kind;
+  return {
+    phone: id?.$case === 'phoneNumber' ? id.value : '',
+    email: id?.$case === 'email' ? id.value : '',
+    customer_id: id?.$case === 'customerId' ? id.value : '',
+    region: row.subjectIdentifier?.defaultRegion ?? '',
+    purpose: row.purpose,
+    notice: row.notice,
+    source_ip: row.evidence?.sourceIp ?? '',
+    user_agent: row.evidence?.userAgent ?? '',
+    page_url: row.evidence?.pageUrl ?? '',
+    inbound_message_id: row.evidence?.inboundMessageId ?? '',
+    free_text: row.evidence?.freeText ?? '',
+    collected_by: row.collectedBy,
+    jurisdiction: row.jurisdiction,
+    request_id: row.requestId,
+  };
+}
+
+/**
+ * Why a row larger than MAX_ROW_BYTES is not sent: TOO_LONG on every column over the service's
+ * limit (as the service would say), or, if none is, on the row's longest column.
+ */
+export function oversizeProblems(row: ImportRow): RowProblem[] {
+  const sent = sentColumns(row);
+  const problems: RowProblem[] = [];
+  for (const { column, max, unit } of COLUMN_LIMITS) {
+    const value = sent[column];
+    const length = unit === 'bytes' ? Buffer.byteLength(value, 'utf8') : [...value].length;
+    if (length > max) problems.push({ reason: 'TOO_LONG', field: column, message: `must be at most ${max.toLocaleString('en')} ${unit}; the row is too large to send` });
+  }
+  if (problems.length > 0) return problems;
+  const longest = Object.keys(sent).reduce((a, b) => (Buffer.byteLength(sent[b], 'utf8') > Buffer.byteLength(sent[a], 'utf8') ? b : a));
+  return [{ reason: 'TOO_LONG', field: longest, message: `the row is larger than a row can be (${MAX_ROW_BYTES.toLocaleString('en')} bytes, encoded); this column is its longest` }];
 }

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { createReadStream } from 'node:fs';
+import { IMPORT_COLUMNS } from './import-rows';
 
 /**
  * The records of an import file, each with the line it starts on: CSV (RFC 4180, a header row
@@ -107,14 +108,26 @@ export async function* csvRecords(chunks: AsyncIterable<string | Buffer>, onHead
   let header: string[] | null = null;
   for await (const record of csvFields(lines(chunks))) {
     if ('error' in record) {
+      // The first record must be the header: the file's rows cannot be told apart without it.
+      if (header === null) throw new CsvHeaderError(`the header row (line ${record.line}) cannot be read: ${record.error.message}`);
       yield record;
       continue;
     }
     if (header === null) {
       header = record.fields.map((f) => f.trim().toLowerCase());
-      const duplicate = header.find((name, i) => header!.indexOf(name) !== i);
-      if (duplicate !== undefined) throw new CsvHeaderError(`the header row names the column "${duplicate}" twice`);
+      // The header's names first (onHeader refuses unknown ones without repeating them: where the
+      // header should be, a file without one has a row of personal data).
       onHeader(header);
+      const names = header;
+      const twice = names.findIndex((name, i) => names.indexOf(name) !== i);
+      if (twice >= 0) {
+        const first = names.indexOf(names[twice]) + 1;
+        throw new CsvHeaderError(
+          (IMPORT_COLUMNS as readonly string[]).includes(names[twice])
+            ? `the header row names the column "${names[twice]}" twice (columns ${first} and ${twice + 1})`
+            : `the header row's columns ${first} and ${twice + 1} have the same name (not shown: the file may lack its header row, and this be a row's personal data)`,
+        );
+      }
       continue;
     }
     if (record.fields.length !== header.length) {

@@ -215,7 +215,7 @@ forEachDatabase('consentctl import', (db) => {
     writeFileSync(file('typo.csv'), 'phone_number,purpose,channel,kind,event_time\n+4915112345678,newsletter,sms,opt_in,2024-01-01\n');
     const typo = await ctl('import', file('typo.csv'), '--tenant', T);
     expect(typo.code).to.equal(2);
-    expect(typo.err).to.include('unknown column "phone_number"');
+    expect(typo.err).to.include('1 unknown column: column 1 (did you mean "phone"?)');
     writeFileSync(file('short.csv'), 'phone,purpose,channel\n+4915112345678,newsletter,sms\n');
     const short = await ctl('import', file('short.csv'), '--tenant', T);
     expect(short.code).to.equal(2);
