@@ -174,7 +174,11 @@ export function problemsOf(rejection: Status | undefined): RowProblem[] {
     }
   }
   if (violations.length > 0) return violations.map((v) => ({ ...v, reason: v.reason || reason }));
-  return [{ reason, field: columnOf(field), message: rejection.message }];
+  // A call with many rejected rows lists the later ones without details: "{REASON} {field}", or
+  // only the code (docs/api.md, ImportConsents).
+  const short = rejection.details.length === 0 ? /^([A-Z][A-Z0-9_]*)(?: (\S+))?$/.exec(rejection.message) : null;
+  if (short) return [{ reason: short[1], field: columnOf(short[2] ?? ''), message: 'listed without details (many rows of this call were rejected)' }];
+  return [{ reason, field: columnOf(field), message: rejection.message || 'listed without details (many rows of this call were rejected)' }];
 }
 
 /** One ImportConsents call: rows go in with back-pressure; the answer comes once it is half-closed. */

@@ -263,6 +263,44 @@ forEachDatabase('ImportConsents', (db) => {
     expect([again.response?.recorded, again.response?.alreadyRecorded]).to.deep.equal([0, 30]);
   });
 
+  // Found by a probe: 50,000 rejected rows made an answer of 29 MB (83 MB with many violations
+  // each): a client with grpc-js's default 4 MiB limit saw RESOURCE_EXHAUSTED although rows were
+  // committed, and a few such calls at once ran the server out of memory.
+  it('an answer with MAX_IMPORT_ROWS rejections fits a default client: the first rejections in full, the later ones as "{REASON} {field}"', async function () {
+    this.timeout(120_000);
+    const before = await storedEvents();
+    const total = s.app.config.limits.maxImportRows;
+    const bad = (i: number) => ImportRow.fromPartial({ line: 100_000 + i });
+    const sent: ImportConsentsRequest[] = [{ parent: `tenants/${T}`, rows: [row(900)] }];
+    for (let start = 1; start < total; start += 5_000) sent.push({ parent: '', rows: Array.from({ length: Math.min(5_000, total - start) }, (_, k) => bad(start + k)) });
+    const { response, error } = await importCall(s.consent, sent);
+    expect(error, error?.details).to.equal(undefined);
+    expect(response).to.deep.include({ rows: total, recorded: 1, alreadyRecorded: 0 });
+    const rejections = response!.rejections;
+    expect(rejections).to.have.length(total - 1);
+    expect(rejections.map((r) => r.line)).to.deep.equal(Array.from({ length: total - 1 }, (_, i) => 100_001 + i));
+    expect(ImportConsentsResponse.encode(response!).finish().length, 'within the 4 MiB a default client takes').to.be.below(4 * 1024 * 1024);
+    expect(rejections[0].status!.details.map((d) => d.typeUrl.slice(d.typeUrl.lastIndexOf('.') + 1))).to.include.members(['ErrorInfo', 'BadRequest']);
+    const last = rejections[rejections.length - 1].status!;
+    expect([last.code, last.details]).to.deep.equal([status.INVALID_ARGUMENT, []]);
+    expect(last.message).to.match(/^[A-Z][A-Z0-9_]* \S+$/);
+    expect(await storedEvents()).to.equal(before + 1);
+  });
+
+  it('a call whose rejections would not fit its answer even without details (a small MAX_MESSAGE_BYTES) is stopped with TOO_MANY_REJECTIONS; what was committed stays', async function () {
+    this.timeout(60_000);
+    const small = await startTestServer(db(), { limits: { ...s.app.config.limits, maxMessageBytes: 64 * 1024 } });
+    try {
+      const bad = (i: number) => ImportRow.fromPartial({ line: 200_000 + i });
+      const { error } = await importCall(small.consent, [{ parent: `tenants/${T}`, rows: [row(901)] }, { parent: '', rows: Array.from({ length: 8_000 }, (_, i) => bad(i)) }]);
+      expect(error?.code).to.equal(status.RESOURCE_EXHAUSTED);
+      expect(errorDetails(error!).reason).to.equal('TOO_MANY_REJECTIONS');
+      expect(errorInfoMetadata(error!)).to.deep.include({ recorded: '1' });
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('a client that cancels mid-stream: committed batches stay, the handler ends, the same rows again are recorded exactly once', async function () {
     this.timeout(120_000);
     const before = await storedEvents();

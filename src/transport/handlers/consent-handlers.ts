@@ -44,6 +44,7 @@ import { CallContext, CallPipeline } from '../call-pipeline';
 import { drained, writeBatch, writeWithBackpressure } from '../stream-flow';
 import { itemBlanked, itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
+import { ImportRejections } from '../import-rejections';
 import {
   categories,
   channels,
@@ -64,6 +65,8 @@ export interface ConsentHandlerLimits {
   streamChunkSize: number;
   /** Rows of one ImportConsents call. */
   maxImportRows: number;
+  /** The largest message sent or received: an ImportConsents answer stays within it (ImportRejections). */
+  maxMessageBytes: number;
 }
 
 /** consent.v1.ConsentService: translate, call the recorder, checker or history, map back. */
@@ -173,7 +176,11 @@ export function consentHandlers(
       let rows = 0;
       let recorded = 0;
       let alreadyRecorded = 0;
-      const rejections: ImportConsentsResponse['rejections'] = [];
+      const rejections = new ImportRejections(limits.maxMessageBytes);
+      let overflow = false;
+      const reject = (line: number, err: DomainError) => {
+        if (!rejections.add(line, err)) overflow = true;
+      };
       // A row sent twice in one call (the same request_id) is answered with the first one's event.
       const recordedEvents = new Set<string>();
       const report = (line: number, outcome: ItemOutcome<WriteResult>) => {
@@ -187,7 +194,7 @@ export function consentHandlers(
         } else {
           // Only a row's own error reaches here (ConsentImport ends the import on any other).
           if (!(outcome.error instanceof DomainError)) throw outcome.error;
-          rejections.push({ line, status: toStatus(outcome.error) });
+          reject(line, outcome.error);
         }
       };
       // A call the client cancelled (or whose deadline passed) gets no more messages: ending the
@@ -201,6 +208,7 @@ export function consentHandlers(
         for await (const message of call as AsyncIterable<ImportConsentsRequest>) {
           const problem =
             refusalOf(message) ??
+            (overflow ? tooManyRejections() : null) ??
             (parent !== undefined && message.parent && message.parent !== parent
               ? invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'every message of the stream names the same tenant (or none after the first)' }])
               : rows + message.rows.length > limits.maxImportRows
@@ -222,7 +230,7 @@ export function consentHandlers(
             const violations = itemViolationsOf(message, i).map((v) => ({ ...v, field: v.field.replace(/^rows\[\d+\]\.?/, '') }));
             if (itemBlanked(message, i)) {
               // Decoded as an empty row (a value the decoder cannot hold): only what the wire check found.
-              rejections.push({ line: row.line, status: toStatus(invalidArgument(violations)) });
+              reject(row.line, invalidArgument(violations));
               return;
             }
             const input = consentInputFromProto({ ...row, method: row.method || CollectionMethod.COLLECTION_METHOD_IMPORT }, tenantId, '');
@@ -230,7 +238,7 @@ export function consentHandlers(
             const mapped = 'violations' in input ? input.violations.filter((v) => !violations.some((w) => w.field === v.field)) : [];
             const all = [...violations, ...mapped];
             if (all.length > 0 || 'violations' in input) {
-              rejections.push({ line: row.line, status: toStatus(invalidArgument(all)) });
+              reject(row.line, invalidArgument(all));
               return;
             }
             // Only a row that passed its checks is serialised (a Timestamp out of range has no JSON
@@ -249,14 +257,16 @@ export function consentHandlers(
         if (!importer) await recorder.startImport(ctx.principal, parentTenant(parent ?? ''), report);
         await importer?.finish();
         if (ctx.signal.aborted) throw new DomainError('ABORTED', 'CANCELLED', 'the call was cancelled');
+        // The last message's rejections did not fit the answer: its rows are committed, but the
+        // client could not learn which were rejected, so the call ends as one stopped would.
+        if (overflow) throw importStoppedAt(tooManyRejections(), rows, recorded, alreadyRecorded, rejections.length);
       } catch (err) {
         importer?.stop();
         throw err;
       } finally {
         ctx.signal.removeEventListener('abort', stopOnCancel);
       }
-      rejections.sort((a, b) => a.line - b.line);
-      return { rows, recorded, alreadyRecorded, rejections };
+      return { rows, recorded, alreadyRecorded, rejections: rejections.sorted() };
     }),
 
     recordInboundMessage: pipeline.unary(
@@ -420,6 +430,11 @@ function consentInputFromProto(req: ConsentFields, tenantId: string, fingerprint
  * reason, its message and ErrorInfo metadata saying which rows were imported (those of the earlier
  * messages: `rows_before`, of which `recorded`, `already_recorded`, `rejected`).
  */
+/** An ImportConsents call whose rejected rows no longer fit its answer (ImportRejections). */
+function tooManyRejections(): DomainError {
+  return new DomainError('RESOURCE_EXHAUSTED', 'TOO_MANY_REJECTIONS', 'more rows of this call were rejected than its answer can list: send fewer rows per call');
+}
+
 function importStoppedAt(err: unknown, rowsBefore: number, recorded: number, alreadyRecorded: number, rejected: number): unknown {
   if (!(err instanceof DomainError) || rowsBefore === 0) return err;
   const done = `rows of the earlier messages imported: ${rowsBefore} (${recorded} recorded, ${alreadyRecorded} already recorded, ${rejected} rejected); none of this message or after it`;
