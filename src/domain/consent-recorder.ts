@@ -11,7 +11,7 @@ import { consentReceipt } from './consent-receipt';
 import { ConsentWriter, PreparedWrite, WriteResult } from './consent-writer';
 import { prepareEvidence } from './evidence';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { ALL_PURPOSES, Channel, EARLIEST_RECORD_TIME, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Notice } from './model';
+import { ALL_PURPOSES, Channel, EARLIEST_RECORD_TIME, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Notice, Purpose } from './model';
 import { Principal } from './principal';
 import { PurposeService } from './purpose-service';
 import { checkRequestId } from './request-id';
@@ -204,7 +204,7 @@ export class ConsentRecorder {
     // From the caches without an await when they hold everything (each await is a promise and,
     // with the call budget's AsyncLocalStorage, its hooks: per write).
     const references = this.references(input.tenantId, input.purposeId === ALL_PURPOSES ? null : input.purposeId, input.notice);
-    const { notice } = references instanceof Promise ? await references : references;
+    const { notice, purpose } = references instanceof Promise ? await references : references;
     const keyring = this.keys.cachedTenantKeyring(input.tenantId) ?? (await this.keys.tenantKeyring(input.tenantId));
     const fingerprint = this.keys.requestFingerprint(keyring, derivedRequestId ? importedRowContent(identifier, input, eventTime, evidence) : input.fingerprintSource);
     return {
@@ -231,6 +231,7 @@ export class ConsentRecorder {
         lawfulBasis: input.lawfulBasis,
         jurisdiction: input.jurisdiction,
         expireTime: input.expireTime,
+        marketing: purpose?.category === 'MARKETING',
       },
       imported,
     };
@@ -315,14 +316,18 @@ export class ConsentRecorder {
    * from the caches when all are there (they are immutable, the tenant at most a moment old), or
    * in one read. The batch that commits the write reads the tenant again.
    */
-  private references(tenantId: string, purposeId: string | null, notice?: { purposeId: string; version: number }): { notice?: Notice } | Promise<{ notice?: Notice }> {
+  private references(
+    tenantId: string,
+    purposeId: string | null,
+    notice?: { purposeId: string; version: number },
+  ): { notice?: Notice; purpose?: Purpose } | Promise<{ notice?: Notice; purpose?: Purpose }> {
     const tenant = this.tenants.cached(tenantId);
     const cached = tenant ? this.purposes.cached(tenantId, purposeId, notice) : undefined;
-    if (cached) return { notice: cached.notice };
+    if (cached) return cached;
     return this.tx.read(async (tx) => {
       await this.tenants.require(tx, tenantId, true);
-      if (purposeId !== null) await this.purposes.requirePurpose(tx, tenantId, purposeId);
-      return { notice: notice ? await this.purposes.requireNotice(tx, tenantId, notice.purposeId, notice.version) : undefined };
+      const purpose = purposeId !== null ? await this.purposes.requirePurpose(tx, tenantId, purposeId) : undefined;
+      return { purpose, notice: notice ? await this.purposes.requireNotice(tx, tenantId, notice.purposeId, notice.version) : undefined };
     });
   }
 

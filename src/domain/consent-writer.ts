@@ -31,6 +31,8 @@ export interface ConsentBody {
   expireTime?: number;
   /** The caller gave no event time: `eventTime` is this server's clock at receipt. */
   serverDated?: boolean;
+  /** The purpose is of category MARKETING (Art. 21: only the person's consent lifts their objection or withdrawal). */
+  marketing?: boolean;
 }
 
 /** An inbound message: opens the channel's service window; its text may be a keyword. */
@@ -455,6 +457,11 @@ export class ConsentWriter {
           if (notice) events[0] = { ...events[0], notice };
         }
       }
+      const swapped = slot.write.body.type === 'consent' ? basisSwap(slot.write.body, events[0], scopesOf(subjectId).values(), slot.created ? undefined : locked.get(subjectId)?.objectedAt) : null;
+      if (swapped) {
+        decided.set(slot.position, { kind: 'error', error: swapped });
+        continue;
+      }
       let windowStart: number | undefined;
       for (let i = 0; i < events.length; i++) {
         // A withdrawal dated by this server's clock comes after every opt-in already recorded for
@@ -688,6 +695,39 @@ function latestOptInCovered(scopes: Iterable<ScopeState>, purposeId: string, cha
   for (const s of scopes) {
     if (!s.optIn) continue;
     if (purposeId !== ALL_PURPOSES && s.purposeId !== purposeId) continue;
+    if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
+    if (s.optIn.eventTime > latest) latest = s.optIn.eventTime;
+  }
+  return latest;
+}
+
+/**
+ * Art. 21(3), Art. 7(3): once the person objected to direct marketing or withdrew it, only their
+ * own consent allows it again, not a basis the business claims instead (legitimate interests, a
+ * contract: the EDPB's "no swapping of lawful basis"). An opt-in for a MARKETING purpose whose
+ * lawful basis is not CONSENT is refused where it would be the opt-in that lifts the person's
+ * objection (dated after it) or their withdrawal (dated after the latest opt-out covering it while
+ * no opt-in since lifts it); earlier-dated ones (history) and ones beside a consent in force are
+ * recorded. Found by a probe: such an opt-in turned DENY OBJECTED into ALLOW.
+ */
+function basisSwap(body: ConsentBody, event: ConsentEvent, scopes: Iterable<ScopeState>, objectedAt: number | undefined): DomainError | null {
+  if (!body.marketing || body.kind === 'OPT_OUT' || body.lawfulBasis === undefined || body.lawfulBasis === 'CONSENT') return null;
+  if (objectedAt !== undefined && event.eventTime > objectedAt) {
+    return failedPrecondition('OBJECTED', 'the person objected to direct marketing: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis');
+  }
+  const all = [...scopes];
+  const withdrawn = latestOptOutCovering(all, event.purposeId, event.channel);
+  if (withdrawn >= 0 && event.eventTime > withdrawn && latestOptInLifting(all, event.purposeId, event.channel) <= withdrawn) {
+    return failedPrecondition('OPTED_OUT', 'the person withdrew this: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis');
+  }
+  return null;
+}
+
+/** The latest event time of the opt-ins of the purpose itself that apply on `channel` (on it, or on ANY); 0 when there is none. */
+function latestOptInLifting(scopes: Iterable<ScopeState>, purposeId: string, channel: Channel): number {
+  let latest = 0;
+  for (const s of scopes) {
+    if (!s.optIn || s.optIn.kind === 'OPT_IN_PENDING' || s.purposeId !== purposeId) continue;
     if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
     if (s.optIn.eventTime > latest) latest = s.optIn.eventTime;
   }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
-import { CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, Verdict } from '../../src/gen/consent/v1/consent';
+import { CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, LawfulBasis, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
 import { verifyExplanation } from '../../src/cli/explain-verify';
 import { decodeConsistencyToken } from '../../src/domain/consistency';
@@ -124,6 +124,63 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     expect(before.reason, 'before the objection (and the opt-in at T0+2min was not yet in force then)').to.not.equal(DecisionReason.DECISION_REASON_OBJECTED);
     const between = await check(who, 'newsletter', Channel.CHANNEL_WHATSAPP, new Date(T0 + 6 * MINUTE));
     expect(between.reason).to.equal(DecisionReason.DECISION_REASON_OBJECTED);
+  });
+
+  // Found by a probe (Art. 21(3), Art. 7(3)): an OPT_IN with another lawful basis (legitimate
+  // interests, contract) after an objection or a withdrawal turned the DENY into ALLOW.
+  it('after an objection or a withdrawal only the person\'s consent allows marketing again: an opt-in on another lawful basis is FAILED_PRECONDITION and changes nothing; before it (history) and for a fresh person it is recorded; other categories are not concerned', async function () {
+    const basis = (b: LawfulBasis) => ({ lawfulBasis: b });
+    const decision = async (who: ReturnType<typeof phone>, purpose = 'newsletter', channel = Channel.CHANNEL_WHATSAPP) => {
+      const d = await check(who, purpose, channel);
+      return `${Verdict[d.verdict]} ${DecisionReason[d.reason]}`;
+    };
+    const refused = async (who: ReturnType<typeof phone>, reason: string, overrides: object) => {
+      const size = await s.app.services.audit.size(T);
+      const err = await expectGrpcError(optIn(who, 'newsletter', overrides), status.FAILED_PRECONDITION);
+      expect(err.reason).to.equal(reason);
+      expect(await s.app.services.audit.size(T), 'nothing recorded').to.equal(size);
+    };
+    // Objection.
+    const objected = phone('+4915112340301');
+    await optIn(objected);
+    s.clock.advance(MINUTE);
+    await object({ subjectIdentifier: objected });
+    s.clock.advance(MINUTE);
+    for (const b of [LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS, LawfulBasis.LAWFUL_BASIS_CONTRACT]) await refused(objected, 'OBJECTED', basis(b));
+    expect(await decision(objected)).to.equal('VERDICT_DENY DECISION_REASON_OBJECTED');
+    await optIn(objected, 'newsletter', basis(LawfulBasis.LAWFUL_BASIS_CONSENT));
+    expect(await decision(objected), "the person's own consent").to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+
+    // Withdrawal of the purpose, and STOP (all purposes).
+    const withdrawn = phone('+4915112340302');
+    await optIn(withdrawn);
+    s.clock.advance(MINUTE);
+    await optIn(withdrawn, 'newsletter', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' });
+    s.clock.advance(MINUTE);
+    await refused(withdrawn, 'OPTED_OUT', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    expect(await decision(withdrawn)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    const stopped = phone('+4915112340303');
+    await optIn(stopped);
+    s.clock.advance(MINUTE);
+    await call(s.consent, s.consent.recordInboundMessage, { parent: `tenants/${T}`, subjectIdentifier: stopped, channel: Channel.CHANNEL_WHATSAPP, text: 'STOP', messageId: 'wamid-basis-stop', eventTime: undefined, requestId: 'basis-stop' } as never);
+    s.clock.advance(MINUTE);
+    await refused(stopped, 'OPTED_OUT', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    expect(await decision(stopped)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+
+    // History: dated before the withdrawal, it is recorded and the withdrawal still stands.
+    await optIn(withdrawn, 'newsletter', { ...basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS), eventTime: new Date(T0 - 10 * MINUTE), method: CollectionMethod.COLLECTION_METHOD_IMPORT });
+    expect(await decision(withdrawn)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    // A fresh person (a soft opt-in of an existing customer, say) is not concerned.
+    const fresh = phone('+4915112340304');
+    await optIn(fresh, 'newsletter', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    expect(await decision(fresh)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    // Nor are other categories: an AUTHENTICATION purpose withdrawn and given again under a contract.
+    await optIn(withdrawn, 'otp', { channel: Channel.CHANNEL_SMS });
+    s.clock.advance(MINUTE);
+    await optIn(withdrawn, 'otp', { channel: Channel.CHANNEL_SMS, kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' });
+    s.clock.advance(MINUTE);
+    await optIn(withdrawn, 'otp', { channel: Channel.CHANNEL_SMS, ...basis(LawfulBasis.LAWFUL_BASIS_CONTRACT) });
+    expect(await decision(withdrawn, 'otp', Channel.CHANNEL_SMS)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
   });
 
   it('is a standing state: a MARKETING purpose created after the objection is denied too, until the person opts in to it', async function () {
