@@ -47,3 +47,31 @@ export function addCalendarMonths(instant: number, months: number): number {
   const timeOfDay = instant - Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
   return addMonthsToDate(date, months).getTime() + timeOfDay;
 }
+
+/**
+ * Art. 12(3): an extension holds only if the person was informed of it, with its reasons, within
+ * one month of receipt, i.e. before the first deadline. The deadline in force at `now`: the
+ * extended one, unless the first deadline has passed without a notice recorded before it (then the
+ * extension lapsed and the first deadline stands).
+ */
+export function deadlineInForce(request: { receiveTime: number; dueTime: number; extensionReason: string | null; extensionNotice?: { at: number } | null }, now: number): number {
+  if (request.extensionReason === null) return request.dueTime;
+  const first = requestDeadline(request.receiveTime);
+  const informedInTime = request.extensionNotice != null && request.extensionNotice.at < first;
+  return informedInTime || now < first ? request.dueTime : first;
+}
+
+/**
+ * The earliest receive time whose first deadline is after `bound`: requests received before it
+ * have a first deadline at or before `bound` (the deadline grows with the receive time).
+ */
+export function receivedBeforeFirstDeadline(bound: number): number {
+  let low = bound - 40 * DAY_MS;
+  let high = bound;
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    if (requestDeadline(mid) > bound) high = mid;
+    else low = mid;
+  }
+  return requestDeadline(low) > bound ? low : high;
+}

@@ -412,7 +412,7 @@ export interface SubjectRightsRepository {
   listRequests(
     tx: TxContext,
     tenantId: string,
-    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number },
+    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number; lapsedReceivedBefore?: number },
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<SubjectRequestRecord[]>;

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
-import { extendedDeadline, requestDeadline } from './deadlines';
+import { deadlineInForce, extendedDeadline, receivedBeforeFirstDeadline, requestDeadline } from './deadlines';
 import { DomainError, failedPrecondition, FieldViolation, invalidArgument, notFound, Violations } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
 import { distinctSubjects, identifierLabel, requestIdentifiers, RequestSubjectResolver, sameAsEarlier, unreachedOutcome } from './request-identifiers';
@@ -624,7 +624,9 @@ export class SubjectRightsService {
       const sealer = this.keys.pageTokenSealer(await this.keys.tenantKeyring(tenantId), 'subject_requests');
       const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
       v.throwIfAny();
-      const rows = await this.repo.listRequests(tx, tenantId, { state: query.state, kind: query.kind, openDueBefore }, parseCursor(after), size + 1);
+      // Extended requests whose person was never told of the extension are due by their first deadline.
+      const lapsedReceivedBefore = openDueBefore === undefined ? undefined : receivedBeforeFirstDeadline(openDueBefore - 1);
+      const rows = await this.repo.listRequests(tx, tenantId, { state: query.state, kind: query.kind, openDueBefore, lapsedReceivedBefore }, parseCursor(after), size + 1);
       const page = rows.slice(0, size);
       const last = page[page.length - 1];
       return {
@@ -715,7 +717,11 @@ export class SubjectRightsService {
       }
       await this.repo.recordNotice(tx, id, topic!, { method, notifiedBy, at: now });
       const what = topic === 'EXTENSION' ? 'the extension and its reasons (Art. 12(3))' : 'the rejection, its reasons and the right to complain (Art. 12(4))';
-      await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `person informed of ${what} by ${method}` });
+      // Told only after the first deadline: the extension does not hold, the first deadline stands.
+      const late = topic === 'EXTENSION' && now >= requestDeadline(request.receiveTime);
+      if (late) await this.repo.updateRequest(tx, id, { dueTime: requestDeadline(request.receiveTime), updatedAt: now });
+      const lateNote = late ? '; after the first deadline, so the extension does not hold' : '';
+      await this.recordTransition(tx, tenantId, { requestId: id, fromState: request.state, toState: request.state, principal: principal.id, at: now, note: `person informed of ${what} by ${method}${lateNote}` });
       await this.audit.append(tx, tenantId, { type: 'REQUEST_NOTICE_RECORDED', time: now, principal: principal.id, subject: request.subjectId ?? undefined, ref: name, payloadSha256: sha256Hex(`${topic}\u0000${method}`) });
     });
     return this.get(principal, tenantId, id);
@@ -1085,12 +1091,17 @@ export class SubjectRightsService {
     const transitions = await this.repo.transitions(tx, ids);
     const identifiers = await this.repo.requestIdentifiers(tx, ids);
     const now = this.clock.now();
-    return requests.map((r) => ({
-      ...r,
-      identifiers: identifiers.get(r.id) ?? [],
-      transitions: transitions.get(r.id) ?? [],
-      overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= r.dueTime,
-    }));
+    return requests.map((r) => {
+      // An extension the person was not told of before the first deadline does not hold (Art. 12(3)).
+      const dueTime = deadlineInForce(r, now);
+      return {
+        ...r,
+        dueTime,
+        identifiers: identifiers.get(r.id) ?? [],
+        transitions: transitions.get(r.id) ?? [],
+        overdue: OPEN_REQUEST_STATES.includes(r.state) && now >= dueTime,
+      };
+    });
   }
 
 }

@@ -166,6 +166,35 @@ forEachDatabase('SubjectRightsService', (db) => {
     expect((await notice(RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, 'LETTER', odd, other.name)).request!.extensionNotice!.notifiedBy).to.equal(odd);
   });
 
+  // Found by a probe (Art. 12(3)): an extension stood, and the request was not overdue, also when
+  // the person was never told of it, or told only after the first month.
+  it('an extension holds only if the person was told of it before the first deadline: otherwise the first deadline stands (overdue, listed as overdue), also when told late', async function () {
+    const tenant = 'dpo-ext';
+    await seedTenant(s, tenant);
+    s.clock.set(T0);
+    const make = async () => (await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${tenant}`, kind: RequestKind.REQUEST_KIND_ACCESS, subjectIdentifier: email(`ext-${++counter}@example.org`), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `ext-${counter}` }))).request!;
+    const untold = await make();
+    const toldInTime = await make();
+    const toldLate = await make();
+    const first = untold.dueTime!.getTime();
+    for (const r of [untold, toldInTime, toldLate]) await call(rights, rights.extendDeadline, { name: r.name, months: 2, reason: 'many requests this month' });
+    const extended = (await call(rights, rights.getRequest, { name: untold.name })).request!.dueTime!.getTime();
+    expect(extended).to.be.greaterThan(first + 50 * DAY);
+    s.clock.set(T0 + 10 * DAY);
+    await call(rights, rights.recordRequestNotice, { name: toldInTime.name, topic: RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, method: 'EMAIL', notifiedBy: 'staff-1' });
+    const get = async (r: DataSubjectRequest) => (await call(rights, rights.getRequest, { name: r.name })).request!;
+    // Before the first deadline every extension may still be told of: none is overdue.
+    for (const r of [untold, toldInTime, toldLate]) expect([(await get(r)).overdue, (await get(r)).dueTime!.getTime()]).to.deep.equal([false, extended]);
+    s.clock.set(first + 9 * DAY);
+    const lateNotice = (await call(rights, rights.recordRequestNotice, { name: toldLate.name, topic: RequestNoticeTopic.REQUEST_NOTICE_TOPIC_EXTENSION, method: 'LETTER', notifiedBy: 'staff-2' })).request!;
+    expect(lateNotice.transitions[lateNotice.transitions.length - 1].note).to.include('after the first deadline, so the extension does not hold');
+    expect([(await get(untold)).overdue, (await get(untold)).dueTime!.getTime()], 'never told').to.deep.equal([true, first]);
+    expect([(await get(toldLate)).overdue, (await get(toldLate)).dueTime!.getTime()], 'told too late').to.deep.equal([true, first]);
+    expect([(await get(toldInTime)).overdue, (await get(toldInTime)).dueTime!.getTime()], 'told in time').to.deep.equal([false, extended]);
+    const overdue = (await call(rights, rights.listRequests, { parent: `tenants/${tenant}`, state: 0, kind: 0, overdue: true, dueBefore: undefined, pageSize: 50, pageToken: '' })).requests.map((r) => r.name);
+    expect(overdue.sort()).to.deep.equal([untold.name, toldLate.name].sort());
+  });
+
   it('an extension after the first deadline is refused', async function () {
     s.clock.set(T0);
     const request = await create();

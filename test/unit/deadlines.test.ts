@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { extendedDeadline, monthsDeadline, requestDeadline } from '../../src/domain/deadlines';
+import { deadlineInForce, extendedDeadline, monthsDeadline, receivedBeforeFirstDeadline, requestDeadline } from '../../src/domain/deadlines';
 
 const at = (iso: string) => Date.parse(iso);
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -34,5 +34,26 @@ describe('deadlines (Regulation 1182/71 Art. 3(2)(c))', () => {
   it('periods of other lengths', () => {
     expect(iso(monthsDeadline(at('2026-08-31T00:00:00Z'), 6))).to.equal('2027-03-01T00:00:00.000Z'); // 28 Feb 2027
     expect(iso(monthsDeadline(at('2024-02-29T00:00:00Z'), 12))).to.equal('2025-03-01T00:00:00.000Z'); // 28 Feb 2025
+  });
+});
+
+describe('the deadline in force after an extension (Art. 12(3)) and the overdue filter\'s receive-time bound', () => {
+  const received = Date.UTC(2027, 0, 31, 15, 0);
+  const first = requestDeadline(received);
+  const extended = { receiveTime: received, dueTime: extendedDeadline(received, 2), extensionReason: 'many requests' };
+  it('holds while the first deadline has not passed, and after it only if the person was told before it', () => {
+    expect(deadlineInForce({ ...extended, extensionNotice: null }, first - 1)).to.equal(extended.dueTime);
+    expect(deadlineInForce({ ...extended, extensionNotice: null }, first)).to.equal(first);
+    expect(deadlineInForce({ ...extended, extensionNotice: { at: first - 1 } }, first + 1)).to.equal(extended.dueTime);
+    expect(deadlineInForce({ ...extended, extensionNotice: { at: first } }, first + 1)).to.equal(first);
+    expect(deadlineInForce({ ...extended, extensionReason: null, dueTime: first, extensionNotice: null }, first + 1)).to.equal(first);
+  });
+  it('receivedBeforeFirstDeadline(bound): exactly the receive times whose first deadline is at or before the bound', () => {
+    for (let i = 0; i < 2_000; i++) {
+      const bound = Date.UTC(2026, 0, 1) + Math.floor(Math.random() * 3 * 365) * 86_400_000 + Math.floor(Math.random() * 86_400_000);
+      const t = receivedBeforeFirstDeadline(bound);
+      expect(requestDeadline(t - 1), `just before, bound ${bound}`).to.be.at.most(bound);
+      expect(requestDeadline(t), `at it, bound ${bound}`).to.be.above(bound);
+    }
   });
 });

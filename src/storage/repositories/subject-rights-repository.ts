@@ -60,7 +60,7 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
   async listRequests(
     tx: TxContext,
     tenantId: string,
-    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number },
+    filter: { state?: RequestState; kind?: RequestKind; openDueBefore?: number; lapsedReceivedBefore?: number },
     after: NewestFirstCursor | null,
     limit: number,
   ): Promise<SubjectRequestRecord[]> {
@@ -68,7 +68,12 @@ export class TypeormSubjectRightsRepository implements SubjectRightsRepository {
     if (filter.state) q.andWhere('r.state = :state', { state: filter.state });
     if (filter.kind) q.andWhere('r.kind = :kind', { kind: filter.kind });
     if (filter.openDueBefore !== undefined) {
-      q.andWhere('r.state IN (:...open)', { open: [...OPEN_REQUEST_STATES] }).andWhere('r.dueTime < :due', { due: filter.openDueBefore });
+      q.andWhere('r.state IN (:...open)', { open: [...OPEN_REQUEST_STATES] });
+      if (filter.lapsedReceivedBefore === undefined) q.andWhere('r.dueTime < :due', { due: filter.openDueBefore });
+      else {
+        // Or extended without the person told of it, and past the first deadline (deadlineInForce).
+        q.andWhere('(r.dueTime < :due OR (r.extensionReason IS NOT NULL AND r.extensionNotice IS NULL AND r.receiveTime < :lapsed))', { due: filter.openDueBefore, lapsed: filter.lapsedReceivedBefore });
+      }
     }
     newestFirst(q, 'r', after);
     const rows = await q.orderBy('r.createdAt', 'DESC').addOrderBy('r.id', 'DESC').take(limit).getMany();
