@@ -201,13 +201,14 @@ export class ObjectionRecorder {
       if (rows.length > 0) await this.consent.insertEvents(tx, rows);
       return entries;
     });
-    if (events.length > 0) {
-      await this.changes.append(
-        tx,
-        events.map((event, i) => ({ tenantId, kind: 'OPT_OUT' as const, subjectId, purposeId: event.purposeId, channel: event.channel, eventId: event.id, at: request.now, auditSeq: first + i })),
-      );
-      await this.consent.saveStates(tx, tenantId, changed, []);
-    }
+    // The opt-outs of the MARKETING purposes there are, and the standing objection itself (its
+    // SUBJECT_OBJECTED entry, the last one): a copy kept from the feed must deny marketing
+    // purposes made later too (found by a probe: with none there yet, the feed said nothing).
+    await this.changes.append(tx, [
+      ...events.map((event, i) => ({ tenantId, kind: 'OPT_OUT' as const, subjectId, purposeId: event.purposeId, channel: event.channel, eventId: event.id, at: request.now, auditSeq: first + i })),
+      { tenantId, kind: 'OBJECTED' as const, subjectId, purposeId: null, channel: null, eventId: null, at: request.now, auditSeq: first + events.length },
+    ]);
+    if (events.length > 0) await this.consent.saveStates(tx, tenantId, changed, []);
     await this.subjects.setObjection(tx, tenantId, subjectId, objectedAt);
     return {
       subjectId,

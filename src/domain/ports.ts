@@ -255,7 +255,7 @@ export interface ChangeRecord {
   auditSeq: number;
   tenantId: string;
   /** CONFIRMATION: an e-mail sign-up confirmation to deliver (`eventId` holds the delivery's id). */
-  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION' | 'RECTIFIED';
+  kind: 'OPT_OUT' | 'ERASURE' | 'RESTRICTED' | 'UNRESTRICTED' | 'CONFIRMATION' | 'RECTIFIED' | 'OBJECTED';
   subjectId: string;
   purposeId: string | null;
   channel: string | null;

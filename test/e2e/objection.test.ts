@@ -2,7 +2,7 @@ import path from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Channel, PurposeCategory } from '../../src/gen/consent/v1/common';
-import { CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, LawfulBasis, Verdict } from '../../src/gen/consent/v1/consent';
+import { ChangeKind, CollectionMethod, ConsentEventKind, ConsentServiceClient, DecisionReason, LawfulBasis, StreamChangesResponse, Verdict } from '../../src/gen/consent/v1/consent';
 import { CreateRequestRequest, ReceivedVia, RequestKind, RequestState } from '../../src/gen/consent/v1/subject_rights';
 import { verifyExplanation } from '../../src/cli/explain-verify';
 import { decodeConsistencyToken } from '../../src/domain/consistency';
@@ -181,6 +181,37 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     s.clock.advance(MINUTE);
     await optIn(withdrawn, 'otp', { channel: Channel.CHANNEL_SMS, ...basis(LawfulBasis.LAWFUL_BASIS_CONTRACT) });
     expect(await decision(withdrawn, 'otp', Channel.CHANNEL_SMS)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+  });
+
+  // Found by a probe: with no MARKETING purpose yet, an objection reached the change feed not at
+  // all (it carried only the objection's opt-outs), so a copy kept from it allowed a later one.
+  it('the change feed carries the objection itself (CHANGE_KIND_OBJECTED with the subject), also when the tenant has no MARKETING purpose yet', async function () {
+    const tenant = 'objecting-utility';
+    await call(s.tenants, s.tenants.createTenant, { tenantId: tenant, displayName: tenant, requestId: '', settings: undefined });
+    await createPurpose(s, tenant, 'orders', PurposeCategory.PURPOSE_CATEGORY_UTILITY);
+    const who = phone('+4915112340401');
+    await call(s.consent, s.consent.recordConsent, consentRequest(tenant, { subjectIdentifier: who, purpose: `tenants/${tenant}/purposes/orders`, notice: `tenants/${tenant}/purposes/orders/notices/1` }));
+    const { request } = await call(s.rights, s.rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${tenant}`, kind: RequestKind.REQUEST_KIND_OBJECTION, subjectIdentifier: who, receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: 'objection-utility' }));
+    const changes = await new Promise<StreamChangesResponse[]>((resolve, reject) => {
+      const got: StreamChangesResponse[] = [];
+      const stream = s.consent.streamChanges({ parent: `tenants/${tenant}`, cursor: '' });
+      const timer = setTimeout(() => (stream.cancel(), resolve(got)), 1_500);
+      stream.on('data', (c: StreamChangesResponse) => got.push(c));
+      stream.on('error', (err: { code: number }) => (err.code === status.CANCELLED ? undefined : (clearTimeout(timer), reject(err))));
+    });
+    expect(changes.map((c) => [ChangeKind[c.kind], c.subject])).to.deep.equal([['CHANGE_KIND_OBJECTED', request!.subject]]);
+    // With MARKETING purposes: their opt-outs, then the objection.
+    const other = phone('+4915112340402');
+    await optIn(other);
+    const { request: second } = await object({ subjectIdentifier: other });
+    const kinds = await new Promise<string[]>((resolve, reject) => {
+      const got: string[] = [];
+      const stream = s.consent.streamChanges({ parent: `tenants/${T}`, cursor: '' });
+      const timer = setTimeout(() => (stream.cancel(), resolve(got)), 1_500);
+      stream.on('data', (c: StreamChangesResponse) => (c.subject === second!.subject ? got.push(`${ChangeKind[c.kind]} ${c.purpose.split('/').pop() ?? ''}`) : undefined));
+      stream.on('error', (err: { code: number }) => (err.code === status.CANCELLED ? undefined : (clearTimeout(timer), reject(err))));
+    });
+    expect(kinds).to.deep.equal(['CHANGE_KIND_OPT_OUT newsletter', 'CHANGE_KIND_OPT_OUT offers', 'CHANGE_KIND_OBJECTED ']);
   });
 
   it('is a standing state: a MARKETING purpose created after the objection is denied too, until the person opts in to it', async function () {

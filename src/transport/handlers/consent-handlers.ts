@@ -103,6 +103,7 @@ const CHANGE_KINDS: Record<ChangeRecord['kind'], ChangeKind> = {
   UNRESTRICTED: ChangeKind.CHANGE_KIND_UNRESTRICTED,
   CONFIRMATION: ChangeKind.CHANGE_KIND_CONFIRMATION_REQUESTED,
   RECTIFIED: ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED,
+  OBJECTED: ChangeKind.CHANGE_KIND_OBJECTED,
 };
 
 export function consentHandlers(

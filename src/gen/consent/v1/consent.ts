@@ -66,6 +66,12 @@ export enum ChangeKind {
    * corrected (the person is found under the corrected identifier from now on).
    */
   CHANGE_KIND_IDENTIFIER_RECTIFIED = 6,
+  /**
+   * CHANGE_KIND_OBJECTED - The subject objected to direct marketing (Art. 21(3)): no MARKETING purpose, one created later
+   * too, may be used for them until they opt in to that purpose again. Sent once per objection,
+   * besides the objection's opt-outs of the MARKETING purposes that exist (CHANGE_KIND_OPT_OUT).
+   */
+  CHANGE_KIND_OBJECTED = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -92,6 +98,9 @@ export function changeKindFromJSON(object: any): ChangeKind {
     case 6:
     case "CHANGE_KIND_IDENTIFIER_RECTIFIED":
       return ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED;
+    case 7:
+    case "CHANGE_KIND_OBJECTED":
+      return ChangeKind.CHANGE_KIND_OBJECTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -115,6 +124,8 @@ export function changeKindToJSON(object: ChangeKind): string {
       return "CHANGE_KIND_CONFIRMATION_REQUESTED";
     case ChangeKind.CHANGE_KIND_IDENTIFIER_RECTIFIED:
       return "CHANGE_KIND_IDENTIFIER_RECTIFIED";
+    case ChangeKind.CHANGE_KIND_OBJECTED:
+      return "CHANGE_KIND_OBJECTED";
     case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
