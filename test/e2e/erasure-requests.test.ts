@@ -161,15 +161,15 @@ forEachDatabase('erasure requests', (db) => {
     expect(joined, 'the later person joins no request of the erased one').to.deep.equal([]);
   });
 
-  it("the reasons staff wrote about the person's requests and holds (extension, rejection, release) are erased with the person: they are plaintext and may name them", async function () {
+  it("the reasons and notes staff wrote about the person's requests and holds (extension, rejection, hold, release) are erased with the person: they are plaintext and may name them", async function () {
     const who = 'reasons@example.com';
-    const planted = { extension: 'Jane Reasonable is in hospital, +4915199887766', rejection: 'duplicate of the call from +4915199887766', release: 'claim of Jane Reasonable settled' };
+    const planted = { extension: 'Jane Reasonable is in hospital, +4915199887766', rejection: 'duplicate of the call from +4915199887766', release: 'claim of Jane Reasonable settled', hold: 'claim of Jane Reasonable, case 18' };
     await call(s.consent, s.consent.recordConsent, consentRequest(T, { subjectIdentifier: email(who) }));
     const access = await verifiedErasure(who, RequestKind.REQUEST_KIND_ACCESS);
     await call(rights, rights.extendDeadline, { name: access.name, months: 2, reason: planted.extension });
     const { request: dup } = await call(rights, rights.createRequest, CreateRequestRequest.fromPartial({ parent: `tenants/${T}`, kind: RequestKind.REQUEST_KIND_ACCESS, subjectIdentifier: email(who), receivedVia: ReceivedVia.RECEIVED_VIA_EMAIL, requestId: `er-${++n}` }));
     await call(rights, rights.rejectRequest, { name: dup!.name, reason: planted.rejection });
-    const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: 'case 18', requestId: 'hold-reasons' });
+    const { hold } = await call(rights, rights.placeLegalHold, { parent: `tenants/${T}`, subjectIdentifier: email(who), ground: LegalHoldGround.LEGAL_HOLD_GROUND_E_LEGAL_CLAIMS, note: planted.hold, requestId: 'hold-reasons' });
     await call(rights, rights.releaseLegalHold, { name: hold!.name, note: planted.release });
     expect((await call(rights, rights.getRequest, { name: access.name })).request!.extensionReason).to.equal(planted.extension);
 

@@ -71,6 +71,10 @@ export class TypeormSubjectRepository implements SubjectRepository {
     await m.query(`UPDATE subject_requests SET rejection_reason = ? WHERE rejection_reason IS NOT NULL AND ${ofPerson}`, [ERASED_TEXT, ...params]);
     await m.query('UPDATE subject_restrictions SET lift_reason = ? WHERE lift_reason IS NOT NULL AND tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
     await m.query('UPDATE legal_holds SET release_note = ? WHERE release_note IS NOT NULL AND tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
+    // The notes written when a hold or a restriction was placed, too (found by a probe: they kept
+    // what staff wrote about the person). An erasure runs only once no hold is active.
+    await m.query('UPDATE legal_holds SET note = ? WHERE tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
+    await m.query('UPDATE subject_restrictions SET note = ? WHERE tenant_id = ? AND subject_id = ?', [ERASED_TEXT, tenantId, subjectId]);
   }
 
   async sealIdentifierReferences(tx: TxContext, tenantId: string, subjectId: string, seal: (blindIndex: string) => string): Promise<number> {
