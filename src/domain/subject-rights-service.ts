@@ -458,11 +458,24 @@ export class SubjectRightsService {
       }
       return { id: record.id, applied: null };
     });
+    return this.registered(principal, tenantId, id, applied);
+  }
+
+  /**
+   * A request just registered: the persons an objection reached told to the decision caches, and
+   * for an objection the consistency token that covers it (also for a retry: the log's size now
+   * is past the first call's objection).
+   */
+  private async registered(
+    principal: Principal,
+    tenantId: string,
+    id: string,
+    applied: { subjects: Array<{ subjectId: string; created: boolean }>; logSize: number } | null,
+  ): Promise<{ request: SubjectRequestView; consistencyToken: string }> {
     for (const subject of applied?.subjects ?? []) this.observer?.(tenantId, subject.subjectId, subject.created, applied!.logSize);
     const request = await this.get(principal, tenantId, id);
     let consistencyToken = '';
     if (request.kind === 'OBJECTION') {
-      // A retry's token covers the first call's objection too: the log's size now is past it.
       const position = applied?.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
       consistencyToken = encodeConsistencyToken(tenantId, position);
     }
@@ -496,7 +509,7 @@ export class SubjectRightsService {
     const now = this.clock.now();
     const link = `preference link ${input.linkId}`;
     const objection = input.kind === 'OBJECTION';
-    const { id, applied } = await this.tx.write(async (tx): Promise<{ id: string; applied: { subjects: AppliedObjection[]; logSize: number } | null }> => {
+    const { id, applied } = await this.tx.write(async (tx): Promise<{ id: string; applied: { subjects: Array<{ subjectId: string; created: boolean }>; logSize: number } | null }> => {
       await this.tenants.require(tx, tenantId, false);
       const replay = await this.repo.findRequestByRequestId(tx, tenantId, input.requestId);
       if (replay) {
@@ -572,19 +585,12 @@ export class SubjectRightsService {
         const purposes = Math.max(0, ...objected.map((a) => a.purposes));
         const note = objected.length === 1 ? objected[0].note : `objection applied for ${distinctSubjects(rows).length} person(s): OPT_OUT on every channel for ${purposes} MARKETING purpose(s)`;
         await this.recordTransition(tx, tenantId, { requestId, fromState: 'RECEIVED', toState: 'COMPLETED', principal: principal.id, at: now, note: note.slice(0, 200) });
-        return { id: requestId, applied: { subjects: objected, logSize: await this.audit.committedSize(tx, tenantId) } };
+        const subjects = objected.filter((a) => a.subjectId !== null).map((a) => ({ subjectId: a.subjectId!, created: a.createdSubject }));
+        return { id: requestId, applied: { subjects, logSize: await this.audit.committedSize(tx, tenantId) } };
       }
       return { id: requestId, applied: null };
     });
-    for (const a of applied?.subjects ?? []) if (a.subjectId !== null) this.observer?.(tenantId, a.subjectId, a.createdSubject, applied!.logSize);
-    const request = await this.get(principal, tenantId, id);
-    let consistencyToken = '';
-    if (request.kind === 'OBJECTION') {
-      // A retry's token covers the first call's objection too: the log's size now is past it.
-      const position = applied?.logSize ?? (await this.tx.read((tx) => this.audit.committedSize(tx, tenantId)));
-      consistencyToken = encodeConsistencyToken(tenantId, position);
-    }
-    return { request, consistencyToken };
+    return this.registered(principal, tenantId, id, applied);
   }
 
   /** The person's open requests made through the preference page, oldest first (in the caller's transaction). */
