@@ -7,11 +7,11 @@ import { DomainError, failedPrecondition } from '../shared/errors';
 import { sha256Hex } from '../shared/hashing';
 import { TransactionRunner, TxContext } from '../shared/unit-of-work';
 import { ItemOutcome } from './commit-queue';
-import { applyToScope, applyToWindow, ScopeState, WindowState } from './consent-rules';
+import { applyToScope, applyToWindow, decide, ScopeState, SubjectFacts, WindowState } from './consent-rules';
 import { addCalendarMonths } from './deadlines';
 import { eventRecordSha256, hasEvidence, openEvent, sealEvent } from './event-codec';
 import { matchKeyword } from './keywords';
-import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, Tenant, TenantSettings } from './model';
+import { ALL_PURPOSES, Channel, CollectionMethod, ConsentEvent, ConsentKind, Evidence, IdentifierRef, LawfulBasis, SendChannel, Tenant, TenantSettings } from './model';
 import { ChangeFeedRepository, ChangeRecord, ConsentRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository } from './ports';
 import { TenantService } from './tenant-service';
 
@@ -457,12 +457,8 @@ export class ConsentWriter {
           if (notice) events[0] = { ...events[0], notice };
         }
       }
-      const swapped = slot.write.body.type === 'consent' ? basisSwap(slot.write.body, events[0], scopesOf(subjectId).values(), slot.created ? undefined : locked.get(subjectId)?.objectedAt) : null;
-      if (swapped) {
-        decided.set(slot.position, { kind: 'error', error: swapped });
-        continue;
-      }
       let windowStart: number | undefined;
+      let refused = false;
       for (let i = 0; i < events.length; i++) {
         // A withdrawal dated by this server's clock comes after every opt-in already recorded for
         // what it withdraws (the recording order says so); a clock behind the one that dated an
@@ -475,6 +471,13 @@ export class ConsentWriter {
           // person's new opt-in must not lose to a withdrawal dated ahead by the rule above.
           const latest = latestOptOutCovering(scopesOf(subjectId).values(), events[i].purposeId, events[i].channel);
           if (latest >= events[i].eventTime) events[i] = { ...events[i], eventTime: latest + 1 };
+        }
+        // On the event as it will be recorded (its time adjusted above).
+        const swapped = slot.write.body.type === 'consent' ? basisSwap(slot.write.body, events[i], scopesOf(subjectId), windowsOf(subjectId), slot.created ? undefined : locked.get(subjectId), slot.write.recordTime) : null;
+        if (swapped) {
+          decided.set(slot.position, { kind: 'error', error: swapped });
+          refused = true;
+          break;
         }
         const event = events[i];
         const sealed = sealEvent(event, slot.key!, slot.write.fingerprint);
@@ -497,7 +500,7 @@ export class ConsentWriter {
           changedScopes.set(`${subjectId}\u0000${key}`, { subjectId, scope: after });
         }
       }
-      decided.set(slot.position, { kind: 'written', events, windowStart });
+      if (!refused) decided.set(slot.position, { kind: 'written', events, windowStart });
     }
 
     // New people, only those with something recorded: a write that failed leaves no identifier behind.
@@ -705,34 +708,38 @@ function latestOptInCovered(scopes: Iterable<ScopeState>, purposeId: string, cha
  * Art. 21(3), Art. 7(3): once the person objected to direct marketing or withdrew it, only their
  * own consent allows it again, not a basis the business claims instead (legitimate interests, a
  * contract: the EDPB's "no swapping of lawful basis"). An opt-in for a MARKETING purpose whose
- * lawful basis is not CONSENT is refused where it would be the opt-in that lifts the person's
- * objection (dated after it) or their withdrawal (dated after the latest opt-out covering it while
- * no opt-in since lifts it); earlier-dated ones (history) and ones beside a consent in force are
- * recorded. Found by a probe: such an opt-in turned DENY OBJECTED into ALLOW.
+ * lawful basis is not CONSENT is refused where it would be what allows marketing again: the rules
+ * themselves (decide) answer, for each channel it covers, DENY OBJECTED or OPTED_OUT before it is
+ * folded in and ALLOW after. Earlier-dated ones (history), ones beside a consent in force and a
+ * fresh person's are recorded. Found by a probe: such an opt-in turned DENY OBJECTED into ALLOW.
  */
-function basisSwap(body: ConsentBody, event: ConsentEvent, scopes: Iterable<ScopeState>, objectedAt: number | undefined): DomainError | null {
+function basisSwap(
+  body: ConsentBody,
+  event: ConsentEvent,
+  scopes: Map<string, ScopeState>,
+  windows: Map<Channel, WindowState>,
+  person: SubjectRef | undefined,
+  now: number,
+): DomainError | null {
   if (!body.marketing || body.kind === 'OPT_OUT' || body.lawfulBasis === undefined || body.lawfulBasis === 'CONSENT') return null;
-  if (objectedAt !== undefined && event.eventTime > objectedAt) {
-    return failedPrecondition('OBJECTED', 'the person objected to direct marketing: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis');
-  }
-  const all = [...scopes];
-  const withdrawn = latestOptOutCovering(all, event.purposeId, event.channel);
-  if (withdrawn >= 0 && event.eventTime > withdrawn && latestOptInLifting(all, event.purposeId, event.channel) <= withdrawn) {
-    return failedPrecondition('OPTED_OUT', 'the person withdrew this: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis');
+  const base = { subjectId: event.subjectId, erased: false, suppressed: false, windows: [...windows.values()], objectedAt: person?.objectedAt, reassignedAt: person?.reassignedAt };
+  const key = scopeKey(event.purposeId, event.channel);
+  const folded = applyToScope(scopes.get(key) ?? { purposeId: event.purposeId, channel: event.channel }, { id: event.id, kind: body.kind, eventTime: event.eventTime, expireTime: event.expireTime });
+  const before: SubjectFacts = { ...base, scopes: [...scopes.values()] };
+  const after: SubjectFacts = { ...base, scopes: [...[...scopes.entries()].filter(([k]) => k !== key).map(([, v]) => v), folded] };
+  const at = Math.max(now, event.eventTime);
+  for (const channel of event.channel === 'ANY' ? SEND_CHANNELS : [event.channel]) {
+    const target = { purposeId: event.purposeId, category: 'MARKETING' as const, channel };
+    const was = decide(before, target, at, 0);
+    if (was.allow || (was.reason !== 'OBJECTED' && was.reason !== 'OPTED_OUT') || !decide(after, target, at, 0).allow) continue;
+    return was.reason === 'OBJECTED'
+      ? failedPrecondition('OBJECTED', 'the person objected to direct marketing: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis')
+      : failedPrecondition('OPTED_OUT', 'the person withdrew this: only their consent (lawful_basis CONSENT) allows it again, not another lawful basis');
   }
   return null;
 }
 
-/** The latest event time of the opt-ins of the purpose itself that apply on `channel` (on it, or on ANY); 0 when there is none. */
-function latestOptInLifting(scopes: Iterable<ScopeState>, purposeId: string, channel: Channel): number {
-  let latest = 0;
-  for (const s of scopes) {
-    if (!s.optIn || s.optIn.kind === 'OPT_IN_PENDING' || s.purposeId !== purposeId) continue;
-    if (channel !== 'ANY' && s.channel !== 'ANY' && s.channel !== channel) continue;
-    if (s.optIn.eventTime > latest) latest = s.optIn.eventTime;
-  }
-  return latest;
-}
+const SEND_CHANNELS: readonly SendChannel[] = ['WHATSAPP', 'SMS', 'EMAIL', 'PUSH', 'VOICE'];
 
 /**
  * The latest event time of the opt-outs an opt-in of (purposeId, channel) must come after to

@@ -3,6 +3,7 @@ import { decryptField } from '../crypto/field-cipher';
 import { KeyManager } from '../crypto/key-manager';
 import { authorizeTenant } from './authorization';
 import { Clock } from './clock';
+import { deadlineInForce } from './deadlines';
 import { scopeStatus } from './consent-rules';
 import { DomainError, failedPrecondition, notFound } from '../shared/errors';
 import { sha256Hex } from '../shared/hashing';
@@ -253,7 +254,8 @@ export class SubjectExporter {
             kind: r.kind,
             state: r.state,
             receiveTime,
-            dueTime: new Date(r.dueTime).toISOString(),
+            // The deadline in force: an extension the person was not told of in time does not hold.
+            dueTime: new Date(deadlineInForce(r, this.clock.now())).toISOString(),
             extensionReason: r.extensionReason,
             rejectionReason: r.rejectionReason,
             history: (transitions.get(r.id) ?? []).map((t) => ({ state: t.toState, time: new Date(t.at).toISOString(), note: t.note })),

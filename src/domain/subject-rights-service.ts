@@ -631,7 +631,8 @@ export class SubjectRightsService {
       const after = decodePageToken<string>(query.pageToken, scope, 'string', sealer, v);
       v.throwIfAny();
       // Extended requests whose person was never told of the extension are due by their first deadline.
-      const lapsedReceivedBefore = openDueBefore === undefined ? undefined : receivedBeforeFirstDeadline(openDueBefore - 1);
+      // (Lapsed only once the first deadline has passed: before now, not merely before a future bound.)
+      const lapsedReceivedBefore = openDueBefore === undefined ? undefined : receivedBeforeFirstDeadline(Math.min(openDueBefore, now) - 1);
       const rows = await this.repo.listRequests(tx, tenantId, { state: query.state, kind: query.kind, openDueBefore, lapsedReceivedBefore }, parseCursor(after), size + 1);
       const page = rows.slice(0, size);
       const last = page[page.length - 1];

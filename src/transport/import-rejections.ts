@@ -4,8 +4,8 @@ import { toStatus } from './error-mapper';
 
 type Rejection = ImportConsentsResponse['rejections'][number];
 
-/** The longest message of a rejection listed without details: "{REASON} {field}". */
-const SHORT_MESSAGE_CHARS = 40;
+/** The longest message of a rejection listed without details: "{REASON} {field}", or "{REASON}" when longer (a field is never cut). */
+const SHORT_MESSAGE_CHARS = 64;
 /** Room left in the answer for its counts and framing. */
 const ANSWER_MARGIN_BYTES = 16 * 1024;
 
@@ -15,7 +15,7 @@ const ANSWER_MARGIN_BYTES = 16 * 1024;
  * violation) takes 0.3-1.6 KB: 50,000 of them made answers of 29-83 MB, more than a client
  * accepts (4 MiB by default: the rows were committed, the client saw RESOURCE_EXHAUSTED) and, a
  * few calls at once, more than the server's heap (found by a probe). So the first rejections, up
- * to a quarter of the message limit, keep their full status; the others carry their status code
+ * to an eighth of the message limit, keep their full status; the others carry their status code
  * and a short message "{REASON} {field}" (docs/api.md, ImportConsents), and, past what the answer
  * can hold even so, only their code. A call whose rejections do not fit even that way is stopped
  * (`overflow`): what was committed stays, as when a call stops for any other reason.
@@ -28,7 +28,7 @@ export class ImportRejections {
 
   constructor(maxMessageBytes: number) {
     this.answerBudget = Math.max(0, maxMessageBytes - ANSWER_MARGIN_BYTES);
-    this.fullBudget = Math.floor(maxMessageBytes / 4);
+    this.fullBudget = Math.floor(maxMessageBytes / 8);
   }
 
   get length(): number {
@@ -43,7 +43,9 @@ export class ImportRejections {
       if (this.bytes + size <= this.fullBudget) return this.keep(full, size);
     }
     const field = err.violations[0]?.field ?? err.metadata.field ?? '';
-    const short = { line, status: { code: toStatus(err).code, message: `${err.reason} ${field}`.trim().slice(0, SHORT_MESSAGE_CHARS), details: [] } };
+    const both = `${err.reason} ${field}`.trim();
+    const message = both.length <= SHORT_MESSAGE_CHARS ? both : err.reason.slice(0, SHORT_MESSAGE_CHARS);
+    const short = { line, status: { code: toStatus(err).code, message, details: [] } };
     const size = encodedSize(short);
     if (this.bytes + size <= this.answerBudget) return this.keep(short, size);
     const bare = { line, status: { code: short.status.code, message: '', details: [] } };

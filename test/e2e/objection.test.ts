@@ -174,6 +174,45 @@ forEachDatabase('Objection to direct marketing (Art. 21(2)-(3))', (db) => {
     const fresh = phone('+4915112340304');
     await optIn(fresh, 'newsletter', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
     expect(await decision(fresh)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    // Found in review: the rules themselves decide whether it would lift something.
+    // (a) A server-dated opt-in moved past the objection / withdrawal (a clock behind) is refused too.
+    const behind = phone('+4915112340305');
+    await optIn(behind);
+    s.clock.advance(10 * MINUTE);
+    await object({ subjectIdentifier: behind });
+    s.clock.advance(-9 * MINUTE);
+    await refused(behind, 'OBJECTED', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    s.clock.advance(9 * MINUTE);
+    const behindOut = phone('+4915112340306');
+    s.clock.advance(10 * MINUTE);
+    await optIn(behindOut);
+    s.clock.advance(-9 * MINUTE);
+    await optIn(behindOut, 'newsletter', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' });
+    await refused(behindOut, 'OPTED_OUT', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    expect(await decision(behindOut)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    s.clock.advance(9 * MINUTE);
+    // (b) STOP then START (which lifts its own STOP): nothing stands, so it is recorded.
+    const restarted = phone('+4915112340307');
+    await optIn(restarted);
+    s.clock.advance(MINUTE);
+    await call(s.consent, s.consent.recordInboundMessage, { parent: `tenants/${T}`, subjectIdentifier: restarted, channel: Channel.CHANNEL_WHATSAPP, text: 'STOP', messageId: 'wamid-basis-stop2', eventTime: undefined, requestId: 'basis-stop2' } as never);
+    s.clock.advance(MINUTE);
+    await call(s.consent, s.consent.recordInboundMessage, { parent: `tenants/${T}`, subjectIdentifier: restarted, channel: Channel.CHANNEL_WHATSAPP, text: 'START', messageId: 'wamid-basis-start2', eventTime: undefined, requestId: 'basis-start2' } as never);
+    s.clock.advance(MINUTE);
+    expect(await decision(restarted)).to.equal('VERDICT_ALLOW DECISION_REASON_OPTED_IN');
+    await optIn(restarted, 'newsletter', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    // (c) After the objection the person consented again (in force): another basis beside it is recorded.
+    await optIn(objected, 'newsletter', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
+    // (d) A withdrawal, then a consent that has expired since: the withdrawal stands again, refused.
+    const expired = phone('+4915112340308');
+    await optIn(expired);
+    s.clock.advance(MINUTE);
+    await optIn(expired, 'newsletter', { kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT, notice: '' });
+    s.clock.advance(MINUTE);
+    await optIn(expired, 'newsletter', { expireTime: new Date(s.clock.now() + MINUTE) });
+    s.clock.advance(2 * MINUTE);
+    expect(await decision(expired)).to.equal('VERDICT_DENY DECISION_REASON_OPTED_OUT');
+    await refused(expired, 'OPTED_OUT', basis(LawfulBasis.LAWFUL_BASIS_LEGITIMATE_INTERESTS));
     // Nor are other categories: an AUTHENTICATION purpose withdrawn and given again under a contract.
     await optIn(withdrawn, 'otp', { channel: Channel.CHANNEL_SMS });
     s.clock.advance(MINUTE);
