@@ -140,7 +140,7 @@ async function checkStream(clients: Clients, first: number, total: number, chunk
     const waits: Promise<void>[] = [];
     for (let n = start; n < Math.min(start + chunk, first + total); n++) {
       waits.push(new Promise<void>((resolve) => answered.set(String(n), resolve)));
-      call.write({ parent: PARENT, query: query(subjectOf(n)), correlationId: String(n), consistency: undefined });
+      call.write({ parent: PARENT, query: query(subjectOf(n)), correlationId: String(n), consistency: undefined, items: [] });
     }
     await Promise.race([Promise.all(waits), failed]);
   }

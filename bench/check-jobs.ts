@@ -87,6 +87,8 @@ export interface StreamCheckParams {
   chunk: number;
   /** Workers sharing a stream (chunks in flight per stream). */
   chunksPerStream: number;
+  /** Each chunk as one packed message (its queries as `items`), not a message per query. */
+  packed?: boolean;
 }
 
 /** Draws subject numbers as `spec` says; counts repeats of a sweep that wrapped. */
@@ -209,19 +211,26 @@ class CheckStream {
     context: JobContext,
     private readonly target: CheckTarget,
     private readonly verifier: Verifier,
+    private readonly packed: boolean,
   ) {
     // One long stream per worker pair for the whole phase; its deadline only bounds a lost stream.
     this.call = context.clients().consent.streamCheckConsent(new Metadata(), { deadline: Date.now() + 30 * 60_000 });
     this.call.on('data', (response: StreamCheckConsentResponse) => {
-      const entry = this.waiting.get(response.correlationId);
-      if (!entry) return this.fail(new JobFailure(`StreamCheckConsent answered an unknown correlation id "${response.correlationId}"`));
-      this.waiting.delete(response.correlationId);
-      try {
-        this.verifier.result(entry.subject, response.result, 'StreamCheckConsent');
-      } catch (err) {
-        return this.fail(err as Error);
+      // A packed message's answers come in one response; a refused one has none (its error fails the run).
+      if (response.answers.length === 0 && response.result?.error && response.correlationId.startsWith('m')) {
+        return this.fail(new JobFailure(`StreamCheckConsent refused a packed message: ${response.result.error.code} ${response.result.error.message}`));
       }
-      if (--entry.chunk.left === 0) entry.chunk.resolve();
+      for (const answer of response.answers.length > 0 ? response.answers : [response]) {
+        const entry = this.waiting.get(answer.correlationId);
+        if (!entry) return this.fail(new JobFailure(`StreamCheckConsent answered an unknown correlation id "${answer.correlationId}"`));
+        this.waiting.delete(answer.correlationId);
+        try {
+          this.verifier.result(entry.subject, answer.result, 'StreamCheckConsent');
+        } catch (err) {
+          return this.fail(err as Error);
+        }
+        if (--entry.chunk.left === 0) entry.chunk.resolve();
+      }
     });
     // A stream that fails ends every chunk on it: the run stops (a failed stream is not a measurement).
     this.call.on('error', (err: ServiceError) => this.fail(new JobFailure(`StreamCheckConsent failed: status ${err.code} "${err.details}"`)));
@@ -248,8 +257,13 @@ class CheckStream {
     this.failChunks.add(rejectChunk);
     const first = this.nextId;
     this.nextId += subjects.length;
-    for (let n = 0; n < subjects.length; n++) {
-      const ok = this.call.write({ parent: this.target.parent, query: query(this.target, subjects[n]), correlationId: String(first + n) } satisfies StreamCheckConsentRequest);
+    if (this.packed) {
+      const items = subjects.map((subject, n) => ({ query: query(this.target, subject), correlationId: String(first + n) }));
+      const ok = this.call.write({ parent: this.target.parent, query: undefined, correlationId: `m${first}`, consistency: undefined, items } satisfies StreamCheckConsentRequest);
+      if (!ok) await new Promise((resolve) => this.call.once('drain', resolve));
+    }
+    for (let n = 0; !this.packed && n < subjects.length; n++) {
+      const ok = this.call.write({ parent: this.target.parent, query: query(this.target, subjects[n]), correlationId: String(first + n), items: [] } satisfies StreamCheckConsentRequest);
       if (!ok) await new Promise((resolve) => this.call.once('drain', resolve));
       if (this.failure) throw this.failure;
     }
@@ -279,7 +293,7 @@ const checkStream: JobFactory = async (raw, context) => {
     async call(worker) {
       const index = Math.floor(worker / params.chunksPerStream);
       let stream = streams.get(index);
-      if (!stream) streams.set(index, (stream = new CheckStream(context, params.target, verifier)));
+      if (!stream) streams.set(index, (stream = new CheckStream(context, params.target, verifier, params.packed === true)));
       const subjects = Array.from({ length: params.chunk }, () => keys.next());
       await stream.ask(subjects);
       return subjects.length;

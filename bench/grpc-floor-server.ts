@@ -59,7 +59,7 @@ const handlers: UntypedServiceImplementation = {
       writeBatch(call, out);
     };
     call.on('data', (request: StreamCheckConsentRequest) => {
-      pending.push({ correlationId: request.correlationId, result: { decision: decide(request.query), error: undefined } });
+      pending.push({ correlationId: request.correlationId, result: { decision: decide(request.query), error: undefined }, answers: [] });
       if (!scheduled) {
         scheduled = true;
         setImmediate(flush);

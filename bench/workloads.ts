@@ -400,7 +400,7 @@ export async function streamCheck(ctx: WorkloadContext, options: { queries: numb
       while (sent < options.queries && !settled) {
         // Checking the clock every 256 messages keeps the cost negligible.
         if (sent % 256 === 0 && Date.now() >= stopAt) break;
-        const request: StreamCheckConsentRequest = { parent: TENANT, query: pool[sent % pool.length], correlationId: String(sent) };
+        const request: StreamCheckConsentRequest = { parent: TENANT, query: pool[sent % pool.length], correlationId: String(sent), items: [] };
         sent++;
         if (!call.write(request)) {
           drains++;

@@ -161,9 +161,10 @@ const ERASURE_STALLED_MS = 30_000;
 
 /**
  * List items a request may hold (request-item-limits.ts): an ImportConsents message the rows a
- * whole call may hold, any other request DEFAULT_REQUEST_ITEMS. The wire count stops requests
- * built to exhaust memory; a CheckConsentBatch over MAX_BATCH_CHECKS (at most 10,000) but under
- * that is answered by its handler, which names every problem of the request (BATCH_SIZE, parent).
+ * whole call may hold, a StreamCheckConsent message MAX_BATCH_CHECKS items, any other request
+ * DEFAULT_REQUEST_ITEMS. The wire count stops requests built to exhaust memory; a
+ * CheckConsentBatch over MAX_BATCH_CHECKS (at most 10,000) but under that is answered by its
+ * handler, which names every problem of the request (BATCH_SIZE, parent).
  */
 function itemLimitsOf(limits: Config['limits']): ItemLimits {
   return {
@@ -174,6 +175,13 @@ function itemLimitsOf(limits: Config['limits']): ItemLimits {
         field: 'rows',
         reason: 'TOO_MANY',
         description: `at most ${limits.maxImportRows} rows per call; send the rest in another call`,
+      },
+      // A packed message's items: refused on the wire with the reason its handler would give.
+      '/consent.v1.ConsentService/StreamCheckConsent': {
+        limit: limits.maxBatchChecks,
+        field: 'items',
+        reason: 'BATCH_SIZE',
+        description: `must hold 1 to ${limits.maxBatchChecks} items`,
       },
     },
   };

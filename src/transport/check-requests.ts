@@ -1,5 +1,5 @@
 import { Channel, PurposeCategory, SubjectIdentifier } from '../gen/consent/v1/common';
-import { CheckConsentBatchRequest, CheckConsentRequest, ConsentQuery, Consistency, StreamCheckConsentRequest } from '../gen/consent/v1/consent';
+import { CheckConsentBatchRequest, CheckConsentRequest, ConsentQuery, Consistency, StreamCheckConsentItem, StreamCheckConsentRequest } from '../gen/consent/v1/consent';
 
 /**
  * Decoders of the check methods' requests for the bytes clients usually send, in one pass: every
@@ -23,6 +23,7 @@ const T1_BYTES = 10;
 const T2_BYTES = 18;
 const T3_BYTES = 26;
 const T4_BYTES = 34;
+const T5_BYTES = 42;
 const T1_VARINT = 8;
 const T3_VARINT = 24;
 const T4_VARINT = 32;
@@ -187,9 +188,26 @@ export function fastCheckConsentRequest(bytes: Buffer): CheckConsentRequest | nu
   return c.bad ? null : message;
 }
 
+/** An item of a packed stream message. */
+function streamCheckConsentItem(c: Cursor): StreamCheckConsentItem {
+  const message: StreamCheckConsentItem = { query: undefined, correlationId: '' };
+  let seen = 0;
+  while (c.more) {
+    const tag = c.small();
+    if (tag === T1_BYTES) {
+      seen = c.once(seen, 1);
+      message.query = nested(c, consentQuery);
+    } else if (tag === T2_BYTES) {
+      seen = c.once(seen, 2);
+      message.correlationId = c.ascii();
+    } else c.bad = true;
+  }
+  return message;
+}
+
 export function fastStreamCheckConsentRequest(bytes: Buffer): StreamCheckConsentRequest | null {
   const c = new Cursor(bytes, 0, bytes.length);
-  const message: StreamCheckConsentRequest = { parent: '', query: undefined, correlationId: '', consistency: undefined };
+  const message: StreamCheckConsentRequest = { parent: '', query: undefined, correlationId: '', consistency: undefined, items: [] };
   let seen = 0;
   while (c.more) {
     const tag = c.small();
@@ -205,6 +223,8 @@ export function fastStreamCheckConsentRequest(bytes: Buffer): StreamCheckConsent
     } else if (tag === T4_BYTES) {
       seen = c.once(seen, 4);
       message.consistency = nested(c, consistency);
+    } else if (tag === T5_BYTES) {
+      message.items.push(nested(c, streamCheckConsentItem));
     } else c.bad = true;
   }
   return c.bad ? null : message;

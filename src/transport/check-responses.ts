@@ -194,23 +194,57 @@ export function encodeCheckConsentBatchResponse(message: CheckConsentBatchRespon
   return out.buffer;
 }
 
-export function encodeStreamCheckConsentResponse(message: StreamCheckConsentResponse): Buffer {
-  if (typeof message.correlationId !== 'string') return generated(StreamCheckConsentResponse, message);
-  const result = message.result === undefined ? undefined : resultLayout(message.result);
-  if (result === null) return generated(StreamCheckConsentResponse, message);
-  const idBytes = message.correlationId === '' ? 0 : Buffer.byteLength(message.correlationId, 'utf8');
+/** Sizes of a correlation id and a result: a StreamCheckConsentResponse's or an answer's first two fields. */
+interface CorrelatedLayout {
+  correlationId: string;
+  idBytes: number;
+  result: ResultLayout | undefined;
+  size: number;
+}
+
+/** The layout of (correlation_id = 1, result = 2), or null when it needs the generated encoder. */
+function correlatedLayout(correlationId: unknown, result: ConsentCheckResult | undefined): CorrelatedLayout | null {
+  if (typeof correlationId !== 'string') return null;
+  const resultLayoutOrNot = result === undefined ? undefined : resultLayout(result);
+  if (resultLayoutOrNot === null) return null;
+  const idBytes = correlationId === '' ? 0 : Buffer.byteLength(correlationId, 'utf8');
   let size = 0;
-  if (message.correlationId !== '') size += 1 + varintSize(idBytes) + idBytes;
-  if (result) size += 1 + varintSize(result.size) + result.size;
-  const out = new Out(Buffer.allocUnsafe(size));
-  if (message.correlationId !== '') {
+  if (correlationId !== '') size += 1 + varintSize(idBytes) + idBytes;
+  if (resultLayoutOrNot) size += 1 + varintSize(resultLayoutOrNot.size) + resultLayoutOrNot.size;
+  return { correlationId, idBytes, result: resultLayoutOrNot, size };
+}
+
+function writeCorrelated(out: Out, layout: CorrelatedLayout): void {
+  if (layout.correlationId !== '') {
     out.buffer[out.pos++] = TAG_1_BYTES;
-    out.string(message.correlationId, idBytes);
+    out.string(layout.correlationId, layout.idBytes);
   }
-  if (result) {
+  if (layout.result) {
     out.buffer[out.pos++] = TAG_2_BYTES;
-    out.varint(result.size);
-    writeResult(out, result);
+    out.varint(layout.result.size);
+    writeResult(out, layout.result);
+  }
+}
+
+export function encodeStreamCheckConsentResponse(message: StreamCheckConsentResponse): Buffer {
+  const head = correlatedLayout(message.correlationId, message.result);
+  if (!head) return generated(StreamCheckConsentResponse, message);
+  // A packed request's answers (field 3), each a correlation id and a result.
+  const answers = message.answers ?? [];
+  const layouts: CorrelatedLayout[] = new Array(answers.length);
+  let size = head.size;
+  for (let i = 0; i < answers.length; i++) {
+    const layout = correlatedLayout(answers[i].correlationId, answers[i].result);
+    if (!layout) return generated(StreamCheckConsentResponse, message);
+    layouts[i] = layout;
+    size += 1 + varintSize(layout.size) + layout.size;
+  }
+  const out = new Out(Buffer.allocUnsafe(size));
+  writeCorrelated(out, head);
+  for (const layout of layouts) {
+    out.buffer[out.pos++] = TAG_3_BYTES;
+    out.varint(layout.size);
+    writeCorrelated(out, layout);
   }
   return out.buffer;
 }

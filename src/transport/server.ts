@@ -139,24 +139,24 @@ export function refusalOf(request: unknown): DomainError | null {
 const ITEM_VIOLATIONS = Symbol('item violations');
 
 /**
- * Methods whose repeated field holds independent items: a value out of range in one item is that
- * item's INVALID_ARGUMENT, and the other items are still answered (CheckConsentBatch's queries,
- * ImportConsents' rows).
+ * Methods whose repeated field holds independent items, by its name and number: a value out of
+ * range in one item is that item's INVALID_ARGUMENT, and the other items are still answered
+ * (CheckConsentBatch's queries, ImportConsents' rows, a packed StreamCheckConsent message's items).
  */
-const ITEMISED: Record<string, string> = {
-  '/consent.v1.ConsentService/CheckConsentBatch': 'queries',
-  '/consent.v1.ConsentService/ImportConsents': 'rows',
+const ITEMISED: Record<string, { field: string; number: number; keepText?: number }> = {
+  '/consent.v1.ConsentService/CheckConsentBatch': { field: 'queries', number: 2 },
+  '/consent.v1.ConsentService/ImportConsents': { field: 'rows', number: 2 },
+  // An item's correlation id (field 2 of StreamCheckConsentItem) is kept when it is blanked: its answer still names it.
+  '/consent.v1.ConsentService/StreamCheckConsent': { field: 'items', number: 5, keepText: 2 },
 };
-
-/** The field number of both itemised fields (CheckConsentBatchRequest.queries, ImportConsentsRequest.rows). */
-const ITEM_FIELD_NUMBER = 2;
 
 /**
  * `bytes` with the items at `indexes` of field `field` replaced by near-empty ones (same positions):
  * of such an item only its small varint fields are kept (an ImportRow's `line`, which its rejection
- * names); every other field of it goes, among them the value the decoder could not hold.
+ * names) and the short text field `keepText` if given (a streamed item's correlation id); every
+ * other field of it goes, among them the value the decoder could not hold.
  */
-function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>): Buffer {
+function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>, keepText?: number): Buffer {
   const reader = new BinaryReader(bytes);
   const parts: Uint8Array[] = [];
   let index = 0;
@@ -166,7 +166,7 @@ function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>): Buf
     const afterTag = reader.pos;
     reader.skip(wireType);
     if (number === field && wireType === WireType.LengthDelimited && indexes.has(index++)) {
-      const kept = smallVarints(bytes.subarray(afterTag, reader.pos));
+      const kept = keptFields(bytes.subarray(afterTag, reader.pos), keepText);
       parts.push(bytes.subarray(start, afterTag), new Uint8Array([kept.length]), kept);
     } else {
       parts.push(bytes.subarray(start, reader.pos));
@@ -175,18 +175,40 @@ function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>): Buf
   return Buffer.concat(parts);
 }
 
-/** The varint fields of a length-delimited item (its length prefix first) whose values take at most 7 bytes (below 2^49). */
-function smallVarints(item: Uint8Array): Uint8Array {
+/** `bytes` without field `field` (empty when the bytes cannot be walked: the message is refused anyway). */
+function withoutField(bytes: Uint8Array, field: number): Buffer {
+  const parts: Uint8Array[] = [];
+  try {
+    const reader = new BinaryReader(bytes);
+    while (reader.pos < reader.len) {
+      const start = reader.pos;
+      const [number, wireType] = reader.tag();
+      reader.skip(wireType);
+      if (number !== field) parts.push(bytes.subarray(start, reader.pos));
+    }
+  } catch {
+    return Buffer.alloc(0);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * The varint fields of a length-delimited item (its length prefix first) whose values take at most
+ * 7 bytes (below 2^49), and field `keepText` when it is length-delimited: at most 100 bytes kept,
+ * so the near-empty item's length fits one byte.
+ */
+function keptFields(item: Uint8Array, keepText?: number): Uint8Array {
   const inner = new BinaryReader(item).bytes();
   const reader = new BinaryReader(inner);
   const kept: Uint8Array[] = [];
   let size = 0;
   while (reader.pos < reader.len) {
     const start = reader.pos;
-    const [, wireType] = reader.tag();
+    const [number, wireType] = reader.tag();
     const afterTag = reader.pos;
     reader.skip(wireType);
-    if (wireType === WireType.Varint && reader.pos - afterTag <= 7 && size + reader.pos - start <= 100) {
+    const keep = (wireType === WireType.Varint && reader.pos - afterTag <= 7) || (wireType === WireType.LengthDelimited && number === keepText);
+    if (keep && size + reader.pos - start <= 100) {
       kept.push(inner.subarray(start, reader.pos));
       size += reader.pos - start;
     }
@@ -249,11 +271,21 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
       // The check methods' answers in one exact-size buffer (check-responses.ts), same bytes.
       responseSerialize: CHECK_RESPONSE_ENCODERS[method.path] ?? method.responseSerialize,
       requestDeserialize: (bytes: Buffer) => {
-        const refuse = (error: DomainError) => Object.assign(method.requestDeserialize(Buffer.alloc(0)) as object, { [REFUSED]: error });
+        const refuse = (error: DomainError, kept: Buffer = Buffer.alloc(0)) => {
+          let message: object;
+          try {
+            message = method.requestDeserialize(kept) as object;
+          } catch {
+            message = method.requestDeserialize(Buffer.alloc(0)) as object;
+          }
+          return Object.assign(message, { [REFUSED]: error });
+        };
         // Before anything is decoded: more list items than the method takes is refused on the
-        // wire (request-item-limits.ts), not after an object was made of each.
+        // wire (request-item-limits.ts), not after an object was made of each. The message's
+        // other fields are kept where the items are one field (a streamed message's correlation id).
         const tooMany = count?.(bytes);
-        if (tooMany) return refuse(invalidArgument([tooMany]));
+        const itemised = ITEMISED[method.path];
+        if (tooMany) return refuse(invalidArgument([tooMany]), itemised ? withoutField(bytes, itemised.number) : undefined);
         // A check request as clients usually write it needs neither pass below (check-requests.ts).
         const simple = fast?.(bytes);
         if (simple) return simple;
@@ -276,10 +308,10 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
           // A value the decoder cannot hold (an int64 above 2^53) in some items of an itemised
           // method: those items are decoded as empty ones and answered with their violations,
           // the others as usual.
-          const items = !unreadable && ITEMISED[method.path] ? byItem(violations, ITEMISED[method.path]) : null;
+          const items = !unreadable && itemised ? byItem(violations, itemised.field) : null;
           if (items && items.size > 0) {
             try {
-              const blanked = method.requestDeserialize(blankItems(bytes, ITEM_FIELD_NUMBER, new Set(items.keys()))) as object;
+              const blanked = method.requestDeserialize(blankItems(bytes, itemised.number, new Set(items.keys()), itemised.keepText)) as object;
               return Object.assign(blanked, { [ITEM_VIOLATIONS]: items, [ITEMS_BLANKED]: new Set(items.keys()) });
             } catch {
               // Something else in the message: refused whole below.
@@ -289,7 +321,7 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         }
         if (unreadable) return refuse(undecodable(unreadable.message));
         if (violations.length === 0) return message;
-        const items = ITEMISED[method.path] ? byItem(violations, ITEMISED[method.path]) : null;
+        const items = itemised ? byItem(violations, itemised.field) : null;
         if (items) return Object.assign(message, { [ITEM_VIOLATIONS]: items });
         // Decoded anyway where possible: a streamed item keeps its correlation id.
         return Object.assign(message, { [REFUSED]: invalidArgument(violations) });

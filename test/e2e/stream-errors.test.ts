@@ -299,7 +299,7 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
   });
 
   describe('StreamCheckConsent', function () {
-    const good = (correlationId: string): StreamCheckConsentRequest => ({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId });
+    const good = (correlationId: string): StreamCheckConsentRequest => ({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId, items: [] });
 
     /** Sends `requests`, half-closes, and returns every answer and how the stream ended. */
     async function exchange(client: ConsentServiceClient, requests: StreamCheckConsentRequest[]) {
@@ -435,13 +435,13 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
       it('StreamCheckConsent ends UNAVAILABLE at the first check it cannot answer without the database (the cache answers for at most B); the service serves again when it is back', async function () {
         this.timeout(60_000);
         const s = follow(consent.streamCheckConsent());
-        s.stream.write({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId: 'before' });
+        s.stream.write({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId: 'before', items: [] });
         await s.first;
         await withDatabaseCut(async () => {
           // A check every 50 ms: those within the staleness bound (1 s) of the cut may be answered
           // from the decision cache; the first one that needs the database ends the stream.
           let n = 0;
-          const asking = setInterval(() => s.stream.write({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId: `during-${n++}` }), 50);
+          const asking = setInterval(() => s.stream.write({ parent: `tenants/${T}`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }), correlationId: `during-${n++}`, items: [] }), 50);
           try {
             const err = await withTimeout(s.ended, 15_000, 'the stream did not end after the database went away');
             expect(err?.code, err?.details).to.equal(status.UNAVAILABLE);

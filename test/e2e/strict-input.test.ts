@@ -172,6 +172,46 @@ forEachDatabase('strict input', (db) => {
     expect(answers[2].result!.decision).to.not.equal(undefined);
   });
 
+  it('a packed stream message: an item with an unknown enum or a time that does not fit a number fails alone, with its field named', async function () {
+    const desc = protoRegistry().getMessage('consent.v1.StreamCheckConsentRequest')!;
+    const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter`, channel: 1 };
+    const packed = {
+      parent,
+      correlationId: 'm',
+      items: [
+        { correlationId: 'a', query: q },
+        { correlationId: 'b', query: { ...q, channel: 42 } },
+        { correlationId: 'c', query: { ...q, at: { seconds: 1n << 60n, nanos: 0 } } },
+        { correlationId: 'd', query: q },
+      ],
+    };
+    const messages = [packed, { parent, correlationId: 'after', query: q }].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
+    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
+      const got: StreamCheckConsentResponse[] = [];
+      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
+      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(got));
+      for (const m of messages) stream.write(m);
+      stream.end();
+    });
+    expect(answers.map((a) => a.correlationId)).to.deep.equal(['m', 'after']);
+    const violations = (r: StreamCheckConsentResponse['answers'][number]) => {
+      const bad = r.result!.error?.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'));
+      return bad ? BadRequest.decode(bad.value).fieldViolations.map((v) => `${v.field} ${v.reason}`) : [];
+    };
+    // The items decoded as empty ones (a time the decoder cannot hold) keep their correlation ids.
+    expect(answers[0].answers.map((a) => [a.correlationId, a.result!.decision ? 'decision' : a.result!.error!.code])).to.deep.equal([
+      ['a', 'decision'],
+      ['b', status.INVALID_ARGUMENT],
+      ['c', status.INVALID_ARGUMENT],
+      ['d', 'decision'],
+    ]);
+    expect(violations(answers[0].answers[1])).to.deep.equal(['items[1].query.channel UNKNOWN_ENUM_VALUE']);
+    expect(violations(answers[0].answers[2])).to.deep.equal(['items[2].query.at INVALID_TIMESTAMP']);
+    expect(answers[1].result!.decision, 'the stream goes on').to.not.equal(undefined);
+  });
+
   it('preference links: an unknown channel in a withdrawal scope and an unknown request kind are INVALID_ARGUMENT and change nothing', async function () {
     const selfService = new SelfServiceServiceClient(s.address, credentials.createInsecure());
     try {

@@ -4,7 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { Channel, PurposeCategory, SubjectIdentifier } from '../../src/gen/consent/v1/common';
-import { CheckConsentBatchRequest, CheckConsentRequest, ConsentQuery, Consistency, StreamCheckConsentRequest } from '../../src/gen/consent/v1/consent';
+import { CheckConsentBatchRequest, CheckConsentRequest, ConsentQuery, Consistency, StreamCheckConsentItem, StreamCheckConsentRequest } from '../../src/gen/consent/v1/consent';
 import { fastCheckConsentBatchRequest, fastCheckConsentRequest, fastStreamCheckConsentRequest } from '../../src/transport/check-requests';
 import { requestChecks } from '../../src/transport/request-checks';
 
@@ -105,16 +105,33 @@ describe('check requests (short-path decoders)', function () {
 
   it('StreamCheckConsentRequest: declines, or agrees with the strict check and the generated decoder', function () {
     let accepted = 0;
+    let acceptedPacked = 0;
     fc.assert(
       fc.property(
-        variants(StreamCheckConsentRequest, fc.record({ parent: text, query: fc.option(query, { nil: undefined }), correlationId: text, consistency })),
+        variants(
+          StreamCheckConsentRequest,
+          fc.record({
+            parent: text,
+            query: fc.option(query, { nil: undefined }),
+            correlationId: text,
+            consistency,
+            // The packed form, and both forms at once (the decoder takes what the generated one does).
+            items: fc.oneof(fc.constant(null).map((): StreamCheckConsentItem[] => []), fc.array(fc.record({ query: fc.option(query, { nil: undefined }), correlationId: text }), { maxLength: 4 })),
+          }),
+        ),
         (bytes) => {
-          if (expectAgreement('StreamCheckConsent', StreamCheckConsentRequest, fastStreamCheckConsentRequest, bytes)) accepted++;
+          if (expectAgreement('StreamCheckConsent', StreamCheckConsentRequest, fastStreamCheckConsentRequest, bytes)) {
+            accepted++;
+            if (StreamCheckConsentRequest.decode(bytes).items.length > 0) acceptedPacked++;
+          }
         },
       ),
-      { numRuns: 5000 },
+      // More runs than the others: packed messages have more places for what the short path declines.
+      { numRuns: 10000 },
     );
     expect(accepted, 'messages the short path took').to.be.greaterThan(200);
+    // Random packed messages rarely have every item in the usual form (the next test has some).
+    expect(acceptedPacked, 'packed messages the short path took').to.be.greaterThan(0);
   });
 
   it('CheckConsentBatchRequest: declines, or agrees with the strict check and the generated decoder', function () {
@@ -143,6 +160,17 @@ describe('check requests (short-path decoders)', function () {
     for (const message of [usual, { ...usual, consistency: undefined }]) {
       const bytes = Buffer.from(CheckConsentRequest.encode(message).finish());
       expect(fastCheckConsentRequest(bytes)).to.deep.equal(CheckConsentRequest.decode(bytes));
+    }
+    // The same questions packed into one stream message, and one asked alone.
+    const items = Array.from({ length: 50 }, (_, i) => ({ query: { ...usual.query!, purpose: `tenants/acme/purposes/p${i}` }, correlationId: `c${i}` }));
+    const packed: StreamCheckConsentRequest = { parent: 'tenants/acme', query: undefined, correlationId: 'm1', consistency: usual.consistency, items };
+    const single: StreamCheckConsentRequest = { parent: 'tenants/acme', query: usual.query, correlationId: 'q1', consistency: undefined, items: [] };
+    for (const message of [packed, single]) {
+      const bytes = Buffer.from(StreamCheckConsentRequest.encode(message).finish());
+      const short = fastStreamCheckConsentRequest(bytes);
+      expect(short, 'taken by the short path').to.not.equal(null);
+      expect(short).to.deep.equal(StreamCheckConsentRequest.decode(bytes));
+      expect(short).to.deep.equal(message);
     }
   });
 });

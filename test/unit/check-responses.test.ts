@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { CheckConsentBatchResponse, CheckConsentResponse, ConsentCheckResult, ConsentDecision, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { CheckConsentBatchResponse, CheckConsentResponse, ConsentCheckResult, ConsentDecision, StreamCheckConsentAnswer, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
 import { Status } from '../../src/gen/google/rpc/status';
 import { encodeCheckConsentBatchResponse, encodeCheckConsentResponse, encodeStreamCheckConsentResponse } from '../../src/transport/check-responses';
 import { protoRegistry } from '../fuzz/support/catalog';
@@ -67,10 +67,15 @@ describe('check responses (short-path encoders)', function () {
 
   it('StreamCheckConsentResponse: the bytes of the generated encoder', function () {
     fc.assert(
-      fc.property(stringArb, fc.option(resultArb, { nil: undefined }), (correlationId, result) => {
-        const message: StreamCheckConsentResponse = { correlationId, result };
+      fc.property(
+        stringArb,
+        fc.option(resultArb, { nil: undefined }),
+        fc.oneof(fc.constant(null).map((): StreamCheckConsentAnswer[] => []), fc.array(fc.record({ correlationId: stringArb, result: fc.option(resultArb, { nil: undefined }) }), { maxLength: 12 })),
+        (correlationId, result, answers) => {
+        const message: StreamCheckConsentResponse = { correlationId, result, answers };
         expectSame(() => encodeStreamCheckConsentResponse(message), () => generated(StreamCheckConsentResponse, message));
-      }),
+        },
+      ),
       { numRuns: 3000 },
     );
   });
@@ -87,7 +92,8 @@ describe('check responses (short-path encoders)', function () {
     expect(fields('consent.v1.CheckConsentResponse')).to.deep.equal(['1:decision']);
     expect(fields('consent.v1.ConsentCheckResult')).to.deep.equal(['1:decision', '2:error']);
     expect(fields('consent.v1.CheckConsentBatchResponse')).to.deep.equal(['1:results']);
-    expect(fields('consent.v1.StreamCheckConsentResponse')).to.deep.equal(['1:correlation_id', '2:result']);
+    expect(fields('consent.v1.StreamCheckConsentResponse')).to.deep.equal(['1:correlation_id', '2:result', '3:answers']);
+    expect(fields('consent.v1.StreamCheckConsentAnswer')).to.deep.equal(['1:correlation_id', '2:result']);
     expect(fields('google.protobuf.Timestamp')).to.deep.equal(['1:seconds', '2:nanos']);
   });
 });

@@ -328,7 +328,7 @@ export function consentHandlers(
       },
     ),
 
-    streamCheckConsent: pipeline.bidi('StreamCheckConsent', (call, ctx) => runCheckStream(call, ctx, checker, limits.streamChunkSize)),
+    streamCheckConsent: pipeline.bidi('StreamCheckConsent', (call, ctx) => runCheckStream(call, ctx, checker, limits.streamChunkSize, limits.maxBatchChecks)),
 
     getConsentState: pipeline.unary('GetConsentState', async (req: GetConsentStateRequest, ctx: CallContext): Promise<GetConsentStateResponse> => {
       const tenantId = parentTenant(req.parent);
@@ -450,18 +450,21 @@ function importStoppedAt(err: unknown, rowsBefore: number, recorded: number, alr
 }
 
 /**
- * Streams decisions in order with bounded memory: at most `chunk` queries are read ahead (the
- * stream is paused beyond that) and after each chunk's answers the server waits for the
- * client to drain them before it reads on. A slow reader therefore slows the stream instead of
- * growing the server's buffers.
+ * Streams decisions in order with bounded memory: at most `chunk` questions are read ahead (the
+ * stream is paused beyond that; a packed message counts as its items) and after each chunk's
+ * answers the server waits for the client to drain them before it reads on. A slow reader
+ * therefore slows the stream instead of growing the server's buffers.
  */
 async function runCheckStream(
   call: ServerDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse>,
   ctx: CallContext,
   checker: Checker,
   chunk: number,
+  maxItems: number,
 ): Promise<void> {
   const queue: StreamCheckConsentRequest[] = [];
+  /** Questions in `queue`: a packed message's items, one for any other message. */
+  let queued = 0;
   let ended = false;
   let failure: unknown = null;
   let wake: (() => void) | null = null;
@@ -472,7 +475,8 @@ async function runCheckStream(
   };
   call.on('data', (req: StreamCheckConsentRequest) => {
     queue.push(req);
-    if (queue.length >= chunk) call.pause();
+    queued += questionsIn(req);
+    if (queued >= chunk) call.pause();
     notify();
   });
   call.on('end', () => {
@@ -482,6 +486,7 @@ async function runCheckStream(
   call.on('cancelled', () => {
     ended = true;
     queue.length = 0;
+    queued = 0;
     notify();
   });
   call.on('error', (err) => {
@@ -496,60 +501,164 @@ async function runCheckStream(
       await new Promise<void>((resolve) => (wake = resolve));
       continue;
     }
-    const batch = queue.splice(0, chunk);
-    const responses = await decideStreamBatch(batch, ctx, checker);
+    // Whole messages, up to `chunk` questions (at least one message, however many it packs).
+    let take = 0;
+    let taken = 0;
+    while (take < queue.length && (take === 0 || taken + questionsIn(queue[take]) <= chunk)) taken += questionsIn(queue[take++]);
+    const batch = queue.splice(0, take);
+    queued -= taken;
+    const responses = await decideStreamMessages(batch, ctx, checker, maxItems);
     if (!writeBatch(call, responses)) await drained(call, ctx.signal);
     if (ctx.signal.aborted) return;
-    if (queue.length < chunk) call.resume();
+    if (queued < chunk) call.resume();
   }
 }
 
-/** Decides a chunk of stream queries, consecutive queries of one tenant in one call. */
-async function decideStreamBatch(
+/** The questions a stream message asks: its items when packed, else one. */
+function questionsIn(req: StreamCheckConsentRequest): number {
+  return Math.max(1, req.items?.length ?? 0);
+}
+
+const PARENT_VIOLATION: FieldViolation = { field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' };
+
+/** One question of a stream message: the message's own query, or an item of a packed message. */
+interface StreamQuestion {
+  parent: string;
+  consistency: ConsistencyProto | undefined;
+  query: ConsentQuery | undefined;
+  correlationId: string;
+  /** Where the query is in its message, for violations: "query" or "items[3].query". */
+  field: string;
+  /** What the wire check found in this item of a packed message (server.ts itemViolationsOf). */
+  wire: FieldViolation[];
+  /** Decoded as an empty item: a value of it the decoder could not hold (server.ts itemBlanked). */
+  blanked: boolean;
+}
+
+/** How one stream message is answered. */
+type StreamAnswerPlan =
+  | { form: 'single'; correlationId: string; question: number }
+  | { form: 'packed'; correlationId: string; first: number; count: number }
+  | { form: 'refused'; correlationId: string; error: DomainError };
+
+/** What a question came to; `whole` when the error is about its message, not the question. */
+interface QuestionOutcome {
+  tenantId: string;
+  outcome: CheckOutcome;
+  whole: boolean;
+}
+
+/**
+ * Answers a chunk of stream messages, one response each, in order. A packed message's items are
+ * answered in its response's `answers`; what is wrong with the message itself (both forms, too
+ * many items, undecodable, its parent, its consistency, a tenant that cannot be read) refuses it
+ * whole, in `result.error`. Consecutive questions of one tenant and consistency (across messages)
+ * are decided in one call of the checker.
+ */
+async function decideStreamMessages(
   batch: StreamCheckConsentRequest[],
   ctx: CallContext,
   checker: Checker,
+  maxItems: number,
 ): Promise<StreamCheckConsentResponse[]> {
-  const responses: StreamCheckConsentResponse[] = [];
-  let start = 0;
-  while (start < batch.length) {
-    const parent = batch[start].parent;
-    const asked = consistencyKey(batch[start].consistency);
-    let end = start + 1;
-    while (end < batch.length && batch[end].parent === parent && consistencyKey(batch[end].consistency) === asked) end++;
-    const group = batch.slice(start, end);
-    const tenantId = parseTenantName(parent);
-    let outcomes: CheckOutcome[];
-    const consistency = tenantId ? consistencyFromProto(group[0].consistency, tenantId, 'consistency') : BOUNDED;
-    const refusals = group.map((req) => refusalOf(req) ?? ('kind' in consistency ? null : invalidArgument([consistency])));
-    if (refusals.some((r) => r !== null)) {
-      // A message refused at decoding (unknown enum value, time out of range) fails alone.
-      const rest = group.filter((_, i) => refusals[i] === null);
-      const decided = rest.length > 0 ? await decideStreamBatch(rest, ctx, checker) : [];
-      let next = 0;
-      group.forEach((req, i) => {
-        const refusal = refusals[i];
-        responses.push(refusal ? { correlationId: req.correlationId, result: { decision: undefined, error: toStatus(refusal) } } : decided[next++]);
-      });
-      start = end;
-      continue;
-    }
-    if (!tenantId) {
-      const error = invalidArgument([{ field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' }]);
-      outcomes = group.map(() => ({ error }));
-    } else {
-      try {
-        outcomes = await checker.checkMany(ctx.principal, tenantId, group.map((r) => queryFromProto(r.query, tenantId, 'query')), consistency as Consistency);
-      } catch (err) {
-        // A tenant that does not exist (or may not be read) fails its own queries, not the stream.
-        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE' || err.kind === 'ABORTED') throw err;
-        outcomes = group.map(() => ({ error: err }));
+  const questions: StreamQuestion[] = [];
+  const plans = batch.map((req) => answerPlanOf(req, questions, maxItems));
+  const outcomes = await decideQuestions(questions, ctx, checker);
+  return plans.map((plan): StreamCheckConsentResponse => {
+    switch (plan.form) {
+      case 'refused':
+        return { correlationId: plan.correlationId, result: { decision: undefined, error: toStatus(plan.error) }, answers: [] };
+      case 'single': {
+        const { tenantId, outcome } = outcomes[plan.question];
+        return { correlationId: plan.correlationId, result: resultToProto(tenantId, outcome), answers: [] };
+      }
+      case 'packed': {
+        const mine = outcomes.slice(plan.first, plan.first + plan.count);
+        const whole = mine.find((o) => o.whole);
+        if (whole) return { correlationId: plan.correlationId, result: resultToProto(whole.tenantId, whole.outcome), answers: [] };
+        return {
+          correlationId: plan.correlationId,
+          result: undefined,
+          answers: mine.map((o, i) => ({ correlationId: questions[plan.first + i].correlationId, result: resultToProto(o.tenantId, o.outcome) })),
+        };
       }
     }
-    group.forEach((req, i) => responses.push({ correlationId: req.correlationId, result: resultToProto(tenantId ?? '', outcomes[i]) }));
+  });
+}
+
+/** How `req` is answered; its questions are appended to `questions`. */
+function answerPlanOf(req: StreamCheckConsentRequest, questions: StreamQuestion[], maxItems: number): StreamAnswerPlan {
+  const correlationId = req.correlationId;
+  // A message refused at decoding (unknown enum value, time out of range) fails alone.
+  const refused = refusalOf(req);
+  if (refused) {
+    // Refused on the wire (too many items, a value out of range): a bad parent of the message,
+    // which was decoded, is named beside what the wire check found (not of bytes that could not be read).
+    const parentToo = refused.kind === 'INVALID_ARGUMENT' && refused.reason !== 'UNDECODABLE_REQUEST' && !parseTenantName(req.parent) && !refused.violations.some((v) => v.field === 'parent');
+    return { form: 'refused', correlationId, error: parentToo ? invalidArgument([PARENT_VIOLATION, ...refused.violations]) : refused };
+  }
+  const items = req.items ?? [];
+  if (items.length === 0) {
+    questions.push({ parent: req.parent, consistency: req.consistency, query: req.query, correlationId, field: 'query', wire: [], blanked: false });
+    return { form: 'single', correlationId, question: questions.length - 1 };
+  }
+  // What is wrong with the packed message itself, all of it named at once.
+  const violations: FieldViolation[] = [];
+  if (!parseTenantName(req.parent)) violations.push(PARENT_VIOLATION);
+  if (req.query !== undefined) violations.push({ field: 'items', reason: 'QUERY_OR_ITEMS', description: 'set either query (one question) or items (the packed form), not both' });
+  if (items.length > maxItems) violations.push({ field: 'items', reason: 'BATCH_SIZE', description: `must hold 1 to ${maxItems} items` });
+  if (violations.length > 0) return { form: 'refused', correlationId, error: invalidArgument(violations) };
+  const first = questions.length;
+  items.forEach((item, i) =>
+    questions.push({
+      parent: req.parent,
+      consistency: req.consistency,
+      query: item.query,
+      correlationId: item.correlationId,
+      field: `items[${i}].query`,
+      wire: itemViolationsOf(req, i),
+      blanked: itemBlanked(req, i),
+    }),
+  );
+  return { form: 'packed', correlationId, first, count: items.length };
+}
+
+/** Decides stream questions in order, consecutive ones of one tenant and consistency in one call. */
+async function decideQuestions(questions: StreamQuestion[], ctx: CallContext, checker: Checker): Promise<QuestionOutcome[]> {
+  const outcomes: QuestionOutcome[] = new Array(questions.length);
+  let start = 0;
+  while (start < questions.length) {
+    const { parent, consistency: asked } = questions[start];
+    const key = consistencyKey(asked);
+    let end = start + 1;
+    while (end < questions.length && questions[end].parent === parent && consistencyKey(questions[end].consistency) === key) end++;
+    const tenantId = parseTenantName(parent);
+    const consistency = tenantId ? consistencyFromProto(asked, tenantId, 'consistency') : null;
+    let whole: DomainError | null = null;
+    if (!tenantId) whole = invalidArgument([PARENT_VIOLATION]);
+    else if (consistency && !('kind' in consistency)) whole = invalidArgument([consistency]);
+    if (whole === null) {
+      const queries = questions.slice(start, end).map((q) => {
+        const query = queryFromProto(q.query, tenantId!, q.field);
+        // As in CheckConsentBatch: an item decoded as an empty one says only what the wire check
+        // found; otherwise the wire check's reason names a field once.
+        if (q.blanked) Object.assign(query, { violations: q.wire, undecoded: true });
+        else if (q.wire.length > 0) query.violations = [...q.wire, ...query.violations.filter((v) => !q.wire.some((w) => w.field === v.field))];
+        return query;
+      });
+      try {
+        const decided = await checker.checkMany(ctx.principal, tenantId!, queries, consistency as Consistency);
+        for (let i = start; i < end; i++) outcomes[i] = { tenantId: tenantId!, outcome: decided[i - start], whole: false };
+      } catch (err) {
+        // A tenant that does not exist (or may not be read) fails its own messages, not the stream.
+        if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE' || err.kind === 'ABORTED') throw err;
+        whole = err;
+      }
+    }
+    if (whole !== null) for (let i = start; i < end; i++) outcomes[i] = { tenantId: tenantId ?? '', outcome: { error: whole }, whole: true };
     start = end;
   }
-  return responses;
+  return outcomes;
 }
 
 /** Shape checks of one query; violations travel with the query so batches answer per item. */

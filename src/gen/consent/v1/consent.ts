@@ -876,12 +876,51 @@ export interface StreamCheckConsentRequest {
   /** Echoed in the response, so the client can match answers to questions. */
   correlationId: string;
   /** How fresh this answer must be; unset: within the staleness bound. */
-  consistency?: Consistency | undefined;
+  consistency?:
+    | Consistency
+    | undefined;
+  /**
+   * The packed form, for senders that ask many questions at a time: 1 to MAX_BATCH_CHECKS
+   * (default 1,000) questions in this one message, each with its own correlation id, under this
+   * message's `parent` and `consistency`. Set instead of `query`; `correlation_id`, if set, is
+   * echoed on the response that carries their answers. One message per question costs the
+   * server and the client a message each way per question; packed, many questions share one.
+   */
+  items: StreamCheckConsentItem[];
+}
+
+/** One question of a packed StreamCheckConsentRequest. */
+export interface StreamCheckConsentItem {
+  /** The question. */
+  query?:
+    | ConsentQuery
+    | undefined;
+  /** Echoed in its answer. */
+  correlationId: string;
 }
 
 /** Response of ConsentService.StreamCheckConsent. */
 export interface StreamCheckConsentResponse {
   /** From the request. */
+  correlationId: string;
+  /**
+   * The outcome of a request with one `query`; for a packed request, set only when the message
+   * was refused as a whole (INVALID_ARGUMENT: both `query` and `items` set, too many items, or a
+   * message that could not be decoded), and `answers` is then empty.
+   */
+  result?:
+    | ConsentCheckResult
+    | undefined;
+  /**
+   * The answers to a packed request's `items`, one per item in their order; each is a decision
+   * or that item's own error.
+   */
+  answers: StreamCheckConsentAnswer[];
+}
+
+/** The answer to one question of a packed request. */
+export interface StreamCheckConsentAnswer {
+  /** The item's correlation id. */
   correlationId: string;
   /** The outcome. */
   result?: ConsentCheckResult | undefined;
@@ -3542,7 +3581,7 @@ export const CheckConsentBatchResponse: MessageFns<CheckConsentBatchResponse> = 
 };
 
 function createBaseStreamCheckConsentRequest(): StreamCheckConsentRequest {
-  return { parent: "", query: undefined, correlationId: "", consistency: undefined };
+  return { parent: "", query: undefined, correlationId: "", consistency: undefined, items: [] };
 }
 
 export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = {
@@ -3558,6 +3597,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
     }
     if (message.consistency !== undefined) {
       Consistency.encode(message.consistency, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.items) {
+      StreamCheckConsentItem.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3607,6 +3649,14 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
             message.consistency = Consistency.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.items.push(StreamCheckConsentItem.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3629,6 +3679,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
         ? globalThis.String(object.correlation_id)
         : "",
       consistency: isSet(object.consistency) ? Consistency.fromJSON(object.consistency) : undefined,
+      items: globalThis.Array.isArray(object?.items)
+        ? object.items.map((e: any) => StreamCheckConsentItem.fromJSON(e))
+        : [],
     };
   },
 
@@ -3646,6 +3699,9 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
     if (message.consistency !== undefined) {
       obj.consistency = Consistency.toJSON(message.consistency);
     }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => StreamCheckConsentItem.toJSON(e));
+    }
     return obj;
   },
 
@@ -3662,12 +3718,104 @@ export const StreamCheckConsentRequest: MessageFns<StreamCheckConsentRequest> = 
     message.consistency = (object.consistency !== undefined && object.consistency !== null)
       ? Consistency.fromPartial(object.consistency)
       : undefined;
+    message.items = object.items?.map((e) => StreamCheckConsentItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStreamCheckConsentItem(): StreamCheckConsentItem {
+  return { query: undefined, correlationId: "" };
+}
+
+export const StreamCheckConsentItem: MessageFns<StreamCheckConsentItem> = {
+  encode(message: StreamCheckConsentItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== undefined) {
+      ConsentQuery.encode(message.query, writer.uint32(10).fork()).join();
+    }
+    if (message.correlationId !== "") {
+      writer.uint32(18).string(message.correlationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamCheckConsentItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamCheckConsentItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = ConsentQuery.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.correlationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamCheckConsentItem {
+    return {
+      query: isSet(object.query) ? ConsentQuery.fromJSON(object.query) : undefined,
+      correlationId: isSet(object.correlationId)
+        ? globalThis.String(object.correlationId)
+        : isSet(object.correlation_id)
+        ? globalThis.String(object.correlation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: StreamCheckConsentItem): unknown {
+    const obj: any = {};
+    if (message.query !== undefined) {
+      obj.query = ConsentQuery.toJSON(message.query);
+    }
+    if (message.correlationId !== "") {
+      obj.correlationId = message.correlationId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamCheckConsentItem>, I>>(base?: I): StreamCheckConsentItem {
+    return StreamCheckConsentItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamCheckConsentItem>, I>>(object: I): StreamCheckConsentItem {
+    const message = createBaseStreamCheckConsentItem();
+    message.query = (object.query !== undefined && object.query !== null)
+      ? ConsentQuery.fromPartial(object.query)
+      : undefined;
+    message.correlationId = object.correlationId ?? "";
     return message;
   },
 };
 
 function createBaseStreamCheckConsentResponse(): StreamCheckConsentResponse {
-  return { correlationId: "", result: undefined };
+  return { correlationId: "", result: undefined, answers: [] };
 }
 
 export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> = {
@@ -3677,6 +3825,9 @@ export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> 
     }
     if (message.result !== undefined) {
       ConsentCheckResult.encode(message.result, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.answers) {
+      StreamCheckConsentAnswer.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3710,6 +3861,14 @@ export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> 
             message.result = ConsentCheckResult.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.answers.push(StreamCheckConsentAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3730,6 +3889,9 @@ export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> 
         ? globalThis.String(object.correlation_id)
         : "",
       result: isSet(object.result) ? ConsentCheckResult.fromJSON(object.result) : undefined,
+      answers: globalThis.Array.isArray(object?.answers)
+        ? object.answers.map((e: any) => StreamCheckConsentAnswer.fromJSON(e))
+        : [],
     };
   },
 
@@ -3741,6 +3903,9 @@ export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> 
     if (message.result !== undefined) {
       obj.result = ConsentCheckResult.toJSON(message.result);
     }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => StreamCheckConsentAnswer.toJSON(e));
+    }
     return obj;
   },
 
@@ -3749,6 +3914,98 @@ export const StreamCheckConsentResponse: MessageFns<StreamCheckConsentResponse> 
   },
   fromPartial<I extends Exact<DeepPartial<StreamCheckConsentResponse>, I>>(object: I): StreamCheckConsentResponse {
     const message = createBaseStreamCheckConsentResponse();
+    message.correlationId = object.correlationId ?? "";
+    message.result = (object.result !== undefined && object.result !== null)
+      ? ConsentCheckResult.fromPartial(object.result)
+      : undefined;
+    message.answers = object.answers?.map((e) => StreamCheckConsentAnswer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStreamCheckConsentAnswer(): StreamCheckConsentAnswer {
+  return { correlationId: "", result: undefined };
+}
+
+export const StreamCheckConsentAnswer: MessageFns<StreamCheckConsentAnswer> = {
+  encode(message: StreamCheckConsentAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.correlationId !== "") {
+      writer.uint32(10).string(message.correlationId);
+    }
+    if (message.result !== undefined) {
+      ConsentCheckResult.encode(message.result, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamCheckConsentAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamCheckConsentAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.correlationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = ConsentCheckResult.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamCheckConsentAnswer {
+    return {
+      correlationId: isSet(object.correlationId)
+        ? globalThis.String(object.correlationId)
+        : isSet(object.correlation_id)
+        ? globalThis.String(object.correlation_id)
+        : "",
+      result: isSet(object.result) ? ConsentCheckResult.fromJSON(object.result) : undefined,
+    };
+  },
+
+  toJSON(message: StreamCheckConsentAnswer): unknown {
+    const obj: any = {};
+    if (message.correlationId !== "") {
+      obj.correlationId = message.correlationId;
+    }
+    if (message.result !== undefined) {
+      obj.result = ConsentCheckResult.toJSON(message.result);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamCheckConsentAnswer>, I>>(base?: I): StreamCheckConsentAnswer {
+    return StreamCheckConsentAnswer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamCheckConsentAnswer>, I>>(object: I): StreamCheckConsentAnswer {
+    const message = createBaseStreamCheckConsentAnswer();
     message.correlationId = object.correlationId ?? "";
     message.result = (object.result !== undefined && object.result !== null)
       ? ConsentCheckResult.fromPartial(object.result)
@@ -5515,7 +5772,9 @@ export const ConsentServiceService = {
   },
   /**
    * Checks for campaigns of any size: one response per request, in order. The server stops
-   * reading while the client is not reading, so memory stays bounded.
+   * reading while the client is not reading, so memory stays bounded. A request may carry one
+   * question (`query`) or many (`items`, the packed form): its response then carries the
+   * answers to all of them.
    */
   streamCheckConsent: {
     path: "/consent.v1.ConsentService/StreamCheckConsent" as const,
@@ -5633,7 +5892,9 @@ export interface ConsentServiceServer extends UntypedServiceImplementation {
   checkConsentBatch: handleUnaryCall<CheckConsentBatchRequest, CheckConsentBatchResponse>;
   /**
    * Checks for campaigns of any size: one response per request, in order. The server stops
-   * reading while the client is not reading, so memory stays bounded.
+   * reading while the client is not reading, so memory stays bounded. A request may carry one
+   * question (`query`) or many (`items`, the packed form): its response then carries the
+   * answers to all of them.
    */
   streamCheckConsent: handleBidiStreamingCall<StreamCheckConsentRequest, StreamCheckConsentResponse>;
   /** A person's current consent state per purpose and channel, and their service windows. */
@@ -5746,7 +6007,9 @@ export interface ConsentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Checks for campaigns of any size: one response per request, in order. The server stops
-   * reading while the client is not reading, so memory stays bounded.
+   * reading while the client is not reading, so memory stays bounded. A request may carry one
+   * question (`query`) or many (`items`, the packed form): its response then carries the
+   * answers to all of them.
    */
   streamCheckConsent(): ClientDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse>;
   streamCheckConsent(
