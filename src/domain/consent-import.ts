@@ -84,10 +84,16 @@ export class ConsentImport<T> {
     this.throwIfFailed();
   }
 
-  /** Ends the import early: batches not yet committing are dropped; one already committing ends by itself. */
-  stop(): void {
+  /**
+   * Ends the import early: batches not yet committing are dropped. Resolves once the batches
+   * already committing have finished (committed or failed), so that after it nothing of this
+   * import is written any more: the caller's answer (and a retry of the same rows) comes after
+   * the last commit, not beside it, and a retry does not wait behind it for the tenant's lock.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     this.pending = [];
+    return this.finished;
   }
 
   private dispatch(): void {

@@ -201,7 +201,7 @@ export function consentHandlers(
       // A call the client cancelled (or whose deadline passed) gets no more messages: ending the
       // stream ends the loop below, which would otherwise wait for them forever.
       const stopOnCancel = () => {
-        importer?.stop();
+        void importer?.stop();
         call.destroy();
       };
       ctx.signal.addEventListener('abort', stopOnCancel);
@@ -262,7 +262,8 @@ export function consentHandlers(
         // client could not learn which were rejected, so the call ends as one stopped would.
         if (overflow) throw importStoppedAt(tooManyRejections(), rows, recorded, alreadyRecorded, rejections.length);
       } catch (err) {
-        importer?.stop();
+        // The call ends once no batch of it is committing any more (ConsentImport.stop).
+        await importer?.stop();
         throw err;
       } finally {
         ctx.signal.removeEventListener('abort', stopOnCancel);
