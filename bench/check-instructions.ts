@@ -147,6 +147,35 @@ async function checkStream(clients: Clients, first: number, total: number, chunk
   call.end();
 }
 
+/** `total` decisions on one StreamCheckConsent, each chunk of `chunk` queries as one packed message (`items`). */
+async function checkPackedStream(clients: Clients, first: number, total: number, chunk: number): Promise<void> {
+  const call: ClientDuplexStream<StreamCheckConsentRequest, StreamCheckConsentResponse> = clients.consent.streamCheckConsent(new Metadata(), { deadline: Date.now() + DEADLINE_MS });
+  const answered = new Map<string, () => void>();
+  let fail: (err: Error) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => {
+    fail = reject;
+    call.on('error', reject);
+  });
+  call.on('data', (r: StreamCheckConsentResponse) => {
+    try {
+      if (r.answers.length === 0) throw new Error(`a packed message was refused: ${r.result?.error?.message ?? 'no answers'}`);
+      for (const a of r.answers) verify(subjectOf(Number(a.correlationId)), a.result?.decision?.verdict, a.result?.decision?.reason);
+    } catch (err) {
+      fail(err as Error);
+      return;
+    }
+    answered.get(r.correlationId)?.();
+  });
+  for (let start = first; start < first + total; start += chunk) {
+    const items = [];
+    for (let n = start; n < Math.min(start + chunk, first + total); n++) items.push({ query: query(subjectOf(n)), correlationId: String(n) });
+    const done = new Promise<void>((resolve) => answered.set(`m${start}`, resolve));
+    call.write({ parent: PARENT, query: undefined, correlationId: `m${start}`, consistency: undefined, items });
+    await Promise.race([done, failed]);
+  }
+  call.end();
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (spawnSync('valgrind', ['--version']).status !== 0) throw new Error('valgrind is not installed (apt-get install valgrind)');
@@ -199,6 +228,7 @@ async function main(): Promise<void> {
     await runCalls(3000, o.inFlight, health);
     await runCalls(3000, o.inFlight, (n) => checkOne(clients, n));
     await checkStream(clients, 0, 2000, 500);
+    await checkPackedStream(clients, 0, 2000, 500);
     server.cut();
     type Window = { name: string; count: InstructionCount; items: number };
     const windows: Window[] = [];
@@ -221,6 +251,7 @@ async function main(): Promise<void> {
     const batches = Math.max(1, Math.round(o.calls / 1000));
     await measure('CheckConsentBatch (1,000 per call), per decision', batches * 1000, () => runCalls(batches, 2, (b) => checkBatch(clients, 900_000 + b * 1000, 1000)));
     await measure('StreamCheckConsent (chunks of 500), per decision', o.calls, () => checkStream(clients, 950_000, o.calls, 500));
+    await measure('StreamCheckConsent, packed (500 items per message), per decision', o.calls, () => checkPackedStream(clients, 970_000, o.calls, 500));
     const noopMain = pairs.reduce((sum, [n]) => sum + n.count.main / n.items, 0) / pairs.length;
     const noopAll = pairs.reduce((sum, [n]) => sum + n.count.all / n.items, 0) / pairs.length;
     const row = (w: Window) => {

@@ -153,7 +153,7 @@ const ITEMISED: Record<string, { field: string; number: number; keepText?: numbe
 /**
  * `bytes` with the items at `indexes` of field `field` replaced by near-empty ones (same positions):
  * of such an item only its small varint fields are kept (an ImportRow's `line`, which its rejection
- * names) and the short text field `keepText` if given (a streamed item's correlation id); every
+ * names) and the text field `keepText` if given (a streamed item's correlation id); every
  * other field of it goes, among them the value the decoder could not hold.
  */
 function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>, keepText?: number): Buffer {
@@ -167,7 +167,7 @@ function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>, keep
     reader.skip(wireType);
     if (number === field && wireType === WireType.LengthDelimited && indexes.has(index++)) {
       const kept = keptFields(bytes.subarray(afterTag, reader.pos), keepText);
-      parts.push(bytes.subarray(start, afterTag), new Uint8Array([kept.length]), kept);
+      parts.push(bytes.subarray(start, afterTag), varint(kept.length), kept);
     } else {
       parts.push(bytes.subarray(start, reader.pos));
     }
@@ -192,10 +192,21 @@ function withoutField(bytes: Uint8Array, field: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A length as protobuf writes it. */
+function varint(value: number): Uint8Array {
+  const out: number[] = [];
+  while (value >= 0x80) {
+    out.push((value & 0x7f) | 0x80);
+    value >>>= 7;
+  }
+  out.push(value);
+  return Uint8Array.from(out);
+}
+
 /**
  * The varint fields of a length-delimited item (its length prefix first) whose values take at most
- * 7 bytes (below 2^49), and field `keepText` when it is length-delimited: at most 100 bytes kept,
- * so the near-empty item's length fits one byte.
+ * 7 bytes (below 2^49; 100 bytes of them at most), and field `keepText` when it is length-delimited
+ * (a packed item's correlation id: its answer names it, and a long one is refused as usual).
  */
 function keptFields(item: Uint8Array, keepText?: number): Uint8Array {
   const inner = new BinaryReader(item).bytes();
@@ -207,8 +218,9 @@ function keptFields(item: Uint8Array, keepText?: number): Uint8Array {
     const [number, wireType] = reader.tag();
     const afterTag = reader.pos;
     reader.skip(wireType);
-    const keep = (wireType === WireType.Varint && reader.pos - afterTag <= 7) || (wireType === WireType.LengthDelimited && number === keepText);
-    if (keep && size + reader.pos - start <= 100) {
+    if (wireType === WireType.LengthDelimited && number === keepText) {
+      kept.push(inner.subarray(start, reader.pos));
+    } else if (wireType === WireType.Varint && reader.pos - afterTag <= 7 && size + reader.pos - start <= 100) {
       kept.push(inner.subarray(start, reader.pos));
       size += reader.pos - start;
     }

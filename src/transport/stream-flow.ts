@@ -38,6 +38,7 @@ export function drained(call: WritableCall<unknown>, signal: AbortSignal): Promi
 
 /** The part of a grpc-js server stream (a Node.js Writable in object mode) that batched writes use. */
 export interface CorkableCall<Res> extends WritableCall<Res> {
+  write(message: Res, callback?: (error?: Error | null) => void): boolean;
   cork(): void;
   uncork(): void;
 }
@@ -82,13 +83,44 @@ function writevEach(this: WritevTarget, chunks: Array<{ chunk: unknown }>, callb
  * Writes `messages` in order as one batch (see `writevEach`) and returns whether the stream's
  * buffer still has room (false: wait for `drained` before writing more).
  */
-export function writeBatch<Res>(call: CorkableCall<Res>, messages: readonly Res[]): boolean {
-  if (messages.length === 0) return true;
+export function writeBatch<Res>(call: CorkableCall<Res>, messages: readonly Res[], written?: () => void): boolean {
+  if (messages.length === 0) {
+    written?.();
+    return true;
+  }
   const target = call as unknown as WritevTarget;
   if (typeof target._writev !== 'function') target._writev = writevEach;
   call.cork();
   let room = true;
-  for (const message of messages) room = call.write(message) && room;
+  messages.forEach((message, i) => {
+    room = (i === messages.length - 1 && written ? call.write(message, () => written()) : call.write(message)) && room;
+  });
   call.uncork();
   return room;
+}
+
+/**
+ * Writes `messages` as one batch (writeBatch) and resolves once the transport has taken all of
+ * them, or the call is over; never rejects. The stream's own buffer counts messages, not their
+ * size (16 before `write` says false), so a reader that waited only for that could have many
+ * large messages outstanding; waiting for the batch bounds what is written ahead of a client that
+ * does not read to one batch (and what HTTP/2 flow control lets through).
+ */
+export function writeBatchAndWait<Res>(call: CorkableCall<Res>, messages: readonly Res[], signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      call.off('close', done);
+      call.off('error', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.on('close', done);
+    call.on('error', done);
+    signal.addEventListener('abort', done);
+    writeBatch(call, messages, done);
+  });
 }

@@ -129,6 +129,11 @@ forEachDatabase('StreamCheckConsent', (db) => {
       packed('ghost', 0, 2, { parent: 'tenants/ghost' }),
       packed('not-a-name', 0, 2, { parent: 'not a name' }),
       packed('bad-token', 0, 2, { consistency: { requirement: { $case: 'atLeastAsFresh', value: 'not-a-token' } } }),
+      // Too many items and a query beside them: both named, though the items were never decoded.
+      { ...packed('many-and-query', 0, 1001), query: query(T) },
+      // Every answer echoes its id: ids over 256 bytes are refused (a huge message id is not echoed).
+      { ...packed('x'.repeat(257), 0, 2) },
+      { ...packed('long-item-ids', 0, 3), items: packed('', 0, 3).items.map((item, k) => ({ ...item, correlationId: k === 1 ? 'y'.repeat(300) : item.correlationId })) },
       packed('fresh', 0, 2, { consistency: { requirement: { $case: 'atLeastAsFresh', value: written.consistencyToken } } }),
       packed('full', 2, 2, { consistency: { requirement: { $case: 'fullyConsistent', value: true } } }),
     ]);
@@ -139,6 +144,9 @@ forEachDatabase('StreamCheckConsent', (db) => {
       ['ghost', 0, 5],
       ['not-a-name', 0, 3],
       ['bad-token', 0, 3],
+      ['many-and-query', 0, 3],
+      ['', 0, 3],
+      ['long-item-ids', 0, 3],
       ['fresh', 2, null],
       ['full', 2, null],
     ]);
@@ -146,8 +154,12 @@ forEachDatabase('StreamCheckConsent', (db) => {
     expect(answers[1].result!.error!.message).to.include('items').and.include('1000');
     expect(answers[2].result!.error!.message, 'the same reason on the wire').to.include('items').and.include('1000');
     expect(answers[5].result!.error!.message).to.include('consistency.at_least_as_fresh');
-    expect(answers[6].answers.map(outcome)).to.deep.equal([`verdict ${Verdict.VERDICT_ALLOW}`, `verdict ${Verdict.VERDICT_DENY}`]);
-    expect(answers[7].answers.map(outcome)).to.deep.equal([`verdict ${Verdict.VERDICT_ALLOW}`, `verdict ${Verdict.VERDICT_DENY}`]);
+    const fields = (r: StreamCheckConsentResponse) => r.result!.error!.message;
+    expect(fields(answers[6])).to.include('items: set either query').and.include('items: must hold 1 to 1000 items');
+    expect(fields(answers[7])).to.include('correlation_id: at most 256 bytes');
+    expect(fields(answers[8])).to.include('items[1].correlation_id: at most 256 bytes').and.not.include('items[0]');
+    expect(answers[9].answers.map(outcome)).to.deep.equal([`verdict ${Verdict.VERDICT_ALLOW}`, `verdict ${Verdict.VERDICT_DENY}`]);
+    expect(answers[10].answers.map(outcome)).to.deep.equal([`verdict ${Verdict.VERDICT_ALLOW}`, `verdict ${Verdict.VERDICT_DENY}`]);
   });
 
   it('an item the decoder refuses (an enum number the schema lacks, a time out of range) fails alone; the other items are answered', async function () {
@@ -169,11 +181,19 @@ forEachDatabase('StreamCheckConsent', (db) => {
     let received = 0;
     stream.on('data', (r: StreamCheckConsentResponse) => (received += r.answers.length));
     stream.pause();
+    const before = s.app.services.decisionCache!.stats;
+    const decidedBefore = before.hits + before.misses + before.stale;
     const limit = 2_000;
     let written = 0;
     let stalled = false;
+    // Every question about another person nobody recorded: each is one lookup of the decision
+    // cache, which counts the questions the server decided.
+    const distinct = (m: number): StreamCheckConsentRequest => ({
+      ...packed(`m${m}`, 0, 0),
+      items: Array.from({ length: 1000 }, (_, k) => ({ correlationId: `q${k}`, query: query(T, { subjectIdentifier: phone(`+49151${30_000_000 + m * 1000 + k}`) }) })),
+    });
     while (written < limit) {
-      if (!stream.write(packed(`m${written}`, 0, 1000))) {
+      if (!stream.write(distinct(written))) {
         written++;
         const drained = await Promise.race([once(stream, 'drain').then(() => true), delay(1500).then(() => false)]);
         if (!drained) {
@@ -184,6 +204,13 @@ forEachDatabase('StreamCheckConsent', (db) => {
     }
     expect(stalled, 'the server stopped reading while the client did not read').to.equal(true);
     expect(written).to.be.below(limit);
+    // How far the server got ahead of the reader. The grpc-js client itself reads 16 answer
+    // messages ahead of a paused reader (its stream buffer) and HTTP/2's window holds a few more
+    // (20 messages in all, measured); the server writes a chunk's answers before it reads on, so
+    // it holds none of its own, not the 16 more its stream buffer would take (35 before the fix).
+    const cache = s.app.services.decisionCache!.stats;
+    const decided = cache.hits + cache.misses + cache.stale - decidedBefore;
+    expect(decided, 'questions decided while the client did not read').to.be.at.most(25_000);
     stream.resume();
     await once(stream, 'drain');
     stream.end();

@@ -181,7 +181,7 @@ forEachDatabase('strict input', (db) => {
       items: [
         { correlationId: 'a', query: q },
         { correlationId: 'b', query: { ...q, channel: 42 } },
-        { correlationId: 'c', query: { ...q, at: { seconds: 1n << 60n, nanos: 0 } } },
+        { correlationId: `c${'-'.repeat(150)}`, query: { ...q, at: { seconds: 1n << 60n, nanos: 0 } } },
         { correlationId: 'd', query: q },
       ],
     };
@@ -204,12 +204,35 @@ forEachDatabase('strict input', (db) => {
     expect(answers[0].answers.map((a) => [a.correlationId, a.result!.decision ? 'decision' : a.result!.error!.code])).to.deep.equal([
       ['a', 'decision'],
       ['b', status.INVALID_ARGUMENT],
-      ['c', status.INVALID_ARGUMENT],
+      [`c${'-'.repeat(150)}`, status.INVALID_ARGUMENT],
       ['d', 'decision'],
     ]);
     expect(violations(answers[0].answers[1])).to.deep.equal(['items[1].query.channel UNKNOWN_ENUM_VALUE']);
     expect(violations(answers[0].answers[2])).to.deep.equal(['items[2].query.at INVALID_TIMESTAMP']);
     expect(answers[1].result!.decision, 'the stream goes on').to.not.equal(undefined);
+  });
+
+  it('a one-question stream message with a value out of range is refused for that value alone, as before the packed form', async function () {
+    const desc = protoRegistry().getMessage('consent.v1.StreamCheckConsentRequest')!;
+    const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter`, channel: 1 };
+    const messages = [
+      { parent, correlationId: 'huge-at', query: { ...q, at: { seconds: 1n << 60n, nanos: 0 } } },
+      { parent: 'not a name', correlationId: 'bad-parent-and-channel', query: { ...q, channel: 99 } },
+    ].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
+    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
+      const got: StreamCheckConsentResponse[] = [];
+      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
+      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(got));
+      for (const m of messages) stream.write(m);
+      stream.end();
+    });
+    const named = (r: StreamCheckConsentResponse) => {
+      const bad = r.result!.error!.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'))!;
+      return BadRequest.decode(bad.value).fieldViolations.map((v) => `${v.field} ${v.reason}`);
+    };
+    expect(answers.map(named)).to.deep.equal([['query.at INVALID_TIMESTAMP'], ['query.channel UNKNOWN_ENUM_VALUE']]);
   });
 
   it('preference links: an unknown channel in a withdrawal scope and an unknown request kind are INVALID_ARGUMENT and change nothing', async function () {

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import { ServerDuplexStreamImpl } from '@grpc/grpc-js/build/src/server-call';
 import { expect } from 'chai';
-import { drained, writeBatch } from '../../src/transport/stream-flow';
+import { drained, writeBatch, writeBatchAndWait } from '../../src/transport/stream-flow';
 
 type Callback = (error?: Error | null) => void;
 
@@ -71,6 +71,28 @@ describe('writeBatch: a stream chunk handed to the transport at once', function 
     await drained(stream, new AbortController().signal);
     expect(stream.writableLength).to.equal(0);
     expect(writeBatch(stream, messages(2))).to.equal(true);
+  });
+
+  it('writeBatchAndWait resolves only once the transport has taken the whole batch (however few messages it is)', async function () {
+    const stream = new TransportLikeStream();
+    let resolved = false;
+    const waiting = writeBatchAndWait(stream, messages(2), new AbortController().signal).then(() => (resolved = true));
+    expect(stream.handed).to.deep.equal(messages(2));
+    expect(resolved, 'not before the writes completed').to.equal(false);
+    await waiting;
+    expect(stream.writableLength, 'nothing left buffered').to.equal(0);
+    // A transport that never completes (a client that does not read): it waits until the call ends.
+    const stuck = new TransportLikeStream();
+    stuck._write = (chunk: string) => void stuck.handed.push(chunk);
+    const abort = new AbortController();
+    let ended = false;
+    const blocked = writeBatchAndWait(stuck, messages(1), abort.signal).then(() => (ended = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(ended, 'still waiting while nothing is taken').to.equal(false);
+    abort.abort();
+    await blocked;
+    await writeBatchAndWait(stuck, messages(1), abort.signal); // an ended call: at once
+    await writeBatchAndWait(new TransportLikeStream(), [], new AbortController().signal); // nothing to write: at once
   });
 
   it('a failed write fails the stream once, with the transport error', async function () {

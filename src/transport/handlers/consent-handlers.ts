@@ -41,7 +41,7 @@ import {
   StreamCheckConsentResponse,
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
-import { drained, writeBatch, writeWithBackpressure } from '../stream-flow';
+import { writeBatchAndWait, writeWithBackpressure } from '../stream-flow';
 import { itemBlanked, itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import { ImportRejections } from '../import-rejections';
@@ -509,7 +509,9 @@ async function runCheckStream(
     const batch = queue.splice(0, take);
     queued -= taken;
     const responses = await decideStreamMessages(batch, ctx, checker, maxItems);
-    if (!writeBatch(call, responses)) await drained(call, ctx.signal);
+    // The next chunk is read only once this one's answers are written: a packed answer is one
+    // message of up to MAX_BATCH_CHECKS answers, and the stream's buffer counts messages.
+    await writeBatchAndWait(call, responses, ctx.signal);
     if (ctx.signal.aborted) return;
     if (queued < chunk) call.resume();
   }
@@ -521,6 +523,9 @@ function questionsIn(req: StreamCheckConsentRequest): number {
 }
 
 const PARENT_VIOLATION: FieldViolation = { field: 'parent', reason: 'INVALID_NAME', description: 'must be tenants/{tenant}' };
+
+/** The longest correlation id (the message's and each item's) a packed message may carry. */
+const MAX_PACKED_CORRELATION_ID_BYTES = 256;
 
 /** One question of a stream message: the message's own query, or an item of a packed message. */
 interface StreamQuestion {
@@ -590,16 +595,14 @@ async function decideStreamMessages(
 /** How `req` is answered; its questions are appended to `questions`. */
 function answerPlanOf(req: StreamCheckConsentRequest, questions: StreamQuestion[], maxItems: number): StreamAnswerPlan {
   const correlationId = req.correlationId;
-  // A message refused at decoding (unknown enum value, time out of range) fails alone.
   const refused = refusalOf(req);
-  if (refused) {
-    // Refused on the wire (too many items, a value out of range): a bad parent of the message,
-    // which was decoded, is named beside what the wire check found (not of bytes that could not be read).
-    const parentToo = refused.kind === 'INVALID_ARGUMENT' && refused.reason !== 'UNDECODABLE_REQUEST' && !parseTenantName(req.parent) && !refused.violations.some((v) => v.field === 'parent');
-    return { form: 'refused', correlationId, error: parentToo ? invalidArgument([PARENT_VIOLATION, ...refused.violations]) : refused };
-  }
+  // Refused on the wire for its number of items, before they were decoded: its other fields were
+  // (server.ts), so the message's other problems are named with it below.
+  const tooMany = refused !== null && refused.violations.some((v) => v.field === 'items' && v.reason === 'BATCH_SIZE');
+  // A message refused at decoding (unknown enum value, time out of range) fails alone.
+  if (refused && !tooMany) return { form: 'refused', correlationId, error: refused };
   const items = req.items ?? [];
-  if (items.length === 0) {
+  if (items.length === 0 && !tooMany) {
     questions.push({ parent: req.parent, consistency: req.consistency, query: req.query, correlationId, field: 'query', wire: [], blanked: false });
     return { form: 'single', correlationId, question: questions.length - 1 };
   }
@@ -607,8 +610,15 @@ function answerPlanOf(req: StreamCheckConsentRequest, questions: StreamQuestion[
   const violations: FieldViolation[] = [];
   if (!parseTenantName(req.parent)) violations.push(PARENT_VIOLATION);
   if (req.query !== undefined) violations.push({ field: 'items', reason: 'QUERY_OR_ITEMS', description: 'set either query (one question) or items (the packed form), not both' });
-  if (items.length > maxItems) violations.push({ field: 'items', reason: 'BATCH_SIZE', description: `must hold 1 to ${maxItems} items` });
-  if (violations.length > 0) return { form: 'refused', correlationId, error: invalidArgument(violations) };
+  if (tooMany || items.length > maxItems) violations.push({ field: 'items', reason: 'BATCH_SIZE', description: `must hold 1 to ${maxItems} items` });
+  // Every answer echoes its id: unbounded ids could make an answer larger than a client takes,
+  // which ends the whole stream on the client's side.
+  const longIds = [correlationId, ...items.map((item) => item.correlationId)].flatMap((id, i) =>
+    Buffer.byteLength(id, 'utf8') > MAX_PACKED_CORRELATION_ID_BYTES ? [i === 0 ? 'correlation_id' : `items[${i - 1}].correlation_id`] : [],
+  );
+  for (const field of longIds.slice(0, 10)) violations.push({ field, reason: 'TOO_LONG', description: `at most ${MAX_PACKED_CORRELATION_ID_BYTES} bytes in a packed message` });
+  if (longIds.length > 10) violations.push({ field: 'items', reason: 'TOO_LONG', description: `${longIds.length - 10} more correlation ids over ${MAX_PACKED_CORRELATION_ID_BYTES} bytes` });
+  if (violations.length > 0) return { form: 'refused', correlationId: longIds[0] === 'correlation_id' ? '' : correlationId, error: invalidArgument(violations) };
   const first = questions.length;
   items.forEach((item, i) =>
     questions.push({
