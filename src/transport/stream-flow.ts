@@ -20,19 +20,30 @@ export async function writeWithBackpressure<Res>(call: WritableCall<Res>, messag
 
 /** Resolves when the client has read what was buffered, or the call is over; never rejects. */
 export function drained(call: WritableCall<unknown>, signal: AbortSignal): Promise<void> {
+  return untilOver(call, signal, (done) => call.on('drain', done), (done) => call.off('drain', done));
+}
+
+/**
+ * Resolves when `start` calls its `done`, or the call is over (closed, failed, aborted), once;
+ * never rejects. `stop` removes what `start` set up.
+ */
+function untilOver(call: WritableCall<unknown>, signal: AbortSignal, start: (done: () => void) => void, stop: (done: () => void) => void = () => undefined): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
+    let settled = false;
     const done = () => {
-      call.off('drain', done);
+      if (settled) return;
+      settled = true;
+      stop(done);
       call.off('close', done);
       call.off('error', done);
       signal.removeEventListener('abort', done);
       resolve();
     };
-    call.on('drain', done);
     call.on('close', done);
     call.on('error', done);
     signal.addEventListener('abort', done);
+    start(done);
   });
 }
 
@@ -107,20 +118,5 @@ export function writeBatch<Res>(call: CorkableCall<Res>, messages: readonly Res[
  * does not read to one batch (and what HTTP/2 flow control lets through).
  */
 export function writeBatchAndWait<Res>(call: CorkableCall<Res>, messages: readonly Res[], signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    let settled = false;
-    const done = () => {
-      if (settled) return;
-      settled = true;
-      call.off('close', done);
-      call.off('error', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    call.on('close', done);
-    call.on('error', done);
-    signal.addEventListener('abort', done);
-    writeBatch(call, messages, done);
-  });
+  return untilOver(call, signal, (done) => writeBatch(call, messages, done));
 }

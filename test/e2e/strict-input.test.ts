@@ -149,6 +149,19 @@ forEachDatabase('strict input', (db) => {
     expect(BadRequest.decode(bad.value).fieldViolations.map((v) => `${v.field} ${v.reason}`)).to.deep.equal(['queries[1].at INVALID_TIMESTAMP']);
   });
 
+  /** Sends raw StreamCheckConsent messages on one stream, half-closes, and returns the responses. */
+  function streamChecks(messages: Buffer[]): Promise<StreamCheckConsentResponse[]> {
+    return new Promise((resolve, reject) => {
+      const got: StreamCheckConsentResponse[] = [];
+      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
+      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
+      stream.on('error', reject);
+      stream.on('end', () => resolve(got));
+      for (const m of messages) stream.write(m);
+      stream.end();
+    });
+  }
+
   it('a streamed check with an unknown enum fails alone; its neighbours are answered', async function () {
     const desc = protoRegistry().getMessage('consent.v1.StreamCheckConsentRequest')!;
     const q = { subjectIdentifier: who, purpose: `${parent}/purposes/newsletter` };
@@ -157,15 +170,7 @@ forEachDatabase('strict input', (db) => {
       { parent, correlationId: 'b', query: { ...q, channel: 42 } },
       { parent, correlationId: 'c', query: { ...q, channel: 1 } },
     ].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
-    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
-      const got: StreamCheckConsentResponse[] = [];
-      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
-      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
-      stream.on('error', reject);
-      stream.on('end', () => resolve(got));
-      for (const item of items) stream.write(item);
-      stream.end();
-    });
+    const answers = await streamChecks(items);
     expect(answers.map((a) => a.correlationId)).to.deep.equal(['a', 'b', 'c']);
     expect(answers[0].result!.decision).to.not.equal(undefined);
     expect(answers[1].result!.error!.code).to.equal(status.INVALID_ARGUMENT);
@@ -186,15 +191,7 @@ forEachDatabase('strict input', (db) => {
       ],
     };
     const messages = [packed, { parent, correlationId: 'after', query: q }].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
-    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
-      const got: StreamCheckConsentResponse[] = [];
-      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
-      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
-      stream.on('error', reject);
-      stream.on('end', () => resolve(got));
-      for (const m of messages) stream.write(m);
-      stream.end();
-    });
+    const answers = await streamChecks(messages);
     expect(answers.map((a) => a.correlationId)).to.deep.equal(['m', 'after']);
     const violations = (r: StreamCheckConsentResponse['answers'][number]) => {
       const bad = r.result!.error?.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'));
@@ -219,15 +216,7 @@ forEachDatabase('strict input', (db) => {
       { parent, correlationId: 'huge-at', query: { ...q, at: { seconds: 1n << 60n, nanos: 0 } } },
       { parent: 'not a name', correlationId: 'bad-parent-and-channel', query: { ...q, channel: 99 } },
     ].map((init) => Buffer.from(toBinary(desc, create(desc, init as never))));
-    const answers = await new Promise<StreamCheckConsentResponse[]>((resolve, reject) => {
-      const got: StreamCheckConsentResponse[] = [];
-      const stream = raw.makeBidiStreamRequest('/consent.v1.ConsentService/StreamCheckConsent', (b: Buffer) => b, (b: Buffer) => StreamCheckConsentResponse.decode(b), new Metadata(), {});
-      stream.on('data', (r: StreamCheckConsentResponse) => got.push(r));
-      stream.on('error', reject);
-      stream.on('end', () => resolve(got));
-      for (const m of messages) stream.write(m);
-      stream.end();
-    });
+    const answers = await streamChecks(messages);
     const named = (r: StreamCheckConsentResponse) => {
       const bad = r.result!.error!.details.find((d) => d.typeUrl.endsWith('google.rpc.BadRequest'))!;
       return BadRequest.decode(bad.value).fieldViolations.map((v) => `${v.field} ${v.reason}`);
