@@ -1,12 +1,12 @@
 import { existsSync, linkSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ConsentEvent } from '../../src/gen/consent/v1/consent';
 import { SubjectIdentifier } from '../../src/gen/consent/v1/common';
 import { forEachDatabase } from '../support/databases';
 import { seedTenant } from '../support/fixtures';
+import { importProbes, rejectsOf } from '../support/import-helpers';
 import { ROOT, runConsentctl } from '../support/processes';
-import { call, startTestServer, TestServer } from '../support/test-server';
+import { startTestServer, TestServer } from '../support/test-server';
 
 /**
  * consentctl import against a real server with files that must not be imported as they are
@@ -26,21 +26,8 @@ forEachDatabase('consentctl import: files that must not be imported as they are'
   const customer = (value: string): SubjectIdentifier => ({ kind: { $case: 'customerId', value }, defaultRegion: '' });
   const phone = (value: string): SubjectIdentifier => ({ kind: { $case: 'phoneNumber', value }, defaultRegion: '' });
 
-  const events = async (identifier: SubjectIdentifier): Promise<ConsentEvent[]> =>
-    (await call(s.consent, s.consent.listConsentEvents, { parent: `tenants/${T}`, subjectIdentifier: identifier, purpose: '', channel: 0, startTime: undefined, endTime: undefined, pageSize: 100, pageToken: '' })).consentEvents;
-  const storedCount = async (): Promise<number> => {
-    const [row] = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id = ?', [T]);
-    return Number(row.n);
-  };
-  const csvRejects = (text: string) =>
-    text
-      .trim()
-      .split(/\r?\n/)
-      .slice(1)
-      .map((l) => {
-        const [line, reason, field] = l.split(',');
-        return [Number(line), reason, field];
-      });
+  const { events, storedCount } = importProbes(() => s, T);
+  const csvRejects = (text: string) => rejectsOf(text).map((r) => [r.line, r.reason, r.field]);
 
   before(async function () {
     this.timeout(60_000);

@@ -2,9 +2,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { Channel } from '../../src/gen/consent/v1/common';
-import { CollectionMethod, ConsentEvent, ConsentEventKind, ConsentStatus } from '../../src/gen/consent/v1/consent';
+import { CollectionMethod, ConsentEventKind, ConsentStatus } from '../../src/gen/consent/v1/consent';
 import { forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, seedTenant } from '../support/fixtures';
+import { importProbes, rejectsOf } from '../support/import-helpers';
 import { runConsentctl } from '../support/processes';
 import { call, startTestServer, TestServer } from '../support/test-server';
 
@@ -23,21 +24,7 @@ forEachDatabase('consentctl import', (db) => {
   /** Phone numbers that exist (German mobile range), one per index. */
   const mobile = (i: number) => `+4915${String(110000000 + i).padStart(9, '0')}`;
 
-  const events = async (identifier: ReturnType<typeof phone>): Promise<ConsentEvent[]> =>
-    (await call(s.consent, s.consent.listConsentEvents, { parent: `tenants/${T}`, subjectIdentifier: identifier, purpose: '', channel: 0, startTime: undefined, endTime: undefined, pageSize: 100, pageToken: '' })).consentEvents;
-  const storedCount = async (): Promise<number> => {
-    const [row] = await s.app.dataSource.query('SELECT COUNT(*) AS n FROM consent_events WHERE tenant_id = ?', [T]);
-    return Number(row.n);
-  };
-  const rejectsOf = (text: string) =>
-    text
-      .trim()
-      .split(/\r?\n/)
-      .slice(1)
-      .map((l) => {
-        const [line, reason, field] = l.split(',');
-        return { line: Number(line), reason, field };
-      });
+  const { events, storedCount } = importProbes(() => s, T);
 
   before(async function () {
     this.timeout(60_000);
