@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Server, ServerCredentials, ServerDuplexStream, ServerInterceptor, ServerWritableStream, ServiceDefinition, status, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { HealthImplementation, ServingStatusMap } from 'grpc-health-check';
 import { AuditServiceServer, AuditServiceService } from '../gen/consent/v1/audit';
 import { ConsentServiceService, ConsentServiceServer } from '../gen/consent/v1/consent';
@@ -167,7 +167,7 @@ function blankItems(bytes: Uint8Array, field: number, indexes: Set<number>, keep
     reader.skip(wireType);
     if (number === field && wireType === WireType.LengthDelimited && indexes.has(index++)) {
       const kept = keptFields(bytes.subarray(afterTag, reader.pos), keepText);
-      parts.push(bytes.subarray(start, afterTag), varint(kept.length), kept);
+      parts.push(bytes.subarray(start, afterTag), new BinaryWriter().uint32(kept.length).finish(), kept);
     } else {
       parts.push(bytes.subarray(start, reader.pos));
     }
@@ -190,17 +190,6 @@ function withoutField(bytes: Uint8Array, field: number): Buffer {
     return Buffer.alloc(0);
   }
   return Buffer.concat(parts);
-}
-
-/** A length as protobuf writes it. */
-function varint(value: number): Uint8Array {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value & 0x7f) | 0x80);
-    value >>>= 7;
-  }
-  out.push(value);
-  return Uint8Array.from(out);
 }
 
 /**
@@ -237,6 +226,17 @@ const ITEMS_BLANKED = Symbol('items blanked');
  */
 export function itemBlanked(request: unknown, index: number): boolean {
   return (request as Record<symbol, Set<number> | undefined>)[ITEMS_BLANKED]?.has(index) === true;
+}
+
+/** Marks a request refused for its number of items: decoded without them (its other fields are what was sent). */
+const ITEMS_WITHHELD = Symbol('items withheld');
+
+/**
+ * Whether the request was refused for holding more items than its method takes: its items were
+ * never decoded (the message has none), its other fields were, so their problems can be named too.
+ */
+export function itemsWithheld(request: unknown): boolean {
+  return (request as Record<symbol, boolean | undefined>)[ITEMS_WITHHELD] === true;
 }
 
 /** The schema violations found in item `index` of a request's itemised field (none: empty). */
@@ -297,7 +297,10 @@ function strictDecoding<D extends ServiceDefinition>(definition: D, checks: Map<
         // other fields are kept where the items are one field (a streamed message's correlation id).
         const tooMany = count?.(bytes);
         const itemised = ITEMISED[method.path];
-        if (tooMany) return refuse(invalidArgument([tooMany]), itemised ? withoutField(bytes, itemised.number) : undefined);
+        if (tooMany) {
+          if (!itemised) return refuse(invalidArgument([tooMany]));
+          return Object.assign(refuse(invalidArgument([tooMany]), withoutField(bytes, itemised.number)), { [ITEMS_WITHHELD]: true });
+        }
         // A check request as clients usually write it needs neither pass below (check-requests.ts).
         const simple = fast?.(bytes);
         if (simple) return simple;

@@ -42,7 +42,7 @@ import {
 } from '../../gen/consent/v1/consent';
 import { CallContext, CallPipeline } from '../call-pipeline';
 import { writeBatchAndWait, writeWithBackpressure } from '../stream-flow';
-import { itemBlanked, itemViolationsOf, refusalOf } from '../server';
+import { itemBlanked, itemsWithheld, itemViolationsOf, refusalOf } from '../server';
 import { toStatus } from '../error-mapper';
 import { ImportRejections } from '../import-rejections';
 import {
@@ -598,7 +598,7 @@ function answerPlanOf(req: StreamCheckConsentRequest, questions: StreamQuestion[
   const refused = refusalOf(req);
   // Refused on the wire for its number of items, before they were decoded: its other fields were
   // (server.ts), so the message's other problems are named with it below.
-  const tooMany = refused !== null && refused.violations.some((v) => v.field === 'items' && v.reason === 'BATCH_SIZE');
+  const tooMany = itemsWithheld(req);
   // A message refused at decoding (unknown enum value, time out of range) fails alone.
   if (refused && !tooMany) return { form: 'refused', correlationId, error: refused };
   const items = req.items ?? [];
