@@ -310,7 +310,7 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
     }
 
     /** The per-item error of an answer: code, ErrorInfo reason and BadRequest fields. */
-    function itemError(answer: StreamCheckConsentResponse) {
+    function itemError(answer: Pick<StreamCheckConsentResponse, 'result'>) {
       const e = answer.result?.error;
       if (!e) return null;
       const info = e.details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
@@ -359,6 +359,57 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
 
     it('an item of a shredded tenant: FAILED_PRECONDITION', async function () {
       await expectItemError({ ...good(''), parent: `tenants/${SCRAP}`, query: query(SCRAP, { subjectIdentifier: phone(LONG_PHONE) }) }, status.FAILED_PRECONDITION);
+    });
+
+    /** A packed message of three questions (the middle one about an unknown purpose when `badMiddle`). */
+    const packed = (correlationId: string, tenant = T, badMiddle = false): StreamCheckConsentRequest => ({
+      parent: `tenants/${tenant}`,
+      correlationId,
+      query: undefined,
+      consistency: undefined,
+      items: [0, 1, 2].map((k) => ({
+        correlationId: `${correlationId}.${k}`,
+        query: query(tenant, { subjectIdentifier: phone(LONG_PHONE), ...(badMiddle && k === 1 ? { purpose: `tenants/${tenant}/purposes/no-such-purpose` } : {}) }),
+      })),
+    });
+
+    it('packed messages: an unknown, invisible or shredded tenant refuses the message whole (NOT_FOUND, NOT_FOUND, FAILED_PRECONDITION); an unknown purpose fails its item; the stream goes on', async function () {
+      const { err, answers } = await exchange(consent, [packed('p1'), packed('nobody', 'nobody-here'), packed('scrap', SCRAP), packed('p2', T, true), good('after')]);
+      expect(err, err?.details).to.equal(null);
+      expect(answers.map((a) => [a.correlationId, a.answers.length, itemError(a)?.code ?? null])).to.deep.equal([
+        ['p1', 3, null],
+        ['nobody', 0, status.NOT_FOUND],
+        ['scrap', 0, status.FAILED_PRECONDITION],
+        ['p2', 3, null],
+        ['after', 0, null],
+      ]);
+      expect(answers[3].answers.map((a) => itemError(a)?.code ?? null)).to.deep.equal([null, status.NOT_FOUND, null]);
+      const foreign = await exchange(consentAs(tokens.foreign), [packed('foreign')]);
+      expect(foreign.err, foreign.err?.details).to.equal(null);
+      expect(itemError(foreign.answers[0])?.code, 'a tenant the caller may not see').to.equal(status.NOT_FOUND);
+      expect(foreign.answers[0].answers).to.deep.equal([]);
+      const dpo = await exchange(consentAs(tokens.dpoOnly), [packed('x')]);
+      expect(dpo.err?.code, 'a role without access').to.equal(status.PERMISSION_DENIED);
+    });
+
+    it(`packed messages: cancelled by a client that keeps sending, and past a deadline, ${REPEAT} times each; the handlers end`, async function () {
+      this.timeout(60_000);
+      const from = server.output().length;
+      for (let i = 0; i < REPEAT; i++) {
+        const s = follow(consent.streamCheckConsent());
+        const sender = keepSending(s.stream, (id) => packed(id));
+        await s.first;
+        s.stream.cancel();
+        const err = await s.ended;
+        clearInterval(sender);
+        expect(err?.code, `round ${i}`).to.equal(status.CANCELLED);
+        const late = follow(consent.streamCheckConsent(new Metadata(), { deadline: Date.now() + 600 }), { pauseAfterFirst: true });
+        const lateSender = keepSending(late.stream, (id) => packed(id));
+        const lateErr = await late.ended;
+        clearInterval(lateSender);
+        expect(lateErr?.code, `round ${i}`).to.equal(status.DEADLINE_EXCEEDED);
+      }
+      await expectHandlersEnded('StreamCheckConsent', from, 2 * REPEAT);
     });
 
     it(`cancelled by a client that keeps sending, ${REPEAT} times (stream slots are given back)`, async function () {
@@ -448,6 +499,27 @@ forEachDatabase('streaming calls that fail end only themselves', (db, kind) => {
           } finally {
             clearInterval(asking);
           }
+        });
+      });
+
+      it('StreamCheckConsent with packed messages ends UNAVAILABLE too, never a guessed ALLOW; the service serves again when the database is back', async function () {
+        this.timeout(60_000);
+        const ask = (id: string): StreamCheckConsentRequest => ({
+          parent: `tenants/${T}`,
+          correlationId: id,
+          query: undefined,
+          consistency: { requirement: { $case: 'fullyConsistent', value: true } },
+          items: [{ correlationId: `${id}.0`, query: query(T, { subjectIdentifier: phone(LONG_PHONE) }) }],
+        });
+        const s = follow(consent.streamCheckConsent());
+        s.stream.write(ask('before'));
+        await s.first;
+        await withDatabaseCut(async () => {
+          // Fully consistent: every packed message needs the database.
+          s.stream.write(ask('during'));
+          const err = await withTimeout(s.ended, 15_000, 'the stream did not end after the database went away');
+          expect(err?.code, err?.details).to.equal(status.UNAVAILABLE);
+          expect(s.messages.map((m) => m.correlationId), 'no answer from the cut').to.deep.equal(['before']);
         });
       });
     } else {
