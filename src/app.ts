@@ -22,6 +22,7 @@ import { createLogger, Logger } from './logging/logger';
 import { createDataSource, ensureMysqlDatabase } from './storage/data-source';
 import { DatabaseProbe } from './storage/database-probe';
 import { SqliteCheckpointer } from './storage/sqlite-checkpointer';
+import { BlindIndexWorkers } from './crypto/blind-index-workers';
 import { checkSchema, migrateSchema, MigrationEvents, Store } from './storage/schema';
 import { TypeormConsentRepository } from './storage/repositories/consent-repository';
 import { TypeormKeyStore } from './storage/keystore/typeorm-key-store';
@@ -103,6 +104,8 @@ export interface RunningApp {
   keyDataSource: DataSource;
   /** The checkpointers of the SQLite files (data, key store); none on MySQL/MariaDB or in memory. */
   sqliteCheckpointers: SqliteCheckpointer[];
+  /** The worker threads of bulk checks' blind indexes (BLIND_INDEX_WORKERS); none when 0. */
+  blindIndexWorkers?: BlindIndexWorkers;
   config: Config;
   logger: Logger;
   /** The domain services, for operations without an RPC yet (subject erasure), tools and benchmarks. */
@@ -266,11 +269,13 @@ async function startService(
   }
   /* eslint-enable @typescript-eslint/no-require-imports */
   const audit = new AuditLog(tx, new TypeormAuditRepository());
-  const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits);
+  // Bulk checks hash their blind indexes beside the event loop (crypto/blind-index-workers.ts).
+  const blindIndexWorkers = config.blindIndexWorkers > 0 ? new BlindIndexWorkers(config.blindIndexWorkers, logger) : undefined;
+  const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits, blindIndexWorkers);
   // Refuse to start, rather than start and fail every call, when the root keys cannot unwrap the
   // stored tenant keys; a development key generated just now is useless then and is removed.
   await keys.checkRootKeysCoverStoredKeys().catch(async (err: unknown) => {
-    await Promise.all([dataSource.destroy(), keyDataSource.destroy()]);
+    await Promise.all([dataSource.destroy(), keyDataSource.destroy(), blindIndexWorkers?.stop()]);
     if (generatedFile) rmSync(generatedFile, { force: true });
     throw err;
   });
@@ -562,6 +567,7 @@ async function startService(
     dataSource,
     keyDataSource,
     sqliteCheckpointers: checkpointers,
+    blindIndexWorkers,
     config,
     logger,
     services: { tenants, purposes, recorder, writer, subjectEraser, keyAdministration: keyAdmin, keys, subjectRights, subjectExporter, identityLinks, audit, auditService, decisionCache, invalidator, tx },
@@ -601,6 +607,7 @@ async function startService(
       });
       arrivalGuard.stop();
       await Promise.all(checkpointers.map((c) => c.stop()));
+      await blindIndexWorkers?.stop();
       // Every call is answered by now: a database that does not let its connections be closed
       // (it hangs, or went away) is noted, and the process still ends normally.
       for (const [name, source] of [['data', dataSource], ['keys', keyDataSource]] as const) {

@@ -63,6 +63,8 @@ export interface Config {
   shutdownDrainMs: number;
   /** The check path's cache (docs/architecture.md, "The decision cache"). */
   decisionCache: DecisionCacheConfig;
+  /** Worker threads that hash the blind indexes of bulk checks (crypto/blind-index-workers.ts); 0: on the event loop's thread. */
+  blindIndexWorkers: number;
   /** Prometheus metrics over HTTP (docs/operations.md); undefined: off. */
   metrics?: MetricsConfig;
   /**
@@ -444,6 +446,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     entries: int('DECISION_CACHE_ENTRIES', 100_000, 0, 100_000_000),
     stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
   };
+  const blindIndexWorkers = int('BLIND_INDEX_WORKERS', 1, 0, 16);
   const metrics: MetricsConfig | undefined =
     (source.METRICS_PORT ?? '') === ''
       ? undefined
@@ -479,6 +482,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     healthProbeIntervalMs,
     shutdownDrainMs,
     decisionCache,
+    blindIndexWorkers,
     metrics,
     health,
     tracing,

@@ -1,10 +1,11 @@
 import { KeyManager, TenantKeyring } from '../crypto/key-manager';
+import { BLIND_INDEX_WORKER_MIN_INPUTS } from '../crypto/blind-index-workers';
 import { authorizeTenant } from './authorization';
 import { CheckTarget, decide, Decision, foldEvents, readsFor, SubjectFacts } from './consent-rules';
 import { Clock } from './clock';
 import { DomainError, FieldViolation, invalidArgument } from '../shared/errors';
 import { isViolation, normaliseIdentifier, RawIdentifier } from './identifiers';
-import { Purpose, PurposeCategory, SendChannel, Tenant } from './model';
+import { IdentifierRef, Purpose, PurposeCategory, SendChannel, Tenant } from './model';
 import { ConsentRepository, DecisionStateRepository, IdentifierIndex, StoredConsentEvent, SubjectRef, SubjectRepository, SubjectStateRows } from './ports';
 import { BOUNDED, Consistency } from './consistency';
 import { CachedIdentifier, DecisionCache, ERASED, identifierState } from './decision-cache';
@@ -60,6 +61,20 @@ interface PreparedQuery {
   live: boolean;
 }
 
+/** A query checked and its identifier normalised, before its blind index is known. */
+interface AcceptedQuery {
+  position: number;
+  identifier: IdentifierRef;
+  target: CheckTarget;
+  at: number;
+  live: boolean;
+}
+
+function preparedOf(query: AcceptedQuery, blindIndex: string): PreparedQuery {
+  const index: IdentifierIndex = { kind: query.identifier.kind, blindIndex };
+  return { position: query.position, index, key: key(index), target: query.target, at: query.at, live: query.live };
+}
+
 /**
  * Answers "may I send this now?" for one query or many. Queries of a batch are answered
  * independently: a malformed one gets its own INVALID_ARGUMENT, the others their decisions.
@@ -108,13 +123,24 @@ export class ConsentChecker {
     const outcomes: CheckOutcome[] = new Array(queries.length);
     const prepared: PreparedQuery[] = [];
     const purposes = this.cachedPurposes(tenant, queries) ?? (await this.purposesOf(tenant, queries));
+    // A bulk call's blind indexes are hashed together (on worker threads where the process has
+    // them: KeyManager.blindIndexes); a small call's one by one, with no turn of the event loop.
+    const bulk = queries.length >= BLIND_INDEX_WORKER_MIN_INPUTS;
+    const accepted: AcceptedQuery[] = [];
     for (let position = 0; position < queries.length; position++) {
       try {
-        prepared.push(this.prepareWith(keyring, queries[position], position, now, purposes));
+        const query = this.accept(queries[position], position, now, purposes);
+        if (bulk) accepted.push(query);
+        else prepared.push(preparedOf(query, this.keys.blindIndex(keyring, query.identifier)));
       } catch (err) {
         if (!(err instanceof DomainError) || err.kind === 'UNAVAILABLE') throw err;
         outcomes[position] = { error: err };
       }
+    }
+    if (accepted.length > 0) {
+      const hashed = this.keys.blindIndexes(keyring, accepted.map((query) => query.identifier));
+      const blindIndexes = Array.isArray(hashed) ? hashed : await hashed;
+      for (let i = 0; i < accepted.length; i++) prepared.push(preparedOf(accepted[i], blindIndexes[i]));
     }
     let liveQueries = prepared;
     let pastQueries: PreparedQuery[] | null = null;
@@ -273,8 +299,14 @@ export class ConsentChecker {
     return found;
   }
 
-  /** A query checked, normalised and blind-indexed (no awaits: a batch's queries cost no turns of the event loop). */
+  /** A query checked, normalised and blind-indexed (no awaits). */
   private prepareWith(keyring: TenantKeyring, query: CheckQuery, position: number, now: number, purposes: Map<string, Purpose | DomainError>): PreparedQuery {
+    const accepted = this.accept(query, position, now, purposes);
+    return preparedOf(accepted, this.keys.blindIndex(keyring, accepted.identifier));
+  }
+
+  /** A query checked and normalised (throws its DomainError), not yet blind-indexed. */
+  private accept(query: CheckQuery, position: number, now: number, purposes: Map<string, Purpose | DomainError>): AcceptedQuery {
     if (query.undecoded) throw invalidArgument(query.violations);
     const identifier = normaliseIdentifier(query.identifier, `${query.fieldPrefix}.subject_identifier`);
     if (query.violations.length > 0 || isViolation(identifier)) {
@@ -286,11 +318,9 @@ export class ConsentChecker {
     if (purpose instanceof DomainError) throw purpose;
     const category = purpose ? purpose.category : query.category!;
     const at = query.at ?? now;
-    const index: IdentifierIndex = { kind: identifier.kind, blindIndex: this.keys.blindIndex(keyring, identifier) };
     return {
       position,
-      index,
-      key: key(index),
+      identifier,
       target: purpose?.allowedWhileRestricted ? { purposeId: query.purposeId, category, channel: query.channel!, allowedWhileRestricted: true } : { purposeId: query.purposeId, category, channel: query.channel! },
       at,
       // A past `at` must not see events recorded after it: replay the log up to `at`.
