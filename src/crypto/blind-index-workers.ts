@@ -121,7 +121,15 @@ export class BlindIndexWorkers {
   }
 
   private startWorker(): void {
-    const worker = new Worker(this.workerSource, { eval: true });
+    let worker: Worker;
+    try {
+      worker = new Worker(this.workerSource, { eval: true });
+    } catch (err) {
+      // No thread to be had (a process or memory limit): the service runs, hashing inline.
+      this.stats.workerFailures++;
+      this.logger.warn('a blind-index worker could not be started; bulk checks hash on the main thread', { error: { name: (err as Error).name, message: (err as Error).message } });
+      return;
+    }
     // Never what keeps the process alive.
     worker.unref();
     const slot = { worker, pending: new Map<number, Pending>(), alive: true };

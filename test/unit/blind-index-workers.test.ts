@@ -81,6 +81,21 @@ describe('blind-index workers (crypto/blind-index-workers.ts)', () => {
     expect(warnings[0]).to.match(/blind-index worker stopped/);
   });
 
+  it('a worker whose code does not even load, and one that cannot be created: the service hashes inline and says so', async () => {
+    const broken = pool(1, 'this is not JavaScript (');
+    // The load error arrives asynchronously; a call made before it is answered all the same.
+    expect(await broken.hmacHexAll(key, inputs)).to.deep.equal(expected);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(broken.running).to.equal(0);
+    expect(broken.hmacHexAll(key, inputs)).to.deep.equal(expected);
+    // new Worker throwing at once (here: given no code at all) must not fail the start of the service.
+    const none = pool(1, 42 as unknown as string);
+    expect(none.running).to.equal(0);
+    expect(none.hmacHexAll(key, inputs)).to.deep.equal(expected);
+    expect(broken.stats.workerFailures + none.stats.workerFailures).to.equal(2);
+    expect(warnings).to.have.length(2);
+  });
+
   it('answers on the calling thread what a worker reports it could not hash', async () => {
     const workers = pool(1, `const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => { if (m !== 'stop') parentPort.postMessage({ id: m.id, failed: 'Error' }); else parentPort.close(); });`);
     expect(await workers.hmacHexAll(key, inputs)).to.deep.equal(expected);
