@@ -86,6 +86,8 @@ export interface AppOptions {
   spanExporter?: SpanExporter;
   /** How often stalled erasure requests are looked for, and after how long one counts as stalled (tests: shorter). */
   erasureSweep?: { intervalMs: number; stalledMs: number };
+  /** The blind-index workers' code instead of the real one (tests: one that answers late). */
+  blindIndexWorkerSource?: string;
 }
 
 /** A started service: its bound port, and how to stop it. */
@@ -270,7 +272,7 @@ async function startService(
   /* eslint-enable @typescript-eslint/no-require-imports */
   const audit = new AuditLog(tx, new TypeormAuditRepository());
   // Bulk checks hash their blind indexes beside the event loop (crypto/blind-index-workers.ts).
-  const blindIndexWorkers = config.blindIndexWorkers > 0 ? new BlindIndexWorkers(config.blindIndexWorkers, logger) : undefined;
+  const blindIndexWorkers = config.blindIndexWorkers > 0 ? new BlindIndexWorkers(config.blindIndexWorkers, logger, options.blindIndexWorkerSource) : undefined;
   const keys = new KeyManager(rootKeys, new TypeormKeyStore(keyDataSource), config.limits, blindIndexWorkers);
   // Refuse to start, rather than start and fail every call, when the root keys cannot unwrap the
   // stored tenant keys; a development key generated just now is useless then and is removed.

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseRootKeySet } from '../shared/root-key-set';
 import { TracingExporter, tracingFromEnv } from './tracing-config';
@@ -446,7 +447,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     entries: int('DECISION_CACHE_ENTRIES', 100_000, 0, 100_000_000),
     stalenessMs: int('DECISION_CACHE_STALENESS_MS', 1000, 20, 60_000),
   };
-  const blindIndexWorkers = int('BLIND_INDEX_WORKERS', 1, 0, 16);
+  // A worker only helps where there is a second core for it (on one, it adds its copies and gains nothing).
+  const blindIndexWorkers = int('BLIND_INDEX_WORKERS', availableParallelism() > 1 ? 1 : 0, 0, 16);
   const metrics: MetricsConfig | undefined =
     (source.METRICS_PORT ?? '') === ''
       ? undefined

@@ -15,9 +15,11 @@ export interface BlindIndexWorkersLog {
  * back to back in one transferred buffer (hex is made on the way out: a string per digest cloned
  * across threads costs more than the encoding).
  */
-const WORKER_SOURCE = `
+export const BLIND_INDEX_WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHmac } = require('node:crypto');
+// A request that cannot be deserialised is lost: end, so that the service takes over its work.
+parentPort.on('messageerror', () => process.exit(1));
 parentPort.on('message', (message) => {
   if (message === 'stop') { parentPort.close(); return; }
   const { id, key, inputs } = message;
@@ -34,6 +36,20 @@ parentPort.on('message', (message) => {
 /** A bulk call below this many inputs is hashed on the calling thread: the round trip to a worker costs about as much. */
 export const BLIND_INDEX_WORKER_MIN_INPUTS = 64;
 
+/**
+ * Inputs a worker may hold at once (~4 bulk calls of 1,000; ~12 ms of its work). Beyond it a call is
+ * hashed on the calling thread, as before there were workers: that is the back-pressure (the event
+ * loop takes no new call while it hashes), and it bounds how long a bulk call waits for its
+ * hashes, i.e. how much older than its answer the moment it was asked at can be.
+ */
+export const BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS = 4000;
+
+/**
+ * A worker that has not answered a request within this long is taken for stuck (a message lost
+ * in deserialisation, a thread that hangs): it is ended, and what it held is hashed here.
+ */
+export const BLIND_INDEX_WORKER_REPLY_TIMEOUT_MS = 2000;
+
 interface Pending {
   key: KeyObject;
   inputs: string[];
@@ -41,81 +57,114 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  /** Inputs of the requests in `pending`. */
+  queued: number;
+  alive: boolean;
+  /** Ends the worker if the oldest request it holds is not answered in time. */
+  watchdog: NodeJS.Timeout | undefined;
+  /** When the oldest request still pending was sent (performance.now). */
+  oldestSentAt: Map<number, number>;
+}
+
 /**
- * Keyed hashes (blind indexes) of many identifiers at once on worker threads, for the bulk check
- * calls (CheckConsentBatch, StreamCheckConsent): a blind index's HMAC is ~2 µs, about a quarter of
- * a cached decision's time on the event loop's thread, and node:crypto has no way to make it
- * cheaper (the cost is setting up each HMAC). Computed beside the event loop, a batch's hashes
- * leave it free to decide the previous batch meanwhile.
+ * Keyed hashes (blind indexes) of many identifiers at once on worker threads, for bulk checks
+ * (ConsentChecker.checkMany with BLIND_INDEX_WORKER_MIN_INPUTS questions or more: a
+ * CheckConsentBatch call, a packed StreamCheckConsent message, consecutive questions of a stream
+ * chunk): a blind index's HMAC is ~2 µs, about a quarter of a cached decision's time on the event
+ * loop's thread, and node:crypto has no way to make it cheaper (the cost is setting up each HMAC).
+ * Computed beside the event loop, a call's hashes leave it free to decide other calls meanwhile.
  *
  * Nothing here can change an answer: a worker computes the same function as the calling thread.
- * If a worker fails or stops, what it held and everything after is hashed on the calling thread
- * (logged once); the service never waits on a worker that is gone. Keys are cloned to the workers
- * with each request (node:crypto KeyObjects are transferable between threads of one process) and
- * never leave the process.
+ * A worker that exits, fails, loses a message or does not answer in time is ended, logged, and
+ * what it held and everything after is hashed on the calling thread; the service never waits on a
+ * worker that is gone. Workers start with the first bulk call (a process that never makes one runs
+ * none). Keys are cloned to the workers with each request (node:crypto KeyObjects can be posted
+ * to another thread of the process) and never leave the process.
  */
 export class BlindIndexWorkers {
-  private readonly workers: Array<{ worker: Worker; pending: Map<number, Pending>; alive: boolean }> = [];
+  private readonly workers: Slot[] = [];
+  private started = false;
   private nextId = 0;
   private nextWorker = 0;
-  /** Requests answered by a worker, and inputs hashed on the calling thread instead (bulk calls only). */
+  /**
+   * Bulk requests answered by a worker; inputs of bulk calls hashed on the calling thread because
+   * no worker could take them (none running, all full, or one failed them); workers lost.
+   */
   readonly stats = { offloaded: 0, inline: 0, workerFailures: 0 };
 
   constructor(
-    count: number,
+    private readonly count: number,
     private readonly logger: BlindIndexWorkersLog,
-    /** The workers' code; tests give one that fails, to see the calling thread take over. */
-    private readonly workerSource: string = WORKER_SOURCE,
-  ) {
-    for (let i = 0; i < count; i++) this.startWorker();
-  }
+    /** The workers' code; tests give one that fails, or never answers, to see the calling thread take over. */
+    private readonly workerSource: string = BLIND_INDEX_WORKER_SOURCE,
+    private readonly replyTimeoutMs: number = BLIND_INDEX_WORKER_REPLY_TIMEOUT_MS,
+  ) {}
 
-  /** Workers still running. */
+  /** Workers running now. */
   get running(): number {
     return this.workers.filter((w) => w.alive).length;
   }
 
   /**
    * HMAC-SHA-256 of each input under `key`, lower-case hex, in order: on a worker when there are
-   * enough inputs and a worker runs, otherwise here.
+   * enough inputs and a worker can take them, otherwise here (an array, at once).
    */
   hmacHexAll(key: KeyObject, inputs: string[]): string[] | Promise<string[]> {
-    const slot = inputs.length >= BLIND_INDEX_WORKER_MIN_INPUTS ? this.pickWorker() : undefined;
-    if (!slot) return inline(key, inputs);
+    if (inputs.length < BLIND_INDEX_WORKER_MIN_INPUTS) return inline(key, inputs);
+    const slot = this.pickWorker(inputs.length);
+    if (!slot) {
+      this.stats.inline += inputs.length;
+      return inline(key, inputs);
+    }
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       const request = { key, inputs, resolve, reject };
       slot.pending.set(id, request);
+      slot.queued += inputs.length;
+      slot.oldestSentAt.set(id, performance.now());
       try {
         slot.worker.postMessage({ id, key, inputs });
       } catch {
         // A message that cannot be cloned (it never happens with strings and a KeyObject): hashed here.
-        slot.pending.delete(id);
+        this.settle(slot, id);
+        this.stats.inline += inputs.length;
         this.answerHere(request);
+        return;
       }
+      this.arm(slot);
     });
   }
 
   /** Stops the workers; requests still out are answered by the calling thread. */
   async stop(): Promise<void> {
+    this.started = true; // none start after a stop
     await Promise.all(
       this.workers.map(async (slot) => {
         if (!slot.alive) return;
         slot.alive = false;
+        clearTimeout(slot.watchdog);
         const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
         slot.worker.postMessage('stop');
         const force = setTimeout(() => void slot.worker.terminate(), 2000);
         await exited;
         clearTimeout(force);
-        this.answerAllHere(slot.pending);
+        this.answerAllHere(slot);
       }),
     );
   }
 
-  private pickWorker() {
+  /** A running worker with room for `inputs` more, round robin; the workers start on first use. */
+  private pickWorker(inputs: number): Slot | undefined {
+    if (!this.started) {
+      this.started = true;
+      for (let i = 0; i < this.count; i++) this.startWorker();
+    }
     for (let tries = 0; tries < this.workers.length; tries++) {
       const slot = this.workers[this.nextWorker++ % this.workers.length];
-      if (slot.alive) return slot;
+      if (slot.alive && slot.queued + inputs <= BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS) return slot;
     }
     return undefined;
   }
@@ -123,7 +172,8 @@ export class BlindIndexWorkers {
   private startWorker(): void {
     let worker: Worker;
     try {
-      worker = new Worker(this.workerSource, { eval: true });
+      // execArgv: [] — the code is plain CommonJS; the parent's flags (a TypeScript loader in tests) would only slow its start.
+      worker = new Worker(this.workerSource, { eval: true, execArgv: [] });
     } catch (err) {
       // No thread to be had (a process or memory limit): the service runs, hashing inline.
       this.stats.workerFailures++;
@@ -132,13 +182,15 @@ export class BlindIndexWorkers {
     }
     // Never what keeps the process alive.
     worker.unref();
-    const slot = { worker, pending: new Map<number, Pending>(), alive: true };
+    const slot: Slot = { worker, pending: new Map(), queued: 0, alive: true, watchdog: undefined, oldestSentAt: new Map() };
     this.workers.push(slot);
     worker.on('message', (message: { id: number; digests?: ArrayBuffer; failed?: string }) => {
       const request = slot.pending.get(message.id);
       if (!request) return;
-      slot.pending.delete(message.id);
+      this.settle(slot, message.id);
+      this.arm(slot);
       if (!message.digests) {
+        this.stats.inline += request.inputs.length;
         this.answerHere(request);
         return;
       }
@@ -148,20 +200,44 @@ export class BlindIndexWorkers {
       for (let i = 0; i < hex.length; i++) hex[i] = digests.toString('hex', i * 32, i * 32 + 32);
       request.resolve(hex);
     });
-    const gone = (err?: Error) => {
-      if (!slot.alive) return;
-      slot.alive = false;
-      this.stats.workerFailures++;
-      this.logger.warn('a blind-index worker stopped; bulk checks hash on the main thread from now on', { error: err ? { name: err.name, message: err.message } : undefined });
-      this.answerAllHere(slot.pending);
-    };
-    worker.on('error', gone);
-    worker.once('exit', () => gone());
+    worker.on('error', (err: Error) => this.lose(slot, 'a blind-index worker failed', err));
+    // A reply that cannot be deserialised would leave its request waiting: the worker is given up.
+    worker.on('messageerror', (err: Error) => this.lose(slot, 'a blind-index worker\'s reply could not be read', err));
+    worker.once('exit', () => this.lose(slot, 'a blind-index worker stopped'));
+  }
+
+  /** Takes a worker out of service (once): logged, ended, and what it held hashed here. */
+  private lose(slot: Slot, what: string, err?: Error): void {
+    if (!slot.alive) return;
+    slot.alive = false;
+    clearTimeout(slot.watchdog);
+    this.stats.workerFailures++;
+    this.logger.warn(`${what}; its bulk checks, and later ones it would have taken, hash on the main thread`, { error: err ? { name: err.name, message: err.message } : undefined, running: this.running });
+    void slot.worker.terminate();
+    this.answerAllHere(slot);
+  }
+
+  /** Watches the oldest request the worker holds (none: the watch stops). */
+  private arm(slot: Slot): void {
+    clearTimeout(slot.watchdog);
+    slot.watchdog = undefined;
+    const oldest = slot.oldestSentAt.values().next();
+    if (oldest.done || !slot.alive) return;
+    const left = Math.max(0, oldest.value + this.replyTimeoutMs - performance.now());
+    slot.watchdog = setTimeout(() => this.lose(slot, `a blind-index worker did not answer within ${this.replyTimeoutMs} ms`), left);
+    slot.watchdog.unref();
+  }
+
+  private settle(slot: Slot, id: number): void {
+    const request = slot.pending.get(id);
+    if (!request) return;
+    slot.pending.delete(id);
+    slot.oldestSentAt.delete(id);
+    slot.queued -= request.inputs.length;
   }
 
   /** Hashes what a worker did not answer on this thread; what cannot be hashed here either fails its call. */
   private answerHere(request: Pending): void {
-    this.stats.inline += request.inputs.length;
     try {
       request.resolve(inline(request.key, request.inputs));
     } catch (err) {
@@ -169,9 +245,10 @@ export class BlindIndexWorkers {
     }
   }
 
-  private answerAllHere(pending: Map<number, Pending>): void {
-    for (const [id, request] of pending) {
-      pending.delete(id);
+  private answerAllHere(slot: Slot): void {
+    for (const [id, request] of [...slot.pending]) {
+      this.settle(slot, id);
+      this.stats.inline += request.inputs.length;
       this.answerHere(request);
     }
   }

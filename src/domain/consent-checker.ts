@@ -109,8 +109,10 @@ export class ConsentChecker {
 
   /**
    * Decides each query independently, answers in order. A question about now that the caches
-   * answer costs one turn of the event loop (the tenant keyring); every other await below is
-   * taken only when something has to be read.
+   * answer costs one turn of the event loop (the tenant keyring); a bulk call (64 questions or
+   * more) also waits for its blind indexes when a worker thread hashes them, and every other await
+   * below is taken only when something has to be read. The decision cache is consulted after
+   * those waits, so an answer rests on state as fresh as the lookup (within B, or the token's).
    */
   async checkMany(principal: Principal, tenantId: string, queries: CheckQuery[], consistency: Consistency = BOUNDED): Promise<CheckOutcome[]> {
     authorizeTenant(principal, tenantId);

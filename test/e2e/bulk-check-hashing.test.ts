@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { Metadata } from '@grpc/grpc-js';
-import { ConsentEventKind, ConsentQuery, StreamCheckConsentResponse } from '../../src/gen/consent/v1/consent';
+import { ConsentEventKind, ConsentQuery, DecisionReason, StreamCheckConsentResponse, Verdict } from '../../src/gen/consent/v1/consent';
 import { createTestDatabase, forEachDatabase } from '../support/databases';
 import { consentRequest, email, phone, query, seedTenant } from '../support/fixtures';
 import { call, startTestServer, TestServer } from '../support/test-server';
+import { BLIND_INDEX_WORKER_SOURCE } from '../../src/crypto/blind-index-workers';
 
 /**
  * Bulk checks (CheckConsentBatch, packed StreamCheckConsent messages) hash their blind indexes on
@@ -86,10 +87,10 @@ forEachDatabase('bulk checks hashed on worker threads', (db, kind) => {
     const kinds = new Set(alone.map((a) => ('code' in a ? `error ${a.code}` : `reason ${a.reason}`)));
     expect(kinds.size, JSON.stringify([...kinds])).to.be.at.least(5);
     const workers = s.app.blindIndexWorkers!;
-    expect(workers.running).to.equal(1);
     const before = workers.stats.offloaded;
     expect(await batchAnswers(s, qs)).to.deep.equal(alone);
     expect(await packedAnswers(s, qs)).to.deep.equal(alone);
+    expect(workers.running, 'started by the first bulk call').to.equal(1);
     expect(workers.stats.offloaded - before, 'both bulk calls hashed on the worker').to.equal(2);
   });
 
@@ -116,5 +117,36 @@ forEachDatabase('bulk checks hashed on worker threads', (db, kind) => {
     expect(s.app.blindIndexWorkers!.running).to.equal(0);
     expect(await batchAnswers(s, qs)).to.deep.equal(expected);
     expect(await packedAnswers(s, qs)).to.deep.equal(expected);
+  });
+
+  it('an opt-out recorded while a bulk call waits for its hashes is honoured by that call (the cache is read after the wait)', async () => {
+    // The real worker, answering 1.5 s late.
+    const late = BLIND_INDEX_WORKER_SOURCE.replace('parentPort.postMessage({ id, digests: digests.buffer }, [digests.buffer]);', 'setTimeout(() => parentPort.postMessage({ id, digests: digests.buffer }, [digests.buffer]), 1500);');
+    expect(late, 'the delay was put in').to.not.equal(BLIND_INDEX_WORKER_SOURCE);
+    const own = await createTestDatabase(kind);
+    const slow = await startTestServer(own, {}, { blindIndexWorkerSource: late });
+    try {
+      await seedTenant(slow, T);
+      for (let n = 0; n < 70; n++) await call(slow.consent, slow.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(n) }));
+      const qs = Array.from({ length: 70 }, (_, n) => query(T, { subjectIdentifier: person(n) }));
+      // Everyone opted in, and cached.
+      const first = await call(slow.consent, slow.consent.checkConsentBatch, { parent: `tenants/${T}`, queries: qs, consistency: undefined });
+      expect(first.results.every((r) => r.decision?.verdict === Verdict.VERDICT_ALLOW)).to.equal(true);
+      let answered = false;
+      const waiting = call(slow.consent, slow.consent.checkConsentBatch, { parent: `tenants/${T}`, queries: qs, consistency: undefined }).then((r) => {
+        answered = true;
+        return r;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await call(slow.consent, slow.consent.recordConsent, consentRequest(T, { subjectIdentifier: person(5), kind: ConsentEventKind.CONSENT_EVENT_KIND_OPT_OUT }));
+      expect(answered, 'the batch was still waiting for its hashes when the opt-out was answered').to.equal(false);
+      const r = await waiting;
+      expect(r.results[5].decision?.verdict).to.equal(Verdict.VERDICT_DENY);
+      expect(r.results[5].decision?.reason).to.equal(DecisionReason.DECISION_REASON_OPTED_OUT);
+      expect(r.results.filter((x) => x.decision?.verdict === Verdict.VERDICT_ALLOW)).to.have.length(69);
+    } finally {
+      await slow.stop();
+      await own.drop();
+    }
   });
 });

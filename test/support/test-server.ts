@@ -34,7 +34,7 @@ export interface TestServer {
 /** 2026-03-01T12:00:00Z: tests move the clock from here. */
 export const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);
 
-export async function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}, appOptions: Pick<AppOptions, 'spanExporter' | 'erasureSweep'> = {}): Promise<TestServer> {
+export async function startTestServer(db: TestDatabase, overrides: Partial<Config> = {}, appOptions: Pick<AppOptions, 'spanExporter' | 'erasureSweep' | 'blindIndexWorkerSource'> = {}): Promise<TestServer> {
   const base = loadConfig({ PORT: '0', DATA_DIR: db.dataDir, LOG_LEVEL: 'debug', SHUTDOWN_DRAIN_MS: '0' });
   const config: Config = { ...base, database: db.config, keyStore: db.keyStore, ...overrides };
   const logStream = new PassThrough();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createSecretKey, randomBytes } from 'node:crypto';
-import { BLIND_INDEX_WORKER_MIN_INPUTS, BlindIndexWorkers } from '../../src/crypto/blind-index-workers';
+import { BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS, BLIND_INDEX_WORKER_MIN_INPUTS, BlindIndexWorkers } from '../../src/crypto/blind-index-workers';
 import { hmacSha256Hex } from '../../src/crypto/primitives';
 
 /**
@@ -19,8 +19,8 @@ describe('blind-index workers (crypto/blind-index-workers.ts)', () => {
   const warnings: string[] = [];
   const log = { warn: (message: string) => void warnings.push(message) };
   let pools: BlindIndexWorkers[] = [];
-  const pool = (count: number, source?: string) => {
-    const p = new BlindIndexWorkers(count, log, source);
+  const pool = (count: number, source?: string, replyTimeoutMs?: number) => {
+    const p = new BlindIndexWorkers(count, log, source, replyTimeoutMs);
     pools.push(p);
     return p;
   };
@@ -94,6 +94,46 @@ describe('blind-index workers (crypto/blind-index-workers.ts)', () => {
     expect(none.hmacHexAll(key, inputs)).to.deep.equal(expected);
     expect(broken.stats.workerFailures + none.stats.workerFailures).to.equal(2);
     expect(warnings).to.have.length(2);
+  });
+
+  it('starts its workers with the first bulk call, not before (a process that makes none runs none)', async () => {
+    const workers = pool(2);
+    expect(workers.running).to.equal(0);
+    workers.hmacHexAll(key, inputs.slice(0, BLIND_INDEX_WORKER_MIN_INPUTS - 1));
+    expect(workers.running, 'a small call starts nothing').to.equal(0);
+    expect(await workers.hmacHexAll(key, inputs)).to.deep.equal(expected);
+    expect(workers.running).to.equal(2);
+  });
+
+  // A worker that takes requests and never answers (a lost message, a thread that hangs).
+  const SILENT = `require('node:worker_threads').parentPort.on('message', () => undefined);`;
+
+  it('gives up a worker that does not answer in time: the call is answered here, the worker ended, and that is logged', async () => {
+    const workers = pool(1, SILENT, 200);
+    const started = Date.now();
+    expect(await workers.hmacHexAll(key, inputs)).to.deep.equal(expected);
+    expect(Date.now() - started).to.be.within(150, 5000);
+    expect(workers.running).to.equal(0);
+    expect(workers.stats).to.include({ offloaded: 0, inline: inputs.length, workerFailures: 1 });
+    expect(warnings).to.have.length(1);
+    expect(warnings[0]).to.match(/did not answer within 200 ms/);
+  });
+
+  it('holds at most BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS inputs per worker; a call beyond that is hashed here at once', async () => {
+    const workers = pool(1, SILENT, 60_000);
+    const held: Array<Promise<string[]>> = [];
+    for (let queued = 0; queued + inputs.length <= BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS; queued += inputs.length) {
+      const answer = workers.hmacHexAll(key, inputs);
+      expect(answer, `call ${held.length + 1} goes to the worker`).to.be.instanceOf(Promise);
+      held.push(answer as Promise<string[]>);
+    }
+    expect(held.length).to.be.at.least(2);
+    const over = workers.hmacHexAll(key, inputs);
+    expect(over, 'the worker is full: answered on this thread, without waiting').to.be.an('array');
+    expect(over).to.deep.equal(expected);
+    // Stopping answers what the silent worker held.
+    await workers.stop();
+    for (const answer of held) expect(await answer).to.deep.equal(expected);
   });
 
   it('answers on the calling thread what a worker reports it could not hash', async () => {
