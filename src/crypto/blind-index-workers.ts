@@ -31,6 +31,7 @@ parentPort.on('message', (message) => {
     parentPort.postMessage({ id, failed: String(err && err.name) });
   }
 });
+parentPort.postMessage('ready');
 `;
 
 /** A bulk call below this many inputs is hashed on the calling thread: the round trip to a worker costs about as much. */
@@ -50,6 +51,9 @@ export const BLIND_INDEX_WORKER_MAX_QUEUED_INPUTS = 4000;
  */
 export const BLIND_INDEX_WORKER_REPLY_TIMEOUT_MS = 2000;
 
+/** A worker that has not said it is ready within this long is given up (its start is not held against the reply timeout). */
+export const BLIND_INDEX_WORKER_START_TIMEOUT_MS = 10_000;
+
 interface Pending {
   key: KeyObject;
   inputs: string[];
@@ -63,6 +67,10 @@ interface Slot {
   /** Inputs of the requests in `pending`. */
   queued: number;
   alive: boolean;
+  /** The worker said it is ready ('ready'): the reply timeout counts from then, not from requests sent while it started. */
+  online: boolean;
+  /** Gives the worker up if it is not ready in time. */
+  startTimer: NodeJS.Timeout | undefined;
   /** Ends the worker if the oldest request it holds is not answered in time. */
   watchdog: NodeJS.Timeout | undefined;
   /** When the oldest request still pending was sent (performance.now). */
@@ -146,6 +154,7 @@ export class BlindIndexWorkers {
         if (!slot.alive) return;
         slot.alive = false;
         clearTimeout(slot.watchdog);
+        clearTimeout(slot.startTimer);
         const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
         slot.worker.postMessage('stop');
         const force = setTimeout(() => void slot.worker.terminate(), 2000);
@@ -182,9 +191,21 @@ export class BlindIndexWorkers {
     }
     // Never what keeps the process alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), queued: 0, alive: true, watchdog: undefined, oldestSentAt: new Map() };
+    const slot: Slot = { worker, pending: new Map(), queued: 0, alive: true, online: false, startTimer: undefined, watchdog: undefined, oldestSentAt: new Map() };
+    slot.startTimer = setTimeout(() => this.lose(slot, `a blind-index worker was not ready within ${BLIND_INDEX_WORKER_START_TIMEOUT_MS} ms`), BLIND_INDEX_WORKER_START_TIMEOUT_MS);
+    slot.startTimer.unref();
     this.workers.push(slot);
-    worker.on('message', (message: { id: number; digests?: ArrayBuffer; failed?: string }) => {
+    worker.on('message', (message: 'ready' | { id: number; digests?: ArrayBuffer; failed?: string }) => {
+      if (message === 'ready') {
+        // A thread's start can take long on a loaded machine (or under valgrind): the reply
+        // timeout counts from now for the requests sent while it started.
+        slot.online = true;
+        clearTimeout(slot.startTimer);
+        const now = performance.now();
+        for (const id of slot.oldestSentAt.keys()) slot.oldestSentAt.set(id, now);
+        this.arm(slot);
+        return;
+      }
       const request = slot.pending.get(message.id);
       if (!request) return;
       this.settle(slot, message.id);
@@ -211,6 +232,7 @@ export class BlindIndexWorkers {
     if (!slot.alive) return;
     slot.alive = false;
     clearTimeout(slot.watchdog);
+    clearTimeout(slot.startTimer);
     this.stats.workerFailures++;
     this.logger.warn(`${what}; its bulk checks, and later ones it would have taken, hash on the main thread`, { error: err ? { name: err.name, message: err.message } : undefined, running: this.running });
     void slot.worker.terminate();
@@ -222,7 +244,7 @@ export class BlindIndexWorkers {
     clearTimeout(slot.watchdog);
     slot.watchdog = undefined;
     const oldest = slot.oldestSentAt.values().next();
-    if (oldest.done || !slot.alive) return;
+    if (oldest.done || !slot.alive || !slot.online) return;
     const left = Math.max(0, oldest.value + this.replyTimeoutMs - performance.now());
     slot.watchdog = setTimeout(() => this.lose(slot, `a blind-index worker did not answer within ${this.replyTimeoutMs} ms`), left);
     slot.watchdog.unref();
