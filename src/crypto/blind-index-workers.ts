@@ -59,6 +59,8 @@ interface Pending {
   inputs: string[];
   resolve: (digests: string[]) => void;
   reject: (err: unknown) => void;
+  /** When the reply timeout starts counting for it (performance.now): when sent, or when the worker became ready. */
+  sentAt: number;
 }
 
 interface Slot {
@@ -71,10 +73,8 @@ interface Slot {
   online: boolean;
   /** Gives the worker up if it is not ready in time. */
   startTimer: NodeJS.Timeout | undefined;
-  /** Ends the worker if the oldest request it holds is not answered in time. */
+  /** Ends the worker if the oldest request it holds (the first in `pending`) is not answered in time. */
   watchdog: NodeJS.Timeout | undefined;
-  /** When the oldest request still pending was sent (performance.now). */
-  oldestSentAt: Map<number, number>;
 }
 
 /**
@@ -129,10 +129,9 @@ export class BlindIndexWorkers {
     }
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      const request = { key, inputs, resolve, reject };
+      const request = { key, inputs, resolve, reject, sentAt: performance.now() };
       slot.pending.set(id, request);
       slot.queued += inputs.length;
-      slot.oldestSentAt.set(id, performance.now());
       try {
         slot.worker.postMessage({ id, key, inputs });
       } catch {
@@ -191,7 +190,7 @@ export class BlindIndexWorkers {
     }
     // Never what keeps the process alive.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), queued: 0, alive: true, online: false, startTimer: undefined, watchdog: undefined, oldestSentAt: new Map() };
+    const slot: Slot = { worker, pending: new Map(), queued: 0, alive: true, online: false, startTimer: undefined, watchdog: undefined };
     slot.startTimer = setTimeout(() => this.lose(slot, `a blind-index worker was not ready within ${BLIND_INDEX_WORKER_START_TIMEOUT_MS} ms`), BLIND_INDEX_WORKER_START_TIMEOUT_MS);
     slot.startTimer.unref();
     this.workers.push(slot);
@@ -202,7 +201,7 @@ export class BlindIndexWorkers {
         slot.online = true;
         clearTimeout(slot.startTimer);
         const now = performance.now();
-        for (const id of slot.oldestSentAt.keys()) slot.oldestSentAt.set(id, now);
+        for (const request of slot.pending.values()) request.sentAt = now;
         this.arm(slot);
         return;
       }
@@ -243,9 +242,9 @@ export class BlindIndexWorkers {
   private arm(slot: Slot): void {
     clearTimeout(slot.watchdog);
     slot.watchdog = undefined;
-    const oldest = slot.oldestSentAt.values().next();
+    const oldest = slot.pending.values().next();
     if (oldest.done || !slot.alive || !slot.online) return;
-    const left = Math.max(0, oldest.value + this.replyTimeoutMs - performance.now());
+    const left = Math.max(0, oldest.value.sentAt + this.replyTimeoutMs - performance.now());
     slot.watchdog = setTimeout(() => this.lose(slot, `a blind-index worker did not answer within ${this.replyTimeoutMs} ms`), left);
     slot.watchdog.unref();
   }
@@ -254,7 +253,6 @@ export class BlindIndexWorkers {
     const request = slot.pending.get(id);
     if (!request) return;
     slot.pending.delete(id);
-    slot.oldestSentAt.delete(id);
     slot.queued -= request.inputs.length;
   }
 
